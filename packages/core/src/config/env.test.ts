@@ -1,0 +1,31 @@
+import { describe, expect, it } from "vitest";
+import { durationMs, parseEnv } from "../index.js";
+
+describe("parseEnv", () => {
+  it("applies defaults and picks scripted without an API key", () => {
+    const env = parseEnv({});
+    expect(env.REDIS_URL).toBe("redis://127.0.0.1:6379");
+    expect(env.AGENTRY_PREFIX).toBe("agentry");
+    expect(env.AGENTRY_LLM).toBe("scripted");
+    expect(env.AGENTRY_CONCURRENCY).toBe(4);
+  });
+
+  it("picks anthropic when a key is set", () => {
+    expect(parseEnv({ ANTHROPIC_API_KEY: "sk-test" }).AGENTRY_LLM).toBe("anthropic");
+  });
+
+  it("names every bad variable", () => {
+    expect(() => parseEnv({ AGENTRY_CONCURRENCY: "zero", LOG_LEVEL: "loud" })).toThrowError(
+      /AGENTRY_CONCURRENCY.*LOG_LEVEL|LOG_LEVEL.*AGENTRY_CONCURRENCY/,
+    );
+  });
+});
+
+describe("durationMs", () => {
+  it("parses units", () => {
+    expect(durationMs("30s")).toBe(30_000);
+    expect(durationMs("5m")).toBe(300_000);
+    expect(durationMs(250)).toBe(250);
+    expect(() => durationMs("soon")).toThrow(/Bad duration/);
+  });
+});

@@ -1,0 +1,173 @@
+import { z } from "zod";
+
+/**
+ * Every failure code Agentry can report. Closed: adding one is a deliberate change,
+ * and every `switch` over it is exhaustive.
+ */
+export const ERROR_CODES = [
+  "INVALID_INPUT",
+  "INVALID_CONFIG",
+  "NOT_FOUND",
+  "CONFLICT",
+  "UNAUTHORIZED",
+  "PAYLOAD_TOO_LARGE",
+  "BUDGET_EXCEEDED",
+  "BUDGET_CONTENDED",
+  "POLICY_DENIED",
+  "APPROVAL_EXPIRED",
+  "APPROVAL_REJECTED",
+  "APPROVAL_INVALID",
+  "TOOL_FAILED",
+  "TOOL_TIMEOUT",
+  "STEP_LIMIT",
+  "SESSION_BUSY",
+  "PROVIDER_RATE_LIMITED",
+  "PROVIDER_OVERLOADED",
+  "PROVIDER_UNAVAILABLE",
+  "PROVIDER_BAD_REQUEST",
+  "PROVIDER_AUTH",
+  "PROVIDER_BAD_RESPONSE",
+  "UNKNOWN_MODEL",
+  "AUDIT_FAILED",
+  "REDIS_UNAVAILABLE",
+  "CANCELLED",
+  "TIMEOUT",
+  "INTERNAL",
+] as const;
+
+/** A closed union of failure codes. */
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+/** Who is at fault: the caller (user), Agentry or its infrastructure (system), or the model provider. */
+export type ErrorCategory = "user" | "system" | "provider";
+
+/** The serialisable form of an {@link AgentryError}; this is what crosses the queue. */
+export const agentryErrorDataSchema = z.object({
+  code: z.enum(ERROR_CODES),
+  message: z.string(),
+  category: z.enum(["user", "system", "provider"]),
+  retryable: z.boolean(),
+  retryAfterMs: z.number().int().nonnegative().optional(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+
+/** Plain-data form of an error, safe to JSON-encode into a job or an HTTP body. */
+export type AgentryErrorData = z.infer<typeof agentryErrorDataSchema>;
+
+const BRAND = Symbol.for("agentry.error");
+
+const DEFAULT_CATEGORY: Record<ErrorCode, ErrorCategory> = {
+  INVALID_INPUT: "user",
+  INVALID_CONFIG: "system",
+  NOT_FOUND: "user",
+  CONFLICT: "user",
+  UNAUTHORIZED: "user",
+  PAYLOAD_TOO_LARGE: "user",
+  BUDGET_EXCEEDED: "user",
+  BUDGET_CONTENDED: "system",
+  POLICY_DENIED: "user",
+  APPROVAL_EXPIRED: "user",
+  APPROVAL_REJECTED: "user",
+  APPROVAL_INVALID: "user",
+  TOOL_FAILED: "system",
+  TOOL_TIMEOUT: "system",
+  STEP_LIMIT: "user",
+  SESSION_BUSY: "system",
+  PROVIDER_RATE_LIMITED: "provider",
+  PROVIDER_OVERLOADED: "provider",
+  PROVIDER_UNAVAILABLE: "provider",
+  PROVIDER_BAD_REQUEST: "provider",
+  PROVIDER_AUTH: "provider",
+  PROVIDER_BAD_RESPONSE: "provider",
+  UNKNOWN_MODEL: "system",
+  AUDIT_FAILED: "system",
+  REDIS_UNAVAILABLE: "system",
+  CANCELLED: "user",
+  TIMEOUT: "system",
+  INTERNAL: "system",
+};
+
+const DEFAULT_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "BUDGET_CONTENDED",
+  "SESSION_BUSY",
+  "PROVIDER_RATE_LIMITED",
+  "PROVIDER_OVERLOADED",
+  "PROVIDER_UNAVAILABLE",
+  "PROVIDER_BAD_RESPONSE",
+  "AUDIT_FAILED",
+  "REDIS_UNAVAILABLE",
+  "TIMEOUT",
+]);
+
+/** Options for {@link AgentryError}. Category and retryable default from the code. */
+export interface AgentryErrorOptions {
+  /** @defaultValue the code's usual category */
+  category?: ErrorCategory;
+  /** @defaultValue true for transient codes (rate limits, overload, Redis), else false */
+  retryable?: boolean;
+  /** How long the caller should wait before trying again, when the cause says so. */
+  retryAfterMs?: number;
+  /** Structured context (scope, figures, field paths). Must be JSON-serialisable. */
+  details?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+/**
+ * The one error base of Agentry. Branded with `Symbol.for` so that
+ * {@link AgentryError.isInstance} works across duplicated package copies.
+ */
+export class AgentryError extends Error {
+  readonly [BRAND] = true;
+  readonly code: ErrorCode;
+  readonly category: ErrorCategory;
+  readonly retryable: boolean;
+  readonly retryAfterMs: number | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: AgentryErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "AgentryError";
+    this.code = code;
+    this.category = options.category ?? DEFAULT_CATEGORY[code];
+    this.retryable = options.retryable ?? DEFAULT_RETRYABLE.has(code);
+    this.retryAfterMs = options.retryAfterMs;
+    this.details = options.details;
+  }
+
+  /** True for any AgentryError, whichever copy of this package made it. */
+  static isInstance(value: unknown): value is AgentryError {
+    return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
+
+  /** Plain data for crossing a process boundary. */
+  toData(): AgentryErrorData {
+    return {
+      code: this.code,
+      message: this.message,
+      category: this.category,
+      retryable: this.retryable,
+      ...(this.retryAfterMs === undefined ? {} : { retryAfterMs: this.retryAfterMs }),
+      ...(this.details === undefined ? {} : { details: this.details }),
+    };
+  }
+
+  /** Rebuilds an error from {@link AgentryErrorData}. */
+  static fromData(data: AgentryErrorData): AgentryError {
+    return new AgentryError(data.code, data.message, data);
+  }
+
+  /**
+   * Wraps anything thrown into an AgentryError. An AgentryError passes through;
+   * anything else becomes `INTERNAL` (or the given fallback code) with the original as cause.
+   */
+  static from(value: unknown, fallback: ErrorCode = "INTERNAL"): AgentryError {
+    if (AgentryError.isInstance(value)) return value;
+    const message = value instanceof Error ? value.message : String(value);
+    return new AgentryError(fallback, message, { cause: value });
+  }
+}
+
+/** Type guard for a specific code. */
+export function isAgentryError(value: unknown, code?: ErrorCode): value is AgentryError {
+  return AgentryError.isInstance(value) && (code === undefined || value.code === code);
+}

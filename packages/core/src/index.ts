@@ -1,0 +1,24 @@
+export {
+  AgentryError,
+  ERROR_CODES,
+  agentryErrorDataSchema,
+  isAgentryError,
+  type AgentryErrorData,
+  type AgentryErrorOptions,
+  type ErrorCategory,
+  type ErrorCode,
+} from "./errors/agentry-error.js";
+export {
+  createRedis,
+  redisOptionsFor,
+  waitForReady,
+  DEFAULT_REDIS_URL,
+  type CreateRedisOptions,
+  type RedisRole,
+} from "./redis/connection.js";
+export { keySpace, type KeySpace } from "./redis/keys.js";
+export { createLogger, DEFAULT_REDACT_PATHS, type CreateLoggerOptions, type Logger } from "./log/logger.js";
+export { parseEnv, agentryEnvSchema, type AgentryEnv } from "./config/env.js";
+export { durationMs } from "./config/durations.js";
+export { newId, newToken } from "./ids.js";
+export { systemClock, sleep, type Clock } from "./clock.js";

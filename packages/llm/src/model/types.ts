@@ -1,0 +1,109 @@
+/**
+ * The LanguageModel contract: the one seam between Agentry and a model provider.
+ * Shapes follow Anthropic's Messages API (content blocks, tool_use / tool_result),
+ * in camelCase, so the Anthropic adapter is a thin mapping and the ScriptedModel
+ * speaks the same language.
+ */
+
+/** Plain text. */
+export interface TextBlock {
+  type: "text";
+  text: string;
+}
+
+/** The model asks for a tool to run. `input` is whatever JSON the model produced (unvalidated). */
+export interface ToolUseBlock {
+  type: "tool_use";
+  id: string;
+  name: string;
+  input: unknown;
+}
+
+/** The result of a tool call, sent back to the model in a user message. */
+export interface ToolResultBlock {
+  type: "tool_result";
+  toolUseId: string;
+  /** Text content of the result (JSON-encoded for structured results). */
+  content: string;
+  isError?: boolean;
+}
+
+export type ContentBlock = TextBlock | ToolUseBlock | ToolResultBlock;
+
+/** One message of a conversation. */
+export interface Message {
+  role: "user" | "assistant";
+  content: string | ContentBlock[];
+}
+
+/** A tool the model may call, with its input as JSON Schema. */
+export interface ToolDefinition {
+  name: string;
+  description: string;
+  inputSchema: Record<string, unknown>;
+}
+
+/** Why the model stopped. */
+export type StopReason = "end_turn" | "tool_use" | "max_tokens" | "stop_sequence" | "pause_turn" | "refusal";
+
+/**
+ * Token usage of one call. `cacheCreationInput` and `cacheReadInput` are billed at their own
+ * rates and are NOT part of `input`.
+ */
+export interface Usage {
+  input: number;
+  output: number;
+  cacheCreationInput: number;
+  cacheReadInput: number;
+}
+
+/** One request to a model. */
+export interface ModelRequest {
+  /** Model id, e.g. `claude-sonnet-4-5`. Adapters may have a default. */
+  model?: string;
+  system?: string;
+  messages: Message[];
+  tools?: ToolDefinition[];
+  maxTokens: number;
+  temperature?: number;
+  /** Opt-in prompt caching: mark the system prompt and the tool list as cacheable. */
+  cache?: boolean;
+  signal?: AbortSignal;
+  /** Free-form metadata (task id, tenant) for tracing; never sent to the provider. */
+  metadata?: Record<string, string>;
+}
+
+/** One response from a model. */
+export interface ModelResponse {
+  id: string;
+  model: string;
+  content: (TextBlock | ToolUseBlock)[];
+  stopReason: StopReason;
+  usage: Usage;
+}
+
+/**
+ * A language model. Implementations: the Anthropic adapter and the offline ScriptedModel.
+ * Errors are thrown as `AgentryError` with provider codes (`PROVIDER_RATE_LIMITED` with
+ * `retryAfterMs`, `PROVIDER_OVERLOADED`, `PROVIDER_UNAVAILABLE`, `PROVIDER_BAD_REQUEST`, ...).
+ */
+export interface LanguageModel {
+  /** `anthropic` or `scripted`; used as `gen_ai.system`. */
+  readonly provider: string;
+  /** The model used when a request names none. */
+  readonly defaultModel: string;
+  generate(request: ModelRequest): Promise<ModelResponse>;
+}
+
+/** Usage with every field zero. */
+export const ZERO_USAGE: Usage = Object.freeze({ input: 0, output: 0, cacheCreationInput: 0, cacheReadInput: 0 });
+
+/** Adds two usages field by field. */
+export function addUsage(a: Usage, b: Usage): Usage {
+  return {
+    input: a.input + b.input,
+    output: a.output + b.output,
+    cacheCreationInput: a.cacheCreationInput + b.cacheCreationInput,
+    cacheReadInput: a.cacheReadInput + b.cacheReadInput,
+  };
+}
