@@ -1,1 +1,2 @@
-export {};
+export { canonicalJson } from "./canonical-json.js";
+export * from "./policies/index.js";

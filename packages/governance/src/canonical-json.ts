@@ -1,0 +1,37 @@
+/**
+ * Canonical JSON: object keys sorted by code point, no whitespace, `undefined` members
+ * dropped (as JSON.stringify does). Two equal values always encode to the same bytes,
+ * which is what a hash chain and a signature need.
+ *
+ * Throws on values JSON cannot represent faithfully (non-finite numbers, bigint, functions).
+ */
+export function canonicalJson(value: unknown): string {
+  return encode(value, "$");
+}
+
+function encode(value: unknown, path: string): string {
+  if (value === null) return "null";
+  switch (typeof value) {
+    case "string":
+      return JSON.stringify(value);
+    case "boolean":
+      return value ? "true" : "false";
+    case "number":
+      if (!Number.isFinite(value)) throw new TypeError(`canonicalJson: non-finite number at ${path}`);
+      return JSON.stringify(value);
+    case "object": {
+      if (Array.isArray(value)) {
+        return `[${value.map((v, i) => (v === undefined ? "null" : encode(v, `${path}[${i}]`))).join(",")}]`;
+      }
+      const maybeJson = value as { toJSON?: () => unknown };
+      if (typeof maybeJson.toJSON === "function") return encode(maybeJson.toJSON(), path);
+      const record = value as Record<string, unknown>;
+      const keys = Object.keys(record)
+        .filter((k) => record[k] !== undefined)
+        .sort();
+      return `{${keys.map((k) => `${JSON.stringify(k)}:${encode(record[k], `${path}.${k}`)}`).join(",")}}`;
+    }
+    default:
+      throw new TypeError(`canonicalJson: cannot encode ${typeof value} at ${path}`);
+  }
+}

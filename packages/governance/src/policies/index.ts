@@ -1,0 +1,24 @@
+export type { Action, Verdict, PolicyContext, Policy, PolicyVerdict, ValidationResult } from "./types.js";
+export { SafetyValidator, mergeVerdicts, type SafetyValidatorOptions } from "./validator.js";
+export { noProductionDelete, type NoProductionDeleteOptions } from "./no-production-delete.js";
+export { toolAllowList, toolDenyList, type ToolListOptions } from "./tool-lists.js";
+export {
+  matchPolicy,
+  fieldEquals,
+  fieldIn,
+  fieldMatches,
+  type FieldCondition,
+  type ToolSelector,
+  type RuleOutcome,
+  type MatchPolicyOptions,
+} from "./match-policy.js";
+export { rateCap, type RateCapOptions } from "./rate-cap.js";
+export {
+  parsePolicyFile,
+  loadPolicyFile,
+  policyFileSchema,
+  ALL_APPROVERS,
+  DEFAULT_POLICY_FILE,
+  type PolicyFile,
+  type PolicyFileOptions,
+} from "./policy-file.js";

@@ -1,0 +1,47 @@
+import { luaScript } from "../redis-script.js";
+import type { Action, Policy, PolicyContext, Verdict } from "./types.js";
+
+const rateCapScript = luaScript("rate_cap", new URL("./rate-cap.lua", import.meta.url));
+
+/** Options for {@link rateCap}. */
+export interface RateCapOptions {
+  /** @defaultValue `rate-cap:<tool>:<per>` */
+  name?: string;
+  /** The tool being capped. */
+  tool: string;
+  /** Most runs allowed in one window. */
+  max: number;
+  /** Count per task or per tenant. */
+  per: "task" | "tenant";
+  /** Window length (fixed windows aligned on multiples of it). */
+  windowMs: number;
+}
+
+/**
+ * Caps how often a tool may run per task or per tenant in a fixed time window, counted
+ * atomically in Redis (`{prefix}:ratecap:{name}:{scope}:{window}`), so the cap holds across
+ * every worker. A call that is allowed consumes one unit even if another policy then denies
+ * the action (counting stays one atomic step). Without `ctx.redis` the policy throws, so the
+ * validator denies (fail closed).
+ */
+export function rateCap(options: RateCapOptions): Policy {
+  if (!Number.isInteger(options.max) || options.max < 0) throw new Error(`rateCap: max must be an integer >= 0`);
+  if (!(options.windowMs > 0)) throw new Error(`rateCap: windowMs must be > 0`);
+  const name = options.name ?? `rate-cap:${options.tool}:${options.per}`;
+  return {
+    name,
+    async evaluate(action: Action, ctx: PolicyContext): Promise<Verdict> {
+      if (action.tool !== options.tool) return { type: "allow" };
+      if (!ctx.redis) throw new Error("no Redis connection to count with");
+      const scope = options.per === "task" ? `task:${action.taskId}` : `tenant:${action.tenant}`;
+      const window = Math.floor(ctx.now / options.windowMs);
+      const key = `${ctx.prefix ?? "agentry"}:ratecap:${name}:${scope}:${window}`;
+      const reply = (await rateCapScript(ctx.redis, [key], [options.max, options.windowMs])) as [number, number];
+      if (reply[0] === 1) return { type: "allow" };
+      return {
+        type: "deny",
+        reason: `tool ${options.tool} may run at most ${options.max} times per ${options.per} in ${options.windowMs} ms`,
+      };
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import type { Redis } from "ioredis";
+
+/** What the agent wants to do: one tool call, with who asked for it. */
+export interface Action {
+  tool: string;
+  input: unknown;
+  taskId: string;
+  tenant: string;
+  userId: string;
+  sessionId: string;
+  /** Deployment environment the action targets, when known outside the input. */
+  env?: string;
+  attributes?: Record<string, string>;
+}
+
+/** A policy's answer for one action. */
+export type Verdict =
+  | { type: "allow" }
+  | { type: "deny"; reason: string }
+  | { type: "require_approval"; approvers: string[]; quorum: number; ttlMs: number; reason: string };
+
+/** What a policy may use while evaluating. */
+export interface PolicyContext {
+  /** Milliseconds since the epoch, fixed for one validation. */
+  now: number;
+  /** For policies that count (rate caps). A policy that needs it and finds none fails closed. */
+  redis?: Redis;
+  /** Key prefix for policy state in Redis. @defaultValue `agentry` */
+  prefix?: string;
+}
+
+/** One safety rule. `evaluate` may throw: the validator then denies (fail closed). */
+export interface Policy {
+  readonly name: string;
+  evaluate(action: Action, ctx: PolicyContext): Promise<Verdict> | Verdict;
+}
+
+/** One policy's contribution to a {@link ValidationResult}. */
+export interface PolicyVerdict {
+  policy: string;
+  verdict: Verdict;
+  /** Set when the policy threw or timed out (its verdict is then a deny). */
+  error?: string;
+}
+
+/** The merged outcome of every policy. */
+export interface ValidationResult {
+  verdict: Verdict;
+  /** The policy whose verdict decided (the first deny, or the first approval); absent for allow. */
+  decidedBy?: string;
+  verdicts: PolicyVerdict[];
+}
+
+/** Allow. */
+export const ALLOW: Verdict = Object.freeze({ type: "allow" }) as Verdict;
