@@ -32,7 +32,7 @@ export function redisOptionsFor(role: RedisRole): RedisOptions {
     case "subscriber":
       return { maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy };
     case "producer":
-      return { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000, retryStrategy };
+      return { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000, commandTimeout: 5_000, retryStrategy };
     case "command":
       return { maxRetriesPerRequest: 3, connectTimeout: 5_000, retryStrategy };
   }

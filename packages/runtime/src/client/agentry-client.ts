@@ -1,0 +1,348 @@
+import { FlowProducer, Queue, QueueEvents, type Job } from "bullmq";
+import type { Redis } from "ioredis";
+import type { z } from "zod";
+import { AgentryError, createRedis, newId, systemClock, waitForReady, type Clock } from "@agentry/core";
+import {
+  DEFAULT_QUEUE_NAME,
+  MAX_PROMPT_CHARS,
+  agentTaskPayloadSchema,
+  jobOptionsFor,
+  submitTaskInputSchema,
+  type AgentJobData,
+  type AgentTaskPayload,
+  type AgentTaskResult,
+  type FanoutPayload,
+  type FanoutResult,
+  type SubmitTaskInput,
+} from "../tasks/catalog.js";
+import { taskIdFor } from "../tasks/task-ids.js";
+import { errorFromFailedReason, statusOfJob, type TaskProgress, type TaskStatus } from "./task-status.js";
+import { cancelChannel, cancelKey } from "../worker/cancellation.js";
+
+/** The part of a session-turn store the client needs: registering submit order. */
+export interface SessionOrder {
+  enqueue(sessionId: string, taskId: string): Promise<void>;
+  remove(sessionId: string, taskId: string): Promise<void>;
+}
+
+/** Who is submitting. The tenant always comes from credentials, never from the payload. */
+export interface Caller {
+  tenant: string;
+  /** @defaultValue the input's `userId`, else `anonymous` */
+  userId?: string;
+}
+
+/** Options for {@link AgentryClient}. */
+export interface AgentryClientOptions {
+  /** A Redis connection (fail-fast producer settings recommended); or `url`. */
+  redis?: Redis;
+  /** @defaultValue `redis://127.0.0.1:6379` */
+  url?: string;
+  /** Key prefix shared with the workers. @defaultValue `agentry` */
+  prefix?: string;
+  /** @defaultValue `tasks` */
+  queueName?: string;
+  /** Registers session order at submit time, so a session's tasks run in submit order. */
+  sessionOrder?: SessionOrder;
+  /** bullmq-otel telemetry instance: the producer span is propagated into the job. */
+  telemetry?: ConstructorParameters<typeof Queue>[1] extends infer O ? (O extends { telemetry?: infer T } ? T : never) : never;
+  _internal?: { clock?: Clock };
+}
+
+/** A submitted task. */
+export interface SubmittedTask {
+  taskId: string;
+  sessionId: string;
+  /** True when an idempotency key matched an existing task: nothing new was enqueued. */
+  deduplicated: boolean;
+}
+
+/** Events of one task, in order. Ends after `completed` or `failed`. */
+export type TaskEvent =
+  | { type: "progress"; taskId: string; progress: TaskProgress }
+  | { type: "completed"; taskId: string; result: AgentTaskResult }
+  | { type: "failed"; taskId: string; error: ReturnType<typeof errorFromFailedReason> };
+
+/**
+ * The producer side of Agentry: submit tasks, read their status, wait for results, cancel.
+ * Connections fail fast when Redis is down: `submit` rejects with `REDIS_UNAVAILABLE`, never hangs.
+ */
+export class AgentryClient {
+  readonly queue: Queue<AgentJobData, AgentTaskResult>;
+  readonly prefix: string;
+  readonly queueName: string;
+  private readonly redis: Redis;
+  private readonly ownsRedis: boolean;
+  private readonly sessionOrder: SessionOrder | undefined;
+  private readonly clock: Clock;
+  private events: QueueEvents | undefined;
+  private eventsConnection: Redis | undefined;
+  private flows: FlowProducer | undefined;
+  private readonly telemetry: AgentryClientOptions["telemetry"];
+
+  constructor(options: AgentryClientOptions = {}) {
+    this.prefix = options.prefix ?? "agentry";
+    this.queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
+    this.ownsRedis = options.redis === undefined;
+    this.redis = options.redis ?? createRedis({ url: options.url, role: "producer", connectionName: "agentry-client" });
+    this.redis.on("error", () => undefined);
+    this.sessionOrder = options.sessionOrder;
+    this.clock = options._internal?.clock ?? systemClock;
+    this.telemetry = options.telemetry;
+    this.queue = new Queue<AgentJobData, AgentTaskResult>(this.queueName, {
+      connection: this.redis,
+      prefix: this.prefix,
+      ...(this.telemetry ? { telemetry: this.telemetry } : {}),
+    });
+    this.queue.on("error", () => undefined);
+  }
+
+  /**
+   * Validates and enqueues one agent task. Invalid input → `INVALID_INPUT` listing the fields;
+   * an oversized prompt → `PAYLOAD_TOO_LARGE`; Redis down → `REDIS_UNAVAILABLE`.
+   * With an idempotency key, a second submit returns the first task's id.
+   */
+  async submit(input: SubmitTaskInput, caller: Caller): Promise<SubmittedTask> {
+    const payload = this.buildPayload(input, caller);
+    const taskId = taskIdFor(payload.tenant, input.idempotencyKey);
+    return this.guard(async () => {
+      if (input.idempotencyKey) {
+        const existing = await this.queue.getJob(taskId);
+        if (existing) return { taskId, sessionId: existing.data.payload.sessionId, deduplicated: true };
+      }
+      await this.sessionOrder?.enqueue(payload.sessionId, taskId);
+      try {
+        const job = await this.queue.add("agent.run", { payload, parkCount: 0 }, { ...jobOptionsFor("agent.run"), jobId: taskId });
+        const deduplicated = job.data.payload.submittedAt !== payload.submittedAt;
+        return { taskId, sessionId: job.data.payload.sessionId, deduplicated };
+      } catch (err) {
+        await this.sessionOrder?.remove(payload.sessionId, taskId).catch(() => undefined);
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Submits several tasks as one unit (a BullMQ flow). The group completes when every child has
+   * finished; with `all-settled` (default) its result lists each child's result or error, with
+   * `fail-fast` the group fails as soon as one child fails.
+   */
+  async submitGroup(
+    inputs: SubmitTaskInput[],
+    caller: Caller,
+    options: { failurePolicy?: FanoutPayload["failurePolicy"] } = {},
+  ): Promise<{ groupId: string; taskIds: string[] }> {
+    if (inputs.length === 0) throw new AgentryError("INVALID_INPUT", "a group needs at least one task");
+    const groupId = newId("group");
+    const failurePolicy = options.failurePolicy ?? "all-settled";
+    const payloads = inputs.map((input) => ({ ...this.buildPayload(input, caller), groupId }));
+    const taskIds = payloads.map(() => newId("task"));
+    return this.guard(async () => {
+      this.flows ??= new FlowProducer({ connection: this.redis, prefix: this.prefix, ...(this.telemetry ? { telemetry: this.telemetry } : {}) });
+      for (const [i, p] of payloads.entries()) await this.sessionOrder?.enqueue(p.sessionId, taskIds[i] as string);
+      const parent: FanoutPayload = { groupId, tenant: caller.tenant, submittedAt: this.clock.now(), failurePolicy };
+      await this.flows.add({
+        name: "agent.fanout",
+        queueName: this.queueName,
+        data: parent,
+        opts: { ...jobOptionsFor("agent.fanout"), jobId: groupId },
+        children: payloads.map((payload, i) => ({
+          name: "agent.run",
+          queueName: this.queueName,
+          data: { payload, parkCount: 0 },
+          opts: {
+            ...jobOptionsFor("agent.run"),
+            jobId: taskIds[i] as string,
+            ...(failurePolicy === "fail-fast" ? { failParentOnFailure: true } : { ignoreDependencyOnFailure: true }),
+          },
+        })),
+      });
+      return { groupId, taskIds };
+    });
+  }
+
+  /** The status of a task. Unknown id (or another tenant's task) → `NOT_FOUND`. */
+  async status(taskId: string, caller?: Caller): Promise<TaskStatus> {
+    const job = await this.guard(() => this.queue.getJob(taskId));
+    if (!job || !job.data?.payload || (caller && job.data.payload.tenant !== caller.tenant)) {
+      throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
+    }
+    return statusOfJob(job);
+  }
+
+  /** A fan-out group's result once finished, else its state. */
+  async groupResult(groupId: string): Promise<{ state: string; result?: FanoutResult; failedReason?: string }> {
+    const job = (await this.guard(() => this.queue.getJob(groupId))) as Job<FanoutPayload, FanoutResult> | undefined;
+    if (!job) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
+    const state = await job.getState();
+    return { state, ...(job.returnvalue ? { result: job.returnvalue } : {}), ...(job.failedReason ? { failedReason: job.failedReason } : {}) };
+  }
+
+  /**
+   * Waits for a task to finish. Resolves with its result; rejects with the task's typed error
+   * (`AgentryError` rebuilt from the job), or `TIMEOUT` after `timeoutMs`.
+   */
+  async wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<AgentTaskResult> {
+    const timeoutMs = options.timeoutMs ?? 300_000;
+    for await (const event of this.watch(taskId, { signal: options.signal, timeoutMs })) {
+      if (event.type === "completed") return event.result;
+      if (event.type === "failed") throw AgentryError.fromData(event.error);
+    }
+    throw new AgentryError("TIMEOUT", `Task ${taskId} did not finish within ${timeoutMs / 1000} s`);
+  }
+
+  /**
+   * Streams a task's progress and its end. Uses BullMQ's queue events, and re-reads the job
+   * periodically so an event missed during a reconnect cannot stall the stream.
+   */
+  async *watch(taskId: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): AsyncGenerator<TaskEvent> {
+    const events = await this.queueEvents();
+    const buffer: TaskEvent[] = [];
+    let wake: (() => void) | undefined;
+    const push = (e: TaskEvent) => {
+      buffer.push(e);
+      wake?.();
+    };
+    const onProgress = ({ jobId, data }: { jobId: string; data: unknown }) => {
+      if (jobId === taskId && typeof data === "object" && data) push({ type: "progress", taskId, progress: data as TaskProgress });
+    };
+    const onEnd = ({ jobId }: { jobId: string }) => {
+      if (jobId === taskId) wake?.();
+    };
+    events.on("progress", onProgress);
+    events.on("completed", onEnd);
+    events.on("failed", onEnd);
+    const deadline = this.clock.now() + (options.timeoutMs ?? Number.MAX_SAFE_INTEGER);
+    try {
+      let lastProgress = "";
+      while (true) {
+        if (options.signal?.aborted) throw new AgentryError("CANCELLED", "watch aborted");
+        while (buffer.length > 0) {
+          const e = buffer.shift() as TaskEvent;
+          const key = JSON.stringify(e);
+          if (key !== lastProgress) {
+            lastProgress = key;
+            yield e;
+          }
+        }
+        const status = await this.status(taskId);
+        if (status.state === "completed" && status.result) {
+          yield { type: "completed", taskId, result: status.result };
+          return;
+        }
+        if (status.state === "failed") {
+          yield { type: "failed", taskId, error: status.error ?? errorFromFailedReason(undefined) };
+          return;
+        }
+        if (this.clock.now() >= deadline) return;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, Math.min(1_000, Math.max(0, deadline - this.clock.now())));
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
+    } finally {
+      events.off("progress", onProgress);
+      events.off("completed", onEnd);
+      events.off("failed", onEnd);
+    }
+  }
+
+  /**
+   * Cancels a task. A queued or parked task is removed at once; a running one is aborted by its
+   * worker (it fails with `CANCELLED`). Returns the state the task was in.
+   */
+  async cancel(taskId: string, caller?: Caller): Promise<{ cancelled: boolean; state: string }> {
+    const status = await this.status(taskId, caller);
+    if (status.state === "completed" || status.state === "failed") return { cancelled: false, state: status.state };
+    return this.guard(async () => {
+      await this.redis.set(cancelKey(this.prefix, taskId), "1", "EX", 24 * 3600);
+      const job = await this.queue.getJob(taskId);
+      const state = job ? await job.getState() : "unknown";
+      if (job && (state === "waiting" || state === "delayed" || state === "prioritized")) {
+        try {
+          await job.remove();
+          await this.sessionOrder?.remove(status.sessionId, taskId);
+          return { cancelled: true, state: status.state };
+        } catch {
+          // Became active meanwhile: fall through to the running path.
+        }
+      }
+      await this.redis.publish(cancelChannel(this.prefix), taskId);
+      return { cancelled: true, state: status.state };
+    });
+  }
+
+  /** Closes the client's connections. */
+  async close(): Promise<void> {
+    await this.events?.close();
+    this.eventsConnection?.disconnect();
+    await this.flows?.close();
+    await this.queue.close();
+    if (this.ownsRedis) await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  private buildPayload(input: SubmitTaskInput, caller: Caller): AgentTaskPayload {
+    if (typeof input?.prompt === "string" && input.prompt.length > MAX_PROMPT_CHARS) {
+      throw new AgentryError("PAYLOAD_TOO_LARGE", `prompt is ${input.prompt.length} characters; the limit is ${MAX_PROMPT_CHARS}`);
+    }
+    const parsed = submitTaskInputSchema.safeParse(input);
+    if (!parsed.success) throw invalidInput(parsed.error);
+    const data = parsed.data;
+    const payload = agentTaskPayloadSchema.safeParse({
+      ...data,
+      tenant: caller.tenant,
+      userId: data.userId ?? caller.userId ?? "anonymous",
+      sessionId: data.sessionId ?? newId("session"),
+      submittedAt: this.clock.now(),
+    });
+    if (!payload.success) throw invalidInput(payload.error);
+    return payload.data;
+  }
+
+  private async queueEvents(): Promise<QueueEvents> {
+    if (!this.events) {
+      this.eventsConnection = this.redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, commandTimeout: 0 });
+      this.eventsConnection.on("error", () => undefined);
+      this.events = new QueueEvents(this.queueName, {
+        connection: this.eventsConnection,
+        prefix: this.prefix,
+      });
+      this.events.on("error", () => undefined);
+      await this.events.waitUntilReady();
+    }
+    return this.events;
+  }
+
+  private async guard<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      if (this.redis.status !== "ready") {
+        await waitForReady(this.redis, 2_000).catch((err: unknown) => {
+          throw new AgentryError("REDIS_UNAVAILABLE", `Redis is unavailable (${this.redis.status})`, { cause: err });
+        });
+      }
+      return await fn();
+    } catch (err) {
+      if (AgentryError.isInstance(err)) throw err;
+      if (isConnectionError(err)) {
+        throw new AgentryError("REDIS_UNAVAILABLE", `Redis is unavailable: ${(err as Error).message}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+}
+
+function invalidInput(error: z.ZodError): AgentryError {
+  const fields = error.issues.map((i) => ({ path: i.path.join(".") || "(root)", message: i.message }));
+  return new AgentryError("INVALID_INPUT", `Invalid task: ${fields.map((f) => `${f.path}: ${f.message}`).join("; ")}`, {
+    details: { fields },
+  });
+}
+
+function isConnectionError(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : "";
+  return /Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|max retries per request|ETIMEDOUT|Reached the max retries/i.test(message);
+}

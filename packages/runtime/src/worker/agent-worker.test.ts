@@ -1,0 +1,182 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { AgentryError, createLogger, sleep } from "@agentry/core";
+import { useTestRedis } from "@agentry/testkit";
+import { AgentryClient } from "../client/agentry-client.js";
+import { AgentWorker, type TaskHandler } from "./agent-worker.js";
+import type { AgentTaskResult } from "../tasks/catalog.js";
+
+const logger = createLogger({ name: "test", level: "silent" });
+const redis = useTestRedis("worker");
+
+const result = (text: string): AgentTaskResult => ({
+  text,
+  steps: 1,
+  usage: { input: 1, output: 1, cacheCreationInput: 0, cacheReadInput: 0 },
+  costMicroUsd: 1,
+  model: "scripted",
+  finishedAt: Date.now(),
+});
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (closers.length) await (closers.pop() as () => Promise<void>)();
+});
+
+function setup(handler: TaskHandler, extra: Partial<ConstructorParameters<typeof AgentWorker>[0]> = {}) {
+  const prefix = redis.freshPrefix();
+  const client = new AgentryClient({ url: redis.url, prefix });
+  const worker = new AgentWorker({ url: redis.url, prefix, handler, logger, concurrency: 4, ...extra });
+  closers.push(() => client.close(), () => worker.close());
+  return { client, worker, prefix };
+}
+
+describe("AgentWorker + AgentryClient", () => {
+  it("runs a submitted task and returns its result through wait and status", async () => {
+    const { client, worker } = setup(async (ex) => ({ type: "completed", result: result(`echo: ${ex.payload.prompt}`) }));
+    await worker.start();
+    const { taskId } = await client.submit({ prompt: "hello" }, { tenant: "acme" });
+    const res = await client.wait(taskId, { timeoutMs: 10_000 });
+    expect(res.text).toBe("echo: hello");
+    const status = await client.status(taskId);
+    expect(status.state).toBe("completed");
+    expect(status.tenant).toBe("acme");
+    await expect(client.status(taskId, { tenant: "other" })).rejects.toMatchObject({ code: "NOT_FOUND" });
+  });
+
+  it("maps an idempotency key to one task", async () => {
+    const { client } = setup(async () => ({ type: "completed", result: result("x") }));
+    const a = await client.submit({ prompt: "p", idempotencyKey: "k1" }, { tenant: "acme" });
+    const b = await client.submit({ prompt: "p", idempotencyKey: "k1" }, { tenant: "acme" });
+    const c = await client.submit({ prompt: "p", idempotencyKey: "k1" }, { tenant: "other" });
+    expect(b.taskId).toBe(a.taskId);
+    expect(b.deduplicated).toBe(true);
+    expect(c.taskId).not.toBe(a.taskId);
+    expect(await client.queue.count()).toBe(2);
+  });
+
+  it("rejects invalid input with the failing fields and oversized prompts", async () => {
+    const { client } = setup(async () => ({ type: "completed", result: result("x") }));
+    await expect(client.submit({ prompt: "", sessionId: "bad id!" }, { tenant: "acme" })).rejects.toMatchObject({
+      code: "INVALID_INPUT",
+      details: { fields: expect.arrayContaining([expect.objectContaining({ path: "prompt" }), expect.objectContaining({ path: "sessionId" })]) },
+    });
+    await expect(client.submit({ prompt: "x".repeat(200_000) }, { tenant: "acme" })).rejects.toMatchObject({ code: "PAYLOAD_TOO_LARGE" });
+    expect(await client.queue.count()).toBe(0);
+  });
+
+  it("fails at once with the typed code on a non-retryable error", async () => {
+    let calls = 0;
+    const { client, worker } = setup(async () => {
+      calls++;
+      throw new AgentryError("BUDGET_EXCEEDED", "tenant:acme is over budget");
+    });
+    await worker.start();
+    const { taskId } = await client.submit({ prompt: "p" }, { tenant: "acme" });
+    await expect(client.wait(taskId, { timeoutMs: 10_000 })).rejects.toMatchObject({ code: "BUDGET_EXCEEDED" });
+    expect(calls).toBe(1);
+    expect((await client.status(taskId)).error?.code).toBe("BUDGET_EXCEEDED");
+  });
+
+  it("retries retryable errors and continues from the checkpoint", async () => {
+    const seen: unknown[] = [];
+    const { client, worker } = setup(async (ex) => {
+      seen.push(ex.checkpoint);
+      if (ex.checkpoint === undefined) {
+        await ex.saveCheckpoint({ step: 1 });
+        throw new AgentryError("PROVIDER_UNAVAILABLE", "502", { retryAfterMs: 50 });
+      }
+      return { type: "completed", result: result("second try") };
+    });
+    await worker.start();
+    const { taskId } = await client.submit({ prompt: "p" }, { tenant: "acme" });
+    expect((await client.wait(taskId, { timeoutMs: 15_000 })).text).toBe("second try");
+    expect(seen).toEqual([undefined, { step: 1 }]);
+  });
+
+  it("parks a task without holding a slot and resumes it when promoted", async () => {
+    const { client, worker } = setup(
+      async (ex) => {
+        if (!ex.parked) return { type: "park", parked: { reason: "approval", approvalIds: ["appr_1"], until: Date.now() + 60_000 } };
+        return { type: "completed", result: result("approved") };
+      },
+      { concurrency: 1 },
+    );
+    await worker.start();
+    const parked = await client.submit({ prompt: "needs approval" }, { tenant: "acme" });
+    await expect.poll(async () => (await client.status(parked.taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
+    expect((await client.status(parked.taskId)).approvalIds).toEqual(["appr_1"]);
+    // The only slot is free: another task runs to completion meanwhile.
+    const other = await client.submit({ prompt: "other" }, { tenant: "acme" });
+    await expect.poll(async () => (await client.status(other.taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
+    expect(await worker.promote(parked.taskId)).toBe(true);
+    expect((await client.wait(parked.taskId, { timeoutMs: 10_000 })).text).toBe("approved");
+    expect(await worker.promote(parked.taskId)).toBe(false);
+  });
+
+  it("rate-limits the whole queue on a provider 429 without failing the task", async () => {
+    let calls = 0;
+    const { client, worker } = setup(async () => {
+      calls++;
+      if (calls === 1) throw new AgentryError("PROVIDER_RATE_LIMITED", "429", { retryAfterMs: 300 });
+      return { type: "completed", result: result("after limit") };
+    });
+    await worker.start();
+    const { taskId } = await client.submit({ prompt: "p" }, { tenant: "acme" });
+    expect((await client.wait(taskId, { timeoutMs: 15_000 })).text).toBe("after limit");
+    const status = await client.status(taskId);
+    expect(status.attempts).toBeGreaterThanOrEqual(2);
+  });
+
+  it("cancels a running task", async () => {
+    const { client, worker } = setup(async (ex) => {
+      await sleep(30_000, ex.signal);
+      return { type: "completed", result: result("never") };
+    });
+    await worker.start();
+    const { taskId } = await client.submit({ prompt: "p" }, { tenant: "acme" });
+    await expect.poll(async () => (await client.status(taskId)).state, { timeout: 10_000 }).toBe("running");
+    await client.cancel(taskId);
+    await expect(client.wait(taskId, { timeoutMs: 10_000 })).rejects.toMatchObject({ code: "CANCELLED" });
+  });
+
+  it("hands running tasks back to the queue on shutdown after the grace period", async () => {
+    const prefix = redis.freshPrefix();
+    const client = new AgentryClient({ url: redis.url, prefix });
+    closers.push(() => client.close());
+    const first = new AgentWorker({
+      url: redis.url, prefix, logger, shutdownGraceMs: 200,
+      handler: async (ex) => {
+        await ex.saveCheckpoint({ from: "first" });
+        await sleep(60_000, ex.signal);
+        return { type: "completed", result: result("first") };
+      },
+    });
+    await first.start();
+    const { taskId } = await client.submit({ prompt: "p" }, { tenant: "acme" });
+    await expect.poll(async () => (await client.status(taskId)).state, { timeout: 10_000 }).toBe("running");
+    await first.close();
+    expect((await client.status(taskId)).state).toBe("queued");
+    const second = new AgentWorker({
+      url: redis.url, prefix, logger,
+      handler: async (ex) => ({ type: "completed", result: result(`resumed from ${(ex.checkpoint as { from: string }).from}`) }),
+    });
+    closers.push(() => second.close());
+    await second.start();
+    expect((await client.wait(taskId, { timeoutMs: 10_000 })).text).toBe("resumed from first");
+  });
+
+  it("reports health", async () => {
+    const { worker } = setup(async () => ({ type: "completed", result: result("x") }));
+    await worker.start();
+    const health = await worker.health();
+    expect(health).toMatchObject({ ok: true, redis: true, running: true, activeJobs: 0 });
+    await worker.close();
+    expect((await worker.health()).ok).toBe(false);
+  });
+
+  it("fails fast when Redis is down instead of hanging", async () => {
+    const client = new AgentryClient({ url: "redis://127.0.0.1:1", prefix: "nowhere" });
+    closers.push(() => client.close());
+    await expect(client.submit({ prompt: "p" }, { tenant: "acme" })).rejects.toMatchObject({ code: "REDIS_UNAVAILABLE" });
+  });
+});

@@ -1,0 +1,329 @@
+import {
+  DelayedError,
+  Queue,
+  RateLimitError,
+  UnrecoverableError,
+  WaitingError,
+  Worker,
+  type Job,
+  type Telemetry,
+} from "bullmq";
+import type { Redis } from "ioredis";
+import { AgentryError, createRedis, type Logger, systemClock, type Clock } from "@agentry/core";
+import {
+  DEFAULT_QUEUE_NAME,
+  TASK_CATALOG,
+  backoffDelayMs,
+  type AgentJobData,
+  type AgentTaskPayload,
+  type AgentTaskResult,
+  type FanoutPayload,
+  type FanoutResult,
+} from "../tasks/catalog.js";
+import type { TaskProgress } from "../client/task-status.js";
+import { cancelChannel, cancelKey } from "./cancellation.js";
+import type { TaskOutcome } from "./job-outcome.js";
+
+/** What a task handler gets for one attempt of one task. */
+export interface TaskExecution {
+  taskId: string;
+  payload: AgentTaskPayload;
+  /** State saved by the last attempt (retry, approval resume), if any. */
+  checkpoint: unknown;
+  /** Parked reason of the previous attempt, if it was parked. */
+  parked: AgentJobData["parked"];
+  /** 1 on the first attempt that started. */
+  attemptsStarted: number;
+  /** Aborted on cancellation and on shutdown after the grace period. */
+  signal: AbortSignal;
+  /** Persists loop state into the job, so any worker can continue from it. */
+  saveCheckpoint(state: unknown): Promise<void>;
+  /** Publishes progress (visible to `status` and `watch`). */
+  reportProgress(progress: TaskProgress): Promise<void>;
+  /** The trace of the task's first attempt (serialised), to link resumed runs to it. */
+  firstTrace: string | undefined;
+  setFirstTrace(serialised: string): Promise<void>;
+  log: Logger;
+}
+
+/** Runs one agent task attempt. Throw AgentryError for failures. */
+export type TaskHandler = (execution: TaskExecution) => Promise<TaskOutcome>;
+
+/** Options for {@link AgentWorker}. Durations in ms. */
+export interface AgentWorkerOptions {
+  /** @defaultValue `redis://127.0.0.1:6379` */
+  url?: string;
+  /** @defaultValue `agentry` */
+  prefix?: string;
+  /** @defaultValue `tasks` */
+  queueName?: string;
+  /** Jobs this process runs at once. @defaultValue 4 */
+  concurrency?: number;
+  /** Jobs all workers together run at once (BullMQ global concurrency); unset = no global cap. */
+  globalConcurrency?: number;
+  /**
+   * How long a job's lock lives without renewal. With `stalledIntervalMs` it bounds how soon a
+   * SIGKILLed worker's task is picked up by another: at most lockDurationMs + stalledIntervalMs.
+   * @defaultValue 10_000
+   */
+  lockDurationMs?: number;
+  /** @defaultValue 5_000 */
+  stalledIntervalMs?: number;
+  /** Times a job may stall (its worker died) before it fails. @defaultValue 3 */
+  maxStalledCount?: number;
+  /** On SIGTERM, how long running steps may take before the rest is handed back. @defaultValue 10_000 */
+  shutdownGraceMs?: number;
+  /** A running job that reports no progress for this long makes `/healthz` fail. @defaultValue 300_000 */
+  progressTimeoutMs?: number;
+  handler: TaskHandler;
+  logger: Logger;
+  telemetry?: Telemetry;
+  /** Called for every job that ends (completed or failed), for metrics and audit. */
+  onFinished?: (event: { taskId: string; payload: AgentTaskPayload; outcome: "completed" | "failed" | "cancelled"; durationMs: number; error?: AgentryError }) => void;
+  _internal?: { clock?: Clock };
+}
+
+/** Health of a worker process: Redis answers, the loop runs, running jobs make progress. */
+export interface WorkerHealth {
+  ok: boolean;
+  redis: boolean;
+  running: boolean;
+  activeJobs: number;
+  lastProgressAgoMs: number | null;
+  reasons: string[];
+}
+
+const SHUTDOWN = Symbol("agentry.shutdown");
+
+/**
+ * A BullMQ worker for Agentry tasks. It maps handler outcomes onto job states: parked → delayed
+ * (slot freed at once), provider 429 → queue-wide rate limit + RateLimitError (no attempt used),
+ * retryable error → backoff (honouring `retryAfterMs`), other errors → UnrecoverableError.
+ */
+export class AgentWorker {
+  readonly worker: Worker<AgentJobData | FanoutPayload, AgentTaskResult | FanoutResult>;
+  readonly queue: Queue;
+  readonly prefix: string;
+  readonly queueName: string;
+  private readonly options: AgentWorkerOptions;
+  private readonly redis: Redis;
+  private readonly subscriber: Redis;
+  private readonly active = new Map<string, { controller: AbortController; lastProgressAt: number }>();
+  private readonly clock: Clock;
+  private shuttingDown = false;
+  private closed: Promise<void> | undefined;
+
+  constructor(options: AgentWorkerOptions) {
+    this.options = options;
+    this.prefix = options.prefix ?? "agentry";
+    this.queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
+    this.clock = options._internal?.clock ?? systemClock;
+    this.redis = createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker" });
+    this.subscriber = createRedis({ url: options.url, role: "subscriber", connectionName: "agentry-worker-sub" });
+    this.redis.on("error", (err) => options.logger.warn({ err: err.message }, "redis connection error"));
+    this.subscriber.on("error", () => undefined);
+    this.queue = new Queue(this.queueName, { connection: this.redis, prefix: this.prefix });
+    this.queue.on("error", () => undefined);
+    const lockDuration = options.lockDurationMs ?? 10_000;
+    this.worker = new Worker(this.queueName, (job, token, signal) => this.process(job, token, signal), {
+      connection: createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker-bullmq" }),
+      prefix: this.prefix,
+      concurrency: options.concurrency ?? 4,
+      lockDuration,
+      stalledInterval: options.stalledIntervalMs ?? 5_000,
+      maxStalledCount: options.maxStalledCount ?? 3,
+      maxStartedAttempts: TASK_CATALOG["agent.run"].maxStartedAttempts,
+      settings: {
+        backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) =>
+          backoffDelayMs(attemptsMade, TASK_CATALOG["agent.run"].backoffMs, retryAfterOf(err)),
+      },
+      ...(options.telemetry ? { telemetry: options.telemetry } : {}),
+      autorun: false,
+    });
+    this.worker.on("error", (err) => options.logger.warn({ err: err.message }, "worker error"));
+  }
+
+  /** Starts taking jobs. Resolves once the worker is ready. */
+  async start(): Promise<void> {
+    if (this.options.globalConcurrency) await this.queue.setGlobalConcurrency(this.options.globalConcurrency);
+    await this.subscriber.subscribe(cancelChannel(this.prefix));
+    this.subscriber.on("message", (_channel: string, taskId: string) => {
+      this.active.get(taskId)?.controller.abort(new AgentryError("CANCELLED", `Task ${taskId} was cancelled`));
+    });
+    void this.worker.run().catch((err: unknown) => this.options.logger.error({ err }, "worker loop ended"));
+    await this.worker.waitUntilReady();
+  }
+
+  /**
+   * Graceful shutdown: stop taking jobs; running steps get `shutdownGraceMs` to finish; what
+   * is still running after that is handed back to the queue at once (not after a stall timeout).
+   */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      this.shuttingDown = true;
+      const closing = this.worker.close();
+      const grace = this.options.shutdownGraceMs ?? 10_000;
+      const timer = setTimeout(() => {
+        for (const { controller } of this.active.values()) controller.abort(SHUTDOWN);
+      }, grace);
+      await closing;
+      clearTimeout(timer);
+      await this.queue.close();
+      await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+      await this.redis.quit().catch(() => this.redis.disconnect());
+    })();
+    return this.closed;
+  }
+
+  /** Wakes a parked task now (e.g. its approval was decided). Benign when it is not parked. */
+  async promote(taskId: string): Promise<boolean> {
+    const job = await this.queue.getJob(taskId);
+    if (!job) return false;
+    try {
+      await job.promote();
+      return true;
+    } catch {
+      // Not delayed any more (already promoted by another worker, or running): nothing to do.
+      return false;
+    }
+  }
+
+  /** Health for `/healthz`. */
+  async health(): Promise<WorkerHealth> {
+    const reasons: string[] = [];
+    const redis = await withTimeout(this.redis.ping(), 2_000).then(
+      (pong) => pong === "PONG",
+      () => false,
+    );
+    if (!redis) reasons.push("redis does not answer");
+    const running = this.worker.isRunning() && !this.shuttingDown;
+    if (!running) reasons.push("worker is not running");
+    const now = this.clock.now();
+    const lastProgress = [...this.active.values()].reduce((min, a) => Math.min(min, a.lastProgressAt), Number.POSITIVE_INFINITY);
+    const lastProgressAgoMs = Number.isFinite(lastProgress) ? now - lastProgress : null;
+    if (lastProgressAgoMs !== null && lastProgressAgoMs > (this.options.progressTimeoutMs ?? 300_000)) {
+      reasons.push(`a running task has made no progress for ${Math.round(lastProgressAgoMs / 1000)} s`);
+    }
+    return { ok: reasons.length === 0, redis, running, activeJobs: this.active.size, lastProgressAgoMs, reasons };
+  }
+
+  private async process(
+    job: Job<AgentJobData | FanoutPayload, AgentTaskResult | FanoutResult>,
+    token: string | undefined,
+    bullSignal: AbortSignal | undefined,
+  ): Promise<AgentTaskResult | FanoutResult> {
+    if (job.name === "agent.fanout") return this.collectGroup(job as Job<FanoutPayload, FanoutResult>);
+    return this.runTask(job as Job<AgentJobData, AgentTaskResult>, token, bullSignal);
+  }
+
+  private async runTask(job: Job<AgentJobData, AgentTaskResult>, token: string | undefined, bullSignal: AbortSignal | undefined): Promise<AgentTaskResult> {
+    const taskId = job.id as string;
+    const payload = job.data.payload;
+    const log = this.options.logger.child({ taskId, tenant: payload.tenant, sessionId: payload.sessionId, attempt: job.attemptsStarted });
+    const controller = new AbortController();
+    bullSignal?.addEventListener("abort", () => controller.abort(bullSignal.reason), { once: true });
+    const entry = { controller, lastProgressAt: this.clock.now() };
+    this.active.set(taskId, entry);
+    const startedAt = this.clock.now();
+    let data = job.data;
+    const update = async (patch: Partial<AgentJobData>) => {
+      data = { ...data, ...patch };
+      await job.updateData(data);
+    };
+    try {
+      if (await this.redis.exists(cancelKey(this.prefix, taskId))) {
+        throw new AgentryError("CANCELLED", `Task ${taskId} was cancelled`);
+      }
+      log.info({ event: "task-started", resumed: data.checkpoint !== undefined }, "task started");
+      const outcome = await this.options.handler({
+        taskId,
+        payload,
+        checkpoint: data.checkpoint,
+        parked: data.parked,
+        attemptsStarted: job.attemptsStarted,
+        signal: controller.signal,
+        firstTrace: data.firstTrace,
+        setFirstTrace: (firstTrace) => update({ firstTrace }),
+        saveCheckpoint: async (checkpoint) => {
+          entry.lastProgressAt = this.clock.now();
+          await update({ checkpoint });
+        },
+        reportProgress: async (progress) => {
+          entry.lastProgressAt = this.clock.now();
+          await job.updateProgress(progress as unknown as object);
+        },
+        log,
+      });
+      if (outcome.type === "park") {
+        await update({ parked: outcome.parked, parkCount: (data.parkCount ?? 0) + 1 });
+        await job.moveToDelayed(Math.max(outcome.parked.until, this.clock.now() + 1), token);
+        log.info({ event: "task-parked", reason: outcome.parked.reason, until: outcome.parked.until }, "task parked");
+        throw new DelayedError();
+      }
+      if (data.parked) await update({ parked: undefined });
+      const durationMs = this.clock.now() - startedAt;
+      log.info({ event: "task-completed", durationMs, steps: outcome.result.steps, costMicroUsd: outcome.result.costMicroUsd }, "task completed");
+      this.options.onFinished?.({ taskId, payload, outcome: "completed", durationMs });
+      return outcome.result;
+    } catch (thrown) {
+      if (thrown instanceof DelayedError) throw thrown;
+      if (controller.signal.aborted && controller.signal.reason === SHUTDOWN) {
+        // Hand the task back now; its checkpoint lets any worker continue it.
+        await job.moveToWait(token);
+        log.info({ event: "task-handed-back" }, "task handed back on shutdown");
+        throw new WaitingError();
+      }
+      const err = AgentryError.from(controller.signal.aborted && AgentryError.isInstance(controller.signal.reason) ? controller.signal.reason : thrown);
+      const durationMs = this.clock.now() - startedAt;
+      if (err.code === "PROVIDER_RATE_LIMITED") {
+        const wait = err.retryAfterMs ?? 1_000;
+        await this.queue.rateLimit(wait);
+        log.warn({ event: "task-rate-limited", retryAfterMs: wait }, "provider rate limit: queue paused for all workers");
+        throw new RateLimitError();
+      }
+      await update({ error: err.toData() }).catch(() => undefined);
+      const attemptsLeft = (job.opts.attempts ?? 1) - job.attemptsMade - 1;
+      if (err.retryable && attemptsLeft > 0) {
+        log.warn({ event: "task-retry", code: err.code, err: err.message, attemptsLeft }, "task attempt failed; will retry");
+        throw new RetryableTaskError(err);
+      }
+      const outcome = err.code === "CANCELLED" ? "cancelled" : "failed";
+      log.error({ event: "task-failed", code: err.code, err: err.message, durationMs }, "task failed");
+      this.options.onFinished?.({ taskId, payload, outcome, durationMs, error: err });
+      throw new UnrecoverableError(`[${err.code}] ${err.message}`);
+    } finally {
+      this.active.delete(taskId);
+    }
+  }
+
+  /** A fan-out group finishes once all its children have: collect their results. */
+  private async collectGroup(job: Job<FanoutPayload, FanoutResult>): Promise<FanoutResult> {
+    const values = await job.getChildrenValues<AgentTaskResult>();
+    const failures = await job.getIgnoredChildrenFailures();
+    const childId = (key: string) => key.slice(key.lastIndexOf(":") + 1);
+    const children: FanoutResult["children"] = [
+      ...Object.entries(values).map(([key, result]) => ({ taskId: childId(key), status: "completed" as const, result })),
+      ...Object.entries(failures).map(([key, error]) => ({ taskId: childId(key), status: "failed" as const, error })),
+    ];
+    return { groupId: job.data.groupId, children };
+  }
+}
+
+/** A retryable failure: the message carries the code; `retryAfterMs` feeds the backoff. */
+class RetryableTaskError extends Error {
+  readonly retryAfterMs: number | undefined;
+  constructor(err: AgentryError) {
+    super(`[${err.code}] ${err.message}`);
+    this.name = "RetryableTaskError";
+    this.retryAfterMs = err.retryAfterMs;
+  }
+}
+
+function retryAfterOf(err: Error | undefined): number | undefined {
+  const value = (err as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
+  return typeof value === "number" ? value : undefined;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error("timeout")), ms).unref())]);
+}
