@@ -8,3 +8,28 @@ export {
   type StartRedisServerOptions,
 } from "./redis/redis-server.js";
 export { createTestRedis, useTestRedis, testRedisUrl, type TestRedis } from "./redis/test-redis.js";
+export {
+  startFakeAnthropic,
+  fakeReply,
+  fakeTextTokens,
+  fakePromptTokens,
+  fakeOutputTokens,
+  demoReply,
+  parseFakeAnthropicArgs,
+  FAKE_TOOL_PROMPT_TOKENS,
+  type FakeAnthropic,
+  type StartFakeAnthropicOptions,
+  type FakeReply,
+  type FakeStep,
+  type FakeMessageReply,
+  type FakeErrorReply,
+  type FakeMalformedReply,
+  type FakeDropReply,
+  type FakeContentBlock,
+  type FakeUsage,
+  type RecordedRequest,
+  type WireRequest,
+  type WireBlock,
+  type WireTool,
+  type DemoReply,
+} from "./anthropic/fake-anthropic.js";

@@ -1,0 +1,185 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fakeReply, startFakeAnthropic, type FakeAnthropic } from "./fake-anthropic.js";
+import { fakeTextTokens } from "./tokens.js";
+
+const ENTRY = fileURLToPath(new URL("./fake-anthropic.ts", import.meta.url));
+
+async function post(
+  url: string,
+  body: unknown,
+): Promise<{ status: number; headers: Headers; json: unknown }> {
+  const res = await fetch(`${url}/v1/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": "k", "anthropic-version": "2023-06-01" },
+    body: JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, json: JSON.parse(text) as unknown };
+}
+
+const weatherTool = {
+  name: "get_weather",
+  description: "Current weather for a city",
+  input_schema: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+};
+
+describe("fake Anthropic Messages API", () => {
+  let fake: FakeAnthropic;
+  beforeAll(async () => {
+    fake = await startFakeAnthropic({ minCacheableTokens: 50 });
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+
+  it("answers in the Messages API shape and records the request", async () => {
+    fake.enqueue(fakeReply.text("hello there"));
+    const res = await post(fake.url, {
+      model: "claude-sonnet-4-5",
+      max_tokens: 64,
+      messages: [{ role: "user", content: "Hi" }],
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("request-id")).toMatch(/^req_fake_/);
+    expect(res.json).toMatchObject({
+      type: "message",
+      role: "assistant",
+      model: "claude-sonnet-4-5",
+      content: [{ type: "text", text: "hello there" }],
+      stop_reason: "end_turn",
+      stop_sequence: null,
+      usage: { cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
+    });
+    const usage = (res.json as { usage: { input_tokens: number; output_tokens: number } }).usage;
+    expect(usage.input_tokens).toBeGreaterThan(0);
+    expect(usage.output_tokens).toBe(fakeTextTokens("hello there"));
+    expect(fake.requests.at(-1)?.body.messages?.[0]?.content).toBe("Hi");
+    expect(fake.requests.at(-1)?.headers["x-api-key"]).toBe("k");
+  });
+
+  it("injects failures with the real error body", async () => {
+    fake.fail(fakeReply.rateLimited({ retryAfter: "7" }), fakeReply.overloaded());
+    const limited = await post(fake.url, {
+      model: "m",
+      max_tokens: 5,
+      messages: [{ role: "user", content: "x" }],
+    });
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("retry-after")).toBe("7");
+    expect(limited.json).toMatchObject({ type: "error", error: { type: "rate_limit_error" } });
+    const overloaded = await post(fake.url, {
+      model: "m",
+      max_tokens: 5,
+      messages: [{ role: "user", content: "x" }],
+    });
+    expect(overloaded.status).toBe(529);
+    expect(overloaded.json).toMatchObject({
+      type: "error",
+      error: { type: "overloaded_error", message: "Overloaded" },
+    });
+  });
+
+  it("rejects an invalid request with invalid_request_error", async () => {
+    const res = await post(fake.url, { model: "m", messages: [{ role: "user", content: "x" }] });
+    expect(res.status).toBe(400);
+    expect(res.json).toMatchObject({ type: "error", error: { type: "invalid_request_error" } });
+  });
+
+  it("demo rule: calls an offered tool named by keyword, then answers the tool result", async () => {
+    const first = await post(fake.url, {
+      model: "m",
+      max_tokens: 100,
+      tools: [weatherTool],
+      messages: [{ role: "user", content: "What's the weather in Paris?" }],
+    });
+    expect(first.json).toMatchObject({
+      stop_reason: "tool_use",
+      content: [{ type: "tool_use", name: "get_weather", input: { city: "Paris" } }],
+    });
+    const again = await post(fake.url, {
+      model: "m",
+      max_tokens: 100,
+      tools: [weatherTool],
+      messages: [{ role: "user", content: "What's the weather in Paris?" }],
+    });
+    const id = (first.json as { content: { id: string }[] }).content[0]?.id;
+    expect((again.json as { content: { id: string }[] }).content[0]?.id).toBe(id);
+    const second = await post(fake.url, {
+      model: "m",
+      max_tokens: 100,
+      tools: [weatherTool],
+      messages: [
+        { role: "user", content: "What's the weather in Paris?" },
+        {
+          role: "assistant",
+          content: [{ type: "tool_use", id, name: "get_weather", input: { city: "Paris" } }],
+        },
+        { role: "user", content: [{ type: "tool_result", tool_use_id: id, content: '{"tempC":18}' }] },
+      ],
+    });
+    expect(second.json).toMatchObject({ stop_reason: "end_turn", content: [{ type: "text" }] });
+    expect(JSON.stringify(second.json)).toContain("tempC");
+  });
+
+  it("accounts a cached prefix as a write first, then as a read", async () => {
+    const body = {
+      model: "m",
+      max_tokens: 10,
+      system: [
+        {
+          type: "text",
+          text: "You are a careful assistant. ".repeat(40),
+          cache_control: { type: "ephemeral" },
+        },
+      ],
+      messages: [{ role: "user", content: "Hi" }],
+    };
+    const first = (await post(fake.url, body)).json as { usage: Record<string, number> };
+    const second = (await post(fake.url, body)).json as { usage: Record<string, number> };
+    expect(first.usage["cache_creation_input_tokens"]).toBeGreaterThan(0);
+    expect(first.usage["cache_read_input_tokens"]).toBe(0);
+    expect(second.usage["cache_read_input_tokens"]).toBe(first.usage["cache_creation_input_tokens"]);
+    expect(second.usage["cache_creation_input_tokens"]).toBe(0);
+    expect(second.usage["input_tokens"]).toBe(first.usage["input_tokens"]);
+  });
+});
+
+describe("fake Anthropic as a standalone process", () => {
+  it("starts with --port and --script and answers from the script, then from the demo rule", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "fake-anthropic-"));
+    const script = join(dir, "script.json");
+    writeFileSync(script, JSON.stringify([{ content: "scripted answer" }]));
+    const child = spawn(process.execPath, ["--import", "tsx", ENTRY, "--port", "0", "--script", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        const rl = createInterface({ input: child.stdout });
+        rl.once("line", resolve);
+        child.once("exit", (code) => reject(new Error(`fake-anthropic exited with ${String(code)}`)));
+      });
+      const { url } = JSON.parse(line) as { url: string };
+      const a = await post(url, {
+        model: "m",
+        max_tokens: 10,
+        messages: [{ role: "user", content: "hello" }],
+      });
+      expect(a.json).toMatchObject({ content: [{ type: "text", text: "scripted answer" }] });
+      const b = await post(url, {
+        model: "m",
+        max_tokens: 10,
+        messages: [{ role: "user", content: "hello" }],
+      });
+      expect(b.json).toMatchObject({ content: [{ type: "text", text: "You said: hello" }] });
+    } finally {
+      child.kill("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

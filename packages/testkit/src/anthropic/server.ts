@@ -1,0 +1,362 @@
+import { createHash } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { demoReply } from "./demo-reply.js";
+import type { FakeReply, FakeStep, FakeUsage, RecordedRequest } from "./replies.js";
+import { fakeOutputTokens, promptSegments, type WireBlock, type WireRequest } from "./tokens.js";
+
+/** Options for {@link startFakeAnthropic}. */
+export interface StartFakeAnthropicOptions {
+  /** @defaultValue a free port */
+  port?: number;
+  /** @defaultValue `127.0.0.1` */
+  host?: string;
+  /** Replies served in order, one per request, before falling back to `handler` / the demo rule. */
+  script?: FakeStep[];
+  /**
+   * Answers a request when the script is empty. Return `undefined` to use the demo rule.
+   * @defaultValue the demo rule (see `demoReply`)
+   */
+  handler?: (request: RecordedRequest) => FakeReply | undefined;
+  /**
+   * Prompts shorter than this at their last `cache_control` breakpoint are not cached, as on the
+   * real API (1024 tokens for Sonnet/Opus).
+   * @defaultValue 1024
+   */
+  minCacheableTokens?: number;
+  /** When set, requests must carry this key (`x-api-key` or `Authorization: Bearer`), else 401. */
+  apiKey?: string;
+}
+
+/** A running fake Messages API. */
+export interface FakeAnthropic {
+  /** Base URL for the SDK's `baseURL` / `ANTHROPIC_BASE_URL`, e.g. `http://127.0.0.1:41234`. */
+  readonly url: string;
+  readonly port: number;
+  /** Every request received, in order, with parsed body and lower-cased headers. */
+  readonly requests: RecordedRequest[];
+  /** Appends replies to the script. */
+  enqueue(...steps: FakeStep[]): void;
+  /** Appends injected failures to the script (same queue as {@link FakeAnthropic.enqueue}). */
+  fail(...failures: FakeStep[]): void;
+  /** Replies still queued. */
+  pending(): number;
+  /** Empties the script, the recorded requests and the prompt cache. */
+  reset(): void;
+  /** Stops the server, cutting any slow response short. */
+  close(): Promise<void>;
+}
+
+interface ErrorBody {
+  type: "error";
+  error: { type: string; message: string };
+  request_id: string;
+}
+
+function errorBody(type: string, message: string, requestId: string): ErrorBody {
+  return { type: "error", error: { type, message }, request_id: requestId };
+}
+
+function lowerHeaders(req: IncomingMessage): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v !== undefined) out[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : v;
+  }
+  return out;
+}
+
+function validate(body: unknown): string | undefined {
+  if (typeof body !== "object" || body === null || Array.isArray(body))
+    return "body: Input should be an object";
+  const b = body as Record<string, unknown>;
+  if (typeof b["model"] !== "string") return "model: Field required";
+  if (typeof b["max_tokens"] !== "number" || !Number.isInteger(b["max_tokens"]) || b["max_tokens"] < 1)
+    return "max_tokens: Field required";
+  if (!Array.isArray(b["messages"]) || b["messages"].length === 0)
+    return "messages: at least one message is required";
+  if (b["tools"] !== undefined) {
+    if (!Array.isArray(b["tools"])) return "tools: Input should be a valid list";
+    for (const [i, t] of (b["tools"] as unknown[]).entries()) {
+      const tool = t as Record<string, unknown>;
+      if (typeof tool["name"] !== "string") return `tools.${i}.name: Field required`;
+      const schema = tool["input_schema"] as Record<string, unknown> | undefined;
+      if (typeof schema !== "object" || schema === null || schema["type"] !== "object")
+        return `tools.${i}.input_schema.type: Input should be 'object'`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Starts a fake Anthropic Messages API on loopback, good enough for the real `@anthropic-ai/sdk`:
+ * `POST /v1/messages` with the real response and error JSON shapes, a `request-id` header,
+ * scripted replies, injected failures, prompt-cache accounting and a deterministic demo rule.
+ * Stateless apart from its script and prompt cache, so many worker processes can share one.
+ */
+export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}): Promise<FakeAnthropic> {
+  const queue: FakeStep[] = [...(options.script ?? [])];
+  const requests: RecordedRequest[] = [];
+  const cachedPrefixes = new Set<string>();
+  const timers = new Set<NodeJS.Timeout>();
+  const minCacheable = options.minCacheableTokens ?? 1024;
+  let counter = 0;
+
+  const usageFor = (body: WireRequest): Omit<FakeUsage, "output_tokens"> => {
+    const segments = promptSegments(body);
+    const total = segments.reduce((s, x) => s + x.tokens, 0);
+    let last = -1;
+    segments.forEach((s, i) => {
+      if (s.cacheBreakpoint) last = i;
+    });
+    if (last < 0) return { input_tokens: total, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+    const prefix = segments.slice(0, last + 1);
+    const prefixTokens = prefix.reduce((s, x) => s + x.tokens, 0);
+    if (prefixTokens < minCacheable)
+      return { input_tokens: total, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+    const key = createHash("sha256")
+      .update(JSON.stringify(prefix.map((p) => p.key)))
+      .digest("hex");
+    const hit = cachedPrefixes.has(key);
+    cachedPrefixes.add(key);
+    return {
+      input_tokens: total - prefixTokens,
+      cache_creation_input_tokens: hit ? 0 : prefixTokens,
+      cache_read_input_tokens: hit ? prefixTokens : 0,
+    };
+  };
+
+  const later = (ms: number | undefined, fn: () => void): void => {
+    if (!ms || ms <= 0) {
+      fn();
+      return;
+    }
+    const t = setTimeout(() => {
+      timers.delete(t);
+      fn();
+    }, ms);
+    timers.add(t);
+  };
+
+  const sendJson = (
+    res: ServerResponse,
+    status: number,
+    body: unknown,
+    requestId: string,
+    headers: Record<string, string> = {},
+  ): void => {
+    if (res.destroyed || res.writableEnded) return;
+    const text = JSON.stringify(body);
+    res.writeHead(status, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+      "request-id": requestId,
+      ...headers,
+    });
+    res.end(text);
+  };
+
+  const answer = (
+    recorded: RecordedRequest,
+    reply: FakeReply,
+    res: ServerResponse,
+    requestId: string,
+  ): void => {
+    later(reply.delayMs, () => {
+      if (res.destroyed || res.writableEnded) return;
+      switch (reply.kind) {
+        case "error":
+          sendJson(
+            res,
+            reply.status,
+            errorBody(reply.type, reply.message, requestId),
+            requestId,
+            reply.headers,
+          );
+          return;
+        case "malformed": {
+          const text = reply.body ?? "{not json";
+          res.writeHead(200, {
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(text),
+            "request-id": requestId,
+          });
+          res.end(text);
+          return;
+        }
+        case "drop":
+          res.socket?.destroy();
+          return;
+        default: {
+          const body = recorded.body;
+          const content: WireBlock[] = (
+            typeof reply.content === "string"
+              ? [{ type: "text" as const, text: reply.content }]
+              : reply.content
+          ).map((block, i) =>
+            block.type === "text"
+              ? { type: "text", text: block.text }
+              : {
+                  type: "tool_use",
+                  id:
+                    block.id ??
+                    `toolu_fake_${createHash("sha256")
+                      .update(JSON.stringify(body.messages ?? []))
+                      .update(String(i))
+                      .update(block.name)
+                      .digest("hex")
+                      .slice(0, 24)}`,
+                  name: block.name,
+                  input: block.input,
+                },
+          );
+          const hasToolUse = content.some((b) => b.type === "tool_use");
+          const usage: FakeUsage = {
+            ...usageFor(body),
+            output_tokens: fakeOutputTokens(content),
+            ...reply.usage,
+          };
+          sendJson(
+            res,
+            200,
+            {
+              id: `msg_fake_${String(counter).padStart(6, "0")}`,
+              type: "message",
+              role: "assistant",
+              model: reply.model ?? body.model,
+              content: content.map((b) =>
+                b.type === "text"
+                  ? { type: "text", text: b.text, citations: null }
+                  : { ...b, caller: { type: "direct" } },
+              ),
+              stop_reason: reply.stopReason ?? (hasToolUse ? "tool_use" : "end_turn"),
+              stop_sequence: null,
+              usage: {
+                ...usage,
+                cache_creation: null,
+                inference_geo: null,
+                output_tokens_details: null,
+                server_tool_use: null,
+                service_tier: "standard",
+              },
+              container: null,
+            },
+            requestId,
+          );
+        }
+      }
+    });
+  };
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      counter += 1;
+      const requestId = `req_fake_${String(counter).padStart(6, "0")}`;
+      const headers = lowerHeaders(req);
+      const raw = Buffer.concat(chunks).toString("utf8");
+      let parsed: unknown;
+      try {
+        parsed = raw.length === 0 ? undefined : JSON.parse(raw);
+      } catch {
+        sendJson(
+          res,
+          400,
+          errorBody("invalid_request_error", "Request body is not valid JSON", requestId),
+          requestId,
+        );
+        return;
+      }
+      const path = (req.url ?? "/").split("?")[0] ?? "/";
+      const recorded: RecordedRequest = {
+        method: req.method ?? "GET",
+        path,
+        headers,
+        body: (parsed ?? {}) as RecordedRequest["body"],
+      };
+      requests.push(recorded);
+      if (recorded.method !== "POST" || path !== "/v1/messages") {
+        sendJson(
+          res,
+          404,
+          errorBody("not_found_error", `Not found: ${recorded.method} ${path}`, requestId),
+          requestId,
+        );
+        return;
+      }
+      if (options.apiKey !== undefined) {
+        const given = headers["x-api-key"] ?? headers["authorization"]?.replace(/^Bearer\s+/i, "");
+        if (given !== options.apiKey) {
+          sendJson(res, 401, errorBody("authentication_error", "invalid x-api-key", requestId), requestId);
+          return;
+        }
+      }
+      const problem = validate(parsed);
+      if (problem !== undefined) {
+        sendJson(res, 400, errorBody("invalid_request_error", problem, requestId), requestId);
+        return;
+      }
+      const step = queue.shift();
+      let reply: FakeReply | undefined;
+      try {
+        reply = typeof step === "function" ? step(recorded) : step;
+        reply ??= options.handler?.(recorded);
+      } catch (err) {
+        sendJson(
+          res,
+          500,
+          errorBody("api_error", `fake handler failed: ${String(err)}`, requestId),
+          requestId,
+        );
+        return;
+      }
+      if (reply === undefined) {
+        const demo = demoReply(recorded.body);
+        reply = {
+          content: demo.content.map((b) =>
+            b.type === "text"
+              ? { type: "text", text: b.text ?? "" }
+              : { type: "tool_use", id: b.id, name: b.name ?? "", input: b.input },
+          ),
+          stopReason: demo.stopReason,
+        };
+      }
+      answer(recorded, reply, res, requestId);
+    });
+  };
+
+  const server = createServer(onRequest);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const host = options.host ?? "127.0.0.1";
+
+  return {
+    url: `http://${host}:${address.port}`,
+    port: address.port,
+    requests,
+    enqueue: (...steps) => {
+      queue.push(...steps);
+    },
+    fail: (...failures) => {
+      queue.push(...failures);
+    },
+    pending: () => queue.length,
+    reset: () => {
+      queue.length = 0;
+      requests.length = 0;
+      cachedPrefixes.clear();
+    },
+    close: async () => {
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
