@@ -1,0 +1,16 @@
+export { BudgetLedger, type BudgetLedgerOptions } from "./ledger.js";
+export { budgetError } from "./budget-error.js";
+export { parseScope, isBudgetScope, type BudgetScope } from "./scope.js";
+export { periodLabel } from "./period.js";
+export type {
+  BudgetAmount,
+  BudgetAvailability,
+  BudgetLimit,
+  BudgetPeriod,
+  BudgetRefusal,
+  BudgetStats,
+  ExpiredReservation,
+  Reservation,
+  ReserveResult,
+  SettleResult,
+} from "./types.js";

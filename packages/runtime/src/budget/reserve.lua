@@ -1,0 +1,93 @@
+--[[
+  Reserves an amount on every given scope, or on none.
+
+  KEYS[1] reservation hash      KEYS[2] done marker
+  KEYS[3] leases (zset)         KEYS[4] known scopes (set)
+  then, per scope i (base = 5 + 4*(i-1)):
+    KEYS[base]   limit hash (maxTokens, maxCost, period)
+    KEYS[base+1] usage hash, period "none"
+    KEYS[base+2] usage hash, current UTC day
+    KEYS[base+3] usage hash, current UTC month
+
+  ARGV[1] id  ARGV[2] taskId  ARGV[3] tokens  ARGV[4] costMicroUsd
+  ARGV[5] now (ms)  ARGV[6] leaseMs  ARGV[7] day label  ARGV[8] month label
+  ARGV[9] day usage TTL (s)  ARGV[10] month usage TTL (s)  ARGV[11..] scope names
+
+  Returns one of:
+    {"ok", leaseExpiresAt, periodLabels}
+    {"existing", taskId, tokens, cost, leaseExpiresAt, scopes}  -- the id is already reserved
+    {"done", state}                                             -- the id was already closed
+    {"exceeded"|"contended", scopeIndex, dimension, periodLabel, periodKind,
+     usedTokens, usedCost, resTokens, resCost, maxTokens|-1, maxCost|-1}
+]]
+local function int(n) return string.format('%d', n) end
+
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local r = redis.call('HMGET', KEYS[1], 'taskId', 'tokens', 'cost', 'leaseExpiresAt', 'scopes')
+  return {'existing', r[1], tonumber(r[2]), tonumber(r[3]), tonumber(r[4]), r[5]}
+end
+local doneState = redis.call('HGET', KEYS[2], 'state')
+if doneState then return {'done', doneState} end
+
+local reqT = tonumber(ARGV[3])
+local reqC = tonumber(ARGV[4])
+local now = tonumber(ARGV[5])
+local n = #ARGV - 10
+local chosen = {}
+local contended = nil
+
+for i = 1, n do
+  local base = 5 + 4 * (i - 1)
+  local lim = redis.call('HMGET', KEYS[base], 'maxTokens', 'maxCost', 'period')
+  local kind = lim[3] or 'none'
+  local key, label, ttl
+  if kind == 'day' then
+    key, label, ttl = KEYS[base + 2], ARGV[7], tonumber(ARGV[9])
+  elseif kind == 'month' then
+    key, label, ttl = KEYS[base + 3], ARGV[8], tonumber(ARGV[10])
+  else
+    kind = 'none'
+    key, label, ttl = KEYS[base + 1], 'none', nil
+  end
+  local u = redis.call('HMGET', key, 'usedTokens', 'usedCost', 'resTokens', 'resCost')
+  local usedT, usedC = tonumber(u[1]) or 0, tonumber(u[2]) or 0
+  local resT, resC = tonumber(u[3]) or 0, tonumber(u[4]) or 0
+  local maxT, maxC = tonumber(lim[1]), tonumber(lim[2])
+  local function refusal(reason, dim)
+    return {reason, i, dim, label, kind, usedT, usedC, resT, resC, maxT or -1, maxC or -1}
+  end
+  -- "exceeded" beats "contended": waiting cannot help an amount that would not fit anyway.
+  if maxT and usedT + reqT > maxT then return refusal('exceeded', 'tokens') end
+  if maxC and usedC + reqC > maxC then return refusal('exceeded', 'costMicroUsd') end
+  if not contended then
+    if maxT and usedT + resT + reqT > maxT then
+      contended = refusal('contended', 'tokens')
+    elseif maxC and usedC + resC + reqC > maxC then
+      contended = refusal('contended', 'costMicroUsd')
+    end
+  end
+  chosen[i] = {key, label, ttl}
+end
+if contended then return contended end
+
+local labels = {}
+for i = 1, n do
+  local c = chosen[i]
+  if reqT ~= 0 then redis.call('HINCRBY', c[1], 'resTokens', int(reqT)) end
+  if reqC ~= 0 then redis.call('HINCRBY', c[1], 'resCost', int(reqC)) end
+  if reqT == 0 and reqC == 0 then redis.call('HINCRBY', c[1], 'resTokens', 0) end
+  if c[3] and redis.call('TTL', c[1]) < 0 then redis.call('EXPIRE', c[1], c[3]) end
+  redis.call('SADD', KEYS[4], ARGV[10 + i])
+  labels[i] = c[2]
+end
+
+local expiresAt = now + tonumber(ARGV[6])
+local scopeList = {}
+for i = 1, n do scopeList[i] = ARGV[10 + i] end
+local labelText = table.concat(labels, '\n')
+redis.call('HSET', KEYS[1],
+  'taskId', ARGV[2], 'tokens', ARGV[3], 'cost', ARGV[4],
+  'leaseExpiresAt', int(expiresAt), 'createdAt', ARGV[5],
+  'scopes', table.concat(scopeList, '\n'), 'periods', labelText)
+redis.call('ZADD', KEYS[3], int(expiresAt), ARGV[1])
+return {'ok', expiresAt, labelText}
