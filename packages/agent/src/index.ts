@@ -10,7 +10,12 @@ export {
 } from "./loop/hooks.js";
 export { InMemoryToolJournal, type ToolJournal, type ToolJournalBegin } from "./loop/journal.js";
 export { agentStateSchema, parseAgentState, type AgentState, type PendingToolCall } from "./loop/state.js";
-export { runAgent, INTERRUPTED_TOOL_MESSAGE, type AgentResult, type RunAgentOptions } from "./loop/run-agent.js";
+export {
+  runAgent,
+  INTERRUPTED_TOOL_MESSAGE,
+  type AgentResult,
+  type RunAgentOptions,
+} from "./loop/run-agent.js";
 export {
   rememberTool,
   recallTool,

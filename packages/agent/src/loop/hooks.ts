@@ -47,7 +47,9 @@ export interface AgentHooks {
   /** @defaultValue allow. A throw fails the run without running the tool (retry re-evaluates it). */
   beforeToolCall?(info: ToolCallInfo): Promise<ToolCallDecision>;
   /** Called for every call that got a result (allowed, denied, reused from the journal); not for suspensions. */
-  afterToolCall?(info: ToolCallInfo & { result: ToolResultBlock; durationMs: number; decision: ToolCallDecision }): Promise<void>;
+  afterToolCall?(
+    info: ToolCallInfo & { result: ToolResultBlock; durationMs: number; decision: ToolCallDecision },
+  ): Promise<void>;
   /** Called after every state change worth keeping (model response, each tool result); the runtime persists it. Awaited: a failure fails the run. */
   onCheckpoint?(state: AgentState): Promise<void>;
 }
@@ -77,7 +79,8 @@ export function composeHooks(...hooks: AgentHooks[]): AgentHooks {
       let maxTokens: number | undefined;
       for (const hook of before) {
         const out = await hook(info);
-        if (out?.maxTokens !== undefined) maxTokens = maxTokens === undefined ? out.maxTokens : Math.min(maxTokens, out.maxTokens);
+        if (out?.maxTokens !== undefined)
+          maxTokens = maxTokens === undefined ? out.maxTokens : Math.min(maxTokens, out.maxTokens);
       }
       return maxTokens === undefined ? undefined : { maxTokens };
     };

@@ -2,7 +2,8 @@ import type { ToolResultBlock, ToolUseBlock } from "@agentry/llm";
 import type { RunContext } from "./hooks.js";
 
 /** What {@link ToolJournal.begin} found about a call. */
-export type ToolJournalBegin = { status: "fresh" } | { status: "done"; result: ToolResultBlock } | { status: "interrupted" };
+export type ToolJournalBegin =
+  { status: "fresh" } | { status: "done"; result: ToolResultBlock } | { status: "interrupted" };
 
 /**
  * Journal for at-least-once tool execution across processes. `begin()` claims the call before

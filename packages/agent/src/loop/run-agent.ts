@@ -100,7 +100,9 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
   const signal = options.signal ?? NEVER_ABORTED;
 
   const state =
-    options.state !== undefined ? parseAgentState(options.state) : initialState(options.messages, maxInputBytes);
+    options.state !== undefined
+      ? parseAgentState(options.state)
+      : initialState(options.messages, maxInputBytes);
   const inputLength = state.inputLength ?? 0;
 
   if (state.pending.length === 0 && state.messages.at(-1)?.role === "assistant") {
@@ -160,7 +162,10 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
     let result: ToolResultBlock;
     switch (decision.type) {
       case "suspend":
-        pending.suspension = { reason: decision.reason, ...(decision.data === undefined ? {} : { data: decision.data }) };
+        pending.suspension = {
+          reason: decision.reason,
+          ...(decision.data === undefined ? {} : { data: decision.data }),
+        };
         return;
       case "deny":
         result = {
@@ -175,7 +180,12 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
         break;
       default:
         // Fail closed on a decision this loop does not know.
-        result = { type: "tool_result", toolUseId: pending.call.id, content: "Denied: the policy decision was not understood", isError: true };
+        result = {
+          type: "tool_result",
+          toolUseId: pending.call.id,
+          content: "Denied: the policy decision was not understood",
+          isError: true,
+        };
     }
     throwIfCancelled(signal);
     pending.result = result;
@@ -228,12 +238,21 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
       ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
       ...(options.cache === undefined ? {} : { cache: options.cache }),
       signal,
-      metadata: { taskId: run.taskId, tenant: run.tenant, userId: run.userId, sessionId: run.sessionId, step: String(step) },
+      metadata: {
+        taskId: run.taskId,
+        tenant: run.tenant,
+        userId: run.userId,
+        sessionId: run.sessionId,
+        step: String(step),
+      },
     };
     const clamp = await hooks.beforeModelCall?.({ run, step, request });
     if (clamp?.maxTokens !== undefined) {
       if (!Number.isInteger(clamp.maxTokens) || clamp.maxTokens < 1) {
-        throw new AgentryError("INTERNAL", `beforeModelCall returned maxTokens ${clamp.maxTokens}; it must be a positive integer`);
+        throw new AgentryError(
+          "INTERNAL",
+          `beforeModelCall returned maxTokens ${clamp.maxTokens}; it must be a positive integer`,
+        );
       }
       request.maxTokens = Math.min(request.maxTokens, clamp.maxTokens);
     }
@@ -280,7 +299,9 @@ function initialState(messages: Message[] | undefined, maxInputBytes: number): A
   const parsed = agentStateSchema.shape.messages.safeParse(messages);
   if (!parsed.success) {
     const fields = parsed.error.issues.map((i) => `messages.${i.path.map(String).join(".")}: ${i.message}`);
-    throw new AgentryError("INVALID_INPUT", `messages are not valid: ${fields.join("; ")}`, { details: { fields } });
+    throw new AgentryError("INVALID_INPUT", `messages are not valid: ${fields.join("; ")}`, {
+      details: { fields },
+    });
   }
   const last = messages.at(-1) as Message;
   if (last.role !== "user") {
@@ -290,15 +311,29 @@ function initialState(messages: Message[] | undefined, maxInputBytes: number): A
   if (empty) throw new AgentryError("INVALID_INPUT", "The user message is empty");
   const bytes = Buffer.byteLength(JSON.stringify(last.content));
   if (bytes > maxInputBytes) {
-    throw new AgentryError("INVALID_INPUT", `The user message is ${bytes} bytes; the limit is ${maxInputBytes}`, {
-      details: { bytes, maxInputBytes },
-    });
+    throw new AgentryError(
+      "INVALID_INPUT",
+      `The user message is ${bytes} bytes; the limit is ${maxInputBytes}`,
+      {
+        details: { bytes, maxInputBytes },
+      },
+    );
   }
   const copy = parsed.data as Message[];
-  return { version: 1, messages: copy, step: 0, usage: { ...ZERO_USAGE }, pending: [], inputLength: copy.length };
+  return {
+    version: 1,
+    messages: copy,
+    step: 0,
+    usage: { ...ZERO_USAGE },
+    pending: [],
+    inputLength: copy.length,
+  };
 }
 
-async function recallMemories(recall: NonNullable<RunAgentOptions["recall"]>, messages: Message[]): Promise<string[]> {
+async function recallMemories(
+  recall: NonNullable<RunAgentOptions["recall"]>,
+  messages: Message[],
+): Promise<string[]> {
   const lastUser = [...messages].reverse().find((m) => m.role === "user");
   const query = lastUser === undefined ? "" : textOf(lastUser).trim();
   if (query === "") return [];

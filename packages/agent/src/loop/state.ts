@@ -32,7 +32,12 @@ export interface AgentState {
 }
 
 const textBlock = z.object({ type: z.literal("text"), text: z.string() });
-const toolUseBlock = z.object({ type: z.literal("tool_use"), id: z.string(), name: z.string(), input: z.unknown() });
+const toolUseBlock = z.object({
+  type: z.literal("tool_use"),
+  id: z.string(),
+  name: z.string(),
+  input: z.unknown(),
+});
 const toolResultBlock = z.object({
   type: z.literal("tool_result"),
   toolUseId: z.string(),
@@ -53,12 +58,17 @@ export const agentStateSchema = z.object({
   messages: z.array(
     z.object({
       role: z.enum(["user", "assistant"]),
-      content: z.union([z.string(), z.array(z.discriminatedUnion("type", [textBlock, toolUseBlock, toolResultBlock]))]),
+      content: z.union([
+        z.string(),
+        z.array(z.discriminatedUnion("type", [textBlock, toolUseBlock, toolResultBlock])),
+      ]),
     }),
   ),
   step: z.number().int().nonnegative(),
   usage,
-  pending: z.array(z.object({ call: toolUseBlock, result: toolResultBlock.optional(), suspension: suspension.optional() })),
+  pending: z.array(
+    z.object({ call: toolUseBlock, result: toolResultBlock.optional(), suspension: suspension.optional() }),
+  ),
   inputLength: z.number().int().nonnegative().optional(),
   recalled: z.array(z.string()).optional(),
 });
@@ -67,8 +77,12 @@ export const agentStateSchema = z.object({
 export function parseAgentState(value: unknown): AgentState {
   const parsed = agentStateSchema.safeParse(value);
   if (!parsed.success) {
-    const fields = parsed.error.issues.map((i) => `${i.path.map(String).join(".") || "(state)"}: ${i.message}`);
-    throw new AgentryError("INVALID_INPUT", `Agent state is not valid: ${fields.join("; ")}`, { details: { fields } });
+    const fields = parsed.error.issues.map(
+      (i) => `${i.path.map(String).join(".") || "(state)"}: ${i.message}`,
+    );
+    throw new AgentryError("INVALID_INPUT", `Agent state is not valid: ${fields.join("; ")}`, {
+      details: { fields },
+    });
   }
   return parsed.data as AgentState;
 }

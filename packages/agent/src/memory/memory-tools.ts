@@ -13,8 +13,18 @@ export interface MemoryHitLike {
  * with these two methods fits.
  */
 export interface MemoryLike {
-  add(input: { namespace: string; text: string; metadata?: Record<string, unknown>; id?: string }): Promise<{ id: string }>;
-  search(input: { namespace: string; query: string; k?: number; minScore?: number }): Promise<MemoryHitLike[]>;
+  add(input: {
+    namespace: string;
+    text: string;
+    metadata?: Record<string, unknown>;
+    id?: string;
+  }): Promise<{ id: string }>;
+  search(input: {
+    namespace: string;
+    query: string;
+    k?: number;
+    minScore?: number;
+  }): Promise<MemoryHitLike[]>;
 }
 
 /** Picks the memory namespace for a tool call. */
@@ -36,12 +46,17 @@ export interface RecallToolOptions {
 }
 
 /** `remember {text}`: stores a fact in the user's memory (namespace from the call's tenant and user by default). */
-export function rememberTool(memory: MemoryLike, namespace: MemoryNamespaceFn = byUser): Tool<{ text: string }, { id: string; remembered: true }> {
+export function rememberTool(
+  memory: MemoryLike,
+  namespace: MemoryNamespaceFn = byUser,
+): Tool<{ text: string }, { id: string; remembered: true }> {
   return defineTool({
     name: "remember",
     description:
       "Store a fact worth keeping about the user or their work (a preference, a decision, a detail) so it can be recalled in later conversations.",
-    input: z.object({ text: z.string().min(1).max(4000).describe("The fact to remember, as a self-contained sentence.") }),
+    input: z.object({
+      text: z.string().min(1).max(4000).describe("The fact to remember, as a self-contained sentence."),
+    }),
     async handler({ text }, ctx) {
       const record = await memory.add({
         namespace: namespace(ctx),
@@ -62,7 +77,8 @@ export function recallTool(
   const k = options.k ?? 5;
   return defineTool({
     name: "recall",
-    description: "Search what was remembered earlier about the user; returns the closest memories, best first.",
+    description:
+      "Search what was remembered earlier about the user; returns the closest memories, best first.",
     input: z.object({ query: z.string().min(1).max(2000).describe("What to look for.") }),
     idempotent: true,
     async handler({ query }, ctx) {

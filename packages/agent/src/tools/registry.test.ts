@@ -14,7 +14,12 @@ const ctx = (signal: AbortSignal = new AbortController().signal): ToolContext =>
   signal,
   attributes: {},
 });
-const call = (name: string, input: unknown): ToolUseBlock => ({ type: "tool_use", id: "call_1", name, input });
+const call = (name: string, input: unknown): ToolUseBlock => ({
+  type: "tool_use",
+  id: "call_1",
+  name,
+  input,
+});
 
 const weather = defineTool({
   name: "get_weather",
@@ -42,25 +47,40 @@ describe("ToolRegistry", () => {
     const registry = new ToolRegistry().register(weather);
     expect(() => registry.register(weather)).toThrow(/already registered/);
     const bad = { ...weather, name: "get weather!" };
-    expect(() => new ToolRegistry().register(bad)).toThrow(expect.objectContaining({ code: "INVALID_CONFIG" }));
+    expect(() => new ToolRegistry().register(bad)).toThrow(
+      expect.objectContaining({ code: "INVALID_CONFIG" }),
+    );
     const scalar = defineTool({ name: "scalar", description: "x", input: z.string(), handler: (s) => s });
     expect(() => new ToolRegistry().register(scalar)).toThrow(/must describe an object/);
   });
 
   it("runs a valid call and returns the handler's value as JSON, applying schema defaults", async () => {
-    const result = await new ToolRegistry().register(weather).execute(call("get_weather", { city: "Paris" }), ctx());
-    expect(result).toEqual({ type: "tool_result", toolUseId: "call_1", content: '{"city":"Paris","unit":"c","tempC":21}' });
+    const result = await new ToolRegistry()
+      .register(weather)
+      .execute(call("get_weather", { city: "Paris" }), ctx());
+    expect(result).toEqual({
+      type: "tool_result",
+      toolUseId: "call_1",
+      content: '{"city":"Paris","unit":"c","tempC":21}',
+    });
   });
 
   it("passes a string result through unchanged", async () => {
-    const echo = defineTool({ name: "echo", description: "x", input: z.object({ s: z.string() }), handler: ({ s }) => s });
+    const echo = defineTool({
+      name: "echo",
+      description: "x",
+      input: z.object({ s: z.string() }),
+      handler: ({ s }) => s,
+    });
     const result = await new ToolRegistry().register(echo).execute(call("echo", { s: "hi" }), ctx());
     expect(result.content).toBe("hi");
     expect(result.isError).toBeUndefined();
   });
 
   it("turns schema failures into an error result that lists every failing field", async () => {
-    const result = await new ToolRegistry().register(weather).execute(call("get_weather", { city: "", unit: "k" }), ctx());
+    const result = await new ToolRegistry()
+      .register(weather)
+      .execute(call("get_weather", { city: "", unit: "k" }), ctx());
     expect(result.isError).toBe(true);
     expect(result.content).toContain('Invalid input for tool "get_weather"');
     expect(result.content).toMatch(/- city: .*/);
@@ -129,13 +149,23 @@ describe("ToolRegistry", () => {
         }),
     });
     const result = await new ToolRegistry().register(slow).execute(call("slow", {}), ctx());
-    expect(result).toMatchObject({ isError: true, content: 'Tool "slow" timed out after 20 ms; its outcome is unknown.' });
+    expect(result).toMatchObject({
+      isError: true,
+      content: 'Tool "slow" timed out after 20 ms; its outcome is unknown.',
+    });
     expect(sawAbort).toBe(true);
   });
 
   it("uses the registry default timeout for tools that set none", async () => {
-    const hang = defineTool({ name: "hang", description: "x", input: z.object({}), handler: () => new Promise<never>(() => undefined) });
-    const result = await new ToolRegistry({ defaultTimeoutMs: 10 }).register(hang).execute(call("hang", {}), ctx());
+    const hang = defineTool({
+      name: "hang",
+      description: "x",
+      input: z.object({}),
+      handler: () => new Promise<never>(() => undefined),
+    });
+    const result = await new ToolRegistry({ defaultTimeoutMs: 10 })
+      .register(hang)
+      .execute(call("hang", {}), ctx());
     expect(result.content).toContain("timed out after 10 ms");
   });
 

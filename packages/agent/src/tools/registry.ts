@@ -95,16 +95,23 @@ export class ToolRegistry {
       controller.signal.addEventListener("abort", () => resolve("cancelled"), { once: true });
     });
     try {
-      const run = Promise.resolve().then(() => tool.handler(parsed.data, { ...ctx, signal: controller.signal }));
+      const run = Promise.resolve().then(() =>
+        tool.handler(parsed.data, { ...ctx, signal: controller.signal }),
+      );
       const outcome = await Promise.race([
         run.then((value) => ({ kind: "value" as const, value })),
         timedOut,
         cancelled,
       ]);
       if (outcome === "timeout") {
-        controller.abort(new AgentryError("TOOL_TIMEOUT", `Tool "${tool.name}" timed out after ${timeoutMs} ms`));
+        controller.abort(
+          new AgentryError("TOOL_TIMEOUT", `Tool "${tool.name}" timed out after ${timeoutMs} ms`),
+        );
         run.catch(() => undefined); // the abandoned handler may still reject later
-        return errorResult(call, `Tool "${tool.name}" timed out after ${timeoutMs} ms; its outcome is unknown.`);
+        return errorResult(
+          call,
+          `Tool "${tool.name}" timed out after ${timeoutMs} ms; its outcome is unknown.`,
+        );
       }
       if (outcome === "cancelled") {
         run.catch(() => undefined);
@@ -129,9 +136,13 @@ function toDefinition(tool: Tool): ToolDefinition {
   try {
     schema = z.toJSONSchema(tool.input, { io: "input", unrepresentable: "any" }) as Record<string, unknown>;
   } catch (error) {
-    throw new AgentryError("INVALID_CONFIG", `Tool "${tool.name}" input schema has no JSON Schema form: ${messageOf(error)}`, {
-      cause: error,
-    });
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `Tool "${tool.name}" input schema has no JSON Schema form: ${messageOf(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
   if (schema.type !== "object") {
     throw new AgentryError("INVALID_CONFIG", `Tool "${tool.name}" input schema must describe an object`);
@@ -152,7 +163,10 @@ function normaliseInput(input: unknown): { ok: true; value: unknown } | { ok: fa
 
 function describeIssues(error: z.ZodError): string {
   return error.issues
-    .map((issue) => `- ${issue.path.length > 0 ? issue.path.map(String).join(".") : "(input)"}: ${issue.message}`)
+    .map(
+      (issue) =>
+        `- ${issue.path.length > 0 ? issue.path.map(String).join(".") : "(input)"}: ${issue.message}`,
+    )
     .join("\n");
 }
 
@@ -167,7 +181,7 @@ function encodeOutput(value: unknown): string | undefined {
 
 function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;
-  return typeof error === "string" ? error : JSON.stringify(error) ?? String(error);
+  return typeof error === "string" ? error : (JSON.stringify(error) ?? String(error));
 }
 
 function errorResult(call: ToolUseBlock, content: string): ToolResultBlock {
