@@ -1,0 +1,29 @@
+import { AgentryError } from "@agentry/core";
+
+/** Throws INVALID_INPUT unless `value` is a non-empty string. */
+export function requireId(value: unknown, what: string): string {
+  if (typeof value !== "string" || value.length === 0) {
+    throw new AgentryError("INVALID_INPUT", `${what} must be a non-empty string`, {
+      details: { field: what, got: typeof value },
+    });
+  }
+  return value;
+}
+
+/**
+ * Makes any user string safe inside a Redis key: ':' cannot split it into more parts and
+ * '{' / '}' cannot turn it into a Cluster hash tag.
+ */
+export function keyPart(value: string): string {
+  return encodeURIComponent(value);
+}
+
+/** Throws INVALID_INPUT unless `value` is a positive integer. */
+export function requirePositiveInt(value: number, what: string): number {
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new AgentryError("INVALID_INPUT", `${what} must be a positive integer (got ${value})`, {
+      details: { field: what },
+    });
+  }
+  return value;
+}

@@ -1,0 +1,30 @@
+/** A held turn of a session. `expiresAt` is ms since the epoch (server clock for Redis). */
+export interface SessionLease {
+  sessionId: string;
+  taskId: string;
+  token: string;
+  expiresAt: number;
+}
+
+/**
+ * Session turns: tasks of one session run one at a time, in submit order, across many
+ * workers. A turn is a lease with an owner token and an expiry, so a dead holder frees it.
+ */
+export interface SessionTurns {
+  /** Registers a task in its session's order (called at submit time). Idempotent per taskId. */
+  enqueue(sessionId: string, taskId: string): Promise<void>;
+  /**
+   * Takes the turn if taskId is at the head of the session's order and no live lease is held
+   * by another owner. Returns a lease or null (with the current holder). Re-acquirable by the
+   * same taskId after its previous holder died (lease expired).
+   */
+  tryAcquire(sessionId: string, taskId: string, ttlMs: number): Promise<SessionLease | null>;
+  /** Extends a held lease; false if lost. */
+  renew(lease: SessionLease, ttlMs: number): Promise<boolean>;
+  /** Ends the turn: removes taskId from the order and drops the lease (only if the token matches). Idempotent. */
+  release(lease: SessionLease): Promise<void>;
+  /** Removes a task from the order without a lease (cancelled / failed before it ran). */
+  remove(sessionId: string, taskId: string): Promise<void>;
+  /** The task whose turn it is (head), for diagnostics. */
+  head(sessionId: string): Promise<string | null>;
+}
