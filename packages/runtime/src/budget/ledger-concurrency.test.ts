@@ -1,0 +1,155 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { useTestRedis } from "@agentry/testkit";
+import { describe, expect, it } from "vitest";
+import { BudgetLedger } from "./ledger.js";
+import type { BudgetScope } from "./scope.js";
+import type { BudgetAmount, BudgetLimit, BudgetStats } from "./types.js";
+
+const redis = useTestRedis("budget-proof");
+const CHILD = fileURLToPath(new URL("./ledger-stress.child.ts", import.meta.url));
+const PACKAGE_DIR = fileURLToPath(new URL("../..", import.meta.url));
+
+const PROCESSES = 4;
+const LOOPS = 50;
+const ITERATIONS = 15;
+const LEASE_MS = 300;
+
+/** Small budgets on every scope kind: demand is roughly ten times what global allows. */
+const LIMITS: [BudgetScope, BudgetLimit][] = [
+  ["global", { maxTokens: 60_000, maxCostMicroUsd: 150_000, period: "none" }],
+  ...[0, 1].map((i): [BudgetScope, BudgetLimit] => [`tenant:t${i}`, { maxTokens: 32_000, period: "none" }]),
+  ...[0, 1, 2, 3].map((i): [BudgetScope, BudgetLimit] => [
+    `user:u${i}`,
+    { maxTokens: 14_000, maxCostMicroUsd: 33_000, period: "none" },
+  ]),
+  ...[0, 1, 2, 3, 4, 5, 6, 7].map((i): [BudgetScope, BudgetLimit] => [
+    `session:s${i}`,
+    { maxTokens: 7_000, period: "none" },
+  ]),
+];
+
+interface StressReport {
+  granted: number;
+  settled: number;
+  released: number;
+  abandoned: number;
+  exceeded: number;
+  contended: number;
+  overruns: number;
+  reapedByThisProcess: number;
+  charges: Record<string, BudgetAmount>;
+}
+
+function runChild(args: string[]): Promise<StressReport> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["--conditions=@agentry/source", "--import", "tsx", CHILD, ...args],
+      {
+        cwd: PACKAGE_DIR,
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      if (code !== 0) return reject(new Error(`stress child exited ${code}: ${err}`));
+      try {
+        resolve(JSON.parse(out.trim().split("\n").pop() ?? "") as StressReport);
+      } catch (e) {
+        reject(new Error(`bad child output: ${out} ${err}`, { cause: e }));
+      }
+    });
+  });
+}
+
+/** Every way a snapshot could break the invariant, as readable strings (empty when sound). */
+function violations(s: BudgetStats): string[] {
+  const out: string[] = [];
+  const check = (max: number | undefined, used: number, reserved: number, unit: string) => {
+    if (max === undefined) return;
+    if (used > max) out.push(`${s.scope}: spent ${used} > ${max} ${unit}`);
+    if (used + reserved > max) out.push(`${s.scope}: used ${used} + reserved ${reserved} > ${max} ${unit}`);
+  };
+  check(s.limit?.maxTokens, s.used.tokens, s.reserved.tokens, "tokens");
+  check(s.limit?.maxCostMicroUsd, s.used.costMicroUsd, s.reserved.costMicroUsd, "micro-USD");
+  return out;
+}
+
+describe("BudgetLedger concurrency proof", () => {
+  for (const seed of [1, 2, 3]) {
+    it(
+      `${PROCESSES} processes x ${LOOPS} loops never spend past a limit (seed ${seed})`,
+      { timeout: 120_000 },
+      async () => {
+        const prefix = `{${redis.freshPrefix(`proof${seed}`)}}`;
+        const ledger = new BudgetLedger({ redis: redis.client(), prefix, leaseMs: LEASE_MS });
+        for (const [scope, limit] of LIMITS) await ledger.setLimit(scope, limit);
+        const scopes = LIMITS.map(([s]) => s);
+
+        let running = true;
+        const seen: string[] = [];
+        let samples = 0;
+        const sampler = (async () => {
+          while (running) {
+            for (const s of scopes) seen.push(...violations(await ledger.getStats(s)));
+            samples++;
+          }
+        })();
+        const reports = await Promise.all(
+          Array.from({ length: PROCESSES }, (_, i) =>
+            runChild([
+              redis.url,
+              prefix,
+              String(seed * 1_000 + i),
+              String(LOOPS),
+              String(ITERATIONS),
+              String(LEASE_MS),
+              scopes.join(","),
+            ]),
+          ).map((p) => p.finally(() => undefined)),
+        ).finally(() => {
+          running = false;
+        });
+        await sampler;
+
+        // Reservations abandoned at the very end: wait out their lease and reap them here.
+        await new Promise((r) => setTimeout(r, LEASE_MS + 50));
+        const lateReaped = await ledger.reapExpired(10_000);
+
+        const total = (k: keyof Omit<StressReport, "charges">) => reports.reduce((n, r) => n + r[k], 0);
+        const charged: Record<string, BudgetAmount> = {};
+        const add = (scope: string, a: BudgetAmount) => {
+          const c = (charged[scope] ??= { tokens: 0, costMicroUsd: 0 });
+          c.tokens += a.tokens;
+          c.costMicroUsd += a.costMicroUsd;
+        };
+        for (const r of reports) for (const [s, a] of Object.entries(r.charges)) add(s, a);
+        for (const r of lateReaped) for (const s of r.scopes) add(s, r.amount);
+
+        expect(seen).toEqual([]);
+        expect(samples).toBeGreaterThan(0);
+        // The budget was really contended: calls were refused both ways.
+        expect(total("contended")).toBeGreaterThan(0);
+        expect(total("exceeded")).toBeGreaterThan(0);
+        expect(total("granted")).toBeGreaterThan(0);
+        expect(total("overruns")).toBe(0);
+        // Every abandoned reservation was reaped exactly once, by some process.
+        expect(total("reapedByThisProcess") + lateReaped.length).toBe(total("abandoned"));
+        expect(total("settled") + total("released") + total("abandoned")).toBe(total("granted"));
+
+        for (const scope of scopes) {
+          const st = await ledger.getStats(scope);
+          expect(violations(st)).toEqual([]);
+          expect(st.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
+          // Exact accounting: Redis holds precisely what the processes charged.
+          expect(st.used).toEqual(charged[scope] ?? { tokens: 0, costMicroUsd: 0 });
+        }
+      },
+    );
+  }
+});

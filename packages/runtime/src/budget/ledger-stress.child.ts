@@ -1,0 +1,133 @@
+/**
+ * Internal. For test use only. One process of the budget concurrency proof
+ * (ledger-concurrency.test.ts): many concurrent loops of reserve → delay → settle / release /
+ * abandon against shared small budgets, plus a reaper loop. Prints one JSON line of figures.
+ *
+ * Args: <redisUrl> <prefix> <seed> <loops> <iterations> <leaseMs> <scopes, comma-separated>
+ * Every call reserves on global plus one tenant, one user and one session scope from that list.
+ */
+import { Redis } from "ioredis";
+import { BudgetLedger } from "./ledger.js";
+import { parseScope, type BudgetScope } from "./scope.js";
+import type { BudgetAmount, ExpiredReservation } from "./types.js";
+
+interface StressReport {
+  granted: number;
+  settled: number;
+  released: number;
+  abandoned: number;
+  exceeded: number;
+  contended: number;
+  overruns: number;
+  reapedByThisProcess: number;
+  /** What this process charged per scope (settles, and reservations it reaped). */
+  charges: Record<string, BudgetAmount>;
+}
+
+/** A small seeded generator (mulberry32), so a failing seed can be replayed. */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+function addCharge(charges: Record<string, BudgetAmount>, scopes: string[], amount: BudgetAmount): void {
+  for (const s of scopes) {
+    const c = (charges[s] ??= { tokens: 0, costMicroUsd: 0 });
+    c.tokens += amount.tokens;
+    c.costMicroUsd += amount.costMicroUsd;
+  }
+}
+
+async function main(): Promise<void> {
+  const [url, prefix, seedText, loopsText, iterationsText, leaseText, scopeText] = process.argv.slice(2);
+  if (!url || !prefix || !scopeText) {
+    throw new Error(
+      "usage: ledger-stress.child.ts <redisUrl> <prefix> <seed> <loops> <iterations> <leaseMs> <scopes>",
+    );
+  }
+  const all = scopeText.split(",").map(parseScope);
+  const ofKind = (kind: string) => all.filter((s) => s.startsWith(`${kind}:`));
+  const [tenants, users, sessions] = [ofKind("tenant"), ofKind("user"), ofKind("session")];
+  const random = seededRandom(Number(seedText));
+  const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
+  const pick = <T>(xs: T[]): T => xs[int(0, xs.length - 1)] as T;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  const redis = new Redis(url, { maxRetriesPerRequest: null });
+  const report: StressReport = {
+    granted: 0,
+    settled: 0,
+    released: 0,
+    abandoned: 0,
+    exceeded: 0,
+    contended: 0,
+    overruns: 0,
+    reapedByThisProcess: 0,
+    charges: {},
+  };
+  const onLeaseExpired = (r: ExpiredReservation) => {
+    report.reapedByThisProcess++;
+    addCharge(report.charges, r.scopes, r.amount);
+  };
+  const ledger = new BudgetLedger({
+    redis,
+    prefix,
+    leaseMs: Number(leaseText),
+    onLeaseExpired,
+    contendedRetryMs: 10,
+  });
+
+  const loop = async () => {
+    for (let i = 0; i < Number(iterationsText); i++) {
+      const scopes: BudgetScope[] = ["global", pick(tenants), pick(users), pick(sessions)];
+      const tokens = int(20, 400);
+      const amount = { tokens, costMicroUsd: tokens * 2 + int(0, 50) };
+      const r = await ledger.reserve({ taskId: `task-${process.pid}-${i}`, scopes, amount });
+      if (!r.ok) {
+        report[r.reason]++;
+        if (r.reason === "contended") await sleep(int(1, r.retryAfterMs));
+        continue;
+      }
+      report.granted++;
+      await sleep(int(0, 15));
+      const action = random();
+      if (action < 0.85) {
+        const actual = { tokens: int(0, amount.tokens), costMicroUsd: int(0, amount.costMicroUsd) };
+        const s = await ledger.settle(r.reservation.id, actual);
+        if (s.overrun) report.overruns++;
+        if (s.settled) {
+          report.settled++;
+          addCharge(report.charges, scopes, actual);
+        }
+      } else if (action < 0.95) {
+        if (await ledger.release(r.reservation.id)) report.released++;
+      } else {
+        report.abandoned++; // a "dead worker": its lease runs out and a reaper charges the reserved amount
+      }
+    }
+  };
+
+  let running = true;
+  const reaper = (async () => {
+    while (running) {
+      await ledger.reapExpired();
+      await sleep(25);
+    }
+  })();
+  await Promise.all(Array.from({ length: Number(loopsText) }, loop));
+  running = false;
+  await reaper;
+  await redis.quit();
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
