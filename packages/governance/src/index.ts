@@ -1,2 +1,3 @@
 export { canonicalJson } from "./canonical-json.js";
 export * from "./policies/index.js";
+export * from "./approvals/index.js";

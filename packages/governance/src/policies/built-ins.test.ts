@@ -70,7 +70,7 @@ describe("rateCap", () => {
     const clients = [redis.client(), redis.client(), redis.client()];
     const results = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
-        p.evaluate(act("send_email", {}), { now: 1_000, redis: clients[i % 3], prefix }),
+        Promise.resolve(p.evaluate(act("send_email", {}), { now: 1_000, redis: clients[i % 3], prefix })),
       ),
     );
     expect(results.filter((r) => r.type === "allow")).toHaveLength(3);

@@ -1,0 +1,345 @@
+import { createHash } from "node:crypto";
+import type { Redis } from "ioredis";
+import { AgentryError, keySpace, systemClock, type Clock, type KeySpace } from "@agentry/core";
+import type { Action } from "../policies/types.js";
+import { luaScript } from "../redis-script.js";
+import { verifyDecision, type ApproverKeys } from "./signing.js";
+import type {
+  ApprovalDecision,
+  ApprovalRecord,
+  ApprovalResolvedEvent,
+  ApprovalStatus,
+  DecideResult,
+  SignedDecision,
+} from "./types.js";
+
+const requestScript = luaScript("request_approval", new URL("./request-approval.lua", import.meta.url));
+const decideScript = luaScript("decide_approval", new URL("./decide-approval.lua", import.meta.url));
+const expireScript = luaScript("expire_approval", new URL("./expire-approval.lua", import.meta.url));
+const attachJobScript = luaScript("attach_job", new URL("./attach-job.lua", import.meta.url));
+const acknowledgeScript = luaScript("acknowledge_approval", new URL("./acknowledge-approval.lua", import.meta.url));
+
+/** The approval id for one tool call of one task: deterministic, so a retried step finds its approval. */
+export function approvalIdFor(taskId: string, toolUseId: string): string {
+  return `apr_${createHash("sha256").update(`${taskId}\n${toolUseId}`).digest("hex").slice(0, 32)}`;
+}
+
+/** Options for {@link ApprovalStore}. */
+export interface ApprovalStoreOptions {
+  /** A command connection (not a subscriber). */
+  redis: Redis;
+  /** @defaultValue `agentry` */
+  prefix?: string;
+  /** @defaultValue the system clock */
+  clock?: Clock;
+  /**
+   * Enrolled approvers' public keys. When given, `decide` refuses a decision whose signature
+   * does not verify. When absent, signatures are stored unchecked (the resume check still runs).
+   */
+  approverKeys?: ApproverKeys;
+  /**
+   * Makes the dedicated connection `subscribe` listens on.
+   * @defaultValue `redis.duplicate()`
+   */
+  subscriber?: () => Redis;
+}
+
+/** What {@link ApprovalStore.request} needs. */
+export interface ApprovalRequest {
+  /** @defaultValue `approvalIdFor(taskId, toolUseId)` */
+  id?: string;
+  taskId: string;
+  jobId?: string;
+  toolUseId: string;
+  action: Action;
+  approvers: string[];
+  quorum: number;
+  ttlMs: number;
+  reason: string;
+}
+
+/**
+ * Approval records in Redis. Keys: `{prefix}:approval:{id}` (hash), `{prefix}:approvals:pending`
+ * (zset by expiry), `{prefix}:approvals:all` (zset by creation), `{prefix}:approvals:resolved`
+ * (zset by resolution time: resolved and not yet acknowledged by the resumed task). Resolutions
+ * are published on `{prefix}:approvals:events` from inside the deciding script, so Redis state
+ * and the event never disagree; pub/sub is only the wake-up, {@link unacknowledgedResolved} is the truth.
+ */
+export class ApprovalStore {
+  readonly redis: Redis;
+  readonly keys: KeySpace;
+  /** The pub/sub channel of {@link ApprovalResolvedEvent}s. */
+  readonly channel: string;
+  private readonly clock: Clock;
+  private readonly approverKeys: ApproverKeys | undefined;
+  private readonly makeSubscriber: () => Redis;
+
+  constructor(options: ApprovalStoreOptions) {
+    this.redis = options.redis;
+    this.keys = keySpace(options.prefix ?? "agentry");
+    this.channel = this.keys.key("approvals", "events");
+    this.clock = options.clock ?? systemClock;
+    this.approverKeys = options.approverKeys;
+    this.makeSubscriber = options.subscriber ?? (() => options.redis.duplicate());
+  }
+
+  private recordKey(id: string): string {
+    return this.keys.key("approval", id);
+  }
+  private get pendingKey(): string {
+    return this.keys.key("approvals", "pending");
+  }
+  private get allKey(): string {
+    return this.keys.key("approvals", "all");
+  }
+  private get resolvedKey(): string {
+    return this.keys.key("approvals", "resolved");
+  }
+
+  /** Creates the approval (or finds the existing one with the same id). */
+  async request(req: ApprovalRequest): Promise<{ record: ApprovalRecord; created: boolean }> {
+    if (!Number.isInteger(req.quorum) || req.quorum < 1) throw new AgentryError("INVALID_INPUT", "quorum must be an integer >= 1");
+    if (req.approvers.length === 0) throw new AgentryError("INVALID_INPUT", "an approval needs at least one approver");
+    if (!(req.ttlMs > 0)) throw new AgentryError("INVALID_INPUT", "ttlMs must be > 0");
+    const id = req.id ?? approvalIdFor(req.taskId, req.toolUseId);
+    const now = this.clock.now();
+    const expiresAt = now + req.ttlMs;
+    const fields: Record<string, string> = {
+      id,
+      taskId: req.taskId,
+      toolUseId: req.toolUseId,
+      action: JSON.stringify(req.action),
+      approvers: JSON.stringify(req.approvers),
+      quorum: String(req.quorum),
+      expiresAt: String(expiresAt),
+      status: "pending",
+      decisions: "[]",
+      createdAt: String(now),
+      reason: req.reason,
+      ...(req.jobId ? { jobId: req.jobId } : {}),
+    };
+    const reply = (await requestScript(
+      this.redis,
+      [this.recordKey(id), this.pendingKey, this.allKey],
+      [id, expiresAt, now, ...Object.entries(fields).flat()],
+    )) as [number, string?];
+    const record = await this.get(id);
+    if (!record) throw new AgentryError("INTERNAL", `approval ${id} vanished right after creation`);
+    return { record, created: reply[0] === 1 };
+  }
+
+  /** Records the job that waits on this approval (the event then names it). */
+  async attachJob(id: string, jobId: string): Promise<void> {
+    if ((await attachJobScript(this.redis, [this.recordKey(id)], [jobId])) !== 1) throw notFound(id);
+  }
+
+  /** The record, or `undefined` when there is none. */
+  async get(id: string): Promise<ApprovalRecord | undefined> {
+    const hash = await this.redis.hgetall(this.recordKey(id));
+    return hash.id ? parseRecord(hash) : undefined;
+  }
+
+  /** The record; `NOT_FOUND` when there is none. */
+  async require(id: string): Promise<ApprovalRecord> {
+    const record = await this.get(id);
+    if (!record) throw notFound(id);
+    return record;
+  }
+
+  /**
+   * Approvals newest first. `status: "pending"` reads the pending index; otherwise the
+   * index of every approval (filtered). @defaultValue limit 100
+   */
+  async list(options: { status?: ApprovalStatus; limit?: number } = {}): Promise<ApprovalRecord[]> {
+    const limit = options.limit ?? 100;
+    const ids =
+      options.status === "pending"
+        ? await this.redis.zrange(this.pendingKey, 0, limit - 1)
+        : await this.redis.zrevrange(this.allKey, 0, options.status ? -1 : limit - 1);
+    const records = await this.getMany(ids);
+    return records.filter((r) => !options.status || r.status === options.status).slice(0, limit);
+  }
+
+  private async getMany(ids: string[]): Promise<ApprovalRecord[]> {
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    ids.forEach((id) => pipeline.hgetall(this.recordKey(id)));
+    const replies = (await pipeline.exec()) ?? [];
+    return replies.flatMap(([err, hash]) => {
+      const h = hash as Record<string, string>;
+      return !err && h.id ? [parseRecord(h)] : [];
+    });
+  }
+
+  /**
+   * Records a signed decision in one Lua script and reports what happened without throwing
+   * for refusals. Checks the signature first when the store holds approver keys.
+   */
+  async tryDecide(decision: SignedDecision): Promise<DecideResult> {
+    if (this.approverKeys && !verifyDecision(this.approverKeys, decision)) {
+      return { type: "bad-signature", approver: decision.approver };
+    }
+    const stored: ApprovalDecision = {
+      approver: decision.approver,
+      outcome: decision.outcome,
+      reason: decision.reason ?? "",
+      decidedAt: decision.decidedAt,
+      signature: decision.signature,
+    };
+    const id = decision.approvalId;
+    const reply = (await decideScript(
+      this.redis,
+      [this.recordKey(id), this.pendingKey, this.resolvedKey],
+      [id, decision.approver, decision.outcome, JSON.stringify(stored), this.clock.now(), this.channel],
+    )) as [string, ...(string | number)[]];
+    switch (reply[0]) {
+      case "unknown":
+        return { type: "unknown" };
+      case "expired":
+        return { type: "expired" };
+      case "not-approver":
+        return { type: "not-approver", approver: decision.approver };
+      case "already-decided": {
+        const status = reply[1] as ApprovalStatus;
+        if (status === "expired") return { type: "expired" };
+        return { type: "already-decided", status, byApprover: reply[2] === 1 };
+      }
+      case "recorded":
+        return { type: "recorded", approvals: Number(reply[1]), quorum: Number(reply[2]), record: await this.require(id) };
+      case "decided":
+        return {
+          type: "decided",
+          status: reply[1] as "approved" | "rejected",
+          approvals: Number(reply[2]),
+          record: await this.require(id),
+        };
+      default:
+        throw new AgentryError("INTERNAL", `unexpected reply from decide script: ${JSON.stringify(reply)}`);
+    }
+  }
+
+  /**
+   * Like {@link tryDecide} but throws on refusal: `NOT_FOUND` (unknown id), `APPROVAL_EXPIRED`,
+   * `APPROVAL_INVALID` (not an approver, bad signature, already decided).
+   */
+  async decide(decision: SignedDecision): Promise<Extract<DecideResult, { type: "decided" | "recorded" }>> {
+    const result = await this.tryDecide(decision);
+    const id = decision.approvalId;
+    const details = { approvalId: id, approver: decision.approver, result: result.type };
+    switch (result.type) {
+      case "decided":
+      case "recorded":
+        return result;
+      case "unknown":
+        throw notFound(id);
+      case "expired":
+        throw new AgentryError("APPROVAL_EXPIRED", `approval ${id} has expired`, { details });
+      case "not-approver":
+        throw new AgentryError("APPROVAL_INVALID", `${decision.approver} is not an approver of ${id}`, { details });
+      case "bad-signature":
+        throw new AgentryError("APPROVAL_INVALID", `signature of ${decision.approver} on ${id} does not verify`, { details });
+      case "already-decided":
+        throw new AgentryError(
+          "APPROVAL_INVALID",
+          result.byApprover ? `${decision.approver} has already decided ${id}` : `approval ${id} is already ${result.status}`,
+          { details: { ...details, status: result.status } },
+        );
+    }
+  }
+
+  /** Marks the approval expired if it is pending and past its expiry. */
+  async expire(id: string): Promise<{ type: "expired" } | { type: "not-due"; expiresAt: number } | { type: "not-pending"; status: ApprovalStatus } | { type: "unknown" }> {
+    const reply = (await expireScript(this.redis, [this.recordKey(id), this.pendingKey, this.resolvedKey], [id, this.clock.now(), this.channel])) as [
+      string,
+      string?,
+    ];
+    switch (reply[0]) {
+      case "expired":
+        return { type: "expired" };
+      case "not-due":
+        return { type: "not-due", expiresAt: Number(reply[1]) };
+      case "not-pending":
+        return { type: "not-pending", status: reply[1] as ApprovalStatus };
+      default:
+        return { type: "unknown" };
+    }
+  }
+
+  /** Expires every pending approval past its expiry (a reconcile step). Returns the ids expired. */
+  async expireDue(options: { limit?: number } = {}): Promise<string[]> {
+    const due = await this.redis.zrangebyscore(this.pendingKey, "-inf", this.clock.now(), "LIMIT", 0, options.limit ?? 500);
+    const expired: string[] = [];
+    for (const id of due) {
+      if ((await this.expire(id)).type === "expired") expired.push(id);
+    }
+    return expired;
+  }
+
+  /**
+   * Resolved approvals (approved, rejected, expired) whose task has not acknowledged them yet,
+   * oldest first. A runtime calls this at start-up and periodically to wake the jobs whose
+   * pub/sub event was missed. `resolvedBefore` skips the ones resolved too recently for their
+   * event to have been handled. @defaultValue limit 500
+   */
+  async unacknowledgedResolved(options: { limit?: number; resolvedBefore?: number } = {}): Promise<ApprovalRecord[]> {
+    const ids = await this.redis.zrangebyscore(this.resolvedKey, "-inf", options.resolvedBefore ?? "+inf", "LIMIT", 0, options.limit ?? 500);
+    return this.getMany(ids);
+  }
+
+  /** Marks a resolution consumed by its resumed task. True when this call acknowledged it. */
+  async acknowledge(id: string): Promise<boolean> {
+    return (await acknowledgeScript(this.redis, [this.recordKey(id), this.resolvedKey], [id, this.clock.now()])) === 1;
+  }
+
+  /**
+   * Listens for resolutions on a dedicated connection. Resolves once subscribed; the returned
+   * function unsubscribes and closes the connection. Malformed messages are ignored.
+   */
+  async subscribe(onEvent: (event: ApprovalResolvedEvent) => void): Promise<() => Promise<void>> {
+    const sub = this.makeSubscriber();
+    const channel = this.channel;
+    sub.on("message", (ch: string, message: string) => {
+      if (ch !== channel) return;
+      let event: ApprovalResolvedEvent;
+      try {
+        event = JSON.parse(message) as ApprovalResolvedEvent;
+      } catch {
+        return;
+      }
+      if (typeof event.approvalId === "string") onEvent(event);
+    });
+    await sub.subscribe(channel);
+    return async () => {
+      try {
+        await sub.unsubscribe(channel);
+        await sub.quit();
+      } catch {
+        sub.disconnect();
+      }
+    };
+  }
+}
+
+function notFound(id: string): AgentryError {
+  return new AgentryError("NOT_FOUND", `no approval ${id}`, { details: { approvalId: id } });
+}
+
+function parseRecord(h: Record<string, string>): ApprovalRecord {
+  const decisions = JSON.parse(h.decisions ?? "[]") as ApprovalDecision[] | Record<string, never>;
+  return {
+    id: h.id as string,
+    taskId: h.taskId ?? "",
+    ...(h.jobId ? { jobId: h.jobId } : {}),
+    toolUseId: h.toolUseId ?? "",
+    action: JSON.parse(h.action ?? "{}") as Action,
+    approvers: JSON.parse(h.approvers ?? "[]") as string[],
+    quorum: Number(h.quorum),
+    expiresAt: Number(h.expiresAt),
+    status: h.status as ApprovalStatus,
+    decisions: Array.isArray(decisions) ? decisions : [],
+    createdAt: Number(h.createdAt),
+    reason: h.reason ?? "",
+    ...(h.resolvedAt ? { resolvedAt: Number(h.resolvedAt) } : {}),
+    ...(h.acknowledgedAt ? { acknowledgedAt: Number(h.acknowledgedAt) } : {}),
+  };
+}
