@@ -6,3 +6,20 @@ export { statusOfJob, taskStateOf, type TaskProgress, type TaskState, type TaskS
 export { AgentWorker, type AgentWorkerOptions, type TaskExecution, type TaskHandler, type WorkerHealth } from "./worker/agent-worker.js";
 export type { TaskOutcome } from "./worker/job-outcome.js";
 export { cancelChannel, cancelKey } from "./worker/cancellation.js";
+export { startTelemetry, AGENTRY_TRACER_NAME, type StartTelemetryOptions, type Telemetry } from "./telemetry/start-telemetry.js";
+export { createBullMQTelemetry, type BullMQTelemetryOptions } from "./telemetry/bullmq-telemetry.js";
+export { withAgentSpan, serializeSpanContext, linkFrom, type AgentRun, type AgentSpanOptions } from "./telemetry/agent-span.js";
+export { createTracingHooks, type TracingHooksOptions, type PricingFn } from "./telemetry/tracing-hooks.js";
+export type { TelemetryHooks } from "./telemetry/hook-types.js";
+export { GenAIAttr, GenAIOperation, AgentryAttr } from "./telemetry/attributes.js";
+export { traceLogMixin, createTaskLogger, startTaskLog, type TaskLog, type TaskLogIdentity, type TraceLogFields } from "./telemetry/task-log.js";
+export {
+  createMetrics,
+  type AgentryMetrics,
+  type BudgetRemainingSample,
+  type CreateMetricsOptions,
+  type MetricsCollectors,
+  type TaskMetricOutcome,
+  type TokenKind,
+} from "./metrics/metrics.js";
+export { createMetricsHooks, type MetricsHooks, type MetricsHooksOptions } from "./metrics/metrics-hooks.js";
