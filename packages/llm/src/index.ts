@@ -1,1 +1,43 @@
 export * from "./model/types.js";
+export {
+  AnthropicModel,
+  DEFAULT_MODEL,
+  compileAnthropicModelOptions,
+  type AnthropicModelOptions,
+  type CompiledAnthropicModelOptions,
+} from "./anthropic/anthropic-model.js";
+export { mapAnthropicError, parseRetryAfterMs, type ErrorContext } from "./anthropic/map-error.js";
+export { toCreateParams } from "./anthropic/map-request.js";
+export { fromMessage } from "./anthropic/map-response.js";
+export {
+  PRICING_AS_OF,
+  CLAUDE_PRICING,
+  CLAUDE_MODEL_ALIASES,
+  type ModelRates,
+} from "./pricing/pricing-table.js";
+export {
+  createPricing,
+  defaultPricing,
+  costMicroUsd,
+  maxCostMicroUsd,
+  type Pricing,
+  type PricingOptions,
+} from "./pricing/pricing.js";
+export {
+  estimateTextTokens,
+  estimateInputTokens,
+  estimateRequestTokens,
+} from "./estimate/estimate-tokens.js";
+export {
+  ScriptedModel,
+  scriptedText,
+  scriptedToolUse,
+  scriptedError,
+  type ScriptedModelOptions,
+  type ScriptedStep,
+  type ScriptedReply,
+  type ScriptedFailure,
+  type ScriptedBlock,
+} from "./scripted/scripted-model.js";
+export { demoDecision, conversationHash, type DemoDecision } from "./scripted/demo-behaviour.js";
+export { createLanguageModel, type LanguageModelConfig } from "./factory/create-language-model.js";

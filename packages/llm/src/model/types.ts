@@ -65,6 +65,7 @@ export interface ModelRequest {
   messages: Message[];
   tools?: ToolDefinition[];
   maxTokens: number;
+  /** Sampling temperature. Not sent by the Anthropic adapter: the Messages API of SDK v1 has none. */
   temperature?: number;
   /** Opt-in prompt caching: mark the system prompt and the tool list as cacheable. */
   cache?: boolean;
@@ -80,6 +81,8 @@ export interface ModelResponse {
   content: (TextBlock | ToolUseBlock)[];
   stopReason: StopReason;
   usage: Usage;
+  /** The provider's request id (Anthropic's `request-id` header), for support tickets and traces. */
+  providerRequestId?: string;
 }
 
 /**
@@ -96,7 +99,12 @@ export interface LanguageModel {
 }
 
 /** Usage with every field zero. */
-export const ZERO_USAGE: Usage = Object.freeze({ input: 0, output: 0, cacheCreationInput: 0, cacheReadInput: 0 });
+export const ZERO_USAGE: Usage = Object.freeze({
+  input: 0,
+  output: 0,
+  cacheCreationInput: 0,
+  cacheReadInput: 0,
+});
 
 /** Adds two usages field by field. */
 export function addUsage(a: Usage, b: Usage): Usage {

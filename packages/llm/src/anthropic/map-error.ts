@@ -1,0 +1,141 @@
+import { AgentryError } from "@agentry/core";
+import {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+  AnthropicError,
+} from "@anthropic-ai/sdk";
+
+/**
+ * Reads how long a provider asked us to wait: `retry-after-ms` (milliseconds, Anthropic's own),
+ * else `retry-after` as seconds or as an HTTP date. Rounded up to whole milliseconds; a date in
+ * the past gives 0; an unreadable value gives `undefined`.
+ */
+export function parseRetryAfterMs(
+  headers: Headers | undefined,
+  now: number = Date.now(),
+): number | undefined {
+  if (!headers) return undefined;
+  const ms = headers.get("retry-after-ms");
+  if (ms !== null && ms.trim() !== "") {
+    const value = Number(ms);
+    if (Number.isFinite(value) && value >= 0) return Math.ceil(value);
+  }
+  const after = headers.get("retry-after");
+  if (after === null || after.trim() === "") return undefined;
+  const seconds = Number(after);
+  if (Number.isFinite(seconds)) return seconds >= 0 ? Math.ceil(seconds * 1000) : undefined;
+  const date = Date.parse(after);
+  if (Number.isNaN(date)) return undefined;
+  return Math.max(0, Math.ceil(date - now));
+}
+
+/** What the adapter knows about the call that failed. */
+export interface ErrorContext {
+  model: string;
+  signal?: AbortSignal | undefined;
+  now?: () => number;
+}
+
+/**
+ * Maps anything `messages.create` throws to an `AgentryError`:
+ * 429 → `PROVIDER_RATE_LIMITED` (+`retryAfterMs`); 529 → `PROVIDER_OVERLOADED`;
+ * 408/409/5xx, connection failures and timeouts → `PROVIDER_UNAVAILABLE` (all retryable);
+ * 401/402/403 → `PROVIDER_AUTH`; a 404 `not_found_error` from the Messages endpoint (which exists,
+ * so the thing not found is the model) → `UNKNOWN_MODEL`; other 4xx → `PROVIDER_BAD_REQUEST`
+ * (not retryable, provider message kept); an unreadable success body → `PROVIDER_BAD_RESPONSE`
+ * (retryable); abort → `CANCELLED`.
+ */
+export function mapAnthropicError(err: unknown, context: ErrorContext): AgentryError {
+  if (AgentryError.isInstance(err)) return err;
+  if (err instanceof APIUserAbortError || (context.signal?.aborted ?? false)) {
+    return new AgentryError("CANCELLED", "Model call was aborted", {
+      cause: err,
+      details: { model: context.model },
+    });
+  }
+  if (err instanceof APIConnectionTimeoutError) {
+    return new AgentryError("PROVIDER_UNAVAILABLE", "Anthropic request timed out", {
+      retryable: true,
+      cause: err,
+      details: { model: context.model, reason: "timeout" },
+    });
+  }
+  if (err instanceof APIConnectionError) {
+    return new AgentryError("PROVIDER_UNAVAILABLE", `Could not reach Anthropic: ${err.message}`, {
+      retryable: true,
+      cause: err,
+      details: { model: context.model, reason: "connection" },
+    });
+  }
+  if (err instanceof APIError && typeof err.status === "number") {
+    const status = err.status;
+    const providerMessage = err.apiMessage ?? err.message;
+    const details: Record<string, unknown> = {
+      model: context.model,
+      status,
+      providerType: err.type,
+      providerMessage,
+      requestId: err.requestID ?? null,
+    };
+    const message = `Anthropic ${status}${err.type ? ` ${err.type}` : ""}: ${providerMessage}`;
+    const retryAfterMs = parseRetryAfterMs(err.headers, context.now?.() ?? Date.now());
+    const retry = retryAfterMs === undefined ? {} : { retryAfterMs };
+    if (status === 429)
+      return new AgentryError("PROVIDER_RATE_LIMITED", message, {
+        retryable: true,
+        ...retry,
+        details,
+        cause: err,
+      });
+    if (status === 529)
+      return new AgentryError("PROVIDER_OVERLOADED", message, {
+        retryable: true,
+        ...retry,
+        details,
+        cause: err,
+      });
+    if (status >= 500 || status === 408 || status === 409) {
+      return new AgentryError("PROVIDER_UNAVAILABLE", message, {
+        retryable: true,
+        ...retry,
+        details,
+        cause: err,
+      });
+    }
+    if (status === 401 || status === 402 || status === 403)
+      return new AgentryError("PROVIDER_AUTH", message, { retryable: false, details, cause: err });
+    if (status === 404 && err.type === "not_found_error") {
+      return new AgentryError(
+        "UNKNOWN_MODEL",
+        `Anthropic does not know model "${context.model}": ${providerMessage}`,
+        {
+          retryable: false,
+          details,
+          cause: err,
+        },
+      );
+    }
+    return new AgentryError("PROVIDER_BAD_REQUEST", message, { retryable: false, details, cause: err });
+  }
+  if (err instanceof SyntaxError) {
+    return new AgentryError(
+      "PROVIDER_BAD_RESPONSE",
+      `Anthropic answered with a body that is not JSON: ${err.message}`,
+      {
+        retryable: true,
+        cause: err,
+        details: { model: context.model },
+      },
+    );
+  }
+  if (err instanceof AnthropicError) {
+    return new AgentryError("PROVIDER_BAD_REQUEST", `Anthropic SDK refused the request: ${err.message}`, {
+      retryable: false,
+      cause: err,
+      details: { model: context.model },
+    });
+  }
+  return AgentryError.from(err, "INTERNAL");
+}

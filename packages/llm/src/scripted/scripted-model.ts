@@ -1,0 +1,187 @@
+import { AgentryError, sleep } from "@agentry/core";
+import { DEFAULT_MODEL } from "../anthropic/anthropic-model.js";
+import { estimateInputTokens } from "../estimate/estimate-tokens.js";
+import type {
+  LanguageModel,
+  ModelRequest,
+  ModelResponse,
+  StopReason,
+  TextBlock,
+  ToolUseBlock,
+  Usage,
+} from "../model/types.js";
+import { conversationHash, demoDecision } from "./demo-behaviour.js";
+
+/** A content block of a scripted reply; a tool_use without `id` gets a deterministic one. */
+export type ScriptedBlock = TextBlock | (Omit<ToolUseBlock, "id"> & { id?: string });
+
+/** One scripted answer. Usage fields left out are computed (input from the estimate rule, output from the text). */
+export interface ScriptedReply {
+  content: string | ScriptedBlock[];
+  /** @defaultValue `tool_use` when content has a tool_use block, else `end_turn` */
+  stopReason?: StopReason;
+  usage?: Partial<Usage>;
+  /** @defaultValue the request's model, else the default model */
+  model?: string;
+}
+
+/** A scripted failure: `generate` throws this error. */
+export interface ScriptedFailure {
+  error: AgentryError;
+}
+
+/** A script step: a reply, a failure, or a function of the request (and its 0-based call index). */
+export type ScriptedStep =
+  | ScriptedReply
+  | ScriptedFailure
+  | ((request: ModelRequest, call: number) => ScriptedReply | ScriptedFailure);
+
+/** Options for {@link ScriptedModel}. */
+export interface ScriptedModelOptions {
+  /** Replies served in order, one per call. */
+  script?: ScriptedStep[];
+  /**
+   * What to do once the script is used up: answer with the demo behaviour, or throw `INTERNAL`
+   * (a test that scripted N calls usually wants to know about call N+1).
+   * @defaultValue `"throw"` when a script is given, else `"demo"`
+   */
+  whenExhausted?: "demo" | "throw";
+  /** @defaultValue {@link DEFAULT_MODEL}, so budgets price scripted calls like real ones */
+  defaultModel?: string;
+  /** Simulated latency of each call (abortable). @defaultValue 0 */
+  latencyMs?: number;
+}
+
+function outputTokens(content: (TextBlock | ToolUseBlock)[]): number {
+  let chars = 0;
+  let extra = 0;
+  for (const block of content) {
+    if (block.type === "text") chars += block.text.length;
+    else {
+      chars += block.name.length + JSON.stringify(block.input ?? {}).length;
+      extra += 10;
+    }
+  }
+  return Math.max(1, Math.ceil(chars / 4) + extra);
+}
+
+function isFailure(step: ScriptedReply | ScriptedFailure): step is ScriptedFailure {
+  return "error" in step;
+}
+
+/**
+ * An offline, deterministic LanguageModel. It replays a script (recording every request), and
+ * otherwise answers the reference worker's prompts with its demo behaviour (`demoDecision`).
+ * Same contract as the Anthropic adapter: aborting throws `CANCELLED`.
+ */
+export class ScriptedModel implements LanguageModel {
+  readonly provider = "scripted";
+  readonly defaultModel: string;
+  /** Every request received, in order. */
+  readonly requests: ModelRequest[] = [];
+  readonly #queue: ScriptedStep[];
+  readonly #whenExhausted: "demo" | "throw";
+  readonly #latencyMs: number;
+  #calls = 0;
+
+  constructor(options: ScriptedModelOptions = {}) {
+    this.#queue = [...(options.script ?? [])];
+    this.#whenExhausted = options.whenExhausted ?? (options.script === undefined ? "demo" : "throw");
+    this.defaultModel = options.defaultModel ?? DEFAULT_MODEL;
+    this.#latencyMs = options.latencyMs ?? 0;
+  }
+
+  /** Appends steps to the script. */
+  enqueue(...steps: ScriptedStep[]): void {
+    this.#queue.push(...steps);
+  }
+
+  /** Steps not yet used. */
+  pending(): number {
+    return this.#queue.length;
+  }
+
+  async generate(request: ModelRequest): Promise<ModelResponse> {
+    const call = this.#calls;
+    this.#calls += 1;
+    this.requests.push({ ...request });
+    const cancelled = (): AgentryError =>
+      new AgentryError("CANCELLED", "Model call was aborted", {
+        details: { model: request.model ?? this.defaultModel },
+      });
+    if (request.signal?.aborted) throw cancelled();
+    if (this.#latencyMs > 0) {
+      try {
+        await sleep(this.#latencyMs, request.signal);
+      } catch {
+        throw cancelled();
+      }
+    }
+    const step = this.#queue.shift();
+    let reply: ScriptedReply;
+    if (step === undefined) {
+      if (this.#whenExhausted === "throw") {
+        throw new AgentryError("INTERNAL", `ScriptedModel: script exhausted at call ${call + 1}`, {
+          details: { call },
+        });
+      }
+      reply = demoDecision(request);
+    } else {
+      const resolved = typeof step === "function" ? step(request, call) : step;
+      if (isFailure(resolved)) throw resolved.error;
+      reply = resolved;
+    }
+    return this.#respond(request, reply, call);
+  }
+
+  #respond(request: ModelRequest, reply: ScriptedReply, call: number): ModelResponse {
+    const raw: ScriptedBlock[] =
+      typeof reply.content === "string" ? [{ type: "text", text: reply.content }] : reply.content;
+    const content = raw.map((block, i): TextBlock | ToolUseBlock =>
+      block.type === "text"
+        ? { type: "text", text: block.text }
+        : {
+            type: "tool_use",
+            id: block.id ?? `toolu_${conversationHash(request, `${i}:${block.name}`).slice(0, 24)}`,
+            name: block.name,
+            input: block.input,
+          },
+    );
+    const usage: Usage = {
+      input: estimateInputTokens(request),
+      output: outputTokens(content),
+      cacheCreationInput: 0,
+      cacheReadInput: 0,
+      ...reply.usage,
+    };
+    return {
+      id: `msg_scripted_${conversationHash(request, String(call)).slice(0, 20)}`,
+      model: reply.model ?? request.model ?? this.defaultModel,
+      content,
+      stopReason: reply.stopReason ?? (content.some((b) => b.type === "tool_use") ? "tool_use" : "end_turn"),
+      usage,
+    };
+  }
+}
+
+/** A scripted text answer. */
+export function scriptedText(text: string, usage?: Partial<Usage>): ScriptedReply {
+  return { content: [{ type: "text", text }], ...(usage === undefined ? {} : { usage }) };
+}
+
+/** A scripted tool call (optionally preceded by text). */
+export function scriptedToolUse(
+  name: string,
+  input: unknown,
+  options: { id?: string; text?: string; usage?: Partial<Usage> } = {},
+): ScriptedReply {
+  const content: ScriptedBlock[] = [];
+  if (options.text !== undefined) content.push({ type: "text", text: options.text });
+  content.push({ type: "tool_use", name, input, ...(options.id === undefined ? {} : { id: options.id }) });
+  return { content, ...(options.usage === undefined ? {} : { usage: options.usage }) };
+}
+
+/** A scripted failure. */
+export function scriptedError(error: AgentryError): ScriptedFailure {
+  return { error };
+}
