@@ -290,7 +290,7 @@ function fromBlob(buf: Buffer): Float32Array {
 function parseRecord(values: (string | null)[]): MemoryRecord | undefined {
   const [id, ns, text, meta, at] = values;
   if (id == null || ns == null || text == null || at == null) return undefined;
-  let metadata: Record<string, unknown> = {};
+  let metadata: Record<string, unknown>;
   try {
     metadata = meta ? (JSON.parse(meta) as Record<string, unknown>) : {};
   } catch {
