@@ -23,7 +23,6 @@ export {
   systemWithMemories,
   RECALL_HEADING,
   type MemoryLike,
-  type MemoryHitLike,
   type MemoryNamespaceFn,
   type RecallToolOptions,
 } from "./memory/memory-tools.js";

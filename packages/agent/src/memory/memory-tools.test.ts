@@ -1,4 +1,5 @@
 import type { LanguageModel, ModelRequest, ModelResponse, ToolUseBlock } from "@agentry/llm";
+import { InMemoryVectorMemory } from "@agentry/memory";
 import { describe, expect, it } from "vitest";
 import { runAgent } from "../loop/run-agent.js";
 import type { AgentState } from "../loop/state.js";
@@ -13,33 +14,24 @@ import {
   type MemoryLike,
 } from "./memory-tools.js";
 
-/** A small in-memory store: score = share of query words found in the text. */
-function wordMemory(): MemoryLike & {
-  records: { namespace: string; text: string; id: string }[];
+/** The reference vector memory, with its searches recorded. */
+function spiedMemory(): MemoryLike & {
   searches: { namespace: string; query: string; k?: number }[];
+  inner: InMemoryVectorMemory;
 } {
-  const records: { namespace: string; text: string; id: string }[] = [];
+  const inner = new InMemoryVectorMemory();
   const searches: { namespace: string; query: string; k?: number }[] = [];
   return {
-    records,
+    inner,
     searches,
-    async add({ namespace, text }) {
-      const record = { namespace, text, id: `m${records.length + 1}` };
-      records.push(record);
-      return record;
-    },
-    async search({ namespace, query, k = 5, minScore = 0 }) {
-      searches.push({ namespace, query, k });
-      const words = query.toLowerCase().split(/\W+/).filter(Boolean);
-      return records
-        .filter((r) => r.namespace === namespace)
-        .map((r) => ({
-          ...r,
-          score: words.filter((w) => r.text.toLowerCase().includes(w)).length / words.length,
-        }))
-        .filter((h) => h.score > minScore)
-        .sort((a, b) => b.score - a.score)
-        .slice(0, k);
+    add: (input) => inner.add(input),
+    search: async (input) => {
+      searches.push({
+        namespace: input.namespace,
+        query: input.query,
+        ...(input.k === undefined ? {} : { k: input.k }),
+      });
+      return inner.search(input);
     },
   };
 }
@@ -77,37 +69,49 @@ function scripted(responses: ModelResponse["content"][]): LanguageModel & { requ
 
 describe("remember / recall tools", () => {
   it("store and find memories in the caller's tenant/user namespace only", async () => {
-    const memory = wordMemory();
+    const memory = spiedMemory();
     const tools = new ToolRegistry().register(rememberTool(memory), recallTool(memory, undefined, { k: 2 }));
     expect(tools.definitions().map((d) => d.name)).toEqual(["remember", "recall"]);
 
     const stored = await tools.execute(
-      call("remember", { text: "Alice prefers window seats" }),
+      call("remember", { text: "Alice prefers window seats on long flights" }),
       ctx("acme", "alice"),
     );
-    expect(JSON.parse(stored.content)).toEqual({ id: "m1", remembered: true });
+    expect(JSON.parse(stored.content)).toEqual({ id: expect.any(String), remembered: true });
+    await tools.execute(
+      call("remember", { text: "Alice's invoices go to the finance team" }),
+      ctx("acme", "alice"),
+    );
     await tools.execute(call("remember", { text: "Bob prefers aisle seats" }), ctx("acme", "bob"));
-    expect(memory.records.map((r) => r.namespace)).toEqual([memoryNamespace("acme", "alice"), "acme/bob"]);
+    expect(await memory.inner.count(memoryNamespace("acme", "alice"))).toBe(2);
+    expect(await memory.inner.count("tenant:acme:user:bob")).toBe(1);
 
-    const found = await tools.execute(call("recall", { query: "seats preference" }), ctx("acme", "alice"));
-    expect(JSON.parse(found.content)).toEqual({
-      memories: [{ text: "Alice prefers window seats", score: 0.5 }],
+    const found = await tools.execute(
+      call("recall", { query: "which seats does she prefer on flights" }),
+      ctx("acme", "alice"),
+    );
+    const { memories } = JSON.parse(found.content) as { memories: { text: string; score: number }[] };
+    expect(memories.map((m) => m.text)[0]).toBe("Alice prefers window seats on long flights");
+    expect(memories.every((m) => !m.text.startsWith("Bob"))).toBe(true);
+    expect(memory.searches[0]).toEqual({
+      namespace: "tenant:acme:user:alice",
+      query: "which seats does she prefer on flights",
+      k: 2,
     });
-    expect(memory.searches[0]).toEqual({ namespace: "acme/alice", query: "seats preference", k: 2 });
 
     const other = await tools.execute(call("recall", { query: "seats" }), ctx("globex", "alice"));
     expect(JSON.parse(other.content)).toEqual({ memories: [] });
   });
 
   it("refuse empty text with an error result the model can read", async () => {
-    const tools = new ToolRegistry().register(rememberTool(wordMemory()));
+    const tools = new ToolRegistry().register(rememberTool(spiedMemory()));
     const result = await tools.execute(call("remember", { text: "" }), ctx("acme", "alice"));
     expect(result.isError).toBe(true);
     expect(result.content).toContain("- text:");
   });
 
   it("accept a custom namespace function", async () => {
-    const memory = wordMemory();
+    const memory = spiedMemory();
     const tools = new ToolRegistry().register(
       rememberTool(memory, (c) => `team:${c.attributes.team ?? "none"}`),
     );
@@ -115,16 +119,17 @@ describe("remember / recall tools", () => {
       ...ctx("acme", "alice"),
       attributes: { team: "ops" },
     });
-    expect(memory.records[0]?.namespace).toBe("team:ops");
+    expect(await memory.inner.count("team:ops")).toBe(1);
   });
 });
 
 describe("automatic recall", () => {
   it("puts the top memories for the new user message into the system prompt under a clear heading", async () => {
-    const memory = wordMemory();
-    await memory.add({ namespace: "acme/alice", text: "Alice lives in Oslo" });
-    await memory.add({ namespace: "acme/alice", text: "Alice is allergic to peanuts" });
-    await memory.add({ namespace: "acme/bob", text: "Bob lives in Oslo too" });
+    const memory = spiedMemory();
+    const alice = memoryNamespace("acme", "alice");
+    await memory.add({ namespace: alice, text: "Alice lives in Oslo" });
+    await memory.add({ namespace: alice, text: "Alice is allergic to peanuts" });
+    await memory.add({ namespace: memoryNamespace("acme", "bob"), text: "Bob lives in Oslo too" });
     const model = scripted([[{ type: "text", text: "Take a coat." }]]);
     const result = await runAgent({
       model,
@@ -132,11 +137,11 @@ describe("automatic recall", () => {
       system: "You are a travel assistant.",
       run: { taskId: "t", tenant: "acme", userId: "alice", sessionId: "s" },
       messages: [{ role: "user", content: "What should I wear where Alice lives in winter?" }],
-      recall: { memory, namespace: memoryNamespace("acme", "alice"), k: 1 },
+      recall: { memory, namespace: alice, k: 1 },
     });
     expect(result.status).toBe("completed");
     expect(memory.searches).toEqual([
-      { namespace: "acme/alice", query: "What should I wear where Alice lives in winter?", k: 1 },
+      { namespace: alice, query: "What should I wear where Alice lives in winter?", k: 1 },
     ]);
     expect(model.requests[0]?.system).toBe(
       `You are a travel assistant.\n\n${RECALL_HEADING}\n- Alice lives in Oslo`,
@@ -145,7 +150,7 @@ describe("automatic recall", () => {
   });
 
   it("keeps the recalled memories in the state so a resume sends the same system prompt without searching again", async () => {
-    const memory = wordMemory();
+    const memory = spiedMemory();
     await memory.add({ namespace: "n", text: "likes tea" });
     const model = scripted([[{ type: "text", text: "ok" }]]);
     const state: AgentState = {

@@ -1,38 +1,19 @@
+import type { VectorMemory } from "@agentry/memory";
 import { z } from "zod";
 import { defineTool, type Tool, type ToolContext } from "../tools/tool.js";
 
-/** One memory found by a search. */
-export interface MemoryHitLike {
-  id: string;
-  text: string;
-  score: number;
-}
-
 /**
- * The part of `@agentry/memory`'s `VectorMemory` the agent uses. Structural, so any store
- * with these two methods fits.
+ * The part of `@agentry/memory`'s `VectorMemory` the agent uses (`add` and `search`), so a
+ * store that cannot delete or count fits too.
  */
-export interface MemoryLike {
-  add(input: {
-    namespace: string;
-    text: string;
-    metadata?: Record<string, unknown>;
-    id?: string;
-  }): Promise<{ id: string }>;
-  search(input: {
-    namespace: string;
-    query: string;
-    k?: number;
-    minScore?: number;
-  }): Promise<MemoryHitLike[]>;
-}
+export type MemoryLike = Pick<VectorMemory, "add" | "search">;
 
 /** Picks the memory namespace for a tool call. */
 export type MemoryNamespaceFn = (ctx: ToolContext) => string;
 
-/** The default memory namespace of a user: `<tenant>/<userId>`. Use it for recall config too. */
+/** The default memory namespace of a user: `tenant:<tenant>:user:<userId>`. Use it for recall config too. */
 export function memoryNamespace(tenant: string, userId: string): string {
-  return `${tenant}/${userId}`;
+  return `tenant:${tenant}:user:${userId}`;
 }
 
 const byUser: MemoryNamespaceFn = (ctx) => memoryNamespace(ctx.tenant, ctx.userId);
