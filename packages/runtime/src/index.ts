@@ -23,3 +23,7 @@ export {
   type TokenKind,
 } from "./metrics/metrics.js";
 export { createMetricsHooks, type MetricsHooks, type MetricsHooksOptions } from "./metrics/metrics-hooks.js";
+export { createAgentTaskHandler, DEFAULT_SYSTEM_PROMPT, type AgentTaskHandlerOptions } from "./pipeline/agent-task-handler.js";
+export { createBudgetHooks, defaultScopes, type BudgetHooksOptions, type CallPricing } from "./pipeline/budget-hooks.js";
+export { RedisToolJournal } from "./pipeline/tool-journal.js";
+export type { AuditSink, RuntimeAuditEntry } from "./pipeline/audit-sink.js";

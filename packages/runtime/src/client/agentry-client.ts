@@ -305,7 +305,7 @@ export class AgentryClient {
 
   private async queueEvents(): Promise<QueueEvents> {
     if (!this.events) {
-      this.eventsConnection = this.redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, commandTimeout: 0 });
+      this.eventsConnection = this.redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, commandTimeout: undefined });
       this.eventsConnection.on("error", () => undefined);
       this.events = new QueueEvents(this.queueName, {
         connection: this.eventsConnection,

@@ -1,0 +1,147 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { createLogger } from "@agentry/core";
+import { ToolRegistry, defineTool, type AgentHooks } from "@agentry/agent";
+import { ScriptedModel, estimateInputTokens, costMicroUsd, maxCostMicroUsd } from "@agentry/llm";
+import { RedisSessionStore, RedisSessionTurns } from "@agentry/memory";
+import { useTestRedis } from "@agentry/testkit";
+import { AgentryClient } from "../client/agentry-client.js";
+import { AgentWorker } from "../worker/agent-worker.js";
+import { BudgetLedger } from "../budget/ledger.js";
+import { createAgentTaskHandler } from "./agent-task-handler.js";
+import { createBudgetHooks } from "./budget-hooks.js";
+import type { RuntimeAuditEntry } from "./audit-sink.js";
+
+const logger = createLogger({ name: "test", level: "silent" });
+const redis = useTestRedis("pipeline");
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (closers.length) await (closers.pop() as () => Promise<void>)();
+});
+
+function setup(opts: { hooks?: AgentHooks[]; concurrency?: number } = {}) {
+  const prefix = redis.freshPrefix();
+  const conn = redis.client();
+  const model = new ScriptedModel();
+  const ran: { tool: string; input: unknown }[] = [];
+  const tools = new ToolRegistry().register(
+    defineTool({
+      name: "get_weather",
+      description: "Current weather for a city",
+      input: z.object({ city: z.string() }),
+      handler: ({ city }) => {
+        ran.push({ tool: "get_weather", input: { city } });
+        return { city, tempC: 18, sky: "clear" };
+      },
+    }),
+    defineTool({
+      name: "delete_resource",
+      description: "Delete a resource (simulated)",
+      input: z.object({ resource: z.string(), env: z.string() }),
+      handler: (input) => {
+        ran.push({ tool: "delete_resource", input });
+        return { deleted: input.resource };
+      },
+    }),
+  );
+  const ledger = new BudgetLedger({ redis: conn, prefix });
+  const audit: RuntimeAuditEntry[] = [];
+  const budget = createBudgetHooks({ ledger, pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd }, defaultModel: model.defaultModel, audit: { append: async (e) => void audit.push(e) } });
+  const sessions = new RedisSessionStore({ redis: conn, prefix });
+  const turns = new RedisSessionTurns({ redis: conn, prefix });
+  const client = new AgentryClient({ url: redis.url, prefix, sessionOrder: turns });
+  let worker: AgentWorker | undefined = undefined;
+  const handler = createAgentTaskHandler({
+    model,
+    tools,
+    redis: conn,
+    prefix,
+    sessions,
+    turns,
+    hooks: [budget, ...(opts.hooks ?? [])],
+    audit: { append: async (e) => void audit.push(e) },
+    costOf: budget.costOf,
+    wake: (id) => (worker as AgentWorker).promote(id),
+    isLive: async (id) => {
+      const job = await client.queue.getJob(id);
+      return !!job && !["completed", "failed"].includes(await job.getState());
+    },
+  });
+  worker = new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: opts.concurrency ?? 4 });
+  closers.push(() => client.close(), () => (worker as AgentWorker).close());
+  return { client, worker, model, ran, ledger, sessions, audit, prefix, conn };
+}
+
+describe("agent task handler", () => {
+  it("answers a weather question through the tool, charges the budget and appends the session", async () => {
+    const { client, worker, ran, ledger, sessions, audit } = setup();
+    await worker.start();
+    const { taskId, sessionId } = await client.submit({ prompt: "What's the weather in Paris?", userId: "u1" }, { tenant: "acme" });
+    const result = await client.wait(taskId, { timeoutMs: 15_000 });
+    expect(ran).toEqual([{ tool: "get_weather", input: { city: "Paris" } }]);
+    expect(result.steps).toBe(2);
+    expect(result.costMicroUsd).toBeGreaterThan(0);
+    const stats = await ledger.getStats("tenant:acme");
+    expect(stats.used.costMicroUsd).toBe(result.costMicroUsd);
+    expect(stats.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
+    const history = await sessions.load(sessionId);
+    expect(history[0]).toEqual({ role: "user", content: "What's the weather in Paris?" });
+    expect(history).toHaveLength(4); // user, assistant tool_use, user tool_result, assistant text
+    expect(audit.map((e) => e.type)).toEqual(["request", "budget", "decision", "budget", "budget", "decision", "budget", "response"]);
+  });
+
+  it("fails with BUDGET_EXCEEDED before any provider call", async () => {
+    const { client, worker, model, ledger } = setup();
+    await ledger.setLimit("tenant:poor", { maxTokens: 50, period: "none" });
+    await worker.start();
+    const { taskId } = await client.submit({ prompt: "What's the weather in Oslo?" }, { tenant: "poor" });
+    await expect(client.wait(taskId, { timeoutMs: 15_000 })).rejects.toMatchObject({ code: "BUDGET_EXCEEDED" });
+    expect(model.requests).toHaveLength(0);
+  });
+
+  it("clamps max_tokens when the remainder is above the floor", async () => {
+    const { client, worker, model, ledger } = setup();
+    await ledger.setLimit("tenant:tight", { maxTokens: 900, period: "none" });
+    await worker.start();
+    const { taskId } = await client.submit({ prompt: "Say hello", maxTokens: 4000 }, { tenant: "tight" });
+    await client.wait(taskId, { timeoutMs: 15_000 });
+    expect(model.requests[0]?.maxTokens).toBeLessThan(4000);
+    expect(model.requests[0]?.maxTokens).toBeGreaterThanOrEqual(256);
+    expect((await ledger.getStats("tenant:tight")).used.tokens).toBeLessThanOrEqual(900);
+  });
+
+  it("parks a suspended tool call, resumes it on any worker, runs the tool once", async () => {
+    const approvals = new Map<string, boolean>();
+    const gate: AgentHooks = {
+      async beforeToolCall({ call, previousSuspension }) {
+        if (call.name !== "delete_resource") return { type: "allow" };
+        if (!previousSuspension) return { type: "suspend", reason: "needs approval", data: { approvalId: `appr-${call.id}` } };
+        return approvals.get(String(previousSuspension.data?.approvalId)) ? { type: "allow" } : { type: "suspend", reason: "still pending", data: previousSuspension.data };
+      },
+    };
+    const { client, worker, ran } = setup({ hooks: [gate], concurrency: 1 });
+    await worker.start();
+    const { taskId } = await client.submit({ prompt: "delete db-7 in staging" }, { tenant: "acme" });
+    await expect.poll(async () => (await client.status(taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
+    const [approvalId] = (await client.status(taskId)).approvalIds ?? [];
+    expect(approvalId).toMatch(/^appr-/);
+    expect(ran).toEqual([]);
+    approvals.set(approvalId as string, true);
+    await worker.promote(taskId);
+    const result = await client.wait(taskId, { timeoutMs: 15_000 });
+    expect(ran).toEqual([{ tool: "delete_resource", input: { resource: "db-7", env: "staging" } }]);
+    expect(result.text.length).toBeGreaterThan(0);
+  });
+
+  it("runs a session's tasks one at a time in submit order", async () => {
+    const { client, worker, sessions } = setup({ concurrency: 4 });
+    await worker.start();
+    const prompts = ["first question", "second question", "third question"];
+    const ids: string[] = [];
+    for (const prompt of prompts) ids.push((await client.submit({ prompt, sessionId: "s-ordered" }, { tenant: "acme" })).taskId);
+    const results = await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 60_000 })));
+    expect(results.map((r) => r.finishedAt)).toEqual([...results.map((r) => r.finishedAt)].sort((a, b) => a - b));
+    const history = await sessions.load("s-ordered");
+    expect(history.filter((m) => m.role === "user" && typeof m.content === "string").map((m) => m.content)).toEqual(prompts);
+  });
+});

@@ -1,0 +1,235 @@
+import type { Redis } from "ioredis";
+import { AgentryError, systemClock, type Clock } from "@agentry/core";
+import {
+  composeHooks,
+  parseAgentState,
+  runAgent,
+  type AgentHooks,
+  type AgentState,
+  type RunContext,
+  type ToolRegistry,
+} from "@agentry/agent";
+import type { LanguageModel, Message } from "@agentry/llm";
+import type { SessionLease, SessionStore, SessionTurns, VectorMemory } from "@agentry/memory";
+import type { AgentTaskResult } from "../tasks/catalog.js";
+import type { TaskExecution, TaskHandler } from "../worker/agent-worker.js";
+import type { TaskOutcome } from "../worker/job-outcome.js";
+import type { AuditSink } from "./audit-sink.js";
+import { RedisToolJournal } from "./tool-journal.js";
+
+/** What the worker keeps in the job between attempts. */
+interface Checkpoint {
+  v: 1;
+  /** Messages of the session history the run started from (not appended again). */
+  historyLength: number;
+  lease?: SessionLease;
+  agent?: AgentState;
+}
+
+/** Options for {@link createAgentTaskHandler}. */
+export interface AgentTaskHandlerOptions {
+  model: LanguageModel;
+  tools: ToolRegistry;
+  /** Hooks around model and tool calls: budget, governance, tracing, metrics. Run in order. */
+  hooks?: AgentHooks[];
+  redis: Redis;
+  prefix: string;
+  sessions?: SessionStore;
+  /** Session turns: one task of a session at a time, in submit order. */
+  turns?: SessionTurns;
+  /** Recall memories of the user into the system prompt. */
+  recall?: { memory: VectorMemory; k?: number };
+  audit?: AuditSink;
+  /** @defaultValue a short helpful-assistant prompt */
+  system?: string;
+  /** @defaultValue 10 */
+  maxSteps?: number;
+  /** @defaultValue 1024 */
+  maxTokens?: number;
+  /** Session lease while a task runs (renewed); a dead holder's lease lapses after it. @defaultValue 30_000 */
+  sessionLeaseMs?: number;
+  /** How long a task waits for an approval when the approval does not say. @defaultValue 24 h */
+  approvalWaitMs?: number;
+  /** Wakes a parked task (the next of a session when a turn ends). */
+  wake?: (taskId: string) => Promise<unknown>;
+  /** Is this task id still queued or running? Used to skip a session's dead head. */
+  isLive?: (taskId: string) => Promise<boolean>;
+  /** Real cost of the task so far (from the budget hooks), for the result. */
+  costOf?: (taskId: string) => number;
+  /** Current trace id, for audit entries. */
+  traceId?: () => string | undefined;
+  _internal?: { clock?: Clock };
+}
+
+/** The default system prompt. */
+export const DEFAULT_SYSTEM_PROMPT =
+  "You are a helpful assistant. Use the tools when they help; a tool result that is an error explains why the action did not happen.";
+
+/**
+ * The task handler the worker runs: session turn, history, the agent loop with its hooks and
+ * checkpoints, and the session append at the end. Pending approvals and busy sessions park the
+ * job (no slot held); every step is checkpointed so a retry or a resume continues where the last
+ * attempt stopped and never re-runs a finished tool call.
+ */
+export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHandler {
+  const clock = options._internal?.clock ?? systemClock;
+  const leaseMs = options.sessionLeaseMs ?? 30_000;
+  const journal = new RedisToolJournal({ redis: options.redis, prefix: options.prefix });
+  const once = async (key: string) =>
+    (await options.redis.set(`${options.prefix}:once:${key}`, "1", "EX", 7 * 24 * 3600, "NX")) === "OK";
+
+  return async (ex: TaskExecution): Promise<TaskOutcome> => {
+    const p = ex.payload;
+    const run: RunContext = { taskId: ex.taskId, tenant: p.tenant, userId: p.userId, sessionId: p.sessionId };
+    const audit = (type: "request" | "response" | "failure" | "decision", data: Record<string, unknown>) =>
+      options.audit?.append({ ...run, type, traceId: options.traceId?.(), data });
+    let checkpoint = readCheckpoint(ex.checkpoint);
+
+    if (checkpoint === undefined && (await once(`request:${ex.taskId}`))) {
+      await audit("request", { prompt: p.prompt, model: p.model, submittedAt: p.submittedAt });
+    }
+
+    // 1. The session's turn.
+    let lease = checkpoint?.lease;
+    if (options.turns) {
+      lease = await takeTurn(options, p.sessionId, ex.taskId, lease, leaseMs);
+      if (!lease) {
+        await ex.reportProgress({ step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "session_busy" });
+        return { type: "park", parked: { reason: "session_busy", until: clock.now() + 30_000 } };
+      }
+    }
+    const renewal = lease && options.turns ? keepRenewed(options.turns, lease, leaseMs) : undefined;
+
+    try {
+      // 2. History and the checkpoint the run starts from.
+      if (checkpoint === undefined || checkpoint.agent === undefined) {
+        const history = options.sessions ? await options.sessions.load(p.sessionId) : [];
+        checkpoint = { v: 1, historyLength: history.length, ...(lease ? { lease } : {}) };
+        const messages: Message[] = [...history, { role: "user", content: p.prompt }];
+        checkpoint.agent = { version: 1, messages, step: 0, usage: { input: 0, output: 0, cacheCreationInput: 0, cacheReadInput: 0 }, pending: [] };
+        await ex.saveCheckpoint(checkpoint);
+      } else if (lease && checkpoint.lease?.token !== lease.token) {
+        checkpoint = { ...checkpoint, lease };
+        await ex.saveCheckpoint(checkpoint);
+      }
+      const base = checkpoint;
+
+      const progressHooks: AgentHooks = {
+        async beforeModelCall({ step }) {
+          await ex.reportProgress({ step, phase: "model" });
+        },
+        async afterModelCall({ step, response }) {
+          const tools = response.content.filter((b) => b.type === "tool_use").map((b) => b.name);
+          await audit("decision", { step, stopReason: response.stopReason, tools, usage: response.usage, model: response.model });
+        },
+        async beforeToolCall({ step, call }) {
+          await ex.reportProgress({ step, phase: "tool", tool: call.name });
+          return { type: "allow" };
+        },
+        async onCheckpoint(state) {
+          await ex.saveCheckpoint({ ...base, agent: state });
+        },
+      };
+
+      const hasState = base.agent !== undefined && (base.agent.step > 0 || base.agent.pending.length > 0);
+      const result = await runAgent({
+        model: options.model,
+        tools: options.tools,
+        system: p.system ?? options.system ?? DEFAULT_SYSTEM_PROMPT,
+        ...(hasState ? { state: base.agent } : { messages: base.agent?.messages ?? [] }),
+        run,
+        hooks: composeHooks(progressHooks, ...(options.hooks ?? [])),
+        journal,
+        maxSteps: p.maxSteps ?? options.maxSteps ?? 10,
+        maxTokens: p.maxTokens ?? options.maxTokens ?? 1024,
+        ...(p.model ? { modelId: p.model } : {}),
+        signal: ex.signal,
+        ...(options.recall ? { recall: { memory: options.recall.memory, namespace: `tenant:${p.tenant}:user:${p.userId}`, k: options.recall.k ?? 3 } } : {}),
+      });
+
+      if (result.status === "suspended") {
+        const approvalIds = result.suspensions.map((s) => String(s.data?.approvalId ?? "")).filter(Boolean);
+        const expiries = result.suspensions.map((s) => Number(s.data?.expiresAt)).filter((n) => Number.isFinite(n) && n > 0);
+        const until = expiries.length > 0 ? Math.min(...expiries) + 1_000 : clock.now() + (options.approvalWaitMs ?? 24 * 3600_000);
+        await ex.saveCheckpoint({ ...base, agent: result.state });
+        // Keep the session's turn while waiting: later tasks of the session must not overtake.
+        renewal?.stop();
+        if (lease && options.turns) await options.turns.renew(lease, Math.max(until - clock.now(), 0) + 5 * 60_000);
+        await ex.reportProgress({ step: result.steps, phase: "awaiting_approval", approvalIds });
+        return { type: "park", parked: { reason: "approval", approvalIds, until } };
+      }
+
+      // 3. Completed: append to the session once, end the turn, wake the next task.
+      const added = result.state.messages.slice(base.historyLength);
+      if (options.sessions && (await once(`history:${ex.taskId}`))) await options.sessions.append(p.sessionId, added);
+      const model = result.state.messages.length > 0 ? (p.model ?? options.model.defaultModel) : options.model.defaultModel;
+      const taskResult: AgentTaskResult = {
+        text: result.text,
+        steps: result.steps,
+        usage: result.usage,
+        costMicroUsd: options.costOf?.(ex.taskId) ?? 0,
+        model,
+        finishedAt: clock.now(),
+      };
+      await audit("response", { text: result.text, steps: result.steps, usage: result.usage, costMicroUsd: taskResult.costMicroUsd });
+      await ex.reportProgress({ step: result.steps, phase: "done" });
+      await endTurn(options, lease);
+      return { type: "completed", result: taskResult };
+    } catch (thrown) {
+      const err = AgentryError.from(thrown);
+      if (err.code === "BUDGET_CONTENDED") {
+        await ex.reportProgress({ step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "budget_contended" });
+        return { type: "park", parked: { reason: "budget_contended", until: clock.now() + (err.retryAfterMs ?? 1_000) } };
+      }
+      if (!err.retryable || err.code === "CANCELLED") {
+        await Promise.resolve(audit("failure", { code: err.code, message: err.message })).catch(() => undefined);
+        await endTurn(options, lease);
+      }
+      throw err;
+    } finally {
+      renewal?.stop();
+    }
+  };
+}
+
+function readCheckpoint(value: unknown): Checkpoint | undefined {
+  if (typeof value !== "object" || value === null || (value as { v?: unknown }).v !== 1) return undefined;
+  const c = value as Checkpoint;
+  return { ...c, ...(c.agent ? { agent: parseAgentState(c.agent) } : {}) };
+}
+
+async function takeTurn(
+  options: AgentTaskHandlerOptions,
+  sessionId: string,
+  taskId: string,
+  saved: SessionLease | undefined,
+  leaseMs: number,
+): Promise<SessionLease | undefined> {
+  const turns = options.turns;
+  if (!turns) return undefined;
+  if (saved && saved.sessionId === sessionId && (await turns.renew(saved, leaseMs))) return saved;
+  const lease = await turns.tryAcquire(sessionId, taskId, leaseMs);
+  if (lease) return lease;
+  // The head may be a task that no longer exists (removed, or its submit failed half-way).
+  const head = await turns.head(sessionId);
+  if (head && head !== taskId && options.isLive && !(await options.isLive(head))) {
+    await turns.remove(sessionId, head);
+    return (await turns.tryAcquire(sessionId, taskId, leaseMs)) ?? undefined;
+  }
+  return undefined;
+}
+
+async function endTurn(options: AgentTaskHandlerOptions, lease: SessionLease | undefined): Promise<void> {
+  if (!lease || !options.turns) return;
+  await options.turns.release(lease);
+  const next = await options.turns.head(lease.sessionId);
+  if (next) await options.wake?.(next);
+}
+
+function keepRenewed(turns: SessionTurns, lease: SessionLease, leaseMs: number): { stop(): void } {
+  const timer = setInterval(() => {
+    void turns.renew(lease, leaseMs).catch(() => undefined);
+  }, Math.max(1_000, Math.floor(leaseMs / 3)));
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}
