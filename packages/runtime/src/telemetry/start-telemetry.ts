@@ -46,6 +46,11 @@ export interface Telemetry {
   /** True when spans leave the process (an endpoint or an exporter was configured). */
   readonly exporting: boolean;
   /**
+   * Exports every span ended so far (the batch buffer, and exports waiting for the asynchronous
+   * resource attributes, such as `host.id`, that delay even the simple processor).
+   */
+  forceFlush(): Promise<void>;
+  /**
    * Flushes pending spans, shuts the SDK down and unregisters the global tracer provider, context
    * manager and propagator, so a later {@link startTelemetry} in the same process starts clean.
    * Never rejects: an export failure at shutdown is reported to the OpenTelemetry diag logger only.
@@ -72,6 +77,7 @@ export function startTelemetry(options: StartTelemetryOptions): Telemetry {
     return {
       tracer: trace.getTracerProvider().getTracer(AGENTRY_TRACER_NAME),
       exporting: false,
+      forceFlush: () => Promise.resolve(),
       shutdown: () => Promise.resolve(),
     };
   }
@@ -92,6 +98,7 @@ export function startTelemetry(options: StartTelemetryOptions): Telemetry {
   return {
     tracer: trace.getTracer(AGENTRY_TRACER_NAME, options.serviceVersion),
     exporting: spanProcessor.exporting,
+    forceFlush: () => spanProcessor.processor.forceFlush(),
     shutdown() {
       stopped ??= sdk
         .shutdown()
