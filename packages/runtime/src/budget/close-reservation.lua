@@ -14,7 +14,7 @@
     {"done", state, chargedTokens, chargedCost}   -- closed before; nothing changed
     {"missing"}                                   -- no such reservation
     {"notexpired"}                                -- reap of a reservation whose lease still runs
-    {"mismatch"}                                  -- KEYS do not match the stored scopes; re-read and retry
+    {"mismatch"}                                  -- KEYS are not the stored scopes' usage keys; re-read and retry
 ]]
 local function int(n) return string.format('%d', n) end
 
@@ -32,8 +32,16 @@ local lease = tonumber(r[6])
 local now = tonumber(ARGV[5])
 if mode == 'reap' and lease > now then return {'notexpired'} end
 
-local count = 1
-for _ in string.gmatch(r[4], '\n') do count = count + 1 end
+-- Each usage key must be "<prefix>:budget:usage:<scope>:<period>" of the stored scope and period.
+local periods = {}
+for p in string.gmatch(r[5], '[^\n]+') do periods[#periods + 1] = p end
+local count = 0
+for scope in string.gmatch(r[4], '[^\n]+') do
+  count = count + 1
+  local key = KEYS[3 + count]
+  local suffix = ':budget:usage:' .. scope .. ':' .. (periods[count] or '')
+  if not key or string.sub(key, -#suffix) ~= suffix then return {'mismatch'} end
+end
 if count ~= #KEYS - 3 then return {'mismatch'} end
 
 local chT, chC = 0, 0

@@ -170,6 +170,17 @@ describe("BudgetLedger settle and release", () => {
     await expect(l.settle("never-reserved", amount(1))).rejects.toMatchObject({ code: "NOT_FOUND" });
   });
 
+  it("settles from another ledger instance (another worker) just the same", async () => {
+    const prefix = `{${redis.freshPrefix("other")}}`;
+    const a = new BudgetLedger({ redis: redis.client(), prefix });
+    const b = new BudgetLedger({ redis: redis.client(), prefix });
+    const r = await a.reserve({ taskId: "t", scopes: ["global", "session:s"], amount: amount(10, 10) });
+    if (!r.ok) throw new Error("refused");
+    expect(await b.settle(r.reservation.id, amount(4, 6))).toMatchObject({ settled: true });
+    expect(await a.settle(r.reservation.id, amount(4, 6))).toMatchObject({ alreadySettled: true });
+    expect(await b.getStats("session:s")).toMatchObject({ used: amount(4, 6), reserved: amount(0, 0) });
+  });
+
   it("release drops the reservation without usage, once", async () => {
     const l = ledger();
     const r = await l.reserve({ taskId: "t", scopes: ["tenant:x"], amount: amount(50, 5) });

@@ -31,6 +31,8 @@ type BudgetCommands = Record<
 >;
 
 const DAY_MS = 86_400_000;
+/** Reservations whose usage keys this instance remembers, so settle takes one round trip. */
+const KEY_CACHE_SIZE = 10_000;
 const DAY_USAGE_TTL_S = 35 * 86_400;
 const MONTH_USAGE_TTL_S = 400 * 86_400;
 
@@ -86,6 +88,8 @@ export class BudgetLedger {
   readonly #contendedRetryMs: number;
   readonly #retentionMs: number;
   readonly #logger: Logger | undefined;
+  /** id → usage keys of reservations made here (immutable once made; a miss just costs a read). */
+  readonly #usageKeys = new Map<string, string[]>();
 
   constructor(opts: BudgetLedgerOptions) {
     this.#redis = opts.redis;
@@ -166,12 +170,18 @@ export class BudgetLedger {
     );
     const tag = str(reply[0]);
     switch (tag) {
-      case "ok":
+      case "ok": {
+        const periods = str(reply[2]).split("\n");
+        this.#remember(
+          id,
+          scopes.map((s, i) => k.usage(s, periods[i] ?? "none")),
+        );
         return {
           ok: true,
           existing: false,
           reservation: { id, taskId: input.taskId, scopes, amount, leaseExpiresAt: num(reply[1]) },
         };
+      }
       case "existing":
         return {
           ok: true,
@@ -368,15 +378,28 @@ export class BudgetLedger {
     return members.filter(isBudgetScope).sort();
   }
 
+  #remember(id: string, usageKeys: string[]): void {
+    if (this.#usageKeys.size >= KEY_CACHE_SIZE) {
+      const oldest = this.#usageKeys.keys().next();
+      if (!oldest.done) this.#usageKeys.delete(oldest.value);
+    }
+    this.#usageKeys.set(id, usageKeys);
+  }
+
   async #close(id: string, mode: "settle" | "release" | "reap", actual: BudgetAmount): Promise<ScriptReply> {
     const k = this.#keys;
+    let usageKeys = this.#usageKeys.get(id);
+    this.#usageKeys.delete(id);
     for (let attempt = 0; attempt < 3; attempt++) {
-      const [scopes, periods] = await this.#redis.hmget(k.reservation(id), "scopes", "periods");
-      const keys = [k.reservation(id), k.done(id), k.leases];
-      if (scopes && periods) {
-        const ps = periods.split("\n");
-        scopes.split("\n").forEach((s, i) => keys.push(k.usage(s as BudgetScope, ps[i] ?? "none")));
+      if (usageKeys === undefined) {
+        // The script checks these against the stored reservation ("mismatch" when they differ).
+        const [scopes, periods] = await this.#redis.hmget(k.reservation(id), "scopes", "periods");
+        const ps = periods?.split("\n") ?? [];
+        usageKeys = scopes
+          ? scopes.split("\n").map((s, i) => k.usage(s as BudgetScope, ps[i] ?? "none"))
+          : [];
       }
+      const keys = [k.reservation(id), k.done(id), k.leases, ...usageKeys];
       const reply = await this.#cmd.agentryBudgetClose(
         keys.length,
         ...keys,
@@ -389,6 +412,7 @@ export class BudgetLedger {
       );
       // "mismatch": the reservation appeared between our read and the script (a racing reserve of the same id).
       if (str(reply[0]) !== "mismatch") return reply;
+      usageKeys = undefined;
     }
     throw new AgentryError("CONFLICT", `Reservation ${id} changed while closing it`, { retryable: true });
   }
