@@ -1,0 +1,230 @@
+import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
+import { createInterface } from "node:readline";
+import type { Redis } from "ioredis";
+import { AgentryError, keySpace, systemClock, type Clock } from "@agentry/core";
+import { canonicalJson } from "../canonical-json.js";
+import { luaScript } from "../redis-script.js";
+import { ChainVerifier, entryHash, type VerifyResult } from "./chain.js";
+import { GENESIS_HASH, type AuditEntry, type AuditEntryInput } from "./entries.js";
+import { redactSecrets } from "./redact.js";
+
+const appendScript = luaScript("audit_append", new URL("./append-entry.lua", import.meta.url));
+
+/** Options for {@link AuditLog}. */
+export interface AuditLogOptions {
+  redis: Redis;
+  /** @defaultValue `agentry` */
+  prefix?: string;
+  /** Extra dotted paths to redact (`data.input.ssn`, `*` for one segment), on top of credential-like keys. */
+  redactPaths?: string[];
+  /** @defaultValue the system clock */
+  clock?: Clock;
+  /** Compare-and-append attempts before giving up with `AUDIT_FAILED`. @defaultValue 1000 */
+  maxAttempts?: number;
+}
+
+/** Where an appended entry landed. */
+export interface AppendResult {
+  seq: number;
+  hash: string;
+  /** Stream id (`<seq>-0`). */
+  id: string;
+}
+
+const PAGE = 1_000;
+
+/**
+ * The shared, tamper-evident audit log: a Redis stream (`{prefix}:audit`, entry ids `<seq>-0`)
+ * plus a head (`{prefix}:audit:head` = {seq, hash}). Each entry carries the previous entry's
+ * hash and its own SHA-256 over its canonical JSON, and is appended by a compare-and-append
+ * script, so entries from every worker form one chain. Secrets are redacted before hashing.
+ * The stream is never trimmed.
+ */
+export class AuditLog {
+  readonly redis: Redis;
+  readonly streamKey: string;
+  readonly headKey: string;
+  private readonly redactPaths: string[];
+  private readonly clock: Clock;
+  private readonly maxAttempts: number;
+  /** Last head this process saw: saves a read per append when this process is the only writer. */
+  private head: { seq: number; hash: string } | undefined;
+
+  constructor(options: AuditLogOptions) {
+    const keys = keySpace(options.prefix ?? "agentry");
+    this.redis = options.redis;
+    this.streamKey = keys.key("audit");
+    this.headKey = keys.key("audit", "head");
+    this.redactPaths = options.redactPaths ?? [];
+    this.clock = options.clock ?? systemClock;
+    this.maxAttempts = options.maxAttempts ?? 1_000;
+  }
+
+  /**
+   * Appends one entry (redacted) to the chain. Throws `AUDIT_FAILED` when it cannot be written
+   * (Redis down, an unencodable value, endless contention): the caller must then fail the step,
+   * since nothing may act unaudited.
+   */
+  async append(input: AuditEntryInput): Promise<AppendResult> {
+    try {
+      const body = redactSecrets({ ...input, ts: input.ts ?? new Date(this.clock.now()).toISOString() }, this.redactPaths);
+      let head = this.head ?? (await this.readHead());
+      for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+        const unsigned = { ...body, seq: head.seq + 1, prevHash: head.hash } as Omit<AuditEntry, "hash">;
+        const hash = entryHash(unsigned);
+        const encoded = canonicalJson({ ...unsigned, hash });
+        const reply = (await appendScript(this.redis, [this.streamKey, this.headKey], [head.hash, unsigned.seq, hash, encoded, GENESIS_HASH])) as
+          | [1, string]
+          | [0, number, string];
+        if (reply[0] === 1) {
+          this.head = { seq: unsigned.seq, hash };
+          return { seq: unsigned.seq, hash, id: reply[1] };
+        }
+        head = { seq: Number(reply[1]), hash: reply[2] };
+      }
+      throw new Error(`chain head kept moving for ${this.maxAttempts} attempts`);
+    } catch (err) {
+      this.head = undefined;
+      throw new AgentryError("AUDIT_FAILED", `audit append failed: ${err instanceof Error ? err.message : String(err)}`, {
+        cause: err,
+        details: { type: input.type },
+      });
+    }
+  }
+
+  /** The chain head: the last entry's seq and hash (seq 0 and the genesis hash when empty). */
+  async readHead(): Promise<{ seq: number; hash: string }> {
+    const [seq, hash] = await this.redis.hmget(this.headKey, "seq", "hash");
+    return { seq: Number(seq ?? 0), hash: hash ?? GENESIS_HASH };
+  }
+
+  /** Entries in order from `fromSeq` (default 1), at most `count` (default 100), optionally one task's. */
+  async read(options: { fromSeq?: number; count?: number; taskId?: string } = {}): Promise<AuditEntry[]> {
+    const count = options.count ?? 100;
+    const out: AuditEntry[] = [];
+    let start = `${Math.max(1, options.fromSeq ?? 1)}-0`;
+    while (out.length < count) {
+      const page = await this.redis.xrange(this.streamKey, start, "+", "COUNT", options.taskId ? PAGE : count - out.length);
+      for (const [id, fields] of page) {
+        const entry = parseFields(fields);
+        if (entry && (!options.taskId || entry.taskId === options.taskId)) out.push(entry);
+        if (out.length >= count) break;
+        start = `(${id}`;
+      }
+      if (page.length === 0 || !options.taskId) break;
+    }
+    return out;
+  }
+
+  /** The last `n` entries (oldest first), optionally one task's. */
+  async tail(n: number, options: { taskId?: string } = {}): Promise<AuditEntry[]> {
+    const out: AuditEntry[] = [];
+    let end = "+";
+    while (out.length < n) {
+      const page = await this.redis.xrevrange(this.streamKey, end, "-", "COUNT", options.taskId ? PAGE : n - out.length);
+      for (const [id, fields] of page) {
+        const entry = parseFields(fields);
+        if (entry && (!options.taskId || entry.taskId === options.taskId)) out.push(entry);
+        if (out.length >= n) break;
+        end = `(${id}`;
+      }
+      if (page.length === 0 || !options.taskId) break;
+    }
+    return out.reverse();
+  }
+
+  /**
+   * Walks the whole stream and checks every link: seq contiguous, stream id matching seq,
+   * prevHash matching the previous hash, content matching its hash, and the head matching the
+   * last entry. Names the first bad entry. Detects edited, deleted, inserted and reordered
+   * entries; it cannot detect a rewrite of the whole chain from some entry onwards together
+   * with the head (export and keep JSONL files elsewhere to anchor it).
+   */
+  async verify(): Promise<VerifyResult> {
+    const verifier = new ChainVerifier();
+    let start = "-";
+    for (;;) {
+      const page = await this.redis.xrange(this.streamKey, start, "+", "COUNT", PAGE);
+      for (const [id, fields] of page) {
+        const raw = fieldValue(fields);
+        if (!verifier.push(raw ?? "", id, `${verifier.count + 1}-0`)) return verifier.result();
+        start = `(${id}`;
+      }
+      if (page.length < PAGE) break;
+    }
+    return verifier.result(await this.readHead());
+  }
+
+  /**
+   * Writes entries as JSONL (one entry per line, exactly as hashed) to `path` (the guide's
+   * `storage_path`). Returns how many were written. A file starting at seq 1 verifies on its own
+   * with {@link verifyJsonl}.
+   */
+  async exportJsonl(path: string, options: { fromSeq?: number } = {}): Promise<{ count: number; lastSeq: number }> {
+    const file = await open(path, "w");
+    let count = 0;
+    let lastSeq = 0;
+    try {
+      let start = `${Math.max(1, options.fromSeq ?? 1)}-0`;
+      for (;;) {
+        const page = await this.redis.xrange(this.streamKey, start, "+", "COUNT", PAGE);
+        let chunk = "";
+        for (const [id, fields] of page) {
+          chunk += `${fieldValue(fields) ?? ""}\n`;
+          count += 1;
+          lastSeq = Number(id.split("-")[0]);
+          start = `(${id}`;
+        }
+        if (chunk) await file.write(chunk);
+        if (page.length < PAGE) break;
+      }
+    } finally {
+      await file.close();
+    }
+    return { count, lastSeq };
+  }
+}
+
+/**
+ * Verifies a JSONL export on its own. A file starting at seq 1 is checked from the genesis hash;
+ * a partial export (starting later) trusts its first entry's prevHash.
+ */
+export async function verifyJsonl(path: string): Promise<VerifyResult> {
+  const lines = createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Number.POSITIVE_INFINITY });
+  let verifier: ChainVerifier | undefined;
+  let lineNo = 0;
+  for await (const line of lines) {
+    lineNo += 1;
+    if (line.trim() === "") continue;
+    if (!verifier) {
+      const first = safeSeq(line);
+      verifier = new ChainVerifier(first === 1 ? undefined : "first");
+    }
+    if (!verifier.push(line, `line ${lineNo}`)) break;
+  }
+  return (verifier ?? new ChainVerifier()).result();
+}
+
+function safeSeq(line: string): number | undefined {
+  try {
+    return (JSON.parse(line) as { seq?: number }).seq;
+  } catch {
+    return undefined;
+  }
+}
+
+function fieldValue(fields: string[]): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === "e") return fields[i + 1];
+  return undefined;
+}
+
+function parseFields(fields: string[]): AuditEntry | undefined {
+  const raw = fieldValue(fields);
+  if (raw === undefined) return undefined;
+  try {
+    return JSON.parse(raw) as AuditEntry;
+  } catch {
+    return undefined;
+  }
+}
