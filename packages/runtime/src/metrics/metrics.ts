@@ -96,11 +96,37 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
   let collectors: MetricsCollectors = { ...options.collectors };
   const registers = [registry];
 
+  // One refresh per scrape: prom-client reads all metrics concurrently, and every gauge's (and the
+  // error counter's) `collect` awaits the same in-flight refresh, so the error count is current.
+  let inflight: Promise<void> | undefined;
+  const refresh = (): Promise<void> => {
+    inflight ??= Promise.all([
+      runCollector("budget_remaining", collectors.budgetRemaining, (samples) => {
+        budgetRemaining.reset();
+        for (const s of samples) budgetRemaining.set({ scope: s.scope, unit: s.unit }, s.remaining);
+      }),
+      runCollector("queue_depth", collectors.queueDepth, (counts) => {
+        queueDepth.reset();
+        for (const [state, count] of Object.entries(counts)) queueDepth.set({ state }, count);
+      }),
+      runCollector("approvals_pending", collectors.approvalsPending, (n) => approvalsPending.set(n)),
+    ]).then(
+      () => {
+        inflight = undefined;
+      },
+      () => {
+        inflight = undefined;
+      },
+    );
+    return inflight;
+  };
+
   const collectErrors = new Counter({
     name: "agentry_metrics_collect_errors_total",
     help: "Scrape-time collectors that failed or timed out (their gauges keep the previous values).",
     labelNames: ["collector"] as const,
     registers,
+    collect: refresh,
   });
 
   async function runCollector<T>(name: string, fn: (() => Promise<T>) | undefined, apply: (value: T) => void): Promise<void> {
@@ -161,32 +187,20 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
     help: "Remaining budget by scope and unit (tokens, micro_usd), read from the ledger at scrape time.",
     labelNames: ["scope", "unit"] as const,
     registers,
-    async collect() {
-      await runCollector("budget_remaining", collectors.budgetRemaining, (samples) => {
-        this.reset();
-        for (const s of samples) this.set({ scope: s.scope, unit: s.unit }, s.remaining);
-      });
-    },
+    collect: refresh,
   });
   const queueDepth = new Gauge({
     name: "agentry_queue_depth",
     help: "Jobs in the task queue by state, read at scrape time.",
     labelNames: ["state"] as const,
     registers,
-    async collect() {
-      await runCollector("queue_depth", collectors.queueDepth, (counts) => {
-        this.reset();
-        for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
-      });
-    },
+    collect: refresh,
   });
   const approvalsPending = new Gauge({
     name: "agentry_approvals_pending",
     help: "Approvals awaiting a decision, read at scrape time.",
     registers,
-    async collect() {
-      await runCollector("approvals_pending", collectors.approvalsPending, (n) => this.set(n));
-    },
+    collect: refresh,
   });
 
   return {

@@ -1,0 +1,127 @@
+import { readFileSync } from "node:fs";
+import { Queue } from "bullmq";
+import { afterAll, describe, expect, it } from "vitest";
+import type { ModelRequest, ModelResponse } from "@agentry/llm";
+import { useTestRedis } from "@agentry/testkit";
+import { createMetricsHooks } from "./metrics-hooks.js";
+import { createMetrics } from "./metrics.js";
+
+const redis = useTestRedis("metrics");
+const queues: Queue[] = [];
+afterAll(async () => {
+  for (const q of queues) await q.close();
+});
+
+const run = { taskId: "t-1", tenant: "acme", userId: "u", sessionId: "s" };
+const request: ModelRequest = { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "hi" }], maxTokens: 256 };
+const response: ModelResponse = {
+  id: "msg_1",
+  model: "claude-sonnet-4-5-20250929",
+  content: [{ type: "text", text: "ok" }],
+  stopReason: "end_turn",
+  usage: { input: 100, output: 20, cacheCreationInput: 30, cacheReadInput: 50 },
+};
+
+/** The value of one sample line, e.g. `agentry_tokens_total{tenant="acme",kind="input"}`. */
+function sample(text: string, nameAndLabels: string): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(`${nameAndLabels} `));
+  return line === undefined ? undefined : Number(line.slice(nameAndLabels.length + 1));
+}
+
+describe("createMetrics + createMetricsHooks", () => {
+  it("exposes every documented metric with the values the hooks, the worker and the collectors gave", async () => {
+    const prefix = redis.freshPrefix("mq");
+    const queue = new Queue("tasks", { connection: redis.client(), prefix });
+    queues.push(queue);
+    await queue.add("agent", { prompt: "a" });
+    await queue.add("agent", { prompt: "b" }, { delay: 60_000 });
+
+    const metrics = createMetrics({
+      collectors: {
+        queueDepth: () => queue.getJobCounts("waiting", "active", "delayed", "failed"),
+        budgetRemaining: async () => [
+          { scope: "global", unit: "tokens", remaining: 9_000 },
+          { scope: "tenant:acme", unit: "micro_usd", remaining: 1_500_000 },
+        ],
+        approvalsPending: async () => 2,
+      },
+    });
+    const hooks = createMetricsHooks(metrics, { pricing: (_m, u) => u.input * 3 + u.output * 15 });
+    await hooks.afterModelCall({ run, step: 1, request, response, durationMs: 1_500 });
+    await hooks.onModelCallError({ run, step: 2, request, error: new Error("overloaded") });
+    const call = { type: "tool_use" as const, id: "toolu_1", name: "delete_resource", input: {} };
+    await hooks.afterToolCall({
+      run,
+      step: 1,
+      call,
+      result: { type: "tool_result", toolUseId: "toolu_1", content: "denied", isError: true },
+      durationMs: 1,
+      decision: { type: "deny", reason: "no" },
+    });
+    metrics.recordToolCall("delete_resource", "suspend");
+    metrics.recordTask({ outcome: "completed", tenant: "acme", durationMs: 2_500 });
+
+    const text = await metrics.metricsText();
+    expect(metrics.contentType).toContain("text/plain");
+
+    expect(sample(text, 'agentry_tasks_total{outcome="completed",tenant="acme"}')).toBe(1);
+    expect(sample(text, 'agentry_task_duration_seconds_count{outcome="completed"}')).toBe(1);
+    expect(sample(text, 'agentry_task_duration_seconds_sum{outcome="completed"}')).toBe(2.5);
+    expect(sample(text, 'agentry_model_calls_total{model="claude-sonnet-4-5",outcome="ok"}')).toBe(1);
+    expect(sample(text, 'agentry_model_calls_total{model="claude-sonnet-4-5",outcome="error"}')).toBe(1);
+    expect(sample(text, 'agentry_model_call_duration_seconds_sum{model="claude-sonnet-4-5"}')).toBe(1.5);
+    expect(sample(text, 'agentry_tokens_total{tenant="acme",kind="input"}')).toBe(100);
+    expect(sample(text, 'agentry_tokens_total{tenant="acme",kind="output"}')).toBe(20);
+    expect(sample(text, 'agentry_tokens_total{tenant="acme",kind="cache_creation"}')).toBe(30);
+    expect(sample(text, 'agentry_tokens_total{tenant="acme",kind="cache_read"}')).toBe(50);
+    expect(sample(text, 'agentry_cost_micro_usd_total{tenant="acme"}')).toBe(600);
+    expect(sample(text, 'agentry_tool_calls_total{tool="delete_resource",decision="deny"}')).toBe(1);
+    expect(sample(text, 'agentry_tool_calls_total{tool="delete_resource",decision="suspend"}')).toBe(1);
+    expect(sample(text, 'agentry_budget_remaining{scope="global",unit="tokens"}')).toBe(9_000);
+    expect(sample(text, 'agentry_budget_remaining{scope="tenant:acme",unit="micro_usd"}')).toBe(1_500_000);
+    expect(sample(text, 'agentry_queue_depth{state="waiting"}')).toBe(1);
+    expect(sample(text, 'agentry_queue_depth{state="delayed"}')).toBe(1);
+    expect(sample(text, "agentry_approvals_pending")).toBe(2);
+    expect(text).toContain("process_cpu_seconds_total");
+
+    // Every metric the README documents is exposed.
+    const readme = readFileSync(new URL("./README.md", import.meta.url), "utf8");
+    const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` \|/gm)].map((m) => m[1]!);
+    expect(documented.length).toBeGreaterThanOrEqual(11);
+    for (const name of documented) expect(text, name).toContain(`# TYPE ${name} `);
+  });
+
+  it("keeps serving /metrics when a collector fails, counting the failure", async () => {
+    let healthy = true;
+    const metrics = createMetrics({
+      defaultMetrics: false,
+      collectTimeoutMs: 200,
+      collectors: {
+        approvalsPending: async () => {
+          if (!healthy) throw new Error("redis down");
+          return 3;
+        },
+        queueDepth: () => new Promise<Record<string, number>>(() => undefined), // never answers
+      },
+    });
+    expect(sample(await metrics.metricsText(), "agentry_approvals_pending")).toBe(3);
+    healthy = false;
+    const text = await metrics.metricsText();
+    expect(sample(text, "agentry_approvals_pending")).toBe(3);
+    expect(sample(text, 'agentry_metrics_collect_errors_total{collector="approvals_pending"}')).toBe(1);
+    expect(sample(text, 'agentry_metrics_collect_errors_total{collector="queue_depth"}')).toBe(2);
+  });
+
+  it("drops budget scopes the collector no longer reports", async () => {
+    let scopes = [
+      { scope: "session:a", unit: "tokens" as const, remaining: 10 },
+      { scope: "session:b", unit: "tokens" as const, remaining: 20 },
+    ];
+    const metrics = createMetrics({ defaultMetrics: false, collectors: { budgetRemaining: async () => scopes } });
+    expect(await metrics.metricsText()).toContain('scope="session:a"');
+    scopes = [{ scope: "session:b", unit: "tokens", remaining: 5 }];
+    const text = await metrics.metricsText();
+    expect(text).not.toContain('scope="session:a"');
+    expect(sample(text, 'agentry_budget_remaining{scope="session:b",unit="tokens"}')).toBe(5);
+  });
+});
