@@ -457,11 +457,13 @@ describe("runAgent", () => {
       content: [use(`c${i}`, "get_weather", { city: "Oslo" })],
     }));
     const model = scripted(loop);
+    let saved: AgentState | undefined;
     const error = await runAgent({
       model,
       tools: countingTools(counts),
       run,
       maxSteps: 3,
+      hooks: { onCheckpoint: async (s) => void (saved = s) },
       messages: ask("loop"),
     }).catch((e: unknown) => e);
     expect(isAgentryError(error, "STEP_LIMIT")).toBe(true);
@@ -471,6 +473,23 @@ describe("runAgent", () => {
       usage: { input: 300, output: 30 },
     });
     expect(model.requests).toHaveLength(3);
+    // The third call's tool request is never run: nothing could read its result.
+    expect(counts).toEqual({ get_weather: 2 });
+
+    // The checkpoint holds that request; a larger limit continues from it.
+    expect(saved?.pending.map((p) => p.call.id)).toEqual(["c2"]);
+    const more = scripted([{ content: [text("finally")] }]);
+    const done = assertCompleted(
+      await runAgent({
+        model: more,
+        tools: countingTools(counts),
+        run,
+        maxSteps: 4,
+        state: saved as AgentState,
+      }),
+    );
+    expect(done.text).toBe("finally");
+    expect(done.steps).toBe(4);
     expect(counts).toEqual({ get_weather: 3 });
   });
 

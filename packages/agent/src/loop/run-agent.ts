@@ -31,7 +31,11 @@ export interface RunAgentOptions {
   hooks?: AgentHooks;
   /** Claims each tool call before it runs, so a call interrupted by a crash is never blindly re-run. @defaultValue none */
   journal?: ToolJournal;
-  /** Most model calls for the task, counted across resumes; one more is a `STEP_LIMIT` error. @defaultValue 10 */
+  /**
+   * Most model calls for the task, counted across resumes. When the last allowed call still asks
+   * for tools, the run fails with `STEP_LIMIT` (retryable: false) without running them, since no
+   * model call could read their results. @defaultValue 10
+   */
   maxSteps?: number;
   /** `max_tokens` of each model call (hooks may lower it). @defaultValue 1024 */
   maxTokens?: number;
@@ -198,6 +202,9 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
     throwIfCancelled(signal);
 
     if (state.pending.length > 0) {
+      // Tool calls whose results no model call could ever read are not run at all.
+      if (state.step >= maxSteps && state.pending.some((p) => p.result === undefined))
+        throw stepLimit(maxSteps, state);
       const outcomes = await Promise.allSettled(state.pending.map(resolveCall));
       const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === "rejected");
       if (failure !== undefined) throw failure.reason;
@@ -222,11 +229,7 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
     }
 
     if (state.step > 0 && options.stopWhen?.(state) === true) return completed(state, inputLength);
-    if (state.step >= maxSteps) {
-      throw new AgentryError("STEP_LIMIT", `The agent did not finish within ${maxSteps} model calls`, {
-        details: { maxSteps, steps: state.step, usage: state.usage },
-      });
-    }
+    if (state.step >= maxSteps) throw stepLimit(maxSteps, state);
 
     const step = state.step + 1;
     const request: ModelRequest = {
@@ -279,6 +282,13 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
     await checkpoint();
     if (!wantsTools) return completed(state, inputLength);
   }
+}
+
+/** The model still wants tools after `maxSteps` calls. Its last requests are left unrun in `pending`. */
+function stepLimit(maxSteps: number, state: AgentState): AgentryError {
+  return new AgentryError("STEP_LIMIT", `The agent did not finish within ${maxSteps} model calls`, {
+    details: { maxSteps, steps: state.step, usage: state.usage },
+  });
 }
 
 function completed(state: AgentState, inputLength: number): AgentResult {
