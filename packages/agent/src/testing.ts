@@ -1,1 +1,1 @@
-export {};
+export { toolJournalConformance, type ToolJournalFactory } from "./loop/tool-journal.conformance.js";
