@@ -17,10 +17,12 @@ import type { ContentBlock, Message, ModelRequest } from "../model/types.js";
  * 10 per tool plus 400 once when tools are offered (Anthropic adds a tool-use system prompt of
  * 346 tokens on Claude 4 models). Tool schemas and tool inputs count as their JSON text.
  *
- * How conservative: about 1.2–1.5× the real count on English prose, 1.5–2× on JSON and code,
- * about 2× on CJK; never below it on the fixtures in `estimate-tokens.test.ts`, which compare it
- * with the fake Messages API's tokenizer-like count through the real SDK. It is not a tokenizer:
- * images and documents are not supported by the contract and are not estimated.
+ * How conservative: on the fixtures in `estimate-tokens.test.ts` (English, JSON tool round trips,
+ * code, minified punctuation, CJK/emoji, long tool schemas, whitespace) it is 1.3–1.8× the count of
+ * the fake Messages API's tokenizer-like rule, sent through the real SDK, and never below it; each
+ * per-string rule is at least the fake's, so that holds for any text. Against the real tokenizer
+ * expect the same order (English ≈ 4 chars/token there, 3 here). It is not a tokenizer: the real
+ * count can differ per model, and images/documents are not in the contract, so not estimated.
  */
 
 const REQUEST_OVERHEAD = 8;

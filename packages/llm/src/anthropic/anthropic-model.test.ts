@@ -1,0 +1,379 @@
+import { AgentryError, type ErrorCode } from "@agentry/core";
+import { fakeReply, startFakeAnthropic, type FakeAnthropic, type FakeReply } from "@agentry/testkit";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { ModelRequest, ToolDefinition } from "../model/types.js";
+import { costMicroUsd } from "../pricing/pricing.js";
+import { AnthropicModel, type AnthropicModelOptions } from "./anthropic-model.js";
+
+const weather: ToolDefinition = {
+  name: "get_weather",
+  description: "Current weather for a city",
+  inputSchema: { type: "object", properties: { city: { type: "string" } }, required: ["city"] },
+};
+const remember: ToolDefinition = {
+  name: "remember",
+  description: "Store a fact",
+  inputSchema: { type: "object", properties: { text: { type: "string" } }, required: ["text"] },
+};
+
+let fake: FakeAnthropic;
+// claude-sonnet-4-6: same rates as the default claude-sonnet-4-5, and no SDK deprecation warning.
+const model = (options: AnthropicModelOptions = {}): AnthropicModel =>
+  new AnthropicModel({
+    apiKey: "test-key",
+    baseURL: fake.url,
+    defaultModel: "claude-sonnet-4-6",
+    ...options,
+  });
+
+async function failure(promise: Promise<unknown>): Promise<AgentryError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (AgentryError.isInstance(err)) return err;
+    throw new Error(`expected an AgentryError, got ${String(err)}`, { cause: err });
+  }
+  throw new Error("expected the call to fail");
+}
+
+const ask = (extra: Partial<ModelRequest> = {}): ModelRequest => ({
+  messages: [{ role: "user", content: "What's the weather in Paris?" }],
+  maxTokens: 256,
+  ...extra,
+});
+
+beforeAll(async () => {
+  fake = await startFakeAnthropic();
+});
+afterAll(async () => {
+  await fake.close();
+});
+beforeEach(() => {
+  fake.reset();
+});
+
+describe("AnthropicModel on the real SDK against the fake Messages API", () => {
+  it("runs a full tool-use exchange and maps request and response both ways", async () => {
+    const llm = model();
+    fake.enqueue(
+      fakeReply.toolUse(
+        "get_weather",
+        { city: "Paris" },
+        {
+          id: "toolu_01",
+          text: "Let me check.",
+          usage: {
+            input_tokens: 120,
+            output_tokens: 30,
+            cache_creation_input_tokens: 7,
+            cache_read_input_tokens: 11,
+          },
+        },
+      ),
+      fakeReply.text("It is 18°C in Paris."),
+    );
+    const first = await llm.generate(ask({ system: "You are helpful.", tools: [weather, remember] }));
+    expect(first.stopReason).toBe("tool_use");
+    expect(first.model).toBe("claude-sonnet-4-6");
+    expect(first.content).toEqual([
+      { type: "text", text: "Let me check." },
+      { type: "tool_use", id: "toolu_01", name: "get_weather", input: { city: "Paris" } },
+    ]);
+    expect(first.usage).toEqual({ input: 120, output: 30, cacheCreationInput: 7, cacheReadInput: 11 });
+    expect(first.providerRequestId).toMatch(/^req_fake_/);
+
+    const sent = fake.requests[0];
+    expect(sent?.path).toBe("/v1/messages");
+    expect(sent?.headers["authorization"]).toBe("Bearer test-key");
+    expect(sent?.headers["anthropic-version"]).toBeTruthy();
+    expect(sent?.body).toMatchObject({
+      model: "claude-sonnet-4-6",
+      max_tokens: 256,
+      system: "You are helpful.",
+      messages: [{ role: "user", content: "What's the weather in Paris?" }],
+      tools: [
+        { name: "get_weather", description: "Current weather for a city", input_schema: weather.inputSchema },
+        { name: "remember", description: "Store a fact", input_schema: remember.inputSchema },
+      ],
+    });
+    expect(JSON.stringify(sent?.body)).not.toContain("cache_control");
+
+    const second = await llm.generate(
+      ask({
+        system: "You are helpful.",
+        tools: [weather, remember],
+        messages: [
+          { role: "user", content: "What's the weather in Paris?" },
+          { role: "assistant", content: first.content },
+          {
+            role: "user",
+            content: [{ type: "tool_result", toolUseId: "toolu_01", content: '{"tempC":18}' }],
+          },
+        ],
+      }),
+    );
+    expect(second.stopReason).toBe("end_turn");
+    expect(second.content).toEqual([{ type: "text", text: "It is 18°C in Paris." }]);
+    expect(second.usage.input).toBeGreaterThan(0);
+    expect(second.usage.output).toBeGreaterThan(0);
+    expect(fake.requests[1]?.body.messages).toEqual([
+      { role: "user", content: "What's the weather in Paris?" },
+      {
+        role: "assistant",
+        content: [
+          { type: "text", text: "Let me check." },
+          { type: "tool_use", id: "toolu_01", name: "get_weather", input: { city: "Paris" } },
+        ],
+      },
+      { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_01", content: '{"tempC":18}' }] },
+    ]);
+  });
+
+  it("sends is_error on an error tool_result and uses the request's model over the default", async () => {
+    await model().generate(
+      ask({
+        model: "claude-haiku-4-5",
+        messages: [
+          { role: "user", content: "delete db in production" },
+          {
+            role: "assistant",
+            content: [{ type: "tool_use", id: "toolu_9", name: "delete_resource", input: {} }],
+          },
+          {
+            role: "user",
+            content: [{ type: "tool_result", toolUseId: "toolu_9", content: "denied", isError: true }],
+          },
+        ],
+      }),
+    );
+    const body = fake.requests[0]?.body;
+    expect(body?.model).toBe("claude-haiku-4-5");
+    expect(body?.messages?.[2]?.content).toEqual([
+      { type: "tool_result", tool_use_id: "toolu_9", content: "denied", is_error: true },
+    ]);
+  });
+
+  it("opt-in prompt caching marks the system block and the last tool, and the second call reads the cache", async () => {
+    const llm = model();
+    const system =
+      "You are the Agentry reference assistant. Follow the operator's policies carefully. ".repeat(60);
+    const request = ask({ system, tools: [weather, remember], cache: true });
+    const first = await llm.generate(request);
+    const body = fake.requests[0]?.body as unknown as Record<string, unknown> & {
+      tools: Record<string, unknown>[];
+    };
+    expect(body["system"]).toEqual([{ type: "text", text: system, cache_control: { type: "ephemeral" } }]);
+    expect(body.tools[0]?.["cache_control"]).toBeUndefined();
+    expect(body.tools[1]?.["cache_control"]).toEqual({ type: "ephemeral" });
+    expect(first.usage.cacheCreationInput).toBeGreaterThan(1024);
+    expect(first.usage.cacheReadInput).toBe(0);
+
+    const second = await llm.generate(request);
+    expect(second.usage.cacheReadInput).toBe(first.usage.cacheCreationInput);
+    expect(second.usage.cacheCreationInput).toBe(0);
+    expect(second.usage.input).toBe(first.usage.input);
+    expect(costMicroUsd(second.model, second.usage)).toBeLessThan(costMicroUsd(first.model, first.usage));
+  });
+
+  it("prices the usage of a cached call at each field's own rate (hand-computed)", async () => {
+    fake.enqueue(
+      fakeReply.text("ok", {
+        usage: {
+          input_tokens: 1000,
+          output_tokens: 500,
+          cache_creation_input_tokens: 2000,
+          cache_read_input_tokens: 10000,
+        },
+      }),
+    );
+    const response = await model().generate(ask());
+    // claude-sonnet-4-6 (as 4-5): $3 input, $3.75 cache write, $0.30 cache read, $15 output per MTok
+    // = 3, 3.75, 0.30, 15 micro-USD per token:
+    //   1000 × 3 = 3000;  2000 × 3.75 = 7500;  10000 × 0.30 = 3000;  500 × 15 = 7500  → 21000 µUSD ($0.021).
+    // Pricing cache reads as input would give 48000; counting the cache write again as input 27000.
+    expect(costMicroUsd(response.model, response.usage)).toBe(21_000);
+  });
+});
+
+describe("error mapping", () => {
+  const cases: {
+    name: string;
+    reply: FakeReply;
+    code: ErrorCode;
+    retryable: boolean;
+    retryAfterMs?: number;
+    message?: string;
+  }[] = [
+    {
+      name: "429 retry-after seconds",
+      reply: fakeReply.rateLimited({ retryAfter: "2" }),
+      code: "PROVIDER_RATE_LIMITED",
+      retryable: true,
+      retryAfterMs: 2000,
+    },
+    {
+      name: "429 retry-after fractional seconds",
+      reply: fakeReply.rateLimited({ retryAfter: "0.25" }),
+      code: "PROVIDER_RATE_LIMITED",
+      retryable: true,
+      retryAfterMs: 250,
+    },
+    {
+      name: "429 retry-after-ms",
+      reply: fakeReply.rateLimited({ retryAfterMs: 1500, retryAfter: "2" }),
+      code: "PROVIDER_RATE_LIMITED",
+      retryable: true,
+      retryAfterMs: 1500,
+    },
+    { name: "529 overloaded", reply: fakeReply.overloaded(), code: "PROVIDER_OVERLOADED", retryable: true },
+    { name: "500", reply: fakeReply.serverError(500), code: "PROVIDER_UNAVAILABLE", retryable: true },
+    {
+      name: "502",
+      reply: fakeReply.serverError(502, "Bad gateway"),
+      code: "PROVIDER_UNAVAILABLE",
+      retryable: true,
+    },
+    {
+      name: "503",
+      reply: fakeReply.serverError(503, "Unavailable"),
+      code: "PROVIDER_UNAVAILABLE",
+      retryable: true,
+    },
+    {
+      name: "504",
+      reply: fakeReply.error(504, "timeout_error", "Gateway timeout"),
+      code: "PROVIDER_UNAVAILABLE",
+      retryable: true,
+    },
+    {
+      name: "400",
+      reply: fakeReply.error(400, "invalid_request_error", "max_tokens: must be at most 64000"),
+      code: "PROVIDER_BAD_REQUEST",
+      retryable: false,
+      message: "max_tokens: must be at most 64000",
+    },
+    {
+      name: "401",
+      reply: fakeReply.error(401, "authentication_error", "invalid x-api-key"),
+      code: "PROVIDER_AUTH",
+      retryable: false,
+      message: "invalid x-api-key",
+    },
+    {
+      name: "403",
+      reply: fakeReply.error(403, "permission_error", "Your API key does not have permission"),
+      code: "PROVIDER_AUTH",
+      retryable: false,
+      message: "does not have permission",
+    },
+    {
+      name: "404 model",
+      reply: fakeReply.error(404, "not_found_error", "model: claude-nope"),
+      code: "UNKNOWN_MODEL",
+      retryable: false,
+      message: "model: claude-nope",
+    },
+    {
+      name: "404 without an Anthropic body",
+      reply: fakeReply.error(404, "", "Not Found"),
+      code: "PROVIDER_BAD_REQUEST",
+      retryable: false,
+    },
+    { name: "malformed body", reply: fakeReply.malformed(), code: "PROVIDER_BAD_RESPONSE", retryable: true },
+    {
+      name: "JSON of the wrong shape",
+      reply: fakeReply.malformed('{"type":"message","content":"nope"}'),
+      code: "PROVIDER_BAD_RESPONSE",
+      retryable: true,
+    },
+    { name: "dropped connection", reply: fakeReply.drop(), code: "PROVIDER_UNAVAILABLE", retryable: true },
+  ];
+
+  for (const c of cases) {
+    it(`${c.name} → ${c.code}`, async () => {
+      fake.fail(c.reply);
+      const err = await failure(model().generate(ask()));
+      expect(err.code).toBe(c.code);
+      expect(err.retryable).toBe(c.retryable);
+      expect(err.category).toBe(c.code === "UNKNOWN_MODEL" ? "system" : "provider");
+      expect(err.retryAfterMs).toBe(c.retryAfterMs);
+      if (c.message !== undefined) expect(err.message).toContain(c.message);
+      expect(fake.requests).toHaveLength(1);
+    });
+  }
+
+  it("429 with retry-after as an HTTP date", async () => {
+    fake.fail(fakeReply.rateLimited({ retryAfter: "Wed, 25 Nov 2026 12:00:30 GMT" }));
+    const llm = model({ _internal: { now: () => Date.parse("2026-11-25T12:00:00Z") } });
+    const err = await failure(llm.generate(ask()));
+    expect(err.code).toBe("PROVIDER_RATE_LIMITED");
+    expect(err.retryAfterMs).toBe(30_000);
+    expect(err.details?.["requestId"]).toMatch(/^req_fake_/);
+  });
+
+  it("a timed-out request → PROVIDER_UNAVAILABLE (retryable)", async () => {
+    fake.enqueue({ ...fakeReply.text("too late"), delayMs: 10_000 });
+    const err = await failure(model({ timeoutMs: 200 }).generate(ask()));
+    expect(err.code).toBe("PROVIDER_UNAVAILABLE");
+    expect(err.retryable).toBe(true);
+    expect(err.details?.["reason"]).toBe("timeout");
+  });
+
+  it("nothing listening → PROVIDER_UNAVAILABLE", async () => {
+    const gone = await startFakeAnthropic();
+    await gone.close();
+    const err = await failure(
+      new AnthropicModel({ apiKey: "k", baseURL: gone.url, defaultModel: "claude-haiku-4-5" }).generate(
+        ask(),
+      ),
+    );
+    expect(err.code).toBe("PROVIDER_UNAVAILABLE");
+    expect(err.details?.["reason"]).toBe("connection");
+  });
+
+  it("an error the API itself raises for a bad request is PROVIDER_BAD_REQUEST with its message", async () => {
+    const err = await failure(model().generate(ask({ maxTokens: 0 })));
+    expect(err.code).toBe("PROVIDER_BAD_REQUEST");
+    expect(err.message).toContain("max_tokens");
+  });
+});
+
+describe("retries and abort", () => {
+  it("with maxRetries 0 (the default) a 529 fails at once", async () => {
+    fake.fail(fakeReply.overloaded());
+    fake.enqueue(fakeReply.text("never reached"));
+    const err = await failure(model().generate(ask()));
+    expect(err.code).toBe("PROVIDER_OVERLOADED");
+    expect(fake.requests).toHaveLength(1);
+  });
+
+  it("with maxRetries > 0 the SDK retries a 529, then succeeds", async () => {
+    fake.fail(
+      fakeReply.overloaded({ retryAfterMs: 5 }),
+      fakeReply.error(500, "api_error", "Internal server error", { "retry-after-ms": "5" }),
+    );
+    fake.enqueue(fakeReply.text("third time lucky"));
+    const response = await model({ maxRetries: 2 }).generate(ask());
+    expect(response.content).toEqual([{ type: "text", text: "third time lucky" }]);
+    expect(fake.requests).toHaveLength(3);
+  });
+
+  it("aborting an in-flight call → CANCELLED", async () => {
+    fake.enqueue({ ...fakeReply.text("slow"), delayMs: 10_000 });
+    const controller = new AbortController();
+    const pending = model().generate(ask({ signal: controller.signal }));
+    while (fake.requests.length === 0) await new Promise((r) => setTimeout(r, 5));
+    controller.abort();
+    const err = await failure(pending);
+    expect(err.code).toBe("CANCELLED");
+    expect(err.retryable).toBe(false);
+  });
+
+  it("an already-aborted signal → CANCELLED without a request", async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const err = await failure(model().generate(ask({ signal: controller.signal })));
+    expect(err.code).toBe("CANCELLED");
+    expect(fake.requests).toHaveLength(0);
+  });
+});

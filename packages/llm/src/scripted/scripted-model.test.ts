@@ -1,0 +1,221 @@
+import { AgentryError } from "@agentry/core";
+import { describe, expect, it } from "vitest";
+import { estimateInputTokens } from "../estimate/estimate-tokens.js";
+import type { ModelRequest, ToolDefinition, ToolUseBlock } from "../model/types.js";
+import { ScriptedModel, scriptedError, scriptedText, scriptedToolUse } from "./scripted-model.js";
+
+const tool = (name: string, props: string[]): ToolDefinition => ({
+  name,
+  description: name,
+  inputSchema: {
+    type: "object",
+    properties: Object.fromEntries(props.map((p) => [p, { type: "string" }])),
+    required: props,
+  },
+});
+const TOOLS = [
+  tool("get_weather", ["city"]),
+  tool("delete_resource", ["resource", "env"]),
+  tool("remember", ["text"]),
+  tool("recall", ["query"]),
+];
+
+const ask = (prompt: string, extra: Partial<ModelRequest> = {}): ModelRequest => ({
+  system: "You are the Agentry reference assistant.",
+  messages: [{ role: "user", content: prompt }],
+  tools: TOOLS,
+  maxTokens: 512,
+  ...extra,
+});
+
+async function failure(promise: Promise<unknown>): Promise<AgentryError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (AgentryError.isInstance(err)) return err;
+    throw new Error(`expected an AgentryError, got ${String(err)}`, { cause: err });
+  }
+  throw new Error("expected the call to fail");
+}
+
+function onlyToolUse(content: unknown[]): ToolUseBlock {
+  expect(content).toHaveLength(1);
+  const block = content[0] as ToolUseBlock;
+  expect(block.type).toBe("tool_use");
+  return block;
+}
+
+describe("ScriptedModel replay", () => {
+  it("replays text and tool_use replies in order, records requests, and fills in usage", async () => {
+    const llm = new ScriptedModel({
+      script: [
+        scriptedToolUse(
+          "get_weather",
+          { city: "Oslo" },
+          { id: "toolu_x", usage: { input: 100, output: 20, cacheReadInput: 50 } },
+        ),
+        scriptedText("Cold."),
+      ],
+    });
+    const first = await llm.generate(ask("weather?"));
+    expect(first.content).toEqual([
+      { type: "tool_use", id: "toolu_x", name: "get_weather", input: { city: "Oslo" } },
+    ]);
+    expect(first.stopReason).toBe("tool_use");
+    expect(first.usage).toEqual({ input: 100, output: 20, cacheCreationInput: 0, cacheReadInput: 50 });
+    const second = await llm.generate(ask("and then?"));
+    expect(second.content).toEqual([{ type: "text", text: "Cold." }]);
+    expect(second.stopReason).toBe("end_turn");
+    expect(second.usage.input).toBe(estimateInputTokens(ask("and then?")));
+    expect(second.usage.output).toBeGreaterThan(0);
+    expect(llm.requests.map((r) => r.messages[0]?.content)).toEqual(["weather?", "and then?"]);
+    expect(llm.provider).toBe("scripted");
+  });
+
+  it("throws INTERNAL once a script is used up, or falls back to the demo when asked", async () => {
+    const strict = new ScriptedModel({ script: [scriptedText("one")] });
+    await strict.generate(ask("a"));
+    expect((await failure(strict.generate(ask("b")))).code).toBe("INTERNAL");
+    const lenient = new ScriptedModel({ script: [], whenExhausted: "demo" });
+    expect((await lenient.generate(ask("hello"))).stopReason).toBe("end_turn");
+  });
+
+  it("throws scripted errors and runs scripted functions of the request", async () => {
+    const llm = new ScriptedModel({
+      script: [
+        scriptedError(new AgentryError("PROVIDER_RATE_LIMITED", "slow down", { retryAfterMs: 1000 })),
+        (request, call) => scriptedText(`call ${call}: ${String(request.messages.length)} message(s)`),
+      ],
+    });
+    const err = await failure(llm.generate(ask("x")));
+    expect(err.code).toBe("PROVIDER_RATE_LIMITED");
+    expect(err.retryAfterMs).toBe(1000);
+    expect((await llm.generate(ask("y"))).content).toEqual([{ type: "text", text: "call 1: 1 message(s)" }]);
+  });
+
+  it("gives scripted tool calls without an id a deterministic one", async () => {
+    const a = await new ScriptedModel({ script: [scriptedToolUse("recall", { query: "q" })] }).generate(
+      ask("same"),
+    );
+    const b = await new ScriptedModel({ script: [scriptedToolUse("recall", { query: "q" })] }).generate(
+      ask("same"),
+    );
+    expect(onlyToolUse(a.content).id).toBe(onlyToolUse(b.content).id);
+    expect(onlyToolUse(a.content).id).toMatch(/^toolu_/);
+  });
+
+  it("honours abort, before and during its simulated latency", async () => {
+    const llm = new ScriptedModel({ latencyMs: 10_000 });
+    const controller = new AbortController();
+    const pending = llm.generate(ask("hi", { signal: controller.signal }));
+    controller.abort();
+    expect((await failure(pending)).code).toBe("CANCELLED");
+    expect((await failure(llm.generate(ask("hi", { signal: controller.signal })))).code).toBe("CANCELLED");
+  });
+});
+
+describe("ScriptedModel demo behaviour", () => {
+  const demo = new ScriptedModel();
+
+  it("answers a weather question with get_weather {city}", async () => {
+    const r = await demo.generate(ask("What's the weather in Paris today?"));
+    expect(r.stopReason).toBe("tool_use");
+    expect(onlyToolUse(r.content)).toMatchObject({ name: "get_weather", input: { city: "Paris" } });
+    const r2 = await demo.generate(ask("temperature forecast for New York?"));
+    expect(onlyToolUse(r2.content).input).toEqual({ city: "New York" });
+  });
+
+  it("answers delete X in staging|production with delete_resource {resource, env}", async () => {
+    expect(onlyToolUse((await demo.generate(ask("Please delete db-1 in staging"))).content)).toMatchObject({
+      name: "delete_resource",
+      input: { resource: "db-1", env: "staging" },
+    });
+    expect(
+      onlyToolUse((await demo.generate(ask("delete cache-cluster in production"))).content).input,
+    ).toEqual({
+      resource: "cache-cluster",
+      env: "production",
+    });
+  });
+
+  it("answers remember and recall", async () => {
+    expect(
+      onlyToolUse((await demo.generate(ask("Remember that my favourite colour is teal"))).content),
+    ).toMatchObject({
+      name: "remember",
+      input: { text: "my favourite colour is teal" },
+    });
+    expect(
+      onlyToolUse((await demo.generate(ask("What do you remember about my favourite colour?"))).content),
+    ).toMatchObject({
+      name: "recall",
+      input: { query: "my favourite colour" },
+    });
+  });
+
+  it("summarises a tool result, including an error result such as a denial", async () => {
+    const call = await demo.generate(ask("delete db-1 in production"));
+    const use = onlyToolUse(call.content);
+    const ok = await demo.generate(
+      ask("", {
+        messages: [
+          { role: "user", content: "delete db-1 in production" },
+          { role: "assistant", content: call.content },
+          {
+            role: "user",
+            content: [{ type: "tool_result", toolUseId: use.id, content: '{"deleted":"db-1"}' }],
+          },
+        ],
+      }),
+    );
+    expect(ok.stopReason).toBe("end_turn");
+    expect(ok.content).toEqual([{ type: "text", text: 'delete_resource returned: {"deleted":"db-1"}' }]);
+    const denied = await demo.generate(
+      ask("", {
+        messages: [
+          { role: "user", content: "delete db-1 in production" },
+          { role: "assistant", content: call.content },
+          {
+            role: "user",
+            content: [
+              {
+                type: "tool_result",
+                toolUseId: use.id,
+                content: "Denied by policy no-prod-delete",
+                isError: true,
+              },
+            ],
+          },
+        ],
+      }),
+    );
+    expect(denied.content).toEqual([
+      { type: "text", text: "I could not complete delete_resource: Denied by policy no-prod-delete" },
+    ]);
+  });
+
+  it("answers anything else, or a tool that is not offered, with short text", async () => {
+    const r = await demo.generate(ask("Tell me a joke"));
+    expect(r.stopReason).toBe("end_turn");
+    expect(r.content[0]?.type).toBe("text");
+    const noTools = await demo.generate(ask("What's the weather in Paris?", { tools: [] }));
+    expect(noTools.stopReason).toBe("end_turn");
+  });
+
+  it("derives tool_use ids from the conversation, so a retry gets the same id", async () => {
+    const a = onlyToolUse((await demo.generate(ask("What's the weather in Rome?"))).content);
+    const b = onlyToolUse((await new ScriptedModel().generate(ask("What's the weather in Rome?"))).content);
+    const c = onlyToolUse((await demo.generate(ask("What's the weather in Oslo?"))).content);
+    expect(a.id).toBe(b.id);
+    expect(a.id).not.toBe(c.id);
+  });
+
+  it("reports plausible usage: input by the estimate rule, output from the answer length", async () => {
+    const request = ask("Tell me a joke");
+    const r = await demo.generate(request);
+    expect(r.usage.input).toBe(estimateInputTokens(request));
+    const text = (r.content[0] as { text: string }).text;
+    expect(r.usage.output).toBe(Math.ceil(text.length / 4));
+    expect(r.model).toBe("claude-sonnet-4-5");
+  });
+});
