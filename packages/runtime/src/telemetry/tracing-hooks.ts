@@ -154,6 +154,11 @@ export function createTracingHooks(options: TracingHooksOptions = {}): Telemetry
         release();
         const { response } = info;
         const usage = response.usage;
+        if (modelOf(info) === undefined) {
+          // The request named no model (the adapter chose): name the span after the one that answered.
+          span.updateName(`${GenAIOperation.chat} ${response.model}`);
+          span.setAttribute(GenAIAttr.requestModel, response.model);
+        }
         span.setAttributes({
           // The request as sent, after any budget clamp made by other hooks.
           [GenAIAttr.requestMaxTokens]: info.request.maxTokens,

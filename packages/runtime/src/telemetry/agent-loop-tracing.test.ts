@@ -1,0 +1,82 @@
+import { InMemorySpanExporter } from "@opentelemetry/sdk-trace-base";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { composeHooks, defineTool, runAgent, ToolRegistry, type AgentHooks, type AgentState } from "@agentry/agent";
+import { ScriptedModel } from "@agentry/llm/testing";
+import { createMetrics } from "../metrics/metrics.js";
+import { createMetricsHooks } from "../metrics/metrics-hooks.js";
+import { linkFrom, serializeSpanContext, withAgentSpan } from "./agent-span.js";
+import { startTelemetry, type Telemetry } from "./start-telemetry.js";
+import { createTracingHooks } from "./tracing-hooks.js";
+
+const exporter = new InMemorySpanExporter();
+let telemetry: Telemetry;
+beforeAll(() => {
+  telemetry = startTelemetry({ serviceName: "loop-test", exporter });
+});
+afterAll(() => telemetry.shutdown());
+
+const tools = new ToolRegistry().register(
+  defineTool({ name: "get_weather", description: "Weather", input: z.object({ city: z.string() }), handler: ({ city }) => `sunny in ${city}` }),
+  defineTool({ name: "delete_resource", description: "Delete", input: z.object({ resource: z.string() }), handler: () => "deleted" }),
+);
+
+// Governance stand-in: delete_resource waits for an approval that the test grants on resume.
+let approved = false;
+const approvals: AgentHooks = {
+  async beforeToolCall(info) {
+    if (info.call.name !== "delete_resource" || approved) return { type: "allow" };
+    return { type: "suspend", reason: "approval", data: { approvalId: "ap-1" } };
+  },
+};
+
+describe("tracing and metrics hooks in the real agent loop", () => {
+  it("traces a run that suspends for approval and its resumed run, linked, and counts it", async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const hooks = composeHooks(approvals, createTracingHooks({ tracer: telemetry.tracer }), createMetricsHooks(metrics));
+    const run = { taskId: "t-loop", tenant: "acme", userId: "u", sessionId: "s" };
+    const model = new ScriptedModel({
+      script: [
+        {
+          content: [
+            { type: "tool_use", id: "toolu_w", name: "get_weather", input: { city: "Paris" } },
+            { type: "tool_use", id: "toolu_d", name: "delete_resource", input: { resource: "db" } },
+          ],
+          usage: { input: 120, output: 30 },
+        },
+        { content: "All done.", usage: { input: 200, output: 5 } },
+      ],
+    });
+
+    const first = await withAgentSpan(run, async (span) => {
+      const result = await runAgent({ model, tools, run, hooks, messages: [{ role: "user", content: "weather, then delete db" }] });
+      return { result, traceParent: serializeSpanContext(span) };
+    });
+    expect(first.result.status).toBe("suspended");
+
+    approved = true;
+    const state = JSON.parse(JSON.stringify(first.result.state)) as AgentState;
+    const second = await withAgentSpan(run, () => runAgent({ model, tools, run, hooks, state }), { links: [linkFrom(first.traceParent)] });
+    expect(second.status).toBe("completed");
+    await telemetry.forceFlush();
+
+    const spans = exporter.getFinishedSpans();
+    const agents = spans.filter((s) => s.name === "invoke_agent agentry");
+    expect(agents).toHaveLength(2);
+    const [a1, a2] = agents as [(typeof agents)[number], (typeof agents)[number]];
+    const childrenOf = (parent: typeof a1) =>
+      spans
+        .filter((s) => s.parentSpanContext?.spanId === parent.spanContext().spanId)
+        .map((s) => `${s.name}:${String(s.attributes["agentry.tool.decision"] ?? "")}`)
+        .sort();
+
+    expect(childrenOf(a1)).toEqual([`chat ${model.defaultModel}:`, "execute_tool delete_resource:suspend", "execute_tool get_weather:allow"].sort());
+    expect(childrenOf(a2)).toEqual([`chat ${model.defaultModel}:`, "execute_tool delete_resource:allow"]);
+    expect(a2.links.map((l) => l.context.spanId)).toEqual([a1.spanContext().spanId]);
+
+    const text = await metrics.metricsText();
+    expect(text).toContain('agentry_tokens_total{tenant="acme",kind="input"} 320');
+    expect(text).toContain('agentry_tool_calls_total{tool="get_weather",decision="allow"} 1');
+    expect(text).toContain('agentry_tool_calls_total{tool="delete_resource",decision="allow"} 1');
+  });
+});
