@@ -182,6 +182,7 @@ describe("runAgent with the Anthropic SDK against the fake Messages API", () => 
           { type: "tool_use", id: "toolu_unknown", name: "launch_rocket", input: {} },
           { type: "tool_use", id: "toolu_throw", name: "flaky", input: {} },
           { type: "tool_use", id: "toolu_timeout", name: "slow", input: {} },
+          { type: "tool_use", id: "toolu_string", name: "get_weather", input: "Oslo, please" },
         ],
       },
       fakeReply.text("Nothing worked, sorry."),
@@ -197,7 +198,7 @@ describe("runAgent with the Anthropic SDK against the fake Messages API", () => 
     );
     expect(result.text).toBe("Nothing worked, sorry.");
     expect(counts).toEqual({ flaky: 1, slow: 1 });
-    const [schema, unknown, thrown, timeout] = wireResults(1);
+    const [schema, unknown, thrown, timeout, notJson] = wireResults(1);
     expect(schema).toMatchObject({ tool_use_id: "toolu_schema", is_error: true });
     expect(schema?.content).toMatch(/Invalid input for tool "delete_resource":\n- resource: .*\n- env: /);
     expect(unknown).toMatchObject({
@@ -212,6 +213,8 @@ describe("runAgent with the Anthropic SDK against the fake Messages API", () => 
     });
     expect(timeout).toMatchObject({ tool_use_id: "toolu_timeout", is_error: true });
     expect(timeout?.content).toContain("timed out after 25 ms");
+    expect(notJson).toMatchObject({ tool_use_id: "toolu_string", is_error: true });
+    expect(notJson?.content).toContain("not valid JSON");
   });
 
   it("suspends for approval, round-trips the state through JSON and resumes in a fresh loop running each tool exactly once", async () => {

@@ -212,4 +212,17 @@ describe("ToolRegistry", () => {
       expect(isAgentryError(error, "INVALID_CONFIG")).toBe(true);
     }
   });
+
+  it("cuts an oversized result and says how much was left out", async () => {
+    const big = defineTool({
+      name: "big",
+      description: "x",
+      input: z.object({}),
+      handler: () => "a".repeat(150),
+    });
+    const result = await new ToolRegistry({ maxResultChars: 100 })
+      .register(big)
+      .execute(call("big", {}), ctx());
+    expect(result.content).toBe(`${"a".repeat(100)}\n[truncated: 50 more characters not shown]`);
+  });
 });

@@ -9,6 +9,12 @@ const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
 export interface ToolRegistryOptions {
   /** Timeout for tools that set none. @defaultValue 30 000 ms */
   defaultTimeoutMs?: number;
+  /**
+   * Longest result text sent to the model, in characters; longer results are cut, with a note
+   * saying how much was left out, so one huge tool output cannot overflow the context window.
+   * @defaultValue 100 000
+   */
+  maxResultChars?: number;
 }
 
 interface Entry {
@@ -24,9 +30,11 @@ interface Entry {
 export class ToolRegistry {
   readonly #entries = new Map<string, Entry>();
   readonly #defaultTimeoutMs: number;
+  readonly #maxResultChars: number;
 
   constructor(options: ToolRegistryOptions = {}) {
     this.#defaultTimeoutMs = options.defaultTimeoutMs ?? 30_000;
+    this.#maxResultChars = options.maxResultChars ?? 100_000;
   }
 
   /**
@@ -121,13 +129,19 @@ export class ToolRegistry {
       if (content === undefined) {
         return errorResult(call, `Tool "${tool.name}" returned a value that cannot be encoded as JSON.`);
       }
-      return { type: "tool_result", toolUseId: call.id, content };
+      return { type: "tool_result", toolUseId: call.id, content: this.#truncate(content) };
     } catch (error) {
       return errorResult(call, `Tool "${tool.name}" failed: ${messageOf(error)}`);
     } finally {
       clearTimeout(timer);
       ctx.signal.removeEventListener("abort", onAbort);
     }
+  }
+
+  #truncate(content: string): string {
+    if (content.length <= this.#maxResultChars) return content;
+    const omitted = content.length - this.#maxResultChars;
+    return `${content.slice(0, this.#maxResultChars)}\n[truncated: ${omitted} more characters not shown]`;
   }
 }
 
