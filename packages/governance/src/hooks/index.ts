@@ -1,0 +1,1 @@
+export { createGovernanceHooks, APPROVAL_POLICY, type GovernanceHooksOptions } from "./governance-hooks.js";
