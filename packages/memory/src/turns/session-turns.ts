@@ -15,13 +15,19 @@ export interface SessionTurns {
   enqueue(sessionId: string, taskId: string): Promise<void>;
   /**
    * Takes the turn if taskId is at the head of the session's order and no live lease is held
-   * by another owner. Returns a lease or null (with the current holder). Re-acquirable by the
-   * same taskId after its previous holder died (lease expired).
+   * by another owner. Returns a lease, or null when it is not this task's turn or a live lease
+   * is held (`head()` says whose turn it is). Re-acquirable by the same taskId after its
+   * previous holder died (lease expired). A task that was never enqueued, or whose turn has
+   * ended, is never at the head: the caller gets null every time.
    */
   tryAcquire(sessionId: string, taskId: string, ttlMs: number): Promise<SessionLease | null>;
   /** Extends a held lease; false if lost. */
   renew(lease: SessionLease, ttlMs: number): Promise<boolean>;
-  /** Ends the turn: removes taskId from the order and drops the lease (only if the token matches). Idempotent. */
+  /**
+   * Ends the turn: removes taskId from the order and drops the lease (only if the token matches). Idempotent.
+   * A holder whose lease ran out and was not re-taken still ends its turn; a lease re-taken by
+   * another owner is left alone.
+   */
   release(lease: SessionLease): Promise<void>;
   /** Removes a task from the order without a lease (cancelled / failed before it ran). */
   remove(sessionId: string, taskId: string): Promise<void>;
