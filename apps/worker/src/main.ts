@@ -1,1 +1,50 @@
-export {};
+import { AgentryError } from "@agentry/core";
+import { createBullMQTelemetry, createTaskLogger, startTelemetry } from "@agentry/runtime";
+import { buildWorker } from "./build-worker.js";
+import { parseWorkerConfig } from "./config.js";
+import { startOpsServer } from "./http.js";
+
+/**
+ * The Agentry worker process. Reads the environment once, wires the reference worker, serves
+ * /healthz and /metrics, and shuts down gracefully on SIGTERM/SIGINT.
+ */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = parseWorkerConfig();
+  } catch (err) {
+    process.stderr.write(`agentry-worker: ${AgentryError.from(err).message}\n`);
+    process.exit(2);
+  }
+  const telemetry = startTelemetry({ serviceName: "agentry-worker", ...(config.OTEL_EXPORTER_OTLP_ENDPOINT ? { otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT } : {}) });
+  const logger = createTaskLogger({ name: "agentry-worker", level: config.LOG_LEVEL, ...(config.AGENTRY_WORKER_NAME ? { base: { worker: config.AGENTRY_WORKER_NAME } } : {}) });
+  let built;
+  try {
+    built = await buildWorker(config, { logger, telemetry: createBullMQTelemetry() });
+  } catch (err) {
+    const e = AgentryError.from(err);
+    logger.fatal({ code: e.code, err: e.message }, "worker failed to start");
+    process.stderr.write(`agentry-worker: ${e.message}\n`);
+    await telemetry.shutdown();
+    process.exit(2);
+  }
+  await built.start();
+  const server = config.AGENTRY_WORKER_PORT > 0 ? await startOpsServer({ port: config.AGENTRY_WORKER_PORT, worker: built.worker, metrics: built.metrics }) : undefined;
+  logger.info({ event: "worker-started", concurrency: config.AGENTRY_CONCURRENCY, llm: config.AGENTRY_LLM, port: config.AGENTRY_WORKER_PORT }, "worker started");
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ event: "worker-stopping", signal }, "worker stopping");
+    server?.close();
+    await built.close();
+    await telemetry.shutdown();
+    logger.info({ event: "worker-stopped" }, "worker stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
+
+void main();

@@ -312,6 +312,7 @@ export class AgentryClient {
         prefix: this.prefix,
       });
       this.events.on("error", () => undefined);
+      this.events.setMaxListeners(0);
       await this.events.waitUntilReady();
     }
     return this.events;

@@ -2,6 +2,12 @@ import { randomBytes } from "node:crypto";
 import { Redis, type RedisOptions } from "ioredis";
 import { afterAll, inject } from "vitest";
 
+declare module "vitest" {
+  export interface ProvidedContext {
+    redisUrl: string;
+  }
+}
+
 /** A test's own slice of the shared test Redis: a unique key prefix and tracked clients. */
 export interface TestRedis {
   /** URL of the test Redis. */

@@ -1,0 +1,229 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { Redis } from "ioredis";
+import { createRedis, type Logger } from "@agentry/core";
+import type { AgentHooks } from "@agentry/agent";
+import { costMicroUsd, createLanguageModel, estimateInputTokens, maxCostMicroUsd, type LanguageModel } from "@agentry/llm";
+import { HashingEmbedder, RedisSessionStore, RedisSessionTurns, RedisVectorMemory } from "@agentry/memory";
+import {
+  AgentWorker,
+  BudgetLedger,
+  createAgentTaskHandler,
+  createBudgetHooks,
+  createMetrics,
+  createMetricsHooks,
+  createTracingHooks,
+  linkFrom,
+  serializeSpanContext,
+  withAgentSpan,
+  type AgentryMetrics,
+  type AuditSink,
+  type TaskHandler,
+} from "@agentry/runtime";
+import {
+  ApprovalStore,
+  AuditLog,
+  SafetyValidator,
+  createGovernanceHooks,
+  loadApproversFile,
+  loadPolicyFile,
+  LogNotifier,
+  WebhookNotifier,
+  type ApproverKeys,
+  type Notifier,
+} from "@agentry/governance";
+import type { WorkerConfig } from "./config.js";
+import { referenceTools } from "./reference-tools.js";
+
+/** The reference policy shipped with the worker (DESIGN.md). */
+export const DEFAULT_POLICY_PATH = fileURLToPath(new URL("../../../packages/governance/policies/default.yaml", import.meta.url));
+
+/** A wired worker process: every part, so tests and the demo can reach in. */
+export interface BuiltWorker {
+  worker: AgentWorker;
+  model: LanguageModel;
+  ledger: BudgetLedger;
+  approvals: ApprovalStore;
+  audit: AuditLog;
+  metrics: AgentryMetrics;
+  redis: Redis;
+  /** Starts taking jobs, the approval listener and the periodic reconcile. */
+  start(): Promise<void>;
+  /** Graceful stop (see AgentWorker.close). */
+  close(): Promise<void>;
+}
+
+/** Options beyond the environment, for tests and the demo. */
+export interface BuildWorkerOptions {
+  logger: Logger;
+  /** Replaces the model chosen from the environment. */
+  model?: LanguageModel;
+  /** How often to reconcile approvals and reap expired budget leases. @defaultValue 5_000 */
+  reconcileEveryMs?: number;
+  notifier?: Notifier;
+  /** bullmq-otel instance, so task traces continue from the producer. */
+  telemetry?: import("bullmq").Telemetry;
+}
+
+/**
+ * Wires the reference worker from small parts: model, tools, memory, budget, governance,
+ * tracing, metrics and the BullMQ worker host. No part knows about the others.
+ */
+export async function buildWorker(config: WorkerConfig, options: BuildWorkerOptions): Promise<BuiltWorker> {
+  const { logger } = options;
+  const prefix = config.AGENTRY_PREFIX;
+  const redis = createRedis({ url: config.REDIS_URL, role: "worker", connectionName: "agentry-worker-cmd" });
+  redis.on("error", () => undefined);
+  const publisher = createRedis({ url: config.REDIS_URL, role: "command", connectionName: "agentry-worker-pub" });
+  publisher.on("error", () => undefined);
+
+  const model =
+    options.model ??
+    createLanguageModel({ llm: config.AGENTRY_LLM, apiKey: config.ANTHROPIC_API_KEY, baseURL: config.ANTHROPIC_BASE_URL, model: config.AGENTRY_MODEL });
+  const memory = new RedisVectorMemory({ redis, prefix, embedder: new HashingEmbedder() });
+  const tools = referenceTools({ redis, prefix, memory });
+  const sessions = new RedisSessionStore({ redis, prefix });
+  const turns = new RedisSessionTurns({ redis, prefix });
+
+  // Governance: policies from the file, approvers' public keys, approvals, audit.
+  const policyPath = config.AGENTRY_POLICY_FILE ?? DEFAULT_POLICY_PATH;
+  const approverKeys: ApproverKeys = config.AGENTRY_APPROVERS_FILE ? loadApproversFile(config.AGENTRY_APPROVERS_FILE) : new Map();
+  const policies = loadPolicyFile(policyPath);
+  const validator = new SafetyValidator({ policies, redis, prefix });
+  const audit = new AuditLog({ redis, prefix });
+  const auditSink: AuditSink = { append: (entry) => audit.append(entry as Parameters<AuditLog["append"]>[0]) };
+  const approvals = new ApprovalStore({ redis: publisher, prefix, approverKeys });
+  const notifier =
+    options.notifier ??
+    (config.AGENTRY_APPROVAL_WEBHOOK_URL ? new WebhookNotifier({ url: config.AGENTRY_APPROVAL_WEBHOOK_URL }) : new LogNotifier(logger));
+  const governance = createGovernanceHooks({ validator, approvals, audit, notifier, approverKeys, logger });
+
+  // Budgets, tracing, metrics.
+  const ledger = new BudgetLedger({
+    redis,
+    prefix,
+    leaseMs: config.AGENTRY_BUDGET_LEASE_MS,
+    onLeaseExpired: async (r) => {
+      await audit.append({ type: "budget", taskId: r.taskId, data: { event: "lease-expired", reservationId: r.id, amount: r.amount, scopes: r.scopes } } as Parameters<AuditLog["append"]>[0]);
+    },
+  });
+  const pricing = { estimateInputTokens, maxCostMicroUsd, costMicroUsd };
+  const metrics = createMetrics({ defaultLabels: { service: "agentry-worker" } });
+  const budget = createBudgetHooks({ ledger, pricing, defaultModel: model.defaultModel, audit: auditSink, leaseMs: config.AGENTRY_BUDGET_LEASE_MS });
+  const hooks: AgentHooks[] = [
+    budget,
+    governance,
+    createTracingHooks({ pricing: costMicroUsd, provider: model.provider, defaultModel: model.defaultModel }),
+    createMetricsHooks(metrics, { pricing: costMicroUsd, defaultModel: model.defaultModel }),
+  ];
+
+  let host: AgentWorker | undefined;
+  const inner = createAgentTaskHandler({
+    model,
+    tools,
+    hooks,
+    redis,
+    prefix,
+    sessions,
+    turns,
+    recall: { memory },
+    audit: auditSink,
+    costOf: budget.costOf,
+    wake: (taskId) => (host as AgentWorker).promote(taskId),
+    isLive: async (taskId) => {
+      const job = await (host as AgentWorker).queue.getJob(taskId);
+      return job !== undefined && !["completed", "failed"].includes(await job.getState());
+    },
+  });
+  // Each attempt is an `invoke_agent` span; a resumed attempt links to the first one's trace.
+  const handler: TaskHandler = (ex) =>
+    withAgentSpan(
+      { taskId: ex.taskId, tenant: ex.payload.tenant, userId: ex.payload.userId, sessionId: ex.payload.sessionId },
+      async (span) => {
+        if (!ex.firstTrace) {
+          const serialised = serializeSpanContext(span);
+          if (serialised) await ex.setFirstTrace(serialised);
+        }
+        return inner(ex);
+      },
+      { links: [ex.firstTrace ? linkFrom(ex.firstTrace) : undefined] },
+    );
+
+  host = new AgentWorker({
+    url: config.REDIS_URL,
+    prefix,
+    concurrency: config.AGENTRY_CONCURRENCY,
+    ...(config.AGENTRY_GLOBAL_CONCURRENCY > 0 ? { globalConcurrency: config.AGENTRY_GLOBAL_CONCURRENCY } : {}),
+    lockDurationMs: config.AGENTRY_LOCK_DURATION_MS,
+    stalledIntervalMs: config.AGENTRY_STALLED_INTERVAL_MS,
+    shutdownGraceMs: config.AGENTRY_SHUTDOWN_GRACE_MS,
+    handler,
+    logger,
+    ...(options.telemetry ? { telemetry: options.telemetry } : {}),
+    onFinished: (e) => metrics.recordTask({ outcome: e.outcome, tenant: e.payload.tenant, durationMs: e.durationMs }),
+  });
+  const worker = host;
+  metrics.setCollectors({
+    queueDepth: async () => {
+      const counts = await worker.queue.getJobCounts("waiting", "active", "delayed", "prioritized", "failed", "completed");
+      return counts;
+    },
+    approvalsPending: async () => (await approvals.list({ status: "pending", limit: 10_000 })).length,
+    budgetRemaining: async () => {
+      const scopes = await ledger.listScopes();
+      const stats = await Promise.all(scopes.map((s) => ledger.getStats(s)));
+      return stats.flatMap((s) => [
+        ...(s.remaining.tokens === null ? [] : [{ scope: s.scope, unit: "tokens" as const, remaining: s.remaining.tokens }]),
+        ...(s.remaining.costMicroUsd === null ? [] : [{ scope: s.scope, unit: "micro_usd" as const, remaining: s.remaining.costMicroUsd }]),
+      ]);
+    },
+  });
+
+  let unsubscribe: (() => Promise<void>) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const reconcile = async () => {
+    // Decisions whose pub/sub event was missed (e.g. made while every worker was down), and
+    // approvals that ran out: wake their tasks. Redis state is the truth; events only wake.
+    for (const id of await approvals.expireDue()) {
+      const record = await approvals.get(id);
+      if (record?.taskId) await worker.promote(record.taskId);
+    }
+    for (const record of await approvals.unacknowledgedResolved()) {
+      if (record.taskId) await worker.promote(record.taskId);
+    }
+    await ledger.reapExpired();
+  };
+
+  return {
+    worker,
+    model,
+    ledger,
+    approvals,
+    audit,
+    metrics,
+    redis,
+    async start() {
+      unsubscribe = await approvals.subscribe((event) => {
+        void worker.promote(event.taskId).catch((err: unknown) => logger.warn({ err }, "promote after decision failed"));
+      });
+      await worker.start();
+      await reconcile().catch((err: unknown) => logger.warn({ err }, "reconcile failed"));
+      timer = setInterval(() => {
+        void reconcile().catch((err: unknown) => logger.warn({ err }, "reconcile failed"));
+      }, options.reconcileEveryMs ?? 5_000);
+      timer.unref();
+    },
+    async close() {
+      if (timer) clearInterval(timer);
+      await unsubscribe?.();
+      await worker.close();
+      await publisher.quit().catch(() => publisher.disconnect());
+      await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
+
+/** Reads a file as text; kept here so config errors name the file. */
+export function readText(path: string): string {
+  return readFileSync(path, "utf8");
+}

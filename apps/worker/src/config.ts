@@ -1,0 +1,34 @@
+import { z } from "zod";
+import { AgentryError, parseEnv, type AgentryEnv } from "@agentry/core";
+
+const num = (def: number) => z.preprocess((v) => (v === "" || v === undefined ? undefined : v), z.coerce.number().int().nonnegative().default(def));
+
+/** Worker-only environment, on top of the shared contract in DESIGN.md. */
+export const workerEnvSchema = z.object({
+  /** Port of `/healthz` and `/metrics`; 0 disables the server. */
+  AGENTRY_WORKER_PORT: num(9464),
+  /** Jobs all workers together may run at once; 0 = no global cap. */
+  AGENTRY_GLOBAL_CONCURRENCY: num(0),
+  AGENTRY_SHUTDOWN_GRACE_MS: num(10_000),
+  AGENTRY_LOCK_DURATION_MS: num(10_000),
+  AGENTRY_STALLED_INTERVAL_MS: num(5_000),
+  /** Budget reservation lease: a dead worker's reservation is settled at its reserved amount after it. */
+  AGENTRY_BUDGET_LEASE_MS: num(120_000),
+  /** Webhook for approval notifications (POST JSON). */
+  AGENTRY_APPROVAL_WEBHOOK_URL: z.preprocess((v) => (v === "" ? undefined : v), z.string().url().optional()),
+  /** Worker process name in logs and BullMQ. */
+  AGENTRY_WORKER_NAME: z.preprocess((v) => (v === "" ? undefined : v), z.string().optional()),
+});
+
+/** Everything the worker reads from the environment, parsed once. */
+export type WorkerConfig = AgentryEnv & z.infer<typeof workerEnvSchema>;
+
+/** Parses the worker's environment. Throws `INVALID_CONFIG` naming every bad variable. */
+export function parseWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const base = parseEnv(env);
+  const parsed = workerEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new AgentryError("INVALID_CONFIG", `Invalid environment: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
+  }
+  return { ...base, ...parsed.data };
+}

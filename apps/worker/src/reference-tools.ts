@@ -1,0 +1,47 @@
+import type { Redis } from "ioredis";
+import { z } from "zod";
+import { ToolRegistry, defineTool, recallTool, rememberTool } from "@agentry/agent";
+import type { VectorMemory } from "@agentry/memory";
+
+/** Where the simulated `delete_resource` records what it "deleted" (a Redis list). */
+export function deletionsKey(prefix: string): string {
+  return `${prefix}:reference:deletions`;
+}
+
+const CONDITIONS = ["clear", "partly cloudy", "overcast", "light rain", "windy", "foggy"] as const;
+
+/**
+ * The reference worker's tools, mirroring the guide: `get_weather`, `delete_resource`
+ * (simulated: it records the deletion in Redis and deletes nothing real), `remember`, `recall`.
+ */
+export function referenceTools(options: { redis: Redis; prefix: string; memory: VectorMemory }): ToolRegistry {
+  return new ToolRegistry().register(
+    defineTool({
+      name: "get_weather",
+      description: "Get the current weather for a city. Returns temperature in Celsius and conditions.",
+      input: z.object({ city: z.string().min(1).describe("City name, e.g. Paris") }),
+      idempotent: true,
+      handler: ({ city }) => {
+        // Deterministic stand-in for a weather service: same city, same answer.
+        let h = 0;
+        for (const c of city.toLowerCase()) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+        return { city, temperatureC: (h % 30) - 2, conditions: CONDITIONS[h % CONDITIONS.length] };
+      },
+    }),
+    defineTool({
+      name: "delete_resource",
+      description: "Delete a named resource in an environment (staging or production). Irreversible.",
+      input: z.object({
+        resource: z.string().min(1).describe("Resource name, e.g. db-7"),
+        env: z.string().min(1).describe("Environment: staging or production"),
+      }),
+      handler: async ({ resource, env }, ctx) => {
+        const record = { resource, env, taskId: ctx.taskId, toolUseId: ctx.toolUseId, at: new Date().toISOString() };
+        await options.redis.rpush(deletionsKey(options.prefix), JSON.stringify(record));
+        return { deleted: resource, env, simulated: true };
+      },
+    }),
+    rememberTool(options.memory),
+    recallTool(options.memory),
+  );
+}

@@ -1,0 +1,49 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const MAIN = fileURLToPath(new URL("../src/main.ts", import.meta.url));
+
+/** A worker process started from apps/worker/src/main.ts, as in production. */
+export interface WorkerProcess {
+  readonly child: ChildProcess;
+  readonly name: string;
+  output(): string;
+  /** SIGTERM and wait for exit. */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait for exit. */
+  kill(): Promise<void>;
+}
+
+/** Starts a worker process with the given environment (added to this process's). */
+export function startWorkerProcess(name: string, env: Record<string, string>): WorkerProcess {
+  const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", MAIN], {
+    env: { ...process.env, AGENTRY_WORKER_PORT: "0", LOG_LEVEL: "info", AGENTRY_WORKER_NAME: name, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
+  child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return {
+    child,
+    name,
+    output: () => out,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
+
+/** Resolves once the worker logged that it started (or rejects with its output). */
+export async function waitStarted(w: WorkerProcess, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!w.output().includes('"event":"worker-started"')) {
+    if (w.child.exitCode !== null || Date.now() > deadline) throw new Error(`worker ${w.name} did not start:\n${w.output()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
