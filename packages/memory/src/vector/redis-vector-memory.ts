@@ -6,6 +6,7 @@ import type { Redis } from "ioredis";
 import { dot, normalize, type Embedder } from "../embedding/embedder.js";
 import { keyPart, requireId } from "../internal/validate.js";
 import { detectVectorSearch } from "./detect-vector-search.js";
+import { createIndexArgs, DISTANCE_FIELD, knnSearchArgs, parseSearchReply, similarityFromDistance } from "./search-index.js";
 import {
   checkAddInput,
   checkSearchInput,
@@ -122,20 +123,15 @@ export class RedisVectorMemory implements VectorMemory {
   }
 
   private async ensureIndex(): Promise<void> {
-    const params = [
-      "TYPE", "FLOAT32",
-      "DIM", String(this.embedder.dimensions),
-      "DISTANCE_METRIC", "COSINE",
-    ];
     try {
       await this.redis.call(
-        "FT.CREATE", this.indexName,
-        "ON", "HASH",
-        "PREFIX", "1", this.recPrefix(),
-        "SCHEMA",
-        "nstag", "TAG",
-        "embtag", "TAG",
-        "vec", "VECTOR", this.algorithm, String(params.length), ...params,
+        "FT.CREATE",
+        ...createIndexArgs({
+          index: this.indexName,
+          recordPrefix: this.recPrefix(),
+          algorithm: this.algorithm,
+          dimensions: this.embedder.dimensions,
+        }),
       );
     } catch (err) {
       // Another process created it first.
@@ -243,26 +239,23 @@ export class RedisVectorMemory implements VectorMemory {
   }
 
   private async searchIndex(namespace: string, query: Float32Array, k: number): Promise<MemoryHit[]> {
-    const filter = `(@nstag:{${tag(namespace)}} @embtag:{${this.embTag}})`;
-    const reply = (await this.redis.call(
-      "FT.SEARCH", this.indexName,
-      `${filter}=>[KNN ${k} @vec $blob AS vscore]`,
-      "PARAMS", "2", "blob", toBlob(query),
-      "SORTBY", "vscore", "ASC",
-      "RETURN", String(FIELDS.length + 1), ...FIELDS, "vscore",
-      "LIMIT", "0", String(k),
-      "DIALECT", "2",
-    )) as unknown[];
+    const reply = await this.redis.call(
+      "FT.SEARCH",
+      ...knnSearchArgs({
+        index: this.indexName,
+        namespaceTag: tag(namespace),
+        embedderTag: this.embTag,
+        k,
+        vector: toBlob(query),
+        returnFields: FIELDS,
+      }),
+    );
     const hits: MemoryHit[] = [];
-    // RESP2 reply: [total, key1, [field, value, ...], key2, [...], ...]
-    for (let i = 1; i + 1 < reply.length; i += 2) {
-      const pairs = reply[i + 1] as unknown[];
-      const fields = new Map<string, string>();
-      for (let j = 0; j + 1 < pairs.length; j += 2) fields.set(String(pairs[j]), String(pairs[j + 1]));
+    for (const fields of parseSearchReply(reply)) {
       const record = parseRecord(FIELDS.map((f) => fields.get(f) ?? null));
+      // A digest collision is all but impossible; check the namespace anyway.
       if (!record || record.namespace !== namespace) continue;
-      // COSINE distance is 1 - cosine similarity.
-      hits.push({ ...record, score: 1 - Number(fields.get("vscore")) });
+      hits.push({ ...record, score: similarityFromDistance(fields.get(DISTANCE_FIELD)) });
     }
     return hits;
   }
