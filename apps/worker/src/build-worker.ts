@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import type { Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
 import { createRedis, type Logger } from "@agentry/core";
 import type { AgentHooks } from "@agentry/agent";
@@ -62,7 +63,7 @@ export interface BuildWorkerOptions {
   reconcileEveryMs?: number;
   notifier?: Notifier;
   /** bullmq-otel instance, so task traces continue from the producer. */
-  telemetry?: import("bullmq").Telemetry;
+  telemetry?: Telemetry;
 }
 
 /**
@@ -117,7 +118,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     createMetricsHooks(metrics, { pricing: costMicroUsd, defaultModel: model.defaultModel }),
   ];
 
-  let host: AgentWorker | undefined;
+  const ref: { host?: AgentWorker } = {};
   const inner = createAgentTaskHandler({
     model,
     tools,
@@ -129,9 +130,9 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     recall: { memory },
     audit: auditSink,
     costOf: budget.costOf,
-    wake: (taskId) => (host as AgentWorker).promote(taskId),
+    wake: (taskId) => (ref.host as AgentWorker).promote(taskId),
     isLive: async (taskId) => {
-      const job = await (host as AgentWorker).queue.getJob(taskId);
+      const job = await (ref.host as AgentWorker).queue.getJob(taskId);
       return job !== undefined && !["completed", "failed"].includes(await job.getState());
     },
   });
@@ -149,7 +150,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       { links: [ex.firstTrace ? linkFrom(ex.firstTrace) : undefined] },
     );
 
-  host = new AgentWorker({
+  const worker = new AgentWorker({
     url: config.REDIS_URL,
     prefix,
     concurrency: config.AGENTRY_CONCURRENCY,
@@ -162,7 +163,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     ...(options.telemetry ? { telemetry: options.telemetry } : {}),
     onFinished: (e) => metrics.recordTask({ outcome: e.outcome, tenant: e.payload.tenant, durationMs: e.durationMs }),
   });
-  const worker = host;
+  ref.host = worker;
   metrics.setCollectors({
     queueDepth: async () => {
       const counts = await worker.queue.getJobCounts("waiting", "active", "delayed", "prioritized", "failed", "completed");

@@ -17,7 +17,7 @@ const remember: ToolDefinition = {
 };
 
 let fake: FakeAnthropic;
-// claude-sonnet-4-6: same rates as the default claude-sonnet-4-5, and no SDK deprecation warning.
+// claude-sonnet-4-6 is the default model: no SDK deprecation warning.
 const model = (options: AnthropicModelOptions = {}): AnthropicModel =>
   new AnthropicModel({
     apiKey: "test-key",

@@ -5,7 +5,7 @@ import { toCreateParams } from "./map-request.js";
 import { fromMessage } from "./map-response.js";
 
 /** The model used when neither the request nor the options name one. */
-export const DEFAULT_MODEL = "claude-sonnet-4-5";
+export const DEFAULT_MODEL = "claude-sonnet-4-6";
 
 /** Options for {@link AnthropicModel}. */
 export interface AnthropicModelOptions {

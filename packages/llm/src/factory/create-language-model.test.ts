@@ -6,11 +6,11 @@ import { ScriptedModel } from "../scripted/scripted-model.js";
 import { createLanguageModel } from "./create-language-model.js";
 
 describe("createLanguageModel", () => {
-  it("builds the scripted model, defaulting to claude-sonnet-4-5", () => {
+  it("builds the scripted model, defaulting to claude-sonnet-4-6", () => {
     const llm = createLanguageModel({ llm: "scripted" });
     expect(llm).toBeInstanceOf(ScriptedModel);
     expect(llm.provider).toBe("scripted");
-    expect(DEFAULT_MODEL).toBe("claude-sonnet-4-5");
+    expect(DEFAULT_MODEL).toBe("claude-sonnet-4-6");
     expect(llm.defaultModel).toBe(DEFAULT_MODEL);
     expect(createLanguageModel({ llm: "scripted", model: "claude-haiku-4-5" }).defaultModel).toBe(
       "claude-haiku-4-5",

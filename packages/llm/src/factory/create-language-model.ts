@@ -11,7 +11,7 @@ export interface LanguageModelConfig {
   llm: "anthropic" | "scripted";
   apiKey?: string | undefined;
   baseURL?: string | undefined;
-  /** @defaultValue {@link DEFAULT_MODEL} (`claude-sonnet-4-5`) */
+  /** @defaultValue {@link DEFAULT_MODEL} (`claude-sonnet-4-6`) */
   model?: string | undefined;
   /** Passed to the Anthropic adapter. @defaultValue 0 (the queue retries) */
   maxRetries?: number;

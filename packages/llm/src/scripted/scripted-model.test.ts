@@ -216,6 +216,6 @@ describe("ScriptedModel demo behaviour", () => {
     expect(r.usage.input).toBe(estimateInputTokens(request));
     const text = (r.content[0] as { text: string }).text;
     expect(r.usage.output).toBe(Math.ceil(text.length / 4));
-    expect(r.model).toBe("claude-sonnet-4-5");
+    expect(r.model).toBe("claude-sonnet-4-6");
   });
 });
