@@ -22,12 +22,13 @@ export class InMemorySessionTurns implements SessionTurns {
     this.now = options._internal?.now ?? systemClock.now;
   }
 
-  private state(sessionId: string): SessionState {
+  /** The session's state, expired lease dropped; created only when `create` is set. */
+  private state(sessionId: string, create = false): SessionState {
     requireId(sessionId, "sessionId");
     let state = this.sessions.get(sessionId);
     if (!state) {
       state = { order: [], lease: undefined };
-      this.sessions.set(sessionId, state);
+      if (create) this.sessions.set(sessionId, state);
     }
     if (state.lease && state.lease.expiresAt <= this.now()) state.lease = undefined;
     return state;
@@ -39,8 +40,8 @@ export class InMemorySessionTurns implements SessionTurns {
   }
 
   async enqueue(sessionId: string, taskId: string): Promise<void> {
-    const state = this.state(sessionId);
     requireId(taskId, "taskId");
+    const state = this.state(sessionId, true);
     if (!state.order.includes(taskId)) state.order.push(taskId);
   }
 
