@@ -1,0 +1,144 @@
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { Redis } from "ioredis";
+import { AgentryError, createRedis, type AgentryEnv } from "@agentry/core";
+import { AgentryClient, BudgetLedger } from "@agentry/runtime";
+import { ApprovalStore, AuditLog, loadApproversFile, type ApproverKeys } from "@agentry/governance";
+import { RedisSessionTurns } from "@agentry/memory";
+import { safeRedisUrl } from "./format.js";
+import { CliError, type CliIo } from "./io.js";
+
+/** How long the CLI waits for Redis before saying it is unreachable. */
+const CONNECT_TIMEOUT_MS = 3_000;
+
+/**
+ * What one CLI run uses, created on first use and closed at the end: one fail-fast Redis
+ * connection shared by the client, the budget ledger, the approval store and the audit log.
+ * Commands that need no Redis (`keys generate`, `policy check`) never connect.
+ */
+export class CliContext {
+  readonly env: AgentryEnv;
+  readonly io: CliIo;
+  #redis: Promise<Redis> | undefined;
+  #client: AgentryClient | undefined;
+  #approverKeys: ApproverKeys | undefined;
+
+  constructor(env: AgentryEnv, io: CliIo) {
+    this.env = env;
+    this.io = io;
+  }
+
+  get prefix(): string {
+    return this.env.AGENTRY_PREFIX;
+  }
+
+  /** The user's home: `HOME` from the environment given to the CLI, else the OS's. */
+  get home(): string {
+    return this.io.env.HOME || homedir();
+  }
+
+  /** `~/.agentry/keys/<approver>.key`. */
+  defaultKeyFile(approver: string): string {
+    return join(this.home, ".agentry", "keys", `${approver}.key`);
+  }
+
+  /** The one-line failure for an unreachable Redis. */
+  unreachable(cause?: unknown): CliError {
+    return new CliError(`Redis is unreachable at ${safeRedisUrl(this.env.REDIS_URL)}`, { cause });
+  }
+
+  /** The connection, once ready. Rejects within a few seconds when Redis cannot be reached. */
+  redis(): Promise<Redis> {
+    this.#redis ??= this.#connect();
+    return this.#redis;
+  }
+
+  async #connect(): Promise<Redis> {
+    const redis = createRedis({ url: this.env.REDIS_URL, role: "producer", connectionName: "agentry-cli" });
+    let lastError: unknown;
+    redis.on("error", (err: unknown) => {
+      lastError = err;
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => done(new Error(`not ready after ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+        const onReady = () => done();
+        // A refused connection will not heal within the CLI's patience: report it at once.
+        const onError = (err: NodeJS.ErrnoException) => {
+          if (err.code === "ECONNREFUSED" || err.code === "ENOTFOUND" || err.code === "EHOSTUNREACH") done(err);
+        };
+        const done = (err?: Error) => {
+          clearTimeout(timer);
+          redis.off("ready", onReady);
+          redis.off("error", onError);
+          if (err) reject(err);
+          else resolve();
+        };
+        if (redis.status === "ready") return done();
+        redis.on("ready", onReady);
+        redis.on("error", onError);
+      });
+    } catch (err) {
+      redis.disconnect();
+      throw this.unreachable(lastError ?? err);
+    }
+    return redis;
+  }
+
+  /** The producer client, registering session order like the HTTP API does. */
+  async client(): Promise<AgentryClient> {
+    if (!this.#client) {
+      const redis = await this.redis();
+      this.#client = new AgentryClient({
+        redis,
+        prefix: this.prefix,
+        sessionOrder: new RedisSessionTurns({ redis, prefix: this.prefix }),
+      });
+    }
+    return this.#client;
+  }
+
+  async ledger(): Promise<BudgetLedger> {
+    return new BudgetLedger({ redis: await this.redis(), prefix: this.prefix });
+  }
+
+  /** The approval store; it verifies signatures when `AGENTRY_APPROVERS_FILE` is set. */
+  async approvals(): Promise<ApprovalStore> {
+    const keys = this.approverKeys();
+    return new ApprovalStore({ redis: await this.redis(), prefix: this.prefix, ...(keys ? { approverKeys: keys } : {}) });
+  }
+
+  async audit(): Promise<AuditLog> {
+    return new AuditLog({ redis: await this.redis(), prefix: this.prefix });
+  }
+
+  /** Enrolled approvers' public keys, or `undefined` when `AGENTRY_APPROVERS_FILE` is not set. */
+  approverKeys(): ApproverKeys | undefined {
+    const file = this.env.AGENTRY_APPROVERS_FILE;
+    if (!file) return undefined;
+    this.#approverKeys ??= loadApproversFile(file);
+    return this.#approverKeys;
+  }
+
+  /** Closes whatever was opened. Never throws. */
+  async close(): Promise<void> {
+    await this.#client?.close().catch(() => undefined);
+    const pending = this.#redis;
+    if (!pending) return;
+    const redis = await pending.catch(() => undefined);
+    if (redis) await redis.quit().catch(() => redis.disconnect());
+  }
+}
+
+/** True for errors that mean Redis went away mid-command. */
+export function isRedisDown(err: unknown): boolean {
+  if (AgentryError.isInstance(err)) return err.code === "REDIS_UNAVAILABLE";
+  const e = err as { name?: string; code?: string } | null;
+  return (
+    e?.name === "MaxRetriesPerRequestError" ||
+    e?.code === "ECONNREFUSED" ||
+    e?.code === "ECONNRESET" ||
+    e?.code === "ETIMEDOUT" ||
+    e?.code === "EPIPE"
+  );
+}
