@@ -22,6 +22,8 @@ export interface AuditLogOptions {
   clock?: Clock;
   /** Compare-and-append attempts before giving up with `AUDIT_FAILED`. @defaultValue 1000 */
   maxAttempts?: number;
+  /** Most queued entries written by one script call. @defaultValue 128 */
+  maxBatch?: number;
 }
 
 /** Where an appended entry landed. */
@@ -50,6 +52,14 @@ export class AuditLog {
   private readonly maxAttempts: number;
   /** Last head this process saw: saves a read per append when this process is the only writer. */
   private head: { seq: number; hash: string } | undefined;
+  private readonly queue: {
+    input: AuditEntryInput;
+    body: Omit<AuditEntry, "hash" | "seq" | "prevHash">;
+    resolve: (r: AppendResult) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+  private flushing = false;
+  private readonly maxBatch: number;
 
   constructor(options: AuditLogOptions) {
     const keys = keySpace(options.prefix ?? "agentry");
@@ -59,38 +69,68 @@ export class AuditLog {
     this.redactPaths = options.redactPaths ?? [];
     this.clock = options.clock ?? systemClock;
     this.maxAttempts = options.maxAttempts ?? 1_000;
+    this.maxBatch = options.maxBatch ?? 128;
   }
 
   /**
    * Appends one entry (redacted) to the chain. Throws `AUDIT_FAILED` when it cannot be written
    * (Redis down, an unencodable value, endless contention): the caller must then fail the step,
-   * since nothing may act unaudited.
+   * since nothing may act unaudited. Appends from one instance are queued and written in batches
+   * (one script call for all entries waiting), so writers in one process never race each other.
    */
-  async append(input: AuditEntryInput): Promise<AppendResult> {
+  append(input: AuditEntryInput): Promise<AppendResult> {
+    let body: Omit<AuditEntry, "hash" | "seq" | "prevHash">;
     try {
-      const body = redactSecrets({ ...input, ts: input.ts ?? new Date(this.clock.now()).toISOString() }, this.redactPaths);
-      let head = this.head ?? (await this.readHead());
-      for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-        const unsigned = { ...body, seq: head.seq + 1, prevHash: head.hash } as Omit<AuditEntry, "hash">;
-        const hash = entryHash(unsigned);
-        const encoded = canonicalJson({ ...unsigned, hash });
-        const reply = (await appendScript(this.redis, [this.streamKey, this.headKey], [head.hash, unsigned.seq, hash, encoded, GENESIS_HASH])) as
-          | [1, string]
-          | [0, number, string];
-        if (reply[0] === 1) {
-          this.head = { seq: unsigned.seq, hash };
-          return { seq: unsigned.seq, hash, id: reply[1] };
-        }
-        head = { seq: Number(reply[1]), hash: reply[2] };
-      }
-      throw new Error(`chain head kept moving for ${this.maxAttempts} attempts`);
+      body = redactSecrets({ ...input, ts: input.ts ?? new Date(this.clock.now()).toISOString() }, this.redactPaths);
+      canonicalJson(body); // fail this entry alone if it cannot be encoded
     } catch (err) {
-      this.head = undefined;
-      throw new AgentryError("AUDIT_FAILED", `audit append failed: ${err instanceof Error ? err.message : String(err)}`, {
-        cause: err,
-        details: { type: input.type },
-      });
+      return Promise.reject(auditFailed(input, err));
     }
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.queue.push({ input, body, resolve, reject });
+      if (!this.flushing) void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.flushing = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.maxBatch);
+        try {
+          const results = await this.appendBatch(batch.map((b) => b.body));
+          batch.forEach((b, i) => b.resolve(results[i] as AppendResult));
+        } catch (err) {
+          this.head = undefined;
+          batch.forEach((b) => b.reject(auditFailed(b.input, err)));
+        }
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async appendBatch(bodies: Omit<AuditEntry, "hash" | "seq" | "prevHash">[]): Promise<AppendResult[]> {
+    let head = this.head ?? (await this.readHead());
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      const results: AppendResult[] = [];
+      const args: (string | number)[] = [head.hash, head.seq + 1, GENESIS_HASH];
+      let prev = head;
+      for (const body of bodies) {
+        const unsigned = { ...body, seq: prev.seq + 1, prevHash: prev.hash } as Omit<AuditEntry, "hash">;
+        const hash = entryHash(unsigned);
+        args.push(hash, canonicalJson({ ...unsigned, hash }));
+        results.push({ seq: unsigned.seq, hash, id: `${unsigned.seq}-0` });
+        prev = { seq: unsigned.seq, hash };
+      }
+      const reply = (await appendScript(this.redis, [this.streamKey, this.headKey], args)) as [1, string] | [0, number, string];
+      if (reply[0] === 1) {
+        this.head = prev;
+        return results;
+      }
+      head = { seq: Number(reply[1]), hash: reply[2] };
+    }
+    throw new Error(`chain head kept moving for ${this.maxAttempts} attempts`);
   }
 
   /** The chain head: the last entry's seq and hash (seq 0 and the genesis hash when empty). */
@@ -184,6 +224,13 @@ export class AuditLog {
     }
     return { count, lastSeq };
   }
+}
+
+function auditFailed(input: AuditEntryInput, err: unknown): AgentryError {
+  return new AgentryError("AUDIT_FAILED", `audit append failed: ${err instanceof Error ? err.message : String(err)}`, {
+    cause: err,
+    details: { type: input.type },
+  });
 }
 
 /**
