@@ -174,6 +174,43 @@ describe("AgentWorker + AgentryClient", () => {
     expect((await worker.health()).ok).toBe(false);
   });
 
+  it("caps concurrency across all workers with the global limit", async () => {
+    const prefix = redis.freshPrefix();
+    const client = new AgentryClient({ url: redis.url, prefix });
+    let running = 0;
+    let peak = 0;
+    const handler: TaskHandler = async () => {
+      running++;
+      peak = Math.max(peak, running);
+      await sleep(100);
+      running--;
+      return { type: "completed", result: result("ok") };
+    };
+    const workers = [1, 2].map(() => new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: 4, globalConcurrency: 2 }));
+    closers.push(() => client.close(), ...workers.map((w) => () => w.close()));
+    await Promise.all(workers.map((w) => w.start()));
+    const ids = await Promise.all(Array.from({ length: 10 }, (_, i) => client.submit({ prompt: `p${i}` }, { tenant: "acme" })));
+    await Promise.all(ids.map(({ taskId }) => client.wait(taskId, { timeoutMs: 30_000 })));
+    expect(peak).toBeLessThanOrEqual(2);
+    expect(peak).toBeGreaterThanOrEqual(1);
+  });
+
+  it("reports unhealthy when a running task stops making progress", async () => {
+    const { client, worker } = setup(
+      async (ex) => {
+        await sleep(30_000, ex.signal);
+        return { type: "completed", result: result("never") };
+      },
+      { progressTimeoutMs: 200 },
+    );
+    await worker.start();
+    const { taskId } = await client.submit({ prompt: "stuck" }, { tenant: "acme" });
+    await expect.poll(async () => (await client.status(taskId)).state, { timeout: 10_000 }).toBe("running");
+    await expect.poll(async () => (await worker.health()).ok, { timeout: 10_000 }).toBe(false);
+    expect((await worker.health()).reasons.join(" ")).toMatch(/no progress/);
+    await client.cancel(taskId);
+  });
+
   it("fails fast when Redis is down instead of hanging", async () => {
     const client = new AgentryClient({ url: "redis://127.0.0.1:1", prefix: "nowhere" });
     closers.push(() => client.close());
