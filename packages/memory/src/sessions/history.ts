@@ -8,16 +8,28 @@ import {
   type SessionStoreOptions,
 } from "./session-store.js";
 
-const contentBlockSchema = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("text"), text: z.string() }),
-  z.object({ type: z.literal("tool_use"), id: z.string(), name: z.string(), input: z.unknown() }),
-  z.object({
+const knownBlockSchemas: Record<string, z.ZodType> = {
+  text: z.object({ type: z.literal("text"), text: z.string() }),
+  tool_use: z.object({ type: z.literal("tool_use"), id: z.string(), name: z.string(), input: z.unknown() }),
+  tool_result: z.object({
     type: z.literal("tool_result"),
     toolUseId: z.string(),
     content: z.string(),
     isError: z.boolean().optional(),
   }),
-]);
+};
+
+// Known block types are checked field by field; a block type this version does not know
+// (a newer model feature) is stored as it is, as long as it names its type.
+const contentBlockSchema = z
+  .object({ type: z.string() })
+  .passthrough()
+  .superRefine((block, ctx) => {
+    const known = knownBlockSchemas[block.type];
+    if (!known) return;
+    const parsed = known.safeParse(block);
+    if (!parsed.success) for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, code: "custom" });
+  });
 
 const messageSchema = z.object({
   role: z.enum(["user", "assistant"]),
@@ -81,6 +93,8 @@ export function estimateMessageTokens(message: Message): number {
         case "tool_result":
           chars += block.content.length;
           break;
+        default:
+          chars += (JSON.stringify(block) ?? "").length;
       }
     }
   }

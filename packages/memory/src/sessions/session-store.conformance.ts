@@ -136,10 +136,18 @@ export function sessionStoreConformance(name: string, factory: SessionStoreFacto
       expect(await store.exists("s1")).toBe(false);
     });
 
+    it("stores a content block type it does not know, unchanged", async () => {
+      const store = await factory({});
+      const message = { role: "assistant", content: [{ type: "thinking", thinking: "hmm", signature: "x" }] } as unknown as Message;
+      await store.append("s1", [user("hi"), message]);
+      expect(await store.load("s1")).toEqual([user("hi"), message]);
+    });
+
     it("rejects malformed messages with INVALID_INPUT", async () => {
       const store = await factory({});
       await expectInvalid(store.append("s1", [{ role: "system", content: "x" } as unknown as Message]));
-      await expectInvalid(store.append("s1", [{ role: "user", content: [{ type: "image" }] } as unknown as Message]));
+      await expectInvalid(store.append("s1", [{ role: "user", content: [{ type: "tool_use", id: 1 }] } as unknown as Message]));
+      await expectInvalid(store.append("s1", [{ role: "user", content: [{ text: "no type" }] } as unknown as Message]));
       await expectInvalid(store.append("s1", "hello" as unknown as Message[]));
     });
 
