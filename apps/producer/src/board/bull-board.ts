@@ -1,0 +1,74 @@
+import type { FastifyInstance } from "fastify";
+import { createBullBoard } from "@bull-board/api";
+import { BullMQAdapter } from "@bull-board/api/bullMQAdapter";
+import { FastifyAdapter } from "@bull-board/fastify";
+import type { AgentryClient } from "@agentry/runtime";
+import type { ApiKeyAuthenticator } from "../auth/api-keys.js";
+import { boardAuth, principalOfHeaders } from "../auth/authenticate.js";
+
+/** Where Bull Board is mounted. */
+export const BOARD_PATH = "/admin/queues";
+
+/** Options for {@link registerBullBoard}. */
+export interface BullBoardOptions {
+  /** Agentry's task queue (`AgentryClient.queue`). */
+  queue: AgentryClient["queue"];
+  auth: ApiKeyAuthenticator;
+  /** @defaultValue {@link BOARD_PATH} */
+  basePath?: string;
+}
+
+/** The tenant a job belongs to: `payload.tenant` for agent tasks, `tenant` for fan-out groups. */
+function tenantOfJobData(data: unknown): string | undefined {
+  if (typeof data !== "object" || data === null) return undefined;
+  const d = data as { tenant?: unknown; payload?: { tenant?: unknown } };
+  const tenant = d.payload?.tenant ?? d.tenant;
+  return typeof tenant === "string" ? tenant : undefined;
+}
+
+/**
+ * Mounts Bull Board on Agentry's queue, behind the API's keys (see `boardAuth`). Admin keys get
+ * the full board; any other key gets it read-only (every change answers 403) and sees only its own
+ * tenant's jobs (other jobs are filtered from lists and answer 404; the per-state counts stay
+ * queue-wide, as Bull Board computes them).
+ */
+export async function registerBullBoard(app: FastifyInstance, options: BullBoardOptions): Promise<void> {
+  const basePath = options.basePath ?? BOARD_PATH;
+  const serverAdapter = new FastifyAdapter();
+  serverAdapter.setBasePath(basePath);
+  createBullBoard({
+    queues: [new BullMQAdapter(options.queue, { displayName: "Agentry tasks", description: "agent.run and agent.fanout jobs" })],
+    serverAdapter,
+    options: {
+      uiConfig: { boardTitle: "Agentry" },
+      handlerHooks: {
+        async before({ method, request }) {
+          const principal = principalOfHeaders(request.headers as object);
+          if (!principal) return { allow: false, status: 403 };
+          if (principal.admin) return undefined;
+          if (method !== "get") return { allow: false, status: 403, message: "This API key is read-only in Bull Board" };
+          const { queueName, jobId } = request.params as { queueName?: string; jobId?: string };
+          if (queueName && jobId) {
+            const job = await request.queues.get(queueName)?.getJob(jobId);
+            if (!job || tenantOfJobData(job.toJSON().data) !== principal.tenant) return { allow: false, status: 404 };
+          }
+          return undefined;
+        },
+        after({ request }, result) {
+          const principal = principalOfHeaders(request.headers as object);
+          if (!principal || principal.admin) return result;
+          const body = result.body as { queues?: { readOnlyMode?: boolean; jobs?: { data?: unknown }[] }[] } | undefined;
+          for (const queue of body?.queues ?? []) {
+            queue.readOnlyMode = true;
+            if (queue.jobs) queue.jobs = queue.jobs.filter((job) => tenantOfJobData(job.data) === principal.tenant);
+          }
+          return result;
+        },
+      },
+    },
+  });
+  await app.register(async (scope) => {
+    scope.addHook("onRequest", boardAuth(options.auth, basePath));
+    await scope.register(serverAdapter.registerPlugin(), { prefix: basePath });
+  });
+}

@@ -1,0 +1,77 @@
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { AgentryError, parseEnv, type AgentryEnv } from "@agentry/core";
+import { parseApiKeys, type ApiKeys } from "../auth/api-keys.js";
+
+const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
+
+/**
+ * The producer's own environment, on top of the shared contract (`parseEnv` of @agentry/core):
+ *
+ * - `PORT` (8080), `HOST` (0.0.0.0): where the HTTP API listens.
+ * - `AGENTRY_API_KEYS`: `key1=tenantA,key2=tenantB`; `key=tenant+admin` marks an admin key
+ *   (full Bull Board; other keys see it read-only).
+ * - `AGENTRY_API_KEYS_FILE`: a file with the same entries one per line (`#` comments), or JSON
+ *   (`{"key": "tenant"}` or `[{"key", "tenant", "name"?, "admin"?}]`). Both variables may be set.
+ * - `AGENTRY_BODY_LIMIT_BYTES` (1048576): larger bodies answer 413.
+ *
+ * With no key configured the producer runs with the single admin key `dev-key` for tenant
+ * `default`, and warns loudly: never do that in production.
+ */
+export const producerEnvSchema = z.object({
+  PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(0).max(65_535).default(8080)),
+  HOST: z.preprocess(emptyToUndefined, z.string().min(1).default("0.0.0.0")),
+  AGENTRY_API_KEYS: z.preprocess(emptyToUndefined, z.string().optional()),
+  AGENTRY_API_KEYS_FILE: z.preprocess(emptyToUndefined, z.string().optional()),
+  AGENTRY_BODY_LIMIT_BYTES: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().default(1024 * 1024)),
+});
+
+/** The parsed environment of the producer. */
+export type ProducerEnv = AgentryEnv & z.infer<typeof producerEnvSchema>;
+
+/** Parses the environment once, at the app's edge. Throws `INVALID_CONFIG` naming every bad variable. */
+export function parseProducerEnv(env: NodeJS.ProcessEnv = process.env): ProducerEnv {
+  const shared = parseEnv(env);
+  const parsed = producerEnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new AgentryError("INVALID_CONFIG", `Invalid environment: ${problems}`);
+  }
+  return { ...shared, ...parsed.data };
+}
+
+/** The key used when none is configured (tenant `default`, admin). Development only. */
+export const DEV_API_KEY = "dev-key";
+
+/** API keys loaded from the environment. */
+export interface LoadedApiKeys {
+  keys: ApiKeys;
+  /** True when nothing was configured and only {@link DEV_API_KEY} is accepted. */
+  devDefault: boolean;
+}
+
+/** Reads the API keys from `AGENTRY_API_KEYS_FILE` and `AGENTRY_API_KEYS`. */
+export function loadApiKeys(
+  env: Pick<ProducerEnv, "AGENTRY_API_KEYS" | "AGENTRY_API_KEYS_FILE">,
+  readFile: (path: string) => string = (path) => readFileSync(path, "utf8"),
+): LoadedApiKeys {
+  const keys: ApiKeys = new Map();
+  const merge = (more: ApiKeys, source: string) => {
+    for (const [key, grant] of more) {
+      if (keys.has(key)) throw new AgentryError("INVALID_CONFIG", `${source}: a key is configured twice`);
+      keys.set(key, grant);
+    }
+  };
+  if (env.AGENTRY_API_KEYS_FILE) {
+    let text: string;
+    try {
+      text = readFile(env.AGENTRY_API_KEYS_FILE);
+    } catch (err) {
+      throw new AgentryError("INVALID_CONFIG", `AGENTRY_API_KEYS_FILE: cannot read ${env.AGENTRY_API_KEYS_FILE}`, { cause: err });
+    }
+    merge(parseApiKeys(text, "AGENTRY_API_KEYS_FILE"), "AGENTRY_API_KEYS_FILE");
+  }
+  if (env.AGENTRY_API_KEYS) merge(parseApiKeys(env.AGENTRY_API_KEYS, "AGENTRY_API_KEYS"), "AGENTRY_API_KEYS");
+  if (keys.size > 0) return { keys, devDefault: false };
+  return { keys: new Map([[DEV_API_KEY, { tenant: "default", name: DEV_API_KEY, admin: true }]]), devDefault: true };
+}

@@ -1,0 +1,181 @@
+import { z } from "zod";
+import { errorBodySchema, httpSchemas } from "../http/schemas.js";
+import { BOARD_COOKIE } from "../auth/authenticate.js";
+import { IDEMPOTENCY_HEADER } from "../routes/tasks.js";
+
+/** An OpenAPI 3.1 document (only the shape this module writes is typed). */
+export interface OpenApiDocument {
+  openapi: "3.1.0";
+  info: { title: string; version: string; description: string };
+  paths: Record<string, Record<string, unknown>>;
+  components: { schemas: Record<string, unknown>; securitySchemes: Record<string, unknown> };
+  security: Record<string, string[]>[];
+}
+
+/** Options for {@link buildOpenApiDocument}. */
+export interface OpenApiOptions {
+  /** @defaultValue `0.1.0` */
+  version?: string;
+  /** Describe `GET /metrics`. @defaultValue false */
+  metrics?: boolean;
+  /** Describe Bull Board at this path. @defaultValue undefined (not described) */
+  boardPath?: string;
+}
+
+const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
+const json = (id: string) => ({ "application/json": { schema: ref(id) } });
+const errorResponse = (description: string) => ({ description, content: json("Error") });
+const idParam = (what: string) => ({ name: "id", in: "path", required: true, schema: { type: "string" }, description: `${what} id` });
+
+const commonErrors = {
+  "401": errorResponse("Missing or invalid API key (UNAUTHORIZED)"),
+  "503": errorResponse("Redis is unavailable (REDIS_UNAVAILABLE); retry after the Retry-After header"),
+  "500": errorResponse("Unexpected failure (INTERNAL)"),
+};
+
+/**
+ * The OpenAPI 3.1 description of the producer's HTTP API. Request and response schemas are
+ * generated from the same zod schemas the handlers validate with (JSON Schema 2020-12, which
+ * OpenAPI 3.1 uses as is).
+ */
+export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocument {
+  void errorBodySchema; // registered in httpSchemas by import
+  const generated = z.toJSONSchema(httpSchemas, {
+    io: "input",
+    unrepresentable: "any",
+    uri: (id) => `#/components/schemas/${id}`,
+  }) as { schemas: Record<string, Record<string, unknown>> };
+  const schemas: Record<string, unknown> = {};
+  for (const [id, schema] of Object.entries(generated.schemas)) {
+    const { $schema: _s, id: _id, ...rest } = schema;
+    schemas[id] = rest;
+  }
+
+  const paths: OpenApiDocument["paths"] = {
+    "/v1/tasks": {
+      post: {
+        operationId: "submitTask",
+        summary: "Submit an agent task",
+        description:
+          "Validates and enqueues one task for the API key's tenant (a `tenant` field is rejected: the tenant comes from the key). " +
+          `An idempotency key (the \`Idempotency-Key\` header, which wins over the body's \`idempotencyKey\`) maps to one task: ` +
+          "a repeat answers the first task's id with `deduplicated: true`.",
+        parameters: [
+          { name: IDEMPOTENCY_HEADER, in: "header", required: false, schema: { type: "string", minLength: 1, maxLength: 200 } },
+        ],
+        requestBody: { required: true, content: json("SubmitTaskRequest") },
+        responses: {
+          "202": { description: "Accepted", content: json("SubmittedTask"), headers: { Location: { schema: { type: "string" } } } },
+          "400": errorResponse("Invalid input (INVALID_INPUT) with `fields` listing every invalid field; also a body that is not JSON"),
+          "413": errorResponse("Body or prompt too large (PAYLOAD_TOO_LARGE)"),
+          ...commonErrors,
+        },
+      },
+    },
+    "/v1/tasks/{id}": {
+      get: {
+        operationId: "getTask",
+        summary: "A task's status",
+        parameters: [idParam("Task")],
+        responses: { "200": { description: "The task", content: json("TaskStatus") }, "404": errorResponse("Unknown task, or another tenant's (NOT_FOUND)"), ...commonErrors },
+      },
+      delete: {
+        operationId: "cancelTask",
+        summary: "Cancel a task",
+        description: "A queued or parked task is removed at once; a running one is aborted by its worker and fails with CANCELLED.",
+        parameters: [idParam("Task")],
+        responses: { "200": { description: "Cancel requested", content: json("CancelledTask") }, "404": errorResponse("Unknown task (NOT_FOUND)"), ...commonErrors },
+      },
+    },
+    "/v1/tasks/{id}/events": {
+      get: {
+        operationId: "streamTaskEvents",
+        summary: "Server-sent events of a task",
+        description:
+          "text/event-stream. Events, each with `event:` set to the `type` and `data:` the JSON of `TaskEvent`: one `status` first, " +
+          "then `progress` events, then `completed` or `failed`, after which the stream ends (`error` if the stream itself fails). " +
+          "A `: heartbeat` comment is sent every 15 s.",
+        parameters: [idParam("Task")],
+        responses: {
+          "200": { description: "The event stream", content: { "text/event-stream": { schema: ref("TaskEvent") } } },
+          "404": errorResponse("Unknown task, or another tenant's (NOT_FOUND)"),
+          ...commonErrors,
+        },
+      },
+    },
+    "/v1/task-groups": {
+      post: {
+        operationId: "submitTaskGroup",
+        summary: "Submit a group of tasks (fan-out)",
+        description: "The tasks run on any worker; the group finishes when all have. `failurePolicy` says what one failed child does to the group.",
+        requestBody: { required: true, content: json("SubmitTaskGroupRequest") },
+        responses: {
+          "202": { description: "Accepted", content: json("SubmittedTaskGroup") },
+          "400": errorResponse("Invalid input (INVALID_INPUT)"),
+          "413": errorResponse("Body or a prompt too large (PAYLOAD_TOO_LARGE)"),
+          ...commonErrors,
+        },
+      },
+    },
+    "/v1/task-groups/{id}": {
+      get: {
+        operationId: "getTaskGroup",
+        summary: "A group's state and, once finished, each child's result or error",
+        parameters: [idParam("Group")],
+        responses: { "200": { description: "The group", content: json("TaskGroupStatus") }, "404": errorResponse("Unknown group (NOT_FOUND)"), ...commonErrors },
+      },
+    },
+    "/healthz": {
+      get: {
+        operationId: "health",
+        summary: "Liveness and Redis reachability (no authentication)",
+        security: [],
+        responses: { "200": { description: "Healthy", content: json("Health") }, "503": { description: "Redis does not answer", content: json("Health") } },
+      },
+    },
+    "/openapi.json": {
+      get: { operationId: "openapi", summary: "This document (no authentication)", security: [], responses: { "200": { description: "OpenAPI 3.1" } } },
+    },
+  };
+  if (options.metrics) {
+    paths["/metrics"] = {
+      get: {
+        operationId: "metrics",
+        summary: "Prometheus metrics (no authentication)",
+        security: [],
+        responses: { "200": { description: "Prometheus text format", content: { "text/plain": { schema: { type: "string" } } } } },
+      },
+    };
+  }
+  if (options.boardPath) {
+    paths[options.boardPath] = {
+      get: {
+        operationId: "bullBoard",
+        summary: "Bull Board dashboard of Agentry's queue",
+        description:
+          `Open once with \`?key=<api key>\` to log a browser in: the answer is a 303 to the same page that sets the HttpOnly cookie \`${BOARD_COOKIE}\`. ` +
+          "Admin keys get the full board; other keys see it read-only, limited to their tenant's jobs.",
+        security: [{ bearer: [] }, { boardCookie: [] }],
+        responses: { "200": { description: "HTML page", content: { "text/html": {} } }, "303": { description: "Logged in" }, "401": errorResponse("Missing or invalid key") },
+      },
+    };
+  }
+
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Agentry producer API",
+      version: options.version ?? "0.1.0",
+      description: "Submit agent tasks, read their status and results, stream their events. Every /v1 route needs `Authorization: Bearer <api key>`.",
+    },
+    paths,
+    components: {
+      schemas,
+      securitySchemes: {
+        bearer: { type: "http", scheme: "bearer", description: "An API key; it decides the tenant" },
+        boardCookie: { type: "apiKey", in: "cookie", name: BOARD_COOKIE },
+      },
+    },
+    security: [{ bearer: [] }],
+  };
+}

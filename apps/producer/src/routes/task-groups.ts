@@ -1,0 +1,42 @@
+import type { FastifyInstance } from "fastify";
+import { AgentryError } from "@agentry/core";
+import { taskStateOf, type AgentryClient } from "@agentry/runtime";
+import { principalOf } from "../auth/authenticate.js";
+import { parseBody, submitTaskGroupBodySchema } from "../http/schemas.js";
+import { rejectOversizedPrompt } from "./tasks.js";
+
+/** `POST /v1/task-groups` (fan-out) and `GET /v1/task-groups/:id`. Needs the API auth hook in scope. */
+export function registerTaskGroupRoutes(app: FastifyInstance, client: AgentryClient): void {
+  app.post("/v1/task-groups", async (request, reply) => {
+    const { tenant } = principalOf(request);
+    const tasks = (request.body as { tasks?: unknown } | null)?.tasks;
+    if (Array.isArray(tasks)) tasks.forEach((task, i) => rejectOversizedPrompt(task, `tasks.${i}.prompt`));
+    const body = parseBody(submitTaskGroupBodySchema, request.body);
+    // Group children get fresh ids; a key would promise a deduplication that does not happen.
+    const keyed = body.tasks.flatMap((t, i) => (t.idempotencyKey === undefined ? [] : [i]));
+    if (keyed.length > 0) {
+      const fields = keyed.map((i) => ({ path: `tasks.${i}.idempotencyKey`, message: "not supported inside a group" }));
+      throw new AgentryError("INVALID_INPUT", "Idempotency keys are not supported inside a group", { details: { fields } });
+    }
+    const submitted = await client.submitGroup(body.tasks, { tenant }, body.failurePolicy ? { failurePolicy: body.failurePolicy } : {});
+    const statusUrl = `/v1/task-groups/${encodeURIComponent(submitted.groupId)}`;
+    request.log.info({ groupId: submitted.groupId, tasks: submitted.taskIds.length }, "task group submitted");
+    return reply.code(202).header("location", statusUrl).send({ ...submitted, statusUrl });
+  });
+
+  app.get<{ Params: { id: string } }>("/v1/task-groups/:id", async (request) => {
+    const { tenant } = principalOf(request);
+    const groupId = request.params.id;
+    const group = await client.groupResult(groupId);
+    // groupResult knows no caller: check here that this is a group, and the caller's.
+    const job = await client.queue.getJob(groupId);
+    const owner = (job?.data as { tenant?: unknown } | undefined)?.tenant;
+    if (!job || job.name !== "agent.fanout" || owner !== tenant) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
+    return {
+      groupId,
+      state: taskStateOf(group.state as Parameters<typeof taskStateOf>[0], undefined),
+      ...(group.result ? { result: group.result } : {}),
+      ...(group.failedReason ? { failedReason: group.failedReason } : {}),
+    };
+  });
+}
