@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import { AgentryError, keySpace, systemClock, type Clock, type KeySpace } from "@agentry/core";
+import type { AuditLog } from "../audit/audit-log.js";
 import type { Action } from "../policies/types.js";
 import { luaScript } from "../redis-script.js";
 import { verifyDecision, type ApproverKeys } from "./signing.js";
@@ -42,6 +43,13 @@ export interface ApprovalStoreOptions {
    * @defaultValue `redis.duplicate()`
    */
   subscriber?: () => Redis;
+  /**
+   * When given, `tryDecide`/`decide` audit every accepted vote (`approval_vote`), resolution
+   * (`approval_decided`) and refusal (`approval_refused`), and `expire` audits `approval_expired`,
+   * with `actor: "approver:<name>"`. The decision is recorded first; if the audit append then
+   * fails, the call throws `AUDIT_FAILED` (the decision stands).
+   */
+  audit?: AuditLog;
 }
 
 /** What {@link ApprovalStore.request} needs. */
@@ -73,6 +81,7 @@ export class ApprovalStore {
   private readonly clock: Clock;
   private readonly approverKeys: ApproverKeys | undefined;
   private readonly makeSubscriber: () => Redis;
+  private readonly audit: AuditLog | undefined;
 
   constructor(options: ApprovalStoreOptions) {
     this.redis = options.redis;
@@ -81,6 +90,7 @@ export class ApprovalStore {
     this.clock = options.clock ?? systemClock;
     this.approverKeys = options.approverKeys;
     this.makeSubscriber = options.subscriber ?? (() => options.redis.duplicate());
+    this.audit = options.audit;
   }
 
   private recordKey(id: string): string {
@@ -176,6 +186,49 @@ export class ApprovalStore {
    * for refusals. Checks the signature first when the store holds approver keys.
    */
   async tryDecide(decision: SignedDecision): Promise<DecideResult> {
+    const result = await this.decideOnce(decision);
+    if (this.audit) await this.auditDecision(decision, result);
+    return result;
+  }
+
+  private async auditDecision(decision: SignedDecision, result: DecideResult): Promise<void> {
+    const audit = this.audit;
+    if (!audit) return;
+    const approvalId = decision.approvalId;
+    const who = { actor: `approver:${decision.approver}` };
+    if (result.type === "decided" || result.type === "recorded") {
+      const r = result.record;
+      const ctx = { ...who, taskId: r.taskId, tenant: r.action.tenant, userId: r.action.userId, sessionId: r.action.sessionId };
+      await audit.append({
+        ...ctx,
+        type: "approval_vote",
+        data: {
+          approvalId,
+          approver: decision.approver,
+          outcome: decision.outcome,
+          reason: decision.reason ?? "",
+          decidedAt: decision.decidedAt,
+          approvals: result.approvals,
+          quorum: r.quorum,
+        },
+      });
+      if (result.type === "decided") {
+        const decisions = r.decisions.map(({ approver, outcome, reason, decidedAt }) => ({ approver, outcome, reason, decidedAt }));
+        await audit.append({ ...ctx, type: "approval_decided", data: { approvalId, status: result.status, decisions } });
+      }
+      return;
+    }
+    const reasons: Record<Exclude<DecideResult["type"], "decided" | "recorded">, string> = {
+      unknown: "no such approval",
+      expired: "the approval has expired",
+      "not-approver": "not an approver of this approval",
+      "bad-signature": "the signature does not verify",
+      "already-decided": result.type === "already-decided" && result.byApprover ? "this approver already decided" : "the approval is already resolved",
+    };
+    await audit.append({ ...who, type: "approval_refused", data: { approvalId, approver: decision.approver, reason: reasons[result.type] } });
+  }
+
+  private async decideOnce(decision: SignedDecision): Promise<DecideResult> {
     if (this.approverKeys && !verifyDecision(this.approverKeys, decision)) {
       return { type: "bad-signature", approver: decision.approver };
     }
@@ -254,8 +307,15 @@ export class ApprovalStore {
       string?,
     ];
     switch (reply[0]) {
-      case "expired":
+      case "expired": {
+        const r = await this.get(id);
+        await this.audit?.append({
+          type: "approval_expired",
+          ...(r ? { taskId: r.taskId, tenant: r.action.tenant, userId: r.action.userId, sessionId: r.action.sessionId } : {}),
+          data: { approvalId: id, ...(r ? { expiresAt: r.expiresAt } : {}) },
+        });
         return { type: "expired" };
+      }
       case "not-due":
         return { type: "not-due", expiresAt: Number(reply[1]) };
       case "not-pending":

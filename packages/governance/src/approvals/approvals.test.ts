@@ -3,6 +3,7 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { AgentryError } from "@agentry/core";
 import { useTestRedis } from "@agentry/testkit";
+import { AuditLog } from "../audit/audit-log.js";
 import { ApprovalStore, approvalIdFor, type ApprovalRequest } from "./approval-store.js";
 import { parseApproversFile } from "./approvers-file.js";
 import { generateApproverKeyPair, signDecision, verifyDecision } from "./signing.js";
@@ -245,5 +246,35 @@ describe("ApprovalStore", () => {
     const { store } = setup();
     expect(await codeOf(store.request(request({ quorum: 0 })))).toBe("INVALID_INPUT");
     expect(await codeOf(store.request(request({ approvers: [] })))).toBe("INVALID_INPUT");
+  });
+
+  it("with an audit log, votes, resolutions, refusals and expiries are audited", async () => {
+    const prefix = redis.freshPrefix("apr-audit");
+    let now = 1_000_000;
+    const clock = { now: () => now };
+    const client = redis.client();
+    const audit = new AuditLog({ redis: client, prefix, clock });
+    const store = new ApprovalStore({ redis: client, prefix, clock, approverKeys, audit });
+    const { record } = await store.request(request({ approvers: ["alice", "bob", "carol"], quorum: 2 }));
+    await store.tryDecide({ ...decision(record.id, "alice", "approve"), signature: "" });
+    await store.decide(decision(record.id, "alice", "approve"));
+    await store.tryDecide(decision(record.id, "dave", "approve"));
+    await store.decide(decision(record.id, "bob", "approve"));
+    const expiring = await store.request(request({ ttlMs: 10 }));
+    now += 10;
+    await store.expire(expiring.record.id);
+    const entries = await audit.read();
+    expect(entries.map((e) => [e.type, e.actor ?? ""])).toEqual([
+      ["approval_refused", "approver:alice"],
+      ["approval_vote", "approver:alice"],
+      ["approval_refused", "approver:dave"],
+      ["approval_vote", "approver:bob"],
+      ["approval_decided", "approver:bob"],
+      ["approval_expired", ""],
+    ]);
+    expect(entries[0]?.data).toEqual({ approvalId: record.id, approver: "alice", reason: "the signature does not verify" });
+    expect(entries[2]?.data).toMatchObject({ reason: "not an approver of this approval" });
+    expect(entries[4]).toMatchObject({ taskId: record.taskId, tenant: "acme", data: { status: "approved", decisions: [{ approver: "alice" }, { approver: "bob" }] } });
+    expect(await audit.verify()).toMatchObject({ ok: true, count: 6 });
   });
 });

@@ -24,6 +24,8 @@ export interface AuditDataMap {
     status: "approved" | "rejected";
     decisions: { approver: string; outcome: "approve" | "reject"; reason: string; decidedAt: number }[];
   };
+  /** One approver's accepted decision (the approval may still be pending). */
+  approval_vote: { approvalId: string; approver: string; outcome: "approve" | "reject"; reason: string; decidedAt: number; approvals: number; quorum?: number };
   approval_expired: { approvalId: string; expiresAt?: number };
   /** A decision that was refused (bad signature, not an approver, replay, expired, already decided). */
   approval_refused: { approvalId: string; approver?: string; reason: string };
@@ -46,6 +48,7 @@ export const AUDIT_ENTRY_TYPES = [
   "policy_verdict",
   "approval_requested",
   "approval_decided",
+  "approval_vote",
   "approval_expired",
   "approval_refused",
   "budget",
