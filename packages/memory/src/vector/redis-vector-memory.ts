@@ -24,8 +24,12 @@ export type VectorSearchMode = "auto" | "brute-force" | "search";
 /** Options for {@link RedisVectorMemory}. */
 export interface RedisVectorMemoryOptions {
   redis: Redis;
-  /** Key prefix, e.g. `agentry`. */
+  /**
+   * Key prefix, e.g. `agentry`. On Redis Cluster use a hash-tagged one (`{agentry}`): the
+   * brute-force fetch script reads many record keys in one call, which must share a slot.
+   */
   prefix: string;
+  /** Turns texts into vectors; records written by another embedder (another `id`) are ignored. */
   embedder: Embedder;
   /**
    * `auto` uses the server's vector search when it has one (detected once, on first use),
@@ -35,7 +39,7 @@ export interface RedisVectorMemoryOptions {
   mode?: VectorSearchMode;
   /** Index algorithm in search mode: HNSW (approximate, fast) or FLAT (exact). @defaultValue "HNSW" */
   algorithm?: "HNSW" | "FLAT";
-  /** Records fetched per pipeline round trip by brute force. @defaultValue 500 */
+  /** Vectors fetched per script call by brute force. @defaultValue 500 */
   batchSize?: number;
   /** Internal. For test use only. May change without notice. */
   _internal?: { now?: Clock["now"] };
@@ -53,7 +57,8 @@ const LITTLE_ENDIAN = endianness() === "LE";
 /**
  * Vector memory in Redis. Each record is a hash (text, metadata, createdAt and the unit
  * vector as a little-endian Float32 blob); each namespace has a set of its ids. Brute force
- * fetches the vectors in pipelined batches and ranks them by cosine in JS. With a query
+ * fetches the namespace's vectors in batches (one Lua call each, a few in flight) and ranks
+ * them by cosine in JS: O(n) per search, about 1 s at 100k records. With a query
  * engine (Redis 8 / RediSearch) it creates one vector index per prefix and embedder and
  * answers with `FT.SEARCH … KNN` filtered by a namespace tag: the same ranking.
  */
@@ -144,7 +149,7 @@ export class RedisVectorMemory implements VectorMemory {
     return record as MemoryRecord;
   }
 
-  /** Adds many memories with one embedding call and one pipelined round trip. */
+  /** Adds many memories with one embedding call and one MULTI (for bulk loads). */
   async addMany(inputs: AddMemoryInput[]): Promise<MemoryRecord[]> {
     const metadata = inputs.map(checkAddInput);
     await this.mode();
@@ -153,7 +158,7 @@ export class RedisVectorMemory implements VectorMemory {
       throw new AgentryError("PROVIDER_BAD_RESPONSE", `Embedder returned ${vectors.length} vectors for ${inputs.length} texts`);
     }
     const createdAt = this.now();
-    const pipeline = this.redis.multi();
+    const tx = this.redis.multi();
     const records = inputs.map((input, i): MemoryRecord => {
       const vector = vectors[i] as Float32Array;
       if (vector.length !== this.embedder.dimensions) {
@@ -166,7 +171,7 @@ export class RedisVectorMemory implements VectorMemory {
         metadata: metadata[i] as Record<string, unknown>,
         createdAt,
       };
-      pipeline.hset(this.recKey(record.namespace, record.id), {
+      tx.hset(this.recKey(record.namespace, record.id), {
         id: record.id,
         ns: record.namespace,
         text: record.text,
@@ -176,10 +181,10 @@ export class RedisVectorMemory implements VectorMemory {
         embtag: this.embTag,
         vec: toBlob(normalize(Float32Array.from(vector))),
       });
-      pipeline.sadd(this.idsKey(record.namespace), record.id);
+      tx.sadd(this.idsKey(record.namespace), record.id);
       return record;
     });
-    const results = await pipeline.exec();
+    const results = await tx.exec();
     for (const [err] of results ?? []) if (err) throw AgentryError.from(err, "REDIS_UNAVAILABLE");
     return records.map((r) => structuredClone(r));
   }

@@ -58,6 +58,11 @@ export function checkAddInput(input: AddMemoryInput): Record<string, unknown> {
   if (typeof metadata !== "object" || metadata === null || Array.isArray(metadata)) {
     throw new AgentryError("INVALID_INPUT", "metadata must be an object");
   }
+  try {
+    JSON.stringify(metadata);
+  } catch (err) {
+    throw new AgentryError("INVALID_INPUT", "metadata must be JSON-serialisable", { cause: err });
+  }
   return metadata;
 }
 
