@@ -82,7 +82,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     options.model ??
     createLanguageModel({ llm: config.AGENTRY_LLM, apiKey: config.ANTHROPIC_API_KEY, baseURL: config.ANTHROPIC_BASE_URL, model: config.AGENTRY_MODEL });
   const memory = new RedisVectorMemory({ redis, prefix, embedder: new HashingEmbedder() });
-  const tools = referenceTools({ redis, prefix, memory });
+  const tools = referenceTools({ redis, prefix, memory, timeoutMs: config.AGENTRY_TOOL_TIMEOUT_MS, deleteDelayMs: config.AGENTRY_TOOL_DELAY_MS });
   const sessions = new RedisSessionStore({ redis, prefix });
   const turns = new RedisSessionTurns({ redis, prefix });
 

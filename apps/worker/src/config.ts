@@ -16,6 +16,14 @@ export const workerEnvSchema = z.object({
   AGENTRY_BUDGET_LEASE_MS: num(120_000),
   /** Webhook for approval notifications (POST JSON). */
   AGENTRY_APPROVAL_WEBHOOK_URL: z.preprocess((v) => (v === "" ? undefined : v), z.string().url().optional()),
+  /** Timeout of a reference tool call; past it the model gets an error tool_result and the loop goes on. */
+  AGENTRY_TOOL_TIMEOUT_MS: num(30_000),
+  /**
+   * Fault injection, off by default (0): `delete_resource` hangs this long AFTER recording its
+   * deletion, ignoring cancellation, like a side effect that never answers. The fault-injection
+   * suite uses it to kill a worker mid tool call and to push a tool past its timeout.
+   */
+  AGENTRY_TOOL_DELAY_MS: num(0),
   /** Worker process name in logs and BullMQ. */
   AGENTRY_WORKER_NAME: z.preprocess((v) => (v === "" ? undefined : v), z.string().optional()),
 });

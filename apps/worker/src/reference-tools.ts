@@ -14,8 +14,17 @@ const CONDITIONS = ["clear", "partly cloudy", "overcast", "light rain", "windy",
  * The reference worker's tools, mirroring the guide: `get_weather`, `delete_resource`
  * (simulated: it records the deletion in Redis and deletes nothing real), `remember`, `recall`.
  */
-export function referenceTools(options: { redis: Redis; prefix: string; memory: VectorMemory }): ToolRegistry {
-  return new ToolRegistry().register(
+export function referenceTools(options: {
+  redis: Redis;
+  prefix: string;
+  memory: VectorMemory;
+  /** Timeout of each tool call. @defaultValue 30_000 */
+  timeoutMs?: number;
+  /** Fault injection: `delete_resource` hangs this long after recording (see AGENTRY_TOOL_DELAY_MS). @defaultValue 0 (off) */
+  deleteDelayMs?: number;
+}): ToolRegistry {
+  const delayMs = options.deleteDelayMs ?? 0;
+  return new ToolRegistry({ defaultTimeoutMs: options.timeoutMs ?? 30_000 }).register(
     defineTool({
       name: "get_weather",
       description: "Get the current weather for a city. Returns temperature in Celsius and conditions.",
@@ -38,6 +47,8 @@ export function referenceTools(options: { redis: Redis; prefix: string; memory: 
       handler: async ({ resource, env }, ctx) => {
         const record = { resource, env, taskId: ctx.taskId, toolUseId: ctx.toolUseId, at: new Date().toISOString() };
         await options.redis.rpush(deletionsKey(options.prefix), JSON.stringify(record));
+        // Deliberately deaf to ctx.signal: it stands for a side effect that never answers.
+        if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs).unref());
         return { deleted: resource, env, simulated: true };
       },
     }),

@@ -1,0 +1,169 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Redis } from "ioredis";
+import { RedisSessionTurns } from "@agentry/memory";
+import { AgentryClient, BudgetLedger } from "@agentry/runtime";
+import { AuditLog, type AuditEntry } from "@agentry/governance";
+import { demoReply, startFakeAnthropic, type FakeAnthropic, type FakeReply, type RecordedRequest } from "@agentry/testkit";
+import { deletionsKey } from "../../src/reference-tools.js";
+import { startWorkerProcess, waitStarted, type WorkerProcess } from "../worker-processes.js";
+
+/**
+ * Shared setup of the fault-injection suite: worker processes started from apps/worker/src/main.ts
+ * exactly as in production, the real Anthropic SDK against the fake Messages API, a client and
+ * readers for what a user checks afterwards (deletions, ledger, audit).
+ *
+ * Recovery settings are short so a dead worker's work moves on within seconds. Production
+ * defaults and why they are longer:
+ * - AGENTRY_LOCK_DURATION_MS 10 000 / AGENTRY_STALLED_INTERVAL_MS 5 000: a SIGKILLed worker's task
+ *   is taken over within ~15 s, while a worker stuck in a long GC pause or a slow Redis round trip
+ *   does not lose its lock to a false stall.
+ * - AGENTRY_BUDGET_LEASE_MS 120 000: a reservation must outlive the slowest model call (long
+ *   outputs take minutes); only then is it settled at its reserved amount.
+ */
+export const FAST_RECOVERY_ENV = {
+  AGENTRY_LOCK_DURATION_MS: "2000",
+  AGENTRY_STALLED_INTERVAL_MS: "1000",
+  AGENTRY_BUDGET_LEASE_MS: "4000",
+  AGENTRY_SHUTDOWN_GRACE_MS: "1000",
+} as const;
+
+/** Deletes in env "test" are allowed and production deletes denied: a side-effecting tool without approvals. */
+export const PERMISSIVE_POLICY =
+  "version: 1\npolicies:\n  - name: no-prod-delete\n    when:\n      tool: delete_resource\n      input:\n        env: production\n    then: deny\n    reason: Production deletes are forbidden\n";
+
+/** Writes a file into a fresh temporary directory and returns its path. */
+export function writeTempFile(name: string, text: string): string {
+  const path = join(mkdtempSync(join(tmpdir(), "agentry-faults-")), name);
+  writeFileSync(path, text);
+  return path;
+}
+
+/** A deletion recorded by the reference `delete_resource` tool. */
+export interface Deletion {
+  resource: string;
+  env: string;
+  taskId: string;
+  toolUseId: string;
+}
+
+/** One fault scenario's world: a fake provider, worker processes on one prefix, a client. */
+export interface FaultCluster {
+  prefix: string;
+  env: Record<string, string>;
+  fake: FakeAnthropic;
+  client: AgentryClient;
+  conn: Redis;
+  ledger: BudgetLedger;
+  audit: AuditLog;
+  workers: WorkerProcess[];
+  /** Starts a worker process (extra env on top of the cluster's) and waits until it runs. */
+  startWorker(name: string, extraEnv?: Record<string, string>): Promise<WorkerProcess>;
+  submit(prompt: string, options?: { userId?: string }): Promise<string>;
+  deletions(): Promise<Deletion[]>;
+  /** Every audit entry, in chain order. */
+  auditEntries(): Promise<AuditEntry[]>;
+  /** Requests the fake received for the Messages endpoint. */
+  modelRequests(): RecordedRequest[];
+  close(): Promise<void>;
+}
+
+/** Options of {@link startFaultCluster}. */
+export interface FaultClusterOptions {
+  redisUrl: string;
+  prefix: string;
+  /** Decides each reply; `undefined` falls back to the demo rule. @defaultValue the demo rule */
+  reply?: (request: RecordedRequest) => FakeReply | undefined;
+  policyFile?: string;
+  env?: Record<string, string>;
+  /** Connection for reading state; made from `redisUrl` when not given. */
+  conn: Redis;
+}
+
+/** The demo rule as a FakeReply (so a handler can wrap it, e.g. with a delay). */
+export function demo(request: RecordedRequest, extra: { delayMs?: number } = {}): FakeReply {
+  return { ...(demoReply(request.body) as unknown as FakeReply), ...extra };
+}
+
+/** Starts the fake provider and a client; workers are started by the test, when it wants them. */
+export async function startFaultCluster(options: FaultClusterOptions): Promise<FaultCluster> {
+  const fake = await startFakeAnthropic({ handler: (req) => options.reply?.(req) ?? demo(req) });
+  const { prefix, conn } = options;
+  const env: Record<string, string> = {
+    REDIS_URL: options.redisUrl,
+    AGENTRY_PREFIX: prefix,
+    AGENTRY_LLM: "anthropic",
+    ANTHROPIC_API_KEY: "test-key",
+    ANTHROPIC_BASE_URL: fake.url,
+    AGENTRY_POLICY_FILE: options.policyFile ?? writeTempFile("policy.yaml", PERMISSIVE_POLICY),
+    AGENTRY_CONCURRENCY: "4",
+    LOG_LEVEL: "info",
+    ...FAST_RECOVERY_ENV,
+    ...options.env,
+  };
+  const client = new AgentryClient({ url: options.redisUrl, prefix, sessionOrder: new RedisSessionTurns({ redis: conn, prefix }) });
+  const workers: WorkerProcess[] = [];
+  const audit = new AuditLog({ redis: conn, prefix });
+  return {
+    prefix,
+    env,
+    fake,
+    client,
+    conn,
+    ledger: new BudgetLedger({ redis: conn, prefix }),
+    audit,
+    workers,
+    async startWorker(name, extraEnv = {}) {
+      const w = startWorkerProcess(name, { ...env, ...extraEnv });
+      workers.push(w);
+      await waitStarted(w, 60_000);
+      return w;
+    },
+    async submit(prompt, submitOptions = {}) {
+      return (await client.submit({ prompt, ...(submitOptions.userId ? { userId: submitOptions.userId } : {}) }, { tenant: "acme" })).taskId;
+    },
+    async deletions() {
+      return (await conn.lrange(deletionsKey(prefix), 0, -1)).map((x) => JSON.parse(x) as Deletion);
+    },
+    async auditEntries() {
+      return audit.read({ count: 100_000 });
+    },
+    modelRequests: () => fake.requests.filter((r) => r.path === "/v1/messages"),
+    async close() {
+      await Promise.all(workers.splice(0).map((w) => w.kill()));
+      await client.close();
+      await fake.close();
+    },
+  };
+}
+
+/** Budget audit entries' `data` (event, reservationId, tokens, amount, ...). */
+export interface BudgetEntryData {
+  event: string;
+  reservationId?: string;
+  tokens?: number;
+  costMicroUsd?: number;
+  amount?: { tokens: number; costMicroUsd: number };
+}
+
+/** The budget entries of the audit log, optionally for one task. */
+export function budgetEntries(entries: AuditEntry[], taskId?: string): (AuditEntry & { data: BudgetEntryData })[] {
+  return entries.filter((e) => e.type === "budget" && (taskId === undefined || e.taskId === taskId)) as (AuditEntry & { data: BudgetEntryData })[];
+}
+
+/** Tool results (text and error flag) the model was sent, across all requests. */
+export function toolResultsSent(requests: RecordedRequest[]): { toolUseId: string; text: string; isError: boolean }[] {
+  const out = new Map<string, { toolUseId: string; text: string; isError: boolean }>();
+  for (const r of requests) {
+    for (const m of r.body.messages ?? []) {
+      if (typeof m.content === "string") continue;
+      for (const b of m.content) {
+        if (b.type !== "tool_result") continue;
+        const text = typeof b.content === "string" ? b.content : (b.content ?? []).map((c) => c.text ?? "").join("\n");
+        out.set(b.tool_use_id ?? "", { toolUseId: b.tool_use_id ?? "", text, isError: b.is_error === true });
+      }
+    }
+  }
+  return [...out.values()];
+}
