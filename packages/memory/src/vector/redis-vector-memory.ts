@@ -32,8 +32,9 @@ export interface RedisVectorMemoryOptions {
   /** Turns texts into vectors; records written by another embedder (another `id`) are ignored. */
   embedder: Embedder;
   /**
-   * `auto` uses the server's vector search when it has one (detected once, on first use),
-   * else brute force; `search` fails with INVALID_CONFIG on a server without it.
+   * `auto` uses the server's vector search when it has one (detected once, on first use:
+   * FT commands answer and the vector index can be created), else brute force; `search`
+   * fails with INVALID_CONFIG on a server without it.
    * @defaultValue "auto"
    */
   mode?: VectorSearchMode;
@@ -107,7 +108,15 @@ export class RedisVectorMemory implements VectorMemory {
       }
       return "brute-force";
     }
-    await this.ensureIndex();
+    try {
+      await this.ensureIndex();
+    } catch (err) {
+      // A query engine without vector fields (RediSearch before 2.4) refuses the index.
+      if (this.requested === "auto") return "brute-force";
+      throw new AgentryError("INVALID_CONFIG", `mode 'search': cannot create the vector index: ${String(err)}`, {
+        cause: err,
+      });
+    }
     return "search";
   }
 
