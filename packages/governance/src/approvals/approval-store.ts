@@ -183,7 +183,8 @@ export class ApprovalStore {
 
   /**
    * Records a signed decision in one Lua script and reports what happened without throwing
-   * for refusals. Checks the signature first when the store holds approver keys.
+   * for refusals. When the store holds approver keys, an approver without a key is
+   * `not-approver` and a signature that does not verify is `bad-signature`, before Redis is touched.
    */
   async tryDecide(decision: SignedDecision): Promise<DecideResult> {
     const result = await this.decideOnce(decision);
@@ -229,6 +230,9 @@ export class ApprovalStore {
   }
 
   private async decideOnce(decision: SignedDecision): Promise<DecideResult> {
+    if (this.approverKeys && !this.approverKeys.has(decision.approver)) {
+      return { type: "not-approver", approver: decision.approver };
+    }
     if (this.approverKeys && !verifyDecision(this.approverKeys, decision)) {
       return { type: "bad-signature", approver: decision.approver };
     }

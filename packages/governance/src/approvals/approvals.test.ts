@@ -165,6 +165,11 @@ describe("ApprovalStore", () => {
     // Carol is enrolled and signs correctly, but is not listed on this approval.
     expect(await store.tryDecide(decision(record.id, "carol", "approve"))).toEqual({ type: "not-approver", approver: "carol" });
     expect(await codeOf(store.decide(decision(record.id, "carol", "approve")))).toBe("APPROVAL_INVALID");
+    // Someone not enrolled at all, with a key of their own, on an approval open to everyone.
+    const open = await store.request(request({ approvers: ["*"] }));
+    const mallory = generateApproverKeyPair();
+    const fromMallory = signDecision(mallory.privateKey, { approvalId: open.record.id, approver: "mallory", outcome: "approve", decidedAt: 1 });
+    expect(await store.tryDecide(fromMallory)).toEqual({ type: "not-approver", approver: "mallory" });
     // Unknown id.
     expect(await codeOf(store.decide(decision("apr_nope", "alice", "approve")))).toBe("NOT_FOUND");
 

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { LineCounter, isNode, parseDocument, type Document } from "yaml";
 import { z } from "zod";
 import { AgentryError, durationMs } from "@agentry/core";
@@ -155,7 +156,7 @@ export function loadPolicyFile(path: string): Policy[] {
 }
 
 /** The reference policy shipped with Agentry (packages/governance/policies/default.yaml). */
-export const DEFAULT_POLICY_FILE = new URL("../../policies/default.yaml", import.meta.url).pathname;
+export const DEFAULT_POLICY_FILE = fileURLToPath(new URL("../../policies/default.yaml", import.meta.url));
 
 type Entry = PolicyFile["policies"][number];
 type Defaults = NonNullable<PolicyFile["defaults"]>;

@@ -50,6 +50,3 @@ export interface ValidationResult {
   decidedBy?: string;
   verdicts: PolicyVerdict[];
 }
-
-/** Allow. */
-export const ALLOW: Verdict = Object.freeze({ type: "allow" }) as Verdict;
