@@ -1,0 +1,53 @@
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+import { freePort, useTestRedis } from "@agentry/testkit";
+
+const redis = useTestRedis("producer-main");
+const main = fileURLToPath(new URL("./main.ts", import.meta.url));
+
+describe("producer process", () => {
+  it("starts from the environment, serves the API, logs JSON without secrets, and stops cleanly on SIGTERM", async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", main], {
+      env: {
+        ...process.env,
+        REDIS_URL: redis.url,
+        AGENTRY_PREFIX: redis.freshPrefix("main"),
+        AGENTRY_API_KEYS: "sk-main-test=acme",
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        LOG_LEVEL: "info",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      await expect.poll(() => stdout.includes('"msg":"producer listening"') || child.exitCode !== null, { timeout: 30_000 }).toBe(true);
+      expect(child.exitCode, stderr).toBeNull();
+      const base = `http://127.0.0.1:${port}`;
+      expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ ok: true, redis: true });
+      const submitted = await fetch(`${base}/v1/tasks`, {
+        method: "POST",
+        headers: { authorization: "Bearer sk-main-test", "content-type": "application/json" },
+        body: JSON.stringify({ prompt: "from the process test" }),
+      });
+      expect(submitted.status).toBe(202);
+      expect((await fetch(`${base}/v1/tasks`, { method: "POST", headers: { authorization: "Bearer dev-key" } })).status).toBe(401);
+      expect((await fetch(`${base}/metrics`)).status).toBe(200);
+      const login = await fetch(`${base}/admin/queues?key=sk-main-test`, { redirect: "manual" });
+      expect(login.status).toBe(303);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expect(await exited).toBe(0);
+    const lines = stdout.trim().split("\n").map((l) => JSON.parse(l) as { msg?: string });
+    expect(lines.some((l) => l.msg === "task submitted")).toBe(true);
+    expect(lines.at(-1)?.msg).toBe("producer stopped");
+    expect(stdout).not.toContain("sk-main-test");
+  });
+});
