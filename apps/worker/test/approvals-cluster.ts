@@ -7,7 +7,7 @@ import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, type TaskStatus } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, type AuditEntry } from "@agentry/governance";
 import { createTestApprovers, type TestApprovers } from "@agentry/governance/testing";
-import { demoReply, startFakeAnthropic, type FakeAnthropic, type TestRedis } from "@agentry/testkit";
+import { demoReply, startFakeAnthropic, type FakeAnthropic, type FakeReply, type TestRedis } from "@agentry/testkit";
 import { deletionsKey } from "../src/reference-tools.js";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
 
@@ -56,7 +56,7 @@ export async function startApprovalCluster(
   redis: TestRedis,
   options: { policy?: string; workers?: number; approvers?: string[]; concurrency?: number },
 ): Promise<ApprovalCluster> {
-  const fake = await startFakeAnthropic({ handler: (req) => demoReply(req.body) });
+  const fake = await startFakeAnthropic({ handler: (req) => demoReply(req.body) as FakeReply });
   const approvers = createTestApprovers(options.approvers ?? ["alice", "bob", "carol"]);
   const dir = mkdtempSync(join(tmpdir(), "agentry-approvers-"));
   const approversFile = join(dir, "approvers");
