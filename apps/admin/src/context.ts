@@ -2,9 +2,8 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
 import { AgentryError, createRedis, type AgentryEnv } from "@agentry/core";
-import { AgentryClient, BudgetLedger } from "@agentry/runtime";
+import type { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, loadApproversFile, type ApproverKeys } from "@agentry/governance";
-import { RedisSessionTurns } from "@agentry/memory";
 import { safeRedisUrl } from "./format.js";
 import { CliError, type CliIo } from "./io.js";
 
@@ -89,6 +88,9 @@ export class CliContext {
   async client(): Promise<AgentryClient> {
     if (!this.#client) {
       const redis = await this.redis();
+      // Loaded on demand: the runtime (BullMQ, OpenTelemetry) costs seconds of start-up that
+      // `keys`, `policy`, `approvals` and `audit` do not need.
+      const [{ AgentryClient }, { RedisSessionTurns }] = await Promise.all([import("@agentry/runtime"), import("@agentry/memory")]);
       this.#client = new AgentryClient({
         redis,
         prefix: this.prefix,
@@ -99,13 +101,22 @@ export class CliContext {
   }
 
   async ledger(): Promise<BudgetLedger> {
+    const { BudgetLedger } = await import("@agentry/runtime");
     return new BudgetLedger({ redis: await this.redis(), prefix: this.prefix });
   }
 
-  /** The approval store; it verifies signatures when `AGENTRY_APPROVERS_FILE` is set. */
+  /**
+   * The approval store: it verifies signatures when `AGENTRY_APPROVERS_FILE` is set, and audits
+   * every vote, resolution and refused decision.
+   */
   async approvals(): Promise<ApprovalStore> {
     const keys = this.approverKeys();
-    return new ApprovalStore({ redis: await this.redis(), prefix: this.prefix, ...(keys ? { approverKeys: keys } : {}) });
+    return new ApprovalStore({
+      redis: await this.redis(),
+      prefix: this.prefix,
+      audit: await this.audit(),
+      ...(keys ? { approverKeys: keys } : {}),
+    });
   }
 
   async audit(): Promise<AuditLog> {

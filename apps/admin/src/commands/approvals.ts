@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { AgentryError } from "@agentry/core";
-import { signDecision, type ApprovalRecord, type ApprovalStatus, type DecisionOutcome, type SignedDecision } from "@agentry/governance";
+import { signDecision, type ApprovalStore, type ApprovalRecord, type ApprovalStatus, type DecisionOutcome, type SignedDecision } from "@agentry/governance";
 import { noPositionals, onePositional, parseCommand, requireFlag } from "../args.js";
 import { expiresIn, isoTime, keyValues, parseCount, summarize, table } from "../format.js";
 import { CliError, EXIT, usageError, writeJson } from "../io.js";
@@ -63,7 +63,7 @@ export const approvalsShowCommand: Command = {
   async run(ctx, argv) {
     const { values, positionals } = parseCommand(argv, {});
     const id = onePositional(positionals, "approval id", SHOW_USAGE);
-    const record = await requireApproval(ctx, id);
+    const record = await requireApproval(await ctx.approvals(), id);
     if (values.json) {
       writeJson(ctx.io.stdout, record);
       return EXIT.OK;
@@ -128,17 +128,8 @@ async function decide(ctx: CliContext, argv: string[], outcome: DecisionOutcome,
 
   const approverKeys = ctx.approverKeys();
   const store = await ctx.approvals();
-  const record = await requireApproval(ctx, id);
-  const now = Date.now();
-  if (record.status !== "pending") throw new CliError(`approval ${id} is already ${record.status}`);
-  if (record.expiresAt <= now) throw new CliError(`approval ${id} expired ${expiresIn(record.expiresAt, now).replace(/^expired /, "")}`);
-  if (!record.approvers.includes(approver) && !record.approvers.includes("*")) {
-    throw new CliError(`${approver} is not an approver of ${id} (approvers: ${record.approvers.join(", ")})`);
-  }
-  if (approverKeys && !approverKeys.has(approver)) {
-    throw new CliError(`${approver} is not an enrolled approver: no public key in ${ctx.env.AGENTRY_APPROVERS_FILE}`);
-  }
-  if (record.decisions.some((d) => d.approver === approver)) throw new CliError(`${approver} has already decided ${id}`);
+  // Everything past "unknown id" goes through the store, which records and audits refusals too.
+  const record = await requireApproval(store, id);
 
   const keyFile = values.key ?? ctx.defaultKeyFile(approver);
   const pem = await readFile(keyFile, "utf8").catch((err: NodeJS.ErrnoException) => {
@@ -189,42 +180,25 @@ async function decide(ctx: CliContext, argv: string[], outcome: DecisionOutcome,
       return EXIT.OK;
     }
     case "bad-signature":
-      await auditRefusal(ctx, record, approver, "bad-signature");
       throw new CliError(`signature refused: the key in ${keyFile} is not ${approver}'s enrolled key (${ctx.env.AGENTRY_APPROVERS_FILE})`);
     case "not-approver":
-      await auditRefusal(ctx, record, approver, "not-approver");
+      if (approverKeys && !approverKeys.has(approver)) {
+        throw new CliError(`${approver} is not an enrolled approver: no public key in ${ctx.env.AGENTRY_APPROVERS_FILE}`);
+      }
       throw new CliError(`${approver} is not an approver of ${id} (approvers: ${record.approvers.join(", ")})`);
     case "already-decided":
       throw new CliError(result.byApprover ? `${approver} has already decided ${id}` : `approval ${id} is already ${result.status}`);
     case "expired":
-      throw new CliError(`approval ${id} has expired`);
+      throw new CliError(`approval ${id} expired ${expiresIn(record.expiresAt, Date.now()).replace(/^expired /, "")}`);
     case "unknown":
       throw new CliError(`unknown approval ${id}`);
   }
 }
 
-async function requireApproval(ctx: CliContext, id: string): Promise<ApprovalRecord> {
-  const record = await (await ctx.approvals()).get(id);
+async function requireApproval(store: ApprovalStore, id: string): Promise<ApprovalRecord> {
+  const record = await store.get(id);
   if (!record) throw new CliError(`unknown approval ${id}`);
   return record;
-}
-
-/** Refused decisions are audited (best effort: the refusal stands even if the audit write fails). */
-async function auditRefusal(ctx: CliContext, record: ApprovalRecord, approver: string, reason: string): Promise<void> {
-  try {
-    const audit = await ctx.audit();
-    await audit.append({
-      type: "approval_refused",
-      taskId: record.taskId,
-      tenant: record.action.tenant,
-      userId: record.action.userId,
-      sessionId: record.action.sessionId,
-      actor: "agentry-cli",
-      data: { approvalId: record.id, approver, reason },
-    });
-  } catch {
-    ctx.io.stderr.write(`warning: could not audit the refused decision\n`);
-  }
 }
 
 function decisionsSummary(r: ApprovalRecord): string {

@@ -126,6 +126,8 @@ export function entrySummary(e: AuditEntry): string {
       return `${e.data.approvalId} for ${e.data.tool} (approvers ${e.data.approvers.join(",")}, quorum ${e.data.quorum})`;
     case "approval_decided":
       return `${e.data.approvalId} ${e.data.status} by ${e.data.decisions.map((d) => d.approver).join(", ")}`;
+    case "approval_vote":
+      return `${e.data.approvalId} ${e.data.outcome} by ${e.data.approver}${e.data.quorum === undefined ? "" : ` (${e.data.approvals}/${e.data.quorum})`}${e.data.reason ? `: ${e.data.reason}` : ""}`;
     case "approval_expired":
       return `${e.data.approvalId} expired`;
     case "approval_refused":

@@ -1,4 +1,4 @@
-import { isBudgetScope, type BudgetLimit, type BudgetPeriod, type BudgetScope, type BudgetStats } from "@agentry/runtime";
+import type { BudgetLimit, BudgetPeriod, BudgetScope, BudgetStats } from "@agentry/runtime";
 import { noPositionals, parseCommand, requireFlag } from "../args.js";
 import { formatUsd, parseCount, parseUsdToMicro, table } from "../format.js";
 import { EXIT, usageError, writeJson, type TextSink } from "../io.js";
@@ -27,7 +27,7 @@ export const budgetSetCommand: Command = {
       period: { type: "string" },
     });
     noPositionals(positionals, SET_USAGE);
-    const scope = scopeArg(requireFlag(values.scope, "--scope", SET_USAGE));
+    const scope = await scopeArg(requireFlag(values.scope, "--scope", SET_USAGE));
     if (values["max-tokens"] === undefined && values["max-cost"] === undefined && values.period === undefined) {
       throw usageError(`give --max-tokens, --max-cost or --period (usage: ${SET_USAGE})`);
     }
@@ -65,7 +65,7 @@ export const budgetShowCommand: Command = {
   async run(ctx, argv) {
     const { values, positionals } = parseCommand(argv, { scope: { type: "string" } });
     noPositionals(positionals, SHOW_USAGE);
-    const only = values.scope === undefined ? undefined : scopeArg(values.scope);
+    const only = values.scope === undefined ? undefined : await scopeArg(values.scope);
     const ledger = await ctx.ledger();
     const scopes = only ? [only] : await ledger.listScopes();
     const stats = await Promise.all(scopes.map((s) => ledger.getStats(s)));
@@ -76,7 +76,8 @@ export const budgetShowCommand: Command = {
   },
 };
 
-function scopeArg(text: string): BudgetScope {
+async function scopeArg(text: string): Promise<BudgetScope> {
+  const { isBudgetScope } = await import("@agentry/runtime");
   if (isBudgetScope(text)) return text;
   throw usageError(`invalid --scope "${text}": expected global, tenant:<id>, user:<id> or session:<id>`);
 }
