@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { trace } from "@opentelemetry/api";
 import { AgentryError, systemClock, type Clock } from "@agentry/core";
 import {
   composeHooks,
@@ -56,7 +57,7 @@ export interface AgentTaskHandlerOptions {
   isLive?: (taskId: string) => Promise<boolean>;
   /** Real cost of the task so far (from the budget hooks), for the result. */
   costOf?: (taskId: string) => number;
-  /** Current trace id, for audit entries. */
+  /** Current trace id, for audit entries. @defaultValue the active OpenTelemetry span's */
   traceId?: () => string | undefined;
   _internal?: { clock?: Clock };
 }
@@ -80,9 +81,17 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
 
   return async (ex: TaskExecution): Promise<TaskOutcome> => {
     const p = ex.payload;
-    const run: RunContext = { taskId: ex.taskId, tenant: p.tenant, userId: p.userId, sessionId: p.sessionId };
+    const traceId = options.traceId?.() ?? activeTraceId();
+    const run: RunContext = {
+      taskId: ex.taskId,
+      tenant: p.tenant,
+      userId: p.userId,
+      sessionId: p.sessionId,
+      // The task id is the BullMQ job id; governance records it on approvals.
+      attributes: { jobId: ex.taskId, ...(traceId ? { traceId } : {}) },
+    };
     const audit = (type: "request" | "response" | "failure" | "decision", data: Record<string, unknown>) =>
-      options.audit?.append({ ...run, type, traceId: options.traceId?.(), data });
+      options.audit?.append({ taskId: run.taskId, tenant: run.tenant, userId: run.userId, sessionId: run.sessionId, type, ...(traceId ? { traceId } : {}), data });
     let checkpoint = readCheckpoint(ex.checkpoint);
 
     if (checkpoint === undefined && (await once(`request:${ex.taskId}`))) {
@@ -181,7 +190,9 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         await ex.reportProgress({ step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "budget_contended" });
         return { type: "park", parked: { reason: "budget_contended", until: clock.now() + (err.retryAfterMs ?? 1_000) } };
       }
-      if (!err.retryable || err.code === "CANCELLED") {
+      // The task ends here (also when a retryable error used up the last attempt): audit it, free the session.
+      const ends = !err.retryable || err.code === "CANCELLED" || (ex.finalAttempt && err.code !== "PROVIDER_RATE_LIMITED");
+      if (ends) {
         await Promise.resolve(audit("failure", { code: err.code, message: err.message })).catch(() => undefined);
         await endTurn(options, lease);
       }
@@ -190,6 +201,11 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       renewal?.stop();
     }
   };
+}
+
+function activeTraceId(): string | undefined {
+  const ctx = trace.getActiveSpan()?.spanContext();
+  return ctx && ctx.traceId !== "00000000000000000000000000000000" ? ctx.traceId : undefined;
 }
 
 function readCheckpoint(value: unknown): Checkpoint | undefined {

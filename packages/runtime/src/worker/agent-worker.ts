@@ -34,6 +34,8 @@ export interface TaskExecution {
   parked: AgentJobData["parked"];
   /** 1 on the first attempt that started. */
   attemptsStarted: number;
+  /** No attempt is left after this one: a retryable failure now fails the task for good. */
+  finalAttempt: boolean;
   /** Aborted on cancellation and on shutdown after the grace period. */
   signal: AbortSignal;
   /** Persists loop state into the job, so any worker can continue from it. */
@@ -241,6 +243,7 @@ export class AgentWorker {
         checkpoint: data.checkpoint,
         parked: data.parked,
         attemptsStarted: job.attemptsStarted,
+        finalAttempt: (job.opts.attempts ?? 1) - job.attemptsMade - 1 <= 0,
         signal: controller.signal,
         firstTrace: data.firstTrace,
         setFirstTrace: (firstTrace) => update({ firstTrace }),
