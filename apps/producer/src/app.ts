@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "@agentry/core";
 import type { AgentryClient, AgentryMetrics } from "@agentry/runtime";
 import { ApiKeyAuthenticator, type ApiKeys } from "./auth/api-keys.js";
@@ -67,11 +67,12 @@ export async function buildProducerApp(options: ProducerAppOptions): Promise<Fas
     },
   );
   const app = Fastify({
-    loggerInstance,
+    // Typed as Fastify's base logger so the instance is a plain FastifyInstance for route modules.
+    loggerInstance: loggerInstance as FastifyBaseLogger,
     bodyLimit: options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
     // Keep-alive connections must not hold a graceful close open.
     forceCloseConnections: "idle",
-  }) as unknown as FastifyInstance;
+  });
 
   app.setErrorHandler((err, request, reply) => {
     const { status, body, headers } = httpErrorOf(err);
