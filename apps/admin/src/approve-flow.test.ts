@@ -1,0 +1,109 @@
+import { appendFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { ToolRegistry, defineTool } from "@agentry/agent";
+import { createLogger } from "@agentry/core";
+import {
+  ApprovalStore,
+  AuditLog,
+  DEFAULT_POLICY_FILE,
+  SafetyValidator,
+  createGovernanceHooks,
+  loadApproversFile,
+  loadPolicyFile,
+  type AuditEntry,
+} from "@agentry/governance";
+import { ScriptedModel } from "@agentry/llm";
+import { RedisSessionTurns } from "@agentry/memory";
+import { AgentWorker, createAgentTaskHandler } from "@agentry/runtime";
+import { useTestRedis } from "@agentry/testkit";
+import { runAgentry, tempDir } from "./testing/run-agentry.js";
+
+// The whole human-in-the-loop path through the CLI: a task that deletes a staging resource
+// pauses for approval, `agentry approvals approve` signs the decision, the worker resumes it.
+const redis = useTestRedis("admin-flow");
+const logger = createLogger({ name: "admin-flow", level: "silent" });
+const home = tempDir("flow");
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (closers.length > 0) await (closers.pop() as () => Promise<void>)();
+});
+afterAll(() => home.remove());
+
+async function startGovernedWorker(prefix: string, approversFile: string) {
+  const conn = redis.client();
+  const deleted: unknown[] = [];
+  const tools = new ToolRegistry().register(
+    defineTool({
+      name: "delete_resource",
+      description: "Delete a resource (simulated)",
+      input: z.object({ resource: z.string(), env: z.string() }),
+      handler: (input) => {
+        deleted.push(input);
+        return { deleted: input.resource, env: input.env };
+      },
+    }),
+  );
+  const approverKeys = loadApproversFile(approversFile);
+  const audit = new AuditLog({ redis: conn, prefix });
+  const approvals = new ApprovalStore({ redis: conn, prefix, approverKeys, audit });
+  const governance = createGovernanceHooks({
+    validator: new SafetyValidator({ policies: loadPolicyFile(decodeURIComponent(DEFAULT_POLICY_FILE)) }),
+    approvals,
+    audit,
+    approverKeys,
+  });
+  const host: { worker?: AgentWorker } = {};
+  const handler = createAgentTaskHandler({
+    model: new ScriptedModel(),
+    tools,
+    hooks: [governance],
+    redis: conn,
+    prefix,
+    turns: new RedisSessionTurns({ redis: conn, prefix }),
+    audit: { append: (e) => audit.append(e as Parameters<AuditLog["append"]>[0]) },
+    wake: (id) => (host.worker as AgentWorker).promote(id),
+  });
+  const started = new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: 2, shutdownGraceMs: 1_000 });
+  host.worker = started;
+  const unsubscribe = await approvals.subscribe((event) => void started.promote(event.taskId).catch(() => undefined));
+  closers.push(() => started.close(), unsubscribe);
+  await started.start();
+  return { deleted, approvals };
+}
+
+describe("approving a paused task from the CLI", () => {
+  it("submit --wait shows the approval, approve resumes the task, and the audit chain holds", async () => {
+    const prefix = redis.freshPrefix();
+    const approversFile = join(home.path, "approvers");
+    writeFileSync(approversFile, "");
+    const env = { REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, HOME: home.path, AGENTRY_APPROVERS_FILE: approversFile };
+    appendFileSync(approversFile, (await runAgentry(["keys", "generate", "alice"], env)).stdout);
+    const { deleted } = await startGovernedWorker(prefix, approversFile);
+
+    let approve: Promise<Awaited<ReturnType<typeof runAgentry>>> | undefined;
+    const waited = await runAgentry(["submit", "Please delete db-7 in staging", "--wait", "--timeout", "60"], env, {
+      onStderr: (chunk) => {
+        const id = /awaiting approval (apr_\w+)/.exec(chunk)?.[1];
+        if (id && !approve) approve = runAgentry(["approvals", "approve", id, "--as", "alice", "--reason", "ticket OPS-7"], env);
+      },
+    });
+    expect(approve).toBeDefined();
+    const approved = await (approve as Promise<Awaited<ReturnType<typeof runAgentry>>>);
+    expect(approved.code).toBe(0);
+    expect(approved.stdout).toMatch(/^apr_\w+: approved \(1\/1 approvals\)\n$/);
+
+    expect(waited.code).toBe(0);
+    expect(waited.stderr).toMatch(/step \d+: awaiting approval apr_\w+ — run `agentry approvals approve apr_\w+ --as <approver>`/);
+    expect(waited.stdout).toContain("db-7");
+    expect(deleted).toEqual([{ resource: "db-7", env: "staging" }]);
+
+    const verify = await runAgentry(["audit", "verify"], env);
+    expect(verify.code).toBe(0);
+    expect(verify.stdout).toMatch(/^audit chain intact: \d+ entries\n$/);
+    const tail = await runAgentry(["audit", "tail", "-n", "100", "--json"], env);
+    const types = (JSON.parse(tail.stdout) as AuditEntry[]).map((e) => e.type);
+    expect(types).toEqual(expect.arrayContaining(["policy_verdict", "approval_requested", "approval_vote", "approval_decided", "action"]));
+  });
+});
