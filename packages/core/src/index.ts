@@ -10,11 +10,13 @@ export {
 } from "./errors/agentry-error.js";
 export {
   createRedis,
+  parseRedisTarget,
   redisOptionsFor,
   waitForReady,
   DEFAULT_REDIS_URL,
   type CreateRedisOptions,
   type RedisRole,
+  type RedisTarget,
 } from "./redis/connection.js";
 export { keySpace, type KeySpace } from "./redis/keys.js";
 export { createLogger, DEFAULT_REDACT_PATHS, type CreateLoggerOptions, type Logger } from "./log/logger.js";

@@ -33,3 +33,4 @@ export {
   type WireTool,
   type DemoReply,
 } from "./anthropic/fake-anthropic.js";
+export { startRedisCluster, type TestRedisCluster } from "./redis/redis-cluster.js";

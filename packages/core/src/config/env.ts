@@ -7,7 +7,13 @@ const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 
 /** The environment contract of every Agentry app (DESIGN.md, "Contracts users see"). */
 export const agentryEnvSchema = z.object({
-  REDIS_URL: z.preprocess(emptyToUndefined, z.string().url().default(DEFAULT_REDIS_URL)),
+  REDIS_URL: z.preprocess(
+    emptyToUndefined,
+    z
+      .string()
+      .regex(/^rediss?(\+cluster)?:\/\/\S+$/, "must be redis://, rediss:// or redis+cluster:// followed by host:port")
+      .default(DEFAULT_REDIS_URL),
+  ),
   AGENTRY_PREFIX: z.preprocess(emptyToUndefined, z.string().min(1).default("agentry")),
   AGENTRY_LLM: z.preprocess(emptyToUndefined, z.enum(["anthropic", "scripted"]).optional()),
   AGENTRY_MODEL: optionalString,

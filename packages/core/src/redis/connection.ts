@@ -1,4 +1,4 @@
-import { Redis, type RedisOptions } from "ioredis";
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from "ioredis";
 
 /**
  * What a connection is for. Each role gets the settings BullMQ and Agentry need:
@@ -38,11 +38,66 @@ export function redisOptionsFor(role: RedisRole): RedisOptions {
   }
 }
 
-/** Creates an ioredis client with the settings for its role. */
+/** Where a Redis URL points: one server, or a Redis Cluster given by its seed nodes. */
+export type RedisTarget =
+  | { kind: "single"; url: string }
+  | { kind: "cluster"; nodes: { host: string; port: number }[]; username?: string; password?: string; tls: boolean };
+
+/**
+ * Parses `REDIS_URL`. `redis://` and `rediss://` name one server; `redis+cluster://` (or
+ * `rediss+cluster://`) names a Redis Cluster by one or more seed nodes:
+ * `redis+cluster://user:pass@10.0.0.1:7000,10.0.0.2:7000`.
+ */
+export function parseRedisTarget(url: string): RedisTarget {
+  const match = /^(rediss?)\+cluster:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]+)/.exec(url);
+  if (!match) return { kind: "single", url };
+  const nodes = (match[4] ?? "").split(",").map((hp) => {
+    const [host, port] = hp.trim().split(":");
+    return { host: host || "127.0.0.1", port: Number(port || 6379) };
+  });
+  if (nodes.length === 0 || nodes.some((n) => !Number.isInteger(n.port) || n.port <= 0)) {
+    throw new Error(`Bad Redis Cluster URL "${url}" (expected redis+cluster://host:port[,host:port...])`);
+  }
+  return {
+    kind: "cluster",
+    nodes,
+    ...(match[2] ? { username: decodeURIComponent(match[2]) } : {}),
+    ...(match[3] ? { password: decodeURIComponent(match[3]) } : {}),
+    tls: match[1] === "rediss",
+  };
+}
+
+/**
+ * Creates an ioredis client with the settings for its role. A `redis+cluster://` URL gives an
+ * ioredis `Cluster`, typed as `Redis`: Agentry only uses commands both share, and every key of a
+ * script carries the prefix's hash tag, so each script runs on one node.
+ */
 export function createRedis(options: CreateRedisOptions = {}): Redis {
   const role = options.role ?? "command";
   const { keyPrefix: _ignored, ...extra } = (options.extra ?? {}) as RedisOptions;
-  return new Redis(options.url ?? DEFAULT_REDIS_URL, {
+  const target = parseRedisTarget(options.url ?? DEFAULT_REDIS_URL);
+  if (target.kind === "cluster") {
+    const redisOptions: RedisOptions = {
+      ...redisOptionsFor(role),
+      ...(target.username ? { username: target.username } : {}),
+      ...(target.password ? { password: target.password } : {}),
+      ...(target.tls ? { tls: {} } : {}),
+      ...(options.connectionName ? { connectionName: options.connectionName } : {}),
+      ...extra,
+    };
+    const base = redisOptionsFor(role);
+    const clusterOptions: ClusterOptions = {
+      redisOptions,
+      maxRedirections: 16,
+      ...(base.enableOfflineQueue === false ? { enableOfflineQueue: false } : {}),
+      clusterRetryStrategy: (times: number) => Math.min(100 * times, 2_000),
+    };
+    const cluster = new Cluster(target.nodes, clusterOptions);
+    // BullMQ reads maxRetriesPerRequest from the client's options.
+    (cluster.options as ClusterOptions & { maxRetriesPerRequest?: number | null }).maxRetriesPerRequest = redisOptions.maxRetriesPerRequest ?? null;
+    return cluster as unknown as Redis;
+  }
+  return new Redis(target.url, {
     ...redisOptionsFor(role),
     lazyConnect: false,
     ...(options.connectionName ? { connectionName: options.connectionName } : {}),

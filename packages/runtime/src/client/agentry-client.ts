@@ -1,4 +1,4 @@
-import { FlowProducer, Queue, QueueEvents, type Job } from "bullmq";
+import { FlowProducer, Queue, QueueEvents, type Job, type Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
 import type { z } from "zod";
 import { AgentryError, createRedis, newId, systemClock, waitForReady, type Clock } from "@agentry/core";
@@ -45,7 +45,7 @@ export interface AgentryClientOptions {
   /** Registers session order at submit time, so a session's tasks run in submit order. */
   sessionOrder?: SessionOrder;
   /** bullmq-otel telemetry instance: the producer span is propagated into the job. */
-  telemetry?: ConstructorParameters<typeof Queue>[1] extends infer O ? (O extends { telemetry?: infer T } ? T : never) : never;
+  telemetry?: Telemetry;
   _internal?: { clock?: Clock };
 }
 
@@ -140,7 +140,7 @@ export class AgentryClient {
     return this.guard(async () => {
       this.flows ??= new FlowProducer({ connection: this.redis, prefix: this.prefix, ...(this.telemetry ? { telemetry: this.telemetry } : {}) });
       for (const [i, p] of payloads.entries()) await this.sessionOrder?.enqueue(p.sessionId, taskIds[i] as string);
-      const parent: FanoutPayload = { groupId, tenant: caller.tenant, submittedAt: this.clock.now(), failurePolicy };
+      const parent: FanoutPayload = { groupId, tenant: caller.tenant, submittedAt: this.clock.now(), failurePolicy, taskIds };
       await this.flows.add({
         name: "agent.fanout",
         queueName: this.queueName,

@@ -44,6 +44,7 @@ describe("fan-out groups", () => {
     );
     await expect.poll(async () => (await client.groupResult(groupId)).state, { timeout: 15_000 }).toBe("completed");
     const { result } = await client.groupResult(groupId);
+    expect(result?.children.map((c) => c.taskId)).toEqual(taskIds);
     const byId = new Map(result?.children.map((c) => [c.taskId, c]));
     expect(byId.size).toBe(4);
     expect(byId.get(taskIds[0] as string)).toMatchObject({ status: "completed" });

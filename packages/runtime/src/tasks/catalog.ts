@@ -97,10 +97,12 @@ export const fanoutPayloadSchema = z.object({
   submittedAt: z.number().int(),
   /** `all-settled`: the group completes with each child's result or error (default). */
   failurePolicy: z.enum(["all-settled", "fail-fast"]),
+  /** The children's task ids in submit order (the result keeps this order). */
+  taskIds: z.array(z.string()).default([]),
 });
 
 /** The fan-out parent job's payload. */
-export type FanoutPayload = z.infer<typeof fanoutPayloadSchema>;
+export type FanoutPayload = z.input<typeof fanoutPayloadSchema>;
 
 /** The result of a fan-out group, in the order the children were submitted. */
 export type FanoutResult = {

@@ -21,7 +21,7 @@ import {
   type FanoutResult,
 } from "../tasks/catalog.js";
 import type { TaskProgress } from "../client/task-status.js";
-import { cancelChannel, cancelKey } from "./cancellation.js";
+import { cancelChannel, cancelKey, wakeKey } from "./cancellation.js";
 import type { TaskOutcome } from "./job-outcome.js";
 
 /** What a task handler gets for one attempt of one task. */
@@ -177,8 +177,13 @@ export class AgentWorker {
     return this.closed;
   }
 
-  /** Wakes a parked task now (e.g. its approval was decided). Benign when it is not parked. */
+  /**
+   * Wakes a parked task now (e.g. its approval was decided). Benign when it is not parked.
+   * A wake that arrives while the task is still running (about to park) is not lost: the flag
+   * set first is seen by the worker right after it parks the job.
+   */
   async promote(taskId: string): Promise<boolean> {
+    await this.redis.set(wakeKey(this.prefix, taskId), "1", "EX", 300);
     const job = await this.queue.getJob(taskId);
     if (!job) return false;
     try {
@@ -260,6 +265,7 @@ export class AgentWorker {
       if (outcome.type === "park") {
         await update({ parked: outcome.parked, parkCount: (data.parkCount ?? 0) + 1 });
         await job.moveToDelayed(Math.max(outcome.parked.until, this.clock.now() + 1), token);
+        if ((await this.redis.del(wakeKey(this.prefix, taskId))) === 1) await job.promote().catch(() => undefined);
         log.info({ event: "task-parked", reason: outcome.parked.reason, until: outcome.parked.until }, "task parked");
         throw new DelayedError();
       }
@@ -308,6 +314,8 @@ export class AgentWorker {
       ...Object.entries(values).map(([key, result]) => ({ taskId: childId(key), status: "completed" as const, result })),
       ...Object.entries(failures).map(([key, error]) => ({ taskId: childId(key), status: "failed" as const, error })),
     ];
+    const order = new Map((job.data.taskIds ?? []).map((id, i) => [id, i]));
+    children.sort((a, b) => (order.get(a.taskId) ?? Infinity) - (order.get(b.taskId) ?? Infinity));
     return { groupId: job.data.groupId, children };
   }
 }

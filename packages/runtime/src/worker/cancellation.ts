@@ -7,3 +7,8 @@ export function cancelKey(prefix: string, taskId: string): string {
 export function cancelChannel(prefix: string): string {
   return `${prefix}:cancel-events`;
 }
+
+/** Flag set by a wake-up (promote) so a task that parks right after it is woken anyway. */
+export function wakeKey(prefix: string, taskId: string): string {
+  return `${prefix}:wake:${taskId}`;
+}

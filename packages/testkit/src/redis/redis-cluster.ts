@@ -1,0 +1,58 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { Redis } from "ioredis";
+import { freePort, startRedisServer } from "./redis-server.js";
+
+const run = promisify(execFile);
+
+/** A private Redis Cluster of master nodes on loopback. */
+export interface TestRedisCluster {
+  /** `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...` — what Agentry's REDIS_URL takes. */
+  readonly url: string;
+  readonly ports: number[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `nodes` redis-server processes in cluster mode and joins them with
+ * `redis-cli --cluster create` (no replicas), then waits for `cluster_state:ok`.
+ * Needs `redis-server` and `redis-cli` (Debian: redis-server, redis-tools).
+ */
+export async function startRedisCluster(options: { nodes?: number } = {}): Promise<TestRedisCluster> {
+  const count = options.nodes ?? 3;
+  const servers: Awaited<ReturnType<typeof startRedisServer>>[] = [];
+  for (let i = 0; i < count; i++) {
+    const port = await freePort();
+    servers.push(
+      await startRedisServer({
+        port,
+        args: ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "2000"],
+      }),
+    );
+  }
+  const ports = servers.map((s) => s.port);
+  const stop = async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+  };
+  try {
+    await run("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"], {
+      timeout: 30_000,
+    });
+    const deadline = Date.now() + 20_000;
+    for (const port of ports) {
+      const c = new Redis(port, "127.0.0.1", { maxRetriesPerRequest: 1 });
+      try {
+        while (!(String(await c.cluster("INFO")).includes("cluster_state:ok"))) {
+          if (Date.now() > deadline) throw new Error(`cluster node ${port} did not reach cluster_state:ok`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      } finally {
+        c.disconnect();
+      }
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(",")}`, ports, stop };
+}
