@@ -2,7 +2,7 @@
 // config/producer-env.ts (PORT, HOST, AGENTRY_API_KEYS, AGENTRY_API_KEYS_FILE) and DESIGN.md.
 import { createLogger, createRedis, waitForReady } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
-import { AgentryClient, type AgentryClientOptions, createBullMQTelemetry, createMetrics, startTelemetry, traceLogMixin } from "@agentry/runtime";
+import { AgentryClient, createBullMQTelemetry, createMetrics, startTelemetry, traceLogMixin } from "@agentry/runtime";
 import { buildProducerApp } from "./app.js";
 import { loadApiKeys, parseProducerEnv } from "./config/producer-env.js";
 
@@ -30,9 +30,7 @@ async function main(): Promise<void> {
     url: env.REDIS_URL,
     prefix: env.AGENTRY_PREFIX,
     sessionOrder: new RedisSessionTurns({ redis: turnsRedis, prefix: env.AGENTRY_PREFIX }),
-    // AgentryClientOptions["telemetry"] is derived from BullMQ's constructor types and currently
-    // resolves to `undefined`; the value is what Queue and FlowProducer expect at run time.
-    telemetry: createBullMQTelemetry() as unknown as AgentryClientOptions["telemetry"],
+    telemetry: createBullMQTelemetry(),
   });
   await waitForReady(turnsRedis, 5_000).catch(() => logger.warn({ redis: env.REDIS_URL }, "Redis is not answering yet; submissions answer 503 until it does"));
 

@@ -93,7 +93,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
   const validator = new SafetyValidator({ policies, redis, prefix });
   const audit = new AuditLog({ redis, prefix });
   const auditSink: AuditSink = { append: (entry) => audit.append(entry as Parameters<AuditLog["append"]>[0]) };
-  const approvals = new ApprovalStore({ redis: publisher, prefix, approverKeys });
+  const approvals = new ApprovalStore({ redis: publisher, prefix, approverKeys, audit });
   const notifier =
     options.notifier ??
     (config.AGENTRY_APPROVAL_WEBHOOK_URL ? new WebhookNotifier({ url: config.AGENTRY_APPROVAL_WEBHOOK_URL }) : new LogNotifier(logger));
