@@ -237,12 +237,14 @@ async function main(): Promise<void> {
   say(`  ${red(String(err?.code))}: ${err?.message}`);
 
   heading(6, "Resource stats per scope");
-  const scopes = (await ledger.listScopes()).sort();
+  const allScopes = (await ledger.listScopes()).sort();
+  const scopes = allScopes.filter((s) => !s.startsWith("session:"));
   for (const scope of scopes) {
     const s = await ledger.getStats(scope);
     const limit = s.limit ? `${s.limit.maxTokens ?? "∞"} tokens / ${s.limit.maxCostMicroUsd === undefined ? "∞" : usd(s.limit.maxCostMicroUsd)} per ${s.limit.period}` : "no limit";
-    say(`  ${scope.padEnd(28)} used ${String(s.used.tokens).padStart(6)} tokens ${usd(s.used.costMicroUsd).padStart(11)}   ${dim(limit)}`);
+    say(`  ${scope.padEnd(16)} used ${String(s.used.tokens).padStart(6)} tokens ${usd(s.used.costMicroUsd).padStart(11)}   ${dim(limit)}`);
   }
+  say(dim(`  (+ ${allScopes.length - scopes.length} session scopes: pnpm agentry budget show)`));
 
   heading(7, "Audit log");
   const verdict = await audit.verify();
