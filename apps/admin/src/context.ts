@@ -106,11 +106,12 @@ export class CliContext {
   }
 
   /**
-   * The approval store: it verifies signatures when `AGENTRY_APPROVERS_FILE` is set, and audits
-   * every vote, resolution and refused decision.
+   * The approval store; it audits every vote, resolution and refused decision. With
+   * `verify: true` it also checks signatures against `AGENTRY_APPROVERS_FILE` (when set), so
+   * only deciding needs a readable approvers file.
    */
-  async approvals(): Promise<ApprovalStore> {
-    const keys = this.approverKeys();
+  async approvals(options: { verify?: boolean } = {}): Promise<ApprovalStore> {
+    const keys = options.verify ? this.approverKeys() : undefined;
     return new ApprovalStore({
       redis: await this.redis(),
       prefix: this.prefix,

@@ -29,6 +29,12 @@ describe("agentry command line", () => {
     ]) {
       expect(run.stdout).toContain(`  ${c} `);
     }
+    const none = await runAgentry([], {});
+    expect(none.code).toBe(2);
+    expect(none.stdout).toBe("");
+    expect(none.stderr).toMatch(/^Usage: agentry <command>/);
+    const helpTopic = await runAgentry(["help", "budget", "set"], {});
+    expect(helpTopic.stdout).toMatch(/^Usage: agentry budget set --scope/);
     const sub = await runAgentry(["approvals", "reject", "--help"], {});
     expect(sub.code).toBe(0);
     expect(sub.stdout).toMatch(/^Usage: agentry approvals reject <approvalId> --as <approver> --reason TEXT/);

@@ -58,11 +58,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return exitCode;
   };
 
-  if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
-    const topic = argv[0] === "help" ? argv.slice(1) : [];
-    const matched = topic.length > 0 ? findCommand(topic) : undefined;
+  if (argv.length === 0) {
+    io.stderr.write(overview());
+    return EXIT.USAGE;
+  }
+  if (argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
+    const matched = argv[0] === "help" && argv.length > 1 ? findCommand(argv.slice(1)) : undefined;
     io.stdout.write(matched ? commandHelp(matched.command) : overview());
-    return argv.length === 0 ? EXIT.USAGE : EXIT.OK;
+    return EXIT.OK;
   }
   const found = findCommand(argv);
   if (!found) return fail(unknownCommandMessage(argv), EXIT.USAGE);

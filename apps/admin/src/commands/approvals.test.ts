@@ -205,6 +205,18 @@ describe("agentry approvals", () => {
     expect((await store.require(record.id)).decisions).toEqual([]);
   });
 
+  it("names a broken approvers file when deciding, while listing still works", async () => {
+    const record = await pendingApproval();
+    const broken = join(home.path, "broken-approvers");
+    writeFileSync(broken, "alice: not-a-key\n");
+    const brokenEnv = { ...env, AGENTRY_APPROVERS_FILE: broken };
+    const run = await runAgentry(["approvals", "approve", record.id, "--as", "alice"], brokenEnv);
+    expect(run.code).toBe(1);
+    expectOneLine(run.stderr, /broken-approvers:1: approver "alice": not an Ed25519 public key/);
+    expect((await store.require(record.id)).status).toBe("pending");
+    expect((await runAgentry(["approvals", "list"], brokenEnv)).code).toBe(0);
+  });
+
   it("shows one approval and lists by status", async () => {
     const record = await pendingApproval();
     await runAgentry(["approvals", "reject", record.id, "--as", "alice", "--reason", "no"], env);

@@ -127,7 +127,7 @@ async function decide(ctx: CliContext, argv: string[], outcome: DecisionOutcome,
   const reason = values.reason?.trim();
 
   const approverKeys = ctx.approverKeys();
-  const store = await ctx.approvals();
+  const store = await ctx.approvals({ verify: true });
   // Everything past "unknown id" goes through the store, which records and audits refusals too.
   const record = await requireApproval(store, id);
 
