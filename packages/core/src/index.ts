@@ -10,6 +10,7 @@ export {
 } from "./errors/agentry-error.js";
 export {
   createRedis,
+  duplicateRedis,
   parseRedisTarget,
   redisOptionsFor,
   waitForReady,

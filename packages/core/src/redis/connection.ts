@@ -105,6 +105,25 @@ export function createRedis(options: CreateRedisOptions = {}): Redis {
   });
 }
 
+/**
+ * A new connection like `client` (same server or cluster) with some options changed, e.g. a
+ * blocking connection (`maxRetriesPerRequest: null`) next to a fail-fast one.
+ */
+export function duplicateRedis(client: Redis, overrides: RedisOptions): Redis {
+  const maybeCluster = client as unknown as { isCluster?: boolean; startupNodes?: unknown[]; options: ClusterOptions };
+  if (maybeCluster.isCluster) {
+    const redisOptions = { ...maybeCluster.options.redisOptions, ...overrides };
+    const cluster = new Cluster(maybeCluster.startupNodes as ConstructorParameters<typeof Cluster>[0], {
+      ...maybeCluster.options,
+      redisOptions,
+      ...(overrides.enableOfflineQueue !== undefined ? { enableOfflineQueue: overrides.enableOfflineQueue } : {}),
+    });
+    (cluster.options as ClusterOptions & { maxRetriesPerRequest?: number | null }).maxRetriesPerRequest = redisOptions.maxRetriesPerRequest ?? null;
+    return cluster as unknown as Redis;
+  }
+  return client.duplicate(overrides);
+}
+
 /** Waits until a client is ready (or fails after `timeoutMs`). */
 export async function waitForReady(client: Redis, timeoutMs = 5_000): Promise<void> {
   if (client.status === "ready") return;

@@ -1,7 +1,7 @@
 import { FlowProducer, Queue, QueueEvents, type Job, type Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
 import type { z } from "zod";
-import { AgentryError, createRedis, newId, systemClock, waitForReady, type Clock } from "@agentry/core";
+import { AgentryError, createRedis, duplicateRedis, newId, systemClock, waitForReady, type Clock } from "@agentry/core";
 import {
   DEFAULT_QUEUE_NAME,
   MAX_PROMPT_CHARS,
@@ -305,7 +305,7 @@ export class AgentryClient {
 
   private async queueEvents(): Promise<QueueEvents> {
     if (!this.events) {
-      this.eventsConnection = this.redis.duplicate({ maxRetriesPerRequest: null, enableOfflineQueue: true, commandTimeout: undefined });
+      this.eventsConnection = duplicateRedis(this.redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, commandTimeout: undefined });
       this.eventsConnection.on("error", () => undefined);
       this.events = new QueueEvents(this.queueName, {
         connection: this.eventsConnection,

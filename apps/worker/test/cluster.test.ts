@@ -1,0 +1,73 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createRedis } from "@agentry/core";
+import { RedisSessionTurns } from "@agentry/memory";
+import { AgentryClient, BudgetLedger } from "@agentry/runtime";
+import { ApprovalStore, AuditLog, generateApproverKeyPair, signDecision } from "@agentry/governance";
+import { demoReply, startFakeAnthropic, startRedisCluster, type FakeAnthropic, type FakeReply, type TestRedisCluster } from "@agentry/testkit";
+import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
+
+// The end-to-end path against a three-node Redis Cluster started by the test. The hash-tagged
+// prefix puts every key of every task (BullMQ's and Agentry's) in one slot, so multi-key Lua
+// scripts work unchanged.
+const PREFIX = "{agentry-ct}";
+
+let cluster: TestRedisCluster;
+let fake: FakeAnthropic;
+const workers: WorkerProcess[] = [];
+const keys = generateApproverKeyPair();
+const dir = mkdtempSync(join(tmpdir(), "agentry-cluster-"));
+
+beforeAll(async () => {
+  cluster = await startRedisCluster({ nodes: 3 });
+  fake = await startFakeAnthropic({ handler: (req) => demoReply(req.body) as FakeReply });
+  writeFileSync(join(dir, "approvers"), `alice: ${keys.publicKey}\n`);
+  const env = {
+    REDIS_URL: cluster.url,
+    AGENTRY_PREFIX: PREFIX,
+    AGENTRY_LLM: "anthropic",
+    ANTHROPIC_API_KEY: "test-key",
+    ANTHROPIC_BASE_URL: fake.url,
+    AGENTRY_APPROVERS_FILE: join(dir, "approvers"),
+  };
+  workers.push(startWorkerProcess("c1", env), startWorkerProcess("c2", env));
+  await Promise.all(workers.map((w) => waitStarted(w)));
+}, 90_000);
+
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.kill()));
+  await fake?.close();
+  await cluster?.stop();
+});
+
+describe("Redis Cluster", () => {
+  it("runs tasks, a paused approval and the audit chain end to end on a three-node cluster", async () => {
+    const redis = createRedis({ url: cluster.url, role: "command" });
+    const client = new AgentryClient({ url: cluster.url, prefix: PREFIX, sessionOrder: new RedisSessionTurns({ redis, prefix: PREFIX }) });
+    try {
+      const weather = await client.submit({ prompt: "What's the weather in Oslo?", sessionId: "s1" }, { tenant: "acme" });
+      const del = await client.submit({ prompt: "delete db-9 in staging", sessionId: "s2" }, { tenant: "acme" });
+      expect((await client.wait(weather.taskId, { timeoutMs: 60_000 })).steps).toBe(2);
+
+      await expect.poll(async () => (await client.status(del.taskId)).state, { timeout: 60_000 }).toBe("awaiting_approval");
+      const [approvalId] = (await client.status(del.taskId)).approvalIds ?? [];
+      const approvals = new ApprovalStore({ redis, prefix: PREFIX });
+      await approvals.decide(signDecision(keys.privateKey, { approvalId: approvalId as string, outcome: "approve", approver: "alice", decidedAt: Date.now() }));
+      const done = await client.wait(del.taskId, { timeoutMs: 60_000 });
+      expect(done.text).toContain("db-9");
+
+      const stats = await new BudgetLedger({ redis, prefix: PREFIX }).getStats("tenant:acme");
+      expect(stats.used.tokens).toBeGreaterThan(0);
+      expect(stats.reserved.tokens).toBe(0);
+      expect((await new AuditLog({ redis, prefix: PREFIX }).verify()).ok).toBe(true);
+      // Every key really is in one slot of a multi-node cluster.
+      const slots = new Set(await Promise.all(["x", "y:z", "tasks:wait"].map((k) => redis.call("CLUSTER", "KEYSLOT", `${PREFIX}:${k}`))));
+      expect(slots.size).toBe(1);
+    } finally {
+      await client.close();
+      redis.disconnect();
+    }
+  }, 150_000);
+});
