@@ -1,0 +1,246 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "bullmq";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRedisServer } from "@agentry/testkit";
+import { AgentryClient, BudgetLedger } from "@agentry/runtime";
+import { RedisSessionTurns } from "@agentry/memory";
+import { ApprovalStore, AuditLog } from "@agentry/governance";
+import { createTestApprovers } from "@agentry/governance/testing";
+
+const repo = fileURLToPath(new URL("../../", import.meta.url));
+const ACL_FILE = join(repo, "infra/redis/users.acl");
+const REDIS_CONF = join(repo, "infra/redis/redis.conf");
+/** The prefix the shipped ACL file is written for. The server is private to this file. */
+const PREFIX = "agentry";
+const PASSWORDS = { producer: "producer-dev-password", worker: "worker-dev-password", admin: "admin-dev-password" } as const;
+type Role = keyof typeof PASSWORDS;
+/** Test-only superuser, appended to a copy of the shipped file, used only to read ACL LOG. */
+const INSPECTOR = "acl-test-inspector";
+
+let server: Awaited<ReturnType<typeof startRedisServer>>;
+let dir: string;
+const connections: Redis[] = [];
+/** A denial, as a command (`NOPERM ...`) or as a command inside a Lua script (`The user executing the script can't ...`). */
+const DENIED = /NOPERM|no permissions|The user executing the script can't/;
+const urlFor = (role: Role) => `redis://${role}:${PASSWORDS[role]}@127.0.0.1:${server.port}`;
+const connect = (role: Role | typeof INSPECTOR): Redis => {
+  const url = role === INSPECTOR ? `redis://${INSPECTOR}:inspect@127.0.0.1:${server.port}` : urlFor(role);
+  const r = new Redis(url, { maxRetriesPerRequest: 1, enableReadyCheck: false });
+  r.on("error", () => undefined);
+  connections.push(r);
+  return r;
+};
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "agentry-acl-"));
+  const acl = join(dir, "users.acl");
+  writeFileSync(acl, `${readFileSync(ACL_FILE, "utf8")}user ${INSPECTOR} on >inspect ~* &* +@all\n`);
+  server = await startRedisServer({ args: ["--aclfile", acl] });
+});
+
+afterAll(async () => {
+  for (const c of connections) c.disconnect();
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("infra/redis/redis.conf", () => {
+  it("loads in redis-server with AOF on, everysec fsync and noeviction", async () => {
+    // The container paths (dir /data, the mounted aclfile) are swapped for local ones; every
+    // other line is parsed by the real server.
+    const conf = readFileSync(REDIS_CONF, "utf8")
+      .replace(/^dir .*$/m, `dir ${dir}`)
+      .replace(/^aclfile .*$/m, `aclfile ${ACL_FILE}`);
+    const confPath = join(dir, "redis.conf");
+    writeFileSync(confPath, conf);
+    const { freePort } = await import("@agentry/testkit");
+    const port = await freePort();
+    const child = spawn("redis-server", [confPath, "--port", String(port), "--bind", "127.0.0.1"], { stdio: "ignore" });
+    try {
+      const r = new Redis(`redis://worker:${PASSWORDS.worker}@127.0.0.1:${port}`, { retryStrategy: (n) => (n > 50 ? null : 100), enableReadyCheck: false });
+      r.on("error", () => undefined);
+      const info = await r.info();
+      r.disconnect();
+      expect(info).toMatch(/aof_enabled:1/);
+      expect(info).toMatch(/maxmemory_policy:noeviction/);
+      const anonymous = new Redis(`redis://127.0.0.1:${port}`, { enableReadyCheck: false, maxRetriesPerRequest: 1 });
+      anonymous.on("error", () => undefined);
+      await expect(anonymous.ping()).resolves.toBe("PONG");
+      await expect(anonymous.get("agentry:audit:head")).rejects.toThrow(/NOPERM/);
+      anonymous.disconnect();
+      expect(conf).toMatch(/^appendfsync everysec$/m);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
+
+describe("infra/redis/users.acl", () => {
+  const approvers = createTestApprovers(["alice"]);
+  let worker: ChildProcess | undefined;
+  let workerLog = "";
+  let producer: AgentryClient;
+
+  beforeAll(async () => {
+    const approversFile = join(dir, "approvers");
+    writeFileSync(approversFile, approvers.fileText);
+    // The real worker process, as `pnpm worker` runs it, connected as the `worker` user.
+    worker = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"], {
+      cwd: repo,
+      env: {
+        ...process.env,
+        REDIS_URL: urlFor("worker"),
+        AGENTRY_PREFIX: PREFIX,
+        AGENTRY_LLM: "scripted",
+        ANTHROPIC_API_KEY: "",
+        OTEL_EXPORTER_OTLP_ENDPOINT: "",
+        AGENTRY_WORKER_PORT: "0",
+        AGENTRY_APPROVERS_FILE: approversFile,
+        LOG_LEVEL: "warn",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    worker.stdout?.on("data", (b: Buffer) => (workerLog += b.toString()));
+    worker.stderr?.on("data", (b: Buffer) => (workerLog += b.toString()));
+    const redis = connect("producer");
+    producer = new AgentryClient({ redis, prefix: PREFIX, sessionOrder: new RedisSessionTurns({ redis, prefix: PREFIX }) });
+  });
+
+  afterAll(async () => {
+    await producer?.close();
+    if (worker && worker.exitCode === null) {
+      worker.kill("SIGTERM");
+      await new Promise((resolve) => worker?.once("exit", resolve));
+    }
+  });
+
+  it("producer submits a task through AgentryClient and the worker runs it end to end", async () => {
+    const { taskId } = await producer.submit({ prompt: "What's the weather in Paris?" }, { tenant: "acme" });
+    const result = await producer.wait(taskId, { timeoutMs: 90_000 }).catch((err: unknown) => {
+      throw new Error(`${String(err)}\nworker output:\n${workerLog}`);
+    });
+    expect(result.text).toMatch(/Paris/);
+    expect((await producer.status(taskId)).state).toBe("completed");
+  });
+
+  it("producer gets NOPERM on approvals, budgets and the audit log", async () => {
+    const r = connect("producer");
+    await expect(r.hset(`${PREFIX}:approval:forged`, "status", "approved")).rejects.toThrow(/NOPERM/);
+    await expect(r.zadd(`${PREFIX}:approvals:resolved`, 1, "forged")).rejects.toThrow(/NOPERM/);
+    await expect(r.publish(`${PREFIX}:approvals:events`, "{}")).rejects.toThrow(/NOPERM/);
+    await expect(r.hgetall(`${PREFIX}:budget:limit:global`)).rejects.toThrow(/NOPERM/);
+    await expect(r.xrange(`${PREFIX}:audit`, "-", "+")).rejects.toThrow(/NOPERM/);
+    // Through Agentry's own code too: the decide script is refused for the keys it declares.
+    const store = new ApprovalStore({ redis: r, prefix: PREFIX });
+    await expect(store.list({ status: "pending" })).rejects.toThrow(/NOPERM/);
+  });
+
+  it("a delete pauses for approval; admin lists and decides it; the worker resumes the task", async () => {
+    const { taskId } = await producer.submit({ prompt: "Please delete the cache-7 in staging" }, { tenant: "acme" });
+    const admin = connect("admin");
+    const store = new ApprovalStore({ redis: admin, prefix: PREFIX, approverKeys: approvers.keys });
+    let pending: Awaited<ReturnType<ApprovalStore["list"]>> = [];
+    for (let i = 0; i < 600 && pending.length === 0; i += 1) {
+      pending = (await store.list({ status: "pending" })).filter((a) => a.taskId === taskId);
+      if (pending.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(pending, workerLog).toHaveLength(1);
+    // The admin reads the task's state (read-only access to the queue).
+    const adminClient = new AgentryClient({ redis: admin, prefix: PREFIX });
+    expect((await adminClient.status(taskId)).state).toBe("awaiting_approval");
+    const decided = await store.tryDecide(approvers.sign("alice", (pending[0] as { id: string }).id, "approve"));
+    expect(decided.type).toBe("decided");
+    const result = await producer.wait(taskId, { timeoutMs: 90_000 });
+    expect(result.text).toMatch(/cache-7/);
+    await adminClient.queue.close();
+  });
+
+  it("admin sets budgets and verifies the audit log, but the log is append-only", async () => {
+    const admin = connect("admin");
+    const ledger = new BudgetLedger({ redis: admin, prefix: PREFIX });
+    await ledger.setLimit("tenant:acme", { maxTokens: 1_000_000, period: "day" });
+    expect(await ledger.getLimit("tenant:acme")).toMatchObject({ maxTokens: 1_000_000 });
+    const audit = new AuditLog({ redis: admin, prefix: PREFIX });
+    const verified = await audit.verify();
+    expect(verified.ok).toBe(true);
+    expect(verified.count).toBeGreaterThan(0);
+    await expect(admin.del(`${PREFIX}:audit`)).rejects.toThrow(/NOPERM/);
+    await expect(admin.xtrim(`${PREFIX}:audit`, "MAXLEN", 0)).rejects.toThrow(/NOPERM/);
+    await expect(admin.eval(`return redis.call("DEL", KEYS[1])`, 1, `${PREFIX}:audit`)).rejects.toThrow(DENIED);
+  });
+
+  it("admin cannot take jobs, submit tasks or write the queue", async () => {
+    const admin = connect("admin");
+    // BullMQ's own job-taking path (moveToActive) with the admin's credentials.
+    const { taskId } = await producer.submit({ prompt: "What's the weather in Oslo?" }, { tenant: "acme" });
+    const takerConnection = new Redis(urlFor("admin"), { maxRetriesPerRequest: null, enableReadyCheck: false });
+    takerConnection.on("error", () => undefined);
+    connections.push(takerConnection);
+    const taker = new Worker(`tasks`, async () => "taken", { connection: takerConnection, prefix: PREFIX, autorun: false });
+    taker.on("error", () => undefined);
+    await expect(taker.getNextJob("admin-token")).rejects.toThrow(DENIED);
+    await taker.close();
+    // The task the admin tried to take is still there for a real worker.
+    await expect(producer.wait(taskId, { timeoutMs: 90_000 })).resolves.toMatchObject({ text: expect.stringMatching(/Oslo/) });
+    await expect(admin.lmove(`${PREFIX}:tasks:wait`, `${PREFIX}:tasks:active`, "LEFT", "LEFT")).rejects.toThrow(/NOPERM/);
+    const asAdmin = new AgentryClient({ redis: admin, prefix: PREFIX });
+    await expect(asAdmin.submit({ prompt: "hello" }, { tenant: "acme" })).rejects.toThrow(DENIED);
+    await asAdmin.queue.close();
+  });
+
+  it("no role can run dangerous commands; the worker cannot delete the audit log", async () => {
+    for (const role of ["producer", "worker", "admin"] as const) {
+      const r = connect(role);
+      await expect(r.flushall()).rejects.toThrow(/NOPERM/);
+      await expect(r.config("GET", "*")).rejects.toThrow(/NOPERM/);
+      await expect(r.keys("*")).rejects.toThrow(/NOPERM/);
+      await expect(r.call("SCRIPT", "FLUSH")).rejects.toThrow(/NOPERM/);
+    }
+    const w = connect("worker");
+    await expect(w.del(`${PREFIX}:audit`)).rejects.toThrow(/NOPERM/);
+    await expect(w.xdel(`${PREFIX}:audit`, "1-0")).rejects.toThrow(/NOPERM/);
+  });
+
+  it("the worker, producer and admin hit no ACL denial beyond the ones provoked above", async () => {
+    const inspector = connect(INSPECTOR);
+    const log = (await inspector.call("ACL", "LOG", "128")) as unknown[][];
+    const entries = log.map((raw) => {
+      const e: Record<string, unknown> = {};
+      for (let i = 0; i + 1 < raw.length; i += 2) e[String(raw[i])] = raw[i + 1];
+      return { username: String(e.username), object: String(e.object), reason: String(e.reason) };
+    });
+    const provoked = new Set([
+      // producer
+      `producer ${PREFIX}:approval:forged`,
+      `producer ${PREFIX}:approvals:resolved`,
+      `producer ${PREFIX}:approvals:events`,
+      `producer ${PREFIX}:budget:limit:global`,
+      `producer ${PREFIX}:audit`,
+      `producer ${PREFIX}:approvals:pending`,
+      `producer ${PREFIX}:approvals:all`,
+      // admin
+      `admin ${PREFIX}:audit`,
+      `admin ${PREFIX}:tasks:wait`,
+      `admin ${PREFIX}:tasks:active`,
+      `admin ${PREFIX}:tasks:id`,
+      `admin ${PREFIX}:tasks:meta`,
+      `admin ${PREFIX}:tasks:marker`,
+      `admin ${PREFIX}:tasks:completed`,
+      `admin del`,
+      `admin lmove`,
+      // worker
+      `worker ${PREFIX}:audit`,
+    ]);
+    const dangerous = new Set(["flushall", "config|get", "keys", "script|flush"]);
+    // The fixture's readiness probe runs INFO as the anonymous default user, which may only PING.
+    const probe = (e: { username: string; object: string }) => e.username === "default" && e.object === "info";
+    const unexpected = entries.filter((e) => !provoked.has(`${e.username} ${e.object}`) && !dangerous.has(e.object) && !probe(e));
+    expect(unexpected, JSON.stringify(entries, null, 1)).toEqual([]);
+    expect(entries.filter((e) => e.username === "worker" && e.object !== `${PREFIX}:audit` && !dangerous.has(e.object))).toEqual([]);
+  });
+});
