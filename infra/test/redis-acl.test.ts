@@ -17,7 +17,7 @@ const ACL_FILE = join(repo, "infra/redis/users.acl");
 const REDIS_CONF = join(repo, "infra/redis/redis.conf");
 /** The prefix the shipped ACL file is written for. The server is private to this file. */
 const PREFIX = "agentry";
-const PASSWORDS = { producer: "producer-dev-password", worker: "worker-dev-password", admin: "admin-dev-password" } as const;
+const PASSWORDS = { producer: "producer-dev-password", worker: "worker-dev-password", admin: "admin-dev-password", keda: "keda-dev-password" } as const;
 type Role = keyof typeof PASSWORDS;
 /** Test-only superuser, appended to a copy of the shipped file, used only to read ACL LOG. */
 const INSPECTOR = "acl-test-inspector";
@@ -206,6 +206,15 @@ describe("infra/redis/users.acl", () => {
     await expect(w.xdel(`${PREFIX}:audit`, "1-0")).rejects.toThrow(/NOPERM/);
   });
 
+  it("keda may only read the length of the wait list (infra/k8s/keda-scaledobject.yaml)", async () => {
+    const keda = connect("keda");
+    await expect(keda.llen(`${PREFIX}:tasks:wait`)).resolves.toBeGreaterThanOrEqual(0);
+    await expect(keda.llen(`{${PREFIX}}:tasks:wait`)).resolves.toBe(0);
+    await expect(keda.lrange(`${PREFIX}:tasks:wait`, 0, -1)).rejects.toThrow(DENIED);
+    await expect(keda.llen(`${PREFIX}:tasks:active`)).rejects.toThrow(DENIED);
+    await expect(keda.get(`${PREFIX}:audit:head`)).rejects.toThrow(DENIED);
+  });
+
   it("the worker, producer and admin hit no ACL denial beyond the ones provoked above", async () => {
     const inspector = connect(INSPECTOR);
     const log = (await inspector.call("ACL", "LOG", "128")) as unknown[][];
@@ -235,6 +244,10 @@ describe("infra/redis/users.acl", () => {
       `admin lmove`,
       // worker
       `worker ${PREFIX}:audit`,
+      // keda
+      `keda lrange`,
+      `keda ${PREFIX}:tasks:active`,
+      `keda get`,
     ]);
     const dangerous = new Set(["flushall", "config|get", "keys", "script|flush"]);
     // The fixture's readiness probe runs INFO as the anonymous default user, which may only PING.
