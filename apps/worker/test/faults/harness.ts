@@ -1,11 +1,13 @@
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { AuditLog, type AuditEntry } from "@agentry/governance";
-import { demoReply, startFakeAnthropic, type FakeAnthropic, type FakeReply, type RecordedRequest } from "@agentry/testkit";
+import { demoReply, freePort, startFakeAnthropic, type FakeAnthropic, type FakeReply, type RecordedRequest } from "@agentry/testkit";
 import { deletionsKey } from "../../src/reference-tools.js";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "../worker-processes.js";
 
@@ -166,4 +168,44 @@ export function toolResultsSent(requests: RecordedRequest[]): { toolUseId: strin
     }
   }
   return [...out.values()];
+}
+
+/** The producer HTTP API as its own process (apps/producer/src/main.ts), as in production. */
+export interface ProducerProcess {
+  readonly url: string;
+  readonly child: ChildProcess;
+  output(): string;
+  kill(): Promise<void>;
+}
+
+const PRODUCER_MAIN = fileURLToPath(new URL("../../../producer/src/main.ts", import.meta.url));
+
+/** Starts the producer on a free port with the given environment and waits until it listens. */
+export async function startProducerProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<ProducerProcess> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", PRODUCER_MAIN], {
+    env: { ...process.env, LOG_LEVEL: "info", HOST: "127.0.0.1", PORT: String(port), ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout?.on("data", (b: Buffer) => (out += b.toString()));
+  child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const deadline = Date.now() + timeoutMs;
+  while (!out.includes("producer listening")) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`producer did not start:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    child,
+    output: () => out,
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      await exited;
+    },
+  };
 }

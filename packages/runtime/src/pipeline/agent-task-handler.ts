@@ -98,16 +98,19 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       await audit("request", { prompt: p.prompt, model: p.model, submittedAt: p.submittedAt });
     }
 
-    // 1. The session's turn.
+    // 1. The session's turn. A run that already finished ended its turn (release is idempotent,
+    // done again below): its completion was lost (e.g. its lock lapsed while Redis was away), so
+    // it only reports the result again, and must not wait for a turn it can never get back.
+    const finished = checkpoint?.agent !== undefined && checkpoint.agent.pending.length === 0 && checkpoint.agent.messages.at(-1)?.role === "assistant";
     let lease = checkpoint?.lease;
-    if (options.turns) {
+    if (options.turns && !finished) {
       lease = await takeTurn(options, p.sessionId, ex.taskId, lease, leaseMs);
       if (!lease) {
         await ex.reportProgress({ step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "session_busy" });
         return { type: "park", parked: { reason: "session_busy", until: clock.now() + 30_000 } };
       }
     }
-    const renewal = lease && options.turns ? keepRenewed(options.turns, lease, leaseMs) : undefined;
+    const renewal = lease && options.turns && !finished ? keepRenewed(options.turns, lease, leaseMs) : undefined;
 
     try {
       // 2. History and the checkpoint the run starts from.

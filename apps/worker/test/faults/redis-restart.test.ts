@@ -1,0 +1,147 @@
+import { rmSync } from "node:fs";
+import { afterEach, describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { ApprovalStore, AuditLog, loadApproversFile } from "@agentry/governance";
+import { createTestApprovers } from "@agentry/governance/testing";
+import { startRedisServer } from "@agentry/testkit";
+import { demo, startFaultCluster, startProducerProcess, writeTempFile, type FaultCluster, type ProducerProcess } from "./harness.js";
+
+// Redis itself dies (kill -9) in the middle of a run and comes back on the same port and data
+// directory (AOF, appendfsync always, as the production config). Workers, the producer process
+// and the client reconnect by themselves; no task, approval or audit entry is lost.
+
+const APPROVAL_POLICY = [
+  "version: 1",
+  "defaults:",
+  '  approvers: "*"',
+  "  quorum: 1",
+  "  ttl: 1h",
+  "policies:",
+  "  - name: delete-needs-approval",
+  "    when:",
+  "      tool: delete_resource",
+  "    then: require_approval",
+  "    reason: Deleting a resource needs a human approval",
+  "",
+].join("\n");
+
+type Server = Awaited<ReturnType<typeof startRedisServer>>;
+let server: Server | undefined;
+let cluster: FaultCluster | undefined;
+let producer: ProducerProcess | undefined;
+const conns: Redis[] = [];
+afterEach(async () => {
+  await producer?.kill();
+  await cluster?.close();
+  for (const c of conns.splice(0)) c.disconnect();
+  if (server) {
+    await server.kill();
+    rmSync(server.dir, { recursive: true, force: true });
+  }
+  producer = cluster = server = undefined;
+});
+
+/** Retries `fn` while Redis is still coming back; real callers would see 503 and retry too. */
+async function eventually<T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+describe("Redis restart", () => {
+  it("loses no task, approval or audit entry, and everything reconnects by itself", async () => {
+    server = await startRedisServer({ appendonly: true });
+    const { port, dir, url } = server;
+    const conn = new Redis(url, { maxRetriesPerRequest: null });
+    conn.on("error", () => undefined);
+    conns.push(conn);
+    const approvers = createTestApprovers(["alice"]);
+    const approversFile = writeTempFile("approvers", approvers.fileText);
+    const prefix = "faults-restart";
+    cluster = await startFaultCluster({
+      redisUrl: url,
+      prefix,
+      conn,
+      policyFile: writeTempFile("policy.yaml", APPROVAL_POLICY),
+      env: { AGENTRY_APPROVERS_FILE: approversFile },
+      // Slow enough that tasks are mid-run when Redis dies.
+      reply: (req) => demo(req, { delayMs: 400 }),
+    });
+    const c = cluster;
+    await Promise.all([c.startWorker("r1"), c.startWorker("r2")]);
+    const apiKeysFile = writeTempFile("api-keys", "restart-key=acme\n");
+    producer = await startProducerProcess({ REDIS_URL: url, AGENTRY_PREFIX: prefix, AGENTRY_API_KEYS_FILE: apiKeysFile });
+    const p = producer;
+    const postTask = async (prompt: string) => {
+      const res = await fetch(`${p.url}/v1/tasks`, {
+        method: "POST",
+        headers: { authorization: "Bearer restart-key", "content-type": "application/json" },
+        body: JSON.stringify({ prompt }),
+      });
+      if (res.status !== 202) throw new Error(`POST /v1/tasks answered ${res.status}: ${await res.text()}`);
+      return ((await res.json()) as { taskId: string }).taskId;
+    };
+
+    // Before: two deletes waiting for approval, and a batch of tasks in flight.
+    const store = new ApprovalStore({ redis: conn, prefix, approverKeys: loadApproversFile(approversFile), audit: c.audit });
+    const deletes = [await c.submit("delete db-a in staging"), await postTask("delete db-b in staging")];
+    await expect.poll(async () => (await store.list({ status: "pending" })).length, { timeout: 60_000 }).toBe(2);
+    const running: string[] = [];
+    for (let i = 0; i < 4; i++) running.push(await c.submit(`What's the weather in Before${i}?`));
+    for (let i = 0; i < 4; i++) running.push(await postTask(`What's the weather in Via${i}?`));
+    const firstCalls = c.modelRequests().length;
+    await expect.poll(() => c.modelRequests().length - firstCalls, { timeout: 30_000 }).toBeGreaterThanOrEqual(4);
+
+    // Everything acknowledged so far must survive: with appendfsync always it is on disk.
+    const auditBefore = await conn.xrange(`${prefix}:audit`, "-", "+");
+    const pendingBefore = (await store.list({ status: "pending" })).map((a) => a.id).sort();
+    await server.kill();
+    await new Promise((r) => setTimeout(r, 1_500));
+    server = await startRedisServer({ appendonly: true, port, dir });
+
+    // After: new submissions through the client and through the producer work again...
+    const after: string[] = [];
+    for (let i = 0; i < 3; i++) after.push(await eventually(() => c.submit(`What's the weather in After${i}?`)));
+    for (let i = 0; i < 3; i++) after.push(await eventually(() => postTask(`What's the weather in Later${i}?`)));
+    // ...and the approvals pending before the restart are still there and decidable.
+    expect((await eventually(() => store.list({ status: "pending" }))).map((a) => a.id).sort()).toEqual(pendingBefore);
+    for (const id of pendingBefore) {
+      const decided = await store.decide(approvers.sign("alice", id, "approve"));
+      expect(decided.type).toBe("decided");
+    }
+
+    // The workers did see Redis go away (and came back without a restart of their own).
+    expect(c.workers.every((w) => w.output().includes("redis connection error") && w.child.exitCode === null)).toBe(true);
+    const all = [...deletes, ...running, ...after];
+    const results = await Promise.all(
+      all.map((id) =>
+        c.client.wait(id, { timeoutMs: 60_000 }).catch(async (err: unknown) => {
+          const job = await c.client.queue.getJob(id);
+          const lines = c.workers.flatMap((w) => w.output().split("\n").filter((l) => l.includes(id)).map((l) => `${w.name}: ${l}`));
+          throw new Error(`${id} stuck in ${await job?.getState()} ${JSON.stringify({ data: job?.data, opts: job?.opts, attemptsMade: job?.attemptsMade, failedReason: job?.failedReason, stacktrace: job?.stacktrace })}\n${lines.join("\n")}\n${p.output().split("\n").filter((l) => l.includes(id)).join("\n")}`, { cause: err });
+        }),
+      ),
+    );
+    expect(results).toHaveLength(all.length);
+    for (const id of all) expect((await c.client.status(id)).state).toBe("completed");
+    // Each approved delete ran exactly once.
+    expect((await c.deletions()).map((d) => d.taskId).sort()).toEqual([...deletes].sort());
+
+    // The audit chain kept every entry written before the crash, unchanged, and verifies.
+    const auditAfter = await conn.xrange(`${prefix}:audit`, "-", "+");
+    expect(auditAfter.length).toBeGreaterThan(auditBefore.length);
+    expect(auditAfter.slice(0, auditBefore.length)).toEqual(auditBefore);
+    expect((await new AuditLog({ redis: conn, prefix }).verify()).ok).toBe(true);
+    const responses = (await c.auditEntries()).filter((e) => e.type === "response");
+    expect(new Set(responses.map((e) => e.taskId))).toEqual(new Set(all));
+    for (const id of pendingBefore) expect((await store.get(id))?.status).toBe("approved");
+    // A reservation caught by the crash is settled by the reaper once its lease ran out.
+    await expect.poll(async () => (await c.ledger.getStats("tenant:acme")).reserved.tokens, { timeout: 30_000 }).toBe(0);
+  }, 200_000);
+});
