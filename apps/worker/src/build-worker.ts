@@ -130,6 +130,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     recall: { memory },
     audit: auditSink,
     costOf: budget.costOf,
+    forgetCost: budget.forget,
     wake: (taskId) => (ref.host as AgentWorker).promote(taskId),
     isLive: async (taskId) => {
       const job = await (ref.host as AgentWorker).queue.getJob(taskId);

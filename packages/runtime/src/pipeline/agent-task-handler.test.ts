@@ -61,6 +61,7 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number } = {}) {
     hooks: [budget, ...(opts.hooks ?? [])],
     audit: { append: async (e) => void audit.push(e) },
     costOf: budget.costOf,
+    forgetCost: budget.forget,
     wake: (id) => (worker as AgentWorker).promote(id),
     isLive: async (id) => {
       const job = await client.queue.getJob(id);
@@ -119,7 +120,7 @@ describe("agent task handler", () => {
         return approvals.get(String(previousSuspension.data?.approvalId)) ? { type: "allow" } : { type: "suspend", reason: "still pending", data: previousSuspension.data };
       },
     };
-    const { client, worker, ran } = setup({ hooks: [gate], concurrency: 1 });
+    const { client, worker, ran, ledger } = setup({ hooks: [gate], concurrency: 1 });
     await worker.start();
     const { taskId } = await client.submit({ prompt: "delete db-7 in staging" }, { tenant: "acme" });
     await expect.poll(async () => (await client.status(taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
@@ -131,6 +132,8 @@ describe("agent task handler", () => {
     const result = await client.wait(taskId, { timeoutMs: 15_000 });
     expect(ran).toEqual([{ tool: "delete_resource", input: { resource: "db-7", env: "staging" } }]);
     expect(result.text.length).toBeGreaterThan(0);
+    // The cost of the attempt before the pause is part of the result.
+    expect(result.costMicroUsd).toBe((await ledger.getStats("tenant:acme")).used.costMicroUsd);
   });
 
   it("runs a session's tasks one at a time in submit order", async () => {

@@ -25,6 +25,8 @@ interface Checkpoint {
   historyLength: number;
   lease?: SessionLease;
   agent?: AgentState;
+  /** Cost charged by earlier attempts, so a resumed task reports its whole cost. */
+  costMicroUsd?: number;
 }
 
 /** Options for {@link createAgentTaskHandler}. */
@@ -55,8 +57,10 @@ export interface AgentTaskHandlerOptions {
   wake?: (taskId: string) => Promise<unknown>;
   /** Is this task id still queued or running? Used to skip a session's dead head. */
   isLive?: (taskId: string) => Promise<boolean>;
-  /** Real cost of the task so far (from the budget hooks), for the result. */
+  /** Cost charged for the task by this process in this attempt (from the budget hooks). */
   costOf?: (taskId: string) => number;
+  /** Called when an attempt ends, to drop per-task state kept by `costOf`. */
+  forgetCost?: (taskId: string) => void;
   /** Current trace id, for audit entries. @defaultValue the active OpenTelemetry span's */
   traceId?: () => string | undefined;
   _internal?: { clock?: Clock };
@@ -93,6 +97,8 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     const audit = (type: "request" | "response" | "failure" | "decision", data: Record<string, unknown>) =>
       options.audit?.append({ taskId: run.taskId, tenant: run.tenant, userId: run.userId, sessionId: run.sessionId, type, ...(traceId ? { traceId } : {}), data });
     let checkpoint = readCheckpoint(ex.checkpoint);
+    const priorCost = checkpoint?.costMicroUsd ?? 0;
+    const costSoFar = () => priorCost + (options.costOf?.(ex.taskId) ?? 0);
 
     if (checkpoint === undefined && (await once(`request:${ex.taskId}`))) {
       await audit("request", { prompt: p.prompt, model: p.model, submittedAt: p.submittedAt });
@@ -139,7 +145,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
           return { type: "allow" };
         },
         async onCheckpoint(state) {
-          await ex.saveCheckpoint({ ...base, agent: state });
+          await ex.saveCheckpoint({ ...base, agent: state, costMicroUsd: costSoFar() });
         },
       };
 
@@ -163,7 +169,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         const approvalIds = result.suspensions.map((s) => String(s.data?.approvalId ?? "")).filter(Boolean);
         const expiries = result.suspensions.map((s) => Number(s.data?.expiresAt)).filter((n) => Number.isFinite(n) && n > 0);
         const until = expiries.length > 0 ? Math.min(...expiries) + 1_000 : clock.now() + (options.approvalWaitMs ?? 24 * 3600_000);
-        await ex.saveCheckpoint({ ...base, agent: result.state });
+        await ex.saveCheckpoint({ ...base, agent: result.state, costMicroUsd: costSoFar() });
         // Keep the session's turn while waiting: later tasks of the session must not overtake.
         renewal?.stop();
         if (lease && options.turns) await options.turns.renew(lease, Math.max(until - clock.now(), 0) + 5 * 60_000);
@@ -179,7 +185,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         text: result.text,
         steps: result.steps,
         usage: result.usage,
-        costMicroUsd: options.costOf?.(ex.taskId) ?? 0,
+        costMicroUsd: costSoFar(),
         model,
         finishedAt: clock.now(),
       };
@@ -202,6 +208,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       throw err;
     } finally {
       renewal?.stop();
+      options.forgetCost?.(ex.taskId);
     }
   };
 }

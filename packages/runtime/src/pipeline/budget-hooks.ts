@@ -47,7 +47,12 @@ export function defaultScopes(run: RunContext): BudgetScope[] {
  * `BUDGET_EXCEEDED` stops the run before any provider call; `BUDGET_CONTENDED` (only other
  * tasks' in-flight reservations are in the way) is retryable.
  */
-export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & { costOf(taskId: string): number } {
+export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
+  /** Cost charged for a task by this process since the last {@link forget}. */
+  costOf(taskId: string): number;
+  /** Drops a task's running total (call when an attempt ends). */
+  forget(taskId: string): void;
+} {
   const { ledger, pricing } = options;
   const scopesFor = options.scopesFor ?? defaultScopes;
   const floor = options.minOutputTokens ?? 256;
@@ -59,6 +64,7 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & { c
 
   return {
     costOf: (taskId) => spent.get(taskId) ?? 0,
+    forget: (taskId) => void spent.delete(taskId),
 
     async beforeModelCall({ run, step, request }) {
       const model = request.model ?? options.defaultModel;
