@@ -110,6 +110,8 @@ export class AgentWorker {
   private readonly options: AgentWorkerOptions;
   private readonly redis: Redis;
   private readonly subscriber: Redis;
+  /** The BullMQ worker's connection: BullMQ does not close a connection it was given. */
+  private readonly workerConnection: Redis;
   private readonly active = new Map<string, { controller: AbortController; lastProgressAt: number }>();
   private readonly clock: Clock;
   private shuttingDown = false;
@@ -127,8 +129,9 @@ export class AgentWorker {
     this.queue = new Queue(this.queueName, { connection: this.redis, prefix: this.prefix });
     this.queue.on("error", () => undefined);
     const lockDuration = options.lockDurationMs ?? 10_000;
+    this.workerConnection = createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker-bullmq" });
     this.worker = new Worker(this.queueName, (job, token, signal) => this.process(job, token, signal), {
-      connection: createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker-bullmq" }),
+      connection: this.workerConnection,
       prefix: this.prefix,
       concurrency: options.concurrency ?? 4,
       lockDuration,
@@ -172,6 +175,7 @@ export class AgentWorker {
       clearTimeout(timer);
       await this.queue.close();
       await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+      await this.workerConnection.quit().catch(() => this.workerConnection.disconnect());
       await this.redis.quit().catch(() => this.redis.disconnect());
     })();
     return this.closed;
