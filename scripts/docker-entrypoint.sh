@@ -6,9 +6,10 @@
 #   anything else     run as a command (e.g. `sh`)
 # `exec` makes node PID 1's direct replacement, so SIGTERM reaches its graceful shutdown.
 set -e
-cd /app
+# AGENTRY_HOME: where the image tree is (/app); scripts/image-smoke.sh points it at its own tree.
+cd "${AGENTRY_HOME:-/app}"
 case "${1:-worker}" in
-  worker) shift || true; exec node apps/worker/dist/main.js "$@" ;;
+  worker) if [ "$#" -gt 0 ]; then shift; fi; exec node apps/worker/dist/main.js "$@" ;;
   producer) shift; exec node apps/producer/dist/main.js "$@" ;;
   agentry | admin) shift; exec node apps/admin/dist/cli.js "$@" ;;
   *) exec "$@" ;;

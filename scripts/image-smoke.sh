@@ -6,8 +6,8 @@
 #
 #   scripts/image-smoke.sh [--skip-build]
 #
-# What it cannot check: the base image, the non-root user, file ownership and the entrypoint
-# running under Docker (no Docker engine needed here, none used).
+# What it cannot check: the base image, the non-root user, file ownership, and the Docker
+# build itself (no Docker engine needed here, none used).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$(mktemp -d "${TMPDIR:-/tmp}/agentry-image-XXXXXX")
@@ -27,4 +27,6 @@ for dev in typescript tsx vitest vite eslint esbuild turbo prettier; do
 done
 node "$repo/scripts/image-tree.mjs" runtime "$repo" "$out"
 echo "image-smoke: runtime tree $(du -sh "$out" | cut -f1) at $out" >&2
+# The image's entrypoint selects the app: the CLI answers through it.
+AGENTRY_HOME="$out" NODE_OPTIONS="" sh "$repo/scripts/docker-entrypoint.sh" agentry --help >/dev/null
 node "$repo/scripts/smoke-dist.mjs" --skip-build --root "$out"
