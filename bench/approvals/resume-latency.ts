@@ -1,8 +1,8 @@
 /**
  * Approval resume latency: how long from a signed approval being recorded to the approved tool
  * starting, with about 1,000 approvals pending. N tasks are parked awaiting approval (each a
- * `delete_resource` in staging under the reference policy), then M of them are approved one at
- * a time; for each we time
+ * `delete_resource` in staging under the reference policy), plus M more that are approved one
+ * at a time (so at least N stay pending throughout); for each approval we time
  *   - decide:          the `ApprovalStore.decide` call (signature check + Lua script + publish),
  *   - return → tool:   from `decide` returning to the tool handler starting,
  *   - approve → tool:  from calling `decide` to the tool handler starting (what an approver waits).
@@ -39,7 +39,9 @@ const { values: args } = parseArgs({
   },
 });
 const PENDING = Number(args.pending);
-const APPROVE = Math.min(Number(args.approve), PENDING);
+const APPROVE = Number(args.approve);
+/** Parked in all: the approved ones on top of the N that stay pending throughout. */
+const TOTAL = PENDING + APPROVE;
 const WORKERS = Number(args.workers);
 const CONCURRENCY = Number(args.concurrency);
 
@@ -98,21 +100,21 @@ async function main(): Promise<void> {
   const client = new AgentryClient({ url: server.url, prefix, sessionOrder: new RedisSessionTurns({ redis: conn, prefix }) });
   const store = new ApprovalStore({ redis: createRedis({ url: server.url }), prefix, approverKeys: approvers.keys });
 
-  // 1. Park N tasks awaiting approval.
+  // 1. Park N + M tasks awaiting approval.
   const parkStart = performance.now();
   const taskIds: string[] = [];
-  for (let i = 0; i < PENDING; i += 50) {
+  for (let i = 0; i < TOTAL; i += 50) {
     const batch = await Promise.all(
-      Array.from({ length: Math.min(50, PENDING - i) }, (_, j) =>
+      Array.from({ length: Math.min(50, TOTAL - i) }, (_, j) =>
         client.submit({ prompt: `delete res-${i + j} in staging`, sessionId: `bench-${i + j}`, userId: "ops" }, { tenant: "acme" }),
       ),
     );
     taskIds.push(...batch.map((b) => b.taskId));
   }
   const pendingCount = () => conn.zcard(`${prefix}:approvals:pending`);
-  await until(async () => (await pendingCount()) === PENDING && (await client.queue.getJobCounts("delayed")).delayed === PENDING, `${PENDING} parked tasks`);
+  await until(async () => (await pendingCount()) === TOTAL && (await client.queue.getJobCounts("delayed")).delayed === TOTAL, `${TOTAL} parked tasks`);
   const parkMs = performance.now() - parkStart;
-  const approvalOf = new Map((await store.list({ status: "pending", limit: PENDING + 10 })).map((r) => [r.taskId, r.id]));
+  const approvalOf = new Map((await store.list({ status: "pending", limit: TOTAL + 10 })).map((r) => [r.taskId, r.id]));
 
   // 2. Approve M of them one at a time, each after the previous tool started.
   const chosen = taskIds.slice(0, APPROVE);
@@ -150,7 +152,7 @@ async function main(): Promise<void> {
   console.log(row("decide", decideMs));
   console.log(row("return → tool", returnToTool));
   console.log(row("approve → tool", approveToTool));
-  console.log(`\nparked ${PENDING} tasks in ${(parkMs / 1000).toFixed(1)} s; tools run: ${APPROVE + ranTwice} for ${APPROVE} approvals; redis: ${server.kind}`);
+  console.log(`\nparked ${TOTAL} tasks in ${(parkMs / 1000).toFixed(1)} s; tools run: ${APPROVE + ranTwice} for ${APPROVE} approvals; redis: ${server.kind}`);
   console.log(`command: node --conditions=@agentry/source --import tsx bench/approvals/resume-latency.ts --pending ${PENDING} --approve ${APPROVE} --workers ${WORKERS} --concurrency ${CONCURRENCY}`);
 
   await Promise.all(workers.map((w) => w.close()));
