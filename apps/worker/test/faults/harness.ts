@@ -192,7 +192,12 @@ export async function startProducerProcess(env: Record<string, string>, timeoutM
   child.stderr?.on("data", (b: Buffer) => (out += b.toString()));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const deadline = Date.now() + timeoutMs;
-  while (!out.includes("producer listening")) {
+  const answers = () =>
+    fetch(`http://127.0.0.1:${port}/healthz`).then(
+      () => true,
+      () => false,
+    );
+  while (!(await answers())) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(`producer did not start:\n${out}`);
