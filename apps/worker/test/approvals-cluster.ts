@@ -29,7 +29,7 @@ export interface ApprovalCluster {
   workers: WorkerProcess[];
   client: AgentryClient;
   conn: Redis;
-  /** A store holding the approvers' keys, so it refuses decisions that do not verify. */
+  /** A store holding the approvers' keys (it refuses decisions that do not verify) and auditing, as the CLI's. */
   store: ApprovalStore;
   audit: AuditLog;
   /** Starts one more worker process on the same prefix and waits until it runs. */
@@ -85,8 +85,8 @@ export async function startApprovalCluster(
   await Promise.all(Array.from({ length: options.workers ?? 2 }, (_, i) => startWorker(`w${i + 1}`)));
   const conn = redis.client();
   const client = new AgentryClient({ url: redis.url, prefix, sessionOrder: new RedisSessionTurns({ redis: conn, prefix }) });
-  const store = new ApprovalStore({ redis: conn, prefix, approverKeys: approvers.keys });
   const audit = new AuditLog({ redis: conn, prefix });
+  const store = new ApprovalStore({ redis: conn, prefix, approverKeys: approvers.keys, audit });
   let n = 0;
   return {
     prefix,

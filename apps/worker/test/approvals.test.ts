@@ -182,14 +182,24 @@ describe("approvals across worker processes", () => {
     // Tampered: alice's valid signature with the outcome flipped.
     const rejectSigned = c.approvers.sign("alice", id1, "reject", { decidedAt: now });
     expect(await c.store.tryDecide({ ...rejectSigned, outcome: "approve" })).toEqual({ type: "bad-signature", approver: "alice" });
-    // Unauthorised: mallory signs with her own key but is not enrolled. A store with the keys
-    // refuses the signature; the script refuses her even when the store checks no signature.
+    // Unauthorised: mallory signs with her own key but is not enrolled; the script refuses her
+    // even when the store checks no signature.
     const mallory = createTestApprovers(["mallory"]);
     const malloryDecision = mallory.sign("mallory", id1, "approve");
-    expect(await c.store.tryDecide(malloryDecision)).toEqual({ type: "bad-signature", approver: "mallory" });
+    expect(await c.store.tryDecide(malloryDecision)).toEqual({ type: "not-approver", approver: "mallory" });
     const unchecked = new ApprovalStore({ redis: c.conn, prefix: c.prefix });
     expect(await unchecked.tryDecide(malloryDecision)).toEqual({ type: "not-approver", approver: "mallory" });
     await expect(c.store.decide(malloryDecision)).rejects.toMatchObject({ code: "APPROVAL_INVALID" });
+
+    // Every refusal by the auditing store is in the audit log.
+    const refusals = (await c.audit.tail(200))
+      .filter((e) => e.type === "approval_refused" && e.data.approvalId === id1)
+      .map((e) => (e.type === "approval_refused" ? [e.data.approver, e.data.reason] : []));
+    expect(refusals).toEqual([
+      ...Array.from({ length: 5 }, () => ["alice", "the signature does not verify"]),
+      ["mallory", "not an approver of this approval"],
+      ["mallory", "not an approver of this approval"],
+    ]);
 
     // Nothing was recorded; the task still waits.
     const still = await record(id1);
