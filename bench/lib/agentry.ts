@@ -141,7 +141,7 @@ export function benchApprovers() {
 }
 
 /** A producer client as apps/producer wires it: session order registered at submit, producer spans. */
-export function benchClient(url: string, prefix: string): { client: AgentryClient; redis: RedisClient } {
+export async function benchClient(url: string, prefix: string): Promise<{ client: AgentryClient; redis: RedisClient }> {
   const redis = createRedis({ url });
   const client = new AgentryClient({
     url,
@@ -149,6 +149,8 @@ export function benchClient(url: string, prefix: string): { client: AgentryClien
     sessionOrder: new RedisSessionTurns({ redis, prefix }),
     telemetry: createBullMQTelemetry(),
   });
+  // Ready before the first burst of submits (each would otherwise wait on its own listener).
+  await client.queue.waitUntilReady();
   return { client, redis };
 }
 

@@ -130,7 +130,7 @@ async function main(): Promise<void> {
   const server = await obtainTestRedis();
   const prefix = freshPrefix("memory");
   const telemetry = startTelemetry({ serviceName: "agentry-bench-producer" });
-  const { client, redis } = benchClient(server.url, prefix);
+  const { client, redis } = await benchClient(server.url, prefix);
   const admin = createRedis({ url: server.url });
   const auditKey = new AuditLog({ redis: admin, prefix }).streamKey;
   const child = new ChildWorker(server.url, prefix, CONCURRENCY);

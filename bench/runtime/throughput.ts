@@ -26,14 +26,14 @@ const args = flags({ tasks: "2000", concurrency: "16,50" });
 const TASKS = Number(args.tasks);
 const CONCURRENCIES = args.concurrency.split(",").map(Number);
 
-async function bare(url: string, concurrency: number): Promise<number> {
+async function bare(url: string, concurrency: number, count = TASKS): Promise<number> {
   const prefix = freshPrefix("bare");
   const queueConn = createRedis({ url, role: "producer" });
   const queue = new bullmq.Queue("tasks", { connection: queueConn, prefix });
   const opts = jobOptionsFor("agent.run");
-  for (let i = 0; i < TASKS; i += 500) {
+  for (let i = 0; i < count; i += 500) {
     await queue.addBulk(
-      Array.from({ length: Math.min(500, TASKS - i) }, (_, j) => ({
+      Array.from({ length: Math.min(500, count - i) }, (_, j) => ({
         name: "agent.run",
         data: { payload: { prompt: weatherPrompt(i + j), tenant: "acme", userId: `u-${(i + j) % 50}`, sessionId: `s-${i + j}`, submittedAt: Date.now() }, parkCount: 0 },
         opts: { attempts: opts.attempts, removeOnComplete: opts.removeOnComplete, removeOnFail: opts.removeOnFail },
@@ -51,7 +51,7 @@ async function bare(url: string, concurrency: number): Promise<number> {
     autorun: false,
   });
   worker.on("completed", () => {
-    if (++done === TASKS) finish();
+    if (++done === count) finish();
   });
   worker.on("failed", (_job, err) => console.error(`bare job failed: ${err.message}`));
   const t0 = performance.now();
@@ -63,17 +63,17 @@ async function bare(url: string, concurrency: number): Promise<number> {
   await queue.close();
   await dropPrefix(queueConn, prefix);
   await queueConn.quit();
-  return TASKS / seconds;
+  return count / seconds;
 }
 
-async function full(url: string, concurrency: number): Promise<{ perSecond: number; failed: number; sample: unknown }> {
+async function full(url: string, concurrency: number, count = TASKS): Promise<{ perSecond: number; failed: number; sample: unknown }> {
   const prefix = freshPrefix("full");
-  const { client, redis } = benchClient(url, prefix);
+  const { client, redis } = await benchClient(url, prefix);
   const { built, completions } = await startFullWorker({ url, prefix, concurrency, start: false });
-  const ids = await submitTasks(client, TASKS, weatherPrompt);
+  const ids = await submitTasks(client, count, weatherPrompt);
   const t0 = performance.now();
   await built.start();
-  await completions.waitFor(TASKS);
+  await completions.waitFor(count);
   const seconds = (performance.now() - t0) / 1000;
   // What one task did: steps and cost of the last one (it must have used the tool).
   const status = await client.status(ids[ids.length - 1] as string);
@@ -81,7 +81,7 @@ async function full(url: string, concurrency: number): Promise<{ perSecond: numb
   await client.close();
   await dropPrefix(redis, prefix);
   await redis.quit();
-  return { perSecond: TASKS / seconds, failed: completions.failed, sample: { state: status.state, steps: status.result?.steps, costMicroUsd: status.result?.costMicroUsd } };
+  return { perSecond: count / seconds, failed: completions.failed, sample: { state: status.state, steps: status.result?.steps, costMicroUsd: status.result?.costMicroUsd } };
 }
 
 async function main(): Promise<void> {
@@ -90,6 +90,9 @@ async function main(): Promise<void> {
   const rows: (string | number)[][] = [];
   const figures: Figure[] = [];
   try {
+    // Warm-up (JIT, connections, Lua script loads), not measured.
+    await bare(server.url, CONCURRENCIES[0] ?? 16, Math.min(300, TASKS));
+    await full(server.url, CONCURRENCIES[0] ?? 16, Math.min(300, TASKS));
     for (const c of CONCURRENCIES) {
       const bareRate = await bare(server.url, c);
       const f = await full(server.url, c);

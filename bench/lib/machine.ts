@@ -1,0 +1,49 @@
+/** Facts about the machine a benchmark ran on, recorded next to the figures. */
+import { execFileSync } from "node:child_process";
+import os from "node:os";
+import type { createRedis } from "../../packages/core/src/index.js";
+import { bullmqVersion } from "./bullmq.js";
+
+/** What docs/benchmarks.md records about the run's machine. */
+export interface MachineFacts {
+  date: string;
+  cpus: number;
+  cpuModel: string;
+  memoryGb: number;
+  freeMemoryGb: number;
+  loadAverage: [number, number, number];
+  platform: string;
+  node: string;
+  redis: string;
+  bullmq: string;
+  commit: string;
+}
+
+function git(args: string[]): string {
+  try {
+    return execFileSync("git", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "";
+  }
+}
+
+/** Reads the facts now (the load average is the one at this moment). */
+export async function machineFacts(redis: ReturnType<typeof createRedis>): Promise<MachineFacts> {
+  const info = await redis.info("server");
+  const dirty = git(["status", "--porcelain", "--untracked-files=no"]) !== "";
+  const [l1, l5, l15] = os.loadavg() as [number, number, number];
+  const r = (n: number) => Math.round(n * 100) / 100;
+  return {
+    date: new Date().toISOString(),
+    cpus: os.availableParallelism(),
+    cpuModel: os.cpus()[0]?.model.trim() ?? "?",
+    memoryGb: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
+    freeMemoryGb: Math.round((os.freemem() / 1024 ** 3) * 10) / 10,
+    loadAverage: [r(l1), r(l5), r(l15)],
+    platform: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    redis: `${/redis_version:(\S+)/.exec(info)?.[1] ?? "?"} (${/redis_mode:(\S+)/.exec(info)?.[1] ?? "?"})`,
+    bullmq: bullmqVersion,
+    commit: `${git(["rev-parse", "--short", "HEAD"]) || "?"}${dirty ? " (with uncommitted changes)" : ""}`,
+  };
+}
