@@ -71,6 +71,7 @@ describe("approvals across worker processes", () => {
     for (const t of ["request", "policy_verdict", "approval_requested", "approval_decided", "action", "response"]) expect(types).toContain(t);
     expect(types.indexOf("approval_requested")).toBeLessThan(types.indexOf("approval_decided"));
     expect(types.indexOf("approval_decided")).toBeLessThan(types.indexOf("action"));
+    expect(types.filter((t) => t === "approval_decided")).toHaveLength(1);
     const decidedEntry = entries.find((e) => e.type === "approval_decided");
     expect(decidedEntry?.data).toMatchObject({ approvalId: idA, status: "approved", decisions: [{ approver: "alice", outcome: "approve" }] });
     const actions = entries.filter((e) => e.type === "action");

@@ -44,9 +44,10 @@ export interface ApprovalStoreOptions {
    */
   subscriber?: () => Redis;
   /**
-   * When given, `tryDecide`/`decide` audit every accepted vote (`approval_vote`), resolution
-   * (`approval_decided`) and refusal (`approval_refused`), and `expire` audits `approval_expired`,
-   * with `actor: "approver:<name>"`. The decision is recorded first; if the audit append then
+   * When given, `tryDecide`/`decide` audit every accepted vote (`approval_vote`) and refusal
+   * (`approval_refused`), with `actor: "approver:<name>"`. Resolutions and expiries are audited
+   * once, by the task that applies them (`approval_decided`, `approval_expired` from the
+   * governance hooks), after it verified the signatures again. The decision is recorded first; if the audit append then
    * fails, the call throws `AUDIT_FAILED` (the decision stands).
    */
   audit?: AuditLog;
@@ -213,10 +214,8 @@ export class ApprovalStore {
           quorum: r.quorum,
         },
       });
-      if (result.type === "decided") {
-        const decisions = r.decisions.map(({ approver, outcome, reason, decidedAt }) => ({ approver, outcome, reason, decidedAt }));
-        await audit.append({ ...ctx, type: "approval_decided", data: { approvalId, status: result.status, decisions } });
-      }
+      // The resolution itself (approval_decided) is audited once, by the task that applies it,
+      // after it has verified every signature again (governance hooks).
       return;
     }
     const reasons: Record<Exclude<DecideResult["type"], "decided" | "recorded">, string> = {
@@ -311,15 +310,9 @@ export class ApprovalStore {
       string?,
     ];
     switch (reply[0]) {
-      case "expired": {
-        const r = await this.get(id);
-        await this.audit?.append({
-          type: "approval_expired",
-          ...(r ? { taskId: r.taskId, tenant: r.action.tenant, userId: r.action.userId, sessionId: r.action.sessionId } : {}),
-          data: { approvalId: id, ...(r ? { expiresAt: r.expiresAt } : {}) },
-        });
+      case "expired":
+        // Audited once, as approval_expired, by the task when it resumes (governance hooks).
         return { type: "expired" };
-      }
       case "not-due":
         return { type: "not-due", expiresAt: Number(reply[1]) };
       case "not-pending":
