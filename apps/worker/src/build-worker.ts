@@ -59,7 +59,7 @@ export interface BuildWorkerOptions {
   logger: Logger;
   /** Replaces the model chosen from the environment. */
   model?: LanguageModel;
-  /** How often to reconcile approvals and reap expired budget leases. @defaultValue 5_000 */
+  /** How often to reconcile approvals and reap expired budget leases. @defaultValue `AGENTRY_RECONCILE_INTERVAL_MS` (5_000) */
   reconcileEveryMs?: number;
   notifier?: Notifier;
   /** bullmq-otel instance, so task traces continue from the producer. */
@@ -212,7 +212,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       await reconcile().catch((err: unknown) => logger.warn({ err }, "reconcile failed"));
       timer = setInterval(() => {
         void reconcile().catch((err: unknown) => logger.warn({ err }, "reconcile failed"));
-      }, options.reconcileEveryMs ?? 5_000);
+      }, Math.max(100, options.reconcileEveryMs ?? config.AGENTRY_RECONCILE_INTERVAL_MS));
       timer.unref();
     },
     async close() {

@@ -12,6 +12,8 @@ export const workerEnvSchema = z.object({
   AGENTRY_SHUTDOWN_GRACE_MS: num(10_000),
   AGENTRY_LOCK_DURATION_MS: num(10_000),
   AGENTRY_STALLED_INTERVAL_MS: num(5_000),
+  /** How often a worker promotes decided or expired approvals whose event it missed, and reaps dead budget leases. */
+  AGENTRY_RECONCILE_INTERVAL_MS: num(5_000),
   /** Budget reservation lease: a dead worker's reservation is settled at its reserved amount after it. */
   AGENTRY_BUDGET_LEASE_MS: num(120_000),
   /** Webhook for approval notifications (POST JSON). */
