@@ -1,0 +1,91 @@
+/** Renders docs/benchmarks.md from one run's figures. */
+import type { MachineFacts } from "./machine.js";
+import type { Figure } from "./result.js";
+
+/** One benchmark as it ran. */
+export interface BenchRun {
+  name: string;
+  title: string;
+  /** What it measures and how, for the doc. */
+  about: string;
+  /** Exact command, run from the repository root with REDIS_URL set to the run's Redis. */
+  command: string;
+  status: "ok" | "failed" | "missing";
+  seconds: number;
+  figures: Figure[];
+  /** The script's printed tables (stdout without the result line). */
+  output: string;
+  note?: string;
+}
+
+const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
+const value = (f: Figure) => `${typeof f.value === "number" ? f.value.toLocaleString("en") : f.value}${f.unit ? ` ${f.unit}` : ""}`;
+
+/** The whole document. */
+export function renderReport(options: {
+  facts: MachineFacts;
+  loadAtEnd: [number, number, number];
+  runs: BenchRun[];
+  runCommand: string;
+  redisKind: string;
+  totalSeconds: number;
+  headline: string[];
+}): string {
+  const { facts, runs } = options;
+  const out: string[] = [];
+  out.push("# Agentry benchmarks", "");
+  out.push(
+    `Figures of one run of \`${options.runCommand}\` (bench/run.ts), ${facts.date.slice(0, 16).replace("T", " ")} UTC, ` +
+      `commit ${facts.commit}, ${Math.round(options.totalSeconds / 60)} minutes in all. Every figure below lists the exact ` +
+      `command that made it; run from the repository root with \`REDIS_URL\` set to the run's Redis (${options.redisKind}), ` +
+      "each prints the same tables on its own.",
+    "",
+  );
+  out.push(
+    "**How to read these figures.** The machine is shared and was busy (see the load average), so absolute rates move " +
+      "from run to run by tens of percent. Compare the *ratios measured within one run* (full task ÷ bare BullMQ job; " +
+      "approvals waiting ÷ none waiting): both sides of a ratio ran minutes apart on the same Redis, the same process " +
+      "layout and the same load. Benchmarks are not part of `pnpm test`; no test asserts a speed.",
+    "",
+  );
+  out.push("## Machine", "");
+  out.push("| | |", "|---|---|");
+  out.push(`| CPUs (nproc) | ${facts.cpus} × ${cell(facts.cpuModel)} |`);
+  out.push(`| memory | ${facts.memoryGb} GB (${facts.freeMemoryGb} GB free at start) |`);
+  out.push(`| load average at start (1, 5, 15 min) | ${facts.loadAverage.join(", ")} |`);
+  out.push(`| load average at end | ${options.loadAtEnd.join(", ")} |`);
+  out.push(`| OS | ${facts.platform} |`);
+  out.push(`| Node.js | ${facts.node} |`);
+  out.push(`| Redis | ${facts.redis}, ${options.redisKind}, no persistence |`);
+  out.push(`| BullMQ | ${facts.bullmq} |`, "");
+
+  out.push("## Summary", "");
+  out.push("| figure | value | made by |", "|---|---|---|");
+  for (const run of runs) {
+    for (const f of run.figures) {
+      if (!options.headline.some((h) => f.label.startsWith(h))) continue;
+      out.push(`| ${cell(f.label)} | **${cell(value(f))}** | \`${cell(run.command)}\` |`);
+    }
+    if (run.status !== "ok") out.push(`| ${cell(run.title)} | ${run.status === "missing" ? "not run: script missing" : "FAILED"} | \`${cell(run.command)}\` |`);
+  }
+  out.push("");
+
+  for (const run of runs) {
+    out.push(`## ${run.title}`, "");
+    out.push(run.about, "");
+    out.push(`Command (${Math.round(run.seconds)} s):`, "", "```sh", run.command, "```", "");
+    if (run.note) out.push(run.note, "");
+    if (run.status === "missing") {
+      out.push("Not run: the script was not there when this run started.", "");
+      continue;
+    }
+    if (run.status === "failed") out.push("**This benchmark failed in this run**; its output is below.", "");
+    if (run.figures.length > 0) {
+      out.push("| figure | value | notes |", "|---|---|---|");
+      for (const f of run.figures) out.push(`| ${cell(f.label)} | ${cell(value(f))} | ${cell(f.note ?? "")} |`);
+      out.push("");
+    }
+    if (run.output.trim()) out.push("<details><summary>printed output</summary>", "", "```text", run.output.trim(), "```", "", "</details>", "");
+  }
+  return `${out.join("\n")}\n`;
+}

@@ -1,0 +1,267 @@
+/**
+ * Runs every Agentry benchmark in sequence against one private redis-server (or REDIS_URL when
+ * set), prints each table as it goes and, after a full run, rewrites docs/benchmarks.md with the
+ * figures, the date, the machine facts and, for each figure, the exact command that made it.
+ *
+ *   pnpm bench                      # everything, full sizes (~15-25 min); rewrites docs/benchmarks.md
+ *   pnpm bench --quick              # small sizes, a smoke run well under a minute; writes nothing
+ *   pnpm bench --only throughput    # one benchmark (comma-separated names allowed); writes nothing
+ *   pnpm bench --quick --out FILE   # write the report to FILE instead
+ *
+ * Names: throughput, approvals-pending, approval-resume, memory, budget, audit, vector-search.
+ * Each benchmark is a script run as a child process (`node --conditions=@agentry/source --import
+ * tsx <script>`) with REDIS_URL pointing at the run's Redis; with a private server the runner
+ * flushes it between benchmarks (never a REDIS_URL it was given).
+ */
+import { spawn } from "node:child_process";
+import { existsSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRedis } from "../packages/core/src/index.js";
+import { startRedisServer, redisAnswers, type TestRedisServer } from "../packages/testkit/src/index.js";
+import { machineFacts } from "./lib/machine.js";
+import { parseApprovalResume, parseAudit, parseBudget, parseVector } from "./lib/parsers.js";
+import { renderReport, type BenchRun } from "./lib/report.js";
+import { commandLine, parseResult, RESULT_MARKER, type Figure } from "./lib/result.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+interface Benchmark {
+  name: string;
+  title: string;
+  about: string;
+  script: string;
+  args: { full: string[]; quick: string[] };
+  nodeFlags?: string[];
+  /** Figures from printed output, for scripts without a BENCH_RESULT line. */
+  parse?: (stdout: string) => Figure[];
+  note?: string;
+}
+
+const BENCHMARKS: Benchmark[] = [
+  {
+    name: "throughput",
+    title: "Full agent tasks against bare BullMQ jobs",
+    about:
+      "Tasks/s of full agent tasks against no-op BullMQ jobs, same run, same Redis, same concurrency and job count, as a ratio. " +
+      "A full task is the reference worker (`buildWorker`) in-process with ScriptedModel at zero latency answering a weather prompt: " +
+      "two model calls and one `get_weather` tool call, with the budget hooks and ledger (reserve and settle per call), governance " +
+      "(default policy, audit log), session store and turns, tracing (`startTelemetry` in-process, no exporter, bullmq-otel spans), " +
+      "metrics hooks, and the logger at `info` writing nowhere. Every task has its own session. The bare side is a BullMQ `Queue` + " +
+      "`Worker` whose processor returns at once, with the catalog's job options. Both enqueue every job first, then time from starting " +
+      "the worker to the last `completed` event; one warm-up round of each is not counted. The ratio is the cost of the runtime per " +
+      "task over the queue alone, not a provider-bound production rate (a real model call takes seconds).",
+    script: "bench/runtime/throughput.ts",
+    args: { full: ["--tasks", "2000", "--concurrency", "16,50"], quick: ["--tasks", "300", "--concurrency", "16,50"] },
+  },
+  {
+    name: "approvals-pending",
+    title: "Throughput while 1,000 tasks wait for approval",
+    about:
+      "Weather tasks/s on a fresh worker (concurrency 50) with nothing waiting (A1), after parking 1,000 `delete_resource` tasks in " +
+      "staging that the default policy sends for approval (B: delayed jobs with pending approvals, 1 h expiry, the periodic reconcile " +
+      "running), and with nothing waiting again (A2). The ratio is B ÷ mean(A1, A2); A1 and A2 show the drift of the machine.",
+    script: "bench/runtime/approvals-pending.ts",
+    args: { full: ["--pending", "1000", "--tasks", "2000", "--concurrency", "50"], quick: ["--pending", "100", "--tasks", "300", "--concurrency", "50"] },
+  },
+  {
+    name: "approval-resume",
+    title: "Approval resume latency with 1,000 pending",
+    about:
+      "From a signed approval being recorded (`ApprovalStore.decide`) to the approved tool starting on a worker, with about 1,000 " +
+      "approvals pending; approvals made one at a time. Two in-process reference workers, ScriptedModel. The path: pub/sub event → " +
+      "promote → a worker takes the job → checkpoint restored → session turn → signature re-verified → audit append → tool.",
+    script: "bench/approvals/resume-latency.ts",
+    args: { full: ["--pending", "1000", "--approve", "200"], quick: ["--pending", "100", "--approve", "20"] },
+    parse: parseApprovalResume,
+  },
+  {
+    name: "memory",
+    title: "Worker memory from 10k to 50k tasks",
+    about:
+      "RSS of one worker process (its own child, `--expose-gc`, concurrency 100, reference wiring, ScriptedModel weather tasks) idle, " +
+      "after 10k and after 50k completed tasks, GC forced twice before each sample, the queue drained at each mark; and Redis " +
+      "`used_memory` at the same marks. Completed jobs are trimmed by the catalog (10,000 kept), so the job hashes plateau; what " +
+      "keeps growing in Redis is listed by key family (session history with a 7-day TTL, audit entries kept for good, budget " +
+      "reservation markers kept 7 days, tool journals). ScriptedModel's request log is cleared after each call so the model's test " +
+      "bookkeeping is not counted as worker memory.",
+    script: "bench/runtime/memory.ts",
+    args: { full: ["--first", "10000", "--last", "50000", "--concurrency", "100"], quick: ["--first", "1000", "--last", "5000", "--concurrency", "100"] },
+  },
+  {
+    name: "budget",
+    title: "Budget ledger: reserve+settle pairs/s and overshoot",
+    about:
+      "Reserve+settle pairs per second on the budget ledger, each reservation covering four scopes (global, tenant, user, session), " +
+      "from one process at concurrency 1, 16 and 64 and from 4 processes; then 4 processes × 64 loops hammer a small budget until it " +
+      "is spent and the overshoot past any limit is summed (must be 0).",
+    script: "bench/budget/reserve-settle.ts",
+    args: { full: ["--seconds", "5"], quick: ["--seconds", "1"] },
+    parse: parseBudget,
+  },
+  {
+    name: "audit",
+    title: "Audit log appends/s",
+    about:
+      "Hash-chained appends per second into one shared audit chain (SHA-256, compare-and-append Lua), from one process and from 4 " +
+      "processes, then the whole chain verified.",
+    script: "bench/governance/audit-append.ts",
+    args: { full: ["--seconds", "5"], quick: ["--seconds", "1"] },
+    parse: parseAudit,
+  },
+  {
+    name: "vector-search",
+    title: "Vector memory search at 10k and 100k items",
+    about:
+      "RedisVectorMemory insert rate and top-5 search latency in one namespace with the local HashingEmbedder (512 dimensions). " +
+      "On Redis 7 without RediSearch the search is brute force in a Lua script; the path used is printed.",
+    script: "bench/memory/vector-search.ts",
+    args: { full: ["--sizes", "10000,100000", "--queries", "30"], quick: ["--sizes", "2000", "--queries", "10"] },
+    parse: parseVector,
+    note: "The quick run (`--quick`) uses 2,000 items only; 100k is in the full run.",
+  },
+];
+
+/** Figures shown in the summary table (prefix match on the label). */
+const HEADLINE = [
+  "ratio full ÷ bare",
+  "full agent tasks/s",
+  "bare BullMQ no-op jobs/s",
+  "ratio ",
+  "tasks/s, 1",
+  "approval approve → tool",
+  "worker RSS after",
+  "worker RSS growth",
+  "Redis used_memory",
+  "reserve+settle pairs/s, 4 processes",
+  "reserve+settle pairs/s, 1 process, concurrency 16",
+  "budget overshoot",
+  "audit appends/s",
+  "vector search",
+];
+
+function usage(message?: string): never {
+  if (message) process.stderr.write(`bench: ${message}\n`);
+  process.stderr.write(`usage: pnpm bench [--quick] [--only name[,name]] [--out FILE]\nnames: ${BENCHMARKS.map((b) => b.name).join(", ")}\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]): { quick: boolean; only: string[] | undefined; out: string | undefined } {
+  let quick = false;
+  let only: string[] | undefined;
+  let out: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--quick") quick = true;
+    else if (a === "--only") only = (argv[++i] ?? usage("--only needs a name")).split(",");
+    else if (a === "--out") out = argv[++i] ?? usage("--out needs a file");
+    else if (a === "--help" || a === "-h") usage();
+    else if (a !== "--") usage(`unknown argument ${a}`);
+  }
+  for (const name of only ?? []) if (!BENCHMARKS.some((b) => b.name === name)) usage(`no benchmark named ${name}`);
+  return { quick, only, out };
+}
+
+/** Runs one script, echoing its stdout (minus the result line) and stderr; resolves with its stdout. */
+function runScript(b: Benchmark, args: string[], redisUrl: string): Promise<{ code: number; stdout: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...(b.nodeFlags ?? []), "--conditions=@agentry/source", "--import", "tsx", b.script, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, REDIS_URL: redisUrl },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let stdout = "";
+    let pending = "";
+    child.stdout.on("data", (d: Buffer) => {
+      const text = d.toString();
+      stdout += text;
+      pending += text;
+      const parts = pending.split("\n");
+      pending = parts.pop() ?? "";
+      for (const line of parts) if (!line.startsWith(RESULT_MARKER)) process.stdout.write(`${line}\n`);
+    });
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (pending && !pending.startsWith(RESULT_MARKER)) process.stdout.write(`${pending}\n`);
+      resolve({ code: code ?? 1, stdout });
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const { quick, only, out } = parseArgs(process.argv.slice(2));
+  const startedAt = performance.now();
+  const given = process.env.REDIS_URL;
+  let server: TestRedisServer | undefined;
+  let url: string;
+  if (given) {
+    if (!(await redisAnswers(given))) usage(`REDIS_URL=${given} does not answer PING`);
+    url = given;
+  } else {
+    server = await startRedisServer();
+    url = server.url;
+  }
+  const redisKind = given ? "the REDIS_URL given" : "a private redis-server started by the runner";
+  const admin = createRedis({ url });
+  const facts = await machineFacts(admin);
+  process.stdout.write(
+    `Agentry benchmarks${quick ? " (quick)" : ""}: ${facts.cpus} CPUs, ${facts.memoryGb} GB, load ${facts.loadAverage.join(" ")}, ` +
+      `node ${facts.node}, redis ${facts.redis} at ${url}\n`,
+  );
+  const selected = BENCHMARKS.filter((b) => !only || only.includes(b.name));
+  const runs: BenchRun[] = [];
+  let failed = 0;
+  try {
+    for (const b of selected) {
+      const args = quick ? b.args.quick : b.args.full;
+      const command = commandLine(b.script, args, b.nodeFlags);
+      process.stdout.write(`\n=== ${b.name}: ${command}\n`);
+      if (!existsSync(join(ROOT, b.script))) {
+        process.stdout.write(`(skipped: ${b.script} does not exist)\n`);
+        runs.push({ name: b.name, title: b.title, about: b.about, command, status: "missing", seconds: 0, figures: [], output: "" });
+        continue;
+      }
+      if (server) await admin.flushall();
+      const t0 = performance.now();
+      const { code, stdout } = await runScript(b, args, url);
+      const seconds = (performance.now() - t0) / 1000;
+      const result = parseResult(stdout);
+      const figures = result?.figures ?? b.parse?.(stdout) ?? [];
+      if (code !== 0) failed += 1;
+      process.stdout.write(`--- ${b.name}: ${code === 0 ? "ok" : `FAILED (exit ${code})`} in ${Math.round(seconds)} s, ${figures.length} figures\n`);
+      runs.push({
+        name: b.name,
+        title: b.title,
+        about: b.about,
+        command: result?.command ?? command,
+        status: code === 0 ? "ok" : "failed",
+        seconds,
+        figures,
+        output: stdout.split("\n").filter((l) => !l.startsWith(RESULT_MARKER)).join("\n"),
+        ...(b.note ? { note: b.note } : {}),
+      });
+    }
+  } finally {
+    await admin.quit();
+    await server?.stop();
+  }
+  const totalSeconds = (performance.now() - startedAt) / 1000;
+  const [l1, l5, l15] = os.loadavg() as [number, number, number];
+  const r = (n: number) => Math.round(n * 100) / 100;
+  process.stdout.write(`\nAll done in ${Math.round(totalSeconds)} s; ${failed} failed; ${runs.map((x) => `${x.name} ${Math.round(x.seconds)} s`).join(", ")}\n`);
+  const target = out ?? (!quick && !only ? join(ROOT, "docs", "benchmarks.md") : undefined);
+  if (target) {
+    const runCommand = `pnpm bench${quick ? " --quick" : ""}${only ? ` --only ${only.join(",")}` : ""}`;
+    writeFileSync(target, renderReport({ facts, loadAtEnd: [r(l1), r(l5), r(l15)], runs, runCommand, redisKind, totalSeconds, headline: HEADLINE }));
+    process.stdout.write(`wrote ${target}\n`);
+  } else {
+    process.stdout.write("(docs/benchmarks.md is only rewritten by a full run of everything; use --out FILE to write this report)\n");
+  }
+  if (failed > 0) process.exitCode = 1;
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
