@@ -123,12 +123,24 @@ const BENCHMARKS: Benchmark[] = [
   },
 ];
 
+/** Known limits, printed at the end of docs/benchmarks.md. */
+const NOTES = [
+  "One machine runs everything: the benchmark process, the workers and Redis share its CPUs, and other work ran on it at the same time (load average above). Rates are lower bounds for a dedicated machine; the same-run ratios are what to compare between runs.",
+  "The runtime benchmarks use ScriptedModel at zero latency, so they measure Agentry's own overhead per task (Redis round trips, Lua scripts, hashing, spans, JSON). With a real provider a task spends seconds waiting on the model and a worker's concurrency, not this overhead, bounds its rate.",
+  "Workers run in-process with the benchmark's producer (except `memory`, whose worker is its own process), with the logger at `info` formatting every line but writing it nowhere, and traces recorded in-process without an exporter.",
+  "Every task has its own session; a session's tasks run one at a time, so a workload with few long sessions is slower than this.",
+  "Redis is a private `redis-server` with no persistence (no AOF, no RDB); production runs with AOF on, which adds write cost.",
+  "`memory`: Redis keeps growing by about 10 audit entries and 7 keys per task (session history with a 7-day TTL, budget reservation markers kept 7 days, tool journals and once-markers, the audit stream kept for good); the job hashes alone plateau at the catalog's 10,000 completed.",
+  "`memory` clears ScriptedModel's request log after every call: ScriptedModel keeps every request it receives (for tests), so a worker run with `AGENTRY_LLM=scripted` for a long time grows by that log; the Anthropic adapter keeps nothing.",
+];
+
 /** Figures shown in the summary table (prefix match on the label). */
 const HEADLINE = [
   "ratio full ÷ bare",
   "full agent tasks/s",
   "bare BullMQ no-op jobs/s",
   "ratio ",
+  "tasks/s, none waiting",
   "tasks/s, 1",
   "approval approve → tool",
   "worker RSS after",
@@ -253,7 +265,7 @@ async function main(): Promise<void> {
   const target = out ?? (!quick && !only ? join(ROOT, "docs", "benchmarks.md") : undefined);
   if (target) {
     const runCommand = `pnpm bench${quick ? " --quick" : ""}${only ? ` --only ${only.join(",")}` : ""}`;
-    writeFileSync(target, renderReport({ facts, loadAtEnd: [r(l1), r(l5), r(l15)], runs, runCommand, redisKind, totalSeconds, headline: HEADLINE }));
+    writeFileSync(target, renderReport({ facts, loadAtEnd: [r(l1), r(l5), r(l15)], runs, runCommand, redisKind, totalSeconds, headline: HEADLINE, notes: NOTES }));
     process.stdout.write(`wrote ${target}\n`);
   } else {
     process.stdout.write("(docs/benchmarks.md is only rewritten by a full run of everything; use --out FILE to write this report)\n");

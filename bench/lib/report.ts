@@ -18,6 +18,7 @@ export interface BenchRun {
   note?: string;
 }
 
+const duration = (s: number) => (s < 120 ? `${Math.round(s)} s` : `${Math.round(s / 60)} minutes`);
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 const value = (f: Figure) => `${typeof f.value === "number" ? f.value.toLocaleString("en") : f.value}${f.unit ? ` ${f.unit}` : ""}`;
 
@@ -30,13 +31,15 @@ export function renderReport(options: {
   redisKind: string;
   totalSeconds: number;
   headline: string[];
+  /** Closing remarks: known limits of these figures. */
+  notes: string[];
 }): string {
   const { facts, runs } = options;
   const out: string[] = [];
   out.push("# Agentry benchmarks", "");
   out.push(
     `Figures of one run of \`${options.runCommand}\` (bench/run.ts), ${facts.date.slice(0, 16).replace("T", " ")} UTC, ` +
-      `commit ${facts.commit}, ${Math.round(options.totalSeconds / 60)} minutes in all. Every figure below lists the exact ` +
+      `commit ${facts.commit}, ${duration(options.totalSeconds)} in all. Every figure below lists the exact ` +
       `command that made it; run from the repository root with \`REDIS_URL\` set to the run's Redis (${options.redisKind}), ` +
       "each prints the same tables on its own.",
     "",
@@ -44,7 +47,7 @@ export function renderReport(options: {
   out.push(
     "**How to read these figures.** The machine is shared and was busy (see the load average), so absolute rates move " +
       "from run to run by tens of percent. Compare the *ratios measured within one run* (full task ÷ bare BullMQ job; " +
-      "approvals waiting ÷ none waiting): both sides of a ratio ran minutes apart on the same Redis, the same process " +
+      "approvals waiting ÷ none waiting): both sides of a ratio ran within a minute or two of each other on the same Redis, the same process " +
       "layout and the same load. Benchmarks are not part of `pnpm test`; no test asserts a speed.",
     "",
   );
@@ -87,5 +90,11 @@ export function renderReport(options: {
     }
     if (run.output.trim()) out.push("<details><summary>printed output</summary>", "", "```text", run.output.trim(), "```", "", "</details>", "");
   }
+  if (options.notes.length > 0) {
+    out.push("## Known limits of these figures", "");
+    for (const n of options.notes) out.push(`- ${n}`);
+    out.push("");
+  }
+  out.push(`Per benchmark: ${runs.map((r) => `${r.name} ${duration(r.seconds)}`).join(", ")}.`, "");
   return `${out.join("\n")}\n`;
 }

@@ -65,8 +65,8 @@ async function main(): Promise<void> {
   const telemetry = startTelemetry({ serviceName: "agentry-bench" });
   const admin = createRedis({ url: server.url });
   try {
-    // Warm-up (JIT, connections, Lua script loads), not measured.
-    await dropPrefix(admin, (await measure(server.url, 0, Math.min(300, TASKS))).prefix);
+    // Warm-up (JIT, connections, Lua script loads): one full round, not measured.
+    await dropPrefix(admin, (await measure(server.url, 0)).prefix);
     const a1 = await measure(server.url, 0);
     await dropPrefix(admin, a1.prefix);
     console.error(`  none waiting: ${round(a1.perSecond)} tasks/s`);

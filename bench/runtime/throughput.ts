@@ -91,8 +91,8 @@ async function main(): Promise<void> {
   const figures: Figure[] = [];
   try {
     // Warm-up (JIT, connections, Lua script loads), not measured.
-    await bare(server.url, CONCURRENCIES[0] ?? 16, Math.min(300, TASKS));
-    await full(server.url, CONCURRENCIES[0] ?? 16, Math.min(300, TASKS));
+    await bare(server.url, CONCURRENCIES[0] ?? 16, Math.min(1000, TASKS));
+    await full(server.url, CONCURRENCIES[0] ?? 16, Math.min(1000, TASKS));
     for (const c of CONCURRENCIES) {
       const bareRate = await bare(server.url, c);
       const f = await full(server.url, c);
