@@ -28,6 +28,9 @@ const heading = (n: number, title: string) => say(`\n${bold(`${n}. ${title}`)}`)
 
 const children: ChildProcess[] = [];
 const cleanups: (() => Promise<void> | void)[] = [];
+/** Stopped last, after the apps have exited and the demo's keys are deleted. */
+let privateRedis: ChildProcess | undefined;
+let redisDir: string | undefined;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -66,9 +69,9 @@ async function ensureRedis(): Promise<string> {
   const failed = new Promise<never>((_, reject) =>
     child.once("error", () => reject(new Error("No Redis answers on 127.0.0.1:6379 and redis-server is not installed. Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set REDIS_URL."))),
   );
-  children.push(child);
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  privateRedis = child;
   const url = `redis://127.0.0.1:${port}`;
+  redisDir = dir;
   for (let i = 0; i < 100; i++) {
     const ok = await Promise.race([answers(url), failed]);
     if (ok) {
@@ -177,6 +180,7 @@ async function main(): Promise<void> {
   const a = api(base, "demo-key");
 
   const redis = new Redis(redisUrl);
+  redis.on("error", () => undefined);
   cleanups.push(async () => {
     // Leave the shared Redis as we found it: drop every key of this run's prefix.
     let cursor = "0";
@@ -261,10 +265,10 @@ async function main(): Promise<void> {
   if (!verdict.ok) process.exitCode = 1;
 }
 
-async function shutdown(): Promise<void> {
-  for (const child of children) if (child.exitCode === null) child.kill("SIGTERM");
-  await Promise.all(
-    children.map(
+function stopAll(list: ChildProcess[]): Promise<void[]> {
+  for (const child of list) if (child.exitCode === null) child.kill("SIGTERM");
+  return Promise.all(
+    list.map(
       (child) =>
         new Promise<void>((resolve) => {
           if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -279,7 +283,20 @@ async function shutdown(): Promise<void> {
         }),
     ),
   );
-  for (const c of cleanups.reverse()) await c();
+}
+
+async function shutdown(): Promise<void> {
+  // Apps first (they drain and exit), then the demo's own clean-up, then a private Redis.
+  await stopAll(children);
+  for (const c of cleanups.reverse()) {
+    try {
+      await c();
+    } catch (err) {
+      process.stderr.write(`clean-up: ${err instanceof Error ? err.message : String(err)}\n`);
+    }
+  }
+  if (privateRedis) await stopAll([privateRedis]);
+  if (redisDir) rmSync(redisDir, { recursive: true, force: true });
 }
 
 main()
