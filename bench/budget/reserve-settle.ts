@@ -191,7 +191,8 @@ async function main(): Promise<void> {
     );
     for (const p of [prefix, small]) {
       const keys = await admin.keys(`${p}*`);
-      if (keys.length > 0) await admin.unlink(...keys);
+      // In chunks: a full-length run leaves hundreds of thousands of keys (one spread would overflow the stack).
+      for (let i = 0; i < keys.length; i += 1000) await admin.unlink(...keys.slice(i, i + 1000));
     }
   } finally {
     await admin.quit();
