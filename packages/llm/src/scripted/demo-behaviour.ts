@@ -61,6 +61,25 @@ function toolUse(request: ModelRequest, name: string, input: Record<string, stri
   return { content: [{ type: "tool_use", id, name, input }], stopReason: "tool_use" };
 }
 
+/** A sentence for the reference tools' results (weather, simulated delete); undefined otherwise. */
+function describeResult(content: string): string | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(content);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  if (typeof v.city === "string" && typeof v.temperatureC === "number" && typeof v.conditions === "string") {
+    return `In ${v.city} it is ${v.temperatureC}°C with ${v.conditions}.`;
+  }
+  if (typeof v.deleted === "string" && typeof v.env === "string") {
+    return `Done: ${v.deleted} was deleted in ${v.env}${v.simulated === true ? " (simulated)" : ""}.`;
+  }
+  return undefined;
+}
+
 /**
  * The reference worker's prompts, answered offline and deterministically:
  * - "weather / temperature / forecast … in <City>" → `get_weather {city}`;
@@ -78,7 +97,7 @@ export function demoDecision(request: ModelRequest): DemoDecision {
     const lines = results.map((r) =>
       r.isError
         ? `I could not complete ${toolNameFor(request, r.toolUseId)}: ${clip(r.content)}`
-        : `${toolNameFor(request, r.toolUseId)} returned: ${clip(r.content)}`,
+        : (describeResult(r.content) ?? `${toolNameFor(request, r.toolUseId)} returned: ${clip(r.content)}`),
     );
     return { content: [{ type: "text", text: lines.join("\n") }], stopReason: "end_turn" };
   }

@@ -170,6 +170,22 @@ describe("ScriptedModel demo behaviour", () => {
     );
     expect(ok.stopReason).toBe("end_turn");
     expect(ok.content).toEqual([{ type: "text", text: 'delete_resource returned: {"deleted":"db-1"}' }]);
+    const sentence = (content: string) =>
+      demo.generate(
+        ask("", {
+          messages: [
+            { role: "user", content: "delete db-1 in staging" },
+            { role: "assistant", content: call.content },
+            { role: "user", content: [{ type: "tool_result", toolUseId: use.id, content }] },
+          ],
+        }),
+      );
+    expect((await sentence('{"deleted":"db-1","env":"staging","simulated":true}')).content).toEqual([
+      { type: "text", text: "Done: db-1 was deleted in staging (simulated)." },
+    ]);
+    expect((await sentence('{"city":"Paris","temperatureC":18,"conditions":"clear"}')).content).toEqual([
+      { type: "text", text: "In Paris it is 18°C with clear." },
+    ]);
     const denied = await demo.generate(
       ask("", {
         messages: [
