@@ -72,7 +72,7 @@ function describeResult(content: string): string | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   const v = value as Record<string, unknown>;
   if (typeof v.city === "string" && typeof v.temperatureC === "number" && typeof v.conditions === "string") {
-    return `In ${v.city} it is ${v.temperatureC}°C with ${v.conditions}.`;
+    return `In ${v.city} it is ${v.temperatureC}°C and ${v.conditions}.`;
   }
   if (typeof v.deleted === "string" && typeof v.env === "string") {
     return `Done: ${v.deleted} was deleted in ${v.env}${v.simulated === true ? " (simulated)" : ""}.`;

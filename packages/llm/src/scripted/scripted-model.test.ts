@@ -184,7 +184,7 @@ describe("ScriptedModel demo behaviour", () => {
       { type: "text", text: "Done: db-1 was deleted in staging (simulated)." },
     ]);
     expect((await sentence('{"city":"Paris","temperatureC":18,"conditions":"clear"}')).content).toEqual([
-      { type: "text", text: "In Paris it is 18°C with clear." },
+      { type: "text", text: "In Paris it is 18°C and clear." },
     ]);
     const denied = await demo.generate(
       ask("", {
