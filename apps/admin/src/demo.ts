@@ -248,7 +248,7 @@ async function main(): Promise<void> {
     const limit = s.limit ? `${s.limit.maxTokens ?? "∞"} tokens / ${s.limit.maxCostMicroUsd === undefined ? "∞" : usd(s.limit.maxCostMicroUsd)} per ${s.limit.period}` : "no limit";
     say(`  ${scope.padEnd(16)} used ${String(s.used.tokens).padStart(6)} tokens ${usd(s.used.costMicroUsd).padStart(11)}   ${dim(limit)}`);
   }
-  say(dim(`  (+ ${allScopes.length - scopes.length} session scopes: pnpm agentry budget show)`));
+  if (allScopes.length > scopes.length) say(dim(`  (+ ${allScopes.length - scopes.length} session scopes: pnpm agentry budget show)`));
 
   heading(7, "Audit log");
   const verdict = await audit.verify();

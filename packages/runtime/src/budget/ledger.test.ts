@@ -48,10 +48,29 @@ describe("BudgetLedger limits", () => {
     await l.setLimit("tenant:acme", { maxTokens: 2_000, period: "none" });
     expect(await l.getLimit("tenant:acme")).toEqual({ maxTokens: 2_000, period: "none" });
     await l.setLimit("global", { maxCostMicroUsd: 10, period: "month" });
-    await l.reserve({ taskId: "t", scopes: ["session:s1"], amount: amount(1) });
-    expect(await l.listScopes()).toEqual(["global", "session:s1", "tenant:acme"]);
+    await l.reserve({ taskId: "t", scopes: ["user:u1"], amount: amount(1) });
+    expect(await l.listScopes()).toEqual(["global", "tenant:acme", "user:u1"]);
     await l.removeLimit("tenant:acme");
     expect(await l.getLimit("tenant:acme")).toBeNull();
+  });
+
+  it("keeps an unlimited session scope as expiring accounting, not a listed scope", async () => {
+    const client = redis.client();
+    const prefix = `{${redis.freshPrefix("ledger")}}`;
+    const l = new BudgetLedger({ redis: client, prefix });
+    const r = await l.reserve({ taskId: "t", scopes: ["global", "session:s1"], amount: amount(5) });
+    if (!r.ok) throw new Error("reserve failed");
+    await l.settle(r.reservation.id, amount(4));
+    expect(await l.listScopes()).toEqual(["global"]);
+    expect((await l.getStats("session:s1")).used.tokens).toBe(4);
+    const keys = await client.keys(`${prefix}:budget:usage:session:s1:*`);
+    expect(keys).toHaveLength(1);
+    expect(await client.ttl(keys[0] as string)).toBeGreaterThan(29 * 24 * 3600);
+    // With a limit, a session is budgeted like any other scope: listed, usage kept.
+    await l.setLimit("session:s2", { maxTokens: 100, period: "none" });
+    await l.reserve({ taskId: "t", scopes: ["session:s2"], amount: amount(5) });
+    expect(await l.listScopes()).toEqual(["global", "session:s2"]);
+    expect(await client.ttl(`${prefix}:budget:usage:session:s2:none`)).toBe(-1);
   });
 
   it("rejects limits that are not non-negative integers or cap nothing", async () => {

@@ -66,7 +66,10 @@ for i = 1, n do
       contended = refusal('contended', 'costMicroUsd')
     end
   end
-  chosen[i] = {key, label, ttl}
+  -- A session scope without a limit is accounting only: its usage expires 30 days after the
+  -- session was last charged and it is not listed, so per-session keys do not pile up forever.
+  local transient = (not maxT) and (not maxC) and kind == 'none' and string.sub(ARGV[10 + i], 1, 8) == 'session:'
+  chosen[i] = {key, label, ttl, transient}
 end
 if contended then return contended end
 
@@ -76,8 +79,13 @@ for i = 1, n do
   if reqT ~= 0 then redis.call('HINCRBY', c[1], 'resTokens', int(reqT)) end
   if reqC ~= 0 then redis.call('HINCRBY', c[1], 'resCost', int(reqC)) end
   if reqT == 0 and reqC == 0 then redis.call('HINCRBY', c[1], 'resTokens', 0) end
-  if c[3] and redis.call('TTL', c[1]) < 0 then redis.call('EXPIRE', c[1], c[3]) end
-  redis.call('SADD', KEYS[4], ARGV[10 + i])
+  if c[4] then
+    redis.call('EXPIRE', c[1], 2592000)
+  else
+    if c[3] and redis.call('TTL', c[1]) < 0 then redis.call('EXPIRE', c[1], c[3]) end
+    if not c[3] then redis.call('PERSIST', c[1]) end
+    redis.call('SADD', KEYS[4], ARGV[10 + i])
+  end
   labels[i] = c[2]
 end
 
