@@ -33,6 +33,8 @@ export interface ApprovalStoreOptions {
   prefix?: string;
   /** @defaultValue the system clock */
   clock?: Clock;
+  /** How long a consumed (acknowledged) approval is kept before its record expires. @defaultValue 30 days */
+  retentionMs?: number;
   /**
    * Enrolled approvers' public keys. When given, `decide` refuses a decision whose signature
    * does not verify. When absent, signatures are stored unchecked (the resume check still runs).
@@ -82,6 +84,7 @@ export class ApprovalStore {
   private readonly clock: Clock;
   private readonly approverKeys: ApproverKeys | undefined;
   private readonly makeSubscriber: () => Redis;
+  private readonly retentionMs: number;
   private readonly audit: AuditLog | undefined;
 
   constructor(options: ApprovalStoreOptions) {
@@ -91,6 +94,7 @@ export class ApprovalStore {
     this.clock = options.clock ?? systemClock;
     this.approverKeys = options.approverKeys;
     this.makeSubscriber = options.subscriber ?? (() => options.redis.duplicate());
+    this.retentionMs = options.retentionMs ?? 30 * 24 * 3_600_000;
     this.audit = options.audit;
   }
 
@@ -345,7 +349,9 @@ export class ApprovalStore {
 
   /** Marks a resolution consumed by its resumed task. True when this call acknowledged it. */
   async acknowledge(id: string): Promise<boolean> {
-    return (await acknowledgeScript(this.redis, [this.recordKey(id), this.resolvedKey], [id, this.clock.now()])) === 1;
+    return (
+      (await acknowledgeScript(this.redis, [this.recordKey(id), this.resolvedKey, this.allKey], [id, this.clock.now(), this.retentionMs])) === 1
+    );
   }
 
   /**

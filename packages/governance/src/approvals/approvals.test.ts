@@ -93,6 +93,9 @@ describe("ApprovalStore", () => {
     expect(await store.unacknowledgedResolved()).toEqual([]);
     expect((await store.require(record.id)).acknowledgedAt).toBeDefined();
     expect(await codeOf(store.decide(decision(record.id, "bob", "approve")))).toBe("APPROVAL_INVALID");
+    // A consumed approval is kept for the retention period, then its record expires.
+    const ttl = await store.redis.pttl(`${store.keys.prefix}:approval:${record.id}`);
+    expect(ttl).toBeGreaterThan(29 * 24 * 3_600_000);
   });
 
   it("a reject resolves the approval as rejected, with who and why", async () => {
