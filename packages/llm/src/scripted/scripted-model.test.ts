@@ -234,4 +234,10 @@ describe("ScriptedModel demo behaviour", () => {
     expect(r.usage.output).toBe(Math.ceil(text.length / 4));
     expect(r.model).toBe("claude-sonnet-4-6");
   });
+
+  it("keeps only the latest requests, so a long-running worker does not grow", async () => {
+    const model = new ScriptedModel({ maxRecordedRequests: 3 });
+    for (let i = 0; i < 5; i++) await model.generate({ messages: [{ role: "user", content: `hello ${i}` }], maxTokens: 10 });
+    expect(model.requests.map((r) => r.messages[0]?.content)).toEqual(["hello 2", "hello 3", "hello 4"]);
+  });
 });

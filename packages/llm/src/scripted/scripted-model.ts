@@ -50,6 +50,11 @@ export interface ScriptedModelOptions {
   defaultModel?: string;
   /** Simulated latency of each call (abortable). @defaultValue 0 */
   latencyMs?: number;
+  /**
+   * How many of the latest requests {@link ScriptedModel.requests} keeps, so a long-running
+   * worker on the scripted model does not grow without bound. @defaultValue 1000
+   */
+  maxRecordedRequests?: number;
 }
 
 function outputTokens(content: (TextBlock | ToolUseBlock)[]): number {
@@ -77,8 +82,9 @@ function isFailure(step: ScriptedReply | ScriptedFailure): step is ScriptedFailu
 export class ScriptedModel implements LanguageModel {
   readonly provider = "scripted";
   readonly defaultModel: string;
-  /** Every request received, in order. */
+  /** The requests received, in order (the latest `maxRecordedRequests` of them). */
   readonly requests: ModelRequest[] = [];
+  readonly #maxRecorded: number;
   readonly #queue: ScriptedStep[];
   readonly #whenExhausted: "demo" | "throw";
   readonly #latencyMs: number;
@@ -89,6 +95,7 @@ export class ScriptedModel implements LanguageModel {
     this.#whenExhausted = options.whenExhausted ?? (options.script === undefined ? "demo" : "throw");
     this.defaultModel = options.defaultModel ?? DEFAULT_MODEL;
     this.#latencyMs = options.latencyMs ?? 0;
+    this.#maxRecorded = options.maxRecordedRequests ?? 1_000;
   }
 
   /** Appends steps to the script. */
@@ -105,6 +112,7 @@ export class ScriptedModel implements LanguageModel {
     const call = this.#calls;
     this.#calls += 1;
     this.requests.push({ ...request });
+    if (this.requests.length > this.#maxRecorded) this.requests.splice(0, this.requests.length - this.#maxRecorded);
     const cancelled = (): AgentryError =>
       new AgentryError("CANCELLED", "Model call was aborted", {
         details: { model: request.model ?? this.defaultModel },
