@@ -32,6 +32,11 @@ export interface BudgetHooksOptions {
   /** Reservation lease; a dead worker's reservation is settled at its reserved amount after it. @defaultValue 120_000 */
   leaseMs?: number;
   audit?: AuditSink;
+  /**
+   * Longest a model call may keep its reservation's lease alive; after it the lease lapses and
+   * the reaper settles the reservation at its reserved amount. @defaultValue 900_000 (15 min)
+   */
+  maxCallMs?: number;
   /** Called after each settled call with its real cost, for metrics. */
   onSettled?: (run: RunContext, model: string, usage: Usage, costMicroUsd: number) => void;
 }
@@ -56,7 +61,27 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
   const { ledger, pricing } = options;
   const scopesFor = options.scopesFor ?? defaultScopes;
   const floor = options.minOutputTokens ?? 256;
-  const open = new Map<string, { reservationId: string; model: string; amount: { tokens: number; costMicroUsd: number } }>();
+  const open = new Map<string, { reservationId: string; model: string; amount: { tokens: number; costMicroUsd: number }; renew: NodeJS.Timeout }>();
+  const leaseMs = options.leaseMs ?? 120_000;
+  // While this process is alive the call is in flight: keep its reservation's lease from running
+  // out under a slow call. Only a dead worker's reservation is reaped (at its reserved amount).
+  const keepLeased = (reservationId: string) => {
+    const until = Date.now() + (options.maxCallMs ?? 900_000);
+    const timer = setInterval(() => {
+      if (Date.now() > until) return clearInterval(timer);
+      void ledger.extendLease(reservationId, leaseMs).catch(() => undefined);
+    }, Math.max(1_000, Math.floor(leaseMs / 3)));
+    timer.unref();
+    return timer;
+  };
+  const take = (key: string) => {
+    const entry = open.get(key);
+    if (entry) {
+      clearInterval(entry.renew);
+      open.delete(key);
+    }
+    return entry;
+  };
   const spent = new Map<string, number>();
   const keyOf = (run: RunContext, step: number) => `${run.taskId}#${step}`;
   const audit = (run: RunContext, data: Record<string, unknown>) =>
@@ -72,12 +97,12 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
       const input = pricing.estimateInputTokens(request);
       const amountFor = (maxTokens: number) => ({ tokens: input + maxTokens, costMicroUsd: pricing.maxCostMicroUsd(model, input, maxTokens) });
       let maxTokens = request.maxTokens;
-      let result = await ledger.reserve({ taskId: run.taskId, scopes, amount: amountFor(maxTokens), leaseMs: options.leaseMs });
+      let result = await ledger.reserve({ taskId: run.taskId, scopes, amount: amountFor(maxTokens), leaseMs });
       if (!result.ok && result.reason === "exceeded") {
         const clamped = await affordableMaxTokens(ledger, scopes, maxTokens, floor, (m) => amountFor(m));
         if (clamped !== null) {
           maxTokens = clamped;
-          result = await ledger.reserve({ taskId: run.taskId, scopes, amount: amountFor(maxTokens), leaseMs: options.leaseMs });
+          result = await ledger.reserve({ taskId: run.taskId, scopes, amount: amountFor(maxTokens), leaseMs });
         }
       }
       if (!result.ok) {
@@ -85,15 +110,14 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
         await audit(run, { event: result.reason === "exceeded" ? "refused" : "contended", step, scope: result.scope, requested: result.requested });
         throw err;
       }
-      open.set(keyOf(run, step), { reservationId: result.reservation.id, model, amount: result.reservation.amount });
+      open.set(keyOf(run, step), { reservationId: result.reservation.id, model, amount: result.reservation.amount, renew: keepLeased(result.reservation.id) });
       await audit(run, { event: "reserved", step, reservationId: result.reservation.id, amount: result.reservation.amount, clampedMaxTokens: maxTokens !== request.maxTokens ? maxTokens : undefined });
       return maxTokens !== request.maxTokens ? { maxTokens } : undefined;
     },
 
     async afterModelCall({ run, step, response }) {
-      const entry = open.get(keyOf(run, step));
+      const entry = take(keyOf(run, step));
       if (!entry) return;
-      open.delete(keyOf(run, step));
       const model = response.model || entry.model;
       const cost = pricing.costMicroUsd(model, response.usage);
       const tokens = response.usage.input + response.usage.output + response.usage.cacheCreationInput + response.usage.cacheReadInput;
@@ -104,9 +128,8 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
     },
 
     async onModelCallError({ run, step, error }) {
-      const entry = open.get(keyOf(run, step));
+      const entry = take(keyOf(run, step));
       if (!entry) return;
-      open.delete(keyOf(run, step));
       if (providerBilledNothing(error)) {
         await ledger.release(entry.reservationId);
         await audit(run, { event: "released", step, reservationId: entry.reservationId });
