@@ -7,7 +7,7 @@ import { parseApproversFile } from "../approvals/approvers-file.js";
 import { generateApproverKeyPair, signDecision } from "../approvals/signing.js";
 import { AuditLog } from "../audit/audit-log.js";
 import type { ApprovalRequestedEvent } from "../notifiers/notifier.js";
-import { DEFAULT_POLICY_FILE, loadPolicyFile } from "../policies/policy-file.js";
+import { DEFAULT_POLICY_FILE, loadPolicyFile, parsePolicyFile } from "../policies/policy-file.js";
 import { SafetyValidator } from "../policies/validator.js";
 import { createGovernanceHooks } from "./governance-hooks.js";
 
@@ -148,5 +148,27 @@ describe("createGovernanceHooks", () => {
     client.disconnect();
     const err = await hooks.beforeToolCall(call("get_weather", { city: "Oslo" })).catch((e: unknown) => e);
     expect(AgentryError.isInstance(err) && err.code).toBe("AUDIT_FAILED");
+  });
+
+  it("re-derives the bar from the loaded policy: a record edited in Redis to ask for fewer approvals does not pass", async () => {
+    const prefix = redis.freshPrefix("hooks-bar");
+    const client = redis.client();
+    const approvals = new ApprovalStore({ redis: client, prefix, approverKeys });
+    const audit = new AuditLog({ redis: client, prefix });
+    const policies = parsePolicyFile(
+      "version: 1\npolicies:\n  - name: two-person-delete\n    when:\n      tool: delete_resource\n    then: require_approval\n    approvers: [alice, bob]\n    quorum: 2\n    reason: two people must agree\n",
+    );
+    const hooks = createGovernanceHooks({ validator: new SafetyValidator({ policies }), approvals, audit, approverKeys });
+    const info = call("delete_resource", { resource: "db", env: "staging" });
+    const first = await hooks.beforeToolCall(info);
+    const approvalId = approvalIdOf(first);
+    expect((await approvals.require(approvalId)).quorum).toBe(2);
+    // Someone with write access to Redis lowers the quorum; one real approval then resolves it.
+    await client.hset(`${prefix}:approval:${approvalId}`, "quorum", "1");
+    await approvals.decide(signDecision(alice.privateKey, { approvalId, approver: "alice", outcome: "approve", decidedAt: Date.now() }));
+    expect((await approvals.require(approvalId)).status).toBe("approved");
+    const decision = await hooks.beforeToolCall(resume(info, first));
+    expect(decision).toMatchObject({ type: "deny", reason: expect.stringContaining("1 of the 2 approvals") });
+    expect((await audit.read()).map((e) => e.type)).toContain("approval_refused");
   });
 });

@@ -69,6 +69,20 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
     return deny(info, "denied", `approval ${approvalId} refused: ${reason}`);
   };
 
+  const actionOf = (info: ToolCallInfo): Action => ({
+    tool: info.call.name,
+    input: info.call.input,
+    taskId: info.run.taskId,
+    tenant: info.run.tenant,
+    userId: info.run.userId,
+    sessionId: info.run.sessionId,
+    ...(info.run.attributes?.env ? { env: info.run.attributes.env } : {}),
+    ...(info.run.attributes ? { attributes: info.run.attributes } : {}),
+  });
+  /** `"*"` stands for every enrolled approver. */
+  const expandApprovers = (names: string[]): string[] =>
+    [...new Set(names.flatMap((a) => (a === ALL_APPROVERS ? [...approverKeys.keys()] : [a])))];
+
   /** Decides from an approval record; used on resume and when a retried step finds its approval. */
   const fromRecord = async (info: ToolCallInfo, approvalId: string): Promise<ToolCallDecision> => {
     let record = await approvals.get(approvalId);
@@ -114,6 +128,21 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
           const bad = record.decisions.find((d) => !valid.includes(d));
           return refuse(info, approvalId, `only ${approvers.size} of ${record.quorum} approvals carry a valid signature`, bad?.approver);
         }
+        // The record's approvers and quorum live in Redis; the bar is derived again from the
+        // policies this worker loaded, so a record edited to ask for less does not pass.
+        const bar = (await validator.validate(actionOf(info), { recheck: true })).verdict;
+        if (bar.type === "deny") {
+          outcomes.set(info.call.id, "denied");
+          return { type: "deny", reason: bar.reason };
+        }
+        if (bar.type === "require_approval") {
+          const allowed = new Set(expandApprovers(bar.approvers));
+          const counted = [...approvers].filter((a) => allowed.has(a)).length;
+          const quorum = Math.max(bar.quorum, record.quorum);
+          if (counted < quorum) {
+            return refuse(info, approvalId, `only ${counted} of the ${quorum} approvals the policy requires come from its approvers`);
+          }
+        }
         await write(info, { type: "approval_decided", data: { approvalId, status: "approved", decisions } });
         return { type: "allow" };
       }
@@ -127,16 +156,7 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
       const previous = info.previousSuspension?.data?.approvalId;
       if (typeof previous === "string") return fromRecord(info, previous);
 
-      const action: Action = {
-        tool: info.call.name,
-        input: info.call.input,
-        taskId: info.run.taskId,
-        tenant: info.run.tenant,
-        userId: info.run.userId,
-        sessionId: info.run.sessionId,
-        ...(info.run.attributes?.env ? { env: info.run.attributes.env } : {}),
-        ...(info.run.attributes ? { attributes: info.run.attributes } : {}),
-      };
+      const action = actionOf(info);
       const result = await validator.validate(action);
       await write(info, {
         type: "policy_verdict",
@@ -157,7 +177,7 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
           outcomes.set(info.call.id, "denied");
           return { type: "deny", reason: verdict.reason, ...(result.decidedBy ? { policy: result.decidedBy } : {}) };
         case "require_approval": {
-          const approvers = [...new Set(verdict.approvers.flatMap((a) => (a === ALL_APPROVERS ? [...approverKeys.keys()] : [a])))];
+          const approvers = expandApprovers(verdict.approvers);
           if (approvers.length === 0) {
             outcomes.set(info.call.id, "denied");
             return { type: "deny", reason: "approval required but no approvers are enrolled", ...(result.decidedBy ? { policy: result.decidedBy } : {}) };

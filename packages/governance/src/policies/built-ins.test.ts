@@ -89,6 +89,14 @@ describe("rateCap", () => {
     expect((await p.evaluate(act("x", {}, { taskId: "c" }), { now: 60_000, redis: client, prefix })).type).toBe("allow");
   });
 
+  it("a recheck (approval resume) does not count the action again", async () => {
+    const prefix = redis.freshPrefix("cap");
+    const v = new SafetyValidator({ policies: [rateCap({ tool: "x", max: 1, per: "task", windowMs: 3_600_000 })], redis: redis.client(), prefix });
+    expect((await v.validate(act("x", {}))).verdict.type).toBe("allow");
+    expect((await v.validate(act("x", {}), { recheck: true })).verdict.type).toBe("allow");
+    expect((await v.validate(act("x", {}))).verdict.type).toBe("deny");
+  });
+
   it("without Redis the validator denies (fail closed)", async () => {
     const v = new SafetyValidator({ policies: [rateCap({ tool: "x", max: 1, per: "task", windowMs: 1000 })] });
     const r = await v.validate(act("x", {}));

@@ -32,6 +32,8 @@ export function rateCap(options: RateCapOptions): Policy {
     name,
     async evaluate(action: Action, ctx: PolicyContext): Promise<Verdict> {
       if (action.tool !== options.tool) return { type: "allow" };
+      // Counted when the action was first judged; a recheck must not use up another unit.
+      if (ctx.recheck) return { type: "allow" };
       if (!ctx.redis) throw new Error("no Redis connection to count with");
       const scope = options.per === "task" ? `task:${action.taskId}` : `tenant:${action.tenant}`;
       const window = Math.floor(ctx.now / options.windowMs);

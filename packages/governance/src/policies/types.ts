@@ -27,6 +27,11 @@ export interface PolicyContext {
   redis?: Redis;
   /** Key prefix for policy state in Redis. @defaultValue `agentry` */
   prefix?: string;
+  /**
+   * True when an action already judged once is judged again (a resumed approval re-derives the
+   * bar it must meet): policies that count (rate caps) must not count it a second time.
+   */
+  recheck?: boolean;
 }
 
 /** One safety rule. `evaluate` may throw: the validator then denies (fail closed). */

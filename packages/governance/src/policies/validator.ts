@@ -41,9 +41,17 @@ export class SafetyValidator {
     this.clock = opts.clock ?? systemClock;
   }
 
-  /** Evaluates every policy. Never throws: failures become denies. */
-  async validate(action: Action): Promise<ValidationResult> {
-    const ctx: PolicyContext = { now: this.clock.now(), prefix: this.prefix, ...(this.redis ? { redis: this.redis } : {}) };
+  /**
+   * Evaluates every policy. Never throws: failures become denies. `recheck` marks a second
+   * judgement of an action already judged (see {@link PolicyContext.recheck}).
+   */
+  async validate(action: Action, options: { recheck?: boolean } = {}): Promise<ValidationResult> {
+    const ctx: PolicyContext = {
+      now: this.clock.now(),
+      prefix: this.prefix,
+      ...(this.redis ? { redis: this.redis } : {}),
+      ...(options.recheck ? { recheck: true } : {}),
+    };
     const verdicts = await Promise.all(this.policies.map((p) => this.runOne(p, action, ctx)));
     return mergeVerdicts(verdicts);
   }
