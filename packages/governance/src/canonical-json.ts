@@ -35,3 +35,22 @@ function encode(value: unknown, path: string): string {
       throw new TypeError(`canonicalJson: cannot encode ${typeof value} at ${path}`);
   }
 }
+
+/**
+ * The members of a plain object (undefined ones dropped), each value already in canonical JSON,
+ * so more members can be added later and the whole joined with {@link joinCanonicalMembers}
+ * without encoding the values again. Throws as {@link canonicalJson} does.
+ */
+export function canonicalMembers(record: Record<string, unknown>): Map<string, string> {
+  const members = new Map<string, string>();
+  for (const key of Object.keys(record)) {
+    if (record[key] !== undefined) members.set(key, encode(record[key], `$.${key}`));
+  }
+  return members;
+}
+
+/** `canonicalJson` of the object whose members (already encoded) these are. */
+export function joinCanonicalMembers(members: ReadonlyMap<string, string>): string {
+  const keys = [...members.keys()].sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${members.get(k) as string}`).join(",")}}`;
+}

@@ -1,11 +1,12 @@
+import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import type { Redis } from "ioredis";
 import { AgentryError, keySpace, systemClock, type Clock } from "@agentry/core";
-import { canonicalJson } from "../canonical-json.js";
+import { canonicalMembers, joinCanonicalMembers } from "../canonical-json.js";
 import { luaScript } from "../redis-script.js";
-import { ChainVerifier, entryHash, type VerifyResult } from "./chain.js";
+import { ChainVerifier, type VerifyResult } from "./chain.js";
 import { GENESIS_HASH, type AuditEntry, type AuditEntryInput } from "./entries.js";
 import { redactSecrets } from "./redact.js";
 
@@ -54,7 +55,8 @@ export class AuditLog {
   private head: { seq: number; hash: string } | undefined;
   private readonly queue: {
     input: AuditEntryInput;
-    body: Omit<AuditEntry, "hash" | "seq" | "prevHash">;
+    /** The redacted entry's members, each already canonical JSON (encoded once, at append). */
+    body: Map<string, string>;
     resolve: (r: AppendResult) => void;
     reject: (e: unknown) => void;
   }[] = [];
@@ -79,10 +81,10 @@ export class AuditLog {
    * (one script call for all entries waiting), so writers in one process never race each other.
    */
   append(input: AuditEntryInput): Promise<AppendResult> {
-    let body: Omit<AuditEntry, "hash" | "seq" | "prevHash">;
+    let body: Map<string, string>;
     try {
-      body = redactSecrets({ ...input, ts: input.ts ?? new Date(this.clock.now()).toISOString() }, this.redactPaths);
-      canonicalJson(body); // fail this entry alone if it cannot be encoded
+      // Encoding here fails this entry alone when it cannot be encoded.
+      body = canonicalMembers(redactSecrets({ ...input, ts: input.ts ?? new Date(this.clock.now()).toISOString() }, this.redactPaths));
     } catch (err) {
       return Promise.reject(auditFailed(input, err));
     }
@@ -110,18 +112,25 @@ export class AuditLog {
     }
   }
 
-  private async appendBatch(bodies: Omit<AuditEntry, "hash" | "seq" | "prevHash">[]): Promise<AppendResult[]> {
+  private async appendBatch(bodies: Map<string, string>[]): Promise<AppendResult[]> {
     let head = this.head ?? (await this.readHead());
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       const results: AppendResult[] = [];
       const args: (string | number)[] = [head.hash, head.seq + 1, GENESIS_HASH];
       let prev = head;
       for (const body of bodies) {
-        const unsigned = { ...body, seq: prev.seq + 1, prevHash: prev.hash } as Omit<AuditEntry, "hash">;
-        const hash = entryHash(unsigned);
-        args.push(hash, canonicalJson({ ...unsigned, hash }));
-        results.push({ seq: unsigned.seq, hash, id: `${unsigned.seq}-0` });
-        prev = { seq: unsigned.seq, hash };
+        // Byte for byte what entryHash and canonicalJson give for { ...body, seq, prevHash } and
+        // then with its hash, without encoding the body's values again.
+        const seq = prev.seq + 1;
+        const members = new Map(body);
+        members.delete("hash");
+        members.set("seq", String(seq));
+        members.set("prevHash", JSON.stringify(prev.hash));
+        const hash = createHash("sha256").update(joinCanonicalMembers(members)).digest("hex");
+        members.set("hash", JSON.stringify(hash));
+        args.push(hash, joinCanonicalMembers(members));
+        results.push({ seq, hash, id: `${seq}-0` });
+        prev = { seq, hash };
       }
       const reply = (await appendScript(this.redis, [this.streamKey, this.headKey], args)) as [1, string] | [0, number, string];
       if (reply[0] === 1) {

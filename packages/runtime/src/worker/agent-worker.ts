@@ -44,6 +44,7 @@ export interface TaskExecution {
   reportProgress(progress: TaskProgress): Promise<void>;
   /** The trace of the task's first attempt (serialised), to link resumed runs to it. */
   firstTrace: string | undefined;
+  /** Records the first attempt's trace; persisted with the job's next write (checkpoint, park or failure). */
   setFirstTrace(serialised: string): Promise<void>;
   log: Logger;
 }
@@ -255,7 +256,13 @@ export class AgentWorker {
         finalAttempt: (job.opts.attempts ?? 1) - job.attemptsMade - 1 <= 0,
         signal: controller.signal,
         firstTrace: data.firstTrace,
-        setFirstTrace: (firstTrace) => update({ firstTrace }),
+        // Kept with the job's next write (the first checkpoint follows at once, and a park or a
+        // failure writes too): a separate write here cost one script call per task. A task that
+        // dies before any write simply records the next attempt's trace as its first.
+        setFirstTrace: (firstTrace) => {
+          data = { ...data, firstTrace };
+          return Promise.resolve();
+        },
         saveCheckpoint: async (checkpoint) => {
           entry.lastProgressAt = this.clock.now();
           await update({ checkpoint });
