@@ -223,9 +223,10 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
           steps: state.step,
         };
       }
+      // Not checkpointed on its own: the last checkpoint (every result in `pending`) resumes to
+      // exactly this state, and the next one follows the model's answer.
       state.messages.push({ role: "user", content: state.pending.map((p) => p.result as ToolResultBlock) });
       state.pending = [];
-      await checkpoint();
     }
 
     if (state.step > 0 && options.stopWhen?.(state) === true) return completed(state, inputLength);
