@@ -163,11 +163,14 @@ export class AgentryClient {
 
   /** The status of a task. Unknown id (or another tenant's task) → `NOT_FOUND`. */
   async status(taskId: string, caller?: Caller): Promise<TaskStatus> {
+    // State first, then the job: the worker writes a task's error, parked reason and result
+    // before (or with) the state change, so data read after the state is never older than it.
+    const state = await this.guard(() => this.queue.getJobState(taskId));
     const job = await this.guard(() => this.queue.getJob(taskId));
     if (!job || !job.data?.payload || (caller && job.data.payload.tenant !== caller.tenant)) {
       throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
     }
-    return statusOfJob(job);
+    return statusOfJob(job, state);
   }
 
   /** A fan-out group's result once finished, else its state. */

@@ -65,9 +65,12 @@ export function errorFromFailedReason(reason: string | undefined): AgentryErrorD
   return err.toData();
 }
 
-/** Builds a {@link TaskStatus} from a job. */
-export async function statusOfJob(job: Job<AgentJobData, AgentTaskResult>): Promise<TaskStatus> {
-  const state = taskStateOf(await job.getState(), job.data);
+/**
+ * Builds a {@link TaskStatus} from a job. Pass the state read BEFORE the job was fetched when
+ * you have it: the job's data is then at least as new as the state.
+ */
+export async function statusOfJob(job: Job<AgentJobData, AgentTaskResult>, jobState?: JobState | "unknown"): Promise<TaskStatus> {
+  const state = taskStateOf(jobState ?? (await job.getState()), job.data);
   const progress = typeof job.progress === "object" ? (job.progress as unknown as TaskProgress) : undefined;
   const status: TaskStatus = {
     taskId: job.id as string,
