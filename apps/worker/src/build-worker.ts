@@ -146,7 +146,14 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
           const serialised = serializeSpanContext(span);
           if (serialised) await ex.setFirstTrace(serialised);
         }
-        return inner(ex);
+        const started = Date.now();
+        const outcome = await inner(ex);
+        if (outcome.type === "park" && outcome.parked.reason === "approval") {
+          // No hook sees a suspended tool call; count it and the paused attempt here.
+          for (const tool of outcome.parked.tools ?? []) metrics.recordToolCall(tool, "suspend");
+          metrics.recordTask({ outcome: "awaiting_approval", tenant: ex.payload.tenant, durationMs: Date.now() - started });
+        }
+        return outcome;
       },
       { links: [ex.firstTrace ? linkFrom(ex.firstTrace) : undefined] },
     );

@@ -174,7 +174,8 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         renewal?.stop();
         if (lease && options.turns) await options.turns.renew(lease, Math.max(until - clock.now(), 0) + 5 * 60_000);
         await ex.reportProgress({ step: result.steps, phase: "awaiting_approval", approvalIds });
-        return { type: "park", parked: { reason: "approval", approvalIds, until } };
+        const tools = result.suspensions.map((s) => s.call.name);
+        return { type: "park", parked: { reason: "approval", approvalIds, until, tools } };
       }
 
       // 3. Completed: append to the session once, end the turn, wake the next task.
@@ -236,8 +237,12 @@ async function takeTurn(
   if (saved && saved.sessionId === sessionId && (await turns.renew(saved, leaseMs))) return saved;
   const lease = await turns.tryAcquire(sessionId, taskId, leaseMs);
   if (lease) return lease;
-  // The head may be a task that no longer exists (removed, or its submit failed half-way).
+  // A task its producer did not register in the session's order (a client without session
+  // order) joins it now, at the end: idempotent for a task already in it.
+  await turns.enqueue(sessionId, taskId);
   const head = await turns.head(sessionId);
+  if (head === taskId) return (await turns.tryAcquire(sessionId, taskId, leaseMs)) ?? undefined;
+  // The head may be a task that no longer exists (removed, or its submit failed half-way).
   if (head && head !== taskId && options.isLive && !(await options.isLive(head))) {
     await turns.remove(sessionId, head);
     return (await turns.tryAcquire(sessionId, taskId, leaseMs)) ?? undefined;

@@ -47,7 +47,13 @@ export type AgentTaskPayload = z.infer<typeof agentTaskPayloadSchema>;
 
 /** Why a task is parked in BullMQ's delayed set. */
 export const parkedSchema = z.discriminatedUnion("reason", [
-  z.object({ reason: z.literal("approval"), approvalIds: z.array(z.string()), until: z.number() }),
+  z.object({
+    reason: z.literal("approval"),
+    approvalIds: z.array(z.string()),
+    until: z.number(),
+    /** Names of the tool calls waiting for a decision. */
+    tools: z.array(z.string()).optional(),
+  }),
   z.object({ reason: z.literal("session_busy"), until: z.number() }),
   z.object({ reason: z.literal("budget_contended"), until: z.number() }),
 ]);

@@ -1,0 +1,54 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { createLogger } from "@agentry/core";
+import { ScriptedModel } from "@agentry/llm";
+import { AgentryClient } from "@agentry/runtime";
+import { generateApproverKeyPair } from "@agentry/governance";
+import { useTestRedis } from "@agentry/testkit";
+import { buildWorker, type BuiltWorker } from "../src/build-worker.js";
+import { parseWorkerConfig } from "../src/config.js";
+import { startOpsServer } from "../src/http.js";
+
+const redis = useTestRedis("build-worker");
+const dir = mkdtempSync(join(tmpdir(), "agentry-bw-"));
+writeFileSync(join(dir, "approvers"), `alice: ${generateApproverKeyPair().publicKey}\n`);
+const closers: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const close of closers.reverse()) await close();
+});
+
+describe("the reference worker, in process", () => {
+  it("serves /healthz and /metrics, and counts a tool call suspended for approval", async () => {
+    const prefix = redis.freshPrefix();
+    const config = parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, AGENTRY_APPROVERS_FILE: join(dir, "approvers") });
+    const built: BuiltWorker = await buildWorker(config, { logger: createLogger({ name: "test", level: "silent" }), model: new ScriptedModel() });
+    closers.push(() => built.close());
+    await built.start();
+    const server = await startOpsServer({ port: 0, host: "127.0.0.1", worker: built.worker, metrics: built.metrics });
+    closers.push(() => new Promise((resolve) => server.close(resolve)));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+    const health = await fetch(`${base}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toMatchObject({ ok: true, redis: true, running: true });
+
+    // A client without session order: the worker registers the task in its session itself.
+    const client = new AgentryClient({ url: redis.url, prefix });
+    closers.push(() => client.close());
+    const weather = await client.submit({ prompt: "What's the weather in Lima?" }, { tenant: "acme" });
+    await client.wait(weather.taskId, { timeoutMs: 20_000 });
+    const del = await client.submit({ prompt: "delete db-3 in staging" }, { tenant: "acme" });
+    await expect.poll(async () => (await client.status(del.taskId)).state, { timeout: 20_000 }).toBe("awaiting_approval");
+
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/agentry_tool_calls_total\{[^}]*tool="delete_resource"[^}]*decision="suspend"[^}]*\} 1/);
+    expect(metrics).toMatch(/agentry_tool_calls_total\{[^}]*tool="get_weather"[^}]*decision="allow"[^}]*\} 1/);
+    expect(metrics).toMatch(/agentry_tasks_total\{[^}]*outcome="awaiting_approval"[^}]*\} 1/);
+    expect(metrics).toMatch(/agentry_tasks_total\{[^}]*outcome="completed"[^}]*\} 1/);
+    expect(metrics).toMatch(/agentry_approvals_pending\{[^}]*\} 1/);
+    expect((await fetch(`${base}/nope`)).status).toBe(404);
+  });
+});
