@@ -35,7 +35,7 @@ type ActionOutcome = AuditDataMap["action"]["outcome"];
 /**
  * Governance as agent-loop hooks. `beforeToolCall`: builds the {@link Action}, validates it and
  * audits the verdict; a `require_approval` creates the approval (id deterministic per task and
- * tool_use, so a retry finds the same one), notifies, and suspends with `data: {approvalId}`.
+ * tool_use, so a retry finds the same one), notifies, and suspends with `data: {approvalId, expiresAt}`.
  * On resume it reads the approval and re-verifies every counted signature against
  * `approverKeys` (a record written straight into Redis does not pass): approved → allow,
  * rejected → deny naming who and why, expired → deny "approval expired", still pending →
@@ -94,10 +94,10 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
       return refuse(info, approvalId, "the approved action differs from the tool call");
     }
     if (record.status === "pending") {
-      if (clock.now() < record.expiresAt) return { type: "suspend", reason: record.reason, data: { approvalId } };
+      if (clock.now() < record.expiresAt) return { type: "suspend", reason: record.reason, data: { approvalId, expiresAt: record.expiresAt } };
       await approvals.expire(approvalId);
       record = (await approvals.get(approvalId)) ?? record;
-      if (record.status === "pending") return { type: "suspend", reason: record.reason, data: { approvalId } };
+      if (record.status === "pending") return { type: "suspend", reason: record.reason, data: { approvalId, expiresAt: record.expiresAt } };
     }
     const decision = await resolved(info, record);
     await approvals.acknowledge(approvalId);
@@ -147,7 +147,7 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
         return { type: "allow" };
       }
       case "pending":
-        return { type: "suspend", reason: record.reason, data: { approvalId } };
+        return { type: "suspend", reason: record.reason, data: { approvalId, expiresAt: record.expiresAt } };
     }
   };
 
@@ -217,7 +217,7 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
               })
               .catch((err: unknown) => logger?.warn({ err, approvalId: record.id }, "approval notification failed"));
           }
-          return { type: "suspend", reason: verdict.reason, data: { approvalId: record.id } };
+          return { type: "suspend", reason: verdict.reason, data: { approvalId: record.id, expiresAt: record.expiresAt } };
         }
       }
     },

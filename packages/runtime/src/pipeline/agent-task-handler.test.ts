@@ -113,10 +113,11 @@ describe("agent task handler", () => {
 
   it("parks a suspended tool call, resumes it on any worker, runs the tool once", async () => {
     const approvals = new Map<string, boolean>();
+    const expiresAt = Date.now() + 600_000;
     const gate: AgentHooks = {
       async beforeToolCall({ call, previousSuspension }) {
         if (call.name !== "delete_resource") return { type: "allow" };
-        if (!previousSuspension) return { type: "suspend", reason: "needs approval", data: { approvalId: `appr-${call.id}` } };
+        if (!previousSuspension) return { type: "suspend", reason: "needs approval", data: { approvalId: `appr-${call.id}`, expiresAt } };
         return approvals.get(String(previousSuspension.data?.approvalId)) ? { type: "allow" } : { type: "suspend", reason: "still pending", data: previousSuspension.data };
       },
     };
@@ -126,6 +127,8 @@ describe("agent task handler", () => {
     await expect.poll(async () => (await client.status(taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
     const [approvalId] = (await client.status(taskId)).approvalIds ?? [];
     expect(approvalId).toMatch(/^appr-/);
+    // Parked until the approval's own expiry (then resumed to apply the expired outcome).
+    expect((await client.queue.getJob(taskId))?.data.parked).toMatchObject({ reason: "approval", until: expiresAt + 1_000, tools: ["delete_resource"] });
     expect(ran).toEqual([]);
     approvals.set(approvalId as string, true);
     await worker.promote(taskId);

@@ -181,13 +181,12 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       // 3. Completed: append to the session once, end the turn, wake the next task.
       const added = result.state.messages.slice(base.historyLength);
       if (options.sessions && (await once(`history:${ex.taskId}`))) await options.sessions.append(p.sessionId, added);
-      const model = result.state.messages.length > 0 ? (p.model ?? options.model.defaultModel) : options.model.defaultModel;
       const taskResult: AgentTaskResult = {
         text: result.text,
         steps: result.steps,
         usage: result.usage,
         costMicroUsd: costSoFar(),
-        model,
+        model: p.model ?? options.model.defaultModel,
         finishedAt: clock.now(),
       };
       await audit("response", { text: result.text, steps: result.steps, usage: result.usage, costMicroUsd: taskResult.costMicroUsd });
