@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
@@ -230,9 +229,4 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       await redis.quit().catch(() => redis.disconnect());
     },
   };
-}
-
-/** Reads a file as text; kept here so config errors name the file. */
-export function readText(path: string): string {
-  return readFileSync(path, "utf8");
 }
