@@ -20,6 +20,7 @@ export {
   type RedisTarget,
 } from "./redis/connection.js";
 export { keySpace, type KeySpace } from "./redis/keys.js";
+export { fenceArgs, fenceGuardLua, type Fence } from "./redis/fence.js";
 export { createLogger, DEFAULT_REDACT_PATHS, type CreateLoggerOptions, type Logger } from "./log/logger.js";
 export { parseEnv, agentryEnvSchema, type AgentryEnv } from "./config/env.js";
 export { durationMs } from "./config/durations.js";

@@ -52,6 +52,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case "PAYLOAD_TOO_LARGE":
       return 413;
     case "PROVIDER_RATE_LIMITED":
+    case "RATE_LIMITED":
       return 429;
     case "PROVIDER_BAD_RESPONSE":
       return 502;
@@ -70,6 +71,7 @@ export function httpStatusOf(code: ErrorCode): number {
     case "PROVIDER_AUTH":
     case "UNKNOWN_MODEL":
     case "AUDIT_FAILED":
+    case "LOCK_LOST":
     case "INTERNAL":
       return 500;
   }

@@ -23,6 +23,8 @@ export const agentryEnvSchema = z.object({
   AGENTRY_POLICY_FILE: optionalString,
   AGENTRY_APPROVERS_FILE: optionalString,
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
+  /** Secret that authenticates audit entries (HMAC); every writer and verifier holds it, Redis does not. */
+  AGENTRY_AUDIT_KEY: z.preprocess(emptyToUndefined, z.string().min(32, "must be at least 32 characters").optional()),
   LOG_LEVEL: z.preprocess(
     emptyToUndefined,
     z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

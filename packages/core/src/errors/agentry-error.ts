@@ -30,6 +30,8 @@ export const ERROR_CODES = [
   "UNKNOWN_MODEL",
   "AUDIT_FAILED",
   "REDIS_UNAVAILABLE",
+  "LOCK_LOST",
+  "RATE_LIMITED",
   "CANCELLED",
   "TIMEOUT",
   "INTERNAL",
@@ -82,6 +84,8 @@ const DEFAULT_CATEGORY: Record<ErrorCode, ErrorCategory> = {
   UNKNOWN_MODEL: "system",
   AUDIT_FAILED: "system",
   REDIS_UNAVAILABLE: "system",
+  LOCK_LOST: "system",
+  RATE_LIMITED: "user",
   CANCELLED: "user",
   TIMEOUT: "system",
   INTERNAL: "system",
@@ -96,6 +100,7 @@ const DEFAULT_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "PROVIDER_BAD_RESPONSE",
   "AUDIT_FAILED",
   "REDIS_UNAVAILABLE",
+  "RATE_LIMITED",
   "TIMEOUT",
 ]);
 
