@@ -1,3 +1,4 @@
+import type { Fence } from "@agentry/core";
 import type { ModelRequest, ModelResponse, ToolResultBlock, ToolUseBlock } from "@agentry/llm";
 import type { AgentState } from "./state.js";
 
@@ -15,6 +16,12 @@ export interface RunContext {
   userId: string;
   sessionId: string;
   attributes?: Record<string, string>;
+  /**
+   * The attempt's write condition (its job lock). Hooks and stores that write on behalf of the
+   * run pass it on, so an attempt that lost its lock to another worker commits nothing more.
+   * Absent when the run is not fenced (a single process, tests).
+   */
+  fence?: Fence;
 }
 
 /** One model call. `step` is 1-based: the n-th model call of the task (it carries over a resume). */

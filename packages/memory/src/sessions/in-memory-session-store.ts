@@ -2,7 +2,7 @@ import { systemClock, type Clock } from "@agentry/core";
 import type { Message } from "@agentry/llm";
 import { requireId } from "../internal/validate.js";
 import { compileSessionStoreOptions, encodeMessages, trimHistory } from "./history.js";
-import type { CompiledSessionStoreOptions, SessionStore, SessionStoreOptions } from "./session-store.js";
+import type { AppendOptions, CompiledSessionStoreOptions, SessionStore, SessionStoreOptions } from "./session-store.js";
 
 /** Options for {@link InMemorySessionStore}. */
 export interface InMemorySessionStoreOptions extends SessionStoreOptions {
@@ -15,6 +15,7 @@ export class InMemorySessionStore implements SessionStore {
   private readonly options: CompiledSessionStoreOptions;
   private readonly now: () => number;
   private readonly sessions = new Map<string, { messages: string[]; expiresAt: number }>();
+  private readonly used = new Set<string>();
 
   constructor(options: InMemorySessionStoreOptions = {}) {
     this.options = compileSessionStoreOptions(options);
@@ -30,11 +31,14 @@ export class InMemorySessionStore implements SessionStore {
     return session;
   }
 
-  async append(sessionId: string, messages: Message[]): Promise<void> {
+  async append(sessionId: string, messages: Message[], options: AppendOptions = {}): Promise<boolean> {
     const encoded = encodeMessages(sessionId, messages, this.options.maxMessageBytes);
+    const onceKey = options.once === undefined ? undefined : JSON.stringify([sessionId, options.once]);
+    if (onceKey !== undefined && this.used.has(onceKey)) return false;
+    if (onceKey !== undefined) this.used.add(onceKey);
     const existing = this.live(sessionId);
     // Like Redis: appending nothing refreshes a session but never creates one.
-    if (!existing && encoded.length === 0) return;
+    if (!existing && encoded.length === 0) return true;
     const session = existing ?? { messages: [], expiresAt: 0 };
     session.messages.push(...encoded);
     if (session.messages.length > this.options.maxMessages) {
@@ -42,6 +46,7 @@ export class InMemorySessionStore implements SessionStore {
     }
     session.expiresAt = this.now() + this.options.ttlMs;
     this.sessions.set(sessionId, session);
+    return true;
   }
 
   async load(sessionId: string): Promise<Message[]> {

@@ -1,9 +1,13 @@
-import { AgentryError, keySpace, type KeySpace } from "@agentry/core";
+import { readFileSync } from "node:fs";
+import { AgentryError, fenceArgs, keySpace, type KeySpace } from "@agentry/core";
 import type { Message } from "@agentry/llm";
 import type { Redis } from "ioredis";
 import { keyPart, requireId } from "../internal/validate.js";
 import { compileSessionStoreOptions, encodeMessages, trimHistory } from "./history.js";
-import type { CompiledSessionStoreOptions, SessionStore, SessionStoreOptions } from "./session-store.js";
+import type { AppendOptions, CompiledSessionStoreOptions, SessionStore, SessionStoreOptions } from "./session-store.js";
+
+const APPEND = readFileSync(new URL("./append-messages.lua", import.meta.url), "utf8");
+const APPEND_COMMAND = "agentryMemoryAppendMessages";
 
 /** Options for {@link RedisSessionStore}. */
 export interface RedisSessionStoreOptions extends SessionStoreOptions {
@@ -25,23 +29,25 @@ export class RedisSessionStore implements SessionStore {
     this.redis = options.redis;
     this.keys = keySpace(options.prefix);
     this.options = compileSessionStoreOptions(options);
+    if (!(APPEND_COMMAND in this.redis)) this.redis.defineCommand(APPEND_COMMAND, { lua: APPEND, numberOfKeys: 3 });
   }
 
   private key(sessionId: string): string {
     return this.keys.key("session", keyPart(sessionId), "messages");
   }
 
-  async append(sessionId: string, messages: Message[]): Promise<void> {
+  async append(sessionId: string, messages: Message[], options: AppendOptions = {}): Promise<boolean> {
     const encoded = encodeMessages(sessionId, messages, this.options.maxMessageBytes);
     const key = this.key(sessionId);
-    const tx = this.redis.multi();
-    if (encoded.length > 0) {
-      tx.rpush(key, ...encoded);
-      // Keeping the last maxMessages loses nothing load could return.
-      tx.ltrim(key, -this.options.maxMessages, -1);
+    const fence = fenceArgs(options.fence, key);
+    const onceKey = options.once === undefined ? key : this.keys.key("session", keyPart(sessionId), "once", keyPart(options.once));
+    const run = (this.redis as unknown as Record<string, (...a: (string | number)[]) => Promise<number>>)[APPEND_COMMAND] as (...a: (string | number)[]) => Promise<number>;
+    // Keeping the last maxMessages loses nothing load could return.
+    const reply = await run.call(this.redis, key, fence.key, onceKey, fence.token, options.once === undefined ? "" : "1", this.options.maxMessages, this.options.ttlMs, ...encoded);
+    if (reply === -1) {
+      throw new AgentryError("LOCK_LOST", `Session ${sessionId}: the writer no longer holds its fence; nothing was appended`, { retryable: false });
     }
-    tx.pexpire(key, this.options.ttlMs);
-    await execOrThrow(tx);
+    return reply === 1;
   }
 
   async load(sessionId: string): Promise<Message[]> {

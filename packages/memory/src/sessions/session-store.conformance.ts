@@ -57,6 +57,14 @@ function pairsIntact(history: Message[]): boolean {
 /** The {@link SessionStore} contract. Every backend runs it. */
 export function sessionStoreConformance(name: string, factory: SessionStoreFactory): void {
   describe(`SessionStore conformance: ${name}`, () => {
+    it("appends at most once per `once` key, and says whether it appended", async () => {
+      const store = await factory({});
+      expect(await store.append("s1", [user("q"), assistant("a")], { once: "task-1" })).toBe(true);
+      expect(await store.append("s1", [user("q"), assistant("a")], { once: "task-1" })).toBe(false);
+      expect(await store.append("s2", [user("other session")], { once: "task-1" })).toBe(true);
+      expect(await store.load("s1")).toEqual([user("q"), assistant("a")]);
+    });
+
     it("returns [] for an unknown session, which does not exist", async () => {
       const store = await factory({});
       expect(await store.load("nobody")).toEqual([]);

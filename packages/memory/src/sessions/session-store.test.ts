@@ -1,3 +1,4 @@
+import { isAgentryError } from "@agentry/core";
 import type { Message } from "@agentry/llm";
 import { useTestRedis } from "@agentry/testkit";
 import { describe, expect, it } from "vitest";
@@ -15,6 +16,23 @@ sessionStoreConformance("in-memory", (options) => new InMemorySessionStore(optio
 const hello: Message = { role: "user", content: "hello" };
 
 describe("RedisSessionStore", () => {
+  it("a fenced append writes only while the fence key holds the writer's token, in one script", async () => {
+    const client = redis.client();
+    const prefix = redis.freshPrefix("fence");
+    const store = new RedisSessionStore({ redis: client, prefix });
+    const fence = { key: `${prefix}:job:lock`, token: "attempt-1" };
+    await client.set(fence.key, "attempt-1");
+    expect(await store.append("s1", [hello], { fence, once: "t1" })).toBe(true);
+    await client.set(fence.key, "attempt-2"); // another attempt took the task
+    const err = await store.append("s1", [hello], { fence, once: "t2" }).catch((e: unknown) => e);
+    expect(isAgentryError(err, "LOCK_LOST")).toBe(true);
+    // Nothing was written, and the once key of the refused append was not used up.
+    expect(await store.load("s1")).toEqual([hello]);
+    expect(await store.append("s1", [hello], { fence: { ...fence, token: "attempt-2" }, once: "t2" })).toBe(true);
+    expect(await store.load("s1")).toEqual([hello, hello]);
+  });
+
+
   it("sets the TTL on append and refreshes it on load", async () => {
     const client = redis.client();
     const prefix = redis.freshPrefix("ttl");

@@ -1,12 +1,27 @@
+import type { Fence } from "@agentry/core";
 import type { Message } from "@agentry/llm";
+
+/** Conditions of one append. */
+export interface AppendOptions {
+  /**
+   * Append only while the fence holds (checked inside Redis with the write); otherwise throw
+   * `LOCK_LOST` and append nothing. The in-memory store runs in one process and ignores it.
+   */
+  fence?: Fence;
+  /**
+   * Append at most once per key (e.g. the task id): a second append with the same key, by any
+   * process, changes nothing. The key is remembered for the session's TTL.
+   */
+  once?: string;
+}
 
 /**
  * A session's conversation history: the model's messages, content blocks, tool calls and
  * results included. Every use refreshes the session's TTL.
  */
 export interface SessionStore {
-  /** Appends messages; creates the session if needed; refreshes TTL. */
-  append(sessionId: string, messages: Message[]): Promise<void>;
+  /** Appends messages; creates the session if needed; refreshes TTL. Returns false when `once` had been used already. */
+  append(sessionId: string, messages: Message[], options?: AppendOptions): Promise<boolean>;
   /**
    * Loads the most recent history, trimmed to the store's bounds (message count and approx
    * tokens), oldest first; refreshes TTL. Never splits a tool_use from its tool_result

@@ -64,11 +64,13 @@ export class InMemorySessionTurns implements SessionTurns {
     return true;
   }
 
-  async release(lease: SessionLease): Promise<void> {
+  /** The fence option is for Redis: this store runs in one process and ignores it. */
+  async release(lease: SessionLease): Promise<boolean> {
     const state = this.state(lease.sessionId);
-    if (state.lease && state.lease.token !== lease.token) return;
+    if (state.lease && state.lease.token !== lease.token) return false;
     state.lease = undefined;
     this.drop(lease.sessionId, state, lease.taskId);
+    return true;
   }
 
   async remove(sessionId: string, taskId: string): Promise<void> {

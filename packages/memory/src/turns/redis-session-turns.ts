@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { keySpace, newToken, type KeySpace } from "@agentry/core";
+import { fenceArgs, keySpace, newToken, type Fence, type KeySpace } from "@agentry/core";
 import type { Redis } from "ioredis";
 import { keyPart, requireId, requirePositiveInt } from "../internal/validate.js";
 import type { SessionLease, SessionTurns } from "./session-turns.js";
@@ -17,7 +17,7 @@ const COMMANDS = {
   agentryMemoryEnqueueTurn: { numberOfKeys: 2, lua: script("enqueue-turn") },
   agentryMemoryAcquireTurn: { numberOfKeys: 2, lua: script("acquire-turn") },
   agentryMemoryRenewTurn: { numberOfKeys: 1, lua: script("renew-turn") },
-  agentryMemoryReleaseTurn: { numberOfKeys: 3, lua: script("release-turn") },
+  agentryMemoryReleaseTurn: { numberOfKeys: 4, lua: script("release-turn") },
   agentryMemoryRemoveTurn: { numberOfKeys: 2, lua: script("remove-turn") },
 } as const;
 
@@ -83,9 +83,10 @@ export class RedisSessionTurns implements SessionTurns {
     return true;
   }
 
-  async release(lease: SessionLease): Promise<void> {
+  async release(lease: SessionLease, options: { fence?: Fence } = {}): Promise<boolean> {
     const k = this.sessionKeys(lease.sessionId);
-    await this.commands.agentryMemoryReleaseTurn(k.order, k.lease, k.seq, lease.taskId, lease.token);
+    const fence = fenceArgs(options.fence, k.lease);
+    return (await this.commands.agentryMemoryReleaseTurn(k.order, k.lease, k.seq, fence.key, lease.taskId, lease.token, fence.token)) === 1;
   }
 
   async remove(sessionId: string, taskId: string): Promise<void> {

@@ -26,6 +26,24 @@ describe("RedisSessionTurns", () => {
     if (lease) await turns.release(lease);
     expect(await client.keys(`${prefix}:*`)).toEqual([]);
   });
+
+  it("a fenced release ends the turn only while the fence holds", async () => {
+    const client = redis.client();
+    const prefix = redis.freshPrefix("fence");
+    const turns = new RedisSessionTurns({ redis: client, prefix });
+    await turns.enqueue("s", "t1");
+    await turns.enqueue("s", "t2");
+    const lease = await turns.tryAcquire("s", "t1", 10_000);
+    expect(lease).not.toBeNull();
+    const fence = { key: `${prefix}:job:lock`, token: "attempt-1" };
+    await client.set(fence.key, "attempt-2"); // the attempt lost its job to another one
+    expect(await turns.release(lease!, { fence })).toBe(false);
+    expect(await turns.head("s")).toBe("t1");
+    expect(await turns.tryAcquire("s", "t2", 10_000)).toBeNull();
+    await client.set(fence.key, "attempt-1");
+    expect(await turns.release(lease!, { fence })).toBe(true);
+    expect(await turns.head("s")).toBe("t2");
+  });
 });
 
 describe("InMemorySessionTurns", () => {

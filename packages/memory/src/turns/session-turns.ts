@@ -1,3 +1,5 @@
+import type { Fence } from "@agentry/core";
+
 /** A held turn of a session. `expiresAt` is ms since the epoch (server clock for Redis). */
 export interface SessionLease {
   sessionId: string;
@@ -26,9 +28,11 @@ export interface SessionTurns {
   /**
    * Ends the turn: removes taskId from the order and drops the lease (only if the token matches). Idempotent.
    * A holder whose lease ran out and was not re-taken still ends its turn; a lease re-taken by
-   * another owner is left alone.
+   * another owner is left alone. With a `fence` (Redis only), nothing changes unless the fence
+   * holds, checked in the same script. Returns true when the turn ended (or had already ended),
+   * false when another owner holds it or the fence did not hold.
    */
-  release(lease: SessionLease): Promise<void>;
+  release(lease: SessionLease, options?: { fence?: Fence }): Promise<boolean>;
   /** Removes a task from the order without a lease (cancelled / failed before it ran). */
   remove(sessionId: string, taskId: string): Promise<void>;
   /** The task whose turn it is (head), for diagnostics. */

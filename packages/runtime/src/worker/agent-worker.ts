@@ -9,7 +9,7 @@ import {
   type Telemetry,
 } from "bullmq";
 import type { Redis } from "ioredis";
-import { AgentryError, createRedis, type Logger, systemClock, type Clock } from "@agentry/core";
+import { AgentryError, createRedis, type Fence, type Logger, systemClock, type Clock } from "@agentry/core";
 import {
   DEFAULT_QUEUE_NAME,
   TASK_CATALOG,
@@ -23,6 +23,7 @@ import {
 import type { TaskProgress } from "../client/task-status.js";
 import { cancelChannel, cancelKey, wakeKey } from "./cancellation.js";
 import type { TaskOutcome } from "./job-outcome.js";
+import { FencedJobWriter, jobKeys } from "./fenced-job.js";
 
 /** What a task handler gets for one attempt of one task. */
 export interface TaskExecution {
@@ -36,11 +37,17 @@ export interface TaskExecution {
   attemptsStarted: number;
   /** No attempt is left after this one: a retryable failure now fails the task for good. */
   finalAttempt: boolean;
-  /** Aborted on cancellation and on shutdown after the grace period. */
+  /** Aborted on cancellation, on shutdown after the grace period, and when the attempt loses its job lock (`LOCK_LOST`). */
   signal: AbortSignal;
-  /** Persists loop state into the job, so any worker can continue from it. */
+  /**
+   * The attempt's job lock. Every write the attempt makes on the task's behalf (checkpoint,
+   * progress, session history, audit, turn release) is checked against it inside Redis, so an
+   * attempt whose lock lapsed while another worker took the task commits nothing more.
+   */
+  fence: Fence;
+  /** Persists loop state into the job, so any worker can continue from it. Fenced: `LOCK_LOST` once the lock is gone. */
   saveCheckpoint(state: unknown): Promise<void>;
-  /** Publishes progress (visible to `status` and `watch`). */
+  /** Publishes progress (visible to `status` and `watch`). Fenced like a checkpoint, so it also gates the next model or tool call. */
   reportProgress(progress: TaskProgress): Promise<void>;
   /** The trace of the task's first attempt (serialised), to link resumed runs to it. */
   firstTrace: string | undefined;
@@ -80,6 +87,8 @@ export interface AgentWorkerOptions {
   progressTimeoutMs?: number;
   handler: TaskHandler;
   logger: Logger;
+  /** The agent's name, on every task's finished log line. @defaultValue `assistant` */
+  agentName?: string;
   telemetry?: Telemetry;
   /** Called for every job that ends (completed or failed), for metrics and audit. */
   onFinished?: (event: { taskId: string; payload: AgentTaskPayload; outcome: "completed" | "failed" | "cancelled"; durationMs: number; error?: AgentryError }) => void;
@@ -108,12 +117,15 @@ export class AgentWorker {
   readonly queue: Queue;
   readonly prefix: string;
   readonly queueName: string;
+  private readonly agentName: string;
   private readonly options: AgentWorkerOptions;
   private readonly redis: Redis;
   private readonly subscriber: Redis;
   /** The BullMQ worker's connection: BullMQ does not close a connection it was given. */
   private readonly workerConnection: Redis;
-  private readonly active = new Map<string, { controller: AbortController; lastProgressAt: number }>();
+  /** Running attempts by lock token (a task may briefly have a stale attempt beside a new one). */
+  private readonly active = new Map<string, { taskId: string; controller: AbortController; lastProgressAt: number }>();
+  private readonly jobWriter: FencedJobWriter;
   private readonly clock: Clock;
   private shuttingDown = false;
   private closed: Promise<void> | undefined;
@@ -122,10 +134,12 @@ export class AgentWorker {
     this.options = options;
     this.prefix = options.prefix ?? "agentry";
     this.queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
+    this.agentName = options.agentName ?? "assistant";
     this.clock = options._internal?.clock ?? systemClock;
     this.redis = createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker" });
     this.subscriber = createRedis({ url: options.url, role: "subscriber", connectionName: "agentry-worker-sub" });
     this.redis.on("error", (err) => options.logger.warn({ err: err.message }, "redis connection error"));
+    this.jobWriter = new FencedJobWriter(this.redis);
     this.subscriber.on("error", () => undefined);
     this.queue = new Queue(this.queueName, { connection: this.redis, prefix: this.prefix });
     this.queue.on("error", () => undefined);
@@ -147,6 +161,22 @@ export class AgentWorker {
       autorun: false,
     });
     this.worker.on("error", (err) => options.logger.warn({ err: err.message }, "worker error"));
+    // A lock that could not be renewed (it lapsed, e.g. while Redis was away) means another
+    // worker may own the task now: stop the attempt at once. Its fenced writes fail anyway.
+    this.worker.on("lockRenewalFailed", (jobIds: string[]) => {
+      void this.abortLostAttempts(new Set(jobIds)).catch((err: unknown) => options.logger.warn({ err }, "lock check failed"));
+    });
+  }
+
+  private async abortLostAttempts(jobIds: Set<string>): Promise<void> {
+    for (const [token, attempt] of this.active) {
+      if (!jobIds.has(attempt.taskId)) continue;
+      const holder = await this.redis.get(jobKeys(this.prefix, this.queueName, attempt.taskId).lock);
+      if (holder !== token) {
+        this.options.logger.warn({ event: "task-lock-lost", taskId: attempt.taskId }, "task attempt lost its job lock; stopping it");
+        attempt.controller.abort(new AgentryError("LOCK_LOST", `Task ${attempt.taskId}: the attempt lost its job lock`, { retryable: false }));
+      }
+    }
   }
 
   /** Starts taking jobs. Resolves once the worker is ready. */
@@ -154,7 +184,9 @@ export class AgentWorker {
     if (this.options.globalConcurrency) await this.queue.setGlobalConcurrency(this.options.globalConcurrency);
     await this.subscriber.subscribe(cancelChannel(this.prefix));
     this.subscriber.on("message", (_channel: string, taskId: string) => {
-      this.active.get(taskId)?.controller.abort(new AgentryError("CANCELLED", `Task ${taskId} was cancelled`));
+      for (const attempt of this.active.values()) {
+        if (attempt.taskId === taskId) attempt.controller.abort(new AgentryError("CANCELLED", `Task ${taskId} was cancelled`));
+      }
     });
     void this.worker.run().catch((err: unknown) => this.options.logger.error({ err }, "worker loop ended"));
     await this.worker.waitUntilReady();
@@ -232,15 +264,18 @@ export class AgentWorker {
     const taskId = job.id as string;
     const payload = job.data.payload;
     const log = this.options.logger.child({ taskId, tenant: payload.tenant, sessionId: payload.sessionId, attempt: job.attemptsStarted });
+    if (!token) throw new AgentryError("INTERNAL", `Task ${taskId} was delivered without a lock token`);
     const controller = new AbortController();
     bullSignal?.addEventListener("abort", () => controller.abort(bullSignal.reason), { once: true });
-    const entry = { controller, lastProgressAt: this.clock.now() };
-    this.active.set(taskId, entry);
+    const entry = { taskId, controller, lastProgressAt: this.clock.now() };
+    this.active.set(token, entry);
     const startedAt = this.clock.now();
+    const keys = jobKeys(this.prefix, this.queueName, taskId);
+    const fence = FencedJobWriter.fenceOf(keys, token);
     let data = job.data;
     const update = async (patch: Partial<AgentJobData>) => {
       data = { ...data, ...patch };
-      await job.updateData(data);
+      await this.jobWriter.write(keys, taskId, token, "data", data);
     };
     try {
       if (await this.redis.exists(cancelKey(this.prefix, taskId))) {
@@ -255,6 +290,7 @@ export class AgentWorker {
         attemptsStarted: job.attemptsStarted,
         finalAttempt: (job.opts.attempts ?? 1) - job.attemptsMade - 1 <= 0,
         signal: controller.signal,
+        fence,
         firstTrace: data.firstTrace,
         // Kept with the job's next write (the first checkpoint follows at once, and a park or a
         // failure writes too): a separate write here cost one script call per task. A task that
@@ -269,7 +305,7 @@ export class AgentWorker {
         },
         reportProgress: async (progress) => {
           entry.lastProgressAt = this.clock.now();
-          await job.updateProgress(progress as unknown as object);
+          await this.jobWriter.write(keys, taskId, token, "progress", progress);
         },
         log,
       });
@@ -282,7 +318,7 @@ export class AgentWorker {
       }
       if (data.parked) await update({ parked: undefined });
       const durationMs = this.clock.now() - startedAt;
-      log.info({ event: "task-completed", durationMs, steps: outcome.result.steps, costMicroUsd: outcome.result.costMicroUsd }, "task completed");
+      log.info({ event: "task-completed", agent: this.agentName, success: true, durationMs, steps: outcome.result.steps, costMicroUsd: outcome.result.costMicroUsd }, `agent ${this.agentName} completed task`);
       this.options.onFinished?.({ taskId, payload, outcome: "completed", durationMs });
       return outcome.result;
     } catch (thrown) {
@@ -295,6 +331,13 @@ export class AgentWorker {
       }
       const err = AgentryError.from(controller.signal.aborted && AgentryError.isInstance(controller.signal.reason) ? controller.signal.reason : thrown);
       const durationMs = this.clock.now() - startedAt;
+      if (err.code === "LOCK_LOST") {
+        // Another attempt owns the task now: this one leaves the job as it is (no failure, no
+        // retry: a WaitingError makes BullMQ touch nothing) and reports nothing as finished.
+        controller.abort(err);
+        log.warn({ event: "task-attempt-fenced", err: err.message, durationMs }, "task attempt lost its job lock; it commits nothing more");
+        throw new WaitingError();
+      }
       if (err.code === "PROVIDER_RATE_LIMITED") {
         const wait = err.retryAfterMs ?? 1_000;
         await this.queue.rateLimit(wait);
@@ -308,11 +351,11 @@ export class AgentWorker {
         throw new RetryableTaskError(err);
       }
       const outcome = err.code === "CANCELLED" ? "cancelled" : "failed";
-      log.error({ event: "task-failed", code: err.code, err: err.message, durationMs }, "task failed");
+      log.error({ event: "task-failed", agent: this.agentName, success: false, code: err.code, err: err.message, durationMs }, `agent ${this.agentName} failed task`);
       this.options.onFinished?.({ taskId, payload, outcome, durationMs, error: err });
       throw new UnrecoverableError(`[${err.code}] ${err.message}`);
     } finally {
-      this.active.delete(taskId);
+      this.active.delete(token);
     }
   }
 
