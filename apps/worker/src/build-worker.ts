@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
@@ -71,6 +72,8 @@ export interface BuildWorkerOptions {
  */
 export async function buildWorker(config: WorkerConfig, options: BuildWorkerOptions): Promise<BuiltWorker> {
   const { logger } = options;
+  /** Who this worker is in audit entries. */
+  const actor = config.AGENTRY_WORKER_NAME ?? `worker-${hostname()}-${process.pid}`;
   const prefix = config.AGENTRY_PREFIX;
   const redis = createRedis({ url: config.REDIS_URL, role: "worker", connectionName: "agentry-worker-cmd" });
   redis.on("error", () => undefined);
@@ -91,7 +94,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
   const policies = loadPolicyFile(policyPath);
   const validator = new SafetyValidator({ policies, redis, prefix });
   const audit = new AuditLog({ redis, prefix });
-  const auditSink: AuditSink = { append: (entry) => audit.append(entry as Parameters<AuditLog["append"]>[0]) };
+  const auditSink: AuditSink = { append: (entry, appendOptions) => audit.append(entry as Parameters<AuditLog["append"]>[0], appendOptions) };
   const approvals = new ApprovalStore({ redis: publisher, prefix, approverKeys, audit });
   const notifier =
     options.notifier ??
@@ -128,6 +131,8 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     turns,
     recall: { memory },
     audit: auditSink,
+    actor,
+    toolClaimMs: config.AGENTRY_TOOL_TIMEOUT_MS + 2_000,
     costOf: budget.costOf,
     forgetCost: budget.forget,
     wake: (taskId) => (ref.host as AgentWorker).promote(taskId),

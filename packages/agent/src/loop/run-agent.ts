@@ -147,9 +147,11 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
       return { type: "tool_result", toolUseId: call.id, content: INTERRUPTED_TOOL_MESSAGE, isError: true };
     }
     const result = await tools.execute(call, toolContext(call));
-    // A cancelled handler's outcome is unknown: leave the claim open so a retry sees "interrupted".
+    // A handler that returned a result did its work, even if the run was stopped meanwhile (e.g.
+    // its attempt lost the job lock): record it, so the attempt that continues the task reports
+    // the truth. A cancelled handler's error outcome is unknown: leave the claim open ("interrupted").
+    if (!(signal.aborted && result.isError)) await journal.complete(run, call, result);
     throwIfCancelled(signal);
-    await journal.complete(run, call, result);
     return result;
   };
 

@@ -88,7 +88,7 @@ describe("agent task handler", () => {
     const history = await sessions.load(sessionId);
     expect(history[0]).toEqual({ role: "user", content: "What's the weather in Paris?" });
     expect(history).toHaveLength(4); // user, assistant tool_use, user tool_result, assistant text
-    expect(audit.map((e) => e.type)).toEqual(["request", "budget", "decision", "budget", "budget", "decision", "budget", "response"]);
+    expect(audit.map((e) => e.type)).toEqual(["request", "budget", "budget", "decision", "budget", "budget", "decision", "response"]);
   });
 
   it("fails with BUDGET_EXCEEDED before any provider call", async () => {

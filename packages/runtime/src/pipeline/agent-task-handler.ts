@@ -15,7 +15,7 @@ import type { SessionLease, SessionStore, SessionTurns, VectorMemory } from "@ag
 import type { AgentTaskResult } from "../tasks/catalog.js";
 import type { TaskExecution, TaskHandler } from "../worker/agent-worker.js";
 import type { TaskOutcome } from "../worker/job-outcome.js";
-import type { AuditSink } from "./audit-sink.js";
+import type { AuditAppendOptions, AuditSink, RuntimeAuditEntry } from "./audit-sink.js";
 import { RedisToolJournal } from "./tool-journal.js";
 
 /** What the worker keeps in the job between attempts. */
@@ -43,6 +43,12 @@ export interface AgentTaskHandlerOptions {
   /** Recall memories of the user into the system prompt. */
   recall?: { memory: VectorMemory; k?: number };
   audit?: AuditSink;
+  /** How long a started tool call may still record its result (its timeout plus a margin); see RedisToolJournal. @defaultValue 35_000 */
+  toolClaimMs?: number;
+  /** Who writes the audit entries (the worker's name). */
+  actor?: string;
+  /** Longest model text kept as a decision's reasoning in the audit, in characters. @defaultValue 2_000 */
+  maxAuditedReasoning?: number;
   /** @defaultValue a short helpful-assistant prompt */
   system?: string;
   /** @defaultValue 10 */
@@ -79,9 +85,8 @@ export const DEFAULT_SYSTEM_PROMPT =
 export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHandler {
   const clock = options._internal?.clock ?? systemClock;
   const leaseMs = options.sessionLeaseMs ?? 30_000;
-  const journal = new RedisToolJournal({ redis: options.redis, prefix: options.prefix });
-  const once = async (key: string) =>
-    (await options.redis.set(`${options.prefix}:once:${key}`, "1", "EX", 7 * 24 * 3600, "NX")) === "OK";
+  const journal = new RedisToolJournal({ redis: options.redis, prefix: options.prefix, ...(options.toolClaimMs ? { claimMs: options.toolClaimMs } : {}) });
+  const maxReasoning = options.maxAuditedReasoning ?? 2_000;
 
   return async (ex: TaskExecution): Promise<TaskOutcome> => {
     const p = ex.payload;
@@ -93,16 +98,20 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       sessionId: p.sessionId,
       // The task id is the BullMQ job id; governance records it on approvals.
       attributes: { jobId: ex.taskId, ...(traceId ? { traceId } : {}) },
+      fence: ex.fence,
     };
-    const audit = (type: "request" | "response" | "failure" | "decision", data: Record<string, unknown>) =>
-      options.audit?.append({ taskId: run.taskId, tenant: run.tenant, userId: run.userId, sessionId: run.sessionId, type, ...(traceId ? { traceId } : {}), data });
+    // Every entry of the attempt is fenced by its job lock; `once` keeps an entry that a
+    // retried attempt reaches again (request, response, failure) to one per task.
+    const audit = (type: RuntimeAuditEntry["type"], data: Record<string, unknown>, once?: string) => {
+      const entry: RuntimeAuditEntry = { taskId: run.taskId, tenant: run.tenant, userId: run.userId, sessionId: run.sessionId, type, ...(traceId ? { traceId } : {}), ...(options.actor ? { actor: options.actor } : {}), data };
+      const appendOptions: AuditAppendOptions = { fence: ex.fence, ...(once ? { once: `${once}:${ex.taskId}` } : {}) };
+      return options.audit?.append(entry, appendOptions);
+    };
     let checkpoint = readCheckpoint(ex.checkpoint);
     const priorCost = checkpoint?.costMicroUsd ?? 0;
     const costSoFar = () => priorCost + (options.costOf?.(ex.taskId) ?? 0);
 
-    if (checkpoint === undefined && (await once(`request:${ex.taskId}`))) {
-      await audit("request", { prompt: p.prompt, model: p.model, submittedAt: p.submittedAt });
-    }
+    if (checkpoint === undefined) await audit("request", { prompt: p.prompt, model: p.model, submittedAt: p.submittedAt }, "request");
 
     // 1. The session's turn. A run that already finished ended its turn (release is idempotent,
     // done again below): its completion was lost (e.g. its lock lapsed while Redis was away), so
@@ -132,13 +141,11 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       }
       const base = checkpoint;
 
+      // Progress writes are fenced: they run first, so an attempt that lost its lock makes no
+      // further model or tool call.
       const progressHooks: AgentHooks = {
         async beforeModelCall({ step }) {
           await ex.reportProgress({ step, phase: "model" });
-        },
-        async afterModelCall({ step, response }) {
-          const tools = response.content.filter((b) => b.type === "tool_use").map((b) => b.name);
-          await audit("decision", { step, stopReason: response.stopReason, tools, usage: response.usage, model: response.model });
         },
         async beforeToolCall({ step, call }) {
           await ex.reportProgress({ step, phase: "tool", tool: call.name });
@@ -146,6 +153,16 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         },
         async onCheckpoint(state) {
           await ex.saveCheckpoint({ ...base, agent: state, costMicroUsd: costSoFar() });
+        },
+      };
+      // The decision entry runs after every other hook: the budget settles a call the provider
+      // billed even when this fenced entry is refused.
+      const decisionHooks: AgentHooks = {
+        async afterModelCall({ step, response }) {
+          const toolUses = response.content.filter((b) => b.type === "tool_use").map((b) => ({ id: b.id, name: b.name, input: b.input }));
+          const text = response.content.flatMap((b) => (b.type === "text" ? [b.text] : [])).join("\n");
+          const reasoning = text.length > maxReasoning ? `${text.slice(0, maxReasoning)}… [${text.length - maxReasoning} more chars]` : text;
+          await audit("decision", { step, text: reasoning, toolUses, stopReason: response.stopReason, usage: response.usage, model: response.model });
         },
       };
 
@@ -156,7 +173,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         system: p.system ?? options.system ?? DEFAULT_SYSTEM_PROMPT,
         ...(hasState ? { state: base.agent } : { messages: base.agent?.messages ?? [] }),
         run,
-        hooks: composeHooks(progressHooks, ...(options.hooks ?? [])),
+        hooks: composeHooks(progressHooks, ...(options.hooks ?? []), decisionHooks),
         journal,
         maxSteps: p.maxSteps ?? options.maxSteps ?? 10,
         maxTokens: p.maxTokens ?? options.maxTokens ?? 1024,
@@ -180,7 +197,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
 
       // 3. Completed: append to the session once, end the turn, wake the next task.
       const added = result.state.messages.slice(base.historyLength);
-      if (options.sessions && (await once(`history:${ex.taskId}`))) await options.sessions.append(p.sessionId, added);
+      await options.sessions?.append(p.sessionId, added, { fence: ex.fence, once: `history:${ex.taskId}` });
       const taskResult: AgentTaskResult = {
         text: result.text,
         steps: result.steps,
@@ -189,12 +206,14 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         model: p.model ?? options.model.defaultModel,
         finishedAt: clock.now(),
       };
-      await audit("response", { text: result.text, steps: result.steps, usage: result.usage, costMicroUsd: taskResult.costMicroUsd });
+      await audit("response", { text: result.text, steps: result.steps, usage: result.usage, costMicroUsd: taskResult.costMicroUsd }, "response");
       await ex.reportProgress({ step: result.steps, phase: "done" });
-      await endTurn(options, lease);
+      await endTurn(options, lease, ex);
       return { type: "completed", result: taskResult };
     } catch (thrown) {
-      const err = AgentryError.from(thrown);
+      const err = AgentryError.from(ex.signal.aborted && AgentryError.isInstance(ex.signal.reason) ? ex.signal.reason : thrown);
+      // Another attempt owns the task now: this one writes nothing more, not even its failure.
+      if (err.code === "LOCK_LOST") throw err;
       if (err.code === "BUDGET_CONTENDED") {
         await ex.reportProgress({ step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "budget_contended" });
         return { type: "park", parked: { reason: "budget_contended", until: clock.now() + (err.retryAfterMs ?? 1_000) } };
@@ -202,8 +221,8 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       // The task ends here (also when a retryable error used up the last attempt): audit it, free the session.
       const ends = !err.retryable || err.code === "CANCELLED" || (ex.finalAttempt && err.code !== "PROVIDER_RATE_LIMITED");
       if (ends) {
-        await Promise.resolve(audit("failure", { code: err.code, message: err.message })).catch(() => undefined);
-        await endTurn(options, lease);
+        await Promise.resolve(audit("failure", { code: err.code, message: err.message }, "failure")).catch(() => undefined);
+        await endTurn(options, lease, ex);
       }
       throw err;
     } finally {
@@ -249,9 +268,10 @@ async function takeTurn(
   return undefined;
 }
 
-async function endTurn(options: AgentTaskHandlerOptions, lease: SessionLease | undefined): Promise<void> {
+/** Ends the session's turn (fenced: a stale attempt cannot end the new attempt's turn) and wakes the next task. */
+async function endTurn(options: AgentTaskHandlerOptions, lease: SessionLease | undefined, ex: TaskExecution): Promise<void> {
   if (!lease || !options.turns) return;
-  await options.turns.release(lease);
+  if (!(await options.turns.release(lease, { fence: ex.fence }))) return;
   const next = await options.turns.head(lease.sessionId);
   if (next) await options.wake?.(next);
 }

@@ -1,6 +1,34 @@
+import { describe, expect, it } from "vitest";
 import { toolJournalConformance } from "@agentry/agent/testing";
 import { useTestRedis } from "@agentry/testkit";
+import type { RunContext } from "@agentry/agent";
+import type { ToolUseBlock } from "@agentry/llm";
 import { RedisToolJournal } from "./tool-journal.js";
 
 const redis = useTestRedis("journal");
-toolJournalConformance("RedisToolJournal", () => new RedisToolJournal({ redis: redis.client(), prefix: redis.freshPrefix() }));
+// A claim that lapses at once: the contract's "interrupted" without waiting for a claimant.
+toolJournalConformance("RedisToolJournal", () => new RedisToolJournal({ redis: redis.client(), prefix: redis.freshPrefix(), claimMs: 1 }));
+
+const run: RunContext = { taskId: "t1", tenant: "acme", userId: "u1", sessionId: "s1" };
+const call: ToolUseBlock = { type: "tool_use", id: "toolu_1", name: "delete_resource", input: { resource: "db-7" } };
+
+describe("RedisToolJournal across attempts", () => {
+  it("a later attempt waits for a live claimant's result instead of calling the call interrupted", async () => {
+    const prefix = redis.freshPrefix();
+    const stale = new RedisToolJournal({ redis: redis.client(), prefix, claimMs: 30_000, pollMs: 20 });
+    const next = new RedisToolJournal({ redis: redis.client(), prefix, claimMs: 30_000, pollMs: 20 });
+    expect(await stale.begin(run, call)).toEqual({ status: "fresh" });
+    const waiting = next.begin(run, call);
+    // The stale attempt's tool finishes (e.g. its lock lapsed while Redis was away) and records it.
+    const result = { type: "tool_result" as const, toolUseId: call.id, content: '{"deleted":"db-7"}' };
+    await stale.complete(run, call, result);
+    expect(await waiting).toEqual({ status: "done", result });
+  });
+
+  it("reports interrupted once the claim has lapsed without a result", async () => {
+    const prefix = redis.freshPrefix();
+    const dead = new RedisToolJournal({ redis: redis.client(), prefix, claimMs: 300, pollMs: 20 });
+    expect(await dead.begin(run, call)).toEqual({ status: "fresh" });
+    expect(await new RedisToolJournal({ redis: redis.client(), prefix, pollMs: 20 }).begin(run, call)).toEqual({ status: "interrupted" });
+  });
+});
