@@ -172,6 +172,8 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     shutdownGraceMs: config.AGENTRY_SHUTDOWN_GRACE_MS,
     handler,
     logger,
+    // A task cancelled while it waited for an approval: the approval is cancelled (audited once).
+    onCancelRequested: async (taskId) => void (await approvals.cancelForTask(taskId)),
     ...(options.telemetry ? { telemetry: options.telemetry } : {}),
     onFinished: (e) => metrics.recordTask({ outcome: e.outcome, tenant: e.payload.tenant, durationMs: e.durationMs }),
   });
@@ -204,6 +206,10 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     for (const record of await approvals.unacknowledgedResolved()) {
       if (record.taskId) await worker.promote(record.taskId);
     }
+    // Pending approvals whose task is gone (cancelled while no worker heard it) are cancelled.
+    const pending = await approvals.list({ status: "pending", limit: 10_000 });
+    const gone = new Set(await worker.missingTasks(pending.map((r) => r.taskId)));
+    for (const record of pending) if (gone.has(record.taskId)) await approvals.cancel(record.id, "the task no longer exists");
     await ledger.reapExpired();
   };
 

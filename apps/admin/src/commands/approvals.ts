@@ -7,12 +7,12 @@ import { CliError, EXIT, usageError, writeJson } from "../io.js";
 import type { CliContext } from "../context.js";
 import type { Command } from "./command.js";
 
-const LIST_USAGE = "agentry approvals list [--status pending|approved|rejected|expired|all] [--limit N] [--json]";
+const LIST_USAGE = "agentry approvals list [--status pending|approved|rejected|expired|cancelled|all] [--limit N] [--json]";
 const SHOW_USAGE = "agentry approvals show <approvalId> [--json]";
 const APPROVE_USAGE = "agentry approvals approve <approvalId> --as <approver> [--key FILE] [--reason TEXT] [--json]";
 const REJECT_USAGE = "agentry approvals reject <approvalId> --as <approver> --reason TEXT [--key FILE] [--json]";
 
-const STATUSES = ["pending", "approved", "rejected", "expired", "all"] as const;
+const STATUSES = ["pending", "approved", "rejected", "expired", "cancelled", "all"] as const;
 
 /** `agentry approvals list`: pending approvals (or another status) as a table. */
 export const approvalsListCommand: Command = {

@@ -130,6 +130,8 @@ export function entrySummary(e: AuditEntry): string {
       return `${e.data.approvalId} ${e.data.outcome} by ${e.data.approver}${e.data.quorum === undefined ? "" : ` (${e.data.approvals}/${e.data.quorum})`}${e.data.reason ? `: ${e.data.reason}` : ""}`;
     case "approval_expired":
       return `${e.data.approvalId} expired`;
+    case "approval_cancelled":
+      return `${e.data.approvalId} cancelled: ${e.data.reason}`;
     case "approval_refused":
       return `${e.data.approvalId} refused${e.data.approver ? ` for ${e.data.approver}` : ""}: ${e.data.reason}`;
     case "budget":

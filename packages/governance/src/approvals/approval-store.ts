@@ -19,6 +19,7 @@ const decideScript = luaScript("decide_approval", new URL("./decide-approval.lua
 const expireScript = luaScript("expire_approval", new URL("./expire-approval.lua", import.meta.url));
 const attachJobScript = luaScript("attach_job", new URL("./attach-job.lua", import.meta.url));
 const acknowledgeScript = luaScript("acknowledge_approval", new URL("./acknowledge-approval.lua", import.meta.url));
+const cancelScript = luaScript("cancel_approval", new URL("./cancel-approval.lua", import.meta.url));
 
 /** The approval id for one tool call of one task: deterministic, so a retried step finds its approval. */
 export function approvalIdFor(taskId: string, toolUseId: string): string {
@@ -345,6 +346,32 @@ export class ApprovalStore {
   async unacknowledgedResolved(options: { limit?: number; resolvedBefore?: number } = {}): Promise<ApprovalRecord[]> {
     const ids = await this.redis.zrangebyscore(this.resolvedKey, "-inf", options.resolvedBefore ?? "+inf", "LIMIT", 0, options.limit ?? 500);
     return this.getMany(ids);
+  }
+
+  /**
+   * Cancels a pending approval whose task was cancelled: later decisions are refused and it is
+   * no longer listed as pending. Audited once (`approval_cancelled`), by the call that cancelled
+   * it. True when this call cancelled it; false when it was unknown or no longer pending.
+   */
+  async cancel(id: string, reason: string): Promise<boolean> {
+    const cancelled = (await cancelScript(this.redis, [this.recordKey(id), this.pendingKey, this.allKey], [id, this.clock.now(), this.retentionMs, reason])) === 1;
+    if (cancelled && this.audit) {
+      const record = await this.get(id);
+      await this.audit.append({
+        type: "approval_cancelled",
+        ...(record ? { taskId: record.taskId, tenant: record.action.tenant, userId: record.action.userId, sessionId: record.action.sessionId } : {}),
+        data: { approvalId: id, reason },
+      });
+    }
+    return cancelled;
+  }
+
+  /** Cancels every pending approval of a task (its task was cancelled). Returns the ids cancelled. */
+  async cancelForTask(taskId: string, reason = "the task was cancelled"): Promise<string[]> {
+    const pending = (await this.list({ status: "pending", limit: 10_000 })).filter((r) => r.taskId === taskId);
+    const cancelled: string[] = [];
+    for (const record of pending) if (await this.cancel(record.id, reason)) cancelled.push(record.id);
+    return cancelled;
   }
 
   /** Marks a resolution consumed by its resumed task. True when this call acknowledged it. */

@@ -1,7 +1,7 @@
 import type { Action } from "../policies/types.js";
 
 /** Where an approval stands. `pending` is the only state that accepts decisions. */
-export type ApprovalStatus = "pending" | "approved" | "rejected" | "expired";
+export type ApprovalStatus = "pending" | "approved" | "rejected" | "expired" | "cancelled";
 
 /** What an approver says. */
 export type DecisionOutcome = "approve" | "reject";
@@ -55,7 +55,7 @@ export interface ApprovalResolvedEvent {
   approvalId: string;
   taskId: string;
   jobId?: string;
-  status: Exclude<ApprovalStatus, "pending">;
+  status: Exclude<ApprovalStatus, "pending" | "cancelled">;
 }
 
 /** What `ApprovalStore.tryDecide` reports. Only `decided` and `recorded` changed the record. */

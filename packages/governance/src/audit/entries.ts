@@ -27,6 +27,8 @@ export interface AuditDataMap {
   /** One approver's accepted decision (the approval may still be pending). */
   approval_vote: { approvalId: string; approver: string; outcome: "approve" | "reject"; reason: string; decidedAt: number; approvals: number; quorum?: number };
   approval_expired: { approvalId: string; expiresAt?: number };
+  /** The approval's task was cancelled while it waited: the approval no longer counts. */
+  approval_cancelled: { approvalId: string; reason: string };
   /** A decision that was refused (bad signature, not an approver, replay, expired, already decided). */
   approval_refused: { approvalId: string; approver?: string; reason: string };
   /** Budget ledger events (reservation refused, settled, lease expired...). */
@@ -50,6 +52,7 @@ export const AUDIT_ENTRY_TYPES = [
   "approval_decided",
   "approval_vote",
   "approval_expired",
+  "approval_cancelled",
   "approval_refused",
   "budget",
   "response",

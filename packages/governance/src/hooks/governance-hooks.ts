@@ -148,6 +148,9 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
       }
       case "pending":
         return { type: "suspend", reason: record.reason, data: { approvalId, expiresAt: record.expiresAt } };
+      case "cancelled":
+        // Its task was cancelled while it waited (audited by the store): it never authorises anything.
+        return deny(info, "denied", `approval ${approvalId} was cancelled`);
     }
   };
 

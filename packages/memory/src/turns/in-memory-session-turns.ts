@@ -73,8 +73,9 @@ export class InMemorySessionTurns implements SessionTurns {
     return true;
   }
 
-  async remove(sessionId: string, taskId: string): Promise<void> {
+  async remove(sessionId: string, taskId: string, options: { endTurn?: boolean } = {}): Promise<void> {
     const state = this.state(sessionId);
+    if (options.endTurn && state.lease?.taskId === taskId) state.lease = undefined;
     this.drop(sessionId, state, requireId(taskId, "taskId"));
   }
 

@@ -18,7 +18,7 @@ const COMMANDS = {
   agentryMemoryAcquireTurn: { numberOfKeys: 2, lua: script("acquire-turn") },
   agentryMemoryRenewTurn: { numberOfKeys: 1, lua: script("renew-turn") },
   agentryMemoryReleaseTurn: { numberOfKeys: 4, lua: script("release-turn") },
-  agentryMemoryRemoveTurn: { numberOfKeys: 2, lua: script("remove-turn") },
+  agentryMemoryRemoveTurn: { numberOfKeys: 3, lua: script("remove-turn") },
 } as const;
 
 type Arg = string | number;
@@ -89,9 +89,9 @@ export class RedisSessionTurns implements SessionTurns {
     return (await this.commands.agentryMemoryReleaseTurn(k.order, k.lease, k.seq, fence.key, lease.taskId, lease.token, fence.token)) === 1;
   }
 
-  async remove(sessionId: string, taskId: string): Promise<void> {
+  async remove(sessionId: string, taskId: string, options: { endTurn?: boolean } = {}): Promise<void> {
     const k = this.sessionKeys(sessionId);
-    await this.commands.agentryMemoryRemoveTurn(k.order, k.seq, requireId(taskId, "taskId"));
+    await this.commands.agentryMemoryRemoveTurn(k.order, k.seq, k.lease, requireId(taskId, "taskId"), options.endTurn ? "1" : "0");
   }
 
   async head(sessionId: string): Promise<string | null> {

@@ -112,6 +112,20 @@ export function sessionTurnsConformance(name: string, factory: SessionTurnsFacto
       expect(await turns.renew(lease, LONG_MS)).toBe(false);
     });
 
+    it("removing a parked task with endTurn ends the turn it holds: the next task takes it at once", async () => {
+      const turns = (await factory()).connect();
+      await turns.enqueue("s", "t1");
+      await turns.enqueue("s", "t2");
+      expect(await turns.tryAcquire("s", "t1", LONG_MS)).not.toBeNull();
+      await turns.remove("s", "t1", { endTurn: true }); // t1 was cancelled while parked, holding the turn
+      expect(await turns.head("s")).toBe("t2");
+      expect(await turns.tryAcquire("s", "t2", LONG_MS)).not.toBeNull();
+      // Removing a task that does not hold the turn leaves the holder's lease alone.
+      await turns.enqueue("s", "t3");
+      await turns.remove("s", "t3", { endTurn: true });
+      expect(await turns.tryAcquire("s", "t2", LONG_MS)).toBeNull(); // still held by t2
+    });
+
     it("release is idempotent", async () => {
       const turns = (await factory()).connect();
       await turns.enqueue("s", "t1");

@@ -33,8 +33,12 @@ export interface SessionTurns {
    * false when another owner holds it or the fence did not hold.
    */
   release(lease: SessionLease, options?: { fence?: Fence }): Promise<boolean>;
-  /** Removes a task from the order without a lease (cancelled / failed before it ran). */
-  remove(sessionId: string, taskId: string): Promise<void>;
+  /**
+   * Removes a task from the order (cancelled, or dead before it ran). A running holder keeps its
+   * lease until it releases it; with `endTurn` (the caller knows the task is not running: it was
+   * parked, or is dead) a turn the task holds ends too, so the next task can take it at once.
+   */
+  remove(sessionId: string, taskId: string, options?: { endTurn?: boolean }): Promise<void>;
   /** The task whose turn it is (head), for diagnostics. */
   head(sessionId: string): Promise<string | null>;
 }

@@ -17,12 +17,15 @@ import {
 } from "../tasks/catalog.js";
 import { taskIdFor } from "../tasks/task-ids.js";
 import { errorFromFailedReason, statusOfJob, type TaskProgress, type TaskStatus } from "./task-status.js";
-import { cancelChannel, cancelKey } from "../worker/cancellation.js";
+import { cancelChannel, cancelKey, wakeKey } from "../worker/cancellation.js";
 
 /** The part of a session-turn store the client needs: registering submit order. */
 export interface SessionOrder {
   enqueue(sessionId: string, taskId: string): Promise<void>;
-  remove(sessionId: string, taskId: string): Promise<void>;
+  /** `endTurn`: the task is not running, so a turn it holds ends too. */
+  remove(sessionId: string, taskId: string, options?: { endTurn?: boolean }): Promise<void>;
+  /** The task whose turn it is. */
+  head(sessionId: string): Promise<string | null>;
 }
 
 /** Who is submitting. The tenant always comes from credentials, never from the payload. */
@@ -255,8 +258,10 @@ export class AgentryClient {
   }
 
   /**
-   * Cancels a task. A queued or parked task is removed at once; a running one is aborted by its
-   * worker (it fails with `CANCELLED`). Returns the state the task was in.
+   * Cancels a task. A queued or parked task is removed at once: a session turn it held ends and
+   * the session's next task is woken; workers are told, so an approval it waited for is
+   * cancelled (and audited). A running one is aborted by its worker (it fails with `CANCELLED`).
+   * Returns the state the task was in.
    */
   async cancel(taskId: string, caller?: Caller): Promise<{ cancelled: boolean; state: string }> {
     const status = await this.status(taskId, caller);
@@ -268,7 +273,9 @@ export class AgentryClient {
       if (job && (state === "waiting" || state === "delayed" || state === "prioritized")) {
         try {
           await job.remove();
-          await this.sessionOrder?.remove(status.sessionId, taskId);
+          await this.sessionOrder?.remove(status.sessionId, taskId, { endTurn: true });
+          await this.wakeNext(status.sessionId);
+          await this.redis.publish(cancelChannel(this.prefix), taskId);
           return { cancelled: true, state: status.state };
         } catch {
           // Became active meanwhile: fall through to the running path.
@@ -277,6 +284,14 @@ export class AgentryClient {
       await this.redis.publish(cancelChannel(this.prefix), taskId);
       return { cancelled: true, state: status.state };
     });
+  }
+
+  /** Wakes the task whose turn it now is, if it is parked waiting for it (benign otherwise). */
+  private async wakeNext(sessionId: string): Promise<void> {
+    const next = await this.sessionOrder?.head(sessionId);
+    if (!next) return;
+    await this.redis.set(wakeKey(this.prefix, next), "1", "EX", 300);
+    await (await this.queue.getJob(next))?.promote().catch(() => undefined);
   }
 
   /** Closes the client's connections. */

@@ -90,6 +90,11 @@ export interface AgentWorkerOptions {
   /** The agent's name, on every task's finished log line. @defaultValue `assistant` */
   agentName?: string;
   telemetry?: Telemetry;
+  /**
+   * Called on every worker for every cancellation, also of tasks not running here (a parked task
+   * was removed by the client): e.g. to cancel the approvals it waited for. Errors are logged.
+   */
+  onCancelRequested?: (taskId: string) => Promise<void>;
   /** Called for every job that ends (completed or failed), for metrics and audit. */
   onFinished?: (event: { taskId: string; payload: AgentTaskPayload; outcome: "completed" | "failed" | "cancelled"; durationMs: number; error?: AgentryError }) => void;
   _internal?: { clock?: Clock };
@@ -187,6 +192,7 @@ export class AgentWorker {
       for (const attempt of this.active.values()) {
         if (attempt.taskId === taskId) attempt.controller.abort(new AgentryError("CANCELLED", `Task ${taskId} was cancelled`));
       }
+      void this.options.onCancelRequested?.(taskId).catch((err: unknown) => this.options.logger.warn({ err, taskId }, "cancellation follow-up failed"));
     });
     void this.worker.run().catch((err: unknown) => this.options.logger.error({ err }, "worker loop ended"));
     await this.worker.waitUntilReady();
@@ -230,6 +236,15 @@ export class AgentWorker {
       // Not delayed any more (already promoted by another worker, or running): nothing to do.
       return false;
     }
+  }
+
+  /** The task ids among `taskIds` whose job no longer exists (removed, cancelled), in one round trip. */
+  async missingTasks(taskIds: string[]): Promise<string[]> {
+    if (taskIds.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of taskIds) pipeline.exists(jobKeys(this.prefix, this.queueName, id).job);
+    const replies = (await pipeline.exec()) ?? [];
+    return taskIds.filter((_, i) => replies[i]?.[1] === 0);
   }
 
   /** Health for `/healthz`. */
