@@ -82,6 +82,31 @@ describe("approvals across worker processes", () => {
     expect(c.workers.some((p) => p.output().includes('"resumed":true'))).toBe(true);
   }, 90_000);
 
+  it("cancel while awaiting approval: the session's next task runs at once, the approval is cancelled and audited, nothing stays pending", async () => {
+    const sessionId = `s-cancel-${Date.now()}`;
+    const parked = (await c.client.submit({ prompt: "delete db-c1 in staging", userId: "ops", sessionId }, { tenant: "acme" })).taskId;
+    const { approvalIds } = await c.awaitingApproval(parked);
+    const [approvalId] = approvalIds;
+    if (!approvalId) throw new Error("no approval id");
+    // The next task of the session waits behind the parked one (it holds the session's turn).
+    const next = (await c.client.submit({ prompt: "What's the weather in Oslo?", userId: "ops", sessionId }, { tenant: "acme" })).taskId;
+    await expect.poll(async () => (await c.client.status(next)).state, { timeout: 30_000 }).not.toBe("queued");
+    expect((await c.client.status(next)).state).not.toBe("completed");
+
+    expect(await c.client.cancel(parked, { tenant: "acme" })).toEqual({ cancelled: true, state: "awaiting_approval" });
+    // The turn was released at cancel time: the next task completes without waiting out any lease.
+    const result = await c.client.wait(next, { timeoutMs: 20_000 });
+    expect(result.text).toContain("Oslo");
+    await expect.poll(async () => (await record(approvalId)).status, { timeout: 20_000 }).toBe("cancelled");
+    expect((await c.store.list({ status: "pending" })).map((r) => r.id)).not.toContain(approvalId);
+    // A decision after the cancellation is refused; the tool never ran.
+    await expect(c.store.decide(c.approvers.sign("alice", approvalId, "approve"))).rejects.toMatchObject({ code: "APPROVAL_INVALID" });
+    expect((await c.deletions()).filter((d) => d.taskId === parked)).toEqual([]);
+    const cancelledEntries = (await c.auditOf(parked)).filter((e) => e.type === "approval_cancelled");
+    expect(cancelledEntries).toHaveLength(1);
+    expect(cancelledEntries[0]?.data).toMatchObject({ approvalId });
+  });
+
   it("reject: the model gets an error tool_result naming who and why, the task completes, the tool never runs", async () => {
     const t = await c.submit("delete cache-9 in staging");
     const [id] = (await c.awaitingApproval(t)).approvalIds;
