@@ -84,9 +84,20 @@ describe("several worker processes", () => {
     // Wait until both workers are mid-call, then kill one.
     await expect.poll(() => fake.requests.length, { timeout: 20_000 }).toBeGreaterThanOrEqual(2);
     const victim = workers[0] as WorkerProcess;
+    const survivor = workers[1] as WorkerProcess;
+    // Precondition: the victim holds tasks it has started and not finished when it dies.
+    const startedBy = (w: WorkerProcess, event: string) =>
+      new Set(w.output().split("\n").filter((l) => l.includes(`"event":"${event}"`)).map((l) => (JSON.parse(l) as { taskId: string }).taskId));
+    await expect.poll(() => startedBy(victim, "task-started").size, { timeout: 20_000 }).toBeGreaterThan(0);
     await victim.kill();
+    const held = [...startedBy(victim, "task-started")].filter((id) => !startedBy(victim, "task-completed").has(id));
+    expect(held.length).toBeGreaterThan(0);
     const results = await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 90_000 })));
     expect(results).toHaveLength(6);
+    // The victim's tasks were finished by the survivor, and each task answered exactly once.
+    for (const id of held) expect(startedBy(survivor, "task-completed").has(id)).toBe(true);
+    const responses = (await new AuditLog({ redis: conn, prefix }).read({ count: 100_000 })).filter((e) => e.type === "response");
+    for (const id of ids) expect(responses.filter((e) => e.taskId === id)).toHaveLength(1);
     const deletions = (await conn.lrange(deletionsKey(prefix), 0, -1)).map((x) => JSON.parse(x) as { taskId: string });
     // No tool ran twice: one deletion per task.
     expect(deletions.map((d) => d.taskId).sort()).toEqual([...ids].sort());

@@ -1,6 +1,9 @@
 --[[
   Closes a reservation exactly once: settle (charge the actual amount), release (charge
   nothing) or reap (charge the reserved amount, only once its lease has run out).
+  A settle that arrives after a reap (the worker was cut off from Redis past the lease, but the
+  provider did bill the call) corrects the reaped charge to the actual amount, once: the ledger
+  keeps equalling what the provider billed.
 
   KEYS[1] reservation hash  KEYS[2] done marker  KEYS[3] leases (zset)
   KEYS[4..] usage hash of each scope, in the reservation's order (its stored period)
@@ -17,11 +20,35 @@
     {"mismatch"}                                  -- KEYS are not the stored scopes' usage keys; re-read and retry
 ]]
 local function int(n) return string.format('%d', n) end
+local mode = ARGV[2]
 
-local d = redis.call('HMGET', KEYS[2], 'state', 'tokens', 'cost')
+-- Each usage key must be "<prefix>:budget:usage:<scope>:<period>" of the stored scope and period.
+local function keysMatch(scopes, periodsText)
+  local periods = {}
+  for p in string.gmatch(periodsText, '[^\n]+') do periods[#periods + 1] = p end
+  local count = 0
+  for scope in string.gmatch(scopes, '[^\n]+') do
+    count = count + 1
+    local key = KEYS[3 + count]
+    local suffix = ':budget:usage:' .. scope .. ':' .. (periods[count] or '')
+    if not key or string.sub(key, -#suffix) ~= suffix then return false end
+  end
+  return count == #KEYS - 3
+end
+
+local d = redis.call('HMGET', KEYS[2], 'state', 'tokens', 'cost', 'scopes', 'periods', 'taskId')
+if d[1] == 'reaped' and mode == 'settle' and d[4] then
+  if not keysMatch(d[4], d[5]) then return {'mismatch'} end
+  local dT, dC = tonumber(ARGV[3]) - tonumber(d[2]), tonumber(ARGV[4]) - tonumber(d[3])
+  for i = 4, #KEYS do
+    if dT ~= 0 then redis.call('HINCRBY', KEYS[i], 'usedTokens', int(dT)) end
+    if dC ~= 0 then redis.call('HINCRBY', KEYS[i], 'usedCost', int(dC)) end
+  end
+  redis.call('HSET', KEYS[2], 'state', 'settled', 'tokens', ARGV[3], 'cost', ARGV[4], 'at', ARGV[5])
+  return {'ok', tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(d[2]), tonumber(d[3]), d[6] or '', d[4], d[5], 0}
+end
 if d[1] then return {'done', d[1], tonumber(d[2]), tonumber(d[3])} end
 
-local mode = ARGV[2]
 local r = redis.call('HMGET', KEYS[1], 'tokens', 'cost', 'taskId', 'scopes', 'periods', 'leaseExpiresAt')
 if not r[1] then
   if mode == 'reap' then redis.call('ZREM', KEYS[3], ARGV[1]) end
@@ -31,18 +58,7 @@ local resT, resC = tonumber(r[1]), tonumber(r[2])
 local lease = tonumber(r[6])
 local now = tonumber(ARGV[5])
 if mode == 'reap' and lease > now then return {'notexpired'} end
-
--- Each usage key must be "<prefix>:budget:usage:<scope>:<period>" of the stored scope and period.
-local periods = {}
-for p in string.gmatch(r[5], '[^\n]+') do periods[#periods + 1] = p end
-local count = 0
-for scope in string.gmatch(r[4], '[^\n]+') do
-  count = count + 1
-  local key = KEYS[3 + count]
-  local suffix = ':budget:usage:' .. scope .. ':' .. (periods[count] or '')
-  if not key or string.sub(key, -#suffix) ~= suffix then return {'mismatch'} end
-end
-if count ~= #KEYS - 3 then return {'mismatch'} end
+if not keysMatch(r[4], r[5]) then return {'mismatch'} end
 
 local chT, chC = 0, 0
 if mode == 'settle' then
@@ -63,5 +79,7 @@ local state = mode == 'release' and 'released' or (mode == 'reap' and 'reaped' o
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[2], 'state', state, 'tokens', int(chT), 'cost', int(chC), 'at', ARGV[5])
+-- A reaped reservation remembers its scopes, so a late settle can correct the charge.
+if state == 'reaped' then redis.call('HSET', KEYS[2], 'scopes', r[4], 'periods', r[5], 'taskId', r[3]) end
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 return {'ok', chT, chC, resT, resC, r[3], r[4], r[5], lease}

@@ -324,12 +324,17 @@ describe("BudgetLedger leases", () => {
     expect(g.reserved).toEqual(amount(5, 0));
     expect((await owner.getStats("user:u")).used).toEqual(amount(2_000, 200));
 
-    // A worker that comes back after being reaped cannot charge twice.
+    // A worker that comes back after being reaped (it was cut off from Redis, not dead) settles
+    // its real usage once: the reaped charge is corrected to what the provider billed, never twice.
+    expect(await owner.settle(ids[1] ?? "", amount(40, 4))).toMatchObject({ settled: true, charged: amount(40, 4) });
+    expect((await owner.getStats("global")).used).toEqual(amount(2_000 - 60, 200 - 6));
+    expect((await owner.getStats("user:u")).used).toEqual(amount(2_000 - 60, 200 - 6));
     expect(await owner.settle(ids[1] ?? "", amount(40, 4))).toMatchObject({
       settled: false,
       alreadySettled: true,
-      charged: amount(100, 10),
+      charged: amount(40, 4),
     });
+    expect(await make().settle(ids[1] ?? "", amount(90, 9))).toMatchObject({ settled: false, alreadySettled: true });
     expect(await owner.settle(survivor.reservation.id, amount(5))).toMatchObject({ settled: true });
   });
 

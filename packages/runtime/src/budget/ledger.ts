@@ -393,7 +393,9 @@ export class BudgetLedger {
     for (let attempt = 0; attempt < 3; attempt++) {
       if (usageKeys === undefined) {
         // The script checks these against the stored reservation ("mismatch" when they differ).
-        const [scopes, periods] = await this.#redis.hmget(k.reservation(id), "scopes", "periods");
+        // A reaped reservation's scopes live on in its done marker (a late settle corrects it).
+        let [scopes, periods] = await this.#redis.hmget(k.reservation(id), "scopes", "periods");
+        if (!scopes && mode === "settle") [scopes, periods] = await this.#redis.hmget(k.done(id), "scopes", "periods");
         const ps = periods?.split("\n") ?? [];
         usageKeys = scopes
           ? scopes.split("\n").map((s, i) => k.usage(s as BudgetScope, ps[i] ?? "none"))
