@@ -14,6 +14,7 @@
 
   Returns one of:
     {"ok", chargedTokens, chargedCost, reservedTokens, reservedCost, taskId, scopes, periods, leaseExpiresAt}
+    {"corrected", actualTokens, actualCost, reapedTokens, reapedCost}  -- a settle after a reap
     {"done", state, chargedTokens, chargedCost}   -- closed before; nothing changed
     {"missing"}                                   -- no such reservation
     {"notexpired"}                                -- reap of a reservation whose lease still runs
@@ -45,7 +46,7 @@ if d[1] == 'reaped' and mode == 'settle' and d[4] then
     if dC ~= 0 then redis.call('HINCRBY', KEYS[i], 'usedCost', int(dC)) end
   end
   redis.call('HSET', KEYS[2], 'state', 'settled', 'tokens', ARGV[3], 'cost', ARGV[4], 'at', ARGV[5])
-  return {'ok', tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(d[2]), tonumber(d[3]), d[6] or '', d[4], d[5], 0}
+  return {'corrected', tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(d[2]), tonumber(d[3])}
 end
 if d[1] then return {'done', d[1], tonumber(d[2]), tonumber(d[3])} end
 

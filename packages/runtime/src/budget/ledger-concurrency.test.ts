@@ -38,6 +38,8 @@ interface StressReport {
   contended: number;
   overruns: number;
   reapedByThisProcess: number;
+  correctedReaps: number;
+  releasedAfterReap: number;
   charges: Record<string, BudgetAmount>;
 }
 
@@ -138,9 +140,10 @@ describe("BudgetLedger concurrency proof", () => {
         expect(total("exceeded")).toBeGreaterThan(0);
         expect(total("granted")).toBeGreaterThan(0);
         expect(total("overruns")).toBe(0);
-        // Every abandoned reservation was reaped exactly once, by some process.
-        expect(total("reapedByThisProcess") + lateReaped.length).toBe(total("abandoned"));
-        expect(total("settled") + total("released") + total("abandoned")).toBe(total("granted"));
+        // Every abandoned reservation was reaped exactly once, by some process (and, on a busy
+        // machine, a live one whose lease ran out before its settle or release).
+        expect(total("reapedByThisProcess") + lateReaped.length).toBe(total("abandoned") + total("correctedReaps") + total("releasedAfterReap"));
+        expect(total("settled") + total("released") + total("releasedAfterReap") + total("abandoned")).toBe(total("granted"));
 
         for (const scope of scopes) {
           const st = await ledger.getStats(scope);

@@ -20,6 +20,10 @@ interface StressReport {
   contended: number;
   overruns: number;
   reapedByThisProcess: number;
+  /** Live reservations reaped before their settle (a busy machine): the settle corrected the charge. */
+  correctedReaps: number;
+  /** Live reservations reaped before their release: they stay charged at the reserved amount. */
+  releasedAfterReap: number;
   /** What this process charged per scope (settles, and reservations it reaped). */
   charges: Record<string, BudgetAmount>;
 }
@@ -69,6 +73,8 @@ async function main(): Promise<void> {
     contended: 0,
     overruns: 0,
     reapedByThisProcess: 0,
+    correctedReaps: 0,
+    releasedAfterReap: 0,
     charges: {},
   };
   const onLeaseExpired = (r: ExpiredReservation) => {
@@ -105,8 +111,14 @@ async function main(): Promise<void> {
           report.settled++;
           addCharge(report.charges, scopes, actual);
         }
+        if (s.correctedReap) {
+          // The reaper charged the reserved amount; this settle replaced it with the actual one.
+          report.correctedReaps++;
+          addCharge(report.charges, scopes, { tokens: -amount.tokens, costMicroUsd: -amount.costMicroUsd });
+        }
       } else if (action < 0.95) {
         if (await ledger.release(r.reservation.id)) report.released++;
+        else report.releasedAfterReap++;
       } else {
         report.abandoned++; // a "dead worker": its lease runs out and a reaper charges the reserved amount
       }

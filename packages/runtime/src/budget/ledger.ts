@@ -276,6 +276,10 @@ export class BudgetLedger {
       }
       return { settled: true, alreadySettled: false, charged: amount, overrun };
     }
+    if (tag === "corrected") {
+      this.#logger?.warn({ reservationId, actual: amount, reaped: { tokens: num(reply[3]), costMicroUsd: num(reply[4]) } }, "budget: a reaped reservation was settled late; the charge was corrected to the actual usage");
+      return { settled: true, alreadySettled: false, charged: amount, overrun: amount.tokens > num(reply[3]) || amount.costMicroUsd > num(reply[4]), correctedReap: true };
+    }
     if (tag === "done") {
       const state = str(reply[1]);
       const charged = { tokens: num(reply[2]), costMicroUsd: num(reply[3]) };

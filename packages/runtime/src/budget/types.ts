@@ -71,6 +71,11 @@ export interface SettleResult {
    * scope may end above its limit; a conservative estimate (input + max_tokens) prevents this.
    */
   overrun: boolean;
+  /**
+   * True when the reservation had been reaped (its lease ran out while the caller was cut off)
+   * and this settle corrected the reaped charge to `actual`.
+   */
+  correctedReap?: boolean;
 }
 
 /** A reservation whose lease ran out and that was settled at its reserved amount. */
