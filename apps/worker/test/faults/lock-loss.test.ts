@@ -109,17 +109,19 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
   for (const outageMs of [3_000, 12_000, 25_000]) {
     it(`Redis away ${outageMs / 1000} s during a model call: one answer, ledger = billed`, async () => {
       let killed: Promise<{ killedAt: number }> | undefined;
-      let world: World | undefined;
+      const ref: { world?: World } = {};
       let requestAt = 0;
-      world = await startWorld(`model-${outageMs}`, {
+      const world = await startWorld(`model-${outageMs}`, {
         onModelRequest: (n) => {
           // The first model call of the task: Redis dies while the provider is still answering.
+          const world = ref.world;
           if (n === 1 && world) {
             requestAt = Date.now();
             killed = world.outage(outageMs);
           }
         },
       });
+      ref.world = world;
       const c = world.cluster;
       await Promise.all([c.startWorker(`m${outageMs}-a`), c.startWorker(`m${outageMs}-b`)]);
       const taskId = await c.submit("What's the weather in Lisbon?");
