@@ -8,11 +8,15 @@ export function deletionsKey(prefix: string): string {
   return `${prefix}:reference:deletions`;
 }
 
+/** The environments the reference tools accept, spelled exactly so. */
+export const REFERENCE_ENVIRONMENTS = ["development", "staging", "production"] as const;
+
 const CONDITIONS = ["clear", "partly cloudy", "overcast", "light rain", "windy", "foggy"] as const;
 
 /**
  * The reference worker's tools, mirroring the guide: `get_weather`, `delete_resource`
- * (simulated: it records the deletion in Redis and deletes nothing real), `remember`, `recall`.
+ * (simulated: it records the deletion in Redis and deletes nothing real; declared destructive,
+ * `env` an enum), `remember`, `recall`.
  */
 export function referenceTools(options: {
   redis: Redis;
@@ -39,11 +43,14 @@ export function referenceTools(options: {
     }),
     defineTool({
       name: "delete_resource",
-      description: "Delete a named resource in an environment (staging or production). Irreversible.",
+      description: "Delete a named resource in an environment (development, staging or production). Irreversible.",
       input: z.object({
         resource: z.string().min(1).describe("Resource name, e.g. db-7"),
-        env: z.string().min(1).describe("Environment: staging or production"),
+        // An enum, not a free string: `Production`, `prod` or `" production"` is a schema error
+        // the model sees and corrects, never an action that policies must guess the meaning of.
+        env: z.enum(REFERENCE_ENVIRONMENTS).describe("Environment, exactly one of: development, staging, production"),
       }),
+      destructive: true,
       handler: async ({ resource, env }, ctx) => {
         const record = { resource, env, taskId: ctx.taskId, toolUseId: ctx.toolUseId, at: new Date().toISOString() };
         await options.redis.rpush(deletionsKey(options.prefix), JSON.stringify(record));

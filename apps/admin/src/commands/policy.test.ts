@@ -18,6 +18,19 @@ describe("agentry policy check (default policy)", () => {
     expect(JSON.parse(json.stdout)).toMatchObject({ verdict: { type: "deny", reason: "Production deletes are forbidden" }, decidedBy: "no-prod-delete" });
   });
 
+  it("denies any destructive tool in production, in any spelling (exit 3)", async () => {
+    const run = await runAgentry(["policy", "check", "--tool", "drop_table", "--input", '{"table":"t","env":"production"}'], env);
+    expect(run.code).toBe(3);
+    expect(run.stdout).toMatch(/^verdict\s+deny\nreason\s+Production deletes are forbidden\ndecided by\s+no-prod-delete\n/);
+    const spelt = await runAgentry(["policy", "check", "--tool", "Delete-Resource", "--input", '{"resource":"db-7","Environment":" PROD"}', "--json"], env);
+    expect(spelt.code).toBe(3);
+    expect(JSON.parse(spelt.stdout)).toMatchObject({ decidedBy: "no-prod-delete" });
+    // A name that says nothing: the registry's declaration decides, given here by --destructive.
+    const reset = ["policy", "check", "--tool", "reset_cluster", "--input", '{"cluster":"c1"}', "--env", "live"];
+    expect((await runAgentry(reset, env)).code).toBe(0);
+    expect((await runAgentry([...reset, "--destructive"], env)).code).toBe(3);
+  });
+
   it("requires one approval for a staging delete (exit 4)", async () => {
     const run = await runAgentry(["policy", "check", "--tool", "delete_resource", "--input", '{"resource":"db-7","env":"staging"}', "--json"], env);
     expect(run.code).toBe(4);
@@ -55,5 +68,13 @@ describe("agentry policy check (AGENTRY_POLICY_FILE)", () => {
     const bad = await runAgentry(["policy", "check", "--tool", "get_weather", "--input", "{}"], { ...env, AGENTRY_POLICY_FILE: file });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(new RegExp(`^agentry: ${file}:5:\\d+: [^\\n]*\\n$`));
+  });
+
+  it("refuses an empty policy list without defaults.verdict, naming the file (exit 1)", async () => {
+    const file = join(dir.path, "empty.yaml");
+    writeFileSync(file, "version: 1\npolicies: []\n");
+    const run = await runAgentry(["policy", "check", "--tool", "drop_table", "--input", "{}"], { ...env, AGENTRY_POLICY_FILE: file });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(new RegExp(`^agentry: ${file}:2:\\d+: policies: the policy list is empty`));
   });
 });

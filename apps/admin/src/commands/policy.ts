@@ -5,12 +5,15 @@ import { formatDuration, keyValues, table } from "../format.js";
 import { EXIT, readAll, usageError, writeJson } from "../io.js";
 import type { Command } from "./command.js";
 
-const USAGE = "agentry policy check --tool NAME --input JSON [--tenant T] [--user U] [--env E] [--json]";
+const USAGE = "agentry policy check --tool NAME --input JSON [--tenant T] [--user U] [--env E] [--destructive] [--json]";
 
 /**
  * `agentry policy check`: runs the configured policy file (`AGENTRY_POLICY_FILE`, else the
  * default policy) on one action, offline, and prints the verdict and the policy that decided.
- * Exit codes: 0 allow, 3 deny, 4 require_approval; 2 for invalid JSON input.
+ * The action is judged as a worker judges it: tool names and values in any spelling, `--env`
+ * as the task's environment, `--destructive` as the registry's declaration for the tool.
+ * Exit codes: 0 allow, 3 deny, 4 require_approval; 2 for invalid JSON input; 1 for a policy
+ * file the worker would refuse (including an empty policy list without `defaults.verdict`).
  */
 export const policyCheckCommand: Command = {
   path: ["policy", "check"],
@@ -18,6 +21,7 @@ export const policyCheckCommand: Command = {
   summary: "Evaluate the policy file on a tool call: allow, deny (reason) or require_approval (approvers, quorum, ttl).",
   details: [
     "Uses AGENTRY_POLICY_FILE, else Agentry's default policy. --input is a JSON value (\"-\" reads stdin).",
+    "--env sets the task's environment; --destructive judges the tool as one the registry declares destructive.",
     "Exit codes for scripts: 0 allow, 3 deny, 4 require_approval, 2 invalid input, 1 unreadable policy file.",
     "Runs offline, without Redis: rate-cap policies cannot count and deny (fail closed), saying so.",
   ].join("\n"),
@@ -28,6 +32,7 @@ export const policyCheckCommand: Command = {
       tenant: { type: "string" },
       user: { type: "string" },
       env: { type: "string" },
+      destructive: { type: "boolean" },
     });
     noPositionals(positionals, USAGE);
     const tool = requireFlag(values.tool, "--tool", USAGE);
@@ -50,6 +55,7 @@ export const policyCheckCommand: Command = {
       userId: values.user ?? "anonymous",
       sessionId: "policy-check",
       ...(values.env ? { env: values.env } : {}),
+      ...(values.destructive ? { destructive: true } : {}),
     };
     const result = await validator.validate(action);
     const code = exitCodeFor(result.verdict);

@@ -39,6 +39,8 @@ export interface ToolCallInfo {
   call: ToolUseBlock;
   /** Set when this call was suspended before (resume). */
   previousSuspension?: { reason: string; data?: Record<string, unknown> };
+  /** The registry declares the called tool destructive (`Tool.destructive`); policies read it. */
+  destructive?: boolean;
 }
 
 /**
@@ -51,7 +53,12 @@ export interface AgentHooks {
   afterModelCall?(info: ModelCallInfo & { response: ModelResponse; durationMs: number }): Promise<void>;
   /** Called when the model call throws; the error is rethrown after it. */
   onModelCallError?(info: ModelCallInfo & { error: unknown }): Promise<void>;
-  /** @defaultValue allow. A throw fails the run without running the tool (retry re-evaluates it). */
+  /**
+   * @defaultValue allow. A throw fails the run without running the tool (retry re-evaluates it).
+   * Not called for a call the registry refuses (unknown tool, input failing the schema): the model
+   * gets the error result, and `afterToolCall` sees it with an `allow` decision, as a call that
+   * failed without running.
+   */
   beforeToolCall?(info: ToolCallInfo): Promise<ToolCallDecision>;
   /** Called for every call that got a result (allowed, denied, reused from the journal); not for suspensions. */
   afterToolCall?(

@@ -51,6 +51,9 @@ const text = (t: string) => ({ type: "text" as const, text: t });
 const run = { taskId: "task-1", tenant: "acme", userId: "alice", sessionId: "sess-1" };
 const ask = (content: string): Message[] => [{ role: "user", content }];
 
+const bump = (counts: Record<string, number>, name: string): number =>
+  (counts[name] = (counts[name] ?? 0) + 1);
+
 /** Tools that count how often each handler ran. */
 function countingTools(counts: Record<string, number>): ToolRegistry {
   const bump = (name: string) => (counts[name] = (counts[name] ?? 0) + 1);
@@ -272,6 +275,47 @@ describe("runAgent", () => {
       isError: true,
     });
     expect(decisions.sort()).toEqual(["delete_resource:deny:true", "get_weather:allow:false"]);
+  });
+
+  it("checks the input before any hook judges the call, and tells hooks which tools are destructive", async () => {
+    const counts: Record<string, number> = {};
+    const judged: { name: string; destructive: boolean | undefined }[] = [];
+    const after: string[] = [];
+    const tools = countingTools(counts).register(
+      defineTool({
+        name: "reset_cluster",
+        description: "Wipe a cluster",
+        input: z.object({ env: z.enum(["staging", "production"]) }),
+        destructive: true,
+        handler: () => bump(counts, "reset_cluster"),
+      }),
+    );
+    const hooks: AgentHooks = {
+      beforeToolCall: async ({ call, destructive }) => {
+        judged.push({ name: call.name, destructive });
+        return { type: "suspend", reason: "needs approval" };
+      },
+      afterToolCall: async ({ call, decision, result }) =>
+        void after.push(`${call.name}:${decision.type}:${result.isError === true}`),
+    };
+    const model = scripted([
+      {
+        content: [
+          use("bad", "reset_cluster", { env: "prod" }),
+          use("unknown", "launch_rocket", {}),
+          use("ok", "reset_cluster", { env: "staging" }),
+        ],
+      },
+    ]);
+    const result = assertSuspended(await runAgent({ model, tools, run, hooks, messages: ask("reset") }));
+    // Only the call the tool would accept is judged (and suspended for approval).
+    expect(judged).toEqual([{ name: "reset_cluster", destructive: true }]);
+    expect(result.suspensions.map((s) => s.call.id)).toEqual(["ok"]);
+    expect(counts).toEqual({});
+    const refused = result.state.pending.find((p) => p.call.id === "bad")?.result;
+    expect(refused).toMatchObject({ isError: true });
+    expect(refused?.content).toMatch(/^Invalid input for tool "reset_cluster":\n- env: /);
+    expect(after.sort()).toEqual(["launch_rocket:allow:true", "reset_cluster:allow:true"]);
   });
 
   it("suspends, survives a JSON round trip and resumes in a fresh loop without re-running any tool", async () => {

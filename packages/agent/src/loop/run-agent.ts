@@ -157,41 +157,49 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
 
   const resolveCall = async (pending: PendingToolCall): Promise<void> => {
     if (pending.result !== undefined) return;
+    const started = performance.now();
+    // A call the tool would refuse is the model's error to fix, not an action to judge or approve.
+    const checked = await tools.check(pending.call);
     const info: ToolCallInfo = {
       run,
       step: state.step,
       call: pending.call,
       ...(pending.suspension === undefined ? {} : { previousSuspension: pending.suspension }),
+      ...(checked.ok && checked.tool.destructive === true ? { destructive: true } : {}),
     };
-    const started = performance.now();
-    const decision = hooks.beforeToolCall === undefined ? ALLOW : await hooks.beforeToolCall(info);
+    const decision =
+      checked.ok && hooks.beforeToolCall !== undefined ? await hooks.beforeToolCall(info) : ALLOW;
     let result: ToolResultBlock;
-    switch (decision.type) {
-      case "suspend":
-        pending.suspension = {
-          reason: decision.reason,
-          ...(decision.data === undefined ? {} : { data: decision.data }),
-        };
-        return;
-      case "deny":
-        result = {
-          type: "tool_result",
-          toolUseId: pending.call.id,
-          content: `Denied by policy${decision.policy === undefined ? "" : ` ${decision.policy}`}: ${decision.reason}`,
-          isError: true,
-        };
-        break;
-      case "allow":
-        result = await runAllowed(pending.call);
-        break;
-      default:
-        // Fail closed on a decision this loop does not know.
-        result = {
-          type: "tool_result",
-          toolUseId: pending.call.id,
-          content: "Denied: the policy decision was not understood",
-          isError: true,
-        };
+    if (!checked.ok) {
+      result = checked.result;
+    } else {
+      switch (decision.type) {
+        case "suspend":
+          pending.suspension = {
+            reason: decision.reason,
+            ...(decision.data === undefined ? {} : { data: decision.data }),
+          };
+          return;
+        case "deny":
+          result = {
+            type: "tool_result",
+            toolUseId: pending.call.id,
+            content: `Denied by policy${decision.policy === undefined ? "" : ` ${decision.policy}`}: ${decision.reason}`,
+            isError: true,
+          };
+          break;
+        case "allow":
+          result = await runAllowed(pending.call);
+          break;
+        default:
+          // Fail closed on a decision this loop does not know.
+          result = {
+            type: "tool_result",
+            toolUseId: pending.call.id,
+            content: "Denied: the policy decision was not understood",
+            isError: true,
+          };
+      }
     }
     throwIfCancelled(signal);
     pending.result = result;

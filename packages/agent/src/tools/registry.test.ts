@@ -97,6 +97,33 @@ describe("ToolRegistry", () => {
     expect(bad.content).toContain("not valid JSON");
   });
 
+  it("keeps a tool's destructive declaration, and checks a call without running it", async () => {
+    let ran = 0;
+    const reset = defineTool({
+      name: "reset_cluster",
+      description: "Wipes a cluster back to its image",
+      input: z.object({ cluster: z.string(), env: z.enum(["staging", "production"]) }),
+      destructive: true,
+      handler: () => ++ran,
+    });
+    const registry = new ToolRegistry().register(reset, weather);
+    expect(registry.get("reset_cluster")?.destructive).toBe(true);
+    expect(registry.get("get_weather")?.destructive).toBeUndefined();
+    // The declaration is for policies, not the model: the definition sent to it is unchanged.
+    expect(registry.definitions()[0]).not.toHaveProperty("destructive");
+
+    const ok = await registry.check(call("reset_cluster", '{"cluster":"c1","env":"staging"}'));
+    expect(ok).toMatchObject({
+      ok: true,
+      tool: { name: "reset_cluster", destructive: true },
+      input: { cluster: "c1", env: "staging" },
+    });
+    const bad = await registry.check(call("reset_cluster", { cluster: "c1", env: "Production" }));
+    expect(bad).toMatchObject({ ok: false, result: { isError: true, toolUseId: "call_1" } });
+    expect(!bad.ok && bad.result.content).toMatch(/^Invalid input for tool "reset_cluster":\n- env: /);
+    expect(ran).toBe(0);
+  });
+
   it("answers an unknown tool with the list of tools that exist", async () => {
     const result = await new ToolRegistry().register(weather).execute(call("get_wether", {}), ctx());
     expect(result).toMatchObject({ isError: true, toolUseId: "call_1" });

@@ -23,6 +23,12 @@ interface Entry {
 }
 
 /**
+ * What {@link ToolRegistry.check} found: a call the tool can run (its parsed input), or the
+ * error result the model gets instead.
+ */
+export type ToolCallCheck = { ok: true; tool: Tool; input: unknown } | { ok: false; result: ToolResultBlock };
+
+/**
  * The tools a run may call. {@link ToolRegistry.execute} never throws: an unknown tool, input
  * that fails the schema, a handler that throws or times out all become an `isError`
  * tool_result whose text tells the model what went wrong.
@@ -71,24 +77,47 @@ export class ToolRegistry {
     return [...this.#entries.values()].map((e) => e.definition);
   }
 
-  /** Runs one tool call. Never throws; every failure is an `isError` result. */
-  async execute(call: ToolUseBlock, ctx: ToolContext): Promise<ToolResultBlock> {
+  /**
+   * Checks a call without running it: the tool exists and the input passes its schema. The
+   * agent loop checks before governance hooks judge the call, so a call the tool would refuse
+   * (an `env` outside its enum, a missing field) is an error the model sees and corrects, never
+   * an action a policy judges or an approver is asked about. Never throws.
+   */
+  async check(call: ToolUseBlock): Promise<ToolCallCheck> {
     const entry = this.#entries.get(call.name);
     if (entry === undefined) {
       const known = this.names();
-      return errorResult(
-        call,
-        `Unknown tool "${call.name}". Available tools: ${known.length > 0 ? known.join(", ") : "(none)"}.`,
-      );
+      return {
+        ok: false,
+        result: errorResult(
+          call,
+          `Unknown tool "${call.name}". Available tools: ${known.length > 0 ? known.join(", ") : "(none)"}.`,
+        ),
+      };
     }
     const { tool } = entry;
-
     const raw = normaliseInput(call.input);
-    if (!raw.ok) return errorResult(call, `Invalid input for tool "${tool.name}": ${raw.message}`);
-    const parsed = await tool.input.safeParseAsync(raw.value);
+    if (!raw.ok)
+      return {
+        ok: false,
+        result: errorResult(call, `Invalid input for tool "${tool.name}": ${raw.message}`),
+      };
+    const parsed = await tool.input.safeParseAsync(raw.value).catch((error: unknown) => ({
+      success: false as const,
+      message: messageOf(error),
+    }));
     if (!parsed.success) {
-      return errorResult(call, `Invalid input for tool "${tool.name}":\n${describeIssues(parsed.error)}`);
+      const why = "error" in parsed ? `\n${describeIssues(parsed.error)}` : ` ${parsed.message}`;
+      return { ok: false, result: errorResult(call, `Invalid input for tool "${tool.name}":${why}`) };
     }
+    return { ok: true, tool, input: parsed.data };
+  }
+
+  /** Runs one tool call. Never throws; every failure is an `isError` result. */
+  async execute(call: ToolUseBlock, ctx: ToolContext): Promise<ToolResultBlock> {
+    const checked = await this.check(call);
+    if (!checked.ok) return checked.result;
+    const { tool } = checked;
 
     const timeoutMs = tool.timeoutMs ?? this.#defaultTimeoutMs;
     const controller = new AbortController();
@@ -104,7 +133,7 @@ export class ToolRegistry {
     });
     try {
       const run = Promise.resolve().then(() =>
-        tool.handler(parsed.data, { ...ctx, signal: controller.signal }),
+        tool.handler(checked.input, { ...ctx, signal: controller.signal }),
       );
       const outcome = await Promise.race([
         run.then((value) => ({ kind: "value" as const, value })),

@@ -33,6 +33,13 @@ export interface Tool<I = unknown, O = unknown> {
   timeoutMs?: number;
   /** Re-running after an interrupted attempt is safe (e.g. a read). @defaultValue false */
   idempotent?: boolean;
+  /**
+   * The tool destroys or irreversibly changes something (deletes, drops, terminates). Policies
+   * see it on the action (`destructive: true`), so a tool whose name does not say so (e.g.
+   * `reset_cluster`) is still denied in production by the default policy. Only adds: names such
+   * as `drop_table` count as destructive whatever this says. @defaultValue false
+   */
+  destructive?: boolean;
 }
 
 /** Identity function that infers a tool's input and output types. */

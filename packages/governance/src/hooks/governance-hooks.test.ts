@@ -75,6 +75,15 @@ describe("createGovernanceHooks", () => {
     ]);
   });
 
+  it("denies a tool the registry declares destructive in production, whatever its name", async () => {
+    const { hooks, audit } = setup();
+    const declared = { ...call("reset_cluster", { cluster: "c1", target: { environment: "LIVE" } }), destructive: true };
+    expect(await hooks.beforeToolCall(declared)).toEqual({ type: "deny", reason: "Production deletes are forbidden", policy: "no-prod-delete" });
+    // The same call without the declaration reads as harmless: the flag is what decided.
+    expect(await hooks.beforeToolCall(call("reset_cluster", { cluster: "c1", target: { environment: "LIVE" } }))).toEqual({ type: "allow" });
+    expect((await audit.read()).map((e) => (e.type === "policy_verdict" ? e.data.verdict.type : e.type))).toEqual(["deny", "allow"]);
+  });
+
   it("approval path: suspend, retry finds the same approval, still pending, approved → allow", async () => {
     const { hooks, approvals, audit, notified } = setup();
     const info = call("delete_resource", { resource: "db", env: "staging" });

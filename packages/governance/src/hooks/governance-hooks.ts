@@ -33,7 +33,8 @@ export const APPROVAL_POLICY = "approval";
 type ActionOutcome = AuditDataMap["action"]["outcome"];
 
 /**
- * Governance as agent-loop hooks. `beforeToolCall`: builds the {@link Action}, validates it and
+ * Governance as agent-loop hooks. `beforeToolCall`: builds the {@link Action} (with the
+ * registry's `destructive` declaration from the loop), validates it and
  * audits the verdict; a `require_approval` creates the approval (id deterministic per task and
  * tool_use, so a retry finds the same one), notifies, and suspends with `data: {approvalId, expiresAt}`.
  * On resume it reads the approval and re-verifies every counted signature against
@@ -78,6 +79,7 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
     sessionId: info.run.sessionId,
     ...(info.run.attributes?.env ? { env: info.run.attributes.env } : {}),
     ...(info.run.attributes ? { attributes: info.run.attributes } : {}),
+    ...(info.destructive === true ? { destructive: true } : {}),
   });
   /** `"*"` stands for every enrolled approver. */
   const expandApprovers = (names: string[]): string[] =>

@@ -2,8 +2,13 @@ export type { Action, Verdict, PolicyContext, Policy, PolicyVerdict, ValidationR
 export { SafetyValidator, mergeVerdicts, type SafetyValidatorOptions } from "./validator.js";
 export { noProductionDelete, type NoProductionDeleteOptions } from "./no-production-delete.js";
 export { toolAllowList, toolDenyList, type ToolListOptions } from "./tool-lists.js";
+export { canonicalText, canonicalName, textWords } from "./normalise.js";
+export { EnvironmentAliases, DEFAULT_ENVIRONMENT_ALIASES } from "./environments.js";
+export { actionFacts, isDestructive, soundsDestructive, DESTRUCTIVE_WORDS, type ActionFacts } from "./action-meaning.js";
 export {
   matchPolicy,
+  actionMatcher,
+  type ActionMatch,
   fieldEquals,
   fieldIn,
   fieldMatches,
@@ -19,6 +24,7 @@ export {
   policyFileSchema,
   ALL_APPROVERS,
   DEFAULT_POLICY_FILE,
+  DEFAULT_DENY_POLICY,
   type PolicyFile,
   type PolicyFileOptions,
 } from "./policy-file.js";

@@ -1,8 +1,6 @@
+import { actionFacts, isDestructive, targetsEnvironment } from "./action-meaning.js";
+import { EnvironmentAliases } from "./environments.js";
 import type { Action, Policy, Verdict } from "./types.js";
-
-/** Tool names that destroy things: `delete_resource`, `dropTable`, `purge-cache`... */
-const DESTRUCTIVE_WORDS = new Set(["delete", "destroy", "drop", "remove", "purge", "truncate", "erase", "wipe", "rm"]);
-const PRODUCTION = new Set(["production", "prod"]);
 
 /** Options for {@link noProductionDelete}. */
 export interface NoProductionDeleteOptions {
@@ -10,45 +8,32 @@ export interface NoProductionDeleteOptions {
   name?: string;
   /** @defaultValue `Production deletes are forbidden` */
   reason?: string;
+  /** How environment values resolve (`prod`, `live` → production). @defaultValue the built-in aliases */
+  environments?: EnvironmentAliases;
 }
 
 /**
- * The guide's policy: a destructive action aimed at production is denied.
- * Destructive: the tool name reads like delete/destroy/drop/remove/purge/truncate/erase/wipe,
- * or the input (or `attributes.type`) says `type: "delete"`.
- * Production: `input.env`, `action.env` or `attributes.env` is `production` (or `prod`).
+ * Denies any destructive action aimed at production, whatever the tool.
+ * Destructive: the registry declares the tool so (`action.destructive`), or its name reads like
+ * delete/drop/destroy/truncate/purge/wipe/terminate/remove... in any case or separator, or an
+ * intent field (`type`, `operation`, `method`...) says so.
+ * Production: any env-like field of the input at any depth (`env`, `environment`, `stage`,
+ * `target.env`...), `action.env` or an env-like attribute resolves to `production` through the
+ * aliases (`prod`, `prd`, `live`, `" Production"`...). An input too deep or too large to read
+ * through counts as production (fail closed). An action that names no environment at all is not
+ * production: a tool that always acts on production should say so with `run.attributes.env`.
  */
 export function noProductionDelete(options: NoProductionDeleteOptions = {}): Policy {
   const name = options.name ?? "no-prod-delete";
   const reason = options.reason ?? "Production deletes are forbidden";
+  const environments = options.environments ?? EnvironmentAliases.default;
   return {
     name,
     evaluate(action: Action): Verdict {
-      return isDestructive(action) && targetsProduction(action) ? { type: "deny", reason } : { type: "allow" };
+      const facts = actionFacts(action, environments);
+      return isDestructive(action, facts) && targetsEnvironment(facts, "production", environments)
+        ? { type: "deny", reason }
+        : { type: "allow" };
     },
   };
-}
-
-function inputField(action: Action, key: string): unknown {
-  const input = action.input;
-  return input !== null && typeof input === "object" ? (input as Record<string, unknown>)[key] : undefined;
-}
-
-/** `deleteResource`, `delete_resource`, `delete-resource` → ["delete", "resource"]. */
-function toolWords(tool: string): string[] {
-  return tool
-    .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
-    .toLowerCase()
-    .split(/[^a-z0-9]+/)
-    .filter(Boolean);
-}
-
-function isDestructive(action: Action): boolean {
-  if (toolWords(action.tool).some((w) => DESTRUCTIVE_WORDS.has(w))) return true;
-  return inputField(action, "type") === "delete" || action.attributes?.type === "delete";
-}
-
-function targetsProduction(action: Action): boolean {
-  const envs = [inputField(action, "env"), action.env, action.attributes?.env];
-  return envs.some((e) => typeof e === "string" && PRODUCTION.has(e.toLowerCase()));
 }

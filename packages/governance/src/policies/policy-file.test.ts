@@ -95,3 +95,84 @@ describe("policy file errors", () => {
     expect(configError(() => loadPolicyFile("/nonexistent/policy.yaml")).message).toMatch(/^\/nonexistent\/policy\.yaml: cannot read/);
   });
 });
+
+describe("policy file: defaults.verdict and environments", () => {
+  it("refuses an empty policy list without an explicit default verdict, naming the file", () => {
+    const err = configError(() => parsePolicyFile("version: 1\npolicies: []\n", { file: "/etc/agentry/policy.yaml" }));
+    expect(err.message).toMatch(/^\/etc\/agentry\/policy\.yaml:2:\d+: policies: the policy list is empty, which would allow every action/);
+    expect(err.details).toMatchObject({ file: "/etc/agentry/policy.yaml", line: 2, path: "policies" });
+    const json = configError(() => parsePolicyFile('{"version": 1, "policies": []}', { file: "p.json" }));
+    expect(json.message).toMatch(/^p\.json:1:\d+: policies: the policy list is empty/);
+    // Defaults for approvals are not a verdict.
+    expect(() => parsePolicyFile("version: 1\ndefaults: { quorum: 2 }\npolicies: []\n", { file: "f" })).toThrow(/policy list is empty/);
+  });
+
+  it("an explicit defaults.verdict says what an empty list means", async () => {
+    const allowAll = new SafetyValidator({ policies: parsePolicyFile("version: 1\ndefaults: { verdict: allow }\npolicies: []\n") });
+    expect((await allowAll.validate(act("drop_table", { env: "staging" }))).verdict).toEqual({ type: "allow" });
+    const denyAll = new SafetyValidator({ policies: parsePolicyFile("version: 1\ndefaults: { verdict: deny }\npolicies: []\n") });
+    expect(await denyAll.validate(act("get_weather", { city: "Oslo" }))).toMatchObject({
+      verdict: { type: "deny", reason: "no policy allows tool get_weather (defaults.verdict: deny)" },
+      decidedBy: "default-deny",
+    });
+  });
+
+  it("defaults.verdict: deny with then: allow rules is an allow list by meaning; deny rules still win", async () => {
+    const text = [
+      "version: 1",
+      "defaults: { verdict: deny }",
+      "policies:",
+      "  - name: reads",
+      "    when: { tool: [get_weather, recall] }",
+      "    then: allow",
+      "  - name: staging-deletes",
+      "    when: { tool: delete_resource, env: staging }",
+      "    then: allow",
+      "  - name: no-paris",
+      "    when: { tool: get_weather, input: { city: paris } }",
+      "    then: deny",
+    ].join("\n");
+    const v = new SafetyValidator({ policies: parsePolicyFile(text) });
+    expect((await v.validate(act("GetWeather", { city: "Oslo" }))).verdict.type).toBe("allow");
+    expect(await v.validate(act("get_weather", { city: " PARIS" }))).toMatchObject({ verdict: { type: "deny" }, decidedBy: "no-paris" });
+    expect((await v.validate(act("delete_resource", { env: "Stage" }))).verdict.type).toBe("allow");
+    expect(await v.validate(act("delete_resource", { env: "prod" }))).toMatchObject({ decidedBy: "default-deny" });
+    expect(await v.validate(act("shell", {}))).toMatchObject({ decidedBy: "default-deny" });
+  });
+
+  it("refuses then: allow without defaults.verdict: deny, and the reserved name", () => {
+    const allow = ["version: 1", "policies:", "  - name: a", "    when: { tool: x }", "    then: allow"].join("\n");
+    expect(configError(() => parsePolicyFile(allow, { file: "f" })).message).toMatch(/^f:5:\d+: policies\[0\]\.then: then: allow only applies with defaults\.verdict: deny/);
+    const taken = ["version: 1", "defaults: { verdict: deny }", "policies:", "  - name: default-deny", "    when: { tool: x }", "    then: deny"].join("\n");
+    expect(configError(() => parsePolicyFile(taken, { file: "f" })).message).toMatch(/^f:4:\d+: policies\[0\]: the policy name "default-deny" is taken/);
+  });
+
+  it("environments adds aliases for every comparison in the file, and refuses contradictions", async () => {
+    const text = [
+      "version: 1",
+      "environments:",
+      "  production: [main, prod-eu]",
+      "policies:",
+      "  - kind: no-production-delete",
+      "  - name: prod-writes",
+      "    when: { tool: write_file, input: { target.env: production } }",
+      "    then: require_approval",
+      "  - name: prod-anything",
+      "    when: { env: production, destructive: false }",
+      "    then: require_approval",
+    ].join("\n");
+    const v = new SafetyValidator({ policies: parsePolicyFile(text) });
+    expect(await v.validate(act("drop_table", { env: "MAIN" }))).toMatchObject({ verdict: { type: "deny" }, decidedBy: "no-prod-delete" });
+    expect(await v.validate(act("drop_table", { env: "prd" }))).toMatchObject({ decidedBy: "no-prod-delete" });
+    expect((await v.validate(act("write_file", { target: { ENV: "main" } }))).verdict.type).toBe("require_approval");
+    expect((await v.validate(act("get_weather", { stage: "main" }))).verdict.type).toBe("require_approval");
+    expect((await v.validate(act("get_weather", { stage: "staging" }))).verdict.type).toBe("allow");
+
+    const clash = ["version: 1", "environments:", "  staging: [live]", "policies:", "  - kind: no-production-delete"].join("\n");
+    expect(configError(() => parsePolicyFile(clash, { file: "f" })).message).toMatch(/^f:3:\d+: environments: Environment alias "live" would mean both "production" and "staging"/);
+  });
+
+  it("the default policy file says its verdict explicitly", () => {
+    expect(readFileSync(DEFAULT_POLICY_FILE, "utf8")).toMatch(/^\s+verdict: allow/m);
+  });
+});

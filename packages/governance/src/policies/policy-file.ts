@@ -3,11 +3,12 @@ import { fileURLToPath } from "node:url";
 import { LineCounter, isNode, parseDocument, type Document } from "yaml";
 import { z } from "zod";
 import { AgentryError, durationMs } from "@agentry/core";
-import { matchPolicy, type FieldCondition, type ToolSelector } from "./match-policy.js";
+import { EnvironmentAliases } from "./environments.js";
+import { actionMatcher, matchPolicy, type ActionMatch, type FieldCondition, type ToolSelector } from "./match-policy.js";
 import { noProductionDelete } from "./no-production-delete.js";
 import { rateCap } from "./rate-cap.js";
 import { toolAllowList, toolDenyList } from "./tool-lists.js";
-import type { Policy } from "./types.js";
+import type { Action, Policy, Verdict } from "./types.js";
 
 /** `"*"` in an approver list: every enrolled approver (resolved against the approvers file). */
 export const ALL_APPROVERS = "*";
@@ -51,15 +52,17 @@ const ruleSchema = z
     when: z.strictObject({
       tool: z.union([z.string().min(1), z.array(z.string().min(1)).min(1), z.strictObject({ matches: regex })]).optional(),
       input: z.record(z.string(), condition).optional(),
+      env: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+      destructive: z.boolean().optional(),
     }),
-    then: z.enum(["deny", "require_approval"]),
+    then: z.enum(["allow", "deny", "require_approval"]),
     reason: z.string().min(1).optional(),
     approvers: approvers.optional(),
     quorum: z.number().int().min(1).optional(),
     ttl: duration.optional(),
   })
   .superRefine((r, ctx) => {
-    if (r.then === "deny" && (r.approvers || r.quorum || r.ttl)) {
+    if (r.then !== "require_approval" && (r.approvers || r.quorum || r.ttl)) {
       ctx.addIssue({ code: "custom", message: "approvers/quorum/ttl only apply to then: require_approval", path: ["then"] });
     }
   });
@@ -88,8 +91,15 @@ const entry = z.preprocess(
 export const policyFileSchema = z.strictObject({
   version: z.literal(1),
   defaults: z
-    .strictObject({ approvers: approvers.optional(), quorum: z.number().int().min(1).optional(), ttl: duration.optional() })
+    .strictObject({
+      approvers: approvers.optional(),
+      quorum: z.number().int().min(1).optional(),
+      ttl: duration.optional(),
+      verdict: z.enum(["allow", "deny"]).optional(),
+    })
     .optional(),
+  /** Extra aliases per environment, added to the built-in ones (`production: [prod, prd, live]`). */
+  environments: z.record(z.string().min(1), z.array(z.string().min(1))).optional(),
   policies: z.array(entry),
 });
 
@@ -105,10 +115,19 @@ export interface PolicyFileOptions {
 /** Defaults when neither the rule nor the file's `defaults` say: every approver, quorum 1, 1 hour. */
 const FALLBACK = { approvers: [ALL_APPROVERS], quorum: 1, ttlMs: 3_600_000 };
 
+/** The name of the policy `defaults.verdict: deny` adds; a file cannot use it for its own. */
+export const DEFAULT_DENY_POLICY = "default-deny";
+
 /**
  * Parses a policy file (YAML, or JSON, which YAML reads too) into policies for a
  * {@link SafetyValidator}. An invalid file throws `INVALID_CONFIG` naming the file, the line
  * and column, the path inside the document and the reason (`details: {file, line, column, path, reason}`).
+ *
+ * Fails closed on a file that would allow everything by accident: an empty `policies` list
+ * needs an explicit `defaults.verdict` (`allow` or `deny`). `defaults.verdict: deny` denies
+ * every action that no `then: allow` rule matches (deny and approval rules still apply to the
+ * rest); `then: allow` rules are refused without it, since they would mean nothing.
+ * `environments` adds aliases to the built-in ones for every environment comparison in the file.
  */
 export function parsePolicyFile(text: string, options: PolicyFileOptions = {}): Policy[] {
   const file = options.file ?? "<policy file>";
@@ -127,18 +146,52 @@ export function parsePolicyFile(text: string, options: PolicyFileOptions = {}): 
     const pos = offset === undefined ? undefined : lineCounter.linePos(offset);
     throw configError(file, pos?.line, pos?.col, formatPath(path), issue.message);
   }
+  const at = (path: (string | number)[], reason: string): AgentryError => {
+    const offset = locate(doc, path);
+    const pos = offset === undefined ? undefined : lineCounter.linePos(offset);
+    return configError(file, pos?.line, pos?.col, formatPath(path), reason);
+  };
+  const { policies: entries, defaults = {}, environments: extraAliases } = parsed.data;
+  if (entries.length === 0 && defaults.verdict === undefined) {
+    throw at(["policies"], "the policy list is empty, which would allow every action: add policies, or set defaults.verdict to allow or deny to say what an empty list means");
+  }
+  let environments: EnvironmentAliases;
+  try {
+    environments = extraAliases ? new EnvironmentAliases(extraAliases) : EnvironmentAliases.default;
+  } catch (err) {
+    throw at(["environments"], AgentryError.isInstance(err) ? err.message : String(err));
+  }
+  const exemptions: ((action: Action) => boolean)[] = [];
   const seen = new Map<string, number>();
-  return parsed.data.policies.map((p, index) => {
-    const policy = toPolicy(p, parsed.data.defaults ?? {});
-    const dup = seen.get(policy.name);
-    if (dup !== undefined) {
-      const offset = locate(doc, ["policies", index]);
-      const pos = offset === undefined ? undefined : lineCounter.linePos(offset);
-      throw configError(file, pos?.line, pos?.col, `policies[${index}]`, `duplicate policy name "${policy.name}" (also policies[${dup}])`);
+  const policies: Policy[] = [];
+  entries.forEach((p, index) => {
+    if (p.kind === "rule" && p.then === "allow") {
+      if (defaults.verdict !== "deny") throw at(["policies", index, "then"], "then: allow only applies with defaults.verdict: deny");
+      exemptions.push(actionMatcher(ruleMatch(p, environments)));
     }
-    seen.set(policy.name, index);
-    return policy;
+    const name = p.kind === "rule" ? p.name : (p.name ?? defaultName(p));
+    const dup = seen.get(name);
+    if (dup !== undefined) throw at(["policies", index], `duplicate policy name "${name}" (also policies[${dup}])`);
+    if (defaults.verdict === "deny" && name === DEFAULT_DENY_POLICY) {
+      throw at(["policies", index], `the policy name "${DEFAULT_DENY_POLICY}" is taken by defaults.verdict: deny`);
+    }
+    seen.set(name, index);
+    if (p.kind === "rule" && p.then === "allow") return;
+    policies.push(toPolicy(p, defaults, environments));
   });
+  if (defaults.verdict === "deny") policies.push(defaultDeny(exemptions));
+  return policies;
+}
+
+/** Denies what no `then: allow` rule matched: the file's `defaults.verdict: deny`. */
+function defaultDeny(exemptions: ((action: Action) => boolean)[]): Policy {
+  return {
+    name: DEFAULT_DENY_POLICY,
+    evaluate: (action): Verdict =>
+      exemptions.some((allows) => allows(action))
+        ? { type: "allow" }
+        : { type: "deny", reason: `no policy allows tool ${action.tool} (defaults.verdict: deny)` },
+  };
 }
 
 /** Reads and parses a policy file; a missing file is `INVALID_CONFIG` too. */
@@ -159,12 +212,42 @@ export function loadPolicyFile(path: string): Policy[] {
 export const DEFAULT_POLICY_FILE = fileURLToPath(new URL("../../policies/default.yaml", import.meta.url));
 
 type Entry = PolicyFile["policies"][number];
+type Rule = Extract<Entry, { kind: "rule" }>;
 type Defaults = NonNullable<PolicyFile["defaults"]>;
 
-function toPolicy(p: Entry, defaults: Defaults): Policy {
+/** The name a built-in gives itself when the file names none (duplicates are found before building). */
+function defaultName(p: Exclude<Entry, Rule>): string {
   switch (p.kind) {
     case "no-production-delete":
-      return noProductionDelete({ ...(p.name ? { name: p.name } : {}), ...(p.reason ? { reason: p.reason } : {}) });
+      return "no-prod-delete";
+    case "tool-allow-list":
+    case "tool-deny-list":
+      return p.kind;
+    case "rate-cap":
+      return `rate-cap:${p.tool}:${p.per}`;
+  }
+}
+
+/** A rule's `when` as matcher options. */
+function ruleMatch(p: Rule, environments: EnvironmentAliases): ActionMatch {
+  const tool: ToolSelector | undefined =
+    p.when.tool === undefined ? undefined : typeof p.when.tool === "object" && !Array.isArray(p.when.tool) ? p.when.tool.matches : p.when.tool;
+  const conditions: FieldCondition[] = Object.entries(p.when.input ?? {}).map(([path, c]) =>
+    "equals" in c ? { path, equals: c.equals } : "in" in c ? { path, in: c.in } : { path, matches: c.matches },
+  );
+  return {
+    conditions,
+    environments,
+    ...(tool === undefined ? {} : { tool }),
+    ...(p.when.env === undefined ? {} : { environment: p.when.env }),
+    ...(p.when.destructive === undefined ? {} : { destructive: p.when.destructive }),
+  };
+}
+
+function toPolicy(p: Entry, defaults: Defaults, environments: EnvironmentAliases): Policy {
+  switch (p.kind) {
+    case "no-production-delete":
+      return noProductionDelete({ environments, ...(p.name ? { name: p.name } : {}), ...(p.reason ? { reason: p.reason } : {}) });
     case "tool-allow-list":
       return toolAllowList({ tools: p.tools, ...(p.name ? { name: p.name } : {}) });
     case "tool-deny-list":
@@ -172,13 +255,8 @@ function toPolicy(p: Entry, defaults: Defaults): Policy {
     case "rate-cap":
       return rateCap({ tool: p.tool, max: p.max, per: p.per, windowMs: p.window, ...(p.name ? { name: p.name } : {}) });
     case "rule": {
-      const tool: ToolSelector | undefined =
-        p.when.tool === undefined ? undefined : typeof p.when.tool === "object" && !Array.isArray(p.when.tool) ? p.when.tool.matches : p.when.tool;
-      const conditions: FieldCondition[] = Object.entries(p.when.input ?? {}).map(([path, c]) =>
-        "equals" in c ? { path, equals: c.equals } : "in" in c ? { path, in: c.in } : { path, matches: c.matches },
-      );
       const then =
-        p.then === "deny"
+        p.then !== "require_approval"
           ? { type: "deny" as const, reason: p.reason ?? `denied by ${p.name}` }
           : {
               type: "require_approval" as const,
@@ -187,7 +265,7 @@ function toPolicy(p: Entry, defaults: Defaults): Policy {
               ttlMs: p.ttl ?? defaults.ttl ?? FALLBACK.ttlMs,
               reason: p.reason ?? `approval required by ${p.name}`,
             };
-      return matchPolicy({ name: p.name, then, ...(tool === undefined ? {} : { tool }), conditions });
+      return matchPolicy({ name: p.name, then, ...ruleMatch(p, environments) });
     }
   }
 }

@@ -1,4 +1,6 @@
+import { AgentryError } from "@agentry/core";
 import { luaScript } from "../redis-script.js";
+import { canonicalName } from "./normalise.js";
 import type { Action, Policy, PolicyContext, Verdict } from "./types.js";
 
 const rateCapScript = luaScript("rate_cap", new URL("./rate-cap.lua", import.meta.url));
@@ -7,7 +9,7 @@ const rateCapScript = luaScript("rate_cap", new URL("./rate-cap.lua", import.met
 export interface RateCapOptions {
   /** @defaultValue `rate-cap:<tool>:<per>` */
   name?: string;
-  /** The tool being capped. */
+  /** The tool being capped, matched in canonical form (see `canonicalName`). */
   tool: string;
   /** Most runs allowed in one window. */
   max: number;
@@ -25,13 +27,14 @@ export interface RateCapOptions {
  * validator denies (fail closed).
  */
 export function rateCap(options: RateCapOptions): Policy {
-  if (!Number.isInteger(options.max) || options.max < 0) throw new Error(`rateCap: max must be an integer >= 0`);
-  if (!(options.windowMs > 0)) throw new Error(`rateCap: windowMs must be > 0`);
+  if (!Number.isInteger(options.max) || options.max < 0) throw new AgentryError("INVALID_CONFIG", "rateCap: max must be an integer >= 0");
+  if (!(options.windowMs > 0)) throw new AgentryError("INVALID_CONFIG", "rateCap: windowMs must be > 0");
+  const tool = canonicalName(options.tool);
   const name = options.name ?? `rate-cap:${options.tool}:${options.per}`;
   return {
     name,
     async evaluate(action: Action, ctx: PolicyContext): Promise<Verdict> {
-      if (action.tool !== options.tool) return { type: "allow" };
+      if (canonicalName(action.tool) !== tool) return { type: "allow" };
       // Counted when the action was first judged; a recheck must not use up another unit.
       if (ctx.recheck) return { type: "allow" };
       if (!ctx.redis) throw new Error("no Redis connection to count with");

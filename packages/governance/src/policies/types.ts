@@ -1,6 +1,10 @@
 import type { Redis } from "ioredis";
 
-/** What the agent wants to do: one tool call, with who asked for it. */
+/**
+ * What the agent wants to do: one tool call, with who asked for it. Policies judge what it
+ * means, not how it is spelled (see `canonicalText`): `tool` and string values in `input` are
+ * compared in canonical form.
+ */
 export interface Action {
   tool: string;
   input: unknown;
@@ -11,6 +15,11 @@ export interface Action {
   /** Deployment environment the action targets, when known outside the input. */
   env?: string;
   attributes?: Record<string, string>;
+  /**
+   * The tool declared itself destructive in the registry (`Tool.destructive`). Adds to what the
+   * tool's name says; `false` or absent does not make a `drop_table` harmless.
+   */
+  destructive?: boolean;
 }
 
 /** A policy's answer for one action. */

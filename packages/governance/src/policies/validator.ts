@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { systemClock, type Clock } from "@agentry/core";
+import { AgentryError, systemClock, type Clock } from "@agentry/core";
 import type { Action, Policy, PolicyContext, PolicyVerdict, ValidationResult, Verdict } from "./types.js";
 
 /** Options for {@link SafetyValidator}. */
@@ -31,7 +31,7 @@ export class SafetyValidator {
   constructor(opts: SafetyValidatorOptions) {
     const names = new Set<string>();
     for (const p of opts.policies) {
-      if (names.has(p.name)) throw new Error(`Duplicate policy name "${p.name}"`);
+      if (names.has(p.name)) throw new AgentryError("INVALID_CONFIG", `Duplicate policy name "${p.name}"`);
       names.add(p.name);
     }
     this.policies = [...opts.policies];
