@@ -18,6 +18,7 @@ export {
   parseFakeAnthropicArgs,
   FAKE_TOOL_PROMPT_TOKENS,
   type FakeAnthropic,
+  type FakeBilling,
   type StartFakeAnthropicOptions,
   type FakeReply,
   type FakeStep,

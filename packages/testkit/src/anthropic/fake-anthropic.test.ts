@@ -6,15 +6,16 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fakeReply, startFakeAnthropic, type FakeAnthropic } from "./fake-anthropic.js";
-import { fakeTextTokens } from "./tokens.js";
+import { fakePromptTokens, fakeTextTokens } from "./tokens.js";
 
 const ENTRY = fileURLToPath(new URL("./fake-anthropic.ts", import.meta.url));
 
 async function post(
   url: string,
   body: unknown,
+  path = "/v1/messages",
 ): Promise<{ status: number; headers: Headers; json: unknown }> {
-  const res = await fetch(`${url}/v1/messages`, {
+  const res = await fetch(`${url}${path}`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-api-key": "k", "anthropic-version": "2023-06-01" },
     body: JSON.stringify(body),
@@ -147,6 +148,74 @@ describe("fake Anthropic Messages API", () => {
     expect(second.usage["cache_read_input_tokens"]).toBe(first.usage["cache_creation_input_tokens"]);
     expect(second.usage["cache_creation_input_tokens"]).toBe(0);
     expect(second.usage["input_tokens"]).toBe(first.usage["input_tokens"]);
+  });
+});
+
+describe("fake Anthropic count_tokens and billing", () => {
+  let fake: FakeAnthropic;
+  beforeAll(async () => {
+    fake = await startFakeAnthropic({ minCacheableTokens: 50, tokenInflation: 4 });
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+
+  const code = "function add(a, b) { return a + b; } // 合計を返す\nconst xs = [1, 2, 3].map((x) => x * 2);";
+
+  it("counts exactly what it then bills, cached prefix included, and never bills a count", async () => {
+    fake.reset();
+    const prompt = {
+      model: "m",
+      system: [{ type: "text", text: `${code}\n`.repeat(10), cache_control: { type: "ephemeral" } }],
+      tools: [weatherTool],
+      messages: [{ role: "user", content: `Explain: ${code}` }],
+    };
+    const counted = await post(fake.url, prompt, "/v1/messages/count_tokens");
+    expect(counted.status).toBe(200);
+    const { input_tokens } = counted.json as { input_tokens: number };
+    expect(input_tokens).toBe(fakePromptTokens(prompt, 4));
+    for (let i = 0; i < 2; i++) {
+      const usage = ((await post(fake.url, { ...prompt, max_tokens: 64 })).json as { usage: Record<string, number> })
+        .usage;
+      const prompted =
+        (usage["input_tokens"] ?? 0) +
+        (usage["cache_creation_input_tokens"] ?? 0) +
+        (usage["cache_read_input_tokens"] ?? 0);
+      expect(prompted).toBe(input_tokens);
+    }
+    const billed = fake.billed();
+    expect(billed.calls).toBe(2);
+    expect(billed.countCalls).toBe(1);
+    expect(billed.cacheReadInput).toBeGreaterThan(0);
+    expect(billed.tokens).toBe(2 * input_tokens + billed.output);
+  });
+
+  it("inflation makes code and non-English text count more, English words not", () => {
+    expect(fakeTextTokens(code, 4)).toBeGreaterThan(2.5 * fakeTextTokens(code));
+    expect(fakeTextTokens("日本語のテキスト", 4)).toBe(4 * fakeTextTokens("日本語のテキスト"));
+    expect(fakeTextTokens("plain English words only", 4)).toBe(fakeTextTokens("plain English words only"));
+  });
+
+  it("never reports more output than max_tokens", async () => {
+    fake.reset();
+    fake.enqueue(fakeReply.text("a long answer ".repeat(50)));
+    const res = await post(fake.url, { model: "m", max_tokens: 8, messages: [{ role: "user", content: "x" }] });
+    expect(res.json).toMatchObject({ stop_reason: "max_tokens", usage: { output_tokens: 8 } });
+    expect(fake.billed().output).toBe(8);
+  });
+
+  it("fails count_tokens from its own queue, leaving scripted replies alone; rejects max_tokens there", async () => {
+    fake.reset();
+    fake.enqueue(fakeReply.text("scripted"));
+    fake.failCountTokens(fakeReply.overloaded());
+    const body = { model: "m", messages: [{ role: "user", content: "x" }] };
+    expect((await post(fake.url, body, "/v1/messages/count_tokens")).status).toBe(529);
+    expect((await post(fake.url, body, "/v1/messages/count_tokens")).status).toBe(200);
+    expect((await post(fake.url, { ...body, max_tokens: 5 }, "/v1/messages/count_tokens")).status).toBe(400);
+    expect((await post(fake.url, { ...body, max_tokens: 5 })).json).toMatchObject({
+      content: [{ type: "text", text: "scripted" }],
+    });
+    expect(fake.billed()).toMatchObject({ calls: 1, countCalls: 1 });
   });
 });
 

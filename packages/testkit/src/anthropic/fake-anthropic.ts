@@ -4,7 +4,7 @@
  *   node --import tsx packages/testkit/src/anthropic/fake-anthropic.ts --port 8787 --script replies.json
  *
  * The script file is JSON: either an array of replies (see `FakeReply`) or
- * `{ "steps": [...], "minCacheableTokens": 1024, "apiKey": "..." }`. When the script runs out the
+ * `{ "steps": [...], "minCacheableTokens": 1024, "apiKey": "...", "tokenInflation": 4 }`. When the script runs out the
  * server answers with its deterministic demo rule, so many worker processes can share it.
  * On start it prints one JSON line to stdout: `{"url":"http://127.0.0.1:8787","port":8787}`.
  */
@@ -13,7 +13,12 @@ import { pathToFileURL } from "node:url";
 import type { FakeReply } from "./replies.js";
 import { startFakeAnthropic, type StartFakeAnthropicOptions } from "./server.js";
 
-export { startFakeAnthropic, type FakeAnthropic, type StartFakeAnthropicOptions } from "./server.js";
+export {
+  startFakeAnthropic,
+  type FakeAnthropic,
+  type FakeBilling,
+  type StartFakeAnthropicOptions,
+} from "./server.js";
 export {
   fakeReply,
   type FakeReply,
@@ -41,6 +46,7 @@ interface ScriptFile {
   steps?: FakeReply[];
   minCacheableTokens?: number;
   apiKey?: string;
+  tokenInflation?: number;
 }
 
 /** Parses `--port N --host H --script FILE` into server options. */
@@ -62,6 +68,7 @@ export function parseFakeAnthropicArgs(argv: readonly string[]): StartFakeAnthro
         options.script = parsed.steps ?? [];
         if (parsed.minCacheableTokens !== undefined) options.minCacheableTokens = parsed.minCacheableTokens;
         if (parsed.apiKey !== undefined) options.apiKey = parsed.apiKey;
+        if (parsed.tokenInflation !== undefined) options.tokenInflation = parsed.tokenInflation;
       }
       i += 1;
     } else {

@@ -2,8 +2,16 @@ import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { demoReply } from "./demo-reply.js";
-import type { FakeReply, FakeStep, FakeUsage, RecordedRequest } from "./replies.js";
-import { fakeOutputTokens, promptSegments, type WireBlock, type WireRequest } from "./tokens.js";
+import type {
+  FakeDropReply,
+  FakeErrorReply,
+  FakeMalformedReply,
+  FakeReply,
+  FakeStep,
+  FakeUsage,
+  RecordedRequest,
+} from "./replies.js";
+import { fakeOutputTokens, fakePromptTokens, promptSegments, type WireBlock, type WireRequest } from "./tokens.js";
 
 /** Options for {@link startFakeAnthropic}. */
 export interface StartFakeAnthropicOptions {
@@ -26,6 +34,27 @@ export interface StartFakeAnthropicOptions {
   minCacheableTokens?: number;
   /** When set, requests must carry this key (`x-api-key` or `Authorization: Bearer`), else 401. */
   apiKey?: string;
+  /**
+   * Makes code and non-English text count more (see `fakeTextTokens`): punctuation runs and
+   * non-ASCII characters cost this many times their usual tokens, in billing and in
+   * `count_tokens` alike. At 4, code and CJK text bill about 1.5–2× Agentry's estimate.
+   * @defaultValue 1
+   */
+  tokenInflation?: number;
+}
+
+/** What the fake has billed: the sum of `usage` over every successful `POST /v1/messages` answer sent. */
+export interface FakeBilling {
+  /** Messages answered with 200 and a usage. */
+  calls: number;
+  input: number;
+  output: number;
+  cacheCreationInput: number;
+  cacheReadInput: number;
+  /** Every token above, summed: what a budget ledger should hold for these calls. */
+  tokens: number;
+  /** `POST /v1/messages/count_tokens` answered with a count (never billed). */
+  countCalls: number;
 }
 
 /** A running fake Messages API. */
@@ -39,9 +68,16 @@ export interface FakeAnthropic {
   enqueue(...steps: FakeStep[]): void;
   /** Appends injected failures to the script (same queue as {@link FakeAnthropic.enqueue}). */
   fail(...failures: FakeStep[]): void;
+  /**
+   * Queues failures for `POST /v1/messages/count_tokens`, one per count request. Counting has its
+   * own queue: it never consumes a scripted Messages reply, and Messages calls never consume these.
+   */
+  failCountTokens(...failures: (FakeErrorReply | FakeMalformedReply | FakeDropReply)[]): void;
+  /** What has been billed since the start (or the last {@link FakeAnthropic.reset}). */
+  billed(): FakeBilling;
   /** Replies still queued. */
   pending(): number;
-  /** Empties the script, the recorded requests and the prompt cache. */
+  /** Empties the scripts, the recorded requests, the billing totals and the prompt cache. */
   reset(): void;
   /** Stops the server, cutting any slow response short. */
   close(): Promise<void>;
@@ -65,12 +101,15 @@ function lowerHeaders(req: IncomingMessage): Record<string, string> {
   return out;
 }
 
-function validate(body: unknown): string | undefined {
+function validate(body: unknown, counting: boolean): string | undefined {
   if (typeof body !== "object" || body === null || Array.isArray(body))
     return "body: Input should be an object";
   const b = body as Record<string, unknown>;
   if (typeof b["model"] !== "string") return "model: Field required";
-  if (typeof b["max_tokens"] !== "number" || !Number.isInteger(b["max_tokens"]) || b["max_tokens"] < 1)
+  if (counting) {
+    // The counting endpoint takes the prompt only, as on the real API.
+    if (b["max_tokens"] !== undefined) return "max_tokens: Extra inputs are not permitted";
+  } else if (typeof b["max_tokens"] !== "number" || !Number.isInteger(b["max_tokens"]) || b["max_tokens"] < 1)
     return "max_tokens: Field required";
   if (!Array.isArray(b["messages"]) || b["messages"].length === 0)
     return "messages: at least one message is required";
@@ -90,7 +129,9 @@ function validate(body: unknown): string | undefined {
 /**
  * Starts a fake Anthropic Messages API on loopback, good enough for the real `@anthropic-ai/sdk`:
  * `POST /v1/messages` with the real response and error JSON shapes, a `request-id` header,
- * scripted replies, injected failures, prompt-cache accounting and a deterministic demo rule.
+ * scripted replies, injected failures, prompt-cache accounting and a deterministic demo rule;
+ * `POST /v1/messages/count_tokens` answered by the same counter its billing uses (free, as on
+ * the real API), and a running total of what it billed (`billed()`).
  * Stateless apart from its script and prompt cache, so many worker processes can share one.
  */
 export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}): Promise<FakeAnthropic> {
@@ -99,10 +140,22 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
   const cachedPrefixes = new Set<string>();
   const timers = new Set<NodeJS.Timeout>();
   const minCacheable = options.minCacheableTokens ?? 1024;
+  const inflation = options.tokenInflation ?? 1;
+  const countFailures: (FakeErrorReply | FakeMalformedReply | FakeDropReply)[] = [];
+  const emptyBilling = (): FakeBilling => ({
+    calls: 0,
+    input: 0,
+    output: 0,
+    cacheCreationInput: 0,
+    cacheReadInput: 0,
+    tokens: 0,
+    countCalls: 0,
+  });
+  let billing = emptyBilling();
   let counter = 0;
 
   const usageFor = (body: WireRequest): Omit<FakeUsage, "output_tokens"> => {
-    const segments = promptSegments(body);
+    const segments = promptSegments(body, inflation);
     const total = segments.reduce((s, x) => s + x.tokens, 0);
     let last = -1;
     segments.forEach((s, i) => {
@@ -143,8 +196,8 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
     body: unknown,
     requestId: string,
     headers: Record<string, string> = {},
-  ): void => {
-    if (res.destroyed || res.writableEnded) return;
+  ): boolean => {
+    if (res.destroyed || res.writableEnded) return false;
     const text = JSON.stringify(body);
     res.writeHead(status, {
       "content-type": "application/json",
@@ -153,6 +206,32 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
       ...headers,
     });
     res.end(text);
+    return true;
+  };
+
+  const sendFailure = (
+    res: ServerResponse,
+    reply: FakeErrorReply | FakeMalformedReply | FakeDropReply,
+    requestId: string,
+  ): void => {
+    switch (reply.kind) {
+      case "error":
+        sendJson(res, reply.status, errorBody(reply.type, reply.message, requestId), requestId, reply.headers);
+        return;
+      case "malformed": {
+        const text = reply.body ?? "{not json";
+        res.writeHead(200, {
+          "content-type": "application/json",
+          "content-length": Buffer.byteLength(text),
+          "request-id": requestId,
+        });
+        res.end(text);
+        return;
+      }
+      case "drop":
+        res.socket?.destroy();
+        return;
+    }
   };
 
   const answer = (
@@ -165,26 +244,9 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
       if (res.destroyed || res.writableEnded) return;
       switch (reply.kind) {
         case "error":
-          sendJson(
-            res,
-            reply.status,
-            errorBody(reply.type, reply.message, requestId),
-            requestId,
-            reply.headers,
-          );
-          return;
-        case "malformed": {
-          const text = reply.body ?? "{not json";
-          res.writeHead(200, {
-            "content-type": "application/json",
-            "content-length": Buffer.byteLength(text),
-            "request-id": requestId,
-          });
-          res.end(text);
-          return;
-        }
+        case "malformed":
         case "drop":
-          res.socket?.destroy();
+          sendFailure(res, reply, requestId);
           return;
         default: {
           const body = recorded.body;
@@ -210,12 +272,17 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
                 },
           );
           const hasToolUse = content.some((b) => b.type === "tool_use");
+          // The real API never generates past max_tokens: cap the computed output there (an
+          // explicit usage override in the script still wins).
+          const computedOutput = fakeOutputTokens(content);
+          const maxTokens = body.max_tokens ?? computedOutput;
+          const truncated = computedOutput > maxTokens;
           const usage: FakeUsage = {
             ...usageFor(body),
-            output_tokens: fakeOutputTokens(content),
+            output_tokens: truncated ? maxTokens : computedOutput,
             ...reply.usage,
           };
-          sendJson(
+          const sent = sendJson(
             res,
             200,
             {
@@ -228,7 +295,8 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
                   ? { type: "text", text: b.text, citations: null }
                   : { ...b, caller: { type: "direct" } },
               ),
-              stop_reason: reply.stopReason ?? (hasToolUse ? "tool_use" : "end_turn"),
+              stop_reason:
+                reply.stopReason ?? (truncated ? "max_tokens" : hasToolUse ? "tool_use" : "end_turn"),
               stop_sequence: null,
               usage: {
                 ...usage,
@@ -242,6 +310,18 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
             },
             requestId,
           );
+          if (sent) {
+            billing.calls += 1;
+            billing.input += usage.input_tokens;
+            billing.output += usage.output_tokens;
+            billing.cacheCreationInput += usage.cache_creation_input_tokens;
+            billing.cacheReadInput += usage.cache_read_input_tokens;
+            billing.tokens +=
+              usage.input_tokens +
+              usage.output_tokens +
+              usage.cache_creation_input_tokens +
+              usage.cache_read_input_tokens;
+          }
         }
       }
     });
@@ -275,7 +355,8 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
         body: (parsed ?? {}) as RecordedRequest["body"],
       };
       requests.push(recorded);
-      if (recorded.method !== "POST" || path !== "/v1/messages") {
+      const counting = path === "/v1/messages/count_tokens";
+      if (recorded.method !== "POST" || (path !== "/v1/messages" && !counting)) {
         sendJson(
           res,
           404,
@@ -291,9 +372,20 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
           return;
         }
       }
-      const problem = validate(parsed);
+      const problem = validate(parsed, counting);
       if (problem !== undefined) {
         sendJson(res, 400, errorBody("invalid_request_error", problem, requestId), requestId);
+        return;
+      }
+      if (counting) {
+        const failure = countFailures.shift();
+        if (failure !== undefined) {
+          later(failure.delayMs, () => sendFailure(res, failure, requestId));
+          return;
+        }
+        // The same counter as billing, on the whole prompt (cached or not), like the real endpoint.
+        if (sendJson(res, 200, { input_tokens: fakePromptTokens(recorded.body, inflation) }, requestId))
+          billing.countCalls += 1;
         return;
       }
       const step = queue.shift();
@@ -346,11 +438,17 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
     fail: (...failures) => {
       queue.push(...failures);
     },
+    failCountTokens: (...failures) => {
+      countFailures.push(...failures);
+    },
+    billed: () => ({ ...billing }),
     pending: () => queue.length,
     reset: () => {
       queue.length = 0;
+      countFailures.length = 0;
       requests.length = 0;
       cachedPrefixes.clear();
+      billing = emptyBilling();
     },
     close: async () => {
       for (const t of timers) clearTimeout(t);

@@ -14,6 +14,12 @@
  * message and per content block, and a tool-use system prompt of 346 tokens when tools are
  * offered (Anthropic documents 346 for `tool_choice: auto` on Claude 4 models).
  *
+ * Inflation (`inflation` > 1) multiplies the tokens of punctuation runs and of non-ASCII
+ * characters, rounded up per run and per character: code and non-English text then count more,
+ * as on a real tokenizer that splits them finer than prose, while English words do not change.
+ * At 4, code and CJK text count about 1.5–2× Agentry's estimate, so budgets can be tested
+ * against a provider that bills more than they estimated.
+ *
  * It is self-contained on purpose: the estimate in `@agentry/llm` is tested against it and must
  * not share its code.
  */
@@ -36,15 +42,15 @@ function classify(cp: number): CharClass {
   return "other";
 }
 
-/** Counts the tokens of one string under the fake rule. */
-export function fakeTextTokens(text: string): number {
+/** Counts the tokens of one string under the fake rule (see the module comment for `inflation`). */
+export function fakeTextTokens(text: string, inflation = 1): number {
   let tokens = 0;
   let runClass: CharClass | undefined;
   let runLength = 0;
   const flush = (): void => {
     if (runClass === "word") tokens += Math.ceil(runLength / 4);
     else if (runClass === "space") tokens += runLength === 1 ? 0 : Math.ceil(runLength / 4);
-    else if (runClass === "punct") tokens += Math.ceil(runLength / 2);
+    else if (runClass === "punct") tokens += Math.ceil(Math.ceil(runLength / 2) * inflation);
     runLength = 0;
   };
   for (const ch of text) {
@@ -53,7 +59,7 @@ export function fakeTextTokens(text: string): number {
     if (cls === "other") {
       flush();
       runClass = undefined;
-      tokens += cp > 0xffff ? 3 : 1;
+      tokens += Math.ceil((cp > 0xffff ? 3 : 1) * inflation);
       continue;
     }
     if (cls !== runClass) {
@@ -96,26 +102,24 @@ export interface WireRequest {
   tools?: WireTool[];
 }
 
-function blockTokens(block: WireBlock): number {
+function blockTokens(block: WireBlock, inflation: number): number {
+  const count = (text: string): number => fakeTextTokens(text, inflation);
   switch (block.type) {
     case "text":
-      return BLOCK_TOKENS + fakeTextTokens(block.text ?? "");
+      return BLOCK_TOKENS + count(block.text ?? "");
     case "tool_use":
       return (
-        BLOCK_TOKENS +
-        fakeTextTokens(block.id ?? "") +
-        fakeTextTokens(block.name ?? "") +
-        fakeTextTokens(JSON.stringify(block.input ?? {}))
+        BLOCK_TOKENS + count(block.id ?? "") + count(block.name ?? "") + count(JSON.stringify(block.input ?? {}))
       );
     case "tool_result": {
       const content =
         typeof block.content === "string"
-          ? fakeTextTokens(block.content)
-          : (block.content ?? []).reduce((sum, b) => sum + blockTokens(b), 0);
-      return BLOCK_TOKENS + fakeTextTokens(block.tool_use_id ?? "") + content + (block.is_error ? 1 : 0);
+          ? count(block.content)
+          : (block.content ?? []).reduce((sum, b) => sum + blockTokens(b, inflation), 0);
+      return BLOCK_TOKENS + count(block.tool_use_id ?? "") + content + (block.is_error ? 1 : 0);
     }
     default:
-      return BLOCK_TOKENS + fakeTextTokens(JSON.stringify(block));
+      return BLOCK_TOKENS + count(JSON.stringify(block));
   }
 }
 
@@ -130,8 +134,9 @@ export interface PromptSegment {
   key: string;
 }
 
-/** Splits a request into prompt segments (see {@link PromptSegment}). */
-export function promptSegments(request: WireRequest): PromptSegment[] {
+/** Splits a request into prompt segments (see {@link PromptSegment}); `inflation` as in {@link fakeTextTokens}. */
+export function promptSegments(request: WireRequest, inflation = 1): PromptSegment[] {
+  const count = (text: string): number => fakeTextTokens(text, inflation);
   const segments: PromptSegment[] = [
     { tokens: REQUEST_BASE_TOKENS, cacheBreakpoint: false, key: `model:${request.model ?? ""}` },
   ];
@@ -142,16 +147,16 @@ export function promptSegments(request: WireRequest): PromptSegment[] {
     segments.push({
       tokens:
         TOOL_TOKENS +
-        fakeTextTokens(tool.name) +
-        fakeTextTokens(tool.description ?? "") +
-        fakeTextTokens(JSON.stringify(tool.input_schema ?? {})),
+        count(tool.name) +
+        count(tool.description ?? "") +
+        count(JSON.stringify(tool.input_schema ?? {})),
       cacheBreakpoint: tool.cache_control !== undefined && tool.cache_control !== null,
       key: JSON.stringify({ ...tool, cache_control: undefined }),
     });
   }
   if (typeof request.system === "string") {
     segments.push({
-      tokens: SYSTEM_TOKENS + fakeTextTokens(request.system),
+      tokens: SYSTEM_TOKENS + count(request.system),
       cacheBreakpoint: false,
       key: request.system,
     });
@@ -159,7 +164,7 @@ export function promptSegments(request: WireRequest): PromptSegment[] {
     segments.push({ tokens: SYSTEM_TOKENS, cacheBreakpoint: false, key: "system" });
     for (const block of request.system) {
       segments.push({
-        tokens: fakeTextTokens(block.text ?? ""),
+        tokens: count(block.text ?? ""),
         cacheBreakpoint: block.cache_control !== undefined && block.cache_control !== null,
         key: block.text ?? "",
       });
@@ -169,14 +174,14 @@ export function promptSegments(request: WireRequest): PromptSegment[] {
     segments.push({ tokens: MESSAGE_TOKENS, cacheBreakpoint: false, key: `role:${message.role}` });
     if (typeof message.content === "string") {
       segments.push({
-        tokens: fakeTextTokens(message.content),
+        tokens: count(message.content),
         cacheBreakpoint: false,
         key: message.content,
       });
     } else {
       for (const block of message.content) {
         segments.push({
-          tokens: blockTokens(block),
+          tokens: blockTokens(block, inflation),
           cacheBreakpoint: block.cache_control !== undefined && block.cache_control !== null,
           key: JSON.stringify({ ...block, cache_control: undefined }),
         });
@@ -186,9 +191,12 @@ export function promptSegments(request: WireRequest): PromptSegment[] {
   return segments;
 }
 
-/** Total prompt tokens of a request (input + cache creation + cache read, as the API splits them). */
-export function fakePromptTokens(request: WireRequest): number {
-  return promptSegments(request).reduce((sum, s) => sum + s.tokens, 0);
+/**
+ * Total prompt tokens of a request (input + cache creation + cache read, as the API splits them):
+ * what the fake bills and what its `count_tokens` answers, at the same `inflation`.
+ */
+export function fakePromptTokens(request: WireRequest, inflation = 1): number {
+  return promptSegments(request, inflation).reduce((sum, s) => sum + s.tokens, 0);
 }
 
 /** Output tokens of a response content list. */
