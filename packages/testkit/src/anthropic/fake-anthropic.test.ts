@@ -175,8 +175,9 @@ describe("fake Anthropic count_tokens and billing", () => {
     const { input_tokens } = counted.json as { input_tokens: number };
     expect(input_tokens).toBe(fakePromptTokens(prompt, 4));
     for (let i = 0; i < 2; i++) {
-      const usage = ((await post(fake.url, { ...prompt, max_tokens: 64 })).json as { usage: Record<string, number> })
-        .usage;
+      const usage = (
+        (await post(fake.url, { ...prompt, max_tokens: 64 })).json as { usage: Record<string, number> }
+      ).usage;
       const prompted =
         (usage["input_tokens"] ?? 0) +
         (usage["cache_creation_input_tokens"] ?? 0) +
@@ -199,7 +200,11 @@ describe("fake Anthropic count_tokens and billing", () => {
   it("never reports more output than max_tokens", async () => {
     fake.reset();
     fake.enqueue(fakeReply.text("a long answer ".repeat(50)));
-    const res = await post(fake.url, { model: "m", max_tokens: 8, messages: [{ role: "user", content: "x" }] });
+    const res = await post(fake.url, {
+      model: "m",
+      max_tokens: 8,
+      messages: [{ role: "user", content: "x" }],
+    });
     expect(res.json).toMatchObject({ stop_reason: "max_tokens", usage: { output_tokens: 8 } });
     expect(fake.billed().output).toBe(8);
   });

@@ -11,7 +11,13 @@ import type {
   FakeUsage,
   RecordedRequest,
 } from "./replies.js";
-import { fakeOutputTokens, fakePromptTokens, promptSegments, type WireBlock, type WireRequest } from "./tokens.js";
+import {
+  fakeOutputTokens,
+  fakePromptTokens,
+  promptSegments,
+  type WireBlock,
+  type WireRequest,
+} from "./tokens.js";
 
 /** Options for {@link startFakeAnthropic}. */
 export interface StartFakeAnthropicOptions {
@@ -216,7 +222,13 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
   ): void => {
     switch (reply.kind) {
       case "error":
-        sendJson(res, reply.status, errorBody(reply.type, reply.message, requestId), requestId, reply.headers);
+        sendJson(
+          res,
+          reply.status,
+          errorBody(reply.type, reply.message, requestId),
+          requestId,
+          reply.headers,
+        );
         return;
       case "malformed": {
         const text = reply.body ?? "{not json";

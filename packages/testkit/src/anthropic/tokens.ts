@@ -109,7 +109,10 @@ function blockTokens(block: WireBlock, inflation: number): number {
       return BLOCK_TOKENS + count(block.text ?? "");
     case "tool_use":
       return (
-        BLOCK_TOKENS + count(block.id ?? "") + count(block.name ?? "") + count(JSON.stringify(block.input ?? {}))
+        BLOCK_TOKENS +
+        count(block.id ?? "") +
+        count(block.name ?? "") +
+        count(JSON.stringify(block.input ?? {}))
       );
     case "tool_result": {
       const content =
