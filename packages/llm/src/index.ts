@@ -6,8 +6,13 @@ export {
   type AnthropicModelOptions,
   type CompiledAnthropicModelOptions,
 } from "./anthropic/anthropic-model.js";
-export { mapAnthropicError, parseRetryAfterMs, type ErrorContext } from "./anthropic/map-error.js";
-export { toCreateParams } from "./anthropic/map-request.js";
+export {
+  mapAnthropicError,
+  mapCountTokensError,
+  parseRetryAfterMs,
+  type ErrorContext,
+} from "./anthropic/map-error.js";
+export { toCreateParams, toCountTokensParams } from "./anthropic/map-request.js";
 export { fromMessage } from "./anthropic/map-response.js";
 export {
   PRICING_AS_OF,

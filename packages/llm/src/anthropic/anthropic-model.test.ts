@@ -2,6 +2,7 @@ import { AgentryError, type ErrorCode } from "@agentry/core";
 import { fakeReply, startFakeAnthropic, type FakeAnthropic, type FakeReply } from "@agentry/testkit";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { ModelRequest, ToolDefinition } from "../model/types.js";
+import { estimateInputTokens } from "../estimate/estimate-tokens.js";
 import { costMicroUsd } from "../pricing/pricing.js";
 import { AnthropicModel, type AnthropicModelOptions } from "./anthropic-model.js";
 
@@ -375,5 +376,75 @@ describe("retries and abort", () => {
     const err = await failure(model().generate(ask({ signal: controller.signal })));
     expect(err.code).toBe("CANCELLED");
     expect(fake.requests).toHaveLength(0);
+  });
+});
+
+describe("countInputTokens (POST /v1/messages/count_tokens through the SDK)", () => {
+  const codeAndCjk: ModelRequest = ask({
+    system: "You review code. 回答は日本語で。",
+    tools: [weather],
+    messages: [
+      {
+        role: "user",
+        content: "この関数を説明して: const f = (xs) => xs.filter((x) => x % 2 === 0).map((x) => x ** 2);",
+      },
+    ],
+  });
+
+  it("sends the prompt generate sends, without max_tokens, and answers what generate is then billed", async () => {
+    const inflated = await startFakeAnthropic({ tokenInflation: 4 });
+    try {
+      const llm = new AnthropicModel({
+        apiKey: "k",
+        baseURL: inflated.url,
+        defaultModel: "claude-sonnet-4-6",
+      });
+      const counted = await llm.countInputTokens(codeAndCjk);
+      const sent = inflated.requests[0];
+      expect(sent?.path).toBe("/v1/messages/count_tokens");
+      expect(sent?.body).not.toHaveProperty("max_tokens");
+      const response = await llm.generate(codeAndCjk);
+      const { max_tokens: _maxTokens, ...created } = inflated.requests[1]?.body ?? {};
+      expect(sent?.body).toEqual(created);
+      const { input, cacheCreationInput, cacheReadInput } = response.usage;
+      expect(counted).toBe(input + cacheCreationInput + cacheReadInput);
+      // The premise of exact counting: this provider bills more than the estimate.
+      expect(counted).toBeGreaterThan(estimateInputTokens(codeAndCjk));
+      expect(inflated.billed()).toMatchObject({ calls: 1, countCalls: 1 });
+    } finally {
+      await inflated.close();
+    }
+  });
+
+  it("fails closed: every count failure is a retryable provider error, never a guess", async () => {
+    fake.failCountTokens(
+      fakeReply.rateLimited({ retryAfter: "3" }),
+      fakeReply.serverError(503),
+      fakeReply.error(404, "not_found_error", "Not found"),
+      fakeReply.malformed(),
+    );
+    const rateLimited = await failure(model().countInputTokens(ask()));
+    expect(rateLimited).toMatchObject({ code: "PROVIDER_RATE_LIMITED", retryable: true, retryAfterMs: 3000 });
+    expect(rateLimited.details?.["operation"]).toBe("count_tokens");
+    expect(await failure(model().countInputTokens(ask()))).toMatchObject({
+      code: "PROVIDER_UNAVAILABLE",
+      retryable: true,
+    });
+    const missing = await failure(model().countInputTokens(ask()));
+    expect(missing).toMatchObject({ code: "PROVIDER_UNAVAILABLE", retryable: true });
+    expect(missing.details?.["countCode"]).toBe("UNKNOWN_MODEL");
+    expect(await failure(model().countInputTokens(ask()))).toMatchObject({
+      code: "PROVIDER_BAD_RESPONSE",
+      retryable: true,
+    });
+    expect(fake.billed().calls).toBe(0);
+  });
+
+  it("an aborted count is CANCELLED", async () => {
+    const controller = new AbortController();
+    controller.abort();
+    expect(await failure(model().countInputTokens(ask({ signal: controller.signal })))).toMatchObject({
+      code: "CANCELLED",
+    });
   });
 });

@@ -1,7 +1,8 @@
 import Anthropic from "@anthropic-ai/sdk";
-import type { LanguageModel, ModelRequest, ModelResponse } from "../model/types.js";
-import { mapAnthropicError } from "./map-error.js";
-import { toCreateParams } from "./map-request.js";
+import { AgentryError } from "@agentry/core";
+import type { LanguageModel, ModelRequest, ModelResponse, TokenCountRequest } from "../model/types.js";
+import { mapAnthropicError, mapCountTokensError } from "./map-error.js";
+import { toCountTokensParams, toCreateParams } from "./map-request.js";
 import { fromMessage } from "./map-response.js";
 
 /** The model used when neither the request nor the options name one. */
@@ -96,5 +97,35 @@ export class AnthropicModel implements LanguageModel {
       throw mapAnthropicError(err, { model, signal: request.signal, now: this.#options.now });
     }
     return fromMessage(body, requestId);
+  }
+
+  /**
+   * The prompt tokens Anthropic will bill for this request, from `POST /v1/messages/count_tokens`
+   * on the same params `generate` sends (the endpoint is free, with its own rate limit). Failures
+   * are retryable (see `mapCountTokensError`), so a caller that needs the figure fails closed.
+   */
+  async countInputTokens(request: TokenCountRequest): Promise<number> {
+    const model = request.model ?? this.defaultModel;
+    let body: unknown;
+    try {
+      body = await this.#client.messages.countTokens(
+        toCountTokensParams(request, model),
+        request.signal === undefined ? {} : { signal: request.signal },
+      );
+    } catch (err) {
+      throw mapCountTokensError(err, { model, signal: request.signal, now: this.#options.now });
+    }
+    const count = (body as { input_tokens?: unknown } | null)?.input_tokens;
+    if (typeof count !== "number" || !Number.isSafeInteger(count) || count < 0) {
+      throw new AgentryError(
+        "PROVIDER_BAD_RESPONSE",
+        "Anthropic token count answered without a valid input_tokens",
+        {
+          retryable: true,
+          details: { model, operation: "count_tokens" },
+        },
+      );
+    }
+    return count;
   }
 }

@@ -139,3 +139,34 @@ export function mapAnthropicError(err: unknown, context: ErrorContext): AgentryE
   }
   return AgentryError.from(err, "INTERNAL");
 }
+
+/**
+ * Maps anything `messages.countTokens` throws. A budget asks for the count only when its estimate
+ * could undershoot near a limit, so it must not guess instead: every failure but `CANCELLED` is a
+ * retryable provider error (the task is retried later, no model call is made). Transient failures
+ * keep their code (`PROVIDER_RATE_LIMITED` with `retryAfterMs`, `PROVIDER_UNAVAILABLE`, ...); a
+ * refusal that would not be retryable on the Messages endpoint (a gateway without the counting
+ * endpoint answers 404, for example) becomes a retryable `PROVIDER_UNAVAILABLE` that keeps the
+ * original code in `details.countCode`. Every error says `details.operation: "count_tokens"`.
+ */
+export function mapCountTokensError(err: unknown, context: ErrorContext): AgentryError {
+  const mapped = mapAnthropicError(err, context);
+  if (mapped.code === "CANCELLED") return mapped;
+  const details = { ...mapped.details, operation: "count_tokens" };
+  const retry = mapped.retryAfterMs === undefined ? {} : { retryAfterMs: mapped.retryAfterMs };
+  if (mapped.retryable) {
+    return new AgentryError(mapped.code, `Token count failed: ${mapped.message}`, {
+      category: mapped.category,
+      retryable: true,
+      ...retry,
+      details,
+      cause: mapped,
+    });
+  }
+  return new AgentryError("PROVIDER_UNAVAILABLE", `Token count failed: ${mapped.message}`, {
+    retryable: true,
+    ...retry,
+    details: { ...details, countCode: mapped.code },
+    cause: mapped,
+  });
+}

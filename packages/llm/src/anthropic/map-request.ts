@@ -1,7 +1,8 @@
 import type Anthropic from "@anthropic-ai/sdk";
-import type { ContentBlock, Message, ModelRequest } from "../model/types.js";
+import type { ContentBlock, Message, ModelRequest, TokenCountRequest } from "../model/types.js";
 
 type CreateParams = Anthropic.Messages.MessageCreateParamsNonStreaming;
+type CountParams = Anthropic.Messages.MessageCountTokensParams;
 type WireBlock = Anthropic.Messages.ContentBlockParam;
 
 const EPHEMERAL: Anthropic.Messages.CacheControlEphemeral = { type: "ephemeral" };
@@ -36,9 +37,19 @@ function toWireMessage(message: Message): Anthropic.Messages.MessageParam {
  * `signal` are not sent; nor is `temperature`, which the Messages API of SDK v1 no longer takes.
  */
 export function toCreateParams(request: ModelRequest, model: string): CreateParams {
-  const params: CreateParams = {
-    model,
-    max_tokens: request.maxTokens,
+  return { model, max_tokens: request.maxTokens, ...promptParams(request) };
+}
+
+/**
+ * Our request → `messages.countTokens` params: exactly the prompt `toCreateParams` sends (same
+ * system, messages, tools and cache marks), so the count is the count of what will be billed.
+ */
+export function toCountTokensParams(request: TokenCountRequest, model: string): CountParams {
+  return { model, ...promptParams(request) };
+}
+
+function promptParams(request: TokenCountRequest): Pick<CreateParams, "messages" | "system" | "tools"> {
+  const params: Pick<CreateParams, "messages" | "system" | "tools"> = {
     messages: request.messages.map(toWireMessage),
   };
   if (request.system !== undefined && request.system.length > 0) {

@@ -74,6 +74,15 @@ export interface ModelRequest {
   metadata?: Record<string, string>;
 }
 
+/**
+ * What an exact input-token count needs: the prompt of a {@link ModelRequest} without `maxTokens`
+ * (the provider's counter takes no output budget).
+ */
+export type TokenCountRequest = Pick<
+  ModelRequest,
+  "model" | "system" | "messages" | "tools" | "cache" | "signal"
+>;
+
 /** One response from a model. */
 export interface ModelResponse {
   id: string;
@@ -96,6 +105,15 @@ export interface LanguageModel {
   /** The model used when a request names none. */
   readonly defaultModel: string;
   generate(request: ModelRequest): Promise<ModelResponse>;
+  /**
+   * The prompt tokens the provider will bill for this request (`input + cacheCreationInput +
+   * cacheReadInput` of its response), counted by the provider itself, so budgets can reserve a
+   * true bound where `estimateInputTokens` might undershoot its tokenizer. Not billed. Optional:
+   * without it, budgets rely on the estimate alone. A failure throws an `AgentryError`; the
+   * Anthropic adapter makes every failure but `CANCELLED` retryable, so a budget that needs the
+   * count fails closed (no model call) and the task is retried.
+   */
+  countInputTokens?(request: TokenCountRequest): Promise<number>;
 }
 
 /** Usage with every field zero. */
