@@ -110,7 +110,9 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       await audit.append({ type: "budget", taskId: r.taskId, data: { event: "lease-expired", reservationId: r.id, amount: r.amount, scopes: r.scopes } } as Parameters<AuditLog["append"]>[0]);
     },
   });
-  const pricing = { estimateInputTokens, maxCostMicroUsd, costMicroUsd };
+  // The model's own prompt count (when it has one) lets budgets reserve a true bound near a limit.
+  const countInputTokens = model.countInputTokens?.bind(model);
+  const pricing = { estimateInputTokens, maxCostMicroUsd, costMicroUsd, ...(countInputTokens ? { countInputTokens } : {}) };
   const metrics = createMetrics({ defaultLabels: { service: "agentry-worker" } });
   const budget = createBudgetHooks({ ledger, pricing, defaultModel: model.defaultModel, audit: auditSink, leaseMs: config.AGENTRY_BUDGET_LEASE_MS });
   const hooks: AgentHooks[] = [

@@ -1,9 +1,9 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { sleep } from "@agentry/core";
-import { costMicroUsd, estimateInputTokens, maxCostMicroUsd, type ModelRequest, type ModelResponse } from "@agentry/llm";
-import { useTestRedis } from "@agentry/testkit";
+import { AnthropicModel, costMicroUsd, estimateInputTokens, maxCostMicroUsd, type ModelRequest, type ModelResponse } from "@agentry/llm";
+import { fakeReply, startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
 import { BudgetLedger } from "../budget/ledger.js";
-import { createBudgetHooks } from "./budget-hooks.js";
+import { createBudgetHooks, type BudgetHooksOptions } from "./budget-hooks.js";
 
 const redis = useTestRedis("budget-hooks");
 const run = { taskId: "t1", tenant: "acme", userId: "u1", sessionId: "s1" };
@@ -45,5 +45,106 @@ describe("budget hooks", () => {
     const stats = await ledger.getStats("tenant:acme");
     expect(stats.used.tokens).toBe(reserved);
     expect(stats.reserved.tokens).toBe(0);
+  });
+});
+
+describe("budget hooks against a provider that counts more than the estimate", () => {
+  let fake: FakeAnthropic;
+  let llm: AnthropicModel;
+  beforeAll(async () => {
+    fake = await startFakeAnthropic({ tokenInflation: 4 });
+    llm = new AnthropicModel({ apiKey: "k", baseURL: fake.url, defaultModel: "claude-sonnet-4-6" });
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+  beforeEach(() => fake.reset());
+
+  // Code and Japanese: the kind of prompt a real tokenizer splits finer than the estimate assumes.
+  const codeRequest: ModelRequest = {
+    model: "claude-sonnet-4-6",
+    system: "コードを説明してください。",
+    messages: [{ role: "user", content: "const f = (xs) => xs.filter((x) => x % 2 === 0).map((x) => ({ v: x ** 2 }));" }],
+    maxTokens: 64,
+  };
+  const hooksFor = (ledger: BudgetLedger, extra: Partial<BudgetHooksOptions> = {}) =>
+    createBudgetHooks({
+      ledger,
+      pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd, countInputTokens: (r) => llm.countInputTokens(r) },
+      defaultModel: llm.defaultModel,
+      ...extra,
+    });
+  const countRequests = () => fake.requests.filter((r) => r.path === "/v1/messages/count_tokens").length;
+  /** One model call through the hooks, as the agent loop makes it. */
+  const call = async (hooks: ReturnType<typeof createBudgetHooks>, step: number) => {
+    const clamp = await hooks.beforeModelCall?.({ run, step, request: codeRequest });
+    const request = { ...codeRequest, ...(clamp ?? {}) };
+    const response = await llm.generate(request);
+    await hooks.afterModelCall?.({ run, step, request, response, durationMs: 1 });
+  };
+  /** The provider's count of `codeRequest`, learnt without leaving a trace in the fake's records. */
+  const exactCount = async () => {
+    const count = await llm.countInputTokens(codeRequest);
+    fake.reset();
+    return count;
+  };
+
+  it("far from every limit, reserves the estimate with its margin and makes no count call", async () => {
+    const ledger = new BudgetLedger({ redis: redis.client(), prefix: redis.freshPrefix() });
+    await ledger.setLimit("tenant:acme", { maxTokens: 1_000_000, period: "none" });
+    await call(hooksFor(ledger), 1);
+    expect(countRequests()).toBe(0);
+    expect(fake.billed().calls).toBe(1);
+    expect((await ledger.getStats("tenant:acme")).used.tokens).toBe(fake.billed().tokens);
+  });
+
+  it("close to a limit, counts exactly and stays within the limit where the estimate would have undershot", async () => {
+    const exact = await exactCount();
+    const estimate = estimateInputTokens(codeRequest);
+    expect(exact).toBeGreaterThan(estimate); // the plain estimate would under-reserve here
+    expect(exact).toBeLessThan(2 * estimate);
+    const ledger = new BudgetLedger({ redis: redis.client(), prefix: redis.freshPrefix() });
+    // Room for the exact worst case, not for the estimate with its margin.
+    const limit = exact + codeRequest.maxTokens + 5;
+    await ledger.setLimit("tenant:acme", { maxTokens: limit, period: "none" });
+    const audit: Record<string, unknown>[] = [];
+    const hooks = hooksFor(ledger, { audit: { append: async (e) => void audit.push(e.data as Record<string, unknown>) } });
+    await call(hooks, 1);
+    expect(countRequests()).toBe(1);
+    expect(audit.find((d) => d["event"] === "reserved")).toMatchObject({
+      amount: { tokens: exact + codeRequest.maxTokens },
+      input: { tokens: exact, source: "count" },
+    });
+    const stats = await ledger.getStats("tenant:acme");
+    expect(stats.used.tokens).toBe(fake.billed().tokens);
+    expect(stats.used.tokens).toBeLessThanOrEqual(limit);
+    expect(audit.find((d) => d["event"] === "settled")).toMatchObject({ overrun: false });
+    expect(audit.find((d) => d["event"] === "settled")).not.toHaveProperty("inputUndershoot");
+  });
+
+  it("alwaysCount counts every call, even far from the limits", async () => {
+    const ledger = new BudgetLedger({ redis: redis.client(), prefix: redis.freshPrefix() });
+    await call(hooksFor(ledger, { alwaysCount: true }), 1);
+    expect(countRequests()).toBe(1);
+  });
+
+  it("when the count fails, fails closed: a retryable error, nothing reserved, no model call", async () => {
+    const exact = await exactCount();
+    const ledger = new BudgetLedger({ redis: redis.client(), prefix: redis.freshPrefix() });
+    await ledger.setLimit("tenant:acme", { maxTokens: exact + codeRequest.maxTokens, period: "none" });
+    fake.failCountTokens(fakeReply.overloaded(), fakeReply.error(404, "not_found_error", "Not found"));
+    const hooks = hooksFor(ledger);
+    for (const code of ["PROVIDER_OVERLOADED", "PROVIDER_UNAVAILABLE"]) {
+      await expect(hooks.beforeModelCall?.({ run, step: 1, request: codeRequest })).rejects.toMatchObject({ code, retryable: true });
+    }
+    const stats = await ledger.getStats("tenant:acme");
+    expect(stats.used.tokens).toBe(0);
+    expect(stats.reserved.tokens).toBe(0);
+    expect(fake.billed().calls).toBe(0);
+  });
+
+  it("refuses an estimateMargin below 1", () => {
+    const ledger = new BudgetLedger({ redis: redis.client(), prefix: redis.freshPrefix() });
+    expect(() => hooksFor(ledger, { estimateMargin: 0.5 })).toThrow(/estimateMargin/);
   });
 });

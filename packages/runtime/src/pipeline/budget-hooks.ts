@@ -1,15 +1,23 @@
 import { AgentryError } from "@agentry/core";
 import type { AgentHooks, RunContext } from "@agentry/agent";
-import type { ModelRequest, Usage } from "@agentry/llm";
+import type { ModelRequest, TokenCountRequest, Usage } from "@agentry/llm";
 import type { BudgetLedger } from "../budget/ledger.js";
 import { budgetError } from "../budget/budget-error.js";
 import type { BudgetScope } from "../budget/scope.js";
 import type { AuditSink } from "./audit-sink.js";
+import { reserveModelCall, type InputSource } from "./reserve-call.js";
 
 /** How the budget hooks price a call (from @agentry/llm's pricing and estimate). */
 export interface CallPricing {
-  /** Conservative input token estimate of a request (never below what the provider reports). */
+  /** Cheap input token estimate of a request (meant to be above the provider's count, not guaranteed). */
   estimateInputTokens(request: ModelRequest): number;
+  /**
+   * The provider's exact prompt count of a request (`LanguageModel.countInputTokens`), asked for
+   * only when a scope is close to its limit (see `estimateMargin`). Must throw, not guess, when it
+   * cannot count: the call then fails before anything is reserved. @defaultValue none: the
+   * estimate is reserved as is
+   */
+  countInputTokens?: (request: TokenCountRequest) => Promise<number>;
   /** Worst-case cost in micro-USD of `inputTokens` in and `maxTokens` out. */
   maxCostMicroUsd(model: string, inputTokens: number, maxTokens: number): number;
   /** Real cost in micro-USD of a call's usage (cache writes and reads at their own rates). */
@@ -29,6 +37,16 @@ export interface BudgetHooksOptions {
    * tokens, the call goes ahead with `max_tokens` clamped. @defaultValue 256
    */
   minOutputTokens?: number;
+  /**
+   * How far the input estimate is trusted when `pricing.countInputTokens` is set. A call first
+   * tries to reserve `ceil(estimate × estimateMargin) + maxTokens`; when some scope has no room
+   * for that, the prompt is counted exactly and `count + maxTokens` is reserved instead (see
+   * `reserveModelCall`). Far from every limit no count is made. At least 1.
+   * @defaultValue 2
+   */
+  estimateMargin?: number;
+  /** Count every call's prompt exactly, however far from a limit (one extra provider request per call). @defaultValue false */
+  alwaysCount?: boolean;
   /** Reservation lease; a dead worker's reservation is settled at its reserved amount after it. @defaultValue 120_000 */
   leaseMs?: number;
   audit?: AuditSink;
@@ -61,7 +79,11 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
   const { ledger, pricing } = options;
   const scopesFor = options.scopesFor ?? defaultScopes;
   const floor = options.minOutputTokens ?? 256;
-  const open = new Map<string, { reservationId: string; model: string; amount: { tokens: number; costMicroUsd: number }; renew: NodeJS.Timeout }>();
+  const estimateMargin = options.estimateMargin ?? 2;
+  if (!Number.isFinite(estimateMargin) || estimateMargin < 1) {
+    throw new AgentryError("INVALID_CONFIG", `estimateMargin must be a finite number of at least 1, got ${estimateMargin}`);
+  }
+  const open = new Map<string, { reservationId: string; model: string; amount: { tokens: number; costMicroUsd: number }; inputTokens: number; inputSource: InputSource; renew: NodeJS.Timeout }>();
   const leaseMs = options.leaseMs ?? 120_000;
   // While this process is alive the call is in flight: keep its reservation's lease from running
   // out under a slow call. Only a dead worker's reservation is reaped (at its reserved amount).
@@ -94,24 +116,27 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
     async beforeModelCall({ run, step, request }) {
       const model = request.model ?? options.defaultModel;
       const scopes = scopesFor(run);
-      const input = pricing.estimateInputTokens(request);
-      const amountFor = (maxTokens: number) => ({ tokens: input + maxTokens, costMicroUsd: pricing.maxCostMicroUsd(model, input, maxTokens) });
-      let maxTokens = request.maxTokens;
-      let result = await ledger.reserve({ taskId: run.taskId, scopes, amount: amountFor(maxTokens), leaseMs });
-      if (!result.ok && result.reason === "exceeded") {
-        const clamped = await affordableMaxTokens(ledger, scopes, maxTokens, floor, (m) => amountFor(m));
-        if (clamped !== null) {
-          maxTokens = clamped;
-          result = await ledger.reserve({ taskId: run.taskId, scopes, amount: amountFor(maxTokens), leaseMs });
-        }
-      }
+      const result = await reserveModelCall({
+        ledger,
+        taskId: run.taskId,
+        scopes,
+        request: { ...request, model },
+        leaseMs,
+        minOutputTokens: floor,
+        estimateMargin,
+        alwaysCount: options.alwaysCount ?? false,
+        estimateInputTokens: (r) => pricing.estimateInputTokens(r),
+        countInputTokens: pricing.countInputTokens,
+        maxCostMicroUsd: (m, i, o) => pricing.maxCostMicroUsd(m, i, o),
+      });
+      const { maxTokens, inputTokens, inputSource } = result;
       if (!result.ok) {
         const err = budgetError(result);
         await audit(run, { event: result.reason === "exceeded" ? "refused" : "contended", step, scope: result.scope, requested: result.requested });
         throw err;
       }
-      open.set(keyOf(run, step), { reservationId: result.reservation.id, model, amount: result.reservation.amount, renew: keepLeased(result.reservation.id) });
-      await audit(run, { event: "reserved", step, reservationId: result.reservation.id, amount: result.reservation.amount, clampedMaxTokens: maxTokens !== request.maxTokens ? maxTokens : undefined });
+      open.set(keyOf(run, step), { reservationId: result.reservation.id, model, amount: result.reservation.amount, inputTokens, inputSource, renew: keepLeased(result.reservation.id) });
+      await audit(run, { event: "reserved", step, reservationId: result.reservation.id, amount: result.reservation.amount, input: { tokens: inputTokens, source: inputSource }, clampedMaxTokens: maxTokens !== request.maxTokens ? maxTokens : undefined });
       return maxTokens !== request.maxTokens ? { maxTokens } : undefined;
     },
 
@@ -122,9 +147,13 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
       const cost = pricing.costMicroUsd(model, response.usage);
       const tokens = response.usage.input + response.usage.output + response.usage.cacheCreationInput + response.usage.cacheReadInput;
       const settled = await ledger.settle(entry.reservationId, { tokens, costMicroUsd: cost });
+      // The provider counted more prompt than was reserved for: only possible on the estimate path
+      // (the provider outran estimateMargin); say so, as it is the one way a limit can be crossed.
+      const prompt = response.usage.input + response.usage.cacheCreationInput + response.usage.cacheReadInput;
+      const undershoot = prompt > entry.inputTokens ? { inputUndershoot: { reserved: entry.inputTokens, billed: prompt, source: entry.inputSource } } : {};
       spent.set(run.taskId, (spent.get(run.taskId) ?? 0) + cost);
       options.onSettled?.(run, model, response.usage, cost);
-      await audit(run, { event: "settled", step, reservationId: entry.reservationId, tokens, costMicroUsd: cost, overrun: settled.overrun });
+      await audit(run, { event: "settled", step, reservationId: entry.reservationId, tokens, costMicroUsd: cost, overrun: settled.overrun, ...undershoot });
     },
 
     async onModelCallError({ run, step, error }) {
@@ -156,28 +185,4 @@ function providerBilledNothing(error: unknown): boolean {
     default:
       return false;
   }
-}
-
-/** The largest max_tokens in [floor, wanted) the scopes can pay for now, or null. */
-async function affordableMaxTokens(
-  ledger: BudgetLedger,
-  scopes: BudgetScope[],
-  wanted: number,
-  floor: number,
-  amountFor: (maxTokens: number) => { tokens: number; costMicroUsd: number },
-): Promise<number | null> {
-  const available = await ledger.available(scopes);
-  const fits = (m: number) => {
-    const a = amountFor(m);
-    return (available.tokens === null || a.tokens <= available.tokens) && (available.costMicroUsd === null || a.costMicroUsd <= available.costMicroUsd);
-  };
-  if (!fits(Math.min(floor, wanted))) return null;
-  let lo = Math.min(floor, wanted);
-  let hi = wanted - 1;
-  while (lo < hi) {
-    const mid = Math.ceil((lo + hi) / 2);
-    if (fits(mid)) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
 }
