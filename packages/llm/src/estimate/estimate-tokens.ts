@@ -3,8 +3,10 @@ import type { ContentBlock, Message, ModelRequest } from "../model/types.js";
 /**
  * Pre-call token estimate, the figure the budget ledger reserves against before a model call.
  *
- * It must never be below what the provider then reports (`input + cacheCreationInput +
- * cacheReadInput`), so every rule rounds against us. Per string, scanning runs of one
+ * It is meant to stay above what the provider then reports (`input + cacheCreationInput +
+ * cacheReadInput`), so every rule rounds against us; but it is not a tokenizer, and a real one
+ * can count more on code or non-English text. Budgets therefore trust it only far from a limit
+ * (with a margin) and ask the provider's exact count near one (`LanguageModel.countInputTokens`). Per string, scanning runs of one
  * character class:
  * - ASCII letters/digits: 1 token per 3 characters of a run, rounded up (Claude's tokenizer
  *   averages about 4 for English words);
