@@ -170,6 +170,8 @@ async function main(): Promise<void> {
     AGENTRY_APPROVERS_FILE: join(work, "approvers"),
     LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
     AGENTRY_API_KEYS: "demo-key=acme,frugal-key=frugal",
+    // Explicit, as workers require: Claude when a key is set, else the offline ScriptedModel.
+    AGENTRY_LLM: env.AGENTRY_LLM,
   };
   const logs = mkdtempSync(join(tmpdir(), "agentry-demo-logs-"));
   startApp("producer", "apps/producer/src/main.ts", { ...common, PORT: String(port), HOST: "127.0.0.1" }, join(logs, "producer.log"));

@@ -33,12 +33,26 @@ export const workerEnvSchema = z.object({
 /** Everything the worker reads from the environment, parsed once. */
 export type WorkerConfig = AgentryEnv & z.infer<typeof workerEnvSchema>;
 
-/** Parses the worker's environment. Throws `INVALID_CONFIG` naming every bad variable. */
+/** The refusal of a worker that has no model configured; names both ways out. */
+export const NO_MODEL_MESSAGE =
+  "no model configured: set ANTHROPIC_API_KEY (or AGENTRY_LLM=anthropic with ANTHROPIC_BASE_URL for a gateway) to run tasks on Claude, " +
+  "or AGENTRY_LLM=scripted to run the offline ScriptedModel, which answers every task with canned text (demos and tests only)";
+
+/**
+ * Parses the worker's environment. Throws `INVALID_CONFIG` naming every bad variable.
+ *
+ * Unlike the shared contract (which resolves a missing `AGENTRY_LLM` to `scripted` when there is no
+ * key, fine for the CLI and the producer, which call no model), a worker refuses to start without
+ * `ANTHROPIC_API_KEY` unless `AGENTRY_LLM` is set explicitly: a worker that lost its key in a
+ * deploy must not "complete" real tasks with the scripted model's canned answers.
+ */
 export function parseWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   const base = parseEnv(env);
   const parsed = workerEnvSchema.safeParse(env);
   if (!parsed.success) {
     throw new AgentryError("INVALID_CONFIG", `Invalid environment: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
   }
+  const llmChosen = typeof env["AGENTRY_LLM"] === "string" && env["AGENTRY_LLM"].trim() !== "";
+  if (!llmChosen && !base.ANTHROPIC_API_KEY) throw new AgentryError("INVALID_CONFIG", NO_MODEL_MESSAGE);
   return { ...base, ...parsed.data };
 }

@@ -28,6 +28,9 @@ async function main(): Promise<void> {
     await telemetry.shutdown();
     process.exit(2);
   }
+  if (config.AGENTRY_LLM === "scripted") {
+    logger.warn({ event: "scripted-model", llm: "scripted" }, "AGENTRY_LLM=scripted: tasks are answered by the offline ScriptedModel with canned text, never by Claude");
+  }
   await built.start();
   const server = config.AGENTRY_WORKER_PORT > 0 ? await startOpsServer({ port: config.AGENTRY_WORKER_PORT, worker: built.worker, metrics: built.metrics }) : undefined;
   logger.info({ event: "worker-started", concurrency: config.AGENTRY_CONCURRENCY, llm: config.AGENTRY_LLM, port: config.AGENTRY_WORKER_PORT }, "worker started");

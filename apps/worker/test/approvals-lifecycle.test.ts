@@ -149,7 +149,7 @@ describe("policy file errors", () => {
     ];
     await Promise.all(
       runs.map(async (k) => {
-        const w = startWorkerProcess("bad-policy", { REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), AGENTRY_POLICY_FILE: k.file });
+        const w = startWorkerProcess("bad-policy", { REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), AGENTRY_LLM: "scripted", AGENTRY_POLICY_FILE: k.file });
         const code = await exitOf(w);
         expect(code, `${k.name}:\n${w.output()}`).not.toBe(0);
         expect(code).not.toBeNull();

@@ -23,7 +23,7 @@ afterAll(async () => {
 describe("the reference worker, in process", () => {
   it("serves /healthz and /metrics, and counts a tool call suspended for approval", async () => {
     const prefix = redis.freshPrefix();
-    const config = parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, AGENTRY_APPROVERS_FILE: join(dir, "approvers") });
+    const config = parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, AGENTRY_LLM: "scripted", AGENTRY_APPROVERS_FILE: join(dir, "approvers") });
     const built: BuiltWorker = await buildWorker(config, { logger: createLogger({ name: "test", level: "silent" }), model: new ScriptedModel() });
     closers.push(() => built.close());
     await built.start();
