@@ -269,7 +269,7 @@ describe("refusals", () => {
     expect(res.statusCode).toBe(503);
     expect(res.json()).toMatchObject({ error: { code: "REDIS_UNAVAILABLE" } });
     expect(res.headers["retry-after"]).toBeDefined();
-    expect((await app.inject({ method: "GET", url: "/v1/tasks/task_x", headers: auth() })).statusCode).toBe(503);
+    expect((await app.inject({ method: "GET", url: `/v1/tasks/task_${"0".repeat(32)}`, headers: auth() })).statusCode).toBe(503);
     const health = await app.inject({ method: "GET", url: "/healthz" });
     expect(health.statusCode).toBe(503);
     expect(health.json()).toEqual({ ok: false, redis: false });

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { AgentryError } from "@agentry/core";
 import type { AgentryClient, TaskEvent } from "@agentry/runtime";
 import { principalOf } from "../auth/authenticate.js";
+import { taskIdParam } from "../http/id-params.js";
 
 /** Options for {@link registerTaskEventRoutes}. */
 export interface TaskEventRoutesOptions {
@@ -24,7 +25,7 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
 
   app.get<{ Params: { id: string } }>("/v1/tasks/:id/events", async (request, reply) => {
     const { tenant } = principalOf(request);
-    const taskId = request.params.id;
+    const taskId = taskIdParam(request.params.id);
     const status = await client.status(taskId, { tenant });
 
     const controller = new AbortController();

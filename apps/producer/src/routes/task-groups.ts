@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { AgentryError } from "@agentry/core";
 import { taskStateOf, type AgentryClient } from "@agentry/runtime";
 import { principalOf } from "../auth/authenticate.js";
+import { groupIdParam } from "../http/id-params.js";
 import { parseBody, submitTaskGroupBodySchema } from "../http/schemas.js";
 import { rejectOversizedPrompt } from "./tasks.js";
 
@@ -26,7 +27,7 @@ export function registerTaskGroupRoutes(app: FastifyInstance, client: AgentryCli
 
   app.get<{ Params: { id: string } }>("/v1/task-groups/:id", async (request) => {
     const { tenant } = principalOf(request);
-    const groupId = request.params.id;
+    const groupId = groupIdParam(request.params.id);
     const group = await client.groupResult(groupId);
     // groupResult knows no caller: check here that this is a group, and the caller's.
     const job = await client.queue.getJob(groupId);

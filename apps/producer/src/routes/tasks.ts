@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { AgentryError } from "@agentry/core";
 import { MAX_PROMPT_CHARS, type AgentryClient } from "@agentry/runtime";
 import { principalOf } from "../auth/authenticate.js";
+import { taskIdParam } from "../http/id-params.js";
 import { parseBody, submitTaskBodySchema } from "../http/schemas.js";
 
 /** The header that carries an idempotency key. It wins over a body `idempotencyKey`. */
@@ -41,12 +42,12 @@ export function registerTaskRoutes(app: FastifyInstance, client: AgentryClient):
 
   app.get<{ Params: { id: string } }>("/v1/tasks/:id", async (request) => {
     const { tenant } = principalOf(request);
-    return client.status(request.params.id, { tenant });
+    return client.status(taskIdParam(request.params.id), { tenant });
   });
 
   app.delete<{ Params: { id: string } }>("/v1/tasks/:id", async (request) => {
     const { tenant } = principalOf(request);
-    const taskId = request.params.id;
+    const taskId = taskIdParam(request.params.id);
     const outcome = await client.cancel(taskId, { tenant });
     request.log.info({ taskId, ...outcome }, "task cancel requested");
     return { taskId, ...outcome };

@@ -15,7 +15,7 @@ import {
   type FanoutResult,
   type SubmitTaskInput,
 } from "../tasks/catalog.js";
-import { taskIdFor } from "../tasks/task-ids.js";
+import { isGroupId, isTaskId, taskIdFor } from "../tasks/task-ids.js";
 import { errorFromFailedReason, statusOfJob, type TaskProgress, type TaskStatus } from "./task-status.js";
 import { cancelChannel, cancelKey, wakeKey } from "../worker/cancellation.js";
 
@@ -164,8 +164,10 @@ export class AgentryClient {
     });
   }
 
-  /** The status of a task. Unknown id (or another tenant's task) → `NOT_FOUND`. */
+  /** The status of a task. Unknown or malformed id (or another tenant's task) → `NOT_FOUND`. */
   async status(taskId: string, caller?: Caller): Promise<TaskStatus> {
+    // A malformed id could name one of BullMQ's own keys; it is never looked up.
+    if (!isTaskId(taskId)) throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
     // State first, then the job: the worker writes a task's error, parked reason and result
     // before (or with) the state change, so data read after the state is never older than it.
     const state = await this.guard(() => this.queue.getJobState(taskId));
@@ -176,8 +178,9 @@ export class AgentryClient {
     return statusOfJob(job, state);
   }
 
-  /** A fan-out group's result once finished, else its state. */
+  /** A fan-out group's result once finished, else its state. Unknown or malformed id → `NOT_FOUND`. */
   async groupResult(groupId: string): Promise<{ state: string; result?: FanoutResult; failedReason?: string }> {
+    if (!isGroupId(groupId)) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
     const job = (await this.guard(() => this.queue.getJob(groupId))) as Job<FanoutPayload, FanoutResult> | undefined;
     if (!job) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
     const state = await job.getState();

@@ -1,0 +1,170 @@
+import { afterEach, describe, expect, it } from "vitest";
+import type { FastifyInstance } from "fastify";
+import { createLogger } from "@agentry/core";
+import { useTestRedis } from "@agentry/testkit";
+import { AgentryClient, AgentWorker, type TaskHandler } from "@agentry/runtime";
+import { buildProducerApp, type ProducerAppOptions } from "./app.js";
+import type { ApiKeys } from "./auth/api-keys.js";
+
+// What an attacker holding a tenant's key (or no key) tries at the edge of the HTTP API.
+
+const logger = createLogger({ name: "producer-hardening-test", level: "silent" });
+const redis = useTestRedis("producer-hardening");
+const direct = redis.client();
+
+const KEYS: ApiKeys = new Map([
+  ["key-acme", { tenant: "acme", name: "acme" }],
+  ["key-globex", { tenant: "globex", name: "globex" }],
+  ["key-ops", { tenant: "ops", name: "ops", admin: true }],
+]);
+const auth = (key = "key-acme") => ({ authorization: `Bearer ${key}` });
+
+const completes: TaskHandler = async (ex) => ({
+  type: "completed",
+  result: {
+    text: `done: ${ex.payload.prompt}`,
+    steps: 1,
+    usage: { input: 1, output: 1, cacheCreationInput: 0, cacheReadInput: 0 },
+    costMicroUsd: 1,
+    model: "scripted",
+    finishedAt: Date.now(),
+  },
+});
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (closers.length) await (closers.pop() as () => Promise<void>)();
+});
+
+interface Setup {
+  app: FastifyInstance;
+  client: AgentryClient;
+  prefix: string;
+}
+
+async function setup(options: { handler?: TaskHandler; prefix?: string; app?: Partial<ProducerAppOptions> } = {}): Promise<Setup> {
+  const prefix = options.prefix ?? redis.freshPrefix();
+  const client = new AgentryClient({ url: redis.url, prefix });
+  closers.push(() => client.close());
+  const app = await buildProducerApp({ client, apiKeys: KEYS, logger, ...options.app });
+  closers.push(() => app.close());
+  await app.ready();
+  if (options.handler) {
+    const worker = new AgentWorker({ url: redis.url, prefix, handler: options.handler, logger, concurrency: 2 });
+    closers.push(() => worker.close());
+    await worker.start();
+  }
+  return { app, client, prefix };
+}
+
+function submit(app: FastifyInstance, body: unknown, headers: Record<string, string> = auth()) {
+  return app.inject({ method: "POST", url: "/v1/tasks", headers: { "content-type": "application/json", ...headers }, payload: JSON.stringify(body) });
+}
+
+function submitGroup(app: FastifyInstance, tasks: unknown[], headers: Record<string, string> = auth()) {
+  return app.inject({ method: "POST", url: "/v1/task-groups", headers: { "content-type": "application/json", ...headers }, payload: JSON.stringify({ tasks }) });
+}
+
+/** Every key under the prefix with its type: what a request must not change. */
+async function keyTypes(prefix: string): Promise<Record<string, string>> {
+  const keys: string[] = [];
+  let cursor = "0";
+  do {
+    const [next, found] = await direct.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 500);
+    cursor = next;
+    keys.push(...found);
+  } while (cursor !== "0");
+  const types: Record<string, string> = {};
+  for (const key of keys.sort()) types[key] = await direct.type(key);
+  return types;
+}
+
+describe("task and group ids are checked at the edge", () => {
+  it("answers 404 for ids that name BullMQ's own keys or are not shaped like Agentry ids, and changes nothing", async () => {
+    const { app, client, prefix } = await setup({ handler: completes });
+    const { taskId } = (await submit(app, { prompt: "fill the completed set" })).json<{ taskId: string }>();
+    const { groupId } = (await submitGroup(app, [{ prompt: "a" }])).json<{ groupId: string }>();
+    await client.wait(taskId, { timeoutMs: 20_000 });
+    await expect.poll(async () => (await client.groupResult(groupId)).state, { timeout: 20_000 }).toBe("completed");
+    // The queue's own keys exist now, with types a job lookup would trip on.
+    const before = await keyTypes(prefix);
+    expect(before[`${prefix}:tasks:completed`]).toBe("zset");
+    expect(before[`${prefix}:tasks:events`]).toBe("stream");
+    expect(before[`${prefix}:tasks:meta`]).toBe("hash");
+
+    const hex = taskId.slice("task_".length);
+    const ids = [
+      ...["completed", "failed", "wait", "active", "paused", "delayed", "prioritized", "waiting-children", "id", "events", "meta", "marker", "stalled", "stalled-check", "limiter", "repeat", "de", "pc"],
+      `TASK_${hex}`,
+      `task_${hex.toUpperCase()}`,
+      `task_${hex}0`,
+      `task_${hex.slice(1)}`,
+      `${taskId}:lock`,
+      `${taskId}%3Alock`,
+      `${taskId}%00`,
+      `%20${taskId}`,
+      "..%2Fcompleted",
+      groupId,
+    ];
+    for (const id of ids) {
+      for (const [method, url] of [
+        ["GET", `/v1/tasks/${id}`],
+        ["DELETE", `/v1/tasks/${id}`],
+        ["GET", `/v1/tasks/${id}/events`],
+      ] as const) {
+        const res = await app.inject({ method, url, headers: auth() });
+        expect(res.statusCode, `${method} ${url}: ${res.body}`).toBe(404);
+        expect(res.json(), `${method} ${url}`).toMatchObject({ error: { code: "NOT_FOUND" } });
+      }
+    }
+    for (const id of [...ids.filter((i) => i !== groupId), taskId, `GROUP_${groupId.slice("group_".length)}`]) {
+      const res = await app.inject({ method: "GET", url: `/v1/task-groups/${id}`, headers: auth() });
+      expect(res.statusCode, `group ${id}: ${res.body}`).toBe(404);
+      expect(res.json()).toMatchObject({ error: { code: "NOT_FOUND" } });
+    }
+    // Bull Board's job routes, even for an admin key.
+    for (const id of ["completed", "meta", "id"]) {
+      for (const key of ["key-acme", "key-ops"]) {
+        const res = await app.inject({ method: "GET", url: `/admin/queues/api/queues/tasks/${id}`, headers: auth(key) });
+        expect(res.statusCode, `board ${id} as ${key}: ${res.body}`).toBe(404);
+      }
+    }
+    // The client library refuses them too (the CLI's `status` goes through it).
+    await expect(client.status("completed")).rejects.toMatchObject({ code: "NOT_FOUND" });
+    await expect(client.groupResult("meta")).rejects.toMatchObject({ code: "NOT_FOUND" });
+
+    expect(await keyTypes(prefix)).toEqual(before);
+    // Real ids still answer.
+    expect((await app.inject({ method: "GET", url: `/v1/tasks/${taskId}`, headers: auth() })).json()).toMatchObject({ state: "completed" });
+    expect((await app.inject({ method: "GET", url: `/v1/task-groups/${groupId}`, headers: auth() })).json()).toMatchObject({ state: "completed" });
+  }, 60_000);
+});
+
+describe("Bull Board's operator views are for admin keys only", () => {
+  it("refuses Redis statistics, the worker list and schedulers to a non-admin key, and serves them to an admin key", async () => {
+    const { app } = await setup({ handler: completes });
+    const { taskId } = (await submit(app, { prompt: "p" })).json<{ taskId: string }>();
+
+    for (const url of ["/admin/queues/api/redis/stats", "/admin/queues/api/queues/tasks/workers", "/admin/queues/api/job-schedulers"]) {
+      const tenant = await app.inject({ method: "GET", url, headers: auth() });
+      expect(tenant.statusCode, `${url}: ${tenant.body}`).toBe(403);
+      expect(tenant.body).not.toMatch(/redis_version|"version"|"addr"|127\.0\.0\.1/);
+      const admin = await app.inject({ method: "GET", url, headers: auth("key-ops") });
+      expect(admin.statusCode, `${url} as admin: ${admin.body}`).toBe(200);
+    }
+    const stats = (await app.inject({ method: "GET", url: "/admin/queues/api/redis/stats", headers: auth("key-ops") })).json<{ version?: string }>();
+    expect(stats.version).toEqual(expect.any(String));
+    const workers = (await app.inject({ method: "GET", url: "/admin/queues/api/queues/tasks/workers", headers: auth("key-ops") })).json<{ workers: { addr?: string }[] }>();
+    expect(workers.workers.length).toBeGreaterThan(0);
+    expect(workers.workers[0]?.addr).toEqual(expect.any(String));
+
+    // What a tenant's read-only board needs still answers.
+    expect((await app.inject({ method: "GET", url: "/admin/queues/api/queues?activeQueue=tasks&status=waiting", headers: auth() })).statusCode).toBe(200);
+    expect((await app.inject({ method: "GET", url: `/admin/queues/api/queues/tasks/${taskId}`, headers: auth() })).statusCode).toBe(200);
+    expect((await app.inject({ method: "GET", url: `/admin/queues/api/queues/tasks/${taskId}/logs`, headers: auth() })).statusCode).toBe(200);
+    // Through the login cookie as well as the bearer header.
+    const login = await app.inject({ method: "GET", url: "/admin/queues?key=key-acme" });
+    const cookie = String(login.headers["set-cookie"]).split(";")[0] as string;
+    expect((await app.inject({ method: "GET", url: "/admin/queues/api/redis/stats", headers: { cookie } })).statusCode).toBe(403);
+  }, 30_000);
+});
