@@ -13,4 +13,4 @@ export {
 } from "./http/schemas.js";
 export { buildOpenApiDocument, type OpenApiDocument, type OpenApiOptions } from "./openapi/openapi-document.js";
 export { IDEMPOTENCY_HEADER } from "./routes/tasks.js";
-export { loadApiKeys, parseProducerEnv, producerEnvSchema, DEV_API_KEY, type ProducerEnv, type LoadedApiKeys } from "./config/producer-env.js";
+export { loadApiKeys, parseProducerEnv, producerEnvSchema, DEV_API_KEY, NO_API_KEYS_MESSAGE, type ProducerEnv, type LoadedApiKeys } from "./config/producer-env.js";

@@ -6,6 +6,55 @@ import { freePort, useTestRedis } from "@agentry/testkit";
 const redis = useTestRedis("producer-main");
 const main = fileURLToPath(new URL("./main.ts", import.meta.url));
 
+/** Starts the producer process with this environment on top of the test's (no inherited keys). */
+function startProducer(env: Record<string, string>) {
+  const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", main], {
+    env: { ...process.env, AGENTRY_API_KEYS: "", AGENTRY_API_KEYS_FILE: "", AGENTRY_INSECURE_DEV_KEY: "", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
+}
+
+describe("producer process without API keys", () => {
+  it("refuses to start (exit 2, one line naming the variables) with no keys or an empty AGENTRY_API_KEYS", async () => {
+    const runs = [{}, { AGENTRY_API_KEYS: "  " }, { AGENTRY_API_KEYS: "dev-key=default+admin" }];
+    await Promise.all(
+      runs.map(async (env) => {
+        const p = startProducer({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix("nokeys"), PORT: String(await freePort()), ...env });
+        const guard = setTimeout(() => p.child.kill("SIGKILL"), 60_000);
+        const code = await p.exited;
+        clearTimeout(guard);
+        expect(code, `${JSON.stringify(env)}:\n${p.stderr()}${p.stdout()}`).toBe(2);
+        expect(p.stderr()).toMatch(/^agentry-producer: .*AGENTRY_INSECURE_DEV_KEY=1/m);
+        expect(p.stdout()).not.toContain("producer listening");
+      }),
+    );
+  }, 90_000);
+
+  it("with AGENTRY_INSECURE_DEV_KEY=1 starts, warns loudly, and accepts only dev-key", async () => {
+    const port = await freePort();
+    const p = startProducer({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix("devkey"), PORT: String(port), AGENTRY_INSECURE_DEV_KEY: "1" });
+    try {
+      await expect.poll(() => p.stdout().includes('"msg":"producer listening"') || p.child.exitCode !== null, { timeout: 60_000 }).toBe(true);
+      expect(p.child.exitCode, p.stderr()).toBeNull();
+      const warning = p.stdout().split("\n").find((l) => l.includes('"event":"insecure-dev-key"'));
+      expect(warning).toMatch(/"level":40.*INSECURE/);
+      const post = (key: string) =>
+        fetch(`http://127.0.0.1:${port}/v1/tasks`, { method: "POST", headers: { authorization: `Bearer ${key}`, "content-type": "application/json" }, body: '{"prompt":"p"}' });
+      expect((await post("dev-key")).status).toBe(202);
+      expect((await post("other-key")).status).toBe(401);
+    } finally {
+      p.child.kill("SIGTERM");
+    }
+    expect(await p.exited).toBe(0);
+  }, 90_000);
+});
+
 describe("producer process", () => {
   it("starts from the environment, serves the API, logs JSON without secrets, and stops cleanly on SIGTERM", async () => {
     const port = await freePort();

@@ -1,24 +1,44 @@
 // The producer process: the HTTP API in front of Agentry's queue. Configuration: see
-// config/producer-env.ts (PORT, HOST, AGENTRY_API_KEYS, AGENTRY_API_KEYS_FILE) and DESIGN.md.
-import { createLogger, createRedis, waitForReady } from "@agentry/core";
+// config/producer-env.ts (PORT, HOST, AGENTRY_API_KEYS, AGENTRY_API_KEYS_FILE,
+// AGENTRY_INSECURE_DEV_KEY...) and DESIGN.md.
+import { AgentryError, createLogger, createRedis, waitForReady } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, createBullMQTelemetry, createMetrics, startTelemetry, traceLogMixin } from "@agentry/runtime";
 import { buildProducerApp } from "./app.js";
-import { loadApiKeys, parseProducerEnv } from "./config/producer-env.js";
+import { DEV_API_KEY, loadApiKeys, parseProducerEnv, type LoadedApiKeys, type ProducerEnv } from "./config/producer-env.js";
+
+/** Configuration errors end the process with code 2 and one line naming the problem, like the worker's. */
+function loadConfig(): { env: ProducerEnv; apiKeys: LoadedApiKeys } {
+  try {
+    const env = parseProducerEnv();
+    return { env, apiKeys: loadApiKeys(env) };
+  } catch (err) {
+    process.stderr.write(`agentry-producer: ${AgentryError.from(err).message}\n`);
+    process.exit(2);
+  }
+}
 
 async function main(): Promise<void> {
-  const env = parseProducerEnv();
+  const { env, apiKeys } = loadConfig();
   const logger = createLogger({
     name: "agentry-producer",
     level: env.LOG_LEVEL,
     redact: ["req.headers.authorization", "req.headers.cookie", "*.headers.cookie"],
     pinoOptions: { mixin: traceLogMixin() },
   });
-  const { keys, devDefault } = loadApiKeys(env);
+  const { keys, devDefault } = apiKeys;
   if (devDefault) {
     logger.warn(
-      "NO API KEYS CONFIGURED: accepting only the development key `dev-key` (tenant `default`, admin). " +
+      { event: "insecure-dev-key" },
+      "INSECURE: AGENTRY_INSECURE_DEV_KEY=1 and no API keys configured: anyone who can reach this port is admin with the well-known key `dev-key` (tenant `default`). " +
         "Set AGENTRY_API_KEYS or AGENTRY_API_KEYS_FILE before exposing this service.",
+    );
+  } else if (env.AGENTRY_INSECURE_DEV_KEY) {
+    logger.warn(
+      { event: "insecure-dev-key" },
+      keys.has(DEV_API_KEY)
+        ? "INSECURE: AGENTRY_INSECURE_DEV_KEY=1 and the well-known key `dev-key` is configured: anyone who knows the documentation can use it."
+        : "AGENTRY_INSECURE_DEV_KEY is set but API keys are configured: only they are accepted, `dev-key` is not.",
     );
   }
 

@@ -14,9 +14,12 @@ const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === 
  * - `AGENTRY_API_KEYS_FILE`: a file with the same entries one per line (`#` comments), or JSON
  *   (`{"key": "tenant"}` or `[{"key", "tenant", "name"?, "admin"?}]`). Both variables may be set.
  * - `AGENTRY_BODY_LIMIT_BYTES` (1048576): larger bodies answer 413.
+ * - `AGENTRY_INSECURE_DEV_KEY` (off): `1` lets a producer with no key configured accept the
+ *   well-known admin key `dev-key` (tenant `default`); for a private development run only.
  *
- * With no key configured the producer runs with the single admin key `dev-key` for tenant
- * `default`, and warns loudly: never do that in production.
+ * With no key configured (an empty variable or file counts as none), or with `dev-key` configured
+ * by hand, the producer refuses to start, unless `AGENTRY_INSECURE_DEV_KEY=1`; it then warns
+ * loudly at start.
  */
 export const producerEnvSchema = z.object({
   PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(0).max(65_535).default(8080)),
@@ -24,6 +27,14 @@ export const producerEnvSchema = z.object({
   AGENTRY_API_KEYS: z.preprocess(emptyToUndefined, z.string().optional()),
   AGENTRY_API_KEYS_FILE: z.preprocess(emptyToUndefined, z.string().optional()),
   AGENTRY_BODY_LIMIT_BYTES: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().default(1024 * 1024)),
+  // A closed set of spellings: `yes` or `on` must not be read as "off" by one reader and "on" by another.
+  AGENTRY_INSECURE_DEV_KEY: z.preprocess(
+    emptyToUndefined,
+    z
+      .enum(["1", "true", "0", "false"], { message: "must be 1, true, 0 or false" })
+      .default("0")
+      .transform((v) => v === "1" || v === "true"),
+  ),
 });
 
 /** The parsed environment of the producer. */
@@ -40,19 +51,29 @@ export function parseProducerEnv(env: NodeJS.ProcessEnv = process.env): Producer
   return { ...shared, ...parsed.data };
 }
 
-/** The key used when none is configured (tenant `default`, admin). Development only. */
+/** The well-known key accepted when none is configured and `AGENTRY_INSECURE_DEV_KEY=1` (tenant `default`, admin). */
 export const DEV_API_KEY = "dev-key";
+
+/** Why a producer without keys does not start; names the way out. */
+export const NO_API_KEYS_MESSAGE =
+  "no API keys configured: set AGENTRY_API_KEYS (key=tenant,...) or AGENTRY_API_KEYS_FILE; " +
+  `for a private development run only, AGENTRY_INSECURE_DEV_KEY=1 accepts the well-known admin key \`${DEV_API_KEY}\``;
 
 /** API keys loaded from the environment. */
 export interface LoadedApiKeys {
   keys: ApiKeys;
-  /** True when nothing was configured and only {@link DEV_API_KEY} is accepted. */
+  /** True when nothing was configured and only {@link DEV_API_KEY} is accepted (`AGENTRY_INSECURE_DEV_KEY=1`). */
   devDefault: boolean;
 }
 
-/** Reads the API keys from `AGENTRY_API_KEYS_FILE` and `AGENTRY_API_KEYS`. */
+/**
+ * Reads the API keys from `AGENTRY_API_KEYS_FILE` and `AGENTRY_API_KEYS`. Throws `INVALID_CONFIG`
+ * when neither yields a key (an empty variable, or a file of comments, counts as none) or when
+ * {@link DEV_API_KEY} is among them, unless `AGENTRY_INSECURE_DEV_KEY` is on: a producer must not
+ * quietly accept a key printed in the documentation.
+ */
 export function loadApiKeys(
-  env: Pick<ProducerEnv, "AGENTRY_API_KEYS" | "AGENTRY_API_KEYS_FILE">,
+  env: Pick<ProducerEnv, "AGENTRY_API_KEYS" | "AGENTRY_API_KEYS_FILE"> & { AGENTRY_INSECURE_DEV_KEY?: boolean },
   readFile: (path: string) => string = (path) => readFileSync(path, "utf8"),
 ): LoadedApiKeys {
   const keys: ApiKeys = new Map();
@@ -72,6 +93,11 @@ export function loadApiKeys(
     merge(parseApiKeys(text, "AGENTRY_API_KEYS_FILE"), "AGENTRY_API_KEYS_FILE");
   }
   if (env.AGENTRY_API_KEYS) merge(parseApiKeys(env.AGENTRY_API_KEYS, "AGENTRY_API_KEYS"), "AGENTRY_API_KEYS");
+  // The documented key is as good as public: configuring it by hand is as insecure as no key.
+  if (keys.has(DEV_API_KEY) && env.AGENTRY_INSECURE_DEV_KEY !== true) {
+    throw new AgentryError("INVALID_CONFIG", `the well-known key \`${DEV_API_KEY}\` is configured; choose real keys, or set AGENTRY_INSECURE_DEV_KEY=1 for a private development run`);
+  }
   if (keys.size > 0) return { keys, devDefault: false };
+  if (env.AGENTRY_INSECURE_DEV_KEY !== true) throw new AgentryError("INVALID_CONFIG", NO_API_KEYS_MESSAGE);
   return { keys: new Map([[DEV_API_KEY, { tenant: "default", name: DEV_API_KEY, admin: true }]]), devDefault: true };
 }
