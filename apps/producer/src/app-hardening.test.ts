@@ -168,3 +168,40 @@ describe("Bull Board's operator views are for admin keys only", () => {
     expect((await app.inject({ method: "GET", url: "/admin/queues/api/redis/stats", headers: { cookie } })).statusCode).toBe(403);
   }, 30_000);
 });
+
+describe("metadata limits", () => {
+  const entries = (n: number, key: (i: number) => string, value: (i: number) => string) =>
+    Object.fromEntries(Array.from({ length: n }, (_, i) => [key(i), value(i)]));
+  type Refusal = { error: { code: string; message: string; fields: { path: string; message: string }[] } };
+
+  it("accepts metadata at every limit, and refuses each limit crossed with 400 naming it; nothing is enqueued", async () => {
+    const { app, client } = await setup();
+    // 32 entries × (64-character key + 192-character value) = exactly 8 KiB.
+    const atLimits = entries(32, (i) => String(i).padStart(64, "k"), () => "v".repeat(192));
+    expect((await submit(app, { prompt: "p", metadata: atLimits })).statusCode).toBe(202);
+    expect((await submit(app, { prompt: "p", metadata: { k: "v".repeat(500) } })).statusCode).toBe(202);
+    expect(await client.queue.count()).toBe(2);
+
+    const cases: { name: string; metadata: Record<string, string>; path: string; message: RegExp }[] = [
+      { name: "33 entries", metadata: entries(33, (i) => `k${i}`, () => "v"), path: "metadata", message: /at most 32 entries \(got 33\)/ },
+      { name: "a 65-character key", metadata: { ["k".repeat(65)]: "v" }, path: `metadata.${"k".repeat(65)}`, message: /keys are 1 to 64 characters/ },
+      { name: "an empty key", metadata: { "": "v" }, path: "metadata.", message: /keys are 1 to 64 characters/ },
+      { name: "a 501-character value", metadata: { note: "v".repeat(501) }, path: "metadata.note", message: /values are at most 500 characters/ },
+      // 20 × (2 + 400 two-byte characters) = 16 040 bytes, though every value is within 500 characters.
+      { name: "more than 8 KiB in multi-byte text", metadata: entries(20, (i) => `k${i}`, () => "é".repeat(400)), path: "metadata", message: /at most 8192 bytes .* \(got 16\d{3}\)/ },
+    ];
+    for (const c of cases) {
+      const res = await submit(app, { prompt: "p", metadata: c.metadata });
+      expect(res.statusCode, c.name).toBe(400);
+      const { error } = res.json<Refusal>();
+      expect(error.code).toBe("INVALID_INPUT");
+      expect(error.fields, c.name).toContainEqual({ path: c.path, message: expect.stringMatching(c.message) as string });
+    }
+    const group = await submitGroup(app, [{ prompt: "ok" }, { prompt: "p", metadata: entries(40, (i) => `k${i}`, () => "v") }]);
+    expect(group.statusCode).toBe(400);
+    expect(group.json<Refusal>().error.fields).toContainEqual({ path: "tasks.1.metadata", message: expect.stringMatching(/at most 32 entries/) as string });
+    // Values of another type are refused as before.
+    expect((await submit(app, { prompt: "p", metadata: { n: 1 } })).statusCode).toBe(400);
+    expect(await client.queue.count()).toBe(2);
+  });
+});

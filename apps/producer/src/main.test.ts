@@ -22,7 +22,7 @@ function startProducer(env: Record<string, string>) {
 
 describe("producer process without API keys", () => {
   it("refuses to start (exit 2, one line naming the variables) with no keys or an empty AGENTRY_API_KEYS", async () => {
-    const runs = [{}, { AGENTRY_API_KEYS: "  " }, { AGENTRY_API_KEYS: "dev-key=default+admin" }];
+    const runs: Record<string, string>[] = [{}, { AGENTRY_API_KEYS: "  " }, { AGENTRY_API_KEYS: "dev-key=default+admin" }];
     await Promise.all(
       runs.map(async (env) => {
         const p = startProducer({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix("nokeys"), PORT: String(await freePort()), ...env });

@@ -13,6 +13,46 @@ const id = z
   .max(200)
   .regex(/^[A-Za-z0-9_.:@-]+$/, "only letters, digits and _ . : @ - are allowed");
 
+/**
+ * Limits of a task's `metadata`: it travels in every job, status answer and event, so a caller
+ * must not be able to make every read of the queue slow or large with it.
+ */
+export const METADATA_LIMITS = {
+  /** Most entries. */
+  maxEntries: 32,
+  /** Longest key, in characters (at least 1). */
+  maxKeyChars: 64,
+  /** Longest value, in characters. */
+  maxValueChars: 500,
+  /** Most bytes of all keys and values together, UTF-8 encoded. */
+  maxTotalBytes: 8 * 1024,
+} as const;
+
+/** String → string metadata within {@link METADATA_LIMITS}; each violation names its limit. */
+export const taskMetadataSchema = z.record(z.string(), z.string()).superRefine((metadata, ctx) => {
+  const { maxEntries, maxKeyChars, maxValueChars, maxTotalBytes } = METADATA_LIMITS;
+  const entries = Object.entries(metadata);
+  if (entries.length > maxEntries) {
+    ctx.addIssue({ code: "custom", message: `at most ${maxEntries} entries (got ${entries.length})` });
+  }
+  let bytes = 0;
+  for (const [key, value] of entries) {
+    bytes += Buffer.byteLength(key, "utf8") + Buffer.byteLength(value, "utf8");
+    if (key.length < 1 || key.length > maxKeyChars) {
+      ctx.addIssue({ code: "custom", path: [key], message: `keys are 1 to ${maxKeyChars} characters (got ${key.length})` });
+    }
+    if (value.length > maxValueChars) {
+      ctx.addIssue({ code: "custom", path: [key], message: `values are at most ${maxValueChars} characters (got ${value.length})` });
+    }
+  }
+  if (bytes > maxTotalBytes) {
+    ctx.addIssue({ code: "custom", message: `at most ${maxTotalBytes} bytes of keys and values in total, UTF-8 (got ${bytes})` });
+  }
+}).describe(
+  `string → string, at most ${METADATA_LIMITS.maxEntries} entries, keys 1-${METADATA_LIMITS.maxKeyChars} characters, ` +
+    `values at most ${METADATA_LIMITS.maxValueChars} characters, ${METADATA_LIMITS.maxTotalBytes} bytes in total (UTF-8)`,
+);
+
 /** What a caller submits. The tenant is never part of it: it comes from credentials. */
 export const submitTaskInputSchema = z.object({
   prompt: z.string().trim().min(1, "prompt must not be empty"),
@@ -23,7 +63,7 @@ export const submitTaskInputSchema = z.object({
   maxSteps: z.number().int().min(1).max(50).optional(),
   maxTokens: z.number().int().min(1).max(64_000).optional(),
   idempotencyKey: z.string().min(1).max(200).optional(),
-  metadata: z.record(z.string(), z.string().max(500)).optional(),
+  metadata: taskMetadataSchema.optional(),
 });
 
 /** Input of {@link submitTaskInputSchema}. */
@@ -40,6 +80,8 @@ export const agentTaskPayloadSchema = submitTaskInputSchema.extend({
   traceparent: z.string().optional(),
   /** Set when the task is a child of a fan-out group. */
   groupId: z.string().optional(),
+  // Checked against METADATA_LIMITS at submit; a job queued before a limit changed still runs.
+  metadata: z.record(z.string(), z.string()).optional(),
 });
 
 /** A validated agent task payload. */
