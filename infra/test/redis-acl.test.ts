@@ -206,6 +206,19 @@ describe("infra/redis/users.acl", () => {
     await expect(w.xdel(`${PREFIX}:audit`, "1-0")).rejects.toThrow(/NOPERM/);
   });
 
+  it("the producer can run its per-tenant submit rate limit (apps/producer's token bucket script)", async () => {
+    const script = readFileSync(join(repo, "apps/producer/src/rate-limit/take-submit-tokens.lua"), "utf8");
+    const p = connect("producer");
+    const bucket = `${PREFIX}:ratelimit:submit:acme`;
+    // 1 token per second, burst 3: three tasks pass, a fourth waits about a second.
+    expect(await p.eval(script, 1, bucket, 1, 3, 3)).toEqual([1, 0, 0]);
+    const [taken, waitMs] = (await p.eval(script, 1, bucket, 1, 3, 1)) as [number, number];
+    expect(taken).toBe(0);
+    expect(waitMs).toBeGreaterThan(0);
+    expect(waitMs).toBeLessThanOrEqual(1_000);
+    expect(await p.pttl(bucket)).toBeGreaterThan(0);
+  });
+
   it("keda may only read the length of the wait list (infra/k8s/keda-scaledobject.yaml)", async () => {
     const keda = connect("keda");
     await expect(keda.llen(`${PREFIX}:tasks:wait`)).resolves.toBeGreaterThanOrEqual(0);

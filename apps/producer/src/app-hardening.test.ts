@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { FastifyInstance } from "fastify";
-import { createLogger } from "@agentry/core";
-import { useTestRedis } from "@agentry/testkit";
+import { createLogger, createRedis } from "@agentry/core";
+import { freePort, useTestRedis } from "@agentry/testkit";
 import { AgentryClient, AgentWorker, type TaskHandler } from "@agentry/runtime";
 import { buildProducerApp, type ProducerAppOptions } from "./app.js";
 import type { ApiKeys } from "./auth/api-keys.js";
+import { SubmitRateLimiter } from "./rate-limit/submit-rate-limiter.js";
 
 // What an attacker holding a tenant's key (or no key) tries at the edge of the HTTP API.
 
@@ -15,6 +16,7 @@ const direct = redis.client();
 const KEYS: ApiKeys = new Map([
   ["key-acme", { tenant: "acme", name: "acme" }],
   ["key-globex", { tenant: "globex", name: "globex" }],
+  ["key-initech", { tenant: "initech", name: "initech" }],
   ["key-ops", { tenant: "ops", name: "ops", admin: true }],
 ]);
 const auth = (key = "key-acme") => ({ authorization: `Bearer ${key}` });
@@ -203,5 +205,85 @@ describe("metadata limits", () => {
     // Values of another type are refused as before.
     expect((await submit(app, { prompt: "p", metadata: { n: 1 } })).statusCode).toBe(400);
     expect(await client.queue.count()).toBe(2);
+  });
+});
+
+describe("per-tenant submit rate limit", () => {
+  /** A limiter on its own connection, as each producer replica has. */
+  function limiter(prefix: string, perSecond: number, burst: number, url = redis.url): SubmitRateLimiter {
+    const connection = createRedis({ url, role: "producer", connectionName: "rate-limit-test" });
+    connection.on("error", () => undefined);
+    closers.push(async () => void connection.disconnect());
+    return new SubmitRateLimiter({ redis: connection, prefix, perSecond, burst });
+  }
+  type Limited = { error: { code: string; retryAfterMs: number } };
+
+  it("is one bucket per tenant shared by every replica; a group takes a token per task; past it 429 with Retry-After; other tenants unaffected", async () => {
+    const prefix = redis.freshPrefix();
+    // One token per 1000 s: nothing refills while the test runs, so the counts are exact.
+    const replicas = [
+      await setup({ prefix, app: { submitRateLimiter: limiter(prefix, 0.001, 5) } }),
+      await setup({ prefix, app: { submitRateLimiter: limiter(prefix, 0.001, 5) } }),
+    ];
+    const [a, b] = replicas.map((r) => r.app) as [FastifyInstance, FastifyInstance];
+    // Refused submissions take nothing.
+    for (let i = 0; i < 3; i++) expect((await submit(a, { prompt: "" })).statusCode).toBe(400);
+
+    expect((await submit(a, { prompt: "1" })).statusCode).toBe(202);
+    expect((await submit(b, { prompt: "2" })).statusCode).toBe(202);
+    expect((await submitGroup(a, [{ prompt: "3" }, { prompt: "4" }])).statusCode).toBe(202);
+    // One token left: a group of two is refused whole, a single task passes.
+    const group = await submitGroup(b, [{ prompt: "5" }, { prompt: "6" }]);
+    expect(group.statusCode).toBe(429);
+    expect((await submit(b, { prompt: "5" })).statusCode).toBe(202);
+
+    for (const app of [a, b]) {
+      const res = await submit(app, { prompt: "one too many" });
+      expect(res.statusCode).toBe(429);
+      const { error } = res.json<Limited>();
+      expect(error.code).toBe("RATE_LIMITED");
+      // One token at 0.001/s: about 1000 s.
+      expect(error.retryAfterMs).toBeGreaterThan(990_000);
+      expect(error.retryAfterMs).toBeLessThanOrEqual(1_000_000);
+      expect(res.headers["retry-after"]).toBe(String(Math.ceil(error.retryAfterMs / 1000)));
+    }
+    // More than the burst at once could never pass: refused as invalid, naming the limit.
+    const tooBig = await submitGroup(a, Array.from({ length: 6 }, (_, i) => ({ prompt: `g${i}` })), auth("key-globex"));
+    expect(tooBig.statusCode).toBe(400);
+    expect(tooBig.json()).toMatchObject({ error: { code: "INVALID_INPUT", fields: [{ path: "tasks", message: expect.stringMatching(/at most 5 tasks/) as string }] } });
+
+    // Another tenant's bucket is its own. Twelve at once through both replicas: exactly five pass.
+    const burst = await Promise.all(Array.from({ length: 12 }, (_, i) => submit(i % 2 ? a : b, { prompt: `initech ${i}` }, auth("key-initech"))));
+    expect(burst.filter((r) => r.statusCode === 202)).toHaveLength(5);
+    expect(burst.filter((r) => r.statusCode === 429)).toHaveLength(7);
+
+    // Accepted: acme 5 tasks (one group of 2) + initech 5; nothing else reached the queue.
+    const counts = await (replicas[0] as Setup).client.queue.getJobCounts("waiting", "waiting-children");
+    expect(counts).toEqual({ waiting: 10, "waiting-children": 1 });
+  });
+
+  it("refills with time: after Retry-After the tenant may submit again", async () => {
+    const prefix = redis.freshPrefix();
+    const { app } = await setup({ prefix, app: { submitRateLimiter: limiter(prefix, 20, 1) } });
+    expect((await submit(app, { prompt: "first" })).statusCode).toBe(202);
+    const limited = await submit(app, { prompt: "second" });
+    if (limited.statusCode === 429) {
+      const { error } = limited.json<Limited>();
+      // A token every 50 ms.
+      expect(error.retryAfterMs).toBeGreaterThan(0);
+      expect(error.retryAfterMs).toBeLessThanOrEqual(50);
+      expect(limited.headers["retry-after"]).toBe("1");
+    }
+    await expect.poll(async () => (await submit(app, { prompt: "later" })).statusCode, { timeout: 5_000, interval: 60 }).toBe(202);
+  });
+
+  it("answers 503 REDIS_UNAVAILABLE, and enqueues nothing, when the bucket cannot be read", async () => {
+    const prefix = redis.freshPrefix();
+    const down = `redis://127.0.0.1:${await freePort()}`;
+    const { app, client } = await setup({ prefix, app: { submitRateLimiter: limiter(prefix, 10, 10, down) } });
+    const res = await submit(app, { prompt: "p" });
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toMatchObject({ error: { code: "REDIS_UNAVAILABLE" } });
+    expect(await client.queue.count()).toBe(0);
   });
 });

@@ -4,6 +4,7 @@ import type { AgentryClient, AgentryMetrics } from "@agentry/runtime";
 import { ApiKeyAuthenticator, type ApiKeys } from "./auth/api-keys.js";
 import { apiAuth } from "./auth/authenticate.js";
 import { BOARD_PATH, registerBullBoard } from "./board/bull-board.js";
+import type { SubmitRateLimiter } from "./rate-limit/submit-rate-limiter.js";
 import { httpErrorOf } from "./http/http-error.js";
 import { buildOpenApiDocument } from "./openapi/openapi-document.js";
 import { registerServiceRoutes } from "./routes/service.js";
@@ -28,6 +29,8 @@ export interface ProducerAppOptions {
   eventsHeartbeatMs?: number;
   /** Serves `GET /metrics` from these metrics. @defaultValue none: no /metrics route */
   metrics?: AgentryMetrics;
+  /** Per-tenant submit rate limit (429 `RATE_LIMITED` past it). @defaultValue none: no limit */
+  submitRateLimiter?: SubmitRateLimiter;
   /** Mount Bull Board at `/admin/queues`. @defaultValue true */
   bullBoard?: boolean;
   /** Version reported by the OpenAPI document. @defaultValue `0.1.0` */
@@ -96,9 +99,9 @@ export async function buildProducerApp(options: ProducerAppOptions): Promise<Fas
   registerServiceRoutes(app, { client: options.client, openapi, metrics: options.metrics });
   await app.register(async (api) => {
     api.addHook("onRequest", apiAuth(auth));
-    registerTaskRoutes(api, options.client);
+    registerTaskRoutes(api, options.client, options.submitRateLimiter);
     registerTaskEventRoutes(api, { client: options.client, heartbeatMs: options.eventsHeartbeatMs ?? 15_000, streams });
-    registerTaskGroupRoutes(api, options.client);
+    registerTaskGroupRoutes(api, options.client, options.submitRateLimiter);
   });
   if (bullBoard) await registerBullBoard(app, { queue: options.client.queue, auth });
   return app;

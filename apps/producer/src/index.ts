@@ -14,3 +14,5 @@ export {
 export { buildOpenApiDocument, type OpenApiDocument, type OpenApiOptions } from "./openapi/openapi-document.js";
 export { IDEMPOTENCY_HEADER } from "./routes/tasks.js";
 export { loadApiKeys, parseProducerEnv, producerEnvSchema, DEV_API_KEY, NO_API_KEYS_MESSAGE, type ProducerEnv, type LoadedApiKeys } from "./config/producer-env.js";
+export { SubmitRateLimiter, DEFAULT_SUBMIT_RATE, DEFAULT_SUBMIT_BURST, type SubmitRateLimiterOptions } from "./rate-limit/submit-rate-limiter.js";
+export { TENANT_BOARD_ROUTES } from "./board/bull-board.js";

@@ -5,6 +5,7 @@ import { AgentryError, createLogger, createRedis, waitForReady } from "@agentry/
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, createBullMQTelemetry, createMetrics, startTelemetry, traceLogMixin } from "@agentry/runtime";
 import { buildProducerApp } from "./app.js";
+import { SubmitRateLimiter } from "./rate-limit/submit-rate-limiter.js";
 import { DEV_API_KEY, loadApiKeys, parseProducerEnv, type LoadedApiKeys, type ProducerEnv } from "./config/producer-env.js";
 
 /** Configuration errors end the process with code 2 and one line naming the problem, like the worker's. */
@@ -58,9 +59,31 @@ async function main(): Promise<void> {
     defaultLabels: { service: "agentry-producer" },
     collectors: { queueDepth: () => client.queue.getJobCounts() },
   });
-  const app = await buildProducerApp({ client, apiKeys: keys, logger, metrics, bodyLimitBytes: env.AGENTRY_BODY_LIMIT_BYTES });
+  const submitRateLimiter =
+    env.AGENTRY_SUBMIT_RATE > 0
+      ? new SubmitRateLimiter({ redis: turnsRedis, prefix: env.AGENTRY_PREFIX, perSecond: env.AGENTRY_SUBMIT_RATE, burst: env.AGENTRY_SUBMIT_BURST })
+      : undefined;
+  if (!submitRateLimiter) logger.warn({ event: "submit-rate-unlimited" }, "AGENTRY_SUBMIT_RATE=0: tenants' submissions are not rate-limited");
+  const app = await buildProducerApp({
+    client,
+    apiKeys: keys,
+    logger,
+    metrics,
+    bodyLimitBytes: env.AGENTRY_BODY_LIMIT_BYTES,
+    ...(submitRateLimiter ? { submitRateLimiter } : {}),
+  });
   await app.listen({ port: env.PORT, host: env.HOST });
-  logger.info({ port: env.PORT, host: env.HOST, prefix: env.AGENTRY_PREFIX, apiKeys: keys.size, tracing: telemetry.exporting }, "producer listening");
+  logger.info(
+    {
+      port: env.PORT,
+      host: env.HOST,
+      prefix: env.AGENTRY_PREFIX,
+      apiKeys: keys.size,
+      tracing: telemetry.exporting,
+      submitRate: submitRateLimiter ? { perSecond: submitRateLimiter.perSecond, burst: submitRateLimiter.burst } : "unlimited",
+    },
+    "producer listening",
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {

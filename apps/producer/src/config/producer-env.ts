@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { AgentryError, parseEnv, type AgentryEnv } from "@agentry/core";
 import { parseApiKeys, type ApiKeys } from "../auth/api-keys.js";
+import { DEFAULT_SUBMIT_BURST, DEFAULT_SUBMIT_RATE } from "../rate-limit/submit-rate-limiter.js";
 
 const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
 
@@ -14,6 +15,10 @@ const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === 
  * - `AGENTRY_API_KEYS_FILE`: a file with the same entries one per line (`#` comments), or JSON
  *   (`{"key": "tenant"}` or `[{"key", "tenant", "name"?, "admin"?}]`). Both variables may be set.
  * - `AGENTRY_BODY_LIMIT_BYTES` (1048576): larger bodies answer 413.
+ * - `AGENTRY_SUBMIT_RATE` (10): tasks per second each tenant may submit, sustained (fractions
+ *   allowed; 0 turns the limit off); `AGENTRY_SUBMIT_BURST` (100): tasks a tenant may submit at
+ *   once after being idle. A group counts each of its tasks. Over the limit → 429 `RATE_LIMITED`
+ *   with `Retry-After`. Shared through Redis by every producer replica.
  * - `AGENTRY_INSECURE_DEV_KEY` (off): `1` lets a producer with no key configured accept the
  *   well-known admin key `dev-key` (tenant `default`); for a private development run only.
  *
@@ -27,6 +32,8 @@ export const producerEnvSchema = z.object({
   AGENTRY_API_KEYS: z.preprocess(emptyToUndefined, z.string().optional()),
   AGENTRY_API_KEYS_FILE: z.preprocess(emptyToUndefined, z.string().optional()),
   AGENTRY_BODY_LIMIT_BYTES: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().default(1024 * 1024)),
+  AGENTRY_SUBMIT_RATE: z.preprocess(emptyToUndefined, z.coerce.number().finite().nonnegative().default(DEFAULT_SUBMIT_RATE)),
+  AGENTRY_SUBMIT_BURST: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().default(DEFAULT_SUBMIT_BURST)),
   // A closed set of spellings: `yes` or `on` must not be read as "off" by one reader and "on" by another.
   AGENTRY_INSECURE_DEV_KEY: z.preprocess(
     emptyToUndefined,

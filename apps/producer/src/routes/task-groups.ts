@@ -4,10 +4,14 @@ import { taskStateOf, type AgentryClient } from "@agentry/runtime";
 import { principalOf } from "../auth/authenticate.js";
 import { groupIdParam } from "../http/id-params.js";
 import { parseBody, submitTaskGroupBodySchema } from "../http/schemas.js";
+import type { SubmitRateLimiter } from "../rate-limit/submit-rate-limiter.js";
 import { rejectOversizedPrompt } from "./tasks.js";
 
-/** `POST /v1/task-groups` (fan-out) and `GET /v1/task-groups/:id`. Needs the API auth hook in scope. */
-export function registerTaskGroupRoutes(app: FastifyInstance, client: AgentryClient): void {
+/**
+ * `POST /v1/task-groups` (fan-out) and `GET /v1/task-groups/:id`. Needs the API auth hook in scope.
+ * With a limiter, a valid group takes one token of its tenant per task, all or none.
+ */
+export function registerTaskGroupRoutes(app: FastifyInstance, client: AgentryClient, limiter?: SubmitRateLimiter): void {
   app.post("/v1/task-groups", async (request, reply) => {
     const { tenant } = principalOf(request);
     const tasks = (request.body as { tasks?: unknown } | null)?.tasks;
@@ -19,6 +23,7 @@ export function registerTaskGroupRoutes(app: FastifyInstance, client: AgentryCli
       const fields = keyed.map((i) => ({ path: `tasks.${i}.idempotencyKey`, message: "not supported inside a group" }));
       throw new AgentryError("INVALID_INPUT", "Idempotency keys are not supported inside a group", { details: { fields } });
     }
+    await limiter?.take(tenant, body.tasks.length);
     const submitted = await client.submitGroup(body.tasks, { tenant }, body.failurePolicy ? { failurePolicy: body.failurePolicy } : {});
     const statusUrl = `/v1/task-groups/${encodeURIComponent(submitted.groupId)}`;
     request.log.info({ groupId: submitted.groupId, tasks: submitted.taskIds.length }, "task group submitted");

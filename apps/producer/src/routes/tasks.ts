@@ -4,6 +4,7 @@ import { MAX_PROMPT_CHARS, type AgentryClient } from "@agentry/runtime";
 import { principalOf } from "../auth/authenticate.js";
 import { taskIdParam } from "../http/id-params.js";
 import { parseBody, submitTaskBodySchema } from "../http/schemas.js";
+import type { SubmitRateLimiter } from "../rate-limit/submit-rate-limiter.js";
 
 /** The header that carries an idempotency key. It wins over a body `idempotencyKey`. */
 export const IDEMPOTENCY_HEADER = "idempotency-key";
@@ -26,14 +27,18 @@ export function rejectOversizedPrompt(task: unknown, path = "prompt"): void {
   }
 }
 
-/** `POST /v1/tasks`, `GET /v1/tasks/:id`, `DELETE /v1/tasks/:id`. Needs the API auth hook in scope. */
-export function registerTaskRoutes(app: FastifyInstance, client: AgentryClient): void {
+/**
+ * `POST /v1/tasks`, `GET /v1/tasks/:id`, `DELETE /v1/tasks/:id`. Needs the API auth hook in scope.
+ * With a limiter, a valid submission first takes a token of its tenant (429 past the limit).
+ */
+export function registerTaskRoutes(app: FastifyInstance, client: AgentryClient, limiter?: SubmitRateLimiter): void {
   app.post("/v1/tasks", async (request, reply) => {
     const { tenant } = principalOf(request);
     rejectOversizedPrompt(request.body);
     const input = parseBody(submitTaskBodySchema, request.body);
     const headerKey = request.headers[IDEMPOTENCY_HEADER];
     if (typeof headerKey === "string") input.idempotencyKey = headerKey;
+    await limiter?.take(tenant, 1);
     const submitted = await client.submit(input, { tenant });
     const urls = taskUrls(submitted.taskId);
     request.log.info({ taskId: submitted.taskId, sessionId: submitted.sessionId, deduplicated: submitted.deduplicated }, "task submitted");
