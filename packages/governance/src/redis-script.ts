@@ -14,10 +14,10 @@ export function luaScript(name: string, url: URL): ScriptCaller {
   const command = `agentry_${name}`;
   return async (redis, keys, args) => {
     const table = redis as unknown as Record<string, unknown>;
-    if (typeof table[command] !== "function") {
-      redis.defineCommand(command, { lua, numberOfKeys: keys.length });
-    }
+    // No fixed numberOfKeys: a script may declare a different number of keys per call (the
+    // audit append declares one key per deduplicated entry), so the count goes first.
+    if (typeof table[command] !== "function") redis.defineCommand(command, { lua });
     const fn = table[command] as (...a: (string | number)[]) => Promise<unknown>;
-    return fn.call(redis, ...keys, ...args);
+    return fn.call(redis, keys.length, ...keys, ...args);
   };
 }

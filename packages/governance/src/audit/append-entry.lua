@@ -1,21 +1,48 @@
 -- Compare-and-append: adds a batch of entries only if the chain head is still the one the
 -- writer hashed against, so every worker's entries form one total order. (Lua in Redis has
--- no SHA-256, so the writer computes the hashes; this script only guards the order.)
--- KEYS[1] audit stream, KEYS[2] head hash {seq, hash}
--- ARGV[1] prevHash the writer used, ARGV[2] seq of the first entry, ARGV[3] genesis hash,
--- then per entry: its hash, its canonical JSON
--- Returns {1, lastStreamId} when appended, {0, headSeq, headHash} when the head moved.
+-- no HMAC, so the writer computes the links; this script guards the order, the fence and
+-- deduplication, all in the same atomic step as the XADD.)
+-- KEYS[1] audit stream, KEYS[2] head hash {seq, hash}, KEYS[3] fence key (the stream when
+-- unfenced), KEYS[4..] once keys of the batch
+-- ARGV[1] fence token ("" = unfenced), ARGV[2] prevHash the writer used, ARGV[3] seq of the
+-- first entry, ARGV[4] genesis hash, ARGV[5] once TTL (seconds),
+-- then per entry: its hash, its canonical JSON, the KEYS index of its once key (0 = none)
+-- Returns {1, lastStreamId} when appended, {0, headSeq, headHash} when the head moved,
+-- {2, i, "seq hash", ...} when entries (0-based i) were already written under their once key
+-- (nothing appended), {3} when the fence no longer holds its token (nothing appended).
+if ARGV[1] ~= "" and redis.call("GET", KEYS[3]) ~= ARGV[1] then
+  return {3}
+end
 local head = redis.call("HMGET", KEYS[2], "seq", "hash")
 local seq = tonumber(head[1] or "0")
-local hash = head[2] or ARGV[3]
-local first = tonumber(ARGV[2])
-if hash ~= ARGV[1] or seq + 1 ~= first then
+local hash = head[2] or ARGV[4]
+local first = tonumber(ARGV[3])
+if hash ~= ARGV[2] or seq + 1 ~= first then
   return {0, seq, hash}
 end
-local id
-local n = (#ARGV - 3) / 2
+local n = (#ARGV - 5) / 3
+local dups = {2}
 for i = 0, n - 1 do
-  id = redis.call("XADD", KEYS[1], (first + i) .. "-0", "e", ARGV[5 + 2 * i])
+  local k = tonumber(ARGV[8 + 3 * i])
+  if k > 0 then
+    local seen = redis.call("GET", KEYS[k])
+    if seen then
+      dups[#dups + 1] = i
+      dups[#dups + 1] = seen
+    end
+  end
 end
-redis.call("HSET", KEYS[2], "seq", first + n - 1, "hash", ARGV[4 + 2 * (n - 1)])
+if #dups > 1 then
+  return dups
+end
+local id
+for i = 0, n - 1 do
+  local entryHash = ARGV[6 + 3 * i]
+  id = redis.call("XADD", KEYS[1], (first + i) .. "-0", "e", ARGV[7 + 3 * i])
+  local k = tonumber(ARGV[8 + 3 * i])
+  if k > 0 then
+    redis.call("SET", KEYS[k], (first + i) .. " " .. entryHash, "EX", ARGV[5])
+  end
+end
+redis.call("HSET", KEYS[2], "seq", first + n - 1, "hash", ARGV[6 + 3 * (n - 1)])
 return {1, id}

@@ -59,7 +59,7 @@ describe("AuditLog", () => {
     for (const e of entries) expect(entryHash(e)).toBe(e.hash);
     expect(entries[0]).toMatchObject({ type: "action", taskId: "task-odd", sessionId: "s1", userId: "u1", tenant: "acme", traceId: "trace-1" });
     expect(typeof entries[0]?.ts).toBe("string");
-    expect(await log.verify()).toEqual({ ok: true, count: 5, lastSeq: 5, lastHash: entries[4]?.hash });
+    expect(await log.verify()).toEqual({ ok: true, count: 5, lastSeq: 5, lastHash: entries[4]?.hash, authenticated: false, unchecked: 0, anchors: 0 });
   });
 
   it("reads from a seq, tails, and filters by task", async () => {

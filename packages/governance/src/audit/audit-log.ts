@@ -1,12 +1,13 @@
-import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { open } from "node:fs/promises";
+import { appendFile, open } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import type { Redis } from "ioredis";
-import { AgentryError, keySpace, systemClock, type Clock } from "@agentry/core";
+import { AgentryError, keySpace, systemClock, type Clock, type Fence } from "@agentry/core";
 import { canonicalMembers, joinCanonicalMembers } from "../canonical-json.js";
 import { luaScript } from "../redis-script.js";
-import { ChainVerifier, type VerifyResult } from "./chain.js";
+import { anchorLine, readAnchors } from "./anchors.js";
+import { AuditKeyring, sha256Hex } from "./audit-key.js";
+import { ChainVerifier, type AnchorPoint, type VerifyResult } from "./chain.js";
 import { GENESIS_HASH, type AuditEntry, type AuditEntryInput } from "./entries.js";
 import { redactSecrets } from "./redact.js";
 
@@ -25,6 +26,31 @@ export interface AuditLogOptions {
   maxAttempts?: number;
   /** Most queued entries written by one script call. @defaultValue 128 */
   maxBatch?: number;
+  /**
+   * The audit secret (`AGENTRY_AUDIT_KEY`, at least 32 characters): entries are linked with
+   * HMAC-SHA256 under it, so someone with Redis write access but without it cannot forge, edit
+   * or re-hash an entry undetected. @defaultValue none: plain SHA-256 links (unauthenticated)
+   */
+  key?: string;
+  /** Retired audit secrets, accepted when verifying entries written before a key rotation. @defaultValue none */
+  previousKeys?: readonly string[];
+  /** How long a `once` marker keeps a retried append from writing its entry again. @defaultValue 7 days */
+  onceTtlMs?: number;
+}
+
+/** Conditions on one append, checked inside Redis in the same step as the write. */
+export interface AppendOptions {
+  /**
+   * Write only while `fence.key` holds `fence.token` (a task attempt's lock): a stale attempt's
+   * append writes nothing and throws `LOCK_LOST`. The key must share the log's hash slot.
+   */
+  fence?: Fence;
+  /**
+   * Write at most once under this id (stored as `<prefix>:audit:once:<once>` for 7 days): a
+   * retried append with the same id writes nothing and returns the first write's place with
+   * `duplicate: true`. Ids are global to the log: include the tenant and task in them.
+   */
+  once?: string;
 }
 
 /** Where an appended entry landed. */
@@ -33,6 +59,24 @@ export interface AppendResult {
   hash: string;
   /** Stream id (`<seq>-0`). */
   id: string;
+  /** True when a `once` append had already been written: `seq`, `hash` and `id` are that entry's. */
+  duplicate: boolean;
+}
+
+/** The audit log's head and the stream's last id, read in one transaction. */
+interface Snapshot {
+  head: { seq: number; hash: string };
+  /** The last stream id's first part (the seq it claims), 0 when the stream is empty. */
+  topSeq: number;
+}
+
+/** What `anchor` wrote. */
+export interface AnchorResult {
+  seq: number;
+  hash: string;
+  time: string;
+  /** Entries verified since the previous anchor of this log in the file (all of them when none). */
+  verified: number;
 }
 
 const PAGE = 1_000;
@@ -40,56 +84,71 @@ const PAGE = 1_000;
 /**
  * The shared, tamper-evident audit log: a Redis stream (`{prefix}:audit`, entry ids `<seq>-0`)
  * plus a head (`{prefix}:audit:head` = {seq, hash}). Each entry carries the previous entry's
- * hash and its own SHA-256 over its canonical JSON, and is appended by a compare-and-append
- * script, so entries from every worker form one chain. Secrets are redacted before hashing.
- * The stream is never trimmed.
+ * hash and its own link over its canonical JSON, and is appended by a compare-and-append
+ * script, so entries from every worker form one chain. With a key the link is an HMAC that
+ * only key holders can make; without one it is a plain SHA-256 (accidental damage only).
+ * Secrets are redacted before hashing. The stream is never trimmed.
  */
 export class AuditLog {
   readonly redis: Redis;
   readonly streamKey: string;
   readonly headKey: string;
+  /** The keys this log writes and verifies with (empty: unauthenticated mode). */
+  readonly keys: AuditKeyring;
+  private readonly onceKeyPrefix: string;
   private readonly redactPaths: string[];
   private readonly clock: Clock;
   private readonly maxAttempts: number;
+  private readonly onceTtlSeconds: number;
   /** Last head this process saw: saves a read per append when this process is the only writer. */
   private head: { seq: number; hash: string } | undefined;
-  private readonly queue: {
-    input: AuditEntryInput;
-    /** The redacted entry's members, each already canonical JSON (encoded once, at append). */
-    body: Map<string, string>;
-    resolve: (r: AppendResult) => void;
-    reject: (e: unknown) => void;
-  }[] = [];
+  private readonly queue: QueuedEntry[] = [];
   private flushing = false;
   private readonly maxBatch: number;
 
+  /** @throws `INVALID_CONFIG` when a key is shorter than 32 characters. */
   constructor(options: AuditLogOptions) {
     const keys = keySpace(options.prefix ?? "agentry");
     this.redis = options.redis;
     this.streamKey = keys.key("audit");
     this.headKey = keys.key("audit", "head");
+    this.onceKeyPrefix = keys.key("audit", "once", "");
+    this.keys = new AuditKeyring({ key: options.key, previousKeys: options.previousKeys });
     this.redactPaths = options.redactPaths ?? [];
     this.clock = options.clock ?? systemClock;
     this.maxAttempts = options.maxAttempts ?? 1_000;
     this.maxBatch = options.maxBatch ?? 128;
+    this.onceTtlSeconds = Math.max(1, Math.ceil((options.onceTtlMs ?? 7 * 24 * 3_600_000) / 1000));
+  }
+
+  /** True when entries are authenticated (a key is configured). */
+  get authenticated(): boolean {
+    return this.keys.current !== undefined;
   }
 
   /**
    * Appends one entry (redacted) to the chain. Throws `AUDIT_FAILED` when it cannot be written
    * (Redis down, an unencodable value, endless contention): the caller must then fail the step,
-   * since nothing may act unaudited. Appends from one instance are queued and written in batches
-   * (one script call for all entries waiting), so writers in one process never race each other.
+   * since nothing may act unaudited. Throws `LOCK_LOST` when `options.fence` no longer holds
+   * (nothing written). Appends from one instance are queued and written in batches (one script
+   * call for the entries waiting), so writers in one process never race each other. A batch
+   * only groups entries under the same fence, so the fence holds or fails for each entry as if
+   * it were appended alone; a `once` id is checked per entry (a duplicate is skipped, the rest
+   * of its batch is written).
    */
-  append(input: AuditEntryInput): Promise<AppendResult> {
+  append(input: AuditEntryInput, options: AppendOptions = {}): Promise<AppendResult> {
     let body: Map<string, string>;
     try {
+      if (options.once !== undefined && (options.once.length === 0 || options.once.length > 512)) {
+        throw new Error("a once id must be 1 to 512 characters");
+      }
       // Encoding here fails this entry alone when it cannot be encoded.
       body = canonicalMembers(redactSecrets({ ...input, ts: input.ts ?? new Date(this.clock.now()).toISOString() }, this.redactPaths));
     } catch (err) {
       return Promise.reject(auditFailed(input, err));
     }
     return new Promise<AppendResult>((resolve, reject) => {
-      this.queue.push({ input, body, resolve, reject });
+      this.queue.push({ input, body, fence: options.fence, once: options.once, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
@@ -98,13 +157,17 @@ export class AuditLog {
     this.flushing = true;
     try {
       while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.maxBatch);
+        const batch = this.nextBatch();
         try {
-          const results = await this.appendBatch(batch.map((b) => b.body));
+          const results = await this.appendBatch(batch);
           batch.forEach((b, i) => b.resolve(results[i] as AppendResult));
         } catch (err) {
-          this.head = undefined;
-          batch.forEach((b) => b.reject(auditFailed(b.input, err)));
+          if (AgentryError.isInstance(err) && err.code === "LOCK_LOST") {
+            batch.forEach((b) => b.reject(new AgentryError("LOCK_LOST", err.message, { details: { type: b.input.type } })));
+          } else {
+            this.head = undefined;
+            batch.forEach((b) => b.reject(auditFailed(b.input, err)));
+          }
         }
       }
     } finally {
@@ -112,30 +175,77 @@ export class AuditLog {
     }
   }
 
-  private async appendBatch(bodies: Map<string, string>[]): Promise<AppendResult[]> {
+  /** The longest run from the queue's front under one fence, with no once id twice. */
+  private nextBatch(): QueuedEntry[] {
+    const first = this.queue[0] as QueuedEntry;
+    const onces = new Set<string>();
+    let n = 0;
+    for (const q of this.queue) {
+      if (n >= this.maxBatch || q.fence?.key !== first.fence?.key || q.fence?.token !== first.fence?.token) break;
+      if (q.once !== undefined) {
+        // A second append with the same id must see the first one's marker: next batch.
+        if (onces.has(q.once)) break;
+        onces.add(q.once);
+      }
+      n += 1;
+    }
+    return this.queue.splice(0, n);
+  }
+
+  private async appendBatch(batch: QueuedEntry[]): Promise<AppendResult[]> {
+    const results: (AppendResult | undefined)[] = batch.map(() => undefined);
+    let pending = batch.map((_, i) => i);
     let head = this.head ?? (await this.readHead());
+    const fence = batch[0]?.fence;
+    const key = this.keys.current;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      const results: AppendResult[] = [];
-      const args: (string | number)[] = [head.hash, head.seq + 1, GENESIS_HASH];
+      const keys = [this.streamKey, this.headKey, fence?.key ?? this.streamKey];
+      const args: (string | number)[] = [fence?.token ?? "", head.hash, head.seq + 1, GENESIS_HASH, this.onceTtlSeconds];
+      const written: AppendResult[] = [];
       let prev = head;
-      for (const body of bodies) {
-        // Byte for byte what entryHash and canonicalJson give for { ...body, seq, prevHash } and
-        // then with its hash, without encoding the body's values again.
+      for (const i of pending) {
+        const q = batch[i] as QueuedEntry;
+        // Byte for byte what entryHash and canonicalJson give for { ...body, seq, prevHash, kid }
+        // and then with its hash, without encoding the body's values again.
         const seq = prev.seq + 1;
-        const members = new Map(body);
+        const members = new Map(q.body);
         members.delete("hash");
+        members.delete("kid");
         members.set("seq", String(seq));
         members.set("prevHash", JSON.stringify(prev.hash));
-        const hash = createHash("sha256").update(joinCanonicalMembers(members)).digest("hex");
+        if (key) members.set("kid", JSON.stringify(key.kid));
+        const canonical = joinCanonicalMembers(members);
+        const hash = key ? key.macEntry(canonical) : sha256Hex(canonical);
         members.set("hash", JSON.stringify(hash));
-        args.push(hash, joinCanonicalMembers(members));
-        results.push({ seq, hash, id: `${seq}-0` });
+        let onceIndex = 0;
+        if (q.once !== undefined) {
+          keys.push(this.onceKeyPrefix + q.once);
+          onceIndex = keys.length;
+        }
+        args.push(hash, joinCanonicalMembers(members), onceIndex);
+        written.push({ seq, hash, id: `${seq}-0`, duplicate: false });
         prev = { seq, hash };
       }
-      const reply = (await appendScript(this.redis, [this.streamKey, this.headKey], args)) as [1, string] | [0, number, string];
+      const reply = (await appendScript(this.redis, keys, args)) as [1, string] | [0, number, string] | [2, ...(number | string)[]] | [3];
       if (reply[0] === 1) {
         this.head = prev;
-        return results;
+        pending.forEach((i, n) => (results[i] = written[n]));
+        return results as AppendResult[];
+      }
+      if (reply[0] === 3) {
+        throw new AgentryError("LOCK_LOST", `audit append refused: ${fence?.key ?? "the fence"} no longer holds this attempt's token`);
+      }
+      if (reply[0] === 2) {
+        const dup = new Set<number>();
+        for (let r = 1; r + 1 < reply.length; r += 2) {
+          const i = pending[Number(reply[r])] as number;
+          const [seq, hash] = String(reply[r + 1]).split(" ");
+          results[i] = { seq: Number(seq), hash: hash ?? "", id: `${seq}-0`, duplicate: true };
+          dup.add(i);
+        }
+        pending = pending.filter((i) => !dup.has(i));
+        if (pending.length === 0) return results as AppendResult[];
+        continue;
       }
       head = { seq: Number(reply[1]), hash: reply[2] };
     }
@@ -184,25 +294,117 @@ export class AuditLog {
   }
 
   /**
-   * Walks the whole stream and checks every link: seq contiguous, stream id matching seq,
-   * prevHash matching the previous hash, content matching its hash, and the head matching the
-   * last entry. Names the first bad entry. Detects edited, deleted, inserted and reordered
-   * entries; it cannot detect a rewrite of the whole chain from some entry onwards together
-   * with the head (export and keep JSONL files elsewhere to anchor it).
+   * The head and the stream's last id in one transaction: a consistent point to verify up to,
+   * since every append moves both in one script.
    */
-  async verify(): Promise<VerifyResult> {
-    const verifier = new ChainVerifier();
-    let start = "-";
+  private async snapshot(): Promise<Snapshot> {
+    const replies = await this.redis.multi().hmget(this.headKey, "seq", "hash").xrevrange(this.streamKey, "+", "-", "COUNT", 1).exec();
+    if (!replies) throw new AgentryError("REDIS_UNAVAILABLE", "audit snapshot transaction was aborted");
+    for (const [err] of replies) if (err) throw err;
+    const [seq, hash] = replies[0]?.[1] as (string | null)[];
+    const top = replies[1]?.[1] as [string, string[]][];
+    return { head: { seq: Number(seq ?? 0), hash: hash ?? GENESIS_HASH }, topSeq: top[0] ? Number(top[0][0].split("-")[0]) : 0 };
+  }
+
+  /** Feeds entries with seq `from`..`to` (all sub-ids) to the verifier; false once it failed. */
+  private async walk(verifier: ChainVerifier, from: number, to: number): Promise<boolean> {
+    if (to < from) return true;
+    let start = `${from}-0`;
+    let expected = from;
     for (;;) {
-      const page = await this.redis.xrange(this.streamKey, start, "+", "COUNT", PAGE);
+      const page = await this.redis.xrange(this.streamKey, start, String(to), "COUNT", PAGE);
       for (const [id, fields] of page) {
-        const raw = fieldValue(fields);
-        if (!verifier.push(raw ?? "", id, `${verifier.count + 1}-0`)) return verifier.result();
+        if (!verifier.push(fieldValue(fields) ?? "", id, `${expected}-0`)) return false;
+        expected += 1;
         start = `(${id}`;
       }
-      if (page.length < PAGE) break;
+      if (page.length < PAGE) return true;
     }
-    return verifier.result(await this.readHead());
+  }
+
+  /**
+   * Verifies the chain as of one consistent snapshot: reads the head first, then walks the
+   * entries up to it, so appends made meanwhile by other processes never cause a false failure.
+   * Checks every link (seq contiguous, stream id matching seq, prevHash matching the previous
+   * hash, content matching its HMAC or hash), the head matching the last entry, no entries
+   * beyond the head, and every anchor given (the entry at each anchored seq still has the
+   * anchored hash). Names the first problem.
+   *
+   * Without anchors it cannot see entries removed from the end together with a reset head, or
+   * the whole log deleted: take anchors (`anchor`) and keep them outside Redis.
+   */
+  async verify(options: { anchors?: readonly AnchorPoint[] } = {}): Promise<VerifyResult> {
+    const { head, topSeq } = await this.snapshot();
+    const verifier = new ChainVerifier(undefined, { keys: this.keys, ...(options.anchors ? { anchors: options.anchors } : {}) });
+    if (!(await this.walk(verifier, 1, head.seq))) return verifier.result();
+    const result = verifier.result(head);
+    if (result.ok && topSeq > head.seq) {
+      return {
+        ok: false,
+        count: result.count,
+        firstBad: { seq: head.seq + 1, id: "", reason: "beyond-head", detail: `the stream reaches seq ${topSeq} but the head is seq ${head.seq}` },
+      };
+    }
+    return result;
+  }
+
+  /**
+   * Verifies against an anchors file (see {@link anchor}). Fails when a line of the file fails
+   * its MAC, when the file holds no anchor of this log, or when the log contradicts an anchor.
+   * Throws when the file cannot be read.
+   */
+  async verifyWithAnchors(path: string): Promise<VerifyResult> {
+    const file = await readAnchors(path, { stream: this.streamKey, keys: this.keys });
+    if (!file.ok) return { ok: false, count: 0, firstBad: { seq: -1, id: `anchors line ${file.line}`, reason: "bad-anchor", detail: file.detail } };
+    if (file.points.length === 0) {
+      return { ok: false, count: 0, firstBad: { seq: -1, id: "", reason: "bad-anchor", detail: `no anchor of ${this.streamKey} in ${path}` } };
+    }
+    return this.verify({ anchors: file.points });
+  }
+
+  /**
+   * Appends one authenticated checkpoint of the current head (seq, hash, time) to the anchors
+   * file at `path` (created when missing). Before vouching for the head it verifies the entries
+   * written since this log's last anchor in the file (the whole chain on the first run, which
+   * then also vouches for entries written before a key was configured), and refuses with that
+   * verification's failure, writing nothing, when they do not hold. Run it periodically and keep
+   * the file outside Redis: `verify --anchors` then detects entries deleted, truncated,
+   * reordered or replaced, even the whole log and head deleted.
+   *
+   * @throws `INVALID_CONFIG` without a key (an anchor anyone can write proves nothing).
+   */
+  async anchor(path: string): Promise<{ ok: true; anchor: AnchorResult } | Extract<VerifyResult, { ok: false }>> {
+    const key = this.keys.current;
+    if (!key) throw new AgentryError("INVALID_CONFIG", "AGENTRY_AUDIT_KEY is not set: an anchor must be authenticated");
+    const file = await readAnchors(path, { stream: this.streamKey, keys: this.keys, missingOk: true });
+    if (!file.ok) return { ok: false, count: 0, firstBad: { seq: -1, id: `anchors line ${file.line}`, reason: "bad-anchor", detail: file.detail } };
+    const last = file.points.reduce<AnchorPoint | undefined>((a, p) => (a === undefined || p.seq >= a.seq ? p : a), undefined);
+    const { head, topSeq } = await this.snapshot();
+    let verifier: ChainVerifier;
+    let from: number;
+    if (last) {
+      // Entry `last.seq` must still carry the anchored hash: the walk starts from it.
+      verifier = new ChainVerifier(last, { keys: this.keys });
+      const [atAnchor] = last.seq === 0 ? [] : await this.redis.xrange(this.streamKey, `${last.seq}-0`, `${last.seq}-0`);
+      const stored = atAnchor ? safeHash(fieldValue(atAnchor[1])) : undefined;
+      if (last.seq > head.seq || (last.seq > 0 && stored !== last.hash)) {
+        const reason = last.seq > head.seq ? "anchor-beyond-head" : "anchor-mismatch";
+        return { ok: false, count: 0, firstBad: { seq: last.seq, id: "", reason, detail: `${last.label} no longer matches the log (head is seq ${head.seq})` } };
+      }
+      from = last.seq + 1;
+    } else {
+      verifier = new ChainVerifier(undefined, { keys: this.keys, acceptLegacyPrefix: true });
+      from = 1;
+    }
+    if (!(await this.walk(verifier, from, head.seq))) return verifier.result() as Extract<VerifyResult, { ok: false }>;
+    const result = verifier.result(head);
+    if (!result.ok) return result;
+    if (topSeq > head.seq) {
+      return { ok: false, count: result.count, firstBad: { seq: head.seq + 1, id: "", reason: "beyond-head", detail: `the stream reaches seq ${topSeq} but the head is seq ${head.seq}` } };
+    }
+    const time = new Date(this.clock.now()).toISOString();
+    await appendFile(path, `${anchorLine(key, { stream: this.streamKey, seq: head.seq, hash: head.hash, time })}\n`, { mode: 0o600 });
+    return { ok: true, anchor: { seq: head.seq, hash: head.hash, time, verified: result.count } };
   }
 
   /**
@@ -235,6 +437,26 @@ export class AuditLog {
   }
 }
 
+/** One append waiting for the next batch. */
+interface QueuedEntry {
+  input: AuditEntryInput;
+  /** The redacted entry's members, each already canonical JSON (encoded once, at append). */
+  body: Map<string, string>;
+  fence: Fence | undefined;
+  once: string | undefined;
+  resolve: (r: AppendResult) => void;
+  reject: (e: unknown) => void;
+}
+
+function safeHash(raw: string | undefined): string | undefined {
+  try {
+    const hash = (JSON.parse(raw ?? "") as { hash?: unknown }).hash;
+    return typeof hash === "string" ? hash : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function auditFailed(input: AuditEntryInput, err: unknown): AgentryError {
   return new AgentryError("AUDIT_FAILED", `audit append failed: ${err instanceof Error ? err.message : String(err)}`, {
     cause: err,
@@ -244,9 +466,10 @@ function auditFailed(input: AuditEntryInput, err: unknown): AgentryError {
 
 /**
  * Verifies a JSONL export on its own. A file starting at seq 1 is checked from the genesis hash;
- * a partial export (starting later) trusts its first entry's prevHash.
+ * a partial export (starting later) trusts its first entry's prevHash. With `keys` the entries'
+ * MACs are checked as {@link AuditLog.verify} does; `anchors` must each match a line.
  */
-export async function verifyJsonl(path: string): Promise<VerifyResult> {
+export async function verifyJsonl(path: string, options: { keys?: AuditKeyring; anchors?: readonly AnchorPoint[] } = {}): Promise<VerifyResult> {
   const lines = createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Number.POSITIVE_INFINITY });
   let verifier: ChainVerifier | undefined;
   let lineNo = 0;
@@ -255,11 +478,11 @@ export async function verifyJsonl(path: string): Promise<VerifyResult> {
     if (line.trim() === "") continue;
     if (!verifier) {
       const first = safeSeq(line);
-      verifier = new ChainVerifier(first === 1 ? undefined : "first");
+      verifier = new ChainVerifier(first === 1 ? undefined : "first", options);
     }
     if (!verifier.push(line, `line ${lineNo}`)) break;
   }
-  return (verifier ?? new ChainVerifier()).result();
+  return (verifier ?? new ChainVerifier(undefined, options)).result();
 }
 
 function safeSeq(line: string): number | undefined {

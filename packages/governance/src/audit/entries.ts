@@ -82,8 +82,13 @@ export type AuditEntry = AuditEntryInput & {
   seq: number;
   /** The previous entry's `hash` ({@link GENESIS_HASH} for the first). */
   prevHash: string;
-  /** SHA-256 (hex) of the canonical JSON of this entry without `hash`. */
+  /**
+   * The link: HMAC-SHA256 (hex) with the audit key `kid` names, or plain SHA-256 (hex) when the
+   * writer had no key, over the canonical JSON of this entry without `hash`.
+   */
   hash: string;
+  /** Which audit key authenticated this entry; absent on unauthenticated (plain SHA-256) entries. */
+  kid?: string;
 };
 
 /** The `prevHash` of entry 1. */

@@ -8,5 +8,14 @@ export {
   type AuditEntry,
 } from "./entries.js";
 export { redactSecrets, REDACTED } from "./redact.js";
-export { entryHash, ChainVerifier, type ChainBreak, type VerifyResult } from "./chain.js";
-export { AuditLog, verifyJsonl, type AuditLogOptions, type AppendResult } from "./audit-log.js";
+export { entryHash, ChainVerifier, type AnchorPoint, type ChainBreak, type ChainVerifierOptions, type VerifyResult } from "./chain.js";
+export { AuditKeyring, MIN_AUDIT_KEY_LENGTH, type AuditKey } from "./audit-key.js";
+export { ANCHOR_KIND, anchorLine, parseAnchors, readAnchors, type AnchorFile, type AuditAnchor } from "./anchors.js";
+export {
+  AuditLog,
+  verifyJsonl,
+  type AuditLogOptions,
+  type AppendOptions,
+  type AppendResult,
+  type AnchorResult,
+} from "./audit-log.js";

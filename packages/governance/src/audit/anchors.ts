@@ -1,0 +1,105 @@
+import { readFile } from "node:fs/promises";
+import { canonicalJson } from "../canonical-json.js";
+import { macEquals, type AuditKey, type AuditKeyring } from "./audit-key.js";
+import type { AnchorPoint } from "./chain.js";
+
+/** What marks a line of an anchors file, so a file of something else is never taken for one. */
+export const ANCHOR_KIND = "agentry-audit-anchor";
+
+/**
+ * One checkpoint of a chain head, kept outside Redis: one JSON line of an anchors file. The MAC
+ * (with the audit key's anchor subkey) covers every other member, so a line cannot be forged or
+ * moved to another seq or log by anyone without the key.
+ */
+export interface AuditAnchor {
+  kind: typeof ANCHOR_KIND;
+  v: 1;
+  /** The audit stream's key (`<prefix>:audit`): an anchors file may serve several logs. */
+  stream: string;
+  /** The head's seq: entries 1..seq existed when anchored (0: the log was empty). */
+  seq: number;
+  /** The head's hash: entry `seq`'s hash. */
+  hash: string;
+  /** When the anchor was taken (ISO-8601). */
+  time: string;
+  kid: string;
+  mac: string;
+}
+
+/** The JSON line (no newline) of an anchor of `head`, authenticated with `key`. */
+export function anchorLine(key: AuditKey, point: { stream: string; seq: number; hash: string; time: string }): string {
+  const body = { kind: ANCHOR_KIND, v: 1 as const, stream: point.stream, seq: point.seq, hash: point.hash, time: point.time, kid: key.kid };
+  return canonicalJson({ ...body, mac: key.macAnchor(canonicalJson(body)) });
+}
+
+/** The anchors of one log read from a file, or the first line that cannot be trusted. */
+export type AnchorFile =
+  | {
+      ok: true;
+      /** This stream's anchors, in file order. */
+      points: (AnchorPoint & { time: string })[];
+      /** Every anchor line in the file, of any stream. */
+      lines: number;
+      /** False when no key was configured, so the lines' MACs were not checked. */
+      authenticated: boolean;
+    }
+  | { ok: false; line: number; detail: string };
+
+/**
+ * Parses an anchors file. With a key configured every line must carry a valid MAC by a
+ * configured key (a forged or edited line means the file was tampered with); without one the
+ * lines are taken as they are (they can only add checks, never excuse a broken chain).
+ * Blank lines are skipped; anything else that is not an anchor is refused.
+ */
+export function parseAnchors(text: string, options: { stream: string; keys: AuditKeyring }): AnchorFile {
+  const points: (AnchorPoint & { time: string })[] = [];
+  let lines = 0;
+  const rows = text.split("\n");
+  for (let i = 0; i < rows.length; i++) {
+    const row = (rows[i] as string).trim();
+    if (row === "") continue;
+    const lineNo = i + 1;
+    let a: AuditAnchor;
+    try {
+      a = JSON.parse(row) as AuditAnchor;
+    } catch {
+      return { ok: false, line: lineNo, detail: "not JSON" };
+    }
+    if (
+      typeof a !== "object" ||
+      a === null ||
+      a.kind !== ANCHOR_KIND ||
+      a.v !== 1 ||
+      typeof a.stream !== "string" ||
+      !Number.isSafeInteger(a.seq) ||
+      a.seq < 0 ||
+      typeof a.hash !== "string" ||
+      typeof a.time !== "string" ||
+      typeof a.kid !== "string" ||
+      typeof a.mac !== "string"
+    ) {
+      return { ok: false, line: lineNo, detail: "not an audit anchor" };
+    }
+    if (options.keys.authenticated) {
+      const key = options.keys.get(a.kid);
+      if (!key) return { ok: false, line: lineNo, detail: `key id ${a.kid} is not configured` };
+      const { mac, ...body } = a;
+      if (!macEquals(key.macAnchor(canonicalJson(body)), mac)) return { ok: false, line: lineNo, detail: "MAC does not match (edited or forged)" };
+    }
+    lines += 1;
+    if (a.stream === options.stream) points.push({ seq: a.seq, hash: a.hash, time: a.time, label: `anchor of ${a.time} (line ${lineNo})` });
+  }
+  return { ok: true, points, lines, authenticated: options.keys.authenticated };
+}
+
+/**
+ * {@link parseAnchors} of a file. A missing file reads as empty only with `missingOk` (the first
+ * `anchor` run creates it); read errors are thrown as they are.
+ */
+export async function readAnchors(path: string, options: { stream: string; keys: AuditKeyring; missingOk?: boolean }): Promise<AnchorFile> {
+  const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT" && options.missingOk) return "";
+    throw err;
+  });
+  return parseAnchors(text, options);
+}
