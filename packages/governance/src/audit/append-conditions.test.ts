@@ -1,0 +1,118 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { describe, expect, it } from "vitest";
+import { AgentryError } from "@agentry/core";
+import { useTestRedis } from "@agentry/testkit";
+import { AuditLog } from "./audit-log.js";
+import type { AuditEntryInput } from "./entries.js";
+
+// The conditions a task attempt puts on its audit appends: a fence (the attempt still holds the
+// job's lock) and a once id (a retried step does not audit the same thing twice).
+
+const run = promisify(execFile);
+const redis = useTestRedis("gov-audit-append");
+const KEY = "a-test-audit-key-that-is-long-enough-000";
+
+function newLog() {
+  const prefix = redis.freshPrefix("audit");
+  const client = redis.client();
+  return { log: new AuditLog({ redis: client, prefix, key: KEY }), client, prefix };
+}
+
+const entry = (i: number, taskId = "task-1"): AuditEntryInput => ({ type: "action", taskId, tenant: "acme", data: { tool: "get_weather", input: { city: `c${i}` }, outcome: "ok" } });
+
+describe("AuditLog.append conditions", () => {
+  it("a fenced append with a stale token writes nothing and throws LOCK_LOST; the live token writes", async () => {
+    const { log, client, prefix } = newLog();
+    const lockKey = `${prefix}:tasks:job-1:lock`;
+    await client.set(lockKey, "attempt-2");
+    await log.append(entry(1));
+    const stale = await log.append(entry(2), { fence: { key: lockKey, token: "attempt-1" } }).catch((e: unknown) => e);
+    expect(AgentryError.isInstance(stale) && stale.code).toBe("LOCK_LOST");
+    expect(await client.xlen(log.streamKey)).toBe(1);
+    expect(await log.readHead()).toMatchObject({ seq: 1 });
+
+    // A lapsed lock (no key at all) fences too.
+    const lapsed = await log.append(entry(3), { fence: { key: `${prefix}:tasks:job-9:lock`, token: "attempt-1" } }).catch((e: unknown) => e);
+    expect(AgentryError.isInstance(lapsed) && lapsed.code).toBe("LOCK_LOST");
+
+    expect(await log.append(entry(4), { fence: { key: lockKey, token: "attempt-2" } })).toMatchObject({ seq: 2, duplicate: false });
+    expect(await log.verify()).toMatchObject({ ok: true, count: 2, authenticated: true });
+  });
+
+  it("batched appends under different fences: the stale attempt's entries fail alone", async () => {
+    const { log, client, prefix } = newLog();
+    const live = { key: `${prefix}:tasks:a:lock`, token: "live" };
+    const stale = { key: `${prefix}:tasks:b:lock`, token: "old" };
+    await client.set(live.key, "live");
+    await client.set(stale.key, "new-owner");
+    const results = await Promise.allSettled(
+      Array.from({ length: 12 }, (_, i) => log.append(entry(i, i % 3 === 0 ? "b" : "a"), i % 3 === 0 ? { fence: stale } : i % 3 === 1 ? { fence: live } : {})),
+    );
+    results.forEach((r, i) => {
+      if (i % 3 === 0) expect(r.status === "rejected" && AgentryError.isInstance(r.reason) && r.reason.code).toBe("LOCK_LOST");
+      else expect(r.status).toBe("fulfilled");
+    });
+    const written = await log.read({ count: 100 });
+    expect(written).toHaveLength(8);
+    expect(written.every((e) => e.taskId === "a")).toBe(true);
+    expect(await log.verify()).toMatchObject({ ok: true, count: 8 });
+  });
+
+  it("a once append twice writes one entry; the second says it was a duplicate of the first", async () => {
+    const { log, client, prefix } = newLog();
+    const first = await log.append(entry(1), { once: "acme:task-1:step-1:request" });
+    const again = await log.append(entry(1), { once: "acme:task-1:step-1:request" });
+    expect(first).toMatchObject({ seq: 1, duplicate: false });
+    expect(again).toEqual({ ...first, duplicate: true });
+    expect(await client.xlen(log.streamKey)).toBe(1);
+    const ttl = await client.ttl(`${prefix}:audit:once:acme:task-1:step-1:request`);
+    expect(ttl).toBeGreaterThan(7 * 24 * 3600 - 60);
+    expect(ttl).toBeLessThanOrEqual(7 * 24 * 3600);
+
+    // In one batch: the same id twice, among other entries, is still written once.
+    const batch = await Promise.all([
+      log.append(entry(2), { once: "x" }),
+      log.append(entry(3)),
+      log.append(entry(2), { once: "x" }),
+      log.append(entry(4), { once: "acme:task-1:step-1:request" }),
+      log.append(entry(5), { once: "y" }),
+    ]);
+    expect(batch.map((r) => r.duplicate)).toEqual([false, false, true, true, false]);
+    expect(batch[2]?.seq).toBe(batch[0]?.seq);
+    expect(batch[3]?.seq).toBe(1);
+    expect(await log.verify()).toMatchObject({ ok: true, count: 4 });
+  });
+
+  it("a fenced once append that is fenced writes nothing and leaves the id free", async () => {
+    const { log, client, prefix } = newLog();
+    const lock = `${prefix}:tasks:t:lock`;
+    await client.set(lock, "new");
+    await expect(log.append(entry(1), { fence: { key: lock, token: "old" }, once: "t:1" })).rejects.toMatchObject({ code: "LOCK_LOST" });
+    expect(await client.exists(`${prefix}:audit:once:t:1`)).toBe(0);
+    expect(await log.append(entry(1), { fence: { key: lock, token: "new" }, once: "t:1" })).toMatchObject({ seq: 1, duplicate: false });
+  });
+
+  it("an empty or oversized once id is refused with AUDIT_FAILED", async () => {
+    const { log } = newLog();
+    await expect(log.append(entry(1), { once: "" })).rejects.toMatchObject({ code: "AUDIT_FAILED" });
+    await expect(log.append(entry(1), { once: "x".repeat(513) })).rejects.toMatchObject({ code: "AUDIT_FAILED" });
+  });
+
+  it("two processes racing with the same once ids write each entry exactly once", async () => {
+    const { log, prefix } = newLog();
+    const count = 80;
+    const startAt = Date.now() + 1_500;
+    const children = ["r1", "r2"].map((w) =>
+      run(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", new URL("./append-child.fixture.ts", import.meta.url).pathname], {
+        env: { ...process.env, REDIS_URL: redis.url, PREFIX: prefix, COUNT: String(count), WORKER: w, KEY, ONCE: "race", START_AT: String(startAt) },
+      }),
+    );
+    const results = (await Promise.all(children)).map((c) => JSON.parse(c.stdout) as { seqs: number[]; duplicates: number });
+    expect(results.reduce((n, r) => n + r.seqs.length, 0)).toBe(count);
+    expect(results.reduce((n, r) => n + r.duplicates, 0)).toBe(count);
+    const entries = await log.read({ count: 1_000 });
+    expect(entries.map((e) => (e.data as { input: { city: string } }).input.city).sort()).toEqual(Array.from({ length: count }, (_, i) => `city-${i}`).sort());
+    expect(await log.verify()).toMatchObject({ ok: true, count, authenticated: true });
+  });
+});
