@@ -19,6 +19,17 @@ describe("parseEnv", () => {
       /AGENTRY_CONCURRENCY.*LOG_LEVEL|LOG_LEVEL.*AGENTRY_CONCURRENCY/,
     );
   });
+
+  it("takes the audit key and retired keys (comma separated), refusing short ones", () => {
+    const key = "k".repeat(32);
+    expect(parseEnv({ AGENTRY_AUDIT_KEY: key, AGENTRY_AUDIT_PREVIOUS_KEYS: ` ${"a".repeat(32)}, ${"b".repeat(40)} ,` })).toMatchObject({
+      AGENTRY_AUDIT_KEY: key,
+      AGENTRY_AUDIT_PREVIOUS_KEYS: ["a".repeat(32), "b".repeat(40)],
+    });
+    expect(parseEnv({}).AGENTRY_AUDIT_PREVIOUS_KEYS).toEqual([]);
+    expect(() => parseEnv({ AGENTRY_AUDIT_KEY: "short" })).toThrowError(/AGENTRY_AUDIT_KEY/);
+    expect(() => parseEnv({ AGENTRY_AUDIT_PREVIOUS_KEYS: `${key},short` })).toThrowError(/AGENTRY_AUDIT_PREVIOUS_KEYS/);
+  });
 });
 
 describe("durationMs", () => {

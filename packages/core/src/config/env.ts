@@ -25,6 +25,11 @@ export const agentryEnvSchema = z.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
   /** Secret that authenticates audit entries (HMAC); every writer and verifier holds it, Redis does not. */
   AGENTRY_AUDIT_KEY: z.preprocess(emptyToUndefined, z.string().min(32, "must be at least 32 characters").optional()),
+  /** Retired audit keys, comma separated: verifiers accept entries written under them after a rotation. */
+  AGENTRY_AUDIT_PREVIOUS_KEYS: z.preprocess(
+    (v) => (typeof v === "string" ? v.split(",").map((k) => k.trim()).filter((k) => k !== "") : v),
+    z.array(z.string().min(32, "every key must be at least 32 characters")).default([]),
+  ),
   LOG_LEVEL: z.preprocess(
     emptyToUndefined,
     z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
