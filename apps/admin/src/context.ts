@@ -120,8 +120,18 @@ export class CliContext {
     });
   }
 
+  /**
+   * The audit log, authenticated with `AGENTRY_AUDIT_KEY` (and verifying entries of the retired
+   * `AGENTRY_AUDIT_PREVIOUS_KEYS`). Without a key the entries the CLI writes (votes, refusals)
+   * carry no MAC, and a log whose workers hold the key will report them as unauthenticated.
+   */
   async audit(): Promise<AuditLog> {
-    return new AuditLog({ redis: await this.redis(), prefix: this.prefix });
+    return new AuditLog({ redis: await this.redis(), prefix: this.prefix, ...this.auditKeys() });
+  }
+
+  /** The audit key options from the environment, for logs and for checking exports without Redis. */
+  auditKeys(): { key?: string; previousKeys: string[] } {
+    return { ...(this.env.AGENTRY_AUDIT_KEY ? { key: this.env.AGENTRY_AUDIT_KEY } : {}), previousKeys: this.env.AGENTRY_AUDIT_PREVIOUS_KEYS };
   }
 
   /** Enrolled approvers' public keys, or `undefined` when `AGENTRY_APPROVERS_FILE` is not set. */

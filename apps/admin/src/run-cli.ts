@@ -7,7 +7,7 @@ import {
   approvalsRejectCommand,
   approvalsShowCommand,
 } from "./commands/approvals.js";
-import { auditExportCommand, auditTailCommand, auditVerifyCommand } from "./commands/audit.js";
+import { auditAnchorCommand, auditExportCommand, auditTailCommand, auditVerifyCommand } from "./commands/audit.js";
 import { budgetSetCommand, budgetShowCommand } from "./commands/budget.js";
 import type { Command } from "./commands/command.js";
 import { keysGenerateCommand } from "./commands/keys.js";
@@ -32,6 +32,7 @@ export const COMMANDS: readonly Command[] = [
   budgetShowCommand,
   auditTailCommand,
   auditVerifyCommand,
+  auditAnchorCommand,
   auditExportCommand,
   policyCheckCommand,
 ];

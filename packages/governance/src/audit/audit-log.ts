@@ -338,14 +338,14 @@ export class AuditLog {
     const verifier = new ChainVerifier(undefined, { keys: this.keys, ...(options.anchors ? { anchors: options.anchors } : {}) });
     if (!(await this.walk(verifier, 1, head.seq))) return verifier.result();
     const result = verifier.result(head);
-    if (result.ok && topSeq > head.seq) {
-      return {
-        ok: false,
-        count: result.count,
-        firstBad: { seq: head.seq + 1, id: "", reason: "beyond-head", detail: `the stream reaches seq ${topSeq} but the head is seq ${head.seq}` },
-      };
-    }
-    return result;
+    return result.ok && topSeq > head.seq ? this.beyondHead(result.count, head.seq, topSeq) : result;
+  }
+
+  /** The failure for entries past the head: written behind the log's back (an append moves both). */
+  private async beyondHead(count: number, headSeq: number, topSeq: number): Promise<Extract<VerifyResult, { ok: false }>> {
+    const [next] = await this.redis.xrange(this.streamKey, `(${headSeq}-18446744073709551615`, "+", "COUNT", 1);
+    const detail = `the stream reaches seq ${topSeq} but the head is seq ${headSeq}`;
+    return { ok: false, count, firstBad: { seq: headSeq + 1, id: next?.[0] ?? "", reason: "beyond-head", detail } };
   }
 
   /**
@@ -399,9 +399,7 @@ export class AuditLog {
     if (!(await this.walk(verifier, from, head.seq))) return verifier.result() as Extract<VerifyResult, { ok: false }>;
     const result = verifier.result(head);
     if (!result.ok) return result;
-    if (topSeq > head.seq) {
-      return { ok: false, count: result.count, firstBad: { seq: head.seq + 1, id: "", reason: "beyond-head", detail: `the stream reaches seq ${topSeq} but the head is seq ${head.seq}` } };
-    }
+    if (topSeq > head.seq) return this.beyondHead(result.count, head.seq, topSeq);
     const time = new Date(this.clock.now()).toISOString();
     await appendFile(path, `${anchorLine(key, { stream: this.streamKey, seq: head.seq, hash: head.hash, time })}\n`, { mode: 0o600 });
     return { ok: true, anchor: { seq: head.seq, hash: head.hash, time, verified: result.count } };
