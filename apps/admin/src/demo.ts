@@ -3,6 +3,7 @@
  * through the real HTTP API, two worker processes and Redis, and prints what happened.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -164,9 +165,12 @@ async function main(): Promise<void> {
   writeFileSync(join(work, "approvers"), `${approver}: ${keys.publicKey}\n`);
 
   const port = await freePort();
+  // The demo's own audit key, so its entries are authenticated (keep a real one in a secret store).
+  const auditKey = randomBytes(32).toString("base64url");
   const common = {
     REDIS_URL: redisUrl,
     AGENTRY_PREFIX: prefix,
+    AGENTRY_AUDIT_KEY: auditKey,
     AGENTRY_APPROVERS_FILE: join(work, "approvers"),
     LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
     AGENTRY_API_KEYS: "demo-key=acme,frugal-key=frugal",
@@ -195,7 +199,7 @@ async function main(): Promise<void> {
   });
   const ledger = new BudgetLedger({ redis, prefix });
   const approvals = new ApprovalStore({ redis, prefix });
-  const audit = new AuditLog({ redis, prefix });
+  const audit = new AuditLog({ redis, prefix, key: auditKey });
 
   heading(1, "A weather question, answered through a tool");
   const w = await a.post("/v1/tasks", { prompt: "What's the weather like in Paris?", userId: "user-123", sessionId: "test-session" });
@@ -254,11 +258,13 @@ async function main(): Promise<void> {
 
   heading(7, "Audit log");
   const verdict = await audit.verify();
-  if (verdict.ok) say(`  ${green("audit verify: chain intact")} (${verdict.count} entries, hash-chained across both workers)`);
+  if (verdict.ok) say(`  ${green("audit verify: chain intact")} (${verdict.count} entries, ${verdict.authenticated ? "HMAC-authenticated" : "unauthenticated"}, chained across both workers)`);
   else say(`  ${red("audit verify failed")}: ${JSON.stringify(verdict)}`);
   const exported = join(logs, "audit.jsonl");
   await audit.exportJsonl(exported);
   say(dim(`  exported to ${exported}`));
+  const anchored = verdict.ok ? await audit.anchor(join(logs, "audit-anchors.jsonl")) : undefined;
+  if (anchored?.ok) say(dim(`  anchored seq ${anchored.anchor.seq} to ${join(logs, "audit-anchors.jsonl")} (agentry audit anchor; keep such a file outside Redis)`));
 
   heading(8, "Traces");
   if (env.OTEL_EXPORTER_OTLP_ENDPOINT) say(`  spans were exported over OTLP HTTP to ${env.OTEL_EXPORTER_OTLP_ENDPOINT} (open Jaeger at http://localhost:16686, service agentry-worker)`);

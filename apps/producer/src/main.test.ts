@@ -96,6 +96,7 @@ describe("producer process", () => {
     expect(await exited).toBe(0);
     const lines = stdout.trim().split("\n").map((l) => JSON.parse(l) as { msg?: string });
     expect(lines.some((l) => l.msg === "task submitted")).toBe(true);
+    expect(lines.some((l) => l.msg?.startsWith("AGENTRY_AUDIT_KEY is not set"))).toBe(true);
     expect(lines.at(-1)?.msg).toBe("producer stopped");
     expect(stdout).not.toContain("sk-main-test");
   });

@@ -42,6 +42,9 @@ async function main(): Promise<void> {
         : "AGENTRY_INSECURE_DEV_KEY is set but API keys are configured: only they are accepted, `dev-key` is not.",
     );
   }
+  if (!env.AGENTRY_AUDIT_KEY) {
+    logger.warn("AGENTRY_AUDIT_KEY is not set: audit entries are not authenticated. Give the producer, the workers and the CLI the same key.");
+  }
 
   // Before any queue exists, so bullmq-otel's producer spans have a provider.
   const telemetry = startTelemetry({ serviceName: "agentry-producer", otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT });

@@ -93,7 +93,10 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
   const approverKeys: ApproverKeys = config.AGENTRY_APPROVERS_FILE ? loadApproversFile(config.AGENTRY_APPROVERS_FILE) : new Map();
   const policies = loadPolicyFile(policyPath);
   const validator = new SafetyValidator({ policies, redis, prefix });
-  const audit = new AuditLog({ redis, prefix });
+  const audit = new AuditLog({ redis, prefix, key: config.AGENTRY_AUDIT_KEY, previousKeys: config.AGENTRY_AUDIT_PREVIOUS_KEYS });
+  if (!audit.authenticated) {
+    logger.warn({ event: "audit-unauthenticated" }, "AGENTRY_AUDIT_KEY is not set: audit entries are not authenticated (anyone with Redis write access can rewrite them)");
+  }
   const auditSink: AuditSink = { append: (entry, appendOptions) => audit.append(entry as Parameters<AuditLog["append"]>[0], appendOptions) };
   const approvals = new ApprovalStore({ redis: publisher, prefix, approverKeys, audit });
   const notifier =

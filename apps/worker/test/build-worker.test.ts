@@ -51,4 +51,22 @@ describe("the reference worker, in process", () => {
     expect(metrics).toMatch(/agentry_approvals_pending\{[^}]*\} 1/);
     expect((await fetch(`${base}/nope`)).status).toBe(404);
   });
+
+  it("authenticates audit entries with AGENTRY_AUDIT_KEY, and warns at start without it", async () => {
+    const logged: string[] = [];
+    const logger = createLogger({ name: "test", level: "warn", destination: { write: (line: string) => logged.push(line) } });
+    const key = "worker-test-audit-key-0123456789abcdef";
+    const keyed = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), AGENTRY_AUDIT_KEY: key }), { logger, model: new ScriptedModel() });
+    closers.push(() => keyed.close());
+    expect(keyed.audit.authenticated).toBe(true);
+    await keyed.audit.append({ type: "request", taskId: "t1", data: { prompt: "hi" } });
+    expect((await keyed.audit.tail(1))[0]?.kid).toBe(keyed.audit.keys.current?.kid);
+    expect(logged.join("")).not.toContain("audit-unauthenticated");
+    expect(logged.join("")).not.toContain(key);
+
+    const plain = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix() }), { logger, model: new ScriptedModel() });
+    closers.push(() => plain.close());
+    expect(plain.audit.authenticated).toBe(false);
+    expect(logged.map((l) => JSON.parse(l) as { event?: string; level: number }).filter((l) => l.event === "audit-unauthenticated")).toHaveLength(1);
+  });
 });
