@@ -219,6 +219,18 @@ describe("infra/redis/users.acl", () => {
     expect(await p.pttl(bucket)).toBeGreaterThan(0);
   });
 
+  it("the worker appends audit entries fenced by a task's lock and deduplicated by a once id; a stale token writes nothing", async () => {
+    const w = connect("worker");
+    const lock = `${PREFIX}:tasks:acl-job:lock`;
+    await w.set(lock, "token-1");
+    const audit = new AuditLog({ redis: w, prefix: PREFIX });
+    const first = await audit.append({ type: "request", taskId: "acl-job", data: { prompt: "x" } }, { fence: { key: lock, token: "token-1" }, once: "acme:acl-job:request" });
+    const again = await audit.append({ type: "request", taskId: "acl-job", data: { prompt: "x" } }, { fence: { key: lock, token: "token-1" }, once: "acme:acl-job:request" });
+    expect(again).toEqual({ ...first, duplicate: true });
+    await expect(audit.append({ type: "request", taskId: "acl-job", data: { prompt: "x" } }, { fence: { key: lock, token: "stale" } })).rejects.toMatchObject({ code: "LOCK_LOST" });
+    await w.del(lock);
+  });
+
   it("keda may only read the length of the wait list (infra/k8s/keda-scaledobject.yaml)", async () => {
     const keda = connect("keda");
     await expect(keda.llen(`${PREFIX}:tasks:wait`)).resolves.toBeGreaterThanOrEqual(0);
