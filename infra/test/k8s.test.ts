@@ -2,8 +2,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { QueueKeys } from "bullmq";
-import { ConfigMap, Secret, Service } from "kubernetes-models/v1";
+import { ConfigMap, PersistentVolumeClaim, Secret, Service } from "kubernetes-models/v1";
 import { Deployment } from "kubernetes-models/apps/v1";
+import { CronJob } from "kubernetes-models/batch/v1";
 import { describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { DEFAULT_QUEUE_NAME } from "@agentry/runtime";
@@ -34,6 +35,8 @@ const coreModels: Record<string, (doc: Manifest) => { validate(): void }> = {
   "v1/Service": (d) => new Service(d as never),
   "v1/ConfigMap": (d) => new ConfigMap(d as never),
   "v1/Secret": (d) => new Secret(d as never),
+  "v1/PersistentVolumeClaim": (d) => new PersistentVolumeClaim(d as never),
+  "batch/v1/CronJob": (d) => new CronJob(d as never),
 };
 
 interface Container {
@@ -129,6 +132,46 @@ describe("infra/k8s manifests", () => {
         for (const from of c.envFrom ?? []) if (from.configMapRef) expect(find("ConfigMap", from.configMapRef.name)).toBeDefined();
       }
       for (const v of spec.volumes ?? []) if (v.configMap) expect(find("ConfigMap", v.configMap.name)).toBeDefined();
+    }
+  });
+});
+
+describe("audit anchor CronJob", () => {
+  interface CronJobDoc extends Manifest {
+    spec: {
+      schedule: string;
+      concurrencyPolicy?: string;
+      jobTemplate: { spec: { template: { spec: { containers: (Container & { volumeMounts?: { name: string; mountPath: string }[] })[]; volumes?: { name: string; persistentVolumeClaim?: { claimName: string } }[] } } } };
+    };
+  }
+  const cron = find("CronJob", "agentry-audit-anchor") as CronJobDoc | undefined;
+
+  it("runs `agentry audit anchor` into a persistent volume, one run at a time, with the audit key and a read-only Redis user", () => {
+    expect(cron).toBeDefined();
+    const spec = (cron as CronJobDoc).spec;
+    expect(spec.schedule.split(" ")).toHaveLength(5);
+    expect(spec.concurrencyPolicy).toBe("Forbid");
+    const pod = spec.jobTemplate.spec.template.spec;
+    const container = pod.containers[0] as Container & { volumeMounts?: { name: string; mountPath: string }[] };
+    const out = container.args?.slice(0, 4);
+    expect(out).toEqual(["agentry", "audit", "anchor", "--out"]);
+    const file = container.args?.[4] as string;
+    const mount = container.volumeMounts?.find((m) => file.startsWith(`${m.mountPath}/`));
+    expect(mount, `no volume mounted over ${file}`).toBeDefined();
+    const claim = pod.volumes?.find((v) => v.name === mount?.name)?.persistentVolumeClaim?.claimName;
+    expect(find("PersistentVolumeClaim", claim ?? "")).toBeDefined();
+    const keys = secretKeys();
+    const fromSecret = (name: string) => container.env?.find((e) => e.name === name)?.valueFrom?.secretKeyRef;
+    expect(fromSecret("AGENTRY_AUDIT_KEY")).toEqual({ name: "agentry-secrets", key: "AGENTRY_AUDIT_KEY" });
+    expect(fromSecret("REDIS_URL")?.key).toBe("ADMIN_REDIS_URL");
+    for (const e of container.env ?? []) if (e.valueFrom?.secretKeyRef) expect(keys).toContain(e.valueFrom.secretKeyRef.key);
+    for (const from of container.envFrom ?? []) if (from.configMapRef) expect(find("ConfigMap", from.configMapRef.name)).toBeDefined();
+  });
+
+  it("every writer of the audit log gets the same AGENTRY_AUDIT_KEY", () => {
+    for (const name of ["agentry-worker", "agentry-producer"]) {
+      const env = deployment(name).spec.template.spec.containers[0]?.env ?? [];
+      expect(env.find((e) => e.name === "AGENTRY_AUDIT_KEY")?.valueFrom?.secretKeyRef, name).toEqual({ name: "agentry-secrets", key: "AGENTRY_AUDIT_KEY" });
     }
   });
 });
