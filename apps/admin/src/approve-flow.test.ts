@@ -20,6 +20,8 @@ import { AgentWorker, createAgentTaskHandler } from "@agentry/runtime";
 import { useTestRedis } from "@agentry/testkit";
 import { runAgentry, tempDir } from "./testing/run-agentry.js";
 
+const AUDIT_KEY = "approve-flow-test-audit-key-0123456789";
+
 // The whole human-in-the-loop path through the CLI: a task that deletes a staging resource
 // pauses for approval, `agentry approvals approve` signs the decision, the worker resumes it.
 const redis = useTestRedis("admin-flow");
@@ -46,7 +48,8 @@ async function startGovernedWorker(prefix: string, approversFile: string) {
     }),
   );
   const approverKeys = loadApproversFile(approversFile);
-  const audit = new AuditLog({ redis: conn, prefix });
+  // Workers and the CLI hold the same audit key, so the votes the CLI audits verify too.
+  const audit = new AuditLog({ redis: conn, prefix, key: AUDIT_KEY });
   const approvals = new ApprovalStore({ redis: conn, prefix, approverKeys, audit });
   const governance = createGovernanceHooks({
     validator: new SafetyValidator({ policies: loadPolicyFile(decodeURIComponent(DEFAULT_POLICY_FILE)) }),
@@ -78,7 +81,7 @@ describe("approving a paused task from the CLI", () => {
     const prefix = redis.freshPrefix();
     const approversFile = join(home.path, "approvers");
     writeFileSync(approversFile, "");
-    const env = { REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, HOME: home.path, AGENTRY_APPROVERS_FILE: approversFile };
+    const env = { REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, HOME: home.path, AGENTRY_APPROVERS_FILE: approversFile, AGENTRY_AUDIT_KEY: AUDIT_KEY };
     appendFileSync(approversFile, (await runAgentry(["keys", "generate", "alice"], env)).stdout);
     const { deleted } = await startGovernedWorker(prefix, approversFile);
 
@@ -101,7 +104,7 @@ describe("approving a paused task from the CLI", () => {
 
     const verify = await runAgentry(["audit", "verify"], env);
     expect(verify.code).toBe(0);
-    expect(verify.stdout).toMatch(/^audit chain intact: \d+ entries\n$/);
+    expect(verify.stdout).toMatch(/^audit chain intact: \d+ entries, authenticated\n$/);
     const tail = await runAgentry(["audit", "tail", "-n", "100", "--json"], env);
     const types = (JSON.parse(tail.stdout) as AuditEntry[]).map((e) => e.type);
     expect(types).toEqual(expect.arrayContaining(["policy_verdict", "approval_requested", "approval_vote", "approval_decided", "action"]));
