@@ -56,7 +56,7 @@ describe("the reference worker, in process", () => {
     const logged: string[] = [];
     const logger = createLogger({ name: "test", level: "warn", destination: { write: (line: string) => logged.push(line) } });
     const key = "worker-test-audit-key-0123456789abcdef";
-    const keyed = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), AGENTRY_AUDIT_KEY: key }), { logger, model: new ScriptedModel() });
+    const keyed = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), AGENTRY_LLM: "scripted", AGENTRY_AUDIT_KEY: key }), { logger, model: new ScriptedModel() });
     closers.push(() => keyed.close());
     expect(keyed.audit.authenticated).toBe(true);
     await keyed.audit.append({ type: "request", taskId: "t1", data: { prompt: "hi" } });
@@ -64,7 +64,7 @@ describe("the reference worker, in process", () => {
     expect(logged.join("")).not.toContain("audit-unauthenticated");
     expect(logged.join("")).not.toContain(key);
 
-    const plain = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix() }), { logger, model: new ScriptedModel() });
+    const plain = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), AGENTRY_LLM: "scripted" }), { logger, model: new ScriptedModel() });
     closers.push(() => plain.close());
     expect(plain.audit.authenticated).toBe(false);
     expect(logged.map((l) => JSON.parse(l) as { event?: string; level: number }).filter((l) => l.event === "audit-unauthenticated")).toHaveLength(1);
