@@ -22,6 +22,7 @@ export {
 export { keySpace, type KeySpace } from "./redis/keys.js";
 export { fenceArgs, fenceGuardLua, type Fence } from "./redis/fence.js";
 export { createLogger, DEFAULT_REDACT_PATHS, type CreateLoggerOptions, type Logger } from "./log/logger.js";
+export { redactSecretText, REDACTED_TEXT } from "./log/redact-text.js";
 export { parseEnv, agentryEnvSchema, type AgentryEnv } from "./config/env.js";
 export { durationMs } from "./config/durations.js";
 export { newId, newToken } from "./ids.js";

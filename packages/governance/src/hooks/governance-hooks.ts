@@ -57,8 +57,10 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
     tenant: info.run.tenant,
     ...(info.run.attributes?.traceId ? { traceId: info.run.attributes.traceId } : {}),
   });
-  const write = async (info: ToolCallInfo, entry: Omit<AuditEntryInput, keyof AuditContext>): Promise<void> => {
-    await audit.append({ ...context(info), ...entry } as AuditEntryInput);
+  // Fenced by the attempt's job lock: an attempt that lost its task writes nothing more. A
+  // resolution (decided, expired) is written once per approval, however many attempts apply it.
+  const write = async (info: ToolCallInfo, entry: Omit<AuditEntryInput, keyof AuditContext>, once?: string): Promise<void> => {
+    await audit.append({ ...context(info), ...entry } as AuditEntryInput, { ...(info.run.fence ? { fence: info.run.fence } : {}), ...(once ? { once } : {}) });
   };
   const deny = (info: ToolCallInfo, outcome: ActionOutcome, reason: string): ToolCallDecision => {
     outcomes.set(info.call.id, outcome);
@@ -116,10 +118,10 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
     const decisions = valid.map(({ approver, outcome, reason, decidedAt }) => ({ approver, outcome, reason, decidedAt }));
     switch (record.status) {
       case "expired":
-        await write(info, { type: "approval_expired", data: { approvalId, expiresAt: record.expiresAt } });
+        await write(info, { type: "approval_expired", data: { approvalId, expiresAt: record.expiresAt } }, `approval-resolved:${approvalId}`);
         return deny(info, "expired", `approval ${approvalId} expired`);
       case "rejected": {
-        await write(info, { type: "approval_decided", data: { approvalId, status: "rejected", decisions } });
+        await write(info, { type: "approval_decided", data: { approvalId, status: "rejected", decisions } }, `approval-resolved:${approvalId}`);
         const reject = valid.find((d) => d.outcome === "reject");
         if (!reject) return deny(info, "rejected", `approval ${approvalId} was rejected (no verifiable signature)`);
         return deny(info, "rejected", `rejected by ${reject.approver}${reject.reason ? `: ${reject.reason}` : ""}`);
@@ -145,7 +147,7 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
             return refuse(info, approvalId, `only ${counted} of the ${quorum} approvals the policy requires come from its approvers`);
           }
         }
-        await write(info, { type: "approval_decided", data: { approvalId, status: "approved", decisions } });
+        await write(info, { type: "approval_decided", data: { approvalId, status: "approved", decisions } }, `approval-resolved:${approvalId}`);
         return { type: "allow" };
       }
       case "pending":

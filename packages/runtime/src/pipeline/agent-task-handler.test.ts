@@ -60,6 +60,7 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number } = {}) {
     turns,
     hooks: [budget, ...(opts.hooks ?? [])],
     audit: { append: async (e) => void audit.push(e) },
+    actor: "worker-test-1",
     costOf: budget.costOf,
     forgetCost: budget.forget,
     wake: (id) => (worker as AgentWorker).promote(id),
@@ -89,6 +90,12 @@ describe("agent task handler", () => {
     expect(history[0]).toEqual({ role: "user", content: "What's the weather in Paris?" });
     expect(history).toHaveLength(4); // user, assistant tool_use, user tool_result, assistant text
     expect(audit.map((e) => e.type)).toEqual(["request", "budget", "budget", "decision", "budget", "budget", "decision", "response"]);
+    // Decisions say what the model chose and why (its text), and which worker recorded them.
+    const decisions = audit.filter((e) => e.type === "decision");
+    expect(decisions.every((e) => e.actor === "worker-test-1")).toBe(true);
+    expect(decisions[0]?.data).toMatchObject({ step: 1, toolUses: [{ name: "get_weather", input: { city: "Paris" } }], stopReason: "tool_use" });
+    expect(decisions[1]?.data).toMatchObject({ step: 2, toolUses: [], stopReason: "end_turn" });
+    expect(String(decisions[1]?.data.text)).toBe(result.text);
   });
 
   it("fails with BUDGET_EXCEEDED before any provider call", async () => {

@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import { trace } from "@opentelemetry/api";
-import { AgentryError, systemClock, type Clock } from "@agentry/core";
+import { AgentryError, redactSecretText, systemClock, type Clock } from "@agentry/core";
 import {
   composeHooks,
   parseAgentState,
@@ -161,7 +161,8 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         async afterModelCall({ step, response }) {
           const toolUses = response.content.filter((b) => b.type === "tool_use").map((b) => ({ id: b.id, name: b.name, input: b.input }));
           const text = response.content.flatMap((b) => (b.type === "text" ? [b.text] : [])).join("\n");
-          const reasoning = text.length > maxReasoning ? `${text.slice(0, maxReasoning)}… [${text.length - maxReasoning} more chars]` : text;
+          const bounded = text.length > maxReasoning ? `${text.slice(0, maxReasoning)}… [${text.length - maxReasoning} more chars]` : text;
+          const reasoning = redactSecretText(bounded);
           await audit("decision", { step, text: reasoning, toolUses, stopReason: response.stopReason, usage: response.usage, model: response.model });
         },
       };

@@ -43,6 +43,27 @@ describe("AgentWorker + AgentryClient", () => {
     await expect(client.status(taskId, { tenant: "other" })).rejects.toMatchObject({ code: "NOT_FOUND" });
   });
 
+  it("logs how each task ended with success and the agent's name, as JSON lines", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) };
+    const jsonLogger = createLogger({ name: "test", level: "info", destination: sink });
+    const { client, worker } = setup(
+      async (ex) => {
+        if (ex.payload.prompt === "fail") throw new AgentryError("INVALID_INPUT", "no");
+        return { type: "completed", result: result("ok") };
+      },
+      { logger: jsonLogger, agentName: "support-bot" },
+    );
+    await worker.start();
+    const ok = (await client.submit({ prompt: "hello" }, { tenant: "acme" })).taskId;
+    const bad = (await client.submit({ prompt: "fail" }, { tenant: "acme" })).taskId;
+    await client.wait(ok, { timeoutMs: 10_000 });
+    await expect(client.wait(bad, { timeoutMs: 10_000 })).rejects.toMatchObject({ code: "INVALID_INPUT" });
+    await expect.poll(() => lines.filter((l) => l.event === "task-completed" || l.event === "task-failed").length).toBe(2);
+    expect(lines.find((l) => l.event === "task-completed")).toMatchObject({ taskId: ok, agent: "support-bot", success: true, msg: "agent support-bot completed task" });
+    expect(lines.find((l) => l.event === "task-failed")).toMatchObject({ taskId: bad, agent: "support-bot", success: false, code: "INVALID_INPUT" });
+  });
+
   it("maps an idempotency key to one task", async () => {
     const { client } = setup(async () => ({ type: "completed", result: result("x") }));
     const a = await client.submit({ prompt: "p", idempotencyKey: "k1" }, { tenant: "acme" });
