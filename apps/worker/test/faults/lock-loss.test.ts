@@ -1,5 +1,5 @@
 import { rmSync } from "node:fs";
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, it, onTestFinished, type ExpectStatic } from "vitest";
 import { Redis } from "ioredis";
 import { ApprovalStore, loadApproversFile } from "@agentry/governance";
 import { createTestApprovers } from "@agentry/governance/testing";
@@ -89,7 +89,7 @@ function trail(c: FaultCluster, taskId: string): string {
   return c.workers.flatMap((w) => w.output().split("\n").filter((l) => l.includes(taskId)).map((l) => `${w.name}: ${l}`)).join("\n");
 }
 
-async function assertCommittedOnce(c: FaultCluster, taskId: string, expect_: { decided: boolean }): Promise<string> {
+async function assertCommittedOnce(expect: ExpectStatic, c: FaultCluster, taskId: string, expect_: { decided: boolean }): Promise<string> {
   const result = await c.client.wait(taskId, { timeoutMs: 120_000 }).catch((err: unknown) => {
     throw new Error(`task ${taskId} did not complete:\n${trail(c, taskId)}`, { cause: err });
   });
@@ -107,7 +107,7 @@ async function assertCommittedOnce(c: FaultCluster, taskId: string, expect_: { d
 
 describe.concurrent("an attempt that lost its job lock changes nothing", () => {
   for (const outageMs of [3_000, 12_000, 25_000]) {
-    it(`Redis away ${outageMs / 1000} s during a model call: one answer, ledger = billed`, async () => {
+    it(`Redis away ${outageMs / 1000} s during a model call: one answer, ledger = billed`, async ({ expect }) => {
       let killed: Promise<{ killedAt: number }> | undefined;
       const ref: { world?: World } = {};
       let requestAt = 0;
@@ -129,7 +129,7 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
       const { killedAt } = await (killed as Promise<{ killedAt: number }>);
       // Precondition: Redis went down while the model call was in flight.
       expect(killedAt - requestAt).toBeLessThan(MODEL_DELAY_MS);
-      const text = await assertCommittedOnce(c, taskId, { decided: false });
+      const text = await assertCommittedOnce(expect, c, taskId, { decided: false });
       expect(text).toContain("Here is what I found");
       expect(text).toContain("Lisbon");
       if (outageMs > 10_000) {
@@ -138,7 +138,7 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
       }
     }, 240_000);
 
-    it(`Redis away ${outageMs / 1000} s during an approved tool call: one deletion, a truthful answer`, async () => {
+    it(`Redis away ${outageMs / 1000} s during an approved tool call: one deletion, a truthful answer`, async ({ expect }) => {
       const approvers = createTestApprovers(["alice"]);
       const approversFile = writeTempFile("approvers", approvers.fileText);
       const world = await startWorld(`tool-${outageMs}`, {
@@ -159,7 +159,7 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
       const seenAt = Date.now();
       const { killedAt } = await world.outage(outageMs);
       expect(killedAt - seenAt).toBeLessThan(TOOL_DELAY_MS); // precondition: mid tool call
-      const text = await assertCommittedOnce(c, taskId, { decided: true });
+      const text = await assertCommittedOnce(expect, c, taskId, { decided: true });
       expect((await c.deletions()).filter((d) => d.taskId === taskId)).toHaveLength(1);
       // The answer reports the deletion that happened, not an interrupted call.
       expect(text).toContain("Here is what I found");
