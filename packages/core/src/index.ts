@@ -26,4 +26,12 @@ export { redactSecretText, REDACTED_TEXT } from "./log/redact-text.js";
 export { parseEnv, agentryEnvSchema, type AgentryEnv } from "./config/env.js";
 export { durationMs } from "./config/durations.js";
 export { newId, newToken } from "./ids.js";
+export {
+  TENANT_ID_PATTERN,
+  TENANT_ID_RULE,
+  isTenantId,
+  tenantOwnedId,
+  tenantScope,
+  type TenantOwnedKind,
+} from "./tenancy.js";
 export { systemClock, sleep, type Clock } from "./clock.js";
