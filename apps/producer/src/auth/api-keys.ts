@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { AgentryError } from "@agentry/core";
+import { AgentryError, TENANT_ID_RULE, isTenantId } from "@agentry/core";
 
 /** What an API key grants: the tenant every request with it acts for. */
 export interface ApiKeyGrant {
@@ -20,7 +20,6 @@ export interface Principal {
   admin: boolean;
 }
 
-const TENANT = /^[A-Za-z0-9_.:@-]{1,200}$/;
 const KEY = /^[^\s,=#]{1,512}$/;
 
 /**
@@ -38,8 +37,8 @@ export function parseApiKeys(text: string, source = "API keys"): ApiKeys {
   const keys: ApiKeys = new Map();
   const add = (key: string, tenant: unknown, name: unknown, admin: unknown, where: string) => {
     if (!KEY.test(key)) throw new AgentryError("INVALID_CONFIG", `${source}: ${where}: a key must be 1-512 characters without spaces, ',', '=' or '#'`);
-    if (typeof tenant !== "string" || !TENANT.test(tenant)) {
-      throw new AgentryError("INVALID_CONFIG", `${source}: ${where}: tenant must be 1-200 of letters, digits and _ . : @ -`);
+    if (!isTenantId(tenant)) {
+      throw new AgentryError("INVALID_CONFIG", `${source}: ${where}: tenant must be ${TENANT_ID_RULE}`);
     }
     if (keys.has(key)) throw new AgentryError("INVALID_CONFIG", `${source}: ${where}: duplicate key`);
     keys.set(key, { tenant, name: typeof name === "string" && name ? name : defaultName(tenant, key), admin: admin === true });

@@ -47,7 +47,7 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
     };
     const heartbeat = setInterval(() => raw.write(": heartbeat\n\n"), heartbeatMs);
     const aborted = new Promise<"aborted">((resolve) => signal.addEventListener("abort", () => resolve("aborted"), { once: true }));
-    const events = client.watch(taskId, { signal });
+    const events = client.watch(taskId, { signal, caller: { tenant } });
     let outcome = "aborted";
     try {
       send("status", { type: "status", taskId, status });

@@ -33,11 +33,7 @@ export function registerTaskGroupRoutes(app: FastifyInstance, client: AgentryCli
   app.get<{ Params: { id: string } }>("/v1/task-groups/:id", async (request) => {
     const { tenant } = principalOf(request);
     const groupId = groupIdParam(request.params.id);
-    const group = await client.groupResult(groupId);
-    // groupResult knows no caller: check here that this is a group, and the caller's.
-    const job = await client.queue.getJob(groupId);
-    const owner = (job?.data as { tenant?: unknown } | undefined)?.tenant;
-    if (!job || job.name !== "agent.fanout" || owner !== tenant) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
+    const group = await client.groupResult(groupId, { tenant });
     return {
       groupId,
       state: taskStateOf(group.state as Parameters<typeof taskStateOf>[0], undefined),

@@ -1,3 +1,4 @@
+import { tenantOwnedId } from "@agentry/core";
 import type { VectorMemory } from "@agentry/memory";
 import { z } from "zod";
 import { defineTool, type Tool, type ToolContext } from "../tools/tool.js";
@@ -11,9 +12,12 @@ export type MemoryLike = Pick<VectorMemory, "add" | "search">;
 /** Picks the memory namespace for a tool call. */
 export type MemoryNamespaceFn = (ctx: ToolContext) => string;
 
-/** The default memory namespace of a user: `tenant:<tenant>:user:<userId>`. Use it for recall config too. */
+/**
+ * The default memory namespace of a user: `tenant:<tenant>:user:<userId>` (`tenantOwnedId`), so
+ * the same user id in another tenant is another namespace. Use it for recall config too.
+ */
 export function memoryNamespace(tenant: string, userId: string): string {
-  return `tenant:${tenant}:user:${userId}`;
+  return tenantOwnedId(tenant, "user", userId);
 }
 
 const byUser: MemoryNamespaceFn = (ctx) => memoryNamespace(ctx.tenant, ctx.userId);

@@ -89,6 +89,15 @@ describe("rateCap", () => {
     expect((await p.evaluate(act("x", {}, { taskId: "c" }), { now: 60_000, redis: client, prefix })).type).toBe("allow");
   });
 
+  it("a task id of another tenant has its own count", async () => {
+    const prefix = redis.freshPrefix("cap");
+    const client = redis.client();
+    const p = rateCap({ tool: "x", max: 1, per: "task", windowMs: 60_000 });
+    expect((await p.evaluate(act("x", {}, { taskId: "t1" }), { now: 0, redis: client, prefix })).type).toBe("allow");
+    expect((await p.evaluate(act("x", {}, { taskId: "t1" }), { now: 1, redis: client, prefix })).type).toBe("deny");
+    expect((await p.evaluate(act("x", {}, { taskId: "t1", tenant: "other" }), { now: 1, redis: client, prefix })).type).toBe("allow");
+  });
+
   it("a recheck (approval resume) does not count the action again", async () => {
     const prefix = redis.freshPrefix("cap");
     const v = new SafetyValidator({ policies: [rateCap({ tool: "x", max: 1, per: "task", windowMs: 3_600_000 })], redis: redis.client(), prefix });

@@ -1,4 +1,4 @@
-import { AgentryError } from "@agentry/core";
+import { AgentryError, tenantOwnedId, tenantScope } from "@agentry/core";
 import { luaScript } from "../redis-script.js";
 import { canonicalName } from "./normalise.js";
 import type { Action, Policy, PolicyContext, Verdict } from "./types.js";
@@ -21,7 +21,8 @@ export interface RateCapOptions {
 
 /**
  * Caps how often a tool may run per task or per tenant in a fixed time window, counted
- * atomically in Redis (`{prefix}:ratecap:{name}:{scope}:{window}`), so the cap holds across
+ * atomically in Redis (`{prefix}:ratecap:{name}:{scope}:{window}`, scope `tenant:<t>` or
+ * `tenant:<t>:task:<id>`: one tenant never uses up another's units), so the cap holds across
  * every worker. A call that is allowed consumes one unit even if another policy then denies
  * the action (counting stays one atomic step). Without `ctx.redis` the policy throws, so the
  * validator denies (fail closed).
@@ -38,7 +39,7 @@ export function rateCap(options: RateCapOptions): Policy {
       // Counted when the action was first judged; a recheck must not use up another unit.
       if (ctx.recheck) return { type: "allow" };
       if (!ctx.redis) throw new Error("no Redis connection to count with");
-      const scope = options.per === "task" ? `task:${action.taskId}` : `tenant:${action.tenant}`;
+      const scope = options.per === "task" ? tenantOwnedId(action.tenant, "task", action.taskId) : tenantScope(action.tenant);
       const window = Math.floor(ctx.now / options.windowMs);
       const key = `${ctx.prefix ?? "agentry"}:ratecap:${name}:${scope}:${window}`;
       const reply = (await rateCapScript(ctx.redis, [key], [options.max, options.windowMs])) as [number, number];

@@ -20,11 +20,11 @@ const LIMITS: [BudgetScope, BudgetLimit][] = [
   ["global", { maxTokens: 60_000, maxCostMicroUsd: 150_000, period: "none" }],
   ...[0, 1].map((i): [BudgetScope, BudgetLimit] => [`tenant:t${i}`, { maxTokens: 32_000, period: "none" }]),
   ...[0, 1, 2, 3].map((i): [BudgetScope, BudgetLimit] => [
-    `user:u${i}`,
+    `tenant:t${i % 2}:user:u${i}`,
     { maxTokens: 14_000, maxCostMicroUsd: 33_000, period: "none" },
   ]),
   ...[0, 1, 2, 3, 4, 5, 6, 7].map((i): [BudgetScope, BudgetLimit] => [
-    `session:s${i}`,
+    `tenant:t${i % 2}:session:s${i}`,
     { maxTokens: 7_000, period: "none" },
   ]),
 ];

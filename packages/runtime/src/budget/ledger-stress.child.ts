@@ -8,7 +8,7 @@
  */
 import { Redis } from "ioredis";
 import { BudgetLedger } from "./ledger.js";
-import { parseScope, type BudgetScope } from "./scope.js";
+import { budgetScopeKind, parseScope, type BudgetScope, type BudgetScopeKind } from "./scope.js";
 import type { BudgetAmount, ExpiredReservation } from "./types.js";
 
 interface StressReport {
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     );
   }
   const all = scopeText.split(",").map(parseScope);
-  const ofKind = (kind: string) => all.filter((s) => s.startsWith(`${kind}:`));
+  const ofKind = (kind: BudgetScopeKind) => all.filter((s) => budgetScopeKind(s) === kind);
   const [tenants, users, sessions] = [ofKind("tenant"), ofKind("user"), ofKind("session")];
   const random = seededRandom(Number(seedText));
   const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));

@@ -3,7 +3,7 @@ import { useTestRedis } from "@agentry/testkit";
 import { describe, expect, it } from "vitest";
 import { budgetError } from "./budget-error.js";
 import { BudgetLedger, type BudgetLedgerOptions } from "./ledger.js";
-import { parseScope, type BudgetScope } from "./scope.js";
+import { budgetScopeKind, isBudgetScope, parseScope, type BudgetScope } from "./scope.js";
 import type { ExpiredReservation } from "./types.js";
 
 const redis = useTestRedis("budget");
@@ -27,11 +27,22 @@ describe("parseScope", () => {
   it("accepts the four scope kinds and rejects anything else with INVALID_INPUT", () => {
     expect(parseScope("global")).toBe("global");
     expect(parseScope("tenant:acme")).toBe("tenant:acme");
-    expect(parseScope("user:alice@example.com")).toBe("user:alice@example.com");
-    expect(parseScope("session:s-1")).toBe("session:s-1");
-    for (const bad of ["", "tenant:", "tenant", "team:x", "user:a b", "session:{x}", "Global"]) {
+    expect(parseScope("tenant:acme:user:alice@example.com")).toBe("tenant:acme:user:alice@example.com");
+    expect(parseScope("tenant:acme:session:s-1")).toBe("tenant:acme:session:s-1");
+    for (const bad of ["", "tenant:", "tenant", "team:x", "user:a b", "tenant:acme:session:{x}", "Global"]) {
       expect(() => parseScope(bad)).toThrow(expect.objectContaining({ code: "INVALID_INPUT" }));
     }
+  });
+
+  it("refuses the scope forms from before tenancy, naming the new form", () => {
+    expect(() => parseScope("user:bob")).toThrow(/tenant:<tenant>:user:bob/);
+    expect(() => parseScope("session:s1")).toThrow(/tenant:<tenant>:session:s1/);
+    // A tenant id with ':' would make scopes ambiguous (tenant "a:b" + user "c" vs tenant "a" + user "b:c").
+    expect(isBudgetScope("tenant:a:b:user:c")).toBe(false);
+    expect(isBudgetScope("tenant:a:user:b:c")).toBe(true);
+    expect(budgetScopeKind("tenant:a:user:b:c")).toBe("user");
+    expect(budgetScopeKind("tenant:a:session:s")).toBe("session");
+    expect(budgetScopeKind("tenant:a")).toBe("tenant");
   });
 });
 
@@ -48,8 +59,8 @@ describe("BudgetLedger limits", () => {
     await l.setLimit("tenant:acme", { maxTokens: 2_000, period: "none" });
     expect(await l.getLimit("tenant:acme")).toEqual({ maxTokens: 2_000, period: "none" });
     await l.setLimit("global", { maxCostMicroUsd: 10, period: "month" });
-    await l.reserve({ taskId: "t", scopes: ["user:u1"], amount: amount(1) });
-    expect(await l.listScopes()).toEqual(["global", "tenant:acme", "user:u1"]);
+    await l.reserve({ taskId: "t", scopes: ["tenant:acme:user:u1"], amount: amount(1) });
+    expect(await l.listScopes()).toEqual(["global", "tenant:acme", "tenant:acme:user:u1"]);
     await l.removeLimit("tenant:acme");
     expect(await l.getLimit("tenant:acme")).toBeNull();
   });
@@ -58,19 +69,19 @@ describe("BudgetLedger limits", () => {
     const client = redis.client();
     const prefix = `{${redis.freshPrefix("ledger")}}`;
     const l = new BudgetLedger({ redis: client, prefix });
-    const r = await l.reserve({ taskId: "t", scopes: ["global", "session:s1"], amount: amount(5) });
+    const r = await l.reserve({ taskId: "t", scopes: ["global", "tenant:acme:session:s1"], amount: amount(5) });
     if (!r.ok) throw new Error("reserve failed");
     await l.settle(r.reservation.id, amount(4));
     expect(await l.listScopes()).toEqual(["global"]);
-    expect((await l.getStats("session:s1")).used.tokens).toBe(4);
-    const keys = await client.keys(`${prefix}:budget:usage:session:s1:*`);
+    expect((await l.getStats("tenant:acme:session:s1")).used.tokens).toBe(4);
+    const keys = await client.keys(`${prefix}:budget:usage:tenant:acme:session:s1:*`);
     expect(keys).toHaveLength(1);
     expect(await client.ttl(keys[0] as string)).toBeGreaterThan(29 * 24 * 3600);
     // With a limit, a session is budgeted like any other scope: listed, usage kept.
-    await l.setLimit("session:s2", { maxTokens: 100, period: "none" });
-    await l.reserve({ taskId: "t", scopes: ["session:s2"], amount: amount(5) });
-    expect(await l.listScopes()).toEqual(["global", "session:s2"]);
-    expect(await client.ttl(`${prefix}:budget:usage:session:s2:none`)).toBe(-1);
+    await l.setLimit("tenant:acme:session:s2", { maxTokens: 100, period: "none" });
+    await l.reserve({ taskId: "t", scopes: ["tenant:acme:session:s2"], amount: amount(5) });
+    expect(await l.listScopes()).toEqual(["global", "tenant:acme:session:s2"]);
+    expect(await client.ttl(`${prefix}:budget:usage:tenant:acme:session:s2:none`)).toBe(-1);
   });
 
   it("rejects limits that are not non-negative integers or cap nothing", async () => {
@@ -97,11 +108,11 @@ describe("BudgetLedger reserve", () => {
   it("reserves on all scopes or on none", async () => {
     const l = ledger();
     await l.setLimit("global", { maxTokens: 10_000, period: "none" });
-    await l.setLimit("user:bob", { maxTokens: 500, period: "none" });
-    const scopes: BudgetScope[] = ["global", "tenant:acme", "user:bob", "session:s1"];
+    await l.setLimit("tenant:acme:user:bob", { maxTokens: 500, period: "none" });
+    const scopes: BudgetScope[] = ["global", "tenant:acme", "tenant:acme:user:bob", "tenant:acme:session:s1"];
 
     const refused = await l.reserve({ taskId: "t1", scopes, amount: amount(600) });
-    expect(refused).toMatchObject({ ok: false, reason: "exceeded", scope: "user:bob", dimension: "tokens" });
+    expect(refused).toMatchObject({ ok: false, reason: "exceeded", scope: "tenant:acme:user:bob", dimension: "tokens" });
     for (const s of scopes) expect((await l.getStats(s)).reserved.tokens).toBe(0);
 
     const ok = await l.reserve({ taskId: "t1", scopes, amount: amount(400, 7) });
@@ -146,10 +157,10 @@ describe("BudgetLedger reserve", () => {
   it("prefers exceeded over contended across scopes", async () => {
     const l = ledger();
     await l.setLimit("global", { maxTokens: 100, period: "none" });
-    await l.setLimit("user:u", { maxTokens: 50, period: "none" });
+    await l.setLimit("tenant:acme:user:u", { maxTokens: 50, period: "none" });
     await l.reserve({ taskId: "a", scopes: ["global"], amount: amount(90) });
-    const r = await l.reserve({ taskId: "b", scopes: ["global", "user:u"], amount: amount(60) });
-    expect(r).toMatchObject({ ok: false, reason: "exceeded", scope: "user:u" });
+    const r = await l.reserve({ taskId: "b", scopes: ["global", "tenant:acme:user:u"], amount: amount(60) });
+    expect(r).toMatchObject({ ok: false, reason: "exceeded", scope: "tenant:acme:user:u" });
   });
 
   it("returns the same reservation for a repeated id and refuses an id already closed", async () => {
@@ -174,13 +185,13 @@ describe("BudgetLedger settle and release", () => {
   it("settle is idempotent and converts reserved into used", async () => {
     const l = ledger();
     await l.setLimit("global", { maxTokens: 1_000, period: "none" });
-    const r = await l.reserve({ taskId: "t", scopes: ["global", "user:u"], amount: amount(300, 90) });
+    const r = await l.reserve({ taskId: "t", scopes: ["global", "tenant:acme:user:u"], amount: amount(300, 90) });
     if (!r.ok) throw new Error("refused");
     const first = await l.settle(r.reservation.id, amount(120, 40));
     expect(first).toEqual({ settled: true, alreadySettled: false, charged: amount(120, 40), overrun: false });
     const again = await l.settle(r.reservation.id, amount(999, 999));
     expect(again).toMatchObject({ settled: false, alreadySettled: true, charged: amount(120, 40) });
-    for (const s of ["global", "user:u"] as const) {
+    for (const s of ["global", "tenant:acme:user:u"] as const) {
       const st = await l.getStats(s);
       expect(st.used).toEqual(amount(120, 40));
       expect(st.reserved).toEqual(amount(0, 0));
@@ -193,11 +204,11 @@ describe("BudgetLedger settle and release", () => {
     const prefix = `{${redis.freshPrefix("other")}}`;
     const a = new BudgetLedger({ redis: redis.client(), prefix });
     const b = new BudgetLedger({ redis: redis.client(), prefix });
-    const r = await a.reserve({ taskId: "t", scopes: ["global", "session:s"], amount: amount(10, 10) });
+    const r = await a.reserve({ taskId: "t", scopes: ["global", "tenant:acme:session:s"], amount: amount(10, 10) });
     if (!r.ok) throw new Error("refused");
     expect(await b.settle(r.reservation.id, amount(4, 6))).toMatchObject({ settled: true });
     expect(await a.settle(r.reservation.id, amount(4, 6))).toMatchObject({ alreadySettled: true });
-    expect(await b.getStats("session:s")).toMatchObject({ used: amount(4, 6), reserved: amount(0, 0) });
+    expect(await b.getStats("tenant:acme:session:s")).toMatchObject({ used: amount(4, 6), reserved: amount(0, 0) });
   });
 
   it("release drops the reservation without usage, once", async () => {
@@ -292,7 +303,7 @@ describe("BudgetLedger leases", () => {
     for (let i = 0; i < 20; i++) {
       const r = await owner.reserve({
         taskId: `t${i}`,
-        scopes: ["global", "user:u"],
+        scopes: ["global", "tenant:acme:user:u"],
         amount: amount(100, 10),
       });
       if (!r.ok) throw new Error("refused");
@@ -315,14 +326,14 @@ describe("BudgetLedger leases", () => {
     expect(audited.map((r) => r.id).sort()).toEqual([...ids].sort());
     expect(reaped[0]).toMatchObject({
       amount: amount(100, 10),
-      scopes: ["global", "user:u"],
+      scopes: ["global", "tenant:acme:user:u"],
       periods: ["none", "none"],
     });
 
     const g = await owner.getStats("global");
     expect(g.used).toEqual(amount(2_000, 200));
     expect(g.reserved).toEqual(amount(5, 0));
-    expect((await owner.getStats("user:u")).used).toEqual(amount(2_000, 200));
+    expect((await owner.getStats("tenant:acme:user:u")).used).toEqual(amount(2_000, 200));
 
     // A worker that comes back after being reaped (it was cut off from Redis, not dead) settles
     // its real usage once: the reaped charge is corrected to what the provider billed, never twice.
@@ -381,20 +392,20 @@ describe("BudgetLedger stats and availability", () => {
     expect(await l.getStats("tenant:acme")).toMatchObject({
       remaining: { tokens: 1_100, costMicroUsd: null },
     });
-    expect(await l.getStats("user:nobody")).toEqual({
-      scope: "user:nobody",
+    expect(await l.getStats("tenant:acme:user:nobody")).toEqual({
+      scope: "tenant:acme:user:nobody",
       limit: null,
       used: amount(0, 0),
       reserved: amount(0, 0),
       remaining: { tokens: null, costMicroUsd: null },
       period: "none",
     });
-    expect(await l.available(["global", "tenant:acme", "user:nobody"])).toEqual({
+    expect(await l.available(["global", "tenant:acme", "tenant:acme:user:nobody"])).toEqual({
       tokens: 1_100,
       costMicroUsd: 46_500,
       limitingScope: "tenant:acme",
     });
-    expect(await l.available(["user:nobody"])).toEqual({ tokens: null, costMicroUsd: null });
+    expect(await l.available(["tenant:acme:user:nobody"])).toEqual({ tokens: null, costMicroUsd: null });
   });
 });
 
@@ -418,14 +429,14 @@ describe("budgetError", () => {
 
   it("maps contended to a retryable BUDGET_CONTENDED with retryAfterMs, cost shown in USD", async () => {
     const l = ledger({ contendedRetryMs: 400, clock: manualClock() });
-    await l.setLimit("user:u", { maxCostMicroUsd: 2_000_000, period: "day" });
-    await l.reserve({ taskId: "t", scopes: ["user:u"], amount: amount(0, 1_500_000) });
-    const r = await l.reserve({ taskId: "t", scopes: ["user:u"], amount: amount(0, 750_000) });
+    await l.setLimit("tenant:acme:user:u", { maxCostMicroUsd: 2_000_000, period: "day" });
+    await l.reserve({ taskId: "t", scopes: ["tenant:acme:user:u"], amount: amount(0, 1_500_000) });
+    const r = await l.reserve({ taskId: "t", scopes: ["tenant:acme:user:u"], amount: amount(0, 750_000) });
     if (r.ok) throw new Error("should be refused");
     const err = budgetError(r);
     expect(err).toMatchObject({ code: "BUDGET_CONTENDED", retryable: true, retryAfterMs: 400 });
     expect(err.message).toBe(
-      "Budget busy for user:u: $0.00 used + $1.50 reserved by calls in flight + $0.75 requested would exceed $2.00 (period 2026-11-25); retry once they settle",
+      "Budget busy for tenant:acme:user:u: $0.00 used + $1.50 reserved by calls in flight + $0.75 requested would exceed $2.00 (period 2026-11-25); retry once they settle",
     );
   });
 });

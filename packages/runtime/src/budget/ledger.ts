@@ -3,7 +3,7 @@ import { AgentryError, newId, systemClock, type Clock, type Logger } from "@agen
 import type { Redis } from "ioredis";
 import { budgetKeys, type BudgetKeys } from "./keys.js";
 import { periodLabel } from "./period.js";
-import { isBudgetScope, type BudgetScope } from "./scope.js";
+import { isBudgetScope, scopeSyntaxHelp, type BudgetScope } from "./scope.js";
 import type {
   BudgetAmount,
   BudgetAvailability,
@@ -493,7 +493,7 @@ function checkAmount(a: BudgetAmount, name: string): BudgetAmount {
 }
 
 function checkScope(scope: BudgetScope): BudgetScope {
-  if (!isBudgetScope(scope)) throw invalid(`Invalid budget scope "${String(scope)}"`, { scope });
+  if (!isBudgetScope(scope)) throw invalid(scopeSyntaxHelp(String(scope)), { scope });
   return scope;
 }
 

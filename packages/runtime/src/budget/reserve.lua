@@ -66,9 +66,10 @@ for i = 1, n do
       contended = refusal('contended', 'costMicroUsd')
     end
   end
-  -- A session scope without a limit is accounting only: its usage expires 30 days after the
-  -- session was last charged and it is not listed, so per-session keys do not pile up forever.
-  local transient = (not maxT) and (not maxC) and kind == 'none' and string.sub(ARGV[10 + i], 1, 8) == 'session:'
+  -- A session scope (tenant:<t>:session:<s>; tenant ids have no ':') without a limit is accounting
+  -- only: its usage expires 30 days after the session was last charged and it is not listed, so
+  -- per-session keys do not pile up forever.
+  local transient = (not maxT) and (not maxC) and kind == 'none' and string.find(ARGV[10 + i], '^tenant:[^:]+:session:') ~= nil
   chosen[i] = {key, label, ttl, transient}
 end
 if contended then return contended end

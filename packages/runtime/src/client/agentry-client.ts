@@ -1,7 +1,7 @@
 import { FlowProducer, Queue, QueueEvents, type Job, type Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
 import type { z } from "zod";
-import { AgentryError, createRedis, duplicateRedis, newId, systemClock, waitForReady, type Clock } from "@agentry/core";
+import { AgentryError, createRedis, duplicateRedis, newId, systemClock, tenantOwnedId, waitForReady, type Clock } from "@agentry/core";
 import {
   DEFAULT_QUEUE_NAME,
   MAX_PROMPT_CHARS,
@@ -19,7 +19,10 @@ import { isGroupId, isTaskId, taskIdFor } from "../tasks/task-ids.js";
 import { errorFromFailedReason, statusOfJob, type TaskProgress, type TaskStatus } from "./task-status.js";
 import { cancelChannel, cancelKey, wakeKey } from "../worker/cancellation.js";
 
-/** The part of a session-turn store the client needs: registering submit order. */
+/**
+ * The part of a session-turn store the client needs: registering submit order. The client passes
+ * tenant-qualified session ids (`tenantOwnedId(tenant, "session", id)`), as the worker does.
+ */
 export interface SessionOrder {
   enqueue(sessionId: string, taskId: string): Promise<void>;
   /** `endTurn`: the task is not running, so a turn it holds ends too. */
@@ -111,15 +114,16 @@ export class AgentryClient {
     return this.guard(async () => {
       if (input.idempotencyKey) {
         const existing = await this.queue.getJob(taskId);
-        if (existing) return { taskId, sessionId: existing.data.payload.sessionId, deduplicated: true };
+        if (existing) return { taskId, sessionId: ownPayload(existing, payload.tenant, taskId).sessionId, deduplicated: true };
       }
-      await this.sessionOrder?.enqueue(payload.sessionId, taskId);
+      const session = tenantOwnedId(payload.tenant, "session", payload.sessionId);
+      await this.sessionOrder?.enqueue(session, taskId);
       try {
         const job = await this.queue.add("agent.run", { payload, parkCount: 0 }, { ...jobOptionsFor("agent.run"), jobId: taskId });
         const deduplicated = job.data.payload.submittedAt !== payload.submittedAt;
-        return { taskId, sessionId: job.data.payload.sessionId, deduplicated };
+        return { taskId, sessionId: ownPayload(job, payload.tenant, taskId).sessionId, deduplicated };
       } catch (err) {
-        await this.sessionOrder?.remove(payload.sessionId, taskId).catch(() => undefined);
+        await this.sessionOrder?.remove(session, taskId).catch(() => undefined);
         throw err;
       }
     });
@@ -142,7 +146,7 @@ export class AgentryClient {
     const taskIds = payloads.map(() => newId("task"));
     return this.guard(async () => {
       this.flows ??= new FlowProducer({ connection: this.redis, prefix: this.prefix, ...(this.telemetry ? { telemetry: this.telemetry } : {}) });
-      for (const [i, p] of payloads.entries()) await this.sessionOrder?.enqueue(p.sessionId, taskIds[i] as string);
+      for (const [i, p] of payloads.entries()) await this.sessionOrder?.enqueue(tenantOwnedId(p.tenant, "session", p.sessionId), taskIds[i] as string);
       const parent: FanoutPayload = { groupId, tenant: caller.tenant, submittedAt: this.clock.now(), failurePolicy, taskIds };
       await this.flows.add({
         name: "agent.fanout",
@@ -178,11 +182,11 @@ export class AgentryClient {
     return statusOfJob(job, state);
   }
 
-  /** A fan-out group's result once finished, else its state. Unknown or malformed id → `NOT_FOUND`. */
-  async groupResult(groupId: string): Promise<{ state: string; result?: FanoutResult; failedReason?: string }> {
+  /** A fan-out group's result once finished, else its state. Unknown or malformed id, not a group, or another tenant's group → `NOT_FOUND`. */
+  async groupResult(groupId: string, caller?: Caller): Promise<{ state: string; result?: FanoutResult; failedReason?: string }> {
     if (!isGroupId(groupId)) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
     const job = (await this.guard(() => this.queue.getJob(groupId))) as Job<FanoutPayload, FanoutResult> | undefined;
-    if (!job) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
+    if (!job || job.name !== "agent.fanout" || (caller && job.data?.tenant !== caller.tenant)) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
     const state = await job.getState();
     return { state, ...(job.returnvalue ? { result: job.returnvalue } : {}), ...(job.failedReason ? { failedReason: job.failedReason } : {}) };
   }
@@ -202,9 +206,10 @@ export class AgentryClient {
 
   /**
    * Streams a task's progress and its end. Uses BullMQ's queue events, and re-reads the job
-   * periodically so an event missed during a reconnect cannot stall the stream.
+   * periodically so an event missed during a reconnect cannot stall the stream. With `caller`,
+   * another tenant's task ends the stream with `NOT_FOUND` before any event.
    */
-  async *watch(taskId: string, options: { signal?: AbortSignal; timeoutMs?: number } = {}): AsyncGenerator<TaskEvent> {
+  async *watch(taskId: string, options: { signal?: AbortSignal; timeoutMs?: number; caller?: Caller } = {}): AsyncGenerator<TaskEvent> {
     const events = await this.queueEvents();
     const buffer: TaskEvent[] = [];
     let wake: (() => void) | undefined;
@@ -234,7 +239,7 @@ export class AgentryClient {
             yield e;
           }
         }
-        const status = await this.status(taskId);
+        const status = await this.status(taskId, options.caller);
         if (status.state === "completed" && status.result) {
           yield { type: "completed", taskId, result: status.result };
           return;
@@ -276,8 +281,9 @@ export class AgentryClient {
       if (job && (state === "waiting" || state === "delayed" || state === "prioritized")) {
         try {
           await job.remove();
-          await this.sessionOrder?.remove(status.sessionId, taskId, { endTurn: true });
-          await this.wakeNext(status.sessionId);
+          const session = tenantOwnedId(status.tenant, "session", status.sessionId);
+          await this.sessionOrder?.remove(session, taskId, { endTurn: true });
+          await this.wakeNext(session);
           await this.redis.publish(cancelChannel(this.prefix), taskId);
           return { cancelled: true, state: status.state };
         } catch {
@@ -355,6 +361,18 @@ export class AgentryClient {
       throw err;
     }
   }
+}
+
+/**
+ * The payload of a job found under a task id derived from this tenant's idempotency key. Another
+ * tenant's job there (a forged job, or a digest collision) is a conflict, never a leak of its data.
+ */
+function ownPayload(job: Job<AgentJobData>, tenant: string, taskId: string): AgentTaskPayload {
+  const payload = job.data?.payload;
+  if (!payload || payload.tenant !== tenant) {
+    throw new AgentryError("CONFLICT", `Task id ${taskId} is taken; submit with another idempotency key`);
+  }
+  return payload;
 }
 
 function invalidInput(error: z.ZodError): AgentryError {

@@ -114,14 +114,14 @@ describe("createMetrics + createMetricsHooks", () => {
 
   it("drops budget scopes the collector no longer reports", async () => {
     let scopes = [
-      { scope: "session:a", unit: "tokens" as const, remaining: 10 },
-      { scope: "session:b", unit: "tokens" as const, remaining: 20 },
+      { scope: "tenant:acme:session:a", unit: "tokens" as const, remaining: 10 },
+      { scope: "tenant:acme:session:b", unit: "tokens" as const, remaining: 20 },
     ];
     const metrics = createMetrics({ defaultMetrics: false, collectors: { budgetRemaining: async () => scopes } });
-    expect(await metrics.metricsText()).toContain('scope="session:a"');
-    scopes = [{ scope: "session:b", unit: "tokens", remaining: 5 }];
+    expect(await metrics.metricsText()).toContain('scope="tenant:acme:session:a"');
+    scopes = [{ scope: "tenant:acme:session:b", unit: "tokens", remaining: 5 }];
     const text = await metrics.metricsText();
-    expect(text).not.toContain('scope="session:a"');
-    expect(sample(text, 'agentry_budget_remaining{scope="session:b",unit="tokens"}')).toBe(5);
+    expect(text).not.toContain('scope="tenant:acme:session:a"');
+    expect(sample(text, 'agentry_budget_remaining{scope="tenant:acme:session:b",unit="tokens"}')).toBe(5);
   });
 });

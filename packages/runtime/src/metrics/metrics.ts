@@ -18,7 +18,7 @@ export type TokenKind = "input" | "output" | "cache_creation" | "cache_read";
 
 /** One `agentry_budget_remaining` sample. */
 export interface BudgetRemainingSample {
-  /** `global`, `tenant:<id>`, `user:<id>` or `session:<id>`. */
+  /** `global`, `tenant:<t>`, `tenant:<t>:user:<u>` or `tenant:<t>:session:<s>`. */
   scope: string;
   unit: "tokens" | "micro_usd";
   remaining: number;

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { createLogger } from "@agentry/core";
+import { createLogger, tenantOwnedId } from "@agentry/core";
 import { ToolRegistry, defineTool, type AgentHooks } from "@agentry/agent";
 import { ScriptedModel, estimateInputTokens, costMicroUsd, maxCostMicroUsd } from "@agentry/llm";
 import { RedisSessionStore, RedisSessionTurns } from "@agentry/memory";
@@ -86,7 +86,7 @@ describe("agent task handler", () => {
     const stats = await ledger.getStats("tenant:acme");
     expect(stats.used.costMicroUsd).toBe(result.costMicroUsd);
     expect(stats.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
-    const history = await sessions.load(sessionId);
+    const history = await sessions.load(tenantOwnedId("acme", "session", sessionId));
     expect(history[0]).toEqual({ role: "user", content: "What's the weather in Paris?" });
     expect(history).toHaveLength(4); // user, assistant tool_use, user tool_result, assistant text
     expect(audit.map((e) => e.type)).toEqual(["request", "budget", "budget", "decision", "budget", "budget", "decision", "response"]);
@@ -154,7 +154,31 @@ describe("agent task handler", () => {
     for (const prompt of prompts) ids.push((await client.submit({ prompt, sessionId: "s-ordered" }, { tenant: "acme" })).taskId);
     const results = await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 60_000 })));
     expect(results.map((r) => r.finishedAt)).toEqual([...results.map((r) => r.finishedAt)].sort((a, b) => a - b));
-    const history = await sessions.load("s-ordered");
+    const history = await sessions.load(tenantOwnedId("acme", "session", "s-ordered"));
     expect(history.filter((m) => m.role === "user" && typeof m.content === "string").map((m) => m.content)).toEqual(prompts);
+  });
+
+  it("keeps two tenants' sessions with the same id apart: no shared history, no shared turn", async () => {
+    const gate: AgentHooks = {
+      async beforeToolCall({ call }) {
+        return call.name === "delete_resource" ? { type: "suspend", reason: "needs approval", data: { approvalId: `appr-${call.id}`, expiresAt: Date.now() + 600_000 } } : { type: "allow" };
+      },
+    };
+    const { client, worker, model, sessions } = setup({ hooks: [gate] });
+    await worker.start();
+    const a = await client.submit({ prompt: "My secret is hunter2", sessionId: "shared" }, { tenant: "a" });
+    await client.wait(a.taskId, { timeoutMs: 15_000 });
+    // Tenant a now holds the session's turn while it waits for an approval.
+    const held = await client.submit({ prompt: "delete db-7 in staging", sessionId: "shared" }, { tenant: "a" });
+    await expect.poll(async () => (await client.status(held.taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
+
+    const b = await client.submit({ prompt: "Say hello", sessionId: "shared" }, { tenant: "b" });
+    await client.wait(b.taskId, { timeoutMs: 15_000 });
+    const seenByB = model.requests.filter((r) => JSON.stringify(r.messages).includes("Say hello"));
+    expect(seenByB.length).toBeGreaterThan(0);
+    expect(JSON.stringify(seenByB)).not.toContain("hunter2");
+    expect((await sessions.load(tenantOwnedId("b", "session", "shared"))).map((m) => m.content)[0]).toBe("Say hello");
+    expect((await sessions.load(tenantOwnedId("a", "session", "shared"))).map((m) => m.content)[0]).toBe("My secret is hunter2");
+    expect((await client.status(held.taskId)).state).toBe("awaiting_approval");
   });
 });

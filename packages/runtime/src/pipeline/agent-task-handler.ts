@@ -1,8 +1,9 @@
 import type { Redis } from "ioredis";
 import { trace } from "@opentelemetry/api";
-import { AgentryError, redactSecretText, systemClock, type Clock } from "@agentry/core";
+import { AgentryError, redactSecretText, systemClock, tenantOwnedId, type Clock } from "@agentry/core";
 import {
   composeHooks,
+  memoryNamespace,
   parseAgentState,
   runAgent,
   type AgentHooks,
@@ -90,6 +91,9 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
 
   return async (ex: TaskExecution): Promise<TaskOutcome> => {
     const p = ex.payload;
+    // Sessions, once-keys and memory are the tenant's: ids are qualified before any store sees them.
+    const session = tenantOwnedId(p.tenant, "session", p.sessionId);
+    const task = tenantOwnedId(p.tenant, "task", ex.taskId);
     const traceId = options.traceId?.() ?? activeTraceId();
     const run: RunContext = {
       taskId: ex.taskId,
@@ -104,7 +108,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     // retried attempt reaches again (request, response, failure) to one per task.
     const audit = (type: RuntimeAuditEntry["type"], data: Record<string, unknown>, once?: string) => {
       const entry: RuntimeAuditEntry = { taskId: run.taskId, tenant: run.tenant, userId: run.userId, sessionId: run.sessionId, type, ...(traceId ? { traceId } : {}), ...(options.actor ? { actor: options.actor } : {}), data };
-      const appendOptions: AuditAppendOptions = { fence: ex.fence, ...(once ? { once: `${once}:${ex.taskId}` } : {}) };
+      const appendOptions: AuditAppendOptions = { fence: ex.fence, ...(once ? { once: `${once}:${task}` } : {}) };
       return options.audit?.append(entry, appendOptions);
     };
     let checkpoint = readCheckpoint(ex.checkpoint);
@@ -119,7 +123,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     const finished = checkpoint?.agent !== undefined && checkpoint.agent.pending.length === 0 && checkpoint.agent.messages.at(-1)?.role === "assistant";
     let lease = checkpoint?.lease;
     if (options.turns && !finished) {
-      lease = await takeTurn(options, p.sessionId, ex.taskId, lease, leaseMs);
+      lease = await takeTurn(options, session, ex.taskId, lease, leaseMs);
       if (!lease) {
         await ex.reportProgress({ step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "session_busy" });
         return { type: "park", parked: { reason: "session_busy", until: clock.now() + 30_000 } };
@@ -130,7 +134,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     try {
       // 2. History and the checkpoint the run starts from.
       if (checkpoint === undefined || checkpoint.agent === undefined) {
-        const history = options.sessions ? await options.sessions.load(p.sessionId) : [];
+        const history = options.sessions ? await options.sessions.load(session) : [];
         checkpoint = { v: 1, historyLength: history.length, ...(lease ? { lease } : {}) };
         const messages: Message[] = [...history, { role: "user", content: p.prompt }];
         checkpoint.agent = { version: 1, messages, step: 0, usage: { input: 0, output: 0, cacheCreationInput: 0, cacheReadInput: 0 }, pending: [] };
@@ -180,7 +184,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         maxTokens: p.maxTokens ?? options.maxTokens ?? 1024,
         ...(p.model ? { modelId: p.model } : {}),
         signal: ex.signal,
-        ...(options.recall ? { recall: { memory: options.recall.memory, namespace: `tenant:${p.tenant}:user:${p.userId}`, k: options.recall.k ?? 3 } } : {}),
+        ...(options.recall ? { recall: { memory: options.recall.memory, namespace: memoryNamespace(p.tenant, p.userId), k: options.recall.k ?? 3 } } : {}),
       });
 
       if (result.status === "suspended") {
@@ -198,7 +202,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
 
       // 3. Completed: append to the session once, end the turn, wake the next task.
       const added = result.state.messages.slice(base.historyLength);
-      await options.sessions?.append(p.sessionId, added, { fence: ex.fence, once: `history:${ex.taskId}` });
+      await options.sessions?.append(session, added, { fence: ex.fence, once: `history:${task}` });
       const taskResult: AgentTaskResult = {
         text: result.text,
         steps: result.steps,

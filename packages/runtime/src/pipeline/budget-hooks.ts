@@ -1,4 +1,4 @@
-import { AgentryError } from "@agentry/core";
+import { AgentryError, tenantOwnedId, tenantScope } from "@agentry/core";
 import type { AgentHooks, RunContext } from "@agentry/agent";
 import type { ModelRequest, TokenCountRequest, Usage } from "@agentry/llm";
 import type { BudgetLedger } from "../budget/ledger.js";
@@ -59,9 +59,9 @@ export interface BudgetHooksOptions {
   onSettled?: (run: RunContext, model: string, usage: Usage, costMicroUsd: number) => void;
 }
 
-/** Every scope a run's usage counts against. */
+/** Every scope a run's usage counts against; its user and session are its tenant's (`tenant:<t>:user:<u>`). */
 export function defaultScopes(run: RunContext): BudgetScope[] {
-  return ["global", `tenant:${run.tenant}`, `user:${run.userId}`, `session:${run.sessionId}`];
+  return ["global", tenantScope(run.tenant), tenantOwnedId(run.tenant, "user", run.userId), tenantOwnedId(run.tenant, "session", run.sessionId)];
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { sleep } from "@agentry/core";
+import { sleep, tenantOwnedId } from "@agentry/core";
 import type { RunContext, ToolJournal, ToolJournalBegin } from "@agentry/agent";
 import type { ToolResultBlock, ToolUseBlock } from "@agentry/llm";
 
@@ -66,6 +66,6 @@ export class RedisToolJournal implements ToolJournal {
   }
 
   private key(run: RunContext, call: ToolUseBlock): string {
-    return `${this.prefix}:tool-journal:${run.taskId}:${call.id}`;
+    return `${this.prefix}:tool-journal:${tenantOwnedId(run.tenant, "task", run.taskId)}:${call.id}`;
   }
 }

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { agentryErrorDataSchema } from "@agentry/core";
+import { TENANT_ID_PATTERN, TENANT_ID_RULE, agentryErrorDataSchema } from "@agentry/core";
 
 /** The queue all agent tasks go through. */
 export const DEFAULT_QUEUE_NAME = "tasks";
@@ -53,6 +53,9 @@ export const taskMetadataSchema = z.record(z.string(), z.string()).superRefine((
     `values at most ${METADATA_LIMITS.maxValueChars} characters, ${METADATA_LIMITS.maxTotalBytes} bytes in total (UTF-8)`,
 );
 
+/** A tenant id: no ':' (it is one segment of every tenant-qualified id, see `tenantOwnedId`). */
+const tenantId = z.string().regex(TENANT_ID_PATTERN, `tenant must be ${TENANT_ID_RULE}`);
+
 /** What a caller submits. The tenant is never part of it: it comes from credentials. */
 export const submitTaskInputSchema = z.object({
   prompt: z.string().trim().min(1, "prompt must not be empty"),
@@ -72,7 +75,7 @@ export type SubmitTaskInput = z.input<typeof submitTaskInputSchema>;
 /** The payload stored in the job: validated input plus who submitted it and when. */
 export const agentTaskPayloadSchema = submitTaskInputSchema.extend({
   prompt: z.string().min(1).max(MAX_PROMPT_CHARS),
-  tenant: id,
+  tenant: tenantId,
   userId: id,
   sessionId: id,
   submittedAt: z.number().int(),
@@ -141,7 +144,7 @@ export type AgentTaskResult = z.infer<typeof agentTaskResultSchema>;
 /** A group of tasks submitted as one unit (fan-out). */
 export const fanoutPayloadSchema = z.object({
   groupId: z.string(),
-  tenant: id,
+  tenant: tenantId,
   submittedAt: z.number().int(),
   /** `all-settled`: the group completes with each child's result or error (default). */
   failurePolicy: z.enum(["all-settled", "fail-fast"]),
