@@ -25,7 +25,7 @@ interface RunResult {
 }
 
 function scopesFor(i: number): BudgetScope[] {
-  return ["global", `tenant:t${i % 4}`, `user:u${i % 16}`, `session:s${i % 64}`];
+  return ["global", `tenant:t${i % 4}`, `tenant:t${i % 4}:user:u${i % 16}`, `tenant:t${i % 4}:session:s${i % 64}`];
 }
 
 /**
@@ -167,8 +167,8 @@ async function main(): Promise<void> {
     const ledger = new BudgetLedger({ redis: admin, prefix: small });
     const limits: [BudgetScope, number][] = [["global", 200_000]];
     for (let i = 0; i < 4; i++) limits.push([`tenant:t${i}`, 60_000]);
-    for (let i = 0; i < 16; i++) limits.push([`user:u${i}`, 15_000]);
-    for (let i = 0; i < 64; i++) limits.push([`session:s${i}`, 4_000]);
+    for (let i = 0; i < 16; i++) limits.push([`tenant:t${i % 4}:user:u${i}`, 15_000]);
+    for (let i = 0; i < 64; i++) limits.push([`tenant:t${i % 4}:session:s${i}`, 4_000]);
     for (const [s, max] of limits)
       await ledger.setLimit(s, { maxTokens: max, maxCostMicroUsd: max * 3, period: "none" });
     const startHammer = go();

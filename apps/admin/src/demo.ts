@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { createServer } from "node:net";
 import { Redis } from "ioredis";
 import { AgentryError, parseEnv } from "@agentry/core";
-import { BudgetLedger } from "@agentry/runtime";
+import { BudgetLedger, budgetScopeKind } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, generateApproverKeyPair, signDecision } from "@agentry/governance";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -248,11 +248,11 @@ async function main(): Promise<void> {
 
   heading(6, "Resource stats per scope");
   const allScopes = (await ledger.listScopes()).sort();
-  const scopes = allScopes.filter((s) => !s.startsWith("session:"));
+  const scopes = allScopes.filter((s) => budgetScopeKind(s) !== "session");
   for (const scope of scopes) {
     const s = await ledger.getStats(scope);
     const limit = s.limit ? `${s.limit.maxTokens ?? "∞"} tokens / ${s.limit.maxCostMicroUsd === undefined ? "∞" : usd(s.limit.maxCostMicroUsd)} per ${s.limit.period}` : "no limit";
-    say(`  ${scope.padEnd(16)} used ${String(s.used.tokens).padStart(6)} tokens ${usd(s.used.costMicroUsd).padStart(11)}   ${dim(limit)}`);
+    say(`  ${scope.padEnd(28)} used ${String(s.used.tokens).padStart(6)} tokens ${usd(s.used.costMicroUsd).padStart(11)}   ${dim(limit)}`);
   }
   if (allScopes.length > scopes.length) say(dim(`  (+ ${allScopes.length - scopes.length} session scopes: pnpm agentry budget show)`));
 

@@ -35,7 +35,7 @@ describe("agentry budget", () => {
     expect((await runAgentry(["budget", "set", "--scope", "global", "--max-cost", "19.99"], env)).code).toBe(0);
     expect(await ledger.getLimit("global")).toEqual({ maxTokens: 1000, maxCostMicroUsd: 19_990_000, period: "none" });
 
-    const r = await ledger.reserve({ scopes: ["global", "user:u1"], amount: { tokens: 300, costMicroUsd: 1_500 }, taskId: "t1" });
+    const r = await ledger.reserve({ scopes: ["global", "tenant:acme:user:u1"], amount: { tokens: 300, costMicroUsd: 1_500 }, taskId: "t1" });
     if (!r.ok) throw new Error("reserve refused");
     await ledger.settle(r.reservation.id, { tokens: 120, costMicroUsd: 700 });
     const r2 = await ledger.reserve({ scopes: ["global"], amount: { tokens: 50, costMicroUsd: 10 }, taskId: "t2" });
@@ -43,7 +43,7 @@ describe("agentry budget", () => {
 
     const show = await runAgentry(["budget", "show", "--json"], env);
     const all = JSON.parse(show.stdout) as BudgetStats[];
-    expect(all.map((s) => s.scope)).toEqual(expect.arrayContaining(["global", "user:u1"]));
+    expect(all.map((s) => s.scope)).toEqual(expect.arrayContaining(["global", "tenant:acme:user:u1"]));
     expect(all.find((s) => s.scope === "global")).toMatchObject({
       used: { tokens: 120, costMicroUsd: 700 },
       reserved: { tokens: 50, costMicroUsd: 10 },
@@ -51,7 +51,7 @@ describe("agentry budget", () => {
     });
     const table = await runAgentry(["budget", "show"], env);
     expect(table.stdout).toMatch(/global\s+none\s+1000\s+120\s+50\s+830\s+\$19\.990000\s+\$0\.000700\s+\$0\.000010\s+\$19\.989290/);
-    expect(table.stdout).toMatch(/user:u1\s+no limit/);
+    expect(table.stdout).toMatch(/tenant:acme:user:u1\s+no limit/);
   });
 
   it("refuses bad scopes, amounts and periods as usage errors without touching Redis", async () => {
@@ -70,6 +70,18 @@ describe("agentry budget", () => {
       expect(run.code, args.join(" ")).toBe(2);
       expect(run.stderr.trimEnd().split("\n"), args.join(" ")).toHaveLength(1);
     }
+    expect(await ledger.listScopes()).toEqual([]);
+    for (const [cmd, old, replacement] of [
+      ["set", "user:u1", "tenant:<tenant>:user:u1"],
+      ["set", "session:s1", "tenant:<tenant>:session:s1"],
+      ["show", "user:u1", "tenant:<tenant>:user:u1"],
+    ] as const) {
+      const run = await runAgentry(["budget", cmd, "--scope", old, ...(cmd === "set" ? ["--max-tokens", "5"] : [])], env);
+      expect(run.code, `${cmd} ${old}`).toBe(2);
+      expect(run.stderr).toContain(replacement);
+    }
+    // A tenant id with ':' would make the scope ambiguous: refused, not guessed.
+    expect((await runAgentry(["budget", "set", "--scope", "tenant:a:b:user:c", "--max-tokens", "5"], env)).code).toBe(2);
     expect(await ledger.listScopes()).toEqual([]);
     const periodOnly = await runAgentry(["budget", "set", "--scope", "global", "--period", "day"], env);
     expect(periodOnly.code).toBe(2);

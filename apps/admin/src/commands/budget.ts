@@ -4,9 +4,9 @@ import { formatUsd, parseCount, parseUsdToMicro, table } from "../format.js";
 import { EXIT, usageError, writeJson, type TextSink } from "../io.js";
 import type { Command } from "./command.js";
 
-const SET_USAGE =
-  "agentry budget set --scope global|tenant:<id>|user:<id>|session:<id> [--max-tokens N] [--max-cost USD] [--period none|day|month] [--json]";
-const SHOW_USAGE = "agentry budget show [--scope global|tenant:<id>|user:<id>|session:<id>] [--json]";
+const SCOPES = "global|tenant:<t>|tenant:<t>:user:<u>|tenant:<t>:session:<s>";
+const SET_USAGE = `agentry budget set --scope ${SCOPES} [--max-tokens N] [--max-cost USD] [--period none|day|month] [--json]`;
+const SHOW_USAGE = `agentry budget show [--scope ${SCOPES}] [--json]`;
 
 const PERIODS: readonly BudgetPeriod[] = ["none", "day", "month"];
 
@@ -77,9 +77,10 @@ export const budgetShowCommand: Command = {
 };
 
 async function scopeArg(text: string): Promise<BudgetScope> {
-  const { isBudgetScope } = await import("@agentry/runtime");
+  const { isBudgetScope, scopeSyntaxHelp } = await import("@agentry/runtime");
   if (isBudgetScope(text)) return text;
-  throw usageError(`invalid --scope "${text}": expected global, tenant:<id>, user:<id> or session:<id>`);
+  // Users and sessions are a tenant's: the old user:<u> / session:<s> forms are refused, naming the new form.
+  throw usageError(`--scope: ${scopeSyntaxHelp(text)}`);
 }
 
 function writeStatsTable(out: TextSink, stats: BudgetStats[]): void {
