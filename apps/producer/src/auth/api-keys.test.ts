@@ -23,7 +23,8 @@ describe("parseApiKeys", () => {
 
   it("refuses bad entries with INVALID_CONFIG and never echoes a key", () => {
     const secret = "sk-very-secret";
-    for (const text of [`${secret}`, `${secret}=bad tenant`, `${secret}=acme,${secret}=globex`, '{"k": 42}', "[{", `=acme`]) {
+    // A ':' in a tenant id would let one tenant's qualified ids (tenant:<t>:session:<s>) spell another's.
+    for (const text of [`${secret}`, `${secret}=bad tenant`, `${secret}=acme,${secret}=globex`, '{"k": 42}', "[{", `=acme`, `${secret}=acme:eu`]) {
       let caught: unknown;
       try {
         parseApiKeys(text, "AGENTRY_API_KEYS");
