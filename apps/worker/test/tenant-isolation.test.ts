@@ -231,7 +231,7 @@ describe("tenant isolation through the HTTP API", { timeout: 90_000 }, () => {
     const owned = await ownedKeys();
     // Every family that outlives its tasks is there, so the check is not vacuous (turn keys go
     // when a session's last task ends; the turns test checks them while held).
-    for (const family of ["session:", "tool-journal:", "once:", "memory:ids:"]) expect(owned.some((k) => k.startsWith(family)), family).toBe(true);
+    for (const family of ["session:", "tool-journal:", "memory:ids:"]) expect(owned.some((k) => k.startsWith(family)), family).toBe(true);
     for (const k of owned) expect(k).toMatch(NAMES_ITS_TENANT);
     const scopes = await ledger.listScopes();
     for (const s of scopes) expect(s).toMatch(/^(global|tenant:(alpha|beta)(:(user|session):.+)?)$/);

@@ -339,7 +339,7 @@ describe("BudgetLedger leases", () => {
     // its real usage once: the reaped charge is corrected to what the provider billed, never twice.
     expect(await owner.settle(ids[1] ?? "", amount(40, 4))).toMatchObject({ settled: true, charged: amount(40, 4) });
     expect((await owner.getStats("global")).used).toEqual(amount(2_000 - 60, 200 - 6));
-    expect((await owner.getStats("user:u")).used).toEqual(amount(2_000 - 60, 200 - 6));
+    expect((await owner.getStats("tenant:acme:user:u")).used).toEqual(amount(2_000 - 60, 200 - 6));
     expect(await owner.settle(ids[1] ?? "", amount(40, 4))).toMatchObject({
       settled: false,
       alreadySettled: true,
