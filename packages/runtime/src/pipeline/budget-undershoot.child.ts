@@ -5,7 +5,7 @@
  * reserved and settled through the budget hooks on shared Redis. Prints one JSON line of figures.
  *
  * Args: <redisUrl> <prefix> <fakeUrl> <seed> <loops> <tasksPerLoop> <scopes, comma-separated>
- * Each task runs on global plus one tenant, one user and one session scope from that list.
+ * Each task runs on global plus one tenant, and one user and one session of that tenant, from that list.
  */
 import { z } from "zod";
 import { AgentryError, sleep } from "@agentry/core";
@@ -13,7 +13,7 @@ import { ToolRegistry, composeHooks, defineTool, runAgent } from "@agentry/agent
 import { AnthropicModel, costMicroUsd, estimateInputTokens, maxCostMicroUsd } from "@agentry/llm";
 import { Redis } from "ioredis";
 import { BudgetLedger } from "../budget/ledger.js";
-import { parseScope } from "../budget/scope.js";
+import { budgetScopeKind, parseScope } from "../budget/scope.js";
 import { createBudgetHooks } from "./budget-hooks.js";
 
 interface UndershootReport {
@@ -61,9 +61,10 @@ async function main(): Promise<void> {
     );
   }
   const all = scopeText.split(",").map(parseScope);
-  const ids = (kind: string) =>
-    all.filter((s) => s.startsWith(`${kind}:`)).map((s) => s.slice(kind.length + 1));
-  const [tenants, users, sessions] = [ids("tenant"), ids("user"), ids("session")];
+  const tenants = all.filter((s) => budgetScopeKind(s) === "tenant").map((s) => s.slice("tenant:".length));
+  // Users and sessions are their tenant's: `tenant:<t>:user:<u>` → <u> of tenant <t>.
+  const ownedBy = (tenant: string, kind: "user" | "session") =>
+    all.filter((s) => s.startsWith(`tenant:${tenant}:${kind}:`)).map((s) => s.slice(`tenant:${tenant}:${kind}:`.length));
   const random = seededRandom(Number(seedText));
   const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
   const pick = (xs: string[]): string => xs[int(0, xs.length - 1)] as string;
@@ -137,8 +138,8 @@ async function main(): Promise<void> {
   const task = async (taskId: string) => {
     report.tasks++;
     const tenant = pick(tenants);
-    const userId = pick(users);
-    const sessionId = pick(sessions);
+    const userId = pick(ownedBy(tenant, "user"));
+    const sessionId = pick(ownedBy(tenant, "session"));
     const context = Array.from({ length: int(3, 12) }, () => pick(SNIPPETS)).join("\n");
     for (let attempt = 0; attempt < 50; attempt++) {
       try {

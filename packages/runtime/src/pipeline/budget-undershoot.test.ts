@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { startFakeAnthropic, useTestRedis } from "@agentry/testkit";
 import { describe, expect, it } from "vitest";
 import { BudgetLedger } from "../budget/ledger.js";
-import type { BudgetScope } from "../budget/scope.js";
+import { budgetScopeKind, type BudgetScope, type BudgetScopeKind } from "../budget/scope.js";
 import type { BudgetLimit, BudgetStats } from "../budget/types.js";
 
 const redis = useTestRedis("budget-undershoot");
@@ -19,11 +19,11 @@ const LIMITS: [BudgetScope, BudgetLimit][] = [
   ["global", { maxTokens: 60_000, maxCostMicroUsd: 220_000, period: "none" }],
   ...[0, 1].map((i): [BudgetScope, BudgetLimit] => [`tenant:t${i}`, { maxTokens: 34_000, period: "none" }]),
   ...[0, 1, 2, 3].map((i): [BudgetScope, BudgetLimit] => [
-    `user:u${i}`,
+    `tenant:t${i % 2}:user:u${i}`,
     { maxTokens: 20_000, maxCostMicroUsd: 70_000, period: "none" },
   ]),
   ...[0, 1, 2, 3, 4, 5].map((i): [BudgetScope, BudgetLimit] => [
-    `session:s${i}`,
+    `tenant:t${i % 2}:session:s${i}`,
     { maxTokens: 12_000, period: "none" },
   ]),
 ];
@@ -139,11 +139,9 @@ describe("budgets against a provider that counts more than the estimate", () => 
           expect(st.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
         }
         // Exact accounting: every call is charged once to global and to one scope of each kind.
-        const used = (kind: string) =>
-          stats
-            .filter((s) => s.scope === kind || s.scope.startsWith(`${kind}:`))
-            .reduce((n, s) => n + s.used.tokens, 0);
-        for (const kind of ["global", "tenant", "user", "session"]) expect(used(kind)).toBe(billed.tokens);
+        const used = (kind: BudgetScopeKind) =>
+          stats.filter((s) => budgetScopeKind(s.scope) === kind).reduce((n, s) => n + s.used.tokens, 0);
+        for (const kind of ["global", "tenant", "user", "session"] as const) expect(used(kind)).toBe(billed.tokens);
       } finally {
         await fake.close();
       }
