@@ -66,8 +66,10 @@ describe("worker SIGKILL", () => {
   it("mid tool call: the side effect happens once and the retry tells the model the call was interrupted", async () => {
     cluster = await startFaultCluster({ redisUrl: redis.url, prefix: redis.freshPrefix(), conn: redis.client() });
     const c = cluster;
-    // This worker's delete_resource records its deletion, then hangs: it dies right there.
-    const doomed = await c.startWorker("doomed", { AGENTRY_TOOL_DELAY_MS: "600000", AGENTRY_TOOL_TIMEOUT_MS: "900000" });
+    // This worker's delete_resource records its deletion, then hangs: it dies right there. Its
+    // claim on the call lasts its tool timeout (8 s) plus a margin: until then the survivor waits
+    // for a result the claimant might still record, then reports the call as interrupted.
+    const doomed = await c.startWorker("doomed", { AGENTRY_TOOL_DELAY_MS: "600000", AGENTRY_TOOL_TIMEOUT_MS: "8000" });
     const taskId = await c.submit("delete db-7 in test");
     await expect.poll(async () => (await c.deletions()).length, { timeout: 30_000 }).toBe(1);
     await doomed.kill();
