@@ -219,6 +219,11 @@ describe("infra/redis/users.acl", () => {
     expect(await p.pttl(bucket)).toBeGreaterThan(0);
   });
 
+  it("the producer may set the wake flag its cancel leaves for a session's next task (AgentryClient.cancel)", async () => {
+    const p = connect("producer");
+    await expect(p.set(`${PREFIX}:wake:task_acl`, "1", "EX", 5)).resolves.toBe("OK");
+  });
+
   it("the worker appends audit entries fenced by a task's lock and deduplicated by a once id; a stale token writes nothing", async () => {
     const w = connect("worker");
     const lock = `${PREFIX}:tasks:acl-job:lock`;

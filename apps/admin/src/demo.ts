@@ -1,5 +1,5 @@
 /**
- * `pnpm demo`: the whole system on one machine, no configuration. Plays the guide's scenario
+ * `pnpm demo`: the whole system on one machine, no configuration. Plays the reference scenario
  * through the real HTTP API, two worker processes and Redis, and prints what happened.
  */
 import { spawn, type ChildProcess } from "node:child_process";

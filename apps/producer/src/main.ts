@@ -1,6 +1,6 @@
 // The producer process: the HTTP API in front of Agentry's queue. Configuration: see
 // config/producer-env.ts (PORT, HOST, AGENTRY_API_KEYS, AGENTRY_API_KEYS_FILE,
-// AGENTRY_INSECURE_DEV_KEY...) and DESIGN.md.
+// AGENTRY_INSECURE_DEV_KEY...) and the shared variables of @agentry/core.
 import { AgentryError, createLogger, createRedis, waitForReady } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, createBullMQTelemetry, createMetrics, startTelemetry, traceLogMixin } from "@agentry/runtime";

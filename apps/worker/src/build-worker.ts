@@ -36,7 +36,7 @@ import {
 import type { WorkerConfig } from "./config.js";
 import { referenceTools } from "./reference-tools.js";
 
-/** The reference policy shipped with the worker (DESIGN.md). */
+/** The reference policy shipped with the worker (packages/governance/policies/default.yaml). */
 export const DEFAULT_POLICY_PATH = fileURLToPath(new URL("../../../packages/governance/policies/default.yaml", import.meta.url));
 
 /** A wired worker process: every part, so tests and the demo can reach in. */

@@ -3,7 +3,7 @@ import { AgentryError, parseEnv, type AgentryEnv } from "@agentry/core";
 
 const num = (def: number) => z.preprocess((v) => (v === "" || v === undefined ? undefined : v), z.coerce.number().int().nonnegative().default(def));
 
-/** Worker-only environment, on top of the shared contract in DESIGN.md. */
+/** Worker-only environment, on top of the shared contract in @agentry/core (parseEnv). */
 export const workerEnvSchema = z.object({
   /** Port of `/healthz` and `/metrics`; 0 disables the server. */
   AGENTRY_WORKER_PORT: num(9464),

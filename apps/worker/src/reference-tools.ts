@@ -14,7 +14,7 @@ export const REFERENCE_ENVIRONMENTS = ["development", "staging", "production"] a
 const CONDITIONS = ["clear", "partly cloudy", "overcast", "light rain", "windy", "foggy"] as const;
 
 /**
- * The reference worker's tools, mirroring the guide: `get_weather`, `delete_resource`
+ * The reference worker's tools, the reference scenario's: `get_weather`, `delete_resource`
  * (simulated: it records the deletion in Redis and deletes nothing real; declared destructive,
  * `env` an enum), `remember`, `recall`.
  */

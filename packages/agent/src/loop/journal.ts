@@ -14,6 +14,12 @@ export type ToolJournalBegin =
 export interface ToolJournal {
   begin(run: RunContext, call: ToolUseBlock): Promise<ToolJournalBegin>;
   complete(run: RunContext, call: ToolUseBlock, result: ToolResultBlock): Promise<void>;
+  /**
+   * The claimant gave up on a call whose outcome it cannot know (its run was stopped while the
+   * tool ran): no result will come from it, so a later attempt need not wait for one and reports
+   * the call as interrupted at once.
+   */
+  abandon?(run: RunContext, call: ToolUseBlock): Promise<void>;
 }
 
 /** In-process reference {@link ToolJournal}, keyed by task id and tool_use id. */

@@ -151,6 +151,7 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
     // its attempt lost the job lock): record it, so the attempt that continues the task reports
     // the truth. A cancelled handler's error outcome is unknown: leave the claim open ("interrupted").
     if (!(signal.aborted && result.isError)) await journal.complete(run, call, result);
+    else await journal.abandon?.(run, call);
     throwIfCancelled(signal);
     return result;
   };

@@ -5,7 +5,7 @@ import { DEFAULT_REDIS_URL } from "../redis/connection.js";
 const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
 const optionalString = z.preprocess(emptyToUndefined, z.string().optional());
 
-/** The environment contract of every Agentry app (DESIGN.md, "Contracts users see"). */
+/** The environment contract of every Agentry app (README "Configuration", docs/architecture.md). */
 export const agentryEnvSchema = z.object({
   REDIS_URL: z.preprocess(
     emptyToUndefined,

@@ -406,8 +406,8 @@ export class AuditLog {
   }
 
   /**
-   * Writes entries as JSONL (one entry per line, exactly as hashed) to `path` (the guide's
-   * `storage_path`). Returns how many were written. A file starting at seq 1 verifies on its own
+   * Writes entries as JSONL (one entry per line, exactly as hashed) to `path`, a copy kept
+   * outside Redis. Returns how many were written. A file starting at seq 1 verifies on its own
    * with {@link verifyJsonl}.
    */
   async exportJsonl(path: string, options: { fromSeq?: number } = {}): Promise<{ count: number; lastSeq: number }> {

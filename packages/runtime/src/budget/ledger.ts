@@ -64,7 +64,7 @@ export interface BudgetLedgerOptions {
 }
 
 /**
- * Shared token and cost budgets in Redis (the guide's ResourceManager, made distributed).
+ * Shared token and cost budgets in Redis (a resource manager, made distributed).
  *
  * A model call reserves its worst case on every scope at once (global, tenant, user,
  * session), then settles with the real usage. Each step is one Lua script, so any number

@@ -86,7 +86,7 @@ export interface ExpiredReservation extends Reservation {
   reapedAt: number;
 }
 
-/** A scope's limit and figures for its current period (the guide's `get_stats`). */
+/** A scope's limit and figures for its current period (used, reserved, remaining). */
 export interface BudgetStats {
   scope: BudgetScope;
   limit: BudgetLimit | null;

@@ -2,7 +2,7 @@ import type { Job, JobState } from "bullmq";
 import { AgentryError, type AgentryErrorData } from "@agentry/core";
 import type { AgentJobData, AgentTaskResult } from "../tasks/catalog.js";
 
-/** What `status` reports: the DESIGN.md states. */
+/** What `status` reports: the task states of docs/architecture.md. */
 export type TaskState = "queued" | "running" | "awaiting_approval" | "completed" | "failed";
 
 /** A task's progress as the worker reports it (BullMQ job progress). */

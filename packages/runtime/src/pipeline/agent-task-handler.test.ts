@@ -19,8 +19,11 @@ afterEach(async () => {
   while (closers.length) await (closers.pop() as () => Promise<void>)();
 });
 
-function setup(opts: { hooks?: AgentHooks[]; concurrency?: number } = {}) {
-  const prefix = redis.freshPrefix();
+/** A weather tool call for this city hangs while `hang.on` (a tool that never answers). */
+const hang = { on: false, city: "Slowtown" };
+
+function setup(opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: string; shutdownGraceMs?: number } = {}) {
+  const prefix = opts.prefix ?? redis.freshPrefix();
   const conn = redis.client();
   const model = new ScriptedModel();
   const ran: { tool: string; input: unknown }[] = [];
@@ -29,8 +32,9 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number } = {}) {
       name: "get_weather",
       description: "Current weather for a city",
       input: z.object({ city: z.string() }),
-      handler: ({ city }) => {
+      handler: async ({ city }) => {
         ran.push({ tool: "get_weather", input: { city } });
+        if (hang.on && city === hang.city) await new Promise(() => undefined);
         return { city, tempC: 18, sky: "clear" };
       },
     }),
@@ -69,7 +73,7 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number } = {}) {
       return !!job && !["completed", "failed"].includes(await job.getState());
     },
   });
-  worker = new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: opts.concurrency ?? 4 });
+  worker = new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: opts.concurrency ?? 4, ...(opts.shutdownGraceMs ? { shutdownGraceMs: opts.shutdownGraceMs } : {}) });
   closers.push(() => client.close(), () => (worker as AgentWorker).close());
   return { client, worker, model, ran, ledger, sessions, audit, prefix, conn };
 }
@@ -96,6 +100,30 @@ describe("agent task handler", () => {
     expect(decisions[0]?.data).toMatchObject({ step: 1, toolUses: [{ name: "get_weather", input: { city: "Paris" } }], stopReason: "tool_use" });
     expect(decisions[1]?.data).toMatchObject({ step: 2, toolUses: [], stopReason: "end_turn" });
     expect(String(decisions[1]?.data.text)).toBe(result.text);
+  });
+
+  it("a task handed back at shutdown keeps its session turn and audits no failure; it finishes first on another worker", async () => {
+    hang.on = true;
+    const first = setup({ shutdownGraceMs: 100 });
+    await first.worker.start();
+    const sessionId = "s-shutdown";
+    const a = (await first.client.submit({ prompt: "What's the weather in Slowtown?", sessionId }, { tenant: "acme" })).taskId;
+    const b = (await first.client.submit({ prompt: "What's the weather in Rome?", sessionId }, { tenant: "acme" })).taskId;
+    await expect.poll(() => first.ran.length, { timeout: 10_000 }).toBe(1);
+    await first.worker.close(); // grace runs out: the hanging task is handed back
+    hang.on = false;
+    expect(first.audit.filter((e) => e.type === "failure")).toEqual([]);
+    expect(await new RedisSessionTurns({ redis: first.conn, prefix: first.prefix }).head(tenantOwnedId("acme", "session", sessionId))).toBe(a);
+
+    const second = setup({ prefix: first.prefix });
+    await second.worker.start();
+    const [ra, rb] = await Promise.all([second.client.wait(a, { timeoutMs: 20_000 }), second.client.wait(b, { timeoutMs: 20_000 })]);
+    // The handed-back call's outcome is unknown and the tool is not idempotent: not re-run.
+    expect(ra.text).toContain("interrupted");
+    expect(rb.text).toContain("Rome");
+    // Submit order held: a's turn came first, so b's history starts with a's conversation.
+    const history = await second.sessions.load(tenantOwnedId("acme", "session", sessionId));
+    expect(history.map((m) => (typeof m.content === "string" ? m.content : null)).filter(Boolean)).toEqual(["What's the weather in Slowtown?", "What's the weather in Rome?"]);
   });
 
   it("fails with BUDGET_EXCEEDED before any provider call", async () => {

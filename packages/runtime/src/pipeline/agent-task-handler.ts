@@ -216,6 +216,10 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       await endTurn(options, lease, ex);
       return { type: "completed", result: taskResult };
     } catch (thrown) {
+      // Stopped for a reason that is not the task's (the worker shuts down and hands the task
+      // back): the task goes on elsewhere from its checkpoint, so it keeps its session turn and
+      // nothing is audited as ended.
+      if (ex.signal.aborted && !AgentryError.isInstance(ex.signal.reason)) throw thrown;
       const err = AgentryError.from(ex.signal.aborted && AgentryError.isInstance(ex.signal.reason) ? ex.signal.reason : thrown);
       // Another attempt owns the task now: this one writes nothing more, not even its failure.
       if (err.code === "LOCK_LOST") throw err;

@@ -25,6 +25,14 @@ describe("RedisToolJournal across attempts", () => {
     expect(await waiting).toEqual({ status: "done", result });
   });
 
+  it("an abandoned claim (the claimant was stopped mid-call) is reported interrupted at once", async () => {
+    const prefix = redis.freshPrefix();
+    const stopped = new RedisToolJournal({ redis: redis.client(), prefix, claimMs: 60_000, pollMs: 20 });
+    expect(await stopped.begin(run, call)).toEqual({ status: "fresh" });
+    await stopped.abandon(run, call);
+    expect(await new RedisToolJournal({ redis: redis.client(), prefix, claimMs: 60_000 }).begin(run, call)).toEqual({ status: "interrupted" });
+  });
+
   it("reports interrupted once the claim has lapsed without a result", async () => {
     const prefix = redis.freshPrefix();
     const dead = new RedisToolJournal({ redis: redis.client(), prefix, claimMs: 300, pollMs: 20 });

@@ -65,6 +65,10 @@ export class RedisToolJournal implements ToolJournal {
     await this.redis.multi().set(key, JSON.stringify(result), "EX", this.ttlSeconds).del(`${key}:claim`).exec();
   }
 
+  async abandon(run: RunContext, call: ToolUseBlock): Promise<void> {
+    await this.redis.del(`${this.key(run, call)}:claim`);
+  }
+
   private key(run: RunContext, call: ToolUseBlock): string {
     return `${this.prefix}:tool-journal:${tenantOwnedId(run.tenant, "task", run.taskId)}:${call.id}`;
   }
