@@ -95,7 +95,7 @@ describe("approvals across worker processes", () => {
 
     expect(await c.client.cancel(parked, { tenant: "acme" })).toEqual({ cancelled: true, state: "awaiting_approval" });
     // The turn was released at cancel time: the next task completes without waiting out any lease.
-    const result = await c.client.wait(next, { timeoutMs: 20_000 });
+    const result = await c.client.wait(next, { timeoutMs: 60_000 });
     expect(result.text).toContain("Oslo");
     await expect.poll(async () => (await record(approvalId)).status, { timeout: 20_000 }).toBe("cancelled");
     expect((await c.store.list({ status: "pending" })).map((r) => r.id)).not.toContain(approvalId);
@@ -105,7 +105,7 @@ describe("approvals across worker processes", () => {
     const cancelledEntries = (await c.auditOf(parked)).filter((e) => e.type === "approval_cancelled");
     expect(cancelledEntries).toHaveLength(1);
     expect(cancelledEntries[0]?.data).toMatchObject({ approvalId });
-  });
+  }, 120_000);
 
   it("reject: the model gets an error tool_result naming who and why, the task completes, the tool never runs", async () => {
     const t = await c.submit("delete cache-9 in staging");

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { AgentryError, createLogger } from "@agentry/core";
+import { AgentryError, createLogger, tenantOwnedId } from "@agentry/core";
+import { RedisSessionTurns } from "@agentry/memory";
 import { AgentWorker, type AgentTaskResult, type TaskHandler, type TaskProgress, type TaskStatus } from "@agentry/runtime";
 import { useTestRedis } from "@agentry/testkit";
 import { runAgentry } from "../testing/run-agentry.js";
@@ -56,8 +57,10 @@ describe("agentry submit and status", () => {
     expect(human.stdout).toMatch(/prompt\s+What is the weather in Oslo\?\n/);
 
     // Session order is registered like the HTTP API does it.
-    const order = await redis.client().zrange(`${env.AGENTRY_PREFIX}:turns:s1:order`, 0, -1);
-    expect(order).toEqual([submitted.taskId]);
+    // The session is the tenant's own: its order is kept under the tenant-qualified session id.
+    const turns = new RedisSessionTurns({ redis: redis.client(), prefix: env.AGENTRY_PREFIX });
+    expect(await turns.head(tenantOwnedId("acme", "session", "s1"))).toBe(submitted.taskId);
+    expect(await turns.head("s1")).toBeNull();
   });
 
   it("prints only the id without --json, and maps an idempotency key to one task", async () => {
