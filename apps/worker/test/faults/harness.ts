@@ -35,6 +35,22 @@ export const FAST_RECOVERY_ENV = {
 export const PERMISSIVE_POLICY =
   "version: 1\npolicies:\n  - name: no-prod-delete\n    when:\n      tool: delete_resource\n      input:\n        env: production\n    then: deny\n    reason: Production deletes are forbidden\n";
 
+/** Every `delete_resource` needs one approval from any enrolled approver, valid for an hour. */
+export const APPROVAL_POLICY = [
+  "version: 1",
+  "defaults:",
+  '  approvers: "*"',
+  "  quorum: 1",
+  "  ttl: 1h",
+  "policies:",
+  "  - name: delete-needs-approval",
+  "    when:",
+  "      tool: delete_resource",
+  "    then: require_approval",
+  "    reason: Deleting a resource needs a human approval",
+  "",
+].join("\n");
+
 /** Writes a file into a fresh temporary directory and returns its path. */
 export function writeTempFile(name: string, text: string): string {
   const path = join(mkdtempSync(join(tmpdir(), "agentry-faults-")), name);

@@ -4,7 +4,7 @@ import { Redis } from "ioredis";
 import { ApprovalStore, loadApproversFile } from "@agentry/governance";
 import { createTestApprovers } from "@agentry/governance/testing";
 import { startRedisServer } from "@agentry/testkit";
-import { demo, startFaultCluster, writeTempFile, type FaultCluster } from "./harness.js";
+import { APPROVAL_POLICY, demo, startFaultCluster, writeTempFile, type FaultCluster } from "./harness.js";
 
 // Redis (AOF, appendfsync always) stops while a task attempt is mid model call or mid approved
 // tool call, and comes back after 3, 12 or 25 s. The job lock lives 10 s (the production
@@ -12,21 +12,6 @@ import { demo, startFaultCluster, writeTempFile, type FaultCluster } from "./har
 // while the stale attempt is still running. Whatever happens, the task commits once: one tool
 // run, one `response` and one `approval_decided` entry, an answer that tells the truth, and a
 // ledger that equals what the provider billed.
-
-const APPROVAL_POLICY = [
-  "version: 1",
-  "defaults:",
-  '  approvers: "*"',
-  "  quorum: 1",
-  "  ttl: 1h",
-  "policies:",
-  "  - name: delete-needs-approval",
-  "    when:",
-  "      tool: delete_resource",
-  "    then: require_approval",
-  "    reason: Deleting a resource needs a human approval",
-  "",
-].join("\n");
 
 const PRODUCTION_LOCK = { AGENTRY_LOCK_DURATION_MS: "10000", AGENTRY_STALLED_INTERVAL_MS: "5000", AGENTRY_BUDGET_LEASE_MS: "120000" };
 /** How long the model takes to answer the call Redis dies under, and how long the delete's side effect takes. */

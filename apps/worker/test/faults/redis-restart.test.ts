@@ -4,26 +4,11 @@ import { Redis } from "ioredis";
 import { ApprovalStore, AuditLog, loadApproversFile } from "@agentry/governance";
 import { createTestApprovers } from "@agentry/governance/testing";
 import { startRedisServer } from "@agentry/testkit";
-import { demo, startFaultCluster, startProducerProcess, writeTempFile, type FaultCluster, type ProducerProcess } from "./harness.js";
+import { APPROVAL_POLICY, demo, startFaultCluster, startProducerProcess, writeTempFile, type FaultCluster, type ProducerProcess } from "./harness.js";
 
 // Redis itself dies (kill -9) in the middle of a run and comes back on the same port and data
 // directory (AOF, appendfsync always, as the production config). Workers, the producer process
 // and the client reconnect by themselves; no task, approval or audit entry is lost.
-
-const APPROVAL_POLICY = [
-  "version: 1",
-  "defaults:",
-  '  approvers: "*"',
-  "  quorum: 1",
-  "  ttl: 1h",
-  "policies:",
-  "  - name: delete-needs-approval",
-  "    when:",
-  "      tool: delete_resource",
-  "    then: require_approval",
-  "    reason: Deleting a resource needs a human approval",
-  "",
-].join("\n");
 
 type Server = Awaited<ReturnType<typeof startRedisServer>>;
 let server: Server | undefined;

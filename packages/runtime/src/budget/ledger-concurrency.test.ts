@@ -1,10 +1,10 @@
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { useTestRedis } from "@agentry/testkit";
 import { describe, expect, it } from "vitest";
 import { BudgetLedger } from "./ledger.js";
 import type { BudgetScope } from "./scope.js";
-import type { BudgetAmount, BudgetLimit, BudgetStats } from "./types.js";
+import type { BudgetAmount, BudgetLimit } from "./types.js";
+import { budgetViolations, runJsonChild } from "./proof-support.js";
 
 const redis = useTestRedis("budget-proof");
 const CHILD = fileURLToPath(new URL("./ledger-stress.child.ts", import.meta.url));
@@ -43,45 +43,6 @@ interface StressReport {
   charges: Record<string, BudgetAmount>;
 }
 
-function runChild(args: string[]): Promise<StressReport> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ["--conditions=@agentry/source", "--import", "tsx", CHILD, ...args],
-      {
-        cwd: PACKAGE_DIR,
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      if (code !== 0) return reject(new Error(`stress child exited ${code}: ${err}`));
-      try {
-        resolve(JSON.parse(out.trim().split("\n").pop() ?? "") as StressReport);
-      } catch (e) {
-        reject(new Error(`bad child output: ${out} ${err}`, { cause: e }));
-      }
-    });
-  });
-}
-
-/** Every way a snapshot could break the invariant, as readable strings (empty when sound). */
-function violations(s: BudgetStats): string[] {
-  const out: string[] = [];
-  const check = (max: number | undefined, used: number, reserved: number, unit: string) => {
-    if (max === undefined) return;
-    if (used > max) out.push(`${s.scope}: spent ${used} > ${max} ${unit}`);
-    if (used + reserved > max) out.push(`${s.scope}: used ${used} + reserved ${reserved} > ${max} ${unit}`);
-  };
-  check(s.limit?.maxTokens, s.used.tokens, s.reserved.tokens, "tokens");
-  check(s.limit?.maxCostMicroUsd, s.used.costMicroUsd, s.reserved.costMicroUsd, "micro-USD");
-  return out;
-}
-
 describe("BudgetLedger concurrency proof", () => {
   for (const seed of [1, 2, 3]) {
     it(
@@ -98,21 +59,25 @@ describe("BudgetLedger concurrency proof", () => {
         let samples = 0;
         const sampler = (async () => {
           while (running) {
-            for (const s of scopes) seen.push(...violations(await ledger.getStats(s)));
+            for (const s of scopes) seen.push(...budgetViolations(await ledger.getStats(s)));
             samples++;
           }
         })();
         const reports = await Promise.all(
           Array.from({ length: PROCESSES }, (_, i) =>
-            runChild([
-              redis.url,
-              prefix,
-              String(seed * 1_000 + i),
-              String(LOOPS),
-              String(ITERATIONS),
-              String(LEASE_MS),
-              scopes.join(","),
-            ]),
+            runJsonChild<StressReport>(
+              CHILD,
+              [
+                redis.url,
+                prefix,
+                String(seed * 1_000 + i),
+                String(LOOPS),
+                String(ITERATIONS),
+                String(LEASE_MS),
+                scopes.join(","),
+              ],
+              PACKAGE_DIR,
+            ),
           ).map((p) => p.finally(() => undefined)),
         ).finally(() => {
           running = false;
@@ -142,12 +107,16 @@ describe("BudgetLedger concurrency proof", () => {
         expect(total("overruns")).toBe(0);
         // Every abandoned reservation was reaped exactly once, by some process (and, on a busy
         // machine, a live one whose lease ran out before its settle or release).
-        expect(total("reapedByThisProcess") + lateReaped.length).toBe(total("abandoned") + total("correctedReaps") + total("releasedAfterReap"));
-        expect(total("settled") + total("released") + total("releasedAfterReap") + total("abandoned")).toBe(total("granted"));
+        expect(total("reapedByThisProcess") + lateReaped.length).toBe(
+          total("abandoned") + total("correctedReaps") + total("releasedAfterReap"),
+        );
+        expect(total("settled") + total("released") + total("releasedAfterReap") + total("abandoned")).toBe(
+          total("granted"),
+        );
 
         for (const scope of scopes) {
           const st = await ledger.getStats(scope);
-          expect(violations(st)).toEqual([]);
+          expect(budgetViolations(st)).toEqual([]);
           expect(st.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
           // Exact accounting: Redis holds precisely what the processes charged.
           expect(st.used).toEqual(charged[scope] ?? { tokens: 0, costMicroUsd: 0 });

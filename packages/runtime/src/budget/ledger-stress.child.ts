@@ -10,6 +10,7 @@ import { Redis } from "ioredis";
 import { BudgetLedger } from "./ledger.js";
 import { budgetScopeKind, parseScope, type BudgetScope, type BudgetScopeKind } from "./scope.js";
 import type { BudgetAmount, ExpiredReservation } from "./types.js";
+import { seededRandom } from "./proof-support.js";
 
 interface StressReport {
   granted: number;
@@ -26,18 +27,6 @@ interface StressReport {
   releasedAfterReap: number;
   /** What this process charged per scope (settles, and reservations it reaped). */
   charges: Record<string, BudgetAmount>;
-}
-
-/** A small seeded generator (mulberry32), so a failing seed can be replayed. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 function addCharge(charges: Record<string, BudgetAmount>, scopes: string[], amount: BudgetAmount): void {

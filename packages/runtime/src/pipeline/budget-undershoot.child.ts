@@ -15,6 +15,7 @@ import { Redis } from "ioredis";
 import { BudgetLedger } from "../budget/ledger.js";
 import { budgetScopeKind, parseScope } from "../budget/scope.js";
 import { createBudgetHooks } from "./budget-hooks.js";
+import { seededRandom } from "../budget/proof-support.js";
 
 interface UndershootReport {
   tasks: number;
@@ -30,18 +31,6 @@ interface UndershootReport {
   reservedFromCount: number;
   /** Settles the ledger flagged as above their reservation, or whose prompt outran the reserved input. */
   overruns: number;
-}
-
-/** A small seeded generator (mulberry32), so a failing seed can be replayed. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 const SNIPPETS = [
@@ -64,7 +53,9 @@ async function main(): Promise<void> {
   const tenants = all.filter((s) => budgetScopeKind(s) === "tenant").map((s) => s.slice("tenant:".length));
   // Users and sessions are their tenant's: `tenant:<t>:user:<u>` → <u> of tenant <t>.
   const ownedBy = (tenant: string, kind: "user" | "session") =>
-    all.filter((s) => s.startsWith(`tenant:${tenant}:${kind}:`)).map((s) => s.slice(`tenant:${tenant}:${kind}:`.length));
+    all
+      .filter((s) => s.startsWith(`tenant:${tenant}:${kind}:`))
+      .map((s) => s.slice(`tenant:${tenant}:${kind}:`.length));
   const random = seededRandom(Number(seedText));
   const int = (lo: number, hi: number) => lo + Math.floor(random() * (hi - lo + 1));
   const pick = (xs: string[]): string => xs[int(0, xs.length - 1)] as string;

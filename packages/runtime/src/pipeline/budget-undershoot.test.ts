@@ -1,10 +1,10 @@
-import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { startFakeAnthropic, useTestRedis } from "@agentry/testkit";
 import { describe, expect, it } from "vitest";
 import { BudgetLedger } from "../budget/ledger.js";
 import { budgetScopeKind, type BudgetScope, type BudgetScopeKind } from "../budget/scope.js";
-import type { BudgetLimit, BudgetStats } from "../budget/types.js";
+import type { BudgetLimit } from "../budget/types.js";
+import { budgetViolations, runJsonChild } from "../budget/proof-support.js";
 
 const redis = useTestRedis("budget-undershoot");
 const CHILD = fileURLToPath(new URL("./budget-undershoot.child.ts", import.meta.url));
@@ -40,45 +40,6 @@ interface UndershootReport {
   overruns: number;
 }
 
-function runChild(args: string[]): Promise<UndershootReport> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ["--conditions=@agentry/source", "--import", "tsx", CHILD, ...args],
-      {
-        cwd: PACKAGE_DIR,
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) => {
-      if (code !== 0) return reject(new Error(`undershoot child exited ${code}: ${err}`));
-      try {
-        resolve(JSON.parse(out.trim().split("\n").pop() ?? "") as UndershootReport);
-      } catch (e) {
-        reject(new Error(`bad child output: ${out} ${err}`, { cause: e }));
-      }
-    });
-  });
-}
-
-/** Every way a snapshot breaks a limit, as readable strings (empty when sound). */
-function violations(s: BudgetStats): string[] {
-  const out: string[] = [];
-  const check = (max: number | undefined, used: number, reserved: number, unit: string) => {
-    if (max === undefined) return;
-    if (used > max) out.push(`${s.scope}: spent ${used} > ${max} ${unit}`);
-    if (used + reserved > max) out.push(`${s.scope}: used ${used} + reserved ${reserved} > ${max} ${unit}`);
-  };
-  check(s.limit?.maxTokens, s.used.tokens, s.reserved.tokens, "tokens");
-  check(s.limit?.maxCostMicroUsd, s.used.costMicroUsd, s.reserved.costMicroUsd, "micro-USD");
-  return out;
-}
-
 describe("budgets against a provider that counts more than the estimate", () => {
   it(
     `${PROCESSES} worker processes on one tight budget never pass a limit, and the ledger holds what the provider billed`,
@@ -97,21 +58,25 @@ describe("budgets against a provider that counts more than the estimate", () => 
         let samples = 0;
         const sampler = (async () => {
           while (running) {
-            for (const s of scopes) seen.push(...violations(await ledger.getStats(s)));
+            for (const s of scopes) seen.push(...budgetViolations(await ledger.getStats(s)));
             samples++;
           }
         })();
         const reports = await Promise.all(
           Array.from({ length: PROCESSES }, (_, i) =>
-            runChild([
-              redis.url,
-              prefix,
-              fake.url,
-              String(1_000 + i),
-              String(LOOPS),
-              String(TASKS_PER_LOOP),
-              scopes.join(","),
-            ]),
+            runJsonChild<UndershootReport>(
+              CHILD,
+              [
+                redis.url,
+                prefix,
+                fake.url,
+                String(1_000 + i),
+                String(LOOPS),
+                String(TASKS_PER_LOOP),
+                scopes.join(","),
+              ],
+              PACKAGE_DIR,
+            ),
           ),
         ).finally(() => {
           running = false;
@@ -135,13 +100,14 @@ describe("budgets against a provider that counts more than the estimate", () => 
         expect(billed.countCalls).toBeGreaterThanOrEqual(total("reservedFromCount"));
         const stats = await Promise.all(scopes.map((s) => ledger.getStats(s)));
         for (const st of stats) {
-          expect(violations(st)).toEqual([]);
+          expect(budgetViolations(st)).toEqual([]);
           expect(st.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
         }
         // Exact accounting: every call is charged once to global and to one scope of each kind.
         const used = (kind: BudgetScopeKind) =>
           stats.filter((s) => budgetScopeKind(s.scope) === kind).reduce((n, s) => n + s.used.tokens, 0);
-        for (const kind of ["global", "tenant", "user", "session"] as const) expect(used(kind)).toBe(billed.tokens);
+        for (const kind of ["global", "tenant", "user", "session"] as const)
+          expect(used(kind)).toBe(billed.tokens);
       } finally {
         await fake.close();
       }

@@ -1,0 +1,56 @@
+import { spawn } from "node:child_process";
+import type { BudgetStats } from "./types.js";
+
+/** Internal. For test use only. May change without notice. */
+
+/**
+ * Runs a TypeScript child process from source (the workspace's source condition, through tsx)
+ * and resolves with the JSON of its last stdout line. Rejects with its stderr when it fails.
+ */
+export function runJsonChild<T>(script: string, args: string[], cwd: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ["--conditions=@agentry/source", "--import", "tsx", script, ...args],
+      { cwd, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    child.on("error", reject);
+    child.on("exit", (code) => {
+      if (code !== 0) return reject(new Error(`${script} exited ${code}: ${err}`));
+      try {
+        resolve(JSON.parse(out.trim().split("\n").pop() ?? "") as T);
+      } catch (e) {
+        reject(new Error(`bad child output: ${out} ${err}`, { cause: e }));
+      }
+    });
+  });
+}
+
+/** Every way a ledger snapshot breaks a limit, as readable strings (empty when sound). */
+export function budgetViolations(s: BudgetStats): string[] {
+  const out: string[] = [];
+  const check = (max: number | undefined, used: number, reserved: number, unit: string) => {
+    if (max === undefined) return;
+    if (used > max) out.push(`${s.scope}: spent ${used} > ${max} ${unit}`);
+    if (used + reserved > max) out.push(`${s.scope}: used ${used} + reserved ${reserved} > ${max} ${unit}`);
+  };
+  check(s.limit?.maxTokens, s.used.tokens, s.reserved.tokens, "tokens");
+  check(s.limit?.maxCostMicroUsd, s.used.costMicroUsd, s.reserved.costMicroUsd, "micro-USD");
+  return out;
+}
+
+/** A small seeded generator (mulberry32), so a failing seed can be replayed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
