@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { AgentryError, parseEnv, type ErrorCode } from "@agentry/core";
 import { CliContext, isRedisDown } from "./context.js";
 import { CliError, EXIT, oneLine, writeJson, type CliIo } from "./io.js";
@@ -14,6 +15,7 @@ import { keysGenerateCommand } from "./commands/keys.js";
 import { policyCheckCommand } from "./commands/policy.js";
 import { cancelCommand, statusCommand } from "./commands/status.js";
 import { submitCommand } from "./commands/submit.js";
+import { closest, didYouMean, escapeControls, shown } from "./suggest.js";
 
 export type { CliIo, TextSink } from "./io.js";
 export { EXIT } from "./io.js";
@@ -37,42 +39,84 @@ export const COMMANDS: readonly Command[] = [
   policyCheckCommand,
 ];
 
+/**
+ * One line per command group, for `agentry --help` and `agentry <group> --help`. Every group
+ * (first word of a command with two words) has one; a test holds the two lists together.
+ */
+export const GROUPS: Readonly<Record<string, string>> = {
+  approvals: "Review and decide the approvals that paused tasks wait for.",
+  keys: "Manage approvers' signing keys.",
+  budget: "Set and show token and dollar budgets (global, per tenant, user or session).",
+  audit: "Read, verify, anchor and export the hash-chained audit log.",
+  policy: "Evaluate the safety policy file offline.",
+};
+
 const HELP_TRAILER = `
-Every command takes --json (stdout carries only the result; messages go to stderr).
+Every command takes --json (stdout carries only the result; messages go to stderr) and --help.
 Environment: REDIS_URL (redis://127.0.0.1:6379), AGENTRY_PREFIX (agentry), AGENTRY_POLICY_FILE,
-AGENTRY_APPROVERS_FILE, HOME (for ~/.agentry/keys).
-Exit codes: 0 success, 1 failure (one-line reason on stderr), 2 usage error,
-3 / 4 policy check verdict deny / require_approval.
+AGENTRY_APPROVERS_FILE, AGENTRY_AUDIT_KEY, HOME (for ~/.agentry/keys).
+Exit codes: ${EXIT.OK} success, ${EXIT.FAILURE} failure (one-line reason on stderr; a failed task), ${EXIT.USAGE} usage error,
+${EXIT.POLICY_DENY} / ${EXIT.POLICY_APPROVAL} policy check verdict deny / require_approval,
+${EXIT.WAIT_TIMEOUT} submit --wait timed out (the task keeps running).
 `;
+
+const HELP_FLAGS = new Set(["--help", "-h"]);
+
+/** The version of this CLI (apps/admin/package.json: the same relative path from src/ and dist/). */
+export function cliVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version?: unknown };
+  return typeof pkg.version === "string" ? pkg.version : "unknown";
+}
 
 /**
  * Runs the `agentry` command line in-process and resolves with its exit code. Never throws
  * and never calls `process.exit`: failures are written to `io.stderr` as one line
  * (`agentry: <reason>`), results to `io.stdout`. Every connection it opens is closed before
- * it resolves.
+ * it resolves. Help (`agentry`, `--help`, `help <topic>`, `<group>`, `<group> --help`,
+ * `<command> --help`) goes to stdout with exit 0, like gh and kubectl.
  */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   const wantsJson = argv.includes("--json");
   const fail = (message: string, exitCode: number, result?: unknown): number => {
     if (wantsJson && result !== undefined) writeJson(io.stdout, result);
-    io.stderr.write(`agentry: ${oneLine(message)}\n`);
+    io.stderr.write(`agentry: ${escapeControls(oneLine(message))}\n`);
     return exitCode;
   };
 
-  if (argv.length === 0) {
-    io.stderr.write(overview());
-    return EXIT.USAGE;
-  }
-  if (argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
-    const matched = argv[0] === "help" && argv.length > 1 ? findCommand(argv.slice(1)) : undefined;
-    io.stdout.write(matched ? commandHelp(matched.command) : overview());
+  const first = argv[0];
+  if (first === undefined || HELP_FLAGS.has(first)) {
+    io.stdout.write(overview());
     return EXIT.OK;
   }
-  const found = findCommand(argv);
-  if (!found) return fail(unknownCommandMessage(argv), EXIT.USAGE);
-  const rest = argv.slice(found.command.path.length);
+  if (first === "--version" || first === "version") {
+    if (argv.length > 1 && !(argv.length === 2 && argv[1] === "--json")) {
+      return fail(`unexpected argument ${shown(argv[1] as string)} (usage: agentry version [--json])`, EXIT.USAGE);
+    }
+    if (wantsJson) writeJson(io.stdout, { version: cliVersion() });
+    else io.stdout.write(`agentry ${cliVersion()}\n`);
+    return EXIT.OK;
+  }
+  if (first === "help") {
+    if (argv.length === 1) {
+      io.stdout.write(overview());
+      return EXIT.OK;
+    }
+    const topic = resolve(argv.slice(1));
+    if (topic.kind === "command" && topic.rest.length === 0) io.stdout.write(commandHelp(topic.command));
+    else if (topic.kind === "group" && topic.rest.length === 0) io.stdout.write(groupHelp(topic.group));
+    else return fail(topic.kind === "unknown" ? topic.message : `no help topic ${shown(argv.slice(1).join(" "))} (run agentry --help)`, EXIT.USAGE);
+    return EXIT.OK;
+  }
+
+  const found = resolve(argv);
+  if (found.kind === "unknown") return fail(found.message, EXIT.USAGE);
+  if (found.kind === "group") {
+    io.stdout.write(groupHelp(found.group));
+    return EXIT.OK;
+  }
+  const rest = found.rest;
   const beforeTerminator = rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest;
-  if (beforeTerminator.includes("--help") || beforeTerminator.includes("-h")) {
+  if (beforeTerminator.some((a) => HELP_FLAGS.has(a))) {
     io.stdout.write(commandHelp(found.command));
     return EXIT.OK;
   }
@@ -96,20 +140,51 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
-function findCommand(argv: string[]): { command: Command } | undefined {
+/** What the words of a command line name. */
+type Resolved =
+  | { kind: "command"; command: Command; rest: string[] }
+  /** A group alone, or followed only by --help / -h (and --json, which help ignores). */
+  | { kind: "group"; group: string; rest: string[] }
+  | { kind: "unknown"; message: string };
+
+function resolve(argv: string[]): Resolved {
   const command = COMMANDS.find((c) => c.path.every((word, i) => argv[i] === word));
-  return command ? { command } : undefined;
+  if (command) return { kind: "command", command, rest: argv.slice(command.path.length) };
+  const [first = "", second] = argv;
+  const group = groupCommands(first);
+  if (group.length > 0) {
+    const rest = argv.slice(1);
+    if (second === undefined || rest.every((a) => HELP_FLAGS.has(a) || a === "--json")) return { kind: "group", group: first, rest: [] };
+    const subs = group.map((c) => c.path[1] as string);
+    if (second.startsWith("-")) {
+      return { kind: "unknown", message: `"${first}" needs a command before ${shown(second)}: ${subs.join(", ")} (run agentry ${first} --help)` };
+    }
+    const near = closest(
+      second,
+      group.map((c) => ({ name: c.path[1] as string, label: c.path.join(" ") })),
+    );
+    return { kind: "unknown", message: `unknown command ${shown(`${first} ${second}`)}${didYouMean(near)} (${first} has: ${subs.join(", ")})` };
+  }
+  if (first.startsWith("-")) {
+    const near = closest(first, ["--help", "--version"].map((f) => ({ name: f, label: f })));
+    return { kind: "unknown", message: `unknown flag ${shown(first)}${didYouMean(near)} (run agentry --help)` };
+  }
+  return { kind: "unknown", message: `unknown command ${shown(first)}${didYouMean(closest(first, topLevelNames()))} (run agentry --help)` };
 }
 
-function unknownCommandMessage(argv: string[]): string {
-  const group = COMMANDS.filter((c) => c.path.length > 1 && c.path[0] === argv[0]);
-  if (group.length > 0) {
-    const subs = group.map((c) => c.path[1]).join(", ");
-    return argv[1] === undefined
-      ? `"${argv[0]}" needs a subcommand: ${subs} (run agentry --help)`
-      : `unknown command "${argv[0]} ${argv[1]}"; ${argv[0]} has: ${subs}`;
-  }
-  return `unknown command "${argv[0]}" (run agentry --help)`;
+/** The commands of a group (`approvals` → list, show, approve, reject), in help order. */
+function groupCommands(group: string): Command[] {
+  return COMMANDS.filter((c) => c.path.length > 1 && c.path[0] === group);
+}
+
+/**
+ * What a first word is compared with: commands, groups, `help`, `version`, and the second word of
+ * grouped commands, suggested in full (`agentry verify` → "audit verify").
+ */
+function topLevelNames(): { name: string; label: string }[] {
+  const words = [...new Set(COMMANDS.map((c) => c.path[0] as string)), "help", "version"];
+  const inGroups = COMMANDS.filter((c) => c.path.length > 1).map((c) => ({ name: c.path[1] as string, label: c.path.join(" ") }));
+  return [...words.map((w) => ({ name: w, label: w })), ...inGroups];
 }
 
 function exitCodeFor(code: ErrorCode): number {
@@ -117,9 +192,23 @@ function exitCodeFor(code: ErrorCode): number {
 }
 
 function overview(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.path.join(" ").length));
-  const lines = COMMANDS.map((c) => `  ${c.path.join(" ").padEnd(width)}  ${c.summary}`);
-  return `Usage: agentry <command> [options]\n\nCommands:\n${lines.join("\n")}\n${HELP_TRAILER}\nRun \`agentry <command> --help\` for a command's options.\n`;
+  const entries = COMMANDS.map((c) => ({ name: c.path.join(" "), summary: c.summary }));
+  entries.push({ name: "version", summary: "Print the version of this CLI (also --version)." });
+  const width = Math.max(...entries.map((e) => e.name.length));
+  const lines = entries.map((e) => `  ${e.name.padEnd(width)}  ${e.summary}`);
+  const groups = Object.entries(GROUPS).map(([name, summary]) => `  ${name.padEnd(width)}  ${summary}`);
+  return (
+    `Usage: agentry <command> [options]\n\nCommands:\n${lines.join("\n")}\n\nCommand groups (\`agentry <group>\` lists their commands):\n` +
+    `${groups.join("\n")}\n${HELP_TRAILER}\nRun \`agentry <command> --help\` for a command's options.\n`
+  );
+}
+
+function groupHelp(group: string): string {
+  const commands = groupCommands(group);
+  const width = Math.max(...commands.map((c) => (c.path[1] as string).length));
+  const lines = commands.map((c) => `  ${(c.path[1] as string).padEnd(width)}  ${c.summary}`);
+  const summary = GROUPS[group] ?? "";
+  return `Usage: agentry ${group} <command> [options]\n\n${summary}\n\nCommands:\n${lines.join("\n")}\n${HELP_TRAILER}\nRun \`agentry ${group} <command> --help\` for a command's options.\n`;
 }
 
 function commandHelp(c: Command): string {

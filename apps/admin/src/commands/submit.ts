@@ -19,7 +19,9 @@ export const submitCommand: Command = {
     'The prompt "-" reads it from stdin. --tenant defaults to "default", --user to "anonymous",',
     "--session to a new session. --wait shows progress on stderr and prints the answer on stdout",
     `(JSON: the result with taskId and sessionId); --timeout defaults to ${DEFAULT_WAIT_MS / 1000} s.`,
-    "Exit 1 when the task fails or the wait times out (the task itself keeps running).",
+    `Exit ${EXIT.FAILURE} when the task fails; exit ${EXIT.WAIT_TIMEOUT} when the wait times out (the task itself keeps`,
+    'running: wait again with `agentry submit` and the same --idempotency-key, or follow `agentry status`).',
+    'With --json, "outcome" is "completed", "failed" or "timed_out".',
   ].join("\n"),
   async run(ctx, argv) {
     const { values, positionals } = parseCommand(argv, {
@@ -67,12 +69,12 @@ export const submitCommand: Command = {
         }
         case "completed":
           stderr.write(`completed in ${event.result.steps} step${event.result.steps === 1 ? "" : "s"}\n`);
-          if (values.json) writeJson(stdout, { taskId, sessionId, ...event.result });
+          if (values.json) writeJson(stdout, { taskId, sessionId, outcome: "completed", ...event.result });
           else stdout.write(event.result.text.endsWith("\n") ? event.result.text : `${event.result.text}\n`);
           return EXIT.OK;
         case "failed":
           throw new CliError(`task failed: ${errorText(event.error)}`, {
-            result: { taskId, sessionId, state: "failed", error: event.error },
+            result: { taskId, sessionId, outcome: "failed", state: "failed", error: event.error },
           });
       }
     }
@@ -82,7 +84,8 @@ export const submitCommand: Command = {
       .catch(() => "unknown");
     const timeout = new AgentryError("TIMEOUT", `task ${taskId} did not finish within ${timeoutMs / 1000} s (it is ${state})`);
     throw new CliError(`task timed out: ${errorText(timeout.toData())}`, {
-      result: { taskId, sessionId, state, error: timeout.toData() },
+      exitCode: EXIT.WAIT_TIMEOUT,
+      result: { taskId, sessionId, outcome: "timed_out", state, error: timeout.toData() },
     });
   },
 };
