@@ -1,9 +1,15 @@
 import { createServer, type Server } from "node:http";
+import { AgentryError } from "@agentry/core";
 import type { AgentryMetrics, AgentWorker } from "@agentry/runtime";
 
 /**
  * The worker's operations endpoint: `GET /healthz` (200 when Redis answers, the worker runs and
  * running tasks make progress; 503 with the reasons otherwise) and `GET /metrics` (Prometheus).
+ *
+ * A port that cannot be had (taken by another process, such as a second worker on the host;
+ * privileged; out of range) rejects with `INVALID_CONFIG` naming `AGENTRY_WORKER_PORT` and the
+ * port. It never moves to a free port: Prometheus scrapes the configured one, and a worker on
+ * another port would run unmonitored.
  */
 export function startOpsServer(options: { port: number; host?: string; worker: AgentWorker; metrics: AgentryMetrics }): Promise<Server> {
   const server = createServer((req, res) => {
@@ -28,7 +34,30 @@ export function startOpsServer(options: { port: number; host?: string; worker: A
     })();
   });
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host ?? "0.0.0.0", () => resolve(server));
+    server.once("error", (err) => reject(portError(options.port, err)));
+    try {
+      server.listen(options.port, options.host ?? "0.0.0.0", () => resolve(server));
+    } catch (err) {
+      // An out-of-range port throws synchronously rather than emitting "error".
+      reject(portError(options.port, err));
+    }
   });
+}
+
+/** The one-line reason a port could not be listened on, naming the variable that sets it. */
+function portError(port: number, err: unknown): AgentryError {
+  const code = (err as { code?: unknown } | null)?.code;
+  const why =
+    code === "EADDRINUSE"
+      ? `port ${port} is already in use (another worker on this host?)`
+      : code === "EACCES"
+        ? `port ${port} needs privileges this process does not have`
+        : code === "ERR_SOCKET_BAD_PORT"
+          ? `port ${port} is not a valid port (1-65535)`
+          : `cannot listen on port ${port} (${typeof code === "string" ? code : err instanceof Error ? err.message : String(err)})`;
+  return new AgentryError(
+    "INVALID_CONFIG",
+    `AGENTRY_WORKER_PORT: ${why}; give each worker on a host its own AGENTRY_WORKER_PORT, or 0 to serve no /healthz and /metrics`,
+    { cause: err },
+  );
 }

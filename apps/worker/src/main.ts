@@ -31,8 +31,20 @@ async function main(): Promise<void> {
   if (config.AGENTRY_LLM === "scripted") {
     logger.warn({ event: "scripted-model", llm: "scripted" }, "AGENTRY_LLM=scripted: tasks are answered by the offline ScriptedModel with canned text, never by Claude");
   }
+  // The port is taken before any job is: a worker that cannot serve /healthz and /metrics stops
+  // with one line (exit 2) without having claimed a task it would then abandon.
+  let server;
+  try {
+    server = config.AGENTRY_WORKER_PORT > 0 ? await startOpsServer({ port: config.AGENTRY_WORKER_PORT, worker: built.worker, metrics: built.metrics }) : undefined;
+  } catch (err) {
+    const e = AgentryError.from(err);
+    logger.fatal({ code: e.code, err: e.message, port: config.AGENTRY_WORKER_PORT }, "worker failed to start");
+    process.stderr.write(`agentry-worker: ${e.message}\n`);
+    await built.close().catch(() => undefined);
+    await telemetry.shutdown();
+    process.exit(2);
+  }
   await built.start();
-  const server = config.AGENTRY_WORKER_PORT > 0 ? await startOpsServer({ port: config.AGENTRY_WORKER_PORT, worker: built.worker, metrics: built.metrics }) : undefined;
   logger.info({ event: "worker-started", concurrency: config.AGENTRY_CONCURRENCY, llm: config.AGENTRY_LLM, port: config.AGENTRY_WORKER_PORT }, "worker started");
 
   let stopping = false;

@@ -1,4 +1,7 @@
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { describe, expect, it } from "vitest";
+import { RedisSessionTurns } from "@agentry/memory";
+import { AgentryClient } from "@agentry/runtime";
 import { useTestRedis } from "@agentry/testkit";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
 
@@ -57,6 +60,43 @@ describe("worker start-up without a model", () => {
       expect(lines.find((l) => l.event === "scripted-model")?.level).toBe(40);
     } finally {
       expect(await w.stop()).toBe(0);
+    }
+  }, 90_000);
+});
+
+describe("worker start-up with its metrics port taken", () => {
+  it("stops with one line naming AGENTRY_WORKER_PORT and the port, exit code 2, without taking a job", async () => {
+    // What a second worker on the same host meets: the port is held by another process.
+    const holder: Server = createServer();
+    await new Promise<void>((resolve, reject) => {
+      holder.once("error", reject);
+      holder.listen(0, "0.0.0.0", () => resolve());
+    });
+    const port = (holder.address() as AddressInfo).port;
+    const prefix = redis.freshPrefix();
+    const conn = redis.client();
+    const client = new AgentryClient({ url: redis.url, prefix, sessionOrder: new RedisSessionTurns({ redis: conn, prefix }) });
+    try {
+      // A task is waiting: a worker that is going to stop must not claim it first.
+      const { taskId } = await client.submit({ prompt: "weather in Oslo?", userId: "u1", sessionId: "s1" }, { tenant: "acme" });
+      const w = startWorkerProcess("port-taken", { REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, AGENTRY_LLM: "scripted", AGENTRY_WORKER_PORT: String(port) });
+      let stderr = "";
+      w.child.stderr?.on("data", (b: Buffer) => (stderr += b.toString()));
+      const code = await exitCodeOf(w);
+      expect(code, w.output()).toBe(2);
+      const lines = stderr.split("\n").filter((l) => l.trim() !== "");
+      expect(lines, stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(/^agentry-worker: AGENTRY_WORKER_PORT: port \d+ is already in use/);
+      expect(lines[0]).toContain(String(port));
+      expect(w.output()).not.toMatch(/EADDRINUSE|\n\s+at /);
+      expect(w.output()).not.toContain('"event":"worker-started"');
+      const status = await client.status(taskId);
+      expect(status.state).toBe("queued");
+      expect(status.attempts).toBe(0);
+    } finally {
+      await client.close();
+      conn.disconnect();
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
     }
   }, 90_000);
 });
