@@ -3,6 +3,7 @@ import { AgentryError, createLogger, tenantOwnedId } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentWorker, type AgentTaskResult, type TaskHandler, type TaskProgress, type TaskStatus } from "@agentry/runtime";
 import { useTestRedis } from "@agentry/testkit";
+import { EXIT } from "../io.js";
 import { runAgentry } from "../testing/run-agentry.js";
 
 const redis = useTestRedis("admin-submit");
@@ -121,7 +122,7 @@ describe("agentry submit and status", () => {
 
     const json = await runAgentry(["submit", "again", "--wait", "--json"], env, { onStderr: (c) => (stderrSoFar += c) });
     expect(json.code).toBe(0);
-    expect(JSON.parse(json.stdout)).toMatchObject({ text: "It is sunny in Oslo. (5)", steps: 2, costMicroUsd: 42, taskId: expect.stringMatching(/^task_/) });
+    expect(JSON.parse(json.stdout)).toMatchObject({ outcome: "completed", text: "It is sunny in Oslo. (5)", steps: 2, costMicroUsd: 42, taskId: expect.stringMatching(/^task_/) });
   });
 
   it("--wait names the approval a task waits for", async () => {
@@ -153,7 +154,7 @@ describe("agentry submit and status", () => {
 
     const json = await runAgentry(["submit", "expensive", "--wait", "--json"], env);
     expect(json.code).toBe(1);
-    expect(JSON.parse(json.stdout)).toMatchObject({ state: "failed", error: { code: "BUDGET_EXCEEDED" } });
+    expect(JSON.parse(json.stdout)).toMatchObject({ outcome: "failed", state: "failed", error: { code: "BUDGET_EXCEEDED" } });
 
     const { taskId } = JSON.parse(json.stdout) as { taskId: string };
     const status = await runAgentry(["status", taskId], env);
@@ -161,11 +162,22 @@ describe("agentry submit and status", () => {
     expect(status.stdout).toMatch(/error\s+\[BUDGET_EXCEEDED\] tenant:acme is over its cost budget\n/);
   });
 
-  it("--wait exits 1 with TIMEOUT when no worker finishes the task in time", async () => {
+  it("--wait exits 124 (not a failed task's 1) with TIMEOUT when no worker finishes the task in time; --json says timed_out", async () => {
     const { env } = setup();
     const run = await runAgentry(["submit", "nobody is listening", "--wait", "--timeout", "0.5"], env);
-    expect(run.code).toBe(1);
+    expect(run.code).toBe(EXIT.WAIT_TIMEOUT);
+    expect(EXIT.WAIT_TIMEOUT).toBe(124);
+    expect(run.stdout).toBe("");
     expect(run.stderr).toMatch(/\nagentry: task timed out: \[TIMEOUT\] task task_\w+ did not finish within 0\.5 s \(it is queued\)\n$/);
+
+    const json = await runAgentry(["submit", "nobody is listening", "--wait", "--timeout", "0.5", "--json", "--idempotency-key", "k1"], env);
+    expect(json.code).toBe(124);
+    const body = JSON.parse(json.stdout) as { taskId: string };
+    expect(body).toMatchObject({ outcome: "timed_out", state: "queued", error: { code: "TIMEOUT" } });
+    // The task keeps running: waiting again with the same idempotency key follows the same task.
+    const again = await runAgentry(["submit", "nobody is listening", "--wait", "--timeout", "0.5", "--json", "--idempotency-key", "k1"], env);
+    expect(again.code).toBe(124);
+    expect(JSON.parse(again.stdout)).toMatchObject({ taskId: body.taskId, outcome: "timed_out" });
   });
 
   it("status and cancel of an unknown task fail with one line", async () => {
