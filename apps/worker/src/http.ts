@@ -55,9 +55,6 @@ function portError(port: number, err: unknown): AgentryError {
         : code === "ERR_SOCKET_BAD_PORT"
           ? `port ${port} is not a valid port (1-65535)`
           : `cannot listen on port ${port} (${typeof code === "string" ? code : err instanceof Error ? err.message : String(err)})`;
-  return new AgentryError(
-    "INVALID_CONFIG",
-    `AGENTRY_WORKER_PORT: ${why}; give each worker on a host its own AGENTRY_WORKER_PORT, or 0 to serve no /healthz and /metrics`,
-    { cause: err },
-  );
+  const fix = code === "EADDRINUSE" ? "give each worker on a host its own AGENTRY_WORKER_PORT" : "set AGENTRY_WORKER_PORT to a port this process may use";
+  return new AgentryError("INVALID_CONFIG", `AGENTRY_WORKER_PORT: ${why}; ${fix}, or 0 to serve no /healthz and /metrics`, { cause: err });
 }
