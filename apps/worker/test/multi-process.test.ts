@@ -90,10 +90,11 @@ describe("several worker processes", () => {
       new Set(w.output().split("\n").filter((l) => l.includes(`"event":"${event}"`)).map((l) => (JSON.parse(l) as { taskId: string }).taskId));
     await expect.poll(() => startedBy(victim, "task-started").size, { timeout: 20_000 }).toBeGreaterThan(0);
     await victim.kill();
-    const held = [...startedBy(victim, "task-started")].filter((id) => !startedBy(victim, "task-completed").has(id));
-    expect(held.length).toBeGreaterThan(0);
     const results = await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 90_000 })));
     expect(results).toHaveLength(6);
+    // Read once all of the victim's output has arrived: the tasks it started and never finished.
+    const held = [...startedBy(victim, "task-started")].filter((id) => !startedBy(victim, "task-completed").has(id));
+    expect(held.length).toBeGreaterThan(0);
     // The victim's tasks were finished by the survivor, and each task answered exactly once.
     for (const id of held) expect(startedBy(survivor, "task-completed").has(id)).toBe(true);
     const responses = (await new AuditLog({ redis: conn, prefix }).read({ count: 100_000 })).filter((e) => e.type === "response");
