@@ -88,7 +88,7 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
     // Wake-ups only: what is sent is always read from the stream in id order, so an event
     // QueueEvents delivered early or never cannot reorder or skip anything.
     let wake: (() => void) | undefined;
-    let pending = false;
+    let pending: boolean | undefined;
     const onEvent = ({ jobId }: { jobId: string }) => {
       if (jobId !== taskId) return;
       pending = true;
