@@ -2,13 +2,14 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "@agentry/core";
 import type { AgentryClient, AgentryMetrics } from "@agentry/runtime";
 import { ApiKeyAuthenticator, type ApiKeys } from "./auth/api-keys.js";
-import { apiAuth } from "./auth/authenticate.js";
+import { apiAuth, eventsAuth } from "./auth/authenticate.js";
+import { EventsTokens, type EventsTokensOptions } from "./auth/events-token.js";
 import { BOARD_PATH, registerBullBoard } from "./board/bull-board.js";
 import type { SubmitRateLimiter } from "./rate-limit/submit-rate-limiter.js";
 import { httpErrorOf } from "./http/http-error.js";
 import { buildOpenApiDocument } from "./openapi/openapi-document.js";
 import { registerServiceRoutes } from "./routes/service.js";
-import { registerTaskEventRoutes } from "./routes/task-events.js";
+import { DEFAULT_EVENTS_RETRY_MS, registerEventsTokenRoute, registerTaskEventRoutes } from "./routes/task-events.js";
 import { registerTaskGroupRoutes } from "./routes/task-groups.js";
 import { registerTaskRoutes } from "./routes/tasks.js";
 
@@ -27,6 +28,13 @@ export interface ProducerAppOptions {
   bodyLimitBytes?: number;
   /** Interval of heartbeat comments on event streams. @defaultValue 15_000 */
   eventsHeartbeatMs?: number;
+  /** The `retry:` field of event streams: an EventSource's reconnect delay. @defaultValue {@link DEFAULT_EVENTS_RETRY_MS} */
+  eventsRetryMs?: number;
+  /**
+   * Signing of the browser tokens for event streams (`POST /v1/tasks/:id/events-token`).
+   * @defaultValue a random per-process secret (logged as a warning): tokens work on this replica only
+   */
+  eventsTokens?: EventsTokensOptions;
   /** Serves `GET /metrics` from these metrics. @defaultValue none: no /metrics route */
   metrics?: AgentryMetrics;
   /** Per-tenant submit rate limit (429 `RATE_LIMITED` past it). @defaultValue none: no limit */
@@ -39,16 +47,16 @@ export interface ProducerAppOptions {
   _internal?: { streams?: Set<AbortController> };
 }
 
-/** Removes the value of a `key` query parameter (the Bull Board login) from a logged URL. */
+/** Removes the value of `key` (the Bull Board login) and `token` (an events token) query parameters from a logged URL. */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&]key=)[^&#]*/gi, "$1[redacted]");
+  return url.replace(/([?&](?:key|token)=)[^&#]*/gi, "$1[redacted]");
 }
 
 /**
  * Builds the producer's HTTP API (not listening: call `listen`, or `inject` in tests).
  *
  * Routes: `POST /v1/tasks`, `GET|DELETE /v1/tasks/:id`, `GET /v1/tasks/:id/events` (SSE),
- * `POST /v1/task-groups`, `GET /v1/task-groups/:id` (bearer key), Bull Board at `/admin/queues`
+ * `POST /v1/tasks/:id/events-token`, `POST /v1/task-groups`, `GET /v1/task-groups/:id` (bearer key), Bull Board at `/admin/queues`
  * (bearer key or login cookie), `GET /healthz`, `GET /openapi.json`, `GET /metrics` (open).
  * Every error answers `{ error: { code, message, fields? } }` with the status of `httpErrorOf`.
  * Closing the app ends open event streams.
@@ -57,6 +65,13 @@ export async function buildProducerApp(options: ProducerAppOptions): Promise<Fas
   const auth = new ApiKeyAuthenticator(options.apiKeys);
   const streams = options._internal?.streams ?? new Set<AbortController>();
   const bullBoard = options.bullBoard ?? true;
+  const tokens = new EventsTokens(options.eventsTokens);
+  if (tokens.ephemeral) {
+    options.logger.warn(
+      { event: "events-token-ephemeral-secret" },
+      "AGENTRY_EVENTS_TOKEN_SECRET is not set: events tokens are signed with a random secret of this process and work on this replica only",
+    );
+  }
   const loggerInstance = options.logger.child(
     {},
     {
@@ -100,8 +115,18 @@ export async function buildProducerApp(options: ProducerAppOptions): Promise<Fas
   await app.register(async (api) => {
     api.addHook("onRequest", apiAuth(auth));
     registerTaskRoutes(api, options.client, options.submitRateLimiter);
-    registerTaskEventRoutes(api, { client: options.client, heartbeatMs: options.eventsHeartbeatMs ?? 15_000, streams });
+    registerEventsTokenRoute(api, options.client, tokens);
     registerTaskGroupRoutes(api, options.client, options.submitRateLimiter);
+  });
+  // Its own scope: the only route that also accepts an events token.
+  await app.register(async (events) => {
+    events.addHook("onRequest", eventsAuth(auth, tokens));
+    registerTaskEventRoutes(events, {
+      client: options.client,
+      heartbeatMs: options.eventsHeartbeatMs ?? 15_000,
+      retryMs: options.eventsRetryMs ?? DEFAULT_EVENTS_RETRY_MS,
+      streams,
+    });
   });
   if (bullBoard) await registerBullBoard(app, { queue: options.client.queue, auth });
   return app;

@@ -73,6 +73,10 @@ async function main(): Promise<void> {
     logger,
     metrics,
     bodyLimitBytes: env.AGENTRY_BODY_LIMIT_BYTES,
+    eventsTokens: {
+      ttlMs: env.AGENTRY_EVENTS_TOKEN_TTL_SECONDS * 1000,
+      ...(env.AGENTRY_EVENTS_TOKEN_SECRET ? { secret: env.AGENTRY_EVENTS_TOKEN_SECRET } : {}),
+    },
     ...(submitRateLimiter ? { submitRateLimiter } : {}),
   });
   await app.listen({ port: env.PORT, host: env.HOST });

@@ -18,6 +18,8 @@ export interface Principal {
   tenant: string;
   name: string;
   admin: boolean;
+  /** Set when the request carried an events token instead of a key: the one task it may read. */
+  taskId?: string;
 }
 
 const KEY = /^[^\s,=#]{1,512}$/;

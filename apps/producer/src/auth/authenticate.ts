@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import { AgentryError } from "@agentry/core";
 import { httpErrorOf } from "../http/http-error.js";
 import type { ApiKeyAuthenticator, Principal } from "./api-keys.js";
+import type { EventsTokens } from "./events-token.js";
 
 /** Name of the cookie a browser gets after logging in to Bull Board with `?key=`. */
 export const BOARD_COOKIE = "agentry_board_key";
@@ -89,6 +90,29 @@ export function boardAuth(auth: ApiKeyAuthenticator, basePath: string) {
     if (!principal) return deny(reply, "Missing or invalid API key (send Authorization: Bearer <key>, or open the page once with ?key=<key>)");
     principals.set(request.raw.headers, principal);
     request.log = request.log.child({ tenant: principal.tenant, keyName: principal.name });
+    return undefined;
+  };
+}
+
+/**
+ * An `onRequest` hook for the task event stream: the bearer key as on every API route, or, for
+ * browsers (EventSource cannot send headers), `?token=` minted by `POST /v1/tasks/:id/events-token`.
+ * A token authenticates as its tenant for its one task only; a bad, forged or expired one → 401.
+ */
+export function eventsAuth(auth: ApiKeyAuthenticator, tokens: EventsTokens) {
+  const api = apiAuth(auth);
+  return async function authenticateEvents(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    const token = (request.query as Record<string, unknown> | undefined)?.token;
+    if (bearerKey(request) !== undefined || token === undefined) return api(request, reply);
+    if (typeof token !== "string") return deny(reply, "Invalid events token: malformed");
+    let claims;
+    try {
+      claims = tokens.verify(token);
+    } catch (err) {
+      return deny(reply, AgentryError.from(err).message);
+    }
+    principals.set(request.raw.headers, { tenant: claims.tenant, name: "events-token", admin: false, taskId: claims.taskId });
+    request.log = request.log.child({ tenant: claims.tenant, keyName: "events-token" });
     return undefined;
   };
 }

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { AgentryError, parseEnv, type AgentryEnv } from "@agentry/core";
 import { parseApiKeys, type ApiKeys } from "../auth/api-keys.js";
+import { DEFAULT_EVENTS_TOKEN_TTL_MS, MIN_EVENTS_TOKEN_SECRET_LENGTH } from "../auth/events-token.js";
 import { DEFAULT_SUBMIT_BURST, DEFAULT_SUBMIT_RATE } from "../rate-limit/submit-rate-limiter.js";
 
 const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
@@ -19,6 +20,10 @@ const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === 
  *   allowed; 0 turns the limit off); `AGENTRY_SUBMIT_BURST` (100): tasks a tenant may submit at
  *   once after being idle. A group counts each of its tasks. Over the limit → 429 `RATE_LIMITED`
  *   with `Retry-After`. Shared through Redis by every producer replica.
+ * - `AGENTRY_EVENTS_TOKEN_SECRET` (unset): signs the browser tokens of event streams; at least 32
+ *   characters, the same on every replica. Unset: a random secret per process (a warning at
+ *   start), so a token works only on the replica that minted it.
+ * - `AGENTRY_EVENTS_TOKEN_TTL_SECONDS` (600): how long such a token is accepted.
  * - `AGENTRY_INSECURE_DEV_KEY` (off): `1` lets a producer with no key configured accept the
  *   well-known admin key `dev-key` (tenant `default`); for a private development run only.
  *
@@ -34,6 +39,8 @@ export const producerEnvSchema = z.object({
   AGENTRY_BODY_LIMIT_BYTES: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().default(1024 * 1024)),
   AGENTRY_SUBMIT_RATE: z.preprocess(emptyToUndefined, z.coerce.number().finite().nonnegative().default(DEFAULT_SUBMIT_RATE)),
   AGENTRY_SUBMIT_BURST: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().default(DEFAULT_SUBMIT_BURST)),
+  AGENTRY_EVENTS_TOKEN_SECRET: z.preprocess(emptyToUndefined, z.string().min(MIN_EVENTS_TOKEN_SECRET_LENGTH).optional()),
+  AGENTRY_EVENTS_TOKEN_TTL_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(86_400).default(DEFAULT_EVENTS_TOKEN_TTL_MS / 1000)),
   // A closed set of spellings: `yes` or `on` must not be read as "off" by one reader and "on" by another.
   AGENTRY_INSECURE_DEV_KEY: z.preprocess(
     emptyToUndefined,

@@ -109,6 +109,15 @@ export const errorBodySchema = z
   })
   .register(httpSchemas, { id: "Error" });
 
+/** `POST /v1/tasks/:id/events-token`: a browser's way into one task's event stream. */
+export const eventsTokenSchema = z
+  .object({
+    token: z.string(),
+    expiresAt: z.string().describe("ISO 8601; a connection or reconnect after it answers 401"),
+    eventsUrl: z.string().describe("The task's events URL with `?token=`: hand this to EventSource"),
+  })
+  .register(httpSchemas, { id: "EventsToken" });
+
 /** `GET /healthz`. */
 export const healthSchema = z.object({ ok: z.boolean(), redis: z.boolean() }).register(httpSchemas, { id: "Health" });
 
@@ -119,7 +128,6 @@ export const taskEventSchema = z
     z.object({ type: z.literal("progress"), taskId: z.string(), progress: taskProgressSchema }),
     z.object({ type: z.literal("completed"), taskId: z.string(), result: agentTaskResultSchema }),
     z.object({ type: z.literal("failed"), taskId: z.string(), error: agentryErrorDataSchema }),
-    z.object({ type: z.literal("error"), taskId: z.string(), error: z.object({ code: z.enum(ERROR_CODES), message: z.string() }) }),
   ])
   .register(httpSchemas, { id: "TaskEvent" });
 

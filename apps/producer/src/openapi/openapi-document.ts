@@ -93,12 +93,39 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
         operationId: "streamTaskEvents",
         summary: "Server-sent events of a task",
         description:
-          "text/event-stream. Events, each with `event:` set to the `type` and `data:` the JSON of `TaskEvent`: one `status` first, " +
-          "then `progress` events, then `completed` or `failed`, after which the stream ends (`error` if the stream itself fails). " +
-          "A `: heartbeat` comment is sent every 15 s.",
-        parameters: [idParam("Task")],
+          "text/event-stream for a standard EventSource. `retry:` first; then events, each with `event:` set to the `type`, `data:` the JSON of " +
+          "`TaskEvent`, and `id:` the Redis stream entry id (`<ms>-<seq>`) of what it reports: stable across reconnects and replicas, increasing " +
+          "within a task (compare as two numbers). Without `Last-Event-ID`: one `status` first (the task now), then `progress` events, then " +
+          "`completed` or `failed`, and the server closes. With `Last-Event-ID`: the events after it, with no repeat and no gap (a `status` " +
+          "first when they can no longer be replayed). A finished task's stream is its final event alone; a reconnect with `Last-Event-ID` at " +
+          "or after the final event answers 204, which stops EventSource. No event is named `error`: a stream that fails is closed and the " +
+          "reconnect resumes. A `: heartbeat` comment is sent every 15 s. Authenticate with the bearer key, or `?token=` from " +
+          "`POST /v1/tasks/{id}/events-token` (browsers: EventSource cannot send headers).",
+        parameters: [
+          idParam("Task"),
+          { name: "Last-Event-ID", in: "header", required: false, description: "Resume after this event (EventSource sends it on reconnect)", schema: { type: "string" } },
+        ],
+        security: [{ bearer: [] }, { eventsToken: [] }],
         responses: {
           "200": { description: "The event stream", content: { "text/event-stream": { schema: ref("TaskEvent") } } },
+          "204": { description: "The task finished and `Last-Event-ID` is at or after its final event: nothing more will come" },
+          "404": errorResponse("Unknown task, another tenant's, or not the task the events token was minted for (NOT_FOUND)"),
+          ...commonErrors,
+          "401": errorResponse("Missing or invalid key, or an invalid, forged or expired events token (UNAUTHORIZED)"),
+        },
+      },
+    },
+    "/v1/tasks/{id}/events-token": {
+      post: {
+        operationId: "createEventsToken",
+        summary: "A short-lived token for a browser to read this task's events",
+        description:
+          "HMAC-signed, bound to the caller's tenant, this task and an expiry (10 minutes by default, `AGENTRY_EVENTS_TOKEN_TTL_SECONDS`). " +
+          "Accepted as `?token=` on `GET /v1/tasks/{id}/events` only; checked at each (re)connect, an open stream is not cut at expiry. " +
+          "Mint it on your backend and hand `eventsUrl` to the browser: the API key never reaches it.",
+        parameters: [idParam("Task")],
+        responses: {
+          "200": { description: "The token", content: json("EventsToken") },
           "404": errorResponse("Unknown task, or another tenant's (NOT_FOUND)"),
           ...commonErrors,
         },
@@ -176,6 +203,7 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
       securitySchemes: {
         bearer: { type: "http", scheme: "bearer", description: "An API key; it decides the tenant" },
         boardCookie: { type: "apiKey", in: "cookie", name: BOARD_COOKIE },
+        eventsToken: { type: "apiKey", in: "query", name: "token", description: "From `POST /v1/tasks/{id}/events-token`; one task's events only" },
       },
     },
     security: [{ bearer: [] }],

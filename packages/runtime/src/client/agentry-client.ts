@@ -77,7 +77,8 @@ export class AgentryClient {
   readonly queue: Queue<AgentJobData, AgentTaskResult>;
   readonly prefix: string;
   readonly queueName: string;
-  private readonly redis: Redis;
+  /** The client's Redis connection (fail-fast): for reads beside BullMQ's, such as the queue's event stream. */
+  readonly redis: Redis;
   private readonly ownsRedis: boolean;
   private readonly sessionOrder: SessionOrder | undefined;
   private readonly clock: Clock;
@@ -330,7 +331,12 @@ export class AgentryClient {
     return payload.data;
   }
 
-  private async queueEvents(): Promise<QueueEvents> {
+  /**
+   * The client's one reader of the queue's event stream (opened on first use, closed by `close`).
+   * Each listener gets the event's stream entry id as its last argument: a position that is the
+   * same for every reader, so a consumer can resume from it (the producer's SSE ids are these).
+   */
+  async queueEvents(): Promise<QueueEvents> {
     if (!this.events) {
       this.eventsConnection = duplicateRedis(this.redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, commandTimeout: undefined });
       this.eventsConnection.on("error", () => undefined);
