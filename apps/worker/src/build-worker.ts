@@ -212,7 +212,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       if (record.taskId) await worker.promote(record.taskId);
     }
     // Pending approvals whose task is gone (cancelled while no worker heard it) are cancelled.
-    const pending = await approvals.list({ status: "pending", limit: 10_000 });
+    const pending = await approvals.pendingTasks();
     const gone = new Set(await worker.missingTasks(pending.map((r) => r.taskId)));
     for (const record of pending) if (gone.has(record.taskId)) await approvals.cancel(record.id, "the task no longer exists");
     await ledger.reapExpired();

@@ -176,6 +176,19 @@ export class ApprovalStore {
     return records.filter((r) => !options.status || r.status === options.status).slice(0, limit);
   }
 
+  /** The pending approvals' ids and task ids only (a reconcile step; cheaper than {@link list}). @defaultValue limit 10_000 */
+  async pendingTasks(limit = 10_000): Promise<{ id: string; taskId: string }[]> {
+    const ids = await this.redis.zrange(this.pendingKey, 0, limit - 1);
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    ids.forEach((id) => pipeline.hget(this.recordKey(id), "taskId"));
+    const replies = (await pipeline.exec()) ?? [];
+    return ids.flatMap((id, i) => {
+      const taskId = replies[i]?.[1];
+      return typeof taskId === "string" ? [{ id, taskId }] : [];
+    });
+  }
+
   private async getMany(ids: string[]): Promise<ApprovalRecord[]> {
     if (ids.length === 0) return [];
     const pipeline = this.redis.pipeline();
@@ -368,7 +381,7 @@ export class ApprovalStore {
 
   /** Cancels every pending approval of a task (its task was cancelled). Returns the ids cancelled. */
   async cancelForTask(taskId: string, reason = "the task was cancelled"): Promise<string[]> {
-    const pending = (await this.list({ status: "pending", limit: 10_000 })).filter((r) => r.taskId === taskId);
+    const pending = (await this.pendingTasks()).filter((r) => r.taskId === taskId);
     const cancelled: string[] = [];
     for (const record of pending) if (await this.cancel(record.id, reason)) cancelled.push(record.id);
     return cancelled;
