@@ -92,6 +92,34 @@ const assertSuspended = (result: AgentResult): Extract<AgentResult, { status: "s
 };
 
 describe("runAgent", () => {
+  it("with its own modelSignal, a provider call in flight when the run is stopped finishes and its usage reaches afterModelCall; the run stops after it", async () => {
+    const stop = new AbortController();
+    const seen: { signal?: AbortSignal; settled: number } = { settled: 0 };
+    const model: LanguageModel = {
+      provider: "scripted",
+      defaultModel: "scripted-1",
+      async generate(request) {
+        seen.signal = request.signal;
+        stop.abort(new AgentryError("LOCK_LOST", "the attempt lost its lock")); // mid-call
+        await new Promise((r) => setTimeout(r, 20));
+        return { id: "msg_1", model: "scripted-1", stopReason: "tool_use", content: [use("t1", "get_weather", { city: "Oslo" })], usage: { input: 100, output: 10, cacheCreationInput: 0, cacheReadInput: 0 } };
+      },
+    };
+    const err = await runAgent({
+      model,
+      tools: countingTools({}),
+      messages: ask("weather in Oslo?"),
+      run,
+      signal: stop.signal,
+      modelSignal: new AbortController().signal,
+      hooks: { afterModelCall: async ({ response }) => void (seen.settled += response.usage.input + response.usage.output) },
+    }).catch((e: unknown) => e);
+    expect(seen.signal?.aborted).toBe(false);
+    expect(seen.settled).toBe(110);
+    expect(isAgentryError(err)).toBe(true);
+  });
+
+
   it("runs a multi-step tool conversation and sums usage over the steps", async () => {
     const counts: Record<string, number> = {};
     const model = scripted([

@@ -46,6 +46,13 @@ export interface RunAgentOptions {
   cache?: boolean;
   /** Aborting it stops the run with `CANCELLED`; tool handlers see it too. */
   signal?: AbortSignal;
+  /**
+   * The provider call's own signal. @defaultValue `signal`. A runtime that stops a run for a
+   * reason that does not cancel the task (its attempt lost the job lock) lets a call already in
+   * flight finish, so the usage the provider billed is known and settled; the run stops right
+   * after it.
+   */
+  modelSignal?: AbortSignal;
   /** Checked before each model call after the first; true completes the run with the last assistant text. */
   stopWhen?: (state: AgentState) => boolean;
   /** Put the top-k memories of `namespace` (searched with the new user message) into the system prompt. */
@@ -252,7 +259,7 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
       maxTokens,
       ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
       ...(options.cache === undefined ? {} : { cache: options.cache }),
-      signal,
+      signal: options.modelSignal ?? signal,
       metadata: {
         taskId: run.taskId,
         tenant: run.tenant,

@@ -184,6 +184,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         maxTokens: p.maxTokens ?? options.maxTokens ?? 1024,
         ...(p.model ? { modelId: p.model } : {}),
         signal: ex.signal,
+        modelSignal: followUnlessLockLost(ex.signal),
         ...(options.recall ? { recall: { memory: options.recall.memory, namespace: memoryNamespace(p.tenant, p.userId), k: options.recall.k ?? 3 } } : {}),
       });
 
@@ -239,6 +240,21 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       options.forgetCost?.(ex.taskId);
     }
   };
+}
+
+/**
+ * A signal that follows `signal` except when it aborts for a lost lock: a model call in flight
+ * then finishes and its billed usage is settled (the ledger must equal what the provider
+ * billed); the run stops at its next fenced write.
+ */
+function followUnlessLockLost(signal: AbortSignal): AbortSignal {
+  const controller = new AbortController();
+  const follow = () => {
+    if (!(AgentryError.isInstance(signal.reason) && signal.reason.code === "LOCK_LOST")) controller.abort(signal.reason);
+  };
+  if (signal.aborted) follow();
+  else signal.addEventListener("abort", follow, { once: true });
+  return controller.signal;
 }
 
 function activeTraceId(): string | undefined {
