@@ -16,7 +16,8 @@ export function agentryVitestConfig(options: { testTimeoutMs?: number } = {}) {
       reporters: ["default", "json"],
       outputFile: { json: ".vitest-report.json" },
       pool: "forks",
-      passWithNoTests: true,
+      // A package whose run finds no test fails: a suite that ran nothing must not pass unnoticed.
+      passWithNoTests: false,
     },
   });
 }
