@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { BudgetLedger } from "./ledger.js";
 import type { BudgetScope } from "./scope.js";
 import type { BudgetAmount, BudgetLimit } from "./types.js";
-import { budgetViolations, runJsonChild } from "./proof-support.js";
+import { budgetViolations, runJsonChild, sampleViolations } from "./proof-support.js";
+import type { StressReport } from "./ledger-stress.child.js";
 
 const redis = useTestRedis("budget-proof");
 const CHILD = fileURLToPath(new URL("./ledger-stress.child.ts", import.meta.url));
@@ -29,20 +30,6 @@ const LIMITS: [BudgetScope, BudgetLimit][] = [
   ]),
 ];
 
-interface StressReport {
-  granted: number;
-  settled: number;
-  released: number;
-  abandoned: number;
-  exceeded: number;
-  contended: number;
-  overruns: number;
-  reapedByThisProcess: number;
-  correctedReaps: number;
-  releasedAfterReap: number;
-  charges: Record<string, BudgetAmount>;
-}
-
 describe("BudgetLedger concurrency proof", () => {
   for (const seed of [1, 2, 3]) {
     it(
@@ -54,15 +41,7 @@ describe("BudgetLedger concurrency proof", () => {
         for (const [scope, limit] of LIMITS) await ledger.setLimit(scope, limit);
         const scopes = LIMITS.map(([s]) => s);
 
-        let running = true;
-        const seen: string[] = [];
-        let samples = 0;
-        const sampler = (async () => {
-          while (running) {
-            for (const s of scopes) seen.push(...budgetViolations(await ledger.getStats(s)));
-            samples++;
-          }
-        })();
+        const sampler = sampleViolations(ledger, scopes);
         const reports = await Promise.all(
           Array.from({ length: PROCESSES }, (_, i) =>
             runJsonChild<StressReport>(
@@ -79,10 +58,8 @@ describe("BudgetLedger concurrency proof", () => {
               PACKAGE_DIR,
             ),
           ).map((p) => p.finally(() => undefined)),
-        ).finally(() => {
-          running = false;
-        });
-        await sampler;
+        ).finally(() => sampler.stop());
+        const { seen, samples } = await sampler.stop();
 
         // Reservations abandoned at the very end: wait out their lease and reap them here.
         await new Promise((r) => setTimeout(r, LEASE_MS + 50));

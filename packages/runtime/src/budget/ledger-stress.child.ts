@@ -12,7 +12,8 @@ import { budgetScopeKind, parseScope, type BudgetScope, type BudgetScopeKind } f
 import type { BudgetAmount, ExpiredReservation } from "./types.js";
 import { seededRandom } from "./proof-support.js";
 
-interface StressReport {
+/** What the child prints as its last line (read by the proof test). */
+export interface StressReport {
   granted: number;
   settled: number;
   released: number;

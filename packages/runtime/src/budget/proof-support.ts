@@ -1,4 +1,6 @@
 import { spawn } from "node:child_process";
+import type { BudgetLedger } from "./ledger.js";
+import type { BudgetScope } from "./scope.js";
 import type { BudgetStats } from "./types.js";
 
 /** Internal. For test use only. May change without notice. */
@@ -52,5 +54,31 @@ export function seededRandom(seed: number): () => number {
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/**
+ * Reads every scope's figures over and over until `stop()`, collecting every limit a snapshot
+ * breaks: the proof samples the ledger throughout a run, not only at its end.
+ */
+export function sampleViolations(
+  ledger: BudgetLedger,
+  scopes: readonly BudgetScope[],
+): { stop(): Promise<{ seen: string[]; samples: number }> } {
+  let running = true;
+  const seen: string[] = [];
+  let samples = 0;
+  const loop = (async () => {
+    while (running) {
+      for (const s of scopes) seen.push(...budgetViolations(await ledger.getStats(s)));
+      samples++;
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return { seen, samples };
+    },
   };
 }

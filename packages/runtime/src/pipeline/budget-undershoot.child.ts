@@ -17,7 +17,8 @@ import { budgetScopeKind, parseScope } from "../budget/scope.js";
 import { createBudgetHooks } from "./budget-hooks.js";
 import { seededRandom } from "../budget/proof-support.js";
 
-interface UndershootReport {
+/** What the child prints as its last line (read by the proof test). */
+export interface UndershootReport {
   tasks: number;
   completed: number;
   exceeded: number;

@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { BudgetLedger } from "../budget/ledger.js";
 import { budgetScopeKind, type BudgetScope, type BudgetScopeKind } from "../budget/scope.js";
 import type { BudgetLimit } from "../budget/types.js";
-import { budgetViolations, runJsonChild } from "../budget/proof-support.js";
+import { budgetViolations, runJsonChild, sampleViolations } from "../budget/proof-support.js";
+import type { UndershootReport } from "./budget-undershoot.child.js";
 
 const redis = useTestRedis("budget-undershoot");
 const CHILD = fileURLToPath(new URL("./budget-undershoot.child.ts", import.meta.url));
@@ -28,18 +29,6 @@ const LIMITS: [BudgetScope, BudgetLimit][] = [
   ]),
 ];
 
-interface UndershootReport {
-  tasks: number;
-  completed: number;
-  exceeded: number;
-  contended: number;
-  calls: number;
-  undershotEstimate: number;
-  reservedFromEstimate: number;
-  reservedFromCount: number;
-  overruns: number;
-}
-
 describe("budgets against a provider that counts more than the estimate", () => {
   it(
     `${PROCESSES} worker processes on one tight budget never pass a limit, and the ledger holds what the provider billed`,
@@ -53,15 +42,7 @@ describe("budgets against a provider that counts more than the estimate", () => 
         for (const [scope, limit] of LIMITS) await ledger.setLimit(scope, limit);
         const scopes = LIMITS.map(([s]) => s);
 
-        let running = true;
-        const seen: string[] = [];
-        let samples = 0;
-        const sampler = (async () => {
-          while (running) {
-            for (const s of scopes) seen.push(...budgetViolations(await ledger.getStats(s)));
-            samples++;
-          }
-        })();
+        const sampler = sampleViolations(ledger, scopes);
         const reports = await Promise.all(
           Array.from({ length: PROCESSES }, (_, i) =>
             runJsonChild<UndershootReport>(
@@ -78,10 +59,8 @@ describe("budgets against a provider that counts more than the estimate", () => 
               PACKAGE_DIR,
             ),
           ),
-        ).finally(() => {
-          running = false;
-        });
-        await sampler;
+        ).finally(() => sampler.stop());
+        const { seen, samples } = await sampler.stop();
 
         const total = (k: keyof UndershootReport) => reports.reduce((n, r) => n + r[k], 0);
         expect(seen).toEqual([]);
