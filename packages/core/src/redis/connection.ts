@@ -1,4 +1,5 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from "ioredis";
+import { AgentryError } from "../errors/agentry-error.js";
 
 /**
  * What a connection is for. Each role gets the settings BullMQ and Agentry need:
@@ -56,7 +57,7 @@ export function parseRedisTarget(url: string): RedisTarget {
     return { host: host || "127.0.0.1", port: Number(port || 6379) };
   });
   if (nodes.length === 0 || nodes.some((n) => !Number.isInteger(n.port) || n.port <= 0)) {
-    throw new Error(`Bad Redis Cluster URL "${url}" (expected redis+cluster://host:port[,host:port...])`);
+    throw new AgentryError("INVALID_CONFIG", `Bad Redis Cluster URL "${url}" (expected redis+cluster://host:port[,host:port...])`);
   }
   return {
     kind: "cluster",
@@ -130,7 +131,7 @@ export async function waitForReady(client: Redis, timeoutMs = 5_000): Promise<vo
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`Redis not ready after ${timeoutMs} ms (status ${client.status})`));
+      reject(new AgentryError("REDIS_UNAVAILABLE", `Redis not ready after ${timeoutMs} ms (status ${client.status})`));
     }, timeoutMs);
     const onReady = () => {
       cleanup();

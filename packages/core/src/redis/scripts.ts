@@ -1,0 +1,118 @@
+import { readFileSync } from "node:fs";
+import type { Cluster, Redis } from "ioredis";
+import { AgentryError } from "../errors/agentry-error.js";
+
+/** A value a script takes in ARGV (ioredis sends numbers as their decimal text, Buffers as bytes). */
+export type ScriptArg = string | number | Buffer;
+
+/** A client a script runs on: one server, or a Redis Cluster (every key of a call must share a slot). */
+export type ScriptClient = Redis | Cluster;
+
+/**
+ * The call signature of one script, written as a function type over its KEYS and ARGV tuples and
+ * its reply, e.g. `(keys: [order: string, seq: string], args: [taskId: string]) => number`.
+ * (Declared through a method so that tuples of any length satisfy the constraint.)
+ */
+export type ScriptSignature = {
+  signature(keys: readonly string[], args: readonly ScriptArg[]): unknown;
+}["signature"];
+
+/** Where a script's source is, relative to the defining module, and how it replies. */
+export interface ScriptSource {
+  /** The file name: `<verb-noun>-<number of keys>.lua`, or `<verb-noun>.lua` for a variable number of keys. */
+  file: string;
+  /** `buffer` returns bulk strings as Buffers (binary payloads). @defaultValue "string" */
+  replies?: "string" | "buffer";
+}
+
+/** Runs one script on a client, defining it there first (once per client). */
+export type ScriptCall<S extends ScriptSignature> = (
+  redis: ScriptClient,
+  keys: Parameters<S>[0],
+  args: Parameters<S>[1],
+) => Promise<ReturnType<S>>;
+
+/** The scripts {@link defineScripts} defined, by name. */
+export type Scripts<S extends Record<string, ScriptSignature>> = { readonly [N in keyof S]: ScriptCall<S[N]> };
+
+/** `take-submit-tokens-1.lua`: a kebab-case name, then the number of keys when it is fixed. */
+const FILE_NAME = /^([a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*)(?:-(\d+))?\.lua$/;
+
+/** Command name → source of every script defined in this process, so two scripts never share a name. */
+const defined = new Map<string, string>();
+
+/** The ioredis command name of a script file: `agentry` + its name in PascalCase (`agentryTakeSubmitTokens`). */
+export function scriptCommandName(file: string): string {
+  return `agentry${parseFileName(file).name.split("-").map((w) => w[0]!.toUpperCase() + w.slice(1)).join("")}`;
+}
+
+/**
+ * Loads Lua scripts that sit beside the calling module and returns a typed caller per script.
+ *
+ * `base` is the caller's `import.meta.url`, so a script resolves the same from `src/*.ts` (tsx,
+ * vitest) as from `dist/*.js` (the build copies `.lua` files beside the JavaScript). The file name
+ * says how many keys the script takes (`acquire-turn-2.lua`: two); a
+ * name without a number takes any number, and the call passes `keys.length` first. Each script is
+ * registered on a client with ioredis `defineCommand` the first time it runs there, as
+ * `agentry<PascalCaseName>`: ioredis sends EVALSHA and falls back to EVAL when the server does not
+ * know the script (first use on a connection, or after `SCRIPT FLUSH` or a restart). Works on
+ * Redis Cluster clients too: ioredis routes each call by its keys.
+ *
+ * Files are read once, when the defining module loads. Throws `INTERNAL` when a file is missing,
+ * is not named in that style, or names a command another script already uses; a call with the
+ * wrong number of keys for its file rejects with `INTERNAL` before anything is sent.
+ *
+ * @example
+ * const scripts = defineScripts<{
+ *   enqueueTurn: (keys: [order: string, seq: string], args: [taskId: string]) => number;
+ * }>(import.meta.url, { enqueueTurn: "enqueue-turn-2.lua" });
+ * await scripts.enqueueTurn(redis, [orderKey, seqKey], [taskId]);
+ */
+export function defineScripts<S extends Record<string, ScriptSignature>>(
+  base: string | URL,
+  sources: { readonly [N in keyof S]: string | ScriptSource },
+): Scripts<S> {
+  const calls: Record<string, ScriptCall<ScriptSignature>> = {};
+  for (const [name, source] of Object.entries(sources) as [string, string | ScriptSource][]) {
+    const { file, replies = "string" } = typeof source === "string" ? { file: source } : source;
+    calls[name] = defineScript(base, file, replies);
+  }
+  return calls as Scripts<S>;
+}
+
+function defineScript(base: string | URL, file: string, replies: "string" | "buffer"): ScriptCall<ScriptSignature> {
+  const { numberOfKeys } = parseFileName(file);
+  const command = scriptCommandName(file);
+  const url = new URL(file, base);
+  let lua: string;
+  try {
+    lua = readFileSync(url, "utf8");
+  } catch (err) {
+    throw new AgentryError("INTERNAL", `Lua script ${url.pathname} cannot be read`, { cause: err });
+  }
+  const other = defined.get(command);
+  if (other !== undefined && other !== lua) {
+    throw new AgentryError("INTERNAL", `Two different Lua scripts are named ${command} (${file}); script names must be unique`);
+  }
+  defined.set(command, lua);
+  const method = replies === "buffer" ? `${command}Buffer` : command;
+
+  return async (redis, keys, args) => {
+    if (numberOfKeys !== undefined && keys.length !== numberOfKeys) {
+      throw new AgentryError("INTERNAL", `${file} takes ${numberOfKeys} keys, got ${keys.length}`);
+    }
+    const client = redis as unknown as Record<string, ((...a: ScriptArg[]) => Promise<unknown>) | undefined>;
+    if (typeof client[method] !== "function") redis.defineCommand(command, numberOfKeys === undefined ? { lua } : { lua, numberOfKeys });
+    const run = client[method] as (...a: ScriptArg[]) => Promise<unknown>;
+    const head: ScriptArg[] = numberOfKeys === undefined ? [keys.length] : [];
+    return run.call(redis, ...head, ...keys, ...args);
+  };
+}
+
+function parseFileName(file: string): { name: string; numberOfKeys: number | undefined } {
+  const match = FILE_NAME.exec(file.slice(file.lastIndexOf("/") + 1));
+  if (!match) {
+    throw new AgentryError("INTERNAL", `Lua script file ${file} must be named <kebab-case-name>[-<number of keys>].lua`);
+  }
+  return { name: match[1]!, numberOfKeys: match[2] === undefined ? undefined : Number(match[2]) };
+}
