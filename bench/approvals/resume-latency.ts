@@ -19,7 +19,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createLogger, createRedis } from "../../packages/core/src/index.js";
+import { createLogger, createRedis, keySpace } from "../../packages/core/src/index.js";
 import { ScriptedModel } from "../../packages/llm/src/index.js";
 import { RedisSessionTurns } from "../../packages/memory/src/index.js";
 import { AgentryClient } from "../../packages/runtime/src/index.js";
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     );
     taskIds.push(...batch.map((b) => b.taskId));
   }
-  const pendingCount = () => conn.zcard(`${prefix}:approvals:pending`);
+  const pendingCount = () => conn.zcard(keySpace(prefix).key("approvals", "pending"));
   await until(async () => (await pendingCount()) === TOTAL && (await client.queue.getJobCounts("delayed")).delayed === TOTAL, `${TOTAL} parked tasks`);
   const parkMs = performance.now() - parkStart;
   const approvalOf = new Map((await store.list({ status: "pending", limit: TOTAL + 10 })).map((r) => [r.taskId, r.id]));

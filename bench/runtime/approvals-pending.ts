@@ -11,7 +11,7 @@
  *   A2: nothing waiting again (B's keys dropped), to show the drift of a shared machine.
  * The ratio is B ÷ mean(A1, A2). Uses REDIS_URL when set, else starts a private redis-server.
  */
-import { createRedis } from "../../packages/core/src/index.js";
+import { createRedis, keySpace } from "../../packages/core/src/index.js";
 import { startTelemetry } from "../../packages/runtime/src/index.js";
 import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.js";
 import { benchApprovers, benchClient, dropPrefix, flags, freshPrefix, startFullWorker, submitTasks, weatherPrompt } from "../lib/agentry.js";
@@ -36,7 +36,7 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60
 async function measure(url: string, park: number, tasks = TASKS): Promise<{ perSecond: number; pendingAfter: number; parkSeconds: number; prefix: string }> {
   const prefix = freshPrefix(park > 0 ? "pending" : "none");
   const { client, redis } = await benchClient(url, prefix);
-  const pendingKey = `${prefix}:approvals:pending`;
+  const pendingKey = keySpace(prefix).key("approvals", "pending");
   let parkSeconds = 0;
   if (park > 0) {
     const t0 = performance.now();

@@ -207,7 +207,7 @@ describe("infra/redis/users.acl", () => {
   });
 
   it("the producer can run its per-tenant submit rate limit (apps/producer's token bucket script)", async () => {
-    const script = readFileSync(join(repo, "apps/producer/src/rate-limit/take-submit-tokens.lua"), "utf8");
+    const script = readFileSync(join(repo, "apps/producer/src/rate-limit/take-submit-tokens-1.lua"), "utf8");
     const p = connect("producer");
     const bucket = `${PREFIX}:ratelimit:submit:acme`;
     // 1 token per second, burst 3: three tasks pass, a fourth waits about a second.

@@ -60,7 +60,7 @@ export class CliContext {
     });
     try {
       await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => done(new Error(`not ready after ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+        const timer = setTimeout(() => done(new AgentryError("REDIS_UNAVAILABLE", `not ready after ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
         const onReady = () => done();
         // A refused connection will not heal within the CLI's patience: report it at once.
         const onError = (err: NodeJS.ErrnoException) => {

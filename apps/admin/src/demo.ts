@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createServer } from "node:net";
 import { Redis } from "ioredis";
-import { AgentryError, parseEnv } from "@agentry/core";
+import { AgentryError, keySpace, parseEnv } from "@agentry/core";
 import { BudgetLedger, budgetScopeKind } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, generateApproverKeyPair, signDecision } from "@agentry/governance";
 
@@ -230,7 +230,7 @@ async function main(): Promise<void> {
   await approvals.decide(decision);
   const approved = await waitTask(a, dId);
   say(`  ${green("resumed and finished:")} ${answerOf(approved)}`);
-  const deleted = await redis.lrange(`${prefix}:reference:deletions`, 0, -1);
+  const deleted = await redis.lrange(keySpace(prefix).key("reference", "deletions"), 0, -1);
   say(dim(`  simulated deletions recorded: ${deleted.length} (${deleted.map((x) => JSON.parse(x).resource).join(", ")})`));
 
   heading(4, "A production delete is denied by policy");

@@ -18,7 +18,6 @@ import {
   serializeSpanContext,
   withAgentSpan,
   type AgentryMetrics,
-  type AuditSink,
   type TaskHandler,
 } from "@agentry/runtime";
 import {
@@ -97,7 +96,6 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
   if (!audit.authenticated) {
     logger.warn({ event: "audit-unauthenticated" }, "AGENTRY_AUDIT_KEY is not set: audit entries are not authenticated (anyone with Redis write access can rewrite them)");
   }
-  const auditSink: AuditSink = { append: (entry, appendOptions) => audit.append(entry as Parameters<AuditLog["append"]>[0], appendOptions) };
   const approvals = new ApprovalStore({ redis: publisher, prefix, approverKeys, audit });
   const notifier =
     options.notifier ??
@@ -110,14 +108,14 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     prefix,
     leaseMs: config.AGENTRY_BUDGET_LEASE_MS,
     onLeaseExpired: async (r) => {
-      await audit.append({ type: "budget", taskId: r.taskId, data: { event: "lease-expired", reservationId: r.id, amount: r.amount, scopes: r.scopes } } as Parameters<AuditLog["append"]>[0]);
+      await audit.append({ type: "budget", taskId: r.taskId, data: { event: "lease-expired", reservationId: r.id, amount: r.amount, scopes: r.scopes } });
     },
   });
   // The model's own prompt count (when it has one) lets budgets reserve a true bound near a limit.
   const countInputTokens = model.countInputTokens?.bind(model);
   const pricing = { estimateInputTokens, maxCostMicroUsd, costMicroUsd, ...(countInputTokens ? { countInputTokens } : {}) };
   const metrics = createMetrics({ defaultLabels: { service: "agentry-worker" } });
-  const budget = createBudgetHooks({ ledger, pricing, defaultModel: model.defaultModel, audit: auditSink, leaseMs: config.AGENTRY_BUDGET_LEASE_MS });
+  const budget = createBudgetHooks({ ledger, pricing, defaultModel: model.defaultModel, audit, leaseMs: config.AGENTRY_BUDGET_LEASE_MS });
   const hooks: AgentHooks[] = [
     budget,
     governance,
@@ -135,7 +133,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     sessions,
     turns,
     recall: { memory },
-    audit: auditSink,
+    audit,
     actor,
     toolClaimMs: config.AGENTRY_TOOL_TIMEOUT_MS + 2_000,
     costOf: budget.costOf,

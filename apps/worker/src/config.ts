@@ -1,7 +1,5 @@
 import { z } from "zod";
-import { AgentryError, parseEnv, type AgentryEnv } from "@agentry/core";
-
-const num = (def: number) => z.preprocess((v) => (v === "" || v === undefined ? undefined : v), z.coerce.number().int().nonnegative().default(def));
+import { AgentryError, envNonNegativeInt as num, envVar, parseEnv, parseEnvWith, type AgentryEnv } from "@agentry/core";
 
 /** Worker-only environment, on top of the shared contract in @agentry/core (parseEnv). */
 export const workerEnvSchema = z.object({
@@ -17,7 +15,7 @@ export const workerEnvSchema = z.object({
   /** Budget reservation lease: a dead worker's reservation is settled at its reserved amount after it. */
   AGENTRY_BUDGET_LEASE_MS: num(120_000),
   /** Webhook for approval notifications (POST JSON). */
-  AGENTRY_APPROVAL_WEBHOOK_URL: z.preprocess((v) => (v === "" ? undefined : v), z.string().url().optional()),
+  AGENTRY_APPROVAL_WEBHOOK_URL: envVar(z.string().url().optional()),
   /** Timeout of a reference tool call; past it the model gets an error tool_result and the loop goes on. */
   AGENTRY_TOOL_TIMEOUT_MS: num(30_000),
   /**
@@ -27,7 +25,7 @@ export const workerEnvSchema = z.object({
    */
   AGENTRY_TOOL_DELAY_MS: num(0),
   /** Worker process name in logs and BullMQ. */
-  AGENTRY_WORKER_NAME: z.preprocess((v) => (v === "" ? undefined : v), z.string().optional()),
+  AGENTRY_WORKER_NAME: envVar(z.string().optional()),
 });
 
 /** Everything the worker reads from the environment, parsed once. */
@@ -48,11 +46,8 @@ export const NO_MODEL_MESSAGE =
  */
 export function parseWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
   const base = parseEnv(env);
-  const parsed = workerEnvSchema.safeParse(env);
-  if (!parsed.success) {
-    throw new AgentryError("INVALID_CONFIG", `Invalid environment: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
-  }
+  const worker = parseEnvWith(workerEnvSchema, env);
   const llmChosen = typeof env["AGENTRY_LLM"] === "string" && env["AGENTRY_LLM"].trim() !== "";
   if (!llmChosen && !base.ANTHROPIC_API_KEY) throw new AgentryError("INVALID_CONFIG", NO_MODEL_MESSAGE);
-  return { ...base, ...parsed.data };
+  return { ...base, ...worker };
 }

@@ -1,11 +1,12 @@
 import type { Redis } from "ioredis";
 import { z } from "zod";
+import { keySpace } from "@agentry/core";
 import { ToolRegistry, defineTool, recallTool, rememberTool } from "@agentry/agent";
 import type { VectorMemory } from "@agentry/memory";
 
 /** Where the simulated `delete_resource` records what it "deleted" (a Redis list). */
 export function deletionsKey(prefix: string): string {
-  return `${prefix}:reference:deletions`;
+  return keySpace(prefix).key("reference", "deletions");
 }
 
 /** The environments the reference tools accept, spelled exactly so. */

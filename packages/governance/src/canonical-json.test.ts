@@ -1,3 +1,4 @@
+import { AgentryError } from "@agentry/core";
 import { describe, expect, it } from "vitest";
 import { canonicalJson, canonicalMembers, joinCanonicalMembers } from "./canonical-json.js";
 
@@ -11,6 +12,20 @@ describe("canonicalMembers", () => {
   });
 
   it("rejects a value canonical JSON cannot encode", () => {
-    expect(() => canonicalMembers({ data: { n: Number.NaN } })).toThrow(TypeError);
+    const err = (() => {
+      try {
+        return canonicalMembers({ data: { n: Number.NaN } });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(AgentryError.isInstance(err) && err.code).toBe("INVALID_INPUT");
+    expect(() => canonicalJson({ f: () => 1 })).toThrow(/cannot encode function at \$\.f/);
+  });
+});
+
+describe("canonicalJson key order", () => {
+  it("sorts keys by UTF-16 code units: a surrogate pair (U+1F600) sorts before U+FB01, unlike code-point order", () => {
+    expect(canonicalJson({ "\uFB01": 1, "\u{1F600}": 2, b: 3, a: 4 })).toBe('{"a":4,"b":3,"\u{1F600}":2,"\uFB01":1}');
   });
 });

@@ -1,9 +1,14 @@
+import { AgentryError } from "@agentry/core";
+
 /**
- * Canonical JSON: object keys sorted by code point, no whitespace, `undefined` members
- * dropped (as JSON.stringify does). Two equal values always encode to the same bytes,
- * which is what a hash chain and a signature need.
+ * Canonical JSON: object keys sorted by their UTF-16 code units (JavaScript's default string
+ * order; a key with a character outside the Basic Multilingual Plane sorts by its surrogate
+ * pair, not by its code point), no whitespace, `undefined` members dropped (as JSON.stringify
+ * does). Two equal values always encode to the same bytes, which is what a hash
+ * chain and a signature need.
  *
- * Throws on values JSON cannot represent faithfully (non-finite numbers, bigint, functions).
+ * Throws `INVALID_INPUT` on values JSON cannot represent faithfully (non-finite numbers, bigint,
+ * functions).
  */
 export function canonicalJson(value: unknown): string {
   return encode(value, "$");
@@ -17,7 +22,7 @@ function encode(value: unknown, path: string): string {
     case "boolean":
       return value ? "true" : "false";
     case "number":
-      if (!Number.isFinite(value)) throw new TypeError(`canonicalJson: non-finite number at ${path}`);
+      if (!Number.isFinite(value)) throw new AgentryError("INVALID_INPUT", `canonicalJson: non-finite number at ${path}`);
       return JSON.stringify(value);
     case "object": {
       if (Array.isArray(value)) {
@@ -32,7 +37,7 @@ function encode(value: unknown, path: string): string {
       return `{${keys.map((k) => `${JSON.stringify(k)}:${encode(record[k], `${path}.${k}`)}`).join(",")}}`;
     }
     default:
-      throw new TypeError(`canonicalJson: cannot encode ${typeof value} at ${path}`);
+      throw new AgentryError("INVALID_INPUT", `canonicalJson: cannot encode ${typeof value} at ${path}`);
   }
 }
 

@@ -26,4 +26,3 @@ export { createMetricsHooks, type MetricsHooks, type MetricsHooksOptions } from 
 export { createAgentTaskHandler, DEFAULT_SYSTEM_PROMPT, type AgentTaskHandlerOptions } from "./pipeline/agent-task-handler.js";
 export { createBudgetHooks, defaultScopes, type BudgetHooksOptions, type CallPricing } from "./pipeline/budget-hooks.js";
 export { RedisToolJournal } from "./pipeline/tool-journal.js";
-export type { AuditAppendOptions, AuditSink, RuntimeAuditEntry } from "./pipeline/audit-sink.js";

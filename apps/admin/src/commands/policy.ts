@@ -1,5 +1,6 @@
 import { fileURLToPath } from "node:url";
-import { DEFAULT_POLICY_FILE, SafetyValidator, loadPolicyFile, type Action, type Verdict } from "@agentry/governance";
+import type { Verdict } from "@agentry/core";
+import { DEFAULT_POLICY_FILE, SafetyValidator, loadPolicyFile, type Action } from "@agentry/governance";
 import { noPositionals, parseCommand, requireFlag } from "../args.js";
 import { formatDuration, keyValues, table } from "../format.js";
 import { EXIT, readAll, usageError, writeJson } from "../io.js";

@@ -1,11 +1,9 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { AgentryError, parseEnv, type AgentryEnv } from "@agentry/core";
+import { AgentryError, envPositiveInt, envVar, parseEnv, parseEnvWith, type AgentryEnv } from "@agentry/core";
 import { parseApiKeys, type ApiKeys } from "../auth/api-keys.js";
 import { DEFAULT_EVENTS_TOKEN_TTL_MS, MIN_EVENTS_TOKEN_SECRET_LENGTH } from "../auth/events-token.js";
 import { DEFAULT_SUBMIT_BURST, DEFAULT_SUBMIT_RATE } from "../rate-limit/submit-rate-limiter.js";
-
-const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
 
 /**
  * The producer's own environment, on top of the shared contract (`parseEnv` of @agentry/core):
@@ -32,18 +30,17 @@ const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === 
  * loudly at start.
  */
 export const producerEnvSchema = z.object({
-  PORT: z.preprocess(emptyToUndefined, z.coerce.number().int().min(0).max(65_535).default(8080)),
-  HOST: z.preprocess(emptyToUndefined, z.string().min(1).default("0.0.0.0")),
-  AGENTRY_API_KEYS: z.preprocess(emptyToUndefined, z.string().optional()),
-  AGENTRY_API_KEYS_FILE: z.preprocess(emptyToUndefined, z.string().optional()),
-  AGENTRY_BODY_LIMIT_BYTES: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().default(1024 * 1024)),
-  AGENTRY_SUBMIT_RATE: z.preprocess(emptyToUndefined, z.coerce.number().finite().nonnegative().default(DEFAULT_SUBMIT_RATE)),
-  AGENTRY_SUBMIT_BURST: z.preprocess(emptyToUndefined, z.coerce.number().int().positive().default(DEFAULT_SUBMIT_BURST)),
-  AGENTRY_EVENTS_TOKEN_SECRET: z.preprocess(emptyToUndefined, z.string().min(MIN_EVENTS_TOKEN_SECRET_LENGTH).optional()),
-  AGENTRY_EVENTS_TOKEN_TTL_SECONDS: z.preprocess(emptyToUndefined, z.coerce.number().int().min(1).max(86_400).default(DEFAULT_EVENTS_TOKEN_TTL_MS / 1000)),
+  PORT: envVar(z.coerce.number().int().min(0).max(65_535).default(8080)),
+  HOST: envVar(z.string().min(1).default("0.0.0.0")),
+  AGENTRY_API_KEYS: envVar(z.string().optional()),
+  AGENTRY_API_KEYS_FILE: envVar(z.string().optional()),
+  AGENTRY_BODY_LIMIT_BYTES: envPositiveInt(1024 * 1024),
+  AGENTRY_SUBMIT_RATE: envVar(z.coerce.number().finite().nonnegative().default(DEFAULT_SUBMIT_RATE)),
+  AGENTRY_SUBMIT_BURST: envPositiveInt(DEFAULT_SUBMIT_BURST),
+  AGENTRY_EVENTS_TOKEN_SECRET: envVar(z.string().min(MIN_EVENTS_TOKEN_SECRET_LENGTH).optional()),
+  AGENTRY_EVENTS_TOKEN_TTL_SECONDS: envVar(z.coerce.number().int().min(1).max(86_400).default(DEFAULT_EVENTS_TOKEN_TTL_MS / 1000)),
   // A closed set of spellings: `yes` or `on` must not be read as "off" by one reader and "on" by another.
-  AGENTRY_INSECURE_DEV_KEY: z.preprocess(
-    emptyToUndefined,
+  AGENTRY_INSECURE_DEV_KEY: envVar(
     z
       .enum(["1", "true", "0", "false"], { message: "must be 1, true, 0 or false" })
       .default("0")
@@ -56,13 +53,7 @@ export type ProducerEnv = AgentryEnv & z.infer<typeof producerEnvSchema>;
 
 /** Parses the environment once, at the app's edge. Throws `INVALID_CONFIG` naming every bad variable. */
 export function parseProducerEnv(env: NodeJS.ProcessEnv = process.env): ProducerEnv {
-  const shared = parseEnv(env);
-  const parsed = producerEnvSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-    throw new AgentryError("INVALID_CONFIG", `Invalid environment: ${problems}`);
-  }
-  return { ...shared, ...parsed.data };
+  return { ...parseEnv(env), ...parseEnvWith(producerEnvSchema, env) };
 }
 
 /** The well-known key accepted when none is configured and `AGENTRY_INSECURE_DEV_KEY=1` (tenant `default`, admin). */

@@ -1,10 +1,10 @@
-import { readFileSync } from "node:fs";
-import { AgentryError, keySpace, waitForReady, type createRedis } from "@agentry/core";
+import { AgentryError, defineScripts, keySpace, waitForReady, type createRedis } from "@agentry/core";
 
 type RedisConnection = ReturnType<typeof createRedis>;
 
-const TAKE_SCRIPT = readFileSync(new URL("./take-submit-tokens.lua", import.meta.url), "utf8");
-const TAKE_COMMAND = "agentryTakeSubmitTokens";
+const scripts = defineScripts<{
+  takeSubmitTokens: (keys: [bucket: string], args: [perSecond: number, burst: number, tasks: number]) => [taken: number, waitMs: number, left: number];
+}>(import.meta.url, { takeSubmitTokens: "./take-submit-tokens-1.lua" });
 // As long as AgentryClient waits for its own connection before answering REDIS_UNAVAILABLE.
 const READY_GRACE_MS = 2_000;
 
@@ -45,7 +45,7 @@ export class SubmitRateLimiter {
     }
     if (!Number.isInteger(this.burst) || this.burst < 1) throw new AgentryError("INVALID_CONFIG", `submit burst must be an integer >= 1 (got ${this.burst})`);
     this.redis = options.redis;
-    this.keys = keySpace(options.prefix ?? "agentry");
+    this.keys = keySpace(options.prefix);
   }
 
   /**
@@ -64,10 +64,7 @@ export class SubmitRateLimiter {
     try {
       // A fail-fast connection refuses commands while it (re)connects; give it the client's grace.
       await waitForReady(this.redis, READY_GRACE_MS);
-      const table = this.redis as unknown as Record<string, unknown>;
-      if (typeof table[TAKE_COMMAND] !== "function") this.redis.defineCommand(TAKE_COMMAND, { lua: TAKE_SCRIPT, numberOfKeys: 1 });
-      const take = table[TAKE_COMMAND] as (...args: (string | number)[]) => Promise<[number, number, number]>;
-      reply = await take.call(this.redis, this.bucketKey(tenant), this.perSecond, this.burst, tasks);
+      reply = await scripts.takeSubmitTokens(this.redis, [this.bucketKey(tenant)], [this.perSecond, this.burst, tasks]);
     } catch (err) {
       throw new AgentryError("REDIS_UNAVAILABLE", `Redis is unavailable: ${(err as Error).message}`, { cause: err });
     }

@@ -1,28 +1,15 @@
 import type { FastifyInstance } from "fastify";
+import { withTimeout } from "@agentry/core";
 import type { AgentryClient, AgentryMetrics } from "@agentry/runtime";
 import type { OpenApiDocument } from "../openapi/openapi-document.js";
 
 /** How long `/healthz` waits for Redis to answer. */
 export const HEALTH_TIMEOUT_MS = 2_000;
 
-async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 async function redisAnswers(client: AgentryClient): Promise<boolean> {
   try {
     // A real round trip through the queue's own connection (fail-fast producer settings).
-    await withTimeout(client.queue.getJobCounts("wait"), HEALTH_TIMEOUT_MS);
+    await withTimeout(client.queue.getJobCounts("wait"), HEALTH_TIMEOUT_MS, "redis health check");
     return true;
   } catch {
     return false;

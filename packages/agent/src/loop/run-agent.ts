@@ -1,4 +1,4 @@
-import { AgentryError } from "@agentry/core";
+import { AgentryError, positiveInt } from "@agentry/core";
 import {
   addUsage,
   ZERO_USAGE,
@@ -103,9 +103,9 @@ const NEVER_ABORTED = new AbortController().signal;
  * message, a new message over `maxInputBytes`, or an invalid `state`.
  */
 export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
-  const maxSteps = positiveInt(options.maxSteps ?? 10, "maxSteps");
-  const maxTokens = positiveInt(options.maxTokens ?? 1024, "maxTokens");
-  const maxInputBytes = positiveInt(options.maxInputBytes ?? 256 * 1024, "maxInputBytes");
+  const maxSteps = positiveInt(options.maxSteps ?? 10, "maxSteps", "INVALID_CONFIG");
+  const maxTokens = positiveInt(options.maxTokens ?? 1024, "maxTokens", "INVALID_CONFIG");
+  const maxInputBytes = positiveInt(options.maxInputBytes ?? 256 * 1024, "maxInputBytes", "INVALID_CONFIG");
   const { model, tools, run } = options;
   const hooks = options.hooks ?? {};
   const signal = options.signal ?? NEVER_ABORTED;
@@ -386,13 +386,6 @@ function textOf(message: Message): string {
 function lastAssistantText(messages: Message[]): string {
   const last = [...messages].reverse().find((m) => m.role === "assistant");
   return last === undefined ? "" : textOf(last);
-}
-
-function positiveInt(value: number, name: string): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new AgentryError("INVALID_CONFIG", `${name} must be a positive integer, got ${value}`);
-  }
-  return value;
 }
 
 function throwIfCancelled(signal: AbortSignal): void {

@@ -1,9 +1,8 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
-import { AgentryError, keySpace, systemClock, type Clock, type KeySpace } from "@agentry/core";
+import { AgentryError, defineScripts, keySpace, systemClock, type Clock, type KeySpace } from "@agentry/core";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Action } from "../policies/types.js";
-import { luaScript } from "../redis-script.js";
 import { verifyDecision, type ApproverKeys } from "./signing.js";
 import type {
   ApprovalDecision,
@@ -14,12 +13,24 @@ import type {
   SignedDecision,
 } from "./types.js";
 
-const requestScript = luaScript("request_approval", new URL("./request-approval.lua", import.meta.url));
-const decideScript = luaScript("decide_approval", new URL("./decide-approval.lua", import.meta.url));
-const expireScript = luaScript("expire_approval", new URL("./expire-approval.lua", import.meta.url));
-const attachJobScript = luaScript("attach_job", new URL("./attach-job.lua", import.meta.url));
-const acknowledgeScript = luaScript("acknowledge_approval", new URL("./acknowledge-approval.lua", import.meta.url));
-const cancelScript = luaScript("cancel_approval", new URL("./cancel-approval.lua", import.meta.url));
+const scripts = defineScripts<{
+  requestApproval: (keys: [record: string, pending: string, all: string], args: [id: string, expiresAt: number, createdAt: number, ...fields: string[]]) => [number, string?];
+  decideApproval: (
+    keys: [record: string, pending: string, resolved: string],
+    args: [id: string, approver: string, outcome: string, decision: string, now: number, channel: string],
+  ) => [string, ...(string | number)[]];
+  expireApproval: (keys: [record: string, pending: string, resolved: string], args: [id: string, now: number, channel: string]) => [string, string?];
+  attachApprovalJob: (keys: [record: string], args: [jobId: string]) => number;
+  acknowledgeApproval: (keys: [record: string, resolved: string, all: string], args: [id: string, now: number, retentionMs: number]) => number;
+  cancelApproval: (keys: [record: string, pending: string, all: string], args: [id: string, now: number, retentionMs: number, reason: string]) => number;
+}>(import.meta.url, {
+  requestApproval: "./request-approval-3.lua",
+  decideApproval: "./decide-approval-3.lua",
+  expireApproval: "./expire-approval-3.lua",
+  attachApprovalJob: "./attach-approval-job-1.lua",
+  acknowledgeApproval: "./acknowledge-approval-3.lua",
+  cancelApproval: "./cancel-approval-3.lua",
+});
 
 /** The approval id for one tool call of one task: deterministic, so a retried step finds its approval. */
 export function approvalIdFor(taskId: string, toolUseId: string): string {
@@ -90,7 +101,7 @@ export class ApprovalStore {
 
   constructor(options: ApprovalStoreOptions) {
     this.redis = options.redis;
-    this.keys = keySpace(options.prefix ?? "agentry");
+    this.keys = keySpace(options.prefix);
     this.channel = this.keys.key("approvals", "events");
     this.clock = options.clock ?? systemClock;
     this.approverKeys = options.approverKeys;
@@ -134,11 +145,7 @@ export class ApprovalStore {
       reason: req.reason,
       ...(req.jobId ? { jobId: req.jobId } : {}),
     };
-    const reply = (await requestScript(
-      this.redis,
-      [this.recordKey(id), this.pendingKey, this.allKey],
-      [id, expiresAt, now, ...Object.entries(fields).flat()],
-    )) as [number, string?];
+    const reply = await scripts.requestApproval(this.redis, [this.recordKey(id), this.pendingKey, this.allKey], [id, expiresAt, now, ...Object.entries(fields).flat()]);
     const record = await this.get(id);
     if (!record) throw new AgentryError("INTERNAL", `approval ${id} vanished right after creation`);
     return { record, created: reply[0] === 1 };
@@ -146,7 +153,7 @@ export class ApprovalStore {
 
   /** Records the job that waits on this approval (the event then names it). */
   async attachJob(id: string, jobId: string): Promise<void> {
-    if ((await attachJobScript(this.redis, [this.recordKey(id)], [jobId])) !== 1) throw notFound(id);
+    if ((await scripts.attachApprovalJob(this.redis, [this.recordKey(id)], [jobId])) !== 1) throw notFound(id);
   }
 
   /** The record, or `undefined` when there is none. */
@@ -261,11 +268,11 @@ export class ApprovalStore {
       signature: decision.signature,
     };
     const id = decision.approvalId;
-    const reply = (await decideScript(
+    const reply = await scripts.decideApproval(
       this.redis,
       [this.recordKey(id), this.pendingKey, this.resolvedKey],
       [id, decision.approver, decision.outcome, JSON.stringify(stored), this.clock.now(), this.channel],
-    )) as [string, ...(string | number)[]];
+    );
     switch (reply[0]) {
       case "unknown":
         return { type: "unknown" };
@@ -323,10 +330,7 @@ export class ApprovalStore {
 
   /** Marks the approval expired if it is pending and past its expiry. */
   async expire(id: string): Promise<{ type: "expired" } | { type: "not-due"; expiresAt: number } | { type: "not-pending"; status: ApprovalStatus } | { type: "unknown" }> {
-    const reply = (await expireScript(this.redis, [this.recordKey(id), this.pendingKey, this.resolvedKey], [id, this.clock.now(), this.channel])) as [
-      string,
-      string?,
-    ];
+    const reply = await scripts.expireApproval(this.redis, [this.recordKey(id), this.pendingKey, this.resolvedKey], [id, this.clock.now(), this.channel]);
     switch (reply[0]) {
       case "expired":
         // Audited once, as approval_expired, by the task when it resumes (governance hooks).
@@ -367,7 +371,7 @@ export class ApprovalStore {
    * it. True when this call cancelled it; false when it was unknown or no longer pending.
    */
   async cancel(id: string, reason: string): Promise<boolean> {
-    const cancelled = (await cancelScript(this.redis, [this.recordKey(id), this.pendingKey, this.allKey], [id, this.clock.now(), this.retentionMs, reason])) === 1;
+    const cancelled = (await scripts.cancelApproval(this.redis, [this.recordKey(id), this.pendingKey, this.allKey], [id, this.clock.now(), this.retentionMs, reason])) === 1;
     if (cancelled && this.audit) {
       const record = await this.get(id);
       await this.audit.append({
@@ -390,7 +394,7 @@ export class ApprovalStore {
   /** Marks a resolution consumed by its resumed task. True when this call acknowledged it. */
   async acknowledge(id: string): Promise<boolean> {
     return (
-      (await acknowledgeScript(this.redis, [this.recordKey(id), this.resolvedKey, this.allKey], [id, this.clock.now(), this.retentionMs])) === 1
+      (await scripts.acknowledgeApproval(this.redis, [this.recordKey(id), this.resolvedKey, this.allKey], [id, this.clock.now(), this.retentionMs])) === 1
     );
   }
 

@@ -1,10 +1,9 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { AgentryError } from "@agentry/core";
+import { AgentryError, type AuditEntryInput } from "@agentry/core";
 import { useTestRedis } from "@agentry/testkit";
 import { AuditLog } from "./audit-log.js";
-import type { AuditEntryInput } from "./entries.js";
 
 // The conditions a task attempt puts on its audit appends: a fence (the attempt still holds the
 // job's lock) and a once id (a retried step does not audit the same thing twice).

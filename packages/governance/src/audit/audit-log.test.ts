@@ -4,11 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { AgentryError } from "@agentry/core";
+import { AgentryError, type AuditEntryInput } from "@agentry/core";
 import { useTestRedis } from "@agentry/testkit";
 import { AuditLog, verifyJsonl } from "./audit-log.js";
 import { entryHash } from "./chain.js";
-import { GENESIS_HASH, type AuditEntry, type AuditEntryInput } from "./entries.js";
+import { GENESIS_HASH, type AuditEntry } from "./entries.js";
 
 const run = promisify(execFile);
 const redis = useTestRedis("gov-audit");

@@ -2,16 +2,28 @@ import { createReadStream } from "node:fs";
 import { appendFile, open } from "node:fs/promises";
 import { createInterface } from "node:readline";
 import type { Redis } from "ioredis";
-import { AgentryError, keySpace, systemClock, type Clock, type Fence } from "@agentry/core";
+import {
+  AgentryError,
+  defineScripts,
+  keySpace,
+  systemClock,
+  type AuditAppendOptions,
+  type AuditEntryInput,
+  type AuditSink,
+  type Clock,
+  type Fence,
+} from "@agentry/core";
 import { canonicalMembers, joinCanonicalMembers } from "../canonical-json.js";
-import { luaScript } from "../redis-script.js";
 import { anchorLine, readAnchors } from "./anchors.js";
 import { AuditKeyring, sha256Hex } from "./audit-key.js";
 import { ChainVerifier, type AnchorPoint, type VerifyResult } from "./chain.js";
-import { GENESIS_HASH, type AuditEntry, type AuditEntryInput } from "./entries.js";
+import { GENESIS_HASH, type AuditEntry } from "./entries.js";
 import { redactSecrets } from "./redact.js";
 
-const appendScript = luaScript("audit_append", new URL("./append-entry.lua", import.meta.url));
+const scripts = defineScripts<{
+  /** KEYS: stream, head, fence, then the batch's once keys; ARGV: see the script's header. */
+  appendAuditEntries: (keys: string[], args: (string | number)[]) => [1, string] | [0, number, string] | [2, ...(number | string)[]] | [3];
+}>(import.meta.url, { appendAuditEntries: "./append-audit-entries.lua" });
 
 /** Options for {@link AuditLog}. */
 export interface AuditLogOptions {
@@ -36,21 +48,6 @@ export interface AuditLogOptions {
   previousKeys?: readonly string[];
   /** How long a `once` marker keeps a retried append from writing its entry again. @defaultValue 7 days */
   onceTtlMs?: number;
-}
-
-/** Conditions on one append, checked inside Redis in the same step as the write. */
-export interface AppendOptions {
-  /**
-   * Write only while `fence.key` holds `fence.token` (a task attempt's lock): a stale attempt's
-   * append writes nothing and throws `LOCK_LOST`. The key must share the log's hash slot.
-   */
-  fence?: Fence;
-  /**
-   * Write at most once under this id (stored as `<prefix>:audit:once:<once>` for 7 days): a
-   * retried append with the same id writes nothing and returns the first write's place with
-   * `duplicate: true`. Ids are global to the log: include the tenant and task in them.
-   */
-  once?: string;
 }
 
 /** Where an appended entry landed. */
@@ -89,13 +86,13 @@ const PAGE = 1_000;
  * only key holders can make; without one it is a plain SHA-256 (accidental damage only).
  * Secrets are redacted before hashing. The stream is never trimmed.
  */
-export class AuditLog {
+export class AuditLog implements AuditSink {
   readonly redis: Redis;
   readonly streamKey: string;
   readonly headKey: string;
   /** The keys this log writes and verifies with (empty: unauthenticated mode). */
   readonly keys: AuditKeyring;
-  private readonly onceKeyPrefix: string;
+  private readonly onceKey: (once: string) => string;
   private readonly redactPaths: string[];
   private readonly clock: Clock;
   private readonly maxAttempts: number;
@@ -108,11 +105,11 @@ export class AuditLog {
 
   /** @throws `INVALID_CONFIG` when a key is shorter than 32 characters. */
   constructor(options: AuditLogOptions) {
-    const keys = keySpace(options.prefix ?? "agentry");
+    const keys = keySpace(options.prefix);
     this.redis = options.redis;
     this.streamKey = keys.key("audit");
     this.headKey = keys.key("audit", "head");
-    this.onceKeyPrefix = keys.key("audit", "once", "");
+    this.onceKey = (once) => keys.key("audit", "once", once);
     this.keys = new AuditKeyring({ key: options.key, previousKeys: options.previousKeys });
     this.redactPaths = options.redactPaths ?? [];
     this.clock = options.clock ?? systemClock;
@@ -134,13 +131,14 @@ export class AuditLog {
    * call for the entries waiting), so writers in one process never race each other. A batch
    * only groups entries under the same fence, so the fence holds or fails for each entry as if
    * it were appended alone; a `once` id is checked per entry (a duplicate is skipped, the rest
-   * of its batch is written).
+   * of its batch is written): its marker is `<prefix>:audit:once:<once>`, kept `onceTtlMs`, and
+   * a repeated append returns the first write's place with `duplicate: true`.
    */
-  append(input: AuditEntryInput, options: AppendOptions = {}): Promise<AppendResult> {
+  append(input: AuditEntryInput, options: AuditAppendOptions = {}): Promise<AppendResult> {
     let body: Map<string, string>;
     try {
       if (options.once !== undefined && (options.once.length === 0 || options.once.length > 512)) {
-        throw new Error("a once id must be 1 to 512 characters");
+        throw new AgentryError("INVALID_INPUT", "a once id must be 1 to 512 characters");
       }
       // Encoding here fails this entry alone when it cannot be encoded.
       body = canonicalMembers(redactSecrets({ ...input, ts: input.ts ?? new Date(this.clock.now()).toISOString() }, this.redactPaths));
@@ -219,14 +217,14 @@ export class AuditLog {
         members.set("hash", JSON.stringify(hash));
         let onceIndex = 0;
         if (q.once !== undefined) {
-          keys.push(this.onceKeyPrefix + q.once);
+          keys.push(this.onceKey(q.once));
           onceIndex = keys.length;
         }
         args.push(hash, joinCanonicalMembers(members), onceIndex);
         written.push({ seq, hash, id: `${seq}-0`, duplicate: false });
         prev = { seq, hash };
       }
-      const reply = (await appendScript(this.redis, keys, args)) as [1, string] | [0, number, string] | [2, ...(number | string)[]] | [3];
+      const reply = await scripts.appendAuditEntries(this.redis, keys, args);
       if (reply[0] === 1) {
         this.head = prev;
         pending.forEach((i, n) => (results[i] = written[n]));
@@ -249,7 +247,7 @@ export class AuditLog {
       }
       head = { seq: Number(reply[1]), hash: reply[2] };
     }
-    throw new Error(`chain head kept moving for ${this.maxAttempts} attempts`);
+    throw new AgentryError("AUDIT_FAILED", `chain head kept moving for ${this.maxAttempts} attempts`);
   }
 
   /** The chain head: the last entry's seq and hash (seq 0 and the genesis hash when empty). */

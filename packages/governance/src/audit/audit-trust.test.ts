@@ -4,12 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { AgentryError } from "@agentry/core";
+import { AgentryError, type AuditEntryInput } from "@agentry/core";
 import { useTestRedis } from "@agentry/testkit";
 import { AuditKeyring } from "./audit-key.js";
 import { AuditLog, verifyJsonl } from "./audit-log.js";
 import { entryHash } from "./chain.js";
-import type { AuditEntry, AuditEntryInput } from "./entries.js";
+import type { AuditEntry } from "./entries.js";
 
 // The attacks an operator worries about, made the way someone with Redis write access (but
 // without AGENTRY_AUDIT_KEY) would make them, and what `verify` and anchors say about each.

@@ -1,3 +1,4 @@
+import { AgentryError } from "@agentry/core";
 import { canonicalJson } from "../canonical-json.js";
 import { macEquals, sha256Hex, type AuditKey, type AuditKeyring } from "./audit-key.js";
 import { GENESIS_HASH, type AuditEntry } from "./entries.js";
@@ -121,8 +122,8 @@ export class ChainVerifier {
     let entry: AuditEntry;
     try {
       entry = JSON.parse(raw) as AuditEntry;
-      if (typeof entry !== "object" || entry === null || typeof entry.seq !== "number" || typeof entry.hash !== "string") throw new Error("not an entry");
-      if (entry.kid !== undefined && typeof entry.kid !== "string") throw new Error("kid is not a string");
+      if (typeof entry !== "object" || entry === null || typeof entry.seq !== "number" || typeof entry.hash !== "string") throw new AgentryError("INVALID_INPUT", "not an entry");
+      if (entry.kid !== undefined && typeof entry.kid !== "string") throw new AgentryError("INVALID_INPUT", "kid is not a string");
     } catch (err) {
       return this.fail("malformed", expectSeq ?? -1, id, (err as Error).message);
     }

@@ -1,12 +1,4 @@
-export {
-  AUDIT_ENTRY_TYPES,
-  GENESIS_HASH,
-  type AuditDataMap,
-  type AuditEntryType,
-  type AuditContext,
-  type AuditEntryInput,
-  type AuditEntry,
-} from "./entries.js";
+export { GENESIS_HASH, type AuditEntry } from "./entries.js";
 export { redactSecrets, REDACTED } from "./redact.js";
 export { entryHash, ChainVerifier, type AnchorPoint, type ChainBreak, type ChainVerifierOptions, type VerifyResult } from "./chain.js";
 export { AuditKeyring, MIN_AUDIT_KEY_LENGTH, type AuditKey } from "./audit-key.js";
@@ -15,7 +7,6 @@ export {
   AuditLog,
   verifyJsonl,
   type AuditLogOptions,
-  type AppendOptions,
   type AppendResult,
   type AnchorResult,
 } from "./audit-log.js";

@@ -1,11 +1,10 @@
 import type { AgentHooks, ToolCallDecision, ToolCallInfo } from "@agentry/agent";
-import { systemClock, type Clock, type Logger } from "@agentry/core";
+import { systemClock, type AuditContext, type AuditDataMap, type AuditRecord, type Clock, type Logger } from "@agentry/core";
 import { canonicalJson } from "../canonical-json.js";
 import type { ApprovalStore } from "../approvals/approval-store.js";
 import { verifyDecision, type ApproverKeys } from "../approvals/signing.js";
 import type { ApprovalRecord } from "../approvals/types.js";
 import type { AuditLog } from "../audit/audit-log.js";
-import type { AuditContext, AuditDataMap, AuditEntryInput } from "../audit/entries.js";
 import type { Notifier } from "../notifiers/notifier.js";
 import { ALL_APPROVERS } from "../policies/policy-file.js";
 import type { Action } from "../policies/types.js";
@@ -59,8 +58,8 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
   });
   // Fenced by the attempt's job lock: an attempt that lost its task writes nothing more. A
   // resolution (decided, expired) is written once per approval, however many attempts apply it.
-  const write = async (info: ToolCallInfo, entry: Omit<AuditEntryInput, keyof AuditContext>, once?: string): Promise<void> => {
-    await audit.append({ ...context(info), ...entry } as AuditEntryInput, { ...(info.run.fence ? { fence: info.run.fence } : {}), ...(once ? { once } : {}) });
+  const write = async (info: ToolCallInfo, entry: AuditRecord, once?: string): Promise<void> => {
+    await audit.append({ ...context(info), ...entry }, { ...(info.run.fence ? { fence: info.run.fence } : {}), ...(once ? { once } : {}) });
   };
   const deny = (info: ToolCallInfo, outcome: ActionOutcome, reason: string): ToolCallDecision => {
     outcomes.set(info.call.id, outcome);

@@ -1,4 +1,4 @@
-export type { Action, Verdict, PolicyContext, Policy, PolicyVerdict, ValidationResult } from "./types.js";
+export type { Action, PolicyContext, Policy, ValidationResult } from "./types.js";
 export { SafetyValidator, mergeVerdicts, type SafetyValidatorOptions } from "./validator.js";
 export { noProductionDelete, type NoProductionDeleteOptions } from "./no-production-delete.js";
 export { toolAllowList, toolDenyList, type ToolListOptions } from "./tool-lists.js";

@@ -2,7 +2,8 @@ import { actionFacts, decodedInput, isDestructive, isEnvKey, targetsEnvironment,
 import { EnvironmentAliases } from "./environments.js";
 import { getFields } from "./field-path.js";
 import { canonicalName, canonicalText } from "./normalise.js";
-import type { Action, Policy, Verdict } from "./types.js";
+import type { Verdict } from "@agentry/core";
+import type { Action, Policy } from "./types.js";
 
 /** A test on one field of the tool input (dotted path). */
 export type FieldCondition =

@@ -1,6 +1,7 @@
 import { actionFacts, isDestructive, targetsEnvironment } from "./action-meaning.js";
 import { EnvironmentAliases } from "./environments.js";
-import type { Action, Policy, Verdict } from "./types.js";
+import type { Verdict } from "@agentry/core";
+import type { Action, Policy } from "./types.js";
 
 /** Options for {@link noProductionDelete}. */
 export interface NoProductionDeleteOptions {

@@ -8,20 +8,22 @@ import { actionMatcher, matchPolicy, type ActionMatch, type FieldCondition, type
 import { noProductionDelete } from "./no-production-delete.js";
 import { rateCap } from "./rate-cap.js";
 import { toolAllowList, toolDenyList } from "./tool-lists.js";
-import type { Action, Policy, Verdict } from "./types.js";
+import type { Verdict } from "@agentry/core";
+import type { Action, Policy } from "./types.js";
 
 /** `"*"` in an approver list: every enrolled approver (resolved against the approvers file). */
 export const ALL_APPROVERS = "*";
 
 const duration = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  let ms: number | undefined;
   try {
-    const ms = durationMs(v);
-    if (ms <= 0) throw new Error("must be positive");
-    return ms;
+    ms = durationMs(v);
   } catch {
-    ctx.addIssue({ code: "custom", message: `bad duration ${JSON.stringify(v)} (use e.g. 30s, 5m, 1h)` });
-    return z.NEVER;
+    ms = undefined;
   }
+  if (ms !== undefined && ms > 0) return ms;
+  ctx.addIssue({ code: "custom", message: `bad duration ${JSON.stringify(v)} (use e.g. 30s, 5m, 1h)` });
+  return z.NEVER;
 });
 
 const regex = z.string().transform((v, ctx) => {

@@ -1,9 +1,10 @@
-import { AgentryError, tenantOwnedId, tenantScope } from "@agentry/core";
-import { luaScript } from "../redis-script.js";
+import { AgentryError, defineScripts, keySpace, tenantOwnedId, tenantScope, type Verdict } from "@agentry/core";
 import { canonicalName } from "./normalise.js";
-import type { Action, Policy, PolicyContext, Verdict } from "./types.js";
+import type { Action, Policy, PolicyContext } from "./types.js";
 
-const rateCapScript = luaScript("rate_cap", new URL("./rate-cap.lua", import.meta.url));
+const scripts = defineScripts<{
+  countCappedRun: (keys: [counter: string], args: [max: number, windowMs: number]) => [allowed: number, count: number];
+}>(import.meta.url, { countCappedRun: "./count-capped-run-1.lua" });
 
 /** Options for {@link rateCap}. */
 export interface RateCapOptions {
@@ -38,11 +39,11 @@ export function rateCap(options: RateCapOptions): Policy {
       if (canonicalName(action.tool) !== tool) return { type: "allow" };
       // Counted when the action was first judged; a recheck must not use up another unit.
       if (ctx.recheck) return { type: "allow" };
-      if (!ctx.redis) throw new Error("no Redis connection to count with");
+      if (!ctx.redis) throw new AgentryError("INVALID_CONFIG", "no Redis connection to count with");
       const scope = options.per === "task" ? tenantOwnedId(action.tenant, "task", action.taskId) : tenantScope(action.tenant);
       const window = Math.floor(ctx.now / options.windowMs);
-      const key = `${ctx.prefix ?? "agentry"}:ratecap:${name}:${scope}:${window}`;
-      const reply = (await rateCapScript(ctx.redis, [key], [options.max, options.windowMs])) as [number, number];
+      const key = keySpace(ctx.prefix).key("ratecap", name, scope, window);
+      const reply = await scripts.countCappedRun(ctx.redis, [key], [options.max, options.windowMs]);
       if (reply[0] === 1) return { type: "allow" };
       return {
         type: "deny",

@@ -1,5 +1,6 @@
 import { canonicalName } from "./normalise.js";
-import type { Policy, Verdict } from "./types.js";
+import type { Verdict } from "@agentry/core";
+import type { Policy } from "./types.js";
 
 /** Options for {@link toolAllowList} and {@link toolDenyList}. */
 export interface ToolListOptions {

@@ -1,3 +1,4 @@
+import type { PolicyVerdict, Verdict } from "@agentry/core";
 import type { Redis } from "ioredis";
 
 /**
@@ -22,11 +23,6 @@ export interface Action {
   destructive?: boolean;
 }
 
-/** A policy's answer for one action. */
-export type Verdict =
-  | { type: "allow" }
-  | { type: "deny"; reason: string }
-  | { type: "require_approval"; approvers: string[]; quorum: number; ttlMs: number; reason: string };
 
 /** What a policy may use while evaluating. */
 export interface PolicyContext {
@@ -47,14 +43,6 @@ export interface PolicyContext {
 export interface Policy {
   readonly name: string;
   evaluate(action: Action, ctx: PolicyContext): Promise<Verdict> | Verdict;
-}
-
-/** One policy's contribution to a {@link ValidationResult}. */
-export interface PolicyVerdict {
-  policy: string;
-  verdict: Verdict;
-  /** Set when the policy threw or timed out (its verdict is then a deny). */
-  error?: string;
 }
 
 /** The merged outcome of every policy. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { SafetyValidator } from "./validator.js";
-import type { Action, Policy, Verdict } from "./types.js";
+import type { Verdict } from "@agentry/core";
+import type { Action, Policy } from "./types.js";
 
 const action: Action = { tool: "t", input: {}, taskId: "task1", tenant: "acme", userId: "u", sessionId: "s" };
 const fixed = (name: string, verdict: Verdict): Policy => ({ name, evaluate: () => verdict });

@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
-import { AgentryError, systemClock, type Clock } from "@agentry/core";
-import type { Action, Policy, PolicyContext, PolicyVerdict, ValidationResult, Verdict } from "./types.js";
+import { AgentryError, DEFAULT_KEY_PREFIX, systemClock, withTimeout, type Clock, type PolicyVerdict, type Verdict } from "@agentry/core";
+import type { Action, Policy, PolicyContext, ValidationResult } from "./types.js";
 
 /** Options for {@link SafetyValidator}. */
 export interface SafetyValidatorOptions {
@@ -37,7 +37,7 @@ export class SafetyValidator {
     this.policies = [...opts.policies];
     this.timeoutMs = opts.timeoutMs ?? 1_000;
     this.redis = opts.redis;
-    this.prefix = opts.prefix ?? "agentry";
+    this.prefix = opts.prefix ?? DEFAULT_KEY_PREFIX;
     this.clock = opts.clock ?? systemClock;
   }
 
@@ -57,12 +57,8 @@ export class SafetyValidator {
   }
 
   private async runOne(policy: Policy, action: Action, ctx: PolicyContext): Promise<PolicyVerdict> {
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${this.timeoutMs} ms`)), this.timeoutMs);
-      });
-      const verdict = await Promise.race([Promise.resolve().then(() => policy.evaluate(action, ctx)), timeout]);
+      const verdict = await withTimeout(Promise.resolve().then(() => policy.evaluate(action, ctx)), this.timeoutMs);
       checkVerdict(verdict);
       return { policy: policy.name, verdict };
     } catch (err) {
@@ -72,8 +68,6 @@ export class SafetyValidator {
         verdict: { type: "deny", reason: `policy ${policy.name} failed: ${message}` },
         error: message,
       };
-    } finally {
-      if (timer) clearTimeout(timer);
     }
   }
 }
@@ -88,7 +82,7 @@ function checkVerdict(v: unknown): asserts v is Verdict {
       return;
     }
   }
-  throw new Error(`returned an invalid verdict ${JSON.stringify(v)}`);
+  throw new AgentryError("INVALID_CONFIG", `returned an invalid verdict ${JSON.stringify(v)}`);
 }
 
 /** Merges verdicts by precedence (deny > require_approval > allow). Exported for tests and tools. */

@@ -1,6 +1,5 @@
 /**
- * Anthropic list prices, USD per million tokens, read from the public pricing page
- * (platform.claude.com/docs/en/about-claude/pricing) on {@link PRICING_AS_OF}.
+ * Anthropic list prices, USD per million tokens, as published on {@link PRICING_AS_OF}.
  * Override per deployment with `createPricing({ overrides })` when prices change or a
  * contract rate applies. Batch discounts, 1-hour cache writes, data-residency and fast-mode
  * multipliers are not modelled: Agentry sends synchronous requests with 5-minute caching.

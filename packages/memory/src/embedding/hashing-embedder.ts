@@ -1,4 +1,4 @@
-import { requirePositiveInt } from "../internal/validate.js";
+import { positiveInt } from "@agentry/core";
 import { normalize, type Embedder } from "./embedder.js";
 
 /** Options for {@link HashingEmbedder}. */
@@ -28,7 +28,7 @@ export class HashingEmbedder implements Embedder {
   readonly id: string;
 
   constructor(options: HashingEmbedderOptions = {}) {
-    this.dimensions = requirePositiveInt(options.dimensions ?? 512, "dimensions");
+    this.dimensions = positiveInt(options.dimensions ?? 512, "dimensions");
     this.id = `hashing-v1-${this.dimensions}`;
   }
 

@@ -1,5 +1,4 @@
-import { AgentryError } from "@agentry/core";
-import { requirePositiveInt } from "../internal/validate.js";
+import { AgentryError, positiveInt } from "@agentry/core";
 import type { Embedder } from "./embedder.js";
 
 /** Options for {@link HttpEmbedder}. */
@@ -44,9 +43,9 @@ export class HttpEmbedder implements Embedder {
 
   constructor(options: HttpEmbedderOptions) {
     this.options = options;
-    this.dimensions = requirePositiveInt(options.dimensions, "dimensions");
-    this.timeoutMs = requirePositiveInt(options.timeoutMs ?? 30_000, "timeoutMs");
-    this.batchSize = requirePositiveInt(options.batchSize ?? 96, "batchSize");
+    this.dimensions = positiveInt(options.dimensions, "dimensions");
+    this.timeoutMs = positiveInt(options.timeoutMs ?? 30_000, "timeoutMs");
+    this.batchSize = positiveInt(options.batchSize ?? 96, "batchSize");
     const root = options.baseURL.replace(/\/+$/, "");
     this.url = root.endsWith("/v1") ? `${root}/embeddings` : `${root}/v1/embeddings`;
     this.id = `http:${options.model}:${this.dimensions}`;

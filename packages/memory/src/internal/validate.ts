@@ -17,13 +17,3 @@ export function requireId(value: unknown, what: string): string {
 export function keyPart(value: string): string {
   return encodeURIComponent(value);
 }
-
-/** Throws INVALID_INPUT unless `value` is a positive integer. */
-export function requirePositiveInt(value: number, what: string): number {
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new AgentryError("INVALID_INPUT", `${what} must be a positive integer (got ${value})`, {
-      details: { field: what },
-    });
-  }
-  return value;
-}

@@ -1,7 +1,7 @@
-import { AgentryError } from "@agentry/core";
+import { AgentryError, positiveInt } from "@agentry/core";
 import type { Message } from "@agentry/llm";
 import { z } from "zod";
-import { requireId, requirePositiveInt } from "../internal/validate.js";
+import { requireId } from "../internal/validate.js";
 import {
   DEFAULT_SESSION_OPTIONS,
   type CompiledSessionStoreOptions,
@@ -39,10 +39,10 @@ const messageSchema = z.object({
 /** Applies defaults and checks the bounds. */
 export function compileSessionStoreOptions(options: SessionStoreOptions = {}): CompiledSessionStoreOptions {
   return {
-    maxMessages: requirePositiveInt(options.maxMessages ?? DEFAULT_SESSION_OPTIONS.maxMessages, "maxMessages"),
-    maxTokens: requirePositiveInt(options.maxTokens ?? DEFAULT_SESSION_OPTIONS.maxTokens, "maxTokens"),
-    ttlMs: requirePositiveInt(options.ttlMs ?? DEFAULT_SESSION_OPTIONS.ttlMs, "ttlMs"),
-    maxMessageBytes: requirePositiveInt(
+    maxMessages: positiveInt(options.maxMessages ?? DEFAULT_SESSION_OPTIONS.maxMessages, "maxMessages"),
+    maxTokens: positiveInt(options.maxTokens ?? DEFAULT_SESSION_OPTIONS.maxTokens, "maxTokens"),
+    ttlMs: positiveInt(options.ttlMs ?? DEFAULT_SESSION_OPTIONS.ttlMs, "ttlMs"),
+    maxMessageBytes: positiveInt(
       options.maxMessageBytes ?? DEFAULT_SESSION_OPTIONS.maxMessageBytes,
       "maxMessageBytes",
     ),

@@ -1,13 +1,16 @@
-import { readFileSync } from "node:fs";
-import { AgentryError, fenceArgs, keySpace, type KeySpace } from "@agentry/core";
+import { AgentryError, defineScripts, fenceArgs, keySpace, type KeySpace } from "@agentry/core";
 import type { Message } from "@agentry/llm";
 import type { Redis } from "ioredis";
 import { keyPart, requireId } from "../internal/validate.js";
 import { compileSessionStoreOptions, encodeMessages, trimHistory } from "./history.js";
 import type { AppendOptions, CompiledSessionStoreOptions, SessionStore, SessionStoreOptions } from "./session-store.js";
 
-const APPEND = readFileSync(new URL("./append-messages.lua", import.meta.url), "utf8");
-const APPEND_COMMAND = "agentryMemoryAppendMessages";
+const scripts = defineScripts<{
+  appendMessages: (
+    keys: [history: string, fence: string, once: string],
+    args: [fenceToken: string, isOnce: "1" | "", maxMessages: number, ttlMs: number, ...messages: string[]],
+  ) => number;
+}>(import.meta.url, { appendMessages: "./append-messages-3.lua" });
 
 /** Options for {@link RedisSessionStore}. */
 export interface RedisSessionStoreOptions extends SessionStoreOptions {
@@ -29,7 +32,6 @@ export class RedisSessionStore implements SessionStore {
     this.redis = options.redis;
     this.keys = keySpace(options.prefix);
     this.options = compileSessionStoreOptions(options);
-    if (!(APPEND_COMMAND in this.redis)) this.redis.defineCommand(APPEND_COMMAND, { lua: APPEND, numberOfKeys: 3 });
   }
 
   private key(sessionId: string): string {
@@ -41,9 +43,12 @@ export class RedisSessionStore implements SessionStore {
     const key = this.key(sessionId);
     const fence = fenceArgs(options.fence, key);
     const onceKey = options.once === undefined ? key : this.keys.key("session", keyPart(sessionId), "once", keyPart(options.once));
-    const run = (this.redis as unknown as Record<string, (...a: (string | number)[]) => Promise<number>>)[APPEND_COMMAND] as (...a: (string | number)[]) => Promise<number>;
     // Keeping the last maxMessages loses nothing load could return.
-    const reply = await run.call(this.redis, key, fence.key, onceKey, fence.token, options.once === undefined ? "" : "1", this.options.maxMessages, this.options.ttlMs, ...encoded);
+    const reply = await scripts.appendMessages(
+      this.redis,
+      [key, fence.key, onceKey],
+      [fence.token, options.once === undefined ? "" : "1", this.options.maxMessages, this.options.ttlMs, ...encoded],
+    );
     if (reply === -1) {
       throw new AgentryError("LOCK_LOST", `Session ${sessionId}: the writer no longer holds its fence; nothing was appended`, { retryable: false });
     }

@@ -1,5 +1,5 @@
-import { newToken, systemClock, type Clock } from "@agentry/core";
-import { requireId, requirePositiveInt } from "../internal/validate.js";
+import { newToken, positiveInt, systemClock, type Clock } from "@agentry/core";
+import { requireId } from "../internal/validate.js";
 import type { SessionLease, SessionTurns } from "./session-turns.js";
 
 /** Options for {@link InMemorySessionTurns}. */
@@ -48,7 +48,7 @@ export class InMemorySessionTurns implements SessionTurns {
   async tryAcquire(sessionId: string, taskId: string, ttlMs: number): Promise<SessionLease | null> {
     const state = this.state(sessionId);
     requireId(taskId, "taskId");
-    requirePositiveInt(ttlMs, "ttlMs");
+    positiveInt(ttlMs, "ttlMs");
     if (state.order[0] !== taskId || state.lease) return null;
     const lease = { taskId, token: newToken(), expiresAt: this.now() + ttlMs };
     state.lease = lease;
@@ -56,7 +56,7 @@ export class InMemorySessionTurns implements SessionTurns {
   }
 
   async renew(lease: SessionLease, ttlMs: number): Promise<boolean> {
-    requirePositiveInt(ttlMs, "ttlMs");
+    positiveInt(ttlMs, "ttlMs");
     const state = this.state(lease.sessionId);
     if (state.lease?.token !== lease.token) return false;
     state.lease.expiresAt = this.now() + ttlMs;

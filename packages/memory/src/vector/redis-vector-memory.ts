@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { endianness } from "node:os";
-import { AgentryError, keySpace, newId, systemClock, type Clock, type KeySpace } from "@agentry/core";
+import { AgentryError, defineScripts, keySpace, newId, systemClock, type Clock, type KeySpace } from "@agentry/core";
 import type { Redis } from "ioredis";
 import { dot, normalize, type Embedder } from "../embedding/embedder.js";
 import { keyPart, requireId } from "../internal/validate.js";
@@ -48,11 +47,10 @@ export interface RedisVectorMemoryOptions {
 
 const FIELDS = ["id", "ns", "text", "meta", "at"] as const;
 
-const FETCH_VECTORS = readFileSync(new URL("./fetch-vectors.lua", import.meta.url), "utf8");
-
-interface VectorCommands {
-  agentryMemoryFetchVectorsBuffer(numKeys: number, ...args: string[]): Promise<unknown>;
-}
+const scripts = defineScripts<{
+  /** KEYS: record hashes; ARGV[1]: embedder tag. One Float32 blob (or nil) per key. */
+  fetchVectors: (keys: string[], args: [embedderTag: string]) => (Buffer | null)[];
+}>(import.meta.url, { fetchVectors: { file: "./fetch-vectors.lua", replies: "buffer" } });
 const LITTLE_ENDIAN = endianness() === "LE";
 
 /**
@@ -73,7 +71,6 @@ export class RedisVectorMemory implements VectorMemory {
   private readonly now: () => number;
   private readonly embTag: string;
   private resolved: Promise<"brute-force" | "search"> | undefined;
-  private readonly commands: VectorCommands;
 
   constructor(options: RedisVectorMemoryOptions) {
     this.redis = options.redis;
@@ -84,10 +81,6 @@ export class RedisVectorMemory implements VectorMemory {
     this.batchSize = options.batchSize ?? 500;
     this.now = options._internal?.now ?? systemClock.now;
     this.embTag = tag(this.embedder.id);
-    if (!("agentryMemoryFetchVectors" in this.redis)) {
-      this.redis.defineCommand("agentryMemoryFetchVectors", { lua: FETCH_VECTORS });
-    }
-    this.commands = this.redis as unknown as VectorCommands;
   }
 
   /** The search path in use, detected on first call (and cached). */
@@ -222,7 +215,7 @@ export class RedisVectorMemory implements VectorMemory {
       const replies = await Promise.all(
         batches.slice(i, i + inFlight).map(async (batch) => {
           const keys = batch.map((id) => this.recKey(namespace, id));
-          const blobs = (await this.commands.agentryMemoryFetchVectorsBuffer(keys.length, ...keys, this.embTag)) as (Buffer | null)[];
+          const blobs = await scripts.fetchVectors(this.redis, keys, [this.embTag]);
           return { batch, blobs };
         }),
       );

@@ -1,7 +1,7 @@
 /**
  * The query-engine path of RedisVectorMemory (Redis 8 / Redis Stack / RediSearch): command
  * arguments and reply parsing, kept pure so they can be checked without the module.
- * Syntax per the Redis vector search docs: FT.CREATE … SCHEMA <f> VECTOR <ALG> <n> TYPE
+ * The commands it builds: FT.CREATE … SCHEMA <f> VECTOR <ALG> <n> TYPE
  * FLOAT32 DIM <d> DISTANCE_METRIC COSINE, and FT.SEARCH "<filter>=>[KNN k @f $blob AS d]"
  * PARAMS 2 blob <bytes> SORTBY d LIMIT 0 k DIALECT 2 (LIMIT, because the default is 10).
  */

@@ -1,5 +1,4 @@
-import { readFileSync } from "node:fs";
-import { AgentryError, newId, systemClock, type Clock, type Logger } from "@agentry/core";
+import { AgentryError, defineScripts, newId, positiveInt, systemClock, type Clock, type Logger } from "@agentry/core";
 import type { Redis } from "ioredis";
 import { budgetKeys, type BudgetKeys } from "./keys.js";
 import { periodLabel } from "./period.js";
@@ -15,20 +14,18 @@ import type {
   SettleResult,
 } from "./types.js";
 
-const lua = (file: string) => readFileSync(new URL(file, import.meta.url), "utf8");
-const SCRIPTS = {
-  agentryBudgetReserve: lua("./reserve.lua"),
-  agentryBudgetClose: lua("./close-reservation.lua"),
-  agentryBudgetExtendLease: lua("./extend-lease.lua"),
-} as const;
-
-type ScriptArg = string | number;
 type ScriptReply = (string | number | null)[];
-/** The commands {@link BudgetLedger} defines on its client with `defineCommand`. */
-type BudgetCommands = Record<
-  keyof typeof SCRIPTS,
-  (numKeys: number, ...args: ScriptArg[]) => Promise<ScriptReply>
->;
+const scripts = defineScripts<{
+  /** KEYS: reservation, done marker, leases, scopes, then 4 per scope; ARGV: see the script's header. */
+  reserveBudget: (keys: string[], args: (string | number)[]) => ScriptReply;
+  /** KEYS: reservation, done marker, leases, then one usage hash per scope. */
+  closeReservation: (keys: string[], args: [id: string, mode: string, tokens: number, costMicroUsd: number, now: number, retentionMs: number]) => ScriptReply;
+  extendBudgetLease: (keys: [reservation: string, leases: string], args: [id: string, now: number, leaseMs: number]) => number;
+}>(import.meta.url, {
+  reserveBudget: "./reserve-budget.lua",
+  closeReservation: "./close-reservation.lua",
+  extendBudgetLease: "./extend-budget-lease-2.lua",
+});
 
 const DAY_MS = 86_400_000;
 /** Reservations whose usage keys this instance remembers, so settle takes one round trip. */
@@ -80,7 +77,6 @@ export interface BudgetLedgerOptions {
  */
 export class BudgetLedger {
   readonly #redis: Redis;
-  readonly #cmd: BudgetCommands;
   readonly #keys: BudgetKeys;
   readonly #leaseMs: number;
   readonly #clock: Clock;
@@ -100,10 +96,6 @@ export class BudgetLedger {
     this.#contendedRetryMs = positiveInt(opts.contendedRetryMs ?? 1_000, "contendedRetryMs");
     this.#retentionMs = positiveInt(opts.settledRetentionMs ?? 7 * DAY_MS, "settledRetentionMs");
     this.#logger = opts.logger;
-    for (const [name, script] of Object.entries(SCRIPTS)) {
-      this.#redis.defineCommand(name, { lua: script });
-    }
-    this.#cmd = this.#redis as unknown as BudgetCommands;
   }
 
   /** Sets (replaces) a scope's limit. @throws `INVALID_INPUT` for a bad scope or limit. */
@@ -153,9 +145,7 @@ export class BudgetLedger {
     const k = this.#keys;
     const keys = [k.reservation(id), k.done(id), k.leases, k.scopes];
     for (const s of scopes) keys.push(k.limit(s), k.usage(s, "none"), k.usage(s, day), k.usage(s, month));
-    const reply = await this.#cmd.agentryBudgetReserve(
-      keys.length,
-      ...keys,
+    const reply = await scripts.reserveBudget(this.#redis, keys, [
       id,
       input.taskId,
       amount.tokens,
@@ -167,7 +157,7 @@ export class BudgetLedger {
       DAY_USAGE_TTL_S,
       MONTH_USAGE_TTL_S,
       ...scopes,
-    );
+    ]);
     const tag = str(reply[0]);
     switch (tag) {
       case "ok": {
@@ -308,14 +298,7 @@ export class BudgetLedger {
     checkId(reservationId);
     const ms = positiveInt(leaseMs ?? this.#leaseMs, "leaseMs");
     const k = this.#keys;
-    const reply = await this.#cmd.agentryBudgetExtendLease(
-      2,
-      k.reservation(reservationId),
-      k.leases,
-      reservationId,
-      this.#clock.now(),
-      ms,
-    );
+    const reply = await scripts.extendBudgetLease(this.#redis, [k.reservation(reservationId), k.leases], [reservationId, this.#clock.now(), ms]);
     return Number(reply) > 0;
   }
 
@@ -406,16 +389,7 @@ export class BudgetLedger {
           : [];
       }
       const keys = [k.reservation(id), k.done(id), k.leases, ...usageKeys];
-      const reply = await this.#cmd.agentryBudgetClose(
-        keys.length,
-        ...keys,
-        id,
-        mode,
-        actual.tokens,
-        actual.costMicroUsd,
-        this.#clock.now(),
-        this.#retentionMs,
-      );
+      const reply = await scripts.closeReservation(this.#redis, keys, [id, mode, actual.tokens, actual.costMicroUsd, this.#clock.now(), this.#retentionMs]);
       // "mismatch": the reservation appeared between our read and the script (a racing reserve of the same id).
       if (str(reply[0]) !== "mismatch") return reply;
       usageKeys = undefined;
@@ -471,11 +445,6 @@ export class BudgetLedger {
 
 function invalid(message: string, details?: Record<string, unknown>): AgentryError {
   return new AgentryError("INVALID_INPUT", message, details ? { details } : {});
-}
-
-function positiveInt(n: number, name: string): number {
-  if (!Number.isSafeInteger(n) || n <= 0) throw invalid(`${name} must be a positive integer (got ${n})`);
-  return n;
 }
 
 function nonNegativeInt(n: unknown, name: string): number {

@@ -1,7 +1,7 @@
 import { FlowProducer, Queue, QueueEvents, type Job, type Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
 import type { z } from "zod";
-import { AgentryError, createRedis, duplicateRedis, newId, systemClock, tenantOwnedId, waitForReady, type Clock } from "@agentry/core";
+import { AgentryError, createRedis, DEFAULT_KEY_PREFIX, duplicateRedis, newId, systemClock, tenantOwnedId, waitForReady, type Clock } from "@agentry/core";
 import {
   DEFAULT_QUEUE_NAME,
   MAX_PROMPT_CHARS,
@@ -88,7 +88,7 @@ export class AgentryClient {
   private readonly telemetry: AgentryClientOptions["telemetry"];
 
   constructor(options: AgentryClientOptions = {}) {
-    this.prefix = options.prefix ?? "agentry";
+    this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
     this.queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
     this.ownsRedis = options.redis === undefined;
     this.redis = options.redis ?? createRedis({ url: options.url, role: "producer", connectionName: "agentry-client" });

@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { withTimeout } from "@agentry/core";
 
 /** How a task execution ended, as counted by `agentry_tasks_total`. Other strings are allowed. */
 export type TaskMetricOutcome =
@@ -132,7 +133,7 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
   async function runCollector<T>(name: string, fn: (() => Promise<T>) | undefined, apply: (value: T) => void): Promise<void> {
     if (!fn) return;
     try {
-      apply(await withTimeout(fn(), timeoutMs, name));
+      apply(await withTimeout(fn(), timeoutMs, `metrics collector ${name}`));
     } catch {
       collectErrors.inc({ collector: name });
     }
@@ -228,13 +229,4 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
     metricsText: () => registry.metrics(),
     contentType: registry.contentType,
   };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`metrics collector ${what} timed out after ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -10,7 +10,7 @@ import { AgentWorker } from "../worker/agent-worker.js";
 import { BudgetLedger } from "../budget/ledger.js";
 import { createAgentTaskHandler } from "./agent-task-handler.js";
 import { createBudgetHooks } from "./budget-hooks.js";
-import type { RuntimeAuditEntry } from "./audit-sink.js";
+import type { AuditEntryInput } from "@agentry/core";
 
 const logger = createLogger({ name: "test", level: "silent" });
 const redis = useTestRedis("pipeline");
@@ -49,7 +49,7 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: stri
     }),
   );
   const ledger = new BudgetLedger({ redis: conn, prefix });
-  const audit: RuntimeAuditEntry[] = [];
+  const audit: AuditEntryInput[] = [];
   const budget = createBudgetHooks({ ledger, pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd }, defaultModel: model.defaultModel, audit: { append: async (e) => void audit.push(e) } });
   const sessions = new RedisSessionStore({ redis: conn, prefix });
   const turns = new RedisSessionTurns({ redis: conn, prefix });

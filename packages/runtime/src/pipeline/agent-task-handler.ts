@@ -1,6 +1,16 @@
 import type { Redis } from "ioredis";
 import { trace } from "@opentelemetry/api";
-import { AgentryError, redactSecretText, systemClock, tenantOwnedId, type Clock } from "@agentry/core";
+import {
+  AgentryError,
+  redactSecretText,
+  systemClock,
+  tenantOwnedId,
+  type AuditAppendOptions,
+  type AuditEntryInput,
+  type AuditRecord,
+  type AuditSink,
+  type Clock,
+} from "@agentry/core";
 import {
   composeHooks,
   memoryNamespace,
@@ -16,7 +26,6 @@ import type { SessionLease, SessionStore, SessionTurns, VectorMemory } from "@ag
 import type { AgentTaskResult } from "../tasks/catalog.js";
 import type { TaskExecution, TaskHandler } from "../worker/agent-worker.js";
 import type { TaskOutcome } from "../worker/job-outcome.js";
-import type { AuditAppendOptions, AuditSink, RuntimeAuditEntry } from "./audit-sink.js";
 import { RedisToolJournal } from "./tool-journal.js";
 
 /** What the worker keeps in the job between attempts. */
@@ -106,8 +115,8 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     };
     // Every entry of the attempt is fenced by its job lock; `once` keeps an entry that a
     // retried attempt reaches again (request, response, failure) to one per task.
-    const audit = (type: RuntimeAuditEntry["type"], data: Record<string, unknown>, once?: string) => {
-      const entry: RuntimeAuditEntry = { taskId: run.taskId, tenant: run.tenant, userId: run.userId, sessionId: run.sessionId, type, ...(traceId ? { traceId } : {}), ...(options.actor ? { actor: options.actor } : {}), data };
+    const audit = (record: AuditRecord, once?: string) => {
+      const entry: AuditEntryInput = { taskId: run.taskId, tenant: run.tenant, userId: run.userId, sessionId: run.sessionId, ...(traceId ? { traceId } : {}), ...(options.actor ? { actor: options.actor } : {}), ...record };
       const appendOptions: AuditAppendOptions = { fence: ex.fence, ...(once ? { once: `${once}:${task}` } : {}) };
       return options.audit?.append(entry, appendOptions);
     };
@@ -115,7 +124,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     const priorCost = checkpoint?.costMicroUsd ?? 0;
     const costSoFar = () => priorCost + (options.costOf?.(ex.taskId) ?? 0);
 
-    if (checkpoint === undefined) await audit("request", { prompt: p.prompt, model: p.model, submittedAt: p.submittedAt }, "request");
+    if (checkpoint === undefined) await audit({ type: "request", data: { prompt: p.prompt, model: p.model, submittedAt: p.submittedAt } }, "request");
 
     // 1. The session's turn. A run that already finished ended its turn (release is idempotent,
     // done again below): its completion was lost (e.g. its lock lapsed while Redis was away), so
@@ -167,7 +176,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
           const text = response.content.flatMap((b) => (b.type === "text" ? [b.text] : [])).join("\n");
           const bounded = text.length > maxReasoning ? `${text.slice(0, maxReasoning)}… [${text.length - maxReasoning} more chars]` : text;
           const reasoning = redactSecretText(bounded);
-          await audit("decision", { step, text: reasoning, toolUses, stopReason: response.stopReason, usage: response.usage, model: response.model });
+          await audit({ type: "decision", data: { step, text: reasoning, toolUses, stopReason: response.stopReason, usage: response.usage, model: response.model } });
         },
       };
 
@@ -212,7 +221,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         model: p.model ?? options.model.defaultModel,
         finishedAt: clock.now(),
       };
-      await audit("response", { text: result.text, steps: result.steps, usage: result.usage, costMicroUsd: taskResult.costMicroUsd }, "response");
+      await audit({ type: "response", data: { text: result.text, steps: result.steps, usage: result.usage, costMicroUsd: taskResult.costMicroUsd } }, "response");
       await ex.reportProgress({ step: result.steps, phase: "done" });
       await endTurn(options, lease, ex);
       return { type: "completed", result: taskResult };
@@ -231,7 +240,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       // The task ends here (also when a retryable error used up the last attempt): audit it, free the session.
       const ends = !err.retryable || err.code === "CANCELLED" || (ex.finalAttempt && err.code !== "PROVIDER_RATE_LIMITED");
       if (ends) {
-        await Promise.resolve(audit("failure", { code: err.code, message: err.message }, "failure")).catch(() => undefined);
+        await Promise.resolve(audit({ type: "failure", data: { code: err.code, message: err.message } }, "failure")).catch(() => undefined);
         await endTurn(options, lease, ex);
       }
       throw err;

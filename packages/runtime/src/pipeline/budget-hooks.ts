@@ -1,10 +1,9 @@
-import { AgentryError, tenantOwnedId, tenantScope } from "@agentry/core";
+import { AgentryError, tenantOwnedId, tenantScope, type AuditDataMap, type AuditSink } from "@agentry/core";
 import type { AgentHooks, RunContext } from "@agentry/agent";
 import type { ModelRequest, TokenCountRequest, Usage } from "@agentry/llm";
 import type { BudgetLedger } from "../budget/ledger.js";
 import { budgetError } from "../budget/budget-error.js";
 import type { BudgetScope } from "../budget/scope.js";
-import type { AuditSink } from "./audit-sink.js";
 import { reserveModelCall, type InputSource } from "./reserve-call.js";
 
 /** How the budget hooks price a call (from @agentry/llm's pricing and estimate). */
@@ -106,7 +105,7 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
   };
   const spent = new Map<string, number>();
   const keyOf = (run: RunContext, step: number) => `${run.taskId}#${step}`;
-  const audit = (run: RunContext, data: Record<string, unknown>) =>
+  const audit = (run: RunContext, data: AuditDataMap["budget"]) =>
     options.audit?.append({ type: "budget", taskId: run.taskId, sessionId: run.sessionId, userId: run.userId, tenant: run.tenant, data });
 
   return {

@@ -90,7 +90,9 @@ async function main(): Promise<void> {
     defaultModel: model.defaultModel,
     minOutputTokens: 32,
     audit: {
-      append: async ({ data }) => {
+      append: async (entry) => {
+        if (entry.type !== "budget") return;
+        const { data } = entry;
         if (data["event"] === "reserved") {
           const source = (data["input"] as { source?: string } | undefined)?.source;
           if (source === "count") report.reservedFromCount++;

@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { sleep, tenantOwnedId } from "@agentry/core";
+import { keySpace, sleep, tenantOwnedId, type KeySpace } from "@agentry/core";
 import type { RunContext, ToolJournal, ToolJournalBegin } from "@agentry/agent";
 import type { ToolResultBlock, ToolUseBlock } from "@agentry/llm";
 
@@ -30,14 +30,14 @@ export interface RedisToolJournalOptions {
  */
 export class RedisToolJournal implements ToolJournal {
   private readonly redis: Redis;
-  private readonly prefix: string;
+  private readonly keys: KeySpace;
   private readonly ttlSeconds: number;
   private readonly claimMs: number;
   private readonly pollMs: number;
 
   constructor(options: RedisToolJournalOptions) {
     this.redis = options.redis;
-    this.prefix = options.prefix;
+    this.keys = keySpace(options.prefix);
     this.ttlSeconds = Math.ceil((options.ttlMs ?? 7 * 24 * 3600_000) / 1000);
     this.claimMs = options.claimMs ?? 35_000;
     this.pollMs = options.pollMs ?? 200;
@@ -45,14 +45,15 @@ export class RedisToolJournal implements ToolJournal {
 
   async begin(run: RunContext, call: ToolUseBlock): Promise<ToolJournalBegin> {
     const key = this.key(run, call);
+    const claimKey = this.key(run, call, "claim");
     const claimed = await this.redis.set(key, STARTED, "EX", this.ttlSeconds, "NX");
     if (claimed === "OK") {
       // While this key lives, the claimant may still be running the tool and record its result.
-      await this.redis.set(`${key}:claim`, "1", "PX", this.claimMs);
+      await this.redis.set(claimKey, "1", "PX", this.claimMs);
       return { status: "fresh" };
     }
     for (;;) {
-      const [value, claimAlive] = await Promise.all([this.redis.get(key), this.redis.exists(`${key}:claim`)]);
+      const [value, claimAlive] = await Promise.all([this.redis.get(key), this.redis.exists(claimKey)]);
       if (value === null) return this.begin(run, call);
       if (value !== STARTED) return { status: "done", result: JSON.parse(value) as ToolResultBlock };
       if (claimAlive === 0) return { status: "interrupted" };
@@ -61,15 +62,15 @@ export class RedisToolJournal implements ToolJournal {
   }
 
   async complete(run: RunContext, call: ToolUseBlock, result: ToolResultBlock): Promise<void> {
-    const key = this.key(run, call);
-    await this.redis.multi().set(key, JSON.stringify(result), "EX", this.ttlSeconds).del(`${key}:claim`).exec();
+    await this.redis.multi().set(this.key(run, call), JSON.stringify(result), "EX", this.ttlSeconds).del(this.key(run, call, "claim")).exec();
   }
 
   async abandon(run: RunContext, call: ToolUseBlock): Promise<void> {
-    await this.redis.del(`${this.key(run, call)}:claim`);
+    await this.redis.del(this.key(run, call, "claim"));
   }
 
-  private key(run: RunContext, call: ToolUseBlock): string {
-    return `${this.prefix}:tool-journal:${tenantOwnedId(run.tenant, "task", run.taskId)}:${call.id}`;
+  /** `<prefix>:tool-journal:tenant:<t>:task:<id>:<toolUseId>`, and its `:claim` marker. */
+  private key(run: RunContext, call: ToolUseBlock, marker?: "claim"): string {
+    return this.keys.key("tool-journal", tenantOwnedId(run.tenant, "task", run.taskId), call.id, ...(marker === undefined ? [] : [marker]));
   }
 }

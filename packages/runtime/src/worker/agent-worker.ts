@@ -9,7 +9,7 @@ import {
   type Telemetry,
 } from "bullmq";
 import type { Redis } from "ioredis";
-import { AgentryError, createRedis, type Fence, type Logger, systemClock, type Clock } from "@agentry/core";
+import { AgentryError, createRedis, DEFAULT_KEY_PREFIX, type Fence, type Logger, systemClock, type Clock, withTimeout } from "@agentry/core";
 import {
   DEFAULT_QUEUE_NAME,
   TASK_CATALOG,
@@ -137,7 +137,7 @@ export class AgentWorker {
 
   constructor(options: AgentWorkerOptions) {
     this.options = options;
-    this.prefix = options.prefix ?? "agentry";
+    this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
     this.queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
     this.agentName = options.agentName ?? "assistant";
     this.clock = options._internal?.clock ?? systemClock;
@@ -250,7 +250,7 @@ export class AgentWorker {
   /** Health for `/healthz`. */
   async health(): Promise<WorkerHealth> {
     const reasons: string[] = [];
-    const redis = await withTimeout(this.redis.ping(), 2_000).then(
+    const redis = await withTimeout(this.redis.ping(), 2_000, "redis ping").then(
       (pong) => pong === "PONG",
       () => false,
     );
@@ -404,6 +404,3 @@ function retryAfterOf(err: Error | undefined): number | undefined {
   return typeof value === "number" ? value : undefined;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error("timeout")), ms).unref())]);
-}

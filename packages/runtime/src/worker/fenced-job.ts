@@ -1,9 +1,12 @@
-import { readFileSync } from "node:fs";
-import { AgentryError, type Fence } from "@agentry/core";
+import { AgentryError, defineScripts, keySpace, type Fence } from "@agentry/core";
 import type { Redis } from "ioredis";
 
-const UPDATE_JOB = readFileSync(new URL("./update-job-data.lua", import.meta.url), "utf8");
-const COMMAND = "agentryUpdateJobFenced";
+const scripts = defineScripts<{
+  updateJobData: (
+    keys: [job: string, lock: string, events: string, meta: string],
+    args: [token: string, field: "data" | "progress", value: string, jobId: string],
+  ) => number;
+}>(import.meta.url, { updateJobData: "./update-job-data-4.lua" });
 
 /** The BullMQ keys of one job an attempt writes to (BullMQ's own layout under its prefix). */
 export interface JobKeys {
@@ -15,8 +18,8 @@ export interface JobKeys {
 
 /** BullMQ's key layout: `<prefix>:<queue>:<jobId>`, its `:lock`, and the queue's `events` and `meta`. */
 export function jobKeys(prefix: string, queueName: string, jobId: string): JobKeys {
-  const queue = `${prefix}:${queueName}`;
-  return { job: `${queue}:${jobId}`, lock: `${queue}:${jobId}:lock`, events: `${queue}:events`, meta: `${queue}:meta` };
+  const keys = keySpace(prefix);
+  return { job: keys.key(queueName, jobId), lock: keys.key(queueName, jobId, "lock"), events: keys.key(queueName, "events"), meta: keys.key(queueName, "meta") };
 }
 
 /**
@@ -28,7 +31,6 @@ export class FencedJobWriter {
 
   constructor(redis: Redis) {
     this.redis = redis;
-    if (!(COMMAND in redis)) redis.defineCommand(COMMAND, { lua: UPDATE_JOB, numberOfKeys: 4 });
   }
 
   /** The fence of one attempt: its job lock holding its token. */
@@ -37,8 +39,7 @@ export class FencedJobWriter {
   }
 
   async write(keys: JobKeys, jobId: string, token: string, field: "data" | "progress", value: unknown): Promise<void> {
-    const run = (this.redis as unknown as Record<string, (...a: string[]) => Promise<number>>)[COMMAND] as (...a: string[]) => Promise<number>;
-    const reply = await run.call(this.redis, keys.job, keys.lock, keys.events, keys.meta, token, field, JSON.stringify(value), jobId);
+    const reply = await scripts.updateJobData(this.redis, [keys.job, keys.lock, keys.events, keys.meta], [token, field, JSON.stringify(value), jobId]);
     if (reply === 1) return;
     throw new AgentryError("LOCK_LOST", reply === 0 ? `Task ${jobId}: this attempt no longer holds the job lock; another attempt owns the task` : `Task ${jobId} no longer exists`, {
       retryable: false,
