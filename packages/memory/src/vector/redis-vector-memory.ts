@@ -117,12 +117,13 @@ export class RedisVectorMemory implements VectorMemory {
     return this.keys.key("memory", "idx", this.embTag);
   }
 
+  /** What every record key starts with (the search index's PREFIX). */
   private recPrefix(): string {
-    return `${this.keys.key("memory", "rec")}:`;
+    return this.keys.key("memory", "rec", "");
   }
 
   private recKey(namespace: string, id: string): string {
-    return `${this.recPrefix()}${keyPart(namespace)}:${keyPart(id)}`;
+    return this.keys.key("memory", "rec", keyPart(namespace), keyPart(id));
   }
 
   private idsKey(namespace: string): string {
