@@ -80,7 +80,7 @@ describe("defineScripts", () => {
     expect(await redis.mget(`${prefix}:flush:1`, `${prefix}:flush:2`)).toEqual(["after", "after"]);
   });
 
-  it("refuses a file not named <kebab-case-name>[-<keys>].lua, a missing file, and a second script under a taken name", () => {
+  it("refuses a file not named <kebab-case-name>[-<keys>].lua, a missing file, a script reading more keys than its name says, and a second script under a taken name", () => {
     const code = (fn: () => unknown) => {
       try {
         fn();
@@ -92,6 +92,7 @@ describe("defineScripts", () => {
     expect(code(() => defineScripts(import.meta.url, { bad: "./fixtures/EchoCall.lua" }))).toBe("INTERNAL");
     expect(code(() => defineScripts(import.meta.url, { bad: "./fixtures/echo_call-2.lua" }))).toBe("INTERNAL");
     expect(code(() => defineScripts(import.meta.url, { missing: "./fixtures/no-such-script-1.lua" }))).toBe("INTERNAL");
+    expect(code(() => defineScripts(import.meta.url, { miscounted: "./fixtures/miscounted/read-two-keys-1.lua" }))).toBe("INTERNAL");
     expect(code(() => defineScripts(import.meta.url, { clash: "./fixtures/other/echo-call-2.lua" }))).toBe("INTERNAL");
     // The same file again is the same script: defining it twice is fine.
     expect(code(() => defineScripts(import.meta.url, { again: "./fixtures/echo-call-2.lua" }))).toBe("no error");

@@ -59,8 +59,9 @@ export function scriptCommandName(file: string): string {
  * Redis Cluster clients too: ioredis routes each call by its keys.
  *
  * Files are read once, when the defining module loads. Throws `INTERNAL` when a file is missing,
- * is not named in that style, or names a command another script already uses; a call with the
- * wrong number of keys for its file rejects with `INTERNAL` before anything is sent.
+ * is not named in that style, reads a key beyond the count in its name, or names a command
+ * another script already uses; a call with the wrong number of keys for its file rejects with
+ * `INTERNAL` before anything is sent.
  *
  * @example
  * const scripts = defineScripts<{
@@ -89,6 +90,10 @@ function defineScript(base: string | URL, file: string, replies: "string" | "buf
     lua = readFileSync(url, "utf8");
   } catch (err) {
     throw new AgentryError("INTERNAL", `Lua script ${url.pathname} cannot be read`, { cause: err });
+  }
+  const beyond = numberOfKeys === undefined ? undefined : [...lua.matchAll(/KEYS\[(\d+)\]/g)].map((m) => Number(m[1])).find((i) => i > numberOfKeys);
+  if (beyond !== undefined) {
+    throw new AgentryError("INTERNAL", `${file} is named for ${numberOfKeys} keys but reads KEYS[${beyond}]`);
   }
   const other = defined.get(command);
   if (other !== undefined && other !== lua) {
