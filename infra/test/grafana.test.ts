@@ -112,14 +112,17 @@ describe("infra/grafana/agentry-dashboard.json", () => {
       "agentry_task_duration_seconds",
       "agentry_model_call_duration_seconds",
       "agentry_tokens_total",
-      "agentry_cost_micro_usd_total",
-      "agentry_budget_remaining",
+      "agentry_cost_usd_total",
+      "agentry_budget_remaining_usd",
+      "agentry_budget_remaining_tokens",
       "agentry_approvals_pending",
       "agentry_queue_depth",
     ]) {
       expect(names, required).toContain(required);
     }
-    expect(exprs.some((e) => /agentry_cost_micro_usd_total\{tenant=~"\$tenant"\}/.test(e) && /by \(tenant\)/.test(e))).toBe(true);
+    expect(exprs.some((e) => /agentry_cost_usd_total\{tenant=~"\$tenant"\}/.test(e) && /by \(tenant\)/.test(e))).toBe(true);
+    // Metrics carry base units: no panel rescales a cost or a budget.
+    expect(exprs.filter((e) => /1e6|1000000/.test(e))).toEqual([]);
   });
 
   it("every Agentry metric it queries is really exported by createMetrics()", async () => {

@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { freePort, useTestRedis } from "@agentry/testkit";
+import { lintExposition, parseExposition } from "@agentry/runtime/testing";
 
 const redis = useTestRedis("producer-main");
 const main = fileURLToPath(new URL("./main.ts", import.meta.url));
@@ -87,7 +88,13 @@ describe("producer process", () => {
       });
       expect(submitted.status).toBe(202);
       expect((await fetch(`${base}/v1/tasks`, { method: "POST", headers: { authorization: "Bearer dev-key" } })).status).toBe(401);
-      expect((await fetch(`${base}/metrics`)).status).toBe(200);
+      const metrics = await fetch(`${base}/metrics`);
+      expect(metrics.status).toBe(200);
+      const exposition = await metrics.text();
+      expect(lintExposition(exposition)).toEqual([]);
+      // The submitted task waits (no worker runs here): queue depth counts it, in its state only.
+      const depth = parseExposition(exposition).families.find((f) => f.name === "agentry_queue_depth")?.samples ?? [];
+      expect(Object.fromEntries(depth.map((s) => [s.labels.state, s.value]))).toEqual({ waiting: 1, active: 0, delayed: 0, prioritized: 0 });
       const login = await fetch(`${base}/admin/queues?key=sk-main-test`, { redirect: "manual" });
       expect(login.status).toBe(303);
     } finally {

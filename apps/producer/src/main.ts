@@ -3,7 +3,7 @@
 // AGENTRY_INSECURE_DEV_KEY...) and the shared variables of @agentry/core.
 import { AgentryError, createLogger, createRedis, waitForReady } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
-import { AgentryClient, createBullMQTelemetry, createMetrics, startTelemetry, traceLogMixin } from "@agentry/runtime";
+import { AgentryClient, createBullMQTelemetry, createMetrics, queueDepthOf, startTelemetry, traceLogMixin } from "@agentry/runtime";
 import { buildProducerApp } from "./app.js";
 import { SubmitRateLimiter } from "./rate-limit/submit-rate-limiter.js";
 import { DEV_API_KEY, loadApiKeys, parseProducerEnv, type LoadedApiKeys, type ProducerEnv } from "./config/producer-env.js";
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
 
   const metrics = createMetrics({
     defaultLabels: { service: "agentry-producer" },
-    collectors: { queueDepth: () => client.queue.getJobCounts() },
+    collectors: { queueDepth: queueDepthOf(client.queue) },
   });
   const submitRateLimiter =
     env.AGENTRY_SUBMIT_RATE > 0

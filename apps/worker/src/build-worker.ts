@@ -15,6 +15,7 @@ import {
   createMetricsHooks,
   createTracingHooks,
   linkFrom,
+  queueDepthOf,
   serializeSpanContext,
   withAgentSpan,
   type AgentryMetrics,
@@ -182,18 +183,12 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
   });
   ref.host = worker;
   metrics.setCollectors({
-    queueDepth: async () => {
-      const counts = await worker.queue.getJobCounts("waiting", "active", "delayed", "prioritized", "failed", "completed");
-      return counts;
-    },
+    queueDepth: queueDepthOf(worker.queue),
     approvalsPending: async () => (await approvals.list({ status: "pending", limit: 10_000 })).length,
     budgetRemaining: async () => {
       const scopes = await ledger.listScopes();
       const stats = await Promise.all(scopes.map((s) => ledger.getStats(s)));
-      return stats.flatMap((s) => [
-        ...(s.remaining.tokens === null ? [] : [{ scope: s.scope, unit: "tokens" as const, remaining: s.remaining.tokens }]),
-        ...(s.remaining.costMicroUsd === null ? [] : [{ scope: s.scope, unit: "micro_usd" as const, remaining: s.remaining.costMicroUsd }]),
-      ]);
+      return stats.map((s) => ({ scope: s.scope, tokens: s.remaining.tokens, costMicroUsd: s.remaining.costMicroUsd }));
     },
   });
 

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createLogger } from "@agentry/core";
 import { ScriptedModel } from "@agentry/llm";
 import { AgentryClient } from "@agentry/runtime";
+import { lintExposition, parseExposition, promtoolCheckMetrics } from "@agentry/runtime/testing";
 import { generateApproverKeyPair } from "@agentry/governance";
 import { useTestRedis } from "@agentry/testkit";
 import { buildWorker, type BuiltWorker } from "../src/build-worker.js";
@@ -31,6 +32,10 @@ describe("the reference worker, in process", () => {
     closers.push(() => new Promise((resolve) => server.close(resolve)));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
+    // Limits on two scopes, so the budget gauges have samples in both units.
+    await built.ledger.setLimit("global", { maxTokens: 1_000_000, maxCostMicroUsd: 5_000_000, period: "none" });
+    await built.ledger.setLimit("tenant:acme", { maxTokens: 200_000, period: "none" });
+
     const health = await fetch(`${base}/healthz`);
     expect(health.status).toBe(200);
     expect(await health.json()).toMatchObject({ ok: true, redis: true, running: true });
@@ -49,6 +54,25 @@ describe("the reference worker, in process", () => {
     expect(metrics).toMatch(/agentry_tasks_total\{[^}]*outcome="awaiting_approval"[^}]*\} 1/);
     expect(metrics).toMatch(/agentry_tasks_total\{[^}]*outcome="completed"[^}]*\} 1/);
     expect(metrics).toMatch(/agentry_approvals_pending\{[^}]*\} 1/);
+    // The weather task was billed: its cost in US dollars, and what is left of the budgets.
+    const families = new Map(parseExposition(metrics).families.map((f) => [f.name, f]));
+    const costUsd = families.get("agentry_cost_usd_total")?.samples.find((s) => s.labels.tenant === "acme")?.value ?? 0;
+    expect(costUsd).toBeGreaterThan(0);
+    expect(costUsd).toBeLessThan(1);
+    const remaining = (name: string, scope: string) => families.get(name)?.samples.find((s) => s.labels.scope === scope)?.value;
+    const globalUsd = remaining("agentry_budget_remaining_usd", "global");
+    expect(globalUsd).toBeGreaterThan(0);
+    expect(globalUsd).toBeLessThanOrEqual(5);
+    expect(remaining("agentry_budget_remaining_tokens", "tenant:acme")).toBeLessThan(200_000);
+    expect(remaining("agentry_budget_remaining_usd", "tenant:acme")).toBeUndefined();
+    // Queue depth counts jobs still to finish: the parked delete is delayed; the completed weather
+    // task, which BullMQ retains, is in no series.
+    const depth = Object.fromEntries((families.get("agentry_queue_depth")?.samples ?? []).map((s) => [s.labels.state, s.value]));
+    expect(depth).toEqual({ waiting: 0, active: 0, delayed: 1, prioritized: 0 });
+    // The whole exposition passes promtool's rules and Agentry's unit conventions.
+    expect(lintExposition(metrics)).toEqual([]);
+    const promtool = promtoolCheckMetrics(metrics);
+    if (promtool) expect(promtool.ok, promtool.output).toBe(true);
     expect((await fetch(`${base}/nope`)).status).toBe(404);
   });
 

@@ -15,8 +15,12 @@ export { GenAIAttr, GenAIOperation, AgentryAttr } from "./telemetry/attributes.j
 export { traceLogMixin, createTaskLogger, startTaskLog, type TaskLog, type TaskLogIdentity, type TraceLogFields } from "./telemetry/task-log.js";
 export {
   createMetrics,
+  queueDepthOf,
+  QUEUE_DEPTH_STATES,
   type AgentryMetrics,
   type BudgetRemainingSample,
+  type QueueDepth,
+  type QueueDepthState,
   type CreateMetricsOptions,
   type MetricsCollectors,
   type TaskMetricOutcome,

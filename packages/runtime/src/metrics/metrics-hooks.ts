@@ -7,7 +7,7 @@ export type MetricsHooks = Pick<TelemetryHooks, "afterModelCall" | "onModelCallE
 
 /** Options for {@link createMetricsHooks}. */
 export interface MetricsHooksOptions {
-  /** Adds to `agentry_cost_micro_usd_total`. A pricing throw skips the cost, never fails the run. */
+  /** Prices each call in micro-USD, added in USD to `agentry_cost_usd_total`. A pricing throw skips the cost, never fails the run. */
   pricing?: PricingFn;
   /** Model label when a request names none. @defaultValue the response's model, else `unknown` */
   defaultModel?: string;
@@ -34,7 +34,7 @@ export function createMetricsHooks(metrics: AgentryMetrics, options: MetricsHook
       if (options.pricing) {
         try {
           const cost = options.pricing(model, usage);
-          if (Number.isFinite(cost) && cost >= 0) metrics.costMicroUsd.inc({ tenant }, cost);
+          if (Number.isFinite(cost) && cost >= 0) metrics.recordCost(tenant, cost);
         } catch {
           // An unpriced model must not fail the task; the budget ledger is the source of truth for cost.
         }

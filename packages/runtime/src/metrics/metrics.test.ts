@@ -1,10 +1,11 @@
 import { readFileSync } from "node:fs";
-import { Queue } from "bullmq";
+import { Queue, Worker } from "bullmq";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ModelRequest, ModelResponse } from "@agentry/llm";
 import { useTestRedis } from "@agentry/testkit";
 import { createMetricsHooks } from "./metrics-hooks.js";
-import { createMetrics } from "./metrics.js";
+import { lintExposition } from "./lint-exposition.js";
+import { createMetrics, queueDepthOf, QUEUE_DEPTH_STATES, type BudgetRemainingSample, type QueueDepth } from "./metrics.js";
 
 const redis = useTestRedis("metrics");
 const queues: Queue[] = [];
@@ -35,13 +36,21 @@ describe("createMetrics + createMetricsHooks", () => {
     queues.push(queue);
     await queue.add("agent", { prompt: "a" });
     await queue.add("agent", { prompt: "b" }, { delay: 60_000 });
+    await queue.add("agent", { prompt: "c" }, { priority: 5 });
+    // A finished job BullMQ retains: not queue depth.
+    await queue.add("agent", { prompt: "d" });
+    const worker = new Worker("tasks", async () => "done", { connection: redis.client(), prefix, autorun: false });
+    const job = (await worker.getNextJob("token-1"))!;
+    await job.moveToCompleted("done", "token-1", false);
+    await worker.close();
+    expect(await queue.getJobCounts("completed")).toEqual({ completed: 1 });
 
     const metrics = createMetrics({
       collectors: {
-        queueDepth: () => queue.getJobCounts("waiting", "active", "delayed", "failed"),
+        queueDepth: queueDepthOf(queue),
         budgetRemaining: async () => [
-          { scope: "global", unit: "tokens", remaining: 9_000 },
-          { scope: "tenant:acme", unit: "micro_usd", remaining: 1_500_000 },
+          { scope: "global", tokens: 9_000, costMicroUsd: null },
+          { scope: "tenant:acme", tokens: null, costMicroUsd: 1_500_000 },
         ],
         approvalsPending: async () => 2,
       },
@@ -74,20 +83,30 @@ describe("createMetrics + createMetricsHooks", () => {
     expect(sample(text, 'agentry_tokens_total{tenant="acme",kind="output"}')).toBe(20);
     expect(sample(text, 'agentry_tokens_total{tenant="acme",kind="cache_creation"}')).toBe(30);
     expect(sample(text, 'agentry_tokens_total{tenant="acme",kind="cache_read"}')).toBe(50);
-    expect(sample(text, 'agentry_cost_micro_usd_total{tenant="acme"}')).toBe(600);
+    // 100 × 3 + 20 × 15 = 600 micro-USD.
+    expect(sample(text, 'agentry_cost_usd_total{tenant="acme"}')).toBe(0.0006);
     expect(sample(text, 'agentry_tool_calls_total{tool="delete_resource",decision="deny"}')).toBe(1);
     expect(sample(text, 'agentry_tool_calls_total{tool="delete_resource",decision="suspend"}')).toBe(1);
-    expect(sample(text, 'agentry_budget_remaining{scope="global",unit="tokens"}')).toBe(9_000);
-    expect(sample(text, 'agentry_budget_remaining{scope="tenant:acme",unit="micro_usd"}')).toBe(1_500_000);
+    expect(sample(text, 'agentry_budget_remaining_tokens{scope="global"}')).toBe(9_000);
+    expect(sample(text, 'agentry_budget_remaining_usd{scope="tenant:acme"}')).toBe(1.5);
+    // A dimension without a limit has no sample.
+    expect(text).not.toContain('agentry_budget_remaining_usd{scope="global"}');
+    expect(text).not.toContain('agentry_budget_remaining_tokens{scope="tenant:acme"}');
+    // Jobs still to finish, one series per depth state; the completed job is not counted.
     expect(sample(text, 'agentry_queue_depth{state="waiting"}')).toBe(1);
     expect(sample(text, 'agentry_queue_depth{state="delayed"}')).toBe(1);
+    expect(sample(text, 'agentry_queue_depth{state="prioritized"}')).toBe(1);
+    expect(sample(text, 'agentry_queue_depth{state="active"}')).toBe(0);
+    expect(text.match(/^agentry_queue_depth\{/gm)).toHaveLength(QUEUE_DEPTH_STATES.length);
     expect(sample(text, "agentry_approvals_pending")).toBe(2);
     expect(text).toContain("process_cpu_seconds_total");
+    // The exposition passes the promtool rules and Agentry's unit conventions.
+    expect(lintExposition(text)).toEqual([]);
 
     // Every metric the README documents is exposed.
     const readme = readFileSync(new URL("./README.md", import.meta.url), "utf8");
     const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` \|/gm)].map((m) => m[1]!);
-    expect(documented.length).toBeGreaterThanOrEqual(11);
+    expect(documented.length).toBeGreaterThanOrEqual(12);
     for (const name of documented) expect(text, name).toContain(`# TYPE ${name} `);
   });
 
@@ -101,7 +120,7 @@ describe("createMetrics + createMetricsHooks", () => {
           if (!healthy) throw new Error("redis down");
           return 3;
         },
-        queueDepth: () => new Promise<Record<string, number>>(() => undefined), // never answers
+        queueDepth: () => new Promise<QueueDepth>(() => undefined), // never answers
       },
     });
     expect(sample(await metrics.metricsText(), "agentry_approvals_pending")).toBe(3);
@@ -113,15 +132,15 @@ describe("createMetrics + createMetricsHooks", () => {
   });
 
   it("drops budget scopes the collector no longer reports", async () => {
-    let scopes = [
-      { scope: "tenant:acme:session:a", unit: "tokens" as const, remaining: 10 },
-      { scope: "tenant:acme:session:b", unit: "tokens" as const, remaining: 20 },
+    let scopes: BudgetRemainingSample[] = [
+      { scope: "tenant:acme:session:a", tokens: 10, costMicroUsd: null },
+      { scope: "tenant:acme:session:b", tokens: 20, costMicroUsd: null },
     ];
     const metrics = createMetrics({ defaultMetrics: false, collectors: { budgetRemaining: async () => scopes } });
     expect(await metrics.metricsText()).toContain('scope="tenant:acme:session:a"');
-    scopes = [{ scope: "tenant:acme:session:b", unit: "tokens", remaining: 5 }];
+    scopes = [{ scope: "tenant:acme:session:b", tokens: 5, costMicroUsd: null }];
     const text = await metrics.metricsText();
     expect(text).not.toContain('scope="tenant:acme:session:a"');
-    expect(sample(text, 'agentry_budget_remaining{scope="tenant:acme:session:b",unit="tokens"}')).toBe(5);
+    expect(sample(text, 'agentry_budget_remaining_tokens{scope="tenant:acme:session:b"}')).toBe(5);
   });
 });

@@ -17,13 +17,27 @@ export type TaskMetricOutcome =
 /** Token kinds of `agentry_tokens_total`. `input` excludes cache reads and writes (Anthropic's split). */
 export type TokenKind = "input" | "output" | "cache_creation" | "cache_read";
 
-/** One `agentry_budget_remaining` sample. */
+/**
+ * What is left of one budget scope, as the ledger reports it (`BudgetLedger.getStats(scope).remaining`).
+ * Feeds `agentry_budget_remaining_tokens` and `agentry_budget_remaining_usd`; a dimension without a
+ * limit (`null`) has no sample.
+ */
 export interface BudgetRemainingSample {
   /** `global`, `tenant:<t>`, `tenant:<t>:user:<u>` or `tenant:<t>:session:<s>`. */
   scope: string;
-  unit: "tokens" | "micro_usd";
-  remaining: number;
+  tokens: number | null;
+  /** Integer micro-USD, the ledger's unit; exported in USD. */
+  costMicroUsd: number | null;
 }
+
+/** The BullMQ states that make up the queue depth: jobs still to finish, never the retained finished ones. */
+export const QUEUE_DEPTH_STATES = ["waiting", "active", "delayed", "prioritized"] as const;
+
+/** A BullMQ state counted by `agentry_queue_depth`. */
+export type QueueDepthState = (typeof QUEUE_DEPTH_STATES)[number];
+
+/** Jobs per queue-depth state, e.g. `queue.getJobCounts(...QUEUE_DEPTH_STATES)`. */
+export type QueueDepth = Record<QueueDepthState, number>;
 
 /**
  * Callbacks that read current values when `/metrics` is scraped. Each runs at most
@@ -31,10 +45,13 @@ export interface BudgetRemainingSample {
  * `agentry_metrics_collect_errors_total{collector}` (a scrape never fails because Redis is slow).
  */
 export interface MetricsCollectors {
-  /** Remaining budget per scope and unit (the ledger's `getStats`). Scopes not returned disappear. */
+  /** Remaining budget per scope (the ledger's `getStats`). Scopes not returned disappear. */
   budgetRemaining?: () => Promise<readonly BudgetRemainingSample[]>;
-  /** Job counts by BullMQ state, e.g. `queue.getJobCounts()`. */
-  queueDepth?: () => Promise<Record<string, number>>;
+  /**
+   * Jobs waiting, running, delayed (parked) and prioritized, e.g. `queueDepthOf(queue)`. Completed
+   * and failed jobs that BullMQ retains are not queue depth and are never exported as such.
+   */
+  queueDepth?: () => Promise<QueueDepth>;
   /** Number of approvals awaiting a decision. */
   approvalsPending?: () => Promise<number>;
 }
@@ -64,13 +81,16 @@ export interface AgentryMetrics {
   readonly modelCalls: Counter<"model" | "outcome">;
   readonly modelCallDuration: Histogram<"model">;
   readonly tokens: Counter<"tenant" | "kind">;
-  readonly costMicroUsd: Counter<"tenant">;
+  readonly costUsd: Counter<"tenant">;
   readonly toolCalls: Counter<"tool" | "decision">;
-  readonly budgetRemaining: Gauge<"scope" | "unit">;
+  readonly budgetRemainingTokens: Gauge<"scope">;
+  readonly budgetRemainingUsd: Gauge<"scope">;
   readonly queueDepth: Gauge<"state">;
   readonly approvalsPending: Gauge;
   /** Counts one finished task execution and observes its duration. */
   recordTask(task: { outcome: TaskMetricOutcome; tenant: string; durationMs: number }): void;
+  /** Adds one model call's cost, given in the ledger's integer micro-USD, to `agentry_cost_usd_total` (in USD). */
+  recordCost(tenant: string, costMicroUsd: number): void;
   /** Counts one tool call (hooks see allow and deny; the worker reports `suspend` itself). */
   recordToolCall(tool: string, decision: "allow" | "deny" | "suspend"): void;
   /** Installs or replaces collectors (merged with the ones given so far). */
@@ -81,6 +101,7 @@ export interface AgentryMetrics {
   readonly contentType: string;
 }
 
+const MICRO_USD_PER_USD = 1_000_000;
 const TASK_BUCKETS = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800];
 const MODEL_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120];
 
@@ -92,7 +113,12 @@ const MODEL_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120];
 export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetrics {
   const registry = options.registry ?? new Registry();
   if (options.defaultLabels) registry.setDefaultLabels(options.defaultLabels);
-  if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  if (options.defaultMetrics ?? true) {
+    collectDefaultMetrics({ register: registry });
+    // prom-client's gauges named `_total` break the counter-only `_total` rule; each is the sum of
+    // the same gauge without the suffix (`sum(nodejs_active_handles)`).
+    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(name);
+  }
   const timeoutMs = options.collectTimeoutMs ?? 2000;
   let collectors: MetricsCollectors = { ...options.collectors };
   const registers = [registry];
@@ -103,12 +129,16 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
   const refresh = (): Promise<void> => {
     inflight ??= Promise.all([
       runCollector("budget_remaining", collectors.budgetRemaining, (samples) => {
-        budgetRemaining.reset();
-        for (const s of samples) budgetRemaining.set({ scope: s.scope, unit: s.unit }, s.remaining);
+        budgetRemainingTokens.reset();
+        budgetRemainingUsd.reset();
+        for (const s of samples) {
+          if (s.tokens !== null) budgetRemainingTokens.set({ scope: s.scope }, s.tokens);
+          if (s.costMicroUsd !== null) budgetRemainingUsd.set({ scope: s.scope }, s.costMicroUsd / MICRO_USD_PER_USD);
+        }
       }),
       runCollector("queue_depth", collectors.queueDepth, (counts) => {
-        queueDepth.reset();
-        for (const [state, count] of Object.entries(counts)) queueDepth.set({ state }, count);
+        // Only the depth states, whatever else the collector's counts hold.
+        for (const state of QUEUE_DEPTH_STATES) queueDepth.set({ state }, counts[state] ?? 0);
       }),
       runCollector("approvals_pending", collectors.approvalsPending, (n) => approvalsPending.set(n)),
     ]).then(
@@ -171,9 +201,9 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
     labelNames: ["tenant", "kind"] as const,
     registers,
   });
-  const costMicroUsd = new Counter({
-    name: "agentry_cost_micro_usd_total",
-    help: "Model cost in micro-USD by tenant.",
+  const costUsd = new Counter({
+    name: "agentry_cost_usd_total",
+    help: "Model cost in US dollars by tenant, as priced by the hooks' pricing.",
     labelNames: ["tenant"] as const,
     registers,
   });
@@ -183,16 +213,23 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
     labelNames: ["tool", "decision"] as const,
     registers,
   });
-  const budgetRemaining = new Gauge({
-    name: "agentry_budget_remaining",
-    help: "Remaining budget by scope and unit (tokens, micro_usd), read from the ledger at scrape time.",
-    labelNames: ["scope", "unit"] as const,
+  const budgetRemainingTokens = new Gauge({
+    name: "agentry_budget_remaining_tokens",
+    help: "Tokens left under each budget scope's token limit, read from the ledger at scrape time.",
+    labelNames: ["scope"] as const,
+    registers,
+    collect: refresh,
+  });
+  const budgetRemainingUsd = new Gauge({
+    name: "agentry_budget_remaining_usd",
+    help: "US dollars left under each budget scope's cost limit, read from the ledger at scrape time.",
+    labelNames: ["scope"] as const,
     registers,
     collect: refresh,
   });
   const queueDepth = new Gauge({
     name: "agentry_queue_depth",
-    help: "Jobs in the task queue by state, read at scrape time.",
+    help: "Task-queue jobs not yet finished, by state (waiting, active, delayed, prioritized), read at scrape time.",
     labelNames: ["state"] as const,
     registers,
     collect: refresh,
@@ -211,14 +248,18 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
     modelCalls,
     modelCallDuration,
     tokens,
-    costMicroUsd,
+    costUsd,
     toolCalls,
-    budgetRemaining,
+    budgetRemainingTokens,
+    budgetRemainingUsd,
     queueDepth,
     approvalsPending,
     recordTask({ outcome, tenant, durationMs }) {
       tasks.inc({ outcome, tenant });
       taskDuration.observe({ outcome }, durationMs / 1000);
+    },
+    recordCost(tenant, costMicroUsd) {
+      costUsd.inc({ tenant }, costMicroUsd / MICRO_USD_PER_USD);
     },
     recordToolCall(tool, decision) {
       toolCalls.inc({ tool, decision });
@@ -228,5 +269,13 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
     },
     metricsText: () => registry.metrics(),
     contentType: registry.contentType,
+  };
+}
+
+/** The queue-depth collector for a BullMQ queue: its waiting, active, delayed and prioritized job counts. */
+export function queueDepthOf(queue: { getJobCounts(...types: QueueDepthState[]): Promise<Record<string, number>> }): () => Promise<QueueDepth> {
+  return async () => {
+    const counts = await queue.getJobCounts(...QUEUE_DEPTH_STATES);
+    return { waiting: counts.waiting ?? 0, active: counts.active ?? 0, delayed: counts.delayed ?? 0, prioritized: counts.prioritized ?? 0 };
   };
 }
