@@ -1,5 +1,4 @@
-import { readFileSync } from "node:fs";
-import { AgentryError, parseEnv, type ErrorCode } from "@agentry/core";
+import { AgentryError, packageVersion, parseEnv, type ErrorCode } from "@agentry/core";
 import { CliContext, isRedisDown } from "./context.js";
 import { CliError, EXIT, oneLine, writeJson, type CliIo } from "./io.js";
 import {
@@ -64,8 +63,7 @@ const HELP_FLAGS = new Set(["--help", "-h"]);
 
 /** The version of this CLI (apps/admin/package.json: the same relative path from src/ and dist/). */
 export function cliVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version?: unknown };
-  return typeof pkg.version === "string" ? pkg.version : "unknown";
+  return packageVersion(new URL("../package.json", import.meta.url));
 }
 
 /**

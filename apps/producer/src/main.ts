@@ -1,7 +1,7 @@
 // The producer process: the HTTP API in front of Agentry's queue. Configuration: see
 // config/producer-env.ts (PORT, HOST, AGENTRY_API_KEYS, AGENTRY_API_KEYS_FILE,
 // AGENTRY_INSECURE_DEV_KEY...) and the shared variables of @agentry/core.
-import { AgentryError, createLogger, createRedis, waitForReady } from "@agentry/core";
+import { AgentryError, createLogger, createRedis, packageVersion, waitForReady } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, createBullMQTelemetry, createMetrics, queueDepthOf, startTelemetry, traceLogMixin } from "@agentry/runtime";
 import { buildProducerApp } from "./app.js";
@@ -47,7 +47,12 @@ async function main(): Promise<void> {
   }
 
   // Before any queue exists, so bullmq-otel's producer spans have a provider.
-  const telemetry = startTelemetry({ serviceName: "agentry-producer", otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT });
+  const telemetry = startTelemetry({
+    serviceName: "agentry-producer",
+    serviceVersion: packageVersion(new URL("../package.json", import.meta.url)),
+    otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
+    otlpTracesEndpoint: env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+  });
   const turnsRedis = createRedis({ url: env.REDIS_URL, role: "producer", connectionName: "agentry-producer-turns" });
   turnsRedis.on("error", (err: Error) => logger.debug({ err }, "session-turns connection error"));
   const client = new AgentryClient({

@@ -17,6 +17,7 @@ import {
   linkFrom,
   queueDepthOf,
   serializeSpanContext,
+  setAgentUsage,
   withAgentSpan,
   type AgentryMetrics,
   type TaskHandler,
@@ -145,10 +146,18 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       return job !== undefined && !["completed", "failed"].includes(await job.getState());
     },
   });
-  // Each attempt is an `invoke_agent` span; a resumed attempt links to the first one's trace.
+  // Each attempt is an `invoke_agent` span; a resumed attempt links to the first one's trace. The
+  // attempt that completes the task carries the task's usage totals.
   const handler: TaskHandler = (ex) =>
     withAgentSpan(
-      { taskId: ex.taskId, tenant: ex.payload.tenant, userId: ex.payload.userId, sessionId: ex.payload.sessionId },
+      {
+        taskId: ex.taskId,
+        tenant: ex.payload.tenant,
+        userId: ex.payload.userId,
+        sessionId: ex.payload.sessionId,
+        providerName: model.provider,
+        requestModel: ex.payload.model ?? model.defaultModel,
+      },
       async (span) => {
         if (!ex.firstTrace) {
           const serialised = serializeSpanContext(span);
@@ -156,6 +165,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
         }
         const started = Date.now();
         const outcome = await inner(ex);
+        if (outcome.type === "completed") setAgentUsage(span, outcome.result.usage, outcome.result.costMicroUsd);
         if (outcome.type === "park" && outcome.parked.reason === "approval") {
           // No hook sees a suspended tool call; count it and the paused attempt here.
           for (const tool of outcome.parked.tools ?? []) metrics.recordToolCall(tool, "suspend");

@@ -1,4 +1,4 @@
-import { AgentryError } from "@agentry/core";
+import { AgentryError, packageVersion } from "@agentry/core";
 import { createBullMQTelemetry, createTaskLogger, startTelemetry } from "@agentry/runtime";
 import { buildWorker } from "./build-worker.js";
 import { parseWorkerConfig } from "./config.js";
@@ -16,7 +16,12 @@ async function main(): Promise<void> {
     process.stderr.write(`agentry-worker: ${AgentryError.from(err).message}\n`);
     process.exit(2);
   }
-  const telemetry = startTelemetry({ serviceName: "agentry-worker", ...(config.OTEL_EXPORTER_OTLP_ENDPOINT ? { otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT } : {}) });
+  const telemetry = startTelemetry({
+    serviceName: "agentry-worker",
+    serviceVersion: packageVersion(new URL("../package.json", import.meta.url)),
+    ...(config.OTEL_EXPORTER_OTLP_ENDPOINT ? { otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT } : {}),
+    ...(config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? { otlpTracesEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT } : {}),
+  });
   const logger = createTaskLogger({ name: "agentry-worker", level: config.LOG_LEVEL, ...(config.AGENTRY_WORKER_NAME ? { base: { worker: config.AGENTRY_WORKER_NAME } } : {}) });
   let built;
   try {

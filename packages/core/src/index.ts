@@ -67,3 +67,4 @@ export {
   type PolicyVerdict,
   type Verdict,
 } from "./audit/audit-entry.js";
+export { packageVersion } from "./package-version.js";

@@ -8,10 +8,10 @@ export type { TaskOutcome } from "./worker/job-outcome.js";
 export { cancelChannel, cancelKey } from "./worker/cancellation.js";
 export { startTelemetry, AGENTRY_TRACER_NAME, type StartTelemetryOptions, type Telemetry } from "./telemetry/start-telemetry.js";
 export { createBullMQTelemetry, type BullMQTelemetryOptions } from "./telemetry/bullmq-telemetry.js";
-export { withAgentSpan, serializeSpanContext, linkFrom, type AgentRun, type AgentSpanOptions } from "./telemetry/agent-span.js";
+export { withAgentSpan, setAgentUsage, serializeSpanContext, linkFrom, type AgentRun, type AgentSpanOptions } from "./telemetry/agent-span.js";
 export { createTracingHooks, type TracingHooksOptions, type PricingFn } from "./telemetry/tracing-hooks.js";
 export type { TelemetryHooks } from "./telemetry/hook-types.js";
-export { GenAIAttr, GenAIOperation, AgentryAttr } from "./telemetry/attributes.js";
+export { GenAIAttr, GenAIOperation, AgentryAttr, usageAttributes } from "./telemetry/attributes.js";
 export { traceLogMixin, createTaskLogger, startTaskLog, type TaskLog, type TaskLogIdentity, type TraceLogFields } from "./telemetry/task-log.js";
 export {
   createMetrics,

@@ -35,3 +35,13 @@ export {
   type DemoReply,
 } from "./anthropic/fake-anthropic.js";
 export { startRedisCluster, type TestRedisCluster } from "./redis/redis-cluster.js";
+export {
+  startOtlpReceiver,
+  decodeTraceExport,
+  ancestorsOf,
+  OTLP_SPAN_KIND,
+  type OtlpReceiver,
+  type OtlpRequest,
+  type OtlpValue,
+  type ReceivedSpan,
+} from "./otlp/otlp-receiver.js";

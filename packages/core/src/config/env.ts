@@ -38,7 +38,10 @@ export const agentryEnvSchema = z.object({
   AGENTRY_CONCURRENCY: envPositiveInt(4),
   AGENTRY_POLICY_FILE: optionalString,
   AGENTRY_APPROVERS_FILE: optionalString,
+  /** OTLP HTTP base URL; traces go to `<endpoint>/v1/traces`. */
   OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
+  /** OTLP HTTP URL for traces, used as is; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`. */
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: optionalString,
   /** Secret that authenticates audit entries (HMAC); every writer and verifier holds it, Redis does not. */
   AGENTRY_AUDIT_KEY: envVar(z.string().min(32, "must be at least 32 characters").optional()),
   /** Retired audit keys, comma separated: verifiers accept entries written under them after a rotation. */

@@ -5,7 +5,7 @@ import { composeHooks, defineTool, runAgent, ToolRegistry, type AgentHooks, type
 import { ScriptedModel } from "@agentry/llm/testing";
 import { createMetrics } from "../metrics/metrics.js";
 import { createMetricsHooks } from "../metrics/metrics-hooks.js";
-import { linkFrom, serializeSpanContext, withAgentSpan } from "./agent-span.js";
+import { linkFrom, serializeSpanContext, setAgentUsage, withAgentSpan } from "./agent-span.js";
 import { startTelemetry, type Telemetry } from "./start-telemetry.js";
 import { createTracingHooks } from "./tracing-hooks.js";
 
@@ -56,7 +56,16 @@ describe("tracing and metrics hooks in the real agent loop", () => {
 
     approved = true;
     const state = JSON.parse(JSON.stringify(first.result.state)) as AgentState;
-    const second = await withAgentSpan(run, () => runAgent({ model, tools, run, hooks, state }), { links: [linkFrom(first.traceParent)] });
+    // The attempt that completes the task names provider and model and carries the task's totals.
+    const second = await withAgentSpan(
+      { ...run, providerName: model.provider, requestModel: model.defaultModel },
+      async (span) => {
+        const result = await runAgent({ model, tools, run, hooks, state });
+        setAgentUsage(span, result.usage, 1234);
+        return result;
+      },
+      { links: [linkFrom(first.traceParent)] },
+    );
     expect(second.status).toBe("completed");
     await telemetry.forceFlush();
 
@@ -73,6 +82,21 @@ describe("tracing and metrics hooks in the real agent loop", () => {
     expect(childrenOf(a1)).toEqual([`chat ${model.defaultModel}:`, "execute_tool delete_resource:suspend", "execute_tool get_weather:allow"].sort());
     expect(childrenOf(a2)).toEqual([`chat ${model.defaultModel}:`, "execute_tool delete_resource:allow"]);
     expect(a2.links.map((l) => l.context.spanId)).toEqual([a1.spanContext().spanId]);
+    // invoke_agent of the completing attempt: provider, model, and usage summed over every chat
+    // span of the task (both attempts), by the same names the chat spans use.
+    const chats = spans.filter((s) => s.name.startsWith("chat "));
+    const total = (attr: string) => chats.reduce((sum, s) => sum + Number(s.attributes[attr]), 0);
+    expect(a2.attributes).toMatchObject({
+      "gen_ai.operation.name": "invoke_agent",
+      "gen_ai.provider.name": "scripted",
+      "gen_ai.request.model": model.defaultModel,
+      "gen_ai.usage.input_tokens": total("gen_ai.usage.input_tokens"),
+      "gen_ai.usage.output_tokens": total("gen_ai.usage.output_tokens"),
+      "gen_ai.usage.cache_read.input_tokens": 0,
+      "agentry.cost_micro_usd": 1234,
+    });
+    expect(a2.attributes["gen_ai.usage.input_tokens"]).toBe(320);
+    expect(a2.attributes["gen_ai.usage.output_tokens"]).toBe(35);
 
     const text = await metrics.metricsText();
     expect(text).toContain('agentry_tokens_total{tenant="acme",kind="input"} 320');

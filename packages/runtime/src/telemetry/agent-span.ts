@@ -14,7 +14,8 @@ import {
 } from "@opentelemetry/api";
 import { AgentryError } from "@agentry/core";
 import { DelayedError, RateLimitError, WaitingChildrenError, WaitingError } from "bullmq";
-import { AgentryAttr, GenAIAttr, GenAIOperation } from "./attributes.js";
+import type { Usage } from "@agentry/llm";
+import { AgentryAttr, GenAIAttr, GenAIOperation, usageAttributes } from "./attributes.js";
 import type { RunContext } from "./hook-types.js";
 import { AGENTRY_TRACER_NAME } from "./start-telemetry.js";
 
@@ -22,6 +23,10 @@ import { AGENTRY_TRACER_NAME } from "./start-telemetry.js";
 export interface AgentRun extends RunContext {
   /** `gen_ai.agent.name` and the span name suffix. @defaultValue `agentry` */
   agentName?: string;
+  /** `gen_ai.provider.name`, e.g. `anthropic` (the model's `provider`). @defaultValue not set */
+  providerName?: string;
+  /** `gen_ai.request.model`: the model the task asks for (its own, else the worker's default). @defaultValue not set */
+  requestModel?: string;
 }
 
 /** Options for {@link withAgentSpan}. */
@@ -40,7 +45,8 @@ export interface AgentSpanOptions {
 
 /**
  * Runs `fn` inside an `invoke_agent {agentName}` span (GenAI conventions: `gen_ai.operation.name`,
- * `gen_ai.agent.name`, `gen_ai.conversation.id` = session id) carrying `agentry.tenant`,
+ * `gen_ai.agent.name`, `gen_ai.conversation.id` = session id, and `gen_ai.provider.name` and
+ * `gen_ai.request.model` when the run names them) carrying `agentry.tenant`,
  * `agentry.user_id`, `agentry.session_id` and `agentry.task_id`. The span is the active span while
  * `fn` runs, so the tracing hooks' `chat` and `execute_tool` spans and every log line nest under it.
  *
@@ -65,6 +71,8 @@ export async function withAgentSpan<T>(run: AgentRun, fn: (span: Span) => Promis
       [AgentryAttr.userId]: run.userId,
       [AgentryAttr.sessionId]: run.sessionId,
       [AgentryAttr.taskId]: run.taskId,
+      ...(run.providerName !== undefined ? { [GenAIAttr.providerName]: run.providerName } : {}),
+      ...(run.requestModel !== undefined ? { [GenAIAttr.requestModel]: run.requestModel } : {}),
       ...options.attributes,
     },
   });
@@ -86,6 +94,16 @@ export async function withAgentSpan<T>(run: AgentRun, fn: (span: Span) => Promis
   } finally {
     span.end();
   }
+}
+
+/**
+ * Sets a task's usage totals on its `invoke_agent` span: the `gen_ai.usage.*` token counts summed
+ * over every model call of the task (all attempts; input counts cache writes and reads too, as
+ * on `chat` spans) and, when given, `agentry.cost_micro_usd`.
+ */
+export function setAgentUsage(span: Span, usage: Usage, costMicroUsd?: number): void {
+  span.setAttributes(usageAttributes(usage));
+  if (costMicroUsd !== undefined) span.setAttribute(AgentryAttr.costMicroUsd, costMicroUsd);
 }
 
 /**

@@ -1,8 +1,13 @@
+import type { Attributes } from "@opentelemetry/api";
+import type { Usage } from "@agentry/llm";
+
 /**
- * Span attribute names. GenAI names follow the OpenTelemetry GenAI semantic conventions
- * (semantic-conventions-genai); they are spelled out here as strings because the constants in
- * `@opentelemetry/semantic-conventions` are deprecated since those conventions moved repository.
- * `agentry.*` names are Agentry's own.
+ * Span attribute names of the OpenTelemetry GenAI semantic conventions, copied from the
+ * `@opentelemetry/semantic-conventions/incubating` entry (`ATTR_GEN_AI_*`, `ATTR_ERROR_TYPE`), as
+ * that package advises for its unstable entry: it may rename or drop a constant in a minor
+ * release, and it marks the GenAI ones deprecated since those conventions moved to their own
+ * repository. `attributes.test.ts` holds every name here equal to the package's constant, so an
+ * upgrade of the package that changes one fails there.
  */
 export const GenAIAttr = {
   operationName: "gen_ai.operation.name",
@@ -35,6 +40,20 @@ export const GenAIOperation = {
   executeTool: "execute_tool",
 } as const;
 
+/**
+ * The usage attributes of a span (`chat` per call, `invoke_agent` for the task):
+ * `gen_ai.usage.input_tokens` counts every input token, cache writes and reads included, as the
+ * conventions ask (Anthropic's `input_tokens` excludes them); the cache parts are also given apart.
+ */
+export function usageAttributes(usage: Usage): Attributes {
+  return {
+    [GenAIAttr.usageInputTokens]: usage.input + usage.cacheCreationInput + usage.cacheReadInput,
+    [GenAIAttr.usageOutputTokens]: usage.output,
+    [GenAIAttr.usageCacheCreationInputTokens]: usage.cacheCreationInput,
+    [GenAIAttr.usageCacheReadInputTokens]: usage.cacheReadInput,
+  };
+}
+
 /** Agentry's own span attributes. */
 export const AgentryAttr = {
   tenant: "agentry.tenant",
@@ -43,7 +62,7 @@ export const AgentryAttr = {
   taskId: "agentry.task_id",
   /** 1-based model-call number within the task. */
   step: "agentry.step",
-  /** Cost of one model call in micro-USD (integer). */
+  /** Cost in micro-USD (integer), the ledger's unit: of one model call on `chat`, of the task on `invoke_agent`. */
   costMicroUsd: "agentry.cost_micro_usd",
   /** Final decision on a tool call: allow, deny or suspend. */
   toolDecision: "agentry.tool.decision",

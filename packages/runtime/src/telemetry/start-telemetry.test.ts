@@ -1,48 +1,12 @@
-import { createServer, type IncomingHttpHeaders } from "node:http";
-import type { AddressInfo } from "node:net";
 import { context, propagation, trace } from "@opentelemetry/api";
 import { describe, expect, it } from "vitest";
+import { startOtlpReceiver } from "@agentry/testkit";
 import { serializeSpanContext, withAgentSpan } from "./agent-span.js";
 import { startTelemetry, tracesUrl } from "./start-telemetry.js";
 
-interface Received {
-  method: string | undefined;
-  url: string | undefined;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** A local OTLP HTTP receiver: records every request and answers 200 with an empty JSON body. */
-async function startReceiver() {
-  const received: Received[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      received.push({ method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString("utf8") });
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end("{}");
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    received,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
-interface OtlpJson {
-  resourceSpans: {
-    resource: { attributes: { key: string; value: { stringValue?: string } }[] };
-    scopeSpans: { spans: { name: string; traceId: string; attributes: { key: string }[] }[] }[];
-  }[];
-}
-
 describe("startTelemetry", () => {
   it("exports spans over OTLP HTTP (JSON) to <endpoint>/v1/traces", async () => {
-    const receiver = await startReceiver();
+    const receiver = await startOtlpReceiver();
     try {
       const telemetry = startTelemetry({ serviceName: "agentry-otlp-test", otlpEndpoint: receiver.endpoint, serviceVersion: "1.2.3" });
       expect(telemetry.exporting).toBe(true);
@@ -52,20 +16,32 @@ describe("startTelemetry", () => {
       // Shutdown flushes the batch processor.
       await telemetry.shutdown();
 
-      expect(receiver.received.length).toBeGreaterThanOrEqual(1);
-      const post = receiver.received[0]!;
+      expect(receiver.requests.length).toBeGreaterThanOrEqual(1);
+      const post = receiver.requests[0]!;
       expect(post.method).toBe("POST");
       expect(post.url).toBe("/v1/traces");
       expect(post.headers["content-type"]).toContain("application/json");
-      const body = JSON.parse(post.body) as OtlpJson;
-      const resource = body.resourceSpans[0]!.resource.attributes;
-      expect(resource).toContainEqual({ key: "service.name", value: { stringValue: "agentry-otlp-test" } });
-      expect(resource).toContainEqual({ key: "service.version", value: { stringValue: "1.2.3" } });
-      const exported = body.resourceSpans.flatMap((r) => r.scopeSpans.flatMap((s) => s.spans));
-      const agent = exported.find((s) => s.name === "invoke_agent agentry");
+      const agent = receiver.spans().find((s) => s.name === "invoke_agent agentry");
       expect(agent).toBeDefined();
+      expect(agent!.resource).toMatchObject({ "service.name": "agentry-otlp-test", "service.version": "1.2.3" });
       expect(traceParent).toContain(agent!.traceId);
-      expect(agent!.attributes.map((a) => a.key)).toContain("agentry.task_id");
+      expect(agent!.attributes["agentry.task_id"]).toBe("t-otlp");
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it("posts to the traces endpoint as given, which wins over the base endpoint", async () => {
+    const receiver = await startOtlpReceiver();
+    try {
+      const telemetry = startTelemetry({
+        serviceName: "agentry-otlp-traces",
+        otlpEndpoint: "http://127.0.0.1:9/never-used",
+        otlpTracesEndpoint: `${receiver.endpoint}/custom/traces`,
+      });
+      telemetry.tracer.startSpan("one").end();
+      await telemetry.shutdown();
+      expect(receiver.requests.map((r) => `${r.method} ${r.url}`)).toEqual(["POST /custom/traces"]);
     } finally {
       await receiver.close();
     }

@@ -24,6 +24,12 @@ export interface StartTelemetryOptions {
    * library does not. @defaultValue none: spans are recorded in-process but not exported
    */
   otlpEndpoint?: string;
+  /**
+   * OTLP HTTP URL for traces, used as is (the value of `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, e.g.
+   * `http://collector:4318/v1/traces`). Wins over `otlpEndpoint`, as the OTLP exporter
+   * specification has the signal-specific variable win. @defaultValue none
+   */
+  otlpTracesEndpoint?: string;
   /** Extra HTTP headers for the OTLP exporter (e.g. an auth token). */
   otlpHeaders?: Record<string, string>;
   /** An exporter to use instead of OTLP (tests: `InMemorySpanExporter`). Wins over `otlpEndpoint`. */
@@ -35,7 +41,7 @@ export interface StartTelemetryOptions {
   processor?: "batch" | "simple";
   /** @defaultValue true. When false nothing is registered and `tracer` is a no-op tracer. */
   enabled?: boolean;
-  /** `service.version` resource attribute. */
+  /** `service.version` resource attribute (the app's package version). @defaultValue not set */
   serviceVersion?: string;
 }
 
@@ -116,8 +122,11 @@ export function startTelemetry(options: StartTelemetryOptions): Telemetry {
 function createSpanProcessor(options: StartTelemetryOptions): { processor: SpanProcessor; exporting: boolean } {
   const exporter: SpanExporter | undefined =
     options.exporter ??
-    (options.otlpEndpoint
-      ? new OTLPTraceExporter({ url: tracesUrl(options.otlpEndpoint), headers: options.otlpHeaders ?? {} })
+    (options.otlpTracesEndpoint || options.otlpEndpoint
+      ? new OTLPTraceExporter({
+          url: options.otlpTracesEndpoint || tracesUrl(options.otlpEndpoint as string),
+          headers: options.otlpHeaders ?? {},
+        })
       : undefined);
   // No exporter: a processor that drops spans still makes the SDK register a real tracer provider,
   // so spans have valid ids and context propagates.

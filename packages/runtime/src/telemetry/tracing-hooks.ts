@@ -1,7 +1,7 @@
 import { context, diag, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type Tracer } from "@opentelemetry/api";
 import type { Usage } from "@agentry/llm";
 import { markError, runScopeOf, type ScopeExit } from "./agent-span.js";
-import { AgentryAttr, GenAIAttr, GenAIOperation } from "./attributes.js";
+import { AgentryAttr, GenAIAttr, GenAIOperation, usageAttributes } from "./attributes.js";
 import type { ModelCallInfo, TelemetryHooks, ToolCallInfo } from "./hook-types.js";
 import { AGENTRY_TRACER_NAME } from "./start-telemetry.js";
 
@@ -165,10 +165,7 @@ export function createTracingHooks(options: TracingHooksOptions = {}): Telemetry
           [GenAIAttr.responseModel]: response.model,
           [GenAIAttr.responseId]: response.id,
           [GenAIAttr.responseFinishReasons]: [response.stopReason],
-          [GenAIAttr.usageInputTokens]: usage.input + usage.cacheCreationInput + usage.cacheReadInput,
-          [GenAIAttr.usageOutputTokens]: usage.output,
-          [GenAIAttr.usageCacheCreationInputTokens]: usage.cacheCreationInput,
-          [GenAIAttr.usageCacheReadInputTokens]: usage.cacheReadInput,
+          ...usageAttributes(usage),
         });
         if (options.pricing) {
           const model = modelOf(info) ?? response.model;
