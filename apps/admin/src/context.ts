@@ -6,6 +6,7 @@ import type { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, loadApproversFile, type ApproverKeys } from "@agentry/governance";
 import { safeRedisUrl } from "./format.js";
 import { CliError, type CliIo } from "./io.js";
+import type { CliTracing } from "./tracing.js";
 
 /** How long the CLI waits for Redis before saying it is unreachable. */
 const CONNECT_TIMEOUT_MS = 3_000;
@@ -21,10 +22,18 @@ export class CliContext {
   #redis: Promise<Redis> | undefined;
   #client: AgentryClient | undefined;
   #approverKeys: ApproverKeys | undefined;
+  readonly #tracing: CliTracing | undefined;
 
-  constructor(env: AgentryEnv, io: CliIo) {
+  /** `tracing`: the command's tracing, when it is traced and an OTLP endpoint is set. */
+  constructor(env: AgentryEnv, io: CliIo, tracing?: CliTracing) {
     this.env = env;
     this.io = io;
+    this.#tracing = tracing;
+  }
+
+  /** Names a task this command submitted on the command's span (nothing when not traced). */
+  recordSubmitted(task: { taskId: string; sessionId: string; tenant: string }): void {
+    this.#tracing?.recordTask(task);
   }
 
   get prefix(): string {
@@ -95,6 +104,8 @@ export class CliContext {
         redis,
         prefix: this.prefix,
         sessionOrder: new RedisSessionTurns({ redis, prefix: this.prefix }),
+        // Traced: enqueueing opens a producer span whose context travels in the job to the worker.
+        ...(this.#tracing ? { telemetry: this.#tracing.queueTelemetry } : {}),
       });
     }
     return this.#client;

@@ -125,9 +125,13 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   } catch (err) {
     return fail(AgentryError.isInstance(err) ? err.message : String(err), EXIT.FAILURE);
   }
-  const ctx = new CliContext(env, io);
+  const command = found.command;
+  // Loaded only for a traced command with an OTLP endpoint set: other runs never load the SDK.
+  const tracing = command.traced ? await (await import("./tracing.js")).startCliTracing(env, cliVersion()) : undefined;
+  const ctx = new CliContext(env, io, tracing);
   try {
-    return await found.command.run(ctx, rest);
+    const run = () => command.run(ctx, rest);
+    return await (tracing ? tracing.run(`agentry ${command.path.join(" ")}`, run) : run());
   } catch (err) {
     if (err instanceof CliError) return fail(err.message, err.exitCode, err.result);
     if (isRedisDown(err)) return fail(ctx.unreachable(err).message, EXIT.FAILURE);
@@ -135,6 +139,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return fail(err instanceof Error ? err.message : String(err), EXIT.FAILURE);
   } finally {
     await ctx.close();
+    // Every span is exported before the process exits.
+    await tracing?.shutdown();
   }
 }
 

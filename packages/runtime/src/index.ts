@@ -8,7 +8,7 @@ export type { TaskOutcome } from "./worker/job-outcome.js";
 export { cancelChannel, cancelKey } from "./worker/cancellation.js";
 export { startTelemetry, AGENTRY_TRACER_NAME, type StartTelemetryOptions, type Telemetry } from "./telemetry/start-telemetry.js";
 export { createBullMQTelemetry, type BullMQTelemetryOptions } from "./telemetry/bullmq-telemetry.js";
-export { withAgentSpan, setAgentUsage, serializeSpanContext, linkFrom, type AgentRun, type AgentSpanOptions } from "./telemetry/agent-span.js";
+export { withAgentSpan, setAgentUsage, serializeSpanContext, linkFrom, markError, type AgentRun, type AgentSpanOptions } from "./telemetry/agent-span.js";
 export { createTracingHooks, type TracingHooksOptions, type PricingFn } from "./telemetry/tracing-hooks.js";
 export type { TelemetryHooks } from "./telemetry/hook-types.js";
 export { GenAIAttr, GenAIOperation, AgentryAttr, usageAttributes } from "./telemetry/attributes.js";

@@ -10,5 +10,10 @@ export interface Command {
   summary: string;
   /** Extra help text for `agentry <command> --help`. */
   details?: string;
+  /**
+   * Runs inside an `agentry <command>` span exported over OTLP when an endpoint is set, so the
+   * work it enqueues continues its trace. @defaultValue false
+   */
+  traced?: boolean;
   run(ctx: CliContext, argv: string[]): Promise<number>;
 }

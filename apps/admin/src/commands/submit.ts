@@ -15,6 +15,7 @@ export const submitCommand: Command = {
   path: ["submit"],
   usage: USAGE,
   summary: "Submit an agent task (prints its id; with --wait, its answer).",
+  traced: true,
   details: [
     'The prompt "-" reads it from stdin. --tenant defaults to "default", --user to "anonymous",',
     "--session to a new session. --wait shows progress on stderr and prints the answer on stdout",
@@ -22,6 +23,8 @@ export const submitCommand: Command = {
     `Exit ${EXIT.FAILURE} when the task fails; exit ${EXIT.WAIT_TIMEOUT} when the wait times out (the task itself keeps`,
     'running: wait again with `agentry submit` and the same --idempotency-key, or follow `agentry status`).',
     'With --json, "outcome" is "completed", "failed" or "timed_out".',
+    "With OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, the submit is traced:",
+    "its span starts the task's trace, which the worker's spans continue.",
   ].join("\n"),
   async run(ctx, argv) {
     const { values, positionals } = parseCommand(argv, {
@@ -49,6 +52,7 @@ export const submitCommand: Command = {
       { tenant },
     );
     const { taskId, sessionId, deduplicated } = submitted;
+    ctx.recordSubmitted({ taskId, sessionId, tenant });
 
     if (!values.wait) {
       if (values.json) writeJson(stdout, submitted);

@@ -1,15 +1,28 @@
+import { createRequire } from "node:module";
 import { context, propagation, trace, type Tracer } from "@opentelemetry/api";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
-import { NodeSDK } from "@opentelemetry/sdk-node";
-import {
-  BatchSpanProcessor,
-  NoopSpanProcessor,
-  SimpleSpanProcessor,
-  type SpanExporter,
-  type SpanProcessor,
-} from "@opentelemetry/sdk-trace-base";
+import type * as OtlpHttp from "@opentelemetry/exporter-trace-otlp-http";
+import type * as Resources from "@opentelemetry/resources";
+import type * as SdkNode from "@opentelemetry/sdk-node";
+import type * as SdkTraceBase from "@opentelemetry/sdk-trace-base";
+import type { SpanExporter, SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
+
+const require = createRequire(import.meta.url);
+
+/**
+ * The OpenTelemetry SDK, loaded when telemetry starts rather than when the runtime is imported:
+ * the SDK (with the exporters it bundles) takes about half a second to load, which a process that
+ * only submits or reads tasks, such as the `agentry` CLI without an OTLP endpoint, never pays.
+ */
+function loadSdk() {
+  return {
+    ...(require("@opentelemetry/sdk-node") as typeof SdkNode),
+    ...(require("@opentelemetry/sdk-trace-base") as typeof SdkTraceBase),
+    ...(require("@opentelemetry/resources") as typeof Resources),
+    ...(require("@opentelemetry/exporter-trace-otlp-http") as typeof OtlpHttp),
+  };
+}
+type Sdk = ReturnType<typeof loadSdk>;
 
 /** Name of the tracer Agentry's spans come from. */
 export const AGENTRY_TRACER_NAME = "agentry";
@@ -32,6 +45,11 @@ export interface StartTelemetryOptions {
   otlpTracesEndpoint?: string;
   /** Extra HTTP headers for the OTLP exporter (e.g. an auth token). */
   otlpHeaders?: Record<string, string>;
+  /**
+   * How long one OTLP export may take before it is abandoned; `shutdown()` waits at most about
+   * this for the last export. @defaultValue 10_000 (the exporter's default)
+   */
+  otlpTimeoutMs?: number;
   /** An exporter to use instead of OTLP (tests: `InMemorySpanExporter`). Wins over `otlpEndpoint`. */
   exporter?: SpanExporter;
   /**
@@ -87,8 +105,9 @@ export function startTelemetry(options: StartTelemetryOptions): Telemetry {
       shutdown: () => Promise.resolve(),
     };
   }
-  const spanProcessor = createSpanProcessor(options);
-  const sdk = new NodeSDK({
+  const sdkModules = loadSdk();
+  const spanProcessor = createSpanProcessor(sdkModules, options);
+  const sdk = new sdkModules.NodeSDK({
     serviceName: options.serviceName,
     spanProcessors: [spanProcessor.processor],
     // Empty lists, not undefined: undefined makes the SDK build OTLP exporters from the environment.
@@ -96,7 +115,7 @@ export function startTelemetry(options: StartTelemetryOptions): Telemetry {
     logRecordProcessors: [],
     instrumentations: [],
     ...(options.serviceVersion
-      ? { resource: defaultResource().merge(resourceFromAttributes({ [ATTR_SERVICE_VERSION]: options.serviceVersion })) }
+      ? { resource: sdkModules.defaultResource().merge(sdkModules.resourceFromAttributes({ [ATTR_SERVICE_VERSION]: options.serviceVersion })) }
       : {}),
   });
   sdk.start();
@@ -119,21 +138,22 @@ export function startTelemetry(options: StartTelemetryOptions): Telemetry {
   };
 }
 
-function createSpanProcessor(options: StartTelemetryOptions): { processor: SpanProcessor; exporting: boolean } {
+function createSpanProcessor(sdk: Sdk, options: StartTelemetryOptions): { processor: SpanProcessor; exporting: boolean } {
   const exporter: SpanExporter | undefined =
     options.exporter ??
     (options.otlpTracesEndpoint || options.otlpEndpoint
-      ? new OTLPTraceExporter({
+      ? new sdk.OTLPTraceExporter({
           url: options.otlpTracesEndpoint || tracesUrl(options.otlpEndpoint as string),
           headers: options.otlpHeaders ?? {},
+          ...(options.otlpTimeoutMs !== undefined ? { timeoutMillis: options.otlpTimeoutMs } : {}),
         })
       : undefined);
   // No exporter: a processor that drops spans still makes the SDK register a real tracer provider,
   // so spans have valid ids and context propagates.
-  if (!exporter) return { processor: new NoopSpanProcessor(), exporting: false };
+  if (!exporter) return { processor: new sdk.NoopSpanProcessor(), exporting: false };
   const mode = options.processor ?? (options.exporter ? "simple" : "batch");
   return {
-    processor: mode === "simple" ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter),
+    processor: mode === "simple" ? new sdk.SimpleSpanProcessor(exporter) : new sdk.BatchSpanProcessor(exporter),
     exporting: true,
   };
 }
