@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -5,7 +6,9 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 
 // No Docker engine is needed (or used): these tests check the compose file and the Dockerfile
-// structurally, against the files they mount and the variables the apps really read.
+// structurally, against the files they mount and the variables the apps really read. Where a
+// Compose client is installed (`docker compose`, or Debian's `docker-compose`), it validates the
+// file too; `config` needs no engine.
 
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 const read = (rel: string) => readFileSync(join(repo, rel), "utf8");
@@ -56,7 +59,25 @@ const seconds = (d: string | undefined) => {
   return Number(m[1]) * (m[2] === "ms" ? 0.001 : m[2] === "m" ? 60 : 1);
 };
 
+/** The installed Compose client, as a command line, or undefined. */
+const composeCommand = (() => {
+  for (const argv of [["docker", "compose"], ["docker-compose"]]) {
+    const probe = spawnSync(argv[0] as string, [...argv.slice(1), "version"], { encoding: "utf8" });
+    if (probe.status === 0) return argv;
+  }
+  return undefined;
+})();
+
 describe("docker-compose.yml", () => {
+  it.runIf(composeCommand)("is a valid Compose file for the installed Compose client (`config`, no engine)", () => {
+    const [command, ...rest] = composeCommand as string[];
+    const result = spawnSync(command as string, [...rest, "--file", join(repo, "docker-compose.yml"), "config", "--quiet"], {
+      encoding: "utf8",
+      env: { ...process.env, ANTHROPIC_API_KEY: "", AGENTRY_API_KEYS: "" },
+    });
+    expect(result.status, result.stderr).toBe(0);
+  });
+
   it("runs redis, jaeger, the producer and several workers", () => {
     expect(Object.keys(services)).toEqual(expect.arrayContaining(["redis", "jaeger", "producer", "worker"]));
     expect(service("worker").deploy?.replicas).toBeGreaterThanOrEqual(2);
@@ -94,8 +115,18 @@ describe("docker-compose.yml", () => {
     }
   });
 
-  it("sends traces to Jaeger's OTLP HTTP port and exposes its UI", () => {
-    expect(service("jaeger").ports).toEqual(expect.arrayContaining(["16686:16686", "4318:4318"]));
+  it("runs Jaeger v2 with OTLP on 4317 and 4318 and its UI on 16686, bound for other containers", () => {
+    const jaeger = service("jaeger");
+    expect(jaeger.image).toMatch(/^jaegertracing\/jaeger:2\.\d+\.\d+$/);
+    expect(jaeger.ports).toEqual(expect.arrayContaining(["16686:16686", "4317:4317", "4318:4318"]));
+    // Jaeger v1's switch means nothing to v2: OTLP is always on.
+    expect(jaeger.environment?.COLLECTOR_OTLP_ENABLED).toBeUndefined();
+    expect(jaeger.command).toEqual(
+      expect.arrayContaining(["--set=receivers.otlp.protocols.grpc.endpoint=0.0.0.0:4317", "--set=receivers.otlp.protocols.http.endpoint=0.0.0.0:4318"]),
+    );
+  });
+
+  it("sends traces to Jaeger's OTLP HTTP port", () => {
     for (const name of ["producer", "worker"]) {
       expect(service(name).environment?.OTEL_EXPORTER_OTLP_ENDPOINT).toBe("http://jaeger:4318");
     }
