@@ -8,7 +8,7 @@
  *   pnpm bench --only throughput    # one benchmark (comma-separated names allowed); writes nothing
  *   pnpm bench --quick --out FILE   # write the report to FILE instead
  *
- * Names: throughput, approvals-pending, approval-resume, memory, budget, audit, vector-search.
+ * Names: throughput, approvals-pending, approval-resume, memory, budget, audit, vector-search, cli-startup.
  * Each benchmark is a script run as a child process (`node --conditions=@agentry/source --import
  * tsx <script>`) with REDIS_URL pointing at the run's Redis; with a private server the runner
  * flushes it between benchmarks (never a REDIS_URL it was given).
@@ -121,6 +121,17 @@ const BENCHMARKS: Benchmark[] = [
     parse: parseVector,
     note: "The quick run (`--quick`) uses 2,000 items only; 100k is in the full run.",
   },
+  {
+    name: "cli-startup",
+    title: "agentry CLI start-up, compiled against source",
+    about:
+      "Wall time from spawning `agentry` to its exit for `--version`, `--help` and `status <id>` (loads the runtime and BullMQ, " +
+      "connects to Redis, finds no task), run as the installed command (`node_modules/.bin/agentry`: plain node on the compiled " +
+      "dist/) and from source through tsx (what `pnpm agentry` runs, pnpm's own start-up shown apart), interleaved round by " +
+      "round; medians, with `node -e 0` as the floor. Builds the CLI first when its dist/ is missing.",
+    script: "bench/cli/startup.ts",
+    args: { full: ["--runs", "15"], quick: ["--runs", "5"] },
+  },
 ];
 
 /** Known limits, printed at the end of docs/benchmarks.md. */
@@ -151,6 +162,9 @@ const HEADLINE = [
   "budget overshoot",
   "audit appends/s",
   "vector search",
+  "agentry --version, compiled",
+  "agentry --help, compiled",
+  "ratio source ÷ compiled, --help",
 ];
 
 function usage(message?: string): never {

@@ -11,14 +11,15 @@
 // 4. submits "What's the weather in Paris?" through POST /v1/tasks and waits until the task is
 //    completed by the ScriptedModel (one `get_weather` tool call, budget, policy, audit on);
 // 5. reads the task with the compiled CLI (`node <root>/apps/admin/dist/cli.js status <id> --json`)
-//    and checks `audit verify`;
+//    and checks `audit verify`; then reads it again through the installed `agentry` command
+//    (node_modules/.bin/agentry → apps/admin/bin/agentry.js → dist/cli.js);
 // 6. SIGTERMs worker and producer, requires both to exit 0, stops Redis.
 // Exits 0 when everything held, 1 with the failing step otherwise (and the apps' logs).
 //
 // --root runs the apps of another tree laid out like the repo, e.g. the runtime image's tree
 // assembled by scripts/image-tree.mjs (see scripts/image-smoke.sh).
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -142,6 +143,17 @@ async function main() {
   const verify = cli(["audit", "verify"]);
   if (verify.status !== 0) throw new Error(`agentry audit verify: exit ${verify.status} ${verify.stdout}${verify.stderr}`);
   log("agentry status and audit verify (compiled CLI) passed");
+
+  // The installed command (pnpm's shim of @agentry/admin's bin, linked at the root): plain node
+  // on bin/agentry.js, which runs dist/cli.js; no tsx, no source condition.
+  const bin = join(root, "node_modules", ".bin", "agentry");
+  if (existsSync(bin)) {
+    const installed = spawnSync(bin, ["status", taskId, "--json"], { cwd: root, env: { ...process.env, NODE_OPTIONS: "", ...env }, encoding: "utf8" });
+    if (installed.status !== 0 || JSON.parse(installed.stdout).state !== "completed") throw new Error(`installed agentry status: ${installed.status} ${installed.stdout}${installed.stderr}`);
+    log("the installed agentry bin (compiled) passed");
+  } else if (root === repo) {
+    throw new Error(`no installed agentry command at ${bin} (the root package.json links @agentry/admin's bin)`);
+  }
 
   for (const p of [producer, worker]) p.child.kill("SIGTERM");
   const exits = await Promise.race([Promise.all([producer.exited, worker.exited]), sleep(20_000).then(() => undefined)]);
