@@ -134,18 +134,51 @@ describe("AgentWorker + AgentryClient", () => {
     expect(await worker.promote(parked.taskId)).toBe(false);
   });
 
-  it("rate-limits the whole queue on a provider 429 without failing the task", async () => {
-    let calls = 0;
-    const { client, worker } = setup(async () => {
-      calls++;
-      if (calls === 1) throw new AgentryError("PROVIDER_RATE_LIMITED", "429", { retryAfterMs: 300 });
-      return { type: "completed", result: result("after limit") };
-    });
-    await worker.start();
-    const { taskId } = await client.submit({ prompt: "p" }, { tenant: "acme" });
-    expect((await client.wait(taskId, { timeoutMs: 15_000 })).text).toBe("after limit");
-    const status = await client.status(taskId);
-    expect(status.attempts).toBeGreaterThanOrEqual(2);
+  it("rate-limits the whole queue on a provider 429: no task starts on any worker until retry-after has passed, and none fails", async () => {
+    const RETRY_AFTER_MS = 1_500;
+    const prefix = redis.freshPrefix();
+    const client = new AgentryClient({ url: redis.url, prefix });
+    closers.push(() => client.close());
+    // How long the queue stays paused by a 429: the limiter's TTL once its count is at the
+    // workers' limiter max, which is what a 429's `queue.rateLimit` sets (0 when not paused).
+    const pausedForMs = () => client.queue.getRateLimitTtl(Number.MAX_SAFE_INTEGER);
+    // Every attempt's start, with the pause as the attempt saw it.
+    const starts: { prompt: string; at: number; limiterTtlMs: number }[] = [];
+    let limitedAt: number | undefined;
+    const handler: TaskHandler = async (ex) => {
+      starts.push({ prompt: ex.payload.prompt, at: Date.now(), limiterTtlMs: await pausedForMs() });
+      if (ex.payload.prompt === "first" && limitedAt === undefined) {
+        limitedAt = Date.now();
+        throw new AgentryError("PROVIDER_RATE_LIMITED", "429", { retryAfterMs: RETRY_AFTER_MS });
+      }
+      return { type: "completed", result: result(`done: ${ex.payload.prompt}`) };
+    };
+    // Two workers with free slots: a per-worker pause would let the other one take the next tasks.
+    const workers = [1, 2].map(() => new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: 4 }));
+    closers.push(...workers.map((w) => () => w.close()));
+    await Promise.all(workers.map((w) => w.start()));
+
+    const first = await client.submit({ prompt: "first" }, { tenant: "acme" });
+    await expect.poll(pausedForMs, { timeout: 10_000, interval: 20 }).toBeGreaterThan(0);
+    // Submitted while the queue is paused: they wait although eight slots are free.
+    const others = await Promise.all(["second", "third", "fourth", "fifth"].map((prompt) => client.submit({ prompt }, { tenant: "acme" })));
+    expect(await client.queue.getActiveCount()).toBe(0);
+
+    const results = await Promise.all([first, ...others].map(({ taskId }) => client.wait(taskId, { timeoutMs: 30_000 })));
+    expect(results.map((r) => r.text)).toEqual(["first", "second", "third", "fourth", "fifth"].map((p) => `done: ${p}`));
+    // The 429 was the first start; every later start (the retry and the four others) came only
+    // once the limiter had lapsed, never inside the retry-after window.
+    expect(starts[0]).toMatchObject({ prompt: "first" });
+    const later = starts.slice(1);
+    expect(later.map((s) => s.prompt).sort()).toEqual(["fifth", "first", "fourth", "second", "third"]);
+    for (const s of later) {
+      expect(s.limiterTtlMs, s.prompt).toBeLessThanOrEqual(0);
+      expect(s.at - (limitedAt as number), s.prompt).toBeGreaterThanOrEqual(RETRY_AFTER_MS);
+    }
+    // The rate limit used no attempt: the task failed nothing and started twice.
+    const status = await client.status(first.taskId);
+    expect(status.error).toBeUndefined();
+    expect(status.attempts).toBe(2);
   });
 
   it("cancels a running task", async () => {

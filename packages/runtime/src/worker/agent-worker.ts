@@ -158,6 +158,11 @@ export class AgentWorker {
       stalledInterval: options.stalledIntervalMs ?? 5_000,
       maxStalledCount: options.maxStalledCount ?? 3,
       maxStartedAttempts: TASK_CATALOG["agent.run"].maxStartedAttempts,
+      // BullMQ honours the queue-wide pause that a provider 429 sets (`queue.rateLimit`) only for
+      // workers that have a limiter: without one every worker keeps taking jobs during the
+      // retry-after window. This limiter never throttles by itself (no queue starts that many
+      // jobs); it only turns that check on.
+      limiter: { max: Number.MAX_SAFE_INTEGER, duration: 1_000 },
       settings: {
         backoffStrategy: (attemptsMade: number, _type?: string, err?: Error) =>
           backoffDelayMs(attemptsMade, TASK_CATALOG["agent.run"].backoffMs, retryAfterOf(err)),
