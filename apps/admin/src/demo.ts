@@ -1,20 +1,32 @@
 /**
  * `pnpm demo`: the whole system on one machine, no configuration. Plays the reference scenario
- * through the real HTTP API, two worker processes and Redis, and prints what happened.
+ * (`reference-scenario.ts`) through the real HTTP API, the `agentry` CLI, two worker processes
+ * and Redis, and prints what happened.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { createServer } from "node:net";
 import { Redis } from "ioredis";
-import { AgentryError, keySpace, parseEnv } from "@agentry/core";
-import { BudgetLedger, budgetScopeKind } from "@agentry/runtime";
-import { ApprovalStore, AuditLog, generateApproverKeyPair, signDecision } from "@agentry/governance";
+import { AgentryError, parseEnv } from "@agentry/core";
+import { budgetScopeKind } from "@agentry/runtime";
+import {
+  FRUGAL_LIMIT_TOKENS,
+  SCENARIO_APPROVER,
+  approveAndFinish,
+  askWeather,
+  auditVerify,
+  budgetRefusal,
+  budgetShow,
+  fanOut,
+  freePort,
+  parkStagingDelete,
+  productionDelete,
+  startReferenceSystem,
+  stopProcesses,
+  type ReferenceSystem,
+} from "./reference-scenario.js";
 
-const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const color = process.stdout.isTTY && !process.env.NO_COLOR;
 const paint = (code: number) => (s: string) => (color ? `\u001b[${code}m${s}\u001b[0m` : s);
 const bold = paint(1);
@@ -27,22 +39,11 @@ const cyan = paint(36);
 const say = (s = "") => process.stdout.write(`${s}\n`);
 const heading = (n: number, title: string) => say(`\n${bold(`${n}. ${title}`)}`);
 
-const children: ChildProcess[] = [];
 const cleanups: (() => Promise<void> | void)[] = [];
+let system: ReferenceSystem | undefined;
 /** Stopped last, after the apps have exited and the demo's keys are deleted. */
 let privateRedis: ChildProcess | undefined;
 let redisDir: string | undefined;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === "object" && a ? a.port : 0));
-    });
-  });
-}
 
 async function answers(url: string): Promise<boolean> {
   const c = new Redis(url, { lazyConnect: true, connectTimeout: 1_000, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
@@ -84,67 +85,6 @@ async function ensureRedis(): Promise<string> {
   throw new Error("redis-server did not start");
 }
 
-function startApp(name: string, script: string, env: NodeJS.ProcessEnv, logFile: string): ChildProcess {
-  const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", join(ROOT, script)], {
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-    cwd: ROOT,
-  });
-  const chunks: Buffer[] = [];
-  child.stdout?.on("data", (b: Buffer) => chunks.push(b));
-  child.stderr?.on("data", (b: Buffer) => chunks.push(b));
-  child.on("exit", () => writeFileSync(logFile, Buffer.concat(chunks)));
-  cleanups.push(() => writeFileSync(logFile, Buffer.concat(chunks)));
-  children.push(child);
-  say(dim(`  started ${name} (pid ${child.pid}); logs: ${logFile}`));
-  return child;
-}
-
-async function waitHttp(url: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    try {
-      const res = await fetch(url);
-      if (res.ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url} did not come up within ${timeoutMs / 1000} s`);
-}
-
-interface Api {
-  post(path: string, body: unknown, key?: string): Promise<{ status: number; body: Record<string, unknown> }>;
-  get(path: string, key?: string): Promise<{ status: number; body: Record<string, unknown> }>;
-}
-
-function api(base: string, defaultKey: string): Api {
-  const call = async (method: string, path: string, body: unknown, key: string) => {
-    const res = await fetch(`${base}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-  };
-  return {
-    post: (path, body, key = defaultKey) => call("POST", path, body, key),
-    get: (path, key = defaultKey) => call("GET", path, undefined, key),
-  };
-}
-
-async function waitTask(a: Api, taskId: string, key?: string, until: (s: Record<string, unknown>) => boolean = (s) => s.state === "completed" || s.state === "failed", timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const { body } = await a.get(`/v1/tasks/${taskId}`, key);
-    if (until(body)) return body;
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  throw new Error(`task ${taskId} did not reach the expected state in ${timeoutMs / 1000} s`);
-}
-
-const answerOf = (s: Record<string, unknown>) => String((s.result as { text?: string } | undefined)?.text ?? "");
 const usd = (micro: number) => `$${(micro / 1e6).toFixed(6)}`;
 
 async function main(): Promise<void> {
@@ -156,146 +96,85 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "agentry-demo-"));
   cleanups.push(() => rmSync(work, { recursive: true, force: true }));
   say(dim(`  redis: ${redisUrl}, key prefix: ${prefix}`));
-
-  // The demo's own approver: a fresh Ed25519 key pair, enrolled in an approvers file.
-  const approver = "demo-approver";
-  const keys = generateApproverKeyPair();
-  mkdirSync(join(work, "keys"), { recursive: true });
-  writeFileSync(join(work, "keys", `${approver}.key`), keys.privateKey, { mode: 0o600 });
-  writeFileSync(join(work, "approvers"), `${approver}: ${keys.publicKey}\n`);
-
-  const port = await freePort();
-  // The demo's own audit key, so its entries are authenticated (keep a real one in a secret store).
-  const auditKey = randomBytes(32).toString("base64url");
-  const common = {
-    REDIS_URL: redisUrl,
-    AGENTRY_PREFIX: prefix,
-    AGENTRY_AUDIT_KEY: auditKey,
-    AGENTRY_APPROVERS_FILE: join(work, "approvers"),
-    LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
-    AGENTRY_API_KEYS: "demo-key=acme,frugal-key=frugal",
-    // Explicit, as workers require: Claude when a key is set, else the offline ScriptedModel.
-    AGENTRY_LLM: env.AGENTRY_LLM,
-  };
   const logs = mkdtempSync(join(tmpdir(), "agentry-demo-logs-"));
-  startApp("producer", "apps/producer/src/main.ts", { ...common, PORT: String(port), HOST: "127.0.0.1" }, join(logs, "producer.log"));
-  startApp("worker 1", "apps/worker/src/main.ts", { ...common, AGENTRY_WORKER_PORT: "0", AGENTRY_WORKER_NAME: "worker-1", AGENTRY_CONCURRENCY: "4" }, join(logs, "worker-1.log"));
-  startApp("worker 2", "apps/worker/src/main.ts", { ...common, AGENTRY_WORKER_PORT: "0", AGENTRY_WORKER_NAME: "worker-2", AGENTRY_CONCURRENCY: "4" }, join(logs, "worker-2.log"));
-  const base = `http://127.0.0.1:${port}`;
-  await waitHttp(`${base}/healthz`);
-  const a = api(base, "demo-key");
-
-  const redis = new Redis(redisUrl);
-  redis.on("error", () => undefined);
-  cleanups.push(async () => {
-    // Leave the shared Redis as we found it: drop every key of this run's prefix.
-    let cursor = "0";
-    do {
-      const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
-      cursor = next;
-      if (found.length > 0) await redis.unlink(...found);
-    } while (cursor !== "0");
-    redis.disconnect();
+  const sys = await startReferenceSystem({
+    redisUrl,
+    prefix,
+    workDir: work,
+    logDir: logs,
+    env: {
+      LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
+      // Explicit, as workers require: Claude when a key is set, else the offline ScriptedModel.
+      AGENTRY_LLM: env.AGENTRY_LLM,
+    },
+    onStarted: ({ name, pid, logFile }) => say(dim(`  started ${name} (pid ${pid}); logs: ${logFile}`)),
   });
-  const ledger = new BudgetLedger({ redis, prefix });
-  const approvals = new ApprovalStore({ redis, prefix });
-  const audit = new AuditLog({ redis, prefix, key: auditKey });
+  system = sys;
 
   heading(1, "A weather question, answered through a tool");
-  const w = await a.post("/v1/tasks", { prompt: "What's the weather like in Paris?", userId: "user-123", sessionId: "test-session" });
-  say(`  POST /v1/tasks → ${w.status} ${cyan(String(w.body.taskId))}`);
-  const weather = await waitTask(a, String(w.body.taskId));
-  say(`  ${green("answer:")} ${answerOf(weather)}`);
+  const weather = await askWeather(sys);
+  say(`  POST /v1/tasks → ${cyan(weather.taskId)}`);
+  say(`  ${green("answer:")} ${weather.answer}`);
 
   heading(2, "A fan-out: three tasks as one unit, on whichever worker is free");
-  const cities = ["Tokyo", "Nairobi", "Lima"];
-  const g = await a.post("/v1/task-groups", { tasks: cities.map((c) => ({ prompt: `What's the weather in ${c}?`, userId: "user-123" })) });
-  say(`  POST /v1/task-groups → ${g.status} group ${cyan(String(g.body.groupId))}`);
-  for (const id of (g.body.taskIds as string[]) ?? []) {
-    const s = await waitTask(a, id);
-    say(`  ${green("•")} ${answerOf(s)}`);
-  }
+  const group = await fanOut(sys);
+  say(`  POST /v1/task-groups → group ${cyan(group.groupId)}`);
+  for (const t of group.tasks) say(`  ${green("•")} ${t.status.result?.text ?? ""}`);
 
   heading(3, "A staging delete pauses for approval");
-  const d = await a.post("/v1/tasks", { prompt: "Please delete db-7 in staging", userId: "user-123" });
-  const dId = String(d.body.taskId);
-  const paused = await waitTask(a, dId, undefined, (s) => s.state === "awaiting_approval" || s.state === "completed" || s.state === "failed");
-  const approvalId = ((paused.approvalIds as string[] | undefined) ?? [])[0];
-  if (!approvalId) throw new Error(`expected the task to await approval, got ${JSON.stringify(paused)}`);
-  say(`  task ${cyan(dId)} is ${yellow("awaiting_approval")} (approval ${cyan(approvalId)}); no worker slot is held`);
-  const record = await approvals.get(approvalId);
+  const parked = await parkStagingDelete(sys);
+  say(`  task ${cyan(parked.taskId)} is ${yellow("awaiting_approval")} (approval ${cyan(parked.approvalId)}); no worker slot is held`);
+  const record = await sys.approvals.get(parked.approvalId);
   say(dim(`  approvers: ${record?.approvers.join(", ")}, quorum ${record?.quorum}`));
-  say(`  ${approver} approves: ${dim(`agentry approvals approve ${approvalId} --as ${approver}`)}`);
-  const decision = signDecision(keys.privateKey, { approvalId, outcome: "approve", approver, decidedAt: Date.now(), reason: "demo: staging cleanup is fine" });
-  await approvals.decide(decision);
-  const approved = await waitTask(a, dId);
-  say(`  ${green("resumed and finished:")} ${answerOf(approved)}`);
-  const deleted = await redis.lrange(keySpace(prefix).key("reference", "deletions"), 0, -1);
-  say(dim(`  simulated deletions recorded: ${deleted.length} (${deleted.map((x) => JSON.parse(x).resource).join(", ")})`));
+  say(`  ${SCENARIO_APPROVER} approves: ${dim(`agentry approvals approve ${parked.approvalId} --as ${SCENARIO_APPROVER}`)}`);
+  const approved = await approveAndFinish(sys, parked.taskId, parked.approvalId);
+  say(dim(`  ${approved.cli.stdout.trim()}`));
+  say(`  ${green("resumed and finished:")} ${approved.answer}`);
+  const deleted = await sys.deletions();
+  say(dim(`  simulated deletions recorded: ${deleted.length} (${deleted.map((x) => x.resource).join(", ")})`));
 
   heading(4, "A production delete is denied by policy");
-  const p = await a.post("/v1/tasks", { prompt: "delete db-1 in production", userId: "user-123" });
-  const prod = await waitTask(a, String(p.body.taskId));
-  say(`  ${red("denied (no-prod-delete);")} the model was told and answered: ${answerOf(prod)}`);
+  const prod = await productionDelete(sys);
+  say(`  ${red("denied (no-prod-delete);")} the model was told and answered: ${prod.answer}`);
 
   heading(5, "A task refused for budget");
-  await ledger.setLimit("tenant:frugal", { maxTokens: 100, period: "day" });
-  say(dim("  tenant frugal has a daily limit of 100 tokens"));
-  const f = await a.post("/v1/tasks", { prompt: "Write me a long essay about Redis", userId: "penny" }, "frugal-key");
-  const refused = await waitTask(a, String(f.body.taskId), "frugal-key");
-  const err = refused.error as { code?: string; message?: string } | undefined;
-  say(`  ${red(String(err?.code))}: ${err?.message}`);
+  say(dim(`  tenant frugal gets a daily limit of ${FRUGAL_LIMIT_TOKENS} tokens`));
+  const refused = await budgetRefusal(sys);
+  say(`  ${red(String(refused.status.error?.code))}: ${refused.status.error?.message}`);
 
   heading(6, "Resource stats per scope");
-  const allScopes = (await ledger.listScopes()).sort();
-  const scopes = allScopes.filter((s) => budgetScopeKind(s) !== "session");
-  for (const scope of scopes) {
-    const s = await ledger.getStats(scope);
+  const { stats: allStats } = await budgetShow(sys);
+  const stats = allStats.filter((s) => budgetScopeKind(s.scope) !== "session").sort((a, b) => a.scope.localeCompare(b.scope));
+  for (const s of stats) {
     const limit = s.limit ? `${s.limit.maxTokens ?? "∞"} tokens / ${s.limit.maxCostMicroUsd === undefined ? "∞" : usd(s.limit.maxCostMicroUsd)} per ${s.limit.period}` : "no limit";
-    say(`  ${scope.padEnd(28)} used ${String(s.used.tokens).padStart(6)} tokens ${usd(s.used.costMicroUsd).padStart(11)}   ${dim(limit)}`);
+    say(`  ${s.scope.padEnd(28)} used ${String(s.used.tokens).padStart(6)} tokens ${usd(s.used.costMicroUsd).padStart(11)}   ${dim(limit)}`);
   }
-  if (allScopes.length > scopes.length) say(dim(`  (+ ${allScopes.length - scopes.length} session scopes: pnpm agentry budget show)`));
+  if (allStats.length > stats.length) say(dim(`  (+ ${allStats.length - stats.length} session scopes: pnpm agentry budget show)`));
 
   heading(7, "Audit log");
-  const verdict = await audit.verify();
-  if (verdict.ok) say(`  ${green("audit verify: chain intact")} (${verdict.count} entries, ${verdict.authenticated ? "HMAC-authenticated" : "unauthenticated"}, chained across both workers)`);
-  else say(`  ${red("audit verify failed")}: ${JSON.stringify(verdict)}`);
+  const verified = await auditVerify(sys);
+  if (verified.code === 0) say(`  ${green("agentry audit verify:")} ${verified.stdout.trim()} (chained across both workers)`);
+  else say(`  ${red("agentry audit verify failed")}: ${(verified.stdout + verified.stderr).trim()}`);
   const exported = join(logs, "audit.jsonl");
-  await audit.exportJsonl(exported);
+  await sys.audit.exportJsonl(exported);
   say(dim(`  exported to ${exported}`));
-  const anchored = verdict.ok ? await audit.anchor(join(logs, "audit-anchors.jsonl")) : undefined;
+  const anchored = verified.code === 0 ? await sys.audit.anchor(join(logs, "audit-anchors.jsonl")) : undefined;
   if (anchored?.ok) say(dim(`  anchored seq ${anchored.anchor.seq} to ${join(logs, "audit-anchors.jsonl")} (agentry audit anchor; keep such a file outside Redis)`));
 
   heading(8, "Traces");
   if (env.OTEL_EXPORTER_OTLP_ENDPOINT) say(`  spans were exported over OTLP HTTP to ${env.OTEL_EXPORTER_OTLP_ENDPOINT} (open Jaeger at http://localhost:16686, service agentry-worker)`);
   else say(`  tracing ran in-process (trace_id in every log line: ${logs}); set OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 with \`docker compose up jaeger\` to see them in Jaeger`);
   say(`\n${green(bold("Demo finished."))}`);
-  if (!verdict.ok) process.exitCode = 1;
-}
-
-function stopAll(list: ChildProcess[]): Promise<void[]> {
-  for (const child of list) if (child.exitCode === null) child.kill("SIGTERM");
-  return Promise.all(
-    list.map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          const t = setTimeout(() => {
-            child.kill("SIGKILL");
-            resolve();
-          }, 15_000);
-          child.once("exit", () => {
-            clearTimeout(t);
-            resolve();
-          });
-        }),
-    ),
-  );
+  if (verified.code !== 0) process.exitCode = 1;
 }
 
 async function shutdown(): Promise<void> {
-  // Apps first (they drain and exit), then the demo's own clean-up, then a private Redis.
-  await stopAll(children);
+  // Apps first (they drain and exit) and the demo's keys, then its files, then a private Redis.
+  try {
+    await system?.stop({ dropKeys: true });
+  } catch (err) {
+    process.stderr.write(`clean-up: ${err instanceof Error ? err.message : String(err)}\n`);
+  }
   for (const c of cleanups.reverse()) {
     try {
       await c();
@@ -303,7 +182,7 @@ async function shutdown(): Promise<void> {
       process.stderr.write(`clean-up: ${err instanceof Error ? err.message : String(err)}\n`);
     }
   }
-  if (privateRedis) await stopAll([privateRedis]);
+  if (privateRedis) await stopProcesses([privateRedis]);
   if (redisDir) rmSync(redisDir, { recursive: true, force: true });
 }
 
