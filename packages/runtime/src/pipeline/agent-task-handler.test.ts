@@ -1,10 +1,10 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { createLogger, tenantOwnedId } from "@agentry/core";
 import { ToolRegistry, defineTool, type AgentHooks } from "@agentry/agent";
-import { ScriptedModel, estimateInputTokens, costMicroUsd, maxCostMicroUsd } from "@agentry/llm";
+import { createLanguageModel, estimateInputTokens, costMicroUsd, maxCostMicroUsd } from "@agentry/llm";
 import { RedisSessionStore, RedisSessionTurns } from "@agentry/memory";
-import { useTestRedis } from "@agentry/testkit";
+import { startFakeAnthropic, useTestRedis, type FakeAnthropic, type RecordedRequest } from "@agentry/testkit";
 import { AgentryClient } from "../client/agentry-client.js";
 import { AgentWorker } from "../worker/agent-worker.js";
 import { BudgetLedger } from "../budget/ledger.js";
@@ -14,6 +14,14 @@ import type { AuditEntryInput } from "@agentry/core";
 
 const logger = createLogger({ name: "test", level: "silent" });
 const redis = useTestRedis("pipeline");
+// The real Anthropic adapter and SDK against the fake Messages API, which answers by its demo rule.
+let fake: FakeAnthropic;
+beforeAll(async () => {
+  fake = await startFakeAnthropic();
+});
+afterAll(() => fake.close());
+/** The Messages requests (not token counts) whose conversation mentions `text`. */
+const messagesWith = (text: string): RecordedRequest[] => fake.requests.filter((r) => r.path === "/v1/messages" && JSON.stringify(r.body.messages).includes(text));
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   while (closers.length) await (closers.pop() as () => Promise<void>)();
@@ -25,7 +33,7 @@ const hang = { on: false, city: "Slowtown" };
 function setup(opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: string; shutdownGraceMs?: number } = {}) {
   const prefix = opts.prefix ?? redis.freshPrefix();
   const conn = redis.client();
-  const model = new ScriptedModel();
+  const model = createLanguageModel({ llm: "anthropic", apiKey: "test-key", baseURL: fake.url });
   const ran: { tool: string; input: unknown }[] = [];
   const tools = new ToolRegistry().register(
     defineTool({
@@ -75,19 +83,25 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: stri
   });
   worker = new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: opts.concurrency ?? 4, ...(opts.shutdownGraceMs ? { shutdownGraceMs: opts.shutdownGraceMs } : {}) });
   closers.push(() => client.close(), () => (worker as AgentWorker).close());
-  return { client, worker, model, ran, ledger, sessions, audit, prefix, conn };
+  return { client, worker, ran, ledger, sessions, audit, prefix, conn };
 }
 
 describe("agent task handler", () => {
   it("answers a weather question through the tool, charges the budget and appends the session", async () => {
     const { client, worker, ran, ledger, sessions, audit } = setup();
+    const billedBefore = fake.billed();
     await worker.start();
     const { taskId, sessionId } = await client.submit({ prompt: "What's the weather in Paris?", userId: "u1" }, { tenant: "acme" });
     const result = await client.wait(taskId, { timeoutMs: 15_000 });
     expect(ran).toEqual([{ tool: "get_weather", input: { city: "Paris" } }]);
     expect(result.steps).toBe(2);
-    expect(result.costMicroUsd).toBeGreaterThan(0);
+    expect(result.text).toBe('Here is what I found: {"city":"Paris","tempC":18,"sky":"clear"}');
+    // The ledger holds what the provider billed for the task's two calls, and the result its cost.
+    expect(fake.billed().calls - billedBefore.calls).toBe(2);
     const stats = await ledger.getStats("tenant:acme");
+    expect(stats.used.tokens).toBe(fake.billed().tokens - billedBefore.tokens);
+    expect(result.usage.input + result.usage.output + result.usage.cacheCreationInput + result.usage.cacheReadInput).toBe(stats.used.tokens);
+    expect(result.costMicroUsd).toBeGreaterThan(0);
     expect(stats.used.costMicroUsd).toBe(result.costMicroUsd);
     expect(stats.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
     const history = await sessions.load(tenantOwnedId("acme", "session", sessionId));
@@ -127,23 +141,31 @@ describe("agent task handler", () => {
   });
 
   it("fails with BUDGET_EXCEEDED before any provider call", async () => {
-    const { client, worker, model, ledger } = setup();
+    const { client, worker, ledger } = setup();
     await ledger.setLimit("tenant:poor", { maxTokens: 50, period: "none" });
     await worker.start();
     const { taskId } = await client.submit({ prompt: "What's the weather in Oslo?" }, { tenant: "poor" });
     await expect(client.wait(taskId, { timeoutMs: 15_000 })).rejects.toMatchObject({ code: "BUDGET_EXCEEDED" });
-    expect(model.requests).toHaveLength(0);
+    expect(messagesWith("What's the weather in Oslo?")).toEqual([]);
+    expect(await ledger.getStats("tenant:poor")).toMatchObject({ used: { tokens: 0, costMicroUsd: 0 }, reserved: { tokens: 0, costMicroUsd: 0 } });
   });
 
   it("clamps max_tokens when the remainder is above the floor", async () => {
-    const { client, worker, model, ledger } = setup();
-    await ledger.setLimit("tenant:tight", { maxTokens: 900, period: "none" });
+    const billedBefore = fake.billed().tokens;
+    const { client, worker, ledger } = setup();
+    await ledger.setLimit("tenant:tight", { maxTokens: 1_500, period: "none" });
     await worker.start();
-    const { taskId } = await client.submit({ prompt: "Say hello", maxTokens: 4000 }, { tenant: "tight" });
+    const { taskId } = await client.submit({ prompt: "Say hello to the tight tenant", maxTokens: 4000 }, { tenant: "tight" });
     await client.wait(taskId, { timeoutMs: 15_000 });
-    expect(model.requests[0]?.maxTokens).toBeLessThan(4000);
-    expect(model.requests[0]?.maxTokens).toBeGreaterThanOrEqual(256);
-    expect((await ledger.getStats("tenant:tight")).used.tokens).toBeLessThanOrEqual(900);
+    const sent = messagesWith("Say hello to the tight tenant");
+    expect(sent).toHaveLength(1);
+    // Clamped to what the limit leaves beside the exactly counted prompt, never below the floor.
+    const maxTokens = Number(sent[0]?.body.max_tokens);
+    expect(maxTokens).toBeLessThan(4000);
+    expect(maxTokens).toBeGreaterThanOrEqual(256);
+    const stats = await ledger.getStats("tenant:tight");
+    expect(stats.used.tokens).toBeLessThanOrEqual(1_500);
+    expect(stats.used.tokens).toBe(fake.billed().tokens - billedBefore);
   });
 
   it("parks a suspended tool call, resumes it on any worker, runs the tool once", async () => {
@@ -169,7 +191,7 @@ describe("agent task handler", () => {
     await worker.promote(taskId);
     const result = await client.wait(taskId, { timeoutMs: 15_000 });
     expect(ran).toEqual([{ tool: "delete_resource", input: { resource: "db-7", env: "staging" } }]);
-    expect(result.text.length).toBeGreaterThan(0);
+    expect(result.text).toBe('Here is what I found: {"deleted":"db-7"}');
     // The cost of the attempt before the pause is part of the result.
     expect(result.costMicroUsd).toBe((await ledger.getStats("tenant:acme")).used.costMicroUsd);
   });
@@ -192,7 +214,7 @@ describe("agent task handler", () => {
         return call.name === "delete_resource" ? { type: "suspend", reason: "needs approval", data: { approvalId: `appr-${call.id}`, expiresAt: Date.now() + 600_000 } } : { type: "allow" };
       },
     };
-    const { client, worker, model, sessions } = setup({ hooks: [gate] });
+    const { client, worker, sessions } = setup({ hooks: [gate] });
     await worker.start();
     const a = await client.submit({ prompt: "My secret is hunter2", sessionId: "shared" }, { tenant: "a" });
     await client.wait(a.taskId, { timeoutMs: 15_000 });
@@ -200,12 +222,14 @@ describe("agent task handler", () => {
     const held = await client.submit({ prompt: "delete db-7 in staging", sessionId: "shared" }, { tenant: "a" });
     await expect.poll(async () => (await client.status(held.taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
 
-    const b = await client.submit({ prompt: "Say hello", sessionId: "shared" }, { tenant: "b" });
+    const b = await client.submit({ prompt: "Say hello from tenant b", sessionId: "shared" }, { tenant: "b" });
     await client.wait(b.taskId, { timeoutMs: 15_000 });
-    const seenByB = model.requests.filter((r) => JSON.stringify(r.messages).includes("Say hello"));
-    expect(seenByB.length).toBeGreaterThan(0);
+    const seenByB = messagesWith("Say hello from tenant b");
+    expect(seenByB).toHaveLength(1);
     expect(JSON.stringify(seenByB)).not.toContain("hunter2");
-    expect((await sessions.load(tenantOwnedId("b", "session", "shared"))).map((m) => m.content)[0]).toBe("Say hello");
+    // The model was called with tenant b's prompt as the whole conversation.
+    expect(seenByB[0]?.body.messages).toEqual([{ role: "user", content: "Say hello from tenant b" }]);
+    expect((await sessions.load(tenantOwnedId("b", "session", "shared"))).map((m) => m.content)[0]).toBe("Say hello from tenant b");
     expect((await sessions.load(tenantOwnedId("a", "session", "shared"))).map((m) => m.content)[0]).toBe("My secret is hunter2");
     expect((await client.status(held.taskId)).state).toBe("awaiting_approval");
   });

@@ -2,7 +2,8 @@ import { InMemorySpanExporter } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { composeHooks, defineTool, runAgent, ToolRegistry, type AgentHooks, type AgentState } from "@agentry/agent";
-import { ScriptedModel } from "@agentry/llm/testing";
+import { createLanguageModel } from "@agentry/llm";
+import { fakeReply, startFakeAnthropic, type FakeAnthropic } from "@agentry/testkit";
 import { createMetrics } from "../metrics/metrics.js";
 import { createMetricsHooks } from "../metrics/metrics-hooks.js";
 import { linkFrom, serializeSpanContext, setAgentUsage, withAgentSpan } from "./agent-span.js";
@@ -11,10 +12,15 @@ import { createTracingHooks } from "./tracing-hooks.js";
 
 const exporter = new InMemorySpanExporter();
 let telemetry: Telemetry;
-beforeAll(() => {
+let fake: FakeAnthropic;
+beforeAll(async () => {
   telemetry = startTelemetry({ serviceName: "loop-test", exporter });
+  fake = await startFakeAnthropic();
 });
-afterAll(() => telemetry.shutdown());
+afterAll(async () => {
+  await fake.close();
+  await telemetry.shutdown();
+});
 
 const tools = new ToolRegistry().register(
   defineTool({ name: "get_weather", description: "Weather", input: z.object({ city: z.string() }), handler: ({ city }) => `sunny in ${city}` }),
@@ -35,18 +41,18 @@ describe("tracing and metrics hooks in the real agent loop", () => {
     const metrics = createMetrics({ defaultMetrics: false });
     const hooks = composeHooks(approvals, createTracingHooks({ tracer: telemetry.tracer }), createMetricsHooks(metrics));
     const run = { taskId: "t-loop", tenant: "acme", userId: "u", sessionId: "s" };
-    const model = new ScriptedModel({
-      script: [
-        {
-          content: [
-            { type: "tool_use", id: "toolu_w", name: "get_weather", input: { city: "Paris" } },
-            { type: "tool_use", id: "toolu_d", name: "delete_resource", input: { resource: "db" } },
-          ],
-          usage: { input: 120, output: 30 },
-        },
-        { content: "All done.", usage: { input: 200, output: 5 } },
-      ],
-    });
+    // The real Anthropic adapter and SDK against the fake Messages API, with scripted replies.
+    const model = createLanguageModel({ llm: "anthropic", apiKey: "test-key", baseURL: fake.url });
+    fake.enqueue(
+      {
+        content: [
+          { type: "tool_use", id: "toolu_w", name: "get_weather", input: { city: "Paris" } },
+          { type: "tool_use", id: "toolu_d", name: "delete_resource", input: { resource: "db" } },
+        ],
+        usage: { input_tokens: 120, output_tokens: 30 },
+      },
+      fakeReply.text("All done.", { usage: { input_tokens: 200, output_tokens: 5 } }),
+    );
 
     const first = await withAgentSpan(run, async (span) => {
       const result = await runAgent({ model, tools, run, hooks, messages: [{ role: "user", content: "weather, then delete db" }] });
@@ -67,28 +73,33 @@ describe("tracing and metrics hooks in the real agent loop", () => {
       { links: [linkFrom(first.traceParent)] },
     );
     expect(second.status).toBe("completed");
+    expect(fake.pending()).toBe(0);
     await telemetry.forceFlush();
 
     const spans = exporter.getFinishedSpans();
     const agents = spans.filter((s) => s.name === "invoke_agent agentry");
     expect(agents).toHaveLength(2);
     const [a1, a2] = agents as [(typeof agents)[number], (typeof agents)[number]];
+    // Agentry's own spans; the SDK adds its own `anthropic.messages.create` span to the trace.
     const childrenOf = (parent: typeof a1) =>
       spans
-        .filter((s) => s.parentSpanContext?.spanId === parent.spanContext().spanId)
+        .filter((s) => s.instrumentationScope.name === "agentry" && s.parentSpanContext?.spanId === parent.spanContext().spanId)
         .map((s) => `${s.name}:${String(s.attributes["agentry.tool.decision"] ?? "")}`)
         .sort();
 
     expect(childrenOf(a1)).toEqual([`chat ${model.defaultModel}:`, "execute_tool delete_resource:suspend", "execute_tool get_weather:allow"].sort());
     expect(childrenOf(a2)).toEqual([`chat ${model.defaultModel}:`, "execute_tool delete_resource:allow"]);
     expect(a2.links.map((l) => l.context.spanId)).toEqual([a1.spanContext().spanId]);
+    // Each run's one provider call, as the real SDK traced it, is in that run's trace.
+    const sdkCalls = spans.filter((s) => s.name === "anthropic.messages.create");
+    expect(sdkCalls.map((s) => s.spanContext().traceId)).toEqual([a1.spanContext().traceId, a2.spanContext().traceId]);
     // invoke_agent of the completing attempt: provider, model, and usage summed over every chat
     // span of the task (both attempts), by the same names the chat spans use.
     const chats = spans.filter((s) => s.name.startsWith("chat "));
     const total = (attr: string) => chats.reduce((sum, s) => sum + Number(s.attributes[attr]), 0);
     expect(a2.attributes).toMatchObject({
       "gen_ai.operation.name": "invoke_agent",
-      "gen_ai.provider.name": "scripted",
+      "gen_ai.provider.name": "anthropic",
       "gen_ai.request.model": model.defaultModel,
       "gen_ai.usage.input_tokens": total("gen_ai.usage.input_tokens"),
       "gen_ai.usage.output_tokens": total("gen_ai.usage.output_tokens"),
