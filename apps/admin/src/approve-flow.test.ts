@@ -1,6 +1,6 @@
 import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { ToolRegistry, defineTool } from "@agentry/agent";
 import { createLogger } from "@agentry/core";
@@ -14,10 +14,10 @@ import {
   loadPolicyFile,
   type AuditEntry,
 } from "@agentry/governance";
-import { ScriptedModel } from "@agentry/llm";
+import { createLanguageModel } from "@agentry/llm";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentWorker, createAgentTaskHandler } from "@agentry/runtime";
-import { useTestRedis } from "@agentry/testkit";
+import { startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
 import { runAgentry, tempDir } from "./testing/run-agentry.js";
 
 const AUDIT_KEY = "approve-flow-test-audit-key-0123456789";
@@ -31,7 +31,15 @@ const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   while (closers.length > 0) await (closers.pop() as () => Promise<void>)();
 });
-afterAll(() => home.remove());
+// The real Anthropic adapter and SDK against the fake Messages API, which answers by its demo rule.
+let fake: FakeAnthropic;
+beforeAll(async () => {
+  fake = await startFakeAnthropic();
+});
+afterAll(async () => {
+  await fake.close();
+  home.remove();
+});
 
 async function startGovernedWorker(prefix: string, approversFile: string) {
   const conn = redis.client();
@@ -59,7 +67,7 @@ async function startGovernedWorker(prefix: string, approversFile: string) {
   });
   const host: { worker?: AgentWorker } = {};
   const handler = createAgentTaskHandler({
-    model: new ScriptedModel(),
+    model: createLanguageModel({ llm: "anthropic", apiKey: "test-key", baseURL: fake.url }),
     tools,
     hooks: [governance],
     redis: conn,
@@ -85,28 +93,45 @@ describe("approving a paused task from the CLI", () => {
     appendFileSync(approversFile, (await runAgentry(["keys", "generate", "alice"], env)).stdout);
     const { deleted } = await startGovernedWorker(prefix, approversFile);
 
+    let approvalId: string | undefined;
     let approve: Promise<Awaited<ReturnType<typeof runAgentry>>> | undefined;
     const waited = await runAgentry(["submit", "Please delete db-7 in staging", "--wait", "--timeout", "60"], env, {
       onStderr: (chunk) => {
         const id = /awaiting approval (apr_\w+)/.exec(chunk)?.[1];
-        if (id && !approve) approve = runAgentry(["approvals", "approve", id, "--as", "alice", "--reason", "ticket OPS-7"], env);
+        if (id && !approve) {
+          approvalId = id;
+          approve = runAgentry(["approvals", "approve", id, "--as", "alice", "--reason", "ticket OPS-7"], env);
+        }
       },
     });
-    expect(approve).toBeDefined();
-    const approved = await (approve as Promise<Awaited<ReturnType<typeof runAgentry>>>);
-    expect(approved.code).toBe(0);
-    expect(approved.stdout).toMatch(/^apr_\w+: approved \(1\/1 approvals\)\n$/);
+    if (!approve || !approvalId) throw new Error(`submit --wait never showed an approval:\n${waited.stderr}`);
+    const approved = await approve;
+    const taskId = /submitted task (task_\w+)/.exec(waited.stderr)?.[1];
+    expect(approved).toEqual({ code: 0, stdout: `${approvalId}: approved (1/1 approvals)\n`, stderr: `task ${taskId} will resume on a worker\n` });
 
     expect(waited.code).toBe(0);
-    expect(waited.stderr).toMatch(/step \d+: awaiting approval apr_\w+ — run `agentry approvals approve apr_\w+ --as <approver>`/);
-    expect(waited.stdout).toContain("db-7");
+    expect(waited.stderr).toContain(`: awaiting approval ${approvalId} — run \`agentry approvals approve ${approvalId} --as <approver>\``);
+    // The model was sent the tool's result and answered with it.
+    expect(waited.stdout).toBe('Here is what I found: {"deleted":"db-7","env":"staging"}\n');
     expect(deleted).toEqual([{ resource: "db-7", env: "staging" }]);
 
+    const tail = await runAgentry(["audit", "tail", "-n", "1000", "--json"], env);
+    const entries = JSON.parse(tail.stdout) as AuditEntry[];
     const verify = await runAgentry(["audit", "verify"], env);
     expect(verify.code).toBe(0);
-    expect(verify.stdout).toMatch(/^audit chain intact: \d+ entries, authenticated\n$/);
-    const tail = await runAgentry(["audit", "tail", "-n", "100", "--json"], env);
-    const types = (JSON.parse(tail.stdout) as AuditEntry[]).map((e) => e.type);
-    expect(types).toEqual(expect.arrayContaining(["policy_verdict", "approval_requested", "approval_vote", "approval_decided", "action"]));
+    expect(verify.stdout).toBe(`audit chain intact: ${entries.length} entries, authenticated\n`);
+    // The task's story in chain order (budget bookkeeping aside).
+    expect(entries.filter((e) => e.type !== "budget").map((e) => e.type)).toEqual([
+      "request",
+      "decision",
+      "policy_verdict",
+      "approval_requested",
+      "approval_vote",
+      "approval_decided",
+      "action",
+      "decision",
+      "response",
+    ]);
+    expect(entries.every((e) => e.taskId === taskId)).toBe(true);
   });
 });

@@ -2,13 +2,12 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "@agentry/core";
-import { ScriptedModel } from "@agentry/llm";
 import { AgentryClient } from "@agentry/runtime";
 import { lintExposition, parseExposition, promtoolCheckMetrics } from "@agentry/runtime/testing";
 import { generateApproverKeyPair } from "@agentry/governance";
-import { useTestRedis } from "@agentry/testkit";
+import { startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
 import { buildWorker, type BuiltWorker } from "../src/build-worker.js";
 import { parseWorkerConfig } from "../src/config.js";
 import { startOpsServer } from "../src/http.js";
@@ -17,15 +16,24 @@ const redis = useTestRedis("build-worker");
 const dir = mkdtempSync(join(tmpdir(), "agentry-bw-"));
 writeFileSync(join(dir, "approvers"), `alice: ${generateApproverKeyPair().publicKey}\n`);
 const closers: (() => Promise<unknown>)[] = [];
+// The worker builds its model from the environment: the real Anthropic adapter and SDK, pointed at
+// the fake Messages API (which answers by its demo rule).
+let fake: FakeAnthropic;
+beforeAll(async () => {
+  fake = await startFakeAnthropic();
+  closers.push(() => fake.close());
+});
 afterAll(async () => {
   for (const close of closers.reverse()) await close();
 });
+const llmEnv = () => ({ AGENTRY_LLM: "anthropic", ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: fake.url });
 
 describe("the reference worker, in process", () => {
   it("serves /healthz and /metrics, and counts a tool call suspended for approval", async () => {
     const prefix = redis.freshPrefix();
-    const config = parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, AGENTRY_LLM: "scripted", AGENTRY_APPROVERS_FILE: join(dir, "approvers") });
-    const built: BuiltWorker = await buildWorker(config, { logger: createLogger({ name: "test", level: "silent" }), model: new ScriptedModel() });
+    const config = parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, ...llmEnv(), AGENTRY_APPROVERS_FILE: join(dir, "approvers") });
+    const built: BuiltWorker = await buildWorker(config, { logger: createLogger({ name: "test", level: "silent" }) });
+    expect(built.model.provider).toBe("anthropic");
     closers.push(() => built.close());
     await built.start();
     const server = await startOpsServer({ port: 0, host: "127.0.0.1", worker: built.worker, metrics: built.metrics });
@@ -44,7 +52,7 @@ describe("the reference worker, in process", () => {
     const client = new AgentryClient({ url: redis.url, prefix });
     closers.push(() => client.close());
     const weather = await client.submit({ prompt: "What's the weather in Lima?" }, { tenant: "acme" });
-    await client.wait(weather.taskId, { timeoutMs: 20_000 });
+    expect((await client.wait(weather.taskId, { timeoutMs: 20_000 })).text).toMatch(/^Here is what I found: \{"city":"Lima","temperatureC":-?\d+,"conditions":"[a-z ]+"\}$/);
     const del = await client.submit({ prompt: "delete db-3 in staging" }, { tenant: "acme" });
     await expect.poll(async () => (await client.status(del.taskId)).state, { timeout: 20_000 }).toBe("awaiting_approval");
 
@@ -80,7 +88,7 @@ describe("the reference worker, in process", () => {
     const logged: string[] = [];
     const logger = createLogger({ name: "test", level: "warn", destination: { write: (line: string) => logged.push(line) } });
     const key = "worker-test-audit-key-0123456789abcdef";
-    const keyed = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), AGENTRY_LLM: "scripted", AGENTRY_AUDIT_KEY: key }), { logger, model: new ScriptedModel() });
+    const keyed = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), ...llmEnv(), AGENTRY_AUDIT_KEY: key }), { logger });
     closers.push(() => keyed.close());
     expect(keyed.audit.authenticated).toBe(true);
     await keyed.audit.append({ type: "request", taskId: "t1", data: { prompt: "hi" } });
@@ -88,7 +96,7 @@ describe("the reference worker, in process", () => {
     expect(logged.join("")).not.toContain("audit-unauthenticated");
     expect(logged.join("")).not.toContain(key);
 
-    const plain = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), AGENTRY_LLM: "scripted" }), { logger, model: new ScriptedModel() });
+    const plain = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), ...llmEnv() }), { logger });
     closers.push(() => plain.close());
     expect(plain.audit.authenticated).toBe(false);
     expect(logged.map((l) => JSON.parse(l) as { event?: string; level: number }).filter((l) => l.event === "audit-unauthenticated")).toHaveLength(1);
