@@ -75,7 +75,7 @@ function baseName(metric: string): string {
 
 describe("infra/grafana/agentry-dashboard.json", () => {
   it("is a Grafana dashboard with unique panel ids and a Prometheus datasource variable", () => {
-    expect(dashboard.uid).toBeTruthy();
+    expect(dashboard.uid).toBe("agentry-overview");
     expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
     expect(dashboard.templating.list.find((v) => v.name === "datasource")).toMatchObject({ type: "datasource", query: "prometheus" });
     for (const p of queryPanels) {

@@ -171,9 +171,14 @@ describe("tenant isolation through the HTTP API", { timeout: 90_000 }, () => {
 
     const alphaBefore = await ledger.getStats("tenant:alpha");
     const beta = await submit(BETA, { prompt: "Beta: a budgeted question", userId: "budget-user", sessionId: "budget-session" });
-    expect((await finished(BETA, beta)).state).toBe("completed");
-    expect((await ledger.getStats("tenant:beta:user:budget-user")).used.tokens).toBeGreaterThan(0);
-    expect((await ledger.getStats("tenant:beta:session:budget-session")).used.tokens).toBeGreaterThan(0);
+    const betaDone = await finished(BETA, beta);
+    expect(betaDone.state).toBe("completed");
+    // Beta's user and session scopes hold exactly beta's task, whatever alpha's same names hold.
+    const usage = betaDone.result?.usage;
+    const betaTokens = usage ? usage.input + usage.output + usage.cacheCreationInput + usage.cacheReadInput : Number.NaN;
+    expect(betaTokens).toBeGreaterThan(0);
+    expect((await ledger.getStats("tenant:beta:user:budget-user")).used.tokens).toBe(betaTokens);
+    expect((await ledger.getStats("tenant:beta:session:budget-session")).used.tokens).toBe(betaTokens);
     expect((await ledger.getStats("tenant:alpha:user:budget-user")).used.tokens).toBe(0);
     expect((await ledger.getStats("tenant:alpha:session:budget-session")).used.tokens).toBe(0);
     expect((await ledger.getStats("tenant:alpha")).used).toEqual(alphaBefore.used);
@@ -208,7 +213,7 @@ describe("tenant isolation through the HTTP API", { timeout: 90_000 }, () => {
     const group = await api<{ groupId: string; taskIds: string[] }>(ALPHA, "POST", "/v1/task-groups", { tasks: [{ prompt: "Alpha: group child" }] });
     expect(group.status).toBe(202);
     const alphaTask = keyed.body.taskId;
-    expect((await finished(ALPHA, alphaTask)).result?.text).toBeDefined();
+    expect((await finished(ALPHA, alphaTask)).result?.text).toBe("You said: Alpha: keyed task");
     expect((await finished(BETA, other.body.taskId)).state).toBe("completed");
 
     for (const id of [alphaTask, ...group.body.taskIds]) {

@@ -86,7 +86,7 @@ describe("AnthropicModel on the real SDK against the fake Messages API", () => {
     const sent = fake.requests[0];
     expect(sent?.path).toBe("/v1/messages");
     expect(sent?.headers["authorization"]).toBe("Bearer test-key");
-    expect(sent?.headers["anthropic-version"]).toBeTruthy();
+    expect(sent?.headers["anthropic-version"]).toMatch(/^\d{4}-\d{2}-\d{2}$/);
     expect(sent?.body).toMatchObject({
       model: "claude-sonnet-4-6",
       max_tokens: 256,
