@@ -120,18 +120,19 @@ describe("approving a paused task from the CLI", () => {
     const verify = await runAgentry(["audit", "verify"], env);
     expect(verify.code).toBe(0);
     expect(verify.stdout).toBe(`audit chain intact: ${entries.length} entries, authenticated\n`);
-    // The task's story in chain order (budget bookkeeping aside).
-    expect(entries.filter((e) => e.type !== "budget").map((e) => e.type)).toEqual([
+    // The task's story in chain order (budget bookkeeping aside). The CLI audits alice's vote
+    // after recording it, so the vote may land after the resumed task's approval_decided.
+    expect(entries.filter((e) => e.type !== "budget" && e.type !== "approval_vote").map((e) => e.type)).toEqual([
       "request",
       "decision",
       "policy_verdict",
       "approval_requested",
-      "approval_vote",
       "approval_decided",
       "action",
       "decision",
       "response",
     ]);
+    expect(entries.filter((e) => e.type === "approval_vote").map((e) => [e.actor, e.type === "approval_vote" ? e.data.approver : ""])).toEqual([["approver:alice", "alice"]]);
     expect(entries.every((e) => e.taskId === taskId)).toBe(true);
   });
 });

@@ -181,18 +181,23 @@ describe("the reference scenario on a producer and two worker processes", { time
       entries
         .filter((e) => e.type !== "budget")
         .map((e) => (e.type === "action" ? `action:${e.data.tool}:${e.data.outcome}` : e.type === "policy_verdict" ? `verdict:${e.data.verdict.type}` : e.type));
-    const { taskId } = staging as { taskId: string };
-    expect(flow(await entriesOf(taskId))).toEqual([
+    const { taskId, approvalId } = staging as { taskId: string; approvalId: string };
+    const stagingEntries = await entriesOf(taskId);
+    // The approver's vote is audited by the CLI after its decision is recorded, so it may land
+    // after the resumed task's approval_decided; it always follows the request for approval.
+    expect(flow(stagingEntries.filter((e) => e.type !== "approval_vote"))).toEqual([
       "request",
       "decision",
       "verdict:require_approval",
       "approval_requested",
-      "approval_vote",
       "approval_decided",
       "action:delete_resource:ok",
       "decision",
       "response",
     ]);
+    const votes = only(stagingEntries, "approval_vote");
+    expect(votes.map((v) => [v.actor, v.data.approvalId, v.data.outcome])).toEqual([[`approver:${SCENARIO_APPROVER}`, approvalId, "approve"]]);
+    expect(votes[0]?.seq).toBeGreaterThan(only(stagingEntries, "approval_requested")[0]?.seq ?? Number.POSITIVE_INFINITY);
     expect(flow(await entriesOf(prodTaskId))).toEqual(["request", "decision", "verdict:deny", "action:delete_resource:denied", "decision", "response"]);
     expect(flow(await entriesOf(acmeTasks.get("weather") as string))).toEqual(["request", "decision", "verdict:allow", "action:get_weather:ok", "decision", "response"]);
   });
