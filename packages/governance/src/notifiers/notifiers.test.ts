@@ -59,7 +59,9 @@ describe("WebhookNotifier", () => {
     expect(AgentryError.isInstance(err)).toBe(true);
     expect((err as AgentryError).message).toMatch(/timed out after 50 ms/);
     expect((err as AgentryError).details).toMatchObject({ attempts: 2 });
-    expect(calls).toBe(2);
+    // Each timed-out attempt reached the server; on a loaded machine the second may be read
+    // only after the notifier has given up on it.
+    await expect.poll(() => calls).toBe(2);
   });
 
   it("does not retry a 400", async () => {
