@@ -155,7 +155,8 @@ describe("infra/redis/users.acl", () => {
       .toBe(1);
     // The admin reads the task's state (read-only access to the queue).
     const adminClient = new AgentryClient({ redis: admin, prefix: PREFIX });
-    expect((await adminClient.status(taskId)).state).toBe("awaiting_approval");
+    // The approval is recorded just before the task parks: wait for the park itself.
+    await expect.poll(async () => (await adminClient.status(taskId)).state, { timeout: 30_000 }).toBe("awaiting_approval");
     const decided = await store.tryDecide(approvers.sign("alice", (pending[0] as { id: string }).id, "approve"));
     expect(decided.type).toBe("decided");
     const result = await producer.wait(taskId, { timeoutMs: 90_000 });

@@ -68,6 +68,10 @@ function submitGroup(app: FastifyInstance, tasks: unknown[], headers: Record<str
 }
 
 /** Every key under the prefix with its type: what a request must not change. */
+/**
+ * The type of every key under `prefix`, but the queue's limiter counter: the workers count job
+ * starts there and it lapses on its own a second later, whatever the test does.
+ */
 async function keyTypes(prefix: string): Promise<Record<string, string>> {
   const keys: string[] = [];
   let cursor = "0";
@@ -77,7 +81,7 @@ async function keyTypes(prefix: string): Promise<Record<string, string>> {
     keys.push(...found);
   } while (cursor !== "0");
   const types: Record<string, string> = {};
-  for (const key of keys.sort()) types[key] = await direct.type(key);
+  for (const key of keys.sort()) if (key !== `${prefix}:tasks:limiter`) types[key] = await direct.type(key);
   return types;
 }
 
