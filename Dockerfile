@@ -2,20 +2,20 @@
 # One image for the Agentry worker, producer and admin CLI, chosen by the command:
 #   docker run IMAGE worker | producer | agentry <command...>
 # Stages: source -> manifests -> build (all deps, tsc) -> prod-deps (production deps of the
-# three apps only) -> runtime (node:20 slim, non-root, no compiler, no pnpm).
+# three apps only) -> runtime (node:24 slim, non-root, no compiler, no pnpm).
 # The runtime tree keeps the repo's layout under /app, so pnpm's workspace symlinks and the
 # worker's default policy path (packages/governance/policies/default.yaml) hold as in the repo.
 # scripts/image-smoke.sh rehearses the prod-deps and runtime stages without Docker.
 
-ARG NODE_IMAGE=node:20.19-bookworm-slim
+ARG NODE_IMAGE=node:24-bookworm-slim
 
 FROM ${NODE_IMAGE} AS base
 ENV PNPM_HOME=/pnpm \
     PATH=/pnpm:$PATH \
     COREPACK_ENABLE_DOWNLOAD_PROMPT=0
-# The pnpm version comes from package.json's packageManager field. The corepack bundled with
-# Node 20 may lack the npm registry's current signing keys; a pinned newer corepack has them.
-RUN npm install --global --no-audit --no-fund corepack@0.34.7 && corepack enable
+# The pnpm version comes from package.json's packageManager field. A pinned corepack, not the one
+# bundled with the image's Node, so the npm registry's current signing keys are known to it.
+RUN npm install --global --no-audit --no-fund corepack@0.36.0 && corepack enable
 WORKDIR /repo
 
 # Sources only (.dockerignore drops node_modules, dist, .git, tests' output).

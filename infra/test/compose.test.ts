@@ -176,10 +176,10 @@ describe("Dockerfile", () => {
   const args = Object.fromEntries([...dockerfile.matchAll(/^ARG\s+(\w+)=(\S+)/gm)].map((m) => [m[1], m[2]]));
   const resolveImage = (image: string) => image.replace(/\$\{(\w+)\}/g, (_, n: string) => String(args[n]));
 
-  it("is multi-stage, on Node 20, and refers only to stages it defines", () => {
+  it("is multi-stage, on Node 24, and refers only to stages it defines", () => {
     expect(froms.length).toBeGreaterThanOrEqual(3);
     const stages = new Set(froms.map((f) => f.stage).filter(Boolean));
-    for (const from of froms) expect(resolveImage(from.image).startsWith("node:20") || stages.has(from.image)).toBe(true);
+    for (const from of froms) expect(resolveImage(from.image).startsWith("node:24") || stages.has(from.image)).toBe(true);
     for (const m of dockerfile.matchAll(/--from=(\S+)/g)) expect(stages.has(m[1] as string), m[0]).toBe(true);
   });
 
