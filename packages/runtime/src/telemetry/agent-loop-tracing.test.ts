@@ -1,4 +1,4 @@
-import { InMemorySpanExporter } from "@opentelemetry/sdk-trace-base";
+import { InMemorySpanExporter } from "@opentelemetry/sdk-trace";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { composeHooks, defineTool, runAgent, ToolRegistry, type AgentHooks, type AgentState } from "@agentry/agent";

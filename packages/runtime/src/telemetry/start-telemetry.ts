@@ -3,8 +3,8 @@ import { context, propagation, trace, type Tracer } from "@opentelemetry/api";
 import type * as OtlpHttp from "@opentelemetry/exporter-trace-otlp-http";
 import type * as Resources from "@opentelemetry/resources";
 import type * as SdkNode from "@opentelemetry/sdk-node";
-import type * as SdkTraceBase from "@opentelemetry/sdk-trace-base";
-import type { SpanExporter, SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import type * as SdkTrace from "@opentelemetry/sdk-trace";
+import type { SpanExporter, SpanProcessor } from "@opentelemetry/sdk-trace";
 import { ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
 
 const require = createRequire(import.meta.url);
@@ -17,7 +17,7 @@ const require = createRequire(import.meta.url);
 function loadSdk() {
   return {
     ...(require("@opentelemetry/sdk-node") as typeof SdkNode),
-    ...(require("@opentelemetry/sdk-trace-base") as typeof SdkTraceBase),
+    ...(require("@opentelemetry/sdk-trace") as typeof SdkTrace),
     ...(require("@opentelemetry/resources") as typeof Resources),
     ...(require("@opentelemetry/exporter-trace-otlp-http") as typeof OtlpHttp),
   };
@@ -153,7 +153,7 @@ function createSpanProcessor(sdk: Sdk, options: StartTelemetryOptions): { proces
   if (!exporter) return { processor: new sdk.NoopSpanProcessor(), exporting: false };
   const mode = options.processor ?? (options.exporter ? "simple" : "batch");
   return {
-    processor: mode === "simple" ? new sdk.SimpleSpanProcessor(exporter) : new sdk.BatchSpanProcessor(exporter),
+    processor: mode === "simple" ? new sdk.SimpleSpanProcessor({ exporter }) : new sdk.BatchSpanProcessor({ exporter }),
     exporting: true,
   };
 }
