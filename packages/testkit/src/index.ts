@@ -1,11 +1,14 @@
 export {
   startRedisServer,
   obtainTestRedis,
+  startRedisContainer,
+  TEST_REDIS_IMAGE,
   redisAnswers,
   freePort,
   hasRedisServerBinary,
   type TestRedisServer,
   type StartRedisServerOptions,
+  type ObtainTestRedisInternals,
 } from "./redis/redis-server.js";
 export { createTestRedis, useTestRedis, testRedisUrl, type TestRedis } from "./redis/test-redis.js";
 export {

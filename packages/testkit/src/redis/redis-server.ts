@@ -81,6 +81,7 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   /** SIGKILLs the server without removing its data directory (for restart tests). */
   kill(): Promise<void>;
 }> {
+  if (!hasRedisServerBinary()) throw new Error(REDIS_SERVER_MISSING);
   const port = options.port ?? (await freePort());
   const ownDir = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), "agentry-redis-"));
@@ -96,6 +97,7 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   ];
   const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
+  child.on("error", (err) => (output += `${err.message}\n`));
   child.stdout?.on("data", (b: Buffer) => (output += b.toString()));
   child.stderr?.on("data", (b: Buffer) => (output += b.toString()));
   const onExit = () => child.kill("SIGKILL");
@@ -133,33 +135,73 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
   };
 }
 
+/** Docker image of the Redis a test run starts in a container: the version docker-compose.yml deploys. */
+export const TEST_REDIS_IMAGE = "redis:7.4";
+
+const REDIS_SERVER_MISSING =
+  "redis-server is not on PATH: install it (Debian: apt-get install redis-server; .ci/run does). " +
+  "Tests that start their own Redis (restarts, Redis Cluster, ACLs) need it even with Docker or REDIS_URL";
+
 /**
- * The Redis the test suite uses: `REDIS_URL` if given, else a private `redis-server`
- * child on a free port, else a testcontainers Redis when Docker is available.
+ * Starts Redis in a container through testcontainers. Resolves `undefined` when no container
+ * engine (Docker, or a socket compatible with it) answers; rejects when one answers but the
+ * container does not start (an image that cannot be pulled, say).
  */
-export async function obtainTestRedis(): Promise<TestRedisServer> {
-  const fromEnv = process.env.REDIS_URL;
+export async function startRedisContainer(image: string = TEST_REDIS_IMAGE): Promise<TestRedisServer | undefined> {
+  const { getContainerRuntimeClient } = await import("testcontainers").catch((err: unknown) => {
+    throw new Error(`testcontainers (an optional dependency of @agentry/testkit) does not load: ${String(err)}`, { cause: err });
+  });
+  try {
+    await getContainerRuntimeClient();
+  } catch {
+    return undefined;
+  }
+  const { RedisContainer } = await import("@testcontainers/redis");
+  const container = await new RedisContainer(image).start();
+  return {
+    url: container.getConnectionUrl(),
+    port: container.getPort(),
+    kind: "container",
+    stop: async () => void (await container.stop()),
+  };
+}
+
+/** Test seams of {@link obtainTestRedis}. Internal. For test use only. May change without notice. */
+export interface ObtainTestRedisInternals {
+  env?: Record<string, string | undefined>;
+  startContainer?: () => Promise<TestRedisServer | undefined>;
+  hasRedisServer?: () => boolean;
+  warn?: (message: string) => void;
+}
+
+/**
+ * The Redis a test run uses: `REDIS_URL` when set (it must answer PING); else a Redis container
+ * (testcontainers, {@link TEST_REDIS_IMAGE}) when a Docker engine answers; else a private
+ * `redis-server` child on a free port. A Docker engine whose container does not start falls back
+ * to `redis-server` with a warning on stderr. Rejects, naming all three ways, when none is there.
+ */
+export async function obtainTestRedis(_internal: ObtainTestRedisInternals = {}): Promise<TestRedisServer> {
+  const env = _internal.env ?? process.env;
+  const startContainer = _internal.startContainer ?? (() => startRedisContainer());
+  const hasRedisServer = _internal.hasRedisServer ?? hasRedisServerBinary;
+  const warn = _internal.warn ?? ((message: string) => void process.stderr.write(`${message}\n`));
+
+  const fromEnv = env.REDIS_URL;
   if (fromEnv) {
     if (!(await redisAnswers(fromEnv))) throw new Error(`REDIS_URL=${fromEnv} does not answer PING`);
     return { url: fromEnv, port: Number(new URL(fromEnv).port || 6379), kind: "external", stop: async () => {} };
   }
-  if (hasRedisServerBinary()) return startRedisServer();
+  let containerProblem = "no Docker engine answers";
   try {
-    const { RedisContainer } = (await import(/* @vite-ignore */ "@testcontainers/redis" as string)) as {
-      RedisContainer: new (image: string) => { start(): Promise<{ getConnectionUrl(): string; getPort(): number; stop(): Promise<unknown> }> };
-    };
-    const container = await new RedisContainer("redis:7-alpine").start();
-    return {
-      url: container.getConnectionUrl(),
-      port: container.getPort(),
-      kind: "container",
-      stop: async () => void (await container.stop()),
-    };
+    const container = await startContainer();
+    if (container) return container;
   } catch (err) {
-    throw new Error(
-      "No Redis for tests: set REDIS_URL, install redis-server (apt-get install redis-server), " +
-        `or run Docker for testcontainers (${err instanceof Error ? err.message : String(err)})`,
-      { cause: err },
-    );
+    containerProblem = `the Redis container did not start: ${err instanceof Error ? err.message : String(err)}`;
+    if (hasRedisServer()) warn(`agentry testkit: ${containerProblem}; using a private redis-server instead`);
   }
+  if (hasRedisServer()) return startRedisServer();
+  throw new Error(
+    "No Redis for tests: set REDIS_URL to a Redis that answers, run a Docker engine (testcontainers starts " +
+      `${TEST_REDIS_IMAGE}), or install redis-server (Debian: apt-get install redis-server). Docker: ${containerProblem}`,
+  );
 }
