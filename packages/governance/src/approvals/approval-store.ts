@@ -177,7 +177,7 @@ export class ApprovalStore {
     const limit = options.limit ?? 100;
     const ids =
       options.status === "pending"
-        ? await this.redis.zrange(this.pendingKey, 0, limit - 1)
+        ? await this.redis.zrange(this.pendingKey, 0, String(limit - 1))
         : await this.redis.zrevrange(this.allKey, 0, options.status ? -1 : limit - 1);
     const records = await this.getMany(ids);
     return records.filter((r) => !options.status || r.status === options.status).slice(0, limit);
@@ -185,7 +185,7 @@ export class ApprovalStore {
 
   /** The pending approvals' ids and task ids only (a reconcile step; cheaper than {@link list}). @defaultValue limit 10_000 */
   async pendingTasks(limit = 10_000): Promise<{ id: string; taskId: string }[]> {
-    const ids = await this.redis.zrange(this.pendingKey, 0, limit - 1);
+    const ids = await this.redis.zrange(this.pendingKey, 0, String(limit - 1));
     if (ids.length === 0) return [];
     const pipeline = this.redis.pipeline();
     ids.forEach((id) => pipeline.hget(this.recordKey(id), "taskId"));

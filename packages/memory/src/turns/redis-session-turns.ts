@@ -84,7 +84,7 @@ export class RedisSessionTurns implements SessionTurns {
   }
 
   async head(sessionId: string): Promise<string | null> {
-    const [head] = await this.redis.zrange(this.sessionKeys(sessionId).order, 0, 0);
+    const [head] = await this.redis.zrange(this.sessionKeys(sessionId).order, 0, "0");
     return head ?? null;
   }
 }
