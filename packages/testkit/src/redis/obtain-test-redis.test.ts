@@ -1,8 +1,13 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { getContainerRuntimeClient } from "testcontainers";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   obtainTestRedis,
+  startRedisCluster,
   startRedisContainer,
   startRedisServer,
   TEST_REDIS_IMAGE,
@@ -95,6 +100,22 @@ describe("where a test run's Redis comes from", () => {
     await expect(startRedisServer()).rejects.toThrow(
       /redis-server is not on PATH: install it \(Debian: apt-get install redis-server/,
     );
+  });
+
+  it("startRedisCluster without redis-cli says what to install, before starting any node", async () => {
+    const onlyServer = mkdtempSync(join(tmpdir(), "agentry-path-"));
+    try {
+      symlinkSync(
+        execFileSync("sh", ["-c", "command -v redis-server"]).toString().trim(),
+        join(onlyServer, "redis-server"),
+      );
+      vi.stubEnv("PATH", onlyServer);
+      await expect(startRedisCluster({ nodes: 3 })).rejects.toThrow(
+        /redis-cli is not on PATH: .*apt-get install redis-tools/,
+      );
+    } finally {
+      rmSync(onlyServer, { recursive: true, force: true });
+    }
   });
 
   it("testcontainers loads on this Node (the container path is there when Docker is)", async () => {

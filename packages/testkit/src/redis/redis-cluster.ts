@@ -20,6 +20,13 @@ export interface TestRedisCluster {
  */
 export async function startRedisCluster(options: { nodes?: number } = {}): Promise<TestRedisCluster> {
   const count = options.nodes ?? 3;
+  try {
+    await run("redis-cli", ["--version"]);
+  } catch (err) {
+    throw new Error("redis-cli is not on PATH: the Redis Cluster test joins its nodes with it (Debian: apt-get install redis-tools)", {
+      cause: err,
+    });
+  }
   const servers: Awaited<ReturnType<typeof startRedisServer>>[] = [];
   for (let i = 0; i < count; i++) {
     const port = await freePort();
