@@ -22,7 +22,12 @@ const event: ApprovalRequestedEvent = {
 
 const servers: ReturnType<typeof createServer>[] = [];
 afterEach(async () => {
-  await Promise.all(servers.splice(0).map((s) => new Promise<void>((r) => s.close(() => r()))));
+  await Promise.all(
+    servers.splice(0).map((s) => {
+      s.closeAllConnections();
+      return new Promise<void>((r) => s.close(() => r()));
+    }),
+  );
 });
 
 async function serve(handler: (req: IncomingMessage, body: string, res: ServerResponse) => void): Promise<string> {
@@ -51,13 +56,14 @@ describe("WebhookNotifier", () => {
 
   it("gives up after the retries on a server that hangs (timeout)", async () => {
     let calls = 0;
-    const url = await serve((_req, _body, res) => {
+    // Never answers (afterEach drops the connections). The timeout is long enough for each attempt
+    // to reach the server on a busy machine, so the server's count is a fact, not a race.
+    const url = await serve(() => {
       calls += 1;
-      setTimeout(() => res.end(), 2_000).unref();
     });
-    const err = await new WebhookNotifier({ url, timeoutMs: 50, retries: 1, backoffMs: 5 }).notify(event).catch((e: unknown) => e);
+    const err = await new WebhookNotifier({ url, timeoutMs: 1_000, retries: 1, backoffMs: 5 }).notify(event).catch((e: unknown) => e);
     expect(AgentryError.isInstance(err)).toBe(true);
-    expect((err as AgentryError).message).toMatch(/timed out after 50 ms/);
+    expect((err as AgentryError).message).toMatch(/timed out after 1000 ms/);
     expect((err as AgentryError).details).toMatchObject({ attempts: 2 });
     // Each timed-out attempt reached the server; on a loaded machine the second may be read
     // only after the notifier has given up on it.
