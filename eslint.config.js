@@ -22,4 +22,18 @@ export default tseslint.config(
       "no-console": "off",
     },
   },
+  // Inside the runtime, the worker host and the producer client meet only in `tasks/` (catalog,
+  // progress, cancellation): neither imports the other.
+  {
+    files: ["packages/runtime/src/worker/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { patterns: [{ group: ["**/client/*"], message: "worker/ must not import client/: share it through tasks/." }] }],
+    },
+  },
+  {
+    files: ["packages/runtime/src/client/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { patterns: [{ group: ["**/worker/*"], message: "client/ must not import worker/: share it through tasks/." }] }],
+    },
+  },
 );

@@ -16,8 +16,9 @@ import {
   type SubmitTaskInput,
 } from "../tasks/catalog.js";
 import { isGroupId, isTaskId, taskIdFor } from "../tasks/task-ids.js";
-import { errorFromFailedReason, statusOfJob, type TaskProgress, type TaskStatus } from "./task-status.js";
-import { cancelChannel, cancelKey, wakeKey } from "../worker/cancellation.js";
+import { errorFromFailedReason, statusOfJob, type TaskStatus } from "./task-status.js";
+import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
+import type { TaskProgress } from "../tasks/progress.js";
 
 /**
  * The part of a session-turn store the client needs: registering submit order. The client passes

@@ -1,18 +1,10 @@
 import type { Job, JobState } from "bullmq";
 import { AgentryError, type AgentryErrorData } from "@agentry/core";
 import type { AgentJobData, AgentTaskResult } from "../tasks/catalog.js";
+import type { TaskProgress } from "../tasks/progress.js";
 
 /** What `status` reports: the task states of docs/architecture.md. */
 export type TaskState = "queued" | "running" | "awaiting_approval" | "completed" | "failed";
-
-/** A task's progress as the worker reports it (BullMQ job progress). */
-export interface TaskProgress {
-  step: number;
-  phase: "model" | "tool" | "awaiting_approval" | "parked" | "done";
-  tool?: string;
-  approvalIds?: string[];
-  reason?: string;
-}
 
 /** A task's status. */
 export interface TaskStatus {

@@ -20,8 +20,8 @@ import {
   type FanoutPayload,
   type FanoutResult,
 } from "../tasks/catalog.js";
-import type { TaskProgress } from "../client/task-status.js";
-import { cancelChannel, cancelKey, wakeKey } from "./cancellation.js";
+import type { TaskProgress } from "../tasks/progress.js";
+import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
 import type { TaskOutcome } from "./job-outcome.js";
 import { FencedJobWriter, jobKeys } from "./fenced-job.js";
 

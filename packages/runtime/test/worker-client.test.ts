@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentryError, createLogger, sleep } from "@agentry/core";
 import { useTestRedis } from "@agentry/testkit";
-import { AgentryClient } from "../client/agentry-client.js";
-import { AgentWorker, type TaskHandler } from "./agent-worker.js";
-import type { AgentTaskResult } from "../tasks/catalog.js";
+import { AgentryClient } from "../src/client/agentry-client.js";
+import { AgentWorker, type TaskHandler } from "../src/worker/agent-worker.js";
+import type { AgentTaskResult } from "../src/tasks/catalog.js";
 
 const logger = createLogger({ name: "test", level: "silent" });
 const redis = useTestRedis("worker");
