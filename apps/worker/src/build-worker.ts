@@ -138,8 +138,6 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     audit,
     actor,
     toolClaimMs: config.AGENTRY_TOOL_TIMEOUT_MS + 2_000,
-    costOf: budget.costOf,
-    forgetCost: budget.forget,
     wake: (taskId) => (ref.host as AgentWorker).promote(taskId),
     isLive: async (taskId) => {
       const job = await (ref.host as AgentWorker).queue.getJob(taskId);

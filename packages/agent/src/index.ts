@@ -3,6 +3,7 @@ export { ToolRegistry, type ToolRegistryOptions } from "./tools/registry.js";
 export {
   composeHooks,
   type AgentHooks,
+  type ModelCallCharge,
   type ModelCallInfo,
   type RunContext,
   type ToolCallDecision,

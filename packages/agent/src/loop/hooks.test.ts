@@ -98,6 +98,29 @@ describe("composeHooks", () => {
     expect(order).toEqual(["audit", "store"]);
   });
 
+  it("adds up the charges of model-call hooks, and charges nothing when no hook did", async () => {
+    const info = {
+      run: { taskId: "t", tenant: "acme", userId: "u", sessionId: "s" },
+      step: 1,
+      request: { messages: [], maxTokens: 10 },
+    };
+    const response = {
+      id: "m",
+      model: "scripted-1",
+      stopReason: "end_turn" as const,
+      content: [],
+      usage: { input: 1, output: 1, cacheCreationInput: 0, cacheReadInput: 0 },
+    };
+    const hooks = composeHooks(
+      { afterModelCall: async () => ({ costMicroUsd: 30 }) },
+      { afterModelCall: async () => undefined },
+      { afterModelCall: async () => ({ costMicroUsd: 12 }), onModelCallError: async () => ({ costMicroUsd: 7 }) },
+    );
+    expect(await hooks.afterModelCall?.({ ...info, response, durationMs: 1 })).toEqual({ costMicroUsd: 42 });
+    expect(await hooks.onModelCallError?.({ ...info, error: new Error("x") })).toEqual({ costMicroUsd: 7 });
+    expect(await composeHooks({ afterModelCall: async () => undefined }).afterModelCall?.({ ...info, response, durationMs: 1 })).toBeUndefined();
+  });
+
   it("leaves hooks nobody set undefined", () => {
     expect(composeHooks({ afterModelCall: async () => undefined })).toEqual({
       afterModelCall: expect.any(Function),

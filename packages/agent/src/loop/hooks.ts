@@ -44,15 +44,25 @@ export interface ToolCallInfo {
 }
 
 /**
+ * What a model-call hook charged for the call (a budget hook settling it). The run sums it into
+ * its state, so the cost reaches the run's result and every checkpoint; no hook keeps it aside.
+ */
+export interface ModelCallCharge {
+  /** Micro-USD charged for this call. */
+  costMicroUsd: number;
+}
+
+/**
  * Seams around the loop: budgets, policies, approvals, audit and tracing plug in here.
  * Every hook is awaited; a hook that throws fails the run (nothing is skipped silently).
  */
 export interface AgentHooks {
   /** May throw (e.g. BUDGET_EXCEEDED) to stop the run before the call; may return a smaller maxTokens (budget clamp). */
   beforeModelCall?(info: ModelCallInfo): Promise<{ maxTokens?: number } | void>;
-  afterModelCall?(info: ModelCallInfo & { response: ModelResponse; durationMs: number }): Promise<void>;
-  /** Called when the model call throws; the error is rethrown after it. */
-  onModelCallError?(info: ModelCallInfo & { error: unknown }): Promise<void>;
+  /** May return what it charged for the call; the run adds it to its `costMicroUsd`. */
+  afterModelCall?(info: ModelCallInfo & { response: ModelResponse; durationMs: number }): Promise<ModelCallCharge | void>;
+  /** Called when the model call throws; the error is rethrown after it. May return what it charged (e.g. settled at the reserved amount). */
+  onModelCallError?(info: ModelCallInfo & { error: unknown }): Promise<ModelCallCharge | void>;
   /**
    * @defaultValue allow. A throw fails the run without running the tool (retry re-evaluates it).
    * Not called for a call the registry refuses (unknown tool, input failing the schema): the model
@@ -74,6 +84,7 @@ const DECISION_RANK = { allow: 0, suspend: 1, deny: 2 } as const;
  * Combines hooks. Each hook runs in the order given, one after another.
  * - `beforeModelCall`: every hook runs; the smallest `maxTokens` wins; a throw stops at once.
  * - `beforeToolCall`: every hook runs; deny beats suspend beats allow, and among equals the first wins.
+ * - `afterModelCall`, `onModelCallError`: every hook runs in order; their charges add up.
  * - the others: every hook runs in order; a throw stops at once.
  */
 export function composeHooks(...hooks: AgentHooks[]): AgentHooks {
@@ -99,8 +110,8 @@ export function composeHooks(...hooks: AgentHooks[]): AgentHooks {
       return maxTokens === undefined ? undefined : { maxTokens };
     };
   }
-  if (after.length > 0) composed.afterModelCall = sequence(after);
-  if (onError.length > 0) composed.onModelCallError = sequence(onError);
+  if (after.length > 0) composed.afterModelCall = charged(after);
+  if (onError.length > 0) composed.onModelCallError = charged(onError);
   if (beforeTool.length > 0) {
     composed.beforeToolCall = async (info) => {
       let winner: ToolCallDecision = { type: "allow" };
@@ -114,6 +125,18 @@ export function composeHooks(...hooks: AgentHooks[]): AgentHooks {
   if (afterTool.length > 0) composed.afterToolCall = sequence(afterTool);
   if (checkpoint.length > 0) composed.onCheckpoint = sequence(checkpoint);
   return composed;
+}
+
+/** Runs the hooks in order and adds up what they charged; no charge when none did. */
+function charged<A>(fns: ((arg: A) => Promise<ModelCallCharge | void>)[]): (arg: A) => Promise<ModelCallCharge | void> {
+  return async (arg) => {
+    let total: number | undefined;
+    for (const fn of fns) {
+      const charge = await fn(arg);
+      if (charge) total = (total ?? 0) + charge.costMicroUsd;
+    }
+    return total === undefined ? undefined : { costMicroUsd: total };
+  };
 }
 
 function sequence<A>(fns: ((arg: A) => Promise<void>)[]): (arg: A) => Promise<void> {

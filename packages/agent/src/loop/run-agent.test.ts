@@ -351,6 +351,8 @@ describe("runAgent", () => {
     const seen: ToolCallInfo[] = [];
     let approved = false;
     const approvals: AgentHooks = {
+      // Charges one micro-USD per input token: the run carries the sum across the resume.
+      afterModelCall: async ({ response }) => ({ costMicroUsd: response.usage.input }),
       beforeToolCall: async (info) => {
         seen.push(info);
         if (info.call.name !== "delete_resource") return { type: "allow" };
@@ -389,6 +391,7 @@ describe("runAgent", () => {
     expect(counts).toEqual({ get_weather: 1 });
     expect(suspended.steps).toBe(1);
     expect(suspended.usage.input).toBe(100);
+    expect(suspended.costMicroUsd).toBe(100);
 
     // Across processes the state is only ever text.
     const stored = JSON.stringify(suspended.state);
@@ -425,6 +428,7 @@ describe("runAgent", () => {
     expect(done.text).toBe("Oslo is 3°C and vm-7 is gone.");
     expect(done.steps).toBe(2);
     expect(done.usage.input).toBe(200);
+    expect(done.costMicroUsd).toBe(200);
     expect(toolResults(second.requests[0]?.messages.at(-1)).map((r) => [r.toolUseId, r.content])).toEqual([
       ["w", '{"city":"Oslo","tempC":3}'],
       ["d", "deleted vm-7"],

@@ -70,6 +70,8 @@ export type AgentResult =
       state: AgentState;
       /** Summed over every model call of the task, resumes included. */
       usage: Usage;
+      /** Micro-USD the hooks charged over every model call of the task, resumes included. */
+      costMicroUsd: number;
       /** Model calls of the task, resumes included. */
       steps: number;
       /** Messages the run added after its input (assistant turns and tool results); append them, after the user message, to the session. */
@@ -81,6 +83,7 @@ export type AgentResult =
       state: AgentState;
       suspensions: { call: ToolUseBlock; reason: string; data?: Record<string, unknown> }[];
       usage: Usage;
+      costMicroUsd: number;
       steps: number;
     };
 
@@ -238,6 +241,7 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
             ...(p.suspension?.data === undefined ? {} : { data: p.suspension.data }),
           })),
           usage: state.usage,
+          costMicroUsd: state.costMicroUsd ?? 0,
           steps: state.step,
         };
       }
@@ -284,13 +288,15 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
     try {
       response = await model.generate(request);
     } catch (error) {
-      await hooks.onModelCallError?.({ run, step, request, error }).catch(() => undefined);
+      const charge = await hooks.onModelCallError?.({ run, step, request, error }).catch(() => undefined);
+      if (charge) state.costMicroUsd = (state.costMicroUsd ?? 0) + charge.costMicroUsd;
       throwIfCancelled(signal);
       throw error;
     }
     state.step = step;
     state.usage = addUsage(state.usage, response.usage);
-    await hooks.afterModelCall?.({ run, step, request, response, durationMs: performance.now() - started });
+    const charge = await hooks.afterModelCall?.({ run, step, request, response, durationMs: performance.now() - started });
+    if (charge) state.costMicroUsd = (state.costMicroUsd ?? 0) + charge.costMicroUsd;
 
     const calls = response.content.filter((b): b is ToolUseBlock => b.type === "tool_use");
     const wantsTools = response.stopReason === "tool_use" && calls.length > 0;
@@ -316,6 +322,7 @@ function completed(state: AgentState, inputLength: number): AgentResult {
     text: lastAssistantText(state.messages),
     state,
     usage: state.usage,
+    costMicroUsd: state.costMicroUsd ?? 0,
     steps: state.step,
     newMessages: state.messages.slice(inputLength),
   };

@@ -23,6 +23,8 @@ export interface AgentState {
   step: number;
   /** Usage summed over those calls. */
   usage: Usage;
+  /** Micro-USD the hooks charged for those calls (see `ModelCallCharge`). @defaultValue 0 */
+  costMicroUsd?: number;
   /** Tool calls of the last assistant turn whose results are not yet in `messages`. */
   pending: PendingToolCall[];
   /** How many of `messages` were input to the run (history and the new user message). @defaultValue 0 */
@@ -66,6 +68,7 @@ export const agentStateSchema = z.object({
   ),
   step: z.number().int().nonnegative(),
   usage,
+  costMicroUsd: z.number().nonnegative().optional(),
   pending: z.array(
     z.object({ call: toolUseBlock, result: toolResultBlock.optional(), suspension: suspension.optional() }),
   ),

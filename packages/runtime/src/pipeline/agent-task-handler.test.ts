@@ -73,8 +73,6 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: stri
     hooks: [budget, ...(opts.hooks ?? [])],
     audit: { append: async (e) => void audit.push(e) },
     actor: "worker-test-1",
-    costOf: budget.costOf,
-    forgetCost: budget.forget,
     wake: (id) => (worker as AgentWorker).promote(id),
     isLive: async (id) => {
       const job = await client.queue.getJob(id);

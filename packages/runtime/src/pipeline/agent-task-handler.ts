@@ -35,7 +35,10 @@ interface Checkpoint {
   historyLength: number;
   lease?: SessionLease;
   agent?: AgentState;
-  /** Cost charged by earlier attempts, so a resumed task reports its whole cost. */
+  /**
+   * Cost of earlier attempts, written by checkpoints from before the agent state carried it;
+   * read once into `agent.costMicroUsd`.
+   */
   costMicroUsd?: number;
 }
 
@@ -73,10 +76,6 @@ export interface AgentTaskHandlerOptions {
   wake?: (taskId: string) => Promise<unknown>;
   /** Is this task id still queued or running? Used to skip a session's dead head. */
   isLive?: (taskId: string) => Promise<boolean>;
-  /** Cost charged for the task by this process in this attempt (from the budget hooks). */
-  costOf?: (taskId: string) => number;
-  /** Called when an attempt ends, to drop per-task state kept by `costOf`. */
-  forgetCost?: (taskId: string) => void;
   /** Current trace id, for audit entries. @defaultValue the active OpenTelemetry span's */
   traceId?: () => string | undefined;
   _internal?: { clock?: Clock };
@@ -121,8 +120,6 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       return options.audit?.append(entry, appendOptions);
     };
     let checkpoint = readCheckpoint(ex.checkpoint);
-    const priorCost = checkpoint?.costMicroUsd ?? 0;
-    const costSoFar = () => priorCost + (options.costOf?.(ex.taskId) ?? 0);
 
     if (checkpoint === undefined) await audit({ type: "request", data: { prompt: p.prompt, model: p.model, submittedAt: p.submittedAt } }, "request");
 
@@ -165,7 +162,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
           return { type: "allow" };
         },
         async onCheckpoint(state) {
-          await ex.saveCheckpoint({ ...base, agent: state, costMicroUsd: costSoFar() });
+          await ex.saveCheckpoint({ ...base, agent: state });
         },
       };
       // The decision entry runs after every other hook: the budget settles a call the provider
@@ -201,7 +198,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         const approvalIds = result.suspensions.map((s) => String(s.data?.approvalId ?? "")).filter(Boolean);
         const expiries = result.suspensions.map((s) => Number(s.data?.expiresAt)).filter((n) => Number.isFinite(n) && n > 0);
         const until = expiries.length > 0 ? Math.min(...expiries) + 1_000 : clock.now() + (options.approvalWaitMs ?? 24 * 3600_000);
-        await ex.saveCheckpoint({ ...base, agent: result.state, costMicroUsd: costSoFar() });
+        await ex.saveCheckpoint({ ...base, agent: result.state });
         // Keep the session's turn while waiting: later tasks of the session must not overtake.
         renewal?.stop();
         if (lease && options.turns) await options.turns.renew(lease, Math.max(until - clock.now(), 0) + 5 * 60_000);
@@ -217,7 +214,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         text: result.text,
         steps: result.steps,
         usage: result.usage,
-        costMicroUsd: costSoFar(),
+        costMicroUsd: result.costMicroUsd,
         model: p.model ?? options.model.defaultModel,
         finishedAt: clock.now(),
       };
@@ -246,7 +243,6 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       throw err;
     } finally {
       renewal?.stop();
-      options.forgetCost?.(ex.taskId);
     }
   };
 }
@@ -273,8 +269,12 @@ function activeTraceId(): string | undefined {
 
 function readCheckpoint(value: unknown): Checkpoint | undefined {
   if (typeof value !== "object" || value === null || (value as { v?: unknown }).v !== 1) return undefined;
-  const c = value as Checkpoint;
-  return { ...c, ...(c.agent ? { agent: parseAgentState(c.agent) } : {}) };
+  const { costMicroUsd, ...c } = value as Checkpoint;
+  if (!c.agent) return c;
+  const agent = parseAgentState(c.agent);
+  // An older checkpoint kept the cost beside the state: carry it into the state.
+  if (agent.costMicroUsd === undefined && costMicroUsd !== undefined) agent.costMicroUsd = costMicroUsd;
+  return { ...c, agent };
 }
 
 async function takeTurn(

@@ -25,10 +25,13 @@ describe("budget hooks", () => {
     await hooks.beforeModelCall?.({ run, step: 1, request });
     await sleep(3_500); // the call takes longer than two leases
     expect(await reaper.reapExpired()).toEqual([]);
-    await hooks.afterModelCall?.({ run, step: 1, request, response, durationMs: 3_500 });
+    const charge = await hooks.afterModelCall?.({ run, step: 1, request, response, durationMs: 3_500 });
     const stats = await ledger.getStats("tenant:acme");
     expect(stats.used.tokens).toBe(15);
     expect(stats.reserved.tokens).toBe(0);
+    // The call's cost comes back to the run as its charge: the same amount the ledger settled.
+    expect(charge).toEqual({ costMicroUsd: stats.used.costMicroUsd });
+    expect(stats.used.costMicroUsd).toBeGreaterThan(0);
   });
 
   it("release a call the provider refused, and settle an unknown outcome at the reserved amount", async () => {
@@ -37,13 +40,14 @@ describe("budget hooks", () => {
     const hooks = createBudgetHooks({ ledger, pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd }, defaultModel: "claude-sonnet-4-6" });
     const { AgentryError } = await import("@agentry/core");
     await hooks.beforeModelCall?.({ run, step: 1, request });
-    await hooks.onModelCallError?.({ run, step: 1, request, error: new AgentryError("PROVIDER_RATE_LIMITED", "429") });
+    expect(await hooks.onModelCallError?.({ run, step: 1, request, error: new AgentryError("PROVIDER_RATE_LIMITED", "429") })).toBeUndefined();
     expect((await ledger.getStats("tenant:acme")).used.tokens).toBe(0);
     await hooks.beforeModelCall?.({ run, step: 2, request });
-    const reserved = (await ledger.getStats("tenant:acme")).reserved.tokens;
-    await hooks.onModelCallError?.({ run, step: 2, request, error: new AgentryError("PROVIDER_UNAVAILABLE", "connection reset") });
+    const reserved = (await ledger.getStats("tenant:acme")).reserved;
+    const charge = await hooks.onModelCallError?.({ run, step: 2, request, error: new AgentryError("PROVIDER_UNAVAILABLE", "connection reset") });
     const stats = await ledger.getStats("tenant:acme");
-    expect(stats.used.tokens).toBe(reserved);
+    expect(stats.used.tokens).toBe(reserved.tokens);
+    expect(charge).toEqual({ costMicroUsd: reserved.costMicroUsd });
     expect(stats.reserved.tokens).toBe(0);
   });
 });

@@ -67,14 +67,10 @@ export function defaultScopes(run: RunContext): BudgetScope[] {
  * Budget hooks for the agent loop: reserve the worst case before every model call (all scopes
  * or none), settle with the real usage after it, release when the provider billed nothing.
  * `BUDGET_EXCEEDED` stops the run before any provider call; `BUDGET_CONTENDED` (only other
- * tasks' in-flight reservations are in the way) is retryable.
+ * tasks' in-flight reservations are in the way) is retryable. Each settled call's cost is
+ * returned as its charge, so the run's result carries the task's cost.
  */
-export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
-  /** Cost charged for a task by this process since the last {@link forget}. */
-  costOf(taskId: string): number;
-  /** Drops a task's running total (call when an attempt ends). */
-  forget(taskId: string): void;
-} {
+export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
   const { ledger, pricing } = options;
   const scopesFor = options.scopesFor ?? defaultScopes;
   const floor = options.minOutputTokens ?? 256;
@@ -103,15 +99,11 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
     }
     return entry;
   };
-  const spent = new Map<string, number>();
   const keyOf = (run: RunContext, step: number) => `${run.taskId}#${step}`;
   const audit = (run: RunContext, data: AuditDataMap["budget"]) =>
     options.audit?.append({ type: "budget", taskId: run.taskId, sessionId: run.sessionId, userId: run.userId, tenant: run.tenant, data });
 
   return {
-    costOf: (taskId) => spent.get(taskId) ?? 0,
-    forget: (taskId) => void spent.delete(taskId),
-
     async beforeModelCall({ run, step, request }) {
       const model = request.model ?? options.defaultModel;
       const scopes = scopesFor(run);
@@ -150,9 +142,9 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
       // (the provider outran estimateMargin); say so, as it is the one way a limit can be crossed.
       const prompt = response.usage.input + response.usage.cacheCreationInput + response.usage.cacheReadInput;
       const undershoot = prompt > entry.inputTokens ? { inputUndershoot: { reserved: entry.inputTokens, billed: prompt, source: entry.inputSource } } : {};
-      spent.set(run.taskId, (spent.get(run.taskId) ?? 0) + cost);
       options.onSettled?.(run, model, response.usage, cost);
       await audit(run, { event: "settled", step, reservationId: entry.reservationId, tokens, costMicroUsd: cost, overrun: settled.overrun, ...undershoot });
+      return { costMicroUsd: cost };
     },
 
     async onModelCallError({ run, step, error }) {
@@ -161,12 +153,12 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks & {
       if (providerBilledNothing(error)) {
         await ledger.release(entry.reservationId);
         await audit(run, { event: "released", step, reservationId: entry.reservationId });
-      } else {
-        // The provider may have done (and billed) the work: never under-count.
-        await ledger.settle(entry.reservationId, entry.amount);
-        spent.set(run.taskId, (spent.get(run.taskId) ?? 0) + entry.amount.costMicroUsd);
-        await audit(run, { event: "settled-at-reserved", step, reservationId: entry.reservationId, amount: entry.amount });
+        return;
       }
+      // The provider may have done (and billed) the work: never under-count.
+      await ledger.settle(entry.reservationId, entry.amount);
+      await audit(run, { event: "settled-at-reserved", step, reservationId: entry.reservationId, amount: entry.amount });
+      return { costMicroUsd: entry.amount.costMicroUsd };
     },
   };
 }
