@@ -65,7 +65,6 @@ async function startGovernedWorker(prefix: string, approversFile: string) {
     audit,
     approverKeys,
   });
-  const host: { worker?: AgentWorker } = {};
   const handler = createAgentTaskHandler({
     model: createLanguageModel({ llm: "anthropic", apiKey: "test-key", baseURL: fake.url }),
     tools,
@@ -73,13 +72,18 @@ async function startGovernedWorker(prefix: string, approversFile: string) {
     redis: conn,
     prefix,
     turns: new RedisSessionTurns({ redis: conn, prefix }),
-    audit: { append: (e) => audit.append(e as Parameters<AuditLog["append"]>[0]) },
-    wake: (id) => (host.worker as AgentWorker).promote(id),
+    audit,
   });
-  const started = new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: 2, shutdownGraceMs: 1_000 });
-  host.worker = started;
-  const unsubscribe = await approvals.subscribe((event) => void started.promote(event.taskId).catch(() => undefined));
-  closers.push(() => started.close(), unsubscribe);
+  const started = new AgentWorker({
+    url: redis.url,
+    prefix,
+    logger,
+    handler,
+    concurrency: 2,
+    shutdownGraceMs: 1_000,
+    wakeSources: [(wake) => approvals.subscribe((event) => wake(event.taskId))],
+  });
+  closers.push(() => started.close());
   await started.start();
   return { deleted, approvals };
 }

@@ -9,6 +9,7 @@ import { HashingEmbedder, RedisSessionStore, RedisSessionTurns, RedisVectorMemor
 import {
   AgentWorker,
   BudgetLedger,
+  budgetRemainingOf,
   createAgentTaskHandler,
   createBudgetHooks,
   createMetrics,
@@ -35,6 +36,7 @@ import {
   type Notifier,
 } from "@agentry/governance";
 import type { WorkerConfig } from "./config.js";
+import { approvalDecisions, reconcileApprovals } from "./approval-wake.js";
 import { referenceTools } from "./reference-tools.js";
 
 /** The reference policy shipped with the worker (packages/governance/policies/default.yaml). */
@@ -125,7 +127,6 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     createMetricsHooks(metrics, { pricing: costMicroUsd, defaultModel: model.defaultModel }),
   ];
 
-  const ref: { host?: AgentWorker } = {};
   const inner = createAgentTaskHandler({
     model,
     tools,
@@ -138,11 +139,6 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     audit,
     actor,
     toolClaimMs: config.AGENTRY_TOOL_TIMEOUT_MS + 2_000,
-    wake: (taskId) => (ref.host as AgentWorker).promote(taskId),
-    isLive: async (taskId) => {
-      const job = await (ref.host as AgentWorker).queue.getJob(taskId);
-      return job !== undefined && !["completed", "failed"].includes(await job.getState());
-    },
   });
   // Each attempt is an `invoke_agent` span; a resumed attempt links to the first one's trace. The
   // attempt that completes the task carries the task's usage totals.
@@ -188,36 +184,17 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     onCancelRequested: async (taskId) => void (await approvals.cancelForTask(taskId)),
     ...(options.telemetry ? { telemetry: options.telemetry } : {}),
     onFinished: (e) => metrics.recordTask({ outcome: e.outcome, tenant: e.payload.tenant, durationMs: e.durationMs }),
+    // Approval decisions wake their tasks; the reconcile catches what an event missed and reaps
+    // expired budget leases.
+    wakeSources: [approvalDecisions(approvals)],
+    reconcilers: [reconcileApprovals(approvals), async () => void (await ledger.reapExpired())],
+    reconcileEveryMs: options.reconcileEveryMs ?? config.AGENTRY_RECONCILE_INTERVAL_MS,
   });
-  ref.host = worker;
   metrics.setCollectors({
     queueDepth: queueDepthOf(worker.queue),
     approvalsPending: async () => (await approvals.list({ status: "pending", limit: 10_000 })).length,
-    budgetRemaining: async () => {
-      const scopes = await ledger.listScopes();
-      const stats = await Promise.all(scopes.map((s) => ledger.getStats(s)));
-      return stats.map((s) => ({ scope: s.scope, tokens: s.remaining.tokens, costMicroUsd: s.remaining.costMicroUsd }));
-    },
+    budgetRemaining: budgetRemainingOf(ledger),
   });
-
-  let unsubscribe: (() => Promise<void>) | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  const reconcile = async () => {
-    // Decisions whose pub/sub event was missed (e.g. made while every worker was down), and
-    // approvals that ran out: wake their tasks. Redis state is the truth; events only wake.
-    for (const id of await approvals.expireDue()) {
-      const record = await approvals.get(id);
-      if (record?.taskId) await worker.promote(record.taskId);
-    }
-    for (const record of await approvals.unacknowledgedResolved()) {
-      if (record.taskId) await worker.promote(record.taskId);
-    }
-    // Pending approvals whose task is gone (cancelled while no worker heard it) are cancelled.
-    const pending = await approvals.pendingTasks();
-    const gone = new Set(await worker.missingTasks(pending.map((r) => r.taskId)));
-    for (const record of pending) if (gone.has(record.taskId)) await approvals.cancel(record.id, "the task no longer exists");
-    await ledger.reapExpired();
-  };
 
   return {
     worker,
@@ -227,20 +204,8 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     audit,
     metrics,
     redis,
-    async start() {
-      unsubscribe = await approvals.subscribe((event) => {
-        void worker.promote(event.taskId).catch((err: unknown) => logger.warn({ err }, "promote after decision failed"));
-      });
-      await worker.start();
-      await reconcile().catch((err: unknown) => logger.warn({ err }, "reconcile failed"));
-      timer = setInterval(() => {
-        void reconcile().catch((err: unknown) => logger.warn({ err }, "reconcile failed"));
-      }, Math.max(100, options.reconcileEveryMs ?? config.AGENTRY_RECONCILE_INTERVAL_MS));
-      timer.unref();
-    },
+    start: () => worker.start(),
     async close() {
-      if (timer) clearInterval(timer);
-      await unsubscribe?.();
       await worker.close();
       await publisher.quit().catch(() => publisher.disconnect());
       await redis.quit().catch(() => redis.disconnect());

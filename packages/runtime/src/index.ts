@@ -4,7 +4,7 @@ export { isGroupId, isTaskId, taskIdFor } from "./tasks/task-ids.js";
 export { AgentryClient, type AgentryClientOptions, type Caller, type SessionOrder, type SubmittedTask, type TaskEvent } from "./client/agentry-client.js";
 export { statusOfJob, taskStateOf, type TaskState, type TaskStatus } from "./client/task-status.js";
 export type { TaskProgress } from "./tasks/progress.js";
-export { AgentWorker, type AgentWorkerOptions, type TaskExecution, type TaskHandler, type WorkerHealth } from "./worker/agent-worker.js";
+export { AgentWorker, type AgentWorkerOptions, type Reconciler, type TaskExecution, type TaskHandler, type WakeSource, type WorkerControl, type WorkerHealth } from "./worker/agent-worker.js";
 export type { TaskOutcome } from "./worker/job-outcome.js";
 export { cancelChannel, cancelKey } from "./tasks/cancellation.js";
 export { startTelemetry, AGENTRY_TRACER_NAME, type StartTelemetryOptions, type Telemetry } from "./telemetry/start-telemetry.js";
@@ -16,6 +16,7 @@ export { GenAIAttr, GenAIOperation, AgentryAttr, usageAttributes } from "./telem
 export { traceLogMixin, createTaskLogger, startTaskLog, type TaskLog, type TaskLogIdentity, type TraceLogFields } from "./telemetry/task-log.js";
 export {
   createMetrics,
+  budgetRemainingOf,
   queueDepthOf,
   QUEUE_DEPTH_STATES,
   type AgentryMetrics,

@@ -134,6 +134,95 @@ describe("AgentWorker + AgentryClient", () => {
     expect(await worker.promote(parked.taskId)).toBe(false);
   });
 
+  it("gives the handler wake and liveness of other tasks: a task wakes the one it parked behind", async () => {
+    const live: Record<string, boolean> = {};
+    const { client, worker } = setup(async (ex) => {
+      if (ex.payload.prompt === "first") {
+        if (!ex.parked) return { type: "park", parked: { reason: "session_busy", until: Date.now() + 60_000 } };
+        return { type: "completed", result: result("woken") };
+      }
+      const first = ex.payload.prompt.slice("wake ".length);
+      live.before = await ex.isLive(first);
+      live.unknown = await ex.isLive("task_unknown");
+      expect(await ex.wake(first)).toBe(true);
+      return { type: "completed", result: result("woke it") };
+    });
+    await worker.start();
+    const first = await client.submit({ prompt: "first" }, { tenant: "acme" });
+    // Parked: back in the delayed set after one attempt.
+    await expect
+      .poll(async () => {
+        const status = await client.status(first.taskId);
+        return status.state === "queued" && status.attempts === 1;
+      }, { timeout: 10_000 })
+      .toBe(true);
+    const waker = await client.submit({ prompt: `wake ${first.taskId}` }, { tenant: "acme" });
+    expect((await client.wait(waker.taskId, { timeoutMs: 10_000 })).text).toBe("woke it");
+    expect((await client.wait(first.taskId, { timeoutMs: 10_000 })).text).toBe("woken");
+    expect(live).toEqual({ before: true, unknown: false });
+    expect(await worker.isLive(first.taskId)).toBe(false);
+  });
+
+  it("runs its reconcilers at start and periodically, past one that throws, and stops them on close", async () => {
+    const passes: string[] = [];
+    const count = (name: string) => passes.filter((p) => p === name).length;
+    const lines: string[] = [];
+    const stream = { write: (line: string) => void lines.push(line) };
+    const { worker } = setup(async () => ({ type: "completed", result: result("x") }), {
+      logger: createLogger({ name: "test", level: "warn", destination: stream }),
+      reconcileEveryMs: 100,
+      reconcilers: [
+        async () => {
+          passes.push("broken");
+          throw new AgentryError("INTERNAL", "reconcile broke");
+        },
+        async (control) => {
+          passes.push("ok");
+          expect(await control.missingTasks(["task_gone"])).toEqual(["task_gone"]);
+        },
+      ],
+    });
+    await worker.start();
+    // The first pass ran before start resolved.
+    expect(passes).toEqual(["broken", "ok"]);
+    await expect.poll(() => count("ok"), { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+    expect(lines.some((l) => l.includes("reconcile broke"))).toBe(true);
+    await worker.close();
+    const okAtClose = count("ok");
+    // Passes are tied to the worker's life: after close none starts. Another worker's start is the
+    // event to wait on, so the check does not rest on a sleep.
+    const { worker: next } = setup(async () => ({ type: "completed", result: result("x") }), { reconcileEveryMs: 100, reconcilers: [async () => void passes.push("next")] });
+    await next.start();
+    await expect.poll(() => count("next"), { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
+    expect(count("ok")).toBe(okAtClose);
+  });
+
+  it("promotes a parked task when a wake source names it, and unsubscribes on close", async () => {
+    let emit: ((taskId: string) => void) | undefined;
+    let unsubscribed = false;
+    const { client, worker } = setup(
+      async (ex) => {
+        if (!ex.parked) return { type: "park", parked: { reason: "approval", approvalIds: ["appr_1"], until: Date.now() + 60_000 } };
+        return { type: "completed", result: result("approved") };
+      },
+      {
+        wakeSources: [
+          async (wake) => {
+            emit = wake;
+            return async () => void (unsubscribed = true);
+          },
+        ],
+      },
+    );
+    await worker.start();
+    const parked = await client.submit({ prompt: "needs approval" }, { tenant: "acme" });
+    await expect.poll(async () => (await client.status(parked.taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
+    emit?.(parked.taskId);
+    expect((await client.wait(parked.taskId, { timeoutMs: 10_000 })).text).toBe("approved");
+    await worker.close();
+    expect(unsubscribed).toBe(true);
+  });
+
   it("rate-limits the whole queue on a provider 429: no task starts on any worker until retry-after has passed, and none fails", async () => {
     const RETRY_AFTER_MS = 1_500;
     const prefix = redis.freshPrefix();

@@ -1,5 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { withTimeout } from "@agentry/core";
+import type { BudgetLedger } from "../budget/ledger.js";
 
 /** How a task execution ended, as counted by `agentry_tasks_total`. Other strings are allowed. */
 export type TaskMetricOutcome =
@@ -277,5 +278,14 @@ export function queueDepthOf(queue: { getJobCounts(...types: QueueDepthState[]):
   return async () => {
     const counts = await queue.getJobCounts(...QUEUE_DEPTH_STATES);
     return { waiting: counts.waiting ?? 0, active: counts.active ?? 0, delayed: counts.delayed ?? 0, prioritized: counts.prioritized ?? 0 };
+  };
+}
+
+/** The budget-remaining collector for a ledger: every scope it knows, with its remaining tokens and cost. */
+export function budgetRemainingOf(ledger: Pick<BudgetLedger, "listScopes" | "getStats">): () => Promise<BudgetRemainingSample[]> {
+  return async () => {
+    const scopes = await ledger.listScopes();
+    const stats = await Promise.all(scopes.map((s) => ledger.getStats(s)));
+    return stats.map((s) => ({ scope: s.scope, tokens: s.remaining.tokens, costMicroUsd: s.remaining.costMicroUsd }));
   };
 }

@@ -62,7 +62,6 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: stri
   const sessions = new RedisSessionStore({ redis: conn, prefix });
   const turns = new RedisSessionTurns({ redis: conn, prefix });
   const client = new AgentryClient({ url: redis.url, prefix, sessionOrder: turns });
-  let worker: AgentWorker | undefined = undefined;
   const handler = createAgentTaskHandler({
     model,
     tools,
@@ -73,14 +72,9 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: stri
     hooks: [budget, ...(opts.hooks ?? [])],
     audit: { append: async (e) => void audit.push(e) },
     actor: "worker-test-1",
-    wake: (id) => (worker as AgentWorker).promote(id),
-    isLive: async (id) => {
-      const job = await client.queue.getJob(id);
-      return !!job && !["completed", "failed"].includes(await job.getState());
-    },
   });
-  worker = new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: opts.concurrency ?? 4, ...(opts.shutdownGraceMs ? { shutdownGraceMs: opts.shutdownGraceMs } : {}) });
-  closers.push(() => client.close(), () => (worker as AgentWorker).close());
+  const worker = new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: opts.concurrency ?? 4, ...(opts.shutdownGraceMs ? { shutdownGraceMs: opts.shutdownGraceMs } : {}) });
+  closers.push(() => client.close(), () => worker.close());
   return { client, worker, ran, ledger, sessions, audit, prefix, conn };
 }
 

@@ -72,10 +72,6 @@ export interface AgentTaskHandlerOptions {
   sessionLeaseMs?: number;
   /** How long a task waits for an approval when the approval does not say. @defaultValue 24 h */
   approvalWaitMs?: number;
-  /** Wakes a parked task (the next of a session when a turn ends). */
-  wake?: (taskId: string) => Promise<unknown>;
-  /** Is this task id still queued or running? Used to skip a session's dead head. */
-  isLive?: (taskId: string) => Promise<boolean>;
   /** Current trace id, for audit entries. @defaultValue the active OpenTelemetry span's */
   traceId?: () => string | undefined;
   _internal?: { clock?: Clock };
@@ -129,7 +125,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     const finished = checkpoint?.agent !== undefined && checkpoint.agent.pending.length === 0 && checkpoint.agent.messages.at(-1)?.role === "assistant";
     let lease = checkpoint?.lease;
     if (options.turns && !finished) {
-      lease = await takeTurn(options, session, ex.taskId, lease, leaseMs);
+      lease = await takeTurn(options, ex, session, lease, leaseMs);
       if (!lease) {
         await ex.reportProgress({ step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "session_busy" });
         return { type: "park", parked: { reason: "session_busy", until: clock.now() + 30_000 } };
@@ -279,11 +275,12 @@ function readCheckpoint(value: unknown): Checkpoint | undefined {
 
 async function takeTurn(
   options: AgentTaskHandlerOptions,
+  ex: TaskExecution,
   sessionId: string,
-  taskId: string,
   saved: SessionLease | undefined,
   leaseMs: number,
 ): Promise<SessionLease | undefined> {
+  const taskId = ex.taskId;
   const turns = options.turns;
   if (!turns) return undefined;
   if (saved && saved.sessionId === sessionId && (await turns.renew(saved, leaseMs))) return saved;
@@ -295,7 +292,7 @@ async function takeTurn(
   const head = await turns.head(sessionId);
   if (head === taskId) return (await turns.tryAcquire(sessionId, taskId, leaseMs)) ?? undefined;
   // The head may be a task that no longer exists (removed, or its submit failed half-way).
-  if (head && head !== taskId && options.isLive && !(await options.isLive(head))) {
+  if (head && head !== taskId && !(await ex.isLive(head))) {
     await turns.remove(sessionId, head);
     return (await turns.tryAcquire(sessionId, taskId, leaseMs)) ?? undefined;
   }
@@ -307,7 +304,7 @@ async function endTurn(options: AgentTaskHandlerOptions, lease: SessionLease | u
   if (!lease || !options.turns) return;
   if (!(await options.turns.release(lease, { fence: ex.fence }))) return;
   const next = await options.turns.head(lease.sessionId);
-  if (next) await options.wake?.(next);
+  if (next) await ex.wake(next);
 }
 
 function keepRenewed(turns: SessionTurns, lease: SessionLease, leaseMs: number): { stop(): void } {

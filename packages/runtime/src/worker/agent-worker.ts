@@ -53,8 +53,35 @@ export interface TaskExecution {
   firstTrace: string | undefined;
   /** Records the first attempt's trace; persisted with the job's next write (checkpoint, park or failure). */
   setFirstTrace(serialised: string): Promise<void>;
+  /** Wakes another parked task now (e.g. the next of a session when this one's turn ends); see {@link AgentWorker.promote}. */
+  wake(taskId: string): Promise<boolean>;
+  /** Is this task still queued or running? See {@link AgentWorker.isLive}. */
+  isLive(taskId: string): Promise<boolean>;
   log: Logger;
 }
+
+/** What a reconcile pass may ask of the worker it runs in. */
+export interface WorkerControl {
+  /** Wakes a parked task now; false when it was not parked. */
+  promote(taskId: string): Promise<boolean>;
+  /** Is this task still queued or running? */
+  isLive(taskId: string): Promise<boolean>;
+  /** The task ids among these whose job no longer exists. */
+  missingTasks(taskIds: string[]): Promise<string[]>;
+}
+
+/**
+ * One pass of repair work the worker runs at start and then every `reconcileEveryMs`, e.g. waking
+ * the tasks of approvals decided while no worker listened. Redis state is the truth; events only
+ * wake. A pass that throws is logged; the next one runs on time.
+ */
+export type Reconciler = (worker: WorkerControl) => Promise<void>;
+
+/**
+ * A stream of wake-ups (e.g. approval decisions on pub/sub): subscribes, calls `wake` with each
+ * task id to promote, and returns its unsubscribe. A missed event is caught by a {@link Reconciler}.
+ */
+export type WakeSource = (wake: (taskId: string) => void) => Promise<() => Promise<void>>;
 
 /** Runs one agent task attempt. Throw AgentryError for failures. */
 export type TaskHandler = (execution: TaskExecution) => Promise<TaskOutcome>;
@@ -95,6 +122,12 @@ export interface AgentWorkerOptions {
    * was removed by the client): e.g. to cancel the approvals it waited for. Errors are logged.
    */
   onCancelRequested?: (taskId: string) => Promise<void>;
+  /** Repair passes run at start and every `reconcileEveryMs`, one after another. @defaultValue none */
+  reconcilers?: Reconciler[];
+  /** How often the reconcilers run (at least 100). @defaultValue 5_000 */
+  reconcileEveryMs?: number;
+  /** Wake-ups the worker subscribes to while it runs. @defaultValue none */
+  wakeSources?: WakeSource[];
   /** Called for every job that ends (completed or failed), for metrics and audit. */
   onFinished?: (event: { taskId: string; payload: AgentTaskPayload; outcome: "completed" | "failed" | "cancelled"; durationMs: number; error?: AgentryError }) => void;
   _internal?: { clock?: Clock };
@@ -117,7 +150,7 @@ const SHUTDOWN = Symbol("agentry.shutdown");
  * (slot freed at once), provider 429 → queue-wide rate limit + RateLimitError (no attempt used),
  * retryable error → backoff (honouring `retryAfterMs`), other errors → UnrecoverableError.
  */
-export class AgentWorker {
+export class AgentWorker implements WorkerControl {
   readonly worker: Worker<AgentJobData | FanoutPayload, AgentTaskResult | FanoutResult>;
   readonly queue: Queue;
   readonly prefix: string;
@@ -134,6 +167,10 @@ export class AgentWorker {
   private readonly clock: Clock;
   private shuttingDown = false;
   private closed: Promise<void> | undefined;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  /** The reconcile pass under way, so passes never overlap and close waits for it. */
+  private reconciling: Promise<void> | undefined;
+  private readonly unsubscribes: (() => Promise<void>)[] = [];
 
   constructor(options: AgentWorkerOptions) {
     this.options = options;
@@ -189,7 +226,7 @@ export class AgentWorker {
     }
   }
 
-  /** Starts taking jobs. Resolves once the worker is ready. */
+  /** Starts taking jobs, the wake sources and the periodic reconcile. Resolves once the worker is ready and the first reconcile pass ran. */
   async start(): Promise<void> {
     if (this.options.globalConcurrency) await this.queue.setGlobalConcurrency(this.options.globalConcurrency);
     await this.subscriber.subscribe(cancelChannel(this.prefix));
@@ -199,8 +236,33 @@ export class AgentWorker {
       }
       void this.options.onCancelRequested?.(taskId).catch((err: unknown) => this.options.logger.warn({ err, taskId }, "cancellation follow-up failed"));
     });
+    for (const source of this.options.wakeSources ?? []) {
+      this.unsubscribes.push(
+        await source((taskId) => {
+          void this.promote(taskId).catch((err: unknown) => this.options.logger.warn({ err, taskId }, "wake-up failed"));
+        }),
+      );
+    }
     void this.worker.run().catch((err: unknown) => this.options.logger.error({ err }, "worker loop ended"));
     await this.worker.waitUntilReady();
+    if ((this.options.reconcilers ?? []).length > 0) {
+      await this.reconcile();
+      this.reconcileTimer = setInterval(() => void this.reconcile(), Math.max(100, this.options.reconcileEveryMs ?? 5_000));
+      this.reconcileTimer.unref();
+    }
+  }
+
+  /** Runs one pass of every reconciler (none when a pass is still under way); failures are logged. */
+  private reconcile(): Promise<void> {
+    this.reconciling ??= (async () => {
+      for (const reconciler of this.options.reconcilers ?? []) {
+        if (this.shuttingDown) break;
+        await reconciler(this).catch((err: unknown) => this.options.logger.warn({ err }, "reconcile failed"));
+      }
+    })().finally(() => {
+      this.reconciling = undefined;
+    });
+    return this.reconciling;
   }
 
   /**
@@ -210,6 +272,9 @@ export class AgentWorker {
   close(): Promise<void> {
     this.closed ??= (async () => {
       this.shuttingDown = true;
+      clearInterval(this.reconcileTimer);
+      for (const unsubscribe of this.unsubscribes.splice(0)) await unsubscribe().catch(() => undefined);
+      await this.reconciling;
       const closing = this.worker.close();
       const grace = this.options.shutdownGraceMs ?? 10_000;
       const timer = setTimeout(() => {
@@ -241,6 +306,12 @@ export class AgentWorker {
       // Not delayed any more (already promoted by another worker, or running): nothing to do.
       return false;
     }
+  }
+
+  /** Is this task still queued, running or parked (its job exists and has not finished)? */
+  async isLive(taskId: string): Promise<boolean> {
+    const job = await this.queue.getJob(taskId);
+    return job !== undefined && !["completed", "failed"].includes(await job.getState());
   }
 
   /** The task ids among `taskIds` whose job no longer exists (removed, cancelled), in one round trip. */
@@ -327,6 +398,8 @@ export class AgentWorker {
           entry.lastProgressAt = this.clock.now();
           await this.jobWriter.write(keys, taskId, token, "progress", progress);
         },
+        wake: (other) => this.promote(other),
+        isLive: (other) => this.isLive(other),
         log,
       });
       if (outcome.type === "park") {
