@@ -7,14 +7,6 @@ export {
   type CompiledAnthropicModelOptions,
 } from "./anthropic/anthropic-model.js";
 export {
-  mapAnthropicError,
-  mapCountTokensError,
-  parseRetryAfterMs,
-  type ErrorContext,
-} from "./anthropic/map-error.js";
-export { toCreateParams, toCountTokensParams } from "./anthropic/map-request.js";
-export { fromMessage } from "./anthropic/map-response.js";
-export {
   PRICING_AS_OF,
   CLAUDE_PRICING,
   CLAUDE_MODEL_ALIASES,
