@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createLogger, createRedis, keySpace } from "../../packages/core/src/index.js";
 import { ScriptedModel } from "../../packages/llm/src/index.js";
+import { demoRules } from "../../apps/worker/src/demo-rules.js";
 import { RedisSessionTurns } from "../../packages/memory/src/index.js";
 import { AgentryClient } from "../../packages/runtime/src/index.js";
 import { ApprovalStore } from "../../packages/governance/src/index.js";
@@ -90,7 +91,7 @@ async function main(): Promise<void> {
   const waiters = new Map<string, (at: number) => void>();
   const workers: BuiltWorker[] = [];
   for (let i = 0; i < WORKERS; i++) {
-    const built = await buildWorker(config, { logger, model: new ScriptedModel() });
+    const built = await buildWorker(config, { logger, model: new ScriptedModel({ rules: demoRules }) });
     watchToolStarts(built.redis, prefix, (taskId, at) => waiters.get(taskId)?.(at));
     await built.start();
     workers.push(built);

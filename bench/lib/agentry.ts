@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRedis, type Logger } from "../../packages/core/src/index.js";
 import { ScriptedModel, type LanguageModel, type ModelRequest, type ModelResponse } from "../../packages/llm/src/index.js";
+import { demoRules } from "../../apps/worker/src/demo-rules.js";
 import { RedisSessionTurns } from "../../packages/memory/src/index.js";
 import { AgentryClient, createBullMQTelemetry, createTaskLogger } from "../../packages/runtime/src/index.js";
 import { createTestApprovers } from "../../packages/governance/src/testing.js";
@@ -19,12 +20,12 @@ import { parseWorkerConfig } from "../../apps/worker/src/config.js";
 type RedisClient = ReturnType<typeof createRedis>;
 
 /**
- * ScriptedModel (zero latency, the demo behaviour) without its request log: `ScriptedModel`
+ * ScriptedModel (zero latency, the reference worker's demo rules) without its request log: `ScriptedModel`
  * keeps every request it was sent, which over tens of thousands of tasks would be measured
  * as worker memory growth that a real provider adapter does not have.
  */
 export class ForgetfulScriptedModel implements LanguageModel {
-  readonly #inner = new ScriptedModel();
+  readonly #inner = new ScriptedModel({ rules: demoRules });
   readonly provider = this.#inner.provider;
   readonly defaultModel = this.#inner.defaultModel;
   async generate(request: ModelRequest): Promise<ModelResponse> {

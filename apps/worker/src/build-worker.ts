@@ -37,6 +37,7 @@ import {
 } from "@agentry/governance";
 import type { WorkerConfig } from "./config.js";
 import { approvalDecisions, reconcileApprovals } from "./approval-wake.js";
+import { demoRules } from "./demo-rules.js";
 import { referenceTools } from "./reference-tools.js";
 
 /** The reference policy shipped with the worker (packages/governance/policies/default.yaml). */
@@ -85,7 +86,13 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
 
   const model =
     options.model ??
-    createLanguageModel({ llm: config.AGENTRY_LLM, apiKey: config.ANTHROPIC_API_KEY, baseURL: config.ANTHROPIC_BASE_URL, model: config.AGENTRY_MODEL });
+    createLanguageModel({
+      llm: config.AGENTRY_LLM,
+      apiKey: config.ANTHROPIC_API_KEY,
+      baseURL: config.ANTHROPIC_BASE_URL,
+      model: config.AGENTRY_MODEL,
+      scripted: { rules: demoRules },
+    });
   const memory = new RedisVectorMemory({ redis, prefix, embedder: new HashingEmbedder() });
   const tools = referenceTools({ redis, prefix, memory, timeoutMs: config.AGENTRY_TOOL_TIMEOUT_MS, deleteDelayMs: config.AGENTRY_TOOL_DELAY_MS });
   const sessions = new RedisSessionStore({ redis, prefix });

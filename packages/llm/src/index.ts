@@ -36,5 +36,12 @@ export {
   type ScriptedFailure,
   type ScriptedBlock,
 } from "./scripted/scripted-model.js";
-export { demoDecision, conversationHash, type DemoDecision } from "./scripted/demo-behaviour.js";
+export {
+  clipText,
+  scriptedTurn,
+  toolResultLine,
+  type ScriptedRule,
+  type ScriptedToolResult,
+  type ScriptedTurn,
+} from "./scripted/rules.js";
 export { createLanguageModel, type LanguageModelConfig } from "./factory/create-language-model.js";

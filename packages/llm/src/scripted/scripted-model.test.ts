@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { estimateInputTokens } from "../estimate/estimate-tokens.js";
 import type { ModelRequest, ToolDefinition, ToolUseBlock } from "../model/types.js";
 import { ScriptedModel, scriptedError, scriptedText, scriptedToolUse } from "./scripted-model.js";
+import { scriptedTurn, type ScriptedRule } from "./rules.js";
 
 const tool = (name: string, props: string[]): ToolDefinition => ({
   name,
@@ -72,11 +73,11 @@ describe("ScriptedModel replay", () => {
     expect(llm.provider).toBe("scripted");
   });
 
-  it("throws INTERNAL once a script is used up, or falls back to the demo when asked", async () => {
+  it("throws INTERNAL once a script is used up, or falls back to the rules when asked", async () => {
     const strict = new ScriptedModel({ script: [scriptedText("one")] });
     await strict.generate(ask("a"));
     expect((await failure(strict.generate(ask("b")))).code).toBe("INTERNAL");
-    const lenient = new ScriptedModel({ script: [], whenExhausted: "demo" });
+    const lenient = new ScriptedModel({ script: [], whenExhausted: "rules" });
     expect((await lenient.generate(ask("hello"))).stopReason).toBe("end_turn");
   });
 
@@ -114,121 +115,60 @@ describe("ScriptedModel replay", () => {
   });
 });
 
-describe("ScriptedModel demo behaviour", () => {
-  const demo = new ScriptedModel();
+describe("ScriptedModel rule table", () => {
+  const weatherRule: ScriptedRule = (request) => {
+    const city = /weather in (\w+)/i.exec(scriptedTurn(request).prompt)?.[1];
+    return city ? scriptedToolUse("get_weather", { city }) : undefined;
+  };
 
-  it("answers a weather question with get_weather {city}", async () => {
-    const r = await demo.generate(ask("What's the weather in Paris today?"));
-    expect(r.stopReason).toBe("tool_use");
-    expect(onlyToolUse(r.content)).toMatchObject({ name: "get_weather", input: { city: "Paris" } });
-    const r2 = await demo.generate(ask("temperature forecast for New York?"));
-    expect(onlyToolUse(r2.content).input).toEqual({ city: "New York" });
+  it("answers with the first rule that has a reply, in table order", async () => {
+    const first: ScriptedRule = (request) => (scriptedTurn(request).prompt.includes("Oslo") ? scriptedText("first") : undefined);
+    const model = new ScriptedModel({ rules: [first, weatherRule, () => scriptedText("last")] });
+    expect((await model.generate(ask("weather in Oslo"))).content).toEqual([{ type: "text", text: "first" }]);
+    const use = onlyToolUse((await model.generate(ask("weather in Rome"))).content);
+    expect(use).toMatchObject({ name: "get_weather", input: { city: "Rome" } });
+    expect((await model.generate(ask("Tell me a joke"))).content).toEqual([{ type: "text", text: "last" }]);
   });
 
-  it("answers delete X in staging|production with delete_resource {resource, env}", async () => {
-    expect(onlyToolUse((await demo.generate(ask("Please delete db-1 in staging"))).content)).toMatchObject({
-      name: "delete_resource",
-      input: { resource: "db-1", env: "staging" },
-    });
-    expect(
-      onlyToolUse((await demo.generate(ask("delete cache-cluster in production"))).content).input,
-    ).toEqual({
-      resource: "cache-cluster",
-      env: "production",
-    });
+  it("knows no tool without rules: a plain text answer, a greeting for an empty prompt", async () => {
+    const model = new ScriptedModel();
+    const r = await model.generate(ask("What's the weather in Paris?"));
+    expect(r.stopReason).toBe("end_turn");
+    expect(r.content).toEqual([{ type: "text", text: expect.stringContaining("What's the weather in Paris?") as string }]);
+    expect((await model.generate(ask(""))).content).toEqual([{ type: "text", text: "Hello! How can I help?" }]);
   });
 
-  it("answers remember and recall", async () => {
-    expect(
-      onlyToolUse((await demo.generate(ask("Remember that my favourite colour is teal"))).content),
-    ).toMatchObject({
-      name: "remember",
-      input: { text: "my favourite colour is teal" },
-    });
-    expect(
-      onlyToolUse((await demo.generate(ask("What do you remember about my favourite colour?"))).content),
-    ).toMatchObject({
-      name: "recall",
-      input: { query: "my favourite colour" },
-    });
-  });
-
-  it("summarises a tool result, including an error result such as a denial", async () => {
-    const call = await demo.generate(ask("delete db-1 in production"));
+  it("summarises tool results when no rule answers, naming the tool, errors included", async () => {
+    const model = new ScriptedModel({ rules: [weatherRule] });
+    const call = await model.generate(ask("weather in Paris"));
     const use = onlyToolUse(call.content);
-    const ok = await demo.generate(
-      ask("", {
-        messages: [
-          { role: "user", content: "delete db-1 in production" },
-          { role: "assistant", content: call.content },
-          {
-            role: "user",
-            content: [{ type: "tool_result", toolUseId: use.id, content: '{"deleted":"db-1"}' }],
-          },
-        ],
-      }),
-    );
-    expect(ok.stopReason).toBe("end_turn");
-    expect(ok.content).toEqual([{ type: "text", text: 'delete_resource returned: {"deleted":"db-1"}' }]);
-    const sentence = (content: string) =>
-      demo.generate(
+    const after = (content: string, isError?: boolean) =>
+      model.generate(
         ask("", {
           messages: [
-            { role: "user", content: "delete db-1 in staging" },
+            { role: "user", content: "weather in Paris" },
             { role: "assistant", content: call.content },
-            { role: "user", content: [{ type: "tool_result", toolUseId: use.id, content }] },
+            { role: "user", content: [{ type: "tool_result", toolUseId: use.id, content, ...(isError ? { isError } : {}) }] },
           ],
         }),
       );
-    expect((await sentence('{"deleted":"db-1","env":"staging","simulated":true}')).content).toEqual([
-      { type: "text", text: "Done: db-1 was deleted in staging (simulated)." },
-    ]);
-    expect((await sentence('{"city":"Paris","temperatureC":18,"conditions":"clear"}')).content).toEqual([
-      { type: "text", text: "In Paris it is 18°C and clear." },
-    ]);
-    const denied = await demo.generate(
-      ask("", {
-        messages: [
-          { role: "user", content: "delete db-1 in production" },
-          { role: "assistant", content: call.content },
-          {
-            role: "user",
-            content: [
-              {
-                type: "tool_result",
-                toolUseId: use.id,
-                content: "Denied by policy no-prod-delete",
-                isError: true,
-              },
-            ],
-          },
-        ],
-      }),
-    );
-    expect(denied.content).toEqual([
-      { type: "text", text: "I could not complete delete_resource: Denied by policy no-prod-delete" },
-    ]);
-  });
-
-  it("answers anything else, or a tool that is not offered, with short text", async () => {
-    const r = await demo.generate(ask("Tell me a joke"));
-    expect(r.stopReason).toBe("end_turn");
-    expect(r.content[0]?.type).toBe("text");
-    const noTools = await demo.generate(ask("What's the weather in Paris?", { tools: [] }));
-    expect(noTools.stopReason).toBe("end_turn");
+    const ok = await after('{"city":"Paris"}');
+    expect(ok.stopReason).toBe("end_turn");
+    expect(ok.content).toEqual([{ type: "text", text: 'get_weather returned: {"city":"Paris"}' }]);
+    expect((await after("Denied by policy p", true)).content).toEqual([{ type: "text", text: "I could not complete get_weather: Denied by policy p" }]);
   });
 
   it("derives tool_use ids from the conversation, so a retry gets the same id", async () => {
-    const a = onlyToolUse((await demo.generate(ask("What's the weather in Rome?"))).content);
-    const b = onlyToolUse((await new ScriptedModel().generate(ask("What's the weather in Rome?"))).content);
-    const c = onlyToolUse((await demo.generate(ask("What's the weather in Oslo?"))).content);
+    const a = onlyToolUse((await new ScriptedModel({ rules: [weatherRule] }).generate(ask("weather in Rome"))).content);
+    const b = onlyToolUse((await new ScriptedModel({ rules: [weatherRule] }).generate(ask("weather in Rome"))).content);
+    const c = onlyToolUse((await new ScriptedModel({ rules: [weatherRule] }).generate(ask("weather in Oslo"))).content);
     expect(a.id).toBe(b.id);
     expect(a.id).not.toBe(c.id);
   });
 
   it("reports plausible usage: input by the estimate rule, output from the answer length", async () => {
     const request = ask("Tell me a joke");
-    const r = await demo.generate(request);
+    const r = await new ScriptedModel().generate(request);
     expect(r.usage.input).toBe(estimateInputTokens(request));
     const text = (r.content[0] as { text: string }).text;
     expect(r.usage.output).toBe(Math.ceil(text.length / 4));

@@ -10,7 +10,7 @@ import type {
   ToolUseBlock,
   Usage,
 } from "../model/types.js";
-import { conversationHash, demoDecision } from "./demo-behaviour.js";
+import { answerByRules, conversationHash, type ScriptedRule } from "./rules.js";
 
 /** A content block of a scripted reply; a tool_use without `id` gets a deterministic one. */
 export type ScriptedBlock = TextBlock | (Omit<ToolUseBlock, "id"> & { id?: string });
@@ -41,11 +41,18 @@ export interface ScriptedModelOptions {
   /** Replies served in order, one per call. */
   script?: ScriptedStep[];
   /**
-   * What to do once the script is used up: answer with the demo behaviour, or throw `INTERNAL`
-   * (a test that scripted N calls usually wants to know about call N+1).
-   * @defaultValue `"throw"` when a script is given, else `"demo"`
+   * The rule table that answers a call the script does not: the first rule with a reply wins;
+   * when none has one, tool results are summarised and anything else gets a short text. The
+   * model knows no tool of its own: whatever it calls comes from these rules.
+   * @defaultValue none
    */
-  whenExhausted?: "demo" | "throw";
+  rules?: readonly ScriptedRule[];
+  /**
+   * What to do once the script is used up: answer by the rules, or throw `INTERNAL` (a test
+   * that scripted N calls usually wants to know about call N+1).
+   * @defaultValue `"throw"` when a script is given, else `"rules"`
+   */
+  whenExhausted?: "rules" | "throw";
   /** @defaultValue {@link DEFAULT_MODEL}, so budgets price scripted calls like real ones */
   defaultModel?: string;
   /** Simulated latency of each call (abortable). @defaultValue 0 */
@@ -76,8 +83,8 @@ function isFailure(step: ScriptedReply | ScriptedFailure): step is ScriptedFailu
 
 /**
  * An offline, deterministic LanguageModel. It replays a script (recording every request), and
- * otherwise answers the reference worker's prompts with its demo behaviour (`demoDecision`).
- * Same contract as the Anthropic adapter: aborting throws `CANCELLED`.
+ * otherwise answers by its rule table (`rules`). Same contract as the Anthropic adapter:
+ * aborting throws `CANCELLED`.
  */
 export class ScriptedModel implements LanguageModel {
   readonly provider = "scripted";
@@ -86,13 +93,15 @@ export class ScriptedModel implements LanguageModel {
   readonly requests: ModelRequest[] = [];
   readonly #maxRecorded: number;
   readonly #queue: ScriptedStep[];
-  readonly #whenExhausted: "demo" | "throw";
+  readonly #rules: readonly ScriptedRule[];
+  readonly #whenExhausted: "rules" | "throw";
   readonly #latencyMs: number;
   #calls = 0;
 
   constructor(options: ScriptedModelOptions = {}) {
     this.#queue = [...(options.script ?? [])];
-    this.#whenExhausted = options.whenExhausted ?? (options.script === undefined ? "demo" : "throw");
+    this.#rules = options.rules ?? [];
+    this.#whenExhausted = options.whenExhausted ?? (options.script === undefined ? "rules" : "throw");
     this.defaultModel = options.defaultModel ?? DEFAULT_MODEL;
     this.#latencyMs = options.latencyMs ?? 0;
     this.#maxRecorded = options.maxRecordedRequests ?? 1_000;
@@ -133,7 +142,7 @@ export class ScriptedModel implements LanguageModel {
           details: { call },
         });
       }
-      reply = demoDecision(request);
+      reply = answerByRules(request, this.#rules);
     } else {
       const resolved = typeof step === "function" ? step(request, call) : step;
       if (isFailure(resolved)) throw resolved.error;
