@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { ContentBlock, Message, ModelRequest } from "../model/types.js";
-import type { ScriptedReply } from "./scripted-model.js";
+import type { ScriptedReply } from "./reply.js";
 
 /**
  * One row of a {@link ScriptedModel}'s rule table: the reply to a request, or `undefined` to
