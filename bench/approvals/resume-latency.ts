@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { createLogger, createRedis, keySpace } from "../../packages/core/src/index.js";
 import { ScriptedModel } from "../../packages/llm/src/index.js";
-import { demoRules } from "../../apps/worker/src/demo-rules.js";
+import { demoRules } from "../../packages/reference/src/demo-rules.js";
 import { RedisSessionTurns } from "../../packages/memory/src/index.js";
 import { AgentryClient } from "../../packages/runtime/src/index.js";
 import { ApprovalStore } from "../../packages/governance/src/index.js";
@@ -29,7 +29,7 @@ import { createTestApprovers } from "../../packages/governance/src/testing.js";
 import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.js";
 import { buildWorker, type BuiltWorker } from "../../apps/worker/src/build-worker.js";
 import { parseWorkerConfig } from "../../apps/worker/src/config.js";
-import { deletionsKey } from "../../apps/worker/src/reference-tools.js";
+import { deletionsKey } from "../../packages/reference/src/reference-tools.js";
 
 const { values: args } = parseArgs({
   options: {

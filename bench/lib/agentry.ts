@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRedis, type Logger } from "../../packages/core/src/index.js";
 import { ScriptedModel, type LanguageModel, type ModelRequest, type ModelResponse } from "../../packages/llm/src/index.js";
-import { demoRules } from "../../apps/worker/src/demo-rules.js";
+import { demoRules } from "../../packages/reference/src/demo-rules.js";
 import { RedisSessionTurns } from "../../packages/memory/src/index.js";
 import { AgentryClient, createBullMQTelemetry, createTaskLogger } from "../../packages/runtime/src/index.js";
 import { createTestApprovers } from "../../packages/governance/src/testing.js";

@@ -11,6 +11,7 @@ import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { RedisSessionTurns } from "@agentry/memory";
 import { ApprovalStore, AuditLog } from "@agentry/governance";
 import { createTestApprovers } from "@agentry/governance/testing";
+import { referenceReply } from "@agentry/reference/testing";
 
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 const ACL_FILE = join(repo, "infra/redis/users.acl");
@@ -24,7 +25,7 @@ const INSPECTOR = "acl-test-inspector";
 
 let server: Awaited<ReturnType<typeof startRedisServer>>;
 let dir: string;
-/** The Messages API the worker process calls through the real SDK (the fake answers by its demo rule). */
+/** The Messages API the worker process calls through the real SDK (the fake answers by the reference tools' rule table, `referenceReply`). */
 let fake: FakeAnthropic;
 const connections: Redis[] = [];
 /** A denial, as a command (`NOPERM ...`) or as a command inside a Lua script (`The user executing the script can't ...`). */
@@ -43,7 +44,7 @@ beforeAll(async () => {
   const acl = join(dir, "users.acl");
   writeFileSync(acl, `${readFileSync(ACL_FILE, "utf8")}user ${INSPECTOR} on >inspect ~* &* +@all\n`);
   server = await startRedisServer({ args: ["--aclfile", acl] });
-  fake = await startFakeAnthropic();
+  fake = await startFakeAnthropic({ handler: referenceReply });
 });
 
 afterAll(async () => {
@@ -129,7 +130,7 @@ describe("infra/redis/users.acl", () => {
     const result = await producer.wait(taskId, { timeoutMs: 90_000 }).catch((err: unknown) => {
       throw new Error(`${String(err)}\nworker output:\n${workerLog}`);
     });
-    expect(result.text).toMatch(/^Here is what I found: \{"city":"Paris","temperatureC":-?\d+,"conditions":"[a-z ]+"\}$/);
+    expect(result.text).toMatch(/^In Paris it is -?\d+°C and [a-z ]+\.$/);
     expect((await producer.status(taskId)).state).toBe("completed");
   });
 
@@ -160,7 +161,7 @@ describe("infra/redis/users.acl", () => {
     const decided = await store.tryDecide(approvers.sign("alice", (pending[0] as { id: string }).id, "approve"));
     expect(decided.type).toBe("decided");
     const result = await producer.wait(taskId, { timeoutMs: 90_000 });
-    expect(result.text).toBe('Here is what I found: {"deleted":"cache-7","env":"staging","simulated":true}');
+    expect(result.text).toBe("Done: cache-7 was deleted in staging (simulated).");
     await adminClient.queue.close();
   });
 
@@ -193,7 +194,7 @@ describe("infra/redis/users.acl", () => {
     await expect(taker.getNextJob("admin-token")).rejects.toThrow(DENIED);
     await taker.close();
     // The task the admin tried to take is still there for a real worker.
-    await expect(producer.wait(taskId, { timeoutMs: 90_000 })).resolves.toMatchObject({ text: expect.stringMatching(/^Here is what I found: \{"city":"Oslo",/) });
+    await expect(producer.wait(taskId, { timeoutMs: 90_000 })).resolves.toMatchObject({ text: expect.stringMatching(/^In Oslo it is /) });
     await expect(admin.lmove(`${PREFIX}:tasks:wait`, `${PREFIX}:tasks:active`, "LEFT", "LEFT")).rejects.toThrow(/NOPERM/);
     const asAdmin = new AgentryClient({ redis: admin, prefix: PREFIX });
     await expect(asAdmin.submit({ prompt: "hello" }, { tenant: "acme" })).rejects.toThrow(DENIED);

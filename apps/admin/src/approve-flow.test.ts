@@ -19,6 +19,7 @@ import { RedisSessionTurns } from "@agentry/memory";
 import { AgentWorker, createAgentTaskHandler } from "@agentry/runtime";
 import { startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
 import { runAgentry, tempDir } from "./testing/run-agentry.js";
+import { referenceReply } from "@agentry/reference/testing";
 
 const AUDIT_KEY = "approve-flow-test-audit-key-0123456789";
 
@@ -31,10 +32,10 @@ const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   while (closers.length > 0) await (closers.pop() as () => Promise<void>)();
 });
-// The real Anthropic adapter and SDK against the fake Messages API, which answers by its demo rule.
+// The real Anthropic adapter and SDK against the fake Messages API, which answers by the reference tools' rule table (`referenceReply`).
 let fake: FakeAnthropic;
 beforeAll(async () => {
-  fake = await startFakeAnthropic();
+  fake = await startFakeAnthropic({ handler: referenceReply });
 });
 afterAll(async () => {
   await fake.close();
@@ -116,7 +117,7 @@ describe("approving a paused task from the CLI", () => {
     expect(waited.code).toBe(0);
     expect(waited.stderr).toContain(`: awaiting approval ${approvalId} — run \`agentry approvals approve ${approvalId} --as <approver>\``);
     // The model was sent the tool's result and answered with it.
-    expect(waited.stdout).toBe('Here is what I found: {"deleted":"db-7","env":"staging"}\n');
+    expect(waited.stdout).toBe("Done: db-7 was deleted in staging.\n");
     expect(deleted).toEqual([{ resource: "db-7", env: "staging" }]);
 
     const tail = await runAgentry(["audit", "tail", "-n", "1000", "--json"], env);

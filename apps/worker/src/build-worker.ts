@@ -37,8 +37,7 @@ import {
 } from "@agentry/governance";
 import type { WorkerConfig } from "./config.js";
 import { approvalDecisions, reconcileApprovals } from "./approval-wake.js";
-import { demoRules } from "./demo-rules.js";
-import { referenceTools } from "./reference-tools.js";
+import { demoRules, referenceTools } from "@agentry/reference";
 
 /** The reference policy shipped with the worker (packages/governance/policies/default.yaml). */
 export const DEFAULT_POLICY_PATH = fileURLToPath(new URL("../../../packages/governance/policies/default.yaml", import.meta.url));

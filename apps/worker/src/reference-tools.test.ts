@@ -6,12 +6,13 @@ import { ApprovalStore, AuditLog, DEFAULT_POLICY_FILE, SafetyValidator, createGo
 import { AnthropicModel } from "@agentry/llm";
 import { HashingEmbedder, RedisVectorMemory } from "@agentry/memory";
 import { fakeReply, startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
-import { deletionsKey, referenceTools } from "./reference-tools.js";
+import { deletionsKey, referenceTools } from "@agentry/reference";
+import { referenceReply } from "@agentry/reference/testing";
 
 const redis = useTestRedis("reference-tools");
 let fake: FakeAnthropic;
 beforeAll(async () => {
-  fake = await startFakeAnthropic();
+  fake = await startFakeAnthropic({ handler: referenceReply });
 });
 afterAll(async () => {
   await fake.close();

@@ -7,9 +7,10 @@ import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, type TaskStatus } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, type AuditEntry } from "@agentry/governance";
 import { createTestApprovers, type TestApprovers } from "@agentry/governance/testing";
-import { demoReply, startFakeAnthropic, type FakeAnthropic, type FakeReply, type TestRedis } from "@agentry/testkit";
-import { deletionsKey } from "../src/reference-tools.js";
+import { startFakeAnthropic, type FakeAnthropic, type TestRedis } from "@agentry/testkit";
+import { deletionsKey } from "@agentry/reference";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
+import { referenceReply } from "@agentry/reference/testing";
 
 /** A deletion recorded by the reference `delete_resource` tool. */
 export interface Deletion {
@@ -56,7 +57,7 @@ export async function startApprovalCluster(
   redis: TestRedis,
   options: { policy?: string; workers?: number; approvers?: string[]; concurrency?: number },
 ): Promise<ApprovalCluster> {
-  const fake = await startFakeAnthropic({ handler: (req) => demoReply(req.body) as FakeReply });
+  const fake = await startFakeAnthropic({ handler: referenceReply });
   const approvers = createTestApprovers(options.approvers ?? ["alice", "bob", "carol"]);
   const dir = mkdtempSync(join(tmpdir(), "agentry-approvers-"));
   const approversFile = join(dir, "approvers");

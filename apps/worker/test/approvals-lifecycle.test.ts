@@ -47,7 +47,7 @@ async function parked(prompt: string): Promise<{ taskId: string; approvalId: str
 
 describe("approval lifecycle across worker processes", () => {
   it("expiry: an undecided approval expires, the task resumes with an expired outcome and the tool never runs", async () => {
-    const { taskId, approvalId } = await parked("delete tmp-1 in dev");
+    const { taskId, approvalId } = await parked("delete tmp-1 in development");
     const pending = await c.store.require(approvalId);
     expect(pending.expiresAt - pending.createdAt).toBe(2_000);
 
@@ -89,7 +89,7 @@ describe("approval lifecycle across worker processes", () => {
 
     expect(await c.store.tryDecide(c.approvers.sign("carol", approvalId, "approve"))).toMatchObject({ type: "decided", status: "approved", approvals: 2 });
     const r = await c.client.wait(taskId, { timeoutMs: 30_000 });
-    expect(r.text).toContain("Here is what I found");
+    expect(r.text).toBe("Done: bucket-7 was deleted in staging (simulated).");
     expect((await c.deletions()).filter((d) => d.taskId === taskId).map((d) => d.resource)).toEqual(["bucket-7"]);
     const entries = await c.auditOf(taskId);
     expect(entries.find((e) => e.type === "approval_decided")?.data).toMatchObject({

@@ -11,16 +11,17 @@ import { startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/t
 import { buildWorker, type BuiltWorker } from "../src/build-worker.js";
 import { parseWorkerConfig } from "../src/config.js";
 import { startOpsServer } from "../src/http.js";
+import { referenceReply } from "@agentry/reference/testing";
 
 const redis = useTestRedis("build-worker");
 const dir = mkdtempSync(join(tmpdir(), "agentry-bw-"));
 writeFileSync(join(dir, "approvers"), `alice: ${generateApproverKeyPair().publicKey}\n`);
 const closers: (() => Promise<unknown>)[] = [];
 // The worker builds its model from the environment: the real Anthropic adapter and SDK, pointed at
-// the fake Messages API (which answers by its demo rule).
+// the fake Messages API (which answers by the reference tools' rule table, `referenceReply`).
 let fake: FakeAnthropic;
 beforeAll(async () => {
-  fake = await startFakeAnthropic();
+  fake = await startFakeAnthropic({ handler: referenceReply });
   closers.push(() => fake.close());
 });
 afterAll(async () => {
@@ -52,7 +53,7 @@ describe("the reference worker, in process", () => {
     const client = new AgentryClient({ url: redis.url, prefix });
     closers.push(() => client.close());
     const weather = await client.submit({ prompt: "What's the weather in Lima?" }, { tenant: "acme" });
-    expect((await client.wait(weather.taskId, { timeoutMs: 20_000 })).text).toMatch(/^Here is what I found: \{"city":"Lima","temperatureC":-?\d+,"conditions":"[a-z ]+"\}$/);
+    expect((await client.wait(weather.taskId, { timeoutMs: 20_000 })).text).toMatch(/^In Lima it is -?\d+°C and [a-z ]+\.$/);
     const del = await client.submit({ prompt: "delete db-3 in staging" }, { tenant: "acme" });
     await expect.poll(async () => (await client.status(del.taskId)).state, { timeout: 20_000 }).toBe("awaiting_approval");
 

@@ -13,6 +13,7 @@ import {
   type ReceivedSpan,
 } from "@agentry/testkit";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
+import { referenceReply } from "@agentry/reference/testing";
 
 // One trace from the `agentry` CLI through a worker: the CLI process and a worker process, both
 // exporting over OTLP/HTTP to one receiver, as they would to Jaeger.
@@ -47,7 +48,7 @@ function runCliProcess(args: string[], env: Record<string, string>): Promise<{ c
 describe("agentry submit with an OTLP endpoint", () => {
   it("exports its own spans before it exits, and the worker's spans of the task continue that trace", async () => {
     receiver = await startOtlpReceiver();
-    fake = await startFakeAnthropic();
+    fake = await startFakeAnthropic({ handler: referenceReply });
     const env = { REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix("trace"), OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint };
     worker = startWorkerProcess("traced", { ...env, AGENTRY_LLM: "anthropic", ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: fake.url });
     await waitStarted(worker);

@@ -6,8 +6,9 @@ import { createRedis } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, generateApproverKeyPair, signDecision } from "@agentry/governance";
-import { demoReply, startFakeAnthropic, startRedisCluster, type FakeAnthropic, type FakeReply, type TestRedisCluster } from "@agentry/testkit";
+import { startFakeAnthropic, startRedisCluster, type FakeAnthropic, type TestRedisCluster } from "@agentry/testkit";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
+import { referenceReply } from "@agentry/reference/testing";
 
 // The end-to-end path against a three-node Redis Cluster started by the test. The hash-tagged
 // prefix puts every key of every task (BullMQ's and Agentry's) in one slot, so multi-key Lua
@@ -22,7 +23,7 @@ const dir = mkdtempSync(join(tmpdir(), "agentry-cluster-"));
 
 beforeAll(async () => {
   cluster = await startRedisCluster({ nodes: 3 });
-  fake = await startFakeAnthropic({ handler: (req) => demoReply(req.body) as FakeReply });
+  fake = await startFakeAnthropic({ handler: referenceReply });
   writeFileSync(join(dir, "approvers"), `alice: ${keys.publicKey}\n`);
   const env = {
     REDIS_URL: cluster.url,

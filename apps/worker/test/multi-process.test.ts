@@ -5,9 +5,10 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { AuditLog } from "@agentry/governance";
-import { demoReply, startFakeAnthropic, useTestRedis, type FakeAnthropic, type FakeReply } from "@agentry/testkit";
-import { deletionsKey } from "../src/reference-tools.js";
+import { startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
+import { deletionsKey } from "@agentry/reference";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
+import { referenceReply } from "@agentry/reference/testing";
 
 const redis = useTestRedis("multi");
 const dir = mkdtempSync(join(tmpdir(), "agentry-mp-"));
@@ -30,7 +31,7 @@ afterAll(() => undefined);
 
 async function cluster(n: number, options: { delayMs?: number } = {}) {
   fake = await startFakeAnthropic({
-    handler: (req) => ({ ...demoReply(req.body), ...(options.delayMs ? { delayMs: options.delayMs } : {}) }) as FakeReply,
+    handler: (req) => ({ ...referenceReply(req), ...(options.delayMs ? { delayMs: options.delayMs } : {}) }),
   });
   const prefix = redis.freshPrefix();
   const env = {
@@ -58,7 +59,7 @@ describe("several worker processes", () => {
     const { client, conn, prefix } = await cluster(3);
     const ids: string[] = [];
     for (let i = 0; i < 30; i++) {
-      const prompt = i % 3 === 0 ? `delete res-${i} in test` : `What's the weather in City${i}?`;
+      const prompt = i % 3 === 0 ? `delete res-${i} in development` : `What's the weather in City${i}?`;
       ids.push((await client.submit({ prompt, userId: `u${i % 4}` }, { tenant: "acme" })).taskId);
     }
     const results = await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 90_000 })));
@@ -80,7 +81,7 @@ describe("several worker processes", () => {
   it("finishes a task exactly once after its worker is SIGKILLed mid model call", async () => {
     const { client, conn, prefix } = await cluster(2, { delayMs: 1_500 });
     const ids: string[] = [];
-    for (let i = 0; i < 6; i++) ids.push((await client.submit({ prompt: `delete victim-${i} in test` }, { tenant: "acme" })).taskId);
+    for (let i = 0; i < 6; i++) ids.push((await client.submit({ prompt: `delete victim-${i} in development` }, { tenant: "acme" })).taskId);
     // Wait until both workers are mid-call, then kill one.
     await expect.poll(() => fake.requests.length, { timeout: 20_000 }).toBeGreaterThanOrEqual(2);
     const victim = workers[0] as WorkerProcess;

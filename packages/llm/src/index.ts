@@ -37,6 +37,7 @@ export {
   type ScriptedBlock,
 } from "./scripted/scripted-model.js";
 export {
+  answerByRules,
   clipText,
   scriptedTurn,
   toolResultLine,

@@ -17,7 +17,6 @@ export {
   fakeTextTokens,
   fakePromptTokens,
   fakeOutputTokens,
-  demoReply,
   parseFakeAnthropicArgs,
   FAKE_TOOL_PROMPT_TOKENS,
   type FakeAnthropic,
@@ -35,7 +34,6 @@ export {
   type WireRequest,
   type WireBlock,
   type WireTool,
-  type DemoReply,
 } from "./anthropic/fake-anthropic.js";
 export { startRedisCluster, type TestRedisCluster } from "./redis/redis-cluster.js";
 export {

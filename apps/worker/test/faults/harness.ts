@@ -7,9 +7,10 @@ import type { Redis } from "ioredis";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { AuditLog, type AuditEntry } from "@agentry/governance";
-import { demoReply, freePort, startFakeAnthropic, type FakeAnthropic, type FakeReply, type RecordedRequest } from "@agentry/testkit";
-import { deletionsKey } from "../../src/reference-tools.js";
+import { freePort, startFakeAnthropic, type FakeAnthropic, type FakeReply, type RecordedRequest } from "@agentry/testkit";
+import { deletionsKey } from "@agentry/reference";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "../worker-processes.js";
+import { referenceReply } from "@agentry/reference/testing";
 
 /**
  * Shared setup of the fault-injection suite: worker processes started from apps/worker/src/main.ts
@@ -91,7 +92,7 @@ export interface FaultCluster {
 export interface FaultClusterOptions {
   redisUrl: string;
   prefix: string;
-  /** Decides each reply; `undefined` falls back to the demo rule. @defaultValue the demo rule */
+  /** Decides each reply; `undefined` falls back to the reference rules. @defaultValue the reference rules */
   reply?: (request: RecordedRequest) => FakeReply | undefined;
   policyFile?: string;
   env?: Record<string, string>;
@@ -99,9 +100,9 @@ export interface FaultClusterOptions {
   conn: Redis;
 }
 
-/** The demo rule as a FakeReply (so a handler can wrap it, e.g. with a delay). */
+/** The reference rules' answer (so a handler can wrap it, e.g. with a delay). */
 export function demo(request: RecordedRequest, extra: { delayMs?: number } = {}): FakeReply {
-  return { ...(demoReply(request.body) as unknown as FakeReply), ...extra };
+  return { ...referenceReply(request), ...extra };
 }
 
 /** Starts the fake provider and a client; workers are started by the test, when it wants them. */

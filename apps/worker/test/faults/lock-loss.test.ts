@@ -115,8 +115,7 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
       // Precondition: Redis went down while the model call was in flight.
       expect(killedAt - requestAt).toBeLessThan(MODEL_DELAY_MS);
       const text = await assertCommittedOnce(expect, c, taskId, { decided: false });
-      expect(text).toContain("Here is what I found");
-      expect(text).toContain("Lisbon");
+      expect(text).toMatch(/^In Lisbon it is -?\d+°C and [a-z ]+\.$/);
       if (outageMs > 10_000) {
         // Precondition of the long outages: the lock was lost and the stale attempt was stopped.
         expect(c.workers.some((w) => w.output().includes('"event":"task-attempt-fenced"') || w.output().includes('"event":"task-lock-lost"')), trail(c, taskId)).toBe(true);
@@ -147,9 +146,7 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
       const text = await assertCommittedOnce(expect, c, taskId, { decided: true });
       expect((await c.deletions()).filter((d) => d.taskId === taskId)).toHaveLength(1);
       // The answer reports the deletion that happened, not an interrupted call.
-      expect(text).toContain("Here is what I found");
-      expect(text).toContain('"deleted":"db-9"');
-      expect(text).not.toContain("could not be completed");
+      expect(text).toBe("Done: db-9 was deleted in staging (simulated).");
       if (outageMs > 10_000) {
         expect(c.workers.some((w) => w.output().includes('"event":"task-attempt-fenced"') || w.output().includes('"event":"task-lock-lost"')), trail(c, taskId)).toBe(true);
       }

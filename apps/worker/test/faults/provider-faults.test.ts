@@ -10,7 +10,7 @@ import { budgetEntries, startFaultCluster, type FaultCluster } from "./harness.j
 
 const redis = useTestRedis("faults-provider");
 let cluster: FaultCluster;
-/** Per-test override of the fake's answer; `undefined` = the demo rule. */
+/** Per-test override of the fake's answer; `undefined` = the reference rules. */
 let rule: ((req: RecordedRequest) => FakeReply | undefined) | undefined;
 
 beforeAll(async () => {
@@ -65,7 +65,7 @@ describe("provider faults", () => {
     ];
     cluster.fake.fail(...garbage);
     const ids: string[] = [];
-    for (let i = 0; i < 8; i++) ids.push(await cluster.submit(i % 2 === 0 ? `What's the weather in Garbage${i}?` : `delete junk-${i} in test`));
+    for (let i = 0; i < 8; i++) ids.push(await cluster.submit(i % 2 === 0 ? `What's the weather in Garbage${i}?` : `delete junk-${i} in development`));
     const results = await Promise.all(ids.map((id) => cluster.client.wait(id, { timeoutMs: 120_000 })));
     expect(results).toHaveLength(8);
     for (const id of ids) expect((await cluster.client.status(id)).state).toBe("completed");

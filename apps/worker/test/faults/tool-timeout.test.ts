@@ -19,7 +19,7 @@ describe("tools hanging past their timeout", () => {
     // Two slots, three times as many hanging calls: the later tasks only run if slots come back.
     await c.startWorker("hung", { AGENTRY_CONCURRENCY: "2", AGENTRY_TOOL_DELAY_MS: "600000", AGENTRY_TOOL_TIMEOUT_MS: "1000" });
     const ids: string[] = [];
-    for (let i = 0; i < 6; i++) ids.push(await c.submit(`delete stuck-${i} in test`));
+    for (let i = 0; i < 6; i++) ids.push(await c.submit(`delete stuck-${i} in development`));
     const results = await Promise.all(ids.map((id) => c.client.wait(id, { timeoutMs: 90_000 })));
 
     for (const r of results) {

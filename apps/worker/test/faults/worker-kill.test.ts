@@ -25,7 +25,7 @@ describe("worker SIGKILL", () => {
     });
     const c = cluster;
     const doomed = await c.startWorker("doomed");
-    const taskId = await c.submit("delete victim-1 in test");
+    const taskId = await c.submit("delete victim-1 in development");
     await expect.poll(() => c.modelRequests().length, { timeout: 30_000 }).toBeGreaterThanOrEqual(1);
     await doomed.kill();
     await c.startWorker("survivor");
@@ -70,7 +70,7 @@ describe("worker SIGKILL", () => {
     // claim on the call lasts its tool timeout (8 s) plus a margin: until then the survivor waits
     // for a result the claimant might still record, then reports the call as interrupted.
     const doomed = await c.startWorker("doomed", { AGENTRY_TOOL_DELAY_MS: "600000", AGENTRY_TOOL_TIMEOUT_MS: "8000" });
-    const taskId = await c.submit("delete db-7 in test");
+    const taskId = await c.submit("delete db-7 in development");
     await expect.poll(async () => (await c.deletions()).length, { timeout: 30_000 }).toBe(1);
     await doomed.kill();
     await c.startWorker("survivor");

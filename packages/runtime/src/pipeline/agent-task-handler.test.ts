@@ -11,13 +11,14 @@ import { BudgetLedger } from "../budget/ledger.js";
 import { createAgentTaskHandler } from "./agent-task-handler.js";
 import { createBudgetHooks } from "./budget-hooks.js";
 import type { AuditEntryInput } from "@agentry/core";
+import { referenceReply } from "@agentry/reference/testing";
 
 const logger = createLogger({ name: "test", level: "silent" });
 const redis = useTestRedis("pipeline");
-// The real Anthropic adapter and SDK against the fake Messages API, which answers by its demo rule.
+// The real Anthropic adapter and SDK against the fake Messages API, which answers by the reference tools' rule table (`referenceReply`).
 let fake: FakeAnthropic;
 beforeAll(async () => {
-  fake = await startFakeAnthropic();
+  fake = await startFakeAnthropic({ handler: referenceReply });
 });
 afterAll(() => fake.close());
 /** The Messages requests (not token counts) whose conversation mentions `text`. */
@@ -87,7 +88,7 @@ describe("agent task handler", () => {
     const result = await client.wait(taskId, { timeoutMs: 15_000 });
     expect(ran).toEqual([{ tool: "get_weather", input: { city: "Paris" } }]);
     expect(result.steps).toBe(2);
-    expect(result.text).toBe('Here is what I found: {"city":"Paris","tempC":18,"sky":"clear"}');
+    expect(result.text).toBe('get_weather returned: {"city":"Paris","tempC":18,"sky":"clear"}');
     // The ledger holds what the provider billed for the task's two calls, and the result its cost.
     expect(fake.billed().calls - billedBefore.calls).toBe(2);
     const stats = await ledger.getStats("tenant:acme");
@@ -183,7 +184,7 @@ describe("agent task handler", () => {
     await worker.promote(taskId);
     const result = await client.wait(taskId, { timeoutMs: 15_000 });
     expect(ran).toEqual([{ tool: "delete_resource", input: { resource: "db-7", env: "staging" } }]);
-    expect(result.text).toBe('Here is what I found: {"deleted":"db-7"}');
+    expect(result.text).toBe('delete_resource returned: {"deleted":"db-7"}');
     // The cost of the attempt before the pause is part of the result.
     expect(result.costMicroUsd).toBe((await ledger.getStats("tenant:acme")).used.costMicroUsd);
   });

@@ -92,7 +92,7 @@ describe("fake Anthropic Messages API", () => {
     expect(res.json).toMatchObject({ type: "error", error: { type: "invalid_request_error" } });
   });
 
-  it("demo rule: calls an offered tool named by keyword, then answers the tool result", async () => {
+  it("without script or handler: echoes the last user message and calls no tool, even one offered", async () => {
     const first = await post(fake.url, {
       model: "m",
       max_tokens: 100,
@@ -100,32 +100,20 @@ describe("fake Anthropic Messages API", () => {
       messages: [{ role: "user", content: "What's the weather in Paris?" }],
     });
     expect(first.json).toMatchObject({
-      stop_reason: "tool_use",
-      content: [{ type: "tool_use", name: "get_weather", input: { city: "Paris" } }],
+      stop_reason: "end_turn",
+      content: [{ type: "text", text: "You said: What's the weather in Paris?" }],
     });
-    const again = await post(fake.url, {
-      model: "m",
-      max_tokens: 100,
-      tools: [weatherTool],
-      messages: [{ role: "user", content: "What's the weather in Paris?" }],
-    });
-    const id = (first.json as { content: { id: string }[] }).content[0]?.id;
-    expect((again.json as { content: { id: string }[] }).content[0]?.id).toBe(id);
     const second = await post(fake.url, {
       model: "m",
       max_tokens: 100,
       tools: [weatherTool],
       messages: [
         { role: "user", content: "What's the weather in Paris?" },
-        {
-          role: "assistant",
-          content: [{ type: "tool_use", id, name: "get_weather", input: { city: "Paris" } }],
-        },
-        { role: "user", content: [{ type: "tool_result", tool_use_id: id, content: '{"tempC":18}' }] },
+        { role: "assistant", content: [{ type: "tool_use", id: "toolu_1", name: "get_weather", input: { city: "Paris" } }] },
+        { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: '{"tempC":18}' }] },
       ],
     });
-    expect(second.json).toMatchObject({ stop_reason: "end_turn", content: [{ type: "text" }] });
-    expect(JSON.stringify(second.json)).toContain("tempC");
+    expect(second.json).toMatchObject({ stop_reason: "end_turn", content: [{ type: "text", text: 'You said: {"tempC":18}' }] });
   });
 
   it("accounts a cached prefix as a write first, then as a read", async () => {
@@ -225,7 +213,7 @@ describe("fake Anthropic count_tokens and billing", () => {
 });
 
 describe("fake Anthropic as a standalone process", () => {
-  it("starts with --port and --script and answers from the script, then from the demo rule", async () => {
+  it("starts with --port and --script and answers from the script, then with the echo", async () => {
     const dir = mkdtempSync(join(tmpdir(), "fake-anthropic-"));
     const script = join(dir, "script.json");
     writeFileSync(script, JSON.stringify([{ content: "scripted answer" }]));

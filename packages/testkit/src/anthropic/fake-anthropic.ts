@@ -5,7 +5,7 @@
  *
  * The script file is JSON: either an array of replies (see `FakeReply`) or
  * `{ "steps": [...], "minCacheableTokens": 1024, "apiKey": "...", "tokenInflation": 4 }`. When the script runs out the
- * server answers with its deterministic demo rule, so many worker processes can share it.
+ * server echoes the last user message (`You said: …`); it knows no tool.
  * On start it prints one JSON line to stdout: `{"url":"http://127.0.0.1:8787","port":8787}`.
  */
 import { readFileSync } from "node:fs";
@@ -40,7 +40,6 @@ export {
   type WireBlock,
   type WireTool,
 } from "./tokens.js";
-export { demoReply, type DemoReply } from "./demo-reply.js";
 
 interface ScriptFile {
   steps?: FakeReply[];

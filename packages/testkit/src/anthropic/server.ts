@@ -1,7 +1,6 @@
 import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { demoReply } from "./demo-reply.js";
 import type {
   FakeDropReply,
   FakeErrorReply,
@@ -19,17 +18,37 @@ import {
   type WireRequest,
 } from "./tokens.js";
 
+/** The text of the last user message (text blocks and tool results), cut to 80 characters. */
+function lastUserText(request: WireRequest): string {
+  const last = (request.messages ?? []).findLast((m) => m.role === "user");
+  if (last === undefined) return "";
+  const text =
+    typeof last.content === "string"
+      ? last.content
+      : last.content
+          .map((b) => (b.type === "tool_result" ? (typeof b.content === "string" ? b.content : (b.content ?? []).map((c) => c.text ?? "").join("\n")) : (b.text ?? "")))
+          .join("\n");
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
+/** The answer when neither the script nor the handler has one: a text echo of the last user message. */
+function echoReply(request: WireRequest): FakeReply {
+  return { content: [{ type: "text", text: `You said: ${lastUserText(request)}` }], stopReason: "end_turn" };
+}
+
 /** Options for {@link startFakeAnthropic}. */
 export interface StartFakeAnthropicOptions {
   /** @defaultValue a free port */
   port?: number;
   /** @defaultValue `127.0.0.1` */
   host?: string;
-  /** Replies served in order, one per request, before falling back to `handler` / the demo rule. */
+  /** Replies served in order, one per request, before falling back to `handler` / the echo answer. */
   script?: FakeStep[];
   /**
-   * Answers a request when the script is empty. Return `undefined` to use the demo rule.
-   * @defaultValue the demo rule (see `demoReply`)
+   * Answers a request when the script is empty. Return `undefined` to use the echo answer. The
+   * fake knows no tool: a handler that calls tools comes from the caller (for the reference
+   * tools, `referenceReply` of `@agentry/reference/testing`).
+   * @defaultValue the echo answer: one text block `You said: <the last user message>`
    */
   handler?: (request: RecordedRequest) => FakeReply | undefined;
   /**
@@ -135,7 +154,7 @@ function validate(body: unknown, counting: boolean): string | undefined {
 /**
  * Starts a fake Anthropic Messages API on loopback, good enough for the real `@anthropic-ai/sdk`:
  * `POST /v1/messages` with the real response and error JSON shapes, a `request-id` header,
- * scripted replies, injected failures, prompt-cache accounting and a deterministic demo rule;
+ * scripted replies, injected failures, prompt-cache accounting, a caller's `handler`, else a text echo (it knows no tool);
  * `POST /v1/messages/count_tokens` answered by the same counter its billing uses (free, as on
  * the real API), and a running total of what it billed (`billed()`).
  * Stateless apart from its script and prompt cache, so many worker processes can share one.
@@ -414,17 +433,7 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
         );
         return;
       }
-      if (reply === undefined) {
-        const demo = demoReply(recorded.body);
-        reply = {
-          content: demo.content.map((b) =>
-            b.type === "text"
-              ? { type: "text", text: b.text ?? "" }
-              : { type: "tool_use", id: b.id, name: b.name ?? "", input: b.input },
-          ),
-          stopReason: demo.stopReason,
-        };
-      }
+      reply ??= echoReply(recorded.body);
       answer(recorded, reply, res, requestId);
     });
   };

@@ -2,7 +2,7 @@ import { clipText, scriptedToolUse, scriptedTurn, toolResultLine, type ScriptedR
 
 const CITY = /\b(?:in|for|at)\s+([\p{Lu}][\p{L}\p{M}'.-]*(?:[\s-]+[\p{Lu}][\p{L}\p{M}'.-]*)*)/u;
 const WEATHER = /\b(weather|temperature|forecast)\b/i;
-const DELETE = /\bdelete\s+(?:the\s+)?([\w./:-]+)\s+(?:in|on|from)\s+(?:the\s+)?(staging|production)\b/i;
+const DELETE = /\bdelete\s+(?:the\s+)?([\w./:-]+)\s+(?:in|on|from)\s+(?:the\s+)?(development|staging|production)\b/i;
 const RECALL =
   /\b(?:what\s+do\s+you\s+(?:remember|recall)|do\s+you\s+remember|recall)\b(?:\s+(?:about|of|regarding))?\s*([\s\S]*)/i;
 const REMEMBER = /\bremember(?:\s+that)?\s+([\s\S]+)/i;
@@ -42,7 +42,7 @@ const weather: ScriptedRule = (request) => {
   return city ? scriptedToolUse("get_weather", { city }) : { content: "Which city would you like the weather for?", stopReason: "end_turn" };
 };
 
-/** "delete X in staging|production" → `delete_resource {resource, env}`. */
+/** "delete X in development|staging|production" → `delete_resource {resource, env}`. */
 const deleteResource: ScriptedRule = (request) => {
   const { prompt, offered } = scriptedTurn(request);
   const match = DELETE.exec(prompt);
@@ -76,7 +76,7 @@ const otherwise: ScriptedRule = (request) => {
 
 /**
  * The reference worker's prompts, answered offline and deterministically by the `ScriptedModel`
- * (`AGENTRY_LLM=scripted`): weather, deleting a resource in staging or production, remember and
+ * (`AGENTRY_LLM=scripted`): weather, deleting a resource in an environment (development, staging or production), remember and
  * recall, a sentence for each tool result, and a short text for anything else. A tool is only
  * called when the request offers it.
  */

@@ -44,7 +44,7 @@ describe("the demo rules on the ScriptedModel", () => {
     expect(onlyToolUse(r2.content).input).toEqual({ city: "New York" });
   });
 
-  it("answers delete X in staging|production with delete_resource {resource, env}", async () => {
+  it("answers delete X in development|staging|production with delete_resource {resource, env}, nothing for another environment", async () => {
     expect(onlyToolUse((await demo.generate(ask("Please delete db-1 in staging"))).content)).toMatchObject({
       name: "delete_resource",
       input: { resource: "db-1", env: "staging" },
@@ -55,6 +55,8 @@ describe("the demo rules on the ScriptedModel", () => {
       resource: "cache-cluster",
       env: "production",
     });
+    expect(onlyToolUse((await demo.generate(ask("delete tmp-1 in development"))).content).input).toEqual({ resource: "tmp-1", env: "development" });
+    expect((await demo.generate(ask("delete tmp-1 in qa"))).stopReason).toBe("end_turn");
   });
 
   it("answers remember and recall", async () => {

@@ -1,0 +1,2 @@
+export { demoRules } from "./demo-rules.js";
+export { REFERENCE_ENVIRONMENTS, deletionsKey, referenceTools } from "./reference-tools.js";

@@ -1,0 +1,1 @@
+export { referenceReply, rulesReply } from "./rules-reply.js";
