@@ -32,3 +32,13 @@ export { createMetricsHooks, type MetricsHooks, type MetricsHooksOptions } from 
 export { createAgentTaskHandler, DEFAULT_SYSTEM_PROMPT, type AgentTaskHandlerOptions } from "./pipeline/agent-task-handler.js";
 export { createBudgetHooks, defaultScopes, type BudgetHooksOptions, type CallPricing } from "./pipeline/budget-hooks.js";
 export { RedisToolJournal } from "./pipeline/tool-journal.js";
+export { FairShare, BULLMQ_PRIORITY_LIMIT, VIRTUAL_UNIT, type Admission, type FairShareOptions, type FairStamp } from "./fair/fair-share.js";
+export {
+  DEFAULT_TENANT_WEIGHT,
+  MAX_RUNNING_LIMIT,
+  TENANT_WEIGHT_RANGE,
+  type TenantLoad,
+  type TenantSettings,
+  type TenantSettingsPatch,
+} from "./fair/tenant-settings.js";
+export { registerTenantLoadMetrics, type TenantLoadMetrics, type TenantLoadMetricsOptions } from "./metrics/tenant-load-metrics.js";

@@ -19,6 +19,8 @@ import { isGroupId, isTaskId, taskIdFor } from "../tasks/task-ids.js";
 import { errorFromFailedReason, statusOfJob, type TaskStatus } from "./task-status.js";
 import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
 import type { TaskProgress } from "../tasks/progress.js";
+import { FairShare, type FairStamp } from "../fair/fair-share.js";
+import type { TenantLoad, TenantSettingsPatch } from "../fair/tenant-settings.js";
 
 /**
  * The part of a session-turn store the client needs: registering submit order. The client passes
@@ -53,6 +55,13 @@ export interface AgentryClientOptions {
   sessionOrder?: SessionOrder;
   /** bullmq-otel telemetry instance: the producer span is propagated into the job. */
   telemetry?: Telemetry;
+  /**
+   * Fair share between tenants: each task is enqueued with a BullMQ priority from its tenant's
+   * virtual clock, so one tenant's flood never starves another. `false` enqueues first in first
+   * out (`AGENTRY_FAIR_SHARE=off`); tenants' `maxRunning` caps hold either way.
+   * @defaultValue true
+   */
+  fairShare?: boolean;
   _internal?: { clock?: Clock };
 }
 
@@ -83,6 +92,9 @@ export class AgentryClient {
   private readonly ownsRedis: boolean;
   private readonly sessionOrder: SessionOrder | undefined;
   private readonly clock: Clock;
+  /** Fair share between tenants: stamps at submit, settings, load. */
+  readonly fair: FairShare;
+  private readonly fairOrder: boolean;
   private events: QueueEvents | undefined;
   private eventsConnection: Redis | undefined;
   private flows: FlowProducer | undefined;
@@ -97,6 +109,8 @@ export class AgentryClient {
     this.sessionOrder = options.sessionOrder;
     this.clock = options._internal?.clock ?? systemClock;
     this.telemetry = options.telemetry;
+    this.fair = new FairShare({ redis: this.redis, prefix: this.prefix, queueName: this.queueName, _internal: { clock: this.clock } });
+    this.fairOrder = options.fairShare ?? true;
     this.queue = new Queue<AgentJobData, AgentTaskResult>(this.queueName, {
       connection: this.redis,
       prefix: this.prefix,
@@ -120,12 +134,17 @@ export class AgentryClient {
       }
       const session = tenantOwnedId(payload.tenant, "session", payload.sessionId);
       await this.sessionOrder?.enqueue(session, taskId);
+      let stamped: { base: number; stamps: FairStamp[] } | undefined;
       try {
-        const job = await this.queue.add("agent.run", { payload, parkCount: 0 }, { ...jobOptionsFor("agent.run"), jobId: taskId });
+        stamped = await this.fair.stamp(payload.tenant, [taskId], { fair: this.fairOrder });
+        const priority = stamped.stamps[0]?.priority ?? 0;
+        const job = await this.queue.add("agent.run", { payload, parkCount: 0 }, { ...jobOptionsFor("agent.run"), jobId: taskId, ...(priority > 0 ? { priority } : {}) });
         const deduplicated = job.data.payload.submittedAt !== payload.submittedAt;
+        if (!deduplicated) await this.restampIfRebased([job], stamped);
         return { taskId, sessionId: ownPayload(job, payload.tenant, taskId).sessionId, deduplicated };
       } catch (err) {
         await this.sessionOrder?.remove(session, taskId).catch(() => undefined);
+        if (stamped) await this.fair.forget(payload.tenant, taskId).catch(() => undefined);
         throw err;
       }
     });
@@ -149,8 +168,9 @@ export class AgentryClient {
     return this.guard(async () => {
       this.flows ??= new FlowProducer({ connection: this.redis, prefix: this.prefix, ...(this.telemetry ? { telemetry: this.telemetry } : {}) });
       for (const [i, p] of payloads.entries()) await this.sessionOrder?.enqueue(tenantOwnedId(p.tenant, "session", p.sessionId), taskIds[i] as string);
+      const stamped = await this.fair.stamp(caller.tenant, taskIds, { fair: this.fairOrder });
       const parent: FanoutPayload = { groupId, tenant: caller.tenant, submittedAt: this.clock.now(), failurePolicy, taskIds };
-      await this.flows.add({
+      const flow = await this.flows.add({
         name: "agent.fanout",
         queueName: this.queueName,
         data: parent,
@@ -162,10 +182,12 @@ export class AgentryClient {
           opts: {
             ...jobOptionsFor("agent.run"),
             jobId: taskIds[i] as string,
+            ...((stamped.stamps[i]?.priority ?? 0) > 0 ? { priority: stamped.stamps[i]?.priority } : {}),
             ...(failurePolicy === "fail-fast" ? { failParentOnFailure: true } : { ignoreDependencyOnFailure: true }),
           },
         })),
       });
+      await this.restampIfRebased((flow.children ?? []).map((c) => c.job as Job<AgentJobData, AgentTaskResult>), stamped);
       return { groupId, taskIds };
     });
   }
@@ -286,6 +308,8 @@ export class AgentryClient {
           const session = tenantOwnedId(status.tenant, "session", status.sessionId);
           await this.sessionOrder?.remove(session, taskId, { endTurn: true });
           await this.wakeNext(session);
+          // It waits no more; a slot reserved for it (it was capped and just handed one) goes on.
+          for (const id of await this.fair.forget(status.tenant, taskId)) await this.promote(id);
           await this.redis.publish(cancelChannel(this.prefix), taskId);
           return { cancelled: true, state: status.state };
         } catch {
@@ -297,12 +321,54 @@ export class AgentryClient {
     });
   }
 
+  /**
+   * A clock rebase that ran between stamping and enqueueing left the jobs with priorities of the
+   * old frame (too large by the rebase's amount): give them their priorities in the new one.
+   */
+  private async restampIfRebased(jobs: Job<AgentJobData, AgentTaskResult>[], stamped: { base: number; stamps: FairStamp[] }): Promise<void> {
+    if (!this.fairOrder || jobs.length === 0) return;
+    const base = await this.fair.base();
+    if (base === stamped.base) return;
+    const tags = new Map(stamped.stamps.map((s) => [s.taskId, s.tag]));
+    for (const job of jobs) {
+      const tag = tags.get(job.id as string);
+      if (tag !== undefined) await job.changePriority({ priority: FairShare.priorityOf(tag, base) });
+    }
+  }
+
   /** Wakes the task whose turn it now is, if it is parked waiting for it (benign otherwise). */
   private async wakeNext(sessionId: string): Promise<void> {
     const next = await this.sessionOrder?.head(sessionId);
-    if (!next) return;
-    await this.redis.set(wakeKey(this.prefix, next), "1", "EX", 300);
-    await (await this.queue.getJob(next))?.promote().catch(() => undefined);
+    if (next) await this.promote(next);
+  }
+
+  /**
+   * Wakes a parked task now (benign when it is not parked); a task about to park sees the wake
+   * flag set first. Used for a session's next task, and for tasks handed a tenant slot.
+   */
+  async promote(taskId: string): Promise<void> {
+    await this.guard(async () => {
+      await this.redis.set(wakeKey(this.prefix, taskId), "1", "EX", 300);
+      await (await this.queue.getJob(taskId))?.promote().catch(() => undefined);
+    });
+  }
+
+  /**
+   * Changes a tenant's fair-share settings (see {@link FairShare.setSettings}) and wakes the tasks
+   * a raised or removed cap lets run now. Returns the tenant's settings and load afterwards.
+   */
+  async setTenantSettings(tenant: string, patch: TenantSettingsPatch): Promise<TenantLoad> {
+    return this.guard(async () => {
+      await this.fair.setSettings(tenant, patch);
+      for (const id of await this.fair.release(tenant)) await this.promote(id);
+      const [load] = await this.fair.load([tenant]);
+      return load as TenantLoad;
+    });
+  }
+
+  /** Settings and load (running, waiting) of the given tenants, or of every known tenant. */
+  async tenantLoad(tenants?: readonly string[]): Promise<TenantLoad[]> {
+    return this.guard(() => this.fair.load(tenants));
   }
 
   /** Closes the client's connections. */

@@ -101,6 +101,8 @@ export const parkedSchema = z.discriminatedUnion("reason", [
   }),
   z.object({ reason: z.literal("session_busy"), until: z.number() }),
   z.object({ reason: z.literal("budget_contended"), until: z.number() }),
+  /** Held back because its tenant runs `maxRunning` tasks already; woken when a slot frees. */
+  z.object({ reason: z.literal("tenant_capped"), until: z.number() }),
 ]);
 
 /** A parked task's reason. */
@@ -116,7 +118,7 @@ export const agentJobDataSchema = z.object({
   firstTrace: z.string().optional(),
   /** Typed error of the final failure (BullMQ only keeps a message). */
   error: agentryErrorDataSchema.optional(),
-  /** Times this task was parked (approval, busy session, contended budget). */
+  /** Times this task was parked (approval, busy session, contended budget, tenant at its cap). */
   parkCount: z.number().int().default(0),
 });
 

@@ -24,6 +24,7 @@ import type { TaskProgress } from "../tasks/progress.js";
 import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
 import type { TaskOutcome } from "./job-outcome.js";
 import { FencedJobWriter, jobKeys } from "./fenced-job.js";
+import { FairShare, type Admission } from "../fair/fair-share.js";
 
 /** What a task handler gets for one attempt of one task. */
 export interface TaskExecution {
@@ -130,7 +131,23 @@ export interface AgentWorkerOptions {
   wakeSources?: WakeSource[];
   /** Called for every job that ends (completed or failed), for metrics and audit. */
   onFinished?: (event: { taskId: string; payload: AgentTaskPayload; outcome: "completed" | "failed" | "cancelled"; durationMs: number; error?: AgentryError }) => void;
-  _internal?: { clock?: Clock };
+  /** Fair share between tenants: slots for `maxRunning` (see {@link FairShare}). */
+  fairShare?: {
+    /** A running attempt's slot lives this long unless renewed (a killed worker's slot comes back after it). @defaultValue 30_000 */
+    slotLeaseMs?: number;
+    /** A slot handed to a capped task is kept for it this long while it travels to a worker. @defaultValue 60_000 */
+    reservationMs?: number;
+    /**
+     * How long a task held back by its tenant's cap stays parked if nothing wakes it. It is woken
+     * as soon as a slot of its tenant frees (and by the reconcile), so this is only a safety net;
+     * long, because every park counts as a started attempt (at most 200).
+     * @defaultValue 3_600_000
+     */
+    cappedParkMs?: number;
+    /** How often the worker wakes capped tasks whose tenant has a free slot (e.g. a dead worker's lease ran out, a cap was raised). @defaultValue 5_000 */
+    reconcileEveryMs?: number;
+  };
+  _internal?: { clock?: Clock; fairShare?: { rebaseAt?: number } };
 }
 
 /** Health of a worker process: Redis answers, the loop runs, running jobs make progress. */
@@ -161,8 +178,12 @@ export class AgentWorker implements WorkerControl {
   private readonly subscriber: Redis;
   /** The BullMQ worker's connection: BullMQ does not close a connection it was given. */
   private readonly workerConnection: Redis;
+  /** Fair share between tenants: the order's clock and the tenants' slots. */
+  readonly fair: FairShare;
   /** Running attempts by lock token (a task may briefly have a stale attempt beside a new one). */
-  private readonly active = new Map<string, { taskId: string; controller: AbortController; lastProgressAt: number }>();
+  private readonly active = new Map<string, { taskId: string; controller: AbortController; lastProgressAt: number; slot?: Admission["slot"] }>();
+  private fairTimers: NodeJS.Timeout[] = [];
+  private rebasing: Promise<void> | undefined;
   private readonly jobWriter: FencedJobWriter;
   private readonly clock: Clock;
   private shuttingDown = false;
@@ -182,6 +203,14 @@ export class AgentWorker implements WorkerControl {
     this.subscriber = createRedis({ url: options.url, role: "subscriber", connectionName: "agentry-worker-sub" });
     this.redis.on("error", (err) => options.logger.warn({ err: err.message }, "redis connection error"));
     this.jobWriter = new FencedJobWriter(this.redis);
+    this.fair = new FairShare({
+      redis: this.redis,
+      prefix: this.prefix,
+      queueName: this.queueName,
+      ...(options.fairShare?.slotLeaseMs === undefined ? {} : { slotLeaseMs: options.fairShare.slotLeaseMs }),
+      ...(options.fairShare?.reservationMs === undefined ? {} : { reservationMs: options.fairShare.reservationMs }),
+      _internal: { clock: this.clock, ...options._internal?.fairShare },
+    });
     this.subscriber.on("error", () => undefined);
     this.queue = new Queue(this.queueName, { connection: this.redis, prefix: this.prefix });
     this.queue.on("error", () => undefined);
@@ -250,6 +279,7 @@ export class AgentWorker implements WorkerControl {
       this.reconcileTimer = setInterval(() => void this.reconcile(), Math.max(100, this.options.reconcileEveryMs ?? 5_000));
       this.reconcileTimer.unref();
     }
+    this.startFairTimers();
   }
 
   /** Runs one pass of every reconciler (none when a pass is still under way); failures are logged. */
@@ -265,6 +295,40 @@ export class AgentWorker implements WorkerControl {
     return this.reconciling;
   }
 
+  /** Renews the slots of running attempts, and periodically wakes capped tasks whose tenant has room. */
+  private startFairTimers(): void {
+    const renew = setInterval(() => {
+      const slots = [...this.active.values()].flatMap((a) => (a.slot ? [a.slot] : []));
+      void this.fair.renew(slots).catch((err: unknown) => this.options.logger.warn({ err }, "renewing tenant slots failed"));
+    }, Math.max(100, Math.floor(this.fair.leaseMs / 3)));
+    const reconcile = setInterval(() => {
+      void this.reconcileTenants().catch((err: unknown) => this.options.logger.warn({ err }, "tenant reconcile failed"));
+    }, Math.max(100, this.options.fairShare?.reconcileEveryMs ?? 5_000));
+    for (const timer of [renew, reconcile]) timer.unref();
+    this.fairTimers = [renew, reconcile];
+  }
+
+  /**
+   * Wakes tasks held back by their tenant's cap when the tenant has a free slot (a slot whose
+   * worker died has lapsed, or the cap was raised or removed), and drops waiting entries whose
+   * job is gone. Every worker runs it periodically; it is safe to run anywhere, any time.
+   */
+  async reconcileTenants(): Promise<void> {
+    for (const tenant of await this.fair.cappedTenants()) await this.wakeCapped(tenant, await this.fair.release(tenant));
+    for (const tenant of await this.fair.tenants()) await this.fair.pruneWaiting(tenant);
+  }
+
+  /** Promotes capped tasks that were handed a slot; a slot handed to a task that no longer exists goes to the next. */
+  private async wakeCapped(tenant: string, ids: string[]): Promise<void> {
+    let next = ids;
+    for (let round = 0; next.length > 0 && round < 10; round++) {
+      const gone: string[] = [];
+      for (const id of next) if ((await this.wake(id)) === "missing") gone.push(id);
+      next = [];
+      for (const id of gone) next.push(...(await this.fair.forget(tenant, id)));
+    }
+  }
+
   /**
    * Graceful shutdown: stop taking jobs; running steps get `shutdownGraceMs` to finish; what
    * is still running after that is handed back to the queue at once (not after a stall timeout).
@@ -272,6 +336,7 @@ export class AgentWorker implements WorkerControl {
   close(): Promise<void> {
     this.closed ??= (async () => {
       this.shuttingDown = true;
+      for (const timer of this.fairTimers) clearInterval(timer);
       clearInterval(this.reconcileTimer);
       for (const unsubscribe of this.unsubscribes.splice(0)) await unsubscribe().catch(() => undefined);
       await this.reconciling;
@@ -296,15 +361,19 @@ export class AgentWorker implements WorkerControl {
    * set first is seen by the worker right after it parks the job.
    */
   async promote(taskId: string): Promise<boolean> {
+    return (await this.wake(taskId)) === "promoted";
+  }
+
+  private async wake(taskId: string): Promise<"promoted" | "not-delayed" | "missing"> {
     await this.redis.set(wakeKey(this.prefix, taskId), "1", "EX", 300);
     const job = await this.queue.getJob(taskId);
-    if (!job) return false;
+    if (!job) return "missing";
     try {
       await job.promote();
-      return true;
+      return "promoted";
     } catch {
       // Not delayed any more (already promoted by another worker, or running): nothing to do.
-      return false;
+      return "not-delayed";
     }
   }
 
@@ -358,7 +427,7 @@ export class AgentWorker implements WorkerControl {
     if (!token) throw new AgentryError("INTERNAL", `Task ${taskId} was delivered without a lock token`);
     const controller = new AbortController();
     bullSignal?.addEventListener("abort", () => controller.abort(bullSignal.reason), { once: true });
-    const entry = { taskId, controller, lastProgressAt: this.clock.now() };
+    const entry: { taskId: string; controller: AbortController; lastProgressAt: number; slot?: Admission["slot"] } = { taskId, controller, lastProgressAt: this.clock.now() };
     this.active.set(token, entry);
     const startedAt = this.clock.now();
     const keys = jobKeys(this.prefix, this.queueName, taskId);
@@ -369,6 +438,18 @@ export class AgentWorker implements WorkerControl {
       await this.jobWriter.write(keys, taskId, token, "data", data);
     };
     try {
+      // The tenant's cap first: a task over it waits parked, holding no slot, until one frees.
+      const admission = await this.fair.admit({ taskId, tenant: payload.tenant, attempt: token, priority: job.priority ?? 0 });
+      if (admission.rebaseDue) this.rebaseClock();
+      if (!admission.admitted) {
+        const until = this.clock.now() + (this.options.fairShare?.cappedParkMs ?? 3_600_000);
+        await update({ parked: { reason: "tenant_capped", until }, parkCount: (data.parkCount ?? 0) + 1 });
+        await job.moveToDelayed(until, token);
+        if ((await this.redis.del(wakeKey(this.prefix, taskId))) === 1) await job.promote().catch(() => undefined);
+        log.info({ event: "task-capped" }, "tenant at its maxRunning: task waits for a slot");
+        throw new DelayedError();
+      }
+      entry.slot = admission.slot;
       if (await this.redis.exists(cancelKey(this.prefix, taskId))) {
         throw new AgentryError("CANCELLED", `Task ${taskId} was cancelled`);
       }
@@ -449,7 +530,30 @@ export class AgentWorker implements WorkerControl {
       throw new UnrecoverableError(`[${err.code}] ${err.message}`);
     } finally {
       this.active.delete(token);
+      if (entry.slot) await this.releaseSlot(entry.slot, log);
     }
+  }
+
+  /** Frees an attempt's slot and wakes the capped tasks it hands on to. A failure only logs: the lease frees the slot anyway. */
+  private async releaseSlot(slot: Admission["slot"], log: Logger): Promise<void> {
+    try {
+      await this.wakeCapped(slot.tenant, await this.fair.release(slot.tenant, slot.member));
+    } catch (err) {
+      log.warn({ err }, "releasing the tenant slot failed; its lease frees it");
+    }
+  }
+
+  /** Rebases the fair order's clock once at a time per process (the script itself is safe to race). */
+  private rebaseClock(): void {
+    this.rebasing ??= this.fair
+      .rebase()
+      .then((moved) => {
+        if (moved > 0) this.options.logger.info({ event: "fair-clock-rebased", priorities: moved }, "fair-share clock rebased");
+      })
+      .catch((err: unknown) => this.options.logger.warn({ err }, "fair-share clock rebase failed"))
+      .finally(() => {
+        this.rebasing = undefined;
+      });
   }
 
   /** A fan-out group finishes once all its children have: collect their results. */
