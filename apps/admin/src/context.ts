@@ -106,6 +106,7 @@ export class CliContext {
         sessionOrder: new RedisSessionTurns({ redis, prefix: this.prefix }),
         // Traced: enqueueing opens a producer span whose context travels in the job to the worker.
         ...(this.#tracing ? { telemetry: this.#tracing.queueTelemetry } : {}),
+        fairShare: this.env.AGENTRY_FAIR_SHARE === "on",
       });
     }
     return this.#client;

@@ -14,6 +14,7 @@ import { keysGenerateCommand } from "./commands/keys.js";
 import { policyCheckCommand } from "./commands/policy.js";
 import { cancelCommand, statusCommand } from "./commands/status.js";
 import { submitCommand } from "./commands/submit.js";
+import { tenantsSetCommand, tenantsShowCommand } from "./commands/tenants.js";
 import { closest, didYouMean, escapeControls, shown } from "./suggest.js";
 
 export type { CliIo, TextSink } from "./io.js";
@@ -31,6 +32,8 @@ export const COMMANDS: readonly Command[] = [
   keysGenerateCommand,
   budgetSetCommand,
   budgetShowCommand,
+  tenantsSetCommand,
+  tenantsShowCommand,
   auditTailCommand,
   auditVerifyCommand,
   auditAnchorCommand,
@@ -46,6 +49,7 @@ export const GROUPS: Readonly<Record<string, string>> = {
   approvals: "Review and decide the approvals that paused tasks wait for.",
   keys: "Manage approvers' signing keys.",
   budget: "Set and show token and dollar budgets (global, per tenant, user or session).",
+  tenants: "Cap and weight tenants' share of the workers, and see their running and waiting tasks.",
   audit: "Read, verify, anchor and export the hash-chained audit log.",
   policy: "Evaluate the safety policy file offline.",
 };
@@ -53,7 +57,7 @@ export const GROUPS: Readonly<Record<string, string>> = {
 const HELP_TRAILER = `
 Every command takes --json (stdout carries only the result; messages go to stderr) and --help.
 Environment: REDIS_URL (redis://127.0.0.1:6379), AGENTRY_PREFIX (agentry), AGENTRY_POLICY_FILE,
-AGENTRY_APPROVERS_FILE, AGENTRY_AUDIT_KEY, HOME (for ~/.agentry/keys).
+AGENTRY_APPROVERS_FILE, AGENTRY_AUDIT_KEY, AGENTRY_FAIR_SHARE (on), HOME (for ~/.agentry/keys).
 Exit codes: ${EXIT.OK} success, ${EXIT.FAILURE} failure (one-line reason on stderr; a failed task), ${EXIT.USAGE} usage error,
 ${EXIT.POLICY_DENY} / ${EXIT.POLICY_APPROVAL} policy check verdict deny / require_approval,
 ${EXIT.WAIT_TIMEOUT} submit --wait timed out (the task keeps running).

@@ -60,6 +60,7 @@ async function main(): Promise<void> {
     prefix: env.AGENTRY_PREFIX,
     sessionOrder: new RedisSessionTurns({ redis: turnsRedis, prefix: env.AGENTRY_PREFIX }),
     telemetry: createBullMQTelemetry(),
+    fairShare: env.AGENTRY_FAIR_SHARE === "on",
   });
   await waitForReady(turnsRedis, 5_000).catch(() => logger.warn({ redis: env.REDIS_URL }, "Redis is not answering yet; submissions answer 503 until it does"));
 

@@ -17,6 +17,7 @@ import {
   createTracingHooks,
   linkFrom,
   queueDepthOf,
+  registerTenantLoadMetrics,
   serializeSpanContext,
   setAgentUsage,
   withAgentSpan,
@@ -191,11 +192,13 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     ...(options.telemetry ? { telemetry: options.telemetry } : {}),
     onFinished: (e) => metrics.recordTask({ outcome: e.outcome, tenant: e.payload.tenant, durationMs: e.durationMs }),
     // Approval decisions wake their tasks; the reconcile catches what an event missed and reaps
-    // expired budget leases.
+    // expired budget leases. On the same beat the worker wakes tasks held back by their tenant's
+    // cap once the tenant has a free slot again.
     wakeSources: [approvalDecisions(approvals)],
     reconcilers: [reconcileApprovals(approvals), async () => void (await ledger.reapExpired())],
     reconcileEveryMs: options.reconcileEveryMs ?? config.AGENTRY_RECONCILE_INTERVAL_MS,
   });
+  registerTenantLoadMetrics(metrics.registry, { read: () => worker.fair.load() });
   metrics.setCollectors({
     queueDepth: queueDepthOf(worker.queue),
     approvalsPending: async () => (await approvals.list({ status: "pending", limit: 10_000 })).length,

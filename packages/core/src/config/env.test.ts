@@ -8,6 +8,13 @@ describe("parseEnv", () => {
     expect(env.AGENTRY_PREFIX).toBe("agentry");
     expect(env.AGENTRY_LLM).toBe("scripted");
     expect(env.AGENTRY_CONCURRENCY).toBe(4);
+    expect(env.AGENTRY_FAIR_SHARE).toBe("on");
+  });
+
+  it("turns fair share off only with the word off", () => {
+    expect(parseEnv({ AGENTRY_FAIR_SHARE: "off" }).AGENTRY_FAIR_SHARE).toBe("off");
+    expect(parseEnv({ AGENTRY_FAIR_SHARE: " " }).AGENTRY_FAIR_SHARE).toBe("on");
+    for (const odd of ["0", "false", "fifo", "OFF"]) expect(() => parseEnv({ AGENTRY_FAIR_SHARE: odd })).toThrowError(/AGENTRY_FAIR_SHARE/);
   });
 
   it("picks anthropic when a key is set", () => {

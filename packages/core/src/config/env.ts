@@ -52,6 +52,12 @@ export const agentryEnvSchema = z.object({
   LOG_LEVEL: envVar(
     z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   ),
+  /**
+   * Fair share between tenants in the order tasks are taken: `on` (each tenant's next task
+   * competes with the other tenants' next tasks) or `off` (first in first out). Read where tasks
+   * are submitted (producer, CLI); tenants' `maxRunning` caps hold either way.
+   */
+  AGENTRY_FAIR_SHARE: envVar(z.enum(["on", "off"]).default("on")),
 });
 
 /** Parsed environment. `AGENTRY_LLM` is resolved: `anthropic` when a key is set, else `scripted`. */

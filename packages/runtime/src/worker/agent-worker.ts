@@ -144,7 +144,11 @@ export interface AgentWorkerOptions {
      * @defaultValue 3_600_000
      */
     cappedParkMs?: number;
-    /** How often the worker wakes capped tasks whose tenant has a free slot (e.g. a dead worker's lease ran out, a cap was raised). @defaultValue 5_000 */
+    /**
+     * How often the worker wakes capped tasks whose tenant has a free slot (e.g. a dead worker's
+     * lease ran out, a cap was raised) and prunes waiting entries of jobs that are gone.
+     * @defaultValue the worker's `reconcileEveryMs` (5_000)
+     */
     reconcileEveryMs?: number;
   };
   _internal?: { clock?: Clock; fairShare?: { rebaseAt?: number } };
@@ -303,7 +307,7 @@ export class AgentWorker implements WorkerControl {
     }, Math.max(100, Math.floor(this.fair.leaseMs / 3)));
     const reconcile = setInterval(() => {
       void this.reconcileTenants().catch((err: unknown) => this.options.logger.warn({ err }, "tenant reconcile failed"));
-    }, Math.max(100, this.options.fairShare?.reconcileEveryMs ?? 5_000));
+    }, Math.max(100, this.options.fairShare?.reconcileEveryMs ?? this.options.reconcileEveryMs ?? 5_000));
     for (const timer of [renew, reconcile]) timer.unref();
     this.fairTimers = [renew, reconcile];
   }
