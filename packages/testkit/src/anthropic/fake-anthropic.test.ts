@@ -64,6 +64,25 @@ describe("fake Anthropic Messages API", () => {
     expect(fake.requests.at(-1)?.headers["x-api-key"]).toBe("k");
   });
 
+  it("tells when each response has gone out, slow ones after fast ones", async () => {
+    const closed: string[] = [];
+    const own = await startFakeAnthropic({
+      handler: (r) => fakeReply.text("ok", { delayMs: r.body.messages?.[0]?.content === "slow" ? 200 : 0 }),
+      onResponseClosed: (r) => closed.push(String(r.body.messages?.[0]?.content)),
+    });
+    try {
+      const body = (content: string) => ({ model: "m", max_tokens: 8, messages: [{ role: "user", content }] });
+      const slow = post(own.url, body("slow"));
+      await expect.poll(() => own.requests.length).toBe(1);
+      expect((await post(own.url, body("fast"))).status).toBe(200);
+      await expect.poll(() => closed).toEqual(["fast"]);
+      expect((await slow).status).toBe(200);
+      await expect.poll(() => closed).toEqual(["fast", "slow"]);
+    } finally {
+      await own.close();
+    }
+  });
+
   it("injects failures with the real error body", async () => {
     fake.fail(fakeReply.rateLimited({ retryAfter: "7" }), fakeReply.overloaded());
     const limited = await post(fake.url, {

@@ -66,6 +66,11 @@ export interface StartFakeAnthropicOptions {
    * @defaultValue 1
    */
   tokenInflation?: number;
+  /**
+   * Called once the response to a request has been sent or cut off (the connection closed):
+   * with the request's arrival, it bounds how long the caller was inside the call.
+   */
+  onResponseClosed?: (request: RecordedRequest) => void;
 }
 
 /** What the fake has billed: the sum of `usage` over every successful `POST /v1/messages` answer sent. */
@@ -386,6 +391,7 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
         body: (parsed ?? {}) as RecordedRequest["body"],
       };
       requests.push(recorded);
+      if (options.onResponseClosed) res.once("close", () => options.onResponseClosed?.(recorded));
       const counting = path === "/v1/messages/count_tokens";
       if (recorded.method !== "POST" || (path !== "/v1/messages" && !counting)) {
         sendJson(
