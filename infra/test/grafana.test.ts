@@ -2,10 +2,11 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { createMetrics } from "@agentry/runtime";
+import { createMetrics, registerTenantLoadMetrics } from "@agentry/runtime";
 
 // The dashboard must query only metrics that Agentry documents (packages/runtime/src/metrics/
-// README.md) and really exports (createMetrics), with labels those metrics carry.
+// README.md) and really exports (createMetrics, and the fair-share gauges the worker registers
+// beside them), with labels those metrics carry.
 
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 const readme = readFileSync(join(repo, "packages/runtime/src/metrics/README.md"), "utf8");
@@ -105,7 +106,7 @@ describe("infra/grafana/agentry-dashboard.json", () => {
     }
   });
 
-  it("covers tasks by outcome, durations, tokens and cost per tenant, budgets, approvals and queue depth", () => {
+  it("covers tasks by outcome, durations, tokens and cost per tenant, budgets, approvals, queue depth and tenants' running and waiting tasks", () => {
     const names = new Set(exprs.flatMap(parse).map((u) => baseName(u.metric)));
     for (const required of [
       "agentry_tasks_total",
@@ -117,6 +118,8 @@ describe("infra/grafana/agentry-dashboard.json", () => {
       "agentry_budget_remaining_tokens",
       "agentry_approvals_pending",
       "agentry_queue_depth",
+      "agentry_tenant_running_tasks",
+      "agentry_tenant_waiting_tasks",
     ]) {
       expect(names, required).toContain(required);
     }
@@ -125,8 +128,10 @@ describe("infra/grafana/agentry-dashboard.json", () => {
     expect(exprs.filter((e) => /1e6|1000000/.test(e))).toEqual([]);
   });
 
-  it("every Agentry metric it queries is really exported by createMetrics()", async () => {
-    const text = await createMetrics({ defaultMetrics: false }).metricsText();
+  it("every Agentry metric it queries is really exported by createMetrics() or registerTenantLoadMetrics(), as the worker wires them", async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    registerTenantLoadMetrics(metrics.registry, { read: async () => [{ tenant: "acme", running: 1, waiting: 2, maxRunning: 4, weight: 1 }] });
+    const text = await metrics.metricsText();
     const names = new Set(exprs.flatMap(parse).map((u) => baseName(u.metric)).filter((n) => n.startsWith("agentry_")));
     for (const name of names) expect(text, name).toContain(`# TYPE ${name} `);
   });

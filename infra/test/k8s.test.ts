@@ -206,25 +206,27 @@ describe("KEDA ScaledObject (keda.sh/v1alpha1, checked against KEDA's documented
     expect(find("Deployment", scaled.spec.scaleTargetRef.name)).toBeDefined();
   });
 
-  it("watches BullMQ's wait list of the task queue under the configured prefix", () => {
-    const trigger = scaled.spec.triggers.find((t) => t.type === "redis") as Trigger;
-    expect(trigger).toBeDefined();
+  it("watches BullMQ's prioritized set (fair share) and wait list of the task queue under the configured prefix", () => {
+    const triggers = scaled.spec.triggers.filter((t) => t.type === "redis");
     const prefix = config().AGENTRY_PREFIX as string;
     // BullMQ's own key naming, not a copy of it.
-    expect(trigger.metadata.listName).toBe(new QueueKeys(prefix).toKey(DEFAULT_QUEUE_NAME, "wait"));
-    expect(trigger.metadata.listName).toBe("{agentry}:tasks:wait");
-    // KEDA's redis scaler: metadata values are strings; listName and listLength are required.
-    for (const [k, v] of Object.entries(trigger.metadata)) expect(typeof v, `metadata.${k}`).toBe("string");
-    expect(trigger.metadata.listLength).toMatch(/^[1-9]\d*$/);
-    expect(trigger.metadata.activationListLength ?? "0").toMatch(/^\d+$/);
-    expect(String(trigger.metadata.address ?? `${trigger.metadata.host}:${trigger.metadata.port}`)).toMatch(/^[\w.-]+:\d+$/);
-    const known = ["address", "host", "port", "addressFromEnv", "hostFromEnv", "portFromEnv", "usernameFromEnv", "passwordFromEnv", "listName", "listLength", "activationListLength", "enableTLS", "unsafeSsl", "databaseIndex"];
-    for (const k of Object.keys(trigger.metadata)) expect(known, `unknown redis scaler field ${k}`).toContain(k);
+    expect(triggers.map((t) => t.metadata.listName).sort()).toEqual(
+      [new QueueKeys(prefix).toKey(DEFAULT_QUEUE_NAME, "prioritized"), new QueueKeys(prefix).toKey(DEFAULT_QUEUE_NAME, "wait")].sort(),
+    );
+    expect(triggers.map((t) => t.metadata.listName).sort()).toEqual(["{agentry}:tasks:prioritized", "{agentry}:tasks:wait"]);
+    for (const trigger of triggers) {
+      // KEDA's redis scaler: metadata values are strings; listName and listLength are required.
+      for (const [k, v] of Object.entries(trigger.metadata)) expect(typeof v, `metadata.${k}`).toBe("string");
+      expect(trigger.metadata.listLength).toMatch(/^[1-9]\d*$/);
+      expect(trigger.metadata.activationListLength ?? "0").toMatch(/^\d+$/);
+      expect(String(trigger.metadata.address ?? `${trigger.metadata.host}:${trigger.metadata.port}`)).toMatch(/^[\w.-]+:\d+$/);
+      const known = ["address", "host", "port", "addressFromEnv", "hostFromEnv", "portFromEnv", "usernameFromEnv", "passwordFromEnv", "listName", "listLength", "activationListLength", "enableTLS", "unsafeSsl", "databaseIndex"];
+      for (const k of Object.keys(trigger.metadata)) expect(known, `unknown redis scaler field ${k}`).toContain(k);
+    }
   });
 
   it("authenticates through a TriggerAuthentication whose secret keys exist", () => {
-    const trigger = scaled.spec.triggers[0] as Trigger;
-    expect(trigger.authenticationRef?.name).toBe(auth.metadata.name);
+    for (const trigger of scaled.spec.triggers) expect(trigger.authenticationRef?.name).toBe(auth.metadata.name);
     expect(auth.apiVersion).toBe("keda.sh/v1alpha1");
     const keys = secretKeys();
     for (const ref of auth.spec.secretTargetRef) {

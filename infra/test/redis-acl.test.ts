@@ -182,6 +182,15 @@ describe("infra/redis/users.acl", () => {
     await expect(admin.eval(`return redis.call("DEL", KEYS[1])`, 1, `${PREFIX}:audit`)).rejects.toThrow(DENIED);
   });
 
+  it("admin caps and weights a tenant and reads every tenant's load (agentry tenants set/show)", async () => {
+    const asAdmin = new AgentryClient({ redis: connect("admin"), prefix: PREFIX });
+    await expect(asAdmin.setTenantSettings("acme", { maxRunning: 50, weight: 2 })).resolves.toMatchObject({ tenant: "acme", maxRunning: 50, weight: 2 });
+    const loads = await asAdmin.tenantLoad();
+    expect(loads.find((l) => l.tenant === "acme")).toMatchObject({ maxRunning: 50, weight: 2, running: expect.any(Number), waiting: expect.any(Number) });
+    await asAdmin.setTenantSettings("acme", { maxRunning: null, weight: 1 });
+    await asAdmin.queue.close();
+  });
+
   it("admin cannot take jobs, submit tasks or write the queue", async () => {
     const admin = connect("admin");
     // BullMQ's own job-taking path (moveToActive) with the admin's credentials.
@@ -244,13 +253,21 @@ describe("infra/redis/users.acl", () => {
     await w.del(lock);
   });
 
-  it("keda may only read the length of the wait list (infra/k8s/keda-scaledobject.yaml)", async () => {
+  it("keda may only count the wait list and the prioritized set, with its scaler's script (infra/k8s/keda-scaledobject.yaml)", async () => {
     const keda = connect("keda");
-    await expect(keda.llen(`${PREFIX}:tasks:wait`)).resolves.toBeGreaterThanOrEqual(0);
+    // KEDA's redis scaler counts a key by its type in one EVAL.
+    const length = `local t = redis.call('type', KEYS[1]).ok
+      if t == 'zset' then return redis.call('zcard', KEYS[1]) end
+      return redis.call('llen', KEYS[1])`;
+    await expect(keda.eval(length, 1, `${PREFIX}:tasks:wait`)).resolves.toBeGreaterThanOrEqual(0);
+    await expect(keda.eval(length, 1, `${PREFIX}:tasks:prioritized`)).resolves.toBeGreaterThanOrEqual(0);
     await expect(keda.llen(`{${PREFIX}}:tasks:wait`)).resolves.toBe(0);
+    await expect(keda.zcard(`{${PREFIX}}:tasks:prioritized`)).resolves.toBe(0);
     await expect(keda.lrange(`${PREFIX}:tasks:wait`, 0, -1)).rejects.toThrow(DENIED);
+    await expect(keda.zrange(`${PREFIX}:tasks:prioritized`, 0, -1)).rejects.toThrow(DENIED);
     await expect(keda.llen(`${PREFIX}:tasks:active`)).rejects.toThrow(DENIED);
     await expect(keda.get(`${PREFIX}:audit:head`)).rejects.toThrow(DENIED);
+    await expect(keda.eval("return redis.call('del', KEYS[1])", 1, `${PREFIX}:tasks:wait`)).rejects.toThrow(DENIED);
   });
 
   it("the worker, producer and admin hit no ACL denial beyond the ones provoked above", async () => {
@@ -284,8 +301,10 @@ describe("infra/redis/users.acl", () => {
       `worker ${PREFIX}:audit`,
       // keda
       `keda lrange`,
+      `keda zrange`,
       `keda ${PREFIX}:tasks:active`,
       `keda get`,
+      `keda del`,
     ]);
     const dangerous = new Set(["flushall", "config|get", "keys", "script|flush"]);
     // The fixture's readiness probe runs INFO as the anonymous default user, which may only PING.

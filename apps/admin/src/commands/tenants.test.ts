@@ -51,16 +51,16 @@ describe("agentry tenants", () => {
     expect(JSON.parse(fresh.stdout)).toEqual([{ tenant: "initech", maxRunning: null, weight: 1, running: 0, waiting: 0 }]);
   });
 
-  it("wakes the tasks a raised cap lets run", async () => {
+  it("raises a cap without waking anything itself: capped tasks stay for the workers' reconcile to hand slots to", async () => {
     const { env, fair } = setup();
     await fair.setSettings("acme", { maxRunning: 1 });
     const { stamps } = await fair.stamp("acme", ["t1", "t2", "t3"], { fair: true });
     for (const s of stamps) await fair.admit({ taskId: s.taskId, tenant: "acme", attempt: "w", priority: s.priority });
-    expect(await fair.cappedTenants()).toEqual(["acme"]);
     const set = await runAgentry(["tenants", "set", "acme", "--max-running", "3", "--json"], env);
-    // t2 and t3 were handed the two new slots (counted as running while they travel to a worker).
-    expect(JSON.parse(set.stdout)).toEqual([{ tenant: "acme", maxRunning: 3, weight: 1, running: 3, waiting: 2 }]);
-    expect(await fair.cappedTenants()).toEqual([]);
+    expect(JSON.parse(set.stdout)).toEqual([{ tenant: "acme", maxRunning: 3, weight: 1, running: 1, waiting: 2 }]);
+    // What a worker's reconcile then does: two slots for t2 and t3, oldest first.
+    expect(await fair.cappedTenants()).toEqual(["acme"]);
+    expect(await fair.release("acme")).toEqual(["t2", "t3"]);
   });
 
   it("refuses bad tenants, caps and weights as usage errors, changing nothing", async () => {

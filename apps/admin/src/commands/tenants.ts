@@ -18,7 +18,8 @@ export const tenantsSetCommand: Command = {
     "--max-running N: at most N of the tenant's tasks run at once, across all workers; a task over the cap",
     "waits without holding a worker slot. `none` removes the cap. --weight W (0.01 to 1000, default 1): when",
     "several tenants have work, free slots go to them in proportion to their weights. Settings live in Redis",
-    "and every worker applies them to the next task it takes; tasks a raised cap lets run are woken at once.",
+    "and every worker applies them to the next task it takes; tasks a raised cap lets run are woken by the",
+    "workers' reconcile (AGENTRY_RECONCILE_INTERVAL_MS, 5 s).",
     "Prints the tenant's settings and load afterwards (JSON: an array of one {tenant, maxRunning, weight, running, waiting}).",
   ].join("\n"),
   async run(ctx, argv) {

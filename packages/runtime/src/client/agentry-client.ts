@@ -354,13 +354,13 @@ export class AgentryClient {
   }
 
   /**
-   * Changes a tenant's fair-share settings (see {@link FairShare.setSettings}) and wakes the tasks
-   * a raised or removed cap lets run now. Returns the tenant's settings and load afterwards.
+   * Changes a tenant's fair-share settings (see {@link FairShare.setSettings}). Tasks a raised or
+   * removed cap lets run are woken by the workers' reconcile. Returns the tenant's settings and
+   * load afterwards.
    */
   async setTenantSettings(tenant: string, patch: TenantSettingsPatch): Promise<TenantLoad> {
     return this.guard(async () => {
       await this.fair.setSettings(tenant, patch);
-      for (const id of await this.fair.release(tenant)) await this.promote(id);
       const [load] = await this.fair.load([tenant]);
       return load as TenantLoad;
     });
