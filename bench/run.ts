@@ -8,7 +8,7 @@
  *   pnpm bench --only throughput    # one benchmark (comma-separated names allowed); writes nothing
  *   pnpm bench --quick --out FILE   # write the report to FILE instead
  *
- * Names: throughput, approvals-pending, approval-resume, memory, budget, audit, vector-search, cli-startup.
+ * Names: throughput, fair-share, approvals-pending, approval-resume, memory, budget, audit, vector-search, cli-startup.
  * Each benchmark is a script run as a child process (`node --conditions=@agentry/source --import
  * tsx <script>`) with REDIS_URL pointing at the run's Redis; with a private server the runner
  * flushes it between benchmarks (never a REDIS_URL it was given).
@@ -54,6 +54,24 @@ const BENCHMARKS: Benchmark[] = [
       "task over the queue alone, not a provider-bound production rate (a real model call takes seconds).",
     script: "bench/runtime/throughput.ts",
     args: { full: ["--tasks", "2000", "--concurrency", "16,50"], quick: ["--tasks", "300", "--concurrency", "16,50"] },
+  },
+  {
+    name: "fair-share",
+    title: "Fair share between tenants: a flood, throughput and Redis work",
+    about:
+      "Two worker processes (`apps/worker/src/main.ts`, concurrency 25 each, the reference wiring) against the fake Messages API " +
+      "through the real Anthropic SDK; a task is the weather prompt (two model calls, one tool call). Latency: model calls take " +
+      "250 ms, as a provider's take seconds, so a task's run time is the model's and not CPU contention; tenant B submits 20 " +
+      "tasks on an idle system, then tenant A submits 3,000 and B 20 more, with fair share on and then off (first in first out); " +
+      "B's submit → completion times (BullMQ `finishedOn`) are compared. Throughput: zero model latency, 2,000 tasks of four " +
+      "tenants submitted one tenant after another into a paused queue, timed from resume to the last completion, on, off, off, " +
+      "on, on, off, medians compared. Redis work: INFO commandstats and INFO cpu over each throughput run per task, and the fair-share calls alone (stamp, " +
+      "base read, admit, release) run 5,000 times.",
+    script: "bench/runtime/fair-share.ts",
+    args: {
+      full: ["--flood", "3000", "--late", "20", "--tasks", "2000", "--latency-ms", "250"],
+      quick: ["--flood", "300", "--late", "10", "--tasks", "400", "--latency-ms", "100"],
+    },
   },
   {
     name: "approvals-pending",
@@ -148,6 +166,9 @@ const NOTES = [
 /** Figures shown in the summary table (prefix match on the label). */
 const HEADLINE = [
   "ratio full ÷ bare",
+  "ratio B p99",
+  "ratio throughput fair share",
+  "Redis work fair share adds",
   "full agent tasks/s",
   "bare BullMQ no-op jobs/s",
   "ratio ",

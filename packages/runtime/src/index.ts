@@ -32,7 +32,7 @@ export { createMetricsHooks, type MetricsHooks, type MetricsHooksOptions } from 
 export { createAgentTaskHandler, DEFAULT_SYSTEM_PROMPT, type AgentTaskHandlerOptions } from "./pipeline/agent-task-handler.js";
 export { createBudgetHooks, defaultScopes, type BudgetHooksOptions, type CallPricing } from "./pipeline/budget-hooks.js";
 export { RedisToolJournal } from "./pipeline/tool-journal.js";
-export { FairShare, BULLMQ_PRIORITY_LIMIT, VIRTUAL_UNIT, type Admission, type FairShareOptions, type FairStamp } from "./fair/fair-share.js";
+export { FairShare, BULLMQ_PRIORITY_LIMIT, VIRTUAL_UNIT, type Admission, type FairShareOptions, type FairStamp, type Release, type TenantSlot } from "./fair/fair-share.js";
 export {
   DEFAULT_TENANT_WEIGHT,
   MAX_RUNNING_LIMIT,

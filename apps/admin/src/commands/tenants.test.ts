@@ -60,7 +60,7 @@ describe("agentry tenants", () => {
     expect(JSON.parse(set.stdout)).toEqual([{ tenant: "acme", maxRunning: 3, weight: 1, running: 1, waiting: 2 }]);
     // What a worker's reconcile then does: two slots for t2 and t3, oldest first.
     expect(await fair.cappedTenants()).toEqual(["acme"]);
-    expect(await fair.release("acme")).toEqual(["t2", "t3"]);
+    expect((await fair.release("acme")).wake).toEqual(["t2", "t3"]);
   });
 
   it("refuses bad tenants, caps and weights as usage errors, changing nothing", async () => {

@@ -65,14 +65,29 @@ describe("FairShare order", () => {
     expect(again.stamps[0]?.priority).toBe(1);
   });
 
-  it("advances the virtual time to the tag of each task a worker takes, so later arrivals start there", async () => {
+  it("advances the virtual time as tasks end, so a tenant arriving behind a flood lands beside the flood's running tasks", async () => {
     const { fair } = setup();
-    const { stamps } = await fair.stamp("a", ["t1", "t2", "t3", "t4"], { fair: true });
-    for (const s of stamps.slice(0, 3)) await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "x", priority: s.priority });
-    const late = await fair.stamp("b", ["u1"], { fair: true });
-    // Virtual time is the tag of t3 (2): b's first task goes beside a's t3, ahead of a's t4.
-    expect(late.stamps[0]).toMatchObject({ priority: 3, tag: 2 * VIRTUAL_UNIT });
-    expect(stamps[3]?.priority).toBe(4);
+    const { stamps } = await fair.stamp("a", ["t1", "t2", "t3", "t4", "t5", "t6"], { fair: true });
+    const slots = [];
+    for (const s of stamps.slice(0, 4)) slots.push((await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "x", priority: s.priority })).slot);
+    expect(slots.map((s) => s.tag)).toEqual([0, 1, 2, 3].map((k) => k * VIRTUAL_UNIT));
+    // t1 and t2 end; t3 and t4 still run. The virtual time is t2's tag.
+    for (const slot of slots.slice(0, 2)) await fair.release("a", slot);
+    const late = await fair.stamp("b", ["u1", "u2"], { fair: true });
+    expect(late.stamps.map((s) => s.tag)).toEqual([1 * VIRTUAL_UNIT, 2 * VIRTUAL_UNIT]);
+    // So b's two tasks come before a's next (t5, priority 5): they take the next free slots.
+    expect(late.stamps.map((s) => s.priority)).toEqual([2, 3]);
+    expect(stamps[4]?.priority).toBe(5);
+  });
+
+  it("never moves the virtual time back when an old task (resumed from a park) ends", async () => {
+    const { fair } = setup();
+    const { stamps } = await fair.stamp("a", ["t1", "t2", "t3"], { fair: true });
+    const third = await fair.admit({ taskId: "t3", tenant: "a", attempt: "x", priority: stamps[2]?.priority ?? 0 });
+    await fair.release("a", third.slot);
+    const first = await fair.admit({ taskId: "t1", tenant: "a", attempt: "y", priority: stamps[0]?.priority ?? 0 });
+    await fair.release("a", first.slot);
+    expect((await fair.stamp("b", ["u1"], { fair: true })).stamps[0]?.tag).toBe(2 * VIRTUAL_UNIT);
   });
 
   it("stamps priority 0 (first in first out) with fair order off, still counting the tasks as waiting", async () => {
@@ -101,7 +116,7 @@ describe("FairShare caps", () => {
     expect((await fair.load(["a"]))[0]).toMatchObject({ running: 2, waiting: 2, maxRunning: 2 });
 
     // t1 ends: its slot is reserved for t3 (the oldest held back), which a later attempt then takes.
-    expect(await fair.release("a", admissions[0]?.slot.member)).toEqual(["t3"]);
+    expect((await fair.release("a", admissions[0]?.slot)).wake).toEqual(["t3"]);
     expect((await fair.load(["a"]))[0]?.running).toBe(2);
     // Someone else arriving now finds no free slot: the reserved one is t3's.
     expect((await fair.admit({ taskId: "t4", tenant: "a", attempt: "tok-t4b", priority: 4 })).admitted).toBe(false);
@@ -110,7 +125,7 @@ describe("FairShare caps", () => {
 
     // Raising the cap frees a slot for t4 at the next hand-off (the CLI and the reconcile run one).
     await fair.setSettings("a", { maxRunning: 3 });
-    expect(await fair.release("a")).toEqual(["t4"]);
+    expect((await fair.release("a")).wake).toEqual(["t4"]);
     expect(await fair.cappedTenants()).toEqual([]);
   });
 
@@ -120,7 +135,7 @@ describe("FairShare caps", () => {
     const { stamps } = await fair.stamp("a", ["t1", "t2", "t3"], { fair: true });
     for (const s of stamps) await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "tok", priority: s.priority });
     await fair.setSettings("a", { maxRunning: null });
-    expect(await fair.release("a")).toEqual(["t2", "t3"]);
+    expect((await fair.release("a")).wake).toEqual(["t2", "t3"]);
     expect((await fair.load(["a"]))[0]).toMatchObject({ running: 1, maxRunning: null });
   });
 
@@ -149,7 +164,7 @@ describe("FairShare caps", () => {
     const { stamps } = await fair.stamp("a", ["t1", "t2", "t3"], { fair: true });
     const first = await fair.admit({ taskId: "t1", tenant: "a", attempt: "w", priority: stamps[0]?.priority ?? 1 });
     for (const s of stamps.slice(1)) await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "w", priority: s.priority });
-    expect(await fair.release("a", first.slot.member)).toEqual(["t2"]);
+    expect((await fair.release("a", first.slot)).wake).toEqual(["t2"]);
     // t2 is cancelled while on its way to a worker: its reserved slot goes to t3.
     expect(await fair.forget("a", "t2")).toEqual(["t3"]);
     expect((await fair.load(["a"]))[0]).toMatchObject({ running: 1, waiting: 1 });
@@ -176,13 +191,15 @@ describe("FairShare clock rebase", () => {
     // A parked job holds its priority in its hash and re-enters the prioritized set with it.
     await queue.add("agent.run", { tenant: "c" }, { jobId: "parked", priority: 25, delay: 60_000 });
     const before = await order();
-    // Workers take a's and b's first 12 (virtual time reaches 11).
+    // Workers take a's and b's first 12 and finish them (virtual time reaches 11).
     let due = false;
     for (const id of before.slice(0, 24)) {
       const job = await queue.getJob(id);
-      const admission = await fair.admit({ taskId: id, tenant: String(job?.data.tenant), attempt: "w", priority: job?.priority ?? 0 });
+      const tenant = String(job?.data.tenant);
+      const admission = await fair.admit({ taskId: id, tenant, attempt: "w", priority: job?.priority ?? 0 });
       await conn.zrem(`${prefix}:tasks:prioritized`, id);
-      due ||= admission.rebaseDue;
+      const released = await fair.release(tenant, admission.slot);
+      due ||= released.rebaseDue;
     }
     expect(due).toBe(true);
     const remaining = before.slice(24);

@@ -17,12 +17,12 @@ const scripts = defineScripts<{
   ) => (string | number)[];
   admitTenantTask: (
     keys: [settings: string, clock: string, running: string, capped: string, queued: string, cappedTenants: string],
-    args: [taskId: string, member: string, now: number, leaseMs: number, priority: number, rebaseAt: number, tenant: string, unit: number],
-  ) => [admitted: number, rebaseDue: number, running: number];
+    args: [taskId: string, member: string, now: number, leaseMs: number, priority: number, tenant: string, unit: number],
+  ) => [admitted: number, tag: string];
   releaseTenantSlots: (
-    keys: [settings: string, running: string, capped: string, cappedTenants: string],
-    args: [member: string, now: number, reservationMs: number, tenant: string, batch: number],
-  ) => string[];
+    keys: [settings: string, running: string, capped: string, cappedTenants: string, clock: string],
+    args: [member: string, now: number, reservationMs: number, tenant: string, batch: number, tag: string, rebaseAt: number, unit: number],
+  ) => [rebaseDue: number, ...ids: string[]];
   rebaseFairClock: (
     keys: [clock: string, prioritized: string, delayed: string, wait: string, active: string],
     args: [rebaseAt: number, jobKeyPrefix: string, unit: number],
@@ -30,7 +30,7 @@ const scripts = defineScripts<{
 }>(import.meta.url, {
   stampFairTags: "./stamp-fair-tags-5.lua",
   admitTenantTask: "./admit-tenant-task-6.lua",
-  releaseTenantSlots: "./release-tenant-slots-4.lua",
+  releaseTenantSlots: "./release-tenant-slots-5.lua",
   rebaseFairClock: "./rebase-fair-clock-5.lua",
 });
 
@@ -74,12 +74,26 @@ export interface FairStamp {
   tag: number;
 }
 
+/** An attempt's hold on its tenant's slot: give it back to {@link FairShare.release} when the attempt ends. */
+export interface TenantSlot {
+  tenant: string;
+  /** The slot's member in the tenant's running set. */
+  member: string;
+  /** The task's start tag (absolute), or `null` for a task without a fair priority. */
+  tag: number | null;
+}
+
 /** What {@link FairShare.admit} decided for one attempt. */
 export interface Admission {
   /** The attempt holds a slot of its tenant and may run. Otherwise it must wait (capped) without running. */
   admitted: boolean;
-  /** The slot's member in the tenant's running set; give it to {@link FairShare.release} when the attempt ends. */
-  slot: { tenant: string; member: string };
+  slot: TenantSlot;
+}
+
+/** What {@link FairShare.release} did. */
+export interface Release {
+  /** Capped tasks handed a slot, oldest first: promote them out of the delayed set. */
+  wake: string[];
   /** The queue clock drifted far enough from its base that {@link FairShare.rebase} should run. */
   rebaseDue: boolean;
 }
@@ -89,9 +103,11 @@ export interface Admission {
  *
  * Order: start-time fair queueing through BullMQ's own job priorities. At submit each task of a
  * tenant gets a start tag `max(V, tenant's last finish)` and advances the tenant's finish by
- * `1/weight` (in units of {@link VIRTUAL_UNIT}); its BullMQ priority is that tag relative to the clock's base, so a tenant's next
- * task competes with the other tenants' next tasks instead of queueing behind a flood. `V`, the
- * queue's virtual time, advances to the tag of every task a worker takes.
+ * `1/weight` (in units of {@link VIRTUAL_UNIT}); its BullMQ priority is that tag relative to the
+ * clock's base, so a tenant's next task competes with the other tenants' next tasks instead of
+ * queueing behind a flood. `V`, the queue's virtual time, advances to the tag of every task
+ * whose attempt ends: it trails the tasks in service, so a tenant arriving behind a flood gets
+ * tags beside the flood's running tasks and takes the next free slots.
  *
  * Caps: a tenant's running attempts hold leased slots in a sorted set; an attempt over
  * `maxRunning` is held back (the worker parks it without a slot) and gets a slot reserved for it
@@ -156,7 +172,7 @@ export class FairShare {
    */
   async admit(task: { taskId: string; tenant: string; attempt: string; priority: number }): Promise<Admission> {
     const member = `${task.taskId}@${task.attempt}`;
-    const [admitted, rebaseDue] = await scripts.admitTenantTask(
+    const [admitted, tag] = await scripts.admitTenantTask(
       this.redis,
       [
         this.settingsKey(task.tenant),
@@ -166,25 +182,26 @@ export class FairShare {
         this.tenantKey("queued", task.tenant),
         this.queueKey("capped-tenants"),
       ],
-      [task.taskId, member, this.clock.now(), this.slotLeaseMs, task.priority, this.rebaseAt, task.tenant, VIRTUAL_UNIT],
+      [task.taskId, member, this.clock.now(), this.slotLeaseMs, task.priority, task.tenant, VIRTUAL_UNIT],
     );
-    return { admitted: admitted === 1, slot: { tenant: task.tenant, member }, rebaseDue: rebaseDue === 1 };
+    return { admitted: admitted === 1, slot: { tenant: task.tenant, member, tag: tag === "" ? null : Number(tag) } };
   }
 
   /**
-   * Frees a slot (or none, with `member` empty) and hands the tenant's free slots to its capped
-   * tasks. Returns the task ids to promote out of the delayed set, oldest first.
+   * Ends an attempt's hold on its slot (or none, without `slot`), moves the virtual time up to the
+   * ended task's tag, and hands the tenant's free slots to its capped tasks.
    */
-  async release(tenant: string, member = ""): Promise<string[]> {
-    return scripts.releaseTenantSlots(
+  async release(tenant: string, slot?: { member: string; tag: number | null }): Promise<Release> {
+    const [rebaseDue, ...wake] = await scripts.releaseTenantSlots(
       this.redis,
-      [this.settingsKey(tenant), this.tenantKey("running", tenant), this.tenantKey("capped", tenant), this.queueKey("capped-tenants")],
-      [member, this.clock.now(), this.reservationMs, tenant, 100],
+      [this.settingsKey(tenant), this.tenantKey("running", tenant), this.tenantKey("capped", tenant), this.queueKey("capped-tenants"), this.queueKey("clock")],
+      [slot?.member ?? "", this.clock.now(), this.reservationMs, tenant, 100, slot?.tag === null || slot?.tag === undefined ? "" : String(slot.tag), this.rebaseAt, VIRTUAL_UNIT],
     );
+    return { wake, rebaseDue: Number(rebaseDue) === 1 };
   }
 
   /** Extends the leases of slots still held (a slot already reaped is not brought back). */
-  async renew(slots: readonly { tenant: string; member: string }[]): Promise<void> {
+  async renew(slots: readonly Pick<TenantSlot, "tenant" | "member">[]): Promise<void> {
     if (slots.length === 0) return;
     const expiry = this.clock.now() + this.slotLeaseMs;
     const pipeline = this.redis.pipeline();
@@ -199,7 +216,7 @@ export class FairShare {
    */
   async forget(tenant: string, taskId: string): Promise<string[]> {
     await this.redis.multi().zrem(this.tenantKey("queued", tenant), taskId).zrem(this.tenantKey("capped", tenant), taskId).exec();
-    return this.release(tenant, taskId);
+    return (await this.release(tenant, { member: taskId, tag: null })).wake;
   }
 
   /** Tenants with tasks held back by their cap. */

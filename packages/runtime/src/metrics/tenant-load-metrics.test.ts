@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { useTestRedis } from "@agentry/testkit";
 import { describe, expect, it } from "vitest";
 import { FairShare } from "../fair/fair-share.js";
@@ -29,6 +30,11 @@ describe("registerTenantLoadMetrics", () => {
     expect(sample(text, 'agentry_tenant_waiting_tasks{tenant="globex"}')).toBe(1);
     expect(sample(text, 'agentry_tenant_running_tasks{tenant="globex"}')).toBe(0);
     expect(sample(text, 'agentry_tenant_max_running_tasks{tenant="globex"}')).toBeUndefined();
+    // Every gauge the README lists as fed by registerTenantLoadMetrics is exposed.
+    const readme = readFileSync(new URL("./README.md", import.meta.url), "utf8");
+    const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` \|.*registerTenantLoadMetrics.*$/gm)].map((m) => m[1] as string);
+    expect(documented).toEqual(["agentry_tenant_running_tasks", "agentry_tenant_waiting_tasks", "agentry_tenant_max_running_tasks"]);
+    for (const name of documented) expect(text, name).toContain(`# TYPE ${name} gauge`);
   });
 
   it("keeps the last values and counts a collector error when the read fails", async () => {

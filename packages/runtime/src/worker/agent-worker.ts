@@ -24,7 +24,7 @@ import type { TaskProgress } from "../tasks/progress.js";
 import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
 import type { TaskOutcome } from "./job-outcome.js";
 import { FencedJobWriter, jobKeys } from "./fenced-job.js";
-import { FairShare, type Admission } from "../fair/fair-share.js";
+import { FairShare, type TenantSlot } from "../fair/fair-share.js";
 
 /** What a task handler gets for one attempt of one task. */
 export interface TaskExecution {
@@ -185,7 +185,7 @@ export class AgentWorker implements WorkerControl {
   /** Fair share between tenants: the order's clock and the tenants' slots. */
   readonly fair: FairShare;
   /** Running attempts by lock token (a task may briefly have a stale attempt beside a new one). */
-  private readonly active = new Map<string, { taskId: string; controller: AbortController; lastProgressAt: number; slot?: Admission["slot"] }>();
+  private readonly active = new Map<string, { taskId: string; controller: AbortController; lastProgressAt: number; slot?: TenantSlot }>();
   private fairTimers: NodeJS.Timeout[] = [];
   private rebasing: Promise<void> | undefined;
   private readonly jobWriter: FencedJobWriter;
@@ -318,7 +318,7 @@ export class AgentWorker implements WorkerControl {
    * job is gone. Every worker runs it periodically; it is safe to run anywhere, any time.
    */
   async reconcileTenants(): Promise<void> {
-    for (const tenant of await this.fair.cappedTenants()) await this.wakeCapped(tenant, await this.fair.release(tenant));
+    for (const tenant of await this.fair.cappedTenants()) await this.wakeCapped(tenant, (await this.fair.release(tenant)).wake);
     for (const tenant of await this.fair.tenants()) await this.fair.pruneWaiting(tenant);
   }
 
@@ -431,7 +431,7 @@ export class AgentWorker implements WorkerControl {
     if (!token) throw new AgentryError("INTERNAL", `Task ${taskId} was delivered without a lock token`);
     const controller = new AbortController();
     bullSignal?.addEventListener("abort", () => controller.abort(bullSignal.reason), { once: true });
-    const entry: { taskId: string; controller: AbortController; lastProgressAt: number; slot?: Admission["slot"] } = { taskId, controller, lastProgressAt: this.clock.now() };
+    const entry: { taskId: string; controller: AbortController; lastProgressAt: number; slot?: TenantSlot } = { taskId, controller, lastProgressAt: this.clock.now() };
     this.active.set(token, entry);
     const startedAt = this.clock.now();
     const keys = jobKeys(this.prefix, this.queueName, taskId);
@@ -444,7 +444,6 @@ export class AgentWorker implements WorkerControl {
     try {
       // The tenant's cap first: a task over it waits parked, holding no slot, until one frees.
       const admission = await this.fair.admit({ taskId, tenant: payload.tenant, attempt: token, priority: job.priority ?? 0 });
-      if (admission.rebaseDue) this.rebaseClock();
       if (!admission.admitted) {
         const until = this.clock.now() + (this.options.fairShare?.cappedParkMs ?? 3_600_000);
         await update({ parked: { reason: "tenant_capped", until }, parkCount: (data.parkCount ?? 0) + 1 });
@@ -539,9 +538,11 @@ export class AgentWorker implements WorkerControl {
   }
 
   /** Frees an attempt's slot and wakes the capped tasks it hands on to. A failure only logs: the lease frees the slot anyway. */
-  private async releaseSlot(slot: Admission["slot"], log: Logger): Promise<void> {
+  private async releaseSlot(slot: TenantSlot, log: Logger): Promise<void> {
     try {
-      await this.wakeCapped(slot.tenant, await this.fair.release(slot.tenant, slot.member));
+      const released = await this.fair.release(slot.tenant, slot);
+      if (released.rebaseDue) this.rebaseClock();
+      await this.wakeCapped(slot.tenant, released.wake);
     } catch (err) {
       log.warn({ err }, "releasing the tenant slot failed; its lease frees it");
     }
