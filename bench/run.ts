@@ -62,8 +62,8 @@ const BENCHMARKS: Benchmark[] = [
       "Two worker processes (`apps/worker/src/main.ts`, concurrency 25 each, the reference wiring) against the fake Messages API " +
       "through the real Anthropic SDK; a task is the weather prompt (two model calls, one tool call). Latency: model calls take " +
       "250 ms, as a provider's take seconds, so a task's run time is the model's and not CPU contention; tenant B submits 20 " +
-      "tasks on an idle system, then tenant A submits 3,000 and B 20 more, with fair share on and then off (first in first out); " +
-      "B's submit → completion times (BullMQ `finishedOn`) are compared. Throughput: zero model latency, 2,000 tasks of four " +
+      "tasks on an idle system (before and after the floods), then tenant A submits 3,000 and B 20 more, with fair share on and " +
+      "then off (first in first out); B's submit → completion times (BullMQ `finishedOn`) are compared. Throughput: zero model latency, 2,000 tasks of four " +
       "tenants submitted one tenant after another into a paused queue, timed from resume to the last completion, on, off, off, " +
       "on, on, off, medians compared. Redis work: INFO commandstats and INFO cpu over each throughput run per task, and the fair-share calls alone (stamp, " +
       "base read, admit, release) run 5,000 times.",
