@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { useTestRedis } from "@agentry/testkit";
 import { describe, expect, it } from "vitest";
 import { FairShare } from "../fair/fair-share.js";
+import { lintExposition } from "./lint-exposition.js";
 import { createMetrics } from "./metrics.js";
 import { registerTenantLoadMetrics } from "./tenant-load-metrics.js";
 
@@ -35,6 +36,8 @@ describe("registerTenantLoadMetrics", () => {
     const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` \|.*registerTenantLoadMetrics.*$/gm)].map((m) => m[1] as string);
     expect(documented).toEqual(["agentry_tenant_running_tasks", "agentry_tenant_waiting_tasks", "agentry_tenant_max_running_tasks"]);
     for (const name of documented) expect(text, name).toContain(`# TYPE ${name} gauge`);
+    // Names, help and types pass the promtool rules and Agentry's unit conventions.
+    expect(lintExposition(text)).toEqual([]);
   });
 
   it("keeps the last values and counts a collector error when the read fails", async () => {
