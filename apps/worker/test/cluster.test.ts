@@ -1,10 +1,11 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createRedis } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
-import { AgentryClient, BudgetLedger } from "@agentry/runtime";
+import { AgentryClient, BudgetLedger, FairShare } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, generateApproverKeyPair, signDecision } from "@agentry/governance";
 import { startFakeAnthropic, startRedisCluster, type FakeAnthropic, type TestRedisCluster } from "@agentry/testkit";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
@@ -67,6 +68,41 @@ describe("Redis Cluster", () => {
       // Every key really is in one slot of a multi-node cluster.
       const slots = new Set(await Promise.all(["x", "y:z", "tasks:wait"].map((k) => redis.call("CLUSTER", "KEYSLOT", `${PREFIX}:${k}`))));
       expect(slots.size).toBe(1);
+    } finally {
+      await client.close();
+      redis.disconnect();
+    }
+  }, 150_000);
+
+  it("keeps fair share on the cluster: a capped tenant's tasks all run, and a clock rebase moves the queue's priorities in one slot", async () => {
+    const redis = createRedis({ url: cluster.url, role: "command" });
+    const client = new AgentryClient({ url: cluster.url, prefix: PREFIX, sessionOrder: new RedisSessionTurns({ redis, prefix: PREFIX }) });
+    try {
+      await client.setTenantSettings("capped", { maxRunning: 1 });
+      const ids = [];
+      for (let i = 0; i < 4; i++) ids.push((await client.submit({ prompt: `hello ${i}` }, { tenant: "capped" })).taskId);
+      await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 60_000 })));
+      await expect.poll(() => client.tenantLoad(["capped"])).toEqual([{ tenant: "capped", maxRunning: 1, weight: 1, running: 0, waiting: 0 }]);
+
+      // The rebase script names the queue's BullMQ keys and the jobs it rewrites: one slot, on another queue.
+      const fair = new FairShare({ redis, prefix: PREFIX, queueName: "rebase-check", _internal: { rebaseAt: 2 } });
+      const queue = new Queue("rebase-check", { connection: redis, prefix: PREFIX });
+      try {
+        const { stamps } = await fair.stamp("a", ["r1", "r2", "r3", "r4", "r5"], { fair: true });
+        for (const s of stamps) await queue.add("agent.run", {}, { jobId: s.taskId, priority: s.priority });
+        for (const s of stamps.slice(0, 3)) {
+          const admission = await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "w", priority: s.priority });
+          await redis.zrem(`${PREFIX}:rebase-check:prioritized`, s.taskId);
+          await fair.release("a", admission.slot);
+        }
+        expect(await fair.rebase()).toBe(2);
+        expect((await queue.getPrioritized(0, -1)).map((j) => [j.id, j.priority])).toEqual([
+          ["r4", 2],
+          ["r5", 3],
+        ]);
+      } finally {
+        await queue.close();
+      }
     } finally {
       await client.close();
       redis.disconnect();
