@@ -264,7 +264,7 @@ describe("infra/redis/users.acl", () => {
     await expect(keda.llen(`{${PREFIX}}:tasks:wait`)).resolves.toBe(0);
     await expect(keda.zcard(`{${PREFIX}}:tasks:prioritized`)).resolves.toBe(0);
     await expect(keda.lrange(`${PREFIX}:tasks:wait`, 0, -1)).rejects.toThrow(DENIED);
-    await expect(keda.zrange(`${PREFIX}:tasks:prioritized`, 0, -1)).rejects.toThrow(DENIED);
+    await expect(keda.zrange(`${PREFIX}:tasks:prioritized`, 0, "-1")).rejects.toThrow(DENIED);
     await expect(keda.llen(`${PREFIX}:tasks:active`)).rejects.toThrow(DENIED);
     await expect(keda.get(`${PREFIX}:audit:head`)).rejects.toThrow(DENIED);
     await expect(keda.eval("return redis.call('del', KEYS[1])", 1, `${PREFIX}:tasks:wait`)).rejects.toThrow(DENIED);

@@ -230,7 +230,7 @@ export class FairShare {
    * the tenant's `sample` oldest. Returns how many were dropped.
    */
   async pruneWaiting(tenant: string, sample = 50): Promise<number> {
-    const ids = await this.redis.zrange(this.tenantKey("queued", tenant), 0, sample - 1);
+    const ids = await this.redis.zrange(this.tenantKey("queued", tenant), 0, String(sample - 1));
     if (ids.length === 0) return 0;
     const pipeline = this.redis.pipeline();
     for (const id of ids) pipeline.hmget(this.keys.key(this.queueName, id), "timestamp", "finishedOn");
