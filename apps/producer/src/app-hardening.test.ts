@@ -261,9 +261,10 @@ describe("per-tenant submit rate limit", () => {
     expect(burst.filter((r) => r.statusCode === 202)).toHaveLength(5);
     expect(burst.filter((r) => r.statusCode === 429)).toHaveLength(7);
 
-    // Accepted: acme 5 tasks (one group of 2) + initech 5; nothing else reached the queue.
-    const counts = await (replicas[0] as Setup).client.queue.getJobCounts("waiting", "waiting-children");
-    expect(counts).toEqual({ waiting: 10, "waiting-children": 1 });
+    // Accepted: acme 5 tasks (one group of 2) + initech 5; nothing else reached the queue. Fair share
+    // enqueues every task with its tenant's priority, so they wait in BullMQ's prioritized set.
+    const counts = await (replicas[0] as Setup).client.queue.getJobCounts("waiting", "prioritized", "waiting-children");
+    expect(counts).toEqual({ waiting: 0, prioritized: 10, "waiting-children": 1 });
   });
 
   it("refills with time: after Retry-After the tenant may submit again", async () => {

@@ -375,7 +375,7 @@ describe("OpenAPI, health, Bull Board", () => {
     expect(viaCookie.statusCode).toBe(200);
     expect((await app.inject({ method: "GET", url: "/admin/queues?key=wrong" })).statusCode).toBe(401);
 
-    const list = await app.inject({ method: "GET", url: "/admin/queues/api/queues?activeQueue=tasks&status=waiting", headers: auth() });
+    const list = await app.inject({ method: "GET", url: "/admin/queues/api/queues?activeQueue=tasks&status=prioritized", headers: auth() });
     expect(list.statusCode).toBe(200);
     const queues = list.json<{ queues: { name: string; readOnlyMode: boolean; jobs: { id: string }[] }[] }>().queues;
     expect(queues.map((q) => q.name)).toEqual(["tasks"]);
@@ -387,7 +387,7 @@ describe("OpenAPI, health, Bull Board", () => {
     expect(pause.statusCode).toBe(403);
     expect(await client.queue.isPaused()).toBe(false);
 
-    const admin = await app.inject({ method: "GET", url: "/admin/queues/api/queues?activeQueue=tasks&status=waiting", headers: auth("key-ops") });
+    const admin = await app.inject({ method: "GET", url: "/admin/queues/api/queues?activeQueue=tasks&status=prioritized", headers: auth("key-ops") });
     const adminQueue = admin.json<{ queues: { readOnlyMode: boolean; jobs: { id: string }[] }[] }>().queues[0];
     expect(adminQueue?.readOnlyMode).toBe(false);
     expect(adminQueue?.jobs.map((j) => j.id).sort()).toEqual([acmeTask, globexTask].sort());

@@ -92,9 +92,10 @@ describe("producer process", () => {
       expect(metrics.status).toBe(200);
       const exposition = await metrics.text();
       expect(lintExposition(exposition)).toEqual([]);
-      // The submitted task waits (no worker runs here): queue depth counts it, in its state only.
+      // The submitted task waits (no worker runs here): queue depth counts it, in its state only
+      // (prioritized: fair share enqueues it with its tenant's priority).
       const depth = parseExposition(exposition).families.find((f) => f.name === "agentry_queue_depth")?.samples ?? [];
-      expect(Object.fromEntries(depth.map((s) => [s.labels.state, s.value]))).toEqual({ waiting: 1, active: 0, delayed: 0, prioritized: 0 });
+      expect(Object.fromEntries(depth.map((s) => [s.labels.state, s.value]))).toEqual({ waiting: 0, active: 0, delayed: 0, prioritized: 1 });
       const login = await fetch(`${base}/admin/queues?key=sk-main-test`, { redirect: "manual" });
       expect(login.status).toBe(303);
     } finally {
