@@ -29,7 +29,8 @@ import { fileURLToPath } from "node:url";
 import { createRedis } from "../../packages/core/src/index.js";
 import { RedisSessionTurns } from "../../packages/memory/src/index.js";
 import { AgentryClient, FairShare } from "../../packages/runtime/src/index.js";
-import { demoReply, startFakeAnthropic } from "../../packages/testkit/src/index.js";
+import { referenceReply } from "../../packages/reference/src/testing.js";
+import { startFakeAnthropic } from "../../packages/testkit/src/index.js";
 import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.js";
 import { flags, freshPrefix, weatherPrompt } from "../lib/agentry.js";
 import { commandLine, emitResult, type Figure } from "../lib/result.js";
@@ -97,14 +98,8 @@ async function main(): Promise<void> {
   const redis = createRedis({ url: server.url });
   let latency = LATENCY_MS;
   const fake = await startFakeAnthropic({
-    handler: (request) => {
-      const demo = demoReply(request.body);
-      return {
-        content: demo.content.map((b) => (b.type === "text" ? { type: "text" as const, text: b.text ?? "" } : { type: "tool_use" as const, id: b.id, name: b.name ?? "", input: b.input })),
-        stopReason: demo.stopReason,
-        ...(latency > 0 ? { delayMs: latency } : {}),
-      };
-    },
+    // The reference worker's own rule table answers (weather: a tool call, then text), after the latency.
+    handler: (request) => ({ ...referenceReply(request), ...(latency > 0 ? { delayMs: latency } : {}) }),
   });
   const prefix = freshPrefix("fair");
   const env = {
