@@ -158,6 +158,123 @@ describe("fake Anthropic Messages API", () => {
   });
 });
 
+/** Posts a `stream: true` request and reads its server-sent events to the end of the response. */
+async function postStream(url: string, body: Record<string, unknown>, signal?: AbortSignal): Promise<{ status: number; contentType: string | null; events: { event: string; data: Record<string, unknown> }[] }> {
+  const res = await fetch(`${url}/v1/messages`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": "k", "anthropic-version": "2023-06-01" },
+    body: JSON.stringify({ ...body, stream: true }),
+    ...(signal ? { signal } : {}),
+  });
+  const text = await res.text();
+  const events = text
+    .split("\n\n")
+    .filter((block) => block.trim() !== "")
+    .map((block) => {
+      const lines = block.split("\n");
+      const event = lines.find((l) => l.startsWith("event: "))?.slice(7) ?? "";
+      const data = JSON.parse(lines.find((l) => l.startsWith("data: "))?.slice(6) ?? "null") as Record<string, unknown>;
+      return { event, data };
+    });
+  return { status: res.status, contentType: res.headers.get("content-type"), events };
+}
+
+describe("fake Anthropic streaming (stream: true)", () => {
+  let fake: FakeAnthropic;
+  beforeAll(async () => {
+    fake = await startFakeAnthropic({ minCacheableTokens: 50 });
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+  const ask = { model: "claude-sonnet-4-6", max_tokens: 200, messages: [{ role: "user", content: "Hi" }] };
+
+  it("frames a text and tool_use answer as the Messages streaming events, usage in message_start and message_delta", async () => {
+    fake.reset();
+    fake.enqueue(fakeReply.toolUse("get_weather", { city: "Paris", units: "metric" }, { id: "toolu_s1", text: "Let me check the weather." }));
+    const { status, contentType, events } = await postStream(fake.url, ask);
+    expect(status).toBe(200);
+    expect(contentType).toMatch(/^text\/event-stream/);
+    const names = events.map((e) => e.event);
+    expect(names.slice(0, 3)).toEqual(["message_start", "ping", "content_block_start"]);
+    expect(names.slice(-2)).toEqual(["message_delta", "message_stop"]);
+    // Every event's data names its own type, as the SDK's parser expects.
+    for (const e of events) expect(e.data["type"]).toBe(e.event);
+    const deltas = events.filter((e) => e.event === "content_block_delta").map((e) => e.data as { index: number; delta: Record<string, string> });
+    const text = deltas.filter((d) => d.delta["type"] === "text_delta");
+    expect(text.length).toBeGreaterThan(1);
+    expect(text.map((d) => d.delta["text"]).join("")).toBe("Let me check the weather.");
+    const json = deltas.filter((d) => d.delta["type"] === "input_json_delta");
+    expect(json.every((d) => d.index === 1)).toBe(true);
+    expect(JSON.parse(json.map((d) => d.delta["partial_json"]).join(""))).toEqual({ city: "Paris", units: "metric" });
+    const start = events[0]?.data["message"] as { usage: Record<string, number>; content: unknown[] };
+    const end = events.at(-2)?.data as { delta: { stop_reason: string }; usage: Record<string, number> };
+    expect(start.content).toEqual([]);
+    expect(end.delta.stop_reason).toBe("tool_use");
+    expect(end.usage["input_tokens"]).toBe(start.usage["input_tokens"]);
+    expect(end.usage["output_tokens"]).toBeGreaterThan(1);
+    expect(fake.billed()).toMatchObject({ calls: 1, input: start.usage["input_tokens"], output: end.usage["output_tokens"] });
+  });
+
+  it("reports cached prompt tokens in the stream as in a JSON answer", async () => {
+    fake.reset();
+    const body = { ...ask, system: [{ type: "text", text: "You are a careful assistant. ".repeat(40), cache_control: { type: "ephemeral" } }] };
+    const first = await postStream(fake.url, body);
+    const second = await postStream(fake.url, body);
+    const usageOf = (r: typeof first) => (r.events.find((e) => e.event === "message_delta")?.data as { usage: Record<string, number> }).usage;
+    expect(usageOf(first)["cache_creation_input_tokens"]).toBeGreaterThan(0);
+    expect(usageOf(second)["cache_read_input_tokens"]).toBe(usageOf(first)["cache_creation_input_tokens"]);
+    expect(fake.billed().cacheReadInput).toBe(usageOf(first)["cache_creation_input_tokens"]);
+  });
+
+  it("paces events, and stalls, cuts off or fails a stream part-way; a cut stream bills its prompt only", async () => {
+    fake.reset();
+    const sent: number[] = [];
+    const paced = await startFakeAnthropic({ streamEventDelayMs: 20, onStreamEvent: (e) => sent.push(e.sentAt) });
+    try {
+      paced.enqueue(fakeReply.text("one two three"));
+      const { events } = await postStream(paced.url, ask);
+      expect(events).toHaveLength(sent.length);
+      // Each event after the first waited for its 20 ms timer (timers round to whole milliseconds).
+      expect(sent.slice(1).every((t, i) => t - (sent[i] as number) >= 19)).toBe(true);
+    } finally {
+      await paced.close();
+    }
+
+    fake.enqueue({ ...fakeReply.text("cut short here"), stream: { errorAfterEvents: { after: 4, type: "overloaded_error", message: "Overloaded" } } });
+    const failed = await postStream(fake.url, ask);
+    expect(failed.events.map((e) => e.event)).toEqual(["message_start", "ping", "content_block_start", "content_block_delta", "error"]);
+    expect(failed.events.at(-1)?.data).toMatchObject({ type: "error", error: { type: "overloaded_error" } });
+
+    fake.reset();
+    fake.enqueue({ ...fakeReply.text("dropped part-way"), stream: { dropAfterEvents: 3 } });
+    await expect(postStream(fake.url, ask)).rejects.toThrow();
+    expect(fake.billed()).toMatchObject({ calls: 1, output: 0 });
+
+    fake.enqueue({ ...fakeReply.text("stalled after two events"), stream: { stallAfterEvents: 2 } });
+    const controller = new AbortController();
+    const stalled = postStream(fake.url, ask, controller.signal);
+    await expect.poll(() => fake.requests.length).toBe(2);
+    // The stream stays open with nothing more to read until the client gives up.
+    const outcome = await Promise.race([stalled.then(() => "ended"), new Promise((r) => setTimeout(() => r("open"), 200))]);
+    expect(outcome).toBe("open");
+    controller.abort();
+    await expect(stalled).rejects.toThrow();
+  });
+
+  it("answers a malformed reply to a streaming request with an event whose data is not a message", async () => {
+    fake.reset();
+    fake.fail(fakeReply.malformed());
+    const res = await fetch(`${fake.url}/v1/messages`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...ask, stream: true }),
+    });
+    expect(res.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    expect(await res.text()).toMatch(/^event: message_start\ndata: \{"id": "msg_broken"/);
+  });
+});
+
 describe("fake Anthropic count_tokens and billing", () => {
   let fake: FakeAnthropic;
   beforeAll(async () => {

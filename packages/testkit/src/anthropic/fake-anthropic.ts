@@ -4,7 +4,7 @@
  *   node --import tsx packages/testkit/src/anthropic/fake-anthropic.ts --port 8787 --script replies.json
  *
  * The script file is JSON: either an array of replies (see `FakeReply`) or
- * `{ "steps": [...], "minCacheableTokens": 1024, "apiKey": "...", "tokenInflation": 4 }`. When the script runs out the
+ * `{ "steps": [...], "minCacheableTokens": 1024, "apiKey": "...", "tokenInflation": 4, "streamEventDelayMs": 20 }`. When the script runs out the
  * server echoes the last user message (`You said: …`); it knows no tool.
  * On start it prints one JSON line to stdout: `{"url":"http://127.0.0.1:8787","port":8787}`.
  */
@@ -17,6 +17,7 @@ export {
   startFakeAnthropic,
   type FakeAnthropic,
   type FakeBilling,
+  type FakeSentEvent,
   type StartFakeAnthropicOptions,
 } from "./server.js";
 export {
@@ -27,6 +28,7 @@ export {
   type FakeErrorReply,
   type FakeMalformedReply,
   type FakeDropReply,
+  type FakeStreamOptions,
   type FakeContentBlock,
   type FakeUsage,
   type RecordedRequest,
@@ -46,6 +48,7 @@ interface ScriptFile {
   minCacheableTokens?: number;
   apiKey?: string;
   tokenInflation?: number;
+  streamEventDelayMs?: number;
 }
 
 /** Parses `--port N --host H --script FILE` into server options. */
@@ -68,6 +71,7 @@ export function parseFakeAnthropicArgs(argv: readonly string[]): StartFakeAnthro
         if (parsed.minCacheableTokens !== undefined) options.minCacheableTokens = parsed.minCacheableTokens;
         if (parsed.apiKey !== undefined) options.apiKey = parsed.apiKey;
         if (parsed.tokenInflation !== undefined) options.tokenInflation = parsed.tokenInflation;
+        if (parsed.streamEventDelayMs !== undefined) options.streamEventDelayMs = parsed.streamEventDelayMs;
       }
       i += 1;
     } else {

@@ -21,6 +21,23 @@ export interface FakeMessageReply {
   model?: string;
   /** Wait this long before answering (slow responses). */
   delayMs?: number;
+  /** How the answer is sent when the request asks for `stream: true`; ignored otherwise. */
+  stream?: FakeStreamOptions;
+}
+
+/**
+ * Pacing and faults of a streamed answer. Events are counted from 1 in the order sent
+ * (`message_start` is event 1, then `ping`, then the content events).
+ */
+export interface FakeStreamOptions {
+  /** Wait this long before each event after the first. @defaultValue the server's `streamEventDelayMs` */
+  eventDelayMs?: number;
+  /** Send this many events, then nothing more, keeping the connection open (a stalled stream). */
+  stallAfterEvents?: number;
+  /** Send this many events, then destroy the connection (a stream cut off). */
+  dropAfterEvents?: number;
+  /** Send `after` events, then an `error` event with this error type and message, and end the stream. */
+  errorAfterEvents?: { after: number; type: string; message: string };
 }
 
 /** A content block of a scripted reply. */

@@ -7,9 +7,11 @@ import type {
   FakeMalformedReply,
   FakeReply,
   FakeStep,
+  FakeStreamOptions,
   FakeUsage,
   RecordedRequest,
 } from "./replies.js";
+import { frame, messageEvents, type StreamEvent } from "./stream-events.js";
 import {
   fakeOutputTokens,
   fakePromptTokens,
@@ -71,11 +73,32 @@ export interface StartFakeAnthropicOptions {
    * with the request's arrival, it bounds how long the caller was inside the call.
    */
   onResponseClosed?: (request: RecordedRequest) => void;
+  /**
+   * Pause between the events of a streamed answer (`stream: true`), unless a reply sets its own.
+   * @defaultValue 0 (every event at once)
+   */
+  streamEventDelayMs?: number;
+  /** Called right after each event of a streamed answer is written to the socket (benchmarks time deltas with it). */
+  onStreamEvent?: (sent: FakeSentEvent) => void;
 }
 
-/** What the fake has billed: the sum of `usage` over every successful `POST /v1/messages` answer sent. */
+/** An event of a streamed answer, as {@link StartFakeAnthropicOptions.onStreamEvent} sees it. */
+export interface FakeSentEvent {
+  /** The answer's `request-id`. */
+  requestId: string;
+  event: string;
+  data: Record<string, unknown>;
+  /** `performance.timeOrigin + performance.now()` right after the write: comparable across processes of one machine. */
+  sentAt: number;
+}
+
+/**
+ * What the fake has billed: the sum of `usage` over every successful `POST /v1/messages` answer
+ * sent. A streamed answer bills its input and cache tokens when `message_start` is sent and its
+ * output when `message_delta` is, so a stream cut off before its end bills its prompt only.
+ */
 export interface FakeBilling {
-  /** Messages answered with 200 and a usage. */
+  /** Messages answered with 200 and a usage (a streamed one once its `message_start` is sent). */
   calls: number;
   input: number;
   output: number;
@@ -158,7 +181,8 @@ function validate(body: unknown, counting: boolean): string | undefined {
 
 /**
  * Starts a fake Anthropic Messages API on loopback, good enough for the real `@anthropic-ai/sdk`:
- * `POST /v1/messages` with the real response and error JSON shapes, a `request-id` header,
+ * `POST /v1/messages` with the real response and error JSON shapes (and, for `stream: true`, the
+ * real server-sent event framing the SDK's `messages.stream` helper parses), a `request-id` header,
  * scripted replies, injected failures, prompt-cache accounting, a caller's `handler`, else a text echo (it knows no tool);
  * `POST /v1/messages/count_tokens` answered by the same counter its billing uses (free, as on
  * the real API), and a running total of what it billed (`billed()`).
@@ -243,6 +267,7 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
     res: ServerResponse,
     reply: FakeErrorReply | FakeMalformedReply | FakeDropReply,
     requestId: string,
+    streaming = false,
   ): void => {
     switch (reply.kind) {
       case "error":
@@ -255,6 +280,13 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
         );
         return;
       case "malformed": {
+        if (streaming) {
+          // A stream whose first event carries the body as its data: not JSON, or not a message.
+          const text = `event: message_start\ndata: ${(reply.body ?? "{not json").replace(/\n/g, " ")}\n\n`;
+          res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "request-id": requestId });
+          res.end(text);
+          return;
+        }
         const text = reply.body ?? "{not json";
         res.writeHead(200, {
           "content-type": "application/json",
@@ -282,7 +314,7 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
         case "error":
         case "malformed":
         case "drop":
-          sendFailure(res, reply, requestId);
+          sendFailure(res, reply, requestId, recorded.body["stream"] === true);
           return;
         default: {
           const body = recorded.body;
@@ -318,21 +350,29 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
             output_tokens: truncated ? maxTokens : computedOutput,
             ...reply.usage,
           };
+          const id = `msg_fake_${String(counter).padStart(6, "0")}`;
+          const model = reply.model ?? body.model ?? "";
+          const wireContent = content.map((b) =>
+            b.type === "text"
+              ? { type: "text", text: b.text, citations: null }
+              : { ...b, caller: { type: "direct" } },
+          );
+          const stopReason = reply.stopReason ?? (truncated ? "max_tokens" : hasToolUse ? "tool_use" : "end_turn");
+          if (body["stream"] === true) {
+            const events = messageEvents({ id, model, content: wireContent, stopReason, usage });
+            stream(res, events, usage, requestId, reply.stream ?? {});
+            return;
+          }
           const sent = sendJson(
             res,
             200,
             {
-              id: `msg_fake_${String(counter).padStart(6, "0")}`,
+              id,
               type: "message",
               role: "assistant",
-              model: reply.model ?? body.model,
-              content: content.map((b) =>
-                b.type === "text"
-                  ? { type: "text", text: b.text, citations: null }
-                  : { ...b, caller: { type: "direct" } },
-              ),
-              stop_reason:
-                reply.stopReason ?? (truncated ? "max_tokens" : hasToolUse ? "tool_use" : "end_turn"),
+              model,
+              content: wireContent,
+              stop_reason: stopReason,
               stop_sequence: null,
               usage: {
                 ...usage,
@@ -347,20 +387,76 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
             requestId,
           );
           if (sent) {
-            billing.calls += 1;
-            billing.input += usage.input_tokens;
-            billing.output += usage.output_tokens;
-            billing.cacheCreationInput += usage.cache_creation_input_tokens;
-            billing.cacheReadInput += usage.cache_read_input_tokens;
-            billing.tokens +=
-              usage.input_tokens +
-              usage.output_tokens +
-              usage.cache_creation_input_tokens +
-              usage.cache_read_input_tokens;
+            billPrompt(usage);
+            billOutput(usage);
           }
         }
       }
     });
+  };
+
+  const billPrompt = (usage: FakeUsage): void => {
+    billing.calls += 1;
+    billing.input += usage.input_tokens;
+    billing.cacheCreationInput += usage.cache_creation_input_tokens;
+    billing.cacheReadInput += usage.cache_read_input_tokens;
+    billing.tokens += usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens;
+  };
+  const billOutput = (usage: FakeUsage): void => {
+    billing.output += usage.output_tokens;
+    billing.tokens += usage.output_tokens;
+  };
+
+  /**
+   * Sends a streamed answer event by event (paced by `eventDelayMs`), with the faults of
+   * `pacing`; stops quietly when the client went away.
+   */
+  const stream = (
+    res: ServerResponse,
+    events: StreamEvent[],
+    usage: FakeUsage,
+    requestId: string,
+    pacing: FakeStreamOptions,
+  ): void => {
+    if (res.destroyed || res.writableEnded) return;
+    res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      "request-id": requestId,
+    });
+    res.flushHeaders();
+    const delayMs = pacing.eventDelayMs ?? options.streamEventDelayMs ?? 0;
+    let sent = 0;
+    const pump = (): void => {
+      for (;;) {
+        if (res.destroyed || res.writableEnded) return;
+        if (pacing.stallAfterEvents !== undefined && sent >= pacing.stallAfterEvents) return;
+        if (pacing.dropAfterEvents !== undefined && sent >= pacing.dropAfterEvents) {
+          res.socket?.destroy();
+          return;
+        }
+        const failure = pacing.errorAfterEvents;
+        if (failure !== undefined && sent >= failure.after) {
+          res.end(frame({ event: "error", data: { type: "error", error: { type: failure.type, message: failure.message }, request_id: requestId } }));
+          return;
+        }
+        const event = events[sent];
+        if (event === undefined) {
+          res.end();
+          return;
+        }
+        sent += 1;
+        res.write(frame(event));
+        if (event.event === "message_start") billPrompt(usage);
+        if (event.event === "message_delta") billOutput(usage);
+        options.onStreamEvent?.({ requestId, event: event.event, data: event.data, sentAt: performance.timeOrigin + performance.now() });
+        if (delayMs > 0 && sent < events.length) {
+          later(delayMs, pump);
+          return;
+        }
+      }
+    };
+    pump();
   };
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
