@@ -1,7 +1,7 @@
 import { AgentryError, type ErrorCode } from "@agentry/core";
 import { fakeReply, startFakeAnthropic, type FakeAnthropic, type FakeReply } from "@agentry/testkit";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import type { ModelRequest, ToolDefinition } from "../model/types.js";
+import { responseText, type ModelRequest, type TextDelta, type ToolDefinition } from "../model/types.js";
 import { estimateInputTokens } from "../estimate/estimate-tokens.js";
 import { costMicroUsd } from "../pricing/pricing.js";
 import { AnthropicModel, type AnthropicModelOptions } from "./anthropic-model.js";
@@ -193,6 +193,84 @@ describe("AnthropicModel on the real SDK against the fake Messages API", () => {
     //   1000 × 3 = 3000;  2000 × 3.75 = 7500;  10000 × 0.30 = 3000;  500 × 15 = 7500  → 21000 µUSD ($0.021).
     // Pricing cache reads as input would give 48000; counting the cache write again as input 27000.
     expect(costMicroUsd(response.model, response.usage)).toBe(21_000);
+  });
+});
+
+describe("streaming through the SDK's messages.stream helper", () => {
+  it("sends stream: true and hands over text as it is generated; the pieces concatenate to the response's text", async () => {
+    fake.enqueue({
+      content: [
+        { type: "text", text: "Checking the forecast for Paris now." },
+        { type: "text", text: "One moment." },
+        { type: "tool_use", id: "toolu_s", name: "get_weather", input: { city: "Paris", days: [1, 2, 3] } },
+      ],
+    });
+    const deltas: TextDelta[] = [];
+    const response = await model().generate(ask({ tools: [weather], onTextDelta: (d) => deltas.push(d) }));
+    expect(fake.requests[0]?.body["stream"]).toBe(true);
+    expect(response.content).toEqual([
+      { type: "text", text: "Checking the forecast for Paris now." },
+      { type: "text", text: "One moment." },
+      { type: "tool_use", id: "toolu_s", name: "get_weather", input: { city: "Paris", days: [1, 2, 3] } },
+    ]);
+    expect(deltas.length).toBeGreaterThan(5);
+    // Each piece starts where the one before ended; together they are the text blocks joined with "\n".
+    expect(deltas.every((d, i) => d.offset === (i === 0 ? 0 : (deltas[i - 1] as TextDelta).offset + (deltas[i - 1] as TextDelta).text.length))).toBe(true);
+    expect(deltas.map((d) => d.text).join("")).toBe(responseText(response.content));
+    expect(deltas.map((d) => d.text)).toContain("\n");
+  });
+
+  it("takes usage from the final message: output from message_delta, cache writes and reads as the provider reported them", async () => {
+    const usage = { input_tokens: 321, output_tokens: 77, cache_creation_input_tokens: 1_500, cache_read_input_tokens: 9_000 };
+    fake.enqueue(fakeReply.text("Cached answer.", { usage }));
+    const response = await model().generate(ask());
+    // message_start said output 1; the final message carries message_delta's count.
+    expect(response.usage).toEqual({ input: 321, output: 77, cacheCreationInput: 1_500, cacheReadInput: 9_000 });
+    expect(fake.billed()).toMatchObject({ input: 321, output: 77, cacheCreationInput: 1_500, cacheReadInput: 9_000 });
+  });
+
+  it("a stream that stalls part-way fails after the idle timeout with a retryable PROVIDER_UNAVAILABLE, having sent the text so far", async () => {
+    // message_start, ping, content_block_start, one text delta: then silence.
+    fake.enqueue({ ...fakeReply.text("The first words and then nothing more"), stream: { stallAfterEvents: 4 } });
+    const deltas: TextDelta[] = [];
+    const started = performance.now();
+    const err = await failure(model({ idleTimeoutMs: 300 }).generate(ask({ onTextDelta: (d) => deltas.push(d) })));
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+    expect(err).toMatchObject({ code: "PROVIDER_UNAVAILABLE", retryable: true, category: "provider" });
+    expect(err.details).toMatchObject({ reason: "idle_timeout", idleTimeoutMs: 300, requestId: expect.stringMatching(/^req_fake_/) });
+    expect(deltas).toEqual([{ offset: 0, text: "The " }]);
+    // Silence before the response starts counts too.
+    fake.enqueue({ ...fakeReply.text("late"), delayMs: 10_000 });
+    const early = await failure(model({ idleTimeoutMs: 200 }).generate(ask()));
+    expect(early.details).toMatchObject({ reason: "idle_timeout" });
+  });
+
+  it("maps failures inside the stream: an error event by its type, a cut-off stream, an abort", async () => {
+    fake.enqueue({ ...fakeReply.text("about to be overloaded"), stream: { errorAfterEvents: { after: 4, type: "overloaded_error", message: "Overloaded" } } });
+    const overloaded = await failure(model().generate(ask()));
+    expect(overloaded).toMatchObject({ code: "PROVIDER_OVERLOADED", retryable: true });
+    expect(overloaded.details).toMatchObject({ streamed: true, providerType: "overloaded_error" });
+
+    fake.enqueue({ ...fakeReply.text("about to be refused"), stream: { errorAfterEvents: { after: 3, type: "invalid_request_error", message: "bad" } } });
+    expect(await failure(model().generate(ask()))).toMatchObject({ code: "PROVIDER_BAD_REQUEST", retryable: false });
+
+    fake.enqueue({ ...fakeReply.text("cut off in the middle of it"), stream: { dropAfterEvents: 5 } });
+    const cut = await failure(model().generate(ask()));
+    expect(cut).toMatchObject({ code: "PROVIDER_UNAVAILABLE", retryable: true });
+    expect(cut.details).toMatchObject({ reason: "stream_interrupted" });
+
+    fake.enqueue({ ...fakeReply.text("slowly, word by word, to be aborted"), stream: { eventDelayMs: 50 } });
+    const controller = new AbortController();
+    const pending = model().generate(ask({ signal: controller.signal, onTextDelta: () => controller.abort() }));
+    expect(await failure(pending)).toMatchObject({ code: "CANCELLED", retryable: false });
+  });
+
+  it("a delta callback that throws does not break the call", async () => {
+    fake.enqueue(fakeReply.text("still fine"));
+    const response = await model().generate(ask({ onTextDelta: () => {
+      throw new Error("consumer bug");
+    } }));
+    expect(response.content).toEqual([{ type: "text", text: "still fine" }]);
   });
 });
 
@@ -404,7 +482,8 @@ describe("countInputTokens (POST /v1/messages/count_tokens through the SDK)", ()
       expect(sent?.path).toBe("/v1/messages/count_tokens");
       expect(sent?.body).not.toHaveProperty("max_tokens");
       const response = await llm.generate(codeAndCjk);
-      const { max_tokens: _maxTokens, ...created } = inflated.requests[1]?.body ?? {};
+      const { max_tokens: _maxTokens, stream, ...created } = inflated.requests[1]?.body ?? {};
+      expect(stream).toBe(true);
       expect(sent?.body).toEqual(created);
       const { input, cacheCreationInput, cacheReadInput } = response.usage;
       expect(counted).toBe(input + cacheCreationInput + cacheReadInput);

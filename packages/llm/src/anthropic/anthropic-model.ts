@@ -1,7 +1,7 @@
-import Anthropic from "@anthropic-ai/sdk";
+import Anthropic, { AnthropicError, APIError } from "@anthropic-ai/sdk";
 import { AgentryError } from "@agentry/core";
-import type { LanguageModel, ModelRequest, ModelResponse, TokenCountRequest } from "../model/types.js";
-import { mapAnthropicError, mapCountTokensError } from "./map-error.js";
+import type { LanguageModel, ModelRequest, ModelResponse, TextDelta, TokenCountRequest } from "../model/types.js";
+import { mapCountTokensError, mapStreamError } from "./map-error.js";
 import { toCountTokensParams, toCreateParams } from "./map-request.js";
 import { fromMessage } from "./map-response.js";
 
@@ -28,11 +28,19 @@ export interface AnthropicModelOptions {
    */
   maxRetries?: number;
   /**
-   * Timeout of one HTTP attempt. Always set, so the SDK never refuses a large `max_tokens`
-   * non-streaming call for want of a timeout.
+   * How long one HTTP attempt may wait for the response headers (the SDK's `timeout`); a streamed
+   * answer is then bounded by `idleTimeoutMs` between its events, not by a whole-call timeout.
    * @defaultValue 600_000 (10 minutes)
    */
   timeoutMs?: number;
+  /**
+   * Longest silence of a streaming call: from the request until its first event, and between two
+   * events. Past it the call is aborted and fails with a retryable `PROVIDER_UNAVAILABLE`
+   * (`details.reason: "idle_timeout"`), so the queue retries it like any transient provider error.
+   * The API's `ping` keep-alives do not reach the SDK's stream helper and do not count as events.
+   * @defaultValue 60_000
+   */
+  idleTimeoutMs?: number;
   /** Internal. For test use only. May change without notice. */
   _internal?: { now?: () => number };
 }
@@ -44,6 +52,7 @@ export interface CompiledAnthropicModelOptions {
   defaultModel: string;
   maxRetries: number;
   timeoutMs: number;
+  idleTimeoutMs: number;
   now: () => number;
 }
 
@@ -57,13 +66,24 @@ export function compileAnthropicModelOptions(
     defaultModel: options.defaultModel ?? DEFAULT_MODEL,
     maxRetries: options.maxRetries ?? 0,
     timeoutMs: options.timeoutMs ?? 600_000,
+    idleTimeoutMs: positiveMs(options.idleTimeoutMs ?? 60_000, "idleTimeoutMs"),
     now: options._internal?.now ?? Date.now,
   };
 }
 
+function positiveMs(value: number, name: string): number {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new AgentryError("INVALID_CONFIG", `${name} must be a positive whole number of milliseconds, got ${value}`);
+  }
+  return value;
+}
+
 /**
- * The LanguageModel on Anthropic's Messages API through `@anthropic-ai/sdk`. Non-streaming.
- * Every failure is thrown as an `AgentryError` (see `mapAnthropicError`).
+ * The LanguageModel on Anthropic's Messages API through `@anthropic-ai/sdk`. Every call streams
+ * (the SDK's `messages.stream` helper): text reaches `onTextDelta` as it is generated, a silence
+ * longer than `idleTimeoutMs` fails the call, and the response, usage included, is the stream's
+ * final message, so cache writes and reads are exactly what the provider reported. Every failure
+ * is thrown as an `AgentryError` (see `mapAnthropicError` and `mapStreamError`).
  */
 export class AnthropicModel implements LanguageModel {
   readonly provider = "anthropic";
@@ -84,19 +104,83 @@ export class AnthropicModel implements LanguageModel {
 
   async generate(request: ModelRequest): Promise<ModelResponse> {
     const model = request.model ?? this.defaultModel;
-    const params = toCreateParams(request, model);
-    let body: unknown;
-    let requestId: string | null | undefined;
+    const idleMs = this.#options.idleTimeoutMs;
+    const stream = this.#client.messages.stream(
+      toCreateParams(request, model),
+      request.signal === undefined ? {} : { signal: request.signal },
+    );
+    // Claimed at once, so a failure is never an unhandled rejection; awaited after the events.
+    const final = stream.finalMessage();
+    final.catch(() => undefined);
+    let idle = false;
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        idle = true;
+        stream.abort();
+      }, idleMs);
+    };
+    const emit = textEmitter(request.onTextDelta);
+    let started = false;
+    let stopped = false;
+    let message: unknown;
     try {
-      const { data, request_id } = await this.#client.messages
-        .create(params, request.signal === undefined ? {} : { signal: request.signal })
-        .withResponse();
-      body = data;
-      requestId = request_id;
+      arm();
+      for await (const event of stream) {
+        arm();
+        switch (event.type) {
+          case "message_start":
+            if (typeof event.message !== "object" || event.message === null) throw badStream("message_start without a message", model);
+            started = true;
+            break;
+          case "content_block_start":
+            if (event.content_block.type === "text") emit.block(event.index, event.content_block.text);
+            break;
+          case "content_block_delta":
+            if (event.delta.type === "text_delta") emit.delta(event.index, event.delta.text);
+            break;
+          case "message_stop":
+            stopped = true;
+            break;
+          default:
+            break;
+        }
+      }
+      if (!stopped) {
+        // The events ended early. The helper's iterator ends quietly when events were still
+        // queued as the stream failed: the failure itself is the final message's rejection.
+        const failure = await final.then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        if (failure !== undefined && !isEndOfStream(failure)) throw failure;
+        if (!started) throw badStream("the stream ended before message_start", model);
+        throw new AgentryError("PROVIDER_UNAVAILABLE", "Anthropic stream ended before message_stop", {
+          retryable: true,
+          details: { model, reason: "stream_interrupted", requestId: stream.request_id ?? null },
+        });
+      }
+      message = await final;
     } catch (err) {
-      throw mapAnthropicError(err, { model, signal: request.signal, now: this.#options.now });
+      if (idle) {
+        throw new AgentryError("PROVIDER_UNAVAILABLE", `Anthropic stream sent no event for ${idleMs} ms`, {
+          retryable: true,
+          cause: err,
+          details: { model, reason: "idle_timeout", idleTimeoutMs: idleMs, requestId: stream.request_id ?? null },
+        });
+      }
+      const connected = stream.response !== undefined;
+      // Answered 200, yet what came was not a message stream (the helper's own "ended without
+      // any chunks"): a bad response, not a transient interruption.
+      if (connected && !started && isEndOfStream(err) && !(request.signal?.aborted ?? false)) {
+        throw badStream("the stream ended before message_start", model);
+      }
+      throw mapStreamError(err, { model, signal: request.signal, now: this.#options.now, connected });
+    } finally {
+      clearTimeout(timer);
     }
-    return fromMessage(body, requestId);
+    return fromMessage(message, stream.request_id);
   }
 
   /**
@@ -128,4 +212,48 @@ export class AnthropicModel implements LanguageModel {
     }
     return count;
   }
+}
+
+/**
+ * The stream helper's own complaint that the events ended without a whole message (an
+ * `AnthropicError` with no cause), as opposed to an API error or a failure it wraps.
+ */
+function isEndOfStream(err: unknown): boolean {
+  return err instanceof AnthropicError && !(err instanceof APIError) && err.cause === undefined;
+}
+
+function badStream(what: string, model: string): AgentryError {
+  return new AgentryError("PROVIDER_BAD_RESPONSE", `Anthropic stream is malformed: ${what}`, { retryable: true, details: { model } });
+}
+
+/**
+ * Turns the stream's text events into {@link TextDelta}s of the response's text (text blocks
+ * joined with "\n"): tracks the offset, sends the separator when a text block follows another,
+ * and ignores deltas of blocks that are not text. A throwing callback is ignored.
+ */
+function textEmitter(onTextDelta: ((delta: TextDelta) => void) | undefined): {
+  block(index: number, initial: string): void;
+  delta(index: number, text: string): void;
+} {
+  const textBlocks = new Set<number>();
+  let offset = 0;
+  const send = (text: string) => {
+    if (text.length === 0 || onTextDelta === undefined) return;
+    try {
+      onTextDelta({ offset, text });
+    } catch {
+      // The callback's failure is the caller's; the call goes on.
+    }
+    offset += text.length;
+  };
+  return {
+    block(index, initial) {
+      if (textBlocks.size > 0) send("\n");
+      textBlocks.add(index);
+      send(initial);
+    },
+    delta(index, text) {
+      if (textBlocks.has(index)) send(text);
+    },
+  };
 }

@@ -70,54 +70,7 @@ export function mapAnthropicError(err: unknown, context: ErrorContext): AgentryE
     });
   }
   if (err instanceof APIError && typeof err.status === "number") {
-    const status = err.status;
-    const providerMessage = err.apiMessage ?? err.message;
-    const details: Record<string, unknown> = {
-      model: context.model,
-      status,
-      providerType: err.type,
-      providerMessage,
-      requestId: err.requestID ?? null,
-    };
-    const message = `Anthropic ${status}${err.type ? ` ${err.type}` : ""}: ${providerMessage}`;
-    const retryAfterMs = parseRetryAfterMs(err.headers, context.now?.() ?? Date.now());
-    const retry = retryAfterMs === undefined ? {} : { retryAfterMs };
-    if (status === 429)
-      return new AgentryError("PROVIDER_RATE_LIMITED", message, {
-        retryable: true,
-        ...retry,
-        details,
-        cause: err,
-      });
-    if (status === 529)
-      return new AgentryError("PROVIDER_OVERLOADED", message, {
-        retryable: true,
-        ...retry,
-        details,
-        cause: err,
-      });
-    if (status >= 500 || status === 408 || status === 409) {
-      return new AgentryError("PROVIDER_UNAVAILABLE", message, {
-        retryable: true,
-        ...retry,
-        details,
-        cause: err,
-      });
-    }
-    if (status === 401 || status === 402 || status === 403)
-      return new AgentryError("PROVIDER_AUTH", message, { retryable: false, details, cause: err });
-    if (status === 404 && err.type === "not_found_error") {
-      return new AgentryError(
-        "UNKNOWN_MODEL",
-        `Anthropic does not know model "${context.model}": ${providerMessage}`,
-        {
-          retryable: false,
-          details,
-          cause: err,
-        },
-      );
-    }
-    return new AgentryError("PROVIDER_BAD_REQUEST", message, { retryable: false, details, cause: err });
+    return mapStatus(err, err.status, context);
   }
   if (err instanceof SyntaxError) {
     return new AgentryError(
@@ -168,5 +121,111 @@ export function mapCountTokensError(err: unknown, context: ErrorContext): Agentr
     ...retry,
     details: { ...details, countCode: mapped.code },
     cause: mapped,
+  });
+}
+
+/**
+ * An HTTP status → its AgentryError. A streamed `error` event (`streamed`) comes with the status
+ * its error type stands for; its details then carry `streamed: true` instead of a status.
+ */
+function mapStatus(err: APIError, status: number, context: ErrorContext, streamed = false): AgentryError {
+  const providerMessage = err.apiMessage ?? err.message;
+  const details: Record<string, unknown> = {
+    model: context.model,
+    ...(streamed ? { streamed: true } : { status }),
+    providerType: err.type,
+    providerMessage,
+    requestId: err.requestID ?? null,
+  };
+  const message = `Anthropic ${streamed ? "stream error" : status}${err.type ? ` ${err.type}` : ""}: ${providerMessage}`;
+  const retryAfterMs = parseRetryAfterMs(err.headers, context.now?.() ?? Date.now());
+  const retry = retryAfterMs === undefined ? {} : { retryAfterMs };
+  if (status === 429)
+    return new AgentryError("PROVIDER_RATE_LIMITED", message, {
+      retryable: true,
+      ...retry,
+      details,
+      cause: err,
+    });
+  if (status === 529)
+    return new AgentryError("PROVIDER_OVERLOADED", message, {
+      retryable: true,
+      ...retry,
+      details,
+      cause: err,
+    });
+  if (status >= 500 || status === 408 || status === 409) {
+    return new AgentryError("PROVIDER_UNAVAILABLE", message, {
+      retryable: true,
+      ...retry,
+      details,
+      cause: err,
+    });
+  }
+  if (status === 401 || status === 402 || status === 403)
+    return new AgentryError("PROVIDER_AUTH", message, { retryable: false, details, cause: err });
+  if (status === 404 && err.type === "not_found_error") {
+    return new AgentryError(
+      "UNKNOWN_MODEL",
+      `Anthropic does not know model "${context.model}": ${providerMessage}`,
+      {
+        retryable: false,
+        details,
+        cause: err,
+      },
+    );
+  }
+  return new AgentryError("PROVIDER_BAD_REQUEST", message, { retryable: false, details, cause: err });
+}
+
+/** The HTTP status each error type of Anthropic's error body is sent with. */
+const ERROR_TYPE_STATUS: Readonly<Record<string, number>> = {
+  invalid_request_error: 400,
+  authentication_error: 401,
+  billing_error: 402,
+  permission_error: 403,
+  not_found_error: 404,
+  request_too_large: 413,
+  rate_limit_error: 429,
+  api_error: 500,
+  timeout_error: 504,
+  overloaded_error: 529,
+};
+
+/** What the streaming call knows when it fails. */
+export interface StreamErrorContext extends ErrorContext {
+  /** The response headers had arrived: the failure happened while reading the event stream. */
+  connected: boolean;
+}
+
+/**
+ * Maps anything a streamed `messages.stream` call throws. Before the response arrives the rules of
+ * {@link mapAnthropicError} apply. An `error` event in the stream (HTTP 200 already sent) is mapped
+ * by its error type as if it had come with that type's status (`overloaded_error` →
+ * `PROVIDER_OVERLOADED`, `rate_limit_error` → `PROVIDER_RATE_LIMITED`, an unknown type →
+ * `PROVIDER_UNAVAILABLE`). An event that is not JSON → `PROVIDER_BAD_RESPONSE`. Any other failure
+ * once connected (the connection reset, the stream cut off) → `PROVIDER_UNAVAILABLE` with
+ * `details.reason: "stream_interrupted"`; all of these are retryable.
+ */
+export function mapStreamError(err: unknown, context: StreamErrorContext): AgentryError {
+  if (AgentryError.isInstance(err) || err instanceof APIUserAbortError || err instanceof APIConnectionError || (context.signal?.aborted ?? false)) {
+    return mapAnthropicError(err, context);
+  }
+  if (err instanceof APIError && err.status === undefined) {
+    return mapStatus(err, ERROR_TYPE_STATUS[err.type ?? ""] ?? 500, context, true);
+  }
+  const cause = err instanceof Error ? err.cause : undefined;
+  if (err instanceof SyntaxError || cause instanceof SyntaxError) {
+    return new AgentryError("PROVIDER_BAD_RESPONSE", `Anthropic sent a stream event that is not JSON: ${(cause instanceof SyntaxError ? cause : (err as Error)).message}`, {
+      retryable: true,
+      cause: err,
+      details: { model: context.model },
+    });
+  }
+  if (!context.connected) return mapAnthropicError(err, context);
+  return new AgentryError("PROVIDER_UNAVAILABLE", `Anthropic stream was interrupted: ${err instanceof Error ? err.message : String(err)}`, {
+    retryable: true,
+    cause: err,
+    details: { model: context.model, reason: "stream_interrupted" },
   });
 }

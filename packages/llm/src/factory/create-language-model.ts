@@ -17,6 +17,8 @@ export interface LanguageModelConfig {
   maxRetries?: number;
   /** Passed to the Anthropic adapter. @defaultValue 600_000 */
   timeoutMs?: number;
+  /** Passed to the Anthropic adapter: the longest silence of a streaming call. @defaultValue 60_000 */
+  idleTimeoutMs?: number | undefined;
   /** Passed to the ScriptedModel (e.g. `latencyMs`). */
   scripted?: Omit<ScriptedModelOptions, "defaultModel">;
 }
@@ -44,6 +46,7 @@ export function createLanguageModel(config: LanguageModelConfig): LanguageModel 
         defaultModel,
         ...(config.maxRetries === undefined ? {} : { maxRetries: config.maxRetries }),
         ...(config.timeoutMs === undefined ? {} : { timeoutMs: config.timeoutMs }),
+        ...(config.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: config.idleTimeoutMs }),
       });
     }
     default: {

@@ -57,6 +57,17 @@ export interface Usage {
   cacheReadInput: number;
 }
 
+/**
+ * A piece of a response's text as the model generates it. The pieces of one call, in order,
+ * concatenate to the response's text: its text blocks joined with `"\n"` (the separator comes as
+ * a piece of its own when a text block follows an earlier one).
+ */
+export interface TextDelta {
+  /** Length (UTF-16 code units) of the response's text before this piece. */
+  offset: number;
+  text: string;
+}
+
 /** One request to a model. */
 export interface ModelRequest {
   /** Model id, e.g. `claude-sonnet-4-5`. Adapters may have a default. */
@@ -72,6 +83,13 @@ export interface ModelRequest {
   signal?: AbortSignal;
   /** Free-form metadata (task id, tenant) for tracing; never sent to the provider. */
   metadata?: Record<string, string>;
+  /**
+   * Called with each piece of the response's text while it is generated, before `generate`
+   * resolves (see {@link TextDelta}). A model that cannot stream may never call it, so the
+   * response stays the truth; a throw from the callback is ignored. A call that fails may have
+   * sent pieces of a text that will never be complete.
+   */
+  onTextDelta?: (delta: TextDelta) => void;
 }
 
 /**
@@ -114,6 +132,23 @@ export interface LanguageModel {
    * count fails closed (no model call) and the task is retried.
    */
   countInputTokens?(request: TokenCountRequest): Promise<number>;
+}
+
+/** The text of a response as its deltas build it: its text blocks joined with `"\n"`. */
+export function responseText(content: readonly (TextBlock | ToolUseBlock)[]): string {
+  return content.flatMap((block) => (block.type === "text" ? [block.text] : [])).join("\n");
+}
+
+/**
+ * The pieces a response's text blocks stream as, in order: each block split into words with
+ * their trailing whitespace, and `"\n"` between blocks; they concatenate to
+ * {@link responseText}. For models that have the whole answer at once and stream it word by word.
+ */
+export function* textPieces(texts: readonly string[]): Generator<string> {
+  for (const [i, text] of texts.entries()) {
+    if (i > 0) yield "\n";
+    for (const piece of text.match(/\s+|\S+\s*/g) ?? []) yield piece;
+  }
 }
 
 /** Usage with every field zero. */

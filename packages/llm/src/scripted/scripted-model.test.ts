@@ -1,7 +1,7 @@
 import { AgentryError } from "@agentry/core";
 import { describe, expect, it } from "vitest";
 import { estimateInputTokens } from "../estimate/estimate-tokens.js";
-import type { ModelRequest, ToolDefinition, ToolUseBlock } from "../model/types.js";
+import { responseText, type ModelRequest, type TextDelta, type ToolDefinition, type ToolUseBlock } from "../model/types.js";
 import { ScriptedModel, scriptedError, scriptedText, scriptedToolUse } from "./scripted-model.js";
 import { scriptedTurn, type ScriptedRule } from "./rules.js";
 
@@ -112,6 +112,44 @@ describe("ScriptedModel replay", () => {
     controller.abort();
     expect((await failure(pending)).code).toBe("CANCELLED");
     expect((await failure(llm.generate(ask("hi", { signal: controller.signal })))).code).toBe("CANCELLED");
+  });
+
+  it("streams each answer's text word by word, like a provider, before generate resolves", async () => {
+    const llm = new ScriptedModel({
+      script: [
+        { content: [{ type: "text", text: "Two blocks of text," }, { type: "text", text: "then a tool." }, { type: "tool_use", name: "recall", input: { query: "q" } }] },
+        scriptedText("A plain answer in five words."),
+      ],
+    });
+    for (const expected of [4 + 1 + 3, 6]) {
+      const deltas: TextDelta[] = [];
+      const afterResolve: TextDelta[] = [];
+      let resolved = false;
+      const response = await llm
+        .generate(ask("hi", { onTextDelta: (d) => (resolved ? afterResolve : deltas).push(d) }))
+        .finally(() => (resolved = true));
+      expect(afterResolve).toEqual([]);
+      expect(deltas).toHaveLength(expected);
+      expect(deltas.map((d) => d.text).join("")).toBe(responseText(response.content));
+      expect(deltas.every((d, i) => d.offset === deltas.slice(0, i).reduce((n, x) => n + x.text.length, 0))).toBe(true);
+    }
+  });
+
+  it("paces its pieces with deltaDelayMs, and an abort between pieces is CANCELLED", async () => {
+    const llm = new ScriptedModel({ deltaDelayMs: 30, script: [scriptedText("one two three four"), scriptedText("never finished at all")] });
+    const at: number[] = [];
+    await llm.generate(ask("hi", { onTextDelta: () => at.push(performance.now()) }));
+    expect(at).toHaveLength(4);
+    expect(at.slice(1).every((t, i) => t - (at[i] as number) >= 29)).toBe(true);
+
+    const controller = new AbortController();
+    const seen: string[] = [];
+    const err = await failure(llm.generate(ask("hi", { signal: controller.signal, onTextDelta: (d) => {
+      seen.push(d.text);
+      controller.abort();
+    } })));
+    expect(err.code).toBe("CANCELLED");
+    expect(seen).toEqual(["never "]);
   });
 });
 

@@ -1,13 +1,14 @@
 import { AgentryError, sleep } from "@agentry/core";
 import { DEFAULT_MODEL } from "../anthropic/anthropic-model.js";
 import { estimateInputTokens } from "../estimate/estimate-tokens.js";
-import type {
-  LanguageModel,
-  ModelRequest,
-  ModelResponse,
-  TextBlock,
-  ToolUseBlock,
-  Usage,
+import {
+  textPieces,
+  type LanguageModel,
+  type ModelRequest,
+  type ModelResponse,
+  type TextBlock,
+  type ToolUseBlock,
+  type Usage,
 } from "../model/types.js";
 import type { ScriptedBlock, ScriptedFailure, ScriptedReply, ScriptedStep } from "./reply.js";
 import { answerByRules, conversationHash, type ScriptedRule } from "./rules.js";
@@ -36,6 +37,12 @@ export interface ScriptedModelOptions {
   /** Simulated latency of each call (abortable). @defaultValue 0 */
   latencyMs?: number;
   /**
+   * Pause before each streamed piece of text after the first (abortable), so a demo streams at a
+   * visible pace. Every answer's text goes to `onTextDelta` word by word either way.
+   * @defaultValue 0 (all pieces at once)
+   */
+  deltaDelayMs?: number;
+  /**
    * How many of the latest requests {@link ScriptedModel.requests} keeps, so a long-running
    * worker on the scripted model does not grow without bound. @defaultValue 1000
    */
@@ -61,8 +68,9 @@ function isFailure(step: ScriptedReply | ScriptedFailure): step is ScriptedFailu
 
 /**
  * An offline, deterministic LanguageModel. It replays a script (recording every request), and
- * otherwise answers by its rule table (`rules`). Same contract as the Anthropic adapter:
- * aborting throws `CANCELLED`.
+ * otherwise answers by its rule table (`rules`). Same contract as the Anthropic adapter: the
+ * answer's text streams to `onTextDelta` word by word (paced by `deltaDelayMs`) before
+ * `generate` resolves; aborting throws `CANCELLED`.
  */
 export class ScriptedModel implements LanguageModel {
   readonly provider = "scripted";
@@ -74,6 +82,7 @@ export class ScriptedModel implements LanguageModel {
   readonly #rules: readonly ScriptedRule[];
   readonly #whenExhausted: "rules" | "throw";
   readonly #latencyMs: number;
+  readonly #deltaDelayMs: number;
   #calls = 0;
 
   constructor(options: ScriptedModelOptions = {}) {
@@ -82,6 +91,7 @@ export class ScriptedModel implements LanguageModel {
     this.#whenExhausted = options.whenExhausted ?? (options.script === undefined ? "rules" : "throw");
     this.defaultModel = options.defaultModel ?? DEFAULT_MODEL;
     this.#latencyMs = options.latencyMs ?? 0;
+    this.#deltaDelayMs = options.deltaDelayMs ?? 0;
     this.#maxRecorded = options.maxRecordedRequests ?? 1_000;
   }
 
@@ -126,7 +136,32 @@ export class ScriptedModel implements LanguageModel {
       if (isFailure(resolved)) throw resolved.error;
       reply = resolved;
     }
-    return this.#respond(request, reply, call);
+    const response = this.#respond(request, reply, call);
+    await this.#stream(request, response, cancelled);
+    return response;
+  }
+
+  /** Sends the response's text to `onTextDelta` word by word, as a provider streams it. */
+  async #stream(request: ModelRequest, response: ModelResponse, cancelled: () => AgentryError): Promise<void> {
+    const onTextDelta = request.onTextDelta;
+    if (onTextDelta === undefined) return;
+    const texts = response.content.flatMap((b) => (b.type === "text" ? [b.text] : []));
+    let offset = 0;
+    for (const text of textPieces(texts)) {
+      if (offset > 0 && this.#deltaDelayMs > 0) {
+        try {
+          await sleep(this.#deltaDelayMs, request.signal);
+        } catch {
+          throw cancelled();
+        }
+      }
+      try {
+        onTextDelta({ offset, text });
+      } catch {
+        // The callback's failure is the caller's; the call goes on.
+      }
+      offset += text.length;
+    }
   }
 
   #respond(request: ModelRequest, reply: ScriptedReply, call: number): ModelResponse {
