@@ -16,6 +16,7 @@ export {
   INTERRUPTED_TOOL_MESSAGE,
   type AgentResult,
   type RunAgentOptions,
+  type StepTextDelta,
 } from "./loop/run-agent.js";
 export {
   rememberTool,

@@ -14,7 +14,8 @@ import { ToolRegistry } from "../tools/registry.js";
 import { defineTool } from "../tools/tool.js";
 import { composeHooks, type AgentHooks, type ToolCallInfo } from "./hooks.js";
 import { InMemoryToolJournal } from "./journal.js";
-import { INTERRUPTED_TOOL_MESSAGE, runAgent, type AgentResult } from "./run-agent.js";
+import { ScriptedModel, scriptedText, scriptedToolUse } from "@agentry/llm/testing";
+import { INTERRUPTED_TOOL_MESSAGE, runAgent, type AgentResult, type StepTextDelta } from "./run-agent.js";
 import type { AgentState } from "./state.js";
 
 // A tiny scripted LanguageModel: answers each call with the next response of its list.
@@ -172,6 +173,28 @@ describe("runAgent", () => {
     ]);
     expect(result.state.messages).toHaveLength(6);
     expect(result.state.pending).toEqual([]);
+  });
+
+  it("hands each model call's text to onTextDelta tagged with its step, the step count going on across a resume", async () => {
+    const model = new ScriptedModel({
+      script: [
+        scriptedToolUse("get_weather", { city: "Oslo" }, { id: "c1", text: "Let me check Oslo." }),
+        scriptedToolUse("delete_resource", { resource: "db", env: "staging" }, { id: "c2", text: "Now the cleanup." }),
+        scriptedText("Done: Oslo is 3°C and db is gone."),
+      ],
+    });
+    const deltas: StepTextDelta[] = [];
+    const suspendDelete: AgentHooks = { beforeToolCall: async ({ call }) => (call.name === "delete_resource" ? { type: "suspend", reason: "approval" } : { type: "allow" }) };
+    const first = await runAgent({ model, tools: countingTools({}), run, messages: ask("Weather, then clean up"), hooks: suspendDelete, onTextDelta: (d) => deltas.push(d) });
+    expect(first.status).toBe("suspended");
+    const resumed = assertCompleted(
+      await runAgent({ model, tools: countingTools({}), run, state: JSON.parse(JSON.stringify(first.state)) as AgentState, onTextDelta: (d) => deltas.push(d) }),
+    );
+    const textOf = (step: number) => deltas.filter((d) => d.step === step).map((d) => d.text).join("");
+    expect([...new Set(deltas.map((d) => d.step))]).toEqual([1, 2, 3]);
+    expect([textOf(1), textOf(2), textOf(3)]).toEqual(["Let me check Oslo.", "Now the cleanup.", resumed.text]);
+    // Offsets count within a step.
+    expect(deltas.filter((d) => d.offset === 0).map((d) => d.step)).toEqual([1, 2, 3]);
   });
 
   it("runs the tool calls of one turn concurrently and returns results in call order in one message", async () => {

@@ -7,6 +7,7 @@ import {
   type ModelRequest,
   type ModelResponse,
   type TextBlock,
+  type TextDelta,
   type ToolResultBlock,
   type ToolUseBlock,
   type Usage,
@@ -59,6 +60,19 @@ export interface RunAgentOptions {
   recall?: { memory: MemoryLike; namespace: string; k?: number; minScore?: number };
   /** Largest accepted new user message, in bytes of its JSON form. @defaultValue 262 144 (256 KiB) */
   maxInputBytes?: number;
+  /**
+   * Called with each piece of a model call's text as it is generated (see `TextDelta`), tagged
+   * with the call's step. A step's pieces concatenate to that call's text; a step that is
+   * generated again (its call failed and the run was retried from a checkpoint without it) starts
+   * over at offset 0. Must not throw (a throw is ignored).
+   */
+  onTextDelta?: (delta: StepTextDelta) => void;
+}
+
+/** A piece of the text of the model call of one step. */
+export interface StepTextDelta extends TextDelta {
+  /** The step (1-based model call of the task, counted across resumes) the text belongs to. */
+  step: number;
 }
 
 /** How a run ended. A failure is thrown as an `AgentryError` (e.g. `STEP_LIMIT`, `CANCELLED`, provider codes). */
@@ -264,6 +278,7 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
       ...(options.temperature === undefined ? {} : { temperature: options.temperature }),
       ...(options.cache === undefined ? {} : { cache: options.cache }),
       signal: options.modelSignal ?? signal,
+      ...(options.onTextDelta === undefined ? {} : { onTextDelta: textDeltasOf(step, options.onTextDelta) }),
       metadata: {
         taskId: run.taskId,
         tenant: run.tenant,
@@ -307,6 +322,16 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
     await checkpoint();
     if (!wantsTools) return completed(state, inputLength);
   }
+}
+
+function textDeltasOf(step: number, onTextDelta: (delta: StepTextDelta) => void): (delta: TextDelta) => void {
+  return (delta) => {
+    try {
+      onTextDelta({ step, offset: delta.offset, text: delta.text });
+    } catch {
+      // A consumer's failure never stops the call.
+    }
+  };
 }
 
 /** The model still wants tools after `maxSteps` calls. Its last requests are left unrun in `pending`. */
