@@ -91,6 +91,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       apiKey: config.ANTHROPIC_API_KEY,
       baseURL: config.ANTHROPIC_BASE_URL,
       model: config.AGENTRY_MODEL,
+      idleTimeoutMs: config.AGENTRY_MODEL_IDLE_TIMEOUT_MS,
       scripted: { rules: demoRules },
     });
   const memory = new RedisVectorMemory({ redis, prefix, embedder: new HashingEmbedder() });
@@ -185,6 +186,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     lockDurationMs: config.AGENTRY_LOCK_DURATION_MS,
     stalledIntervalMs: config.AGENTRY_STALLED_INTERVAL_MS,
     shutdownGraceMs: config.AGENTRY_SHUTDOWN_GRACE_MS,
+    taskStream: { maxLen: config.AGENTRY_TASK_STREAM_MAX_LEN, ttlMs: config.AGENTRY_TASK_STREAM_TTL_MS, flushMs: config.AGENTRY_TEXT_FLUSH_MS },
     handler,
     logger,
     // A task cancelled while it waited for an approval: the approval is cancelled (audited once).

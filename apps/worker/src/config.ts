@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { AgentryError, envNonNegativeInt as num, envVar, parseEnv, parseEnvWith, type AgentryEnv } from "@agentry/core";
+import { AgentryError, envNonNegativeInt as num, envPositiveInt as positive, envVar, parseEnv, parseEnvWith, type AgentryEnv } from "@agentry/core";
 
 /** Worker-only environment, on top of the shared contract in @agentry/core (parseEnv). */
 export const workerEnvSchema = z.object({
@@ -16,6 +16,17 @@ export const workerEnvSchema = z.object({
   AGENTRY_BUDGET_LEASE_MS: num(120_000),
   /** Webhook for approval notifications (POST JSON). */
   AGENTRY_APPROVAL_WEBHOOK_URL: envVar(z.string().url().optional()),
+  /**
+   * Longest silence of a streaming model call (before its first event and between events); past
+   * it the call fails with a retryable PROVIDER_UNAVAILABLE and the queue retries the task.
+   */
+  AGENTRY_MODEL_IDLE_TIMEOUT_MS: positive(60_000),
+  /** Entries a task's stream (progress and model text) keeps, approximately. */
+  AGENTRY_TASK_STREAM_MAX_LEN: positive(10_000),
+  /** A task's stream expires this long after its last write. */
+  AGENTRY_TASK_STREAM_TTL_MS: positive(3_600_000),
+  /** The longest model text waits in a worker before it is written to the task's stream (batching). */
+  AGENTRY_TEXT_FLUSH_MS: positive(15),
   /** Timeout of a reference tool call; past it the model gets an error tool_result and the loop goes on. */
   AGENTRY_TOOL_TIMEOUT_MS: num(30_000),
   /**

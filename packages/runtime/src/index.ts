@@ -1,7 +1,25 @@
 export * from "./budget/index.js";
 export * from "./tasks/catalog.js";
 export { isGroupId, isTaskId, taskIdFor } from "./tasks/task-ids.js";
-export { AgentryClient, type AgentryClientOptions, type Caller, type SessionOrder, type SubmittedTask, type TaskEvent } from "./client/agentry-client.js";
+export {
+  AgentryClient,
+  type AgentryClientOptions,
+  type Caller,
+  type SessionOrder,
+  type SubmittedTask,
+  type TaskEvent,
+  type TaskFollowEvent,
+  type TaskStreamRecord,
+} from "./client/agentry-client.js";
+export {
+  DEFAULT_TASK_STREAM_LIMITS,
+  parseTaskStreamEntry,
+  taskStreamKey,
+  type TaskStreamEntry,
+  type TaskStreamLimits,
+  type TextDeltaEntry,
+} from "./stream/task-stream.js";
+export { StreamedText, type TextChange } from "./stream/streamed-text.js";
 export { statusOfJob, taskStateOf, type TaskState, type TaskStatus } from "./client/task-status.js";
 export type { TaskProgress } from "./tasks/progress.js";
 export { AgentWorker, type AgentWorkerOptions, type Reconciler, type TaskExecution, type TaskHandler, type WakeSource, type WorkerControl, type WorkerHealth } from "./worker/agent-worker.js";

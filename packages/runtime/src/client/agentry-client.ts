@@ -21,6 +21,8 @@ import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
 import type { TaskProgress } from "../tasks/progress.js";
 import { FairShare, type FairStamp } from "../fair/fair-share.js";
 import type { TenantLoad, TenantSettingsPatch } from "../fair/tenant-settings.js";
+import { parseTaskStreamEntry, taskStreamKey, type TaskStreamEntry, type TextDeltaEntry } from "../stream/task-stream.js";
+import { TaskStreamWakeups } from "../stream/task-stream-wakeups.js";
 
 /**
  * The part of a session-turn store the client needs: registering submit order. The client passes
@@ -79,6 +81,24 @@ export type TaskEvent =
   | { type: "completed"; taskId: string; result: AgentTaskResult }
   | { type: "failed"; taskId: string; error: ReturnType<typeof errorFromFailedReason> };
 
+/** One entry of a task's stream with its stream id (`<ms>-<seq>`, increasing within the stream). */
+export interface TaskStreamRecord {
+  id: string;
+  entry: TaskStreamEntry;
+}
+
+/** What {@link AgentryClient.follow} yields: the task's stream entries as they come, then its end. */
+export type TaskFollowEvent =
+  | { type: "progress"; taskId: string; id: string; progress: TaskProgress }
+  | ({ type: "delta"; taskId: string; id: string } & TextDeltaEntry)
+  | { type: "completed"; taskId: string; result: AgentTaskResult }
+  | { type: "failed"; taskId: string; error: ReturnType<typeof errorFromFailedReason> };
+
+/** Entries read per round trip from a task's stream. */
+const STREAM_BATCH = 1_000;
+/** Without a wake-up, how often a follower re-reads the stream and the task. */
+const FOLLOW_SWEEP_MS = 1_000;
+
 /**
  * The producer side of Agentry: submit tasks, read their status, wait for results, cancel.
  * Connections fail fast when Redis is down: `submit` rejects with `REDIS_UNAVAILABLE`, never hangs.
@@ -98,6 +118,7 @@ export class AgentryClient {
   private events: QueueEvents | undefined;
   private eventsConnection: Redis | undefined;
   private flows: FlowProducer | undefined;
+  private wakeups: TaskStreamWakeups | undefined;
   private readonly telemetry: AgentryClientOptions["telemetry"];
 
   constructor(options: AgentryClientOptions = {}) {
@@ -289,6 +310,117 @@ export class AgentryClient {
     }
   }
 
+  /** The key of a task's stream (progress and model text, written by its workers); also the channel its writes are announced on. */
+  taskStreamKey(taskId: string): string {
+    return taskStreamKey(this.prefix, this.queueName, taskId);
+  }
+
+  /**
+   * Entries of a task's stream after the stream id `after` (`"0-0"`: from the start), oldest
+   * first, at most `count`. A missing stream (nothing written yet, or expired) reads as empty.
+   * The id is not checked against the tenant: check the task with `status(taskId, caller)` first.
+   */
+  async readTaskStream(taskId: string, after = "0-0", count = STREAM_BATCH): Promise<TaskStreamRecord[]> {
+    if (!isTaskId(taskId)) throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
+    const raw = (await this.guard(() => this.redis.xrange(this.taskStreamKey(taskId), `(${after}`, "+", "COUNT", count))) as [string, string[]][];
+    const records: TaskStreamRecord[] = [];
+    for (const [id, fields] of raw) {
+      const entry = parseTaskStreamEntry(fields);
+      if (entry) records.push({ id, entry });
+    }
+    return records;
+  }
+
+  /**
+   * Calls `onWrite` whenever a worker writes to the task's stream: a wake-up to read it. Resolves,
+   * once subscribed, with the function that stops it. One subscriber connection serves every
+   * listener of this client (opened on first use, closed by `close`).
+   */
+  async onTaskStream(taskId: string, onWrite: () => void): Promise<() => Promise<void>> {
+    if (!this.wakeups) {
+      const subscriber = duplicateRedis(this.redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, commandTimeout: undefined });
+      subscriber.on("error", () => undefined);
+      this.wakeups = new TaskStreamWakeups(subscriber);
+    }
+    return this.guard(() => (this.wakeups as TaskStreamWakeups).listen(this.taskStreamKey(taskId), onWrite));
+  }
+
+  /**
+   * Follows a task live: its stream from the start (or after the stream id `after`), each entry
+   * as it is written (progress, and the model's text as `delta` pieces, see `StreamedText`), then
+   * its `completed` or `failed` end. With `caller`, another tenant's task throws `NOT_FOUND`
+   * before anything is yielded. Ends without an end event after `timeoutMs`.
+   */
+  async *follow(taskId: string, options: { signal?: AbortSignal; timeoutMs?: number; caller?: Caller; after?: string } = {}): AsyncGenerator<TaskFollowEvent> {
+    let wake: (() => void) | undefined;
+    let pending: boolean | undefined;
+    let checkStatus = true;
+    const onWrite = () => {
+      pending = true;
+      wake?.();
+    };
+    const onEnd = ({ jobId }: { jobId: string }) => {
+      if (jobId !== taskId) return;
+      checkStatus = true;
+      onWrite();
+    };
+    const stop = await this.onTaskStream(taskId, onWrite);
+    const events = await this.queueEvents();
+    events.on("completed", onEnd);
+    events.on("failed", onEnd);
+    const onAbort = () => wake?.();
+    options.signal?.addEventListener("abort", onAbort);
+    const deadline = this.clock.now() + (options.timeoutMs ?? Number.MAX_SAFE_INTEGER);
+    try {
+      // Refuses an unknown task or another tenant's before anything is read.
+      let status: TaskStatus | undefined = await this.status(taskId, options.caller);
+      let cursor = options.after ?? "0-0";
+      while (true) {
+        if (options.signal?.aborted) throw new AgentryError("CANCELLED", "follow aborted");
+        pending = false;
+        // The task first, then the stream: a finished task's entries are all in what is read.
+        if (checkStatus) status ??= await this.status(taskId, options.caller);
+        checkStatus = false;
+        for (let batch = await this.readTaskStream(taskId, cursor); batch.length > 0; batch = batch.length < STREAM_BATCH ? [] : await this.readTaskStream(taskId, cursor)) {
+          for (const { id, entry } of batch) {
+            cursor = id;
+            if (entry.type === "progress") {
+              if (entry.progress.phase === "done") checkStatus = true;
+              yield { type: "progress", taskId, id, progress: entry.progress };
+            } else yield { type: "delta", taskId, id, step: entry.step, offset: entry.offset, text: entry.text };
+          }
+        }
+        if (status?.state === "completed" && status.result) {
+          yield { type: "completed", taskId, result: status.result };
+          return;
+        }
+        if (status?.state === "failed") {
+          yield { type: "failed", taskId, error: status.error ?? errorFromFailedReason(undefined) };
+          return;
+        }
+        status = undefined;
+        if (this.clock.now() >= deadline) return;
+        if (pending || checkStatus) continue;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            checkStatus = true;
+            resolve();
+          }, Math.min(FOLLOW_SWEEP_MS, Math.max(0, deadline - this.clock.now())));
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+      events.off("completed", onEnd);
+      events.off("failed", onEnd);
+      await stop();
+    }
+  }
+
   /**
    * Cancels a task. A queued or parked task is removed at once: a session turn it held ends and
    * the session's next task is woken; workers are told, so an approval it waited for is
@@ -373,6 +505,7 @@ export class AgentryClient {
 
   /** Closes the client's connections. */
   async close(): Promise<void> {
+    await this.wakeups?.close();
     await this.events?.close();
     this.eventsConnection?.disconnect();
     await this.flows?.close();

@@ -187,6 +187,8 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         ...(p.model ? { modelId: p.model } : {}),
         signal: ex.signal,
         modelSignal: followUnlessLockLost(ex.signal),
+        // The model's text, live, into the task's stream (batched and fenced by the worker).
+        onTextDelta: (delta) => ex.publishText(delta),
         ...(options.recall ? { recall: { memory: options.recall.memory, namespace: memoryNamespace(p.tenant, p.userId), k: options.recall.k ?? 3 } } : {}),
       });
 

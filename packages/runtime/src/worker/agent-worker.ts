@@ -22,6 +22,8 @@ import {
 } from "../tasks/catalog.js";
 import type { TaskProgress } from "../tasks/progress.js";
 import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
+import type { TaskStreamLimits, TextDeltaEntry } from "../stream/task-stream.js";
+import { TextBatcher } from "../stream/text-batcher.js";
 import type { TaskOutcome } from "./job-outcome.js";
 import { FencedJobWriter, jobKeys } from "./fenced-job.js";
 import { FairShare, type TenantSlot } from "../fair/fair-share.js";
@@ -48,8 +50,18 @@ export interface TaskExecution {
   fence: Fence;
   /** Persists loop state into the job, so any worker can continue from it. Fenced: `LOCK_LOST` once the lock is gone. */
   saveCheckpoint(state: unknown): Promise<void>;
-  /** Publishes progress (visible to `status` and `watch`). Fenced like a checkpoint, so it also gates the next model or tool call. */
+  /**
+   * Publishes progress (visible to `status` and `watch`, and in the task's stream). Fenced like a
+   * checkpoint, so it also gates the next model or tool call. Text published before it is
+   * written first, so the stream keeps the order things happened in.
+   */
   reportProgress(progress: TaskProgress): Promise<void>;
+  /**
+   * Sends a piece of a model call's text to the task's stream, for clients that follow it live.
+   * Batched (see `taskStream.flushMs`) and fenced: once the attempt has lost its lock, nothing
+   * more is written. Never throws.
+   */
+  publishText(piece: TextDeltaEntry): void;
   /** The trace of the task's first attempt (serialised), to link resumed runs to it. */
   firstTrace: string | undefined;
   /** Records the first attempt's trace; persisted with the job's next write (checkpoint, park or failure). */
@@ -129,6 +141,12 @@ export interface AgentWorkerOptions {
   reconcileEveryMs?: number;
   /** Wake-ups the worker subscribes to while it runs. @defaultValue none */
   wakeSources?: WakeSource[];
+  /**
+   * The task streams (progress and model text, `<prefix>:<queue>:<taskId>:stream`): their cap and
+   * time to live, and how text is batched. `flushMs` @defaultValue 15; `maxBatchChars`
+   * @defaultValue 2_048; limits as in {@link TaskStreamLimits}.
+   */
+  taskStream?: TaskStreamLimits & { flushMs?: number; maxBatchChars?: number };
   /** Called for every job that ends (completed or failed), for metrics and audit. */
   onFinished?: (event: { taskId: string; payload: AgentTaskPayload; outcome: "completed" | "failed" | "cancelled"; durationMs: number; error?: AgentryError }) => void;
   /** Fair share between tenants: slots for `maxRunning` (see {@link FairShare}). */
@@ -206,7 +224,7 @@ export class AgentWorker implements WorkerControl {
     this.redis = createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker" });
     this.subscriber = createRedis({ url: options.url, role: "subscriber", connectionName: "agentry-worker-sub" });
     this.redis.on("error", (err) => options.logger.warn({ err: err.message }, "redis connection error"));
-    this.jobWriter = new FencedJobWriter(this.redis);
+    this.jobWriter = new FencedJobWriter(this.redis, options.taskStream);
     this.fair = new FairShare({
       redis: this.redis,
       prefix: this.prefix,
@@ -437,6 +455,13 @@ export class AgentWorker implements WorkerControl {
     const keys = jobKeys(this.prefix, this.queueName, taskId);
     const fence = FencedJobWriter.fenceOf(keys, token);
     let data = job.data;
+    const texts = new TextBatcher({
+      write: (pieces) => this.jobWriter.appendText(keys, token, pieces),
+      ...(this.options.taskStream?.flushMs === undefined ? {} : { flushMs: this.options.taskStream.flushMs }),
+      ...(this.options.taskStream?.maxBatchChars === undefined ? {} : { maxChars: this.options.taskStream.maxBatchChars }),
+      onError: (err) => log.warn({ event: "task-text-dropped", err }, "could not write model text to the task stream; live readers miss it"),
+      onFenced: () => log.warn({ event: "task-text-fenced" }, "task attempt lost its job lock; its model text is not streamed"),
+    });
     const update = async (patch: Partial<AgentJobData>) => {
       data = { ...data, ...patch };
       await this.jobWriter.write(keys, taskId, token, "data", data);
@@ -480,10 +505,12 @@ export class AgentWorker implements WorkerControl {
         },
         reportProgress: async (progress) => {
           entry.lastProgressAt = this.clock.now();
+          await texts.flush();
           await this.jobWriter.write(keys, taskId, token, "progress", progress);
         },
         wake: (other) => this.promote(other),
         isLive: (other) => this.isLive(other),
+        publishText: (piece) => texts.push(piece),
         log,
       });
       if (outcome.type === "park") {
@@ -532,6 +559,7 @@ export class AgentWorker implements WorkerControl {
       this.options.onFinished?.({ taskId, payload, outcome, durationMs, error: err });
       throw new UnrecoverableError(`[${err.code}] ${err.message}`);
     } finally {
+      await texts.close();
       this.active.delete(token);
       if (entry.slot) await this.releaseSlot(entry.slot, log);
     }
