@@ -6,11 +6,11 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { FastifyInstance } from "fastify";
 import { AgentryError, createLogger } from "@agentry/core";
 import { useTestRedis } from "@agentry/testkit";
-import { AgentryClient, AgentWorker, type AgentTaskResult, type TaskHandler } from "@agentry/runtime";
+import { AgentryClient, AgentWorker, StreamedText, type AgentTaskResult, type TaskHandler } from "@agentry/runtime";
 import { buildProducerApp } from "./app.js";
 import type { ApiKeys } from "./auth/api-keys.js";
 import { EventsTokens } from "./auth/events-token.js";
-import { compareStreamIds, parseStreamId } from "./events/queue-event-log.js";
+import { compareStreamIds, parseStreamId } from "./events/task-event-log.js";
 
 const logger = createLogger({ name: "task-events-test", level: "silent" });
 const redis = useTestRedis("producer-sse");
@@ -84,7 +84,7 @@ async function submit(app: FastifyInstance, prompt: string, key = "key-acme"): P
 interface Received {
   event: string;
   id: string;
-  data: { type: string; progress?: { step: number }; error?: { code: string } };
+  data: { type: string; progress?: { step: number }; error?: { code: string }; result?: AgentTaskResult; step?: number; offset?: number; text?: string };
 }
 
 /** An EventSource that records every event it receives (named or not) and every error. */
@@ -93,7 +93,7 @@ function open(url: string, fetchImpl?: FetchLike): { es: EventSource; received: 
   closers.push(() => es.close());
   const received: Received[] = [];
   const errors: number[] = [];
-  for (const name of ["status", "progress", "completed", "failed", "message"]) {
+  for (const name of ["status", "progress", "delta", "completed", "failed", "message"]) {
     es.addEventListener(name, (e: { data: string; lastEventId: string }) => received.push({ event: name, id: e.lastEventId, data: JSON.parse(e.data) as Received["data"] }));
   }
   es.addEventListener("error", (e) => errors.push((e as { code?: number }).code ?? 0));
@@ -106,6 +106,9 @@ function gate(): { wait: Promise<void>; open: () => void } {
   const wait = new Promise<void>((resolve) => (open = resolve));
   return { wait, open };
 }
+
+/** The text of the delta events received, concatenated as they came. */
+const textOf = (received: Received[]) => received.filter((e) => e.event === "delta").map((e) => e.data.text ?? "").join("");
 
 const strictlyIncreasing = (ids: string[]) =>
   ids.every((id, i) => {
@@ -256,5 +259,76 @@ describe("GET /v1/tasks/:id/events under a standard EventSource", () => {
       controller.abort();
       expect(text).toContain("event: status");
     }
+  });
+
+  it("streams the model's text as delta events while the task runs; the pieces rebuild the answer", async () => {
+    const pieces = ["The ", "answer ", "is ", "forty-", "two."];
+    let seen: Received[] = [];
+    const { app, url } = await setup(async (ex) => {
+      await ex.reportProgress({ step: 1, phase: "model" });
+      let offset = 0;
+      for (const [i, text] of pieces.entries()) {
+        ex.publishText({ step: 1, offset, text });
+        offset += text.length;
+        // The next piece is generated only once this one reached the client: live, not replayed at the end.
+        await expect.poll(() => textOf(seen), { timeout: 10_000 }).toBe(pieces.slice(0, i + 1).join(""));
+      }
+      await ex.reportProgress({ step: 1, phase: "done" });
+      return { type: "completed", result: result(pieces.join("")) };
+    });
+    const taskId = await submit(app, "what is the answer?");
+    const { es, received } = open(`${url}/v1/tasks/${taskId}/events`, (input, init) => fetch(input, { ...init, headers: { ...init.headers, ...auth() } }));
+    seen = received;
+    await expect.poll(() => es.readyState, { timeout: 15_000 }).toBe(EventSource.CLOSED);
+
+    expect(received.map((e) => e.event)).toEqual(["status", "progress", ...pieces.map(() => "delta"), "progress", "completed"]);
+    expect(received.filter((e) => e.event === "delta").map((e) => e.data)).toEqual(
+      pieces.map((text, i) => ({ type: "delta", taskId, step: 1, offset: pieces.slice(0, i).join("").length, text })),
+    );
+    const text = new StreamedText();
+    for (const e of received.filter((x) => x.event === "delta")) text.apply({ step: e.data.step ?? 0, offset: e.data.offset ?? 0, text: e.data.text ?? "" });
+    expect(text.text(1)).toBe(received.at(-1)?.data.result?.text);
+    expect(strictlyIncreasing(received.map((e) => e.id))).toBe(true);
+  });
+
+  it("a reconnect replays only the text after Last-Event-ID; a new client mid-task gets the text so far, then the rest live", async () => {
+    const first = gate();
+    const second = gate();
+    const { app, url, streams } = await setup(async (ex) => {
+      ex.publishText({ step: 1, offset: 0, text: "Hello " });
+      await ex.reportProgress({ step: 1, phase: "model" });
+      await first.wait;
+      ex.publishText({ step: 1, offset: 6, text: "brave " });
+      await ex.reportProgress({ step: 1, phase: "model" });
+      await second.wait;
+      ex.publishText({ step: 1, offset: 12, text: "new world." });
+      await ex.reportProgress({ step: 1, phase: "done" });
+      return { type: "completed", result: result("Hello brave new world.") };
+    });
+    closers.push(() => [first, second].forEach((g) => g.open()));
+    const taskId = await submit(app, "greet");
+    const reconnect = gate();
+    let fetches = 0;
+    const a = open(`${url}/v1/tasks/${taskId}/events`, async (input, init) => {
+      if (++fetches > 1) await reconnect.wait;
+      return fetch(input, { ...init, headers: { ...init.headers, ...auth() } });
+    });
+    await expect.poll(() => textOf(a.received), { timeout: 10_000 }).toBe("Hello ");
+    // Dropped; the task goes on meanwhile.
+    for (const stream of streams) stream.abort();
+    await expect.poll(() => a.es.readyState, { timeout: 10_000 }).toBe(EventSource.CONNECTING);
+    first.open();
+    const b = open(`${url}/v1/tasks/${taskId}/events`, (input, init) => fetch(input, { ...init, headers: { ...init.headers, ...auth() } }));
+    await expect.poll(() => textOf(b.received), { timeout: 10_000 }).toBe("Hello brave ");
+    reconnect.open();
+    await expect.poll(() => textOf(a.received), { timeout: 10_000 }).toBe("Hello brave ");
+    second.open();
+    for (const client of [a, b]) {
+      await expect.poll(() => client.es.readyState, { timeout: 10_000 }).toBe(EventSource.CLOSED);
+      // Every piece exactly once, in order: plain concatenation is the answer.
+      expect(textOf(client.received)).toBe("Hello brave new world.");
+      expect(client.received.at(-1)?.data.result?.text).toBe("Hello brave new world.");
+    }
+    expect(b.received[0]?.event).toBe("status");
   });
 });

@@ -126,6 +126,15 @@ export const taskEventSchema = z
   .discriminatedUnion("type", [
     z.object({ type: z.literal("status"), taskId: z.string(), status: taskStatusSchema }),
     z.object({ type: z.literal("progress"), taskId: z.string(), progress: taskProgressSchema }),
+    z
+      .object({
+        type: z.literal("delta"),
+        taskId: z.string(),
+        step: z.number().int().positive().describe("The model call (1-based, counted across attempts) the text belongs to"),
+        offset: z.number().int().nonnegative().describe("Length of the step's text before this piece (UTF-16 code units)"),
+        text: z.string(),
+      })
+      .describe("A piece of the model's text as it is generated: place it at `offset` in its step's text (offset 0 again = the step was generated anew; replace)"),
     z.object({ type: z.literal("completed"), taskId: z.string(), result: agentTaskResultSchema }),
     z.object({ type: z.literal("failed"), taskId: z.string(), error: agentryErrorDataSchema }),
   ])

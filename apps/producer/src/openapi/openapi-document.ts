@@ -94,11 +94,13 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
         summary: "Server-sent events of a task",
         description:
           "text/event-stream for a standard EventSource. `retry:` first; then events, each with `event:` set to the `type`, `data:` the JSON of " +
-          "`TaskEvent`, and `id:` the Redis stream entry id (`<ms>-<seq>`) of what it reports: stable across reconnects and replicas, increasing " +
-          "within a task (compare as two numbers). Without `Last-Event-ID`: one `status` first (the task now), then `progress` events, then " +
-          "`completed` or `failed`, and the server closes. With `Last-Event-ID`: the events after it, with no repeat and no gap (a `status` " +
-          "first when they can no longer be replayed). A finished task's stream is its final event alone; a reconnect with `Last-Event-ID` at " +
-          "or after the final event answers 204, which stops EventSource. No event is named `error`: a stream that fails is closed and the " +
+          "`TaskEvent`, and `id:` the entry id (`<ms>-<seq>`) in the task's own Redis stream: stable across reconnects and replicas, increasing " +
+          "within a task (compare as two numbers). Without `Last-Event-ID`: one `status` first (the task now, id `0-0`), then the task's " +
+          "stream from its start (`progress`, and `delta` pieces of the model's text: the text so far), then live, then `completed` or " +
+          "`failed`, and the server closes. A `delta` carries `{step, offset, text}`: place the text at its offset in its step's text; a step " +
+          "generated again by a retried attempt starts over at offset 0 and replaces what was sent for it. With `Last-Event-ID`: the events " +
+          "after it, with no repeat and no gap (a `status` first when they can no longer be replayed). A finished task's stream is its final " +
+          "event alone; a reconnect with the final event's `Last-Event-ID` answers 204, which stops EventSource. No event is named `error`: a stream that fails is closed and the " +
           "reconnect resumes. A `: heartbeat` comment is sent every 15 s. Authenticate with the bearer key, or `?token=` from " +
           "`POST /v1/tasks/{id}/events-token` (browsers: EventSource cannot send headers).",
         parameters: [

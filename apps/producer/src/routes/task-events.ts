@@ -4,23 +4,24 @@ import type { AgentryClient, TaskStatus } from "@agentry/runtime";
 import { principalOf } from "../auth/authenticate.js";
 import type { EventsTokens } from "../auth/events-token.js";
 import {
-  QueueEventLog,
+  STREAM_START,
+  TaskEventLog,
   compareStreamIds,
-  fallbackFinalId,
+  finalEventId,
   formatStreamId,
-  isFallbackFinalId,
+  isFinalEventId,
   parseStreamId,
   type StreamId,
-  type TaskStreamEntry,
-} from "../events/queue-event-log.js";
+  type TaskStreamItem,
+} from "../events/task-event-log.js";
 import { taskIdParam } from "../http/id-params.js";
 import { taskUrls } from "./tasks.js";
 
 /** The reconnect delay sent to clients as the `retry:` field. @defaultValue 3 s */
 export const DEFAULT_EVENTS_RETRY_MS = 3_000;
 
-// Re-read the stream and the task this often even without a wake-up: QueueEvents may start
-// reading after an entry, or the stream may be trimmed past a task's end before it is read.
+// Re-read the stream and the task this often even without a wake-up: a wake-up (pub/sub for the
+// task's stream, QueueEvents for its end) can be missed, never what the stream holds.
 const SWEEP_MS = 1_000;
 
 /** Options for {@link registerTaskEventRoutes}. */
@@ -35,6 +36,13 @@ export interface TaskEventRoutesOptions {
 }
 
 const isFinished = (status: TaskStatus) => status.state === "completed" || status.state === "failed";
+
+/** The SSE event of one stream entry: `progress`, or `delta` for a piece of the model's text. */
+function entryEvent(taskId: string, item: TaskStreamItem): { event: "progress" | "delta"; data: unknown } {
+  const { entry } = item;
+  if (entry.type === "progress") return { event: "progress", data: { type: "progress", taskId, progress: entry.progress } };
+  return { event: "delta", data: { type: "delta", taskId, step: entry.step, offset: entry.offset, text: entry.text } };
+}
 
 function finalData(status: TaskStatus): { event: "completed" | "failed"; data: unknown } {
   if (status.state === "completed") return { event: "completed", data: { type: "completed", taskId: status.taskId, result: status.result } };
@@ -60,14 +68,21 @@ export function registerEventsTokenRoute(app: FastifyInstance, client: AgentryCl
 /**
  * `GET /v1/tasks/:id/events`: server-sent events, as a standard EventSource expects them.
  *
- * - Every event's `id:` is the Redis stream entry id (`<ms>-<seq>`) of what it reports in the
- *   queue's event stream: the same on every replica and every reconnect, increasing within a task.
- * - `Last-Event-ID` resumes after that event: the task's later entries are replayed from the
- *   stream, with no gap and no repeat. Without it (or when the stream was trimmed past it, or it
- *   is not an id this stream issued) the stream starts with a `status` event (the task now).
- * - Then `progress` events, then one `completed` or `failed` event, and the server closes. A
- *   finished task's stream is its final event alone. A reconnect with a `Last-Event-ID` at or
- *   after the final event answers 204, which tells EventSource to stop.
+ * - What is sent comes from the task's stream (`<prefix>:<queue>:<taskId>:stream`), written by
+ *   its workers: `progress` events, and `delta` events carrying the model's text as it is
+ *   generated, `{step, offset, text}` (place each piece at its offset in its step's text; a step
+ *   generated again by a retried attempt starts over at offset 0 and replaces the earlier text:
+ *   `StreamedText` in `@agentry/runtime` does this).
+ * - Every event's `id:` is its entry id in that stream (`<ms>-<seq>`): the same on every replica
+ *   and every reconnect, increasing within a task. The final event's id is the task's finish
+ *   time (or the last id sent, if later) with the largest sequence number.
+ * - `Last-Event-ID` resumes after that event: the later entries are replayed from the stream,
+ *   with no gap and no repeat. Without it (or when the stream was trimmed past it, or it is not an
+ *   id this stream issued) the stream starts with a `status` event (the task now, id `0-0`),
+ *   then replays the task's stream from its start (the text so far), then follows it live.
+ * - Then one `completed` or `failed` event, and the server closes. A finished task's stream is
+ *   its final event alone. A reconnect with a `Last-Event-ID` of the final event answers 204,
+ *   which tells EventSource to stop.
  * - `retry:` is sent first; `: heartbeat` comments every `heartbeatMs`. No event is named `error`
  *   (EventSource's own): if the stream itself fails, the server closes it and the client's
  *   reconnect resumes from its last id.
@@ -77,7 +92,7 @@ export function registerEventsTokenRoute(app: FastifyInstance, client: AgentryCl
  */
 export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEventRoutesOptions): void {
   const { client, heartbeatMs, retryMs, streams } = options;
-  const log = new QueueEventLog(client);
+  const log = new TaskEventLog(client);
 
   app.get<{ Params: { id: string } }>("/v1/tasks/:id/events", async (request, reply) => {
     const principal = principalOf(request);
@@ -85,50 +100,56 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
     const taskId = taskIdParam(request.params.id);
     if (principal.taskId !== undefined && principal.taskId !== taskId) throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
 
-    // Wake-ups only: what is sent is always read from the stream in id order, so an event
-    // QueueEvents delivered early or never cannot reorder or skip anything.
+    // Wake-ups only: what is sent is always read from the stream in id order, so a wake-up that
+    // comes early, late or never cannot reorder or skip anything.
     let wake: (() => void) | undefined;
     let pending: boolean | undefined;
-    const onEvent = ({ jobId }: { jobId: string }) => {
-      if (jobId !== taskId) return;
+    let checkStatus = false;
+    const onWrite = () => {
       pending = true;
       wake?.();
     };
+    const onEnd = ({ jobId }: { jobId: string }) => {
+      if (jobId !== taskId) return;
+      checkStatus = true;
+      onWrite();
+    };
     const queueEvents = await client.queueEvents();
-    queueEvents.on("progress", onEvent);
-    queueEvents.on("completed", onEvent);
-    queueEvents.on("failed", onEvent);
+    queueEvents.on("completed", onEnd);
+    queueEvents.on("failed", onEnd);
+    let stopWakeups: (() => Promise<void>) | undefined;
     const detach = () => {
-      queueEvents.off("progress", onEvent);
-      queueEvents.off("completed", onEvent);
-      queueEvents.off("failed", onEvent);
+      queueEvents.off("completed", onEnd);
+      queueEvents.off("failed", onEnd);
+      void stopWakeups?.();
     };
 
     let position;
     let status: TaskStatus;
     try {
-      position = await log.position();
+      // Listening before reading: a write after the read wakes the loop.
+      stopWakeups = await client.onTaskStream(taskId, onWrite);
+      position = await log.position(taskId);
       status = await client.status(taskId, { tenant });
     } catch (err) {
       detach();
       throw err;
     }
     let after = parseStreamId(request.headers["last-event-id"] as string | undefined);
-    // An id past the stream's end was never issued here, unless it is a final event's fallback id.
-    if (after && compareStreamIds(after, position.top) > 0 && !(isFinished(status) && isFallbackFinalId(after))) after = undefined;
+    // An id past the stream's end was never issued here, unless it is a finished task's final event id.
+    if (after && compareStreamIds(after, position.top) > 0 && !(isFinished(status) && isFinalEventId(after))) after = undefined;
 
     // A finished task: replay what the client missed, then its final event; or 204 if it has it.
-    let finishedPlan: { replay: TaskStreamEntry[]; finalId: StreamId } | undefined;
+    let finishedPlan: { replay: TaskStreamItem[]; finalId: StreamId } | undefined;
     if (isFinished(status)) {
+      if (after && isFinalEventId(after)) {
+        detach();
+        request.log.info({ taskId }, "task event stream: final event already delivered (204)");
+        return reply.code(204).send();
+      }
       try {
-        const end = await log.endOf(taskId, status.finishedAt);
-        if (after && (end ? compareStreamIds(after, end) >= 0 : isFallbackFinalId(after))) {
-          detach();
-          request.log.info({ taskId }, "task event stream: final event already delivered (204)");
-          return reply.code(204).send();
-        }
-        const replay = after && end ? (await log.after(taskId, after)).entries.filter((e) => e.event === "progress" && compareStreamIds(e.id, end) < 0) : [];
-        finishedPlan = { replay, finalId: end ?? fallbackFinalId(status.finishedAt ?? Date.now(), after) };
+        const replay = after ? await log.after(taskId, after) : [];
+        finishedPlan = { replay, finalId: finalEventId(status.finishedAt ?? Date.now(), replay.at(-1)?.id ?? after ?? position.top) };
       } catch (err) {
         detach();
         throw err;
@@ -159,7 +180,10 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
     let outcome = "aborted";
     try {
       if (finishedPlan) {
-        for (const e of finishedPlan.replay) send(e.id, "progress", { type: "progress", taskId, progress: e.progress });
+        for (const item of finishedPlan.replay) {
+          const e = entryEvent(taskId, item);
+          send(item.id, e.event, e.data);
+        }
         const final = finalData(status);
         send(finishedPlan.finalId, final.event, final.data);
         outcome = final.event;
@@ -169,44 +193,28 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
       if (after && !(position.maxDeleted && compareStreamIds(position.maxDeleted, after) > 0)) {
         cursor = after;
       } else {
-        cursor = position.top;
+        cursor = STREAM_START;
         send(cursor, "status", { type: "status", taskId, status });
       }
-      let scanned = cursor;
-      let checkStatus = false;
       while (!signal.aborted) {
         pending = false;
-        // The task's state first, then the stream: an end recorded in the state is then in what is read.
+        // The task's state first, then the stream: a task found finished has written all its entries.
         const now = checkStatus ? await client.status(taskId, { tenant }) : undefined;
         checkStatus = false;
-        const read = await log.after(taskId, scanned);
-        scanned = read.scanned;
-        let ended = false;
-        for (const e of read.entries) {
-          if (compareStreamIds(e.id, cursor) <= 0) continue;
-          if (e.event === "progress") {
-            send(e.id, "progress", { type: "progress", taskId, progress: e.progress });
-            cursor = e.id;
-            continue;
-          }
-          // An end entry counts once the task's state agrees (a job id reused after removal must not end this stream).
-          const finalStatus = await client.status(taskId, { tenant });
-          if (!isFinished(finalStatus)) continue;
-          const final = finalData(finalStatus);
-          send(e.id, final.event, final.data);
-          outcome = final.event;
-          ended = true;
-          break;
+        for (const item of await log.after(taskId, cursor)) {
+          const e = entryEvent(taskId, item);
+          send(item.id, e.event, e.data);
+          cursor = item.id;
+          // The last progress of a task that completes: look for its end right away.
+          if (item.entry.type === "progress" && item.entry.progress.phase === "done") checkStatus = true;
         }
-        if (ended) break;
         if (now && isFinished(now)) {
-          // Finished, yet its end was not in the stream: trimmed before it was read.
           const final = finalData(now);
-          send(fallbackFinalId(now.finishedAt ?? Date.now(), cursor), final.event, final.data);
+          send(finalEventId(now.finishedAt ?? Date.now(), cursor), final.event, final.data);
           outcome = final.event;
           break;
         }
-        if (pending || signal.aborted) continue;
+        if (pending || checkStatus || signal.aborted) continue;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
             checkStatus = true;
