@@ -18,7 +18,7 @@ export interface CliIo {
 /**
  * Exit codes of the `agentry` command, listed in `agentry --help` and the admin README.
  * `POLICY_DENY` and `POLICY_APPROVAL` are only used by `policy check`, and `WAIT_TIMEOUT` only by
- * `submit --wait`, so scripts can branch on the verdict or retry the wait.
+ * `submit --wait` / `--follow` and `watch`, so scripts can branch on the verdict or retry the wait.
  */
 export const EXIT = {
   OK: 0,
@@ -31,7 +31,7 @@ export const EXIT = {
   /** `policy check`: the verdict is require_approval. */
   POLICY_APPROVAL: 4,
   /**
-   * `submit --wait`: the task did not finish within `--timeout` (it keeps running; a failed task
+   * `submit --wait` / `--follow`, `watch`: the task did not finish within `--timeout` (it keeps running; a failed task
    * is `FAILURE`). 124 is what `timeout(1)` exits with, so scripts that know it read it as such.
    */
   WAIT_TIMEOUT: 124,

@@ -15,6 +15,7 @@ import { policyCheckCommand } from "./commands/policy.js";
 import { cancelCommand, statusCommand } from "./commands/status.js";
 import { submitCommand } from "./commands/submit.js";
 import { tenantsSetCommand, tenantsShowCommand } from "./commands/tenants.js";
+import { watchCommand } from "./commands/watch.js";
 import { closest, didYouMean, escapeControls, shown } from "./suggest.js";
 
 export type { CliIo, TextSink } from "./io.js";
@@ -23,6 +24,7 @@ export { EXIT } from "./io.js";
 /** Every command, in help order. */
 export const COMMANDS: readonly Command[] = [
   submitCommand,
+  watchCommand,
   statusCommand,
   cancelCommand,
   approvalsListCommand,
@@ -60,7 +62,7 @@ Environment: REDIS_URL (redis://127.0.0.1:6379), AGENTRY_PREFIX (agentry), AGENT
 AGENTRY_APPROVERS_FILE, AGENTRY_AUDIT_KEY, AGENTRY_FAIR_SHARE (on), HOME (for ~/.agentry/keys).
 Exit codes: ${EXIT.OK} success, ${EXIT.FAILURE} failure (one-line reason on stderr; a failed task), ${EXIT.USAGE} usage error,
 ${EXIT.POLICY_DENY} / ${EXIT.POLICY_APPROVAL} policy check verdict deny / require_approval,
-${EXIT.WAIT_TIMEOUT} submit --wait timed out (the task keeps running).
+${EXIT.WAIT_TIMEOUT} submit --wait / --follow or watch timed out (the task keeps running).
 `;
 
 const HELP_FLAGS = new Set(["--help", "-h"]);

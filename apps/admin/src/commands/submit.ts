@@ -4,8 +4,9 @@ import { onePositional, parseCommand } from "../args.js";
 import { parseSeconds } from "../format.js";
 import { CliError, EXIT, readAll, writeJson } from "../io.js";
 import type { Command } from "./command.js";
+import { followTask } from "./watch.js";
 
-const USAGE = 'agentry submit "<prompt>" [--session S] [--user U] [--tenant T] [--idempotency-key K] [--wait] [--timeout SEC] [--json]';
+const USAGE = 'agentry submit "<prompt>" [--session S] [--user U] [--tenant T] [--idempotency-key K] [--wait | --follow] [--timeout SEC] [--json]';
 
 /** How long `--wait` waits when `--timeout` is not given. */
 const DEFAULT_WAIT_MS = 300_000;
@@ -14,12 +15,14 @@ const DEFAULT_WAIT_MS = 300_000;
 export const submitCommand: Command = {
   path: ["submit"],
   usage: USAGE,
-  summary: "Submit an agent task (prints its id; with --wait, its answer).",
+  summary: "Submit an agent task (prints its id; with --wait, its answer; with --follow, the answer as it is generated).",
   traced: true,
   details: [
     'The prompt "-" reads it from stdin. --tenant defaults to "default", --user to "anonymous",',
     "--session to a new session. --wait shows progress on stderr and prints the answer on stdout",
     `(JSON: the result with taskId and sessionId); --timeout defaults to ${DEFAULT_WAIT_MS / 1000} s.`,
+    "--follow waits too, and prints the model's text on stdout as it is generated (as `agentry watch`",
+    "does; with --json one JSON object per event).",
     `Exit ${EXIT.FAILURE} when the task fails; exit ${EXIT.WAIT_TIMEOUT} when the wait times out (the task itself keeps`,
     'running: wait again with `agentry submit` and the same --idempotency-key, or follow `agentry status`).',
     'With --json, "outcome" is "completed", "failed" or "timed_out".',
@@ -33,6 +36,7 @@ export const submitCommand: Command = {
       tenant: { type: "string" },
       "idempotency-key": { type: "string" },
       wait: { type: "boolean" },
+      follow: { type: "boolean" },
       timeout: { type: "string" },
     });
     let prompt = onePositional(positionals, "prompt", USAGE);
@@ -53,6 +57,11 @@ export const submitCommand: Command = {
     );
     const { taskId, sessionId, deduplicated } = submitted;
     ctx.recordSubmitted({ taskId, sessionId, tenant });
+
+    if (values.follow) {
+      stderr.write(`${deduplicated ? "following existing" : "submitted"} task ${taskId} (session ${sessionId})\n`);
+      return followTask(ctx, client, taskId, { json: values.json === true, timeoutMs, sessionId });
+    }
 
     if (!values.wait) {
       if (values.json) writeJson(stdout, submitted);

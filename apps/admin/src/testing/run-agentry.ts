@@ -13,19 +13,24 @@ export interface AgentryRun {
 
 /**
  * Internal. For test use only. Runs `agentry <args>` in-process with exactly `env` (nothing
- * from the test process's own environment), capturing stdout and stderr. `onStderr` sees
- * each stderr chunk as it is written (to react to live progress).
+ * from the test process's own environment), capturing stdout and stderr. `onStdout` and
+ * `onStderr` see each chunk as it is written (to react to live output).
  */
 export async function runAgentry(
   args: string[],
   env: NodeJS.ProcessEnv,
-  options: { stdin?: string; onStderr?: (chunk: string) => void } = {},
+  options: { stdin?: string; onStdout?: (chunk: string) => void; onStderr?: (chunk: string) => void } = {},
 ): Promise<AgentryRun> {
   let stdout = "";
   let stderr = "";
   const code = await runCli(args, {
     env,
-    stdout: { write: (s: string) => (stdout += s) },
+    stdout: {
+      write: (s: string) => {
+        stdout += s;
+        options.onStdout?.(s);
+      },
+    },
     stderr: {
       write: (s: string) => {
         stderr += s;
