@@ -106,15 +106,23 @@ async function main(): Promise<void> {
       LOG_LEVEL: process.env.LOG_LEVEL ?? "info",
       // Explicit, as workers require: Claude when a key is set, else the offline ScriptedModel.
       AGENTRY_LLM: env.AGENTRY_LLM,
+      // Offline, the ScriptedModel streams its words at a visible pace.
+      AGENTRY_SCRIPTED_DELTA_MS: "40",
     },
     onStarted: ({ name, pid, logFile }) => say(dim(`  started ${name} (pid ${pid}); logs: ${logFile}`)),
   });
   system = sys;
 
-  heading(1, "A weather question, answered through a tool");
-  const weather = await askWeather(sys);
-  say(`  POST /v1/tasks → ${cyan(weather.taskId)}`);
-  say(`  ${green("answer:")} ${weather.answer}`);
+  heading(1, "A weather question, answered through a tool, its answer streamed as it is generated");
+  process.stdout.write(`  ${green("answer (streamed):")} `);
+  const weather = await askWeather(sys, {
+    onText: (change) => {
+      if (change.kind === "restart") process.stdout.write(`\n  ${dim("(retried)")} ${change.text}`);
+      else if (change.kind !== "none") process.stdout.write(change.text);
+    },
+  });
+  say();
+  say(`  POST /v1/tasks → ${cyan(weather.taskId)}${weather.streamed === weather.answer ? dim(" (the stored result holds the same text)") : `; ${green("answer:")} ${weather.answer}`}`);
 
   heading(2, "A fan-out: three tasks as one unit, on whichever worker is free");
   const group = await fanOut(sys);

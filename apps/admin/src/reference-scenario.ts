@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { keySpace } from "@agentry/core";
-import { BudgetLedger, type BudgetStats, type TaskStatus } from "@agentry/runtime";
+import { BudgetLedger, StreamedText, type BudgetStats, type TaskStatus, type TextChange } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, generateApproverKeyPair } from "@agentry/governance";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -262,11 +262,40 @@ export async function startReferenceSystem(options: ReferenceSystemOptions): Pro
 const answerOf = (s: TaskView) => s.result?.text ?? "";
 
 /** Step 1: a weather question, answered through the `get_weather` tool. */
-export async function askWeather(sys: ReferenceSystem): Promise<{ taskId: string; status: TaskView; answer: string }> {
+export async function askWeather(
+  sys: ReferenceSystem,
+  options: { onText?: (change: TextChange) => void } = {},
+): Promise<{ taskId: string; status: TaskView; answer: string; streamed: string }> {
   const submitted = await sys.post("/v1/tasks", { prompt: "What's the weather like in Paris?", userId: "user-123", sessionId: "test-session" });
   const taskId = String(submitted.body.taskId);
-  const status = await sys.waitTask(taskId);
-  return { taskId, status, answer: answerOf(status) };
+  const [streamed, status] = await Promise.all([options.onText ? followText(sys, taskId, options.onText) : Promise.resolve(""), sys.waitTask(taskId)]);
+  return { taskId, status, answer: answerOf(status), streamed };
+}
+
+/**
+ * Reads a task's server-sent events to their end, handing each change of the model's text to
+ * `onText` as `delta` events arrive (placed by offset with `StreamedText`, so nothing repeats).
+ * Resolves with the text of the last step that streamed.
+ */
+async function followText(sys: ReferenceSystem, taskId: string, onText: (change: TextChange) => void): Promise<string> {
+  const res = await fetch(`${sys.baseUrl}/v1/tasks/${taskId}/events`, { headers: { authorization: `Bearer ${SCENARIO_API_KEYS.acme}` } });
+  if (!res.ok || !res.body) throw new Error(`GET /v1/tasks/${taskId}/events answered ${res.status}`);
+  const text = new StreamedText();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of res.body) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (!/^event: delta$/m.test(block) || data === undefined) continue;
+      const change = text.apply(JSON.parse(data) as { step: number; offset: number; text: string });
+      if (change.kind !== "none") onText(change);
+    }
+  }
+  return text.text(text.steps().at(-1) ?? 0);
 }
 
 /** Step 2: a fan-out of one weather question per city, as one task group. */

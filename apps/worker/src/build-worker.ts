@@ -92,7 +92,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       baseURL: config.ANTHROPIC_BASE_URL,
       model: config.AGENTRY_MODEL,
       idleTimeoutMs: config.AGENTRY_MODEL_IDLE_TIMEOUT_MS,
-      scripted: { rules: demoRules },
+      scripted: { rules: demoRules, deltaDelayMs: config.AGENTRY_SCRIPTED_DELTA_MS },
     });
   const memory = new RedisVectorMemory({ redis, prefix, embedder: new HashingEmbedder() });
   const tools = referenceTools({ redis, prefix, memory, timeoutMs: config.AGENTRY_TOOL_TIMEOUT_MS, deleteDelayMs: config.AGENTRY_TOOL_DELAY_MS });

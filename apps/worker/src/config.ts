@@ -27,6 +27,8 @@ export const workerEnvSchema = z.object({
   AGENTRY_TASK_STREAM_TTL_MS: positive(3_600_000),
   /** The longest model text waits in a worker before it is written to the task's stream (batching). */
   AGENTRY_TEXT_FLUSH_MS: positive(15),
+  /** With AGENTRY_LLM=scripted: the pause between the streamed words of its answers (demos). */
+  AGENTRY_SCRIPTED_DELTA_MS: num(0),
   /** Timeout of a reference tool call; past it the model gets an error tool_result and the loop goes on. */
   AGENTRY_TOOL_TIMEOUT_MS: num(30_000),
   /**
