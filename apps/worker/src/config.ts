@@ -25,8 +25,11 @@ export const workerEnvSchema = z.object({
   AGENTRY_TASK_STREAM_MAX_LEN: positive(10_000),
   /** A task's stream expires this long after its last write. */
   AGENTRY_TASK_STREAM_TTL_MS: positive(3_600_000),
-  /** The longest model text waits in a worker before it is written to the task's stream (batching). */
-  AGENTRY_TEXT_FLUSH_MS: positive(15),
+  /**
+   * The shortest time between two writes of a task's model text to its stream: text after a quiet
+   * interval goes at once, a burst is coalesced into one write (the longest any text waits).
+   */
+  AGENTRY_TEXT_FLUSH_MS: positive(20),
   /** With AGENTRY_LLM=scripted: the pause between the streamed words of its answers (demos). */
   AGENTRY_SCRIPTED_DELTA_MS: num(0),
   /** Timeout of a reference tool call; past it the model gets an error tool_result and the loop goes on. */

@@ -24,7 +24,7 @@ function recorder() {
 }
 
 describe("TextBatcher", () => {
-  it("merges contiguous pieces of a step into one entry and writes after flushMs", async () => {
+  it("merges contiguous pieces of a step into one entry", async () => {
     const r = recorder();
     const batcher = new TextBatcher({ write: r.write, flushMs: 20 });
     batcher.push({ step: 1, offset: 0, text: "Hello " });
@@ -39,6 +39,20 @@ describe("TextBatcher", () => {
       { step: 2, offset: 0, text: "Next" },
       { step: 2, offset: 0, text: "Again" },
     ]);
+  });
+
+  it("throttles to one write per flushMs: a piece after a quiet interval goes at once, a burst goes together", async () => {
+    const r = recorder();
+    const at: number[] = [];
+    const batcher = new TextBatcher({ write: (p) => (at.push(performance.now()), r.write(p)), flushMs: 80 });
+    batcher.push({ step: 1, offset: 0, text: "first " });
+    await expect.poll(() => r.batches.length).toBe(1);
+    // Within the interval: these wait for it, and go as one write.
+    batcher.push({ step: 1, offset: 6, text: "second " });
+    batcher.push({ step: 1, offset: 13, text: "third" });
+    await expect.poll(() => r.batches.length).toBe(2);
+    expect(r.batches[1]).toEqual([{ step: 1, offset: 6, text: "second third" }]);
+    expect((at[1] as number) - (at[0] as number)).toBeGreaterThanOrEqual(79);
   });
 
   it("writes a batch at maxChars at once, keeps one write in flight, and keeps the order", async () => {

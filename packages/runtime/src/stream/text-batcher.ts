@@ -7,7 +7,12 @@ export interface TextBatcherOptions {
    * lost its lock): the batcher then drops everything, now and later.
    */
   write(pieces: TextDeltaEntry[]): Promise<boolean>;
-  /** The longest a piece waits before its batch is written. @defaultValue 15 */
+  /**
+   * The shortest time between two writes: a piece that comes when the last write started at
+   * least this long ago is written at once; later pieces wait for the interval to pass (or for a
+   * write in flight to finish) and go together. So a piece waits at most this long, and a task
+   * makes at most one write per interval however fast the model streams. @defaultValue 20
+   */
   flushMs?: number;
   /** A batch holding this many characters is written at once. @defaultValue 2_048 */
   maxChars?: number;
@@ -18,11 +23,12 @@ export interface TextBatcherOptions {
 }
 
 /**
- * Collects the text pieces of an attempt's model calls and writes them in batches: the first
- * piece of a batch starts a `flushMs` timer, a batch of `maxChars` goes at once, and one write is
- * in flight at a time, so pieces reach the stream in order. Contiguous pieces of one step are
- * merged into one entry. Never throws: streaming text is a live view, the task's result is the
- * record.
+ * Collects the text pieces of an attempt's model calls and writes them in batches, throttled to
+ * one write per `flushMs`: after a quiet interval a piece is written at once (no added delay),
+ * while a burst is coalesced into the next write; a batch of `maxChars` goes at once. One write
+ * is in flight at a time, so pieces reach the stream in order, and contiguous pieces of one step
+ * are merged into one entry. Never throws: streaming text is a live view, the task's result is
+ * the record.
  */
 export class TextBatcher {
   readonly #write: TextBatcherOptions["write"];
@@ -35,10 +41,13 @@ export class TextBatcher {
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
   #closed = false;
+  #writing = false;
+  /** When the last write started (`performance.now()`). */
+  #lastWriteAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: TextBatcherOptions) {
     this.#write = options.write;
-    this.#flushMs = options.flushMs ?? 15;
+    this.#flushMs = options.flushMs ?? 20;
     this.#maxChars = options.maxChars ?? 2_048;
     this.#onError = options.onError ?? (() => undefined);
     this.#onFenced = options.onFenced ?? (() => undefined);
@@ -52,7 +61,7 @@ export class TextBatcher {
     else this.#pending.push({ step: piece.step, offset: piece.offset, text: piece.text });
     this.#pendingChars += piece.text.length;
     if (this.#pendingChars >= this.#maxChars) void this.flush();
-    else this.#timer ??= setTimeout(() => void this.flush(), this.#flushMs);
+    else this.#schedule();
   }
 
   /** Writes what is queued; resolves once it (and every earlier batch) is written or dropped. */
@@ -67,6 +76,14 @@ export class TextBatcher {
     this.#closed = true;
   }
 
+  /** Plans the next write of what is pending: now if the interval has passed, else when it does; after a write in flight, when it ends. */
+  #schedule(): void {
+    if (this.#timer !== undefined || this.#writing || this.#pending.length === 0 || this.#closed) return;
+    const wait = this.#lastWriteAt + this.#flushMs - performance.now();
+    if (wait <= 0) void this.flush();
+    else this.#timer = setTimeout(() => void this.flush(), wait);
+  }
+
   async #writeBatch(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -74,6 +91,8 @@ export class TextBatcher {
     this.#pending = [];
     this.#pendingChars = 0;
     if (batch.length === 0 || this.#closed) return;
+    this.#writing = true;
+    this.#lastWriteAt = performance.now();
     try {
       if (!(await this.#write(batch))) {
         this.#closed = true;
@@ -82,6 +101,9 @@ export class TextBatcher {
       }
     } catch (err) {
       this.#onError(err);
+    } finally {
+      this.#writing = false;
+      this.#schedule();
     }
   }
 }

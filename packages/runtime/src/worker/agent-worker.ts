@@ -143,7 +143,7 @@ export interface AgentWorkerOptions {
   wakeSources?: WakeSource[];
   /**
    * The task streams (progress and model text, `<prefix>:<queue>:<taskId>:stream`): their cap and
-   * time to live, and how text is batched. `flushMs` @defaultValue 15; `maxBatchChars`
+   * time to live, and how text is batched (see `TextBatcher`). `flushMs` @defaultValue 20; `maxBatchChars`
    * @defaultValue 2_048; limits as in {@link TaskStreamLimits}.
    */
   taskStream?: TaskStreamLimits & { flushMs?: number; maxBatchChars?: number };
