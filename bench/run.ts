@@ -8,7 +8,7 @@
  *   pnpm bench --only throughput    # one benchmark (comma-separated names allowed); writes nothing
  *   pnpm bench --quick --out FILE   # write the report to FILE instead
  *
- * Names: throughput, fair-share, approvals-pending, approval-resume, memory, budget, audit, vector-search, cli-startup.
+ * Names: throughput, fair-share, approvals-pending, approval-resume, streaming, memory, budget, audit, vector-search, cli-startup.
  * Each benchmark is a script run as a child process (`node --conditions=@agentry/source --import
  * tsx <script>`) with REDIS_URL pointing at the run's Redis; with a private server the runner
  * flushes it between benchmarks (never a REDIS_URL it was given).
@@ -95,6 +95,20 @@ const BENCHMARKS: Benchmark[] = [
     parse: parseApprovalResume,
   },
   {
+    name: "streaming",
+    title: "Streaming: a text delta from the provider to an SSE client, 100 tasks at once",
+    about:
+      "From the fake Messages API writing a `text_delta` event to its socket to an SSE client of the producer receiving that text, with " +
+      "100 tasks streaming at once (80 words each, one word every 20 ms, about the pace of a real model). The path: the real SDK's stream " +
+      "helper in one of 2 worker processes (`buildWorker` wiring, budget and governance hooks on) → the worker's text batcher (at most one " +
+      "write per task every `AGENTRY_TEXT_FLUSH_MS`, 20 ms; text after a quiet interval goes at once) → the fenced append script (XADD " +
+      "MAXLEN ~ + PEXPIRE + PUBLISH) → the producer process's subscriber wakes the task's SSE connection → XRANGE → `delta` event. The " +
+      "fake API and the 100 SSE clients (`node:http`) share the benchmark process, so both times come from one clock; every word is unique, " +
+      "so each word gets its own latency, also when a batch carries several. A warm-up round of 10 tasks is not counted.",
+    script: "bench/streaming/delta-latency.ts",
+    args: { full: ["--tasks", "100", "--words", "80", "--event-delay-ms", "20"], quick: ["--tasks", "20", "--words", "40", "--event-delay-ms", "20"] },
+  },
+  {
     name: "memory",
     title: "Worker memory from 10k to 50k tasks",
     about:
@@ -176,6 +190,7 @@ const HEADLINE = [
   "tasks/s, none waiting",
   "tasks/s, 1",
   "approval approve → tool",
+  "delta latency p50 / p99",
   "worker RSS after",
   "worker RSS growth",
   "Redis used_memory",
