@@ -113,20 +113,17 @@ export class AnthropicModel implements LanguageModel {
     const final = stream.finalMessage();
     final.catch(() => undefined);
     let idle = false;
-    let timer: NodeJS.Timeout | undefined;
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        idle = true;
-        stream.abort();
-      }, idleMs);
-    };
+    // One timer, restarted by every event (cheaper than a new timer per event).
+    const timer = setTimeout(() => {
+      idle = true;
+      stream.abort();
+    }, idleMs);
+    const arm = () => void timer.refresh();
     const emit = textEmitter(request.onTextDelta);
     let started = false;
     let stopped = false;
     let message: unknown;
     try {
-      arm();
       for await (const event of stream) {
         arm();
         switch (event.type) {
