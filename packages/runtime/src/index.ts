@@ -9,13 +9,15 @@ export {
   type SubmittedTask,
   type TaskEvent,
   type TaskFollowEvent,
-  type TaskStreamRecord,
 } from "./client/agentry-client.js";
 export {
   DEFAULT_TASK_STREAM_LIMITS,
   parseTaskStreamEntry,
+  parseTaskStreamNotice,
   taskStreamKey,
   type TaskStreamEntry,
+  type TaskStreamNotice,
+  type TaskStreamRecord,
   type TaskStreamLimits,
   type TextDeltaEntry,
 } from "./stream/task-stream.js";

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { AgentryError } from "@agentry/core";
-import type { AgentryClient, TaskStatus } from "@agentry/runtime";
+import type { AgentryClient, TaskStatus, TaskStreamNotice } from "@agentry/runtime";
 import { principalOf } from "../auth/authenticate.js";
 import type { EventsTokens } from "../auth/events-token.js";
 import {
@@ -105,14 +105,18 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
     let wake: (() => void) | undefined;
     let pending: boolean | undefined;
     let checkStatus = false;
-    const onWrite = () => {
+    /** Writes announced since the loop last looked, in order (undefined: unreadable, read the stream). */
+    const notices: (TaskStreamNotice | undefined)[] = [];
+    const onWrite = (notice: TaskStreamNotice | undefined) => {
+      notices.push(notice);
       pending = true;
       wake?.();
     };
     const onEnd = ({ jobId }: { jobId: string }) => {
       if (jobId !== taskId) return;
       checkStatus = true;
-      onWrite();
+      pending = true;
+      wake?.();
     };
     const queueEvents = await client.queueEvents();
     queueEvents.on("completed", onEnd);
@@ -196,17 +200,35 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
         cursor = STREAM_START;
         send(cursor, "status", { type: "status", taskId, status });
       }
+      const deliver = (item: TaskStreamItem) => {
+        const e = entryEvent(taskId, item);
+        send(item.id, e.event, e.data);
+        cursor = item.id;
+        // The last progress of a task that completes: look for its end right away.
+        if (item.entry.type === "progress" && item.entry.progress.phase === "done") checkStatus = true;
+      };
+      let mustRead = true;
       while (!signal.aborted) {
         pending = false;
         // The task's state first, then the stream: a task found finished has written all its entries.
         const now = checkStatus ? await client.status(taskId, { tenant }) : undefined;
         checkStatus = false;
-        for (const item of await log.after(taskId, cursor)) {
-          const e = entryEvent(taskId, item);
-          send(item.id, e.event, e.data);
-          cursor = item.id;
-          // The last progress of a task that completes: look for its end right away.
-          if (item.entry.type === "progress" && item.entry.progress.phase === "done") checkStatus = true;
+        // A write that follows what was sent comes with its entries: send them without a read.
+        // Anything else (a gap, an unreadable notice, a sweep, the end) reads the stream.
+        mustRead ||= now !== undefined;
+        for (const notice of notices.splice(0)) {
+          if (mustRead) break;
+          const records = notice?.records.map((r) => ({ id: parseStreamId(r.id), entry: r.entry }));
+          const lastId = records?.at(-1)?.id;
+          if (!notice || !records || records.some((r) => r.id === undefined) || !lastId) mustRead = true;
+          else if (compareStreamIds(lastId, cursor) <= 0) continue;
+          else if (notice.prev !== formatStreamId(cursor)) mustRead = true;
+          else for (const r of records) deliver(r as TaskStreamItem);
+        }
+        if (mustRead) {
+          mustRead = false;
+          notices.length = 0;
+          for (const item of await log.after(taskId, cursor)) deliver(item);
         }
         if (now && isFinished(now)) {
           const final = finalData(now);
@@ -218,6 +240,7 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
             checkStatus = true;
+            mustRead = true;
             resolve();
           }, SWEEP_MS);
           wake = () => {

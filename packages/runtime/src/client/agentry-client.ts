@@ -21,7 +21,14 @@ import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
 import type { TaskProgress } from "../tasks/progress.js";
 import { FairShare, type FairStamp } from "../fair/fair-share.js";
 import type { TenantLoad, TenantSettingsPatch } from "../fair/tenant-settings.js";
-import { parseTaskStreamEntry, taskStreamKey, type TaskStreamEntry, type TextDeltaEntry } from "../stream/task-stream.js";
+import {
+  parseTaskStreamEntry,
+  parseTaskStreamNotice,
+  taskStreamKey,
+  type TaskStreamNotice,
+  type TaskStreamRecord,
+  type TextDeltaEntry,
+} from "../stream/task-stream.js";
 import { TaskStreamWakeups } from "../stream/task-stream-wakeups.js";
 
 /**
@@ -80,12 +87,6 @@ export type TaskEvent =
   | { type: "progress"; taskId: string; progress: TaskProgress }
   | { type: "completed"; taskId: string; result: AgentTaskResult }
   | { type: "failed"; taskId: string; error: ReturnType<typeof errorFromFailedReason> };
-
-/** One entry of a task's stream with its stream id (`<ms>-<seq>`, increasing within the stream). */
-export interface TaskStreamRecord {
-  id: string;
-  entry: TaskStreamEntry;
-}
 
 /** What {@link AgentryClient.follow} yields: the task's stream entries as they come, then its end. */
 export type TaskFollowEvent =
@@ -332,17 +333,19 @@ export class AgentryClient {
   }
 
   /**
-   * Calls `onWrite` whenever a worker writes to the task's stream: a wake-up to read it. Resolves,
-   * once subscribed, with the function that stops it. One subscriber connection serves every
-   * listener of this client (opened on first use, closed by `close`).
+   * Calls `onWrite` whenever a worker writes to the task's stream: a wake-up to read it, with the
+   * write's notice (the id it follows and the entries it added; undefined if unreadable) so a
+   * reader positioned at `notice.prev` can skip the read. Resolves, once subscribed, with the
+   * function that stops it. One subscriber connection serves every listener of this client
+   * (opened on first use, closed by `close`).
    */
-  async onTaskStream(taskId: string, onWrite: () => void): Promise<() => Promise<void>> {
+  async onTaskStream(taskId: string, onWrite: (notice: TaskStreamNotice | undefined) => void): Promise<() => Promise<void>> {
     if (!this.wakeups) {
       const subscriber = duplicateRedis(this.redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, commandTimeout: undefined });
       subscriber.on("error", () => undefined);
       this.wakeups = new TaskStreamWakeups(subscriber);
     }
-    return this.guard(() => (this.wakeups as TaskStreamWakeups).listen(this.taskStreamKey(taskId), onWrite));
+    return this.guard(() => (this.wakeups as TaskStreamWakeups).listen(this.taskStreamKey(taskId), (message) => onWrite(parseTaskStreamNotice(message))));
   }
 
   /**

@@ -12,7 +12,7 @@ import { createBudgetHooks } from "../pipeline/budget-hooks.js";
 import { AgentWorker, type AgentWorkerOptions } from "../worker/agent-worker.js";
 import { FencedJobWriter, jobKeys } from "../worker/fenced-job.js";
 import { StreamedText } from "./streamed-text.js";
-import type { TextDeltaEntry } from "./task-stream.js";
+import type { TaskStreamNotice, TextDeltaEntry } from "./task-stream.js";
 
 const logger = createLogger({ name: "task-stream-test", level: "silent" });
 const redis = useTestRedis("task-stream");
@@ -152,6 +152,34 @@ describe("the task stream", () => {
     expect(changes[0]?.kind).toBe("gap");
     expect(changes.slice(1).every((c) => c.kind === "append")).toBe(true);
     expect(words.join("").endsWith(text.text(1))).toBe(true);
+  });
+
+  it("announces every write on its channel with the id it follows and the entries it added, exactly as the stream holds them", async () => {
+    const { client, conn } = await start(new ScriptedModel({ script: [] }));
+    const taskId = newId("task");
+    const keys = jobKeys(client.prefix, client.queueName, taskId);
+    const notices: (TaskStreamNotice | undefined)[] = [];
+    const stop = await client.onTaskStream(taskId, (n) => notices.push(n));
+    await conn.set(keys.lock, "token-1");
+    await conn.hset(keys.job, "data", "{}");
+    const writer = new FencedJobWriter(conn);
+    await writer.appendText(keys, "token-1", [{ step: 1, offset: 0, text: "Héllo, \"wörld\" 👋\n" }, { step: 2, offset: 0, text: "next" }]);
+    await writer.write(keys, taskId, "token-1", "progress", { step: 2, phase: "model" });
+    await writer.appendText(keys, "token-1", [{ step: 2, offset: 4, text: " step" }]);
+    // A stale token writes nothing and announces nothing.
+    expect(await writer.appendText(keys, "stale", [{ step: 2, offset: 9, text: "never" }])).toBe(false);
+    await expect.poll(() => notices.length).toBe(3);
+    await stop();
+    const stored = await client.readTaskStream(taskId);
+    expect(notices.flatMap((n) => n?.records ?? [])).toEqual(stored);
+    // Each notice follows the one before: a reader at `prev` can take its entries as the next ones.
+    expect(notices.map((n) => n?.prev)).toEqual(["0-0", stored[1]?.id, stored[2]?.id]);
+    expect(stored.map((r) => r.entry)).toEqual([
+      { type: "delta", step: 1, offset: 0, text: "Héllo, \"wörld\" 👋\n" },
+      { type: "delta", step: 2, offset: 0, text: "next" },
+      { type: "progress", progress: { step: 2, phase: "model" } },
+      { type: "delta", step: 2, offset: 4, text: " step" },
+    ]);
   });
 
   it("settles a streamed call's usage from its final message: cache writes and reads exactly as billed", async () => {

@@ -59,3 +59,41 @@ export function parseTaskStreamEntry(fields: readonly string[]): TaskStreamEntry
   }
   return undefined;
 }
+
+/** One entry of a task's stream with its stream id (`<ms>-<seq>`, increasing within the stream). */
+export interface TaskStreamRecord {
+  id: string;
+  entry: TaskStreamEntry;
+}
+
+/**
+ * A write announced on a task stream's channel: the id of the stream's last entry before it
+ * (`"0-0"` when it was empty or gone) and the entries it added. A reader positioned at `prev`
+ * may take `records` as the stream's next entries; any other reader reads the stream.
+ */
+export interface TaskStreamNotice {
+  prev: string;
+  records: TaskStreamRecord[];
+}
+
+/** Parses a task stream channel's message; anything else gives undefined (read the stream instead). */
+export function parseTaskStreamNotice(message: string): TaskStreamNotice | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(message);
+  } catch {
+    return undefined;
+  }
+  const { prev, entries } = (raw ?? {}) as { prev?: unknown; entries?: unknown };
+  if (typeof prev !== "string" || !Array.isArray(entries)) return undefined;
+  const records: TaskStreamRecord[] = [];
+  for (const item of entries) {
+    if (!Array.isArray(item) || typeof item[0] !== "string") return undefined;
+    const [id, type, ...rest] = item.map(String);
+    const fields = type === "delta" ? ["type", "delta", "step", rest[0] ?? "", "offset", rest[1] ?? "", "text", rest[2] ?? ""] : ["type", type ?? "", "data", rest[0] ?? ""];
+    const entry = parseTaskStreamEntry(fields);
+    if (!entry || id === undefined) return undefined;
+    records.push({ id, entry });
+  }
+  return { prev, records };
+}
