@@ -15,6 +15,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import http from "node:http";
+import os from "node:os";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -184,6 +185,7 @@ async function main(): Promise<void> {
     await until(() => apps.slice(1).every((a) => a.output().includes('"event":"worker-started"')), "the workers");
 
     await round_(base, "r0", Math.min(10, TASKS));
+    const loadBefore = os.loadavg()[0] ?? 0;
     const started = performance.now();
     const followed = await round_(base, "r1", TASKS);
     const seconds = (performance.now() - started) / 1000;
@@ -195,11 +197,12 @@ async function main(): Promise<void> {
     const p = (q: number) => round(percentile(latencies, q), 1);
     console.log(`\nDelta latency, fake API send → SSE client receive (ms): ${TASKS} tasks streaming at once, ${WORDS} words each, one word every ${EVENT_DELAY_MS} ms; ${WORKERS} worker processes, 1 producer process; text written at most every ${FLUSH_MS} ms per task`);
     console.log(table(["", "p50", "p90", "p99", "max", "words timed"], [["delta latency", p(50), p(90), p(99), p(100), latencies.length]]));
-    console.log(`\n${TASKS} tasks in ${seconds.toFixed(1)} s (${failed} not completed); ${words} words arrived in ${deltaEvents} delta events (${(words / Math.max(1, deltaEvents)).toFixed(2)} words per event: the batching); redis: ${server.kind}`);
+    console.log(`\nload average (1 min) ${loadBefore.toFixed(1)} before, ${(os.loadavg()[0] ?? 0).toFixed(1)} after, on ${os.cpus().length} CPUs`);
+    console.log(`${TASKS} tasks in ${seconds.toFixed(1)} s (${failed} not completed); ${words} words arrived in ${deltaEvents} delta events (${(words / Math.max(1, deltaEvents)).toFixed(2)} words per event: the batching); redis: ${server.kind}`);
     const command = commandLine(SCRIPT, ["--tasks", String(TASKS), "--words", String(WORDS), "--event-delay-ms", String(EVENT_DELAY_MS), "--workers", String(WORKERS), "--flush-ms", String(FLUSH_MS)]);
     console.log(`command: ${command}`);
     if (failed > 0) throw new Error(`${failed} tasks did not complete`);
-    const note = `${TASKS} tasks at once, ${latencies.length} words timed`;
+    const note = `${TASKS} tasks at once, ${latencies.length} words timed, load average ${loadBefore.toFixed(1)} on ${os.cpus().length} CPUs`;
     emitResult({
       name: "streaming",
       command,
