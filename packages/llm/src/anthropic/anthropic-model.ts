@@ -109,56 +109,34 @@ export class AnthropicModel implements LanguageModel {
       toCreateParams(request, model),
       request.signal === undefined ? {} : { signal: request.signal },
     );
-    // Claimed at once, so a failure is never an unhandled rejection; awaited after the events.
-    const final = stream.finalMessage();
-    final.catch(() => undefined);
     let idle = false;
     // One timer, restarted by every event (cheaper than a new timer per event).
     const timer = setTimeout(() => {
       idle = true;
       stream.abort();
     }, idleMs);
-    const arm = () => void timer.refresh();
     const emit = textEmitter(request.onTextDelta);
     let started = false;
-    let stopped = false;
+    // Listeners run as each event is parsed, in order (no iterator queue between the socket and the caller).
+    stream.on("streamEvent", (event) => {
+      timer.refresh();
+      switch (event.type) {
+        case "message_start":
+          started = true;
+          break;
+        case "content_block_start":
+          if (event.content_block.type === "text") emit.block(event.index, event.content_block.text);
+          break;
+        case "content_block_delta":
+          if (event.delta.type === "text_delta") emit.delta(event.index, event.delta.text);
+          break;
+        default:
+          break;
+      }
+    });
     let message: unknown;
     try {
-      for await (const event of stream) {
-        arm();
-        switch (event.type) {
-          case "message_start":
-            if (typeof event.message !== "object" || event.message === null) throw badStream("message_start without a message", model);
-            started = true;
-            break;
-          case "content_block_start":
-            if (event.content_block.type === "text") emit.block(event.index, event.content_block.text);
-            break;
-          case "content_block_delta":
-            if (event.delta.type === "text_delta") emit.delta(event.index, event.delta.text);
-            break;
-          case "message_stop":
-            stopped = true;
-            break;
-          default:
-            break;
-        }
-      }
-      if (!stopped) {
-        // The events ended early. The helper's iterator ends quietly when events were still
-        // queued as the stream failed: the failure itself is the final message's rejection.
-        const failure = await final.then(
-          () => undefined,
-          (e: unknown) => e,
-        );
-        if (failure !== undefined && !isEndOfStream(failure)) throw failure;
-        if (!started) throw badStream("the stream ended before message_start", model);
-        throw new AgentryError("PROVIDER_UNAVAILABLE", "Anthropic stream ended before message_stop", {
-          retryable: true,
-          details: { model, reason: "stream_interrupted", requestId: stream.request_id ?? null },
-        });
-      }
-      message = await final;
+      message = await stream.finalMessage();
     } catch (err) {
       if (idle) {
         throw new AgentryError("PROVIDER_UNAVAILABLE", `Anthropic stream sent no event for ${idleMs} ms`, {
@@ -168,10 +146,15 @@ export class AnthropicModel implements LanguageModel {
         });
       }
       const connected = stream.response !== undefined;
-      // Answered 200, yet what came was not a message stream (the helper's own "ended without
-      // any chunks"): a bad response, not a transient interruption.
-      if (connected && !started && isEndOfStream(err) && !(request.signal?.aborted ?? false)) {
-        throw badStream("the stream ended before message_start", model);
+      if (connected && isEndOfStream(err) && !(request.signal?.aborted ?? false)) {
+        // Answered 200, but the events ended without a whole message: nothing that was a message
+        // stream (a bad response), or one cut short (transient).
+        if (!started) throw badStream("the stream ended before message_start", model);
+        throw new AgentryError("PROVIDER_UNAVAILABLE", "Anthropic stream ended before message_stop", {
+          retryable: true,
+          cause: err,
+          details: { model, reason: "stream_interrupted", requestId: stream.request_id ?? null },
+        });
       }
       throw mapStreamError(err, { model, signal: request.signal, now: this.#options.now, connected });
     } finally {
@@ -212,7 +195,8 @@ export class AnthropicModel implements LanguageModel {
 }
 
 /**
- * The stream helper's own complaint that the events ended without a whole message (an
+ * The stream helper's own complaint that the events ended without a whole message ("request
+ * ended without sending any chunks", "stream ended without producing a Message": an
  * `AnthropicError` with no cause), as opposed to an API error or a failure it wraps.
  */
 function isEndOfStream(err: unknown): boolean {

@@ -207,6 +207,13 @@ export class AgentWorker implements WorkerControl {
   private fairTimers: NodeJS.Timeout[] = [];
   private rebasing: Promise<void> | undefined;
   private readonly jobWriter: FencedJobWriter;
+  /**
+   * Appends of model text, on their own connection with auto-pipelining: the appends of all the
+   * tasks streaming in this process within one tick go out in one socket write. Ordering against
+   * progress is kept by `reportProgress`, which waits for pending text to be written first.
+   */
+  private readonly textConnection: Redis;
+  private readonly textWriter: FencedJobWriter;
   private readonly clock: Clock;
   private shuttingDown = false;
   private closed: Promise<void> | undefined;
@@ -233,6 +240,11 @@ export class AgentWorker implements WorkerControl {
       ...(options.fairShare?.reservationMs === undefined ? {} : { reservationMs: options.fairShare.reservationMs }),
       _internal: { clock: this.clock, ...options._internal?.fairShare },
     });
+    this.textConnection = createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker-text" });
+    // Set on the options object, as ioredis reads it per command: works for a server and a Cluster alike.
+    this.textConnection.options.enableAutoPipelining = true;
+    this.textConnection.on("error", () => undefined);
+    this.textWriter = new FencedJobWriter(this.textConnection, options.taskStream);
     this.subscriber.on("error", () => undefined);
     this.queue = new Queue(this.queueName, { connection: this.redis, prefix: this.prefix });
     this.queue.on("error", () => undefined);
@@ -372,6 +384,7 @@ export class AgentWorker implements WorkerControl {
       await this.queue.close();
       await this.subscriber.quit().catch(() => this.subscriber.disconnect());
       await this.workerConnection.quit().catch(() => this.workerConnection.disconnect());
+      await this.textConnection.quit().catch(() => this.textConnection.disconnect());
       await this.redis.quit().catch(() => this.redis.disconnect());
     })();
     return this.closed;
@@ -456,7 +469,7 @@ export class AgentWorker implements WorkerControl {
     const fence = FencedJobWriter.fenceOf(keys, token);
     let data = job.data;
     const texts = new TextBatcher({
-      write: (pieces) => this.jobWriter.appendText(keys, token, pieces),
+      write: (pieces) => this.textWriter.appendText(keys, token, pieces),
       ...(this.options.taskStream?.flushMs === undefined ? {} : { flushMs: this.options.taskStream.flushMs }),
       ...(this.options.taskStream?.maxBatchChars === undefined ? {} : { maxChars: this.options.taskStream.maxBatchChars }),
       onError: (err) => log.warn({ event: "task-text-dropped", err }, "could not write model text to the task stream; live readers miss it"),
