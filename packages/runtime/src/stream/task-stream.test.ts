@@ -11,6 +11,7 @@ import { createAgentTaskHandler } from "../pipeline/agent-task-handler.js";
 import { createBudgetHooks } from "../pipeline/budget-hooks.js";
 import { AgentWorker, type AgentWorkerOptions } from "../worker/agent-worker.js";
 import { FencedJobWriter, jobKeys } from "../worker/fenced-job.js";
+import { TextAppender } from "./text-appender.js";
 import { StreamedText } from "./streamed-text.js";
 import type { TaskStreamNotice, TextDeltaEntry } from "./task-stream.js";
 
@@ -135,11 +136,11 @@ describe("the task stream", () => {
     const capped = newId("task");
     const keys = jobKeys(client.prefix, client.queueName, capped);
     await conn.set(keys.lock, "token-1");
-    const writer = new FencedJobWriter(conn, { maxLen: 50, ttlMs: 60_000 });
+    const appender = new TextAppender(conn, { maxLen: 50, ttlMs: 60_000 });
     const words = Array.from({ length: 600 }, (_, i) => `w${i} `);
     let offset = 0;
     for (const word of words) {
-      expect(await writer.appendText(keys, "token-1", [{ step: 1, offset, text: word }])).toBe(true);
+      expect(await appender.append(keys, "token-1", [{ step: 1, offset, text: word }])).toBe(true);
       offset += word.length;
     }
     // MAXLEN ~ trims whole nodes (100 entries by default): never more than one node over the cap.
@@ -163,11 +164,12 @@ describe("the task stream", () => {
     await conn.set(keys.lock, "token-1");
     await conn.hset(keys.job, "data", "{}");
     const writer = new FencedJobWriter(conn);
-    await writer.appendText(keys, "token-1", [{ step: 1, offset: 0, text: "Héllo, \"wörld\" 👋\n" }, { step: 2, offset: 0, text: "next" }]);
+    const appender = new TextAppender(conn);
+    await appender.append(keys, "token-1", [{ step: 1, offset: 0, text: "Héllo, \"wörld\" 👋\n" }, { step: 2, offset: 0, text: "next" }]);
     await writer.write(keys, taskId, "token-1", "progress", { step: 2, phase: "model" });
-    await writer.appendText(keys, "token-1", [{ step: 2, offset: 4, text: " step" }]);
+    await appender.append(keys, "token-1", [{ step: 2, offset: 4, text: " step" }]);
     // A stale token writes nothing and announces nothing.
-    expect(await writer.appendText(keys, "stale", [{ step: 2, offset: 9, text: "never" }])).toBe(false);
+    expect(await appender.append(keys, "stale", [{ step: 2, offset: 9, text: "never" }])).toBe(false);
     await expect.poll(() => notices.length).toBe(3);
     await stop();
     const stored = await client.readTaskStream(taskId);

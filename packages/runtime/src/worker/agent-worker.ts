@@ -23,6 +23,7 @@ import {
 import type { TaskProgress } from "../tasks/progress.js";
 import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
 import type { TaskStreamLimits, TextDeltaEntry } from "../stream/task-stream.js";
+import { TextAppender } from "../stream/text-appender.js";
 import { TextBatcher } from "../stream/text-batcher.js";
 import type { TaskOutcome } from "./job-outcome.js";
 import { FencedJobWriter, jobKeys } from "./fenced-job.js";
@@ -143,10 +144,11 @@ export interface AgentWorkerOptions {
   wakeSources?: WakeSource[];
   /**
    * The task streams (progress and model text, `<prefix>:<queue>:<taskId>:stream`): their cap and
-   * time to live, and how text is batched (see `TextBatcher`). `flushMs` @defaultValue 20; `maxBatchChars`
-   * @defaultValue 2_048; limits as in {@link TaskStreamLimits}.
+   * time to live, and how text is batched (see `TextBatcher`, `TextAppender`). `flushMs`
+   * @defaultValue 20; `maxBatchChars` @defaultValue 2_048; `tickMs` @defaultValue 5; limits as in
+   * {@link TaskStreamLimits}.
    */
-  taskStream?: TaskStreamLimits & { flushMs?: number; maxBatchChars?: number };
+  taskStream?: TaskStreamLimits & { flushMs?: number; maxBatchChars?: number; tickMs?: number };
   /** Called for every job that ends (completed or failed), for metrics and audit. */
   onFinished?: (event: { taskId: string; payload: AgentTaskPayload; outcome: "completed" | "failed" | "cancelled"; durationMs: number; error?: AgentryError }) => void;
   /** Fair share between tenants: slots for `maxRunning` (see {@link FairShare}). */
@@ -208,12 +210,12 @@ export class AgentWorker implements WorkerControl {
   private rebasing: Promise<void> | undefined;
   private readonly jobWriter: FencedJobWriter;
   /**
-   * Appends of model text, on their own connection with auto-pipelining: the appends of all the
-   * tasks streaming in this process within one tick go out in one socket write. Ordering against
-   * progress is kept by `reportProgress`, which waits for pending text to be written first.
+   * Appends of model text, on their own connection: the appends of all the tasks streaming in
+   * this process within one tick go out as one pipeline. Ordering against progress is kept by
+   * `reportProgress`, which waits for pending text to be written first.
    */
   private readonly textConnection: Redis;
-  private readonly textWriter: FencedJobWriter;
+  private readonly texts: TextAppender;
   private readonly clock: Clock;
   private shuttingDown = false;
   private closed: Promise<void> | undefined;
@@ -241,10 +243,8 @@ export class AgentWorker implements WorkerControl {
       _internal: { clock: this.clock, ...options._internal?.fairShare },
     });
     this.textConnection = createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker-text" });
-    // Set on the options object, as ioredis reads it per command: works for a server and a Cluster alike.
-    this.textConnection.options.enableAutoPipelining = true;
     this.textConnection.on("error", () => undefined);
-    this.textWriter = new FencedJobWriter(this.textConnection, options.taskStream);
+    this.texts = new TextAppender(this.textConnection, options.taskStream);
     this.subscriber.on("error", () => undefined);
     this.queue = new Queue(this.queueName, { connection: this.redis, prefix: this.prefix });
     this.queue.on("error", () => undefined);
@@ -384,6 +384,7 @@ export class AgentWorker implements WorkerControl {
       await this.queue.close();
       await this.subscriber.quit().catch(() => this.subscriber.disconnect());
       await this.workerConnection.quit().catch(() => this.workerConnection.disconnect());
+      await this.texts.flush().catch(() => undefined);
       await this.textConnection.quit().catch(() => this.textConnection.disconnect());
       await this.redis.quit().catch(() => this.redis.disconnect());
     })();
@@ -469,7 +470,7 @@ export class AgentWorker implements WorkerControl {
     const fence = FencedJobWriter.fenceOf(keys, token);
     let data = job.data;
     const texts = new TextBatcher({
-      write: (pieces) => this.textWriter.appendText(keys, token, pieces),
+      write: (pieces) => this.texts.append(keys, token, pieces),
       ...(this.options.taskStream?.flushMs === undefined ? {} : { flushMs: this.options.taskStream.flushMs }),
       ...(this.options.taskStream?.maxBatchChars === undefined ? {} : { maxChars: this.options.taskStream.maxBatchChars }),
       onError: (err) => log.warn({ event: "task-text-dropped", err }, "could not write model text to the task stream; live readers miss it"),

@@ -1,14 +1,13 @@
 import { AgentryError, defineScripts, keySpace, type Fence } from "@agentry/core";
 import type { Redis } from "ioredis";
-import { DEFAULT_TASK_STREAM_LIMITS, taskStreamKey, type TaskStreamLimits, type TextDeltaEntry } from "../stream/task-stream.js";
+import { DEFAULT_TASK_STREAM_LIMITS, taskStreamKey, type TaskStreamLimits } from "../stream/task-stream.js";
 
 const scripts = defineScripts<{
   updateJobData: (
     keys: [job: string, lock: string, events: string, meta: string, stream: string],
     args: [token: string, field: "data" | "progress", value: string, jobId: string, maxLen: number, ttlMs: number],
   ) => number;
-  appendText: (keys: [lock: string, stream: string], args: (string | number)[]) => number;
-}>(import.meta.url, { updateJobData: "./update-job-data-5.lua", appendText: "./append-text-2.lua" });
+}>(import.meta.url, { updateJobData: "./update-job-data-5.lua" });
 
 /** The BullMQ keys of one job an attempt writes to (BullMQ's own layout under its prefix), and the task's stream beside them. */
 export interface JobKeys {
@@ -33,10 +32,10 @@ export function jobKeys(prefix: string, queueName: string, jobId: string): JobKe
 }
 
 /**
- * Writes an attempt makes to its own job (checkpoint data, progress) and to its task's stream
- * (progress, text), each fenced by the job lock inside Redis: a write after the lock lapsed
- * changes nothing. Progress goes to the job and the stream in one script, so both tell the same
- * story.
+ * Writes an attempt makes to its own job (checkpoint data, progress), each fenced by the job lock
+ * inside Redis: a write after the lock lapsed changes nothing. Progress goes to the job and to
+ * the task's stream in one script, so both tell the same story (model text goes to the stream
+ * through `TextAppender`).
  */
 export class FencedJobWriter {
   private readonly redis: Redis;
@@ -64,13 +63,5 @@ export class FencedJobWriter {
       retryable: false,
       details: { taskId: jobId },
     });
-  }
-
-  /** Appends text pieces to the task's stream, in order. False (and nothing written) when the attempt no longer holds the lock. */
-  async appendText(keys: JobKeys, token: string, pieces: readonly TextDeltaEntry[]): Promise<boolean> {
-    if (pieces.length === 0) return true;
-    const args = pieces.flatMap((p) => [String(p.step), String(p.offset), p.text]);
-    const reply = await scripts.appendText(this.redis, [keys.lock, keys.stream], [token, this.limits.maxLen, this.limits.ttlMs, ...args]);
-    return reply === 1;
   }
 }
