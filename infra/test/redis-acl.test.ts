@@ -134,29 +134,6 @@ describe("infra/redis/users.acl", () => {
     expect((await producer.status(taskId)).state).toBe("completed");
   });
 
-  it("the worker streams a task's text; the producer and the admin follow it (SSE, agentry watch)", async () => {
-    const { taskId } = await producer.submit({ prompt: "What's the weather in Rome?" }, { tenant: "acme" });
-    const asAdmin = new AgentryClient({ redis: connect("admin"), prefix: PREFIX });
-    try {
-      const follow = async (client: AgentryClient) => {
-        const texts: string[] = [];
-        let end = "";
-        for await (const e of client.follow(taskId, { timeoutMs: 90_000 })) {
-          if (e.type === "delta") texts.push(e.text);
-          if (e.type === "completed") end = e.result.text;
-        }
-        return { text: texts.join(""), end };
-      };
-      const [asProducer, asOperator] = await Promise.all([follow(producer), follow(asAdmin)]);
-      expect(asProducer.end).toMatch(/Rome/);
-      // Both saw the final step's words (the scripted model streams every answer).
-      expect(asProducer.text.endsWith(asProducer.end)).toBe(true);
-      expect(asOperator).toEqual(asProducer);
-    } finally {
-      await asAdmin.close();
-    }
-  });
-
   it("producer gets NOPERM on approvals, budgets and the audit log", async () => {
     const r = connect("producer");
     await expect(r.hset(`${PREFIX}:approval:forged`, "status", "approved")).rejects.toThrow(/NOPERM/);
@@ -231,6 +208,29 @@ describe("infra/redis/users.acl", () => {
     const asAdmin = new AgentryClient({ redis: admin, prefix: PREFIX });
     await expect(asAdmin.submit({ prompt: "hello" }, { tenant: "acme" })).rejects.toThrow(DENIED);
     await asAdmin.queue.close();
+  });
+
+  it("the worker streams a task's text; the producer and the admin follow it (SSE, agentry watch)", async () => {
+    const { taskId } = await producer.submit({ prompt: "What's the weather in Rome?" }, { tenant: "acme" });
+    const asAdmin = new AgentryClient({ redis: connect("admin"), prefix: PREFIX });
+    try {
+      const follow = async (client: AgentryClient) => {
+        const texts: string[] = [];
+        let end = "";
+        for await (const e of client.follow(taskId, { timeoutMs: 90_000 })) {
+          if (e.type === "delta") texts.push(e.text);
+          if (e.type === "completed") end = e.result.text;
+        }
+        return { text: texts.join(""), end };
+      };
+      const [asProducer, asOperator] = await Promise.all([follow(producer), follow(asAdmin)]);
+      expect(asProducer.end).toMatch(/Rome/);
+      // Both saw the final step's words (the scripted model streams every answer).
+      expect(asProducer.text.endsWith(asProducer.end)).toBe(true);
+      expect(asOperator).toEqual(asProducer);
+    } finally {
+      await asAdmin.close();
+    }
   });
 
   it("no role can run dangerous commands; the worker cannot delete the audit log", async () => {
