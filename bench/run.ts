@@ -104,7 +104,8 @@ const BENCHMARKS: Benchmark[] = [
       "helper in one of 2 worker processes (`buildWorker` wiring, budget and governance hooks on) → the worker's text batcher (at most one " +
       "write per task every `AGENTRY_TEXT_FLUSH_MS`, 20 ms; text after a quiet interval goes at once) → the process's appender (the " +
       "appends of all its tasks within 5 ms leave as one pipeline) → the fenced append script (XADD " +
-      "MAXLEN ~ + PEXPIRE + PUBLISH) → the producer process's subscriber wakes the task's SSE connection → XRANGE → `delta` event. The " +
+      "MAXLEN ~ + PEXPIRE + PUBLISH of a notice with the new entries) → the producer process's subscriber hands the notice to the task's SSE " +
+      "connection, which sends its entries (an XRANGE only after a gap) as `delta` events. The " +
       "fake API and the 100 SSE clients (`node:http`) share the benchmark process, so both times come from one clock; every word is unique, " +
       "so each word gets its own latency, also when a batch carries several. A warm-up round of 10 tasks is not counted.",
     script: "bench/streaming/delta-latency.ts",

@@ -5,8 +5,9 @@
  *   node --conditions=@agentry/source --import tsx bench/streaming/delta-latency.ts [--tasks 100] [--words 200] [--event-delay-ms 20] [--workers 2] [--flush-ms 20]
  *
  * The path measured: fake API → the real SDK's stream helper in a worker process → the worker's
- * batcher (`AGENTRY_TEXT_FLUSH_MS`) → the fenced append script (XADD + PUBLISH) → the producer
- * process's subscriber wakes the task's SSE connection → XRANGE → `delta` event → the client.
+ * batcher (`AGENTRY_TEXT_FLUSH_MS`) → the process's appender (one pipeline per 5 ms tick) → the
+ * fenced append script (XADD + PUBLISH of a notice) → the producer process's subscriber hands the
+ * notice to the task's SSE connection → `delta` event → the client.
  * The fake API and the SSE clients run in this process, so send and receive times are read from
  * one clock. Every word of every answer is unique, so each word's receive time is matched to the
  * moment the fake sent it; a batch that carries several words gives each its own latency. Only
