@@ -14,7 +14,7 @@ import { ToolRegistry } from "../tools/registry.js";
 import { defineTool } from "../tools/tool.js";
 import { composeHooks, type AgentHooks, type ToolCallInfo } from "./hooks.js";
 import { InMemoryToolJournal } from "./journal.js";
-import { ScriptedModel, scriptedText, scriptedToolUse } from "@agentry/llm/testing";
+import { ScriptedModel, scriptedText, scriptedToolUse } from "@agentry/llm";
 import { INTERRUPTED_TOOL_MESSAGE, runAgent, type AgentResult, type StepTextDelta } from "./run-agent.js";
 import type { AgentState } from "./state.js";
 
