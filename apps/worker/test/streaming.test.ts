@@ -7,7 +7,8 @@ import { ApprovalStore } from "@agentry/governance";
 import { createTestApprovers } from "@agentry/governance/testing";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient } from "@agentry/runtime";
-import { demoReply, startFakeAnthropic, useTestRedis, type FakeAnthropic, type FakeContentBlock, type FakeReply, type RecordedRequest } from "@agentry/testkit";
+import { referenceReply } from "@agentry/reference/testing";
+import { startFakeAnthropic, useTestRedis, type FakeAnthropic, type FakeContentBlock, type FakeReply, type RecordedRequest } from "@agentry/testkit";
 import { APPROVAL_POLICY, startProducerProcess, writeTempFile, type ProducerProcess } from "./faults/harness.js";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
 
@@ -15,14 +16,12 @@ const redis = useTestRedis("streaming");
 const API_KEY = "key-streaming-test";
 const PREAMBLE = "I will delete that resource for you once it is approved.";
 
-/** The demo rule, with a sentence of text before every tool call (so both steps stream text). */
+/** The reference rules, with a sentence of text before every tool call (so both steps stream text), word by word. */
 function reply(request: RecordedRequest): FakeReply {
-  const demo = demoReply(request.body);
-  const content: FakeContentBlock[] = demo.content.map((b) =>
-    b.type === "text" ? { type: "text", text: b.text ?? "" } : { type: "tool_use", ...(b.id ? { id: b.id } : {}), name: b.name ?? "", input: b.input },
-  );
-  if (demo.stopReason === "tool_use") content.unshift({ type: "text", text: PREAMBLE });
-  return { content, stopReason: demo.stopReason, stream: { eventDelayMs: 15 } };
+  const answer = referenceReply(request);
+  const content: FakeContentBlock[] = typeof answer.content === "string" ? [{ type: "text", text: answer.content }] : [...answer.content];
+  if (content.some((b) => b.type === "tool_use")) content.unshift({ type: "text", text: PREAMBLE });
+  return { ...answer, content, stream: { eventDelayMs: 15 } };
 }
 
 interface SseEvent {
@@ -134,7 +133,7 @@ describe("streaming answers across worker processes", () => {
     // ...so plain concatenation is each step's text: the preamble, then the final answer.
     expect(deltasOf(1).map((e) => e.data.text).join("")).toBe(PREAMBLE);
     expect(deltasOf(2).map((e) => e.data.text).join("")).toBe(final?.data.result?.text);
-    expect(final?.data.result?.text).toContain("Here is what I found");
+    expect(final?.data.result?.text).toContain("db-7 was deleted in staging");
     // The fake sent the answers word by word: more pieces reached the client than one per step.
     expect(deltasOf(1).length + deltasOf(2).length).toBeGreaterThan(2);
   }, 180_000);
