@@ -72,6 +72,23 @@ describe("defineScripts", () => {
     expect(await scripts.readBlob(redis, [`${prefix}:missing`], [])).toBeNull();
   });
 
+  it("queues calls on a pipeline of a client it was defined on, replies in order from exec", async () => {
+    const redis = client();
+    expect(() => scripts.echoCall.queue(redis.pipeline(), [`${prefix}:p`, `${prefix}:q`], [])).toThrow(/defineOn/);
+    scripts.echoCall.defineOn(redis);
+    scripts.echoCall.defineOn(redis);
+    await redis.script("FLUSH");
+    const pipeline = redis.pipeline();
+    scripts.echoCall.queue(pipeline, [`${prefix}:p1`, `${prefix}:q1`], ["one"]);
+    scripts.countKeys.defineOn(redis);
+    scripts.echoCall.queue(pipeline, [`${prefix}:p2`, `${prefix}:q2`], [2]);
+    expect(await pipeline.exec()).toEqual([
+      [null, [`${prefix}:p1`, `${prefix}:q1`, "one"]],
+      [null, [`${prefix}:p2`, `${prefix}:q2`, "2"]],
+    ]);
+    expect(() => scripts.echoCall.queue(redis.pipeline(), [`${prefix}:only`] as unknown as [string, string], [])).toThrow(/takes 2 keys/);
+  });
+
   it("still runs after the server forgot its scripts (EVALSHA falls back to EVAL)", async () => {
     const redis = client();
     expect(await scripts.countKeys(redis, [`${prefix}:flush:1`], ["before"])).toBe(1);

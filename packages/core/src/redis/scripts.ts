@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { Cluster, Redis } from "ioredis";
+import type { ChainableCommander, Cluster, Redis } from "ioredis";
 import { AgentryError } from "../errors/agentry-error.js";
 
 /** A value a script takes in ARGV (ioredis sends numbers as their decimal text, Buffers as bytes). */
@@ -26,11 +26,23 @@ export interface ScriptSource {
 }
 
 /** Runs one script on a client, defining it there first (once per client). */
-export type ScriptCall<S extends ScriptSignature> = (
+export type ScriptCall<S extends ScriptSignature> = ((
   redis: ScriptClient,
   keys: Parameters<S>[0],
   args: Parameters<S>[1],
-) => Promise<ReturnType<S>>;
+) => Promise<ReturnType<S>>) & {
+  /**
+   * Defines the script on a client, so pipelines created from it afterwards can {@link queue} it.
+   * Idempotent.
+   */
+  defineOn(redis: ScriptClient): void;
+  /**
+   * Queues one call on a pipeline whose client had the script defined ({@link defineOn}) before
+   * the pipeline was created; its reply comes from `exec()`. ioredis loads the script on the
+   * server before the pipeline when it has not sent it on that connection yet.
+   */
+  queue(pipeline: ChainableCommander, keys: Parameters<S>[0], args: Parameters<S>[1]): void;
+};
 
 /** The scripts {@link defineScripts} defined, by name. */
 export type Scripts<S extends Record<string, ScriptSignature>> = { readonly [N in keyof S]: ScriptCall<S[N]> };
@@ -102,16 +114,37 @@ function defineScript(base: string | URL, file: string, replies: "string" | "buf
   defined.set(command, lua);
   const method = replies === "buffer" ? `${command}Buffer` : command;
 
-  return async (redis, keys, args) => {
+  type Methods = Record<string, ((...a: ScriptArg[]) => unknown) | undefined>;
+  const checkKeys = (keys: readonly string[]): void => {
     if (numberOfKeys !== undefined && keys.length !== numberOfKeys) {
       throw new AgentryError("INTERNAL", `${file} takes ${numberOfKeys} keys, got ${keys.length}`);
     }
-    const client = redis as unknown as Record<string, ((...a: ScriptArg[]) => Promise<unknown>) | undefined>;
-    if (typeof client[method] !== "function") redis.defineCommand(command, numberOfKeys === undefined ? { lua } : { lua, numberOfKeys });
-    const run = client[method] as (...a: ScriptArg[]) => Promise<unknown>;
-    const head: ScriptArg[] = numberOfKeys === undefined ? [keys.length] : [];
-    return run.call(redis, ...head, ...keys, ...args);
   };
+  const defineOn = (redis: ScriptClient): void => {
+    if (typeof (redis as unknown as Methods)[method] !== "function") {
+      redis.defineCommand(command, numberOfKeys === undefined ? { lua } : { lua, numberOfKeys });
+    }
+  };
+  const argsOf = (keys: readonly string[], args: readonly ScriptArg[]): ScriptArg[] => [
+    ...(numberOfKeys === undefined ? [keys.length] : []),
+    ...keys,
+    ...args,
+  ];
+  const call = async (redis: ScriptClient, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> => {
+    checkKeys(keys);
+    defineOn(redis);
+    const run = (redis as unknown as Methods)[method] as (...a: ScriptArg[]) => Promise<unknown>;
+    return run.call(redis, ...argsOf(keys, args));
+  };
+  const queue = (pipeline: ChainableCommander, keys: readonly string[], args: readonly ScriptArg[]): void => {
+    checkKeys(keys);
+    const run = (pipeline as unknown as Methods)[method];
+    if (typeof run !== "function") {
+      throw new AgentryError("INTERNAL", `${command} is not defined on this pipeline's client: call defineOn before creating the pipeline`);
+    }
+    run.call(pipeline, ...argsOf(keys, args));
+  };
+  return Object.assign(call, { defineOn, queue }) as ScriptCall<ScriptSignature>;
 }
 
 function parseFileName(file: string): { name: string; numberOfKeys: number | undefined } {

@@ -1,10 +1,10 @@
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
 import type { Redis } from "ioredis";
+import { defineScripts } from "@agentry/core";
 import { DEFAULT_TASK_STREAM_LIMITS, type TaskStreamLimits, type TextDeltaEntry } from "./task-stream.js";
 
-const APPEND_TEXT = readFileSync(new URL("./append-text-2.lua", import.meta.url), "utf8");
-const APPEND_SHA = createHash("sha1").update(APPEND_TEXT).digest("hex");
+const scripts = defineScripts<{
+  appendText: (keys: [lock: string, stream: string], args: string[]) => number;
+}>(import.meta.url, { appendText: "append-text-2.lua" });
 
 /** Options for {@link TextAppender}. */
 export interface TextAppenderOptions extends TaskStreamLimits {
@@ -23,6 +23,7 @@ export interface TextTarget {
 }
 
 interface Queued {
+  keys: [lock: string, stream: string];
   args: string[];
   resolve(written: boolean): void;
   reject(err: unknown): void;
@@ -31,7 +32,7 @@ interface Queued {
 /**
  * Appends model text to task streams through `append-text-2.lua` (fenced by each task's job
  * lock, capped, expiring, announced), for all the tasks of a worker process at once: appends
- * made within `tickMs` of each other leave together as one pipeline of `EVALSHA`s. Streaming
+ * made within `tickMs` of each other leave together as one pipeline. Streaming
  * tasks each write often and little, so this keeps the process's socket writes (and Redis's
  * reads) to one per tick instead of one per piece.
  */
@@ -47,15 +48,16 @@ export class TextAppender {
     this.#redis = redis;
     this.#limits = { maxLen: options.maxLen ?? DEFAULT_TASK_STREAM_LIMITS.maxLen, ttlMs: options.ttlMs ?? DEFAULT_TASK_STREAM_LIMITS.ttlMs };
     this.#tickMs = options.tickMs ?? 5;
+    scripts.appendText.defineOn(redis);
   }
 
   /** Appends `pieces` to the target's stream, in order. Resolves false (nothing written) when `token` no longer holds the lock. */
   append(target: TextTarget, token: string, pieces: readonly TextDeltaEntry[]): Promise<boolean> {
     if (pieces.length === 0) return Promise.resolve(true);
-    const args = [target.lock, target.stream, token, String(this.#limits.maxLen), String(this.#limits.ttlMs)];
+    const args = [token, String(this.#limits.maxLen), String(this.#limits.ttlMs)];
     for (const p of pieces) args.push(String(p.step), String(p.offset), p.text);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ args, resolve, reject });
+      this.#queue.push({ keys: [target.lock, target.stream], args, resolve, reject });
       this.#timer ??= setTimeout(() => void this.flush(), this.#tickMs);
     });
   }
@@ -73,7 +75,7 @@ export class TextAppender {
   async #send(batch: Queued[]): Promise<void> {
     if (batch.length === 0) return;
     const pipeline = this.#redis.pipeline();
-    for (const item of batch) pipeline.evalsha(APPEND_SHA, 2, ...item.args);
+    for (const item of batch) scripts.appendText.queue(pipeline, item.keys, item.args);
     let results: [Error | null, unknown][] | null;
     try {
       results = await pipeline.exec();
@@ -85,8 +87,9 @@ export class TextAppender {
       batch.map(async (item, i) => {
         const [err, reply] = results?.[i] ?? [new Error("no reply in the pipeline"), null];
         try {
-          // The script is not cached on this server yet (first use, or after a restart): send it whole.
-          if (err?.message.startsWith("NOSCRIPT")) item.resolve((await this.#redis.eval(APPEND_TEXT, 2, ...item.args)) === 1);
+          // The server lost its script cache between the pipeline's load and its run (a restart):
+          // the plain call sends it again.
+          if (err?.message.startsWith("NOSCRIPT")) item.resolve((await scripts.appendText(this.#redis, item.keys, item.args)) === 1);
           else if (err) item.reject(err);
           else item.resolve(reply === 1);
         } catch (e) {
