@@ -27,13 +27,27 @@ export default tseslint.config(
   {
     files: ["packages/runtime/src/worker/**/*.ts"],
     rules: {
-      "no-restricted-imports": ["error", { patterns: [{ group: ["**/client/*"], message: "worker/ must not import client/: share it through tasks/." }] }],
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            { group: ["**/client/*"], message: "worker/ must not import client/: share it through tasks/." },
+          ],
+        },
+      ],
     },
   },
   {
     files: ["packages/runtime/src/client/**/*.ts"],
     rules: {
-      "no-restricted-imports": ["error", { patterns: [{ group: ["**/worker/*"], message: "client/ must not import worker/: share it through tasks/." }] }],
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            { group: ["**/worker/*"], message: "client/ must not import worker/: share it through tasks/." },
+          ],
+        },
+      ],
     },
   },
 );

@@ -53,7 +53,10 @@ const BENCHMARKS: Benchmark[] = [
       "the worker to the last `completed` event; one warm-up round of each is not counted. The ratio is the cost of the runtime per " +
       "task over the queue alone, not a provider-bound production rate (a real model call takes seconds).",
     script: "bench/runtime/throughput.ts",
-    args: { full: ["--tasks", "2000", "--concurrency", "16,50"], quick: ["--tasks", "300", "--concurrency", "16,50"] },
+    args: {
+      full: ["--tasks", "2000", "--concurrency", "16,50"],
+      quick: ["--tasks", "300", "--concurrency", "16,50"],
+    },
   },
   {
     name: "fair-share",
@@ -81,7 +84,10 @@ const BENCHMARKS: Benchmark[] = [
       "staging that the default policy sends for approval (B: delayed jobs with pending approvals, 1 h expiry, the periodic reconcile " +
       "running), and with nothing waiting again (A2). The ratio is B ÷ mean(A1, A2); A1 and A2 show the drift of the machine.",
     script: "bench/runtime/approvals-pending.ts",
-    args: { full: ["--pending", "1000", "--tasks", "2000", "--concurrency", "50"], quick: ["--pending", "100", "--tasks", "300", "--concurrency", "50"] },
+    args: {
+      full: ["--pending", "1000", "--tasks", "2000", "--concurrency", "50"],
+      quick: ["--pending", "100", "--tasks", "300", "--concurrency", "50"],
+    },
   },
   {
     name: "approval-resume",
@@ -109,7 +115,10 @@ const BENCHMARKS: Benchmark[] = [
       "fake API and the 100 SSE clients (`node:http`) share the benchmark process, so both times come from one clock; every word is unique, " +
       "so each word gets its own latency, also when a batch carries several. A warm-up round of 10 tasks is not counted.",
     script: "bench/streaming/delta-latency.ts",
-    args: { full: ["--tasks", "100", "--words", "200", "--event-delay-ms", "20"], quick: ["--tasks", "20", "--words", "100", "--event-delay-ms", "20"] },
+    args: {
+      full: ["--tasks", "100", "--words", "200", "--event-delay-ms", "20"],
+      quick: ["--tasks", "20", "--words", "100", "--event-delay-ms", "20"],
+    },
   },
   {
     name: "memory",
@@ -122,7 +131,10 @@ const BENCHMARKS: Benchmark[] = [
       "reservation markers kept 7 days, tool journals). ScriptedModel's request log is cleared after each call so the model's test " +
       "bookkeeping is not counted as worker memory.",
     script: "bench/runtime/memory.ts",
-    args: { full: ["--first", "10000", "--last", "50000", "--concurrency", "100"], quick: ["--first", "1000", "--last", "5000", "--concurrency", "100"] },
+    args: {
+      full: ["--first", "10000", "--last", "50000", "--concurrency", "100"],
+      quick: ["--first", "1000", "--last", "5000", "--concurrency", "100"],
+    },
   },
   {
     name: "budget",
@@ -152,7 +164,10 @@ const BENCHMARKS: Benchmark[] = [
       "RedisVectorMemory insert rate and top-5 search latency in one namespace with the local HashingEmbedder (512 dimensions). " +
       "On Redis 7 without RediSearch the search is brute force in a Lua script; the path used is printed.",
     script: "bench/memory/vector-search.ts",
-    args: { full: ["--sizes", "10000,100000", "--queries", "30"], quick: ["--sizes", "2000", "--queries", "10"] },
+    args: {
+      full: ["--sizes", "10000,100000", "--queries", "30"],
+      quick: ["--sizes", "2000", "--queries", "10"],
+    },
     parse: parseVector,
     note: "The quick run (`--quick`) uses 2,000 items only; 100k is in the full run.",
   },
@@ -209,7 +224,9 @@ const HEADLINE = [
 
 function usage(message?: string): never {
   if (message) process.stderr.write(`bench: ${message}\n`);
-  process.stderr.write(`usage: pnpm bench [--quick] [--only name[,name]] [--out FILE]\nnames: ${BENCHMARKS.map((b) => b.name).join(", ")}\n`);
+  process.stderr.write(
+    `usage: pnpm bench [--quick] [--only name[,name]] [--out FILE]\nnames: ${BENCHMARKS.map((b) => b.name).join(", ")}\n`,
+  );
   process.exit(2);
 }
 
@@ -225,18 +242,27 @@ function parseArgs(argv: string[]): { quick: boolean; only: string[] | undefined
     else if (a === "--help" || a === "-h") usage();
     else if (a !== "--") usage(`unknown argument ${a}`);
   }
-  for (const name of only ?? []) if (!BENCHMARKS.some((b) => b.name === name)) usage(`no benchmark named ${name}`);
+  for (const name of only ?? [])
+    if (!BENCHMARKS.some((b) => b.name === name)) usage(`no benchmark named ${name}`);
   return { quick, only, out };
 }
 
 /** Runs one script, echoing its stdout (minus the result line) and stderr; resolves with its stdout. */
-function runScript(b: Benchmark, args: string[], redisUrl: string): Promise<{ code: number; stdout: string }> {
+function runScript(
+  b: Benchmark,
+  args: string[],
+  redisUrl: string,
+): Promise<{ code: number; stdout: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(b.nodeFlags ?? []), "--conditions=@agentry/source", "--import", "tsx", b.script, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, REDIS_URL: redisUrl },
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      [...(b.nodeFlags ?? []), "--conditions=@agentry/source", "--import", "tsx", b.script, ...args],
+      {
+        cwd: ROOT,
+        env: { ...process.env, REDIS_URL: redisUrl },
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     let stdout = "";
     let pending = "";
     child.stdout.on("data", (d: Buffer) => {
@@ -285,7 +311,16 @@ async function main(): Promise<void> {
       process.stdout.write(`\n=== ${b.name}: ${command}\n`);
       if (!existsSync(join(ROOT, b.script))) {
         process.stdout.write(`(skipped: ${b.script} does not exist)\n`);
-        runs.push({ name: b.name, title: b.title, about: b.about, command, status: "missing", seconds: 0, figures: [], output: "" });
+        runs.push({
+          name: b.name,
+          title: b.title,
+          about: b.about,
+          command,
+          status: "missing",
+          seconds: 0,
+          figures: [],
+          output: "",
+        });
         continue;
       }
       if (server) await admin.flushall();
@@ -295,7 +330,9 @@ async function main(): Promise<void> {
       const result = parseResult(stdout);
       const figures = result?.figures ?? b.parse?.(stdout) ?? [];
       if (code !== 0) failed += 1;
-      process.stdout.write(`--- ${b.name}: ${code === 0 ? "ok" : `FAILED (exit ${code})`} in ${Math.round(seconds)} s, ${figures.length} figures\n`);
+      process.stdout.write(
+        `--- ${b.name}: ${code === 0 ? "ok" : `FAILED (exit ${code})`} in ${Math.round(seconds)} s, ${figures.length} figures\n`,
+      );
       runs.push({
         name: b.name,
         title: b.title,
@@ -304,7 +341,10 @@ async function main(): Promise<void> {
         status: code === 0 ? "ok" : "failed",
         seconds,
         figures,
-        output: stdout.split("\n").filter((l) => !l.startsWith(RESULT_MARKER)).join("\n"),
+        output: stdout
+          .split("\n")
+          .filter((l) => !l.startsWith(RESULT_MARKER))
+          .join("\n"),
         ...(b.note ? { note: b.note } : {}),
       });
     }
@@ -315,14 +355,30 @@ async function main(): Promise<void> {
   const totalSeconds = (performance.now() - startedAt) / 1000;
   const [l1, l5, l15] = os.loadavg() as [number, number, number];
   const r = (n: number) => Math.round(n * 100) / 100;
-  process.stdout.write(`\nAll done in ${Math.round(totalSeconds)} s; ${failed} failed; ${runs.map((x) => `${x.name} ${Math.round(x.seconds)} s`).join(", ")}\n`);
+  process.stdout.write(
+    `\nAll done in ${Math.round(totalSeconds)} s; ${failed} failed; ${runs.map((x) => `${x.name} ${Math.round(x.seconds)} s`).join(", ")}\n`,
+  );
   const target = out ?? (!quick && !only ? join(ROOT, "docs", "benchmarks.md") : undefined);
   if (target) {
     const runCommand = `pnpm bench${quick ? " --quick" : ""}${only ? ` --only ${only.join(",")}` : ""}`;
-    writeFileSync(target, renderReport({ facts, loadAtEnd: [r(l1), r(l5), r(l15)], runs, runCommand, redisKind, totalSeconds, headline: HEADLINE, notes: NOTES }));
+    writeFileSync(
+      target,
+      renderReport({
+        facts,
+        loadAtEnd: [r(l1), r(l5), r(l15)],
+        runs,
+        runCommand,
+        redisKind,
+        totalSeconds,
+        headline: HEADLINE,
+        notes: NOTES,
+      }),
+    );
     process.stdout.write(`wrote ${target}\n`);
   } else {
-    process.stdout.write("(docs/benchmarks.md is only rewritten by a full run of everything; use --out FILE to write this report)\n");
+    process.stdout.write(
+      "(docs/benchmarks.md is only rewritten by a full run of everything; use --out FILE to write this report)\n",
+    );
   }
   if (failed > 0) process.exitCode = 1;
 }

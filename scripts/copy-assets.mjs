@@ -32,4 +32,5 @@ const walk = (dir) => {
   }
 };
 walk(srcDir);
-if (process.env.AGENTRY_COPY_ASSETS_VERBOSE) console.error(`copy-assets: ${copied} file(s) from ${srcDir}/ to ${outDir}/`);
+if (process.env.AGENTRY_COPY_ASSETS_VERBOSE)
+  console.error(`copy-assets: ${copied} file(s) from ${srcDir}/ to ${outDir}/`);

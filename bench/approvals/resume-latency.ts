@@ -60,7 +60,11 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60
 }
 
 /** Timestamps the tool handler's first Redis write (its `rpush` to the deletions list). */
-function watchToolStarts(redis: BuiltWorker["redis"], prefix: string, onStart: (taskId: string, at: number) => void): void {
+function watchToolStarts(
+  redis: BuiltWorker["redis"],
+  prefix: string,
+  onStart: (taskId: string, at: number) => void,
+): void {
   const key = deletionsKey(prefix);
   const original = redis.rpush.bind(redis) as (...a: unknown[]) => Promise<number>;
   (redis as unknown as { rpush: (...a: unknown[]) => Promise<number> }).rpush = (...a: unknown[]) => {
@@ -98,8 +102,16 @@ async function main(): Promise<void> {
   }
 
   const conn = createRedis({ url: server.url });
-  const client = new AgentryClient({ url: server.url, prefix, sessionOrder: new RedisSessionTurns({ redis: conn, prefix }) });
-  const store = new ApprovalStore({ redis: createRedis({ url: server.url }), prefix, approverKeys: approvers.keys });
+  const client = new AgentryClient({
+    url: server.url,
+    prefix,
+    sessionOrder: new RedisSessionTurns({ redis: conn, prefix }),
+  });
+  const store = new ApprovalStore({
+    redis: createRedis({ url: server.url }),
+    prefix,
+    approverKeys: approvers.keys,
+  });
 
   // 1. Park N + M tasks awaiting approval.
   const parkStart = performance.now();
@@ -107,15 +119,24 @@ async function main(): Promise<void> {
   for (let i = 0; i < TOTAL; i += 50) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(50, TOTAL - i) }, (_, j) =>
-        client.submit({ prompt: `delete res-${i + j} in staging`, sessionId: `bench-${i + j}`, userId: "ops" }, { tenant: "acme" }),
+        client.submit(
+          { prompt: `delete res-${i + j} in staging`, sessionId: `bench-${i + j}`, userId: "ops" },
+          { tenant: "acme" },
+        ),
       ),
     );
     taskIds.push(...batch.map((b) => b.taskId));
   }
   const pendingCount = () => conn.zcard(keySpace(prefix).key("approvals", "pending"));
-  await until(async () => (await pendingCount()) === TOTAL && (await client.queue.getJobCounts("delayed")).delayed === TOTAL, `${TOTAL} parked tasks`);
+  await until(
+    async () =>
+      (await pendingCount()) === TOTAL && (await client.queue.getJobCounts("delayed")).delayed === TOTAL,
+    `${TOTAL} parked tasks`,
+  );
   const parkMs = performance.now() - parkStart;
-  const approvalOf = new Map((await store.list({ status: "pending", limit: TOTAL + 10 })).map((r) => [r.taskId, r.id]));
+  const approvalOf = new Map(
+    (await store.list({ status: "pending", limit: TOTAL + 10 })).map((r) => [r.taskId, r.id]),
+  );
 
   // 2. Approve M of them one at a time, each after the previous tool started.
   const chosen = taskIds.slice(0, APPROVE);
@@ -132,7 +153,9 @@ async function main(): Promise<void> {
     const t1 = performance.now();
     const toolAt = await Promise.race([
       started,
-      new Promise<number>((_, reject) => setTimeout(() => reject(new Error(`tool of ${taskId} did not start in 30 s`)), 30_000).unref()),
+      new Promise<number>((_, reject) =>
+        setTimeout(() => reject(new Error(`tool of ${taskId} did not start in 30 s`)), 30_000).unref(),
+      ),
     ]);
     waiters.delete(taskId);
     decideMs.push(t1 - t0);
@@ -140,7 +163,11 @@ async function main(): Promise<void> {
     approveToTool.push(toolAt - t0);
   }
   const pendingAtEnd = await pendingCount();
-  await until(async () => (await client.queue.getJobCounts("completed")).completed === APPROVE, `${APPROVE} completed tasks`, 60_000);
+  await until(
+    async () => (await client.queue.getJobCounts("completed")).completed === APPROVE,
+    `${APPROVE} completed tasks`,
+    60_000,
+  );
   const ranTwice = (await conn.lrange(deletionsKey(prefix), 0, -1)).length - APPROVE;
 
   const row = (name: string, xs: number[]) => {
@@ -148,13 +175,21 @@ async function main(): Promise<void> {
     const f = (n: number) => n.toFixed(2).padStart(8);
     return `${name.padEnd(18)}${f(percentile(s, 50))}${f(percentile(s, 90))}${f(percentile(s, 99))}${f(s[s.length - 1] ?? Number.NaN)}`;
   };
-  console.log(`\nApproval resume latency (ms), ${APPROVE} approvals one at a time, ${pendingAtStart}→${pendingAtEnd} pending, ${WORKERS} in-process workers × ${CONCURRENCY} slots, ScriptedModel`);
-  console.log(`${"".padEnd(18)}${"p50".padStart(8)}${"p90".padStart(8)}${"p99".padStart(8)}${"max".padStart(8)}`);
+  console.log(
+    `\nApproval resume latency (ms), ${APPROVE} approvals one at a time, ${pendingAtStart}→${pendingAtEnd} pending, ${WORKERS} in-process workers × ${CONCURRENCY} slots, ScriptedModel`,
+  );
+  console.log(
+    `${"".padEnd(18)}${"p50".padStart(8)}${"p90".padStart(8)}${"p99".padStart(8)}${"max".padStart(8)}`,
+  );
   console.log(row("decide", decideMs));
   console.log(row("return → tool", returnToTool));
   console.log(row("approve → tool", approveToTool));
-  console.log(`\nparked ${TOTAL} tasks in ${(parkMs / 1000).toFixed(1)} s; tools run: ${APPROVE + ranTwice} for ${APPROVE} approvals; redis: ${server.kind}`);
-  console.log(`command: node --conditions=@agentry/source --import tsx bench/approvals/resume-latency.ts --pending ${PENDING} --approve ${APPROVE} --workers ${WORKERS} --concurrency ${CONCURRENCY}`);
+  console.log(
+    `\nparked ${TOTAL} tasks in ${(parkMs / 1000).toFixed(1)} s; tools run: ${APPROVE + ranTwice} for ${APPROVE} approvals; redis: ${server.kind}`,
+  );
+  console.log(
+    `command: node --conditions=@agentry/source --import tsx bench/approvals/resume-latency.ts --pending ${PENDING} --approve ${APPROVE} --workers ${WORKERS} --concurrency ${CONCURRENCY}`,
+  );
 
   await Promise.all(workers.map((w) => w.close()));
   await client.close();

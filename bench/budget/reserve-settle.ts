@@ -25,7 +25,12 @@ interface RunResult {
 }
 
 function scopesFor(i: number): BudgetScope[] {
-  return ["global", `tenant:t${i % 4}`, `tenant:t${i % 4}:user:u${i % 16}`, `tenant:t${i % 4}:session:s${i % 64}`];
+  return [
+    "global",
+    `tenant:t${i % 4}`,
+    `tenant:t${i % 4}:user:u${i % 16}`,
+    `tenant:t${i % 4}:session:s${i % 64}`,
+  ];
 }
 
 /**

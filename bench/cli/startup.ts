@@ -49,9 +49,19 @@ const variants: Variant[] = [
   { label: "node (no script)", command: process.execPath, argv: ["-e", "0"], exit: 0 },
   ...COMMANDS.flatMap((c) => [
     { label: `${c.name}, compiled (installed bin)`, command: BIN, argv: c.argv, exit: c.exit },
-    { label: `${c.name}, source (tsx)`, command: process.execPath, argv: [...SOURCE, ...c.argv], exit: c.exit },
+    {
+      label: `${c.name}, source (tsx)`,
+      command: process.execPath,
+      argv: [...SOURCE, ...c.argv],
+      exit: c.exit,
+    },
   ]),
-  { label: "--version, pnpm agentry (tsx + pnpm)", command: "pnpm", argv: ["--silent", "agentry", "--version"], exit: 0 },
+  {
+    label: "--version, pnpm agentry (tsx + pnpm)",
+    command: "pnpm",
+    argv: ["--silent", "agentry", "--version"],
+    exit: 0,
+  },
 ];
 
 function timeOnce(v: Variant): number {
@@ -63,7 +73,10 @@ function timeOnce(v: Variant): number {
     encoding: "utf8",
   });
   const ms = performance.now() - t0;
-  if (r.status !== v.exit) throw new Error(`${v.label}: exit ${r.status} (expected ${v.exit}): ${r.stderr}${r.error?.message ?? ""}`);
+  if (r.status !== v.exit)
+    throw new Error(
+      `${v.label}: exit ${r.status} (expected ${v.exit}): ${r.stderr}${r.error?.message ?? ""}`,
+    );
   return ms;
 }
 
@@ -73,17 +86,28 @@ function main(): void {
     const built = spawnSync("pnpm", ["build"], { cwd: ROOT, stdio: "inherit" });
     if (built.status !== 0) throw new Error("pnpm build failed");
   }
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run pnpm install (the root package links @agentry/admin's bin)`);
+  if (!existsSync(BIN))
+    throw new Error(`${BIN} is missing: run pnpm install (the root package links @agentry/admin's bin)`);
 
   // One warm-up round (file system cache, tsx's transform cache), not counted.
   for (const v of variants) timeOnce(v);
   const samples = new Map<string, number[]>(variants.map((v) => [v.label, []]));
-  for (let round = 0; round < RUNS; round++) for (const v of variants) samples.get(v.label)?.push(timeOnce(v));
+  for (let round = 0; round < RUNS; round++)
+    for (const v of variants) samples.get(v.label)?.push(timeOnce(v));
 
-  const median = (label: string) => percentile([...(samples.get(label) ?? [])].sort((a, b) => a - b), 50);
+  const median = (label: string) =>
+    percentile(
+      [...(samples.get(label) ?? [])].sort((a, b) => a - b),
+      50,
+    );
   const rows = variants.map((v) => {
     const sorted = [...(samples.get(v.label) ?? [])].sort((a, b) => a - b);
-    return [v.label, round(percentile(sorted, 50)), round(percentile(sorted, 90)), round(sorted[0] ?? Number.NaN)];
+    return [
+      v.label,
+      round(percentile(sorted, 50)),
+      round(percentile(sorted, 90)),
+      round(sorted[0] ?? Number.NaN),
+    ];
   });
   process.stdout.write(`agentry start-up, ${RUNS} runs each (ms, wall time from spawn to exit)\n`);
   process.stdout.write(`${table(["command", "median", "p90", "min"], rows)}\n`);
@@ -92,14 +116,33 @@ function main(): void {
   for (const c of COMMANDS) {
     const compiled = median(`${c.name}, compiled (installed bin)`);
     const source = median(`${c.name}, source (tsx)`);
-    figures.push({ label: `agentry ${c.name}, compiled (installed bin), median`, value: round(compiled), unit: "ms" });
+    figures.push({
+      label: `agentry ${c.name}, compiled (installed bin), median`,
+      value: round(compiled),
+      unit: "ms",
+    });
     figures.push({ label: `agentry ${c.name}, source (tsx), median`, value: round(source), unit: "ms" });
     figures.push({ label: `ratio source ÷ compiled, ${c.name}`, value: round(source / compiled, 2) });
   }
-  figures.push({ label: "node -e 0, median", value: round(median("node (no script)")), unit: "ms", note: "the floor: node's own start-up" });
-  figures.push({ label: "pnpm agentry --version, median", value: round(median("--version, pnpm agentry (tsx + pnpm)")), unit: "ms" });
-  process.stdout.write(`\n${figures.map((f) => `${f.label}: ${f.value}${f.unit ? ` ${f.unit}` : ""}`).join("\n")}\n`);
-  emitResult({ name: "cli-startup", command: commandLine("bench/cli/startup.ts", ["--runs", String(RUNS)]), figures });
+  figures.push({
+    label: "node -e 0, median",
+    value: round(median("node (no script)")),
+    unit: "ms",
+    note: "the floor: node's own start-up",
+  });
+  figures.push({
+    label: "pnpm agentry --version, median",
+    value: round(median("--version, pnpm agentry (tsx + pnpm)")),
+    unit: "ms",
+  });
+  process.stdout.write(
+    `\n${figures.map((f) => `${f.label}: ${f.value}${f.unit ? ` ${f.unit}` : ""}`).join("\n")}\n`,
+  );
+  emitResult({
+    name: "cli-startup",
+    command: commandLine("bench/cli/startup.ts", ["--runs", String(RUNS)]),
+    figures,
+  });
 }
 
 main();

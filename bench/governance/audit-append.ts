@@ -23,7 +23,13 @@ interface RunResult {
   latenciesMs: number[];
 }
 
-async function run(url: string, prefix: string, concurrency: number, durationMs: number, startAt = 0): Promise<RunResult> {
+async function run(
+  url: string,
+  prefix: string,
+  concurrency: number,
+  durationMs: number,
+  startAt = 0,
+): Promise<RunResult> {
   const redis = createRedis({ url });
   const log = new AuditLog({ redis, prefix });
   while (Date.now() < startAt) await new Promise((r) => setTimeout(r, 1));
@@ -42,7 +48,14 @@ async function run(url: string, prefix: string, concurrency: number, durationMs:
           userId: "u1",
           tenant: "acme",
           traceId: randomBytes(16).toString("hex"),
-          data: { tool: "get_weather", toolUseId: `toolu_${i}`, input: { city: "Paris" }, outcome: "ok", output: '{"tempC":18,"sky":"clear"}', durationMs: 3 },
+          data: {
+            tool: "get_weather",
+            toolUseId: `toolu_${i}`,
+            input: { city: "Paris" },
+            outcome: "ok",
+            output: '{"tempC":18,"sky":"clear"}',
+            durationMs: 3,
+          },
         });
         latenciesMs.push(performance.now() - t0);
         appends += 1;
@@ -56,13 +69,19 @@ async function run(url: string, prefix: string, concurrency: number, durationMs:
 
 function spawnChild(args: string[]): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", SELF, "--child", ...args], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      ["--conditions=@agentry/source", "--import", "tsx", SELF, "--child", ...args],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.on("error", reject);
-    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out) as RunResult) : reject(new Error(`bench child exited ${code}`))));
+    child.on("exit", (code) =>
+      code === 0 ? resolve(JSON.parse(out) as RunResult) : reject(new Error(`bench child exited ${code}`)),
+    );
   });
 }
 
@@ -93,7 +112,9 @@ async function main(): Promise<void> {
   const durationMs = seconds * 1000;
   const server = await obtainTestRedis();
   const admin = createRedis({ url: server.url });
-  console.log(`audit log appends (SHA-256 chain, compare-and-append Lua), ${seconds}s per run, Redis ${server.url} (${server.kind})`);
+  console.log(
+    `audit log appends (SHA-256 chain, compare-and-append Lua), ${seconds}s per run, Redis ${server.url} (${server.kind})`,
+  );
   let failed = false;
   try {
     const scenarios: { label: string; processes: number; concurrency: number }[] = [
@@ -111,7 +132,9 @@ async function main(): Promise<void> {
       } else {
         const startAt = String(Date.now() + 4_000); // every child starts measuring at the same moment
         results = await Promise.all(
-          Array.from({ length: s.processes }, () => spawnChild([server.url, prefix, String(s.concurrency), String(durationMs), startAt])),
+          Array.from({ length: s.processes }, () =>
+            spawnChild([server.url, prefix, String(s.concurrency), String(durationMs), startAt]),
+          ),
         );
       }
       const calls = (await scriptCalls(admin)) - callsBefore;

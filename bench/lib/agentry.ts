@@ -9,7 +9,12 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRedis, type Logger } from "../../packages/core/src/index.js";
-import { ScriptedModel, type LanguageModel, type ModelRequest, type ModelResponse } from "../../packages/llm/src/index.js";
+import {
+  ScriptedModel,
+  type LanguageModel,
+  type ModelRequest,
+  type ModelResponse,
+} from "../../packages/llm/src/index.js";
 import { demoRules } from "../../packages/reference/src/demo-rules.js";
 import { RedisSessionTurns } from "../../packages/memory/src/index.js";
 import { AgentryClient, createBullMQTelemetry, createTaskLogger } from "../../packages/runtime/src/index.js";
@@ -73,7 +78,12 @@ export class Completions {
     if (this.completed >= n) return;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`only ${this.completed}/${n} tasks completed in ${timeoutMs / 1000} s (${this.failed} failed attempts; last: ${this.lastFailure ?? "none"})`)),
+        () =>
+          reject(
+            new Error(
+              `only ${this.completed}/${n} tasks completed in ${timeoutMs / 1000} s (${this.failed} failed attempts; last: ${this.lastFailure ?? "none"})`,
+            ),
+          ),
         timeoutMs,
       );
       this.#waiters.push({
@@ -112,7 +122,9 @@ export interface FullWorkerOptions {
  * ledger, governance with the default policy and the audit log, session store and turns,
  * tracing (spans recorded by the in-process SDK when `startTelemetry` ran) and metrics.
  */
-export async function startFullWorker(options: FullWorkerOptions): Promise<{ built: BuiltWorker; completions: Completions }> {
+export async function startFullWorker(
+  options: FullWorkerOptions,
+): Promise<{ built: BuiltWorker; completions: Completions }> {
   let approversFile: string | undefined;
   if (options.approversFileText) {
     approversFile = join(mkdtempSync(join(tmpdir(), "agentry-bench-")), "approvers");
@@ -142,7 +154,10 @@ export function benchApprovers() {
 }
 
 /** A producer client as apps/producer wires it: session order registered at submit, producer spans. */
-export async function benchClient(url: string, prefix: string): Promise<{ client: AgentryClient; redis: RedisClient }> {
+export async function benchClient(
+  url: string,
+  prefix: string,
+): Promise<{ client: AgentryClient; redis: RedisClient }> {
   const redis = createRedis({ url });
   const client = new AgentryClient({
     url,
@@ -168,7 +183,14 @@ export async function submitTasks(
   for (let i = 0; i < n; i += inFlight) {
     const batch = await Promise.all(
       Array.from({ length: Math.min(inFlight, n - i) }, (_, j) =>
-        client.submit({ prompt: prompt(offset + i + j), sessionId: `s-${offset + i + j}`, userId: `u-${(offset + i + j) % 50}` }, { tenant: options.tenant ?? "acme" }),
+        client.submit(
+          {
+            prompt: prompt(offset + i + j),
+            sessionId: `s-${offset + i + j}`,
+            userId: `u-${(offset + i + j) % 50}`,
+          },
+          { tenant: options.tenant ?? "acme" },
+        ),
       ),
     );
     ids.push(...batch.map((b) => b.taskId));
@@ -208,7 +230,12 @@ export function flags<T extends Record<string, string>>(defaults: T): T & { quic
     if (a.startsWith("--") && a.slice(2) in defaults && argv[i + 1] !== undefined) {
       out[a.slice(2)] = argv[i + 1] as string;
       i++;
-    } else throw new Error(`unknown argument ${a}; known: ${Object.keys(defaults).map((k) => `--${k}`).join(" ")} --quick`);
+    } else
+      throw new Error(
+        `unknown argument ${a}; known: ${Object.keys(defaults)
+          .map((k) => `--${k}`)
+          .join(" ")} --quick`,
+      );
   }
   return { ...(out as T), quick: argv.includes("--quick") };
 }

@@ -6,7 +6,9 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import type * as BullMQ from "bullmq";
 
-const requireFromRuntime = createRequire(fileURLToPath(new URL("../../packages/runtime/package.json", import.meta.url)));
+const requireFromRuntime = createRequire(
+  fileURLToPath(new URL("../../packages/runtime/package.json", import.meta.url)),
+);
 
 /** The `bullmq` module of @agentry/runtime. */
 export const bullmq = requireFromRuntime("bullmq") as typeof BullMQ;

@@ -13,12 +13,24 @@ export function parseBudget(out: string): Figure[] {
   for (const l of lines(out)) {
     const pairs = /^(.+?)\s+(\d+) pairs\/s\s+\((\d+) pairs, p50 ([\d.]+) ms, p99 ([\d.]+) ms/.exec(l);
     if (pairs) {
-      figures.push({ label: `reserve+settle pairs/s, ${pairs[1]?.trim()}`, value: Number(pairs[2]), unit: "pairs/s", note: `${pairs[3]} pairs, p50 ${pairs[4]} ms, p99 ${pairs[5]} ms per pair` });
+      figures.push({
+        label: `reserve+settle pairs/s, ${pairs[1]?.trim()}`,
+        value: Number(pairs[2]),
+        unit: "pairs/s",
+        note: `${pairs[3]} pairs, p50 ${pairs[4]} ms, p99 ${pairs[5]} ms per pair`,
+      });
       continue;
     }
     const script = /^redis (evalsha|eval): (\d+) calls, ([\d.]+) µs per call/.exec(l);
-    if (script) figures.push({ label: `Redis server time per ${script[1]} (budget scripts)`, value: Number(script[3]), unit: "µs", note: `${script[2]} calls` });
-    const over = /^overshoot check: (\d+) granted, (\d+) refused, global spent (\d+)\/(\d+) tokens; .*: (\d+)$/.exec(l);
+    if (script)
+      figures.push({
+        label: `Redis server time per ${script[1]} (budget scripts)`,
+        value: Number(script[3]),
+        unit: "µs",
+        note: `${script[2]} calls`,
+      });
+    const over =
+      /^overshoot check: (\d+) granted, (\d+) refused, global spent (\d+)\/(\d+) tokens; .*: (\d+)$/.exec(l);
     if (over) {
       figures.push({
         label: "budget overshoot under contention (must be 0)",
@@ -35,7 +47,10 @@ export function parseBudget(out: string): Figure[] {
 export function parseAudit(out: string): Figure[] {
   const figures: Figure[] = [];
   for (const l of lines(out)) {
-    const m = /^(.+?)\s+(\d+) appends\/s\s+\((\d+) appends, p50 ([\d.]+) ms, p99 ([\d.]+) ms, ([\d.]+) script calls per append\)\s+chain (\S+)/.exec(l);
+    const m =
+      /^(.+?)\s+(\d+) appends\/s\s+\((\d+) appends, p50 ([\d.]+) ms, p99 ([\d.]+) ms, ([\d.]+) script calls per append\)\s+chain (\S+)/.exec(
+        l,
+      );
     if (m) {
       figures.push({
         label: `audit appends/s, ${m[1]?.trim()}`,
@@ -61,8 +76,18 @@ export function parseVector(out: string): Figure[] {
     const cells = l.trim().split(/\s+/);
     if (cells.length < 7 || !/^\d+$/.test(cells[0] ?? "")) continue;
     const [items, path, insert, p50, p99, queries, memory] = cells;
-    figures.push({ label: `vector search p50 / p99, ${Number(items).toLocaleString("en")} items`, value: `${p50} / ${p99}`, unit: "ms", note: `${path} path, top 5, ${queries} queries` });
-    figures.push({ label: `vector insert rate, up to ${Number(items).toLocaleString("en")} items`, value: Number(insert), unit: "items/s", note: `Redis used ${memory}` });
+    figures.push({
+      label: `vector search p50 / p99, ${Number(items).toLocaleString("en")} items`,
+      value: `${p50} / ${p99}`,
+      unit: "ms",
+      note: `${path} path, top 5, ${queries} queries`,
+    });
+    figures.push({
+      label: `vector insert rate, up to ${Number(items).toLocaleString("en")} items`,
+      value: Number(insert),
+      unit: "items/s",
+      note: `Redis used ${memory}`,
+    });
   }
   return figures;
 }
@@ -70,15 +95,28 @@ export function parseVector(out: string): Figure[] {
 /** bench/approvals/resume-latency.ts */
 export function parseApprovalResume(out: string): Figure[] {
   const figures: Figure[] = [];
-  const title = /Approval resume latency \(ms\), (\d+) approvals one at a time, (\d+)→(\d+) pending, (.+)$/m.exec(out);
-  const context = title ? `${title[1]} approvals one at a time, ${title[2]}→${title[3]} pending, ${title[4]}` : "";
+  const title =
+    /Approval resume latency \(ms\), (\d+) approvals one at a time, (\d+)→(\d+) pending, (.+)$/m.exec(out);
+  const context = title
+    ? `${title[1]} approvals one at a time, ${title[2]}→${title[3]} pending, ${title[4]}`
+    : "";
   for (const l of lines(out)) {
     const m = /^(decide|return → tool|approve → tool)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$/.exec(l);
     if (m) {
-      figures.push({ label: `approval ${m[1]} p50 / p99`, value: `${m[2]} / ${m[4]}`, unit: "ms", note: `p90 ${m[3]}, max ${m[5]}${m[1] === "approve → tool" ? `; ${context}` : ""}` });
+      figures.push({
+        label: `approval ${m[1]} p50 / p99`,
+        value: `${m[2]} / ${m[4]}`,
+        unit: "ms",
+        note: `p90 ${m[3]}, max ${m[5]}${m[1] === "approve → tool" ? `; ${context}` : ""}`,
+      });
     }
   }
   const tail = /tools run: (\d+) for (\d+) approvals/.exec(out);
-  if (tail) figures.push({ label: "tools run per approval (must be 1)", value: Number(tail[1]) / Number(tail[2]), note: `${tail[1]} tool runs for ${tail[2]} approvals` });
+  if (tail)
+    figures.push({
+      label: "tools run per approval (must be 1)",
+      value: Number(tail[1]) / Number(tail[2]),
+      note: `${tail[1]} tool runs for ${tail[2]} approvals`,
+    });
   return figures;
 }

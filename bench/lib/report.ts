@@ -20,7 +20,8 @@ export interface BenchRun {
 
 const duration = (s: number) => (s < 120 ? `${Math.round(s)} s` : `${Math.round(s / 60)} minutes`);
 const cell = (s: string) => s.replace(/\|/g, "\\|").replace(/\n/g, " ");
-const value = (f: Figure) => `${typeof f.value === "number" ? f.value.toLocaleString("en") : f.value}${f.unit ? ` ${f.unit}` : ""}`;
+const value = (f: Figure) =>
+  `${typeof f.value === "number" ? f.value.toLocaleString("en") : f.value}${f.unit ? ` ${f.unit}` : ""}`;
 
 /** The whole document. */
 export function renderReport(options: {
@@ -69,7 +70,10 @@ export function renderReport(options: {
       if (!options.headline.some((h) => f.label.startsWith(h))) continue;
       out.push(`| ${cell(f.label)} | **${cell(value(f))}** | \`${cell(run.command)}\` |`);
     }
-    if (run.status !== "ok") out.push(`| ${cell(run.title)} | ${run.status === "missing" ? "not run: script missing" : "FAILED"} | \`${cell(run.command)}\` |`);
+    if (run.status !== "ok")
+      out.push(
+        `| ${cell(run.title)} | ${run.status === "missing" ? "not run: script missing" : "FAILED"} | \`${cell(run.command)}\` |`,
+      );
   }
   out.push("");
 
@@ -85,10 +89,21 @@ export function renderReport(options: {
     if (run.status === "failed") out.push("**This benchmark failed in this run**; its output is below.", "");
     if (run.figures.length > 0) {
       out.push("| figure | value | notes |", "|---|---|---|");
-      for (const f of run.figures) out.push(`| ${cell(f.label)} | ${cell(value(f))} | ${cell(f.note ?? "")} |`);
+      for (const f of run.figures)
+        out.push(`| ${cell(f.label)} | ${cell(value(f))} | ${cell(f.note ?? "")} |`);
       out.push("");
     }
-    if (run.output.trim()) out.push("<details><summary>printed output</summary>", "", "```text", run.output.trim(), "```", "", "</details>", "");
+    if (run.output.trim())
+      out.push(
+        "<details><summary>printed output</summary>",
+        "",
+        "```text",
+        run.output.trim(),
+        "```",
+        "",
+        "</details>",
+        "",
+      );
   }
   if (options.notes.length > 0) {
     out.push("## Known limits of these figures", "");

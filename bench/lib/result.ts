@@ -34,6 +34,10 @@ export function parseResult(stdout: string): BenchResult | undefined {
 }
 
 /** `node --conditions=@agentry/source --import tsx <script> <args>`, as run from the repository root. */
-export function commandLine(script: string, args: readonly string[] = [], nodeFlags: readonly string[] = []): string {
+export function commandLine(
+  script: string,
+  args: readonly string[] = [],
+  nodeFlags: readonly string[] = [],
+): string {
   return ["node", ...nodeFlags, "--conditions=@agentry/source", "--import", "tsx", script, ...args].join(" ");
 }

@@ -21,7 +21,10 @@ const { values } = parseArgs({
     batch: { type: "string", default: "500" },
   },
 });
-const SIZES = (values.sizes ?? "").split(",").map(Number).sort((a, b) => a - b);
+const SIZES = (values.sizes ?? "")
+  .split(",")
+  .map(Number)
+  .sort((a, b) => a - b);
 const QUERIES = Number(values.queries);
 const BATCH = Number(values.batch);
 const IN_FLIGHT = 4;
@@ -72,7 +75,9 @@ async function main(): Promise<void> {
       const toInsert = size - inserted;
       const batches: AddMemoryInput[][] = [];
       for (let i = 0; i < toInsert; i += BATCH) {
-        batches.push(Array.from({ length: Math.min(BATCH, toInsert - i) }, () => ({ namespace, text: sentence() })));
+        batches.push(
+          Array.from({ length: Math.min(BATCH, toInsert - i) }, () => ({ namespace, text: sentence() })),
+        );
       }
       for (let i = 0; i < batches.length; i += IN_FLIGHT) {
         await Promise.all(batches.slice(i, i + IN_FLIGHT).map((b) => memory.addMany(b)));

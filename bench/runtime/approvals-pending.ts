@@ -14,7 +14,16 @@
 import { createRedis, keySpace } from "../../packages/core/src/index.js";
 import { startTelemetry } from "../../packages/runtime/src/index.js";
 import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.js";
-import { benchApprovers, benchClient, dropPrefix, flags, freshPrefix, startFullWorker, submitTasks, weatherPrompt } from "../lib/agentry.js";
+import {
+  benchApprovers,
+  benchClient,
+  dropPrefix,
+  flags,
+  freshPrefix,
+  startFullWorker,
+  submitTasks,
+  weatherPrompt,
+} from "../lib/agentry.js";
 import { commandLine, emitResult } from "../lib/result.js";
 import { round, table } from "../lib/stats.js";
 
@@ -33,27 +42,48 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60
 }
 
 /** Times N weather tasks on a fresh worker; `park` first parks that many approval-waiting tasks. */
-async function measure(url: string, park: number, tasks = TASKS): Promise<{ perSecond: number; pendingAfter: number; parkSeconds: number; prefix: string }> {
+async function measure(
+  url: string,
+  park: number,
+  tasks = TASKS,
+): Promise<{ perSecond: number; pendingAfter: number; parkSeconds: number; prefix: string }> {
   const prefix = freshPrefix(park > 0 ? "pending" : "none");
   const { client, redis } = await benchClient(url, prefix);
   const pendingKey = keySpace(prefix).key("approvals", "pending");
   let parkSeconds = 0;
   if (park > 0) {
     const t0 = performance.now();
-    const parker = await startFullWorker({ url, prefix, concurrency: CONCURRENCY, approversFileText: approvers.fileText });
+    const parker = await startFullWorker({
+      url,
+      prefix,
+      concurrency: CONCURRENCY,
+      approversFileText: approvers.fileText,
+    });
     await submitTasks(client, park, (i) => `delete res-${i} in staging`, { offset: 1_000_000 });
-    await until(async () => (await redis.zcard(pendingKey)) === park && (await client.queue.getJobCounts("delayed")).delayed === park, `${park} parked tasks`);
+    await until(
+      async () =>
+        (await redis.zcard(pendingKey)) === park &&
+        (await client.queue.getJobCounts("delayed")).delayed === park,
+      `${park} parked tasks`,
+    );
     await parker.built.close();
     parkSeconds = (performance.now() - t0) / 1000;
   }
-  const { built, completions } = await startFullWorker({ url, prefix, concurrency: CONCURRENCY, approversFileText: approvers.fileText, start: false });
+  const { built, completions } = await startFullWorker({
+    url,
+    prefix,
+    concurrency: CONCURRENCY,
+    approversFileText: approvers.fileText,
+    start: false,
+  });
   await submitTasks(client, tasks, weatherPrompt);
   const t0 = performance.now();
   await built.start();
   await completions.waitFor(tasks);
   const perSecond = tasks / ((performance.now() - t0) / 1000);
   const pendingAfter = await redis.zcard(pendingKey);
-  if (completions.failed > 0) console.error(`warning: ${completions.failed} failed attempts (${completions.lastFailure ?? ""})`);
+  if (completions.failed > 0)
+    console.error(`warning: ${completions.failed} failed attempts (${completions.lastFailure ?? ""})`);
   await built.close();
   await client.close();
   await redis.quit();
@@ -72,12 +102,16 @@ async function main(): Promise<void> {
     console.error(`  none waiting: ${round(a1.perSecond)} tasks/s`);
     const b = await measure(server.url, PENDING);
     await dropPrefix(admin, b.prefix);
-    console.error(`  ${b.pendingAfter} waiting: ${round(b.perSecond)} tasks/s (parked ${PENDING} in ${round(b.parkSeconds, 1)} s)`);
+    console.error(
+      `  ${b.pendingAfter} waiting: ${round(b.perSecond)} tasks/s (parked ${PENDING} in ${round(b.parkSeconds, 1)} s)`,
+    );
     const a2 = await measure(server.url, 0);
     await dropPrefix(admin, a2.prefix);
     const base = (a1.perSecond + a2.perSecond) / 2;
     const ratio = b.perSecond / base;
-    console.log(`\nOther tasks' throughput while tasks wait for approval: ${TASKS} weather tasks, one in-process worker, concurrency ${CONCURRENCY}, Redis ${server.kind}`);
+    console.log(
+      `\nOther tasks' throughput while tasks wait for approval: ${TASKS} weather tasks, one in-process worker, concurrency ${CONCURRENCY}, Redis ${server.kind}`,
+    );
     console.log(
       table(
         ["", "tasks/s", "approvals pending"],
@@ -88,15 +122,42 @@ async function main(): Promise<void> {
         ],
       ),
     );
-    console.log(`ratio B ÷ mean(A1, A2): ${round(ratio, 3)}; parking ${PENDING} tasks took ${round(b.parkSeconds, 1)} s`);
+    console.log(
+      `ratio B ÷ mean(A1, A2): ${round(ratio, 3)}; parking ${PENDING} tasks took ${round(b.parkSeconds, 1)} s`,
+    );
     emitResult({
       name: "approvals-pending",
-      command: commandLine("bench/runtime/approvals-pending.ts", ["--pending", String(PENDING), "--tasks", String(TASKS), "--concurrency", String(CONCURRENCY)]),
+      command: commandLine("bench/runtime/approvals-pending.ts", [
+        "--pending",
+        String(PENDING),
+        "--tasks",
+        String(TASKS),
+        "--concurrency",
+        String(CONCURRENCY),
+      ]),
       figures: [
-        { label: "tasks/s, none waiting (A1, A2)", value: `${round(a1.perSecond)}, ${round(a2.perSecond)}`, unit: "tasks/s", note: `${TASKS} weather tasks, concurrency ${CONCURRENCY}` },
-        { label: `tasks/s, ${PENDING} waiting for approval (B)`, value: round(b.perSecond), unit: "tasks/s", note: `${b.pendingAfter} still pending at the end` },
-        { label: `ratio ${PENDING} waiting ÷ none waiting`, value: round(ratio, 3), note: "same run; B ÷ mean(A1, A2)" },
-        { label: `time to park ${PENDING} approval-waiting tasks`, value: round(b.parkSeconds, 1), unit: "s" },
+        {
+          label: "tasks/s, none waiting (A1, A2)",
+          value: `${round(a1.perSecond)}, ${round(a2.perSecond)}`,
+          unit: "tasks/s",
+          note: `${TASKS} weather tasks, concurrency ${CONCURRENCY}`,
+        },
+        {
+          label: `tasks/s, ${PENDING} waiting for approval (B)`,
+          value: round(b.perSecond),
+          unit: "tasks/s",
+          note: `${b.pendingAfter} still pending at the end`,
+        },
+        {
+          label: `ratio ${PENDING} waiting ÷ none waiting`,
+          value: round(ratio, 3),
+          note: "same run; B ÷ mean(A1, A2)",
+        },
+        {
+          label: `time to park ${PENDING} approval-waiting tasks`,
+          value: round(b.parkSeconds, 1),
+          unit: "s",
+        },
       ],
     });
   } finally {

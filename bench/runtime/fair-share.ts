@@ -37,7 +37,14 @@ import { commandLine, emitResult, type Figure } from "../lib/result.js";
 import { percentile, round, table } from "../lib/stats.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const args = flags({ flood: "3000", late: "20", tasks: "2000", "latency-ms": "250", workers: "2", concurrency: "25" });
+const args = flags({
+  flood: "3000",
+  late: "20",
+  tasks: "2000",
+  "latency-ms": "250",
+  workers: "2",
+  concurrency: "25",
+});
 const FLOOD = Number(args.flood);
 const LATE = Number(args.late);
 const TASKS = Number(args.tasks);
@@ -49,11 +56,15 @@ type RedisClient = ReturnType<typeof createRedis>;
 
 /** One worker process as `pnpm worker` runs it; resolves once it logged that it started. */
 async function startWorker(name: string, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"], {
-    cwd: ROOT,
-    env: { ...process.env, ...env, AGENTRY_WORKER_NAME: name },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...env, AGENTRY_WORKER_NAME: name },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let tail = "";
   let started = false;
   await new Promise<void>((resolve, reject) => {
@@ -89,8 +100,16 @@ async function redisWork(redis: RedisClient): Promise<{ calls: number; evalsha: 
   return { calls, evalsha, cpu: used("used_cpu_sys") + used("used_cpu_user") };
 }
 
-function delta(a: { calls: number; evalsha: number; cpu: number }, b: { calls: number; evalsha: number; cpu: number }, n: number) {
-  return { calls: (b.calls - a.calls) / n, evalsha: (b.evalsha - a.evalsha) / n, cpuUs: ((b.cpu - a.cpu) * 1e6) / n };
+function delta(
+  a: { calls: number; evalsha: number; cpu: number },
+  b: { calls: number; evalsha: number; cpu: number },
+  n: number,
+) {
+  return {
+    calls: (b.calls - a.calls) / n,
+    evalsha: (b.evalsha - a.evalsha) / n,
+    cpuUs: ((b.cpu - a.cpu) * 1e6) / n,
+  };
 }
 
 async function main(): Promise<void> {
@@ -113,7 +132,9 @@ async function main(): Promise<void> {
     OTEL_EXPORTER_OTLP_ENDPOINT: "",
     LOG_LEVEL: "info",
   };
-  const workers = await Promise.all(Array.from({ length: WORKERS }, (_, i) => startWorker(`fair-bench-${i + 1}`, env)));
+  const workers = await Promise.all(
+    Array.from({ length: WORKERS }, (_, i) => startWorker(`fair-bench-${i + 1}`, env)),
+  );
   const sessions = new RedisSessionTurns({ redis, prefix });
   const fair = new AgentryClient({ url: server.url, prefix, sessionOrder: sessions, fairShare: true });
   const fifo = new AgentryClient({ url: server.url, prefix, sessionOrder: sessions, fairShare: false });
@@ -129,12 +150,16 @@ async function main(): Promise<void> {
   const allDone = async (ids: string[], timeoutMs = 900_000) => {
     const deadline = Date.now() + timeoutMs;
     while (ids.some((id) => !done.has(id))) {
-      if (Date.now() > deadline) throw new Error(`${ids.filter((id) => !done.has(id)).length} of ${ids.length} tasks did not complete`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `${ids.filter((id) => !done.has(id)).length} of ${ids.length} tasks did not complete`,
+        );
       await new Promise<void>((resolve) => {
         wakeDone = resolve;
         setTimeout(resolve, 1_000);
       });
-      for (const id of ids.filter((i) => !done.has(i)).slice(0, 50)) if ((await fair.queue.getJobState(id)) === "completed") done.add(id);
+      for (const id of ids.filter((i) => !done.has(i)).slice(0, 50))
+        if ((await fair.queue.getJobState(id)) === "completed") done.add(id);
     }
   };
   let serial = 0;
@@ -145,7 +170,10 @@ async function main(): Promise<void> {
       const batch = Array.from({ length: Math.min(inFlight, n - i) }, async () => {
         const k = serial++;
         const at = Date.now();
-        const { taskId } = await client.submit({ prompt: weatherPrompt(k), sessionId: `s-${k}`, userId: `u-${k % 50}` }, { tenant });
+        const { taskId } = await client.submit(
+          { prompt: weatherPrompt(k), sessionId: `s-${k}`, userId: `u-${k % 50}` },
+          { tenant },
+        );
         return { id: taskId, at };
       });
       out.push(...(await Promise.all(batch)));
@@ -154,7 +182,11 @@ async function main(): Promise<void> {
   };
   /** Submit → completion (BullMQ's finishedOn), sorted, in ms. */
   const latencies = async (tasks: { id: string; at: number }[]) =>
-    (await Promise.all(tasks.map(async (t) => ((await fair.queue.getJob(t.id))?.finishedOn ?? Number.NaN) - t.at))).sort((x, y) => x - y);
+    (
+      await Promise.all(
+        tasks.map(async (t) => ((await fair.queue.getJob(t.id))?.finishedOn ?? Number.NaN) - t.at),
+      )
+    ).sort((x, y) => x - y);
 
   const figures: Figure[] = [];
   const rows: (string | number)[][] = [];
@@ -177,10 +209,18 @@ async function main(): Promise<void> {
       const b = await submit(client, "b", LATE, LATE);
       await allDone(b.map((t) => t.id));
       const bLat = await latencies(b);
-      const bLast = Math.max(...(await Promise.all(b.map(async (t) => (await fair.queue.getJob(t.id))?.finishedOn ?? 0))));
-      const aDoneBefore = (await Promise.all(a.map(async (t) => (await fair.queue.getJob(t.id))?.finishedOn ?? Number.POSITIVE_INFINITY))).filter((f) => f <= bLast).length;
+      const bLast = Math.max(
+        ...(await Promise.all(b.map(async (t) => (await fair.queue.getJob(t.id))?.finishedOn ?? 0))),
+      );
+      const aDoneBefore = (
+        await Promise.all(
+          a.map(async (t) => (await fair.queue.getJob(t.id))?.finishedOn ?? Number.POSITIVE_INFINITY),
+        )
+      ).filter((f) => f <= bLast).length;
       await allDone(a.map((t) => t.id));
-      console.error(`  ${label}: B p50 ${round(percentile(bLat, 50))} ms, p99 ${round(percentile(bLat, 99))} ms; ${aDoneBefore} of A's ${FLOOD} finished before B's last`);
+      console.error(
+        `  ${label}: B p50 ${round(percentile(bLat, 50))} ms, p99 ${round(percentile(bLat, 99))} ms; ${aDoneBefore} of A's ${FLOOD} finished before B's last`,
+      );
       return { bLat, aDoneBefore };
     };
     const fairFlood = await flood(fair, "fair share on");
@@ -189,37 +229,80 @@ async function main(): Promise<void> {
     const idle = [...idleBefore, ...idleAfter].sort((x, y) => x - y);
     const ratio = percentile(fairFlood.bLat, 99) / percentile(idle, 99);
     rows.push(
-      ["B alone (idle), before the floods", round(percentile(idleBefore, 50)), round(percentile(idleBefore, 99)), "-"],
-      ["B alone (idle), after the floods", round(percentile(idleAfter, 50)), round(percentile(idleAfter, 99)), "-"],
-      [`B after A's ${FLOOD}, fair share on`, round(percentile(fairFlood.bLat, 50)), round(percentile(fairFlood.bLat, 99)), fairFlood.aDoneBefore],
-      [`B after A's ${FLOOD}, fair share off`, round(percentile(fifoFlood.bLat, 50)), round(percentile(fifoFlood.bLat, 99)), fifoFlood.aDoneBefore],
+      [
+        "B alone (idle), before the floods",
+        round(percentile(idleBefore, 50)),
+        round(percentile(idleBefore, 99)),
+        "-",
+      ],
+      [
+        "B alone (idle), after the floods",
+        round(percentile(idleAfter, 50)),
+        round(percentile(idleAfter, 99)),
+        "-",
+      ],
+      [
+        `B after A's ${FLOOD}, fair share on`,
+        round(percentile(fairFlood.bLat, 50)),
+        round(percentile(fairFlood.bLat, 99)),
+        fairFlood.aDoneBefore,
+      ],
+      [
+        `B after A's ${FLOOD}, fair share off`,
+        round(percentile(fifoFlood.bLat, 50)),
+        round(percentile(fifoFlood.bLat, 99)),
+        fifoFlood.aDoneBefore,
+      ],
     );
     const note = `${LATE} tasks of B; model calls ${LATENCY_MS} ms; ${WORKERS} workers × ${CONCURRENCY}`;
     figures.push(
-      { label: "tenant B alone, submit → complete p50 / p99", value: `${round(percentile(idle, 50))} / ${round(percentile(idle, 99))}`, unit: "ms", note: `${note}; ${LATE} before and ${LATE} after the floods (p99 ${round(percentile(idleBefore, 99))} and ${round(percentile(idleAfter, 99))} ms)` },
-      { label: `tenant B after A's ${FLOOD}, fair share on, p50 / p99`, value: `${round(percentile(fairFlood.bLat, 50))} / ${round(percentile(fairFlood.bLat, 99))}`, unit: "ms", note: `${fairFlood.aDoneBefore} of A's tasks finished before B's last` },
-      { label: `tenant B after A's ${FLOOD}, fair share off (FIFO), p50 / p99`, value: `${round(percentile(fifoFlood.bLat, 50))} / ${round(percentile(fifoFlood.bLat, 99))}`, unit: "ms", note: `${fifoFlood.aDoneBefore} of A's tasks finished before B's last` },
-      { label: "ratio B p99 under flood ÷ B p99 alone, fair share on", value: round(ratio, 2), note: "target ≤ 2; B alone = both idle runs together" },
+      {
+        label: "tenant B alone, submit → complete p50 / p99",
+        value: `${round(percentile(idle, 50))} / ${round(percentile(idle, 99))}`,
+        unit: "ms",
+        note: `${note}; ${LATE} before and ${LATE} after the floods (p99 ${round(percentile(idleBefore, 99))} and ${round(percentile(idleAfter, 99))} ms)`,
+      },
+      {
+        label: `tenant B after A's ${FLOOD}, fair share on, p50 / p99`,
+        value: `${round(percentile(fairFlood.bLat, 50))} / ${round(percentile(fairFlood.bLat, 99))}`,
+        unit: "ms",
+        note: `${fairFlood.aDoneBefore} of A's tasks finished before B's last`,
+      },
+      {
+        label: `tenant B after A's ${FLOOD}, fair share off (FIFO), p50 / p99`,
+        value: `${round(percentile(fifoFlood.bLat, 50))} / ${round(percentile(fifoFlood.bLat, 99))}`,
+        unit: "ms",
+        note: `${fifoFlood.aDoneBefore} of A's tasks finished before B's last`,
+      },
+      {
+        label: "ratio B p99 under flood ÷ B p99 alone, fair share on",
+        value: round(ratio, 2),
+        note: "target ≤ 2; B alone = both idle runs together",
+      },
     );
 
     // 2 and 3. Throughput and Redis work, fair share on against off, zero model latency.
     latency = 0;
     const tenants = ["t1", "t2", "t3", "t4"];
-    const runs: { mode: "on" | "off"; perSecond: number; calls: number; evalsha: number; cpuUs: number }[] = [];
+    const runs: { mode: "on" | "off"; perSecond: number; calls: number; evalsha: number; cpuUs: number }[] =
+      [];
     // Alternating, and in both orders, so the machine's drift falls on both modes alike.
     for (const mode of ["on", "off", "off", "on", "on", "off"] as const) {
       const client = mode === "on" ? fair : fifo;
       await fair.queue.pause();
       const before = await redisWork(redis);
       const ids: string[] = [];
-      for (const t of tenants) ids.push(...(await submit(client, t, TASKS / tenants.length)).map((x) => x.id));
+      for (const t of tenants)
+        ids.push(...(await submit(client, t, TASKS / tenants.length)).map((x) => x.id));
       const t0 = performance.now();
       await fair.queue.resume();
       await allDone(ids);
       const seconds = (performance.now() - t0) / 1000;
       const work = delta(before, await redisWork(redis), ids.length);
       runs.push({ mode, perSecond: ids.length / seconds, ...work });
-      console.error(`  throughput, fair share ${mode}: ${round(ids.length / seconds)} tasks/s; ${round(work.calls, 1)} Redis commands, ${round(work.cpuUs)} µs Redis CPU per task`);
+      console.error(
+        `  throughput, fair share ${mode}: ${round(ids.length / seconds)} tasks/s; ${round(work.calls, 1)} Redis commands, ${round(work.cpuUs)} µs Redis CPU per task`,
+      );
     }
     /** The median over a mode's three runs. */
     const mean = (mode: "on" | "off", k: "perSecond" | "calls" | "evalsha" | "cpuUs") =>
@@ -231,13 +314,42 @@ async function main(): Promise<void> {
         50,
       );
     const throughputRatio = mean("on", "perSecond") / mean("off", "perSecond");
-    for (const r of runs) rows.push([`throughput, fair share ${r.mode}`, `${round(r.perSecond)} tasks/s`, `${round(r.calls, 1)} cmds/task`, `${round(r.cpuUs)} µs/task`]);
+    for (const r of runs)
+      rows.push([
+        `throughput, fair share ${r.mode}`,
+        `${round(r.perSecond)} tasks/s`,
+        `${round(r.calls, 1)} cmds/task`,
+        `${round(r.cpuUs)} µs/task`,
+      ]);
     figures.push(
-      { label: "throughput, fair share on", value: round(mean("on", "perSecond")), unit: "tasks/s", note: `${TASKS} tasks of 4 tenants, median of 3 runs, zero model latency` },
-      { label: "throughput, fair share off (FIFO)", value: round(mean("off", "perSecond")), unit: "tasks/s", note: "same, runs interleaved on, off, off, on, on, off" },
-      { label: "ratio throughput fair share on ÷ off", value: round(throughputRatio, 3), note: "target ≥ 0.9" },
-      { label: "Redis commands per task, fair share on / off", value: `${round(mean("on", "calls"), 1)} / ${round(mean("off", "calls"), 1)}`, note: "INFO commandstats, every command incl. inside scripts, submit to completion, medians" },
-      { label: "Redis CPU per task, fair share on / off", value: `${round(mean("on", "cpuUs"))} / ${round(mean("off", "cpuUs"))}`, unit: "µs", note: "INFO cpu (sys + user) over the run ÷ tasks, medians" },
+      {
+        label: "throughput, fair share on",
+        value: round(mean("on", "perSecond")),
+        unit: "tasks/s",
+        note: `${TASKS} tasks of 4 tenants, median of 3 runs, zero model latency`,
+      },
+      {
+        label: "throughput, fair share off (FIFO)",
+        value: round(mean("off", "perSecond")),
+        unit: "tasks/s",
+        note: "same, runs interleaved on, off, off, on, on, off",
+      },
+      {
+        label: "ratio throughput fair share on ÷ off",
+        value: round(throughputRatio, 3),
+        note: "target ≥ 0.9",
+      },
+      {
+        label: "Redis commands per task, fair share on / off",
+        value: `${round(mean("on", "calls"), 1)} / ${round(mean("off", "calls"), 1)}`,
+        note: "INFO commandstats, every command incl. inside scripts, submit to completion, medians",
+      },
+      {
+        label: "Redis CPU per task, fair share on / off",
+        value: `${round(mean("on", "cpuUs"))} / ${round(mean("off", "cpuUs"))}`,
+        unit: "µs",
+        note: "INFO cpu (sys + user) over the run ÷ tasks, medians",
+      },
     );
 
     // The fair-share calls alone, as a task makes them, with no other traffic.
@@ -252,13 +364,23 @@ async function main(): Promise<void> {
           const id = `task-${i + j}`;
           const { stamps } = await share.stamp("acme", [id], { fair: true });
           await share.base();
-          const admission = await share.admit({ taskId: id, tenant: "acme", attempt: "tok", priority: stamps[0]?.priority ?? 0 });
+          const admission = await share.admit({
+            taskId: id,
+            tenant: "acme",
+            attempt: "tok",
+            priority: stamps[0]?.priority ?? 0,
+          });
           await share.release("acme", admission.slot);
         }),
       );
     }
     const calls = delta(before, await redisWork(redis), n);
-    rows.push(["fair-share calls alone (per task)", `${round(calls.calls, 1)} cmds`, `${round(calls.evalsha, 1)} scripts`, `${round(calls.cpuUs)} µs`]);
+    rows.push([
+      "fair-share calls alone (per task)",
+      `${round(calls.calls, 1)} cmds`,
+      `${round(calls.evalsha, 1)} scripts`,
+      `${round(calls.cpuUs)} µs`,
+    ]);
     figures.push({
       label: "Redis work fair share adds per task",
       value: `${round(calls.calls, 1)} commands (${round(calls.evalsha, 1)} scripts + 1 HGET), ${round(calls.cpuUs)} µs CPU`,
@@ -276,7 +398,16 @@ async function main(): Promise<void> {
   console.log(table(["", "p50 ms / rate", "p99 ms / cmds", "A done before B's last / CPU"], rows));
   emitResult({
     name: "fair-share",
-    command: commandLine("bench/runtime/fair-share.ts", ["--flood", String(FLOOD), "--late", String(LATE), "--tasks", String(TASKS), "--latency-ms", String(LATENCY_MS)]),
+    command: commandLine("bench/runtime/fair-share.ts", [
+      "--flood",
+      String(FLOOD),
+      "--late",
+      String(LATE),
+      "--tasks",
+      String(TASKS),
+      "--latency-ms",
+      String(LATENCY_MS),
+    ]),
     figures,
   });
 }

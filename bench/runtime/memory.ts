@@ -19,7 +19,16 @@ import { createRedis } from "../../packages/core/src/index.js";
 import { AuditLog } from "../../packages/governance/src/index.js";
 import { startTelemetry } from "../../packages/runtime/src/index.js";
 import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.js";
-import { benchClient, dropPrefix, flags, freshPrefix, redisUsedMemory, startFullWorker, submitTasks, weatherPrompt } from "../lib/agentry.js";
+import {
+  benchClient,
+  dropPrefix,
+  flags,
+  freshPrefix,
+  redisUsedMemory,
+  startFullWorker,
+  submitTasks,
+  weatherPrompt,
+} from "../lib/agentry.js";
 import { commandLine, emitResult } from "../lib/result.js";
 import { mb, round, table } from "../lib/stats.js";
 
@@ -38,7 +47,10 @@ async function workerMain(url: string, prefix: string, concurrency: number): Pro
   const send = (m: FromChild) => process.send?.(m);
   const telemetry = startTelemetry({ serviceName: "agentry-worker" });
   const { built, completions } = await startFullWorker({ url, prefix, concurrency });
-  const timer = setInterval(() => send({ type: "progress", completed: completions.completed, failed: completions.failed }), 100);
+  const timer = setInterval(
+    () => send({ type: "progress", completed: completions.completed, failed: completions.failed }),
+    100,
+  );
   process.on("message", (m: ToChild) => {
     if (m.type === "sample") {
       const gc = (globalThis as { gc?: () => void }).gc;
@@ -46,7 +58,13 @@ async function workerMain(url: string, prefix: string, concurrency: number): Pro
       gc?.();
       setTimeout(() => {
         const u = process.memoryUsage();
-        send({ type: "sample", rss: u.rss, heapUsed: u.heapUsed, external: u.external, gc: gc !== undefined });
+        send({
+          type: "sample",
+          rss: u.rss,
+          heapUsed: u.heapUsed,
+          external: u.external,
+          gc: gc !== undefined,
+        });
       }, 200);
     } else {
       clearInterval(timer);
@@ -63,7 +81,10 @@ async function workerMain(url: string, prefix: string, concurrency: number): Pro
 }
 
 /** Keys under `prefix`, grouped by shape (id-like segments replaced by `*`), largest first. */
-async function keyFamilies(redis: ReturnType<typeof createRedis>, prefix: string): Promise<[string, number][]> {
+async function keyFamilies(
+  redis: ReturnType<typeof createRedis>,
+  prefix: string,
+): Promise<[string, number][]> {
   const counts = new Map<string, number>();
   let cursor = "0";
   do {
@@ -106,7 +127,10 @@ class ChildWorker {
 
   next<T extends FromChild["type"]>(type: T, timeoutMs = 60_000): Promise<Extract<FromChild, { type: T }>> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${type} from the worker child in ${timeoutMs / 1000} s`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no ${type} from the worker child in ${timeoutMs / 1000} s`)),
+        timeoutMs,
+      );
       const l = (m: FromChild) => {
         if (m.type !== type) return;
         clearTimeout(timer);
@@ -137,7 +161,16 @@ async function main(): Promise<void> {
   await child.next("ready");
   const started = performance.now();
   try {
-    const marks: { tasks: number; rss: number; heapUsed: number; redis: number; keys: number; audit: number; seconds: number; gc: boolean }[] = [];
+    const marks: {
+      tasks: number;
+      rss: number;
+      heapUsed: number;
+      redis: number;
+      keys: number;
+      audit: number;
+      seconds: number;
+      gc: boolean;
+    }[] = [];
     const idle = await sampleAt(0);
     let submitted = 0;
     for (const target of [FIRST, LAST]) {
@@ -152,11 +185,16 @@ async function main(): Promise<void> {
       }
       const deadline = Date.now() + 600_000;
       while (child.completed < target) {
-        if (Date.now() > deadline) throw new Error(`stalled at ${child.completed}/${target} completed (${child.failed} failed attempts)`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `stalled at ${child.completed}/${target} completed (${child.failed} failed attempts)`,
+          );
         await new Promise((r) => setTimeout(r, 50));
       }
       marks.push(await sampleAt(target));
-      console.error(`  ${target} tasks completed in ${round((performance.now() - started) / 1000)} s, RSS ${mb(marks[marks.length - 1]?.rss ?? 0)} MB`);
+      console.error(
+        `  ${target} tasks completed in ${round((performance.now() - started) / 1000)} s, RSS ${mb(marks[marks.length - 1]?.rss ?? 0)} MB`,
+      );
     }
     child.send({ type: "stop" });
     await child.next("stopped");
@@ -178,7 +216,9 @@ async function main(): Promise<void> {
 
     const [a, b] = marks as [(typeof marks)[number], (typeof marks)[number]];
     const per10k = (x: number) => (x / (b.tasks - a.tasks)) * 10_000;
-    console.log(`\nWorker memory, concurrency ${CONCURRENCY}, ScriptedModel weather tasks, GC forced before each sample: ${a.gc ? "yes" : "no"}; ${child.failed} failed attempts`);
+    console.log(
+      `\nWorker memory, concurrency ${CONCURRENCY}, ScriptedModel weather tasks, GC forced before each sample: ${a.gc ? "yes" : "no"}; ${child.failed} failed attempts`,
+    );
     console.log(
       table(
         ["", "worker RSS MB", "worker heap MB", "redis used MB", "redis keys", "audit entries"],
@@ -186,8 +226,22 @@ async function main(): Promise<void> {
           ["idle, after start", mb(idle.rss), mb(idle.heapUsed), mb(idle.redis), idle.keys, idle.audit],
           [`after ${a.tasks} tasks`, mb(a.rss), mb(a.heapUsed), mb(a.redis), a.keys, a.audit],
           [`after ${b.tasks} tasks`, mb(b.rss), mb(b.heapUsed), mb(b.redis), b.keys, b.audit],
-          [`growth ${a.tasks}→${b.tasks}`, mb(b.rss - a.rss), mb(b.heapUsed - a.heapUsed), mb(b.redis - a.redis), b.keys - a.keys, b.audit - a.audit],
-          ["growth per 10k tasks", mb(per10k(b.rss - a.rss)), mb(per10k(b.heapUsed - a.heapUsed)), mb(per10k(b.redis - a.redis)), round(per10k(b.keys - a.keys)), round(per10k(b.audit - a.audit))],
+          [
+            `growth ${a.tasks}→${b.tasks}`,
+            mb(b.rss - a.rss),
+            mb(b.heapUsed - a.heapUsed),
+            mb(b.redis - a.redis),
+            b.keys - a.keys,
+            b.audit - a.audit,
+          ],
+          [
+            "growth per 10k tasks",
+            mb(per10k(b.rss - a.rss)),
+            mb(per10k(b.heapUsed - a.heapUsed)),
+            mb(per10k(b.redis - a.redis)),
+            round(per10k(b.keys - a.keys)),
+            round(per10k(b.audit - a.audit)),
+          ],
         ],
       ),
     );
@@ -195,19 +249,59 @@ async function main(): Promise<void> {
     console.log(`keys left under the prefix after ${b.tasks} tasks, by family:`);
     console.log(table(["family", "keys"], families.slice(0, 12)));
     const rate = (b.tasks - a.tasks) / (b.seconds - a.seconds);
-    console.log(`${b.tasks} tasks in ${round(b.seconds)} s (${round(rate)} tasks/s between the marks, drain waits included)`);
+    console.log(
+      `${b.tasks} tasks in ${round(b.seconds)} s (${round(rate)} tasks/s between the marks, drain waits included)`,
+    );
     emitResult({
       name: "memory",
-      command: commandLine("bench/runtime/memory.ts", ["--first", String(FIRST), "--last", String(LAST), "--concurrency", String(CONCURRENCY)]),
+      command: commandLine("bench/runtime/memory.ts", [
+        "--first",
+        String(FIRST),
+        "--last",
+        String(LAST),
+        "--concurrency",
+        String(CONCURRENCY),
+      ]),
       figures: [
         { label: "worker RSS, idle after start", value: mb(idle.rss), unit: "MB" },
-        { label: `worker RSS after ${a.tasks} tasks`, value: mb(a.rss), unit: "MB", note: `concurrency ${CONCURRENCY}, GC forced: ${a.gc ? "yes" : "no"}` },
+        {
+          label: `worker RSS after ${a.tasks} tasks`,
+          value: mb(a.rss),
+          unit: "MB",
+          note: `concurrency ${CONCURRENCY}, GC forced: ${a.gc ? "yes" : "no"}`,
+        },
         { label: `worker RSS after ${b.tasks} tasks`, value: mb(b.rss), unit: "MB" },
-        { label: `worker RSS growth ${a.tasks}→${b.tasks}`, value: mb(b.rss - a.rss), unit: "MB", note: `${mb(per10k(b.rss - a.rss))} MB per 10k tasks` },
-        { label: `worker heap used growth ${a.tasks}→${b.tasks}`, value: mb(b.heapUsed - a.heapUsed), unit: "MB", note: `${mb(a.heapUsed)} → ${mb(b.heapUsed)} MB` },
-        { label: `Redis used_memory after ${a.tasks} / ${b.tasks} tasks`, value: `${mb(a.redis)} / ${mb(b.redis)}`, unit: "MB", note: `${mb(per10k(b.redis - a.redis))} MB per 10k tasks; ${round(per10k(b.audit - a.audit))} audit entries and ${round(per10k(b.keys - a.keys))} keys per 10k tasks` },
-        { label: `largest key families after ${b.tasks} tasks`, value: families.slice(0, 4).map(([k, n]) => `${k} ${n}`).join("; ") },
-        { label: "tasks/s between the marks", value: round(rate), unit: "tasks/s", note: `concurrency ${CONCURRENCY}, one worker process` },
+        {
+          label: `worker RSS growth ${a.tasks}→${b.tasks}`,
+          value: mb(b.rss - a.rss),
+          unit: "MB",
+          note: `${mb(per10k(b.rss - a.rss))} MB per 10k tasks`,
+        },
+        {
+          label: `worker heap used growth ${a.tasks}→${b.tasks}`,
+          value: mb(b.heapUsed - a.heapUsed),
+          unit: "MB",
+          note: `${mb(a.heapUsed)} → ${mb(b.heapUsed)} MB`,
+        },
+        {
+          label: `Redis used_memory after ${a.tasks} / ${b.tasks} tasks`,
+          value: `${mb(a.redis)} / ${mb(b.redis)}`,
+          unit: "MB",
+          note: `${mb(per10k(b.redis - a.redis))} MB per 10k tasks; ${round(per10k(b.audit - a.audit))} audit entries and ${round(per10k(b.keys - a.keys))} keys per 10k tasks`,
+        },
+        {
+          label: `largest key families after ${b.tasks} tasks`,
+          value: families
+            .slice(0, 4)
+            .map(([k, n]) => `${k} ${n}`)
+            .join("; "),
+        },
+        {
+          label: "tasks/s between the marks",
+          value: round(rate),
+          unit: "tasks/s",
+          note: `concurrency ${CONCURRENCY}, one worker process`,
+        },
       ],
     });
   } finally {

@@ -17,7 +17,15 @@
 import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.js";
 import { createRedis } from "../../packages/core/src/index.js";
 import { jobOptionsFor, startTelemetry } from "../../packages/runtime/src/index.js";
-import { benchClient, dropPrefix, flags, freshPrefix, startFullWorker, submitTasks, weatherPrompt } from "../lib/agentry.js";
+import {
+  benchClient,
+  dropPrefix,
+  flags,
+  freshPrefix,
+  startFullWorker,
+  submitTasks,
+  weatherPrompt,
+} from "../lib/agentry.js";
 import { bullmq } from "../lib/bullmq.js";
 import { commandLine, emitResult, type Figure } from "../lib/result.js";
 import { round, table } from "../lib/stats.js";
@@ -35,8 +43,21 @@ async function bare(url: string, concurrency: number, count = TASKS): Promise<nu
     await queue.addBulk(
       Array.from({ length: Math.min(500, count - i) }, (_, j) => ({
         name: "agent.run",
-        data: { payload: { prompt: weatherPrompt(i + j), tenant: "acme", userId: `u-${(i + j) % 50}`, sessionId: `s-${i + j}`, submittedAt: Date.now() }, parkCount: 0 },
-        opts: { attempts: opts.attempts, removeOnComplete: opts.removeOnComplete, removeOnFail: opts.removeOnFail },
+        data: {
+          payload: {
+            prompt: weatherPrompt(i + j),
+            tenant: "acme",
+            userId: `u-${(i + j) % 50}`,
+            sessionId: `s-${i + j}`,
+            submittedAt: Date.now(),
+          },
+          parkCount: 0,
+        },
+        opts: {
+          attempts: opts.attempts,
+          removeOnComplete: opts.removeOnComplete,
+          removeOnFail: opts.removeOnFail,
+        },
       })),
     );
   }
@@ -66,7 +87,11 @@ async function bare(url: string, concurrency: number, count = TASKS): Promise<nu
   return count / seconds;
 }
 
-async function full(url: string, concurrency: number, count = TASKS): Promise<{ perSecond: number; failed: number; sample: unknown }> {
+async function full(
+  url: string,
+  concurrency: number,
+  count = TASKS,
+): Promise<{ perSecond: number; failed: number; sample: unknown }> {
   const prefix = freshPrefix("full");
   const { client, redis } = await benchClient(url, prefix);
   const { built, completions } = await startFullWorker({ url, prefix, concurrency, start: false });
@@ -81,7 +106,11 @@ async function full(url: string, concurrency: number, count = TASKS): Promise<{ 
   await client.close();
   await dropPrefix(redis, prefix);
   await redis.quit();
-  return { perSecond: count / seconds, failed: completions.failed, sample: { state: status.state, steps: status.result?.steps, costMicroUsd: status.result?.costMicroUsd } };
+  return {
+    perSecond: count / seconds,
+    failed: completions.failed,
+    sample: { state: status.state, steps: status.result?.steps, costMicroUsd: status.result?.costMicroUsd },
+  };
 }
 
 async function main(): Promise<void> {
@@ -97,12 +126,24 @@ async function main(): Promise<void> {
       const bareRate = await bare(server.url, c);
       const f = await full(server.url, c);
       if (f.failed > 0) console.error(`warning: ${f.failed} failed attempts among full tasks`);
-      console.error(`  concurrency ${c}: bare ${round(bareRate)} jobs/s, full ${round(f.perSecond)} tasks/s; last task ${JSON.stringify(f.sample)}`);
+      console.error(
+        `  concurrency ${c}: bare ${round(bareRate)} jobs/s, full ${round(f.perSecond)} tasks/s; last task ${JSON.stringify(f.sample)}`,
+      );
       const ratio = f.perSecond / bareRate;
       rows.push([`concurrency ${c}`, round(bareRate), round(f.perSecond), round(ratio, 3), f.failed]);
       figures.push(
-        { label: `bare BullMQ no-op jobs/s, concurrency ${c}`, value: round(bareRate), unit: "jobs/s", note: `${TASKS} jobs` },
-        { label: `full agent tasks/s, concurrency ${c}`, value: round(f.perSecond), unit: "tasks/s", note: `${TASKS} tasks, 2 model calls + 1 tool call each` },
+        {
+          label: `bare BullMQ no-op jobs/s, concurrency ${c}`,
+          value: round(bareRate),
+          unit: "jobs/s",
+          note: `${TASKS} jobs`,
+        },
+        {
+          label: `full agent tasks/s, concurrency ${c}`,
+          value: round(f.perSecond),
+          unit: "tasks/s",
+          note: `${TASKS} tasks, 2 model calls + 1 tool call each`,
+        },
         { label: `ratio full ÷ bare, concurrency ${c}`, value: round(ratio, 3), note: `same run` },
       );
     }
@@ -112,7 +153,16 @@ async function main(): Promise<void> {
   }
   console.log(`\nThroughput, ${TASKS} jobs per run, one in-process worker, Redis ${server.kind}`);
   console.log(table(["", "bare jobs/s", "full tasks/s", "full ÷ bare", "failed"], rows));
-  emitResult({ name: "throughput", command: commandLine("bench/runtime/throughput.ts", ["--tasks", String(TASKS), "--concurrency", CONCURRENCIES.join(",")]), figures });
+  emitResult({
+    name: "throughput",
+    command: commandLine("bench/runtime/throughput.ts", [
+      "--tasks",
+      String(TASKS),
+      "--concurrency",
+      CONCURRENCIES.join(","),
+    ]),
+    figures,
+  });
 }
 
 main().catch((err: unknown) => {

@@ -26,7 +26,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { createRedis } from "../../packages/core/src/index.js";
-import { freePort, obtainTestRedis, startFakeAnthropic, type FakeReply, type RecordedRequest } from "../../packages/testkit/src/index.js";
+import {
+  freePort,
+  obtainTestRedis,
+  startFakeAnthropic,
+  type FakeReply,
+  type RecordedRequest,
+} from "../../packages/testkit/src/index.js";
 import { emitResult, commandLine } from "../lib/result.js";
 import { percentile, round, table } from "../lib/stats.js";
 
@@ -59,7 +65,11 @@ function answer(request: RecordedRequest): FakeReply {
   return { content: text, delayMs: 300, stream: { eventDelayMs: EVENT_DELAY_MS } };
 }
 
-function startApp(name: string, main: string, env: Record<string, string>): { child: ChildProcess; output: () => string } {
+function startApp(
+  name: string,
+  main: string,
+  env: Record<string, string>,
+): { child: ChildProcess; output: () => string } {
   const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", main], {
     cwd: ROOT,
     env: { ...process.env, LOG_LEVEL: "warn", ...env },
@@ -74,7 +84,11 @@ function startApp(name: string, main: string, env: Record<string, string>): { ch
   return { child, output: () => out };
 }
 
-async function until(check: () => Promise<boolean> | boolean, what: string, timeoutMs = 120_000): Promise<void> {
+async function until(
+  check: () => Promise<boolean> | boolean,
+  what: string,
+  timeoutMs = 120_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -99,41 +113,52 @@ interface Followed {
  * fake sent it.
  */
 function follow(base: string, taskId: string): Promise<Followed> {
-  const f: Followed = { taskId, openedAt: Number.POSITIVE_INFINITY, samples: [], words: 0, deltaEvents: 0, ended: "" };
+  const f: Followed = {
+    taskId,
+    openedAt: Number.POSITIVE_INFINITY,
+    samples: [],
+    words: 0,
+    deltaEvents: 0,
+    ended: "",
+  };
   return new Promise((resolve, reject) => {
-    const req = http.get(`${base}/v1/tasks/${taskId}/events`, { headers: { authorization: `Bearer ${API_KEY}` } }, (res) => {
-      if (res.statusCode !== 200) {
-        reject(new Error(`events of ${taskId}: ${res.statusCode}`));
-        res.resume();
-        return;
-      }
-      res.setEncoding("utf8");
-      let buffer = "";
-      res.on("data", (chunk: string) => {
-        const at = now();
-        buffer += chunk;
-        let end: number;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          const event = /^event: (.*)$/m.exec(block)?.[1];
-          if (event === "status") f.openedAt = Math.min(f.openedAt, at);
-          if (event === "completed" || event === "failed") f.ended = event;
-          if (event !== "delta") continue;
-          f.deltaEvents += 1;
-          const { text } = JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? "{}") as { text: string };
-          const xaddAt = Number(/^id: (\d+)-/m.exec(block)?.[1] ?? Number.NaN);
-          for (const word of text.split(/\s+/).filter(Boolean)) {
-            f.words += 1;
-            const sent = sentAt.get(word);
-            if (sent === undefined || sent < f.openedAt) continue;
-            f.samples.push({ sent, latency: at - sent, toRedis: xaddAt - sent, fromRedis: at - xaddAt });
-          }
+    const req = http.get(
+      `${base}/v1/tasks/${taskId}/events`,
+      { headers: { authorization: `Bearer ${API_KEY}` } },
+      (res) => {
+        if (res.statusCode !== 200) {
+          reject(new Error(`events of ${taskId}: ${res.statusCode}`));
+          res.resume();
+          return;
         }
-      });
-      res.on("end", () => resolve(f));
-      res.on("error", reject);
-    });
+        res.setEncoding("utf8");
+        let buffer = "";
+        res.on("data", (chunk: string) => {
+          const at = now();
+          buffer += chunk;
+          let end: number;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const event = /^event: (.*)$/m.exec(block)?.[1];
+            if (event === "status") f.openedAt = Math.min(f.openedAt, at);
+            if (event === "completed" || event === "failed") f.ended = event;
+            if (event !== "delta") continue;
+            f.deltaEvents += 1;
+            const { text } = JSON.parse(/^data: (.*)$/m.exec(block)?.[1] ?? "{}") as { text: string };
+            const xaddAt = Number(/^id: (\d+)-/m.exec(block)?.[1] ?? Number.NaN);
+            for (const word of text.split(/\s+/).filter(Boolean)) {
+              f.words += 1;
+              const sent = sentAt.get(word);
+              if (sent === undefined || sent < f.openedAt) continue;
+              f.samples.push({ sent, latency: at - sent, toRedis: xaddAt - sent, fromRedis: at - xaddAt });
+            }
+          }
+        });
+        res.on("end", () => resolve(f));
+        res.on("error", reject);
+      },
+    );
     req.on("error", reject);
   });
 }
@@ -169,7 +194,12 @@ async function main(): Promise<void> {
   const common = { REDIS_URL: server.url, AGENTRY_PREFIX: prefix };
   const port = await freePort();
   const apps = [
-    startApp("producer", "apps/producer/src/main.ts", { ...common, PORT: String(port), HOST: "127.0.0.1", AGENTRY_API_KEYS_FILE: keys }),
+    startApp("producer", "apps/producer/src/main.ts", {
+      ...common,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      AGENTRY_API_KEYS_FILE: keys,
+    }),
     ...Array.from({ length: WORKERS }, (_, i) =>
       startApp(`worker ${i + 1}`, "apps/worker/src/main.ts", {
         ...common,
@@ -188,8 +218,18 @@ async function main(): Promise<void> {
   const base = `http://127.0.0.1:${port}`;
   const conn = createRedis({ url: server.url });
   try {
-    await until(() => fetch(`${base}/healthz`).then((r) => r.ok, () => false), "the producer");
-    await until(() => apps.slice(1).every((a) => a.output().includes('"event":"worker-started"')), "the workers");
+    await until(
+      () =>
+        fetch(`${base}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        ),
+      "the producer",
+    );
+    await until(
+      () => apps.slice(1).every((a) => a.output().includes('"event":"worker-started"')),
+      "the workers",
+    );
 
     await round_(base, "r0", Math.min(10, TASKS));
     const loadBefore = os.loadavg()[0] ?? 0;
@@ -210,12 +250,17 @@ async function main(): Promise<void> {
     const to = Math.min(...[...spans.values()].map((x) => x.last));
     const all = followed.flatMap((f) => f.samples);
     const steady = all.filter((x) => x.sent >= from && x.sent <= to);
-    const sorted = (xs: typeof all, pick: (x: (typeof all)[number]) => number) => xs.map(pick).sort((a, b) => a - b);
+    const sorted = (xs: typeof all, pick: (x: (typeof all)[number]) => number) =>
+      xs.map(pick).sort((a, b) => a - b);
     const latencies = sorted(steady, (x) => x.latency);
     const words = followed.reduce((n, f) => n + f.words, 0);
     const deltaEvents = followed.reduce((n, f) => n + f.deltaEvents, 0);
     const p = (q: number) => round(percentile(latencies, q), 1);
-    const row = (name: string, xs: number[]) => [name, ...[50, 90, 99, 100].map((q) => round(percentile(xs, q), 1)), xs.length];
+    const row = (name: string, xs: number[]) => [
+      name,
+      ...[50, 90, 99, 100].map((q) => round(percentile(xs, q), 1)),
+      xs.length,
+    ];
     console.log(
       `\nDelta latency, fake API send → SSE client receive (ms): ${TASKS} tasks, ${WORDS} words each, one word every ${EVENT_DELAY_MS} ms; ` +
         `${WORKERS} worker processes, 1 producer process; text written at most every ${FLUSH_MS} ms per task`,
@@ -225,16 +270,42 @@ async function main(): Promise<void> {
         ["", "p50", "p90", "p99", "max", "words"],
         [
           row(`all ${TASKS} streaming at once (${round((to - from) / 1000, 1)} s)`, latencies),
-          row("  send → XADD", sorted(steady, (x) => x.toRedis)),
-          row("  XADD → receive", sorted(steady, (x) => x.fromRedis)),
-          row("every word, start-up included", sorted(all, (x) => x.latency)),
+          row(
+            "  send → XADD",
+            sorted(steady, (x) => x.toRedis),
+          ),
+          row(
+            "  XADD → receive",
+            sorted(steady, (x) => x.fromRedis),
+          ),
+          row(
+            "every word, start-up included",
+            sorted(all, (x) => x.latency),
+          ),
         ],
       ),
     );
-    console.log("(the split uses the entry id's time, Redis's clock in whole milliseconds: each part is ±1 ms)");
-    console.log(`\nload average (1 min) ${loadBefore.toFixed(1)} before, ${(os.loadavg()[0] ?? 0).toFixed(1)} after, on ${os.cpus().length} CPUs`);
-    console.log(`${TASKS} tasks in ${seconds.toFixed(1)} s (${failed} not completed); ${words} words arrived in ${deltaEvents} delta events (${(words / Math.max(1, deltaEvents)).toFixed(2)} words per event: the batching); redis: ${server.kind}`);
-    const command = commandLine(SCRIPT, ["--tasks", String(TASKS), "--words", String(WORDS), "--event-delay-ms", String(EVENT_DELAY_MS), "--workers", String(WORKERS), "--flush-ms", String(FLUSH_MS)]);
+    console.log(
+      "(the split uses the entry id's time, Redis's clock in whole milliseconds: each part is ±1 ms)",
+    );
+    console.log(
+      `\nload average (1 min) ${loadBefore.toFixed(1)} before, ${(os.loadavg()[0] ?? 0).toFixed(1)} after, on ${os.cpus().length} CPUs`,
+    );
+    console.log(
+      `${TASKS} tasks in ${seconds.toFixed(1)} s (${failed} not completed); ${words} words arrived in ${deltaEvents} delta events (${(words / Math.max(1, deltaEvents)).toFixed(2)} words per event: the batching); redis: ${server.kind}`,
+    );
+    const command = commandLine(SCRIPT, [
+      "--tasks",
+      String(TASKS),
+      "--words",
+      String(WORDS),
+      "--event-delay-ms",
+      String(EVENT_DELAY_MS),
+      "--workers",
+      String(WORKERS),
+      "--flush-ms",
+      String(FLUSH_MS),
+    ]);
     console.log(`command: ${command}`);
     if (failed > 0) throw new Error(`${failed} tasks did not complete`);
     const note = `${latencies.length} words sent while all ${TASKS} tasks streamed, load average ${loadBefore.toFixed(1)} on ${os.cpus().length} CPUs`;
@@ -243,15 +314,33 @@ async function main(): Promise<void> {
       name: "streaming",
       command,
       figures: [
-        { label: `delta latency p50 / p99, ${TASKS} tasks streaming at once`, value: `${p(50)} / ${p(99)}`, unit: "ms", note },
+        {
+          label: `delta latency p50 / p99, ${TASKS} tasks streaming at once`,
+          value: `${p(50)} / ${p(99)}`,
+          unit: "ms",
+          note,
+        },
         { label: "delta latency p90 / max", value: `${p(90)} / ${p(100)}`, unit: "ms", note },
-        { label: "delta latency p50 / p99, every word incl. start-up", value: `${round(percentile(everyWord, 50), 1)} / ${round(percentile(everyWord, 99), 1)}`, unit: "ms", note: `${everyWord.length} words` },
-        { label: "words per delta event (batching)", value: round(words / Math.max(1, deltaEvents), 2), note: `one word sent every ${EVENT_DELAY_MS} ms, at most one write every ${FLUSH_MS} ms per task` },
+        {
+          label: "delta latency p50 / p99, every word incl. start-up",
+          value: `${round(percentile(everyWord, 50), 1)} / ${round(percentile(everyWord, 99), 1)}`,
+          unit: "ms",
+          note: `${everyWord.length} words`,
+        },
+        {
+          label: "words per delta event (batching)",
+          value: round(words / Math.max(1, deltaEvents), 2),
+          note: `one word sent every ${EVENT_DELAY_MS} ms, at most one write every ${FLUSH_MS} ms per task`,
+        },
       ],
     });
   } finally {
     for (const app of apps) app.child.kill("SIGTERM");
-    await Promise.all(apps.map((a) => (a.child.exitCode === null ? new Promise((r) => a.child.once("exit", r)) : Promise.resolve())));
+    await Promise.all(
+      apps.map((a) =>
+        a.child.exitCode === null ? new Promise((r) => a.child.once("exit", r)) : Promise.resolve(),
+      ),
+    );
     await fake.close();
     let cursor = "0";
     do {

@@ -26,7 +26,10 @@ interface Service {
   depends_on?: Record<string, { condition: string }>;
   stop_grace_period?: string;
 }
-const compose = parse(read("docker-compose.yml"), { merge: true }) as { services: Record<string, Service>; volumes?: Record<string, unknown> };
+const compose = parse(read("docker-compose.yml"), { merge: true }) as {
+  services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+};
 const services = compose.services;
 const service = (name: string): Service => {
   const s = services[name];
@@ -50,7 +53,9 @@ const knownEnv = (() => {
     "apps/worker/src/config.ts",
     ...readdirSync(join(repo, "apps/producer/src/config")).map((f) => `apps/producer/src/config/${f}`),
   ];
-  return new Set(files.flatMap((f) => [...read(f).matchAll(/\b([A-Z][A-Z0-9_]{2,})\s*:/g)].map((m) => m[1] as string)));
+  return new Set(
+    files.flatMap((f) => [...read(f).matchAll(/\b([A-Z][A-Z0-9_]{2,})\s*:/g)].map((m) => m[1] as string)),
+  );
 })();
 
 const seconds = (d: string | undefined) => {
@@ -69,14 +74,21 @@ const composeCommand = (() => {
 })();
 
 describe("docker-compose.yml", () => {
-  it.runIf(composeCommand)("is a valid Compose file for the installed Compose client (`config`, no engine)", () => {
-    const [command, ...rest] = composeCommand as string[];
-    const result = spawnSync(command as string, [...rest, "--file", join(repo, "docker-compose.yml"), "config", "--quiet"], {
-      encoding: "utf8",
-      env: { ...process.env, ANTHROPIC_API_KEY: "", AGENTRY_API_KEYS: "" },
-    });
-    expect(result.status, result.stderr).toBe(0);
-  });
+  it.runIf(composeCommand)(
+    "is a valid Compose file for the installed Compose client (`config`, no engine)",
+    () => {
+      const [command, ...rest] = composeCommand as string[];
+      const result = spawnSync(
+        command as string,
+        [...rest, "--file", join(repo, "docker-compose.yml"), "config", "--quiet"],
+        {
+          encoding: "utf8",
+          env: { ...process.env, ANTHROPIC_API_KEY: "", AGENTRY_API_KEYS: "" },
+        },
+      );
+      expect(result.status, result.stderr).toBe(0);
+    },
+  );
 
   it("runs redis, jaeger, the producer and several workers", () => {
     expect(Object.keys(services)).toEqual(expect.arrayContaining(["redis", "jaeger", "producer", "worker"]));
@@ -88,12 +100,14 @@ describe("docker-compose.yml", () => {
       for (const volume of s.volumes ?? []) {
         const source = volume.split(":")[0] as string;
         if (source.startsWith("./")) expect(existsSync(join(repo, source)), `${name}: ${volume}`).toBe(true);
-        else if (!source.startsWith("$") && !source.startsWith("/")) expect(compose.volumes ?? {}, `${name}: named volume ${source}`).toHaveProperty(source);
+        else if (!source.startsWith("$") && !source.startsWith("/"))
+          expect(compose.volumes ?? {}, `${name}: named volume ${source}`).toHaveProperty(source);
       }
     }
     const redis = service("redis");
     expect(redis.image).toMatch(/^redis:7/);
-    const mountOf = (file: string) => redis.volumes?.find((v) => v.startsWith(`./infra/redis/${file}:`))?.split(":")[1];
+    const mountOf = (file: string) =>
+      redis.volumes?.find((v) => v.startsWith(`./infra/redis/${file}:`))?.split(":")[1];
     expect(redis.command).toContain(mountOf("redis.conf"));
     const conf = read("infra/redis/redis.conf");
     expect(conf).toMatch(new RegExp(`^aclfile ${mountOf("users.acl")}$`, "m"));
@@ -122,7 +136,10 @@ describe("docker-compose.yml", () => {
     // Jaeger v1's switch means nothing to v2: OTLP is always on.
     expect(jaeger.environment?.COLLECTOR_OTLP_ENABLED).toBeUndefined();
     expect(jaeger.command).toEqual(
-      expect.arrayContaining(["--set=receivers.otlp.protocols.grpc.endpoint=0.0.0.0:4317", "--set=receivers.otlp.protocols.http.endpoint=0.0.0.0:4318"]),
+      expect.arrayContaining([
+        "--set=receivers.otlp.protocols.grpc.endpoint=0.0.0.0:4317",
+        "--set=receivers.otlp.protocols.http.endpoint=0.0.0.0:4318",
+      ]),
     );
   });
 
@@ -172,14 +189,18 @@ describe("docker-compose.yml", () => {
 
 describe("Dockerfile", () => {
   const dockerfile = read("Dockerfile");
-  const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => ({ image: m[1] as string, stage: m[2] }));
+  const froms = [...dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => ({
+    image: m[1] as string,
+    stage: m[2],
+  }));
   const args = Object.fromEntries([...dockerfile.matchAll(/^ARG\s+(\w+)=(\S+)/gm)].map((m) => [m[1], m[2]]));
   const resolveImage = (image: string) => image.replace(/\$\{(\w+)\}/g, (_, n: string) => String(args[n]));
 
   it("is multi-stage, on Node 24, and refers only to stages it defines", () => {
     expect(froms.length).toBeGreaterThanOrEqual(3);
     const stages = new Set(froms.map((f) => f.stage).filter(Boolean));
-    for (const from of froms) expect(resolveImage(from.image).startsWith("node:24") || stages.has(from.image)).toBe(true);
+    for (const from of froms)
+      expect(resolveImage(from.image).startsWith("node:24") || stages.has(from.image)).toBe(true);
     for (const m of dockerfile.matchAll(/--from=(\S+)/g)) expect(stages.has(m[1] as string), m[0]).toBe(true);
   });
 
@@ -194,7 +215,8 @@ describe("Dockerfile", () => {
     expect(runtime).toMatch(/^USER (?!root\b)\S+/m);
     expect(runtime).toMatch(/scripts\/docker-entrypoint\.sh/);
     expect(runtime).not.toMatch(/corepack|pnpm install/);
-    for (const m of dockerfile.matchAll(/\/repo\/(scripts\/[\w./-]+)/g)) expect(existsSync(join(repo, m[1] as string)), m[1]).toBe(true);
+    for (const m of dockerfile.matchAll(/\/repo\/(scripts\/[\w./-]+)/g))
+      expect(existsSync(join(repo, m[1] as string)), m[1]).toBe(true);
   });
 
   it("keeps dependencies, build output and git out of the build context", () => {

@@ -42,17 +42,48 @@ const documented = new Map(
   ]),
 );
 /** Other metric names the README mentions in backticks (prom-client's process metrics). */
-const mentioned = new Set([...readme.matchAll(/`([a-z_]+_(?:total|bytes|seconds))`/g)].map((m) => m[1] as string));
+const mentioned = new Set(
+  [...readme.matchAll(/`([a-z_]+_(?:total|bytes|seconds))`/g)].map((m) => m[1] as string),
+);
 
 const PROMQL_WORDS = new Set([
-  "sum", "max", "min", "avg", "count", "by", "without", "rate", "irate", "increase", "histogram_quantile", "topk", "bottomk", "offset", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "clamp_min", "clamp_max", "abs", "label_values",
+  "sum",
+  "max",
+  "min",
+  "avg",
+  "count",
+  "by",
+  "without",
+  "rate",
+  "irate",
+  "increase",
+  "histogram_quantile",
+  "topk",
+  "bottomk",
+  "offset",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "and",
+  "or",
+  "unless",
+  "clamp_min",
+  "clamp_max",
+  "abs",
+  "label_values",
 ]);
 /** Labels every scraped series may carry besides its own: Prometheus target labels and Agentry's default `service`. */
 const COMMON_LABELS = new Set(["instance", "job", "service"]);
 
 /** Metric names and the labels each is grouped or filtered by, from one PromQL expression. */
 function parse(expr: string): { metric: string; labels: string[] }[] {
-  const byLabels = [...expr.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)].flatMap((m) => (m[1] as string).split(",").map((s) => s.trim()).filter(Boolean));
+  const byLabels = [...expr.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)].flatMap((m) =>
+    (m[1] as string)
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
   const stripped = expr
     .replace(/\b(?:by|without)\s*\([^)]*\)/g, " ")
     .replace(/"[^"]*"/g, " ")
@@ -78,7 +109,10 @@ describe("infra/grafana/agentry-dashboard.json", () => {
   it("is a Grafana dashboard with unique panel ids and a Prometheus datasource variable", () => {
     expect(dashboard.uid).toBe("agentry-overview");
     expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
-    expect(dashboard.templating.list.find((v) => v.name === "datasource")).toMatchObject({ type: "datasource", query: "prometheus" });
+    expect(dashboard.templating.list.find((v) => v.name === "datasource")).toMatchObject({
+      type: "datasource",
+      query: "prometheus",
+    });
     for (const p of queryPanels) {
       expect(p.datasource?.uid, p.title).toBe("${datasource}");
       expect(p.targets?.length, p.title).toBeGreaterThan(0);
@@ -91,7 +125,9 @@ describe("infra/grafana/agentry-dashboard.json", () => {
     expect(used.length).toBeGreaterThan(0);
     for (const { metric } of used) {
       const name = baseName(metric);
-      expect(documented.has(name) || mentioned.has(name), `${metric} is not in the metrics README`).toBe(true);
+      expect(documented.has(name) || mentioned.has(name), `${metric} is not in the metrics README`).toBe(
+        true,
+      );
     }
   });
 
@@ -100,8 +136,13 @@ describe("infra/grafana/agentry-dashboard.json", () => {
       for (const { metric, labels } of parse(expr)) {
         const doc = documented.get(baseName(metric));
         if (!doc) continue;
-        const allowed = new Set([...doc.labels, ...COMMON_LABELS, ...(doc.type === "histogram" ? ["le"] : [])]);
-        for (const label of labels) expect(allowed.has(label), `${expr}: ${metric} has no label ${label}`).toBe(true);
+        const allowed = new Set([
+          ...doc.labels,
+          ...COMMON_LABELS,
+          ...(doc.type === "histogram" ? ["le"] : []),
+        ]);
+        for (const label of labels)
+          expect(allowed.has(label), `${expr}: ${metric} has no label ${label}`).toBe(true);
       }
     }
   });
@@ -123,16 +164,25 @@ describe("infra/grafana/agentry-dashboard.json", () => {
     ]) {
       expect(names, required).toContain(required);
     }
-    expect(exprs.some((e) => /agentry_cost_usd_total\{tenant=~"\$tenant"\}/.test(e) && /by \(tenant\)/.test(e))).toBe(true);
+    expect(
+      exprs.some((e) => /agentry_cost_usd_total\{tenant=~"\$tenant"\}/.test(e) && /by \(tenant\)/.test(e)),
+    ).toBe(true);
     // Metrics carry base units: no panel rescales a cost or a budget.
     expect(exprs.filter((e) => /1e6|1000000/.test(e))).toEqual([]);
   });
 
   it("every Agentry metric it queries is really exported by createMetrics() or registerTenantLoadMetrics(), as the worker wires them", async () => {
     const metrics = createMetrics({ defaultMetrics: false });
-    registerTenantLoadMetrics(metrics.registry, { read: async () => [{ tenant: "acme", running: 1, waiting: 2, maxRunning: 4, weight: 1 }] });
+    registerTenantLoadMetrics(metrics.registry, {
+      read: async () => [{ tenant: "acme", running: 1, waiting: 2, maxRunning: 4, weight: 1 }],
+    });
     const text = await metrics.metricsText();
-    const names = new Set(exprs.flatMap(parse).map((u) => baseName(u.metric)).filter((n) => n.startsWith("agentry_")));
+    const names = new Set(
+      exprs
+        .flatMap(parse)
+        .map((u) => baseName(u.metric))
+        .filter((n) => n.startsWith("agentry_")),
+    );
     for (const name of names) expect(text, name).toContain(`# TYPE ${name} `);
   });
 });

@@ -17,7 +17,12 @@ import { DEFAULT_QUEUE_NAME } from "@agentry/runtime";
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 const dir = join(repo, "infra/k8s");
 
-type Manifest = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> }; [k: string]: unknown };
+type Manifest = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string> };
+  [k: string]: unknown;
+};
 const manifests: { file: string; doc: Manifest }[] = readdirSync(dir)
   .filter((f) => f.endsWith(".yaml"))
   .sort()
@@ -27,7 +32,8 @@ const manifests: { file: string; doc: Manifest }[] = readdirSync(dir)
       return { file, doc: d.toJS() as Manifest };
     }),
   );
-const find = (kind: string, name: string) => manifests.find((m) => m.doc.kind === kind && m.doc.metadata.name === name)?.doc;
+const find = (kind: string, name: string) =>
+  manifests.find((m) => m.doc.kind === kind && m.doc.metadata.name === name)?.doc;
 
 /** Validators of the core kinds, from kubernetes-models' bundled JSON schemas. */
 const coreModels: Record<string, (doc: Manifest) => { validate(): void }> = {
@@ -52,7 +58,14 @@ interface Container {
 interface DeploymentDoc extends Manifest {
   spec: {
     selector: { matchLabels: Record<string, string> };
-    template: { metadata: { labels: Record<string, string> }; spec: { terminationGracePeriodSeconds?: number; containers: Container[]; volumes?: { configMap?: { name: string } }[] } };
+    template: {
+      metadata: { labels: Record<string, string> };
+      spec: {
+        terminationGracePeriodSeconds?: number;
+        containers: Container[];
+        volumes?: { configMap?: { name: string } }[];
+      };
+    };
   };
 }
 const deployment = (name: string) => {
@@ -60,30 +73,43 @@ const deployment = (name: string) => {
   if (!d) throw new Error(`no Deployment ${name} in infra/k8s`);
   return d;
 };
-const config = () => (find("ConfigMap", "agentry-config") as unknown as { data: Record<string, string> }).data;
-const secretKeys = () => Object.keys((find("Secret", "agentry-secrets") as unknown as { stringData: Record<string, string> }).stringData);
+const config = () =>
+  (find("ConfigMap", "agentry-config") as unknown as { data: Record<string, string> }).data;
+const secretKeys = () =>
+  Object.keys(
+    (find("Secret", "agentry-secrets") as unknown as { stringData: Record<string, string> }).stringData,
+  );
 
 describe("infra/k8s manifests", () => {
   it("contain the worker and producer Deployments, the producer Service and a KEDA ScaledObject", () => {
     expect(manifests.map((m) => `${m.doc.kind}/${m.doc.metadata.name}`)).toEqual(
-      expect.arrayContaining(["Deployment/agentry-worker", "Deployment/agentry-producer", "Service/agentry-producer", "ScaledObject/agentry-worker"]),
+      expect.arrayContaining([
+        "Deployment/agentry-worker",
+        "Deployment/agentry-producer",
+        "Service/agentry-producer",
+        "ScaledObject/agentry-worker",
+      ]),
     );
   });
 
-  it.each(manifests.filter((m) => !m.doc.apiVersion.startsWith("keda.sh/")).map((m) => [`${m.file}: ${m.doc.kind}/${m.doc.metadata?.name}`, m.doc] as const))(
-    "%s validates against the Kubernetes schema",
-    (_name, doc) => {
-      const model = coreModels[`${doc.apiVersion}/${doc.kind}`];
-      expect(model, `no schema for ${doc.apiVersion} ${doc.kind}: add it to coreModels`).toBeDefined();
-      expect(() => model?.(doc).validate()).not.toThrow();
-    },
-  );
+  it.each(
+    manifests
+      .filter((m) => !m.doc.apiVersion.startsWith("keda.sh/"))
+      .map((m) => [`${m.file}: ${m.doc.kind}/${m.doc.metadata?.name}`, m.doc] as const),
+  )("%s validates against the Kubernetes schema", (_name, doc) => {
+    const model = coreModels[`${doc.apiVersion}/${doc.kind}`];
+    expect(model, `no schema for ${doc.apiVersion} ${doc.kind}: add it to coreModels`).toBeDefined();
+    expect(() => model?.(doc).validate()).not.toThrow();
+  });
 
   it("a manifest with a wrong type or a missing required field is refused (the check has teeth)", () => {
     const broken = structuredClone(deployment("agentry-worker"));
-    (broken.spec.template.spec.containers[0] as unknown as { ports: { containerPort: string }[] }).ports = [{ containerPort: "9464" }];
+    (broken.spec.template.spec.containers[0] as unknown as { ports: { containerPort: string }[] }).ports = [
+      { containerPort: "9464" },
+    ];
     expect(() => new Deployment(broken as never).validate()).toThrow(/containerPort/);
-    const noSelector = structuredClone(deployment("agentry-worker")) as Partial<DeploymentDoc["spec"]> & DeploymentDoc;
+    const noSelector = structuredClone(deployment("agentry-worker")) as Partial<DeploymentDoc["spec"]> &
+      DeploymentDoc;
     delete (noSelector.spec as Partial<DeploymentDoc["spec"]>).selector;
     expect(() => new Deployment(noSelector as never).validate()).toThrow(/selector/);
   });
@@ -93,10 +119,14 @@ describe("infra/k8s manifests", () => {
       const d = deployment(name);
       expect(d.spec.template.metadata.labels).toMatchObject(d.spec.selector.matchLabels);
     }
-    const service = find("Service", "agentry-producer") as unknown as { spec: { selector: Record<string, string>; ports: { targetPort: string }[] } };
+    const service = find("Service", "agentry-producer") as unknown as {
+      spec: { selector: Record<string, string>; ports: { targetPort: string }[] };
+    };
     const producer = deployment("agentry-producer");
     expect(producer.spec.template.metadata.labels).toMatchObject(service.spec.selector);
-    const portNames = producer.spec.template.spec.containers.flatMap((c) => c.ports?.map((p) => p.name) ?? []);
+    const portNames = producer.spec.template.spec.containers.flatMap(
+      (c) => c.ports?.map((p) => p.name) ?? [],
+    );
     for (const p of service.spec.ports) expect(portNames).toContain(p.targetPort);
   });
 
@@ -129,9 +159,11 @@ describe("infra/k8s manifests", () => {
             expect(keys, `${name}: ${e.name}`).toContain(ref.key);
           }
         }
-        for (const from of c.envFrom ?? []) if (from.configMapRef) expect(find("ConfigMap", from.configMapRef.name)).toBeDefined();
+        for (const from of c.envFrom ?? [])
+          if (from.configMapRef) expect(find("ConfigMap", from.configMapRef.name)).toBeDefined();
       }
-      for (const v of spec.volumes ?? []) if (v.configMap) expect(find("ConfigMap", v.configMap.name)).toBeDefined();
+      for (const v of spec.volumes ?? [])
+        if (v.configMap) expect(find("ConfigMap", v.configMap.name)).toBeDefined();
     }
   });
 });
@@ -141,7 +173,16 @@ describe("audit anchor CronJob", () => {
     spec: {
       schedule: string;
       concurrencyPolicy?: string;
-      jobTemplate: { spec: { template: { spec: { containers: (Container & { volumeMounts?: { name: string; mountPath: string }[] })[]; volumes?: { name: string; persistentVolumeClaim?: { claimName: string } }[] } } } };
+      jobTemplate: {
+        spec: {
+          template: {
+            spec: {
+              containers: (Container & { volumeMounts?: { name: string; mountPath: string }[] })[];
+              volumes?: { name: string; persistentVolumeClaim?: { claimName: string } }[];
+            };
+          };
+        };
+      };
     };
   }
   const cron = find("CronJob", "agentry-audit-anchor") as CronJobDoc | undefined;
@@ -152,7 +193,9 @@ describe("audit anchor CronJob", () => {
     expect(spec.schedule.split(" ")).toHaveLength(5);
     expect(spec.concurrencyPolicy).toBe("Forbid");
     const pod = spec.jobTemplate.spec.template.spec;
-    const container = pod.containers[0] as Container & { volumeMounts?: { name: string; mountPath: string }[] };
+    const container = pod.containers[0] as Container & {
+      volumeMounts?: { name: string; mountPath: string }[];
+    };
     const out = container.args?.slice(0, 4);
     expect(out).toEqual(["agentry", "audit", "anchor", "--out"]);
     const file = container.args?.[4] as string;
@@ -164,14 +207,19 @@ describe("audit anchor CronJob", () => {
     const fromSecret = (name: string) => container.env?.find((e) => e.name === name)?.valueFrom?.secretKeyRef;
     expect(fromSecret("AGENTRY_AUDIT_KEY")).toEqual({ name: "agentry-secrets", key: "AGENTRY_AUDIT_KEY" });
     expect(fromSecret("REDIS_URL")?.key).toBe("ADMIN_REDIS_URL");
-    for (const e of container.env ?? []) if (e.valueFrom?.secretKeyRef) expect(keys).toContain(e.valueFrom.secretKeyRef.key);
-    for (const from of container.envFrom ?? []) if (from.configMapRef) expect(find("ConfigMap", from.configMapRef.name)).toBeDefined();
+    for (const e of container.env ?? [])
+      if (e.valueFrom?.secretKeyRef) expect(keys).toContain(e.valueFrom.secretKeyRef.key);
+    for (const from of container.envFrom ?? [])
+      if (from.configMapRef) expect(find("ConfigMap", from.configMapRef.name)).toBeDefined();
   });
 
   it("every writer of the audit log gets the same AGENTRY_AUDIT_KEY", () => {
     for (const name of ["agentry-worker", "agentry-producer"]) {
       const env = deployment(name).spec.template.spec.containers[0]?.env ?? [];
-      expect(env.find((e) => e.name === "AGENTRY_AUDIT_KEY")?.valueFrom?.secretKeyRef, name).toEqual({ name: "agentry-secrets", key: "AGENTRY_AUDIT_KEY" });
+      expect(env.find((e) => e.name === "AGENTRY_AUDIT_KEY")?.valueFrom?.secretKeyRef, name).toEqual({
+        name: "agentry-secrets",
+        key: "AGENTRY_AUDIT_KEY",
+      });
     }
   });
 });
@@ -183,7 +231,14 @@ describe("KEDA ScaledObject (keda.sh/v1alpha1, checked against KEDA's documented
     authenticationRef?: { name: string };
   }
   const scaled = find("ScaledObject", "agentry-worker") as unknown as Manifest & {
-    spec: { scaleTargetRef: { name: string; kind?: string; apiVersion?: string }; minReplicaCount?: number; maxReplicaCount?: number; pollingInterval?: number; cooldownPeriod?: number; triggers: Trigger[] };
+    spec: {
+      scaleTargetRef: { name: string; kind?: string; apiVersion?: string };
+      minReplicaCount?: number;
+      maxReplicaCount?: number;
+      pollingInterval?: number;
+      cooldownPeriod?: number;
+      triggers: Trigger[];
+    };
   };
   const auth = find("TriggerAuthentication", "agentry-redis-keda") as unknown as Manifest & {
     spec: { secretTargetRef: { parameter: string; name: string; key: string }[] };
@@ -191,8 +246,20 @@ describe("KEDA ScaledObject (keda.sh/v1alpha1, checked against KEDA's documented
 
   it("has the ScaledObject's required and typed fields", () => {
     expect(scaled.apiVersion).toBe("keda.sh/v1alpha1");
-    const allowed = ["scaleTargetRef", "minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod", "idleReplicaCount", "initialCooldownPeriod", "fallback", "advanced", "triggers"];
-    for (const key of Object.keys(scaled.spec)) expect(allowed, `unknown ScaledObject field spec.${key}`).toContain(key);
+    const allowed = [
+      "scaleTargetRef",
+      "minReplicaCount",
+      "maxReplicaCount",
+      "pollingInterval",
+      "cooldownPeriod",
+      "idleReplicaCount",
+      "initialCooldownPeriod",
+      "fallback",
+      "advanced",
+      "triggers",
+    ];
+    for (const key of Object.keys(scaled.spec))
+      expect(allowed, `unknown ScaledObject field spec.${key}`).toContain(key);
     expect(typeof scaled.spec.scaleTargetRef.name).toBe("string");
     for (const n of ["minReplicaCount", "maxReplicaCount", "pollingInterval", "cooldownPeriod"] as const) {
       expect(Number.isInteger(scaled.spec[n]) && (scaled.spec[n] as number) >= 0, n).toBe(true);
@@ -211,22 +278,47 @@ describe("KEDA ScaledObject (keda.sh/v1alpha1, checked against KEDA's documented
     const prefix = config().AGENTRY_PREFIX as string;
     // BullMQ's own key naming, not a copy of it.
     expect(triggers.map((t) => t.metadata.listName).sort()).toEqual(
-      [new QueueKeys(prefix).toKey(DEFAULT_QUEUE_NAME, "prioritized"), new QueueKeys(prefix).toKey(DEFAULT_QUEUE_NAME, "wait")].sort(),
+      [
+        new QueueKeys(prefix).toKey(DEFAULT_QUEUE_NAME, "prioritized"),
+        new QueueKeys(prefix).toKey(DEFAULT_QUEUE_NAME, "wait"),
+      ].sort(),
     );
-    expect(triggers.map((t) => t.metadata.listName).sort()).toEqual(["{agentry}:tasks:prioritized", "{agentry}:tasks:wait"]);
+    expect(triggers.map((t) => t.metadata.listName).sort()).toEqual([
+      "{agentry}:tasks:prioritized",
+      "{agentry}:tasks:wait",
+    ]);
     for (const trigger of triggers) {
       // KEDA's redis scaler: metadata values are strings; listName and listLength are required.
       for (const [k, v] of Object.entries(trigger.metadata)) expect(typeof v, `metadata.${k}`).toBe("string");
       expect(trigger.metadata.listLength).toMatch(/^[1-9]\d*$/);
       expect(trigger.metadata.activationListLength ?? "0").toMatch(/^\d+$/);
-      expect(String(trigger.metadata.address ?? `${trigger.metadata.host}:${trigger.metadata.port}`)).toMatch(/^[\w.-]+:\d+$/);
-      const known = ["address", "host", "port", "addressFromEnv", "hostFromEnv", "portFromEnv", "usernameFromEnv", "passwordFromEnv", "listName", "listLength", "activationListLength", "enableTLS", "unsafeSsl", "databaseIndex"];
-      for (const k of Object.keys(trigger.metadata)) expect(known, `unknown redis scaler field ${k}`).toContain(k);
+      expect(String(trigger.metadata.address ?? `${trigger.metadata.host}:${trigger.metadata.port}`)).toMatch(
+        /^[\w.-]+:\d+$/,
+      );
+      const known = [
+        "address",
+        "host",
+        "port",
+        "addressFromEnv",
+        "hostFromEnv",
+        "portFromEnv",
+        "usernameFromEnv",
+        "passwordFromEnv",
+        "listName",
+        "listLength",
+        "activationListLength",
+        "enableTLS",
+        "unsafeSsl",
+        "databaseIndex",
+      ];
+      for (const k of Object.keys(trigger.metadata))
+        expect(known, `unknown redis scaler field ${k}`).toContain(k);
     }
   });
 
   it("authenticates through a TriggerAuthentication whose secret keys exist", () => {
-    for (const trigger of scaled.spec.triggers) expect(trigger.authenticationRef?.name).toBe(auth.metadata.name);
+    for (const trigger of scaled.spec.triggers)
+      expect(trigger.authenticationRef?.name).toBe(auth.metadata.name);
     expect(auth.apiVersion).toBe("keda.sh/v1alpha1");
     const keys = secretKeys();
     for (const ref of auth.spec.secretTargetRef) {

@@ -18,7 +18,12 @@ const ACL_FILE = join(repo, "infra/redis/users.acl");
 const REDIS_CONF = join(repo, "infra/redis/redis.conf");
 /** The prefix the shipped ACL file is written for. The server is private to this file. */
 const PREFIX = "agentry";
-const PASSWORDS = { producer: "producer-dev-password", worker: "worker-dev-password", admin: "admin-dev-password", keda: "keda-dev-password" } as const;
+const PASSWORDS = {
+  producer: "producer-dev-password",
+  worker: "worker-dev-password",
+  admin: "admin-dev-password",
+  keda: "keda-dev-password",
+} as const;
 type Role = keyof typeof PASSWORDS;
 /** Test-only superuser, appended to a copy of the shipped file, used only to read ACL LOG. */
 const INSPECTOR = "acl-test-inspector";
@@ -65,15 +70,23 @@ describe("infra/redis/redis.conf", () => {
     writeFileSync(confPath, conf);
     const { freePort } = await import("@agentry/testkit");
     const port = await freePort();
-    const child = spawn("redis-server", [confPath, "--port", String(port), "--bind", "127.0.0.1"], { stdio: "ignore" });
+    const child = spawn("redis-server", [confPath, "--port", String(port), "--bind", "127.0.0.1"], {
+      stdio: "ignore",
+    });
     try {
-      const r = new Redis(`redis://worker:${PASSWORDS.worker}@127.0.0.1:${port}`, { retryStrategy: (n) => (n > 50 ? null : 100), enableReadyCheck: false });
+      const r = new Redis(`redis://worker:${PASSWORDS.worker}@127.0.0.1:${port}`, {
+        retryStrategy: (n) => (n > 50 ? null : 100),
+        enableReadyCheck: false,
+      });
       r.on("error", () => undefined);
       const info = await r.info();
       r.disconnect();
       expect(info).toMatch(/aof_enabled:1/);
       expect(info).toMatch(/maxmemory_policy:noeviction/);
-      const anonymous = new Redis(`redis://127.0.0.1:${port}`, { enableReadyCheck: false, maxRetriesPerRequest: 1 });
+      const anonymous = new Redis(`redis://127.0.0.1:${port}`, {
+        enableReadyCheck: false,
+        maxRetriesPerRequest: 1,
+      });
       anonymous.on("error", () => undefined);
       await expect(anonymous.ping()).resolves.toBe("PONG");
       await expect(anonymous.get("agentry:audit:head")).rejects.toThrow(/NOPERM/);
@@ -95,26 +108,34 @@ describe("infra/redis/users.acl", () => {
     const approversFile = join(dir, "approvers");
     writeFileSync(approversFile, approvers.fileText);
     // The real worker process, as `pnpm worker` runs it, connected as the `worker` user.
-    worker = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"], {
-      cwd: repo,
-      env: {
-        ...process.env,
-        REDIS_URL: urlFor("worker"),
-        AGENTRY_PREFIX: PREFIX,
-        AGENTRY_LLM: "anthropic",
-        ANTHROPIC_API_KEY: "test-key",
-        ANTHROPIC_BASE_URL: fake.url,
-        OTEL_EXPORTER_OTLP_ENDPOINT: "",
-        AGENTRY_WORKER_PORT: "0",
-        AGENTRY_APPROVERS_FILE: approversFile,
-        LOG_LEVEL: "warn",
+    worker = spawn(
+      process.execPath,
+      ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"],
+      {
+        cwd: repo,
+        env: {
+          ...process.env,
+          REDIS_URL: urlFor("worker"),
+          AGENTRY_PREFIX: PREFIX,
+          AGENTRY_LLM: "anthropic",
+          ANTHROPIC_API_KEY: "test-key",
+          ANTHROPIC_BASE_URL: fake.url,
+          OTEL_EXPORTER_OTLP_ENDPOINT: "",
+          AGENTRY_WORKER_PORT: "0",
+          AGENTRY_APPROVERS_FILE: approversFile,
+          LOG_LEVEL: "warn",
+        },
+        stdio: ["ignore", "pipe", "pipe"],
       },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    );
     worker.stdout?.on("data", (b: Buffer) => (workerLog += b.toString()));
     worker.stderr?.on("data", (b: Buffer) => (workerLog += b.toString()));
     const redis = connect("producer");
-    producer = new AgentryClient({ redis, prefix: PREFIX, sessionOrder: new RedisSessionTurns({ redis, prefix: PREFIX }) });
+    producer = new AgentryClient({
+      redis,
+      prefix: PREFIX,
+      sessionOrder: new RedisSessionTurns({ redis, prefix: PREFIX }),
+    });
   });
 
   afterAll(async () => {
@@ -147,18 +168,29 @@ describe("infra/redis/users.acl", () => {
   });
 
   it("a delete pauses for approval; admin lists and decides it; the worker resumes the task", async () => {
-    const { taskId } = await producer.submit({ prompt: "Please delete the cache-7 in staging" }, { tenant: "acme" });
+    const { taskId } = await producer.submit(
+      { prompt: "Please delete the cache-7 in staging" },
+      { tenant: "acme" },
+    );
     const admin = connect("admin");
     const store = new ApprovalStore({ redis: admin, prefix: PREFIX, approverKeys: approvers.keys });
     let pending: Awaited<ReturnType<ApprovalStore["list"]>> = [];
     await expect
-      .poll(async () => (pending = (await store.list({ status: "pending" })).filter((a) => a.taskId === taskId)).length, { timeout: 90_000, interval: 100 })
+      .poll(
+        async () =>
+          (pending = (await store.list({ status: "pending" })).filter((a) => a.taskId === taskId)).length,
+        { timeout: 90_000, interval: 100 },
+      )
       .toBe(1);
     // The admin reads the task's state (read-only access to the queue).
     const adminClient = new AgentryClient({ redis: admin, prefix: PREFIX });
     // The approval is recorded just before the task parks: wait for the park itself.
-    await expect.poll(async () => (await adminClient.status(taskId)).state, { timeout: 30_000 }).toBe("awaiting_approval");
-    const decided = await store.tryDecide(approvers.sign("alice", (pending[0] as { id: string }).id, "approve"));
+    await expect
+      .poll(async () => (await adminClient.status(taskId)).state, { timeout: 30_000 })
+      .toBe("awaiting_approval");
+    const decided = await store.tryDecide(
+      approvers.sign("alice", (pending[0] as { id: string }).id, "approve"),
+    );
     expect(decided.type).toBe("decided");
     const result = await producer.wait(taskId, { timeoutMs: 90_000 });
     expect(result.text).toBe("Done: cache-7 was deleted in staging (simulated).");
@@ -179,14 +211,25 @@ describe("infra/redis/users.acl", () => {
     expect(entries.filter((e) => e.type === "response")).toHaveLength(2);
     await expect(admin.del(`${PREFIX}:audit`)).rejects.toThrow(/NOPERM/);
     await expect(admin.xtrim(`${PREFIX}:audit`, "MAXLEN", 0)).rejects.toThrow(/NOPERM/);
-    await expect(admin.eval(`return redis.call("DEL", KEYS[1])`, 1, `${PREFIX}:audit`)).rejects.toThrow(DENIED);
+    await expect(admin.eval(`return redis.call("DEL", KEYS[1])`, 1, `${PREFIX}:audit`)).rejects.toThrow(
+      DENIED,
+    );
   });
 
   it("admin caps and weights a tenant and reads every tenant's load (agentry tenants set/show)", async () => {
     const asAdmin = new AgentryClient({ redis: connect("admin"), prefix: PREFIX });
-    await expect(asAdmin.setTenantSettings("acme", { maxRunning: 50, weight: 2 })).resolves.toMatchObject({ tenant: "acme", maxRunning: 50, weight: 2 });
+    await expect(asAdmin.setTenantSettings("acme", { maxRunning: 50, weight: 2 })).resolves.toMatchObject({
+      tenant: "acme",
+      maxRunning: 50,
+      weight: 2,
+    });
     const loads = await asAdmin.tenantLoad();
-    expect(loads.find((l) => l.tenant === "acme")).toMatchObject({ maxRunning: 50, weight: 2, running: expect.any(Number), waiting: expect.any(Number) });
+    expect(loads.find((l) => l.tenant === "acme")).toMatchObject({
+      maxRunning: 50,
+      weight: 2,
+      running: expect.any(Number),
+      waiting: expect.any(Number),
+    });
     await asAdmin.setTenantSettings("acme", { maxRunning: null, weight: 1 });
     await asAdmin.queue.close();
   });
@@ -195,16 +238,27 @@ describe("infra/redis/users.acl", () => {
     const admin = connect("admin");
     // BullMQ's own job-taking path (moveToActive) with the admin's credentials.
     const { taskId } = await producer.submit({ prompt: "What's the weather in Oslo?" }, { tenant: "acme" });
-    const takerConnection = new Redis(urlFor("admin"), { maxRetriesPerRequest: null, enableReadyCheck: false });
+    const takerConnection = new Redis(urlFor("admin"), {
+      maxRetriesPerRequest: null,
+      enableReadyCheck: false,
+    });
     takerConnection.on("error", () => undefined);
     connections.push(takerConnection);
-    const taker = new Worker(`tasks`, async () => "taken", { connection: takerConnection, prefix: PREFIX, autorun: false });
+    const taker = new Worker(`tasks`, async () => "taken", {
+      connection: takerConnection,
+      prefix: PREFIX,
+      autorun: false,
+    });
     taker.on("error", () => undefined);
     await expect(taker.getNextJob("admin-token")).rejects.toThrow(DENIED);
     await taker.close();
     // The task the admin tried to take is still there for a real worker.
-    await expect(producer.wait(taskId, { timeoutMs: 90_000 })).resolves.toMatchObject({ text: expect.stringMatching(/^In Oslo it is /) });
-    await expect(admin.lmove(`${PREFIX}:tasks:wait`, `${PREFIX}:tasks:active`, "LEFT", "LEFT")).rejects.toThrow(/NOPERM/);
+    await expect(producer.wait(taskId, { timeoutMs: 90_000 })).resolves.toMatchObject({
+      text: expect.stringMatching(/^In Oslo it is /),
+    });
+    await expect(
+      admin.lmove(`${PREFIX}:tasks:wait`, `${PREFIX}:tasks:active`, "LEFT", "LEFT"),
+    ).rejects.toThrow(/NOPERM/);
     const asAdmin = new AgentryClient({ redis: admin, prefix: PREFIX });
     await expect(asAdmin.submit({ prompt: "hello" }, { tenant: "acme" })).rejects.toThrow(DENIED);
     await asAdmin.queue.close();
@@ -269,10 +323,21 @@ describe("infra/redis/users.acl", () => {
     const lock = `${PREFIX}:tasks:acl-job:lock`;
     await w.set(lock, "token-1");
     const audit = new AuditLog({ redis: w, prefix: PREFIX });
-    const first = await audit.append({ type: "request", taskId: "acl-job", data: { prompt: "x" } }, { fence: { key: lock, token: "token-1" }, once: "acme:acl-job:request" });
-    const again = await audit.append({ type: "request", taskId: "acl-job", data: { prompt: "x" } }, { fence: { key: lock, token: "token-1" }, once: "acme:acl-job:request" });
+    const first = await audit.append(
+      { type: "request", taskId: "acl-job", data: { prompt: "x" } },
+      { fence: { key: lock, token: "token-1" }, once: "acme:acl-job:request" },
+    );
+    const again = await audit.append(
+      { type: "request", taskId: "acl-job", data: { prompt: "x" } },
+      { fence: { key: lock, token: "token-1" }, once: "acme:acl-job:request" },
+    );
     expect(again).toEqual({ ...first, duplicate: true });
-    await expect(audit.append({ type: "request", taskId: "acl-job", data: { prompt: "x" } }, { fence: { key: lock, token: "stale" } })).rejects.toMatchObject({ code: "LOCK_LOST" });
+    await expect(
+      audit.append(
+        { type: "request", taskId: "acl-job", data: { prompt: "x" } },
+        { fence: { key: lock, token: "stale" } },
+      ),
+    ).rejects.toMatchObject({ code: "LOCK_LOST" });
     await w.del(lock);
   });
 
@@ -290,7 +355,9 @@ describe("infra/redis/users.acl", () => {
     await expect(keda.zrange(`${PREFIX}:tasks:prioritized`, 0, "-1")).rejects.toThrow(DENIED);
     await expect(keda.llen(`${PREFIX}:tasks:active`)).rejects.toThrow(DENIED);
     await expect(keda.get(`${PREFIX}:audit:head`)).rejects.toThrow(DENIED);
-    await expect(keda.eval("return redis.call('del', KEYS[1])", 1, `${PREFIX}:tasks:wait`)).rejects.toThrow(DENIED);
+    await expect(keda.eval("return redis.call('del', KEYS[1])", 1, `${PREFIX}:tasks:wait`)).rejects.toThrow(
+      DENIED,
+    );
   });
 
   it("the worker, producer and admin hit no ACL denial beyond the ones provoked above", async () => {
@@ -331,9 +398,16 @@ describe("infra/redis/users.acl", () => {
     ]);
     const dangerous = new Set(["flushall", "config|get", "keys", "script|flush"]);
     // The fixture's readiness probe runs INFO as the anonymous default user, which may only PING.
-    const probe = (e: { username: string; object: string }) => e.username === "default" && e.object === "info";
-    const unexpected = entries.filter((e) => !provoked.has(`${e.username} ${e.object}`) && !dangerous.has(e.object) && !probe(e));
+    const probe = (e: { username: string; object: string }) =>
+      e.username === "default" && e.object === "info";
+    const unexpected = entries.filter(
+      (e) => !provoked.has(`${e.username} ${e.object}`) && !dangerous.has(e.object) && !probe(e),
+    );
     expect(unexpected, JSON.stringify(entries, null, 1)).toEqual([]);
-    expect(entries.filter((e) => e.username === "worker" && e.object !== `${PREFIX}:audit` && !dangerous.has(e.object))).toEqual([]);
+    expect(
+      entries.filter(
+        (e) => e.username === "worker" && e.object !== `${PREFIX}:audit` && !dangerous.has(e.object),
+      ),
+    ).toEqual([]);
   });
 });

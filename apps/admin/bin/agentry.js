@@ -8,7 +8,9 @@ try {
 } catch (err) {
   // dist/cli.js, or a workspace package's dist/ it imports, is missing.
   if (err?.code === "ERR_MODULE_NOT_FOUND" && /[\\/]dist[\\/]/.test(String(err.message))) {
-    process.stderr.write("agentry: the CLI is not built: run `pnpm build` in the repository (or `pnpm agentry` to run it from source)\n");
+    process.stderr.write(
+      "agentry: the CLI is not built: run `pnpm build` in the repository (or `pnpm agentry` to run it from source)\n",
+    );
     process.exit(2);
   }
   throw err;

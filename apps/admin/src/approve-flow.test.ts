@@ -94,28 +94,47 @@ describe("approving a paused task from the CLI", () => {
     const prefix = redis.freshPrefix();
     const approversFile = join(home.path, "approvers");
     writeFileSync(approversFile, "");
-    const env = { REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, HOME: home.path, AGENTRY_APPROVERS_FILE: approversFile, AGENTRY_AUDIT_KEY: AUDIT_KEY };
+    const env = {
+      REDIS_URL: redis.url,
+      AGENTRY_PREFIX: prefix,
+      HOME: home.path,
+      AGENTRY_APPROVERS_FILE: approversFile,
+      AGENTRY_AUDIT_KEY: AUDIT_KEY,
+    };
     appendFileSync(approversFile, (await runAgentry(["keys", "generate", "alice"], env)).stdout);
     const { deleted } = await startGovernedWorker(prefix, approversFile);
 
     let approvalId: string | undefined;
     let approve: Promise<Awaited<ReturnType<typeof runAgentry>>> | undefined;
-    const waited = await runAgentry(["submit", "Please delete db-7 in staging", "--wait", "--timeout", "60"], env, {
-      onStderr: (chunk) => {
-        const id = /awaiting approval (apr_\w+)/.exec(chunk)?.[1];
-        if (id && !approve) {
-          approvalId = id;
-          approve = runAgentry(["approvals", "approve", id, "--as", "alice", "--reason", "ticket OPS-7"], env);
-        }
+    const waited = await runAgentry(
+      ["submit", "Please delete db-7 in staging", "--wait", "--timeout", "60"],
+      env,
+      {
+        onStderr: (chunk) => {
+          const id = /awaiting approval (apr_\w+)/.exec(chunk)?.[1];
+          if (id && !approve) {
+            approvalId = id;
+            approve = runAgentry(
+              ["approvals", "approve", id, "--as", "alice", "--reason", "ticket OPS-7"],
+              env,
+            );
+          }
+        },
       },
-    });
+    );
     if (!approve || !approvalId) throw new Error(`submit --wait never showed an approval:\n${waited.stderr}`);
     const approved = await approve;
     const taskId = /submitted task (task_\w+)/.exec(waited.stderr)?.[1];
-    expect(approved).toEqual({ code: 0, stdout: `${approvalId}: approved (1/1 approvals)\n`, stderr: `task ${taskId} will resume on a worker\n` });
+    expect(approved).toEqual({
+      code: 0,
+      stdout: `${approvalId}: approved (1/1 approvals)\n`,
+      stderr: `task ${taskId} will resume on a worker\n`,
+    });
 
     expect(waited.code).toBe(0);
-    expect(waited.stderr).toContain(`: awaiting approval ${approvalId} — run \`agentry approvals approve ${approvalId} --as <approver>\``);
+    expect(waited.stderr).toContain(
+      `: awaiting approval ${approvalId} — run \`agentry approvals approve ${approvalId} --as <approver>\``,
+    );
     // The model was sent the tool's result and answered with it.
     expect(waited.stdout).toBe("Done: db-7 was deleted in staging.\n");
     expect(deleted).toEqual([{ resource: "db-7", env: "staging" }]);
@@ -127,7 +146,9 @@ describe("approving a paused task from the CLI", () => {
     expect(verify.stdout).toBe(`audit chain intact: ${entries.length} entries, authenticated\n`);
     // The task's story in chain order (budget bookkeeping aside). The CLI audits alice's vote
     // after recording it, so the vote may land after the resumed task's approval_decided.
-    expect(entries.filter((e) => e.type !== "budget" && e.type !== "approval_vote").map((e) => e.type)).toEqual([
+    expect(
+      entries.filter((e) => e.type !== "budget" && e.type !== "approval_vote").map((e) => e.type),
+    ).toEqual([
       "request",
       "decision",
       "policy_verdict",
@@ -137,7 +158,11 @@ describe("approving a paused task from the CLI", () => {
       "decision",
       "response",
     ]);
-    expect(entries.filter((e) => e.type === "approval_vote").map((e) => [e.actor, e.type === "approval_vote" ? e.data.approver : ""])).toEqual([["approver:alice", "alice"]]);
+    expect(
+      entries
+        .filter((e) => e.type === "approval_vote")
+        .map((e) => [e.actor, e.type === "approval_vote" ? e.data.approver : ""]),
+    ).toEqual([["approver:alice", "alice"]]);
     expect(entries.every((e) => e.taskId === taskId)).toBe(true);
   });
 });

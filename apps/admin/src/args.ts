@@ -12,7 +12,12 @@ export const COMMON_OPTIONS = {
 
 /** What {@link parseCommand} returns: typed `values` and the `positionals`. */
 export type Parsed<O extends Options> = ReturnType<
-  typeof parseArgs<{ args: string[]; options: typeof COMMON_OPTIONS & O; strict: true; allowPositionals: true }>
+  typeof parseArgs<{
+    args: string[];
+    options: typeof COMMON_OPTIONS & O;
+    strict: true;
+    allowPositionals: true;
+  }>
 >;
 
 /**
@@ -25,7 +30,10 @@ export function parseCommand<O extends Options>(argv: string[], options: O): Par
   try {
     return parseArgs({ args: argv, options: all, strict: true, allowPositionals: true });
   } catch (err) {
-    const unknown = (err as { code?: unknown }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" ? unknownFlag(argv, all) : undefined;
+    const unknown =
+      (err as { code?: unknown }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION"
+        ? unknownFlag(argv, all)
+        : undefined;
     if (unknown !== undefined) throw usageError(unknown);
     throw usageError(oneLine(err instanceof Error ? err.message : String(err)));
   }

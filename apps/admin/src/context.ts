@@ -69,11 +69,15 @@ export class CliContext {
     });
     try {
       await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => done(new AgentryError("REDIS_UNAVAILABLE", `not ready after ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+        const timer = setTimeout(
+          () => done(new AgentryError("REDIS_UNAVAILABLE", `not ready after ${CONNECT_TIMEOUT_MS} ms`)),
+          CONNECT_TIMEOUT_MS,
+        );
         const onReady = () => done();
         // A refused connection will not heal within the CLI's patience: report it at once.
         const onError = (err: NodeJS.ErrnoException) => {
-          if (err.code === "ECONNREFUSED" || err.code === "ENOTFOUND" || err.code === "EHOSTUNREACH") done(err);
+          if (err.code === "ECONNREFUSED" || err.code === "ENOTFOUND" || err.code === "EHOSTUNREACH")
+            done(err);
         };
         const done = (err?: Error) => {
           clearTimeout(timer);
@@ -99,7 +103,10 @@ export class CliContext {
       const redis = await this.redis();
       // Loaded on demand: the runtime (BullMQ, OpenTelemetry) costs seconds of start-up that
       // `keys`, `policy`, `approvals` and `audit` do not need.
-      const [{ AgentryClient }, { RedisSessionTurns }] = await Promise.all([import("@agentry/runtime"), import("@agentry/memory")]);
+      const [{ AgentryClient }, { RedisSessionTurns }] = await Promise.all([
+        import("@agentry/runtime"),
+        import("@agentry/memory"),
+      ]);
       this.#client = new AgentryClient({
         redis,
         prefix: this.prefix,
@@ -143,7 +150,10 @@ export class CliContext {
 
   /** The audit key options from the environment, for logs and for checking exports without Redis. */
   auditKeys(): { key?: string; previousKeys: string[] } {
-    return { ...(this.env.AGENTRY_AUDIT_KEY ? { key: this.env.AGENTRY_AUDIT_KEY } : {}), previousKeys: this.env.AGENTRY_AUDIT_PREVIOUS_KEYS };
+    return {
+      ...(this.env.AGENTRY_AUDIT_KEY ? { key: this.env.AGENTRY_AUDIT_KEY } : {}),
+      previousKeys: this.env.AGENTRY_AUDIT_PREVIOUS_KEYS,
+    };
   }
 
   /** Enrolled approvers' public keys, or `undefined` when `AGENTRY_APPROVERS_FILE` is not set. */

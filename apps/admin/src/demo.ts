@@ -46,7 +46,13 @@ let privateRedis: ChildProcess | undefined;
 let redisDir: string | undefined;
 
 async function answers(url: string): Promise<boolean> {
-  const c = new Redis(url, { lazyConnect: true, connectTimeout: 1_000, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  const c = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: 1_000,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
   c.on("error", () => undefined);
   try {
     await c.connect();
@@ -67,9 +73,19 @@ async function ensureRedis(): Promise<string> {
   if (await answers("redis://127.0.0.1:6379")) return "redis://127.0.0.1:6379";
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), "agentry-demo-redis-"));
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], { stdio: "ignore" });
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
+    { stdio: "ignore" },
+  );
   const failed = new Promise<never>((_, reject) =>
-    child.once("error", () => reject(new Error("No Redis answers on 127.0.0.1:6379 and redis-server is not installed. Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set REDIS_URL."))),
+    child.once("error", () =>
+      reject(
+        new Error(
+          "No Redis answers on 127.0.0.1:6379 and redis-server is not installed. Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) or set REDIS_URL.",
+        ),
+      ),
+    ),
   );
   privateRedis = child;
   const url = `redis://127.0.0.1:${port}`;
@@ -90,7 +106,11 @@ const usd = (micro: number) => `$${(micro / 1e6).toFixed(6)}`;
 async function main(): Promise<void> {
   const env = parseEnv();
   say(bold("Agentry demo") + dim(" — queue-based agent runtime on Redis and BullMQ"));
-  say(dim(`  model: ${env.AGENTRY_LLM === "anthropic" ? `Claude (${env.AGENTRY_MODEL ?? "claude-sonnet-4-5"})` : "ScriptedModel (offline; set ANTHROPIC_API_KEY to use Claude)"}`));
+  say(
+    dim(
+      `  model: ${env.AGENTRY_LLM === "anthropic" ? `Claude (${env.AGENTRY_MODEL ?? "claude-sonnet-4-5"})` : "ScriptedModel (offline; set ANTHROPIC_API_KEY to use Claude)"}`,
+    ),
+  );
   const redisUrl = await ensureRedis();
   const prefix = `agentry-demo-${Date.now().toString(36)}`;
   const work = mkdtempSync(join(tmpdir(), "agentry-demo-"));
@@ -122,7 +142,9 @@ async function main(): Promise<void> {
     },
   });
   say();
-  say(`  POST /v1/tasks → ${cyan(weather.taskId)}${weather.streamed === weather.answer ? dim(" (the stored result holds the same text)") : `; ${green("answer:")} ${weather.answer}`}`);
+  say(
+    `  POST /v1/tasks → ${cyan(weather.taskId)}${weather.streamed === weather.answer ? dim(" (the stored result holds the same text)") : `; ${green("answer:")} ${weather.answer}`}`,
+  );
 
   heading(2, "A fan-out: three tasks as one unit, on whichever worker is free");
   const group = await fanOut(sys);
@@ -131,15 +153,21 @@ async function main(): Promise<void> {
 
   heading(3, "A staging delete pauses for approval");
   const parked = await parkStagingDelete(sys);
-  say(`  task ${cyan(parked.taskId)} is ${yellow("awaiting_approval")} (approval ${cyan(parked.approvalId)}); no worker slot is held`);
+  say(
+    `  task ${cyan(parked.taskId)} is ${yellow("awaiting_approval")} (approval ${cyan(parked.approvalId)}); no worker slot is held`,
+  );
   const record = await sys.approvals.get(parked.approvalId);
   say(dim(`  approvers: ${record?.approvers.join(", ")}, quorum ${record?.quorum}`));
-  say(`  ${SCENARIO_APPROVER} approves: ${dim(`agentry approvals approve ${parked.approvalId} --as ${SCENARIO_APPROVER}`)}`);
+  say(
+    `  ${SCENARIO_APPROVER} approves: ${dim(`agentry approvals approve ${parked.approvalId} --as ${SCENARIO_APPROVER}`)}`,
+  );
   const approved = await approveAndFinish(sys, parked.taskId, parked.approvalId);
   say(dim(`  ${approved.cli.stdout.trim()}`));
   say(`  ${green("resumed and finished:")} ${approved.answer}`);
   const deleted = await sys.deletions();
-  say(dim(`  simulated deletions recorded: ${deleted.length} (${deleted.map((x) => x.resource).join(", ")})`));
+  say(
+    dim(`  simulated deletions recorded: ${deleted.length} (${deleted.map((x) => x.resource).join(", ")})`),
+  );
 
   heading(4, "A production delete is denied by policy");
   const prod = await productionDelete(sys);
@@ -152,26 +180,46 @@ async function main(): Promise<void> {
 
   heading(6, "Resource stats per scope");
   const { stats: allStats } = await budgetShow(sys);
-  const stats = allStats.filter((s) => budgetScopeKind(s.scope) !== "session").sort((a, b) => a.scope.localeCompare(b.scope));
+  const stats = allStats
+    .filter((s) => budgetScopeKind(s.scope) !== "session")
+    .sort((a, b) => a.scope.localeCompare(b.scope));
   for (const s of stats) {
-    const limit = s.limit ? `${s.limit.maxTokens ?? "∞"} tokens / ${s.limit.maxCostMicroUsd === undefined ? "∞" : usd(s.limit.maxCostMicroUsd)} per ${s.limit.period}` : "no limit";
-    say(`  ${s.scope.padEnd(28)} used ${String(s.used.tokens).padStart(6)} tokens ${usd(s.used.costMicroUsd).padStart(11)}   ${dim(limit)}`);
+    const limit = s.limit
+      ? `${s.limit.maxTokens ?? "∞"} tokens / ${s.limit.maxCostMicroUsd === undefined ? "∞" : usd(s.limit.maxCostMicroUsd)} per ${s.limit.period}`
+      : "no limit";
+    say(
+      `  ${s.scope.padEnd(28)} used ${String(s.used.tokens).padStart(6)} tokens ${usd(s.used.costMicroUsd).padStart(11)}   ${dim(limit)}`,
+    );
   }
-  if (allStats.length > stats.length) say(dim(`  (+ ${allStats.length - stats.length} session scopes: pnpm agentry budget show)`));
+  if (allStats.length > stats.length)
+    say(dim(`  (+ ${allStats.length - stats.length} session scopes: pnpm agentry budget show)`));
 
   heading(7, "Audit log");
   const verified = await auditVerify(sys);
-  if (verified.code === 0) say(`  ${green("agentry audit verify:")} ${verified.stdout.trim()} (chained across both workers)`);
+  if (verified.code === 0)
+    say(`  ${green("agentry audit verify:")} ${verified.stdout.trim()} (chained across both workers)`);
   else say(`  ${red("agentry audit verify failed")}: ${(verified.stdout + verified.stderr).trim()}`);
   const exported = join(logs, "audit.jsonl");
   await sys.audit.exportJsonl(exported);
   say(dim(`  exported to ${exported}`));
-  const anchored = verified.code === 0 ? await sys.audit.anchor(join(logs, "audit-anchors.jsonl")) : undefined;
-  if (anchored?.ok) say(dim(`  anchored seq ${anchored.anchor.seq} to ${join(logs, "audit-anchors.jsonl")} (agentry audit anchor; keep such a file outside Redis)`));
+  const anchored =
+    verified.code === 0 ? await sys.audit.anchor(join(logs, "audit-anchors.jsonl")) : undefined;
+  if (anchored?.ok)
+    say(
+      dim(
+        `  anchored seq ${anchored.anchor.seq} to ${join(logs, "audit-anchors.jsonl")} (agentry audit anchor; keep such a file outside Redis)`,
+      ),
+    );
 
   heading(8, "Traces");
-  if (env.OTEL_EXPORTER_OTLP_ENDPOINT) say(`  spans were exported over OTLP HTTP to ${env.OTEL_EXPORTER_OTLP_ENDPOINT} (open Jaeger at http://localhost:16686, service agentry-worker)`);
-  else say(`  tracing ran in-process (trace_id in every log line: ${logs}); set OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 with \`docker compose up jaeger\` to see them in Jaeger`);
+  if (env.OTEL_EXPORTER_OTLP_ENDPOINT)
+    say(
+      `  spans were exported over OTLP HTTP to ${env.OTEL_EXPORTER_OTLP_ENDPOINT} (open Jaeger at http://localhost:16686, service agentry-worker)`,
+    );
+  else
+    say(
+      `  tracing ran in-process (trace_id in every log line: ${logs}); set OTEL_EXPORTER_OTLP_ENDPOINT=http://localhost:4318 with \`docker compose up jaeger\` to see them in Jaeger`,
+    );
   say(`\n${green(bold("Demo finished."))}`);
   if (verified.code !== 0) process.exitCode = 1;
 }
@@ -196,7 +244,11 @@ async function shutdown(): Promise<void> {
 
 main()
   .catch((err: unknown) => {
-    const e = AgentryError.isInstance(err) ? `[${err.code}] ${err.message}` : err instanceof Error ? err.message : String(err);
+    const e = AgentryError.isInstance(err)
+      ? `[${err.code}] ${err.message}`
+      : err instanceof Error
+        ? err.message
+        : String(err);
     process.stderr.write(`\n${red("demo failed:")} ${e}\n`);
     process.exitCode = 1;
   })

@@ -36,6 +36,14 @@ describe("human formatting", () => {
   });
 
   it("aligns table columns", () => {
-    expect(table(["A", "BB"], [["xxx", "y"], ["z", "w"]])).toBe("A    BB\nxxx  y\nz    w\n");
+    expect(
+      table(
+        ["A", "BB"],
+        [
+          ["xxx", "y"],
+          ["z", "w"],
+        ],
+      ),
+    ).toBe("A    BB\nxxx  y\nz    w\n");
   });
 });

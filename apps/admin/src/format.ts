@@ -56,7 +56,10 @@ export function parseUsdToMicro(text: string, flag = "--max-cost"): number {
   const whole = m[1] ?? "0";
   let fraction = m[2] ?? m[3] ?? "";
   if (fraction.length > 6) {
-    if (/[1-9]/.test(fraction.slice(6))) throw usageError(`${flag} has more than 6 decimal places; budgets count whole micro-USD (got "${text}")`);
+    if (/[1-9]/.test(fraction.slice(6)))
+      throw usageError(
+        `${flag} has more than 6 decimal places; budgets count whole micro-USD (got "${text}")`,
+      );
     fraction = fraction.slice(0, 6);
   }
   const micro = BigInt(whole) * MICRO + BigInt(fraction.padEnd(6, "0"));
@@ -82,14 +85,16 @@ export function parseCount(text: string, flag: string): number {
 /** Parses a positive number of seconds (`--timeout 30`, `--timeout 0.5`) into milliseconds. */
 export function parseSeconds(text: string, flag: string): number {
   const s = Number(text.trim());
-  if (!/^\d+(?:\.\d+)?$/.test(text.trim()) || !(s > 0)) throw usageError(`${flag} must be a positive number of seconds (got "${text}")`);
+  if (!/^\d+(?:\.\d+)?$/.test(text.trim()) || !(s > 0))
+    throw usageError(`${flag} must be a positive number of seconds (got "${text}")`);
   return Math.round(s * 1000);
 }
 
 /** A duration for humans: `45s`, `12m 5s`, `3h`, `3h 20m`, `2d 4h`. */
 export function formatDuration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
-  const two = (a: number, ua: string, b: number, ub: string) => (b === 0 ? `${a}${ua}` : `${a}${ua} ${b}${ub}`);
+  const two = (a: number, ua: string, b: number, ub: string) =>
+    b === 0 ? `${a}${ua}` : `${a}${ua} ${b}${ub}`;
   if (s < 60) return `${s}s`;
   const m = Math.floor(s / 60);
   if (m < 60) return two(m, "m", s % 60, "s");

@@ -11,7 +11,13 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { keySpace } from "@agentry/core";
-import { BudgetLedger, StreamedText, type BudgetStats, type TaskStatus, type TextChange } from "@agentry/runtime";
+import {
+  BudgetLedger,
+  StreamedText,
+  type BudgetStats,
+  type TaskStatus,
+  type TextChange,
+} from "@agentry/runtime";
 import { ApprovalStore, AuditLog, generateApproverKeyPair } from "@agentry/governance";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -78,7 +84,10 @@ export interface ReferenceSystem {
   /** `GET` from the producer as the tenant of `key` (default `demo-key`). */
   get(path: string, key?: string): Promise<{ status: number; body: Record<string, unknown> }>;
   /** Polls `GET /v1/tasks/:id` until `until` holds (default: completed or failed). */
-  waitTask(taskId: string, options?: { key?: string; until?: (s: TaskView) => boolean; timeoutMs?: number }): Promise<TaskView>;
+  waitTask(
+    taskId: string,
+    options?: { key?: string; until?: (s: TaskView) => boolean; timeoutMs?: number },
+  ): Promise<TaskView>;
   /** Runs `agentry <args>` as its own process with {@link ReferenceSystem.env}. */
   agentry(args: string[]): Promise<CliRun>;
   /** What the simulated `delete_resource` recorded, in order. */
@@ -168,7 +177,12 @@ export async function startReferenceSystem(options: ReferenceSystemOptions): Pro
   const start = (name: string, script: string, extra: Record<string, string>) => {
     const logFile = join(options.logDir, `${name}.log`);
     const child = spawn(process.execPath, tsxArgs(script), {
-      env: { ...process.env, ...env, AGENTRY_API_KEYS: `${SCENARIO_API_KEYS.acme}=acme,${SCENARIO_API_KEYS.frugal}=frugal`, ...extra },
+      env: {
+        ...process.env,
+        ...env,
+        AGENTRY_API_KEYS: `${SCENARIO_API_KEYS.acme}=acme,${SCENARIO_API_KEYS.frugal}=frugal`,
+        ...extra,
+      },
       stdio: ["ignore", "pipe", "pipe"],
       cwd: ROOT,
     });
@@ -202,7 +216,10 @@ export async function startReferenceSystem(options: ReferenceSystemOptions): Pro
   const call = async (method: string, path: string, body: unknown, key: string) => {
     const res = await fetch(`${baseUrl}${path}`, {
       method,
-      headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      headers: {
+        authorization: `Bearer ${key}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
@@ -219,7 +236,14 @@ export async function startReferenceSystem(options: ReferenceSystemOptions): Pro
     audit: new AuditLog({ redis, prefix, key: auditKey }),
     post: (path, body, key = SCENARIO_API_KEYS.acme) => call("POST", path, body, key),
     get,
-    async waitTask(taskId, { key, until = (s: TaskView) => s.state === "completed" || s.state === "failed", timeoutMs = 120_000 } = {}) {
+    async waitTask(
+      taskId,
+      {
+        key,
+        until = (s: TaskView) => s.state === "completed" || s.state === "failed",
+        timeoutMs = 120_000,
+      } = {},
+    ) {
       const deadline = Date.now() + timeoutMs;
       let last: TaskView | undefined;
       while (Date.now() < deadline) {
@@ -227,11 +251,17 @@ export async function startReferenceSystem(options: ReferenceSystemOptions): Pro
         if (until(last)) return last;
         await pause(150);
       }
-      throw new Error(`task ${taskId} did not reach the expected state in ${timeoutMs / 1000} s (last: ${JSON.stringify(last)})`);
+      throw new Error(
+        `task ${taskId} did not reach the expected state in ${timeoutMs / 1000} s (last: ${JSON.stringify(last)})`,
+      );
     },
     agentry(args) {
       return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [...tsxArgs("apps/admin/src/cli.ts"), ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], cwd: ROOT });
+        const child = spawn(process.execPath, [...tsxArgs("apps/admin/src/cli.ts"), ...args], {
+          env: { ...process.env, ...env },
+          stdio: ["ignore", "pipe", "pipe"],
+          cwd: ROOT,
+        });
         let stdout = "";
         let stderr = "";
         child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
@@ -241,7 +271,9 @@ export async function startReferenceSystem(options: ReferenceSystemOptions): Pro
       });
     },
     async deletions() {
-      return (await redis.lrange(keySpace(prefix).key("reference", "deletions"), 0, -1)).map((x) => JSON.parse(x) as Deletion);
+      return (await redis.lrange(keySpace(prefix).key("reference", "deletions"), 0, -1)).map(
+        (x) => JSON.parse(x) as Deletion,
+      );
     },
     async stop({ dropKeys = false } = {}) {
       // Apps first (they drain and exit), then this prefix's keys, then the connection.
@@ -266,9 +298,16 @@ export async function askWeather(
   sys: ReferenceSystem,
   options: { onText?: (change: TextChange) => void } = {},
 ): Promise<{ taskId: string; status: TaskView; answer: string; streamed: string }> {
-  const submitted = await sys.post("/v1/tasks", { prompt: "What's the weather like in Paris?", userId: "user-123", sessionId: "test-session" });
+  const submitted = await sys.post("/v1/tasks", {
+    prompt: "What's the weather like in Paris?",
+    userId: "user-123",
+    sessionId: "test-session",
+  });
   const taskId = String(submitted.body.taskId);
-  const [streamed, status] = await Promise.all([options.onText ? followText(sys, taskId, options.onText) : Promise.resolve(""), sys.waitTask(taskId)]);
+  const [streamed, status] = await Promise.all([
+    options.onText ? followText(sys, taskId, options.onText) : Promise.resolve(""),
+    sys.waitTask(taskId),
+  ]);
   return { taskId, status, answer: answerOf(status), streamed };
 }
 
@@ -277,8 +316,14 @@ export async function askWeather(
  * `onText` as `delta` events arrive (placed by offset with `StreamedText`, so nothing repeats).
  * Resolves with the text of the last step that streamed.
  */
-async function followText(sys: ReferenceSystem, taskId: string, onText: (change: TextChange) => void): Promise<string> {
-  const res = await fetch(`${sys.baseUrl}/v1/tasks/${taskId}/events`, { headers: { authorization: `Bearer ${SCENARIO_API_KEYS.acme}` } });
+async function followText(
+  sys: ReferenceSystem,
+  taskId: string,
+  onText: (change: TextChange) => void,
+): Promise<string> {
+  const res = await fetch(`${sys.baseUrl}/v1/tasks/${taskId}/events`, {
+    headers: { authorization: `Bearer ${SCENARIO_API_KEYS.acme}` },
+  });
   if (!res.ok || !res.body) throw new Error(`GET /v1/tasks/${taskId}/events answered ${res.status}`);
   const text = new StreamedText();
   const decoder = new TextDecoder();
@@ -299,33 +344,61 @@ async function followText(sys: ReferenceSystem, taskId: string, onText: (change:
 }
 
 /** Step 2: a fan-out of one weather question per city, as one task group. */
-export async function fanOut(sys: ReferenceSystem, cities: readonly string[] = ["Tokyo", "Nairobi", "Lima"]): Promise<{ groupId: string; tasks: { taskId: string; city: string; status: TaskView }[] }> {
-  const g = await sys.post("/v1/task-groups", { tasks: cities.map((c) => ({ prompt: `What's the weather in ${c}?`, userId: "user-123" })) });
+export async function fanOut(
+  sys: ReferenceSystem,
+  cities: readonly string[] = ["Tokyo", "Nairobi", "Lima"],
+): Promise<{ groupId: string; tasks: { taskId: string; city: string; status: TaskView }[] }> {
+  const g = await sys.post("/v1/task-groups", {
+    tasks: cities.map((c) => ({ prompt: `What's the weather in ${c}?`, userId: "user-123" })),
+  });
   const taskIds = (g.body.taskIds as string[] | undefined) ?? [];
-  const tasks = await Promise.all(taskIds.map(async (taskId, i) => ({ taskId, city: cities[i] ?? "", status: await sys.waitTask(taskId) })));
+  const tasks = await Promise.all(
+    taskIds.map(async (taskId, i) => ({ taskId, city: cities[i] ?? "", status: await sys.waitTask(taskId) })),
+  );
   return { groupId: String(g.body.groupId), tasks };
 }
 
 /** Step 3a: a staging delete, submitted and waited for until it parks awaiting approval. */
-export async function parkStagingDelete(sys: ReferenceSystem): Promise<{ taskId: string; approvalId: string; status: TaskView }> {
+export async function parkStagingDelete(
+  sys: ReferenceSystem,
+): Promise<{ taskId: string; approvalId: string; status: TaskView }> {
   const d = await sys.post("/v1/tasks", { prompt: "Please delete db-7 in staging", userId: "user-123" });
   const taskId = String(d.body.taskId);
-  const status = await sys.waitTask(taskId, { until: (s) => s.state === "awaiting_approval" || s.state === "completed" || s.state === "failed" });
+  const status = await sys.waitTask(taskId, {
+    until: (s) => s.state === "awaiting_approval" || s.state === "completed" || s.state === "failed",
+  });
   const approvalId = status.approvalIds?.[0];
-  if (status.state !== "awaiting_approval" || !approvalId) throw new Error(`expected the task to await approval, got ${JSON.stringify(status)}`);
+  if (status.state !== "awaiting_approval" || !approvalId)
+    throw new Error(`expected the task to await approval, got ${JSON.stringify(status)}`);
   return { taskId, approvalId, status };
 }
 
 /** Step 3b: the enrolled approver approves with `agentry approvals approve`, signing with its key; then the task is waited for. */
-export async function approveAndFinish(sys: ReferenceSystem, taskId: string, approvalId: string): Promise<{ cli: CliRun; status: TaskView; answer: string }> {
-  const cli = await sys.agentry(["approvals", "approve", approvalId, "--as", SCENARIO_APPROVER, "--key", sys.approverKeyFile, "--reason", "demo: staging cleanup is fine"]);
+export async function approveAndFinish(
+  sys: ReferenceSystem,
+  taskId: string,
+  approvalId: string,
+): Promise<{ cli: CliRun; status: TaskView; answer: string }> {
+  const cli = await sys.agentry([
+    "approvals",
+    "approve",
+    approvalId,
+    "--as",
+    SCENARIO_APPROVER,
+    "--key",
+    sys.approverKeyFile,
+    "--reason",
+    "demo: staging cleanup is fine",
+  ]);
   if (cli.code !== 0) throw new Error(`agentry approvals approve exited ${cli.code}: ${cli.stderr}`);
   const status = await sys.waitTask(taskId);
   return { cli, status, answer: answerOf(status) };
 }
 
 /** Step 4: a production delete, which the default policy denies. */
-export async function productionDelete(sys: ReferenceSystem): Promise<{ taskId: string; status: TaskView; answer: string }> {
+export async function productionDelete(
+  sys: ReferenceSystem,
+): Promise<{ taskId: string; status: TaskView; answer: string }> {
   const p = await sys.post("/v1/tasks", { prompt: "delete db-1 in production", userId: "user-123" });
   const taskId = String(p.body.taskId);
   const status = await sys.waitTask(taskId);
@@ -335,7 +408,11 @@ export async function productionDelete(sys: ReferenceSystem): Promise<{ taskId: 
 /** Step 5: tenant `frugal` gets a daily limit of {@link FRUGAL_LIMIT_TOKENS} tokens; its long task is refused for budget. */
 export async function budgetRefusal(sys: ReferenceSystem): Promise<{ taskId: string; status: TaskView }> {
   await sys.ledger.setLimit("tenant:frugal", { maxTokens: FRUGAL_LIMIT_TOKENS, period: "day" });
-  const f = await sys.post("/v1/tasks", { prompt: "Write me a long essay about Redis", userId: "penny" }, SCENARIO_API_KEYS.frugal);
+  const f = await sys.post(
+    "/v1/tasks",
+    { prompt: "Write me a long essay about Redis", userId: "penny" },
+    SCENARIO_API_KEYS.frugal,
+  );
   const taskId = String(f.body.taskId);
   return { taskId, status: await sys.waitTask(taskId, { key: SCENARIO_API_KEYS.frugal }) };
 }

@@ -42,7 +42,16 @@ describe("agentry command line", () => {
   });
 
   it("fails with exit 2 and one line for unknown commands and flags", async () => {
-    for (const args of [["frobnicate"], ["approvals", "approve-all"], ["approvals", "--all"], ["budget", "show", "--colour"], ["status"], ["status", "a", "b"], ["help", "nope"], ["version", "2"]]) {
+    for (const args of [
+      ["frobnicate"],
+      ["approvals", "approve-all"],
+      ["approvals", "--all"],
+      ["budget", "show", "--colour"],
+      ["status"],
+      ["status", "a", "b"],
+      ["help", "nope"],
+      ["version", "2"],
+    ]) {
       const run = await runAgentry(args, unreachable);
       expect(run.code, args.join(" ")).toBe(2);
       expect(run.stdout, args.join(" ")).toBe("");
@@ -57,7 +66,13 @@ describe("agentry command line", () => {
     for (const group of groups) {
       const subs = COMMANDS.filter((c) => c.path[0] === group).map((c) => c.path[1] as string);
       const outputs = new Set<string>();
-      for (const args of [[group], [group, "--help"], [group, "-h"], ["help", group], [group, "--help", "--json"]]) {
+      for (const args of [
+        [group],
+        [group, "--help"],
+        [group, "-h"],
+        ["help", group],
+        [group, "--help", "--json"],
+      ]) {
         const run = await runAgentry(args, unreachable);
         expect(run.code, args.join(" ")).toBe(0);
         expect(run.stderr, args.join(" ")).toBe("");
@@ -81,7 +96,9 @@ describe("agentry command line", () => {
   });
 
   it("prints the version of apps/admin/package.json for --version, version and version --json", async () => {
-    const { version } = JSON.parse(readFileSync(fileURLToPath(new URL("../package.json", import.meta.url)), "utf8")) as { version: string };
+    const { version } = JSON.parse(
+      readFileSync(fileURLToPath(new URL("../package.json", import.meta.url)), "utf8"),
+    ) as { version: string };
     expect(version).toMatch(/^\d+\.\d+\.\d+/);
     for (const args of [["--version"], ["version"]]) {
       const run = await runAgentry(args, unreachable);
@@ -121,7 +138,12 @@ describe("agentry command line", () => {
   });
 
   it("escapes control characters of what it echoes, so a typed word cannot drive the terminal", async () => {
-    for (const args of [["stat\u001b[2Jus"], ["approvals", "\u009b31m"], ["budget", "show", "--\u202eepocs"], ["status", "a", "\u0007b"]]) {
+    for (const args of [
+      ["stat\u001b[2Jus"],
+      ["approvals", "\u009b31m"],
+      ["budget", "show", "--\u202eepocs"],
+      ["status", "a", "\u0007b"],
+    ]) {
       const run = await runAgentry(args, unreachable);
       expect(run.code).toBe(2);
       expect(run.stderr).toMatch(/^agentry: [^\n]+\n$/);
@@ -161,7 +183,9 @@ describe("agentry command line", () => {
       const run = await runAgentry(args, unreachable);
       expect(run.code, args.join(" ")).toBe(1);
       expect(run.stdout, args.join(" ")).toBe("");
-      expect(run.stderr, args.join(" ")).toMatch(/(^|\n)agentry: Redis is unreachable at redis:\/\/127\.0\.0\.1:1\n$/);
+      expect(run.stderr, args.join(" ")).toMatch(
+        /(^|\n)agentry: Redis is unreachable at redis:\/\/127\.0\.0\.1:1\n$/,
+      );
       expect(run.stderr.split("\n").filter((l) => l.startsWith("agentry:"))).toHaveLength(1);
     }
   });
@@ -188,12 +212,16 @@ describe("agentry command line", () => {
     const root = fileURLToPath(new URL("../../../", import.meta.url));
     const home = join(dir.path, "home");
     const run = (args: string[]) =>
-      spawnSync(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", "apps/admin/src/cli.ts", ...args], {
-        cwd: root,
-        env: { PATH: process.env.PATH, HOME: home, REDIS_URL: "redis://127.0.0.1:1" },
-        encoding: "utf8",
-        timeout: 30_000,
-      });
+      spawnSync(
+        process.execPath,
+        ["--conditions=@agentry/source", "--import", "tsx", "apps/admin/src/cli.ts", ...args],
+        {
+          cwd: root,
+          env: { PATH: process.env.PATH, HOME: home, REDIS_URL: "redis://127.0.0.1:1" },
+          encoding: "utf8",
+          timeout: 30_000,
+        },
+      );
     const keys = run(["keys", "generate", "alice"]);
     expect(keys.status).toBe(0);
     expect(keys.stdout).toMatch(/^alice: \S+\n$/);
@@ -212,6 +240,8 @@ describe("agentry command line", () => {
     const typo = run(["aprovals", "list"]);
     expect(typo.status).toBe(2);
     expect(typo.stdout).toBe("");
-    expect(typo.stderr).toBe('agentry: unknown command "aprovals"; did you mean "approvals"? (run agentry --help)\n');
+    expect(typo.stderr).toBe(
+      'agentry: unknown command "aprovals"; did you mean "approvals"? (run agentry --help)\n',
+    );
   });
 });

@@ -7,7 +7,12 @@ import {
   approvalsRejectCommand,
   approvalsShowCommand,
 } from "./commands/approvals.js";
-import { auditAnchorCommand, auditExportCommand, auditTailCommand, auditVerifyCommand } from "./commands/audit.js";
+import {
+  auditAnchorCommand,
+  auditExportCommand,
+  auditTailCommand,
+  auditVerifyCommand,
+} from "./commands/audit.js";
 import { budgetSetCommand, budgetShowCommand } from "./commands/budget.js";
 import type { Command } from "./commands/command.js";
 import { keysGenerateCommand } from "./commands/keys.js";
@@ -94,7 +99,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
   if (first === "--version" || first === "version") {
     if (argv.length > 1 && !(argv.length === 2 && argv[1] === "--json")) {
-      return fail(`unexpected argument ${shown(argv[1] as string)} (usage: agentry version [--json])`, EXIT.USAGE);
+      return fail(
+        `unexpected argument ${shown(argv[1] as string)} (usage: agentry version [--json])`,
+        EXIT.USAGE,
+      );
     }
     if (wantsJson) writeJson(io.stdout, { version: cliVersion() });
     else io.stdout.write(`agentry ${cliVersion()}\n`);
@@ -108,7 +116,13 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     const topic = resolve(argv.slice(1));
     if (topic.kind === "command" && topic.rest.length === 0) io.stdout.write(commandHelp(topic.command));
     else if (topic.kind === "group" && topic.rest.length === 0) io.stdout.write(groupHelp(topic.group));
-    else return fail(topic.kind === "unknown" ? topic.message : `no help topic ${shown(argv.slice(1).join(" "))} (run agentry --help)`, EXIT.USAGE);
+    else
+      return fail(
+        topic.kind === "unknown"
+          ? topic.message
+          : `no help topic ${shown(argv.slice(1).join(" "))} (run agentry --help)`,
+        EXIT.USAGE,
+      );
     return EXIT.OK;
   }
 
@@ -133,7 +147,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
   const command = found.command;
   // Loaded only for a traced command with an OTLP endpoint set: other runs never load the SDK.
-  const tracing = command.traced ? await (await import("./tracing.js")).startCliTracing(env, cliVersion()) : undefined;
+  const tracing = command.traced
+    ? await (await import("./tracing.js")).startCliTracing(env, cliVersion())
+    : undefined;
   const ctx = new CliContext(env, io, tracing);
   try {
     const run = () => command.run(ctx, rest);
@@ -164,22 +180,38 @@ function resolve(argv: string[]): Resolved {
   const group = groupCommands(first);
   if (group.length > 0) {
     const rest = argv.slice(1);
-    if (second === undefined || rest.every((a) => HELP_FLAGS.has(a) || a === "--json")) return { kind: "group", group: first, rest: [] };
+    if (second === undefined || rest.every((a) => HELP_FLAGS.has(a) || a === "--json"))
+      return { kind: "group", group: first, rest: [] };
     const subs = group.map((c) => c.path[1] as string);
     if (second.startsWith("-")) {
-      return { kind: "unknown", message: `"${first}" needs a command before ${shown(second)}: ${subs.join(", ")} (run agentry ${first} --help)` };
+      return {
+        kind: "unknown",
+        message: `"${first}" needs a command before ${shown(second)}: ${subs.join(", ")} (run agentry ${first} --help)`,
+      };
     }
     const near = closest(
       second,
       group.map((c) => ({ name: c.path[1] as string, label: c.path.join(" ") })),
     );
-    return { kind: "unknown", message: `unknown command ${shown(`${first} ${second}`)}${didYouMean(near)} (${first} has: ${subs.join(", ")})` };
+    return {
+      kind: "unknown",
+      message: `unknown command ${shown(`${first} ${second}`)}${didYouMean(near)} (${first} has: ${subs.join(", ")})`,
+    };
   }
   if (first.startsWith("-")) {
-    const near = closest(first, ["--help", "--version"].map((f) => ({ name: f, label: f })));
-    return { kind: "unknown", message: `unknown flag ${shown(first)}${didYouMean(near)} (run agentry --help)` };
+    const near = closest(
+      first,
+      ["--help", "--version"].map((f) => ({ name: f, label: f })),
+    );
+    return {
+      kind: "unknown",
+      message: `unknown flag ${shown(first)}${didYouMean(near)} (run agentry --help)`,
+    };
   }
-  return { kind: "unknown", message: `unknown command ${shown(first)}${didYouMean(closest(first, topLevelNames()))} (run agentry --help)` };
+  return {
+    kind: "unknown",
+    message: `unknown command ${shown(first)}${didYouMean(closest(first, topLevelNames()))} (run agentry --help)`,
+  };
 }
 
 /** The commands of a group (`approvals` → list, show, approve, reject), in help order. */
@@ -193,7 +225,10 @@ function groupCommands(group: string): Command[] {
  */
 function topLevelNames(): { name: string; label: string }[] {
   const words = [...new Set(COMMANDS.map((c) => c.path[0] as string)), "help", "version"];
-  const inGroups = COMMANDS.filter((c) => c.path.length > 1).map((c) => ({ name: c.path[1] as string, label: c.path.join(" ") }));
+  const inGroups = COMMANDS.filter((c) => c.path.length > 1).map((c) => ({
+    name: c.path[1] as string,
+    label: c.path.join(" "),
+  }));
   return [...words.map((w) => ({ name: w, label: w })), ...inGroups];
 }
 

@@ -49,7 +49,11 @@ export async function startCliTracing(env: AgentryEnv, version: string): Promise
       });
     },
     recordTask({ taskId, sessionId, tenant }) {
-      annotate({ [AgentryAttr.taskId]: taskId, [AgentryAttr.sessionId]: sessionId, [AgentryAttr.tenant]: tenant });
+      annotate({
+        [AgentryAttr.taskId]: taskId,
+        [AgentryAttr.sessionId]: sessionId,
+        [AgentryAttr.tenant]: tenant,
+      });
     },
     shutdown: () => telemetry.shutdown(),
   };

@@ -42,7 +42,13 @@ beforeAll(async () => {
     prefix,
     workDir: work.path,
     logDir: logs.path,
-    env: { AGENTRY_LLM: "anthropic", ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: fake.url, LOG_LEVEL: "info", OTEL_EXPORTER_OTLP_ENDPOINT: "" },
+    env: {
+      AGENTRY_LLM: "anthropic",
+      ANTHROPIC_API_KEY: "test-key",
+      ANTHROPIC_BASE_URL: fake.url,
+      LOG_LEVEL: "info",
+      OTEL_EXPORTER_OTLP_ENDPOINT: "",
+    },
     // One slot in the whole queue: a task parked for approval that held it would block every other task.
     concurrency: 1,
     globalConcurrency: 1,
@@ -59,7 +65,8 @@ afterAll(async () => {
 }, 60_000);
 
 const entriesOf = (taskId: string): Promise<AuditEntry[]> => sys.audit.read({ taskId, count: 1_000 });
-const only = <T extends AuditEntry["type"]>(entries: AuditEntry[], type: T) => entries.filter((e): e is Extract<AuditEntry, { type: T }> => e.type === type);
+const only = <T extends AuditEntry["type"]>(entries: AuditEntry[], type: T) =>
+  entries.filter((e): e is Extract<AuditEntry, { type: T }> => e.type === type);
 const completed = (s: TaskView) => expect(s, JSON.stringify(s)).toMatchObject({ state: "completed" });
 
 // Each step may start an `agentry` CLI process; on a loaded machine that takes seconds (the bound is a guard).
@@ -70,10 +77,16 @@ describe("the reference scenario on a producer and two worker processes", { time
     completed(status);
     const entries = await entriesOf(taskId);
     const actions = only(entries, "action");
-    expect(actions.map((a) => [a.data.tool, a.data.input, a.data.outcome])).toEqual([["get_weather", { city: "Paris" }, "ok"]]);
+    expect(actions.map((a) => [a.data.tool, a.data.input, a.data.outcome])).toEqual([
+      ["get_weather", { city: "Paris" }, "ok"],
+    ]);
     const output = String(actions[0]?.data.output);
     const weather = JSON.parse(output) as { city: string; temperatureC: number; conditions: string };
-    expect(weather).toMatchObject({ city: "Paris", temperatureC: expect.any(Number) as unknown, conditions: expect.any(String) as unknown });
+    expect(weather).toMatchObject({
+      city: "Paris",
+      temperatureC: expect.any(Number) as unknown,
+      conditions: expect.any(String) as unknown,
+    });
     // The model was sent the tool's result and answered with it.
     expect(answer).toBe(`In Paris it is ${weather.temperatureC}°C and ${weather.conditions}.`);
   });
@@ -88,21 +101,34 @@ describe("the reference scenario on a producer and two worker processes", { time
       const entries = await entriesOf(t.taskId);
       expect(only(entries, "request")).toHaveLength(1);
       expect(only(entries, "response")).toHaveLength(1);
-      expect(only(entries, "action").map((a) => [a.data.tool, a.data.input])).toEqual([["get_weather", { city: t.city }]]);
+      expect(only(entries, "action").map((a) => [a.data.tool, a.data.input])).toEqual([
+        ["get_weather", { city: t.city }],
+      ]);
       expect(t.status.result?.text).toMatch(new RegExp(`^In ${t.city} it is -?\\d+°C and [a-z ]+\\.$`));
     }
     await expect
       .poll(async () => (await sys.get(`/v1/task-groups/${group.groupId}`)).body, { timeout: 30_000 })
-      .toMatchObject({ state: "completed", result: { children: cities.map(() => ({ status: "completed" })) } });
+      .toMatchObject({
+        state: "completed",
+        result: { children: cities.map(() => ({ status: "completed" })) },
+      });
   });
 
   it("3. a staging delete parks for approval holding no worker slot: another task runs meanwhile", async () => {
     staging = await parkStagingDelete(sys);
     const { taskId, approvalId } = staging;
     expect(await client.queue.getJobState(taskId)).toBe("delayed");
-    expect((await client.queue.getJob(taskId))?.data.parked).toMatchObject({ reason: "approval", approvalIds: [approvalId] });
+    expect((await client.queue.getJob(taskId))?.data.parked).toMatchObject({
+      reason: "approval",
+      approvalIds: [approvalId],
+    });
     expect(await client.queue.getActiveCount()).toBe(0);
-    expect(await sys.approvals.get(approvalId)).toMatchObject({ status: "pending", taskId, approvers: [SCENARIO_APPROVER], quorum: 1 });
+    expect(await sys.approvals.get(approvalId)).toMatchObject({
+      status: "pending",
+      taskId,
+      approvers: [SCENARIO_APPROVER],
+      quorum: 1,
+    });
 
     // The queue has one slot in all: this task can only run because the parked one holds none.
     const other = await sys.post("/v1/tasks", { prompt: "What's the weather in Oslo?", userId: "user-456" });
@@ -120,12 +146,24 @@ describe("the reference scenario on a producer and two worker processes", { time
     expect(cli.stdout).toBe(`${approvalId}: approved (1/1 approvals)\n`);
     completed(status);
     expect(answer).toContain("db-7");
-    expect((await sys.deletions()).map((d) => [d.taskId, d.resource, d.env])).toEqual([[taskId, "db-7", "staging"]]);
+    expect((await sys.deletions()).map((d) => [d.taskId, d.resource, d.env])).toEqual([
+      [taskId, "db-7", "staging"],
+    ]);
 
     const record = await sys.approvals.get(approvalId);
-    expect(record).toMatchObject({ status: "approved", decisions: [{ approver: SCENARIO_APPROVER, outcome: "approve", reason: "demo: staging cleanup is fine" }] });
+    expect(record).toMatchObject({
+      status: "approved",
+      decisions: [
+        { approver: SCENARIO_APPROVER, outcome: "approve", reason: "demo: staging cleanup is fine" },
+      ],
+    });
     const [decision] = record?.decisions ?? [];
-    expect(verifyDecision(loadApproversFile(sys.env.AGENTRY_APPROVERS_FILE as string), { ...(decision as NonNullable<typeof decision>), approvalId })).toBe(true);
+    expect(
+      verifyDecision(loadApproversFile(sys.env.AGENTRY_APPROVERS_FILE as string), {
+        ...(decision as NonNullable<typeof decision>),
+        approvalId,
+      }),
+    ).toBe(true);
   });
 
   it("5. a production delete is denied by no-prod-delete and never runs", async () => {
@@ -136,8 +174,12 @@ describe("the reference scenario on a producer and two worker processes", { time
     expect(answer).toContain("Denied by policy no-prod-delete");
     expect((await sys.deletions()).filter((d) => d.taskId === taskId)).toEqual([]);
     const entries = await entriesOf(taskId);
-    expect(only(entries, "policy_verdict").map((e) => [e.data.tool, e.data.verdict.type, e.data.decidedBy])).toEqual([["delete_resource", "deny", "no-prod-delete"]]);
-    expect(only(entries, "action").map((e) => [e.data.tool, e.data.outcome])).toEqual([["delete_resource", "denied"]]);
+    expect(
+      only(entries, "policy_verdict").map((e) => [e.data.tool, e.data.verdict.type, e.data.decidedBy]),
+    ).toEqual([["delete_resource", "deny", "no-prod-delete"]]);
+    expect(only(entries, "action").map((e) => [e.data.tool, e.data.outcome])).toEqual([
+      ["delete_resource", "denied"],
+    ]);
     expect(only(entries, "approval_requested")).toEqual([]);
   });
 
@@ -150,7 +192,11 @@ describe("the reference scenario on a producer and two worker processes", { time
     expect(stats.used).toEqual({ tokens: 0, costMicroUsd: 0 });
     expect(stats.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
     // The prompt may be counted (free), never sent as a message.
-    expect(fake.requests.slice(requestsBefore).filter((r) => r.path === "/v1/messages" && JSON.stringify(r.body).includes("essay about Redis"))).toEqual([]);
+    expect(
+      fake.requests
+        .slice(requestsBefore)
+        .filter((r) => r.path === "/v1/messages" && JSON.stringify(r.body).includes("essay about Redis")),
+    ).toEqual([]);
   });
 
   it("7. agentry budget show matches the ledger, and the ledger holds exactly what the provider billed", async () => {
@@ -167,7 +213,8 @@ describe("the reference scenario on a producer and two worker processes", { time
     expect(acme?.used.tokens).toBe(billed.tokens);
     // Each task's result reports its own cost; together they are the tenant's spend.
     let cost = 0;
-    for (const taskId of acmeTasks.values()) cost += (await client.status(taskId)).result?.costMicroUsd ?? Number.NaN;
+    for (const taskId of acmeTasks.values())
+      cost += (await client.status(taskId)).result?.costMicroUsd ?? Number.NaN;
     expect(acme?.used.costMicroUsd).toBe(cost);
     expect(global?.used.costMicroUsd).toBe(cost);
   });
@@ -182,7 +229,13 @@ describe("the reference scenario on a producer and two worker processes", { time
     const flow = (entries: AuditEntry[]) =>
       entries
         .filter((e) => e.type !== "budget")
-        .map((e) => (e.type === "action" ? `action:${e.data.tool}:${e.data.outcome}` : e.type === "policy_verdict" ? `verdict:${e.data.verdict.type}` : e.type));
+        .map((e) =>
+          e.type === "action"
+            ? `action:${e.data.tool}:${e.data.outcome}`
+            : e.type === "policy_verdict"
+              ? `verdict:${e.data.verdict.type}`
+              : e.type,
+        );
     const { taskId, approvalId } = staging as { taskId: string; approvalId: string };
     const stagingEntries = await entriesOf(taskId);
     // The approver's vote is audited by the CLI after its decision is recorded, so it may land
@@ -198,9 +251,27 @@ describe("the reference scenario on a producer and two worker processes", { time
       "response",
     ]);
     const votes = only(stagingEntries, "approval_vote");
-    expect(votes.map((v) => [v.actor, v.data.approvalId, v.data.outcome])).toEqual([[`approver:${SCENARIO_APPROVER}`, approvalId, "approve"]]);
-    expect(votes[0]?.seq).toBeGreaterThan(only(stagingEntries, "approval_requested")[0]?.seq ?? Number.POSITIVE_INFINITY);
-    expect(flow(await entriesOf(prodTaskId))).toEqual(["request", "decision", "verdict:deny", "action:delete_resource:denied", "decision", "response"]);
-    expect(flow(await entriesOf(acmeTasks.get("weather") as string))).toEqual(["request", "decision", "verdict:allow", "action:get_weather:ok", "decision", "response"]);
+    expect(votes.map((v) => [v.actor, v.data.approvalId, v.data.outcome])).toEqual([
+      [`approver:${SCENARIO_APPROVER}`, approvalId, "approve"],
+    ]);
+    expect(votes[0]?.seq).toBeGreaterThan(
+      only(stagingEntries, "approval_requested")[0]?.seq ?? Number.POSITIVE_INFINITY,
+    );
+    expect(flow(await entriesOf(prodTaskId))).toEqual([
+      "request",
+      "decision",
+      "verdict:deny",
+      "action:delete_resource:denied",
+      "decision",
+      "response",
+    ]);
+    expect(flow(await entriesOf(acmeTasks.get("weather") as string))).toEqual([
+      "request",
+      "decision",
+      "verdict:allow",
+      "action:get_weather:ok",
+      "decision",
+      "response",
+    ]);
   });
 });

@@ -44,7 +44,9 @@ interface Setup {
   prefix: string;
 }
 
-async function setup(options: { handler?: TaskHandler; prefix?: string; app?: Partial<ProducerAppOptions> } = {}): Promise<Setup> {
+async function setup(
+  options: { handler?: TaskHandler; prefix?: string; app?: Partial<ProducerAppOptions> } = {},
+): Promise<Setup> {
   const prefix = options.prefix ?? redis.freshPrefix();
   const client = new AgentryClient({ url: redis.url, prefix });
   closers.push(() => client.close());
@@ -52,7 +54,13 @@ async function setup(options: { handler?: TaskHandler; prefix?: string; app?: Pa
   closers.push(() => app.close());
   await app.ready();
   if (options.handler) {
-    const worker = new AgentWorker({ url: redis.url, prefix, handler: options.handler, logger, concurrency: 2 });
+    const worker = new AgentWorker({
+      url: redis.url,
+      prefix,
+      handler: options.handler,
+      logger,
+      concurrency: 2,
+    });
     closers.push(() => worker.close());
     await worker.start();
   }
@@ -60,11 +68,21 @@ async function setup(options: { handler?: TaskHandler; prefix?: string; app?: Pa
 }
 
 function submit(app: FastifyInstance, body: unknown, headers: Record<string, string> = auth()) {
-  return app.inject({ method: "POST", url: "/v1/tasks", headers: { "content-type": "application/json", ...headers }, payload: JSON.stringify(body) });
+  return app.inject({
+    method: "POST",
+    url: "/v1/tasks",
+    headers: { "content-type": "application/json", ...headers },
+    payload: JSON.stringify(body),
+  });
 }
 
 function submitGroup(app: FastifyInstance, tasks: unknown[], headers: Record<string, string> = auth()) {
-  return app.inject({ method: "POST", url: "/v1/task-groups", headers: { "content-type": "application/json", ...headers }, payload: JSON.stringify({ tasks }) });
+  return app.inject({
+    method: "POST",
+    url: "/v1/task-groups",
+    headers: { "content-type": "application/json", ...headers },
+    payload: JSON.stringify({ tasks }),
+  });
 }
 
 /** Every key under the prefix with its type: what a request must not change. */
@@ -91,7 +109,9 @@ describe("task and group ids are checked at the edge", () => {
     const { taskId } = (await submit(app, { prompt: "fill the completed set" })).json<{ taskId: string }>();
     const { groupId } = (await submitGroup(app, [{ prompt: "a" }])).json<{ groupId: string }>();
     await client.wait(taskId, { timeoutMs: 20_000 });
-    await expect.poll(async () => (await client.groupResult(groupId)).state, { timeout: 20_000 }).toBe("completed");
+    await expect
+      .poll(async () => (await client.groupResult(groupId)).state, { timeout: 20_000 })
+      .toBe("completed");
     // The queue's own keys exist now, with types a job lookup would trip on.
     const before = await keyTypes(prefix);
     expect(before[`${prefix}:tasks:completed`]).toBe("zset");
@@ -100,7 +120,26 @@ describe("task and group ids are checked at the edge", () => {
 
     const hex = taskId.slice("task_".length);
     const ids = [
-      ...["completed", "failed", "wait", "active", "paused", "delayed", "prioritized", "waiting-children", "id", "events", "meta", "marker", "stalled", "stalled-check", "limiter", "repeat", "de", "pc"],
+      ...[
+        "completed",
+        "failed",
+        "wait",
+        "active",
+        "paused",
+        "delayed",
+        "prioritized",
+        "waiting-children",
+        "id",
+        "events",
+        "meta",
+        "marker",
+        "stalled",
+        "stalled-check",
+        "limiter",
+        "repeat",
+        "de",
+        "pc",
+      ],
       `TASK_${hex}`,
       `task_${hex.toUpperCase()}`,
       `task_${hex}0`,
@@ -123,7 +162,11 @@ describe("task and group ids are checked at the edge", () => {
         expect(res.json(), `${method} ${url}`).toMatchObject({ error: { code: "NOT_FOUND" } });
       }
     }
-    for (const id of [...ids.filter((i) => i !== groupId), taskId, `GROUP_${groupId.slice("group_".length)}`]) {
+    for (const id of [
+      ...ids.filter((i) => i !== groupId),
+      taskId,
+      `GROUP_${groupId.slice("group_".length)}`,
+    ]) {
       const res = await app.inject({ method: "GET", url: `/v1/task-groups/${id}`, headers: auth() });
       expect(res.statusCode, `group ${id}: ${res.body}`).toBe(404);
       expect(res.json()).toMatchObject({ error: { code: "NOT_FOUND" } });
@@ -131,7 +174,11 @@ describe("task and group ids are checked at the edge", () => {
     // Bull Board's job routes, even for an admin key.
     for (const id of ["completed", "meta", "id"]) {
       for (const key of ["key-acme", "key-ops"]) {
-        const res = await app.inject({ method: "GET", url: `/admin/queues/api/queues/tasks/${id}`, headers: auth(key) });
+        const res = await app.inject({
+          method: "GET",
+          url: `/admin/queues/api/queues/tasks/${id}`,
+          headers: auth(key),
+        });
         expect(res.statusCode, `board ${id} as ${key}: ${res.body}`).toBe(404);
       }
     }
@@ -141,8 +188,12 @@ describe("task and group ids are checked at the edge", () => {
 
     expect(await keyTypes(prefix)).toEqual(before);
     // Real ids still answer.
-    expect((await app.inject({ method: "GET", url: `/v1/tasks/${taskId}`, headers: auth() })).json()).toMatchObject({ state: "completed" });
-    expect((await app.inject({ method: "GET", url: `/v1/task-groups/${groupId}`, headers: auth() })).json()).toMatchObject({ state: "completed" });
+    expect(
+      (await app.inject({ method: "GET", url: `/v1/tasks/${taskId}`, headers: auth() })).json(),
+    ).toMatchObject({ state: "completed" });
+    expect(
+      (await app.inject({ method: "GET", url: `/v1/task-groups/${groupId}`, headers: auth() })).json(),
+    ).toMatchObject({ state: "completed" });
   }, 60_000);
 });
 
@@ -151,27 +202,61 @@ describe("Bull Board's operator views are for admin keys only", () => {
     const { app } = await setup({ handler: completes });
     const { taskId } = (await submit(app, { prompt: "p" })).json<{ taskId: string }>();
 
-    for (const url of ["/admin/queues/api/redis/stats", "/admin/queues/api/queues/tasks/workers", "/admin/queues/api/job-schedulers"]) {
+    for (const url of [
+      "/admin/queues/api/redis/stats",
+      "/admin/queues/api/queues/tasks/workers",
+      "/admin/queues/api/job-schedulers",
+    ]) {
       const tenant = await app.inject({ method: "GET", url, headers: auth() });
       expect(tenant.statusCode, `${url}: ${tenant.body}`).toBe(403);
       expect(tenant.body).not.toMatch(/redis_version|"version"|"addr"|127\.0\.0\.1/);
       const admin = await app.inject({ method: "GET", url, headers: auth("key-ops") });
       expect(admin.statusCode, `${url} as admin: ${admin.body}`).toBe(200);
     }
-    const stats = (await app.inject({ method: "GET", url: "/admin/queues/api/redis/stats", headers: auth("key-ops") })).json<{ version?: string }>();
+    const stats = (
+      await app.inject({ method: "GET", url: "/admin/queues/api/redis/stats", headers: auth("key-ops") })
+    ).json<{ version?: string }>();
     expect(stats.version).toEqual(expect.any(String));
-    const workers = (await app.inject({ method: "GET", url: "/admin/queues/api/queues/tasks/workers", headers: auth("key-ops") })).json<{ workers: { addr?: string }[] }>();
+    const workers = (
+      await app.inject({
+        method: "GET",
+        url: "/admin/queues/api/queues/tasks/workers",
+        headers: auth("key-ops"),
+      })
+    ).json<{ workers: { addr?: string }[] }>();
     expect(workers.workers.length).toBeGreaterThan(0);
     expect(workers.workers[0]?.addr).toEqual(expect.any(String));
 
     // What a tenant's read-only board needs still answers.
-    expect((await app.inject({ method: "GET", url: "/admin/queues/api/queues?activeQueue=tasks&status=waiting", headers: auth() })).statusCode).toBe(200);
-    expect((await app.inject({ method: "GET", url: `/admin/queues/api/queues/tasks/${taskId}`, headers: auth() })).statusCode).toBe(200);
-    expect((await app.inject({ method: "GET", url: `/admin/queues/api/queues/tasks/${taskId}/logs`, headers: auth() })).statusCode).toBe(200);
+    expect(
+      (
+        await app.inject({
+          method: "GET",
+          url: "/admin/queues/api/queues?activeQueue=tasks&status=waiting",
+          headers: auth(),
+        })
+      ).statusCode,
+    ).toBe(200);
+    expect(
+      (await app.inject({ method: "GET", url: `/admin/queues/api/queues/tasks/${taskId}`, headers: auth() }))
+        .statusCode,
+    ).toBe(200);
+    expect(
+      (
+        await app.inject({
+          method: "GET",
+          url: `/admin/queues/api/queues/tasks/${taskId}/logs`,
+          headers: auth(),
+        })
+      ).statusCode,
+    ).toBe(200);
     // Through the login cookie as well as the bearer header.
     const login = await app.inject({ method: "GET", url: "/admin/queues?key=key-acme" });
     const cookie = String(login.headers["set-cookie"]).split(";")[0] as string;
-    expect((await app.inject({ method: "GET", url: "/admin/queues/api/redis/stats", headers: { cookie } })).statusCode).toBe(403);
+    expect(
+      (await app.inject({ method: "GET", url: "/admin/queues/api/redis/stats", headers: { cookie } }))
+        .statusCode,
+    ).toBe(403);
   }, 30_000);
 });
 
@@ -183,29 +268,82 @@ describe("metadata limits", () => {
   it("accepts metadata at every limit, and refuses each limit crossed with 400 naming it; nothing is enqueued", async () => {
     const { app, client } = await setup();
     // 32 entries × (64-character key + 192-character value) = exactly 8 KiB.
-    const atLimits = entries(32, (i) => String(i).padStart(64, "k"), () => "v".repeat(192));
+    const atLimits = entries(
+      32,
+      (i) => String(i).padStart(64, "k"),
+      () => "v".repeat(192),
+    );
     expect((await submit(app, { prompt: "p", metadata: atLimits })).statusCode).toBe(202);
     expect((await submit(app, { prompt: "p", metadata: { k: "v".repeat(500) } })).statusCode).toBe(202);
     expect(await client.queue.count()).toBe(2);
 
     const cases: { name: string; metadata: Record<string, string>; path: string; message: RegExp }[] = [
-      { name: "33 entries", metadata: entries(33, (i) => `k${i}`, () => "v"), path: "metadata", message: /at most 32 entries \(got 33\)/ },
-      { name: "a 65-character key", metadata: { ["k".repeat(65)]: "v" }, path: `metadata.${"k".repeat(65)}`, message: /keys are 1 to 64 characters/ },
-      { name: "an empty key", metadata: { "": "v" }, path: "metadata.", message: /keys are 1 to 64 characters/ },
-      { name: "a 501-character value", metadata: { note: "v".repeat(501) }, path: "metadata.note", message: /values are at most 500 characters/ },
+      {
+        name: "33 entries",
+        metadata: entries(
+          33,
+          (i) => `k${i}`,
+          () => "v",
+        ),
+        path: "metadata",
+        message: /at most 32 entries \(got 33\)/,
+      },
+      {
+        name: "a 65-character key",
+        metadata: { ["k".repeat(65)]: "v" },
+        path: `metadata.${"k".repeat(65)}`,
+        message: /keys are 1 to 64 characters/,
+      },
+      {
+        name: "an empty key",
+        metadata: { "": "v" },
+        path: "metadata.",
+        message: /keys are 1 to 64 characters/,
+      },
+      {
+        name: "a 501-character value",
+        metadata: { note: "v".repeat(501) },
+        path: "metadata.note",
+        message: /values are at most 500 characters/,
+      },
       // 20 × (2 + 400 two-byte characters) = 16 040 bytes, though every value is within 500 characters.
-      { name: "more than 8 KiB in multi-byte text", metadata: entries(20, (i) => `k${i}`, () => "é".repeat(400)), path: "metadata", message: /at most 8192 bytes .* \(got 16\d{3}\)/ },
+      {
+        name: "more than 8 KiB in multi-byte text",
+        metadata: entries(
+          20,
+          (i) => `k${i}`,
+          () => "é".repeat(400),
+        ),
+        path: "metadata",
+        message: /at most 8192 bytes .* \(got 16\d{3}\)/,
+      },
     ];
     for (const c of cases) {
       const res = await submit(app, { prompt: "p", metadata: c.metadata });
       expect(res.statusCode, c.name).toBe(400);
       const { error } = res.json<Refusal>();
       expect(error.code).toBe("INVALID_INPUT");
-      expect(error.fields, c.name).toContainEqual({ path: c.path, message: expect.stringMatching(c.message) as string });
+      expect(error.fields, c.name).toContainEqual({
+        path: c.path,
+        message: expect.stringMatching(c.message) as string,
+      });
     }
-    const group = await submitGroup(app, [{ prompt: "ok" }, { prompt: "p", metadata: entries(40, (i) => `k${i}`, () => "v") }]);
+    const group = await submitGroup(app, [
+      { prompt: "ok" },
+      {
+        prompt: "p",
+        metadata: entries(
+          40,
+          (i) => `k${i}`,
+          () => "v",
+        ),
+      },
+    ]);
     expect(group.statusCode).toBe(400);
-    expect(group.json<Refusal>().error.fields).toContainEqual({ path: "tasks.1.metadata", message: expect.stringMatching(/at most 32 entries/) as string });
+    expect(group.json<Refusal>().error.fields).toContainEqual({
+      path: "tasks.1.metadata",
+      message: expect.stringMatching(/at most 32 entries/) as string,
+    });
     // Values of another type are refused as before.
     expect((await submit(app, { prompt: "p", metadata: { n: 1 } })).statusCode).toBe(400);
     expect(await client.queue.count()).toBe(2);
@@ -252,18 +390,35 @@ describe("per-tenant submit rate limit", () => {
       expect(res.headers["retry-after"]).toBe(String(Math.ceil(error.retryAfterMs / 1000)));
     }
     // More than the burst at once could never pass: refused as invalid, naming the limit.
-    const tooBig = await submitGroup(a, Array.from({ length: 6 }, (_, i) => ({ prompt: `g${i}` })), auth("key-globex"));
+    const tooBig = await submitGroup(
+      a,
+      Array.from({ length: 6 }, (_, i) => ({ prompt: `g${i}` })),
+      auth("key-globex"),
+    );
     expect(tooBig.statusCode).toBe(400);
-    expect(tooBig.json()).toMatchObject({ error: { code: "INVALID_INPUT", fields: [{ path: "tasks", message: expect.stringMatching(/at most 5 tasks/) as string }] } });
+    expect(tooBig.json()).toMatchObject({
+      error: {
+        code: "INVALID_INPUT",
+        fields: [{ path: "tasks", message: expect.stringMatching(/at most 5 tasks/) as string }],
+      },
+    });
 
     // Another tenant's bucket is its own. Twelve at once through both replicas: exactly five pass.
-    const burst = await Promise.all(Array.from({ length: 12 }, (_, i) => submit(i % 2 ? a : b, { prompt: `initech ${i}` }, auth("key-initech"))));
+    const burst = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        submit(i % 2 ? a : b, { prompt: `initech ${i}` }, auth("key-initech")),
+      ),
+    );
     expect(burst.filter((r) => r.statusCode === 202)).toHaveLength(5);
     expect(burst.filter((r) => r.statusCode === 429)).toHaveLength(7);
 
     // Accepted: acme 5 tasks (one group of 2) + initech 5; nothing else reached the queue. Fair share
     // enqueues every task with its tenant's priority, so they wait in BullMQ's prioritized set.
-    const counts = await (replicas[0] as Setup).client.queue.getJobCounts("waiting", "prioritized", "waiting-children");
+    const counts = await (replicas[0] as Setup).client.queue.getJobCounts(
+      "waiting",
+      "prioritized",
+      "waiting-children",
+    );
     expect(counts).toEqual({ waiting: 0, prioritized: 10, "waiting-children": 1 });
   });
 
@@ -279,13 +434,18 @@ describe("per-tenant submit rate limit", () => {
       expect(error.retryAfterMs).toBeLessThanOrEqual(50);
       expect(limited.headers["retry-after"]).toBe("1");
     }
-    await expect.poll(async () => (await submit(app, { prompt: "later" })).statusCode, { timeout: 5_000, interval: 60 }).toBe(202);
+    await expect
+      .poll(async () => (await submit(app, { prompt: "later" })).statusCode, { timeout: 5_000, interval: 60 })
+      .toBe(202);
   });
 
   it("answers 503 REDIS_UNAVAILABLE, and enqueues nothing, when the bucket cannot be read", async () => {
     const prefix = redis.freshPrefix();
     const down = `redis://127.0.0.1:${await freePort()}`;
-    const { app, client } = await setup({ prefix, app: { submitRateLimiter: limiter(prefix, 10, 10, down) } });
+    const { app, client } = await setup({
+      prefix,
+      app: { submitRateLimiter: limiter(prefix, 10, 10, down) },
+    });
     const res = await submit(app, { prompt: "p" });
     expect(res.statusCode).toBe(503);
     expect(res.json()).toMatchObject({ error: { code: "REDIS_UNAVAILABLE" } });

@@ -3,7 +3,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { FastifyInstance } from "fastify";
 import { createLogger, sleep } from "@agentry/core";
 import { freePort, useTestRedis } from "@agentry/testkit";
-import { AgentryClient, AgentWorker, MAX_PROMPT_CHARS, type AgentTaskResult, type TaskHandler } from "@agentry/runtime";
+import {
+  AgentryClient,
+  AgentWorker,
+  MAX_PROMPT_CHARS,
+  type AgentTaskResult,
+  type TaskHandler,
+} from "@agentry/runtime";
 import { buildProducerApp } from "./app.js";
 import type { ApiKeys } from "./auth/api-keys.js";
 import { readEventStream, type SseMessage } from "./testing/sse.js";
@@ -40,7 +46,9 @@ interface Setup {
   url: string;
 }
 
-async function setup(options: { handler?: TaskHandler; redisUrl?: string; bodyLimitBytes?: number; heartbeatMs?: number } = {}): Promise<Setup> {
+async function setup(
+  options: { handler?: TaskHandler; redisUrl?: string; bodyLimitBytes?: number; heartbeatMs?: number } = {},
+): Promise<Setup> {
   const prefix = redis.freshPrefix();
   const client = new AgentryClient({ url: options.redisUrl ?? redis.url, prefix });
   closers.push(() => client.close());
@@ -57,7 +65,13 @@ async function setup(options: { handler?: TaskHandler; redisUrl?: string; bodyLi
   await app.listen({ port: 0, host: "127.0.0.1" });
   const { port } = app.server.address() as AddressInfo;
   if (options.handler) {
-    const worker = new AgentWorker({ url: redis.url, prefix, handler: options.handler, logger, concurrency: 4 });
+    const worker = new AgentWorker({
+      url: redis.url,
+      prefix,
+      handler: options.handler,
+      logger,
+      concurrency: 4,
+    });
     closers.push(() => worker.close());
     await worker.start();
   }
@@ -65,7 +79,12 @@ async function setup(options: { handler?: TaskHandler; redisUrl?: string; bodyLi
 }
 
 function submit(app: FastifyInstance, body: unknown, headers: Record<string, string> = auth()) {
-  return app.inject({ method: "POST", url: "/v1/tasks", headers: { "content-type": "application/json", ...headers }, payload: JSON.stringify(body) });
+  return app.inject({
+    method: "POST",
+    url: "/v1/tasks",
+    headers: { "content-type": "application/json", ...headers },
+    payload: JSON.stringify(body),
+  });
 }
 
 describe("POST /v1/tasks → GET /v1/tasks/:id → events", () => {
@@ -88,14 +107,25 @@ describe("POST /v1/tasks → GET /v1/tasks/:id → events", () => {
 
     const accepted = await submit(app, { prompt: "hello", sessionId: "s-1", metadata: { source: "test" } });
     expect(accepted.statusCode).toBe(202);
-    const body = accepted.json<{ taskId: string; sessionId: string; deduplicated: boolean; statusUrl: string; eventsUrl: string }>();
+    const body = accepted.json<{
+      taskId: string;
+      sessionId: string;
+      deduplicated: boolean;
+      statusUrl: string;
+      eventsUrl: string;
+    }>();
     expect(body).toMatchObject({ sessionId: "s-1", deduplicated: false });
     expect(body.statusUrl).toBe(`/v1/tasks/${body.taskId}`);
     expect(accepted.headers.location).toBe(body.statusUrl);
 
     const status = await fetch(`${url}${body.statusUrl}`, { headers: auth() });
     expect(status.status).toBe(200);
-    expect(await status.json()).toMatchObject({ taskId: body.taskId, tenant: "acme", sessionId: "s-1", prompt: "hello" });
+    expect(await status.json()).toMatchObject({
+      taskId: body.taskId,
+      tenant: "acme",
+      sessionId: "s-1",
+      prompt: "hello",
+    });
 
     const response = await fetch(`${url}${body.eventsUrl}`, { headers: auth() });
     expect(response.status).toBe(200);
@@ -107,9 +137,20 @@ describe("POST /v1/tasks → GET /v1/tasks/:id → events", () => {
       if (progressSeen && heartbeats > 0) released();
     });
     const events = messages.filter((m): m is Extract<SseMessage, { kind: "event" }> => m.kind === "event");
-    expect(events[0]).toMatchObject({ event: "status", data: { type: "status", taskId: body.taskId, status: { tenant: "acme" } } });
-    expect(events.some((e) => e.event === "progress" && (e.data as { progress: { phase: string } }).progress.phase === "model")).toBe(true);
-    expect(events.at(-1)).toMatchObject({ event: "completed", data: { type: "completed", taskId: body.taskId, result: { text: "echo: hello" } } });
+    expect(events[0]).toMatchObject({
+      event: "status",
+      data: { type: "status", taskId: body.taskId, status: { tenant: "acme" } },
+    });
+    expect(
+      events.some(
+        (e) =>
+          e.event === "progress" && (e.data as { progress: { phase: string } }).progress.phase === "model",
+      ),
+    ).toBe(true);
+    expect(events.at(-1)).toMatchObject({
+      event: "completed",
+      data: { type: "completed", taskId: body.taskId, result: { text: "echo: hello" } },
+    });
     expect(heartbeats).toBeGreaterThan(0);
 
     const done = await app.inject({ method: "GET", url: body.statusUrl, headers: auth() });
@@ -124,8 +165,13 @@ describe("POST /v1/tasks → GET /v1/tasks/:id → events", () => {
       },
     });
     const { taskId } = (await submit(app, { prompt: "delete prod" })).json<{ taskId: string }>();
-    const messages = await readEventStream(await fetch(`${url}/v1/tasks/${taskId}/events`, { headers: auth() }));
-    expect(messages.filter((m) => m.kind === "event").at(-1)).toMatchObject({ event: "failed", data: { error: { code: "POLICY_DENIED" } } });
+    const messages = await readEventStream(
+      await fetch(`${url}/v1/tasks/${taskId}/events`, { headers: auth() }),
+    );
+    expect(messages.filter((m) => m.kind === "event").at(-1)).toMatchObject({
+      event: "failed",
+      data: { error: { code: "POLICY_DENIED" } },
+    });
   });
 
   it("stops watching when the client disconnects, and ends open streams when the app closes", async () => {
@@ -133,7 +179,10 @@ describe("POST /v1/tasks → GET /v1/tasks/:id → events", () => {
     const { taskId } = (await submit(app, { prompt: "never runs" })).json<{ taskId: string }>();
 
     const controller = new AbortController();
-    const response = await fetch(`${url}/v1/tasks/${taskId}/events`, { headers: auth(), signal: controller.signal });
+    const response = await fetch(`${url}/v1/tasks/${taskId}/events`, {
+      headers: auth(),
+      signal: controller.signal,
+    });
     await readEventStream(response, (m) => {
       if (m.kind === "event" && m.event === "status") controller.abort();
     });
@@ -144,21 +193,32 @@ describe("POST /v1/tasks → GET /v1/tasks/:id → events", () => {
     await expect.poll(() => streams.size, { timeout: 5_000 }).toBe(1);
     await app.close();
     const messages = await reading;
-    expect(messages.filter((m) => m.kind === "event").map((m) => (m as { event: string }).event)).toEqual(["status"]);
+    expect(messages.filter((m) => m.kind === "event").map((m) => (m as { event: string }).event)).toEqual([
+      "status",
+    ]);
   });
 });
 
 describe("idempotency", () => {
   it("maps an Idempotency-Key header to one task, and the header wins over the body", async () => {
     const { app, client } = await setup();
-    const first = (await submit(app, { prompt: "p" }, { ...auth(), "idempotency-key": "order-42" })).json<{ taskId: string; deduplicated: boolean }>();
+    const first = (await submit(app, { prompt: "p" }, { ...auth(), "idempotency-key": "order-42" })).json<{
+      taskId: string;
+      deduplicated: boolean;
+    }>();
     const again = await submit(app, { prompt: "p" }, { ...auth(), "idempotency-key": "order-42" });
     expect(again.statusCode).toBe(202);
     expect(again.json()).toMatchObject({ taskId: first.taskId, deduplicated: true });
-    const both = await submit(app, { prompt: "p", idempotencyKey: "from-body" }, { ...auth(), "idempotency-key": "order-42" });
+    const both = await submit(
+      app,
+      { prompt: "p", idempotencyKey: "from-body" },
+      { ...auth(), "idempotency-key": "order-42" },
+    );
     expect(both.json()).toMatchObject({ taskId: first.taskId, deduplicated: true });
     // The same key under another tenant is another task.
-    const other = (await submit(app, { prompt: "p" }, { ...auth("key-globex"), "idempotency-key": "order-42" })).json<{ taskId: string }>();
+    const other = (
+      await submit(app, { prompt: "p" }, { ...auth("key-globex"), "idempotency-key": "order-42" })
+    ).json<{ taskId: string }>();
     expect(other.taskId).not.toBe(first.taskId);
     expect(await client.queue.count()).toBe(2);
   });
@@ -167,20 +227,47 @@ describe("idempotency", () => {
 describe("refusals", () => {
   it("answers 400 listing every invalid field, rejects a tenant in the body, and enqueues nothing", async () => {
     const { app, client } = await setup();
-    const res = await submit(app, { prompt: "", sessionId: "bad id!", maxSteps: 0, tenant: "evil", extra: 1 });
+    const res = await submit(app, {
+      prompt: "",
+      sessionId: "bad id!",
+      maxSteps: 0,
+      tenant: "evil",
+      extra: 1,
+    });
     expect(res.statusCode).toBe(400);
     const { error } = res.json<{ error: { code: string; fields: { path: string; message: string }[] } }>();
     expect(error.code).toBe("INVALID_INPUT");
-    expect(error.fields.map((f) => f.path).sort()).toEqual(["extra", "maxSteps", "prompt", "sessionId", "tenant"]);
+    expect(error.fields.map((f) => f.path).sort()).toEqual([
+      "extra",
+      "maxSteps",
+      "prompt",
+      "sessionId",
+      "tenant",
+    ]);
     expect(error.fields.find((f) => f.path === "tenant")?.message).toMatch(/API key/);
 
-    const notJson = await app.inject({ method: "POST", url: "/v1/tasks", headers: { ...auth(), "content-type": "application/json" }, payload: "{prompt:" });
+    const notJson = await app.inject({
+      method: "POST",
+      url: "/v1/tasks",
+      headers: { ...auth(), "content-type": "application/json" },
+      payload: "{prompt:",
+    });
     expect(notJson.statusCode).toBe(400);
     expect(notJson.json()).toMatchObject({ error: { code: "INVALID_INPUT", fields: [{ path: "(body)" }] } });
-    const text = await app.inject({ method: "POST", url: "/v1/tasks", headers: { ...auth(), "content-type": "text/plain" }, payload: "hello" });
+    const text = await app.inject({
+      method: "POST",
+      url: "/v1/tasks",
+      headers: { ...auth(), "content-type": "text/plain" },
+      payload: "hello",
+    });
     expect(text.statusCode).toBe(400);
     expect(text.json()).toMatchObject({ error: { code: "INVALID_INPUT", fields: [{ path: "(root)" }] } });
-    const xml = await app.inject({ method: "POST", url: "/v1/tasks", headers: { ...auth(), "content-type": "application/xml" }, payload: "<task/>" });
+    const xml = await app.inject({
+      method: "POST",
+      url: "/v1/tasks",
+      headers: { ...auth(), "content-type": "application/xml" },
+      payload: "<task/>",
+    });
     expect(xml.statusCode).toBe(400);
     expect(xml.json()).toMatchObject({ error: { code: "INVALID_INPUT" } });
     const empty = await app.inject({ method: "POST", url: "/v1/tasks", headers: auth() });
@@ -240,7 +327,11 @@ describe("refusals", () => {
   it("answers a flood of 200 invalid submissions with 4xx, enqueues nothing, and keeps serving", async () => {
     const { client, url } = await setup();
     const post = (body: string, headers: Record<string, string>) =>
-      fetch(`${url}/v1/tasks`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+      fetch(`${url}/v1/tasks`, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body,
+      });
     const bad = [
       () => post(JSON.stringify({ prompt: "" }), auth()),
       () => post(JSON.stringify({ prompt: "p", tenant: "other" }), auth()),
@@ -251,7 +342,9 @@ describe("refusals", () => {
       () => post(JSON.stringify({ prompt: "p", maxTokens: 10_000_000 }), auth()),
       () => post(JSON.stringify({ prompt: "p" }), {}),
     ];
-    const responses = await Promise.all(Array.from({ length: 200 }, (_, i) => (bad[i % bad.length] as () => Promise<Response>)()));
+    const responses = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => (bad[i % bad.length] as () => Promise<Response>)()),
+    );
     const statuses = await Promise.all(responses.map(async (r) => (await r.text(), r.status)));
     expect(statuses.every((s) => s >= 400 && s < 500)).toBe(true);
     expect(new Set(statuses)).toEqual(new Set([400, 401, 413]));
@@ -269,7 +362,10 @@ describe("refusals", () => {
     expect(res.statusCode).toBe(503);
     expect(res.json()).toMatchObject({ error: { code: "REDIS_UNAVAILABLE" } });
     expect(res.headers["retry-after"]).toBeDefined();
-    expect((await app.inject({ method: "GET", url: `/v1/tasks/task_${"0".repeat(32)}`, headers: auth() })).statusCode).toBe(503);
+    expect(
+      (await app.inject({ method: "GET", url: `/v1/tasks/task_${"0".repeat(32)}`, headers: auth() }))
+        .statusCode,
+    ).toBe(503);
     const health = await app.inject({ method: "GET", url: "/healthz" });
     expect(health.statusCode).toBe(503);
     expect(health.json()).toEqual({ ok: false, redis: false });
@@ -290,11 +386,15 @@ describe("cancel and groups", () => {
     const res = await app.inject({ method: "DELETE", url: `/v1/tasks/${taskId}`, headers: auth() });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual({ taskId, cancelled: true, state: "queued" });
-    expect((await app.inject({ method: "GET", url: `/v1/tasks/${taskId}`, headers: auth() })).statusCode).toBe(404);
+    expect(
+      (await app.inject({ method: "GET", url: `/v1/tasks/${taskId}`, headers: auth() })).statusCode,
+    ).toBe(404);
   });
 
   it("fans a group out, reports each child's result, and hides the group from other tenants", async () => {
-    const { app } = await setup({ handler: async (ex) => ({ type: "completed", result: result(`done: ${ex.payload.prompt}`) }) });
+    const { app } = await setup({
+      handler: async (ex) => ({ type: "completed", result: result(`done: ${ex.payload.prompt}`) }),
+    });
     const res = await app.inject({
       method: "POST",
       url: "/v1/task-groups",
@@ -302,20 +402,43 @@ describe("cancel and groups", () => {
       payload: { tasks: [{ prompt: "a" }, { prompt: "b" }], failurePolicy: "all-settled" },
     });
     expect(res.statusCode).toBe(202);
-    const { groupId, taskIds, statusUrl } = res.json<{ groupId: string; taskIds: string[]; statusUrl: string }>();
+    const { groupId, taskIds, statusUrl } = res.json<{
+      groupId: string;
+      taskIds: string[];
+      statusUrl: string;
+    }>();
     expect(taskIds).toHaveLength(2);
     await expect
-      .poll(async () => (await app.inject({ method: "GET", url: statusUrl, headers: auth() })).json<{ state: string }>().state, { timeout: 15_000 })
+      .poll(
+        async () =>
+          (await app.inject({ method: "GET", url: statusUrl, headers: auth() })).json<{ state: string }>()
+            .state,
+        { timeout: 15_000 },
+      )
       .toBe("completed");
-    const group = (await app.inject({ method: "GET", url: statusUrl, headers: auth() })).json<{ result: { children: { taskId: string; status: string }[] } }>();
+    const group = (await app.inject({ method: "GET", url: statusUrl, headers: auth() })).json<{
+      result: { children: { taskId: string; status: string }[] };
+    }>();
     // Sorted: the runtime's group result does not (yet) keep submit order.
     expect(group.result.children.map((c) => c.taskId).sort()).toEqual([...taskIds].sort());
     expect(group.result.children.every((c) => c.status === "completed")).toBe(true);
-    expect((await app.inject({ method: "GET", url: `/v1/task-groups/${groupId}`, headers: auth("key-globex") })).statusCode).toBe(404);
+    expect(
+      (await app.inject({ method: "GET", url: `/v1/task-groups/${groupId}`, headers: auth("key-globex") }))
+        .statusCode,
+    ).toBe(404);
     // A task id is not a group id.
-    expect((await app.inject({ method: "GET", url: `/v1/task-groups/${taskIds[0]}`, headers: auth() })).statusCode).toBe(404);
-    const keyed = await app.inject({ method: "POST", url: "/v1/task-groups", headers: auth(), payload: { tasks: [{ prompt: "a", idempotencyKey: "k" }] } });
-    expect(keyed.json()).toMatchObject({ error: { code: "INVALID_INPUT", fields: [{ path: "tasks.0.idempotencyKey" }] } });
+    expect(
+      (await app.inject({ method: "GET", url: `/v1/task-groups/${taskIds[0]}`, headers: auth() })).statusCode,
+    ).toBe(404);
+    const keyed = await app.inject({
+      method: "POST",
+      url: "/v1/task-groups",
+      headers: auth(),
+      payload: { tasks: [{ prompt: "a", idempotencyKey: "k" }] },
+    });
+    expect(keyed.json()).toMatchObject({
+      error: { code: "INVALID_INPUT", fields: [{ path: "tasks.0.idempotencyKey" }] },
+    });
   });
 });
 
@@ -324,9 +447,20 @@ describe("OpenAPI, health, Bull Board", () => {
     const { app } = await setup();
     const res = await app.inject({ method: "GET", url: "/openapi.json" });
     expect(res.statusCode).toBe(200);
-    const doc = res.json<{ openapi: string; paths: Record<string, Record<string, unknown>>; components: { schemas: Record<string, { properties?: Record<string, unknown>; additionalProperties?: unknown; required?: string[] }> } }>();
+    const doc = res.json<{
+      openapi: string;
+      paths: Record<string, Record<string, unknown>>;
+      components: {
+        schemas: Record<
+          string,
+          { properties?: Record<string, unknown>; additionalProperties?: unknown; required?: string[] }
+        >;
+      };
+    }>();
     expect(doc.openapi).toBe("3.1.0");
-    const operations = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+    const operations = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+    );
     expect(operations).toEqual(
       expect.arrayContaining([
         "POST /v1/tasks",
@@ -342,14 +476,25 @@ describe("OpenAPI, health, Bull Board", () => {
     );
     const submitSchema = doc.components.schemas["SubmitTaskRequest"];
     expect(submitSchema?.required).toEqual(["prompt"]);
-    expect(Object.keys(submitSchema?.properties ?? {})).toEqual(expect.arrayContaining(["prompt", "sessionId", "idempotencyKey", "maxSteps"]));
+    expect(Object.keys(submitSchema?.properties ?? {})).toEqual(
+      expect.arrayContaining(["prompt", "sessionId", "idempotencyKey", "maxSteps"]),
+    );
     expect(submitSchema?.properties).not.toHaveProperty("tenant");
     expect(submitSchema?.additionalProperties).toBe(false);
-    for (const id of ["SubmittedTask", "TaskStatus", "Error", "TaskEvent", "SubmitTaskGroupRequest", "TaskGroupStatus"]) {
+    for (const id of [
+      "SubmittedTask",
+      "TaskStatus",
+      "Error",
+      "TaskEvent",
+      "SubmitTaskGroupRequest",
+      "TaskGroupStatus",
+    ]) {
       expect(doc.components.schemas).toHaveProperty(id);
     }
     // Every $ref points at a component that exists.
-    const refs = [...JSON.stringify(doc).matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)].map((m) => m[1] as string);
+    const refs = [...JSON.stringify(doc).matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)].map(
+      (m) => m[1] as string,
+    );
     expect(refs.length).toBeGreaterThan(0);
     for (const id of refs) expect(doc.components.schemas).toHaveProperty(id);
     expect((await app.inject({ method: "GET", url: "/healthz" })).json()).toEqual({ ok: true, redis: true });
@@ -358,10 +503,14 @@ describe("OpenAPI, health, Bull Board", () => {
   it("serves Bull Board behind the API keys, logs a browser in with ?key=, and keeps non-admin keys read-only and to their tenant", async () => {
     const { app, client } = await setup();
     const { taskId: acmeTask } = (await submit(app, { prompt: "acme" })).json<{ taskId: string }>();
-    const { taskId: globexTask } = (await submit(app, { prompt: "globex" }, auth("key-globex"))).json<{ taskId: string }>();
+    const { taskId: globexTask } = (await submit(app, { prompt: "globex" }, auth("key-globex"))).json<{
+      taskId: string;
+    }>();
 
     expect((await app.inject({ method: "GET", url: "/admin/queues" })).statusCode).toBe(401);
-    expect((await app.inject({ method: "GET", url: "/admin/queues", headers: auth("nope") })).statusCode).toBe(401);
+    expect(
+      (await app.inject({ method: "GET", url: "/admin/queues", headers: auth("nope") })).statusCode,
+    ).toBe(401);
     const page = await app.inject({ method: "GET", url: "/admin/queues", headers: auth() });
     expect(page.statusCode).toBe(200);
     expect(page.headers["content-type"]).toMatch(/text\/html/);
@@ -371,27 +520,69 @@ describe("OpenAPI, health, Bull Board", () => {
     expect(login.headers.location).toBe("/admin/queues");
     const cookie = String(login.headers["set-cookie"]);
     expect(cookie).toMatch(/HttpOnly/);
-    const viaCookie = await app.inject({ method: "GET", url: "/admin/queues", headers: { cookie: cookie.split(";")[0] as string } });
+    const viaCookie = await app.inject({
+      method: "GET",
+      url: "/admin/queues",
+      headers: { cookie: cookie.split(";")[0] as string },
+    });
     expect(viaCookie.statusCode).toBe(200);
     expect((await app.inject({ method: "GET", url: "/admin/queues?key=wrong" })).statusCode).toBe(401);
 
-    const list = await app.inject({ method: "GET", url: "/admin/queues/api/queues?activeQueue=tasks&status=prioritized", headers: auth() });
+    const list = await app.inject({
+      method: "GET",
+      url: "/admin/queues/api/queues?activeQueue=tasks&status=prioritized",
+      headers: auth(),
+    });
     expect(list.statusCode).toBe(200);
-    const queues = list.json<{ queues: { name: string; readOnlyMode: boolean; jobs: { id: string }[] }[] }>().queues;
+    const queues = list.json<{ queues: { name: string; readOnlyMode: boolean; jobs: { id: string }[] }[] }>()
+      .queues;
     expect(queues.map((q) => q.name)).toEqual(["tasks"]);
     expect(queues[0]?.readOnlyMode).toBe(true);
     expect(queues[0]?.jobs.map((j) => j.id)).toEqual([acmeTask]);
-    expect((await app.inject({ method: "GET", url: `/admin/queues/api/queues/tasks/${globexTask}`, headers: auth() })).statusCode).toBe(404);
-    expect((await app.inject({ method: "GET", url: `/admin/queues/api/queues/tasks/${acmeTask}`, headers: auth() })).statusCode).toBe(200);
-    const pause = await app.inject({ method: "PUT", url: "/admin/queues/api/queues/tasks/pause", headers: auth() });
+    expect(
+      (
+        await app.inject({
+          method: "GET",
+          url: `/admin/queues/api/queues/tasks/${globexTask}`,
+          headers: auth(),
+        })
+      ).statusCode,
+    ).toBe(404);
+    expect(
+      (
+        await app.inject({
+          method: "GET",
+          url: `/admin/queues/api/queues/tasks/${acmeTask}`,
+          headers: auth(),
+        })
+      ).statusCode,
+    ).toBe(200);
+    const pause = await app.inject({
+      method: "PUT",
+      url: "/admin/queues/api/queues/tasks/pause",
+      headers: auth(),
+    });
     expect(pause.statusCode).toBe(403);
     expect(await client.queue.isPaused()).toBe(false);
 
-    const admin = await app.inject({ method: "GET", url: "/admin/queues/api/queues?activeQueue=tasks&status=prioritized", headers: auth("key-ops") });
-    const adminQueue = admin.json<{ queues: { readOnlyMode: boolean; jobs: { id: string }[] }[] }>().queues[0];
+    const admin = await app.inject({
+      method: "GET",
+      url: "/admin/queues/api/queues?activeQueue=tasks&status=prioritized",
+      headers: auth("key-ops"),
+    });
+    const adminQueue = admin.json<{ queues: { readOnlyMode: boolean; jobs: { id: string }[] }[] }>()
+      .queues[0];
     expect(adminQueue?.readOnlyMode).toBe(false);
     expect(adminQueue?.jobs.map((j) => j.id).sort()).toEqual([acmeTask, globexTask].sort());
-    expect((await app.inject({ method: "PUT", url: "/admin/queues/api/queues/tasks/pause", headers: auth("key-ops") })).statusCode).toBe(200);
+    expect(
+      (
+        await app.inject({
+          method: "PUT",
+          url: "/admin/queues/api/queues/tasks/pause",
+          headers: auth("key-ops"),
+        })
+      ).statusCode,
+    ).toBe(200);
     expect(await client.queue.isPaused()).toBe(true);
   });
 });

@@ -9,7 +9,11 @@ import type { SubmitRateLimiter } from "./rate-limit/submit-rate-limiter.js";
 import { httpErrorOf } from "./http/http-error.js";
 import { buildOpenApiDocument } from "./openapi/openapi-document.js";
 import { registerServiceRoutes } from "./routes/service.js";
-import { DEFAULT_EVENTS_RETRY_MS, registerEventsTokenRoute, registerTaskEventRoutes } from "./routes/task-events.js";
+import {
+  DEFAULT_EVENTS_RETRY_MS,
+  registerEventsTokenRoute,
+  registerTaskEventRoutes,
+} from "./routes/task-events.js";
 import { registerTaskGroupRoutes } from "./routes/task-groups.js";
 import { registerTaskRoutes } from "./routes/tasks.js";
 
@@ -94,13 +98,16 @@ export async function buildProducerApp(options: ProducerAppOptions): Promise<Fas
 
   app.setErrorHandler((err, request, reply) => {
     const { status, body, headers } = httpErrorOf(err);
-    if (status >= 500 && body.error.code !== "REDIS_UNAVAILABLE") request.log.error({ err }, "request failed");
+    if (status >= 500 && body.error.code !== "REDIS_UNAVAILABLE")
+      request.log.error({ err }, "request failed");
     else request.log.info({ code: body.error.code, status }, "request refused");
     return reply.code(status).headers(headers).send(body);
   });
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split("?")[0] ?? "";
-    return reply.code(404).send({ error: { code: "NOT_FOUND", message: `No route ${request.method} ${path}` } });
+    return reply
+      .code(404)
+      .send({ error: { code: "NOT_FOUND", message: `No route ${request.method} ${path}` } });
   });
   app.addHook("preClose", async () => {
     for (const stream of streams) stream.abort();

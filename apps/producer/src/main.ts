@@ -3,10 +3,23 @@
 // AGENTRY_INSECURE_DEV_KEY...) and the shared variables of @agentry/core.
 import { AgentryError, createLogger, createRedis, packageVersion, waitForReady } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
-import { AgentryClient, createBullMQTelemetry, createMetrics, queueDepthOf, startTelemetry, traceLogMixin } from "@agentry/runtime";
+import {
+  AgentryClient,
+  createBullMQTelemetry,
+  createMetrics,
+  queueDepthOf,
+  startTelemetry,
+  traceLogMixin,
+} from "@agentry/runtime";
 import { buildProducerApp } from "./app.js";
 import { SubmitRateLimiter } from "./rate-limit/submit-rate-limiter.js";
-import { DEV_API_KEY, loadApiKeys, parseProducerEnv, type LoadedApiKeys, type ProducerEnv } from "./config/producer-env.js";
+import {
+  DEV_API_KEY,
+  loadApiKeys,
+  parseProducerEnv,
+  type LoadedApiKeys,
+  type ProducerEnv,
+} from "./config/producer-env.js";
 
 /** Configuration errors end the process with code 2 and one line naming the problem, like the worker's. */
 function loadConfig(): { env: ProducerEnv; apiKeys: LoadedApiKeys } {
@@ -43,7 +56,9 @@ async function main(): Promise<void> {
     );
   }
   if (!env.AGENTRY_AUDIT_KEY) {
-    logger.warn("AGENTRY_AUDIT_KEY is not set: audit entries are not authenticated. Give the producer, the workers and the CLI the same key.");
+    logger.warn(
+      "AGENTRY_AUDIT_KEY is not set: audit entries are not authenticated. Give the producer, the workers and the CLI the same key.",
+    );
   }
 
   // Before any queue exists, so bullmq-otel's producer spans have a provider.
@@ -53,7 +68,11 @@ async function main(): Promise<void> {
     otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
     otlpTracesEndpoint: env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
   });
-  const turnsRedis = createRedis({ url: env.REDIS_URL, role: "producer", connectionName: "agentry-producer-turns" });
+  const turnsRedis = createRedis({
+    url: env.REDIS_URL,
+    role: "producer",
+    connectionName: "agentry-producer-turns",
+  });
   turnsRedis.on("error", (err: Error) => logger.debug({ err }, "session-turns connection error"));
   const client = new AgentryClient({
     url: env.REDIS_URL,
@@ -62,7 +81,9 @@ async function main(): Promise<void> {
     telemetry: createBullMQTelemetry(),
     fairShare: env.AGENTRY_FAIR_SHARE === "on",
   });
-  await waitForReady(turnsRedis, 5_000).catch(() => logger.warn({ redis: env.REDIS_URL }, "Redis is not answering yet; submissions answer 503 until it does"));
+  await waitForReady(turnsRedis, 5_000).catch(() =>
+    logger.warn({ redis: env.REDIS_URL }, "Redis is not answering yet; submissions answer 503 until it does"),
+  );
 
   const metrics = createMetrics({
     defaultLabels: { service: "agentry-producer" },
@@ -70,9 +91,18 @@ async function main(): Promise<void> {
   });
   const submitRateLimiter =
     env.AGENTRY_SUBMIT_RATE > 0
-      ? new SubmitRateLimiter({ redis: turnsRedis, prefix: env.AGENTRY_PREFIX, perSecond: env.AGENTRY_SUBMIT_RATE, burst: env.AGENTRY_SUBMIT_BURST })
+      ? new SubmitRateLimiter({
+          redis: turnsRedis,
+          prefix: env.AGENTRY_PREFIX,
+          perSecond: env.AGENTRY_SUBMIT_RATE,
+          burst: env.AGENTRY_SUBMIT_BURST,
+        })
       : undefined;
-  if (!submitRateLimiter) logger.warn({ event: "submit-rate-unlimited" }, "AGENTRY_SUBMIT_RATE=0: tenants' submissions are not rate-limited");
+  if (!submitRateLimiter)
+    logger.warn(
+      { event: "submit-rate-unlimited" },
+      "AGENTRY_SUBMIT_RATE=0: tenants' submissions are not rate-limited",
+    );
   const app = await buildProducerApp({
     client,
     apiKeys: keys,
@@ -93,7 +123,9 @@ async function main(): Promise<void> {
       prefix: env.AGENTRY_PREFIX,
       apiKeys: keys.size,
       tracing: telemetry.exporting,
-      submitRate: submitRateLimiter ? { perSecond: submitRateLimiter.perSecond, burst: submitRateLimiter.burst } : "unlimited",
+      submitRate: submitRateLimiter
+        ? { perSecond: submitRateLimiter.perSecond, burst: submitRateLimiter.burst }
+        : "unlimited",
     },
     "producer listening",
   );

@@ -6,7 +6,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { FastifyInstance } from "fastify";
 import { AgentryError, createLogger } from "@agentry/core";
 import { useTestRedis } from "@agentry/testkit";
-import { AgentryClient, AgentWorker, StreamedText, type AgentTaskResult, type TaskHandler } from "@agentry/runtime";
+import {
+  AgentryClient,
+  AgentWorker,
+  StreamedText,
+  type AgentTaskResult,
+  type TaskHandler,
+} from "@agentry/runtime";
 import { buildProducerApp } from "./app.js";
 import type { ApiKeys } from "./auth/api-keys.js";
 import { EventsTokens } from "./auth/events-token.js";
@@ -76,7 +82,12 @@ async function setup(handler: TaskHandler): Promise<Setup> {
 }
 
 async function submit(app: FastifyInstance, prompt: string, key = "key-acme"): Promise<string> {
-  const res = await app.inject({ method: "POST", url: "/v1/tasks", headers: { "content-type": "application/json", ...auth(key) }, payload: JSON.stringify({ prompt }) });
+  const res = await app.inject({
+    method: "POST",
+    url: "/v1/tasks",
+    headers: { "content-type": "application/json", ...auth(key) },
+    payload: JSON.stringify({ prompt }),
+  });
   expect(res.statusCode).toBe(202);
   return res.json<{ taskId: string }>().taskId;
 }
@@ -84,17 +95,30 @@ async function submit(app: FastifyInstance, prompt: string, key = "key-acme"): P
 interface Received {
   event: string;
   id: string;
-  data: { type: string; progress?: { step: number }; error?: { code: string }; result?: AgentTaskResult; step?: number; offset?: number; text?: string };
+  data: {
+    type: string;
+    progress?: { step: number };
+    error?: { code: string };
+    result?: AgentTaskResult;
+    step?: number;
+    offset?: number;
+    text?: string;
+  };
 }
 
 /** An EventSource that records every event it receives (named or not) and every error. */
-function open(url: string, fetchImpl?: FetchLike): { es: EventSource; received: Received[]; errors: number[] } {
+function open(
+  url: string,
+  fetchImpl?: FetchLike,
+): { es: EventSource; received: Received[]; errors: number[] } {
   const es = new EventSource(url, fetchImpl ? { fetch: fetchImpl } : {});
   closers.push(() => es.close());
   const received: Received[] = [];
   const errors: number[] = [];
   for (const name of ["status", "progress", "delta", "completed", "failed", "message"]) {
-    es.addEventListener(name, (e: { data: string; lastEventId: string }) => received.push({ event: name, id: e.lastEventId, data: JSON.parse(e.data) as Received["data"] }));
+    es.addEventListener(name, (e: { data: string; lastEventId: string }) =>
+      received.push({ event: name, id: e.lastEventId, data: JSON.parse(e.data) as Received["data"] }),
+    );
   }
   es.addEventListener("error", (e) => errors.push((e as { code?: number }).code ?? 0));
   return { es, received, errors };
@@ -108,7 +132,11 @@ function gate(): { wait: Promise<void>; open: () => void } {
 }
 
 /** The text of the delta events received, concatenated as they came. */
-const textOf = (received: Received[]) => received.filter((e) => e.event === "delta").map((e) => e.data.text ?? "").join("");
+const textOf = (received: Received[]) =>
+  received
+    .filter((e) => e.event === "delta")
+    .map((e) => e.data.text ?? "")
+    .join("");
 
 const strictlyIncreasing = (ids: string[]) =>
   ids.every((id, i) => {
@@ -144,7 +172,9 @@ describe("GET /v1/tasks/:id/events under a standard EventSource", () => {
     });
     await expect.poll(() => received[0]?.event, { timeout: 10_000 }).toBe("status");
     subscribed.open();
-    await expect.poll(() => received.some((e) => e.data.progress?.step === 1), { timeout: 10_000 }).toBe(true);
+    await expect
+      .poll(() => received.some((e) => e.data.progress?.step === 1), { timeout: 10_000 })
+      .toBe(true);
 
     // Step: the server drops the stream; the task moves on while the client is away.
     for (const stream of streams) stream.abort();
@@ -154,16 +184,29 @@ describe("GET /v1/tasks/:id/events under a standard EventSource", () => {
     reconnect.open();
 
     // Step: the reconnect replays steps 2 and 3, then streams live to the end.
-    await expect.poll(() => received.some((e) => e.data.progress?.step === 3), { timeout: 10_000 }).toBe(true);
+    await expect
+      .poll(() => received.some((e) => e.data.progress?.step === 3), { timeout: 10_000 })
+      .toBe(true);
     afterStep3.open();
     await expect.poll(() => es.readyState, { timeout: 10_000 }).toBe(EventSource.CLOSED);
 
-    expect(received.map((e) => e.event)).toEqual(["status", "progress", "progress", "progress", "progress", "completed"]);
-    expect(received.filter((e) => e.event === "progress").map((e) => e.data.progress?.step)).toEqual([1, 2, 3, 4]);
+    expect(received.map((e) => e.event)).toEqual([
+      "status",
+      "progress",
+      "progress",
+      "progress",
+      "progress",
+      "completed",
+    ]);
+    expect(received.filter((e) => e.event === "progress").map((e) => e.data.progress?.step)).toEqual([
+      1, 2, 3, 4,
+    ]);
     expect(strictlyIncreasing(received.map((e) => e.id))).toBe(true);
     // Three connections: the first, the resume (after step 1), the one after the end that got 204.
     expect(connections.map((c) => c.lastEventId)).toEqual([undefined, received[1]?.id, received.at(-1)?.id]);
-    const final = await fetch(`${url}/v1/tasks/${taskId}/events`, { headers: { ...auth(), "last-event-id": received.at(-1)?.id ?? "" } });
+    const final = await fetch(`${url}/v1/tasks/${taskId}/events`, {
+      headers: { ...auth(), "last-event-id": received.at(-1)?.id ?? "" },
+    });
     expect(final.status).toBe(204);
   });
 
@@ -172,13 +215,25 @@ describe("GET /v1/tasks/:id/events under a standard EventSource", () => {
       throw new AgentryError("POLICY_DENIED", "no-prod-delete");
     });
     const taskId = await submit(app, "delete prod");
-    await expect.poll(async () => (await app.inject({ method: "GET", url: `/v1/tasks/${taskId}`, headers: auth() })).json<{ state: string }>().state, { timeout: 10_000 }).toBe("failed");
+    await expect
+      .poll(
+        async () =>
+          (await app.inject({ method: "GET", url: `/v1/tasks/${taskId}`, headers: auth() })).json<{
+            state: string;
+          }>().state,
+        { timeout: 10_000 },
+      )
+      .toBe("failed");
 
     const first = await fetch(`${url}/v1/tasks/${taskId}/events`, { headers: auth() });
     const text = await first.text();
     expect(text).toMatch(new RegExp(`^retry: ${RETRY_MS}\\n\\n`));
     expect(text).not.toMatch(/^event: error$/m);
-    const minted = await app.inject({ method: "POST", url: `/v1/tasks/${taskId}/events-token`, headers: auth() });
+    const minted = await app.inject({
+      method: "POST",
+      url: `/v1/tasks/${taskId}/events-token`,
+      headers: auth(),
+    });
     expect(minted.statusCode).toBe(200);
     const { eventsUrl } = minted.json<{ eventsUrl: string }>();
 
@@ -186,7 +241,10 @@ describe("GET /v1/tasks/:id/events under a standard EventSource", () => {
     const { es, received, errors } = open(`${url}${eventsUrl}`);
     await expect.poll(() => es.readyState, { timeout: 10_000 }).toBe(EventSource.CLOSED);
     expect(received).toHaveLength(1);
-    expect(received[0]).toMatchObject({ event: "failed", data: { type: "failed", error: { code: "POLICY_DENIED" } } });
+    expect(received[0]).toMatchObject({
+      event: "failed",
+      data: { type: "failed", error: { code: "POLICY_DENIED" } },
+    });
     expect(text).toContain(`id: ${received[0]?.id}\nevent: failed\n`);
     expect(errors.at(-1)).toBe(204);
     const browser = connections.filter((c) => c.url.includes("token="));
@@ -206,7 +264,11 @@ describe("GET /v1/tasks/:id/events under a standard EventSource", () => {
     const tokenFor = async (taskId: string, key = "key-acme") =>
       app.inject({ method: "POST", url: `/v1/tasks/${taskId}/events-token`, headers: auth(key) });
     const status = async (taskId: string, token: string, path = "/events") =>
-      (await fetch(`${url}/v1/tasks/${taskId}${path}?token=${encodeURIComponent(token)}`, { signal: AbortSignal.timeout(10_000) })).status;
+      (
+        await fetch(`${url}/v1/tasks/${taskId}${path}?token=${encodeURIComponent(token)}`, {
+          signal: AbortSignal.timeout(10_000),
+        })
+      ).status;
 
     expect((await tokenFor(theirs)).statusCode).toBe(404);
     expect((await tokenFor(mine, "no-such-key")).statusCode).toBe(401);
@@ -222,9 +284,18 @@ describe("GET /v1/tasks/:id/events under a standard EventSource", () => {
     expect(await status(mine, token, "")).toBe(401);
     const signedBySameSecret = new EventsTokens({ secret: SECRET });
     expect(await status(theirs, signedBySameSecret.mint("acme", theirs).token)).toBe(404);
-    const expired = new EventsTokens({ secret: SECRET, ttlMs: 1_000, _internal: { now: () => Date.now() - 60_000 } }).mint("acme", mine).token;
+    const expired = new EventsTokens({
+      secret: SECRET,
+      ttlMs: 1_000,
+      _internal: { now: () => Date.now() - 60_000 },
+    }).mint("acme", mine).token;
     expect(await status(mine, expired)).toBe(401);
-    expect(await status(mine, new EventsTokens({ secret: "another-secret-of-at-least-thirty-two-chars" }).mint("acme", mine).token)).toBe(401);
+    expect(
+      await status(
+        mine,
+        new EventsTokens({ secret: "another-secret-of-at-least-thirty-two-chars" }).mint("acme", mine).token,
+      ),
+    ).toBe(401);
     const [v, claims, signature] = token.split(".");
     const forged = `${v}.${Buffer.from(JSON.stringify({ t: "globex", k: theirs, e: Date.parse(expiresAt) })).toString("base64url")}.${signature}`;
     expect(claims).toBeDefined();
@@ -247,7 +318,10 @@ describe("GET /v1/tasks/:id/events under a standard EventSource", () => {
     const taskId = await submit(app, "wait");
     for (const lastEventId of ["not-an-id", "99999999999999-0", "1-99999999999999999999999"]) {
       const controller = new AbortController();
-      const res = await fetch(`${url}/v1/tasks/${taskId}/events`, { headers: { ...auth(), "last-event-id": lastEventId }, signal: controller.signal });
+      const res = await fetch(`${url}/v1/tasks/${taskId}/events`, {
+        headers: { ...auth(), "last-event-id": lastEventId },
+        signal: controller.signal,
+      });
       expect(res.status).toBe(200);
       const reader = (res.body as ReadableStream<Uint8Array>).getReader();
       let text = "";
@@ -277,16 +351,31 @@ describe("GET /v1/tasks/:id/events under a standard EventSource", () => {
       return { type: "completed", result: result(pieces.join("")) };
     });
     const taskId = await submit(app, "what is the answer?");
-    const { es, received } = open(`${url}/v1/tasks/${taskId}/events`, (input, init) => fetch(input, { ...init, headers: { ...init.headers, ...auth() } }));
+    const { es, received } = open(`${url}/v1/tasks/${taskId}/events`, (input, init) =>
+      fetch(input, { ...init, headers: { ...init.headers, ...auth() } }),
+    );
     seen = received;
     await expect.poll(() => es.readyState, { timeout: 15_000 }).toBe(EventSource.CLOSED);
 
-    expect(received.map((e) => e.event)).toEqual(["status", "progress", ...pieces.map(() => "delta"), "progress", "completed"]);
+    expect(received.map((e) => e.event)).toEqual([
+      "status",
+      "progress",
+      ...pieces.map(() => "delta"),
+      "progress",
+      "completed",
+    ]);
     expect(received.filter((e) => e.event === "delta").map((e) => e.data)).toEqual(
-      pieces.map((text, i) => ({ type: "delta", taskId, step: 1, offset: pieces.slice(0, i).join("").length, text })),
+      pieces.map((text, i) => ({
+        type: "delta",
+        taskId,
+        step: 1,
+        offset: pieces.slice(0, i).join("").length,
+        text,
+      })),
     );
     const text = new StreamedText();
-    for (const e of received.filter((x) => x.event === "delta")) text.apply({ step: e.data.step ?? 0, offset: e.data.offset ?? 0, text: e.data.text ?? "" });
+    for (const e of received.filter((x) => x.event === "delta"))
+      text.apply({ step: e.data.step ?? 0, offset: e.data.offset ?? 0, text: e.data.text ?? "" });
     expect(text.text(1)).toBe(received.at(-1)?.data.result?.text);
     expect(strictlyIncreasing(received.map((e) => e.id))).toBe(true);
   });
@@ -318,7 +407,9 @@ describe("GET /v1/tasks/:id/events under a standard EventSource", () => {
     for (const stream of streams) stream.abort();
     await expect.poll(() => a.es.readyState, { timeout: 10_000 }).toBe(EventSource.CONNECTING);
     first.open();
-    const b = open(`${url}/v1/tasks/${taskId}/events`, (input, init) => fetch(input, { ...init, headers: { ...init.headers, ...auth() } }));
+    const b = open(`${url}/v1/tasks/${taskId}/events`, (input, init) =>
+      fetch(input, { ...init, headers: { ...init.headers, ...auth() } }),
+    );
     await expect.poll(() => textOf(b.received), { timeout: 10_000 }).toBe("Hello brave ");
     reconnect.open();
     await expect.poll(() => textOf(a.received), { timeout: 10_000 }).toBe("Hello brave ");

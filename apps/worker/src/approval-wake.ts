@@ -22,6 +22,7 @@ export function reconcileApprovals(approvals: ApprovalStore): Reconciler {
     }
     const pending = await approvals.pendingTasks();
     const gone = new Set(await worker.missingTasks(pending.map((r) => r.taskId)));
-    for (const record of pending) if (gone.has(record.taskId)) await approvals.cancel(record.id, "the task no longer exists");
+    for (const record of pending)
+      if (gone.has(record.taskId)) await approvals.cancel(record.id, "the task no longer exists");
   };
 }

@@ -4,7 +4,13 @@ import type { Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
 import { createRedis, type Logger } from "@agentry/core";
 import type { AgentHooks } from "@agentry/agent";
-import { costMicroUsd, createLanguageModel, estimateInputTokens, maxCostMicroUsd, type LanguageModel } from "@agentry/llm";
+import {
+  costMicroUsd,
+  createLanguageModel,
+  estimateInputTokens,
+  maxCostMicroUsd,
+  type LanguageModel,
+} from "@agentry/llm";
 import { HashingEmbedder, RedisSessionStore, RedisSessionTurns, RedisVectorMemory } from "@agentry/memory";
 import {
   AgentWorker,
@@ -41,7 +47,9 @@ import { approvalDecisions, reconcileApprovals } from "./approval-wake.js";
 import { demoRules, referenceTools } from "@agentry/reference";
 
 /** The reference policy shipped with the worker (packages/governance/policies/default.yaml). */
-export const DEFAULT_POLICY_PATH = fileURLToPath(new URL("../../../packages/governance/policies/default.yaml", import.meta.url));
+export const DEFAULT_POLICY_PATH = fileURLToPath(
+  new URL("../../../packages/governance/policies/default.yaml", import.meta.url),
+);
 
 /** A wired worker process: every part, so tests and the demo can reach in. */
 export interface BuiltWorker {
@@ -81,7 +89,11 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
   const prefix = config.AGENTRY_PREFIX;
   const redis = createRedis({ url: config.REDIS_URL, role: "worker", connectionName: "agentry-worker-cmd" });
   redis.on("error", () => undefined);
-  const publisher = createRedis({ url: config.REDIS_URL, role: "command", connectionName: "agentry-worker-pub" });
+  const publisher = createRedis({
+    url: config.REDIS_URL,
+    role: "command",
+    connectionName: "agentry-worker-pub",
+  });
   publisher.on("error", () => undefined);
 
   const model =
@@ -95,23 +107,41 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       scripted: { rules: demoRules, deltaDelayMs: config.AGENTRY_SCRIPTED_DELTA_MS },
     });
   const memory = new RedisVectorMemory({ redis, prefix, embedder: new HashingEmbedder() });
-  const tools = referenceTools({ redis, prefix, memory, timeoutMs: config.AGENTRY_TOOL_TIMEOUT_MS, deleteDelayMs: config.AGENTRY_TOOL_DELAY_MS });
+  const tools = referenceTools({
+    redis,
+    prefix,
+    memory,
+    timeoutMs: config.AGENTRY_TOOL_TIMEOUT_MS,
+    deleteDelayMs: config.AGENTRY_TOOL_DELAY_MS,
+  });
   const sessions = new RedisSessionStore({ redis, prefix });
   const turns = new RedisSessionTurns({ redis, prefix });
 
   // Governance: policies from the file, approvers' public keys, approvals, audit.
   const policyPath = config.AGENTRY_POLICY_FILE ?? DEFAULT_POLICY_PATH;
-  const approverKeys: ApproverKeys = config.AGENTRY_APPROVERS_FILE ? loadApproversFile(config.AGENTRY_APPROVERS_FILE) : new Map();
+  const approverKeys: ApproverKeys = config.AGENTRY_APPROVERS_FILE
+    ? loadApproversFile(config.AGENTRY_APPROVERS_FILE)
+    : new Map();
   const policies = loadPolicyFile(policyPath);
   const validator = new SafetyValidator({ policies, redis, prefix });
-  const audit = new AuditLog({ redis, prefix, key: config.AGENTRY_AUDIT_KEY, previousKeys: config.AGENTRY_AUDIT_PREVIOUS_KEYS });
+  const audit = new AuditLog({
+    redis,
+    prefix,
+    key: config.AGENTRY_AUDIT_KEY,
+    previousKeys: config.AGENTRY_AUDIT_PREVIOUS_KEYS,
+  });
   if (!audit.authenticated) {
-    logger.warn({ event: "audit-unauthenticated" }, "AGENTRY_AUDIT_KEY is not set: audit entries are not authenticated (anyone with Redis write access can rewrite them)");
+    logger.warn(
+      { event: "audit-unauthenticated" },
+      "AGENTRY_AUDIT_KEY is not set: audit entries are not authenticated (anyone with Redis write access can rewrite them)",
+    );
   }
   const approvals = new ApprovalStore({ redis: publisher, prefix, approverKeys, audit });
   const notifier =
     options.notifier ??
-    (config.AGENTRY_APPROVAL_WEBHOOK_URL ? new WebhookNotifier({ url: config.AGENTRY_APPROVAL_WEBHOOK_URL }) : new LogNotifier(logger));
+    (config.AGENTRY_APPROVAL_WEBHOOK_URL
+      ? new WebhookNotifier({ url: config.AGENTRY_APPROVAL_WEBHOOK_URL })
+      : new LogNotifier(logger));
   const governance = createGovernanceHooks({ validator, approvals, audit, notifier, approverKeys, logger });
 
   // Budgets, tracing, metrics.
@@ -120,14 +150,29 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     prefix,
     leaseMs: config.AGENTRY_BUDGET_LEASE_MS,
     onLeaseExpired: async (r) => {
-      await audit.append({ type: "budget", taskId: r.taskId, data: { event: "lease-expired", reservationId: r.id, amount: r.amount, scopes: r.scopes } });
+      await audit.append({
+        type: "budget",
+        taskId: r.taskId,
+        data: { event: "lease-expired", reservationId: r.id, amount: r.amount, scopes: r.scopes },
+      });
     },
   });
   // The model's own prompt count (when it has one) lets budgets reserve a true bound near a limit.
   const countInputTokens = model.countInputTokens?.bind(model);
-  const pricing = { estimateInputTokens, maxCostMicroUsd, costMicroUsd, ...(countInputTokens ? { countInputTokens } : {}) };
+  const pricing = {
+    estimateInputTokens,
+    maxCostMicroUsd,
+    costMicroUsd,
+    ...(countInputTokens ? { countInputTokens } : {}),
+  };
   const metrics = createMetrics({ defaultLabels: { service: "agentry-worker" } });
-  const budget = createBudgetHooks({ ledger, pricing, defaultModel: model.defaultModel, audit, leaseMs: config.AGENTRY_BUDGET_LEASE_MS });
+  const budget = createBudgetHooks({
+    ledger,
+    pricing,
+    defaultModel: model.defaultModel,
+    audit,
+    leaseMs: config.AGENTRY_BUDGET_LEASE_MS,
+  });
   const hooks: AgentHooks[] = [
     budget,
     governance,
@@ -167,11 +212,16 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
         }
         const started = Date.now();
         const outcome = await inner(ex);
-        if (outcome.type === "completed") setAgentUsage(span, outcome.result.usage, outcome.result.costMicroUsd);
+        if (outcome.type === "completed")
+          setAgentUsage(span, outcome.result.usage, outcome.result.costMicroUsd);
         if (outcome.type === "park" && outcome.parked.reason === "approval") {
           // No hook sees a suspended tool call; count it and the paused attempt here.
           for (const tool of outcome.parked.tools ?? []) metrics.recordToolCall(tool, "suspend");
-          metrics.recordTask({ outcome: "awaiting_approval", tenant: ex.payload.tenant, durationMs: Date.now() - started });
+          metrics.recordTask({
+            outcome: "awaiting_approval",
+            tenant: ex.payload.tenant,
+            durationMs: Date.now() - started,
+          });
         }
         return outcome;
       },
@@ -182,17 +232,24 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     url: config.REDIS_URL,
     prefix,
     concurrency: config.AGENTRY_CONCURRENCY,
-    ...(config.AGENTRY_GLOBAL_CONCURRENCY > 0 ? { globalConcurrency: config.AGENTRY_GLOBAL_CONCURRENCY } : {}),
+    ...(config.AGENTRY_GLOBAL_CONCURRENCY > 0
+      ? { globalConcurrency: config.AGENTRY_GLOBAL_CONCURRENCY }
+      : {}),
     lockDurationMs: config.AGENTRY_LOCK_DURATION_MS,
     stalledIntervalMs: config.AGENTRY_STALLED_INTERVAL_MS,
     shutdownGraceMs: config.AGENTRY_SHUTDOWN_GRACE_MS,
-    taskStream: { maxLen: config.AGENTRY_TASK_STREAM_MAX_LEN, ttlMs: config.AGENTRY_TASK_STREAM_TTL_MS, flushMs: config.AGENTRY_TEXT_FLUSH_MS },
+    taskStream: {
+      maxLen: config.AGENTRY_TASK_STREAM_MAX_LEN,
+      ttlMs: config.AGENTRY_TASK_STREAM_TTL_MS,
+      flushMs: config.AGENTRY_TEXT_FLUSH_MS,
+    },
     handler,
     logger,
     // A task cancelled while it waited for an approval: the approval is cancelled (audited once).
     onCancelRequested: async (taskId) => void (await approvals.cancelForTask(taskId)),
     ...(options.telemetry ? { telemetry: options.telemetry } : {}),
-    onFinished: (e) => metrics.recordTask({ outcome: e.outcome, tenant: e.payload.tenant, durationMs: e.durationMs }),
+    onFinished: (e) =>
+      metrics.recordTask({ outcome: e.outcome, tenant: e.payload.tenant, durationMs: e.durationMs }),
     // Approval decisions wake their tasks; the reconcile catches what an event missed and reaps
     // expired budget leases. On the same beat the worker wakes tasks held back by their tenant's
     // cap once the tenant has a free slot again.

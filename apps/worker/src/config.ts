@@ -1,5 +1,13 @@
 import { z } from "zod";
-import { AgentryError, envNonNegativeInt as num, envPositiveInt as positive, envVar, parseEnv, parseEnvWith, type AgentryEnv } from "@agentry/core";
+import {
+  AgentryError,
+  envNonNegativeInt as num,
+  envPositiveInt as positive,
+  envVar,
+  parseEnv,
+  parseEnvWith,
+  type AgentryEnv,
+} from "@agentry/core";
 
 /** Worker-only environment, on top of the shared contract in @agentry/core (parseEnv). */
 export const workerEnvSchema = z.object({

@@ -11,7 +11,12 @@ import type { AgentryMetrics, AgentWorker } from "@agentry/runtime";
  * port. It never moves to a free port: Prometheus scrapes the configured one, and a worker on
  * another port would run unmonitored.
  */
-export function startOpsServer(options: { port: number; host?: string; worker: AgentWorker; metrics: AgentryMetrics }): Promise<Server> {
+export function startOpsServer(options: {
+  port: number;
+  host?: string;
+  worker: AgentWorker;
+  metrics: AgentryMetrics;
+}): Promise<Server> {
   const server = createServer((req, res) => {
     void (async () => {
       try {
@@ -29,7 +34,11 @@ export function startOpsServer(options: { port: number; host?: string; worker: A
         }
       } catch (err) {
         res.writeHead(500, { "content-type": "application/json" });
-        res.end(JSON.stringify({ error: { code: "INTERNAL", message: err instanceof Error ? err.message : String(err) } }));
+        res.end(
+          JSON.stringify({
+            error: { code: "INTERNAL", message: err instanceof Error ? err.message : String(err) },
+          }),
+        );
       }
     })();
   });
@@ -55,6 +64,13 @@ function portError(port: number, err: unknown): AgentryError {
         : code === "ERR_SOCKET_BAD_PORT"
           ? `port ${port} is not a valid port (1-65535)`
           : `cannot listen on port ${port} (${typeof code === "string" ? code : err instanceof Error ? err.message : String(err)})`;
-  const fix = code === "EADDRINUSE" ? "give each worker on a host its own AGENTRY_WORKER_PORT" : "set AGENTRY_WORKER_PORT to a port this process may use";
-  return new AgentryError("INVALID_CONFIG", `AGENTRY_WORKER_PORT: ${why}; ${fix}, or 0 to serve no /healthz and /metrics`, { cause: err });
+  const fix =
+    code === "EADDRINUSE"
+      ? "give each worker on a host its own AGENTRY_WORKER_PORT"
+      : "set AGENTRY_WORKER_PORT to a port this process may use";
+  return new AgentryError(
+    "INVALID_CONFIG",
+    `AGENTRY_WORKER_PORT: ${why}; ${fix}, or 0 to serve no /healthz and /metrics`,
+    { cause: err },
+  );
 }

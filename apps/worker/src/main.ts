@@ -20,9 +20,15 @@ async function main(): Promise<void> {
     serviceName: "agentry-worker",
     serviceVersion: packageVersion(new URL("../package.json", import.meta.url)),
     ...(config.OTEL_EXPORTER_OTLP_ENDPOINT ? { otlpEndpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT } : {}),
-    ...(config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ? { otlpTracesEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT } : {}),
+    ...(config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+      ? { otlpTracesEndpoint: config.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT }
+      : {}),
   });
-  const logger = createTaskLogger({ name: "agentry-worker", level: config.LOG_LEVEL, ...(config.AGENTRY_WORKER_NAME ? { base: { worker: config.AGENTRY_WORKER_NAME } } : {}) });
+  const logger = createTaskLogger({
+    name: "agentry-worker",
+    level: config.LOG_LEVEL,
+    ...(config.AGENTRY_WORKER_NAME ? { base: { worker: config.AGENTRY_WORKER_NAME } } : {}),
+  });
   let built;
   try {
     built = await buildWorker(config, { logger, telemetry: createBullMQTelemetry() });
@@ -34,23 +40,44 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   if (config.AGENTRY_LLM === "scripted") {
-    logger.warn({ event: "scripted-model", llm: "scripted" }, "AGENTRY_LLM=scripted: tasks are answered by the offline ScriptedModel with canned text, never by Claude");
+    logger.warn(
+      { event: "scripted-model", llm: "scripted" },
+      "AGENTRY_LLM=scripted: tasks are answered by the offline ScriptedModel with canned text, never by Claude",
+    );
   }
   // The port is taken before any job is: a worker that cannot serve /healthz and /metrics stops
   // with one line (exit 2) without having claimed a task it would then abandon.
   let server;
   try {
-    server = config.AGENTRY_WORKER_PORT > 0 ? await startOpsServer({ port: config.AGENTRY_WORKER_PORT, worker: built.worker, metrics: built.metrics }) : undefined;
+    server =
+      config.AGENTRY_WORKER_PORT > 0
+        ? await startOpsServer({
+            port: config.AGENTRY_WORKER_PORT,
+            worker: built.worker,
+            metrics: built.metrics,
+          })
+        : undefined;
   } catch (err) {
     const e = AgentryError.from(err);
-    logger.fatal({ code: e.code, err: e.message, port: config.AGENTRY_WORKER_PORT }, "worker failed to start");
+    logger.fatal(
+      { code: e.code, err: e.message, port: config.AGENTRY_WORKER_PORT },
+      "worker failed to start",
+    );
     process.stderr.write(`agentry-worker: ${e.message}\n`);
     await built.close().catch(() => undefined);
     await telemetry.shutdown();
     process.exit(2);
   }
   await built.start();
-  logger.info({ event: "worker-started", concurrency: config.AGENTRY_CONCURRENCY, llm: config.AGENTRY_LLM, port: config.AGENTRY_WORKER_PORT }, "worker started");
+  logger.info(
+    {
+      event: "worker-started",
+      concurrency: config.AGENTRY_CONCURRENCY,
+      llm: config.AGENTRY_LLM,
+      port: config.AGENTRY_WORKER_PORT,
+    },
+    "worker started",
+  );
 
   let stopping = false;
   const stop = async (signal: string) => {

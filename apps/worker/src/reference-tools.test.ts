@@ -2,7 +2,14 @@
 // default policy's governance hooks in front of them, as the worker wires them.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runAgent } from "@agentry/agent";
-import { ApprovalStore, AuditLog, DEFAULT_POLICY_FILE, SafetyValidator, createGovernanceHooks, loadPolicyFile } from "@agentry/governance";
+import {
+  ApprovalStore,
+  AuditLog,
+  DEFAULT_POLICY_FILE,
+  SafetyValidator,
+  createGovernanceHooks,
+  loadPolicyFile,
+} from "@agentry/governance";
 import { AnthropicModel } from "@agentry/llm";
 import { HashingEmbedder, RedisVectorMemory } from "@agentry/memory";
 import { fakeReply, startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
@@ -34,9 +41,24 @@ describe("reference tools", () => {
     fake.enqueue(
       {
         content: [
-          { type: "tool_use", id: "toolu_cap", name: "delete_resource", input: { resource: "db-7", env: "Production" } },
-          { type: "tool_use", id: "toolu_alias", name: "delete_resource", input: { resource: "db-7", env: "prod" } },
-          { type: "tool_use", id: "toolu_other", name: "delete_resource", input: { resource: "db-7", env: "qa" } },
+          {
+            type: "tool_use",
+            id: "toolu_cap",
+            name: "delete_resource",
+            input: { resource: "db-7", env: "Production" },
+          },
+          {
+            type: "tool_use",
+            id: "toolu_alias",
+            name: "delete_resource",
+            input: { resource: "db-7", env: "prod" },
+          },
+          {
+            type: "tool_use",
+            id: "toolu_other",
+            name: "delete_resource",
+            input: { resource: "db-7", env: "qa" },
+          },
         ],
       },
       fakeReply.text("I need an exact environment name."),
@@ -52,7 +74,9 @@ describe("reference tools", () => {
 
     // The model was told the exact values it may use...
     const sent = fake.requests[0]?.body.tools?.find((t) => t.name === "delete_resource");
-    expect(sent?.input_schema).toMatchObject({ properties: { env: { enum: ["development", "staging", "production"] } } });
+    expect(sent?.input_schema).toMatchObject({
+      properties: { env: { enum: ["development", "staging", "production"] } },
+    });
     // ...and got each wrong spelling back as an error tool_result naming the field.
     const last = fake.requests[1]?.body.messages?.at(-1);
     const results = Array.isArray(last?.content) ? last.content.filter((b) => b.type === "tool_result") : [];
@@ -67,12 +91,20 @@ describe("reference tools", () => {
     expect(await client.llen(deletionsKey(prefix))).toBe(0);
     const entries = await audit.read();
     expect(entries.map((e) => e.type)).toEqual(["action", "action", "action"]);
-    expect(entries.map((e) => (e.type === "action" ? e.data.outcome : undefined))).toEqual(["error", "error", "error"]);
+    expect(entries.map((e) => (e.type === "action" ? e.data.outcome : undefined))).toEqual([
+      "error",
+      "error",
+      "error",
+    ]);
   });
 
   it("delete_resource declares itself destructive", () => {
     const client = redis.client();
-    const tools = referenceTools({ redis: client, prefix: "unused", memory: new RedisVectorMemory({ redis: client, prefix: "unused", embedder: new HashingEmbedder() }) });
+    const tools = referenceTools({
+      redis: client,
+      prefix: "unused",
+      memory: new RedisVectorMemory({ redis: client, prefix: "unused", embedder: new HashingEmbedder() }),
+    });
     expect(tools.get("delete_resource")?.destructive).toBe(true);
     expect(tools.get("get_weather")?.destructive).toBeUndefined();
   });

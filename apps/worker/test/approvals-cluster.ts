@@ -85,7 +85,11 @@ export async function startApprovalCluster(
   };
   await Promise.all(Array.from({ length: options.workers ?? 2 }, (_, i) => startWorker(`w${i + 1}`)));
   const conn = redis.client();
-  const client = new AgentryClient({ url: redis.url, prefix, sessionOrder: new RedisSessionTurns({ redis: conn, prefix }) });
+  const client = new AgentryClient({
+    url: redis.url,
+    prefix,
+    sessionOrder: new RedisSessionTurns({ redis: conn, prefix }),
+  });
   const audit = new AuditLog({ redis: conn, prefix });
   const store = new ApprovalStore({ redis: conn, prefix, approverKeys: approvers.keys, audit });
   let n = 0;
@@ -102,7 +106,9 @@ export async function startApprovalCluster(
     startWorker,
     async submit(prompt) {
       n += 1;
-      return (await client.submit({ prompt, userId: "ops", sessionId: `s-${n}-${Date.now()}` }, { tenant: "acme" })).taskId;
+      return (
+        await client.submit({ prompt, userId: "ops", sessionId: `s-${n}-${Date.now()}` }, { tenant: "acme" })
+      ).taskId;
     },
     async awaitingApproval(taskId) {
       let status: TaskStatus | undefined;
@@ -133,14 +139,18 @@ export function typesOf(entries: AuditEntry[]): string[] {
 }
 
 /** The tool_results the model was sent for one tool_use id (as the fake Anthropic API received them). */
-export function toolResultsSent(fake: FakeAnthropic, toolUseId: string): { text: string; isError: boolean }[] {
+export function toolResultsSent(
+  fake: FakeAnthropic,
+  toolUseId: string,
+): { text: string; isError: boolean }[] {
   const seen = new Map<string, { text: string; isError: boolean }>();
   for (const req of fake.requests) {
     for (const m of req.body.messages ?? []) {
       if (m.role !== "user" || typeof m.content === "string") continue;
       for (const b of m.content) {
         if (b.type !== "tool_result" || b.tool_use_id !== toolUseId) continue;
-        const text = typeof b.content === "string" ? b.content : (b.content ?? []).map((x) => x.text ?? "").join("\n");
+        const text =
+          typeof b.content === "string" ? b.content : (b.content ?? []).map((x) => x.text ?? "").join("\n");
         seen.set(`${text}|${b.is_error === true}`, { text, isError: b.is_error === true });
       }
     }

@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { useTestRedis } from "@agentry/testkit";
-import { startApprovalCluster, toolResultsSent, typesOf, writePolicyFile, type ApprovalCluster } from "./approvals-cluster.js";
+import {
+  startApprovalCluster,
+  toolResultsSent,
+  typesOf,
+  writePolicyFile,
+  type ApprovalCluster,
+} from "./approvals-cluster.js";
 import { startWorkerProcess, type WorkerProcess } from "./worker-processes.js";
 
 // Development deletes need one approval within 2 s; staging deletes need two approvers.
@@ -57,24 +63,43 @@ describe("approval lifecycle across worker processes", () => {
     expect((await c.deletions()).filter((d) => d.taskId === taskId)).toEqual([]);
     const rec = await c.store.require(approvalId);
     expect(rec.status).toBe("expired");
-    expect(toolResultsSent(c.fake, rec.toolUseId)).toEqual([{ text: expect.stringContaining("expired") as unknown, isError: true }]);
+    expect(toolResultsSent(c.fake, rec.toolUseId)).toEqual([
+      { text: expect.stringContaining("expired") as unknown, isError: true },
+    ]);
     // A late decision is refused.
-    expect(await c.store.tryDecide(c.approvers.sign("alice", approvalId, "approve"))).toEqual({ type: "expired" });
+    expect(await c.store.tryDecide(c.approvers.sign("alice", approvalId, "approve"))).toEqual({
+      type: "expired",
+    });
 
     const entries = await c.auditOf(taskId);
-    expect(entries.find((e) => e.type === "approval_expired")?.data).toMatchObject({ approvalId, expiresAt: rec.expiresAt });
+    expect(entries.find((e) => e.type === "approval_expired")?.data).toMatchObject({
+      approvalId,
+      expiresAt: rec.expiresAt,
+    });
     expect(typesOf(entries)).not.toContain("approval_decided");
-    expect(entries.filter((e) => e.type === "action").map((e) => e.data)).toEqual([expect.objectContaining({ outcome: "expired" })]);
+    expect(entries.filter((e) => e.type === "action").map((e) => e.data)).toEqual([
+      expect.objectContaining({ outcome: "expired" }),
+    ]);
     expect((await c.audit.verify()).ok).toBe(true);
   }, 60_000);
 
   it("quorum of two: one approval keeps the task waiting even when it is woken, the second completes it", async () => {
     const { taskId, approvalId } = await parked("delete bucket-7 in staging");
-    expect(await c.store.require(approvalId)).toMatchObject({ quorum: 2, approvers: ["alice", "bob", "carol"] });
+    expect(await c.store.require(approvalId)).toMatchObject({
+      quorum: 2,
+      approvers: ["alice", "bob", "carol"],
+    });
 
-    expect(await c.store.tryDecide(c.approvers.sign("alice", approvalId, "approve"))).toMatchObject({ type: "recorded", approvals: 1, quorum: 2 });
+    expect(await c.store.tryDecide(c.approvers.sign("alice", approvalId, "approve"))).toMatchObject({
+      type: "recorded",
+      approvals: 1,
+      quorum: 2,
+    });
     // The same approver twice does not count twice.
-    expect(await c.store.tryDecide(c.approvers.sign("alice", approvalId, "approve"))).toMatchObject({ type: "already-decided", byApprover: true });
+    expect(await c.store.tryDecide(c.approvers.sign("alice", approvalId, "approve"))).toMatchObject({
+      type: "already-decided",
+      byApprover: true,
+    });
     // Wake the task as a stray event or reconcile pass would: it resumes, sees one approval of
     // two, and parks again on the same approval without running the tool.
     const parkedAttempts = (await c.client.status(taskId)).attempts;
@@ -87,10 +112,16 @@ describe("approval lifecycle across worker processes", () => {
     expect((await c.store.require(approvalId)).status).toBe("pending");
     expect((await c.deletions()).filter((d) => d.taskId === taskId)).toEqual([]);
 
-    expect(await c.store.tryDecide(c.approvers.sign("carol", approvalId, "approve"))).toMatchObject({ type: "decided", status: "approved", approvals: 2 });
+    expect(await c.store.tryDecide(c.approvers.sign("carol", approvalId, "approve"))).toMatchObject({
+      type: "decided",
+      status: "approved",
+      approvals: 2,
+    });
     const r = await c.client.wait(taskId, { timeoutMs: 30_000 });
     expect(r.text).toBe("Done: bucket-7 was deleted in staging (simulated).");
-    expect((await c.deletions()).filter((d) => d.taskId === taskId).map((d) => d.resource)).toEqual(["bucket-7"]);
+    expect((await c.deletions()).filter((d) => d.taskId === taskId).map((d) => d.resource)).toEqual([
+      "bucket-7",
+    ]);
     const entries = await c.auditOf(taskId);
     expect(entries.find((e) => e.type === "approval_decided")?.data).toMatchObject({
       status: "approved",
@@ -117,7 +148,9 @@ describe("approval lifecycle across worker processes", () => {
     const fresh = await c.startWorker("w3");
     const r = await c.client.wait(taskId, { timeoutMs: 30_000 });
     expect(r.text).toContain("queue-3");
-    expect((await c.deletions()).filter((d) => d.taskId === taskId).map((d) => d.resource)).toEqual(["queue-3"]);
+    expect((await c.deletions()).filter((d) => d.taskId === taskId).map((d) => d.resource)).toEqual([
+      "queue-3",
+    ]);
     expect(fresh.output()).toContain('"event":"task-completed"');
     expect((await c.store.require(approvalId)).acknowledgedAt).toBeGreaterThan(0);
     expect((await c.store.unacknowledgedResolved()).map((r) => r.id)).not.toContain(approvalId);
@@ -148,14 +181,26 @@ describe("policy file errors", () => {
     const missing = "/nonexistent/agentry-policy.yaml";
     const runs = [
       ...cases.map((k) => ({ ...k, file: writePolicyFile(k.text) })),
-      { name: "a missing file", file: missing, reason: `: cannot read policy file: ENOENT: no such file or directory, open '${missing}'` },
+      {
+        name: "a missing file",
+        file: missing,
+        reason: `: cannot read policy file: ENOENT: no such file or directory, open '${missing}'`,
+      },
     ];
     await Promise.all(
       runs.map(async (k) => {
-        const w = startWorkerProcess("bad-policy", { REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), AGENTRY_LLM: "scripted", AGENTRY_POLICY_FILE: k.file });
+        const w = startWorkerProcess("bad-policy", {
+          REDIS_URL: redis.url,
+          AGENTRY_PREFIX: redis.freshPrefix(),
+          AGENTRY_LLM: "scripted",
+          AGENTRY_POLICY_FILE: k.file,
+        });
         const code = await exitOf(w);
         expect(code, `${k.name}:\n${w.output()}`).toBe(2);
-        const lines = w.output().split("\n").filter((l) => l.startsWith("agentry-worker: "));
+        const lines = w
+          .output()
+          .split("\n")
+          .filter((l) => l.startsWith("agentry-worker: "));
         expect(lines, `${k.name}:\n${w.output()}`).toEqual([`agentry-worker: ${k.file}${k.reason}`]);
         expect(w.output()).not.toContain('"event":"worker-started"');
       }),

@@ -46,11 +46,16 @@ describe("approvals across worker processes", () => {
     expect((await c.client.status(b)).state).toBe("awaiting_approval");
     expect((await c.deletions()).filter((d) => d.taskId === a || d.taskId === b)).toEqual([]);
 
-    const decided = await c.store.decide(c.approvers.sign("alice", idA, "approve", { reason: "planned cleanup" }));
+    const decided = await c.store.decide(
+      c.approvers.sign("alice", idA, "approve", { reason: "planned cleanup" }),
+    );
     expect(decided).toMatchObject({ type: "decided", status: "approved", approvals: 1 });
     await c.store.decide(c.approvers.sign("carol", idB, "approve"));
 
-    const [ra, rb] = await Promise.all([c.client.wait(a, { timeoutMs: 30_000 }), c.client.wait(b, { timeoutMs: 30_000 })]);
+    const [ra, rb] = await Promise.all([
+      c.client.wait(a, { timeoutMs: 30_000 }),
+      c.client.wait(b, { timeoutMs: 30_000 }),
+    ]);
     expect(ra.text).toContain("Done: db-1 was deleted");
     expect(rb.text).toContain("db-2");
     const deletions = await c.deletions();
@@ -61,18 +66,32 @@ describe("approvals across worker processes", () => {
 
     const done = await record(idA);
     expect(done.status).toBe("approved");
-    expect(done.decisions.map((d) => [d.approver, d.outcome, d.reason])).toEqual([["alice", "approve", "planned cleanup"]]);
+    expect(done.decisions.map((d) => [d.approver, d.outcome, d.reason])).toEqual([
+      ["alice", "approve", "planned cleanup"],
+    ]);
     expect(done.acknowledgedAt).toBeGreaterThan(0);
     expect((await c.store.unacknowledgedResolved()).map((r) => r.id)).not.toContain(idA);
 
     const entries = await c.auditOf(a);
     const types = typesOf(entries);
-    for (const t of ["request", "policy_verdict", "approval_requested", "approval_decided", "action", "response"]) expect(types).toContain(t);
+    for (const t of [
+      "request",
+      "policy_verdict",
+      "approval_requested",
+      "approval_decided",
+      "action",
+      "response",
+    ])
+      expect(types).toContain(t);
     expect(types.indexOf("approval_requested")).toBeLessThan(types.indexOf("approval_decided"));
     expect(types.indexOf("approval_decided")).toBeLessThan(types.indexOf("action"));
     expect(types.filter((t) => t === "approval_decided")).toHaveLength(1);
     const decidedEntry = entries.find((e) => e.type === "approval_decided");
-    expect(decidedEntry?.data).toMatchObject({ approvalId: idA, status: "approved", decisions: [{ approver: "alice", outcome: "approve" }] });
+    expect(decidedEntry?.data).toMatchObject({
+      approvalId: idA,
+      status: "approved",
+      decisions: [{ approver: "alice", outcome: "approve" }],
+    });
     const actions = entries.filter((e) => e.type === "action");
     expect(actions).toHaveLength(1);
     expect(actions[0]?.data).toMatchObject({ tool: "delete_resource", outcome: "ok" });
@@ -83,25 +102,42 @@ describe("approvals across worker processes", () => {
 
   it("cancel while awaiting approval: the session's next task runs at once, the approval is cancelled and audited, nothing stays pending", async () => {
     const sessionId = `s-cancel-${Date.now()}`;
-    const parked = (await c.client.submit({ prompt: "delete db-c1 in staging", userId: "ops", sessionId }, { tenant: "acme" })).taskId;
+    const parked = (
+      await c.client.submit(
+        { prompt: "delete db-c1 in staging", userId: "ops", sessionId },
+        { tenant: "acme" },
+      )
+    ).taskId;
     const { approvalIds } = await c.awaitingApproval(parked);
     const [approvalId] = approvalIds;
     if (!approvalId) throw new Error("no approval id");
     // The next task of the session waits behind the parked one (it holds the session's turn).
-    const next = (await c.client.submit({ prompt: "What's the weather in Oslo?", userId: "ops", sessionId }, { tenant: "acme" })).taskId;
+    const next = (
+      await c.client.submit(
+        { prompt: "What's the weather in Oslo?", userId: "ops", sessionId },
+        { tenant: "acme" },
+      )
+    ).taskId;
     // A worker took it and parked it behind the session's turn (a condition, not a guess: the
     // transient "running" state may be too short to observe).
-    await expect.poll(async () => (await c.client.status(next)).progress, { timeout: 30_000 }).toMatchObject({ phase: "parked", reason: "session_busy" });
+    await expect
+      .poll(async () => (await c.client.status(next)).progress, { timeout: 30_000 })
+      .toMatchObject({ phase: "parked", reason: "session_busy" });
     expect((await c.client.status(next)).state).toBe("queued");
 
-    expect(await c.client.cancel(parked, { tenant: "acme" })).toEqual({ cancelled: true, state: "awaiting_approval" });
+    expect(await c.client.cancel(parked, { tenant: "acme" })).toEqual({
+      cancelled: true,
+      state: "awaiting_approval",
+    });
     // The turn was released at cancel time: the next task completes without waiting out any lease.
     const result = await c.client.wait(next, { timeoutMs: 60_000 });
     expect(result.text).toContain("Oslo");
     await expect.poll(async () => (await record(approvalId)).status, { timeout: 20_000 }).toBe("cancelled");
     expect((await c.store.list({ status: "pending" })).map((r) => r.id)).not.toContain(approvalId);
     // A decision after the cancellation is refused; the tool never ran.
-    await expect(c.store.decide(c.approvers.sign("alice", approvalId, "approve"))).rejects.toMatchObject({ code: "APPROVAL_INVALID" });
+    await expect(c.store.decide(c.approvers.sign("alice", approvalId, "approve"))).rejects.toMatchObject({
+      code: "APPROVAL_INVALID",
+    });
     expect((await c.deletions()).filter((d) => d.taskId === parked)).toEqual([]);
     const cancelledEntries = (await c.auditOf(parked)).filter((e) => e.type === "approval_cancelled");
     expect(cancelledEntries).toHaveLength(1);
@@ -112,7 +148,9 @@ describe("approvals across worker processes", () => {
     const t = await c.submit("delete cache-9 in staging");
     const [id] = (await c.awaitingApproval(t)).approvalIds;
     if (!id) throw new Error("no approval id");
-    const result = await c.store.decide(c.approvers.sign("bob", id, "reject", { reason: "cache still in use" }));
+    const result = await c.store.decide(
+      c.approvers.sign("bob", id, "reject", { reason: "cache still in use" }),
+    );
     expect(result).toMatchObject({ type: "decided", status: "rejected" });
 
     const r = await c.client.wait(t, { timeoutMs: 30_000 });
@@ -133,7 +171,9 @@ describe("approvals across worker processes", () => {
       status: "rejected",
       decisions: [{ approver: "bob", outcome: "reject", reason: "cache still in use" }],
     });
-    expect(entries.filter((e) => e.type === "action").map((e) => e.data)).toEqual([expect.objectContaining({ outcome: "rejected" })]);
+    expect(entries.filter((e) => e.type === "action").map((e) => e.data)).toEqual([
+      expect.objectContaining({ outcome: "rejected" }),
+    ]);
     expect((await c.audit.verify()).ok).toBe(true);
   }, 60_000);
 
@@ -155,9 +195,13 @@ describe("approvals across worker processes", () => {
       ids.map(async (id, i) => {
         // Alternate who rejects, so both outcomes get a chance to win.
         const signed: SignedDecision[] = deciders.map((d, j) =>
-          c.approvers.sign(d.name, id, (i + j) % 2 === 0 ? "approve" : "reject", { reason: `vote of ${d.name}` }),
+          c.approvers.sign(d.name, id, (i + j) % 2 === 0 ? "approve" : "reject", {
+            reason: `vote of ${d.name}`,
+          }),
         );
-        const results = await Promise.all(signed.map((s, j) => (deciders[j] as (typeof deciders)[number]).store.tryDecide(s)));
+        const results = await Promise.all(
+          signed.map((s, j) => (deciders[j] as (typeof deciders)[number]).store.tryDecide(s)),
+        );
         const winners = results.filter((r) => r.type === "decided");
         expect(winners).toHaveLength(1);
         expect(results.filter((r) => r.type === "already-decided")).toHaveLength(2);
@@ -185,7 +229,11 @@ describe("approvals across worker processes", () => {
   }, 60_000);
 
   it("refuses unsigned, wrongly signed, replayed and unauthorised decisions, and a decision forged straight into Redis", async () => {
-    const [t1, t2, t3] = await Promise.all(["delete vol-1 in staging", "delete vol-2 in staging", "delete vol-3 in staging"].map((p) => c.submit(p)));
+    const [t1, t2, t3] = await Promise.all(
+      ["delete vol-1 in staging", "delete vol-2 in staging", "delete vol-3 in staging"].map((p) =>
+        c.submit(p),
+      ),
+    );
     const [id1, id2, id3] = await Promise.all(
       [t1, t2, t3].map(async (t) => {
         const [id] = (await c.awaitingApproval(t as string)).approvalIds;
@@ -198,17 +246,29 @@ describe("approvals across worker processes", () => {
     const bare = { approvalId: id1, approver: "alice", outcome: "approve" as const, decidedAt: now };
 
     // Unsigned: empty or garbage signature.
-    expect(await c.store.tryDecide({ ...bare, signature: "" })).toEqual({ type: "bad-signature", approver: "alice" });
-    expect(await c.store.tryDecide({ ...bare, signature: "bm90IGEgc2lnbmF0dXJl" })).toEqual({ type: "bad-signature", approver: "alice" });
+    expect(await c.store.tryDecide({ ...bare, signature: "" })).toEqual({
+      type: "bad-signature",
+      approver: "alice",
+    });
+    expect(await c.store.tryDecide({ ...bare, signature: "bm90IGEgc2lnbmF0dXJl" })).toEqual({
+      type: "bad-signature",
+      approver: "alice",
+    });
     // Wrongly signed: bob's key on a decision that claims to be alice's.
     const wrong = signDecision(c.approvers.privateKeys.bob as string, bare);
     expect(await c.store.tryDecide(wrong)).toEqual({ type: "bad-signature", approver: "alice" });
     // Replayed: alice's valid signature for another approval.
     const forId2 = c.approvers.sign("alice", id2, "approve", { decidedAt: now });
-    expect(await c.store.tryDecide({ ...forId2, approvalId: id1 })).toEqual({ type: "bad-signature", approver: "alice" });
+    expect(await c.store.tryDecide({ ...forId2, approvalId: id1 })).toEqual({
+      type: "bad-signature",
+      approver: "alice",
+    });
     // Tampered: alice's valid signature with the outcome flipped.
     const rejectSigned = c.approvers.sign("alice", id1, "reject", { decidedAt: now });
-    expect(await c.store.tryDecide({ ...rejectSigned, outcome: "approve" })).toEqual({ type: "bad-signature", approver: "alice" });
+    expect(await c.store.tryDecide({ ...rejectSigned, outcome: "approve" })).toEqual({
+      type: "bad-signature",
+      approver: "alice",
+    });
     // Unauthorised: mallory signs with her own key but is not enrolled; the script refuses her
     // even when the store checks no signature.
     const mallory = createTestApprovers(["mallory"]);
@@ -238,8 +298,22 @@ describe("approvals across worker processes", () => {
     // t2 with a garbage one, t3 with a valid signature of an approver the record does not list.
     const forge = async (id: string, taskId: string, decision: SignedDecision) => {
       const key = `${c.prefix}:approval:${id}`;
-      const stored = { approver: decision.approver, outcome: decision.outcome, reason: "", decidedAt: decision.decidedAt, signature: decision.signature };
-      await c.conn.hset(key, "status", "approved", "decisions", JSON.stringify([stored]), "resolvedAt", String(Date.now()));
+      const stored = {
+        approver: decision.approver,
+        outcome: decision.outcome,
+        reason: "",
+        decidedAt: decision.decidedAt,
+        signature: decision.signature,
+      };
+      await c.conn.hset(
+        key,
+        "status",
+        "approved",
+        "decisions",
+        JSON.stringify([stored]),
+        "resolvedAt",
+        String(Date.now()),
+      );
       await c.conn.zrem(`${c.prefix}:approvals:pending`, id);
       await c.conn.zadd(`${c.prefix}:approvals:resolved`, Date.now(), id);
       await c.conn.publish(c.store.channel, JSON.stringify({ approvalId: id, taskId, status: "approved" }));
@@ -258,11 +332,18 @@ describe("approvals across worker processes", () => {
       const entries = await c.auditOf(t);
       const refused = entries.filter((e) => e.type === "approval_refused");
       expect(refused).toHaveLength(1);
-      expect(refused[0]?.data).toMatchObject({ approvalId: id, reason: expect.stringContaining("valid signature") as unknown });
+      expect(refused[0]?.data).toMatchObject({
+        approvalId: id,
+        reason: expect.stringContaining("valid signature") as unknown,
+      });
       expect(typesOf(entries)).not.toContain("approval_decided");
-      expect(entries.filter((e) => e.type === "action").map((e) => e.data)).toEqual([expect.objectContaining({ outcome: "denied" })]);
+      expect(entries.filter((e) => e.type === "action").map((e) => e.data)).toEqual([
+        expect.objectContaining({ outcome: "denied" }),
+      ]);
       const rec = await record(id);
-      expect(toolResultsSent(c.fake, rec.toolUseId)).toEqual([{ text: expect.stringContaining("refused") as unknown, isError: true }]);
+      expect(toolResultsSent(c.fake, rec.toolUseId)).toEqual([
+        { text: expect.stringContaining("refused") as unknown, isError: true },
+      ]);
     }
     expect((await c.audit.verify()).ok).toBe(true);
   }, 90_000);

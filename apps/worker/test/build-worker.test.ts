@@ -27,22 +27,42 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const close of closers.reverse()) await close();
 });
-const llmEnv = () => ({ AGENTRY_LLM: "anthropic", ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: fake.url });
+const llmEnv = () => ({
+  AGENTRY_LLM: "anthropic",
+  ANTHROPIC_API_KEY: "test-key",
+  ANTHROPIC_BASE_URL: fake.url,
+});
 
 describe("the reference worker, in process", () => {
   it("serves /healthz and /metrics, and counts a tool call suspended for approval", async () => {
     const prefix = redis.freshPrefix();
-    const config = parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, ...llmEnv(), AGENTRY_APPROVERS_FILE: join(dir, "approvers") });
-    const built: BuiltWorker = await buildWorker(config, { logger: createLogger({ name: "test", level: "silent" }) });
+    const config = parseWorkerConfig({
+      REDIS_URL: redis.url,
+      AGENTRY_PREFIX: prefix,
+      ...llmEnv(),
+      AGENTRY_APPROVERS_FILE: join(dir, "approvers"),
+    });
+    const built: BuiltWorker = await buildWorker(config, {
+      logger: createLogger({ name: "test", level: "silent" }),
+    });
     expect(built.model.provider).toBe("anthropic");
     closers.push(() => built.close());
     await built.start();
-    const server = await startOpsServer({ port: 0, host: "127.0.0.1", worker: built.worker, metrics: built.metrics });
+    const server = await startOpsServer({
+      port: 0,
+      host: "127.0.0.1",
+      worker: built.worker,
+      metrics: built.metrics,
+    });
     closers.push(() => new Promise((resolve) => server.close(resolve)));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
     // Limits on two scopes, so the budget gauges have samples in both units.
-    await built.ledger.setLimit("global", { maxTokens: 1_000_000, maxCostMicroUsd: 5_000_000, period: "none" });
+    await built.ledger.setLimit("global", {
+      maxTokens: 1_000_000,
+      maxCostMicroUsd: 5_000_000,
+      period: "none",
+    });
     await built.ledger.setLimit("tenant:acme", { maxTokens: 200_000, period: "none" });
 
     const health = await fetch(`${base}/healthz`);
@@ -53,22 +73,32 @@ describe("the reference worker, in process", () => {
     const client = new AgentryClient({ url: redis.url, prefix });
     closers.push(() => client.close());
     const weather = await client.submit({ prompt: "What's the weather in Lima?" }, { tenant: "acme" });
-    expect((await client.wait(weather.taskId, { timeoutMs: 20_000 })).text).toMatch(/^In Lima it is -?\d+°C and [a-z ]+\.$/);
+    expect((await client.wait(weather.taskId, { timeoutMs: 20_000 })).text).toMatch(
+      /^In Lima it is -?\d+°C and [a-z ]+\.$/,
+    );
     const del = await client.submit({ prompt: "delete db-3 in staging" }, { tenant: "acme" });
-    await expect.poll(async () => (await client.status(del.taskId)).state, { timeout: 20_000 }).toBe("awaiting_approval");
+    await expect
+      .poll(async () => (await client.status(del.taskId)).state, { timeout: 20_000 })
+      .toBe("awaiting_approval");
 
     const metrics = await (await fetch(`${base}/metrics`)).text();
-    expect(metrics).toMatch(/agentry_tool_calls_total\{[^}]*tool="delete_resource"[^}]*decision="suspend"[^}]*\} 1/);
-    expect(metrics).toMatch(/agentry_tool_calls_total\{[^}]*tool="get_weather"[^}]*decision="allow"[^}]*\} 1/);
+    expect(metrics).toMatch(
+      /agentry_tool_calls_total\{[^}]*tool="delete_resource"[^}]*decision="suspend"[^}]*\} 1/,
+    );
+    expect(metrics).toMatch(
+      /agentry_tool_calls_total\{[^}]*tool="get_weather"[^}]*decision="allow"[^}]*\} 1/,
+    );
     expect(metrics).toMatch(/agentry_tasks_total\{[^}]*outcome="awaiting_approval"[^}]*\} 1/);
     expect(metrics).toMatch(/agentry_tasks_total\{[^}]*outcome="completed"[^}]*\} 1/);
     expect(metrics).toMatch(/agentry_approvals_pending\{[^}]*\} 1/);
     // The weather task was billed: its cost in US dollars, and what is left of the budgets.
     const families = new Map(parseExposition(metrics).families.map((f) => [f.name, f]));
-    const costUsd = families.get("agentry_cost_usd_total")?.samples.find((s) => s.labels.tenant === "acme")?.value ?? 0;
+    const costUsd =
+      families.get("agentry_cost_usd_total")?.samples.find((s) => s.labels.tenant === "acme")?.value ?? 0;
     expect(costUsd).toBeGreaterThan(0);
     expect(costUsd).toBeLessThan(1);
-    const remaining = (name: string, scope: string) => families.get(name)?.samples.find((s) => s.labels.scope === scope)?.value;
+    const remaining = (name: string, scope: string) =>
+      families.get(name)?.samples.find((s) => s.labels.scope === scope)?.value;
     const globalUsd = remaining("agentry_budget_remaining_usd", "global");
     expect(globalUsd).toBeGreaterThan(0);
     expect(globalUsd).toBeLessThanOrEqual(5);
@@ -76,7 +106,9 @@ describe("the reference worker, in process", () => {
     expect(remaining("agentry_budget_remaining_usd", "tenant:acme")).toBeUndefined();
     // Queue depth counts jobs still to finish: the parked delete is delayed; the completed weather
     // task, which BullMQ retains, is in no series.
-    const depth = Object.fromEntries((families.get("agentry_queue_depth")?.samples ?? []).map((s) => [s.labels.state, s.value]));
+    const depth = Object.fromEntries(
+      (families.get("agentry_queue_depth")?.samples ?? []).map((s) => [s.labels.state, s.value]),
+    );
     expect(depth).toEqual({ waiting: 0, active: 0, delayed: 1, prioritized: 0 });
     // The whole exposition passes promtool's rules and Agentry's unit conventions.
     expect(lintExposition(metrics)).toEqual([]);
@@ -87,9 +119,21 @@ describe("the reference worker, in process", () => {
 
   it("authenticates audit entries with AGENTRY_AUDIT_KEY, and warns at start without it", async () => {
     const logged: string[] = [];
-    const logger = createLogger({ name: "test", level: "warn", destination: { write: (line: string) => logged.push(line) } });
+    const logger = createLogger({
+      name: "test",
+      level: "warn",
+      destination: { write: (line: string) => logged.push(line) },
+    });
     const key = "worker-test-audit-key-0123456789abcdef";
-    const keyed = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), ...llmEnv(), AGENTRY_AUDIT_KEY: key }), { logger });
+    const keyed = await buildWorker(
+      parseWorkerConfig({
+        REDIS_URL: redis.url,
+        AGENTRY_PREFIX: redis.freshPrefix(),
+        ...llmEnv(),
+        AGENTRY_AUDIT_KEY: key,
+      }),
+      { logger },
+    );
     closers.push(() => keyed.close());
     expect(keyed.audit.authenticated).toBe(true);
     await keyed.audit.append({ type: "request", taskId: "t1", data: { prompt: "hi" } });
@@ -97,9 +141,16 @@ describe("the reference worker, in process", () => {
     expect(logged.join("")).not.toContain("audit-unauthenticated");
     expect(logged.join("")).not.toContain(key);
 
-    const plain = await buildWorker(parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), ...llmEnv() }), { logger });
+    const plain = await buildWorker(
+      parseWorkerConfig({ REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), ...llmEnv() }),
+      { logger },
+    );
     closers.push(() => plain.close());
     expect(plain.audit.authenticated).toBe(false);
-    expect(logged.map((l) => JSON.parse(l) as { event?: string; level: number }).filter((l) => l.event === "audit-unauthenticated")).toHaveLength(1);
+    expect(
+      logged
+        .map((l) => JSON.parse(l) as { event?: string; level: number })
+        .filter((l) => l.event === "audit-unauthenticated"),
+    ).toHaveLength(1);
   });
 });

@@ -20,7 +20,12 @@ import { referenceReply } from "@agentry/reference/testing";
 
 /** The CLI's entry point, run from source like `pnpm agentry`. */
 const CLI = fileURLToPath(new URL("../../admin/src/cli.ts", import.meta.url));
-const versionOf = (pkg: string) => (JSON.parse(readFileSync(new URL(`../../${pkg}/package.json`, import.meta.url), "utf8")) as { version: string }).version;
+const versionOf = (pkg: string) =>
+  (
+    JSON.parse(readFileSync(new URL(`../../${pkg}/package.json`, import.meta.url), "utf8")) as {
+      version: string;
+    }
+  ).version;
 
 const redis = useTestRedis("cli-trace");
 let receiver: OtlpReceiver | undefined;
@@ -33,7 +38,10 @@ afterEach(async () => {
 });
 
 /** Runs `agentry <args>` as its own process; resolves with its exit code and output. */
-function runCliProcess(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCliProcess(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", CLI, ...args], {
     env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -49,13 +57,29 @@ describe("agentry submit with an OTLP endpoint", () => {
   it("exports its own spans before it exits, and the worker's spans of the task continue that trace", async () => {
     receiver = await startOtlpReceiver();
     fake = await startFakeAnthropic({ handler: referenceReply });
-    const env = { REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix("trace"), OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint };
-    worker = startWorkerProcess("traced", { ...env, AGENTRY_LLM: "anthropic", ANTHROPIC_API_KEY: "test-key", ANTHROPIC_BASE_URL: fake.url });
+    const env = {
+      REDIS_URL: redis.url,
+      AGENTRY_PREFIX: redis.freshPrefix("trace"),
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.endpoint,
+    };
+    worker = startWorkerProcess("traced", {
+      ...env,
+      AGENTRY_LLM: "anthropic",
+      ANTHROPIC_API_KEY: "test-key",
+      ANTHROPIC_BASE_URL: fake.url,
+    });
     await waitStarted(worker);
 
-    const cli = await runCliProcess(["submit", "What's the weather in Paris?", "--tenant", "acme", "--wait", "--json"], env);
+    const cli = await runCliProcess(
+      ["submit", "What's the weather in Paris?", "--tenant", "acme", "--wait", "--json"],
+      env,
+    );
     expect(cli.code, cli.stderr).toBe(0);
-    const result = JSON.parse(cli.stdout) as { taskId: string; outcome: string; usage: { input: number; output: number; cacheCreationInput: number; cacheReadInput: number } };
+    const result = JSON.parse(cli.stdout) as {
+      taskId: string;
+      outcome: string;
+      usage: { input: number; output: number; cacheCreationInput: number; cacheReadInput: number };
+    };
     expect(result.outcome).toBe("completed");
 
     // Step 1: the CLI flushed before exiting: its spans are all here already.
@@ -77,8 +101,12 @@ describe("agentry submit with an OTLP endpoint", () => {
     for (const s of fromWorker) expect(s.resource["service.version"]).toBe(versionOf("worker"));
     const ofTask = (s: ReceivedSpan) => s.traceId === root!.traceId;
     const consumer = fromWorker.find((s) => s.kind === OTLP_SPAN_KIND.consumer && ofTask(s));
-    const agent = fromWorker.find((s) => s.name === "invoke_agent agentry" && s.attributes["agentry.task_id"] === result.taskId);
-    const chats = fromWorker.filter((s) => s.name.startsWith("chat ") && s.attributes["agentry.task_id"] === result.taskId);
+    const agent = fromWorker.find(
+      (s) => s.name === "invoke_agent agentry" && s.attributes["agentry.task_id"] === result.taskId,
+    );
+    const chats = fromWorker.filter(
+      (s) => s.name.startsWith("chat ") && s.attributes["agentry.task_id"] === result.taskId,
+    );
     const tool = fromWorker.find((s) => s.name === "execute_tool get_weather");
     expect(consumer, "worker consumer span in the CLI's trace").toBeDefined();
     expect(agent).toBeDefined();

@@ -7,7 +7,12 @@ import { createRedis } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, BudgetLedger, FairShare } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, generateApproverKeyPair, signDecision } from "@agentry/governance";
-import { startFakeAnthropic, startRedisCluster, type FakeAnthropic, type TestRedisCluster } from "@agentry/testkit";
+import {
+  startFakeAnthropic,
+  startRedisCluster,
+  type FakeAnthropic,
+  type TestRedisCluster,
+} from "@agentry/testkit";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
 import { referenceReply } from "@agentry/reference/testing";
 
@@ -47,16 +52,35 @@ afterAll(async () => {
 describe("Redis Cluster", () => {
   it("runs tasks, a paused approval and the audit chain end to end on a three-node cluster", async () => {
     const redis = createRedis({ url: cluster.url, role: "command" });
-    const client = new AgentryClient({ url: cluster.url, prefix: PREFIX, sessionOrder: new RedisSessionTurns({ redis, prefix: PREFIX }) });
+    const client = new AgentryClient({
+      url: cluster.url,
+      prefix: PREFIX,
+      sessionOrder: new RedisSessionTurns({ redis, prefix: PREFIX }),
+    });
     try {
-      const weather = await client.submit({ prompt: "What's the weather in Oslo?", sessionId: "s1" }, { tenant: "acme" });
-      const del = await client.submit({ prompt: "delete db-9 in staging", sessionId: "s2" }, { tenant: "acme" });
+      const weather = await client.submit(
+        { prompt: "What's the weather in Oslo?", sessionId: "s1" },
+        { tenant: "acme" },
+      );
+      const del = await client.submit(
+        { prompt: "delete db-9 in staging", sessionId: "s2" },
+        { tenant: "acme" },
+      );
       expect((await client.wait(weather.taskId, { timeoutMs: 60_000 })).steps).toBe(2);
 
-      await expect.poll(async () => (await client.status(del.taskId)).state, { timeout: 60_000 }).toBe("awaiting_approval");
+      await expect
+        .poll(async () => (await client.status(del.taskId)).state, { timeout: 60_000 })
+        .toBe("awaiting_approval");
       const [approvalId] = (await client.status(del.taskId)).approvalIds ?? [];
       const approvals = new ApprovalStore({ redis, prefix: PREFIX });
-      await approvals.decide(signDecision(keys.privateKey, { approvalId: approvalId as string, outcome: "approve", approver: "alice", decidedAt: Date.now() }));
+      await approvals.decide(
+        signDecision(keys.privateKey, {
+          approvalId: approvalId as string,
+          outcome: "approve",
+          approver: "alice",
+          decidedAt: Date.now(),
+        }),
+      );
       const done = await client.wait(del.taskId, { timeoutMs: 60_000 });
       expect(done.text).toContain("db-9");
 
@@ -66,7 +90,11 @@ describe("Redis Cluster", () => {
       expect(stats.reserved.tokens).toBe(0);
       expect((await new AuditLog({ redis, prefix: PREFIX }).verify()).ok).toBe(true);
       // Every key really is in one slot of a multi-node cluster.
-      const slots = new Set(await Promise.all(["x", "y:z", "tasks:wait"].map((k) => redis.call("CLUSTER", "KEYSLOT", `${PREFIX}:${k}`))));
+      const slots = new Set(
+        await Promise.all(
+          ["x", "y:z", "tasks:wait"].map((k) => redis.call("CLUSTER", "KEYSLOT", `${PREFIX}:${k}`)),
+        ),
+      );
       expect(slots.size).toBe(1);
     } finally {
       await client.close();
@@ -76,22 +104,39 @@ describe("Redis Cluster", () => {
 
   it("keeps fair share on the cluster: a capped tenant's tasks all run, and a clock rebase moves the queue's priorities in one slot", async () => {
     const redis = createRedis({ url: cluster.url, role: "command" });
-    const client = new AgentryClient({ url: cluster.url, prefix: PREFIX, sessionOrder: new RedisSessionTurns({ redis, prefix: PREFIX }) });
+    const client = new AgentryClient({
+      url: cluster.url,
+      prefix: PREFIX,
+      sessionOrder: new RedisSessionTurns({ redis, prefix: PREFIX }),
+    });
     try {
       await client.setTenantSettings("capped", { maxRunning: 1 });
       const ids = [];
-      for (let i = 0; i < 4; i++) ids.push((await client.submit({ prompt: `hello ${i}` }, { tenant: "capped" })).taskId);
+      for (let i = 0; i < 4; i++)
+        ids.push((await client.submit({ prompt: `hello ${i}` }, { tenant: "capped" })).taskId);
       await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 60_000 })));
-      await expect.poll(() => client.tenantLoad(["capped"])).toEqual([{ tenant: "capped", maxRunning: 1, weight: 1, running: 0, waiting: 0 }]);
+      await expect
+        .poll(() => client.tenantLoad(["capped"]))
+        .toEqual([{ tenant: "capped", maxRunning: 1, weight: 1, running: 0, waiting: 0 }]);
 
       // The rebase script names the queue's BullMQ keys and the jobs it rewrites: one slot, on another queue.
-      const fair = new FairShare({ redis, prefix: PREFIX, queueName: "rebase-check", _internal: { rebaseAt: 2 } });
+      const fair = new FairShare({
+        redis,
+        prefix: PREFIX,
+        queueName: "rebase-check",
+        _internal: { rebaseAt: 2 },
+      });
       const queue = new Queue("rebase-check", { connection: redis, prefix: PREFIX });
       try {
         const { stamps } = await fair.stamp("a", ["r1", "r2", "r3", "r4", "r5"], { fair: true });
         for (const s of stamps) await queue.add("agent.run", {}, { jobId: s.taskId, priority: s.priority });
         for (const s of stamps.slice(0, 3)) {
-          const admission = await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "w", priority: s.priority });
+          const admission = await fair.admit({
+            taskId: s.taskId,
+            tenant: "a",
+            attempt: "w",
+            priority: s.priority,
+          });
           await redis.zrem(`${PREFIX}:rebase-check:prioritized`, s.taskId);
           await fair.release("a", admission.slot);
         }

@@ -1,7 +1,13 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, type SubmitTaskInput } from "@agentry/runtime";
-import { fakeReply, startFakeAnthropic, useTestRedis, type FakeAnthropic, type RecordedRequest } from "@agentry/testkit";
+import {
+  fakeReply,
+  startFakeAnthropic,
+  useTestRedis,
+  type FakeAnthropic,
+  type RecordedRequest,
+} from "@agentry/testkit";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
 
 // Fair share across real worker processes. Every task's prompt is `fair <tenant> <n>` and answers
@@ -81,11 +87,17 @@ async function setup(options: { workers: number; concurrency: number; delayMs: n
     LOG_LEVEL: "info",
   };
   const conn = redis.client();
-  const client = new AgentryClient({ url: redis.url, prefix, sessionOrder: new RedisSessionTurns({ redis: conn, prefix }) });
+  const client = new AgentryClient({
+    url: redis.url,
+    prefix,
+    sessionOrder: new RedisSessionTurns({ redis: conn, prefix }),
+  });
   clients.push(client);
   await client.queue.waitUntilReady();
   const startWorkers = async () => {
-    const started = Array.from({ length: options.workers }, (_, i) => startWorkerProcess(`fair-w${i + 1}`, env));
+    const started = Array.from({ length: options.workers }, (_, i) =>
+      startWorkerProcess(`fair-w${i + 1}`, env),
+    );
     workers.push(...started);
     await Promise.all(started.map((w) => waitStarted(w)));
   };
@@ -93,7 +105,9 @@ async function setup(options: { workers: number; concurrency: number; delayMs: n
   const submit = async (tenant: string, n: number, extra: Partial<SubmitTaskInput> = {}) => {
     const ids: string[] = [];
     for (let i = 0; i < n; i += 25) {
-      const batch = Array.from({ length: Math.min(25, n - i) }, (_, j) => client.submit({ prompt: `fair ${tenant} ${i + j}`, ...extra }, { tenant }));
+      const batch = Array.from({ length: Math.min(25, n - i) }, (_, j) =>
+        client.submit({ prompt: `fair ${tenant} ${i + j}`, ...extra }, { tenant }),
+      );
       ids.push(...(await Promise.all(batch)).map((t) => t.taskId));
     }
     return ids;
@@ -115,7 +129,11 @@ function longestRun(tenants: string[]): number {
 
 describe("fair share across worker processes", () => {
   it("never runs more of a tenant's tasks at once than its maxRunning, sampled throughout, while another tenant uses the free slots", async () => {
-    const { client, observed, startWorkers, submit, waitAll } = await setup({ workers: 3, concurrency: 6, delayMs: 300 });
+    const { client, observed, startWorkers, submit, waitAll } = await setup({
+      workers: 3,
+      concurrency: 6,
+      delayMs: 300,
+    });
     await client.setTenantSettings("capped", { maxRunning: 3 });
     await startWorkers();
     const [capped, free] = await Promise.all([submit("capped", 36), submit("free", 18)]);
@@ -145,14 +163,20 @@ describe("fair share across worker processes", () => {
     expect([...observed.calls.values()].every((n) => n === 1)).toBe(true);
     expect(observed.calls.size).toBe(54);
     expect(workers.some((w) => w.output().includes('"event":"task-capped"'))).toBe(true);
-    await expect.poll(async () => client.tenantLoad(["capped", "free"])).toEqual([
-      { tenant: "capped", maxRunning: 3, weight: 1, running: 0, waiting: 0 },
-      { tenant: "free", maxRunning: null, weight: 1, running: 0, waiting: 0 },
-    ]);
+    await expect
+      .poll(async () => client.tenantLoad(["capped", "free"]))
+      .toEqual([
+        { tenant: "capped", maxRunning: 3, weight: 1, running: 0, waiting: 0 },
+        { tenant: "free", maxRunning: null, weight: 1, running: 0, waiting: 0 },
+      ]);
   }, 240_000);
 
   it("starts a bounded number of one flooding tenant's tasks between two starts of the other's", async () => {
-    const { observed, startWorkers, submit, waitAll } = await setup({ workers: 2, concurrency: 4, delayMs: 0 });
+    const { observed, startWorkers, submit, waitAll } = await setup({
+      workers: 2,
+      concurrency: 4,
+      delayMs: 0,
+    });
     // First in first out, b's first task would start after all 150 of a's.
     const a = await submit("a", 150);
     const b = await submit("b", 150);
@@ -177,7 +201,8 @@ describe("fair share across worker processes", () => {
     await startWorkers();
     await waitAll([...heavy, ...light]);
 
-    const finishedOn = async (ids: string[]) => Promise.all(ids.map(async (id) => (await client.queue.getJob(id))?.finishedOn ?? Number.NaN));
+    const finishedOn = async (ids: string[]) =>
+      Promise.all(ids.map(async (id) => (await client.queue.getJob(id))?.finishedOn ?? Number.NaN));
     const [heavyDone, lightDone] = await Promise.all([finishedOn(heavy), finishedOn(light)]);
     // Both were backlogged until the first of them ran out of tasks.
     const end = Math.min(Math.max(...heavyDone), Math.max(...lightDone));
@@ -190,13 +215,20 @@ describe("fair share across worker processes", () => {
   }, 240_000);
 
   it("keeps a capped tenant's session in submit order while another tenant floods, and every task finishes", async () => {
-    const { client, observed, startWorkers, submit, waitAll } = await setup({ workers: 2, concurrency: 4, delayMs: 20 });
+    const { client, observed, startWorkers, submit, waitAll } = await setup({
+      workers: 2,
+      concurrency: 4,
+      delayMs: 20,
+    });
     await client.setTenantSettings("chatty", { maxRunning: 2 });
     await startWorkers();
     const flood = submit("flood", 80);
     // One session: each task must start after the one before it has finished (turns), whatever the cap parks.
     const chatty: string[] = [];
-    for (let i = 0; i < 10; i++) chatty.push((await client.submit({ prompt: `fair chatty ${i}`, sessionId: "s1" }, { tenant: "chatty" })).taskId);
+    for (let i = 0; i < 10; i++)
+      chatty.push(
+        (await client.submit({ prompt: `fair chatty ${i}`, sessionId: "s1" }, { tenant: "chatty" })).taskId,
+      );
     await waitAll([...chatty, ...(await flood)]);
 
     const chattyStarts = observed.starts.filter((s) => s.tenant === "chatty").map((s) => s.n);

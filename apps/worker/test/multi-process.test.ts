@@ -49,7 +49,11 @@ async function cluster(n: number, options: { delayMs?: number } = {}) {
   for (let i = 0; i < n; i++) workers.push(startWorkerProcess(`w${i + 1}`, env));
   await Promise.all(workers.map((w) => waitStarted(w)));
   const conn = redis.client();
-  const client = new AgentryClient({ url: redis.url, prefix, sessionOrder: new RedisSessionTurns({ redis: conn, prefix }) });
+  const client = new AgentryClient({
+    url: redis.url,
+    prefix,
+    sessionOrder: new RedisSessionTurns({ redis: conn, prefix }),
+  });
   clients.push(client);
   return { prefix, client, conn, env };
 }
@@ -64,7 +68,9 @@ describe("several worker processes", () => {
     }
     const results = await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 90_000 })));
     expect(results.every((r) => r.steps === 2)).toBe(true);
-    const deletions = (await conn.lrange(deletionsKey(prefix), 0, -1)).map((x) => JSON.parse(x) as { taskId: string });
+    const deletions = (await conn.lrange(deletionsKey(prefix), 0, -1)).map(
+      (x) => JSON.parse(x) as { taskId: string },
+    );
     expect(deletions).toHaveLength(10);
     expect(new Set(deletions.map((d) => d.taskId)).size).toBe(10);
     expect(fake.requests).toHaveLength(60);
@@ -81,38 +87,65 @@ describe("several worker processes", () => {
   it("finishes a task exactly once after its worker is SIGKILLed mid model call", async () => {
     const { client, conn, prefix } = await cluster(2, { delayMs: 1_500 });
     const ids: string[] = [];
-    for (let i = 0; i < 6; i++) ids.push((await client.submit({ prompt: `delete victim-${i} in development` }, { tenant: "acme" })).taskId);
+    for (let i = 0; i < 6; i++)
+      ids.push(
+        (await client.submit({ prompt: `delete victim-${i} in development` }, { tenant: "acme" })).taskId,
+      );
     // Wait until both workers are mid-call, then kill one.
     await expect.poll(() => fake.requests.length, { timeout: 20_000 }).toBeGreaterThanOrEqual(2);
     const victim = workers[0] as WorkerProcess;
     const survivor = workers[1] as WorkerProcess;
     // Precondition: the victim holds tasks it has started and not finished when it dies.
     const startedBy = (w: WorkerProcess, event: string) =>
-      new Set(w.output().split("\n").filter((l) => l.includes(`"event":"${event}"`)).map((l) => (JSON.parse(l) as { taskId: string }).taskId));
+      new Set(
+        w
+          .output()
+          .split("\n")
+          .filter((l) => l.includes(`"event":"${event}"`))
+          .map((l) => (JSON.parse(l) as { taskId: string }).taskId),
+      );
     await expect.poll(() => startedBy(victim, "task-started").size, { timeout: 20_000 }).toBeGreaterThan(0);
     await victim.kill();
     const results = await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 90_000 })));
     expect(results).toHaveLength(6);
     // Read once all of the victim's output has arrived: the tasks it started and never finished.
-    const held = [...startedBy(victim, "task-started")].filter((id) => !startedBy(victim, "task-completed").has(id));
+    const held = [...startedBy(victim, "task-started")].filter(
+      (id) => !startedBy(victim, "task-completed").has(id),
+    );
     expect(held.length).toBeGreaterThan(0);
     // The victim's tasks were finished by the survivor, and each task answered exactly once.
     for (const id of held) expect(startedBy(survivor, "task-completed").has(id)).toBe(true);
-    const responses = (await new AuditLog({ redis: conn, prefix }).read({ count: 100_000 })).filter((e) => e.type === "response");
+    const responses = (await new AuditLog({ redis: conn, prefix }).read({ count: 100_000 })).filter(
+      (e) => e.type === "response",
+    );
     for (const id of ids) expect(responses.filter((e) => e.taskId === id)).toHaveLength(1);
-    const deletions = (await conn.lrange(deletionsKey(prefix), 0, -1)).map((x) => JSON.parse(x) as { taskId: string });
+    const deletions = (await conn.lrange(deletionsKey(prefix), 0, -1)).map(
+      (x) => JSON.parse(x) as { taskId: string },
+    );
     // No tool ran twice: one deletion per task.
     expect(deletions.map((d) => d.taskId).sort()).toEqual([...ids].sort());
     // The dead attempt's reservation was settled (at its reserved amount) or released: nothing stays reserved.
     const ledger = new BudgetLedger({ redis: conn, prefix });
-    await expect.poll(async () => (await ledger.getStats("global")).reserved.tokens, { timeout: 30_000 }).toBe(0);
+    await expect
+      .poll(async () => (await ledger.getStats("global")).reserved.tokens, { timeout: 30_000 })
+      .toBe(0);
   }, 150_000);
 
   it("rides out a 429 storm without failed or lost tasks", async () => {
     const { client } = await cluster(2);
-    for (let i = 0; i < 12; i++) fake.fail({ kind: "error", status: 429, type: "rate_limit_error", message: "Number of requests exceeded", headers: { "retry-after": "1" } });
+    for (let i = 0; i < 12; i++)
+      fake.fail({
+        kind: "error",
+        status: 429,
+        type: "rate_limit_error",
+        message: "Number of requests exceeded",
+        headers: { "retry-after": "1" },
+      });
     const ids: string[] = [];
-    for (let i = 0; i < 10; i++) ids.push((await client.submit({ prompt: `What's the weather in Storm${i}?` }, { tenant: "acme" })).taskId);
+    for (let i = 0; i < 10; i++)
+      ids.push(
+        (await client.submit({ prompt: `What's the weather in Storm${i}?` }, { tenant: "acme" })).taskId,
+      );
     const results = await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 90_000 })));
     expect(results).toHaveLength(10);
     for (const id of ids) expect((await client.status(id)).state).toBe("completed");

@@ -25,7 +25,12 @@ async function exitCodeOf(w: WorkerProcess): Promise<number | null> {
 
 describe("worker start-up without a model", () => {
   it("refuses to start without ANTHROPIC_API_KEY unless AGENTRY_LLM is set, naming both ways out, exit code 2", async () => {
-    const base = { REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), ANTHROPIC_API_KEY: "", AGENTRY_LLM: "" };
+    const base = {
+      REDIS_URL: redis.url,
+      AGENTRY_PREFIX: redis.freshPrefix(),
+      ANTHROPIC_API_KEY: "",
+      AGENTRY_LLM: "",
+    };
     const runs = [
       { name: "no key", env: base },
       // A gateway URL alone used to fall back to the scripted model as well.
@@ -37,7 +42,10 @@ describe("worker start-up without a model", () => {
         const w = startWorkerProcess(`no-model-${run.name}`, run.env);
         const code = await exitCodeOf(w);
         expect(code, `${run.name}:\n${w.output()}`).toBe(2);
-        const line = w.output().split("\n").find((l) => l.startsWith("agentry-worker: "));
+        const line = w
+          .output()
+          .split("\n")
+          .find((l) => l.startsWith("agentry-worker: "));
         expect(line, `${run.name}:\n${w.output()}`).toMatch(/no model configured/);
         expect(line).toContain("ANTHROPIC_API_KEY");
         expect(line).toContain("AGENTRY_LLM=scripted");
@@ -47,7 +55,12 @@ describe("worker start-up without a model", () => {
   }, 90_000);
 
   it("starts with AGENTRY_LLM=scripted, warns that answers are canned, and stops cleanly", async () => {
-    const w = startWorkerProcess("scripted", { REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), ANTHROPIC_API_KEY: "", AGENTRY_LLM: "scripted" });
+    const w = startWorkerProcess("scripted", {
+      REDIS_URL: redis.url,
+      AGENTRY_PREFIX: redis.freshPrefix(),
+      ANTHROPIC_API_KEY: "",
+      AGENTRY_LLM: "scripted",
+    });
     try {
       await waitStarted(w, 60_000);
       const lines = w
@@ -75,11 +88,23 @@ describe("worker start-up with its metrics port taken", () => {
     const port = (holder.address() as AddressInfo).port;
     const prefix = redis.freshPrefix();
     const conn = redis.client();
-    const client = new AgentryClient({ url: redis.url, prefix, sessionOrder: new RedisSessionTurns({ redis: conn, prefix }) });
+    const client = new AgentryClient({
+      url: redis.url,
+      prefix,
+      sessionOrder: new RedisSessionTurns({ redis: conn, prefix }),
+    });
     try {
       // A task is waiting: a worker that is going to stop must not claim it first.
-      const { taskId } = await client.submit({ prompt: "weather in Oslo?", userId: "u1", sessionId: "s1" }, { tenant: "acme" });
-      const w = startWorkerProcess("port-taken", { REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, AGENTRY_LLM: "scripted", AGENTRY_WORKER_PORT: String(port) });
+      const { taskId } = await client.submit(
+        { prompt: "weather in Oslo?", userId: "u1", sessionId: "s1" },
+        { tenant: "acme" },
+      );
+      const w = startWorkerProcess("port-taken", {
+        REDIS_URL: redis.url,
+        AGENTRY_PREFIX: prefix,
+        AGENTRY_LLM: "scripted",
+        AGENTRY_WORKER_PORT: String(port),
+      });
       let stderr = "";
       w.child.stderr?.on("data", (b: Buffer) => (stderr += b.toString()));
       const code = await exitCodeOf(w);

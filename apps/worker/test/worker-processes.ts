@@ -43,7 +43,8 @@ export function startWorkerProcess(name: string, env: Record<string, string>): W
 export async function waitStarted(w: WorkerProcess, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!w.output().includes('"event":"worker-started"')) {
-    if (w.child.exitCode !== null || Date.now() > deadline) throw new Error(`worker ${w.name} did not start:\n${w.output()}`);
+    if (w.child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`worker ${w.name} did not start:\n${w.output()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }

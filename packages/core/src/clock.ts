@@ -33,7 +33,15 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export async function withTimeout<T>(promise: Promise<T>, ms: number, what?: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new AgentryError("TIMEOUT", `${what === undefined ? "" : `${what} `}timed out after ${ms} ms`, { details: { timeoutMs: ms } })), ms);
+    timer = setTimeout(
+      () =>
+        reject(
+          new AgentryError("TIMEOUT", `${what === undefined ? "" : `${what} `}timed out after ${ms} ms`, {
+            details: { timeoutMs: ms },
+          }),
+        ),
+      ms,
+    );
   });
   try {
     return await Promise.race([promise, timeout]);

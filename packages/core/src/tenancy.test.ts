@@ -24,8 +24,12 @@ describe("tenant-qualified ids", () => {
       expect(isTenantId(bad)).toBe(false);
       expect(() => tenantScope(bad)).toThrow(expect.objectContaining({ code: "INVALID_INPUT" }));
     }
-    expect(() => tenantOwnedId("acme", "session", "")).toThrow(expect.objectContaining({ code: "INVALID_INPUT" }));
-    expect(() => tenantOwnedId("acme", "team" as "user", "x")).toThrow(expect.objectContaining({ code: "INVALID_INPUT" }));
+    expect(() => tenantOwnedId("acme", "session", "")).toThrow(
+      expect.objectContaining({ code: "INVALID_INPUT" }),
+    );
+    expect(() => tenantOwnedId("acme", "team" as "user", "x")).toThrow(
+      expect.objectContaining({ code: "INVALID_INPUT" }),
+    );
     expect(isTenantId("acme-corp_1.eu@x")).toBe(true);
   });
 });

@@ -38,16 +38,23 @@ export function tenantScope(tenant: string): `tenant:${string}` {
  * Tenant `a:b` with session `c` can therefore never meet tenant `a` with session `b:c`.
  */
 export function tenantOwnedId(tenant: string, kind: TenantOwnedKind, id: string): `tenant:${string}` {
-  if (!KINDS.has(kind)) throw new AgentryError("INVALID_INPUT", `Unknown tenant-owned kind "${String(kind)}"`);
+  if (!KINDS.has(kind))
+    throw new AgentryError("INVALID_INPUT", `Unknown tenant-owned kind "${String(kind)}"`);
   if (typeof id !== "string" || id.length === 0) {
-    throw new AgentryError("INVALID_INPUT", `${kind} id must be a non-empty string`, { details: { field: kind } });
+    throw new AgentryError("INVALID_INPUT", `${kind} id must be a non-empty string`, {
+      details: { field: kind },
+    });
   }
   return `tenant:${requireTenant(tenant)}:${kind}:${id}`;
 }
 
 function requireTenant(tenant: string): string {
   if (isTenantId(tenant)) return tenant;
-  throw new AgentryError("INVALID_INPUT", `Invalid tenant id "${String(tenant)}": expected ${TENANT_ID_RULE}`, {
-    details: { field: "tenant" },
-  });
+  throw new AgentryError(
+    "INVALID_INPUT",
+    `Invalid tenant id "${String(tenant)}": expected ${TENANT_ID_RULE}`,
+    {
+      details: { field: "tenant" },
+    },
+  );
 }

@@ -4,7 +4,13 @@ import { canonicalJson, canonicalMembers, joinCanonicalMembers } from "./canonic
 
 describe("canonicalMembers", () => {
   it("joined with added members, gives the same bytes as canonicalJson of the whole object", () => {
-    const body = { type: "decision", taskId: "t1", data: { z: [1, { b: "x", a: null }], a: "é\n" }, skipped: undefined, ts: "2026-01-01T00:00:00.000Z" };
+    const body = {
+      type: "decision",
+      taskId: "t1",
+      data: { z: [1, { b: "x", a: null }], a: "é\n" },
+      skipped: undefined,
+      ts: "2026-01-01T00:00:00.000Z",
+    };
     const members = canonicalMembers(body);
     members.set("seq", String(42));
     members.set("prevHash", JSON.stringify("abc"));
@@ -26,6 +32,8 @@ describe("canonicalMembers", () => {
 
 describe("canonicalJson key order", () => {
   it("sorts keys by UTF-16 code units: a surrogate pair (U+1F600) sorts before U+FB01, unlike code-point order", () => {
-    expect(canonicalJson({ "\uFB01": 1, "\u{1F600}": 2, b: 3, a: 4 })).toBe('{"a":4,"b":3,"\u{1F600}":2,"\uFB01":1}');
+    expect(canonicalJson({ "\uFB01": 1, "\u{1F600}": 2, b: 3, a: 4 })).toBe(
+      '{"a":4,"b":3,"\u{1F600}":2,"\uFB01":1}',
+    );
   });
 });

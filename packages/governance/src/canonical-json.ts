@@ -22,7 +22,8 @@ function encode(value: unknown, path: string): string {
     case "boolean":
       return value ? "true" : "false";
     case "number":
-      if (!Number.isFinite(value)) throw new AgentryError("INVALID_INPUT", `canonicalJson: non-finite number at ${path}`);
+      if (!Number.isFinite(value))
+        throw new AgentryError("INVALID_INPUT", `canonicalJson: non-finite number at ${path}`);
       return JSON.stringify(value);
     case "object": {
       if (Array.isArray(value)) {

@@ -19,7 +19,12 @@ export interface TestApprovers {
   fileText: string;
   privateKeys: Record<string, string>;
   /** Signs a decision as `approver` (decidedAt defaults to now). */
-  sign(approver: string, approvalId: string, outcome: DecisionOutcome, options?: { reason?: string; decidedAt?: number }): SignedDecision;
+  sign(
+    approver: string,
+    approvalId: string,
+    outcome: DecisionOutcome,
+    options?: { reason?: string; decidedAt?: number },
+  ): SignedDecision;
 }
 
 /** Makes key pairs for the named approvers. */

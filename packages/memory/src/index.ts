@@ -1,9 +1,21 @@
 // Sessions
-export type { SessionStore, SessionStoreOptions, CompiledSessionStoreOptions } from "./sessions/session-store.js";
+export type {
+  SessionStore,
+  SessionStoreOptions,
+  CompiledSessionStoreOptions,
+} from "./sessions/session-store.js";
 export { DEFAULT_SESSION_OPTIONS } from "./sessions/session-store.js";
-export { compileSessionStoreOptions, estimateMessageTokens, isTurnStart, trimHistory } from "./sessions/history.js";
+export {
+  compileSessionStoreOptions,
+  estimateMessageTokens,
+  isTurnStart,
+  trimHistory,
+} from "./sessions/history.js";
 export { RedisSessionStore, type RedisSessionStoreOptions } from "./sessions/redis-session-store.js";
-export { InMemorySessionStore, type InMemorySessionStoreOptions } from "./sessions/in-memory-session-store.js";
+export {
+  InMemorySessionStore,
+  type InMemorySessionStoreOptions,
+} from "./sessions/in-memory-session-store.js";
 
 // Session turns
 export type { SessionTurns, SessionLease } from "./turns/session-turns.js";
@@ -23,6 +35,10 @@ export type {
   AddMemoryInput,
   SearchMemoryInput,
 } from "./vector/vector-memory.js";
-export { RedisVectorMemory, type RedisVectorMemoryOptions, type VectorSearchMode } from "./vector/redis-vector-memory.js";
+export {
+  RedisVectorMemory,
+  type RedisVectorMemoryOptions,
+  type VectorSearchMode,
+} from "./vector/redis-vector-memory.js";
 export { InMemoryVectorMemory, type InMemoryVectorMemoryOptions } from "./vector/in-memory-vector-memory.js";
 export { detectVectorSearch } from "./vector/detect-vector-search.js";

@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { ScriptedModel, estimateInputTokens, type ModelRequest, type ToolDefinition, type ToolUseBlock } from "@agentry/llm";
+import {
+  ScriptedModel,
+  estimateInputTokens,
+  type ModelRequest,
+  type ToolDefinition,
+  type ToolUseBlock,
+} from "@agentry/llm";
 import { demoRules } from "./demo-rules.js";
 
 const tool = (name: string, props: string[]): ToolDefinition => ({
@@ -55,7 +61,10 @@ describe("the demo rules on the ScriptedModel", () => {
       resource: "cache-cluster",
       env: "production",
     });
-    expect(onlyToolUse((await demo.generate(ask("delete tmp-1 in development"))).content).input).toEqual({ resource: "tmp-1", env: "development" });
+    expect(onlyToolUse((await demo.generate(ask("delete tmp-1 in development"))).content).input).toEqual({
+      resource: "tmp-1",
+      env: "development",
+    });
     expect((await demo.generate(ask("delete tmp-1 in qa"))).stopReason).toBe("end_turn");
   });
 
@@ -141,7 +150,9 @@ describe("the demo rules on the ScriptedModel", () => {
 
   it("derives tool_use ids from the conversation, so a retry gets the same id", async () => {
     const a = onlyToolUse((await demo.generate(ask("What's the weather in Rome?"))).content);
-    const b = onlyToolUse((await new ScriptedModel({ rules: demoRules }).generate(ask("What's the weather in Rome?"))).content);
+    const b = onlyToolUse(
+      (await new ScriptedModel({ rules: demoRules }).generate(ask("What's the weather in Rome?"))).content,
+    );
     const c = onlyToolUse((await demo.generate(ask("What's the weather in Oslo?"))).content);
     expect(a.id).toBe(b.id);
     expect(a.id).not.toBe(c.id);

@@ -2,7 +2,8 @@ import { clipText, scriptedToolUse, scriptedTurn, toolResultLine, type ScriptedR
 
 const CITY = /\b(?:in|for|at)\s+([\p{Lu}][\p{L}\p{M}'.-]*(?:[\s-]+[\p{Lu}][\p{L}\p{M}'.-]*)*)/u;
 const WEATHER = /\b(weather|temperature|forecast)\b/i;
-const DELETE = /\bdelete\s+(?:the\s+)?([\w./:-]+)\s+(?:in|on|from)\s+(?:the\s+)?(development|staging|production)\b/i;
+const DELETE =
+  /\bdelete\s+(?:the\s+)?([\w./:-]+)\s+(?:in|on|from)\s+(?:the\s+)?(development|staging|production)\b/i;
 const RECALL =
   /\b(?:what\s+do\s+you\s+(?:remember|recall)|do\s+you\s+remember|recall)\b(?:\s+(?:about|of|regarding))?\s*([\s\S]*)/i;
 const REMEMBER = /\bremember(?:\s+that)?\s+([\s\S]+)/i;
@@ -30,7 +31,9 @@ function describeResult(content: string): string | undefined {
 const summariseResults: ScriptedRule = (request) => {
   const { toolResults } = scriptedTurn(request);
   if (toolResults.length === 0) return undefined;
-  const lines = toolResults.map((r) => (r.isError ? toolResultLine(r) : (describeResult(r.content) ?? toolResultLine(r))));
+  const lines = toolResults.map((r) =>
+    r.isError ? toolResultLine(r) : (describeResult(r.content) ?? toolResultLine(r)),
+  );
   return { content: lines.join("\n"), stopReason: "end_turn" };
 };
 
@@ -39,7 +42,9 @@ const weather: ScriptedRule = (request) => {
   const { prompt, offered } = scriptedTurn(request);
   if (!offered.has("get_weather") || !WEATHER.test(prompt)) return undefined;
   const city = CITY.exec(prompt)?.[1]?.replace(/[.?!,]+$/, "");
-  return city ? scriptedToolUse("get_weather", { city }) : { content: "Which city would you like the weather for?", stopReason: "end_turn" };
+  return city
+    ? scriptedToolUse("get_weather", { city })
+    : { content: "Which city would you like the weather for?", stopReason: "end_turn" };
 };
 
 /** "delete X in development|staging|production" → `delete_resource {resource, env}`. */
@@ -71,7 +76,10 @@ const remember: ScriptedRule = (request) => {
 const otherwise: ScriptedRule = (request) => {
   const { prompt, toolResults } = scriptedTurn(request);
   if (prompt.length === 0 || toolResults.length > 0) return undefined;
-  return { content: `(scripted demo) You asked: "${clipText(prompt, 80)}". This offline model only answers the demo prompts.`, stopReason: "end_turn" };
+  return {
+    content: `(scripted demo) You asked: "${clipText(prompt, 80)}". This offline model only answers the demo prompts.`,
+    stopReason: "end_turn",
+  };
 };
 
 /**
@@ -80,4 +88,11 @@ const otherwise: ScriptedRule = (request) => {
  * recall, a sentence for each tool result, and a short text for anything else. A tool is only
  * called when the request offers it.
  */
-export const demoRules: readonly ScriptedRule[] = [summariseResults, weather, deleteResource, recall, remember, otherwise];
+export const demoRules: readonly ScriptedRule[] = [
+  summariseResults,
+  weather,
+  deleteResource,
+  recall,
+  remember,
+  otherwise,
+];

@@ -44,16 +44,25 @@ export function referenceTools(options: {
     }),
     defineTool({
       name: "delete_resource",
-      description: "Delete a named resource in an environment (development, staging or production). Irreversible.",
+      description:
+        "Delete a named resource in an environment (development, staging or production). Irreversible.",
       input: z.object({
         resource: z.string().min(1).describe("Resource name, e.g. db-7"),
         // An enum, not a free string: `Production`, `prod` or `" production"` is a schema error
         // the model sees and corrects, never an action that policies must guess the meaning of.
-        env: z.enum(REFERENCE_ENVIRONMENTS).describe("Environment, exactly one of: development, staging, production"),
+        env: z
+          .enum(REFERENCE_ENVIRONMENTS)
+          .describe("Environment, exactly one of: development, staging, production"),
       }),
       destructive: true,
       handler: async ({ resource, env }, ctx) => {
-        const record = { resource, env, taskId: ctx.taskId, toolUseId: ctx.toolUseId, at: new Date().toISOString() };
+        const record = {
+          resource,
+          env,
+          taskId: ctx.taskId,
+          toolUseId: ctx.toolUseId,
+          at: new Date().toISOString(),
+        };
         await options.redis.rpush(deletionsKey(options.prefix), JSON.stringify(record));
         // Deliberately deaf to ctx.signal: it stands for a side effect that never answers.
         if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs).unref());

@@ -1,7 +1,13 @@
 // The fake Messages API driven by the demo rules answers, over the real SDK, as the
 // ScriptedModel driven by the same rules does: one rule table, two transports.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AnthropicModel, ScriptedModel, type ModelRequest, type ToolDefinition, type ToolUseBlock } from "@agentry/llm";
+import {
+  AnthropicModel,
+  ScriptedModel,
+  type ModelRequest,
+  type ToolDefinition,
+  type ToolUseBlock,
+} from "@agentry/llm";
 import { startFakeAnthropic, type FakeAnthropic } from "@agentry/testkit";
 import { demoRules } from "./demo-rules.js";
 import { referenceReply } from "./rules-reply.js";
@@ -9,10 +15,24 @@ import { referenceReply } from "./rules-reply.js";
 const tool = (name: string, props: string[]): ToolDefinition => ({
   name,
   description: name,
-  inputSchema: { type: "object", properties: Object.fromEntries(props.map((p) => [p, { type: "string" }])), required: props },
+  inputSchema: {
+    type: "object",
+    properties: Object.fromEntries(props.map((p) => [p, { type: "string" }])),
+    required: props,
+  },
 });
-const TOOLS = [tool("get_weather", ["city"]), tool("delete_resource", ["resource", "env"]), tool("remember", ["text"]), tool("recall", ["query"])];
-const ask = (prompt: string): ModelRequest => ({ system: "You are the Agentry reference assistant.", messages: [{ role: "user", content: prompt }], tools: TOOLS, maxTokens: 512 });
+const TOOLS = [
+  tool("get_weather", ["city"]),
+  tool("delete_resource", ["resource", "env"]),
+  tool("remember", ["text"]),
+  tool("recall", ["query"]),
+];
+const ask = (prompt: string): ModelRequest => ({
+  system: "You are the Agentry reference assistant.",
+  messages: [{ role: "user", content: prompt }],
+  tools: TOOLS,
+  maxTokens: 512,
+});
 
 let fake: FakeAnthropic;
 let wire: AnthropicModel;
@@ -36,7 +56,10 @@ describe("referenceReply on the fake Messages API", () => {
     "What do you remember about my favourite colour?",
     "Tell me a joke",
   ])("answers %j as the ScriptedModel with the demo rules does", async (prompt) => {
-    const [overWire, offline] = await Promise.all([wire.generate(ask(prompt)), scripted.generate(ask(prompt))]);
+    const [overWire, offline] = await Promise.all([
+      wire.generate(ask(prompt)),
+      scripted.generate(ask(prompt)),
+    ]);
     expect(overWire.stopReason).toBe(offline.stopReason);
     expect(withoutIds(overWire.content)).toEqual(withoutIds(offline.content));
   });
@@ -52,7 +75,16 @@ describe("referenceReply on the fake Messages API", () => {
       messages: [
         { role: "user", content: "What's the weather in Oslo?" },
         { role: "assistant", content: first.content },
-        { role: "user", content: [{ type: "tool_result", toolUseId: use.id, content: '{"city":"Oslo","temperatureC":3,"conditions":"windy"}' }] },
+        {
+          role: "user",
+          content: [
+            {
+              type: "tool_result",
+              toolUseId: use.id,
+              content: '{"city":"Oslo","temperatureC":3,"conditions":"windy"}',
+            },
+          ],
+        },
       ],
     };
     const [overWire, offline] = await Promise.all([wire.generate(after), scripted.generate(after)]);

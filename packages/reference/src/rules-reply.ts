@@ -6,7 +6,13 @@ import {
   type ScriptedRule,
   type ToolDefinition,
 } from "@agentry/llm";
-import type { FakeContentBlock, FakeMessageReply, RecordedRequest, WireBlock, WireRequest } from "@agentry/testkit";
+import type {
+  FakeContentBlock,
+  FakeMessageReply,
+  RecordedRequest,
+  WireBlock,
+  WireRequest,
+} from "@agentry/testkit";
 import { demoRules } from "./demo-rules.js";
 
 function wireText(content: string | WireBlock[] | undefined): string {
@@ -44,7 +50,10 @@ function fromWire(body: WireRequest): ModelRequest {
   const tools: ToolDefinition[] = (body.tools ?? []).map((t) => ({
     name: t.name,
     description: t.description ?? "",
-    inputSchema: typeof t.input_schema === "object" && t.input_schema !== null ? (t.input_schema as Record<string, unknown>) : {},
+    inputSchema:
+      typeof t.input_schema === "object" && t.input_schema !== null
+        ? (t.input_schema as Record<string, unknown>)
+        : {},
   }));
   const system = wireText(body.system);
   return { ...(system.length > 0 ? { system } : {}), messages, tools, maxTokens: 1024 };
@@ -64,7 +73,14 @@ export function rulesReply(rules: readonly ScriptedRule[]): (request: RecordedRe
       typeof reply.content === "string"
         ? [{ type: "text", text: reply.content }]
         : reply.content.map((b) =>
-            b.type === "text" ? { type: "text", text: b.text } : { type: "tool_use", ...(b.id === undefined ? {} : { id: b.id }), name: b.name, input: b.input },
+            b.type === "text"
+              ? { type: "text", text: b.text }
+              : {
+                  type: "tool_use",
+                  ...(b.id === undefined ? {} : { id: b.id }),
+                  name: b.name,
+                  input: b.input,
+                },
           );
     return { content, ...(reply.stopReason === undefined ? {} : { stopReason: reply.stopReason }) };
   };

@@ -26,13 +26,19 @@ function setup(handler: TaskHandler, extra: Partial<ConstructorParameters<typeof
   const prefix = redis.freshPrefix();
   const client = new AgentryClient({ url: redis.url, prefix });
   const worker = new AgentWorker({ url: redis.url, prefix, handler, logger, concurrency: 4, ...extra });
-  closers.push(() => client.close(), () => worker.close());
+  closers.push(
+    () => client.close(),
+    () => worker.close(),
+  );
   return { client, worker, prefix };
 }
 
 describe("AgentWorker + AgentryClient", () => {
   it("runs a submitted task and returns its result through wait and status", async () => {
-    const { client, worker } = setup(async (ex) => ({ type: "completed", result: result(`echo: ${ex.payload.prompt}`) }));
+    const { client, worker } = setup(async (ex) => ({
+      type: "completed",
+      result: result(`echo: ${ex.payload.prompt}`),
+    }));
     await worker.start();
     const { taskId } = await client.submit({ prompt: "hello" }, { tenant: "acme" });
     const res = await client.wait(taskId, { timeoutMs: 10_000 });
@@ -59,9 +65,21 @@ describe("AgentWorker + AgentryClient", () => {
     const bad = (await client.submit({ prompt: "fail" }, { tenant: "acme" })).taskId;
     await client.wait(ok, { timeoutMs: 10_000 });
     await expect(client.wait(bad, { timeoutMs: 10_000 })).rejects.toMatchObject({ code: "INVALID_INPUT" });
-    await expect.poll(() => lines.filter((l) => l.event === "task-completed" || l.event === "task-failed").length).toBe(2);
-    expect(lines.find((l) => l.event === "task-completed")).toMatchObject({ taskId: ok, agent: "support-bot", success: true, msg: "agent support-bot completed task" });
-    expect(lines.find((l) => l.event === "task-failed")).toMatchObject({ taskId: bad, agent: "support-bot", success: false, code: "INVALID_INPUT" });
+    await expect
+      .poll(() => lines.filter((l) => l.event === "task-completed" || l.event === "task-failed").length)
+      .toBe(2);
+    expect(lines.find((l) => l.event === "task-completed")).toMatchObject({
+      taskId: ok,
+      agent: "support-bot",
+      success: true,
+      msg: "agent support-bot completed task",
+    });
+    expect(lines.find((l) => l.event === "task-failed")).toMatchObject({
+      taskId: bad,
+      agent: "support-bot",
+      success: false,
+      code: "INVALID_INPUT",
+    });
   });
 
   it("maps an idempotency key to one task", async () => {
@@ -77,11 +95,20 @@ describe("AgentWorker + AgentryClient", () => {
 
   it("rejects invalid input with the failing fields and oversized prompts", async () => {
     const { client } = setup(async () => ({ type: "completed", result: result("x") }));
-    await expect(client.submit({ prompt: "", sessionId: "bad id!" }, { tenant: "acme" })).rejects.toMatchObject({
+    await expect(
+      client.submit({ prompt: "", sessionId: "bad id!" }, { tenant: "acme" }),
+    ).rejects.toMatchObject({
       code: "INVALID_INPUT",
-      details: { fields: expect.arrayContaining([expect.objectContaining({ path: "prompt" }), expect.objectContaining({ path: "sessionId" })]) },
+      details: {
+        fields: expect.arrayContaining([
+          expect.objectContaining({ path: "prompt" }),
+          expect.objectContaining({ path: "sessionId" }),
+        ]),
+      },
     });
-    await expect(client.submit({ prompt: "x".repeat(200_000) }, { tenant: "acme" })).rejects.toMatchObject({ code: "PAYLOAD_TOO_LARGE" });
+    await expect(client.submit({ prompt: "x".repeat(200_000) }, { tenant: "acme" })).rejects.toMatchObject({
+      code: "PAYLOAD_TOO_LARGE",
+    });
     expect(await client.queue.count()).toBe(0);
   });
 
@@ -93,7 +120,9 @@ describe("AgentWorker + AgentryClient", () => {
     });
     await worker.start();
     const { taskId } = await client.submit({ prompt: "p" }, { tenant: "acme" });
-    await expect(client.wait(taskId, { timeoutMs: 10_000 })).rejects.toMatchObject({ code: "BUDGET_EXCEEDED" });
+    await expect(client.wait(taskId, { timeoutMs: 10_000 })).rejects.toMatchObject({
+      code: "BUDGET_EXCEEDED",
+    });
     expect(calls).toBe(1);
     expect((await client.status(taskId)).error?.code).toBe("BUDGET_EXCEEDED");
   });
@@ -117,18 +146,26 @@ describe("AgentWorker + AgentryClient", () => {
   it("parks a task without holding a slot and resumes it when promoted", async () => {
     const { client, worker } = setup(
       async (ex) => {
-        if (!ex.parked) return { type: "park", parked: { reason: "approval", approvalIds: ["appr_1"], until: Date.now() + 60_000 } };
+        if (!ex.parked)
+          return {
+            type: "park",
+            parked: { reason: "approval", approvalIds: ["appr_1"], until: Date.now() + 60_000 },
+          };
         return { type: "completed", result: result("approved") };
       },
       { concurrency: 1 },
     );
     await worker.start();
     const parked = await client.submit({ prompt: "needs approval" }, { tenant: "acme" });
-    await expect.poll(async () => (await client.status(parked.taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
+    await expect
+      .poll(async () => (await client.status(parked.taskId)).state, { timeout: 10_000 })
+      .toBe("awaiting_approval");
     expect((await client.status(parked.taskId)).approvalIds).toEqual(["appr_1"]);
     // The only slot is free: another task runs to completion meanwhile.
     const other = await client.submit({ prompt: "other" }, { tenant: "acme" });
-    await expect.poll(async () => (await client.status(other.taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
+    await expect
+      .poll(async () => (await client.status(other.taskId)).state, { timeout: 10_000 })
+      .toBe("awaiting_approval");
     expect(await worker.promote(parked.taskId)).toBe(true);
     expect((await client.wait(parked.taskId, { timeoutMs: 10_000 })).text).toBe("approved");
     expect(await worker.promote(parked.taskId)).toBe(false);
@@ -138,7 +175,8 @@ describe("AgentWorker + AgentryClient", () => {
     const live: Record<string, boolean> = {};
     const { client, worker } = setup(async (ex) => {
       if (ex.payload.prompt === "first") {
-        if (!ex.parked) return { type: "park", parked: { reason: "session_busy", until: Date.now() + 60_000 } };
+        if (!ex.parked)
+          return { type: "park", parked: { reason: "session_busy", until: Date.now() + 60_000 } };
         return { type: "completed", result: result("woken") };
       }
       const first = ex.payload.prompt.slice("wake ".length);
@@ -151,10 +189,13 @@ describe("AgentWorker + AgentryClient", () => {
     const first = await client.submit({ prompt: "first" }, { tenant: "acme" });
     // Parked: back in the delayed set after one attempt.
     await expect
-      .poll(async () => {
-        const status = await client.status(first.taskId);
-        return status.state === "queued" && status.attempts === 1;
-      }, { timeout: 10_000 })
+      .poll(
+        async () => {
+          const status = await client.status(first.taskId);
+          return status.state === "queued" && status.attempts === 1;
+        },
+        { timeout: 10_000 },
+      )
       .toBe(true);
     const waker = await client.submit({ prompt: `wake ${first.taskId}` }, { tenant: "acme" });
     expect((await client.wait(waker.taskId, { timeoutMs: 10_000 })).text).toBe("woke it");
@@ -191,7 +232,10 @@ describe("AgentWorker + AgentryClient", () => {
     const okAtClose = count("ok");
     // Passes are tied to the worker's life: after close none starts. Another worker's start is the
     // event to wait on, so the check does not rest on a sleep.
-    const { worker: next } = setup(async () => ({ type: "completed", result: result("x") }), { reconcileEveryMs: 100, reconcilers: [async () => void passes.push("next")] });
+    const { worker: next } = setup(async () => ({ type: "completed", result: result("x") }), {
+      reconcileEveryMs: 100,
+      reconcilers: [async () => void passes.push("next")],
+    });
     await next.start();
     await expect.poll(() => count("next"), { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
     expect(count("ok")).toBe(okAtClose);
@@ -202,7 +246,11 @@ describe("AgentWorker + AgentryClient", () => {
     let unsubscribed = false;
     const { client, worker } = setup(
       async (ex) => {
-        if (!ex.parked) return { type: "park", parked: { reason: "approval", approvalIds: ["appr_1"], until: Date.now() + 60_000 } };
+        if (!ex.parked)
+          return {
+            type: "park",
+            parked: { reason: "approval", approvalIds: ["appr_1"], until: Date.now() + 60_000 },
+          };
         return { type: "completed", result: result("approved") };
       },
       {
@@ -216,7 +264,9 @@ describe("AgentWorker + AgentryClient", () => {
     );
     await worker.start();
     const parked = await client.submit({ prompt: "needs approval" }, { tenant: "acme" });
-    await expect.poll(async () => (await client.status(parked.taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
+    await expect
+      .poll(async () => (await client.status(parked.taskId)).state, { timeout: 10_000 })
+      .toBe("awaiting_approval");
     emit?.(parked.taskId);
     expect((await client.wait(parked.taskId, { timeoutMs: 10_000 })).text).toBe("approved");
     await worker.close();
@@ -243,18 +293,26 @@ describe("AgentWorker + AgentryClient", () => {
       return { type: "completed", result: result(`done: ${ex.payload.prompt}`) };
     };
     // Two workers with free slots: a per-worker pause would let the other one take the next tasks.
-    const workers = [1, 2].map(() => new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: 4 }));
+    const workers = [1, 2].map(
+      () => new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: 4 }),
+    );
     closers.push(...workers.map((w) => () => w.close()));
     await Promise.all(workers.map((w) => w.start()));
 
     const first = await client.submit({ prompt: "first" }, { tenant: "acme" });
     await expect.poll(pausedForMs, { timeout: 10_000, interval: 20 }).toBeGreaterThan(0);
     // Submitted while the queue is paused: they wait although eight slots are free.
-    const others = await Promise.all(["second", "third", "fourth", "fifth"].map((prompt) => client.submit({ prompt }, { tenant: "acme" })));
+    const others = await Promise.all(
+      ["second", "third", "fourth", "fifth"].map((prompt) => client.submit({ prompt }, { tenant: "acme" })),
+    );
     expect(await client.queue.getActiveCount()).toBe(0);
 
-    const results = await Promise.all([first, ...others].map(({ taskId }) => client.wait(taskId, { timeoutMs: 30_000 })));
-    expect(results.map((r) => r.text)).toEqual(["first", "second", "third", "fourth", "fifth"].map((p) => `done: ${p}`));
+    const results = await Promise.all(
+      [first, ...others].map(({ taskId }) => client.wait(taskId, { timeoutMs: 30_000 })),
+    );
+    expect(results.map((r) => r.text)).toEqual(
+      ["first", "second", "third", "fourth", "fifth"].map((p) => `done: ${p}`),
+    );
     // The 429 was the first start; every later start (the retry and the four others) came only
     // once the limiter had lapsed, never inside the retry-after window.
     expect(starts[0]).toMatchObject({ prompt: "first" });
@@ -287,7 +345,10 @@ describe("AgentWorker + AgentryClient", () => {
     const client = new AgentryClient({ url: redis.url, prefix });
     closers.push(() => client.close());
     const first = new AgentWorker({
-      url: redis.url, prefix, logger, shutdownGraceMs: 200,
+      url: redis.url,
+      prefix,
+      logger,
+      shutdownGraceMs: 200,
       handler: async (ex) => {
         await ex.saveCheckpoint({ from: "first" });
         await sleep(60_000, ex.signal);
@@ -300,8 +361,13 @@ describe("AgentWorker + AgentryClient", () => {
     await first.close();
     expect((await client.status(taskId)).state).toBe("queued");
     const second = new AgentWorker({
-      url: redis.url, prefix, logger,
-      handler: async (ex) => ({ type: "completed", result: result(`resumed from ${(ex.checkpoint as { from: string }).from}`) }),
+      url: redis.url,
+      prefix,
+      logger,
+      handler: async (ex) => ({
+        type: "completed",
+        result: result(`resumed from ${(ex.checkpoint as { from: string }).from}`),
+      }),
     });
     closers.push(() => second.close());
     await second.start();
@@ -329,10 +395,15 @@ describe("AgentWorker + AgentryClient", () => {
       running--;
       return { type: "completed", result: result("ok") };
     };
-    const workers = [1, 2].map(() => new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: 4, globalConcurrency: 2 }));
+    const workers = [1, 2].map(
+      () =>
+        new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: 4, globalConcurrency: 2 }),
+    );
     closers.push(() => client.close(), ...workers.map((w) => () => w.close()));
     await Promise.all(workers.map((w) => w.start()));
-    const ids = await Promise.all(Array.from({ length: 10 }, (_, i) => client.submit({ prompt: `p${i}` }, { tenant: "acme" })));
+    const ids = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => client.submit({ prompt: `p${i}` }, { tenant: "acme" })),
+    );
     await Promise.all(ids.map(({ taskId }) => client.wait(taskId, { timeoutMs: 30_000 })));
     expect(peak).toBeLessThanOrEqual(2);
     expect(peak).toBeGreaterThanOrEqual(1);
@@ -357,6 +428,8 @@ describe("AgentWorker + AgentryClient", () => {
   it("fails fast when Redis is down instead of hanging", async () => {
     const client = new AgentryClient({ url: "redis://127.0.0.1:1", prefix: "nowhere" });
     closers.push(() => client.close());
-    await expect(client.submit({ prompt: "p" }, { tenant: "acme" })).rejects.toMatchObject({ code: "REDIS_UNAVAILABLE" });
+    await expect(client.submit({ prompt: "p" }, { tenant: "acme" })).rejects.toMatchObject({
+      code: "REDIS_UNAVAILABLE",
+    });
   });
 });

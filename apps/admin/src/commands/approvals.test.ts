@@ -1,7 +1,13 @@
 import { appendFileSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ApprovalStore, AuditLog, loadApproversFile, verifyDecision, type ApprovalRequest } from "@agentry/governance";
+import {
+  ApprovalStore,
+  AuditLog,
+  loadApproversFile,
+  verifyDecision,
+  type ApprovalRequest,
+} from "@agentry/governance";
 import { useTestRedis } from "@agentry/testkit";
 import { runAgentry, tempDir } from "../testing/run-agentry.js";
 
@@ -12,7 +18,14 @@ let env: NodeJS.ProcessEnv;
 let store: ApprovalStore;
 let seq = 0;
 
-const action = { tool: "delete_resource", input: { resource: "db-7", env: "staging" }, taskId: "", tenant: "acme", userId: "u1", sessionId: "s1" };
+const action = {
+  tool: "delete_resource",
+  input: { resource: "db-7", env: "staging" },
+  taskId: "",
+  tenant: "acme",
+  userId: "u1",
+  sessionId: "s1",
+};
 
 /** A pending approval written the way a worker writes it. */
 async function pendingApproval(overrides: Partial<ApprovalRequest> = {}) {
@@ -39,7 +52,12 @@ function expectOneLine(stderr: string, pattern: RegExp) {
 }
 
 beforeAll(async () => {
-  env = { REDIS_URL: redis.url, AGENTRY_PREFIX: redis.freshPrefix(), HOME: home.path, AGENTRY_APPROVERS_FILE: approversFile };
+  env = {
+    REDIS_URL: redis.url,
+    AGENTRY_PREFIX: redis.freshPrefix(),
+    HOME: home.path,
+    AGENTRY_APPROVERS_FILE: approversFile,
+  };
   writeFileSync(approversFile, "# enrolled approvers\n");
   // Enrol alice, bob and carol the documented way: `agentry keys generate <name> >> approvers`.
   for (const name of ["alice", "bob", "carol"]) {
@@ -76,7 +94,12 @@ describe("agentry keys generate", () => {
     const out = join(home.path, "elsewhere", "erin.key");
     const first = await runAgentry(["keys", "generate", "erin", "--out", out, "--json"], env);
     expect(first.code).toBe(0);
-    const json = JSON.parse(first.stdout) as { approver: string; publicKey: string; keyFile: string; line: string };
+    const json = JSON.parse(first.stdout) as {
+      approver: string;
+      publicKey: string;
+      keyFile: string;
+      line: string;
+    };
     expect(json).toMatchObject({ approver: "erin", keyFile: out, line: `erin: ${json.publicKey}` });
     const forced = await runAgentry(["keys", "generate", "erin", "--out", out, "--force"], env);
     expect(forced.code).toBe(0);
@@ -101,7 +124,10 @@ describe("agentry approvals", () => {
     expect(table.stdout).toContain(record.id);
     expect(table.stdout).toContain("delete_resource");
 
-    const run = await runAgentry(["approvals", "approve", record.id, "--as", "alice", "--reason", "checked the ticket"], env);
+    const run = await runAgentry(
+      ["approvals", "approve", record.id, "--as", "alice", "--reason", "checked the ticket"],
+      env,
+    );
     expect(run.code).toBe(0);
     expect(run.stdout).toBe(`${record.id}: approved (1/1 approvals)\n`);
 
@@ -110,9 +136,13 @@ describe("agentry approvals", () => {
     expect(after.decisions).toHaveLength(1);
     const decision = after.decisions[0];
     expect(decision).toMatchObject({ approver: "alice", outcome: "approve", reason: "checked the ticket" });
-    expect(verifyDecision(loadApproversFile(approversFile), { ...decision!, approvalId: record.id })).toBe(true);
+    expect(verifyDecision(loadApproversFile(approversFile), { ...decision!, approvalId: record.id })).toBe(
+      true,
+    );
     // The signature is bound to this approval: it does not verify on another one.
-    expect(verifyDecision(loadApproversFile(approversFile), { ...decision!, approvalId: "apr_other" })).toBe(false);
+    expect(verifyDecision(loadApproversFile(approversFile), { ...decision!, approvalId: "apr_other" })).toBe(
+      false,
+    );
 
     const again = await runAgentry(["approvals", "approve", record.id, "--as", "bob"], env);
     expect(again.code).toBe(1);
@@ -123,7 +153,13 @@ describe("agentry approvals", () => {
     const record = await pendingApproval({ quorum: 2 });
     const first = await runAgentry(["approvals", "approve", record.id, "--as", "alice", "--json"], env);
     expect(first.code).toBe(0);
-    expect(JSON.parse(first.stdout)).toMatchObject({ approvalId: record.id, result: "recorded", status: "pending", approvals: 1, quorum: 2 });
+    expect(JSON.parse(first.stdout)).toMatchObject({
+      approvalId: record.id,
+      result: "recorded",
+      status: "pending",
+      approvals: 1,
+      quorum: 2,
+    });
     const twice = await runAgentry(["approvals", "approve", record.id, "--as", "alice"], env);
     expect(twice.code).toBe(1);
     expectOneLine(twice.stderr, /alice has already decided/);
@@ -138,12 +174,19 @@ describe("agentry approvals", () => {
     expectOneLine(missing.stderr, /--reason/);
     expect((await store.require(record.id)).status).toBe("pending");
 
-    const run = await runAgentry(["approvals", "reject", record.id, "--as", "bob", "--reason", "wrong database"], env);
+    const run = await runAgentry(
+      ["approvals", "reject", record.id, "--as", "bob", "--reason", "wrong database"],
+      env,
+    );
     expect(run.code).toBe(0);
     expect(run.stdout).toBe(`${record.id}: rejected by bob: wrong database\n`);
     const after = await store.require(record.id);
     expect(after.status).toBe("rejected");
-    expect(after.decisions[0]).toMatchObject({ approver: "bob", outcome: "reject", reason: "wrong database" });
+    expect(after.decisions[0]).toMatchObject({
+      approver: "bob",
+      outcome: "reject",
+      reason: "wrong database",
+    });
   });
 
   it("refuses someone who is not an approver of this approval", async () => {
@@ -175,12 +218,19 @@ describe("agentry approvals", () => {
     expect(after.decisions).toEqual([]);
     const audit = new AuditLog({ redis: redis.client(), prefix: env.AGENTRY_PREFIX });
     const entries = await audit.tail(1);
-    expect(entries[0]).toMatchObject({ type: "approval_refused", actor: "approver:alice", data: { approvalId: record.id, approver: "alice" } });
+    expect(entries[0]).toMatchObject({
+      type: "approval_refused",
+      actor: "approver:alice",
+      data: { approvalId: record.id, approver: "alice" },
+    });
   });
 
   it("names a missing or unreadable key file", async () => {
     const record = await pendingApproval();
-    const missing = await runAgentry(["approvals", "approve", record.id, "--as", "alice", "--key", join(home.path, "nope.key")], env);
+    const missing = await runAgentry(
+      ["approvals", "approve", record.id, "--as", "alice", "--key", join(home.path, "nope.key")],
+      env,
+    );
     expect(missing.code).toBe(1);
     expectOneLine(missing.stderr, /no private key for alice at .*nope\.key/);
 

@@ -1,16 +1,26 @@
 import { readFile } from "node:fs/promises";
 import { AgentryError } from "@agentry/core";
-import { signDecision, type ApprovalStore, type ApprovalRecord, type ApprovalStatus, type DecisionOutcome, type SignedDecision } from "@agentry/governance";
+import {
+  signDecision,
+  type ApprovalStore,
+  type ApprovalRecord,
+  type ApprovalStatus,
+  type DecisionOutcome,
+  type SignedDecision,
+} from "@agentry/governance";
 import { noPositionals, onePositional, parseCommand, requireFlag } from "../args.js";
 import { expiresIn, isoTime, keyValues, parseCount, summarize, table } from "../format.js";
 import { CliError, EXIT, usageError, writeJson } from "../io.js";
 import type { CliContext } from "../context.js";
 import type { Command } from "./command.js";
 
-const LIST_USAGE = "agentry approvals list [--status pending|approved|rejected|expired|cancelled|all] [--limit N] [--json]";
+const LIST_USAGE =
+  "agentry approvals list [--status pending|approved|rejected|expired|cancelled|all] [--limit N] [--json]";
 const SHOW_USAGE = "agentry approvals show <approvalId> [--json]";
-const APPROVE_USAGE = "agentry approvals approve <approvalId> --as <approver> [--key FILE] [--reason TEXT] [--json]";
-const REJECT_USAGE = "agentry approvals reject <approvalId> --as <approver> --reason TEXT [--key FILE] [--json]";
+const APPROVE_USAGE =
+  "agentry approvals approve <approvalId> --as <approver> [--key FILE] [--reason TEXT] [--json]";
+const REJECT_USAGE =
+  "agentry approvals reject <approvalId> --as <approver> --reason TEXT [--key FILE] [--json]";
 
 const STATUSES = ["pending", "approved", "rejected", "expired", "cancelled", "all"] as const;
 
@@ -20,13 +30,20 @@ export const approvalsListCommand: Command = {
   usage: LIST_USAGE,
   summary: "List approvals (default: pending) with task, tool, input, approvers, decisions, expiry.",
   async run(ctx, argv) {
-    const { values, positionals } = parseCommand(argv, { status: { type: "string" }, limit: { type: "string" } });
+    const { values, positionals } = parseCommand(argv, {
+      status: { type: "string" },
+      limit: { type: "string" },
+    });
     noPositionals(positionals, LIST_USAGE);
     const status = values.status ?? "pending";
-    if (!(STATUSES as readonly string[]).includes(status)) throw usageError(`--status must be one of ${STATUSES.join(", ")} (got "${status}")`);
+    if (!(STATUSES as readonly string[]).includes(status))
+      throw usageError(`--status must be one of ${STATUSES.join(", ")} (got "${status}")`);
     const limit = values.limit === undefined ? 100 : parseCount(values.limit, "--limit");
     const store = await ctx.approvals();
-    const records = await store.list({ ...(status === "all" ? {} : { status: status as ApprovalStatus }), limit });
+    const records = await store.list({
+      ...(status === "all" ? {} : { status: status as ApprovalStatus }),
+      limit,
+    });
     if (values.json) {
       writeJson(ctx.io.stdout, records);
       return EXIT.OK;
@@ -83,9 +100,10 @@ export const approvalsShowCommand: Command = {
         ["decisions", decisionsSummary(record)],
         ["created", isoTime(record.createdAt)],
         ["expires", `${isoTime(record.expiresAt)} (${expiresIn(record.expiresAt, Date.now())})`],
-        ...record.decisions.map(
-          (d, i): [string, string] => [`decision ${i + 1}`, `${d.outcome} by ${d.approver} at ${isoTime(d.decidedAt)}${d.reason ? `: ${d.reason}` : ""}`],
-        ),
+        ...record.decisions.map((d, i): [string, string] => [
+          `decision ${i + 1}`,
+          `${d.outcome} by ${d.approver} at ${isoTime(d.decidedAt)}${d.reason ? `: ${d.reason}` : ""}`,
+        ]),
       ]),
     );
     return EXIT.OK;
@@ -115,7 +133,12 @@ export const approvalsApproveCommand = decideCommand("approve");
 /** `agentry approvals reject`. */
 export const approvalsRejectCommand = decideCommand("reject");
 
-async function decide(ctx: CliContext, argv: string[], outcome: DecisionOutcome, usage: string): Promise<number> {
+async function decide(
+  ctx: CliContext,
+  argv: string[],
+  outcome: DecisionOutcome,
+  usage: string,
+): Promise<number> {
   const { values, positionals } = parseCommand(argv, {
     as: { type: "string" },
     key: { type: "string" },
@@ -123,7 +146,8 @@ async function decide(ctx: CliContext, argv: string[], outcome: DecisionOutcome,
   });
   const id = onePositional(positionals, "approval id", usage);
   const approver = requireFlag(values.as, "--as", usage);
-  if (outcome === "reject" && !values.reason?.trim()) throw usageError(`reject needs --reason TEXT (usage: ${usage})`);
+  if (outcome === "reject" && !values.reason?.trim())
+    throw usageError(`reject needs --reason TEXT (usage: ${usage})`);
   const reason = values.reason?.trim();
 
   const approverKeys = ctx.approverKeys();
@@ -135,18 +159,31 @@ async function decide(ctx: CliContext, argv: string[], outcome: DecisionOutcome,
   const pem = await readFile(keyFile, "utf8").catch((err: NodeJS.ErrnoException) => {
     const hint = values.key ? "" : ` (run \`agentry keys generate ${approver}\` or pass --key FILE)`;
     throw new CliError(
-      err.code === "ENOENT" ? `no private key for ${approver} at ${keyFile}${hint}` : `cannot read key file ${keyFile}: ${err.message}`,
+      err.code === "ENOENT"
+        ? `no private key for ${approver} at ${keyFile}${hint}`
+        : `cannot read key file ${keyFile}: ${err.message}`,
       { cause: err },
     );
   });
   let signed: SignedDecision;
   try {
-    signed = signDecision(pem, { approvalId: id, outcome, approver, decidedAt: Date.now(), ...(reason ? { reason } : {}) });
+    signed = signDecision(pem, {
+      approvalId: id,
+      outcome,
+      approver,
+      decidedAt: Date.now(),
+      ...(reason ? { reason } : {}),
+    });
   } catch (err) {
-    throw new CliError(`bad key file ${keyFile}: ${AgentryError.isInstance(err) ? err.message : String(err)}`, { cause: err });
+    throw new CliError(
+      `bad key file ${keyFile}: ${AgentryError.isInstance(err) ? err.message : String(err)}`,
+      { cause: err },
+    );
   }
   if (!approverKeys) {
-    ctx.io.stderr.write(`AGENTRY_APPROVERS_FILE is not set: the signature is not checked here (workers check it on resume)\n`);
+    ctx.io.stderr.write(
+      `AGENTRY_APPROVERS_FILE is not set: the signature is not checked here (workers check it on resume)\n`,
+    );
   }
 
   const result = await store.tryDecide(signed);
@@ -168,7 +205,9 @@ async function decide(ctx: CliContext, argv: string[], outcome: DecisionOutcome,
       };
       if (values.json) writeJson(ctx.io.stdout, summary);
       else if (result.type === "recorded") {
-        ctx.io.stdout.write(`${id}: approval by ${approver} recorded (${approvals}/${r.quorum} approvals; still pending)\n`);
+        ctx.io.stdout.write(
+          `${id}: approval by ${approver} recorded (${approvals}/${r.quorum} approvals; still pending)\n`,
+        );
       } else {
         ctx.io.stdout.write(
           r.status === "approved"
@@ -180,16 +219,28 @@ async function decide(ctx: CliContext, argv: string[], outcome: DecisionOutcome,
       return EXIT.OK;
     }
     case "bad-signature":
-      throw new CliError(`signature refused: the key in ${keyFile} is not ${approver}'s enrolled key (${ctx.env.AGENTRY_APPROVERS_FILE})`);
+      throw new CliError(
+        `signature refused: the key in ${keyFile} is not ${approver}'s enrolled key (${ctx.env.AGENTRY_APPROVERS_FILE})`,
+      );
     case "not-approver":
       if (approverKeys && !approverKeys.has(approver)) {
-        throw new CliError(`${approver} is not an enrolled approver: no public key in ${ctx.env.AGENTRY_APPROVERS_FILE}`);
+        throw new CliError(
+          `${approver} is not an enrolled approver: no public key in ${ctx.env.AGENTRY_APPROVERS_FILE}`,
+        );
       }
-      throw new CliError(`${approver} is not an approver of ${id} (approvers: ${record.approvers.join(", ")})`);
+      throw new CliError(
+        `${approver} is not an approver of ${id} (approvers: ${record.approvers.join(", ")})`,
+      );
     case "already-decided":
-      throw new CliError(result.byApprover ? `${approver} has already decided ${id}` : `approval ${id} is already ${result.status}`);
+      throw new CliError(
+        result.byApprover
+          ? `${approver} has already decided ${id}`
+          : `approval ${id} is already ${result.status}`,
+      );
     case "expired":
-      throw new CliError(`approval ${id} expired ${expiresIn(record.expiresAt, Date.now()).replace(/^expired /, "")}`);
+      throw new CliError(
+        `approval ${id} expired ${expiresIn(record.expiresAt, Date.now()).replace(/^expired /, "")}`,
+      );
     case "unknown":
       throw new CliError(`unknown approval ${id}`);
   }

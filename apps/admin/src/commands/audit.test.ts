@@ -17,9 +17,22 @@ async function seededLog(key?: string) {
   const client = redis.client();
   const audit = new AuditLog({ redis: client, prefix, ...(key ? { key } : {}) });
   await audit.append({ type: "request", taskId: "task_a", tenant: "acme", data: { prompt: "delete db-7" } });
-  await audit.append({ type: "request", taskId: "task_b", tenant: "acme", data: { prompt: "weather in Oslo" } });
-  await audit.append({ type: "failure", taskId: "task_a", data: { code: "POLICY_DENIED", message: "no-prod-delete" } });
-  return { env: { REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, ...(key ? { AGENTRY_AUDIT_KEY: key } : {}) }, audit, client };
+  await audit.append({
+    type: "request",
+    taskId: "task_b",
+    tenant: "acme",
+    data: { prompt: "weather in Oslo" },
+  });
+  await audit.append({
+    type: "failure",
+    taskId: "task_a",
+    data: { code: "POLICY_DENIED", message: "no-prod-delete" },
+  });
+  return {
+    env: { REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, ...(key ? { AGENTRY_AUDIT_KEY: key } : {}) },
+    audit,
+    client,
+  };
 }
 
 describe("agentry audit", () => {
@@ -51,18 +64,32 @@ describe("agentry audit", () => {
   it("names a forged entry appended behind the log's back, with or without moving the head", async () => {
     const { env, audit, client } = await seededLog();
     const [last] = await audit.tail(1);
-    const forged = { ...last, seq: 4, prevHash: last!.hash, type: "response", data: { text: "all good" }, hash: "f".repeat(64) };
+    const forged = {
+      ...last,
+      seq: 4,
+      prevHash: last!.hash,
+      type: "response",
+      data: { text: "all good" },
+      hash: "f".repeat(64),
+    };
     await client.xadd(audit.streamKey, "4-0", "e", JSON.stringify(forged));
     const run = await runAgentry(["audit", "verify"], env);
     expect(run.code).toBe(1);
     expect(run.stdout).toBe("");
-    expect(run.stderr).toBe("agentry: audit chain broken at seq 4 (id 4-0): beyond-head (the stream reaches seq 4 but the head is seq 3); 3 entries before it verified\n");
+    expect(run.stderr).toBe(
+      "agentry: audit chain broken at seq 4 (id 4-0): beyond-head (the stream reaches seq 4 but the head is seq 3); 3 entries before it verified\n",
+    );
     await client.hset(audit.headKey, "seq", 4, "hash", forged.hash);
     const moved = await runAgentry(["audit", "verify"], env);
-    expect(moved.stderr).toBe("agentry: audit chain broken at seq 4 (id 4-0): hash-mismatch; 3 entries before it verified\n");
+    expect(moved.stderr).toBe(
+      "agentry: audit chain broken at seq 4 (id 4-0): hash-mismatch; 3 entries before it verified\n",
+    );
     const json = await runAgentry(["audit", "verify", "--json"], env);
     expect(json.code).toBe(1);
-    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, firstBad: { seq: 4, id: "4-0", reason: "hash-mismatch" } });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      ok: false,
+      firstBad: { seq: 4, id: "4-0", reason: "hash-mismatch" },
+    });
   });
 
   it("names the first entry after a deleted one, and an edited entry", async () => {
@@ -76,7 +103,12 @@ describe("agentry audit", () => {
     const edited = await seededLog();
     const [third] = await edited.audit.tail(1);
     await edited.client.xdel(edited.audit.streamKey, "3-0");
-    await edited.client.xadd(edited.audit.streamKey, "3-1", "e", JSON.stringify({ ...third, data: { code: "POLICY_DENIED", message: "nothing happened" } }));
+    await edited.client.xadd(
+      edited.audit.streamKey,
+      "3-1",
+      "e",
+      JSON.stringify({ ...third, data: { code: "POLICY_DENIED", message: "nothing happened" } }),
+    );
     const run2 = await runAgentry(["audit", "verify"], edited.env);
     expect(run2.code).toBe(1);
     expect(run2.stderr).toMatch(/^agentry: audit chain broken at seq 3 \(id 3-1\): /);
@@ -102,14 +134,26 @@ describe("agentry audit", () => {
   it("with AGENTRY_AUDIT_KEY: intact and authenticated; a forged entry with a recomputed plain hash fails", async () => {
     const { env, audit, client } = await seededLog(KEY);
     const run = await runAgentry(["audit", "verify"], env);
-    expect(run).toMatchObject({ code: 0, stdout: "audit chain intact: 3 entries, authenticated\n", stderr: "" });
+    expect(run).toMatchObject({
+      code: 0,
+      stdout: "audit chain intact: 3 entries, authenticated\n",
+      stderr: "",
+    });
 
     const wrongKey = await runAgentry(["audit", "verify"], { ...env, AGENTRY_AUDIT_KEY: "x".repeat(40) });
     expect(wrongKey.code).toBe(1);
-    expect(wrongKey.stderr).toMatch(/^agentry: audit chain broken at seq 1 \(id 1-0\): unknown-key \(key id [0-9a-f]{16} is not configured\)/);
+    expect(wrongKey.stderr).toMatch(
+      /^agentry: audit chain broken at seq 1 \(id 1-0\): unknown-key \(key id [0-9a-f]{16} is not configured\)/,
+    );
 
     const [last] = await audit.tail(1);
-    const forged = { ...last, seq: 4, prevHash: last!.hash, type: "response", data: { text: "all good" } } as AuditEntry;
+    const forged = {
+      ...last,
+      seq: 4,
+      prevHash: last!.hash,
+      type: "response",
+      data: { text: "all good" },
+    } as AuditEntry;
     delete forged.kid;
     forged.hash = entryHash(forged);
     await client.xadd(audit.streamKey, "4-0", "e", JSON.stringify(forged));
@@ -124,14 +168,21 @@ describe("agentry audit", () => {
     const anchors = join(dir.path, `anchors-${Date.now()}.jsonl`);
     const first = await runAgentry(["audit", "anchor", "--out", anchors], env);
     expect(first.code).toBe(0);
-    expect(first.stdout).toMatch(new RegExp(`^anchored seq 3 \\(hash [0-9a-f]{16}…\\) at \\S+ to ${anchors.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\n$`));
+    expect(first.stdout).toMatch(
+      new RegExp(
+        `^anchored seq 3 \\(hash [0-9a-f]{16}…\\) at \\S+ to ${anchors.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\n$`,
+      ),
+    );
     await audit.append({ type: "request", taskId: "task_c", data: { prompt: "hi" } });
     const second = await runAgentry(["audit", "anchor", "--out", anchors, "--json"], env);
     expect(JSON.parse(second.stdout)).toMatchObject({ file: anchors, seq: 4, verified: 1 });
     expect(readFileSync(anchors, "utf8").trim().split("\n")).toHaveLength(2);
 
     const ok = await runAgentry(["audit", "verify", "--anchors", anchors], env);
-    expect(ok).toMatchObject({ code: 0, stdout: "audit chain intact: 4 entries, authenticated, consistent with 2 anchors\n" });
+    expect(ok).toMatchObject({
+      code: 0,
+      stdout: "audit chain intact: 4 entries, authenticated, consistent with 2 anchors\n",
+    });
 
     // The last two entries deleted and the head reset to entry 2.
     const [, second2] = await audit.read({ count: 2 });
@@ -140,7 +191,9 @@ describe("agentry audit", () => {
     expect((await runAgentry(["audit", "verify"], env)).code).toBe(0);
     const truncated = await runAgentry(["audit", "verify", "--anchors", anchors], env);
     expect(truncated.code).toBe(1);
-    expect(truncated.stderr).toMatch(/^agentry: audit chain broken at seq 3: anchor-beyond-head \(anchor of \S+ \(line 1\) covers seq 3 but the log ends at seq 2: entries were truncated or deleted\)/);
+    expect(truncated.stderr).toMatch(
+      /^agentry: audit chain broken at seq 3: anchor-beyond-head \(anchor of \S+ \(line 1\) covers seq 3 but the log ends at seq 2: entries were truncated or deleted\)/,
+    );
     const refused = await runAgentry(["audit", "anchor", "--out", anchors], env);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^agentry: not anchored: audit chain broken at seq 4: anchor-beyond-head/);
@@ -149,21 +202,30 @@ describe("agentry audit", () => {
     await client.del(audit.streamKey, audit.headKey);
     const gone = await runAgentry(["audit", "verify", "--anchors", anchors, "--json"], env);
     expect(gone.code).toBe(1);
-    expect(JSON.parse(gone.stdout)).toMatchObject({ ok: false, firstBad: { seq: 3, reason: "anchor-beyond-head" } });
+    expect(JSON.parse(gone.stdout)).toMatchObject({
+      ok: false,
+      firstBad: { seq: 3, reason: "anchor-beyond-head" },
+    });
   });
 
   it("anchor refuses without a key; verify refuses an edited anchors file and a missing one", async () => {
     const plain = await seededLog();
     const anchors = join(dir.path, `anchors-plain-${Date.now()}.jsonl`);
     const noKey = await runAgentry(["audit", "anchor", "--out", anchors], plain.env);
-    expect(noKey).toMatchObject({ code: 1, stdout: "", stderr: "agentry: AGENTRY_AUDIT_KEY is not set: an anchor must be authenticated\n" });
+    expect(noKey).toMatchObject({
+      code: 1,
+      stdout: "",
+      stderr: "agentry: AGENTRY_AUDIT_KEY is not set: an anchor must be authenticated\n",
+    });
 
     const { env } = await seededLog(KEY);
     expect((await runAgentry(["audit", "anchor", "--out", anchors], env)).code).toBe(0);
     writeFileSync(anchors, readFileSync(anchors, "utf8").replace(/"seq":3/, '"seq":2'));
     const edited = await runAgentry(["audit", "verify", "--anchors", anchors], env);
     expect(edited.code).toBe(1);
-    expect(edited.stderr).toBe("agentry: audit anchors refused at anchors line 1: bad-anchor (MAC does not match (edited or forged))\n");
+    expect(edited.stderr).toBe(
+      "agentry: audit anchors refused at anchors line 1: bad-anchor (MAC does not match (edited or forged))\n",
+    );
     const missing = await runAgentry(["audit", "verify", "--anchors", join(dir.path, "nope.jsonl")], env);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/^agentry: cannot read .*nope\.jsonl: ENOENT/);

@@ -16,7 +16,10 @@ export const auditTailCommand: Command = {
   usage: TAIL_USAGE,
   summary: "Show the last N audit entries (default 20), optionally one task's.",
   async run(ctx, argv) {
-    const { values, positionals } = parseCommand(argv, { n: { type: "string", short: "n" }, task: { type: "string" } });
+    const { values, positionals } = parseCommand(argv, {
+      n: { type: "string", short: "n" },
+      task: { type: "string" },
+    });
     noPositionals(positionals, TAIL_USAGE);
     const n = values.n === undefined ? 20 : parseCount(values.n, "-n");
     const audit = await ctx.audit();
@@ -26,7 +29,9 @@ export const auditTailCommand: Command = {
       return EXIT.OK;
     }
     if (entries.length === 0) {
-      ctx.io.stderr.write(values.task ? `no audit entries for task ${values.task}\n` : "the audit log is empty\n");
+      ctx.io.stderr.write(
+        values.task ? `no audit entries for task ${values.task}\n` : "the audit log is empty\n",
+      );
       return EXIT.OK;
     }
     ctx.io.stdout.write(
@@ -55,20 +60,27 @@ export const auditVerifyCommand: Command = {
     "--file verifies a JSONL export (from `agentry audit export`) on its own, without Redis. " +
     "Set AGENTRY_AUDIT_KEY (and AGENTRY_AUDIT_PREVIOUS_KEYS after a rotation) to check who wrote the entries; without it the chain is reported unauthenticated.",
   async run(ctx, argv) {
-    const { values, positionals } = parseCommand(argv, { file: { type: "string" }, anchors: { type: "string" } });
+    const { values, positionals } = parseCommand(argv, {
+      file: { type: "string" },
+      anchors: { type: "string" },
+    });
     noPositionals(positionals, VERIFY_USAGE);
-    if (values.file && values.anchors) throw usageError(`--file and --anchors do not go together (usage: ${VERIFY_USAGE})`);
+    if (values.file && values.anchors)
+      throw usageError(`--file and --anchors do not go together (usage: ${VERIFY_USAGE})`);
     let result: VerifyResult;
     if (values.file) {
       const file = resolve(values.file);
-      result = await verifyJsonl(file, { keys: new AuditKeyring(ctx.auditKeys()) }).catch((err: NodeJS.ErrnoException) => {
-        throw new CliError(`cannot read ${file}: ${err.message}`, { cause: err });
-      });
+      result = await verifyJsonl(file, { keys: new AuditKeyring(ctx.auditKeys()) }).catch(
+        (err: NodeJS.ErrnoException) => {
+          throw new CliError(`cannot read ${file}: ${err.message}`, { cause: err });
+        },
+      );
     } else if (values.anchors) {
       const file = resolve(values.anchors);
       const audit = await ctx.audit();
       result = await audit.verifyWithAnchors(file).catch((err: NodeJS.ErrnoException) => {
-        if (typeof err?.code === "string" && err.syscall) throw new CliError(`cannot read ${file}: ${err.message}`, { cause: err });
+        if (typeof err?.code === "string" && err.syscall)
+          throw new CliError(`cannot read ${file}: ${err.message}`, { cause: err });
         throw err;
       });
     } else {
@@ -77,10 +89,16 @@ export const auditVerifyCommand: Command = {
     if (!result.ok) throw new CliError(brokenMessage(result), { result });
     if (values.json) writeJson(ctx.io.stdout, result);
     else {
-      const anchors = values.anchors ? `, consistent with ${result.anchors} anchor${result.anchors === 1 ? "" : "s"}` : "";
-      ctx.io.stdout.write(`audit chain intact: ${result.count} entries, ${result.authenticated ? "authenticated" : "unauthenticated"}${anchors}\n`);
+      const anchors = values.anchors
+        ? `, consistent with ${result.anchors} anchor${result.anchors === 1 ? "" : "s"}`
+        : "";
+      ctx.io.stdout.write(
+        `audit chain intact: ${result.count} entries, ${result.authenticated ? "authenticated" : "unauthenticated"}${anchors}\n`,
+      );
       if (!result.authenticated) {
-        ctx.io.stderr.write("warning: AGENTRY_AUDIT_KEY is not set: the links were checked, but anyone with Redis access could have rewritten them\n");
+        ctx.io.stderr.write(
+          "warning: AGENTRY_AUDIT_KEY is not set: the links were checked, but anyone with Redis access could have rewritten them\n",
+        );
       }
     }
     return EXIT.OK;
@@ -95,7 +113,8 @@ export const auditVerifyCommand: Command = {
 export const auditAnchorCommand: Command = {
   path: ["audit", "anchor"],
   usage: ANCHOR_USAGE,
-  summary: "Append an authenticated checkpoint of the audit head to FILE (run it periodically, keep FILE outside Redis).",
+  summary:
+    "Append an authenticated checkpoint of the audit head to FILE (run it periodically, keep FILE outside Redis).",
   details:
     "Needs AGENTRY_AUDIT_KEY. Verifies the entries since the file's last anchor first and writes nothing (exit 1) when they do not hold. " +
     "`agentry audit verify --anchors FILE` then fails when anchored entries were deleted, truncated, reordered or replaced.",
@@ -103,15 +122,20 @@ export const auditAnchorCommand: Command = {
     const { values, positionals } = parseCommand(argv, { out: { type: "string" } });
     noPositionals(positionals, ANCHOR_USAGE);
     const file = resolve(requireFlag(values.out, "--out", ANCHOR_USAGE));
-    if (!ctx.env.AGENTRY_AUDIT_KEY) throw new CliError("AGENTRY_AUDIT_KEY is not set: an anchor must be authenticated");
+    if (!ctx.env.AGENTRY_AUDIT_KEY)
+      throw new CliError("AGENTRY_AUDIT_KEY is not set: an anchor must be authenticated");
     const audit = await ctx.audit();
     const result = await audit.anchor(file).catch((err: NodeJS.ErrnoException) => {
-      if (typeof err?.code === "string" && err.syscall) throw new CliError(`cannot use ${file}: ${err.message}`, { cause: err });
+      if (typeof err?.code === "string" && err.syscall)
+        throw new CliError(`cannot use ${file}: ${err.message}`, { cause: err });
       throw err;
     });
     if (!result.ok) throw new CliError(`not anchored: ${brokenMessage(result)}`, { result });
     if (values.json) writeJson(ctx.io.stdout, { file, ...result.anchor });
-    else ctx.io.stdout.write(`anchored seq ${result.anchor.seq} (hash ${result.anchor.hash.slice(0, 16)}…) at ${result.anchor.time} to ${file}\n`);
+    else
+      ctx.io.stdout.write(
+        `anchored seq ${result.anchor.seq} (hash ${result.anchor.hash.slice(0, 16)}…) at ${result.anchor.time} to ${file}\n`,
+      );
     return EXIT.OK;
   },
 };
@@ -120,7 +144,8 @@ export const auditAnchorCommand: Command = {
 function brokenMessage(result: Extract<VerifyResult, { ok: false }>): string {
   const bad = result.firstBad;
   const detail = bad.detail ? ` (${bad.detail})` : "";
-  if (bad.reason === "bad-anchor") return `audit anchors refused${bad.id ? ` at ${bad.id}` : ""}: bad-anchor${detail}`;
+  if (bad.reason === "bad-anchor")
+    return `audit anchors refused${bad.id ? ` at ${bad.id}` : ""}: bad-anchor${detail}`;
   const where = bad.id ? `seq ${bad.seq} (id ${bad.id})` : `seq ${bad.seq}`;
   return `audit chain broken at ${where}: ${bad.reason}${detail}; ${result.count} entries before it verified`;
 }
@@ -143,7 +168,8 @@ export const auditExportCommand: Command = {
       throw err;
     });
     if (values.json) writeJson(ctx.io.stdout, { file, ...exported });
-    else ctx.io.stdout.write(`exported ${exported.count} entries (up to seq ${exported.lastSeq}) to ${file}\n`);
+    else
+      ctx.io.stdout.write(`exported ${exported.count} entries (up to seq ${exported.lastSeq}) to ${file}\n`);
     return EXIT.OK;
   },
 };
@@ -170,7 +196,12 @@ export function entrySummary(e: AuditEntry): string {
       return `${e.data.tool} ${summarize(e.data.input, 30)} → ${e.data.outcome}${e.data.error ? `: ${e.data.error}` : ""}`;
     case "policy_verdict": {
       const v = e.data.verdict;
-      const what = v.type === "deny" ? `deny: ${v.reason}` : v.type === "require_approval" ? `require_approval (${v.approvers.join(",")}, quorum ${v.quorum})` : "allow";
+      const what =
+        v.type === "deny"
+          ? `deny: ${v.reason}`
+          : v.type === "require_approval"
+            ? `require_approval (${v.approvers.join(",")}, quorum ${v.quorum})`
+            : "allow";
       return `${e.data.tool}: ${what}${e.data.decidedBy ? ` [${e.data.decidedBy}]` : ""}`;
     }
     case "approval_requested":

@@ -14,9 +14,15 @@ function setup() {
 describe("agentry budget", () => {
   it("sets a cost limit from dollars to exact micro-USD and shows it back", async () => {
     const { env, ledger } = setup();
-    const set = await runAgentry(["budget", "set", "--scope", "tenant:acme", "--max-cost", "0.25", "--period", "day", "--json"], env);
+    const set = await runAgentry(
+      ["budget", "set", "--scope", "tenant:acme", "--max-cost", "0.25", "--period", "day", "--json"],
+      env,
+    );
     expect(set.code).toBe(0);
-    expect((JSON.parse(set.stdout) as BudgetStats).limit).toEqual({ maxCostMicroUsd: 250_000, period: "day" });
+    expect((JSON.parse(set.stdout) as BudgetStats).limit).toEqual({
+      maxCostMicroUsd: 250_000,
+      period: "day",
+    });
     expect(await ledger.getLimit("tenant:acme")).toEqual({ maxCostMicroUsd: 250_000, period: "day" });
 
     const show = await runAgentry(["budget", "show", "--scope", "tenant:acme", "--json"], env);
@@ -26,19 +32,37 @@ describe("agentry budget", () => {
 
     const table = await runAgentry(["budget", "show"], env);
     expect(table.stdout).toMatch(/^SCOPE\s+PERIOD\s+MAX TOKENS/);
-    expect(table.stdout).toMatch(/tenant:acme\s+day \(\d{4}-\d{2}-\d{2}\)\s+-\s+0\s+0\s+-\s+\$0\.250000\s+\$0\.000000\s+\$0\.000000\s+\$0\.250000/);
+    expect(table.stdout).toMatch(
+      /tenant:acme\s+day \(\d{4}-\d{2}-\d{2}\)\s+-\s+0\s+0\s+-\s+\$0\.250000\s+\$0\.000000\s+\$0\.000000\s+\$0\.250000/,
+    );
   });
 
   it("keeps values not given, and shows used, reserved and remaining of every scope", async () => {
     const { env, ledger } = setup();
-    expect((await runAgentry(["budget", "set", "--scope", "global", "--max-tokens", "1000"], env)).code).toBe(0);
-    expect((await runAgentry(["budget", "set", "--scope", "global", "--max-cost", "19.99"], env)).code).toBe(0);
-    expect(await ledger.getLimit("global")).toEqual({ maxTokens: 1000, maxCostMicroUsd: 19_990_000, period: "none" });
+    expect((await runAgentry(["budget", "set", "--scope", "global", "--max-tokens", "1000"], env)).code).toBe(
+      0,
+    );
+    expect((await runAgentry(["budget", "set", "--scope", "global", "--max-cost", "19.99"], env)).code).toBe(
+      0,
+    );
+    expect(await ledger.getLimit("global")).toEqual({
+      maxTokens: 1000,
+      maxCostMicroUsd: 19_990_000,
+      period: "none",
+    });
 
-    const r = await ledger.reserve({ scopes: ["global", "tenant:acme:user:u1"], amount: { tokens: 300, costMicroUsd: 1_500 }, taskId: "t1" });
+    const r = await ledger.reserve({
+      scopes: ["global", "tenant:acme:user:u1"],
+      amount: { tokens: 300, costMicroUsd: 1_500 },
+      taskId: "t1",
+    });
     if (!r.ok) throw new Error("reserve refused");
     await ledger.settle(r.reservation.id, { tokens: 120, costMicroUsd: 700 });
-    const r2 = await ledger.reserve({ scopes: ["global"], amount: { tokens: 50, costMicroUsd: 10 }, taskId: "t2" });
+    const r2 = await ledger.reserve({
+      scopes: ["global"],
+      amount: { tokens: 50, costMicroUsd: 10 },
+      taskId: "t2",
+    });
     expect(r2.ok).toBe(true);
 
     const show = await runAgentry(["budget", "show", "--json"], env);
@@ -50,7 +74,9 @@ describe("agentry budget", () => {
       remaining: { tokens: 830, costMicroUsd: 19_989_290 },
     });
     const table = await runAgentry(["budget", "show"], env);
-    expect(table.stdout).toMatch(/global\s+none\s+1000\s+120\s+50\s+830\s+\$19\.990000\s+\$0\.000700\s+\$0\.000010\s+\$19\.989290/);
+    expect(table.stdout).toMatch(
+      /global\s+none\s+1000\s+120\s+50\s+830\s+\$19\.990000\s+\$0\.000700\s+\$0\.000010\s+\$19\.989290/,
+    );
     expect(table.stdout).toMatch(/tenant:acme:user:u1\s+no limit/);
   });
 
@@ -76,12 +102,17 @@ describe("agentry budget", () => {
       ["set", "session:s1", "tenant:<tenant>:session:s1"],
       ["show", "user:u1", "tenant:<tenant>:user:u1"],
     ] as const) {
-      const run = await runAgentry(["budget", cmd, "--scope", old, ...(cmd === "set" ? ["--max-tokens", "5"] : [])], env);
+      const run = await runAgentry(
+        ["budget", cmd, "--scope", old, ...(cmd === "set" ? ["--max-tokens", "5"] : [])],
+        env,
+      );
       expect(run.code, `${cmd} ${old}`).toBe(2);
       expect(run.stderr).toContain(replacement);
     }
     // A tenant id with ':' would make the scope ambiguous: refused, not guessed.
-    expect((await runAgentry(["budget", "set", "--scope", "tenant:a:b:user:c", "--max-tokens", "5"], env)).code).toBe(2);
+    expect(
+      (await runAgentry(["budget", "set", "--scope", "tenant:a:b:user:c", "--max-tokens", "5"], env)).code,
+    ).toBe(2);
     expect(await ledger.listScopes()).toEqual([]);
     const periodOnly = await runAgentry(["budget", "set", "--scope", "global", "--period", "day"], env);
     expect(periodOnly.code).toBe(2);

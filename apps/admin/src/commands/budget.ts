@@ -14,7 +14,8 @@ const PERIODS: readonly BudgetPeriod[] = ["none", "day", "month"];
 export const budgetSetCommand: Command = {
   path: ["budget", "set"],
   usage: SET_USAGE,
-  summary: "Set a budget limit in tokens and/or US dollars (stored as integer micro-USD), optionally per day or month.",
+  summary:
+    "Set a budget limit in tokens and/or US dollars (stored as integer micro-USD), optionally per day or month.",
   details: [
     "--max-cost takes dollars as decimal text (0.25 → 250000 micro-USD, exactly). Flags not given keep the",
     "scope's current values; a new limit's period defaults to none. Prints the scope's figures afterwards.",
@@ -28,21 +29,30 @@ export const budgetSetCommand: Command = {
     });
     noPositionals(positionals, SET_USAGE);
     const scope = await scopeArg(requireFlag(values.scope, "--scope", SET_USAGE));
-    if (values["max-tokens"] === undefined && values["max-cost"] === undefined && values.period === undefined) {
+    if (
+      values["max-tokens"] === undefined &&
+      values["max-cost"] === undefined &&
+      values.period === undefined
+    ) {
       throw usageError(`give --max-tokens, --max-cost or --period (usage: ${SET_USAGE})`);
     }
     if (values.period !== undefined && !PERIODS.includes(values.period as BudgetPeriod)) {
       throw usageError(`--period must be one of ${PERIODS.join(", ")} (got "${values.period}")`);
     }
-    const maxTokens = values["max-tokens"] === undefined ? undefined : parseCount(values["max-tokens"], "--max-tokens");
+    const maxTokens =
+      values["max-tokens"] === undefined ? undefined : parseCount(values["max-tokens"], "--max-tokens");
     const maxCost = values["max-cost"] === undefined ? undefined : parseUsdToMicro(values["max-cost"]);
 
     const ledger = await ctx.ledger();
     const current = await ledger.getLimit(scope);
     const limit: BudgetLimit = {
       period: (values.period as BudgetPeriod | undefined) ?? current?.period ?? "none",
-      ...((maxTokens ?? current?.maxTokens) === undefined ? {} : { maxTokens: maxTokens ?? current?.maxTokens }),
-      ...((maxCost ?? current?.maxCostMicroUsd) === undefined ? {} : { maxCostMicroUsd: maxCost ?? current?.maxCostMicroUsd }),
+      ...((maxTokens ?? current?.maxTokens) === undefined
+        ? {}
+        : { maxTokens: maxTokens ?? current?.maxTokens }),
+      ...((maxCost ?? current?.maxCostMicroUsd) === undefined
+        ? {}
+        : { maxCostMicroUsd: maxCost ?? current?.maxCostMicroUsd }),
     };
     if (limit.maxTokens === undefined && limit.maxCostMicroUsd === undefined) {
       throw usageError(`${scope} has no limit yet: give --max-tokens or --max-cost`);
@@ -61,7 +71,8 @@ export const budgetShowCommand: Command = {
   path: ["budget", "show"],
   usage: SHOW_USAGE,
   summary: "Show budget limits, used, reserved and remaining (every scope unless --scope).",
-  details: "JSON: always an array of stats, costs in integer micro-USD; the table shows dollars with 6 decimals.",
+  details:
+    "JSON: always an array of stats, costs in integer micro-USD; the table shows dollars with 6 decimals.",
   async run(ctx, argv) {
     const { values, positionals } = parseCommand(argv, { scope: { type: "string" } });
     noPositionals(positionals, SHOW_USAGE);
@@ -88,7 +99,18 @@ function writeStatsTable(out: TextSink, stats: BudgetStats[]): void {
   const usd = (n: number | null | undefined) => (n === null || n === undefined ? "-" : formatUsd(n));
   out.write(
     table(
-      ["SCOPE", "PERIOD", "MAX TOKENS", "USED", "RESERVED", "REMAINING", "MAX COST", "USED", "RESERVED", "REMAINING"],
+      [
+        "SCOPE",
+        "PERIOD",
+        "MAX TOKENS",
+        "USED",
+        "RESERVED",
+        "REMAINING",
+        "MAX COST",
+        "USED",
+        "RESERVED",
+        "REMAINING",
+      ],
       stats.map((s) => [
         s.scope,
         s.limit ? (s.limit.period === "none" ? "none" : `${s.limit.period} (${s.period})`) : "no limit",

@@ -19,13 +19,19 @@ const APPROVER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@-]*$/;
 export const keysGenerateCommand: Command = {
   path: ["keys", "generate"],
   usage: USAGE,
-  summary: "Generate an approver's key pair; prints the `<approver>: <public key>` line for the approvers file.",
+  summary:
+    "Generate an approver's key pair; prints the `<approver>: <public key>` line for the approvers file.",
   details: "Refuses to overwrite an existing key file unless --force is given. Needs no Redis.",
   async run(ctx, argv) {
-    const { values, positionals } = parseCommand(argv, { out: { type: "string" }, force: { type: "boolean" } });
+    const { values, positionals } = parseCommand(argv, {
+      out: { type: "string" },
+      force: { type: "boolean" },
+    });
     const approver = onePositional(positionals, "approver name", USAGE);
     if (!APPROVER_NAME.test(approver)) {
-      throw usageError(`approver names use letters, digits and . _ @ - and start with a letter or digit (got "${approver}")`);
+      throw usageError(
+        `approver names use letters, digits and . _ @ - and start with a letter or digit (got "${approver}")`,
+      );
     }
     const keyFile = values.out ? resolve(values.out) : ctx.defaultKeyFile(approver);
     if (!values.out) {
@@ -43,13 +49,16 @@ export const keysGenerateCommand: Command = {
       await chmod(keyFile, 0o600);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      if (e.code === "EEXIST") throw new CliError(`${keyFile} already exists (use --force to replace it)`, { cause: err });
+      if (e.code === "EEXIST")
+        throw new CliError(`${keyFile} already exists (use --force to replace it)`, { cause: err });
       throw new CliError(`cannot write ${keyFile}: ${e.message}`, { cause: err });
     }
     const line = `${approver}: ${publicKey}`;
     if (values.json) writeJson(ctx.io.stdout, { approver, publicKey, keyFile, line });
     else ctx.io.stdout.write(`${line}\n`);
-    ctx.io.stderr.write(`private key written to ${keyFile} (keep it secret); add the public key line to AGENTRY_APPROVERS_FILE\n`);
+    ctx.io.stderr.write(
+      `private key written to ${keyFile} (keep it secret); add the public key line to AGENTRY_APPROVERS_FILE\n`,
+    );
     return EXIT.OK;
   },
 };

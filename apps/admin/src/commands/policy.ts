@@ -6,7 +6,8 @@ import { formatDuration, keyValues, table } from "../format.js";
 import { EXIT, readAll, usageError, writeJson } from "../io.js";
 import type { Command } from "./command.js";
 
-const USAGE = "agentry policy check --tool NAME --input JSON [--tenant T] [--user U] [--env E] [--destructive] [--json]";
+const USAGE =
+  "agentry policy check --tool NAME --input JSON [--tenant T] [--user U] [--env E] [--destructive] [--json]";
 
 /**
  * `agentry policy check`: runs the configured policy file (`AGENTRY_POLICY_FILE`, else the
@@ -19,9 +20,10 @@ const USAGE = "agentry policy check --tool NAME --input JSON [--tenant T] [--use
 export const policyCheckCommand: Command = {
   path: ["policy", "check"],
   usage: USAGE,
-  summary: "Evaluate the policy file on a tool call: allow, deny (reason) or require_approval (approvers, quorum, ttl).",
+  summary:
+    "Evaluate the policy file on a tool call: allow, deny (reason) or require_approval (approvers, quorum, ttl).",
   details: [
-    "Uses AGENTRY_POLICY_FILE, else Agentry's default policy. --input is a JSON value (\"-\" reads stdin).",
+    'Uses AGENTRY_POLICY_FILE, else Agentry\'s default policy. --input is a JSON value ("-" reads stdin).',
     "--env sets the task's environment; --destructive judges the tool as one the registry declares destructive.",
     "Exit codes for scripts: 0 allow, 3 deny, 4 require_approval, 2 invalid input, 1 unreadable policy file.",
     "Runs offline, without Redis: rate-cap policies cannot count and deny (fail closed), saying so.",
@@ -61,7 +63,13 @@ export const policyCheckCommand: Command = {
     const result = await validator.validate(action);
     const code = exitCodeFor(result.verdict);
     if (values.json) {
-      writeJson(ctx.io.stdout, { verdict: result.verdict, decidedBy: result.decidedBy ?? null, verdicts: result.verdicts, policyFile, action });
+      writeJson(ctx.io.stdout, {
+        verdict: result.verdict,
+        decidedBy: result.decidedBy ?? null,
+        verdicts: result.verdicts,
+        policyFile,
+        action,
+      });
       return code;
     }
     const v = result.verdict;
@@ -81,7 +89,10 @@ export const policyCheckCommand: Command = {
       ctx.io.stdout.write(
         table(
           ["POLICY", "VERDICT"],
-          result.verdicts.map((p) => [p.policy, p.error ? `failed: ${p.error} (deny)` : verdictText(p.verdict)]),
+          result.verdicts.map((p) => [
+            p.policy,
+            p.error ? `failed: ${p.error} (deny)` : verdictText(p.verdict),
+          ]),
           { maxWidth: 100 },
         ),
       );
@@ -91,7 +102,9 @@ export const policyCheckCommand: Command = {
 };
 
 function defaultPolicyPath(): string {
-  return DEFAULT_POLICY_FILE.startsWith("file:") ? fileURLToPath(DEFAULT_POLICY_FILE) : decodeURIComponent(DEFAULT_POLICY_FILE);
+  return DEFAULT_POLICY_FILE.startsWith("file:")
+    ? fileURLToPath(DEFAULT_POLICY_FILE)
+    : decodeURIComponent(DEFAULT_POLICY_FILE);
 }
 
 function exitCodeFor(v: Verdict): number {

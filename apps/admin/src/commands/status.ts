@@ -12,7 +12,8 @@ const CANCEL_USAGE = "agentry cancel <taskId> [--json]";
 export const statusCommand: Command = {
   path: ["status"],
   usage: STATUS_USAGE,
-  summary: "Show a task: state (queued | running | awaiting_approval | completed | failed), prompt, result or error.",
+  summary:
+    "Show a task: state (queued | running | awaiting_approval | completed | failed), prompt, result or error.",
   async run(ctx, argv) {
     const { values, positionals } = parseCommand(argv, {});
     const taskId = onePositional(positionals, "task id", STATUS_USAGE);
@@ -33,10 +34,18 @@ export const statusCommand: Command = {
         ["attempts", String(status.attempts)],
         ["created", isoTime(status.createdAt)],
         ["finished", status.finishedAt === undefined ? undefined : isoTime(status.finishedAt)],
-        ["progress", status.progress && status.state !== "completed" ? describeProgress(status.progress)?.split("\n")[0] : undefined],
+        [
+          "progress",
+          status.progress && status.state !== "completed"
+            ? describeProgress(status.progress)?.split("\n")[0]
+            : undefined,
+        ],
         ["approvals", approvals.length > 0 ? approvals.join(", ") : undefined],
         ["steps", status.result ? String(status.result.steps) : undefined],
-        ["cost", status.result ? `${status.result.costMicroUsd} micro-USD (${status.result.model})` : undefined],
+        [
+          "cost",
+          status.result ? `${status.result.costMicroUsd} micro-USD (${status.result.model})` : undefined,
+        ],
         ["error", status.error ? errorText(status.error) : undefined],
         ["result", status.result?.text],
       ]),
@@ -67,7 +76,8 @@ export const cancelCommand: Command = {
 /** Turns the client's `NOT_FOUND` into the CLI's one-line "unknown task" failure. */
 function unknownTask(taskId: string): (err: unknown) => never {
   return (err) => {
-    if (AgentryError.isInstance(err) && err.code === "NOT_FOUND") throw new CliError(`unknown task ${taskId}`, { cause: err });
+    if (AgentryError.isInstance(err) && err.code === "NOT_FOUND")
+      throw new CliError(`unknown task ${taskId}`, { cause: err });
     throw err;
   };
 }

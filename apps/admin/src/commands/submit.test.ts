@@ -1,7 +1,13 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentryError, createLogger, tenantOwnedId } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
-import { AgentWorker, type AgentTaskResult, type TaskHandler, type TaskProgress, type TaskStatus } from "@agentry/runtime";
+import {
+  AgentWorker,
+  type AgentTaskResult,
+  type TaskHandler,
+  type TaskProgress,
+  type TaskStatus,
+} from "@agentry/runtime";
 import { useTestRedis } from "@agentry/testkit";
 import { EXIT } from "../io.js";
 import { runAgentry } from "../testing/run-agentry.js";
@@ -20,7 +26,14 @@ function setup() {
 }
 
 async function startWorker(prefix: string, handler: TaskHandler) {
-  const worker = new AgentWorker({ url: redis.url, prefix, handler, logger, concurrency: 2, shutdownGraceMs: 1_000 });
+  const worker = new AgentWorker({
+    url: redis.url,
+    prefix,
+    handler,
+    logger,
+    concurrency: 2,
+    shutdownGraceMs: 1_000,
+  });
   closers.push(() => worker.close());
   await worker.start();
   return worker;
@@ -38,7 +51,20 @@ const result = (text: string): AgentTaskResult => ({
 describe("agentry submit and status", () => {
   it("submits a task, prints its id, and status shows it queued", async () => {
     const { env } = setup();
-    const run = await runAgentry(["submit", "What is the weather in Oslo?", "--tenant", "acme", "--user", "u1", "--session", "s1", "--json"], env);
+    const run = await runAgentry(
+      [
+        "submit",
+        "What is the weather in Oslo?",
+        "--tenant",
+        "acme",
+        "--user",
+        "u1",
+        "--session",
+        "s1",
+        "--json",
+      ],
+      env,
+    );
     expect(run.code).toBe(0);
     const submitted = JSON.parse(run.stdout) as { taskId: string; sessionId: string; deduplicated: boolean };
     expect(submitted).toMatchObject({ sessionId: "s1", deduplicated: false });
@@ -78,7 +104,9 @@ describe("agentry submit and status", () => {
     const run = await runAgentry(["submit", "-", "--json"], env, { stdin: "from stdin\n" });
     expect(run.code).toBe(0);
     const { taskId } = JSON.parse(run.stdout) as { taskId: string };
-    expect(JSON.parse((await runAgentry(["status", taskId, "--json"], env)).stdout)).toMatchObject({ prompt: "from stdin" });
+    expect(JSON.parse((await runAgentry(["status", taskId, "--json"], env)).stdout)).toMatchObject({
+      prompt: "from stdin",
+    });
 
     const bad = await runAgentry(["submit", "hi", "--session", "not a valid id!"], env);
     expect(bad.code).toBe(2);
@@ -120,15 +148,24 @@ describe("agentry submit and status", () => {
     expect([...indexes].sort((a, b) => a - b)).toEqual(indexes);
     expect(run.stderr).toMatch(/completed in 2 steps\n$/);
 
-    const json = await runAgentry(["submit", "again", "--wait", "--json"], env, { onStderr: (c) => (stderrSoFar += c) });
+    const json = await runAgentry(["submit", "again", "--wait", "--json"], env, {
+      onStderr: (c) => (stderrSoFar += c),
+    });
     expect(json.code).toBe(0);
-    expect(JSON.parse(json.stdout)).toMatchObject({ outcome: "completed", text: "It is sunny in Oslo. (5)", steps: 2, costMicroUsd: 42, taskId: expect.stringMatching(/^task_/) });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      outcome: "completed",
+      text: "It is sunny in Oslo. (5)",
+      steps: 2,
+      costMicroUsd: 42,
+      taskId: expect.stringMatching(/^task_/),
+    });
   });
 
   it("--wait names the approval a task waits for", async () => {
     const { env, prefix } = setup();
     let stderrSoFar = "";
-    const line = "step 3: awaiting approval apr_123 — run `agentry approvals approve apr_123 --as <approver>`";
+    const line =
+      "step 3: awaiting approval apr_123 — run `agentry approvals approve apr_123 --as <approver>`";
     await startWorker(prefix, async (ex) => {
       for (let i = 0; i < 400 && !stderrSoFar.includes(line); i++) {
         await ex.reportProgress({ step: 3, phase: "awaiting_approval", approvalIds: ["apr_123"] });
@@ -136,7 +173,9 @@ describe("agentry submit and status", () => {
       }
       return { type: "completed", result: result("deleted db-7 in staging") };
     });
-    const run = await runAgentry(["submit", "delete db-7", "--wait"], env, { onStderr: (c) => (stderrSoFar += c) });
+    const run = await runAgentry(["submit", "delete db-7", "--wait"], env, {
+      onStderr: (c) => (stderrSoFar += c),
+    });
     expect(run.code).toBe(0);
     expect(run.stderr.split("\n")).toContain(line);
     expect(run.stdout).toBe("deleted db-7 in staging\n");
@@ -150,11 +189,17 @@ describe("agentry submit and status", () => {
     const run = await runAgentry(["submit", "expensive", "--wait"], env);
     expect(run.code).toBe(1);
     expect(run.stdout).toBe("");
-    expect(run.stderr).toMatch(/\nagentry: task failed: \[BUDGET_EXCEEDED\] tenant:acme is over its cost budget\n$/);
+    expect(run.stderr).toMatch(
+      /\nagentry: task failed: \[BUDGET_EXCEEDED\] tenant:acme is over its cost budget\n$/,
+    );
 
     const json = await runAgentry(["submit", "expensive", "--wait", "--json"], env);
     expect(json.code).toBe(1);
-    expect(JSON.parse(json.stdout)).toMatchObject({ outcome: "failed", state: "failed", error: { code: "BUDGET_EXCEEDED" } });
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      outcome: "failed",
+      state: "failed",
+      error: { code: "BUDGET_EXCEEDED" },
+    });
 
     const { taskId } = JSON.parse(json.stdout) as { taskId: string };
     const status = await runAgentry(["status", taskId], env);
@@ -168,14 +213,22 @@ describe("agentry submit and status", () => {
     expect(run.code).toBe(EXIT.WAIT_TIMEOUT);
     expect(EXIT.WAIT_TIMEOUT).toBe(124);
     expect(run.stdout).toBe("");
-    expect(run.stderr).toMatch(/\nagentry: task timed out: \[TIMEOUT\] task task_\w+ did not finish within 0\.5 s \(it is queued\)\n$/);
+    expect(run.stderr).toMatch(
+      /\nagentry: task timed out: \[TIMEOUT\] task task_\w+ did not finish within 0\.5 s \(it is queued\)\n$/,
+    );
 
-    const json = await runAgentry(["submit", "nobody is listening", "--wait", "--timeout", "0.5", "--json", "--idempotency-key", "k1"], env);
+    const json = await runAgentry(
+      ["submit", "nobody is listening", "--wait", "--timeout", "0.5", "--json", "--idempotency-key", "k1"],
+      env,
+    );
     expect(json.code).toBe(124);
     const body = JSON.parse(json.stdout) as { taskId: string };
     expect(body).toMatchObject({ outcome: "timed_out", state: "queued", error: { code: "TIMEOUT" } });
     // The task keeps running: waiting again with the same idempotency key follows the same task.
-    const again = await runAgentry(["submit", "nobody is listening", "--wait", "--timeout", "0.5", "--json", "--idempotency-key", "k1"], env);
+    const again = await runAgentry(
+      ["submit", "nobody is listening", "--wait", "--timeout", "0.5", "--json", "--idempotency-key", "k1"],
+      env,
+    );
     expect(again.code).toBe(124);
     expect(JSON.parse(again.stdout)).toMatchObject({ taskId: body.taskId, outcome: "timed_out" });
   });
@@ -192,7 +245,9 @@ describe("agentry submit and status", () => {
 
   it("cancels a queued task", async () => {
     const { env } = setup();
-    const { taskId } = JSON.parse((await runAgentry(["submit", "never mind", "--json"], env)).stdout) as { taskId: string };
+    const { taskId } = JSON.parse((await runAgentry(["submit", "never mind", "--json"], env)).stdout) as {
+      taskId: string;
+    };
     const run = await runAgentry(["cancel", taskId], env);
     expect(run.code).toBe(0);
     expect(run.stdout).toBe(`cancelled ${taskId} (was queued)\n`);

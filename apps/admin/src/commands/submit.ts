@@ -6,7 +6,8 @@ import { CliError, EXIT, readAll, writeJson } from "../io.js";
 import type { Command } from "./command.js";
 import { followTask } from "./watch.js";
 
-const USAGE = 'agentry submit "<prompt>" [--session S] [--user U] [--tenant T] [--idempotency-key K] [--wait | --follow] [--timeout SEC] [--json]';
+const USAGE =
+  'agentry submit "<prompt>" [--session S] [--user U] [--tenant T] [--idempotency-key K] [--wait | --follow] [--timeout SEC] [--json]';
 
 /** How long `--wait` waits when `--timeout` is not given. */
 const DEFAULT_WAIT_MS = 300_000;
@@ -15,7 +16,8 @@ const DEFAULT_WAIT_MS = 300_000;
 export const submitCommand: Command = {
   path: ["submit"],
   usage: USAGE,
-  summary: "Submit an agent task (prints its id; with --wait, its answer; with --follow, the answer as it is generated).",
+  summary:
+    "Submit an agent task (prints its id; with --wait, its answer; with --follow, the answer as it is generated).",
   traced: true,
   details: [
     'The prompt "-" reads it from stdin. --tenant defaults to "default", --user to "anonymous",',
@@ -24,7 +26,7 @@ export const submitCommand: Command = {
     "--follow waits too, and prints the model's text on stdout as it is generated (as `agentry watch`",
     "does; with --json one JSON object per event).",
     `Exit ${EXIT.FAILURE} when the task fails; exit ${EXIT.WAIT_TIMEOUT} when the wait times out (the task itself keeps`,
-    'running: wait again with `agentry submit` and the same --idempotency-key, or follow `agentry status`).',
+    "running: wait again with `agentry submit` and the same --idempotency-key, or follow `agentry status`).",
     'With --json, "outcome" is "completed", "failed" or "timed_out".',
     "With OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, the submit is traced:",
     "its span starts the task's trace, which the worker's spans continue.",
@@ -41,7 +43,8 @@ export const submitCommand: Command = {
     });
     let prompt = onePositional(positionals, "prompt", USAGE);
     if (prompt === "-") prompt = await readAll(ctx.io.stdin, "submit");
-    const timeoutMs = values.timeout === undefined ? DEFAULT_WAIT_MS : parseSeconds(values.timeout, "--timeout");
+    const timeoutMs =
+      values.timeout === undefined ? DEFAULT_WAIT_MS : parseSeconds(values.timeout, "--timeout");
     const tenant = values.tenant ?? "default";
     const { stdout, stderr } = ctx.io;
 
@@ -59,7 +62,9 @@ export const submitCommand: Command = {
     ctx.recordSubmitted({ taskId, sessionId, tenant });
 
     if (values.follow) {
-      stderr.write(`${deduplicated ? "following existing" : "submitted"} task ${taskId} (session ${sessionId})\n`);
+      stderr.write(
+        `${deduplicated ? "following existing" : "submitted"} task ${taskId} (session ${sessionId})\n`,
+      );
       return followTask(ctx, client, taskId, { json: values.json === true, timeoutMs, sessionId });
     }
 
@@ -67,12 +72,15 @@ export const submitCommand: Command = {
       if (values.json) writeJson(stdout, submitted);
       else {
         stdout.write(`${taskId}\n`);
-        if (deduplicated) stderr.write(`idempotency key matched an existing task: nothing new was enqueued\n`);
+        if (deduplicated)
+          stderr.write(`idempotency key matched an existing task: nothing new was enqueued\n`);
       }
       return EXIT.OK;
     }
 
-    stderr.write(`${deduplicated ? "following existing" : "submitted"} task ${taskId} (session ${sessionId})\n`);
+    stderr.write(
+      `${deduplicated ? "following existing" : "submitted"} task ${taskId} (session ${sessionId})\n`,
+    );
     for await (const event of client.watch(taskId, { timeoutMs })) {
       switch (event.type) {
         case "progress": {
@@ -95,7 +103,10 @@ export const submitCommand: Command = {
       .status(taskId)
       .then((s) => s.state)
       .catch(() => "unknown");
-    const timeout = new AgentryError("TIMEOUT", `task ${taskId} did not finish within ${timeoutMs / 1000} s (it is ${state})`);
+    const timeout = new AgentryError(
+      "TIMEOUT",
+      `task ${taskId} did not finish within ${timeoutMs / 1000} s (it is ${state})`,
+    );
     throw new CliError(`task timed out: ${errorText(timeout.toData())}`, {
       exitCode: EXIT.WAIT_TIMEOUT,
       result: { taskId, sessionId, outcome: "timed_out", state, error: timeout.toData() },
@@ -119,7 +130,10 @@ export function describeProgress(p: TaskProgress): string | undefined {
       const ids = p.approvalIds ?? [];
       if (ids.length === 0) return `step ${p.step}: awaiting approval`;
       return ids
-        .map((id) => `step ${p.step}: awaiting approval ${id} — run \`agentry approvals approve ${id} --as <approver>\``)
+        .map(
+          (id) =>
+            `step ${p.step}: awaiting approval ${id} — run \`agentry approvals approve ${id} --as <approver>\``,
+        )
         .join("\n");
     }
     case "parked":

@@ -14,9 +14,14 @@ function setup() {
 describe("agentry tenants", () => {
   it("caps and weights a tenant, keeps what a later call does not give, and shows it back", async () => {
     const { env, fair } = setup();
-    const set = await runAgentry(["tenants", "set", "acme", "--max-running", "5", "--weight", "2.5", "--json"], env);
+    const set = await runAgentry(
+      ["tenants", "set", "acme", "--max-running", "5", "--weight", "2.5", "--json"],
+      env,
+    );
     expect(set.code, set.stderr).toBe(0);
-    expect(JSON.parse(set.stdout)).toEqual([{ tenant: "acme", maxRunning: 5, weight: 2.5, running: 0, waiting: 0 }]);
+    expect(JSON.parse(set.stdout)).toEqual([
+      { tenant: "acme", maxRunning: 5, weight: 2.5, running: 0, waiting: 0 },
+    ]);
     expect(set.stderr).toBe("settings for tenant acme set\n");
     expect(await fair.settings("acme")).toEqual({ maxRunning: 5, weight: 2.5 });
 
@@ -30,7 +35,8 @@ describe("agentry tenants", () => {
     const { env, fair } = setup();
     await fair.setSettings("acme", { maxRunning: 1 });
     const { stamps } = await fair.stamp("acme", ["t1", "t2", "t3"], { fair: true });
-    for (const s of stamps.slice(0, 2)) await fair.admit({ taskId: s.taskId, tenant: "acme", attempt: "w", priority: s.priority });
+    for (const s of stamps.slice(0, 2))
+      await fair.admit({ taskId: s.taskId, tenant: "acme", attempt: "w", priority: s.priority });
     await fair.stamp("globex", ["g1"], { fair: true });
 
     const all = await runAgentry(["tenants", "show", "--json"], env);
@@ -45,19 +51,26 @@ describe("agentry tenants", () => {
     expect(table.stdout).toMatch(/\nglobex\s+none\s+1\s+0\s+1\n/);
 
     const one = await runAgentry(["tenants", "show", "globex", "--json"], env);
-    expect(JSON.parse(one.stdout)).toEqual([{ tenant: "globex", maxRunning: null, weight: 1, running: 0, waiting: 1 }]);
+    expect(JSON.parse(one.stdout)).toEqual([
+      { tenant: "globex", maxRunning: null, weight: 1, running: 0, waiting: 1 },
+    ]);
     // A tenant nobody configured or used shows its defaults.
     const fresh = await runAgentry(["tenants", "show", "initech", "--json"], env);
-    expect(JSON.parse(fresh.stdout)).toEqual([{ tenant: "initech", maxRunning: null, weight: 1, running: 0, waiting: 0 }]);
+    expect(JSON.parse(fresh.stdout)).toEqual([
+      { tenant: "initech", maxRunning: null, weight: 1, running: 0, waiting: 0 },
+    ]);
   });
 
   it("raises a cap without waking anything itself: capped tasks stay for the workers' reconcile to hand slots to", async () => {
     const { env, fair } = setup();
     await fair.setSettings("acme", { maxRunning: 1 });
     const { stamps } = await fair.stamp("acme", ["t1", "t2", "t3"], { fair: true });
-    for (const s of stamps) await fair.admit({ taskId: s.taskId, tenant: "acme", attempt: "w", priority: s.priority });
+    for (const s of stamps)
+      await fair.admit({ taskId: s.taskId, tenant: "acme", attempt: "w", priority: s.priority });
     const set = await runAgentry(["tenants", "set", "acme", "--max-running", "3", "--json"], env);
-    expect(JSON.parse(set.stdout)).toEqual([{ tenant: "acme", maxRunning: 3, weight: 1, running: 1, waiting: 2 }]);
+    expect(JSON.parse(set.stdout)).toEqual([
+      { tenant: "acme", maxRunning: 3, weight: 1, running: 1, waiting: 2 },
+    ]);
     // What a worker's reconcile then does: two slots for t2 and t3, oldest first.
     expect(await fair.cappedTenants()).toEqual(["acme"]);
     expect((await fair.release("acme")).wake).toEqual(["t2", "t3"]);

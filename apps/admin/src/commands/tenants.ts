@@ -28,7 +28,8 @@ export const tenantsSetCommand: Command = {
       weight: { type: "string" },
     });
     const tenant = tenantArg(onePositional(positionals, "<tenant>", SET_USAGE));
-    if (values["max-running"] === undefined && values.weight === undefined) throw usageError(`give --max-running or --weight (usage: ${SET_USAGE})`);
+    if (values["max-running"] === undefined && values.weight === undefined)
+      throw usageError(`give --max-running or --weight (usage: ${SET_USAGE})`);
     const patch: TenantSettingsPatch = {};
     if (values["max-running"] !== undefined) patch.maxRunning = maxRunningArg(values["max-running"]);
     if (values.weight !== undefined) patch.weight = weightArg(values.weight);
@@ -54,12 +55,14 @@ export const tenantsShowCommand: Command = {
   ].join("\n"),
   async run(ctx, argv) {
     const { values, positionals } = parseCommand(argv, {});
-    if (positionals.length > 1) throw usageError(`unexpected argument ${shown(positionals[1] as string)} (usage: ${SHOW_USAGE})`);
+    if (positionals.length > 1)
+      throw usageError(`unexpected argument ${shown(positionals[1] as string)} (usage: ${SHOW_USAGE})`);
     const only = positionals[0] === undefined ? undefined : [tenantArg(positionals[0])];
     const client = await ctx.client();
     const loads = await client.tenantLoad(only);
     if (values.json) writeJson(ctx.io.stdout, loads);
-    else if (loads.length === 0) ctx.io.stderr.write("no tenants yet: none has submitted a task or been configured\n");
+    else if (loads.length === 0)
+      ctx.io.stderr.write("no tenants yet: none has submitted a task or been configured\n");
     else writeLoadTable(ctx.io.stdout, loads);
     return EXIT.OK;
   },
@@ -82,7 +85,8 @@ function maxRunningArg(text: string): number | null {
 function weightArg(text: string): number {
   const t = text.trim();
   const w = Number(t);
-  if (!/^\d+(?:\.\d+)?$/.test(t) || !(w >= 0.01 && w <= 1000)) throw usageError(`--weight must be a number from 0.01 to 1000 (got ${shown(text)})`);
+  if (!/^\d+(?:\.\d+)?$/.test(t) || !(w >= 0.01 && w <= 1000))
+    throw usageError(`--weight must be a number from 0.01 to 1000 (got ${shown(text)})`);
   return w;
 }
 
@@ -90,7 +94,13 @@ function writeLoadTable(out: TextSink, loads: readonly TenantLoad[]): void {
   out.write(
     table(
       ["TENANT", "MAX RUNNING", "WEIGHT", "RUNNING", "WAITING"],
-      loads.map((l) => [l.tenant, l.maxRunning === null ? "none" : String(l.maxRunning), String(l.weight), String(l.running), String(l.waiting)]),
+      loads.map((l) => [
+        l.tenant,
+        l.maxRunning === null ? "none" : String(l.maxRunning),
+        String(l.weight),
+        String(l.running),
+        String(l.waiting),
+      ]),
     ),
   );
 }

@@ -20,7 +20,14 @@ afterEach(async () => {
 
 async function setup(handler: TaskHandler) {
   const prefix = redis.freshPrefix();
-  const worker = new AgentWorker({ url: redis.url, prefix, handler, logger, concurrency: 2, shutdownGraceMs: 1_000 });
+  const worker = new AgentWorker({
+    url: redis.url,
+    prefix,
+    handler,
+    logger,
+    concurrency: 2,
+    shutdownGraceMs: 1_000,
+  });
   closers.push(() => worker.close());
   await worker.start();
   const client = new AgentryClient({ url: redis.url, prefix });
@@ -38,7 +45,11 @@ const result = (text: string): AgentTaskResult => ({
 });
 
 /** Publishes `pieces` of step 1 one at a time, each once `shown()` includes everything before it. */
-async function publishLive(ex: Parameters<TaskHandler>[0], pieces: string[], shown: () => string): Promise<void> {
+async function publishLive(
+  ex: Parameters<TaskHandler>[0],
+  pieces: string[],
+  shown: () => string,
+): Promise<void> {
   let offset = 0;
   for (const [i, text] of pieces.entries()) {
     ex.publishText({ step: 1, offset, text });
@@ -59,11 +70,25 @@ describe("agentry submit --follow and agentry watch", () => {
       await ex.reportProgress({ step: 1, phase: "done" });
       return { type: "completed", result: result(pieces.join("")) };
     });
-    const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", "apps/admin/src/cli.ts", "submit", "weather in Oslo?", "--follow", "--timeout", "60"], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        "--conditions=@agentry/source",
+        "--import",
+        "tsx",
+        "apps/admin/src/cli.ts",
+        "submit",
+        "weather in Oslo?",
+        "--follow",
+        "--timeout",
+        "60",
+      ],
+      {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH, ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     closers.push(() => void child.kill());
     let stderr = "";
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
@@ -71,7 +96,9 @@ describe("agentry submit --follow and agentry watch", () => {
     const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
     expect({ code, stderr }).toMatchObject({ code: EXIT.OK });
     expect(stdout).toBe("It is sunny in Oslo.\n");
-    expect(stderr).toMatch(/^submitted task task_\w+ \(session session_\w+\)\nstep 1: calling model\ncompleted in 1 step\n$/);
+    expect(stderr).toMatch(
+      /^submitted task task_\w+ \(session session_\w+\)\nstep 1: calling model\ncompleted in 1 step\n$/,
+    );
   });
 
   it("watch replays the text so far, prints a retried step's text once, and says when the retry departs from it", async () => {
@@ -99,17 +126,25 @@ describe("agentry submit --follow and agentry watch", () => {
     const { taskId } = await client.submit({ prompt: "the answer?" }, { tenant: "acme" });
     let stderr = "";
 
-    const run = await runAgentry(["watch", taskId, "--timeout", "60"], env, { onStderr: (s) => (stderr += s), onStdout: (s) => (stdout += s) });
+    const run = await runAgentry(["watch", taskId, "--timeout", "60"], env, {
+      onStderr: (s) => (stderr += s),
+      onStdout: (s) => (stdout += s),
+    });
     expect(run.code).toBe(EXIT.OK);
     // Each piece once: the retry's repeated words are not printed again; its departure starts a new line.
     expect(run.stdout).toBe("The answer is \nforty\nThe answer was 42.\n");
-    expect(stderr).toContain("step 1: the model call was made again and answered differently; its text from the start:\n");
+    expect(stderr).toContain(
+      "step 1: the model call was made again and answered differently; its text from the start:\n",
+    );
     expect(stderr).toMatch(/completed in 1 step\n$/);
   });
 
   it("watch --json prints one JSON object per event; an unknown task exits 1; a task that does not finish in time exits 124", async () => {
     const { env, client } = await setup(async (ex) => {
-      if (ex.payload.prompt === "hang") return new Promise((_, reject) => ex.signal.addEventListener("abort", () => reject(ex.signal.reason as Error)));
+      if (ex.payload.prompt === "hang")
+        return new Promise((_, reject) =>
+          ex.signal.addEventListener("abort", () => reject(ex.signal.reason as Error)),
+        );
       ex.publishText({ step: 1, offset: 0, text: "Hi there." });
       await ex.reportProgress({ step: 1, phase: "done" });
       return { type: "completed", result: result("Hi there.") };
@@ -117,7 +152,10 @@ describe("agentry submit --follow and agentry watch", () => {
     const { taskId } = await client.submit({ prompt: "hello" }, { tenant: "acme" });
     const json = await runAgentry(["watch", taskId, "--json"], env);
     expect(json.code).toBe(EXIT.OK);
-    const events = json.stdout.trim().split("\n").map((l) => JSON.parse(l) as { type: string; text?: string; result?: { text: string } });
+    const events = json.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { type: string; text?: string; result?: { text: string } });
     expect(events.map((e) => e.type)).toEqual(["delta", "progress", "completed"]);
     expect(events[0]).toMatchObject({ type: "delta", taskId, step: 1, offset: 0, text: "Hi there." });
     expect(events[2]?.result?.text).toBe("Hi there.");
@@ -129,7 +167,11 @@ describe("agentry submit --follow and agentry watch", () => {
     const hanging = await client.submit({ prompt: "hang" }, { tenant: "acme" });
     const late = await runAgentry(["watch", hanging.taskId, "--timeout", "1", "--json"], env);
     expect(late.code).toBe(EXIT.WAIT_TIMEOUT);
-    expect(JSON.parse(late.stdout.trim().split("\n").at(-1) ?? "{}")).toMatchObject({ type: "timed_out", taskId: hanging.taskId, error: { code: "TIMEOUT" } });
+    expect(JSON.parse(late.stdout.trim().split("\n").at(-1) ?? "{}")).toMatchObject({
+      type: "timed_out",
+      taskId: hanging.taskId,
+      error: { code: "TIMEOUT" },
+    });
     expect(late.stderr).toMatch(/^agentry: task timed out: \[TIMEOUT\]/m);
   });
 });

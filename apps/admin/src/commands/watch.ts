@@ -28,7 +28,8 @@ export const watchCommand: Command = {
   async run(ctx, argv) {
     const { values, positionals } = parseCommand(argv, { timeout: { type: "string" } });
     const taskId = onePositional(positionals, "task id", USAGE);
-    const timeoutMs = values.timeout === undefined ? DEFAULT_FOLLOW_MS : parseSeconds(values.timeout, "--timeout");
+    const timeoutMs =
+      values.timeout === undefined ? DEFAULT_FOLLOW_MS : parseSeconds(values.timeout, "--timeout");
     return followTask(ctx, await ctx.client(), taskId, { json: values.json === true, timeoutMs });
   },
 };
@@ -85,7 +86,9 @@ export async function followTask(
           if (change.kind !== "none") lastStep = event.step;
           if (change.kind === "append") out(change.text);
           else if (change.kind === "restart") {
-            note(`step ${event.step}: the model call was made again and answered differently; its text from the start:`);
+            note(
+              `step ${event.step}: the model call was made again and answered differently; its text from the start:`,
+            );
             out(change.text);
           } else if (change.kind === "gap") {
             note(`step ${event.step}: ${change.missing} characters of its text are no longer in the stream`);
@@ -110,7 +113,8 @@ export async function followTask(
       }
     }
   } catch (err) {
-    if (AgentryError.isInstance(err) && err.code === "NOT_FOUND") throw new CliError(`unknown task ${taskId}`, { cause: err });
+    if (AgentryError.isInstance(err) && err.code === "NOT_FOUND")
+      throw new CliError(`unknown task ${taskId}`, { cause: err });
     throw err;
   }
   endLine();
@@ -118,7 +122,13 @@ export async function followTask(
     .status(taskId)
     .then((s) => s.state)
     .catch(() => "unknown");
-  const timeout = new AgentryError("TIMEOUT", `task ${taskId} did not finish within ${options.timeoutMs / 1000} s (it is ${state})`);
-  if (options.json) stdout.write(`${JSON.stringify({ type: "timed_out", taskId, ...withSession, state, error: timeout.toData() })}\n`);
+  const timeout = new AgentryError(
+    "TIMEOUT",
+    `task ${taskId} did not finish within ${options.timeoutMs / 1000} s (it is ${state})`,
+  );
+  if (options.json)
+    stdout.write(
+      `${JSON.stringify({ type: "timed_out", taskId, ...withSession, state, error: timeout.toData() })}\n`,
+    );
   throw new CliError(`task timed out: ${errorText(timeout.toData())}`, { exitCode: EXIT.WAIT_TIMEOUT });
 }

@@ -13,18 +13,31 @@ describe("parseApiKeys", () => {
   });
 
   it("reads JSON objects and arrays", () => {
-    expect(parseApiKeys('{"k1": "acme", "k2": {"tenant": "globex", "name": "ci", "admin": true}}').get("k2")).toEqual({
+    expect(
+      parseApiKeys('{"k1": "acme", "k2": {"tenant": "globex", "name": "ci", "admin": true}}').get("k2"),
+    ).toEqual({
       tenant: "globex",
       name: "ci",
       admin: true,
     });
-    expect(parseApiKeys('[{"key": "k1", "tenant": "acme"}]').get("k1")).toMatchObject({ tenant: "acme", admin: false });
+    expect(parseApiKeys('[{"key": "k1", "tenant": "acme"}]').get("k1")).toMatchObject({
+      tenant: "acme",
+      admin: false,
+    });
   });
 
   it("refuses bad entries with INVALID_CONFIG and never echoes a key", () => {
     const secret = "sk-very-secret";
     // A ':' in a tenant id would let one tenant's qualified ids (tenant:<t>:session:<s>) spell another's.
-    for (const text of [`${secret}`, `${secret}=bad tenant`, `${secret}=acme,${secret}=globex`, '{"k": 42}', "[{", `=acme`, `${secret}=acme:eu`]) {
+    for (const text of [
+      `${secret}`,
+      `${secret}=bad tenant`,
+      `${secret}=acme,${secret}=globex`,
+      '{"k": 42}',
+      "[{",
+      `=acme`,
+      `${secret}=acme:eu`,
+    ]) {
       let caught: unknown;
       try {
         parseApiKeys(text, "AGENTRY_API_KEYS");
@@ -40,7 +53,11 @@ describe("parseApiKeys", () => {
 describe("ApiKeyAuthenticator", () => {
   it("authenticates known keys only", () => {
     const auth = new ApiKeyAuthenticator(parseApiKeys("k1=acme,k2=ops+admin"));
-    expect(auth.authenticate("k1")).toEqual({ tenant: "acme", name: expect.any(String) as string, admin: false });
+    expect(auth.authenticate("k1")).toEqual({
+      tenant: "acme",
+      name: expect.any(String) as string,
+      admin: false,
+    });
     expect(auth.authenticate("k2")?.admin).toBe(true);
     expect(auth.authenticate("k3")).toBeUndefined();
     expect(auth.authenticate(undefined)).toBeUndefined();

@@ -38,12 +38,20 @@ export function parseApiKeys(text: string, source = "API keys"): ApiKeys {
   const trimmed = text.trim();
   const keys: ApiKeys = new Map();
   const add = (key: string, tenant: unknown, name: unknown, admin: unknown, where: string) => {
-    if (!KEY.test(key)) throw new AgentryError("INVALID_CONFIG", `${source}: ${where}: a key must be 1-512 characters without spaces, ',', '=' or '#'`);
+    if (!KEY.test(key))
+      throw new AgentryError(
+        "INVALID_CONFIG",
+        `${source}: ${where}: a key must be 1-512 characters without spaces, ',', '=' or '#'`,
+      );
     if (!isTenantId(tenant)) {
       throw new AgentryError("INVALID_CONFIG", `${source}: ${where}: tenant must be ${TENANT_ID_RULE}`);
     }
     if (keys.has(key)) throw new AgentryError("INVALID_CONFIG", `${source}: ${where}: duplicate key`);
-    keys.set(key, { tenant, name: typeof name === "string" && name ? name : defaultName(tenant, key), admin: admin === true });
+    keys.set(key, {
+      tenant,
+      name: typeof name === "string" && name ? name : defaultName(tenant, key),
+      admin: admin === true,
+    });
   };
   if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
     let json: unknown;
@@ -100,7 +108,8 @@ export class ApiKeyAuthenticator {
   private readonly byDigest = new Map<string, Principal>();
 
   constructor(keys: ApiKeys) {
-    for (const [key, grant] of keys) this.byDigest.set(digest(key), { tenant: grant.tenant, name: grant.name, admin: grant.admin ?? false });
+    for (const [key, grant] of keys)
+      this.byDigest.set(digest(key), { tenant: grant.tenant, name: grant.name, admin: grant.admin ?? false });
   }
 
   /** The principal of a presented key, or undefined. */

@@ -56,7 +56,10 @@ async function deny(reply: FastifyReply, message: string): Promise<FastifyReply>
  * for the key's tenant. Missing or unknown key → 401 `UNAUTHORIZED`.
  */
 export function apiAuth(auth: ApiKeyAuthenticator) {
-  return async function authenticateApi(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  return async function authenticateApi(
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<FastifyReply | undefined> {
     const principal = auth.authenticate(bearerKey(request));
     if (!principal) return deny(reply, "Missing or invalid API key (send Authorization: Bearer <key>)");
     principals.set(request.raw.headers, principal);
@@ -71,7 +74,10 @@ export function apiAuth(auth: ApiKeyAuthenticator) {
  * to the same URL without the key, so the key does not stay in the address bar or history.
  */
 export function boardAuth(auth: ApiKeyAuthenticator, basePath: string) {
-  return async function authenticateBoard(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  return async function authenticateBoard(
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<FastifyReply | undefined> {
     const url = new URL(request.url, "http://agentry.invalid");
     const queryKey = url.searchParams.get("key");
     if (queryKey !== null) {
@@ -87,7 +93,11 @@ export function boardAuth(auth: ApiKeyAuthenticator, basePath: string) {
         .send();
     }
     const principal = auth.authenticate(bearerKey(request) ?? cookieKey(request));
-    if (!principal) return deny(reply, "Missing or invalid API key (send Authorization: Bearer <key>, or open the page once with ?key=<key>)");
+    if (!principal)
+      return deny(
+        reply,
+        "Missing or invalid API key (send Authorization: Bearer <key>, or open the page once with ?key=<key>)",
+      );
     principals.set(request.raw.headers, principal);
     request.log = request.log.child({ tenant: principal.tenant, keyName: principal.name });
     return undefined;
@@ -101,7 +111,10 @@ export function boardAuth(auth: ApiKeyAuthenticator, basePath: string) {
  */
 export function eventsAuth(auth: ApiKeyAuthenticator, tokens: EventsTokens) {
   const api = apiAuth(auth);
-  return async function authenticateEvents(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  return async function authenticateEvents(
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): Promise<FastifyReply | undefined> {
     const token = (request.query as Record<string, unknown> | undefined)?.token;
     if (bearerKey(request) !== undefined || token === undefined) return api(request, reply);
     if (typeof token !== "string") return deny(reply, "Invalid events token: malformed");
@@ -111,7 +124,12 @@ export function eventsAuth(auth: ApiKeyAuthenticator, tokens: EventsTokens) {
     } catch (err) {
       return deny(reply, AgentryError.from(err).message);
     }
-    principals.set(request.raw.headers, { tenant: claims.tenant, name: "events-token", admin: false, taskId: claims.taskId });
+    principals.set(request.raw.headers, {
+      tenant: claims.tenant,
+      name: "events-token",
+      admin: false,
+      taskId: claims.taskId,
+    });
     request.log = request.log.child({ tenant: claims.tenant, keyName: "events-token" });
     return undefined;
   };

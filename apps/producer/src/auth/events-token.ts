@@ -55,7 +55,10 @@ export class EventsTokens {
     this.ephemeral = options.secret === undefined;
     const secret = options.secret ?? randomBytes(32).toString("base64url");
     if (secret.length < MIN_EVENTS_TOKEN_SECRET_LENGTH) {
-      throw new AgentryError("INVALID_CONFIG", `the events token secret must be at least ${MIN_EVENTS_TOKEN_SECRET_LENGTH} characters`);
+      throw new AgentryError(
+        "INVALID_CONFIG",
+        `the events token secret must be at least ${MIN_EVENTS_TOKEN_SECRET_LENGTH} characters`,
+      );
     }
     // A key of its own: the same secret reused elsewhere never yields signatures valid here.
     this.key = Buffer.from(hkdfSync("sha256", secret, "agentry", "agentry events token v1", 32));

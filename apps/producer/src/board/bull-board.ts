@@ -54,7 +54,12 @@ export async function registerBullBoard(app: FastifyInstance, options: BullBoard
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(basePath);
   createBullBoard({
-    queues: [new BullMQAdapter(options.queue, { displayName: "Agentry tasks", description: "agent.run and agent.fanout jobs" })],
+    queues: [
+      new BullMQAdapter(options.queue, {
+        displayName: "Agentry tasks",
+        description: "agent.run and agent.fanout jobs",
+      }),
+    ],
     serverAdapter,
     options: {
       uiConfig: { boardTitle: "Agentry" },
@@ -63,23 +68,29 @@ export async function registerBullBoard(app: FastifyInstance, options: BullBoard
           const principal = principalOfHeaders(request.headers as object);
           if (!principal) return { allow: false, status: 403 };
           const { queueName, jobId } = request.params as { queueName?: string; jobId?: string };
-          if (jobId !== undefined && !isTaskId(jobId) && !isGroupId(jobId)) return { allow: false, status: 404 };
+          if (jobId !== undefined && !isTaskId(jobId) && !isGroupId(jobId))
+            return { allow: false, status: 404 };
           if (principal.admin) return undefined;
-          if (method !== "get") return { allow: false, status: 403, message: "This API key is read-only in Bull Board" };
-          if (!TENANT_BOARD_ROUTES.has(route)) return { allow: false, status: 403, message: "Only admin keys may read this in Bull Board" };
+          if (method !== "get")
+            return { allow: false, status: 403, message: "This API key is read-only in Bull Board" };
+          if (!TENANT_BOARD_ROUTES.has(route))
+            return { allow: false, status: 403, message: "Only admin keys may read this in Bull Board" };
           if (queueName && jobId) {
             const job = await request.queues.get(queueName)?.getJob(jobId);
-            if (!job || tenantOfJobData(job.toJSON().data) !== principal.tenant) return { allow: false, status: 404 };
+            if (!job || tenantOfJobData(job.toJSON().data) !== principal.tenant)
+              return { allow: false, status: 404 };
           }
           return undefined;
         },
         after({ request }, result) {
           const principal = principalOfHeaders(request.headers as object);
           if (!principal || principal.admin) return result;
-          const body = result.body as { queues?: { readOnlyMode?: boolean; jobs?: { data?: unknown }[] }[] } | undefined;
+          const body = result.body as
+            { queues?: { readOnlyMode?: boolean; jobs?: { data?: unknown }[] }[] } | undefined;
           for (const queue of body?.queues ?? []) {
             queue.readOnlyMode = true;
-            if (queue.jobs) queue.jobs = queue.jobs.filter((job) => tenantOfJobData(job.data) === principal.tenant);
+            if (queue.jobs)
+              queue.jobs = queue.jobs.filter((job) => tenantOfJobData(job.data) === principal.tenant);
           }
           return result;
         },

@@ -38,7 +38,14 @@ export const producerEnvSchema = z.object({
   AGENTRY_SUBMIT_RATE: envVar(z.coerce.number().finite().nonnegative().default(DEFAULT_SUBMIT_RATE)),
   AGENTRY_SUBMIT_BURST: envPositiveInt(DEFAULT_SUBMIT_BURST),
   AGENTRY_EVENTS_TOKEN_SECRET: envVar(z.string().min(MIN_EVENTS_TOKEN_SECRET_LENGTH).optional()),
-  AGENTRY_EVENTS_TOKEN_TTL_SECONDS: envVar(z.coerce.number().int().min(1).max(86_400).default(DEFAULT_EVENTS_TOKEN_TTL_MS / 1000)),
+  AGENTRY_EVENTS_TOKEN_TTL_SECONDS: envVar(
+    z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(86_400)
+      .default(DEFAULT_EVENTS_TOKEN_TTL_MS / 1000),
+  ),
   // A closed set of spellings: `yes` or `on` must not be read as "off" by one reader and "on" by another.
   AGENTRY_INSECURE_DEV_KEY: envVar(
     z
@@ -78,7 +85,9 @@ export interface LoadedApiKeys {
  * quietly accept a key printed in the documentation.
  */
 export function loadApiKeys(
-  env: Pick<ProducerEnv, "AGENTRY_API_KEYS" | "AGENTRY_API_KEYS_FILE"> & { AGENTRY_INSECURE_DEV_KEY?: boolean },
+  env: Pick<ProducerEnv, "AGENTRY_API_KEYS" | "AGENTRY_API_KEYS_FILE"> & {
+    AGENTRY_INSECURE_DEV_KEY?: boolean;
+  },
   readFile: (path: string) => string = (path) => readFileSync(path, "utf8"),
 ): LoadedApiKeys {
   const keys: ApiKeys = new Map();
@@ -93,16 +102,26 @@ export function loadApiKeys(
     try {
       text = readFile(env.AGENTRY_API_KEYS_FILE);
     } catch (err) {
-      throw new AgentryError("INVALID_CONFIG", `AGENTRY_API_KEYS_FILE: cannot read ${env.AGENTRY_API_KEYS_FILE}`, { cause: err });
+      throw new AgentryError(
+        "INVALID_CONFIG",
+        `AGENTRY_API_KEYS_FILE: cannot read ${env.AGENTRY_API_KEYS_FILE}`,
+        { cause: err },
+      );
     }
     merge(parseApiKeys(text, "AGENTRY_API_KEYS_FILE"), "AGENTRY_API_KEYS_FILE");
   }
   if (env.AGENTRY_API_KEYS) merge(parseApiKeys(env.AGENTRY_API_KEYS, "AGENTRY_API_KEYS"), "AGENTRY_API_KEYS");
   // The documented key is as good as public: configuring it by hand is as insecure as no key.
   if (keys.has(DEV_API_KEY) && env.AGENTRY_INSECURE_DEV_KEY !== true) {
-    throw new AgentryError("INVALID_CONFIG", `the well-known key \`${DEV_API_KEY}\` is configured; choose real keys, or set AGENTRY_INSECURE_DEV_KEY=1 for a private development run`);
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `the well-known key \`${DEV_API_KEY}\` is configured; choose real keys, or set AGENTRY_INSECURE_DEV_KEY=1 for a private development run`,
+    );
   }
   if (keys.size > 0) return { keys, devDefault: false };
   if (env.AGENTRY_INSECURE_DEV_KEY !== true) throw new AgentryError("INVALID_CONFIG", NO_API_KEYS_MESSAGE);
-  return { keys: new Map([[DEV_API_KEY, { tenant: "default", name: DEV_API_KEY, admin: true }]]), devDefault: true };
+  return {
+    keys: new Map([[DEV_API_KEY, { tenant: "default", name: DEV_API_KEY, admin: true }]]),
+    devDefault: true,
+  };
 }

@@ -78,7 +78,11 @@ export class TaskEventLog {
   async position(taskId: string): Promise<StreamPosition> {
     let info: unknown[];
     try {
-      info = (await this.client.redis.call("XINFO", "STREAM", this.client.taskStreamKey(taskId))) as unknown[];
+      info = (await this.client.redis.call(
+        "XINFO",
+        "STREAM",
+        this.client.taskStreamKey(taskId),
+      )) as unknown[];
     } catch {
       return { top: STREAM_START, maxDeleted: undefined };
     }
@@ -87,7 +91,10 @@ export class TaskEventLog {
       return i >= 0 && typeof info[i + 1] === "string" ? parseStreamId(info[i + 1] as string) : undefined;
     };
     const maxDeleted = get("max-deleted-entry-id");
-    return { top: get("last-generated-id") ?? STREAM_START, maxDeleted: maxDeleted && compareStreamIds(maxDeleted, STREAM_START) > 0 ? maxDeleted : undefined };
+    return {
+      top: get("last-generated-id") ?? STREAM_START,
+      maxDeleted: maxDeleted && compareStreamIds(maxDeleted, STREAM_START) > 0 ? maxDeleted : undefined,
+    };
   }
 
   /** The task's entries after `after`, in order, to the end of the stream. */

@@ -97,26 +97,40 @@ export function httpErrorOf(err: unknown): HttpError {
   if (AgentryError.isInstance(err)) {
     const status = httpStatusOf(err.code);
     const headers: Record<string, string> = {};
-    if (err.retryAfterMs !== undefined) headers["retry-after"] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
+    if (err.retryAfterMs !== undefined)
+      headers["retry-after"] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
     else if (status === 503) headers["retry-after"] = "1";
     if (status === 401) headers["www-authenticate"] = 'Bearer realm="agentry"';
     const message = status === 500 && err.code === "INTERNAL" ? "Internal error" : err.message;
     const body: HttpErrorBody = { error: { code: err.code, message } };
-    if (err.code === "INVALID_INPUT") body.error.fields = fieldsOf(err) ?? [{ path: "(root)", message: err.message }];
+    if (err.code === "INVALID_INPUT")
+      body.error.fields = fieldsOf(err) ?? [{ path: "(root)", message: err.message }];
     if (err.retryAfterMs !== undefined) body.error.retryAfterMs = err.retryAfterMs;
     return { status, body, headers };
   }
   const status = frameworkStatus(err);
   if (status === 413) {
-    return { status, headers: {}, body: { error: { code: "PAYLOAD_TOO_LARGE", message: "Request body is too large" } } };
+    return {
+      status,
+      headers: {},
+      body: { error: { code: "PAYLOAD_TOO_LARGE", message: "Request body is too large" } },
+    };
   }
   if (status !== undefined) {
     const message = err instanceof Error ? err.message : "Invalid request";
-    return { status: 400, headers: {}, body: { error: { code: "INVALID_INPUT", message, fields: [{ path: "(body)", message }] } } };
+    return {
+      status: 400,
+      headers: {},
+      body: { error: { code: "INVALID_INPUT", message, fields: [{ path: "(body)", message }] } },
+    };
   }
   if (err instanceof SyntaxError) {
     const message = `Body is not valid JSON: ${err.message}`;
-    return { status: 400, headers: {}, body: { error: { code: "INVALID_INPUT", message, fields: [{ path: "(body)", message }] } } };
+    return {
+      status: 400,
+      headers: {},
+      body: { error: { code: "INVALID_INPUT", message, fields: [{ path: "(body)", message }] } },
+    };
   }
   return { status: 500, headers: {}, body: { error: { code: "INTERNAL", message: "Internal error" } } };
 }

@@ -10,7 +10,9 @@ export const httpSchemas = z.registry<{ id: string }>();
  * The body of `POST /v1/tasks`: the shared submit schema, strict. Unknown fields are rejected,
  * `tenant` included: the tenant always comes from the API key.
  */
-export const submitTaskBodySchema = submitTaskInputSchema.strict().register(httpSchemas, { id: "SubmitTaskRequest" });
+export const submitTaskBodySchema = submitTaskInputSchema
+  .strict()
+  .register(httpSchemas, { id: "SubmitTaskRequest" });
 
 /** Largest fan-out group accepted in one request. */
 export const MAX_GROUP_TASKS = 100;
@@ -29,7 +31,9 @@ export const submittedTaskSchema = z
   .object({
     taskId: z.string(),
     sessionId: z.string(),
-    deduplicated: z.boolean().describe("true when the idempotency key matched an existing task; nothing new was enqueued"),
+    deduplicated: z
+      .boolean()
+      .describe("true when the idempotency key matched an existing task; nothing new was enqueued"),
     statusUrl: z.string(),
     eventsUrl: z.string(),
   })
@@ -69,7 +73,11 @@ void _statusDescribed;
 
 /** `DELETE /v1/tasks/:id`. */
 export const cancelledTaskSchema = z
-  .object({ taskId: z.string(), cancelled: z.boolean(), state: z.string().describe("the state the task was in") })
+  .object({
+    taskId: z.string(),
+    cancelled: z.boolean(),
+    state: z.string().describe("the state the task was in"),
+  })
   .register(httpSchemas, { id: "CancelledTask" });
 
 /** 202 answer of `POST /v1/task-groups`. */
@@ -119,7 +127,9 @@ export const eventsTokenSchema = z
   .register(httpSchemas, { id: "EventsToken" });
 
 /** `GET /healthz`. */
-export const healthSchema = z.object({ ok: z.boolean(), redis: z.boolean() }).register(httpSchemas, { id: "Health" });
+export const healthSchema = z
+  .object({ ok: z.boolean(), redis: z.boolean() })
+  .register(httpSchemas, { id: "Health" });
 
 /** The `data` of each server-sent event of `GET /v1/tasks/:id/events`, by event name. */
 export const taskEventSchema = z
@@ -130,11 +140,21 @@ export const taskEventSchema = z
       .object({
         type: z.literal("delta"),
         taskId: z.string(),
-        step: z.number().int().positive().describe("The model call (1-based, counted across attempts) the text belongs to"),
-        offset: z.number().int().nonnegative().describe("Length of the step's text before this piece (UTF-16 code units)"),
+        step: z
+          .number()
+          .int()
+          .positive()
+          .describe("The model call (1-based, counted across attempts) the text belongs to"),
+        offset: z
+          .number()
+          .int()
+          .nonnegative()
+          .describe("Length of the step's text before this piece (UTF-16 code units)"),
         text: z.string(),
       })
-      .describe("A piece of the model's text as it is generated: place it at `offset` in its step's text (offset 0 again = the step was generated anew; replace)"),
+      .describe(
+        "A piece of the model's text as it is generated: place it at `offset` in its step's text (offset 0 again = the step was generated anew; replace)",
+      ),
     z.object({ type: z.literal("completed"), taskId: z.string(), result: agentTaskResultSchema }),
     z.object({ type: z.literal("failed"), taskId: z.string(), error: agentryErrorDataSchema }),
   ])
@@ -148,9 +168,13 @@ export function parseBody<S extends z.ZodType>(schema: S, body: unknown): z.outp
   const parsed = schema.safeParse(body);
   if (parsed.success) return parsed.data;
   const fields = fieldsOf(parsed.error);
-  throw new AgentryError("INVALID_INPUT", `Invalid request: ${fields.map((f) => `${f.path}: ${f.message}`).join("; ")}`, {
-    details: { fields },
-  });
+  throw new AgentryError(
+    "INVALID_INPUT",
+    `Invalid request: ${fields.map((f) => `${f.path}: ${f.message}`).join("; ")}`,
+    {
+      details: { fields },
+    },
+  );
 }
 
 function fieldsOf(error: z.ZodError): FieldError[] {
@@ -159,7 +183,8 @@ function fieldsOf(error: z.ZodError): FieldError[] {
     const base = issue.path.map(String);
     if (issue.code === "unrecognized_keys") {
       for (const key of issue.keys) {
-        const message = key === "tenant" ? "unknown field: the tenant comes from the API key" : "unknown field";
+        const message =
+          key === "tenant" ? "unknown field: the tenant comes from the API key" : "unknown field";
         fields.push({ path: [...base, key].join("."), message });
       }
     } else {

@@ -25,7 +25,13 @@ export interface OpenApiOptions {
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ "application/json": { schema: ref(id) } });
 const errorResponse = (description: string) => ({ description, content: json("Error") });
-const idParam = (what: string) => ({ name: "id", in: "path", required: true, schema: { type: "string" }, description: `${what} id` });
+const idParam = (what: string) => ({
+  name: "id",
+  in: "path",
+  required: true,
+  schema: { type: "string" },
+  description: `${what} id`,
+});
 
 const commonErrors = {
   "401": errorResponse("Missing or invalid API key (UNAUTHORIZED)"),
@@ -61,14 +67,27 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
           `An idempotency key (the \`Idempotency-Key\` header, which wins over the body's \`idempotencyKey\`) maps to one task: ` +
           "a repeat answers the first task's id with `deduplicated: true`.",
         parameters: [
-          { name: IDEMPOTENCY_HEADER, in: "header", required: false, schema: { type: "string", minLength: 1, maxLength: 200 } },
+          {
+            name: IDEMPOTENCY_HEADER,
+            in: "header",
+            required: false,
+            schema: { type: "string", minLength: 1, maxLength: 200 },
+          },
         ],
         requestBody: { required: true, content: json("SubmitTaskRequest") },
         responses: {
-          "202": { description: "Accepted", content: json("SubmittedTask"), headers: { Location: { schema: { type: "string" } } } },
-          "400": errorResponse("Invalid input (INVALID_INPUT) with `fields` listing every invalid field; also a body that is not JSON"),
+          "202": {
+            description: "Accepted",
+            content: json("SubmittedTask"),
+            headers: { Location: { schema: { type: "string" } } },
+          },
+          "400": errorResponse(
+            "Invalid input (INVALID_INPUT) with `fields` listing every invalid field; also a body that is not JSON",
+          ),
           "413": errorResponse("Body or prompt too large (PAYLOAD_TOO_LARGE)"),
-          "429": errorResponse("The tenant's submit rate limit is reached (RATE_LIMITED); wait `Retry-After` seconds"),
+          "429": errorResponse(
+            "The tenant's submit rate limit is reached (RATE_LIMITED); wait `Retry-After` seconds",
+          ),
           ...commonErrors,
         },
       },
@@ -78,14 +97,23 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
         operationId: "getTask",
         summary: "A task's status",
         parameters: [idParam("Task")],
-        responses: { "200": { description: "The task", content: json("TaskStatus") }, "404": errorResponse("Unknown task, or another tenant's (NOT_FOUND)"), ...commonErrors },
+        responses: {
+          "200": { description: "The task", content: json("TaskStatus") },
+          "404": errorResponse("Unknown task, or another tenant's (NOT_FOUND)"),
+          ...commonErrors,
+        },
       },
       delete: {
         operationId: "cancelTask",
         summary: "Cancel a task",
-        description: "A queued or parked task is removed at once; a running one is aborted by its worker and fails with CANCELLED.",
+        description:
+          "A queued or parked task is removed at once; a running one is aborted by its worker and fails with CANCELLED.",
         parameters: [idParam("Task")],
-        responses: { "200": { description: "Cancel requested", content: json("CancelledTask") }, "404": errorResponse("Unknown task (NOT_FOUND)"), ...commonErrors },
+        responses: {
+          "200": { description: "Cancel requested", content: json("CancelledTask") },
+          "404": errorResponse("Unknown task (NOT_FOUND)"),
+          ...commonErrors,
+        },
       },
     },
     "/v1/tasks/{id}/events": {
@@ -105,15 +133,31 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
           "`POST /v1/tasks/{id}/events-token` (browsers: EventSource cannot send headers).",
         parameters: [
           idParam("Task"),
-          { name: "Last-Event-ID", in: "header", required: false, description: "Resume after this event (EventSource sends it on reconnect)", schema: { type: "string" } },
+          {
+            name: "Last-Event-ID",
+            in: "header",
+            required: false,
+            description: "Resume after this event (EventSource sends it on reconnect)",
+            schema: { type: "string" },
+          },
         ],
         security: [{ bearer: [] }, { eventsToken: [] }],
         responses: {
-          "200": { description: "The event stream", content: { "text/event-stream": { schema: ref("TaskEvent") } } },
-          "204": { description: "The task finished and `Last-Event-ID` is at or after its final event: nothing more will come" },
-          "404": errorResponse("Unknown task, another tenant's, or not the task the events token was minted for (NOT_FOUND)"),
+          "200": {
+            description: "The event stream",
+            content: { "text/event-stream": { schema: ref("TaskEvent") } },
+          },
+          "204": {
+            description:
+              "The task finished and `Last-Event-ID` is at or after its final event: nothing more will come",
+          },
+          "404": errorResponse(
+            "Unknown task, another tenant's, or not the task the events token was minted for (NOT_FOUND)",
+          ),
           ...commonErrors,
-          "401": errorResponse("Missing or invalid key, or an invalid, forged or expired events token (UNAUTHORIZED)"),
+          "401": errorResponse(
+            "Missing or invalid key, or an invalid, forged or expired events token (UNAUTHORIZED)",
+          ),
         },
       },
     },
@@ -137,13 +181,16 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
       post: {
         operationId: "submitTaskGroup",
         summary: "Submit a group of tasks (fan-out)",
-        description: "The tasks run on any worker; the group finishes when all have. `failurePolicy` says what one failed child does to the group.",
+        description:
+          "The tasks run on any worker; the group finishes when all have. `failurePolicy` says what one failed child does to the group.",
         requestBody: { required: true, content: json("SubmitTaskGroupRequest") },
         responses: {
           "202": { description: "Accepted", content: json("SubmittedTaskGroup") },
           "400": errorResponse("Invalid input (INVALID_INPUT)"),
           "413": errorResponse("Body or a prompt too large (PAYLOAD_TOO_LARGE)"),
-          "429": errorResponse("The tenant's submit rate limit is reached (RATE_LIMITED; each task of the group counts); wait `Retry-After` seconds"),
+          "429": errorResponse(
+            "The tenant's submit rate limit is reached (RATE_LIMITED; each task of the group counts); wait `Retry-After` seconds",
+          ),
           ...commonErrors,
         },
       },
@@ -153,7 +200,11 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
         operationId: "getTaskGroup",
         summary: "A group's state and, once finished, each child's result or error",
         parameters: [idParam("Group")],
-        responses: { "200": { description: "The group", content: json("TaskGroupStatus") }, "404": errorResponse("Unknown group (NOT_FOUND)"), ...commonErrors },
+        responses: {
+          "200": { description: "The group", content: json("TaskGroupStatus") },
+          "404": errorResponse("Unknown group (NOT_FOUND)"),
+          ...commonErrors,
+        },
       },
     },
     "/healthz": {
@@ -161,11 +212,19 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
         operationId: "health",
         summary: "Liveness and Redis reachability (no authentication)",
         security: [],
-        responses: { "200": { description: "Healthy", content: json("Health") }, "503": { description: "Redis does not answer", content: json("Health") } },
+        responses: {
+          "200": { description: "Healthy", content: json("Health") },
+          "503": { description: "Redis does not answer", content: json("Health") },
+        },
       },
     },
     "/openapi.json": {
-      get: { operationId: "openapi", summary: "This document (no authentication)", security: [], responses: { "200": { description: "OpenAPI 3.1" } } },
+      get: {
+        operationId: "openapi",
+        summary: "This document (no authentication)",
+        security: [],
+        responses: { "200": { description: "OpenAPI 3.1" } },
+      },
     },
   };
   if (options.metrics) {
@@ -174,7 +233,12 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
         operationId: "metrics",
         summary: "Prometheus metrics (no authentication)",
         security: [],
-        responses: { "200": { description: "Prometheus text format", content: { "text/plain": { schema: { type: "string" } } } } },
+        responses: {
+          "200": {
+            description: "Prometheus text format",
+            content: { "text/plain": { schema: { type: "string" } } },
+          },
+        },
       },
     };
   }
@@ -187,7 +251,11 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
           `Open once with \`?key=<api key>\` to log a browser in: the answer is a 303 to the same page that sets the HttpOnly cookie \`${BOARD_COOKIE}\`. ` +
           "Admin keys get the full board; other keys see it read-only, limited to their tenant's jobs.",
         security: [{ bearer: [] }, { boardCookie: [] }],
-        responses: { "200": { description: "HTML page", content: { "text/html": {} } }, "303": { description: "Logged in" }, "401": errorResponse("Missing or invalid key") },
+        responses: {
+          "200": { description: "HTML page", content: { "text/html": {} } },
+          "303": { description: "Logged in" },
+          "401": errorResponse("Missing or invalid key"),
+        },
       },
     };
   }
@@ -197,7 +265,8 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
     info: {
       title: "Agentry producer API",
       version: options.version ?? "0.1.0",
-      description: "Submit agent tasks, read their status and results, stream their events. Every /v1 route needs `Authorization: Bearer <api key>`.",
+      description:
+        "Submit agent tasks, read their status and results, stream their events. Every /v1 route needs `Authorization: Bearer <api key>`.",
     },
     paths,
     components: {
@@ -205,7 +274,12 @@ export function buildOpenApiDocument(options: OpenApiOptions = {}): OpenApiDocum
       securitySchemes: {
         bearer: { type: "http", scheme: "bearer", description: "An API key; it decides the tenant" },
         boardCookie: { type: "apiKey", in: "cookie", name: BOARD_COOKIE },
-        eventsToken: { type: "apiKey", in: "query", name: "token", description: "From `POST /v1/tasks/{id}/events-token`; one task's events only" },
+        eventsToken: {
+          type: "apiKey",
+          in: "query",
+          name: "token",
+          description: "From `POST /v1/tasks/{id}/events-token`; one task's events only",
+        },
       },
     },
     security: [{ bearer: [] }],

@@ -3,7 +3,10 @@ import { AgentryError, defineScripts, keySpace, waitForReady, type createRedis }
 type RedisConnection = ReturnType<typeof createRedis>;
 
 const scripts = defineScripts<{
-  takeSubmitTokens: (keys: [bucket: string], args: [perSecond: number, burst: number, tasks: number]) => [taken: number, waitMs: number, left: number];
+  takeSubmitTokens: (
+    keys: [bucket: string],
+    args: [perSecond: number, burst: number, tasks: number],
+  ) => [taken: number, waitMs: number, left: number];
 }>(import.meta.url, { takeSubmitTokens: "./take-submit-tokens-1.lua" });
 // As long as AgentryClient waits for its own connection before answering REDIS_UNAVAILABLE.
 const READY_GRACE_MS = 2_000;
@@ -41,9 +44,13 @@ export class SubmitRateLimiter {
     this.perSecond = options.perSecond ?? DEFAULT_SUBMIT_RATE;
     this.burst = options.burst ?? DEFAULT_SUBMIT_BURST;
     if (!(this.perSecond > 0) || !Number.isFinite(this.perSecond)) {
-      throw new AgentryError("INVALID_CONFIG", `submit rate must be a finite number > 0 (got ${this.perSecond})`);
+      throw new AgentryError(
+        "INVALID_CONFIG",
+        `submit rate must be a finite number > 0 (got ${this.perSecond})`,
+      );
     }
-    if (!Number.isInteger(this.burst) || this.burst < 1) throw new AgentryError("INVALID_CONFIG", `submit burst must be an integer >= 1 (got ${this.burst})`);
+    if (!Number.isInteger(this.burst) || this.burst < 1)
+      throw new AgentryError("INVALID_CONFIG", `submit burst must be an integer >= 1 (got ${this.burst})`);
     this.redis = options.redis;
     this.keys = keySpace(options.prefix);
   }
@@ -56,23 +63,41 @@ export class SubmitRateLimiter {
    */
   async take(tenant: string, tasks: number): Promise<void> {
     if (tasks > this.burst) {
-      throw new AgentryError("INVALID_INPUT", `${tasks} tasks at once are more than this service's submit burst of ${this.burst} per tenant`, {
-        details: { fields: [{ path: "tasks", message: `at most ${this.burst} tasks in one request (the submit burst)` }] },
-      });
+      throw new AgentryError(
+        "INVALID_INPUT",
+        `${tasks} tasks at once are more than this service's submit burst of ${this.burst} per tenant`,
+        {
+          details: {
+            fields: [
+              { path: "tasks", message: `at most ${this.burst} tasks in one request (the submit burst)` },
+            ],
+          },
+        },
+      );
     }
     let reply: [number, number, number];
     try {
       // A fail-fast connection refuses commands while it (re)connects; give it the client's grace.
       await waitForReady(this.redis, READY_GRACE_MS);
-      reply = await scripts.takeSubmitTokens(this.redis, [this.bucketKey(tenant)], [this.perSecond, this.burst, tasks]);
+      reply = await scripts.takeSubmitTokens(
+        this.redis,
+        [this.bucketKey(tenant)],
+        [this.perSecond, this.burst, tasks],
+      );
     } catch (err) {
-      throw new AgentryError("REDIS_UNAVAILABLE", `Redis is unavailable: ${(err as Error).message}`, { cause: err });
+      throw new AgentryError("REDIS_UNAVAILABLE", `Redis is unavailable: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const [taken, waitMs] = reply;
     if (taken === 1) return;
-    throw new AgentryError("RATE_LIMITED", `Too many submissions for this tenant: at most ${this.perSecond} tasks per second, bursts of ${this.burst}`, {
-      retryAfterMs: Math.max(1, waitMs),
-    });
+    throw new AgentryError(
+      "RATE_LIMITED",
+      `Too many submissions for this tenant: at most ${this.perSecond} tasks per second, bursts of ${this.burst}`,
+      {
+        retryAfterMs: Math.max(1, waitMs),
+      },
+    );
   }
 
   /** The tenant's bucket. Tenant ids never contain `{` or `}`, so a hash-tagged prefix keeps one slot. */

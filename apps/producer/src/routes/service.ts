@@ -30,6 +30,8 @@ export function registerServiceRoutes(
 
   const metrics = options.metrics;
   if (metrics) {
-    app.get("/metrics", async (_request, reply) => reply.header("content-type", metrics.contentType).send(await metrics.metricsText()));
+    app.get("/metrics", async (_request, reply) =>
+      reply.header("content-type", metrics.contentType).send(await metrics.metricsText()),
+    );
   }
 }

@@ -40,12 +40,17 @@ const isFinished = (status: TaskStatus) => status.state === "completed" || statu
 /** The SSE event of one stream entry: `progress`, or `delta` for a piece of the model's text. */
 function entryEvent(taskId: string, item: TaskStreamItem): { event: "progress" | "delta"; data: unknown } {
   const { entry } = item;
-  if (entry.type === "progress") return { event: "progress", data: { type: "progress", taskId, progress: entry.progress } };
-  return { event: "delta", data: { type: "delta", taskId, step: entry.step, offset: entry.offset, text: entry.text } };
+  if (entry.type === "progress")
+    return { event: "progress", data: { type: "progress", taskId, progress: entry.progress } };
+  return {
+    event: "delta",
+    data: { type: "delta", taskId, step: entry.step, offset: entry.offset, text: entry.text },
+  };
 }
 
 function finalData(status: TaskStatus): { event: "completed" | "failed"; data: unknown } {
-  if (status.state === "completed") return { event: "completed", data: { type: "completed", taskId: status.taskId, result: status.result } };
+  if (status.state === "completed")
+    return { event: "completed", data: { type: "completed", taskId: status.taskId, result: status.result } };
   return { event: "failed", data: { type: "failed", taskId: status.taskId, error: status.error } };
 }
 
@@ -54,14 +59,22 @@ function finalData(status: TaskStatus): { event: "completed" | "failed"; data: u
  * this task's events (`GET eventsUrl`, which carries it as `?token=`). Needs the API auth hook.
  * Another tenant's or an unknown task → 404, so a token is only ever minted for the caller's task.
  */
-export function registerEventsTokenRoute(app: FastifyInstance, client: AgentryClient, tokens: EventsTokens): void {
+export function registerEventsTokenRoute(
+  app: FastifyInstance,
+  client: AgentryClient,
+  tokens: EventsTokens,
+): void {
   app.post<{ Params: { id: string } }>("/v1/tasks/:id/events-token", async (request) => {
     const { tenant } = principalOf(request);
     const taskId = taskIdParam(request.params.id);
     await client.status(taskId, { tenant });
     const { token, expiresAt } = tokens.mint(tenant, taskId);
     request.log.info({ taskId, expiresAt }, "events token minted");
-    return { token, expiresAt: new Date(expiresAt).toISOString(), eventsUrl: `${taskUrls(taskId).eventsUrl}?token=${encodeURIComponent(token)}` };
+    return {
+      token,
+      expiresAt: new Date(expiresAt).toISOString(),
+      eventsUrl: `${taskUrls(taskId).eventsUrl}?token=${encodeURIComponent(token)}`,
+    };
   });
 }
 
@@ -98,7 +111,8 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
     const principal = principalOf(request);
     const { tenant } = principal;
     const taskId = taskIdParam(request.params.id);
-    if (principal.taskId !== undefined && principal.taskId !== taskId) throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
+    if (principal.taskId !== undefined && principal.taskId !== taskId)
+      throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
 
     // Wake-ups only: what is sent is always read from the stream in id order, so a wake-up that
     // comes early, late or never cannot reorder or skip anything.
@@ -141,7 +155,8 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
     }
     let after = parseStreamId(request.headers["last-event-id"] as string | undefined);
     // An id past the stream's end was never issued here, unless it is a finished task's final event id.
-    if (after && compareStreamIds(after, position.top) > 0 && !(isFinished(status) && isFinalEventId(after))) after = undefined;
+    if (after && compareStreamIds(after, position.top) > 0 && !(isFinished(status) && isFinalEventId(after)))
+      after = undefined;
 
     // A finished task: replay what the client missed, then its final event; or 204 if it has it.
     let finishedPlan: { replay: TaskStreamItem[]; finalId: StreamId } | undefined;
@@ -153,7 +168,10 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
       }
       try {
         const replay = after ? await log.after(taskId, after) : [];
-        finishedPlan = { replay, finalId: finalEventId(status.finishedAt ?? Date.now(), replay.at(-1)?.id ?? after ?? position.top) };
+        finishedPlan = {
+          replay,
+          finalId: finalEventId(status.finishedAt ?? Date.now(), replay.at(-1)?.id ?? after ?? position.top),
+        };
       } catch (err) {
         detach();
         throw err;
@@ -254,7 +272,10 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
       if (!signal.aborted) {
         const error = AgentryError.from(err);
         outcome = "interrupted";
-        request.log.warn({ err: error, taskId }, "task event stream failed; the client's reconnect resumes it");
+        request.log.warn(
+          { err: error, taskId },
+          "task event stream failed; the client's reconnect resumes it",
+        );
         raw.write(`: interrupted (${error.code})\n\n`);
       }
     } finally {

@@ -23,7 +23,10 @@ export function rejectOversizedPrompt(task: unknown, path = "prompt"): void {
   if (typeof task !== "object" || task === null) return;
   const prompt = (task as { prompt?: unknown }).prompt;
   if (typeof prompt === "string" && prompt.length > MAX_PROMPT_CHARS) {
-    throw new AgentryError("PAYLOAD_TOO_LARGE", `${path} is ${prompt.length} characters; the limit is ${MAX_PROMPT_CHARS}`);
+    throw new AgentryError(
+      "PAYLOAD_TOO_LARGE",
+      `${path} is ${prompt.length} characters; the limit is ${MAX_PROMPT_CHARS}`,
+    );
   }
 }
 
@@ -31,7 +34,11 @@ export function rejectOversizedPrompt(task: unknown, path = "prompt"): void {
  * `POST /v1/tasks`, `GET /v1/tasks/:id`, `DELETE /v1/tasks/:id`. Needs the API auth hook in scope.
  * With a limiter, a valid submission first takes a token of its tenant (429 past the limit).
  */
-export function registerTaskRoutes(app: FastifyInstance, client: AgentryClient, limiter?: SubmitRateLimiter): void {
+export function registerTaskRoutes(
+  app: FastifyInstance,
+  client: AgentryClient,
+  limiter?: SubmitRateLimiter,
+): void {
   app.post("/v1/tasks", async (request, reply) => {
     const { tenant } = principalOf(request);
     rejectOversizedPrompt(request.body);
@@ -41,8 +48,14 @@ export function registerTaskRoutes(app: FastifyInstance, client: AgentryClient, 
     await limiter?.take(tenant, 1);
     const submitted = await client.submit(input, { tenant });
     const urls = taskUrls(submitted.taskId);
-    request.log.info({ taskId: submitted.taskId, sessionId: submitted.sessionId, deduplicated: submitted.deduplicated }, "task submitted");
-    return reply.code(202).header("location", urls.statusUrl).send({ ...submitted, ...urls });
+    request.log.info(
+      { taskId: submitted.taskId, sessionId: submitted.sessionId, deduplicated: submitted.deduplicated },
+      "task submitted",
+    );
+    return reply
+      .code(202)
+      .header("location", urls.statusUrl)
+      .send({ ...submitted, ...urls });
   });
 
   app.get<{ Params: { id: string } }>("/v1/tasks/:id", async (request) => {

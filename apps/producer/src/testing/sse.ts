@@ -1,11 +1,15 @@
 /** One message of a server-sent event stream: an event, or a comment (`: heartbeat`). */
-export type SseMessage = { kind: "event"; event: string; id?: string; data: unknown } | { kind: "comment"; text: string };
+export type SseMessage =
+  { kind: "event"; event: string; id?: string; data: unknown } | { kind: "comment"; text: string };
 
 /**
  * Reads a text/event-stream response to its end, calling `onMessage` for each message as it
  * arrives. Internal. For test use only.
  */
-export async function readEventStream(response: Response, onMessage: (m: SseMessage) => void = () => undefined): Promise<SseMessage[]> {
+export async function readEventStream(
+  response: Response,
+  onMessage: (m: SseMessage) => void = () => undefined,
+): Promise<SseMessage[]> {
   const messages: SseMessage[] = [];
   const reader = response.body?.getReader();
   if (!reader) return messages;
@@ -26,7 +30,12 @@ export async function readEventStream(response: Response, onMessage: (m: SseMess
       else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
     }
     if (data.length > 0) {
-      const m: SseMessage = { kind: "event", event, ...(id ? { id } : {}), data: JSON.parse(data.join("\n")) as unknown };
+      const m: SseMessage = {
+        kind: "event",
+        event,
+        ...(id ? { id } : {}),
+        data: JSON.parse(data.join("\n")) as unknown,
+      };
       messages.push(m);
       onMessage(m);
     }

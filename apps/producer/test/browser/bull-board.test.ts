@@ -33,7 +33,10 @@ const redis = useTestRedis("producer-board");
 /** A handler like the real one, reduced to its outcomes: deletes wait for approval, the rest completes. */
 const handler: TaskHandler = async ({ payload }) => {
   if (payload.prompt.includes("delete")) {
-    return { type: "park", parked: { reason: "approval", approvalIds: ["apr_demo"], until: Date.now() + 3600_000 } };
+    return {
+      type: "park",
+      parked: { reason: "approval", approvalIds: ["apr_demo"], until: Date.now() + 3600_000 },
+    };
   }
   return {
     type: "completed",
@@ -67,7 +70,9 @@ async function submit(prompt: string): Promise<string> {
 
 /** Waits until the task's status reaches `state` (the bound is a guard, not a timing claim). */
 async function waitForState(taskId: string, state: TaskState): Promise<void> {
-  await expect.poll(async () => (await client.status(taskId)).state, { timeout: 30_000, interval: 50 }).toBe(state);
+  await expect
+    .poll(async () => (await client.status(taskId)).state, { timeout: 30_000, interval: 50 })
+    .toBe(state);
 }
 
 /** The job count each status tab of the open queue page shows, by status (a tab without a number counts 0). */
@@ -154,8 +159,12 @@ describe("Bull Board in a real browser", () => {
     // The overview: the one queue of this prefix, by name in the menu and by display name with
     // its job total on its card.
     await page.getByText("Agentry tasks").first().waitFor();
-    expect(await page.locator("nav a[title]").evaluateAll((links) => links.map((a) => a.getAttribute("title")))).toEqual([client.queueName]);
-    await expect.poll(() => page.locator("main").innerText(), { timeout: 15_000 }).toMatch(/Agentry tasks\s+2 Jobs/);
+    expect(
+      await page.locator("nav a[title]").evaluateAll((links) => links.map((a) => a.getAttribute("title"))),
+    ).toEqual([client.queueName]);
+    await expect
+      .poll(() => page.locator("main").innerText(), { timeout: 15_000 })
+      .toMatch(/Agentry tasks\s+2 Jobs/);
 
     await page.getByText("Agentry tasks").first().click();
     await page.waitForURL((url) => url.pathname === `${BOARD_PATH}/queue/${client.queueName}`);
@@ -163,7 +172,15 @@ describe("Bull Board in a real browser", () => {
     // Each status tab shows its count: one completed, one delayed (the parked task), nothing else.
     await expect
       .poll(() => tabCounts(page), { timeout: 15_000 })
-      .toEqual({ active: 0, waiting: 0, "waiting-children": 0, prioritized: 0, completed: 1, failed: 0, delayed: 1 });
+      .toEqual({
+        active: 0,
+        waiting: 0,
+        "waiting-children": 0,
+        prioritized: 0,
+        completed: 1,
+        failed: 0,
+        delayed: 1,
+      });
 
     await openJobList(page, "Completed", completedId);
     await page.getByText("What is the weather in Paris?").first().waitFor();
@@ -172,6 +189,5 @@ describe("Bull Board in a real browser", () => {
     await page.getByText("delete the staging database").first().waitFor();
     await page.getByText('"approval"', { exact: true }).first().waitFor();
     expect(await page.getByText(completedId).count()).toBe(0);
-
   }, 60_000);
 });

@@ -7,7 +7,13 @@ import type { Redis } from "ioredis";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { AuditLog, type AuditEntry } from "@agentry/governance";
-import { freePort, startFakeAnthropic, type FakeAnthropic, type FakeReply, type RecordedRequest } from "@agentry/testkit";
+import {
+  freePort,
+  startFakeAnthropic,
+  type FakeAnthropic,
+  type FakeReply,
+  type RecordedRequest,
+} from "@agentry/testkit";
 import { deletionsKey } from "@agentry/reference";
 import { startWorkerProcess, waitStarted, type WorkerProcess } from "../worker-processes.js";
 import { referenceReply } from "@agentry/reference/testing";
@@ -121,7 +127,11 @@ export async function startFaultCluster(options: FaultClusterOptions): Promise<F
     ...FAST_RECOVERY_ENV,
     ...options.env,
   };
-  const client = new AgentryClient({ url: options.redisUrl, prefix, sessionOrder: new RedisSessionTurns({ redis: conn, prefix }) });
+  const client = new AgentryClient({
+    url: options.redisUrl,
+    prefix,
+    sessionOrder: new RedisSessionTurns({ redis: conn, prefix }),
+  });
   const workers: WorkerProcess[] = [];
   const audit = new AuditLog({ redis: conn, prefix });
   return {
@@ -140,7 +150,12 @@ export async function startFaultCluster(options: FaultClusterOptions): Promise<F
       return w;
     },
     async submit(prompt, submitOptions = {}) {
-      return (await client.submit({ prompt, ...(submitOptions.userId ? { userId: submitOptions.userId } : {}) }, { tenant: "acme" })).taskId;
+      return (
+        await client.submit(
+          { prompt, ...(submitOptions.userId ? { userId: submitOptions.userId } : {}) },
+          { tenant: "acme" },
+        )
+      ).taskId;
     },
     async deletions() {
       return (await conn.lrange(deletionsKey(prefix), 0, -1)).map((x) => JSON.parse(x) as Deletion);
@@ -167,19 +182,27 @@ export interface BudgetEntryData {
 }
 
 /** The budget entries of the audit log, optionally for one task. */
-export function budgetEntries(entries: AuditEntry[], taskId?: string): (AuditEntry & { data: BudgetEntryData })[] {
-  return entries.filter((e) => e.type === "budget" && (taskId === undefined || e.taskId === taskId)) as (AuditEntry & { data: BudgetEntryData })[];
+export function budgetEntries(
+  entries: AuditEntry[],
+  taskId?: string,
+): (AuditEntry & { data: BudgetEntryData })[] {
+  return entries.filter(
+    (e) => e.type === "budget" && (taskId === undefined || e.taskId === taskId),
+  ) as (AuditEntry & { data: BudgetEntryData })[];
 }
 
 /** Tool results (text and error flag) the model was sent, across all requests. */
-export function toolResultsSent(requests: RecordedRequest[]): { toolUseId: string; text: string; isError: boolean }[] {
+export function toolResultsSent(
+  requests: RecordedRequest[],
+): { toolUseId: string; text: string; isError: boolean }[] {
   const out = new Map<string, { toolUseId: string; text: string; isError: boolean }>();
   for (const r of requests) {
     for (const m of r.body.messages ?? []) {
       if (typeof m.content === "string") continue;
       for (const b of m.content) {
         if (b.type !== "tool_result") continue;
-        const text = typeof b.content === "string" ? b.content : (b.content ?? []).map((c) => c.text ?? "").join("\n");
+        const text =
+          typeof b.content === "string" ? b.content : (b.content ?? []).map((c) => c.text ?? "").join("\n");
         out.set(b.tool_use_id ?? "", { toolUseId: b.tool_use_id ?? "", text, isError: b.is_error === true });
       }
     }
@@ -198,7 +221,10 @@ export interface ProducerProcess {
 const PRODUCER_MAIN = fileURLToPath(new URL("../../../producer/src/main.ts", import.meta.url));
 
 /** Starts the producer on a free port with the given environment and waits until it listens. */
-export async function startProducerProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<ProducerProcess> {
+export async function startProducerProcess(
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+): Promise<ProducerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", PRODUCER_MAIN], {
     env: { ...process.env, LOG_LEVEL: "info", HOST: "127.0.0.1", PORT: String(port), ...env },

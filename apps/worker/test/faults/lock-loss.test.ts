@@ -13,7 +13,11 @@ import { APPROVAL_POLICY, demo, startFaultCluster, writeTempFile, type FaultClus
 // run, one `response` and one `approval_decided` entry, an answer that tells the truth, and a
 // ledger that equals what the provider billed.
 
-const PRODUCTION_LOCK = { AGENTRY_LOCK_DURATION_MS: "10000", AGENTRY_STALLED_INTERVAL_MS: "5000", AGENTRY_BUDGET_LEASE_MS: "120000" };
+const PRODUCTION_LOCK = {
+  AGENTRY_LOCK_DURATION_MS: "10000",
+  AGENTRY_STALLED_INTERVAL_MS: "5000",
+  AGENTRY_BUDGET_LEASE_MS: "120000",
+};
 /** How long the model takes to answer the call Redis dies under, and how long the delete's side effect takes. */
 const MODEL_DELAY_MS = 1_500;
 const TOOL_DELAY_MS = 2_000;
@@ -25,7 +29,15 @@ interface World {
   outage(outageMs: number): Promise<{ killedAt: number }>;
 }
 
-async function startWorld(name: string, options: { policy?: string; env?: Record<string, string>; onModelRequest?: (n: number) => void; approversFile?: string }): Promise<World> {
+async function startWorld(
+  name: string,
+  options: {
+    policy?: string;
+    env?: Record<string, string>;
+    onModelRequest?: (n: number) => void;
+    approversFile?: string;
+  },
+): Promise<World> {
   let server = await startRedisServer({ appendonly: true });
   const { port, dir, url } = server;
   const conn = new Redis(url, { maxRetriesPerRequest: null });
@@ -36,7 +48,11 @@ async function startWorld(name: string, options: { policy?: string; env?: Record
     prefix: `faults-lock-${name}`,
     conn,
     ...(options.policy ? { policyFile: writeTempFile("policy.yaml", options.policy) } : {}),
-    env: { ...PRODUCTION_LOCK, ...(options.approversFile ? { AGENTRY_APPROVERS_FILE: options.approversFile } : {}), ...options.env },
+    env: {
+      ...PRODUCTION_LOCK,
+      ...(options.approversFile ? { AGENTRY_APPROVERS_FILE: options.approversFile } : {}),
+      ...options.env,
+    },
     reply: (req) => {
       modelCalls += 1;
       options.onModelRequest?.(modelCalls);
@@ -65,34 +81,59 @@ async function startWorld(name: string, options: { policy?: string; env?: Record
 /** Counts per task of the audit entries of one type. */
 function countsPerTask(entries: { type: string; taskId?: string }[], type: string): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const e of entries) if (e.type === type && e.taskId) counts.set(e.taskId, (counts.get(e.taskId) ?? 0) + 1);
+  for (const e of entries)
+    if (e.type === type && e.taskId) counts.set(e.taskId, (counts.get(e.taskId) ?? 0) + 1);
   return counts;
 }
 
 /** Lines of every worker that mention the task, for failure messages. */
 function trail(c: FaultCluster, taskId: string): string {
-  return c.workers.flatMap((w) => w.output().split("\n").filter((l) => l.includes(taskId)).map((l) => `${w.name}: ${l}`)).join("\n");
+  return c.workers
+    .flatMap((w) =>
+      w
+        .output()
+        .split("\n")
+        .filter((l) => l.includes(taskId))
+        .map((l) => `${w.name}: ${l}`),
+    )
+    .join("\n");
 }
 
-async function assertCommittedOnce(expect: ExpectStatic, c: FaultCluster, taskId: string, expect_: { decided: boolean }): Promise<string> {
+async function assertCommittedOnce(
+  expect: ExpectStatic,
+  c: FaultCluster,
+  taskId: string,
+  expect_: { decided: boolean },
+): Promise<string> {
   const result = await c.client.wait(taskId, { timeoutMs: 120_000 }).catch((err: unknown) => {
     throw new Error(`task ${taskId} did not complete:\n${trail(c, taskId)}`, { cause: err });
   });
   const entries = await c.auditEntries();
-  expect(countsPerTask(entries, "response").get(taskId), `response entries of ${taskId}\n${trail(c, taskId)}`).toBe(1);
+  expect(
+    countsPerTask(entries, "response").get(taskId),
+    `response entries of ${taskId}\n${trail(c, taskId)}`,
+  ).toBe(1);
   expect(countsPerTask(entries, "request").get(taskId)).toBe(1);
-  if (expect_.decided) expect(countsPerTask(entries, "approval_decided").get(taskId), `approval_decided entries\n${trail(c, taskId)}`).toBe(1);
+  if (expect_.decided)
+    expect(
+      countsPerTask(entries, "approval_decided").get(taskId),
+      `approval_decided entries\n${trail(c, taskId)}`,
+    ).toBe(1);
   expect((await c.audit.verify()).ok).toBe(true);
   // Every model call the provider billed is in the ledger, once: reservations of the stale
   // attempt settled at their real usage, none left open, none reaped at the reserved amount.
-  await expect.poll(async () => (await c.ledger.getStats("global")).reserved.tokens, { timeout: 30_000 }).toBe(0);
+  await expect
+    .poll(async () => (await c.ledger.getStats("global")).reserved.tokens, { timeout: 30_000 })
+    .toBe(0);
   expect((await c.ledger.getStats("global")).used.tokens).toBe(c.fake.billed().tokens);
   return result.text;
 }
 
 describe.concurrent("an attempt that lost its job lock changes nothing", () => {
   for (const outageMs of [3_000, 12_000, 25_000]) {
-    it(`Redis away ${outageMs / 1000} s during a model call: one answer, ledger = billed`, async ({ expect }) => {
+    it(`Redis away ${outageMs / 1000} s during a model call: one answer, ledger = billed`, async ({
+      expect,
+    }) => {
       let killed: Promise<{ killedAt: number }> | undefined;
       const ref: { world?: World } = {};
       let requestAt = 0;
@@ -118,11 +159,20 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
       expect(text).toMatch(/^In Lisbon it is -?\d+°C and [a-z ]+\.$/);
       if (outageMs > 10_000) {
         // Precondition of the long outages: the lock was lost and the stale attempt was stopped.
-        expect(c.workers.some((w) => w.output().includes('"event":"task-attempt-fenced"') || w.output().includes('"event":"task-lock-lost"')), trail(c, taskId)).toBe(true);
+        expect(
+          c.workers.some(
+            (w) =>
+              w.output().includes('"event":"task-attempt-fenced"') ||
+              w.output().includes('"event":"task-lock-lost"'),
+          ),
+          trail(c, taskId),
+        ).toBe(true);
       }
     }, 240_000);
 
-    it(`Redis away ${outageMs / 1000} s during an approved tool call: one deletion, a truthful answer`, async ({ expect }) => {
+    it(`Redis away ${outageMs / 1000} s during an approved tool call: one deletion, a truthful answer`, async ({
+      expect,
+    }) => {
       const approvers = createTestApprovers(["alice"]);
       const approversFile = writeTempFile("approvers", approvers.fileText);
       const world = await startWorld(`tool-${outageMs}`, {
@@ -132,9 +182,16 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
       });
       const c = world.cluster;
       await Promise.all([c.startWorker(`t${outageMs}-a`), c.startWorker(`t${outageMs}-b`)]);
-      const store = new ApprovalStore({ redis: world.conn, prefix: c.prefix, approverKeys: loadApproversFile(approversFile), audit: c.audit });
+      const store = new ApprovalStore({
+        redis: world.conn,
+        prefix: c.prefix,
+        approverKeys: loadApproversFile(approversFile),
+        audit: c.audit,
+      });
       const taskId = await c.submit("delete db-9 in staging");
-      await expect.poll(async () => (await store.list({ status: "pending" })).length, { timeout: 60_000 }).toBe(1);
+      await expect
+        .poll(async () => (await store.list({ status: "pending" })).length, { timeout: 60_000 })
+        .toBe(1);
       const [approval] = await store.list({ status: "pending" });
       expect((await store.decide(approvers.sign("alice", approval!.id, "approve"))).type).toBe("decided");
       // The resumed attempt runs the delete: its side effect is recorded, then it takes
@@ -148,7 +205,14 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
       // The answer reports the deletion that happened, not an interrupted call.
       expect(text).toBe("Done: db-9 was deleted in staging (simulated).");
       if (outageMs > 10_000) {
-        expect(c.workers.some((w) => w.output().includes('"event":"task-attempt-fenced"') || w.output().includes('"event":"task-lock-lost"')), trail(c, taskId)).toBe(true);
+        expect(
+          c.workers.some(
+            (w) =>
+              w.output().includes('"event":"task-attempt-fenced"') ||
+              w.output().includes('"event":"task-lock-lost"'),
+          ),
+          trail(c, taskId),
+        ).toBe(true);
       }
     }, 240_000);
   }

@@ -14,7 +14,12 @@ let client: AgentryClient;
 
 beforeAll(async () => {
   const keys = writeTempFile("api-keys", `${KEY}=acme\n`);
-  producer = await startProducerProcess({ REDIS_URL: redis.url, AGENTRY_PREFIX: prefix, AGENTRY_API_KEYS_FILE: keys, LOG_LEVEL: "warn" });
+  producer = await startProducerProcess({
+    REDIS_URL: redis.url,
+    AGENTRY_PREFIX: prefix,
+    AGENTRY_API_KEYS_FILE: keys,
+    LOG_LEVEL: "warn",
+  });
   client = new AgentryClient({ url: redis.url, prefix });
 }, 90_000);
 afterAll(async () => {
@@ -41,16 +46,48 @@ function attacks(i: number): Attack[] {
     { kind: "missing prompt", headers: { ...json, ...auth }, body: ok({ userId: `u${i}` }) },
     { kind: "empty prompt", headers: { ...json, ...auth }, body: ok({ prompt: " ".repeat(i % 5) }) },
     { kind: "prompt of the wrong type", headers: { ...json, ...auth }, body: ok({ prompt: i }) },
-    { kind: "maxSteps of the wrong type", headers: { ...json, ...auth }, body: ok({ prompt: "hi", maxSteps: `${i}` }) },
-    { kind: "maxSteps out of range", headers: { ...json, ...auth }, body: ok({ prompt: "hi", maxSteps: 1000 + i }) },
-    { kind: "bad session id", headers: { ...json, ...auth }, body: ok({ prompt: "hi", sessionId: `s ${i}/../x` }) },
+    {
+      kind: "maxSteps of the wrong type",
+      headers: { ...json, ...auth },
+      body: ok({ prompt: "hi", maxSteps: `${i}` }),
+    },
+    {
+      kind: "maxSteps out of range",
+      headers: { ...json, ...auth },
+      body: ok({ prompt: "hi", maxSteps: 1000 + i }),
+    },
+    {
+      kind: "bad session id",
+      headers: { ...json, ...auth },
+      body: ok({ prompt: "hi", sessionId: `s ${i}/../x` }),
+    },
     { kind: "unknown field", headers: { ...json, ...auth }, body: ok({ prompt: "hi", [`field${i}`]: true }) },
-    { kind: "tenant in body", headers: { ...json, ...auth }, body: ok({ prompt: "hi", tenant: "someone-else" }) },
-    { kind: "oversized prompt", headers: { ...json, ...auth }, body: ok({ prompt: "x".repeat(100_001 + i) }) },
-    { kind: "oversized body", headers: { ...json, ...auth }, body: ok({ prompt: "hi", metadata: { a: "y".repeat(1024 * 1024 + i) } }) },
+    {
+      kind: "tenant in body",
+      headers: { ...json, ...auth },
+      body: ok({ prompt: "hi", tenant: "someone-else" }),
+    },
+    {
+      kind: "oversized prompt",
+      headers: { ...json, ...auth },
+      body: ok({ prompt: "x".repeat(100_001 + i) }),
+    },
+    {
+      kind: "oversized body",
+      headers: { ...json, ...auth },
+      body: ok({ prompt: "hi", metadata: { a: "y".repeat(1024 * 1024 + i) } }),
+    },
     { kind: "no key", headers: json, body: ok({ prompt: `hi ${i}` }) },
-    { kind: "wrong key", headers: { ...json, authorization: `Bearer nope-${i}` }, body: ok({ prompt: `hi ${i}` }) },
-    { kind: "not a bearer", headers: { ...json, authorization: `Basic ${Buffer.from(`${KEY}:x`).toString("base64")}` }, body: ok({ prompt: "hi" }) },
+    {
+      kind: "wrong key",
+      headers: { ...json, authorization: `Bearer nope-${i}` },
+      body: ok({ prompt: `hi ${i}` }),
+    },
+    {
+      kind: "not a bearer",
+      headers: { ...json, authorization: `Basic ${Buffer.from(`${KEY}:x`).toString("base64")}` },
+      body: ok({ prompt: "hi" }),
+    },
     { kind: "wrong content type", headers: { ...auth, "content-type": "text/plain" }, body: `prompt ${i}` },
   ];
 }
@@ -66,7 +103,11 @@ describe("a flood of invalid submissions", () => {
     const send = async () => {
       while (next < all.length) {
         const a = all[next++] as Attack;
-        const res = await fetch(`${producer.url}/v1/tasks`, { method: "POST", headers: a.headers, body: a.body });
+        const res = await fetch(`${producer.url}/v1/tasks`, {
+          method: "POST",
+          headers: a.headers,
+          body: a.body,
+        });
         await res.arrayBuffer();
         answers.push({ kind: a.kind, status: res.status });
       }
@@ -82,7 +123,8 @@ describe("a flood of invalid submissions", () => {
     expect(wrong).toEqual([]);
     const kinds = new Set(answers.map((a) => a.kind));
     expect(kinds.size).toBe(attacks(0).length);
-    const statusesOf = (...k: string[]) => new Set(answers.filter((a) => k.includes(a.kind)).map((a) => a.status));
+    const statusesOf = (...k: string[]) =>
+      new Set(answers.filter((a) => k.includes(a.kind)).map((a) => a.status));
     expect(statusesOf("no key", "wrong key", "not a bearer")).toEqual(new Set([401]));
     expect(statusesOf("oversized prompt", "oversized body")).toEqual(new Set([413]));
     // Nothing was enqueued.
@@ -91,7 +133,11 @@ describe("a flood of invalid submissions", () => {
 
     // Still serving: a valid submission is accepted and readable.
     expect(producer.child.exitCode).toBeNull();
-    const res = await fetch(`${producer.url}/v1/tasks`, { method: "POST", headers: { ...json, ...auth }, body: JSON.stringify({ prompt: "Still there?" }) });
+    const res = await fetch(`${producer.url}/v1/tasks`, {
+      method: "POST",
+      headers: { ...json, ...auth },
+      body: JSON.stringify({ prompt: "Still there?" }),
+    });
     expect(res.status).toBe(202);
     const { taskId } = (await res.json()) as { taskId: string };
     const status = await fetch(`${producer.url}/v1/tasks/${taskId}`, { headers: auth });

@@ -14,7 +14,12 @@ let cluster: FaultCluster;
 let rule: ((req: RecordedRequest) => FakeReply | undefined) | undefined;
 
 beforeAll(async () => {
-  cluster = await startFaultCluster({ redisUrl: redis.url, prefix: redis.freshPrefix(), conn: redis.client(), reply: (req) => rule?.(req) });
+  cluster = await startFaultCluster({
+    redisUrl: redis.url,
+    prefix: redis.freshPrefix(),
+    conn: redis.client(),
+    reply: (req) => rule?.(req),
+  });
   await Promise.all([cluster.startWorker("p1"), cluster.startWorker("p2")]);
 }, 120_000);
 afterAll(async () => {
@@ -35,7 +40,10 @@ describe("provider faults", () => {
     const overloads = 10;
     const serverErrors = 6;
     for (let i = 0; i < overloads; i++) cluster.fake.fail(fakeReply.overloaded());
-    for (let i = 0; i < serverErrors; i++) cluster.fake.fail(i % 2 === 0 ? fakeReply.serverError(500) : fakeReply.serverError(503, "Service unavailable"));
+    for (let i = 0; i < serverErrors; i++)
+      cluster.fake.fail(
+        i % 2 === 0 ? fakeReply.serverError(500) : fakeReply.serverError(503, "Service unavailable"),
+      );
     const ids: string[] = [];
     for (let i = 0; i < 10; i++) ids.push(await cluster.submit(`What's the weather in Overload${i}?`));
     const results = await Promise.all(ids.map((id) => cluster.client.wait(id, { timeoutMs: 120_000 })));
@@ -65,7 +73,12 @@ describe("provider faults", () => {
     ];
     cluster.fake.fail(...garbage);
     const ids: string[] = [];
-    for (let i = 0; i < 8; i++) ids.push(await cluster.submit(i % 2 === 0 ? `What's the weather in Garbage${i}?` : `delete junk-${i} in development`));
+    for (let i = 0; i < 8; i++)
+      ids.push(
+        await cluster.submit(
+          i % 2 === 0 ? `What's the weather in Garbage${i}?` : `delete junk-${i} in development`,
+        ),
+      );
     const results = await Promise.all(ids.map((id) => cluster.client.wait(id, { timeoutMs: 120_000 })));
     expect(results).toHaveLength(8);
     for (const id of ids) expect((await cluster.client.status(id)).state).toBe("completed");
@@ -92,7 +105,9 @@ describe("provider faults", () => {
     expect(status.attempts).toBe(5);
     // Each attempt asked once; no attempt hung.
     expect(cluster.modelRequests().filter((r) => lastUserText(r).includes("hopeless"))).toHaveLength(5);
-    const failures = (await cluster.auditEntries()).filter((e) => e.taskId === hopeless && e.type === "failure");
+    const failures = (await cluster.auditEntries()).filter(
+      (e) => e.taskId === hopeless && e.type === "failure",
+    );
     expect(failures).toHaveLength(1);
     expect((await cluster.ledger.getStats("tenant:acme")).reserved.tokens).toBe(0);
   }, 150_000);

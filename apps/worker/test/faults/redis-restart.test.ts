@@ -4,7 +4,15 @@ import { Redis } from "ioredis";
 import { ApprovalStore, AuditLog, loadApproversFile } from "@agentry/governance";
 import { createTestApprovers } from "@agentry/governance/testing";
 import { startRedisServer } from "@agentry/testkit";
-import { APPROVAL_POLICY, demo, startFaultCluster, startProducerProcess, writeTempFile, type FaultCluster, type ProducerProcess } from "./harness.js";
+import {
+  APPROVAL_POLICY,
+  demo,
+  startFaultCluster,
+  startProducerProcess,
+  writeTempFile,
+  type FaultCluster,
+  type ProducerProcess,
+} from "./harness.js";
 
 // Redis itself dies (kill -9) in the middle of a run and comes back on the same port and data
 // directory (AOF, appendfsync always, as the production config). Workers, the producer process
@@ -61,7 +69,11 @@ describe("Redis restart", () => {
     const c = cluster;
     await Promise.all([c.startWorker("r1"), c.startWorker("r2")]);
     const apiKeysFile = writeTempFile("api-keys", "restart-key=acme\n");
-    producer = await startProducerProcess({ REDIS_URL: url, AGENTRY_PREFIX: prefix, AGENTRY_API_KEYS_FILE: apiKeysFile });
+    producer = await startProducerProcess({
+      REDIS_URL: url,
+      AGENTRY_PREFIX: prefix,
+      AGENTRY_API_KEYS_FILE: apiKeysFile,
+    });
     const p = producer;
     const postTask = async (prompt: string) => {
       const res = await fetch(`${p.url}/v1/tasks`, {
@@ -74,20 +86,31 @@ describe("Redis restart", () => {
     };
 
     // Before: two deletes waiting for approval, and a batch of tasks in flight.
-    const store = new ApprovalStore({ redis: conn, prefix, approverKeys: loadApproversFile(approversFile), audit: c.audit });
+    const store = new ApprovalStore({
+      redis: conn,
+      prefix,
+      approverKeys: loadApproversFile(approversFile),
+      audit: c.audit,
+    });
     const deletes = [await c.submit("delete db-a in staging"), await postTask("delete db-b in staging")];
-    await expect.poll(async () => (await store.list({ status: "pending" })).length, { timeout: 60_000 }).toBe(2);
+    await expect
+      .poll(async () => (await store.list({ status: "pending" })).length, { timeout: 60_000 })
+      .toBe(2);
     const running: string[] = [];
     for (let i = 0; i < 4; i++) running.push(await c.submit(`What's the weather in Before${i}?`));
     for (let i = 0; i < 4; i++) running.push(await postTask(`What's the weather in Via${i}?`));
     const firstCalls = c.modelRequests().length;
-    await expect.poll(() => c.modelRequests().length - firstCalls, { timeout: 30_000 }).toBeGreaterThanOrEqual(4);
+    await expect
+      .poll(() => c.modelRequests().length - firstCalls, { timeout: 30_000 })
+      .toBeGreaterThanOrEqual(4);
 
     // Everything acknowledged so far must survive: with appendfsync always it is on disk.
     const auditBefore = await conn.xrange(`${prefix}:audit`, "-", "+");
     const pendingBefore = (await store.list({ status: "pending" })).map((a) => a.id).sort();
     // Precondition: tasks are mid-run when Redis dies (some started, not all of them finished).
-    const finishedBefore = (await c.auditEntries()).filter((e) => e.type === "response" && running.includes(e.taskId ?? "")).length;
+    const finishedBefore = (await c.auditEntries()).filter(
+      (e) => e.type === "response" && running.includes(e.taskId ?? ""),
+    ).length;
     expect(finishedBefore).toBeLessThan(running.length);
     await server.kill();
     await new Promise((r) => setTimeout(r, 1_500));
@@ -95,24 +118,43 @@ describe("Redis restart", () => {
 
     // After: new submissions through the client and through the producer work again...
     const after: string[] = [];
-    for (let i = 0; i < 3; i++) after.push(await eventually(() => c.submit(`What's the weather in After${i}?`)));
-    for (let i = 0; i < 3; i++) after.push(await eventually(() => postTask(`What's the weather in Later${i}?`)));
+    for (let i = 0; i < 3; i++)
+      after.push(await eventually(() => c.submit(`What's the weather in After${i}?`)));
+    for (let i = 0; i < 3; i++)
+      after.push(await eventually(() => postTask(`What's the weather in Later${i}?`)));
     // ...and the approvals pending before the restart are still there and decidable.
-    expect((await eventually(() => store.list({ status: "pending" }))).map((a) => a.id).sort()).toEqual(pendingBefore);
+    expect((await eventually(() => store.list({ status: "pending" }))).map((a) => a.id).sort()).toEqual(
+      pendingBefore,
+    );
     for (const id of pendingBefore) {
       const decided = await store.decide(approvers.sign("alice", id, "approve"));
       expect(decided.type).toBe("decided");
     }
 
     // The workers did see Redis go away (and came back without a restart of their own).
-    expect(c.workers.every((w) => w.output().includes("redis connection error") && w.child.exitCode === null)).toBe(true);
+    expect(
+      c.workers.every((w) => w.output().includes("redis connection error") && w.child.exitCode === null),
+    ).toBe(true);
     const all = [...deletes, ...running, ...after];
     const results = await Promise.all(
       all.map((id) =>
         c.client.wait(id, { timeoutMs: 60_000 }).catch(async (err: unknown) => {
           const job = await c.client.queue.getJob(id);
-          const lines = c.workers.flatMap((w) => w.output().split("\n").filter((l) => l.includes(id)).map((l) => `${w.name}: ${l}`));
-          throw new Error(`${id} stuck in ${await job?.getState()} ${JSON.stringify({ data: job?.data, opts: job?.opts, attemptsMade: job?.attemptsMade, failedReason: job?.failedReason, stacktrace: job?.stacktrace })}\n${lines.join("\n")}\n${p.output().split("\n").filter((l) => l.includes(id)).join("\n")}`, { cause: err });
+          const lines = c.workers.flatMap((w) =>
+            w
+              .output()
+              .split("\n")
+              .filter((l) => l.includes(id))
+              .map((l) => `${w.name}: ${l}`),
+          );
+          throw new Error(
+            `${id} stuck in ${await job?.getState()} ${JSON.stringify({ data: job?.data, opts: job?.opts, attemptsMade: job?.attemptsMade, failedReason: job?.failedReason, stacktrace: job?.stacktrace })}\n${lines.join("\n")}\n${p
+              .output()
+              .split("\n")
+              .filter((l) => l.includes(id))
+              .join("\n")}`,
+            { cause: err },
+          );
         }),
       ),
     );
@@ -128,13 +170,23 @@ describe("Redis restart", () => {
     expect((await new AuditLog({ redis: conn, prefix }).verify()).ok).toBe(true);
     // Exactly one response per task, counted per task (a set would hide a task answered twice).
     const responses = (await c.auditEntries()).filter((e) => e.type === "response");
-    for (const id of all) expect(responses.filter((e) => e.taskId === id), `response entries of ${id}`).toHaveLength(1);
+    for (const id of all)
+      expect(
+        responses.filter((e) => e.taskId === id),
+        `response entries of ${id}`,
+      ).toHaveLength(1);
     expect(responses).toHaveLength(all.length);
     const decided = (await c.auditEntries()).filter((e) => e.type === "approval_decided");
-    for (const id of deletes) expect(decided.filter((e) => e.taskId === id), `approval_decided entries of ${id}`).toHaveLength(1);
+    for (const id of deletes)
+      expect(
+        decided.filter((e) => e.taskId === id),
+        `approval_decided entries of ${id}`,
+      ).toHaveLength(1);
     // Every model call the provider billed is in the ledger once: a retried call is billed (and
     // charged) again, never charged without being billed.
-    await expect.poll(async () => (await c.ledger.getStats("global")).reserved.tokens, { timeout: 30_000 }).toBe(0);
+    await expect
+      .poll(async () => (await c.ledger.getStats("global")).reserved.tokens, { timeout: 30_000 })
+      .toBe(0);
     expect((await c.ledger.getStats("global")).used.tokens).toBe(c.fake.billed().tokens);
     for (const id of pendingBefore) expect((await store.get(id))?.status).toBe("approved");
     // A reservation caught by the crash is settled by the reaper once its lease ran out.

@@ -14,10 +14,18 @@ afterEach(async () => {
 
 describe("tools hanging past their timeout", () => {
   it("answer the model with an error result, complete the task and free the slot", async () => {
-    cluster = await startFaultCluster({ redisUrl: redis.url, prefix: redis.freshPrefix(), conn: redis.client() });
+    cluster = await startFaultCluster({
+      redisUrl: redis.url,
+      prefix: redis.freshPrefix(),
+      conn: redis.client(),
+    });
     const c = cluster;
     // Two slots, three times as many hanging calls: the later tasks only run if slots come back.
-    await c.startWorker("hung", { AGENTRY_CONCURRENCY: "2", AGENTRY_TOOL_DELAY_MS: "600000", AGENTRY_TOOL_TIMEOUT_MS: "1000" });
+    await c.startWorker("hung", {
+      AGENTRY_CONCURRENCY: "2",
+      AGENTRY_TOOL_DELAY_MS: "600000",
+      AGENTRY_TOOL_TIMEOUT_MS: "1000",
+    });
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) ids.push(await c.submit(`delete stuck-${i} in development`));
     const results = await Promise.all(ids.map((id) => c.client.wait(id, { timeoutMs: 90_000 })));
@@ -36,7 +44,9 @@ describe("tools hanging past their timeout", () => {
     // Each call started once (its side effect was recorded before the hang) and was not retried.
     expect((await c.deletions()).map((d) => d.taskId).sort()).toEqual([...ids].sort());
     // The timed-out results are journaled: they are part of the task's history, audited as answered.
-    const responses = (await c.auditEntries()).filter((e) => e.type === "response" && ids.includes(e.taskId ?? ""));
+    const responses = (await c.auditEntries()).filter(
+      (e) => e.type === "response" && ids.includes(e.taskId ?? ""),
+    );
     expect(responses).toHaveLength(6);
   }, 120_000);
 });

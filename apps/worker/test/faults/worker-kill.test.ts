@@ -35,11 +35,18 @@ describe("worker SIGKILL", () => {
     expect((await c.client.status(taskId)).state).toBe("completed");
     // The tool ran once, and the task's response was written once.
     expect((await c.deletions()).map((d) => d.taskId)).toEqual([taskId]);
-    expect((await c.auditEntries()).filter((e) => e.taskId === taskId && e.type === "response")).toHaveLength(1);
+    expect((await c.auditEntries()).filter((e) => e.taskId === taskId && e.type === "response")).toHaveLength(
+      1,
+    );
 
     // The reaper (every 5 s on the survivor) settles the dead reservation once its lease ran out.
     await expect
-      .poll(async () => budgetEntries(await c.auditEntries(), taskId).filter((e) => e.data.event === "lease-expired").length, { timeout: 45_000 })
+      .poll(
+        async () =>
+          budgetEntries(await c.auditEntries(), taskId).filter((e) => e.data.event === "lease-expired")
+            .length,
+        { timeout: 45_000 },
+      )
       .toBe(1);
     const budget = budgetEntries(await c.auditEntries(), taskId);
     const reserved = budget.filter((e) => e.data.event === "reserved");
@@ -64,12 +71,19 @@ describe("worker SIGKILL", () => {
   }, 150_000);
 
   it("mid tool call: the side effect happens once and the retry tells the model the call was interrupted", async () => {
-    cluster = await startFaultCluster({ redisUrl: redis.url, prefix: redis.freshPrefix(), conn: redis.client() });
+    cluster = await startFaultCluster({
+      redisUrl: redis.url,
+      prefix: redis.freshPrefix(),
+      conn: redis.client(),
+    });
     const c = cluster;
     // This worker's delete_resource records its deletion, then hangs: it dies right there. Its
     // claim on the call lasts its tool timeout (8 s) plus a margin: until then the survivor waits
     // for a result the claimant might still record, then reports the call as interrupted.
-    const doomed = await c.startWorker("doomed", { AGENTRY_TOOL_DELAY_MS: "600000", AGENTRY_TOOL_TIMEOUT_MS: "8000" });
+    const doomed = await c.startWorker("doomed", {
+      AGENTRY_TOOL_DELAY_MS: "600000",
+      AGENTRY_TOOL_TIMEOUT_MS: "8000",
+    });
     const taskId = await c.submit("delete db-7 in development");
     await expect.poll(async () => (await c.deletions()).length, { timeout: 30_000 }).toBe(1);
     await doomed.kill();
@@ -83,9 +97,13 @@ describe("worker SIGKILL", () => {
     expect(deletions[0]?.taskId).toBe(taskId);
     // The retry did not re-run the call; the model was told its outcome is unknown.
     const results = toolResultsSent(c.modelRequests());
-    expect(results).toEqual([{ toolUseId: deletions[0]?.toolUseId, text: INTERRUPTED_TOOL_MESSAGE, isError: true }]);
+    expect(results).toEqual([
+      { toolUseId: deletions[0]?.toolUseId, text: INTERRUPTED_TOOL_MESSAGE, isError: true },
+    ]);
     expect(result.text).toContain("interrupted");
-    expect((await c.auditEntries()).filter((e) => e.taskId === taskId && e.type === "response")).toHaveLength(1);
+    expect((await c.auditEntries()).filter((e) => e.taskId === taskId && e.type === "response")).toHaveLength(
+      1,
+    );
     const stats = await c.ledger.getStats("tenant:acme");
     expect(stats.reserved.tokens).toBe(0);
     expect((await c.audit.verify()).ok).toBe(true);

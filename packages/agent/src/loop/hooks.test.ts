@@ -114,11 +114,20 @@ describe("composeHooks", () => {
     const hooks = composeHooks(
       { afterModelCall: async () => ({ costMicroUsd: 30 }) },
       { afterModelCall: async () => undefined },
-      { afterModelCall: async () => ({ costMicroUsd: 12 }), onModelCallError: async () => ({ costMicroUsd: 7 }) },
+      {
+        afterModelCall: async () => ({ costMicroUsd: 12 }),
+        onModelCallError: async () => ({ costMicroUsd: 7 }),
+      },
     );
     expect(await hooks.afterModelCall?.({ ...info, response, durationMs: 1 })).toEqual({ costMicroUsd: 42 });
     expect(await hooks.onModelCallError?.({ ...info, error: new Error("x") })).toEqual({ costMicroUsd: 7 });
-    expect(await composeHooks({ afterModelCall: async () => undefined }).afterModelCall?.({ ...info, response, durationMs: 1 })).toBeUndefined();
+    expect(
+      await composeHooks({ afterModelCall: async () => undefined }).afterModelCall?.({
+        ...info,
+        response,
+        durationMs: 1,
+      }),
+    ).toBeUndefined();
   });
 
   it("leaves hooks nobody set undefined", () => {

@@ -60,7 +60,9 @@ export interface AgentHooks {
   /** May throw (e.g. BUDGET_EXCEEDED) to stop the run before the call; may return a smaller maxTokens (budget clamp). */
   beforeModelCall?(info: ModelCallInfo): Promise<{ maxTokens?: number } | void>;
   /** May return what it charged for the call; the run adds it to its `costMicroUsd`. */
-  afterModelCall?(info: ModelCallInfo & { response: ModelResponse; durationMs: number }): Promise<ModelCallCharge | void>;
+  afterModelCall?(
+    info: ModelCallInfo & { response: ModelResponse; durationMs: number },
+  ): Promise<ModelCallCharge | void>;
   /** Called when the model call throws; the error is rethrown after it. May return what it charged (e.g. settled at the reserved amount). */
   onModelCallError?(info: ModelCallInfo & { error: unknown }): Promise<ModelCallCharge | void>;
   /**
@@ -128,7 +130,9 @@ export function composeHooks(...hooks: AgentHooks[]): AgentHooks {
 }
 
 /** Runs the hooks in order and adds up what they charged; no charge when none did. */
-function charged<A>(fns: ((arg: A) => Promise<ModelCallCharge | void>)[]): (arg: A) => Promise<ModelCallCharge | void> {
+function charged<A>(
+  fns: ((arg: A) => Promise<ModelCallCharge | void>)[],
+): (arg: A) => Promise<ModelCallCharge | void> {
   return async (arg) => {
     let total: number | undefined;
     for (const fn of fns) {

@@ -103,7 +103,13 @@ describe("runAgent", () => {
         seen.signal = request.signal;
         stop.abort(new AgentryError("LOCK_LOST", "the attempt lost its lock")); // mid-call
         await new Promise((r) => setTimeout(r, 20));
-        return { id: "msg_1", model: "scripted-1", stopReason: "tool_use", content: [use("t1", "get_weather", { city: "Oslo" })], usage: { input: 100, output: 10, cacheCreationInput: 0, cacheReadInput: 0 } };
+        return {
+          id: "msg_1",
+          model: "scripted-1",
+          stopReason: "tool_use",
+          content: [use("t1", "get_weather", { city: "Oslo" })],
+          usage: { input: 100, output: 10, cacheCreationInput: 0, cacheReadInput: 0 },
+        };
       },
     };
     const err = await runAgent({
@@ -113,13 +119,15 @@ describe("runAgent", () => {
       run,
       signal: stop.signal,
       modelSignal: new AbortController().signal,
-      hooks: { afterModelCall: async ({ response }) => void (seen.settled += response.usage.input + response.usage.output) },
+      hooks: {
+        afterModelCall: async ({ response }) =>
+          void (seen.settled += response.usage.input + response.usage.output),
+      },
     }).catch((e: unknown) => e);
     expect(seen.signal?.aborted).toBe(false);
     expect(seen.settled).toBe(110);
     expect(isAgentryError(err)).toBe(true);
   });
-
 
   it("runs a multi-step tool conversation and sums usage over the steps", async () => {
     const counts: Record<string, number> = {};
@@ -179,20 +187,48 @@ describe("runAgent", () => {
     const model = new ScriptedModel({
       script: [
         scriptedToolUse("get_weather", { city: "Oslo" }, { id: "c1", text: "Let me check Oslo." }),
-        scriptedToolUse("delete_resource", { resource: "db", env: "staging" }, { id: "c2", text: "Now the cleanup." }),
+        scriptedToolUse(
+          "delete_resource",
+          { resource: "db", env: "staging" },
+          { id: "c2", text: "Now the cleanup." },
+        ),
         scriptedText("Done: Oslo is 3°C and db is gone."),
       ],
     });
     const deltas: StepTextDelta[] = [];
-    const suspendDelete: AgentHooks = { beforeToolCall: async ({ call }) => (call.name === "delete_resource" ? { type: "suspend", reason: "approval" } : { type: "allow" }) };
-    const first = await runAgent({ model, tools: countingTools({}), run, messages: ask("Weather, then clean up"), hooks: suspendDelete, onTextDelta: (d) => deltas.push(d) });
+    const suspendDelete: AgentHooks = {
+      beforeToolCall: async ({ call }) =>
+        call.name === "delete_resource" ? { type: "suspend", reason: "approval" } : { type: "allow" },
+    };
+    const first = await runAgent({
+      model,
+      tools: countingTools({}),
+      run,
+      messages: ask("Weather, then clean up"),
+      hooks: suspendDelete,
+      onTextDelta: (d) => deltas.push(d),
+    });
     expect(first.status).toBe("suspended");
     const resumed = assertCompleted(
-      await runAgent({ model, tools: countingTools({}), run, state: JSON.parse(JSON.stringify(first.state)) as AgentState, onTextDelta: (d) => deltas.push(d) }),
+      await runAgent({
+        model,
+        tools: countingTools({}),
+        run,
+        state: JSON.parse(JSON.stringify(first.state)) as AgentState,
+        onTextDelta: (d) => deltas.push(d),
+      }),
     );
-    const textOf = (step: number) => deltas.filter((d) => d.step === step).map((d) => d.text).join("");
+    const textOf = (step: number) =>
+      deltas
+        .filter((d) => d.step === step)
+        .map((d) => d.text)
+        .join("");
     expect([...new Set(deltas.map((d) => d.step))]).toEqual([1, 2, 3]);
-    expect([textOf(1), textOf(2), textOf(3)]).toEqual(["Let me check Oslo.", "Now the cleanup.", resumed.text]);
+    expect([textOf(1), textOf(2), textOf(3)]).toEqual([
+      "Let me check Oslo.",
+      "Now the cleanup.",
+      resumed.text,
+    ]);
     // Offsets count within a step.
     expect(deltas.filter((d) => d.offset === 0).map((d) => d.step)).toEqual([1, 2, 3]);
   });

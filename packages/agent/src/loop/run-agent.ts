@@ -310,7 +310,13 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
     }
     state.step = step;
     state.usage = addUsage(state.usage, response.usage);
-    const charge = await hooks.afterModelCall?.({ run, step, request, response, durationMs: performance.now() - started });
+    const charge = await hooks.afterModelCall?.({
+      run,
+      step,
+      request,
+      response,
+      durationMs: performance.now() - started,
+    });
     if (charge) state.costMicroUsd = (state.costMicroUsd ?? 0) + charge.costMicroUsd;
 
     const calls = response.content.filter((b): b is ToolUseBlock => b.type === "tool_use");

@@ -25,7 +25,14 @@ export interface AuditUsage {
 /** What each audit entry type carries in `data`. */
 export interface AuditDataMap {
   /** A task was submitted (written once per task by the worker that first runs it). */
-  request: { prompt?: string; input?: unknown; idempotencyKey?: string; source?: string; model?: string; submittedAt?: number };
+  request: {
+    prompt?: string;
+    input?: unknown;
+    idempotencyKey?: string;
+    source?: string;
+    model?: string;
+    submittedAt?: number;
+  };
   /** What the model chose at a step. */
   decision: {
     step: number;
@@ -46,15 +53,38 @@ export interface AuditDataMap {
     durationMs?: number;
   };
   /** The safety validator's merged verdict for a tool call. */
-  policy_verdict: { tool: string; toolUseId?: string; input?: unknown; verdict: Verdict; decidedBy?: string; verdicts: PolicyVerdict[] };
-  approval_requested: { approvalId: string; tool: string; toolUseId?: string; approvers: string[]; quorum: number; expiresAt: number; reason: string };
+  policy_verdict: {
+    tool: string;
+    toolUseId?: string;
+    input?: unknown;
+    verdict: Verdict;
+    decidedBy?: string;
+    verdicts: PolicyVerdict[];
+  };
+  approval_requested: {
+    approvalId: string;
+    tool: string;
+    toolUseId?: string;
+    approvers: string[];
+    quorum: number;
+    expiresAt: number;
+    reason: string;
+  };
   approval_decided: {
     approvalId: string;
     status: "approved" | "rejected";
     decisions: { approver: string; outcome: "approve" | "reject"; reason: string; decidedAt: number }[];
   };
   /** One approver's accepted decision (the approval may still be pending). */
-  approval_vote: { approvalId: string; approver: string; outcome: "approve" | "reject"; reason: string; decidedAt: number; approvals: number; quorum?: number };
+  approval_vote: {
+    approvalId: string;
+    approver: string;
+    outcome: "approve" | "reject";
+    reason: string;
+    decidedAt: number;
+    approvals: number;
+    quorum?: number;
+  };
   approval_expired: { approvalId: string; expiresAt?: number };
   /** The approval's task was cancelled while it waited: the approval no longer counts. */
   approval_cancelled: { approvalId: string; reason: string };

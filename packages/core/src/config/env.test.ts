@@ -14,7 +14,8 @@ describe("parseEnv", () => {
   it("turns fair share off only with the word off", () => {
     expect(parseEnv({ AGENTRY_FAIR_SHARE: "off" }).AGENTRY_FAIR_SHARE).toBe("off");
     expect(parseEnv({ AGENTRY_FAIR_SHARE: " " }).AGENTRY_FAIR_SHARE).toBe("on");
-    for (const odd of ["0", "false", "fifo", "OFF"]) expect(() => parseEnv({ AGENTRY_FAIR_SHARE: odd })).toThrowError(/AGENTRY_FAIR_SHARE/);
+    for (const odd of ["0", "false", "fifo", "OFF"])
+      expect(() => parseEnv({ AGENTRY_FAIR_SHARE: odd })).toThrowError(/AGENTRY_FAIR_SHARE/);
   });
 
   it("picks anthropic when a key is set", () => {
@@ -29,13 +30,20 @@ describe("parseEnv", () => {
 
   it("takes the audit key and retired keys (comma separated), refusing short ones", () => {
     const key = "k".repeat(32);
-    expect(parseEnv({ AGENTRY_AUDIT_KEY: key, AGENTRY_AUDIT_PREVIOUS_KEYS: ` ${"a".repeat(32)}, ${"b".repeat(40)} ,` })).toMatchObject({
+    expect(
+      parseEnv({
+        AGENTRY_AUDIT_KEY: key,
+        AGENTRY_AUDIT_PREVIOUS_KEYS: ` ${"a".repeat(32)}, ${"b".repeat(40)} ,`,
+      }),
+    ).toMatchObject({
       AGENTRY_AUDIT_KEY: key,
       AGENTRY_AUDIT_PREVIOUS_KEYS: ["a".repeat(32), "b".repeat(40)],
     });
     expect(parseEnv({}).AGENTRY_AUDIT_PREVIOUS_KEYS).toEqual([]);
     expect(() => parseEnv({ AGENTRY_AUDIT_KEY: "short" })).toThrowError(/AGENTRY_AUDIT_KEY/);
-    expect(() => parseEnv({ AGENTRY_AUDIT_PREVIOUS_KEYS: `${key},short` })).toThrowError(/AGENTRY_AUDIT_PREVIOUS_KEYS/);
+    expect(() => parseEnv({ AGENTRY_AUDIT_PREVIOUS_KEYS: `${key},short` })).toThrowError(
+      /AGENTRY_AUDIT_PREVIOUS_KEYS/,
+    );
   });
 });
 

@@ -27,7 +27,10 @@ export const agentryEnvSchema = z.object({
   REDIS_URL: envVar(
     z
       .string()
-      .regex(/^rediss?(\+cluster)?:\/\/\S+$/, "must be redis://, rediss:// or redis+cluster:// followed by host:port")
+      .regex(
+        /^rediss?(\+cluster)?:\/\/\S+$/,
+        "must be redis://, rediss:// or redis+cluster:// followed by host:port",
+      )
       .default(DEFAULT_REDIS_URL),
   ),
   AGENTRY_PREFIX: envVar(z.string().min(1).default(DEFAULT_KEY_PREFIX)),
@@ -46,12 +49,16 @@ export const agentryEnvSchema = z.object({
   AGENTRY_AUDIT_KEY: envVar(z.string().min(32, "must be at least 32 characters").optional()),
   /** Retired audit keys, comma separated: verifiers accept entries written under them after a rotation. */
   AGENTRY_AUDIT_PREVIOUS_KEYS: z.preprocess(
-    (v) => (typeof v === "string" ? v.split(",").map((k) => k.trim()).filter((k) => k !== "") : v),
+    (v) =>
+      typeof v === "string"
+        ? v
+            .split(",")
+            .map((k) => k.trim())
+            .filter((k) => k !== "")
+        : v,
     z.array(z.string().min(32, "every key must be at least 32 characters")).default([]),
   ),
-  LOG_LEVEL: envVar(
-    z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-  ),
+  LOG_LEVEL: envVar(z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info")),
   /**
    * Fair share between tenants in the order tasks are taken: `on` (each tenant's next task
    * competes with the other tenants' next tasks) or `off` (first in first out). Read where tasks
@@ -81,7 +88,10 @@ export function parseEnv(env: NodeJS.ProcessEnv = process.env): AgentryEnv {
  * Parses the environment with an app's own schema (on top of {@link parseEnv}). Throws
  * `INVALID_CONFIG` naming every bad variable.
  */
-export function parseEnvWith<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv = process.env): z.output<S> {
+export function parseEnvWith<S extends z.ZodType>(
+  schema: S,
+  env: NodeJS.ProcessEnv = process.env,
+): z.output<S> {
   const parsed = schema.safeParse(env);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");

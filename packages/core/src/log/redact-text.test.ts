@@ -11,9 +11,20 @@ describe("redactSecretText", () => {
       "-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END RSA PRIVATE KEY-----",
     ].join("\n");
     const out = redactSecretText(text);
-    for (const secret of ["sk-ant-api03", "eyJhbGci", "AKIAIOSFODNN7EXAMPLE", "ghp_abc", "hunter2", "abc123", "MIIB"]) expect(out).not.toContain(secret);
+    for (const secret of [
+      "sk-ant-api03",
+      "eyJhbGci",
+      "AKIAIOSFODNN7EXAMPLE",
+      "ghp_abc",
+      "hunter2",
+      "abc123",
+      "MIIB",
+    ])
+      expect(out).not.toContain(secret);
     expect(out).toContain("I will call the API with [redacted] now.");
     expect(out).toContain("password = [redacted]");
-    expect(redactSecretText("The weather in Paris is clear, 18 °C.")).toBe("The weather in Paris is clear, 18 °C.");
+    expect(redactSecretText("The weather in Paris is clear, 18 °C.")).toBe(
+      "The weather in Paris is clear, 18 °C.",
+    );
   });
 });

@@ -23,7 +23,9 @@ export function redactSecretText(text: string): string {
   let out = text;
   for (const pattern of SECRET_PATTERNS) {
     out = out.replace(pattern, (match: string, name?: string, sep?: string) =>
-      typeof name === "string" && typeof sep === "string" && /[:=]/.test(sep) ? `${name}${sep}${REDACTED_TEXT}` : REDACTED_TEXT,
+      typeof name === "string" && typeof sep === "string" && /[:=]/.test(sep)
+        ? `${name}${sep}${REDACTED_TEXT}`
+        : REDACTED_TEXT,
     );
   }
   return out;

@@ -33,7 +33,13 @@ export function redisOptionsFor(role: RedisRole): RedisOptions {
     case "subscriber":
       return { maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy };
     case "producer":
-      return { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2_000, commandTimeout: 5_000, retryStrategy };
+      return {
+        maxRetriesPerRequest: 1,
+        enableOfflineQueue: false,
+        connectTimeout: 2_000,
+        commandTimeout: 5_000,
+        retryStrategy,
+      };
     case "command":
       return { maxRetriesPerRequest: 3, connectTimeout: 5_000, retryStrategy };
   }
@@ -42,7 +48,13 @@ export function redisOptionsFor(role: RedisRole): RedisOptions {
 /** Where a Redis URL points: one server, or a Redis Cluster given by its seed nodes. */
 export type RedisTarget =
   | { kind: "single"; url: string }
-  | { kind: "cluster"; nodes: { host: string; port: number }[]; username?: string; password?: string; tls: boolean };
+  | {
+      kind: "cluster";
+      nodes: { host: string; port: number }[];
+      username?: string;
+      password?: string;
+      tls: boolean;
+    };
 
 /**
  * Parses `REDIS_URL`. `redis://` and `rediss://` name one server; `redis+cluster://` (or
@@ -57,7 +69,10 @@ export function parseRedisTarget(url: string): RedisTarget {
     return { host: host || "127.0.0.1", port: Number(port || 6379) };
   });
   if (nodes.length === 0 || nodes.some((n) => !Number.isInteger(n.port) || n.port <= 0)) {
-    throw new AgentryError("INVALID_CONFIG", `Bad Redis Cluster URL "${url}" (expected redis+cluster://host:port[,host:port...])`);
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `Bad Redis Cluster URL "${url}" (expected redis+cluster://host:port[,host:port...])`,
+    );
   }
   return {
     kind: "cluster",
@@ -95,7 +110,8 @@ export function createRedis(options: CreateRedisOptions = {}): Redis {
     };
     const cluster = new Cluster(target.nodes, clusterOptions);
     // BullMQ reads maxRetriesPerRequest from the client's options.
-    (cluster.options as ClusterOptions & { maxRetriesPerRequest?: number | null }).maxRetriesPerRequest = redisOptions.maxRetriesPerRequest ?? null;
+    (cluster.options as ClusterOptions & { maxRetriesPerRequest?: number | null }).maxRetriesPerRequest =
+      redisOptions.maxRetriesPerRequest ?? null;
     return cluster as unknown as Redis;
   }
   return new Redis(target.url, {
@@ -111,15 +127,22 @@ export function createRedis(options: CreateRedisOptions = {}): Redis {
  * blocking connection (`maxRetriesPerRequest: null`) next to a fail-fast one.
  */
 export function duplicateRedis(client: Redis, overrides: RedisOptions): Redis {
-  const maybeCluster = client as unknown as { isCluster?: boolean; startupNodes?: unknown[]; options: ClusterOptions };
+  const maybeCluster = client as unknown as {
+    isCluster?: boolean;
+    startupNodes?: unknown[];
+    options: ClusterOptions;
+  };
   if (maybeCluster.isCluster) {
     const redisOptions = { ...maybeCluster.options.redisOptions, ...overrides };
     const cluster = new Cluster(maybeCluster.startupNodes as ConstructorParameters<typeof Cluster>[0], {
       ...maybeCluster.options,
       redisOptions,
-      ...(overrides.enableOfflineQueue !== undefined ? { enableOfflineQueue: overrides.enableOfflineQueue } : {}),
+      ...(overrides.enableOfflineQueue !== undefined
+        ? { enableOfflineQueue: overrides.enableOfflineQueue }
+        : {}),
     });
-    (cluster.options as ClusterOptions & { maxRetriesPerRequest?: number | null }).maxRetriesPerRequest = redisOptions.maxRetriesPerRequest ?? null;
+    (cluster.options as ClusterOptions & { maxRetriesPerRequest?: number | null }).maxRetriesPerRequest =
+      redisOptions.maxRetriesPerRequest ?? null;
     return cluster as unknown as Redis;
   }
   return client.duplicate(overrides);
@@ -131,7 +154,12 @@ export async function waitForReady(client: Redis, timeoutMs = 5_000): Promise<vo
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       cleanup();
-      reject(new AgentryError("REDIS_UNAVAILABLE", `Redis not ready after ${timeoutMs} ms (status ${client.status})`));
+      reject(
+        new AgentryError(
+          "REDIS_UNAVAILABLE",
+          `Redis not ready after ${timeoutMs} ms (status ${client.status})`,
+        ),
+      );
     }, timeoutMs);
     const onReady = () => {
       cleanup();

@@ -20,7 +20,10 @@ export interface KeySpace {
  */
 export function keySpace(prefix: string = DEFAULT_KEY_PREFIX): KeySpace {
   if (prefix.length === 0 || prefix.endsWith(":")) {
-    throw new AgentryError("INVALID_CONFIG", `Key prefix must be non-empty and must not end with ':' (got "${prefix}")`);
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `Key prefix must be non-empty and must not end with ':' (got "${prefix}")`,
+    );
   }
   return {
     prefix,

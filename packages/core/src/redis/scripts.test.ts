@@ -43,9 +43,17 @@ describe("defineScripts", () => {
 
   it("runs a fixed-key script with its keys and args in order, defining it once per client", async () => {
     const redis = client();
-    expect(await scripts.echoCall(redis, [`${prefix}:a`, `${prefix}:b`], ["x", 2])).toEqual([`${prefix}:a`, `${prefix}:b`, "x", "2"]);
+    expect(await scripts.echoCall(redis, [`${prefix}:a`, `${prefix}:b`], ["x", 2])).toEqual([
+      `${prefix}:a`,
+      `${prefix}:b`,
+      "x",
+      "2",
+    ]);
     expect(typeof (redis as unknown as Record<string, unknown>)["agentryEchoCall"]).toBe("function");
-    expect(await scripts.echoCall(redis, [`${prefix}:c`, `${prefix}:d`], [])).toEqual([`${prefix}:c`, `${prefix}:d`]);
+    expect(await scripts.echoCall(redis, [`${prefix}:c`, `${prefix}:d`], [])).toEqual([
+      `${prefix}:c`,
+      `${prefix}:d`,
+    ]);
   });
 
   it("passes the number of keys first for a script whose file name has none", async () => {
@@ -58,7 +66,9 @@ describe("defineScripts", () => {
 
   it("refuses a call with the wrong number of keys before sending anything", async () => {
     const redis = client();
-    const err = await scripts.echoCall(redis, [`${prefix}:only`] as unknown as [string, string], []).catch((e: unknown) => e);
+    const err = await scripts
+      .echoCall(redis, [`${prefix}:only`] as unknown as [string, string], [])
+      .catch((e: unknown) => e);
     expect(AgentryError.isInstance(err) && err.code).toBe("INTERNAL");
     expect((err as Error).message).toMatch(/echo-call-2\.lua takes 2 keys, got 1/);
   });
@@ -74,7 +84,9 @@ describe("defineScripts", () => {
 
   it("queues calls on a pipeline of a client it was defined on, replies in order from exec", async () => {
     const redis = client();
-    expect(() => scripts.echoCall.queue(redis.pipeline(), [`${prefix}:p`, `${prefix}:q`], [])).toThrow(/defineOn/);
+    expect(() => scripts.echoCall.queue(redis.pipeline(), [`${prefix}:p`, `${prefix}:q`], [])).toThrow(
+      /defineOn/,
+    );
     scripts.echoCall.defineOn(redis);
     scripts.echoCall.defineOn(redis);
     await redis.script("FLUSH");
@@ -86,7 +98,9 @@ describe("defineScripts", () => {
       [null, [`${prefix}:p1`, `${prefix}:q1`, "one"]],
       [null, [`${prefix}:p2`, `${prefix}:q2`, "2"]],
     ]);
-    expect(() => scripts.echoCall.queue(redis.pipeline(), [`${prefix}:only`] as unknown as [string, string], [])).toThrow(/takes 2 keys/);
+    expect(() =>
+      scripts.echoCall.queue(redis.pipeline(), [`${prefix}:only`] as unknown as [string, string], []),
+    ).toThrow(/takes 2 keys/);
   });
 
   it("still runs after the server forgot its scripts (EVALSHA falls back to EVAL)", async () => {
@@ -107,11 +121,21 @@ describe("defineScripts", () => {
       return "no error";
     };
     expect(code(() => defineScripts(import.meta.url, { bad: "./fixtures/EchoCall.lua" }))).toBe("INTERNAL");
-    expect(code(() => defineScripts(import.meta.url, { bad: "./fixtures/echo_call-2.lua" }))).toBe("INTERNAL");
-    expect(code(() => defineScripts(import.meta.url, { missing: "./fixtures/no-such-script-1.lua" }))).toBe("INTERNAL");
-    expect(code(() => defineScripts(import.meta.url, { miscounted: "./fixtures/miscounted/read-two-keys-1.lua" }))).toBe("INTERNAL");
-    expect(code(() => defineScripts(import.meta.url, { clash: "./fixtures/other/echo-call-2.lua" }))).toBe("INTERNAL");
+    expect(code(() => defineScripts(import.meta.url, { bad: "./fixtures/echo_call-2.lua" }))).toBe(
+      "INTERNAL",
+    );
+    expect(code(() => defineScripts(import.meta.url, { missing: "./fixtures/no-such-script-1.lua" }))).toBe(
+      "INTERNAL",
+    );
+    expect(
+      code(() => defineScripts(import.meta.url, { miscounted: "./fixtures/miscounted/read-two-keys-1.lua" })),
+    ).toBe("INTERNAL");
+    expect(code(() => defineScripts(import.meta.url, { clash: "./fixtures/other/echo-call-2.lua" }))).toBe(
+      "INTERNAL",
+    );
     // The same file again is the same script: defining it twice is fine.
-    expect(code(() => defineScripts(import.meta.url, { again: "./fixtures/echo-call-2.lua" }))).toBe("no error");
+    expect(code(() => defineScripts(import.meta.url, { again: "./fixtures/echo-call-2.lua" }))).toBe(
+      "no error",
+    );
   });
 });

@@ -45,7 +45,9 @@ export type ScriptCall<S extends ScriptSignature> = ((
 };
 
 /** The scripts {@link defineScripts} defined, by name. */
-export type Scripts<S extends Record<string, ScriptSignature>> = { readonly [N in keyof S]: ScriptCall<S[N]> };
+export type Scripts<S extends Record<string, ScriptSignature>> = {
+  readonly [N in keyof S]: ScriptCall<S[N]>;
+};
 
 /** `take-submit-tokens-1.lua`: a kebab-case name, then the number of keys when it is fixed. */
 const FILE_NAME = /^([a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*)(?:-(\d+))?\.lua$/;
@@ -55,7 +57,10 @@ const defined = new Map<string, string>();
 
 /** The ioredis command name of a script file: `agentry` + its name in PascalCase (`agentryTakeSubmitTokens`). */
 export function scriptCommandName(file: string): string {
-  return `agentry${parseFileName(file).name.split("-").map((w) => w[0]!.toUpperCase() + w.slice(1)).join("")}`;
+  return `agentry${parseFileName(file)
+    .name.split("-")
+    .map((w) => w[0]!.toUpperCase() + w.slice(1))
+    .join("")}`;
 }
 
 /**
@@ -93,7 +98,11 @@ export function defineScripts<S extends Record<string, ScriptSignature>>(
   return calls as Scripts<S>;
 }
 
-function defineScript(base: string | URL, file: string, replies: "string" | "buffer"): ScriptCall<ScriptSignature> {
+function defineScript(
+  base: string | URL,
+  file: string,
+  replies: "string" | "buffer",
+): ScriptCall<ScriptSignature> {
   const { numberOfKeys } = parseFileName(file);
   const command = scriptCommandName(file);
   const url = new URL(file, base);
@@ -103,13 +112,19 @@ function defineScript(base: string | URL, file: string, replies: "string" | "buf
   } catch (err) {
     throw new AgentryError("INTERNAL", `Lua script ${url.pathname} cannot be read`, { cause: err });
   }
-  const beyond = numberOfKeys === undefined ? undefined : [...lua.matchAll(/KEYS\[(\d+)\]/g)].map((m) => Number(m[1])).find((i) => i > numberOfKeys);
+  const beyond =
+    numberOfKeys === undefined
+      ? undefined
+      : [...lua.matchAll(/KEYS\[(\d+)\]/g)].map((m) => Number(m[1])).find((i) => i > numberOfKeys);
   if (beyond !== undefined) {
     throw new AgentryError("INTERNAL", `${file} is named for ${numberOfKeys} keys but reads KEYS[${beyond}]`);
   }
   const other = defined.get(command);
   if (other !== undefined && other !== lua) {
-    throw new AgentryError("INTERNAL", `Two different Lua scripts are named ${command} (${file}); script names must be unique`);
+    throw new AgentryError(
+      "INTERNAL",
+      `Two different Lua scripts are named ${command} (${file}); script names must be unique`,
+    );
   }
   defined.set(command, lua);
   const method = replies === "buffer" ? `${command}Buffer` : command;
@@ -130,7 +145,11 @@ function defineScript(base: string | URL, file: string, replies: "string" | "buf
     ...keys,
     ...args,
   ];
-  const call = async (redis: ScriptClient, keys: readonly string[], args: readonly ScriptArg[]): Promise<unknown> => {
+  const call = async (
+    redis: ScriptClient,
+    keys: readonly string[],
+    args: readonly ScriptArg[],
+  ): Promise<unknown> => {
     checkKeys(keys);
     defineOn(redis);
     const run = (redis as unknown as Methods)[method] as (...a: ScriptArg[]) => Promise<unknown>;
@@ -140,7 +159,10 @@ function defineScript(base: string | URL, file: string, replies: "string" | "buf
     checkKeys(keys);
     const run = (pipeline as unknown as Methods)[method];
     if (typeof run !== "function") {
-      throw new AgentryError("INTERNAL", `${command} is not defined on this pipeline's client: call defineOn before creating the pipeline`);
+      throw new AgentryError(
+        "INTERNAL",
+        `${command} is not defined on this pipeline's client: call defineOn before creating the pipeline`,
+      );
     }
     run.call(pipeline, ...argsOf(keys, args));
   };
@@ -150,7 +172,10 @@ function defineScript(base: string | URL, file: string, replies: "string" | "buf
 function parseFileName(file: string): { name: string; numberOfKeys: number | undefined } {
   const match = FILE_NAME.exec(file.slice(file.lastIndexOf("/") + 1));
   if (!match) {
-    throw new AgentryError("INTERNAL", `Lua script file ${file} must be named <kebab-case-name>[-<number of keys>].lua`);
+    throw new AgentryError(
+      "INTERNAL",
+      `Lua script file ${file} must be named <kebab-case-name>[-<number of keys>].lua`,
+    );
   }
   return { name: match[1]!, numberOfKeys: match[2] === undefined ? undefined : Number(match[2]) };
 }

@@ -14,15 +14,27 @@ import type {
 } from "./types.js";
 
 const scripts = defineScripts<{
-  requestApproval: (keys: [record: string, pending: string, all: string], args: [id: string, expiresAt: number, createdAt: number, ...fields: string[]]) => [number, string?];
+  requestApproval: (
+    keys: [record: string, pending: string, all: string],
+    args: [id: string, expiresAt: number, createdAt: number, ...fields: string[]],
+  ) => [number, string?];
   decideApproval: (
     keys: [record: string, pending: string, resolved: string],
     args: [id: string, approver: string, outcome: string, decision: string, now: number, channel: string],
   ) => [string, ...(string | number)[]];
-  expireApproval: (keys: [record: string, pending: string, resolved: string], args: [id: string, now: number, channel: string]) => [string, string?];
+  expireApproval: (
+    keys: [record: string, pending: string, resolved: string],
+    args: [id: string, now: number, channel: string],
+  ) => [string, string?];
   attachApprovalJob: (keys: [record: string], args: [jobId: string]) => number;
-  acknowledgeApproval: (keys: [record: string, resolved: string, all: string], args: [id: string, now: number, retentionMs: number]) => number;
-  cancelApproval: (keys: [record: string, pending: string, all: string], args: [id: string, now: number, retentionMs: number, reason: string]) => number;
+  acknowledgeApproval: (
+    keys: [record: string, resolved: string, all: string],
+    args: [id: string, now: number, retentionMs: number],
+  ) => number;
+  cancelApproval: (
+    keys: [record: string, pending: string, all: string],
+    args: [id: string, now: number, retentionMs: number, reason: string],
+  ) => number;
 }>(import.meta.url, {
   requestApproval: "./request-approval-3.lua",
   decideApproval: "./decide-approval-3.lua",
@@ -125,8 +137,10 @@ export class ApprovalStore {
 
   /** Creates the approval (or finds the existing one with the same id). */
   async request(req: ApprovalRequest): Promise<{ record: ApprovalRecord; created: boolean }> {
-    if (!Number.isInteger(req.quorum) || req.quorum < 1) throw new AgentryError("INVALID_INPUT", "quorum must be an integer >= 1");
-    if (req.approvers.length === 0) throw new AgentryError("INVALID_INPUT", "an approval needs at least one approver");
+    if (!Number.isInteger(req.quorum) || req.quorum < 1)
+      throw new AgentryError("INVALID_INPUT", "quorum must be an integer >= 1");
+    if (req.approvers.length === 0)
+      throw new AgentryError("INVALID_INPUT", "an approval needs at least one approver");
     if (!(req.ttlMs > 0)) throw new AgentryError("INVALID_INPUT", "ttlMs must be > 0");
     const id = req.id ?? approvalIdFor(req.taskId, req.toolUseId);
     const now = this.clock.now();
@@ -145,7 +159,11 @@ export class ApprovalStore {
       reason: req.reason,
       ...(req.jobId ? { jobId: req.jobId } : {}),
     };
-    const reply = await scripts.requestApproval(this.redis, [this.recordKey(id), this.pendingKey, this.allKey], [id, expiresAt, now, ...Object.entries(fields).flat()]);
+    const reply = await scripts.requestApproval(
+      this.redis,
+      [this.recordKey(id), this.pendingKey, this.allKey],
+      [id, expiresAt, now, ...Object.entries(fields).flat()],
+    );
     const record = await this.get(id);
     if (!record) throw new AgentryError("INTERNAL", `approval ${id} vanished right after creation`);
     return { record, created: reply[0] === 1 };
@@ -153,7 +171,8 @@ export class ApprovalStore {
 
   /** Records the job that waits on this approval (the event then names it). */
   async attachJob(id: string, jobId: string): Promise<void> {
-    if ((await scripts.attachApprovalJob(this.redis, [this.recordKey(id)], [jobId])) !== 1) throw notFound(id);
+    if ((await scripts.attachApprovalJob(this.redis, [this.recordKey(id)], [jobId])) !== 1)
+      throw notFound(id);
   }
 
   /** The record, or `undefined` when there is none. */
@@ -225,7 +244,13 @@ export class ApprovalStore {
     const who = { actor: `approver:${decision.approver}` };
     if (result.type === "decided" || result.type === "recorded") {
       const r = result.record;
-      const ctx = { ...who, taskId: r.taskId, tenant: r.action.tenant, userId: r.action.userId, sessionId: r.action.sessionId };
+      const ctx = {
+        ...who,
+        taskId: r.taskId,
+        tenant: r.action.tenant,
+        userId: r.action.userId,
+        sessionId: r.action.sessionId,
+      };
       await audit.append({
         ...ctx,
         type: "approval_vote",
@@ -248,9 +273,16 @@ export class ApprovalStore {
       expired: "the approval has expired",
       "not-approver": "not an approver of this approval",
       "bad-signature": "the signature does not verify",
-      "already-decided": result.type === "already-decided" && result.byApprover ? "this approver already decided" : "the approval is already resolved",
+      "already-decided":
+        result.type === "already-decided" && result.byApprover
+          ? "this approver already decided"
+          : "the approval is already resolved",
     };
-    await audit.append({ ...who, type: "approval_refused", data: { approvalId, approver: decision.approver, reason: reasons[result.type] } });
+    await audit.append({
+      ...who,
+      type: "approval_refused",
+      data: { approvalId, approver: decision.approver, reason: reasons[result.type] },
+    });
   }
 
   private async decideOnce(decision: SignedDecision): Promise<DecideResult> {
@@ -286,7 +318,12 @@ export class ApprovalStore {
         return { type: "already-decided", status, byApprover: reply[2] === 1 };
       }
       case "recorded":
-        return { type: "recorded", approvals: Number(reply[1]), quorum: Number(reply[2]), record: await this.require(id) };
+        return {
+          type: "recorded",
+          approvals: Number(reply[1]),
+          quorum: Number(reply[2]),
+          record: await this.require(id),
+        };
       case "decided":
         return {
           type: "decided",
@@ -316,21 +353,40 @@ export class ApprovalStore {
       case "expired":
         throw new AgentryError("APPROVAL_EXPIRED", `approval ${id} has expired`, { details });
       case "not-approver":
-        throw new AgentryError("APPROVAL_INVALID", `${decision.approver} is not an approver of ${id}`, { details });
+        throw new AgentryError("APPROVAL_INVALID", `${decision.approver} is not an approver of ${id}`, {
+          details,
+        });
       case "bad-signature":
-        throw new AgentryError("APPROVAL_INVALID", `signature of ${decision.approver} on ${id} does not verify`, { details });
+        throw new AgentryError(
+          "APPROVAL_INVALID",
+          `signature of ${decision.approver} on ${id} does not verify`,
+          { details },
+        );
       case "already-decided":
         throw new AgentryError(
           "APPROVAL_INVALID",
-          result.byApprover ? `${decision.approver} has already decided ${id}` : `approval ${id} is already ${result.status}`,
+          result.byApprover
+            ? `${decision.approver} has already decided ${id}`
+            : `approval ${id} is already ${result.status}`,
           { details: { ...details, status: result.status } },
         );
     }
   }
 
   /** Marks the approval expired if it is pending and past its expiry. */
-  async expire(id: string): Promise<{ type: "expired" } | { type: "not-due"; expiresAt: number } | { type: "not-pending"; status: ApprovalStatus } | { type: "unknown" }> {
-    const reply = await scripts.expireApproval(this.redis, [this.recordKey(id), this.pendingKey, this.resolvedKey], [id, this.clock.now(), this.channel]);
+  async expire(
+    id: string,
+  ): Promise<
+    | { type: "expired" }
+    | { type: "not-due"; expiresAt: number }
+    | { type: "not-pending"; status: ApprovalStatus }
+    | { type: "unknown" }
+  > {
+    const reply = await scripts.expireApproval(
+      this.redis,
+      [this.recordKey(id), this.pendingKey, this.resolvedKey],
+      [id, this.clock.now(), this.channel],
+    );
     switch (reply[0]) {
       case "expired":
         // Audited once, as approval_expired, by the task when it resumes (governance hooks).
@@ -346,7 +402,14 @@ export class ApprovalStore {
 
   /** Expires every pending approval past its expiry (a reconcile step). Returns the ids expired. */
   async expireDue(options: { limit?: number } = {}): Promise<string[]> {
-    const due = await this.redis.zrangebyscore(this.pendingKey, "-inf", this.clock.now(), "LIMIT", 0, options.limit ?? 500);
+    const due = await this.redis.zrangebyscore(
+      this.pendingKey,
+      "-inf",
+      this.clock.now(),
+      "LIMIT",
+      0,
+      options.limit ?? 500,
+    );
     const expired: string[] = [];
     for (const id of due) {
       if ((await this.expire(id)).type === "expired") expired.push(id);
@@ -360,8 +423,17 @@ export class ApprovalStore {
    * pub/sub event was missed. `resolvedBefore` skips the ones resolved too recently for their
    * event to have been handled. @defaultValue limit 500
    */
-  async unacknowledgedResolved(options: { limit?: number; resolvedBefore?: number } = {}): Promise<ApprovalRecord[]> {
-    const ids = await this.redis.zrangebyscore(this.resolvedKey, "-inf", options.resolvedBefore ?? "+inf", "LIMIT", 0, options.limit ?? 500);
+  async unacknowledgedResolved(
+    options: { limit?: number; resolvedBefore?: number } = {},
+  ): Promise<ApprovalRecord[]> {
+    const ids = await this.redis.zrangebyscore(
+      this.resolvedKey,
+      "-inf",
+      options.resolvedBefore ?? "+inf",
+      "LIMIT",
+      0,
+      options.limit ?? 500,
+    );
     return this.getMany(ids);
   }
 
@@ -371,12 +443,24 @@ export class ApprovalStore {
    * it. True when this call cancelled it; false when it was unknown or no longer pending.
    */
   async cancel(id: string, reason: string): Promise<boolean> {
-    const cancelled = (await scripts.cancelApproval(this.redis, [this.recordKey(id), this.pendingKey, this.allKey], [id, this.clock.now(), this.retentionMs, reason])) === 1;
+    const cancelled =
+      (await scripts.cancelApproval(
+        this.redis,
+        [this.recordKey(id), this.pendingKey, this.allKey],
+        [id, this.clock.now(), this.retentionMs, reason],
+      )) === 1;
     if (cancelled && this.audit) {
       const record = await this.get(id);
       await this.audit.append({
         type: "approval_cancelled",
-        ...(record ? { taskId: record.taskId, tenant: record.action.tenant, userId: record.action.userId, sessionId: record.action.sessionId } : {}),
+        ...(record
+          ? {
+              taskId: record.taskId,
+              tenant: record.action.tenant,
+              userId: record.action.userId,
+              sessionId: record.action.sessionId,
+            }
+          : {}),
         data: { approvalId: id, reason },
       });
     }
@@ -394,7 +478,11 @@ export class ApprovalStore {
   /** Marks a resolution consumed by its resumed task. True when this call acknowledged it. */
   async acknowledge(id: string): Promise<boolean> {
     return (
-      (await scripts.acknowledgeApproval(this.redis, [this.recordKey(id), this.resolvedKey, this.allKey], [id, this.clock.now(), this.retentionMs])) === 1
+      (await scripts.acknowledgeApproval(
+        this.redis,
+        [this.recordKey(id), this.resolvedKey, this.allKey],
+        [id, this.clock.now(), this.retentionMs],
+      )) === 1
     );
   }
 

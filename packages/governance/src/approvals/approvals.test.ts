@@ -14,7 +14,10 @@ const redis = useTestRedis("gov-approvals");
 
 const people = ["alice", "bob", "carol", "dave"] as const;
 type Person = (typeof people)[number];
-const pairs = Object.fromEntries(people.map((p) => [p, generateApproverKeyPair()])) as Record<Person, { publicKey: string; privateKey: string }>;
+const pairs = Object.fromEntries(people.map((p) => [p, generateApproverKeyPair()])) as Record<
+  Person,
+  { publicKey: string; privateKey: string }
+>;
 const approversText = people.map((p) => `${p}: ${pairs[p].publicKey}`).join("\n");
 const approverKeys = parseApproversFile(`# enrolled approvers\n\n${approversText}\n`);
 
@@ -39,7 +42,14 @@ function request(overrides: Partial<ApprovalRequest> = {}): ApprovalRequest {
     taskId: `task-${seq}`,
     jobId: `job-${seq}`,
     toolUseId: `toolu_${seq}`,
-    action: { tool: "delete_resource", input: { resource: "db", env: "staging" }, taskId: `task-${seq}`, tenant: "acme", userId: "u1", sessionId: "s1" },
+    action: {
+      tool: "delete_resource",
+      input: { resource: "db", env: "staging" },
+      taskId: `task-${seq}`,
+      tenant: "acme",
+      userId: "u1",
+      sessionId: "s1",
+    },
     approvers: ["alice", "bob"],
     quorum: 1,
     ttlMs: 60_000,
@@ -48,8 +58,19 @@ function request(overrides: Partial<ApprovalRequest> = {}): ApprovalRequest {
   };
 }
 
-const decision = (approvalId: string, approver: Person, outcome: DecisionOutcome, decidedAt = 1_000_500): SignedDecision =>
-  signDecision(pairs[approver].privateKey, { approvalId, approver, outcome, decidedAt, reason: `${approver} ${outcome}s` });
+const decision = (
+  approvalId: string,
+  approver: Person,
+  outcome: DecisionOutcome,
+  decidedAt = 1_000_500,
+): SignedDecision =>
+  signDecision(pairs[approver].privateKey, {
+    approvalId,
+    approver,
+    outcome,
+    decidedAt,
+    reason: `${approver} ${outcome}s`,
+  });
 
 async function codeOf(p: Promise<unknown>): Promise<string> {
   try {
@@ -69,7 +90,13 @@ describe("ApprovalStore", () => {
     const req = request();
     const { record, created } = await store.request(req);
     expect(created).toBe(true);
-    expect(record).toMatchObject({ id: approvalIdFor(req.taskId, req.toolUseId), status: "pending", quorum: 1, expiresAt: 1_060_000, decisions: [] });
+    expect(record).toMatchObject({
+      id: approvalIdFor(req.taskId, req.toolUseId),
+      status: "pending",
+      quorum: 1,
+      expiresAt: 1_060_000,
+      decisions: [],
+    });
     expect(record.action).toEqual(req.action);
     // Idempotent: a retried step finds the same approval.
     const again = await store.request(req);
@@ -80,11 +107,20 @@ describe("ApprovalStore", () => {
     const result = await store.decide(decision(record.id, "alice", "approve"));
     expect(result).toMatchObject({ type: "decided", status: "approved", approvals: 1 });
     expect(result.record.decisions).toEqual([
-      expect.objectContaining({ approver: "alice", outcome: "approve", reason: "alice approves", decidedAt: 1_000_500 }),
+      expect.objectContaining({
+        approver: "alice",
+        outcome: "approve",
+        reason: "alice approves",
+        decidedAt: 1_000_500,
+      }),
     ]);
-    expect(verifyDecision(approverKeys, { ...result.record.decisions[0]!, approvalId: record.id })).toBe(true);
+    expect(verifyDecision(approverKeys, { ...result.record.decisions[0]!, approvalId: record.id })).toBe(
+      true,
+    );
 
-    await expect.poll(() => events).toEqual([{ approvalId: record.id, taskId: req.taskId, jobId: req.jobId, status: "approved" }]);
+    await expect
+      .poll(() => events)
+      .toEqual([{ approvalId: record.id, taskId: req.taskId, jobId: req.jobId, status: "approved" }]);
     await unsubscribe();
     expect(await store.list({ status: "pending" })).toEqual([]);
     expect((await store.unacknowledgedResolved()).map((r) => r.id)).toEqual([record.id]);
@@ -111,18 +147,30 @@ describe("ApprovalStore", () => {
   it("quorum of two: the first approval is recorded, the second resolves; each approver once", async () => {
     const { store } = setup();
     const { record } = await store.request(request({ approvers: ["alice", "bob", "carol"], quorum: 2 }));
-    expect(await store.decide(decision(record.id, "alice", "approve"))).toMatchObject({ type: "recorded", approvals: 1, quorum: 2 });
+    expect(await store.decide(decision(record.id, "alice", "approve"))).toMatchObject({
+      type: "recorded",
+      approvals: 1,
+      quorum: 2,
+    });
     const dup = await store.tryDecide(decision(record.id, "alice", "approve", 1_000_600));
     expect(dup).toEqual({ type: "already-decided", status: "pending", byApprover: true });
     expect((await store.require(record.id)).status).toBe("pending");
-    expect(await store.decide(decision(record.id, "carol", "approve"))).toMatchObject({ type: "decided", status: "approved", approvals: 2 });
+    expect(await store.decide(decision(record.id, "carol", "approve"))).toMatchObject({
+      type: "decided",
+      status: "approved",
+      approvals: 2,
+    });
   });
 
   it("a reject after one of two approvals vetoes", async () => {
     const { store } = setup();
     const { record } = await store.request(request({ approvers: ["alice", "bob"], quorum: 2 }));
     await store.decide(decision(record.id, "alice", "approve"));
-    expect(await store.decide(decision(record.id, "bob", "reject"))).toMatchObject({ type: "decided", status: "rejected", approvals: 1 });
+    expect(await store.decide(decision(record.id, "bob", "reject"))).toMatchObject({
+      type: "decided",
+      status: "rejected",
+      approvals: 1,
+    });
   });
 
   it("expiry: a decision after the expiry is refused and the approval expires", async () => {
@@ -157,21 +205,38 @@ describe("ApprovalStore", () => {
     const unsigned = { ...decision(record.id, "alice", "approve"), signature: "" };
     expect(await store.tryDecide(unsigned)).toEqual({ type: "bad-signature", approver: "alice" });
     // Signed by bob's key but claiming to be alice.
-    const forged = { ...signDecision(pairs.bob.privateKey, { approvalId: record.id, approver: "alice", outcome: "approve", decidedAt: 1 }) };
+    const forged = {
+      ...signDecision(pairs.bob.privateKey, {
+        approvalId: record.id,
+        approver: "alice",
+        outcome: "approve",
+        decidedAt: 1,
+      }),
+    };
     expect(await store.tryDecide(forged)).toEqual({ type: "bad-signature", approver: "alice" });
     // A reject signature turned into an approve.
-    expect(await store.tryDecide({ ...decision(record.id, "alice", "reject"), outcome: "approve" })).toMatchObject({ type: "bad-signature" });
+    expect(
+      await store.tryDecide({ ...decision(record.id, "alice", "reject"), outcome: "approve" }),
+    ).toMatchObject({ type: "bad-signature" });
     // Replay: alice's signature for the other approval.
     const replayed = { ...decision(other.record.id, "alice", "approve"), approvalId: record.id };
     expect(await store.tryDecide(replayed)).toMatchObject({ type: "bad-signature" });
     expect(await codeOf(store.decide(replayed))).toBe("APPROVAL_INVALID");
     // Carol is enrolled and signs correctly, but is not listed on this approval.
-    expect(await store.tryDecide(decision(record.id, "carol", "approve"))).toEqual({ type: "not-approver", approver: "carol" });
+    expect(await store.tryDecide(decision(record.id, "carol", "approve"))).toEqual({
+      type: "not-approver",
+      approver: "carol",
+    });
     expect(await codeOf(store.decide(decision(record.id, "carol", "approve")))).toBe("APPROVAL_INVALID");
     // Someone not enrolled at all, with a key of their own, on an approval open to everyone.
     const open = await store.request(request({ approvers: ["*"] }));
     const mallory = generateApproverKeyPair();
-    const fromMallory = signDecision(mallory.privateKey, { approvalId: open.record.id, approver: "mallory", outcome: "approve", decidedAt: 1 });
+    const fromMallory = signDecision(mallory.privateKey, {
+      approvalId: open.record.id,
+      approver: "mallory",
+      outcome: "approve",
+      decidedAt: 1,
+    });
     expect(await store.tryDecide(fromMallory)).toEqual({ type: "not-approver", approver: "mallory" });
     // Unknown id.
     expect(await codeOf(store.decide(decision("apr_nope", "alice", "approve")))).toBe("NOT_FOUND");
@@ -185,9 +250,13 @@ describe("ApprovalStore", () => {
     for (let round = 0; round < 5; round++) {
       const { store, prefix, clock } = setup();
       const { record } = await store.request(request({ approvers: [...people], quorum: 1 }));
-      const stores = people.map(() => new ApprovalStore({ redis: redis.client(), prefix, clock, approverKeys }));
+      const stores = people.map(
+        () => new ApprovalStore({ redis: redis.client(), prefix, clock, approverKeys }),
+      );
       const results = await Promise.all(
-        people.map((p, i) => stores[i]!.tryDecide(decision(record.id, p, i % 2 === 0 ? "approve" : "reject"))),
+        people.map((p, i) =>
+          stores[i]!.tryDecide(decision(record.id, p, i % 2 === 0 ? "approve" : "reject")),
+        ),
       );
       const decided = results.filter((r) => r.type === "decided");
       expect(decided).toHaveLength(1);
@@ -204,21 +273,32 @@ describe("ApprovalStore", () => {
     const { record } = await real.request(request({ approvers: [...people], quorum: 1 }));
     const startAt = Date.now() + 1_500;
     const children = people.map((p, i) =>
-      run(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", new URL("./decide-child.fixture.ts", import.meta.url).pathname], {
-        env: {
-          ...process.env,
-          REDIS_URL: redis.url,
-          PREFIX: prefix,
-          APPROVERS: approversText,
-          APPROVER: p,
-          OUTCOME: i % 2 === 0 ? "approve" : "reject",
-          PRIVATE_KEY: pairs[p].privateKey,
-          APPROVAL_ID: record.id,
-          START_AT: String(startAt),
+      run(
+        process.execPath,
+        [
+          "--conditions=@agentry/source",
+          "--import",
+          "tsx",
+          new URL("./decide-child.fixture.ts", import.meta.url).pathname,
+        ],
+        {
+          env: {
+            ...process.env,
+            REDIS_URL: redis.url,
+            PREFIX: prefix,
+            APPROVERS: approversText,
+            APPROVER: p,
+            OUTCOME: i % 2 === 0 ? "approve" : "reject",
+            PRIVATE_KEY: pairs[p].privateKey,
+            APPROVAL_ID: record.id,
+            START_AT: String(startAt),
+          },
         },
-      }),
+      ),
     );
-    const outputs = (await Promise.all(children)).map((c) => JSON.parse(c.stdout) as { type: string; status?: string; outcome: string });
+    const outputs = (await Promise.all(children)).map(
+      (c) => JSON.parse(c.stdout) as { type: string; status?: string; outcome: string },
+    );
     const decided = outputs.filter((o) => o.type === "decided");
     expect(decided).toHaveLength(1);
     expect(outputs.filter((o) => o.type === "already-decided")).toHaveLength(3);
@@ -236,7 +316,9 @@ describe("ApprovalStore", () => {
     const events: ApprovalResolvedEvent[] = [];
     const unsubscribe = await store.subscribe((e) => events.push(e));
     const missed = await store.unacknowledgedResolved();
-    expect(missed.map((r) => ({ id: r.id, status: r.status, jobId: r.jobId }))).toEqual([{ id: record.id, status: "approved", jobId: record.jobId }]);
+    expect(missed.map((r) => ({ id: r.id, status: r.status, jobId: r.jobId }))).toEqual([
+      { id: record.id, status: "approved", jobId: record.jobId },
+    ]);
     expect(events).toEqual([]);
     await unsubscribe();
   });
@@ -246,7 +328,10 @@ describe("ApprovalStore", () => {
     const { record } = await store.request(request({ jobId: undefined, approvers: ["*"] }));
     await store.attachJob(record.id, "job-x");
     expect((await store.require(record.id)).jobId).toBe("job-x");
-    expect(await store.decide({ ...decision(record.id, "dave", "approve") })).toMatchObject({ type: "decided", status: "approved" });
+    expect(await store.decide({ ...decision(record.id, "dave", "approve") })).toMatchObject({
+      type: "decided",
+      status: "approved",
+    });
     expect(await codeOf(store.attachJob("apr_missing", "j"))).toBe("NOT_FOUND");
   });
 
@@ -278,9 +363,17 @@ describe("ApprovalStore", () => {
       ["approval_refused", "approver:dave"],
       ["approval_vote", "approver:bob"],
     ]);
-    expect(entries[0]?.data).toEqual({ approvalId: record.id, approver: "alice", reason: "the signature does not verify" });
+    expect(entries[0]?.data).toEqual({
+      approvalId: record.id,
+      approver: "alice",
+      reason: "the signature does not verify",
+    });
     expect(entries[2]?.data).toMatchObject({ reason: "not an approver of this approval" });
-    expect(entries[3]).toMatchObject({ taskId: record.taskId, tenant: "acme", data: { approver: "bob", approvals: 2, quorum: 2 } });
+    expect(entries[3]).toMatchObject({
+      taskId: record.taskId,
+      tenant: "acme",
+      data: { approver: "bob", approvals: 2, quorum: 2 },
+    });
     expect((await store.require(record.id)).status).toBe("approved");
     expect((await store.require(expiring.record.id)).status).toBe("expired");
     expect(await audit.verify()).toMatchObject({ ok: true, count: 4 });

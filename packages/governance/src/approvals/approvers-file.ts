@@ -16,7 +16,9 @@ export function parseApproversFile(text: string, file = "<approvers file>"): App
     const line = raw.replace(/(^|\s)#.*$/, "").trim();
     if (line === "") return;
     const fail = (reason: string) =>
-      new AgentryError("INVALID_CONFIG", `${file}:${index + 1}: ${reason}`, { details: { file, line: index + 1, reason } });
+      new AgentryError("INVALID_CONFIG", `${file}:${index + 1}: ${reason}`, {
+        details: { file, line: index + 1, reason },
+      });
     const match = LINE.exec(line);
     if (!match) throw fail("expected `<approver>: <public key>`");
     const [, name, key] = match as unknown as [string, string, string];
@@ -36,10 +38,14 @@ export function loadApproversFile(path: string): ApproverKeys {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new AgentryError("INVALID_CONFIG", `${path}: cannot read approvers file: ${(err as Error).message}`, {
-      details: { file: path, reason: "unreadable" },
-      cause: err,
-    });
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `${path}: cannot read approvers file: ${(err as Error).message}`,
+      {
+        details: { file: path, reason: "unreadable" },
+        cause: err,
+      },
+    );
   }
   return parseApproversFile(text, path);
 }

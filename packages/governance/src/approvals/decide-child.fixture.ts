@@ -25,7 +25,14 @@ try {
     reason: `${approver} says ${env.OUTCOME}`,
   });
   const result = await store.tryDecide(decision);
-  process.stdout.write(JSON.stringify({ approver, outcome: env.OUTCOME, type: result.type, status: "status" in result ? result.status : undefined }));
+  process.stdout.write(
+    JSON.stringify({
+      approver,
+      outcome: env.OUTCOME,
+      type: result.type,
+      status: "status" in result ? result.status : undefined,
+    }),
+  );
 } finally {
   redis.disconnect();
 }

@@ -18,4 +18,9 @@ export {
   type ApproverKeys,
 } from "./signing.js";
 export { parseApproversFile, loadApproversFile } from "./approvers-file.js";
-export { ApprovalStore, approvalIdFor, type ApprovalStoreOptions, type ApprovalRequest } from "./approval-store.js";
+export {
+  ApprovalStore,
+  approvalIdFor,
+  type ApprovalStoreOptions,
+  type ApprovalRequest,
+} from "./approval-store.js";

@@ -2,7 +2,13 @@ import { createPublicKey } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { AgentryError } from "@agentry/core";
 import { parseApproversFile } from "./approvers-file.js";
-import { decisionPayload, generateApproverKeyPair, parsePublicKey, signDecision, verifyDecision } from "./signing.js";
+import {
+  decisionPayload,
+  generateApproverKeyPair,
+  parsePublicKey,
+  signDecision,
+  verifyDecision,
+} from "./signing.js";
 
 describe("approver keys and signatures", () => {
   const alice = generateApproverKeyPair();
@@ -16,13 +22,24 @@ describe("approver keys and signatures", () => {
   });
 
   it("the payload names the approval, outcome, approver and time", () => {
-    expect(decisionPayload({ approvalId: "apr_1", outcome: "approve", approver: "alice", decidedAt: 5 }).toString()).toBe(
-      "agentry-approval-v1\napr_1\napprove\nalice\n5",
-    );
+    expect(
+      decisionPayload({
+        approvalId: "apr_1",
+        outcome: "approve",
+        approver: "alice",
+        decidedAt: 5,
+      }).toString(),
+    ).toBe("agentry-approval-v1\napr_1\napprove\nalice\n5");
   });
 
   it("verifies only the exact decision signed", () => {
-    const d = signDecision(alice.privateKey, { approvalId: "apr_1", outcome: "approve", approver: "alice", decidedAt: 5, reason: "ok" });
+    const d = signDecision(alice.privateKey, {
+      approvalId: "apr_1",
+      outcome: "approve",
+      approver: "alice",
+      decidedAt: 5,
+      reason: "ok",
+    });
     expect(verifyDecision(keys, d)).toBe(true);
     expect(verifyDecision(keys, { ...d, reason: "changed reasons are not signed" })).toBe(true);
     expect(verifyDecision(keys, { ...d, approvalId: "apr_2" })).toBe(false);
@@ -33,7 +50,9 @@ describe("approver keys and signatures", () => {
   });
 
   it("a bad private key is INVALID_INPUT", () => {
-    expect(() => signDecision("nope", { approvalId: "a", outcome: "approve", approver: "x", decidedAt: 1 })).toThrow(AgentryError);
+    expect(() =>
+      signDecision("nope", { approvalId: "a", outcome: "approve", approver: "x", decidedAt: 1 }),
+    ).toThrow(AgentryError);
   });
 
   it("the approvers file reports bad lines with their number", () => {

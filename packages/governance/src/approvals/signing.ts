@@ -1,4 +1,11 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from "node:crypto";
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+  type KeyObject,
+} from "node:crypto";
 import { AgentryError } from "@agentry/core";
 import type { DecisionOutcome, SignedDecision } from "./types.js";
 
@@ -38,7 +45,8 @@ export function parsePublicKey(text: string): KeyObject {
   let spki: Buffer | undefined;
   if (der.length === 32) spki = Buffer.concat([SPKI_ED25519_PREFIX, der]);
   else if (der.length === 44 && der.subarray(0, 12).equals(SPKI_ED25519_PREFIX)) spki = der;
-  if (!spki) throw new AgentryError("INVALID_CONFIG", "not an Ed25519 public key (expected base64 of 32 raw bytes)");
+  if (!spki)
+    throw new AgentryError("INVALID_CONFIG", "not an Ed25519 public key (expected base64 of 32 raw bytes)");
   return createPublicKey({ key: spki, format: "der", type: "spki" });
 }
 
@@ -46,8 +54,16 @@ export function parsePublicKey(text: string): KeyObject {
  * The exact bytes an approver signs. Naming the approval id means a signature for one
  * approval can never be replayed on another; naming the approver and time binds it to them.
  */
-export function decisionPayload(d: { approvalId: string; outcome: DecisionOutcome; approver: string; decidedAt: number }): Buffer {
-  return Buffer.from(`${DECISION_PAYLOAD_TAG}\n${d.approvalId}\n${d.outcome}\n${d.approver}\n${d.decidedAt}`, "utf8");
+export function decisionPayload(d: {
+  approvalId: string;
+  outcome: DecisionOutcome;
+  approver: string;
+  decidedAt: number;
+}): Buffer {
+  return Buffer.from(
+    `${DECISION_PAYLOAD_TAG}\n${d.approvalId}\n${d.outcome}\n${d.approver}\n${d.decidedAt}`,
+    "utf8",
+  );
 }
 
 /** Signs a decision with the approver's PEM private key. Throws `INVALID_INPUT` on a bad key. */
@@ -61,7 +77,8 @@ export function signDecision(
   } catch (err) {
     throw new AgentryError("INVALID_INPUT", `bad private key: ${(err as Error).message}`, { cause: err });
   }
-  if (key.asymmetricKeyType !== "ed25519") throw new AgentryError("INVALID_INPUT", "private key is not Ed25519");
+  if (key.asymmetricKeyType !== "ed25519")
+    throw new AgentryError("INVALID_INPUT", "private key is not Ed25519");
   const signature = sign(null, decisionPayload(d), key).toString("base64");
   return {
     approvalId: d.approvalId,
@@ -79,12 +96,25 @@ export function signDecision(
  */
 export function verifyDecision(
   keys: ApproverKeys,
-  d: { approvalId: string; outcome: string; approver: string; decidedAt: number; signature: string; reason?: string },
+  d: {
+    approvalId: string;
+    outcome: string;
+    approver: string;
+    decidedAt: number;
+    signature: string;
+    reason?: string;
+  },
 ): boolean {
   const key = keys.get(d.approver);
-  if (!key || (d.outcome !== "approve" && d.outcome !== "reject") || !Number.isFinite(d.decidedAt)) return false;
+  if (!key || (d.outcome !== "approve" && d.outcome !== "reject") || !Number.isFinite(d.decidedAt))
+    return false;
   try {
-    return verify(null, decisionPayload({ ...d, outcome: d.outcome }), key, Buffer.from(d.signature, "base64"));
+    return verify(
+      null,
+      decisionPayload({ ...d, outcome: d.outcome }),
+      key,
+      Buffer.from(d.signature, "base64"),
+    );
   } catch {
     return false;
   }

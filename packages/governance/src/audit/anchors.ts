@@ -27,8 +27,19 @@ export interface AuditAnchor {
 }
 
 /** The JSON line (no newline) of an anchor of `head`, authenticated with `key`. */
-export function anchorLine(key: AuditKey, point: { stream: string; seq: number; hash: string; time: string }): string {
-  const body = { kind: ANCHOR_KIND, v: 1 as const, stream: point.stream, seq: point.seq, hash: point.hash, time: point.time, kid: key.kid };
+export function anchorLine(
+  key: AuditKey,
+  point: { stream: string; seq: number; hash: string; time: string },
+): string {
+  const body = {
+    kind: ANCHOR_KIND,
+    v: 1 as const,
+    stream: point.stream,
+    seq: point.seq,
+    hash: point.hash,
+    time: point.time,
+    kid: key.kid,
+  };
   return canonicalJson({ ...body, mac: key.macAnchor(canonicalJson(body)) });
 }
 
@@ -84,10 +95,12 @@ export function parseAnchors(text: string, options: { stream: string; keys: Audi
       const key = options.keys.get(a.kid);
       if (!key) return { ok: false, line: lineNo, detail: `key id ${a.kid} is not configured` };
       const { mac, ...body } = a;
-      if (!macEquals(key.macAnchor(canonicalJson(body)), mac)) return { ok: false, line: lineNo, detail: "MAC does not match (edited or forged)" };
+      if (!macEquals(key.macAnchor(canonicalJson(body)), mac))
+        return { ok: false, line: lineNo, detail: "MAC does not match (edited or forged)" };
     }
     lines += 1;
-    if (a.stream === options.stream) points.push({ seq: a.seq, hash: a.hash, time: a.time, label: `anchor of ${a.time} (line ${lineNo})` });
+    if (a.stream === options.stream)
+      points.push({ seq: a.seq, hash: a.hash, time: a.time, label: `anchor of ${a.time} (line ${lineNo})` });
   }
   return { ok: true, points, lines, authenticated: options.keys.authenticated };
 }
@@ -96,7 +109,10 @@ export function parseAnchors(text: string, options: { stream: string; keys: Audi
  * {@link parseAnchors} of a file. A missing file reads as empty only with `missingOk` (the first
  * `anchor` run creates it); read errors are thrown as they are.
  */
-export async function readAnchors(path: string, options: { stream: string; keys: AuditKeyring; missingOk?: boolean }): Promise<AnchorFile> {
+export async function readAnchors(
+  path: string,
+  options: { stream: string; keys: AuditKeyring; missingOk?: boolean },
+): Promise<AnchorFile> {
   const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
     if (err.code === "ENOENT" && options.missingOk) return "";
     throw err;

@@ -18,7 +18,12 @@ function newLog() {
   return { log: new AuditLog({ redis: client, prefix, key: KEY }), client, prefix };
 }
 
-const entry = (i: number, taskId = "task-1"): AuditEntryInput => ({ type: "action", taskId, tenant: "acme", data: { tool: "get_weather", input: { city: `c${i}` }, outcome: "ok" } });
+const entry = (i: number, taskId = "task-1"): AuditEntryInput => ({
+  type: "action",
+  taskId,
+  tenant: "acme",
+  data: { tool: "get_weather", input: { city: `c${i}` }, outcome: "ok" },
+});
 
 describe("AuditLog.append conditions", () => {
   it("a fenced append with a stale token writes nothing and throws LOCK_LOST; the live token writes", async () => {
@@ -26,16 +31,23 @@ describe("AuditLog.append conditions", () => {
     const lockKey = `${prefix}:tasks:job-1:lock`;
     await client.set(lockKey, "attempt-2");
     await log.append(entry(1));
-    const stale = await log.append(entry(2), { fence: { key: lockKey, token: "attempt-1" } }).catch((e: unknown) => e);
+    const stale = await log
+      .append(entry(2), { fence: { key: lockKey, token: "attempt-1" } })
+      .catch((e: unknown) => e);
     expect(AgentryError.isInstance(stale) && stale.code).toBe("LOCK_LOST");
     expect(await client.xlen(log.streamKey)).toBe(1);
     expect(await log.readHead()).toMatchObject({ seq: 1 });
 
     // A lapsed lock (no key at all) fences too.
-    const lapsed = await log.append(entry(3), { fence: { key: `${prefix}:tasks:job-9:lock`, token: "attempt-1" } }).catch((e: unknown) => e);
+    const lapsed = await log
+      .append(entry(3), { fence: { key: `${prefix}:tasks:job-9:lock`, token: "attempt-1" } })
+      .catch((e: unknown) => e);
     expect(AgentryError.isInstance(lapsed) && lapsed.code).toBe("LOCK_LOST");
 
-    expect(await log.append(entry(4), { fence: { key: lockKey, token: "attempt-2" } })).toMatchObject({ seq: 2, duplicate: false });
+    expect(await log.append(entry(4), { fence: { key: lockKey, token: "attempt-2" } })).toMatchObject({
+      seq: 2,
+      duplicate: false,
+    });
     expect(await log.verify()).toMatchObject({ ok: true, count: 2, authenticated: true });
   });
 
@@ -46,10 +58,18 @@ describe("AuditLog.append conditions", () => {
     await client.set(live.key, "live");
     await client.set(stale.key, "new-owner");
     const results = await Promise.allSettled(
-      Array.from({ length: 12 }, (_, i) => log.append(entry(i, i % 3 === 0 ? "b" : "a"), i % 3 === 0 ? { fence: stale } : i % 3 === 1 ? { fence: live } : {})),
+      Array.from({ length: 12 }, (_, i) =>
+        log.append(
+          entry(i, i % 3 === 0 ? "b" : "a"),
+          i % 3 === 0 ? { fence: stale } : i % 3 === 1 ? { fence: live } : {},
+        ),
+      ),
     );
     results.forEach((r, i) => {
-      if (i % 3 === 0) expect(r.status === "rejected" && AgentryError.isInstance(r.reason) && r.reason.code).toBe("LOCK_LOST");
+      if (i % 3 === 0)
+        expect(r.status === "rejected" && AgentryError.isInstance(r.reason) && r.reason.code).toBe(
+          "LOCK_LOST",
+        );
       else expect(r.status).toBe("fulfilled");
     });
     const written = await log.read({ count: 100 });
@@ -87,15 +107,22 @@ describe("AuditLog.append conditions", () => {
     const { log, client, prefix } = newLog();
     const lock = `${prefix}:tasks:t:lock`;
     await client.set(lock, "new");
-    await expect(log.append(entry(1), { fence: { key: lock, token: "old" }, once: "t:1" })).rejects.toMatchObject({ code: "LOCK_LOST" });
+    await expect(
+      log.append(entry(1), { fence: { key: lock, token: "old" }, once: "t:1" }),
+    ).rejects.toMatchObject({ code: "LOCK_LOST" });
     expect(await client.exists(`${prefix}:audit:once:t:1`)).toBe(0);
-    expect(await log.append(entry(1), { fence: { key: lock, token: "new" }, once: "t:1" })).toMatchObject({ seq: 1, duplicate: false });
+    expect(await log.append(entry(1), { fence: { key: lock, token: "new" }, once: "t:1" })).toMatchObject({
+      seq: 1,
+      duplicate: false,
+    });
   });
 
   it("an empty or oversized once id is refused with AUDIT_FAILED", async () => {
     const { log } = newLog();
     await expect(log.append(entry(1), { once: "" })).rejects.toMatchObject({ code: "AUDIT_FAILED" });
-    await expect(log.append(entry(1), { once: "x".repeat(513) })).rejects.toMatchObject({ code: "AUDIT_FAILED" });
+    await expect(log.append(entry(1), { once: "x".repeat(513) })).rejects.toMatchObject({
+      code: "AUDIT_FAILED",
+    });
   });
 
   it("two processes racing with the same once ids write each entry exactly once", async () => {
@@ -103,15 +130,37 @@ describe("AuditLog.append conditions", () => {
     const count = 80;
     const startAt = Date.now() + 1_500;
     const children = ["r1", "r2"].map((w) =>
-      run(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", new URL("./append-child.fixture.ts", import.meta.url).pathname], {
-        env: { ...process.env, REDIS_URL: redis.url, PREFIX: prefix, COUNT: String(count), WORKER: w, KEY, ONCE: "race", START_AT: String(startAt) },
-      }),
+      run(
+        process.execPath,
+        [
+          "--conditions=@agentry/source",
+          "--import",
+          "tsx",
+          new URL("./append-child.fixture.ts", import.meta.url).pathname,
+        ],
+        {
+          env: {
+            ...process.env,
+            REDIS_URL: redis.url,
+            PREFIX: prefix,
+            COUNT: String(count),
+            WORKER: w,
+            KEY,
+            ONCE: "race",
+            START_AT: String(startAt),
+          },
+        },
+      ),
     );
-    const results = (await Promise.all(children)).map((c) => JSON.parse(c.stdout) as { seqs: number[]; duplicates: number });
+    const results = (await Promise.all(children)).map(
+      (c) => JSON.parse(c.stdout) as { seqs: number[]; duplicates: number },
+    );
     expect(results.reduce((n, r) => n + r.seqs.length, 0)).toBe(count);
     expect(results.reduce((n, r) => n + r.duplicates, 0)).toBe(count);
     const entries = await log.read({ count: 1_000 });
-    expect(entries.map((e) => (e.data as { input: { city: string } }).input.city).sort()).toEqual(Array.from({ length: count }, (_, i) => `city-${i}`).sort());
+    expect(entries.map((e) => (e.data as { input: { city: string } }).input.city).sort()).toEqual(
+      Array.from({ length: count }, (_, i) => `city-${i}`).sort(),
+    );
     expect(await log.verify()).toMatchObject({ ok: true, count, authenticated: true });
   });
 });

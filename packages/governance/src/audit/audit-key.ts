@@ -20,9 +20,13 @@ export interface AuditKey {
 
 function deriveKey(secret: string): AuditKey {
   if (secret.length < MIN_AUDIT_KEY_LENGTH) {
-    throw new AgentryError("INVALID_CONFIG", `an audit key must be at least ${MIN_AUDIT_KEY_LENGTH} characters`);
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `an audit key must be at least ${MIN_AUDIT_KEY_LENGTH} characters`,
+    );
   }
-  const sub = (purpose: string) => createHmac("sha256", secret).update(`agentry/audit/${purpose}/v1`).digest();
+  const sub = (purpose: string) =>
+    createHmac("sha256", secret).update(`agentry/audit/${purpose}/v1`).digest();
   const entryKey = sub("entry");
   const anchorKey = sub("anchor");
   return {
@@ -46,7 +50,10 @@ export class AuditKeyring {
   /** @throws `INVALID_CONFIG` when a key is shorter than {@link MIN_AUDIT_KEY_LENGTH}. */
   constructor(options: { key?: string | undefined; previousKeys?: readonly string[] | undefined } = {}) {
     this.current = options.key === undefined ? undefined : deriveKey(options.key);
-    for (const k of [...(this.current ? [this.current] : []), ...(options.previousKeys ?? []).map(deriveKey)]) {
+    for (const k of [
+      ...(this.current ? [this.current] : []),
+      ...(options.previousKeys ?? []).map(deriveKey),
+    ]) {
       if (!this.#byKid.has(k.kid)) this.#byKid.set(k.kid, k);
     }
   }

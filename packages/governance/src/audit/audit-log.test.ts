@@ -36,13 +36,19 @@ async function filled(n: number) {
 }
 
 /** Reads the raw stream. */
-async function rawStream(ctx: { log: AuditLog; client: ReturnType<typeof redis.client> }): Promise<{ id: string; raw: string }[]> {
+async function rawStream(ctx: {
+  log: AuditLog;
+  client: ReturnType<typeof redis.client>;
+}): Promise<{ id: string; raw: string }[]> {
   const page = await ctx.client.xrange(ctx.log.streamKey, "-", "+");
   return page.map(([id, fields]) => ({ id, raw: fields[1] as string }));
 }
 
 /** Replaces the whole stream, as an attacker with Redis access could. */
-async function rewrite(ctx: { log: AuditLog; client: ReturnType<typeof redis.client> }, items: { id: string; raw: string }[]) {
+async function rewrite(
+  ctx: { log: AuditLog; client: ReturnType<typeof redis.client> },
+  items: { id: string; raw: string }[],
+) {
   await ctx.client.del(ctx.log.streamKey);
   for (const { id, raw } of items) await ctx.client.xadd(ctx.log.streamKey, id, "e", raw);
 }
@@ -57,9 +63,24 @@ describe("AuditLog", () => {
     expect(entries[0]?.prevHash).toBe(GENESIS_HASH);
     for (let i = 1; i < entries.length; i++) expect(entries[i]?.prevHash).toBe(entries[i - 1]?.hash);
     for (const e of entries) expect(entryHash(e)).toBe(e.hash);
-    expect(entries[0]).toMatchObject({ type: "action", taskId: "task-odd", sessionId: "s1", userId: "u1", tenant: "acme", traceId: "trace-1" });
+    expect(entries[0]).toMatchObject({
+      type: "action",
+      taskId: "task-odd",
+      sessionId: "s1",
+      userId: "u1",
+      tenant: "acme",
+      traceId: "trace-1",
+    });
     expect(typeof entries[0]?.ts).toBe("string");
-    expect(await log.verify()).toEqual({ ok: true, count: 5, lastSeq: 5, lastHash: entries[4]?.hash, authenticated: false, unchecked: 0, anchors: 0 });
+    expect(await log.verify()).toEqual({
+      ok: true,
+      count: 5,
+      lastSeq: 5,
+      lastHash: entries[4]?.hash,
+      authenticated: false,
+      unchecked: 0,
+      anchors: 0,
+    });
   });
 
   it("reads from a seq, tails, and filters by task", async () => {
@@ -76,42 +97,87 @@ describe("AuditLog", () => {
     const items = await rawStream(ctx);
     const edited = parse(items[2]!.raw);
     edited.data.input.city = "Atlantis";
-    await rewrite(ctx, items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)));
-    expect(await ctx.log.verify()).toMatchObject({ ok: false, count: 2, firstBad: { seq: 3, id: "3-0", reason: "hash-mismatch" } });
+    await rewrite(
+      ctx,
+      items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)),
+    );
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: false,
+      count: 2,
+      firstBad: { seq: 3, id: "3-0", reason: "hash-mismatch" },
+    });
 
     edited.hash = entryHash(edited);
-    await rewrite(ctx, items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)));
-    expect(await ctx.log.verify()).toMatchObject({ ok: false, firstBad: { seq: 4, id: "4-0", reason: "prev-mismatch" } });
+    await rewrite(
+      ctx,
+      items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)),
+    );
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: false,
+      firstBad: { seq: 4, id: "4-0", reason: "prev-mismatch" },
+    });
   });
 
   it("detects a deleted entry (seq-gap), and a deleted last entry (head-mismatch)", async () => {
     const ctx = await filled(5);
     await ctx.client.xdel(ctx.log.streamKey, "3-0");
-    expect(await ctx.log.verify()).toMatchObject({ ok: false, count: 2, firstBad: { seq: 3, id: "4-0", reason: "seq-gap" } });
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: false,
+      count: 2,
+      firstBad: { seq: 3, id: "4-0", reason: "seq-gap" },
+    });
     const tail = await filled(4);
     await tail.client.xdel(tail.log.streamKey, "4-0");
-    expect(await tail.log.verify()).toMatchObject({ ok: false, count: 3, firstBad: { seq: 4, reason: "head-mismatch" } });
+    expect(await tail.log.verify()).toMatchObject({
+      ok: false,
+      count: 3,
+      firstBad: { seq: 4, reason: "head-mismatch" },
+    });
   });
 
   it("detects an inserted entry, even one with a valid hash and link", async () => {
     const ctx = await filled(4);
     const items = await rawStream(ctx);
     const prev = parse(items[1]!.raw);
-    const forged = { ...parse(items[2]!.raw), seq: 3, prevHash: prev.hash, data: { tool: "delete_resource", input: { resource: "x" }, outcome: "ok" } };
+    const forged = {
+      ...parse(items[2]!.raw),
+      seq: 3,
+      prevHash: prev.hash,
+      data: { tool: "delete_resource", input: { resource: "x" }, outcome: "ok" },
+    };
     forged.hash = entryHash(forged);
-    const shifted = [...items.slice(0, 2), { id: "3-0", raw: JSON.stringify(forged) }, ...items.slice(2).map((it, i) => ({ id: `${4 + i}-0`, raw: it.raw }))];
+    const shifted = [
+      ...items.slice(0, 2),
+      { id: "3-0", raw: JSON.stringify(forged) },
+      ...items.slice(2).map((it, i) => ({ id: `${4 + i}-0`, raw: it.raw })),
+    ];
     await rewrite(ctx, shifted);
-    expect(await ctx.log.verify()).toMatchObject({ ok: false, count: 3, firstBad: { seq: 4, id: "4-0", reason: "seq-gap" } });
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: false,
+      count: 3,
+      firstBad: { seq: 4, id: "4-0", reason: "seq-gap" },
+    });
   });
 
   it("detects reordered entries", async () => {
     const ctx = await filled(5);
     const items = await rawStream(ctx);
-    const swapped = items.map((it, i) => (i === 1 ? { id: it.id, raw: items[2]!.raw } : i === 2 ? { id: it.id, raw: items[1]!.raw } : it));
+    const swapped = items.map((it, i) =>
+      i === 1 ? { id: it.id, raw: items[2]!.raw } : i === 2 ? { id: it.id, raw: items[1]!.raw } : it,
+    );
     await rewrite(ctx, swapped);
-    expect(await ctx.log.verify()).toMatchObject({ ok: false, count: 1, firstBad: { seq: 2, id: "2-0", reason: "seq-gap" } });
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: false,
+      count: 1,
+      firstBad: { seq: 2, id: "2-0", reason: "seq-gap" },
+    });
     // Reordered ids with content intact.
-    const moved = [items[0]!, { id: "2-0", raw: items[2]!.raw }, { id: "3-0", raw: items[1]!.raw }, ...items.slice(3)];
+    const moved = [
+      items[0]!,
+      { id: "2-0", raw: items[2]!.raw },
+      { id: "3-0", raw: items[1]!.raw },
+      ...items.slice(3),
+    ];
     await rewrite(ctx, moved);
     expect(await ctx.log.verify()).toMatchObject({ ok: false, firstBad: { seq: 2, reason: "seq-gap" } });
   });
@@ -131,9 +197,15 @@ describe("AuditLog", () => {
 
     const bad = lines.map((l, i) => (i === 4 ? l.replace('"c5"', '"c55"') : l));
     writeFileSync(join(dir, "bad.jsonl"), `${bad.join("\n")}\n`);
-    expect(await verifyJsonl(join(dir, "bad.jsonl"))).toMatchObject({ ok: false, firstBad: { seq: 5, id: "line 5", reason: "hash-mismatch" } });
+    expect(await verifyJsonl(join(dir, "bad.jsonl"))).toMatchObject({
+      ok: false,
+      firstBad: { seq: 5, id: "line 5", reason: "hash-mismatch" },
+    });
     writeFileSync(join(dir, "gap.jsonl"), `${lines.filter((_, i) => i !== 1).join("\n")}\n`);
-    expect(await verifyJsonl(join(dir, "gap.jsonl"))).toMatchObject({ ok: false, firstBad: { seq: 2, reason: "seq-gap" } });
+    expect(await verifyJsonl(join(dir, "gap.jsonl"))).toMatchObject({
+      ok: false,
+      firstBad: { seq: 2, reason: "seq-gap" },
+    });
   });
 
   it("redacts secrets before hashing and writing", async () => {
@@ -143,7 +215,13 @@ describe("AuditLog", () => {
       taskId: "t",
       data: {
         tool: "call_api",
-        input: { url: "https://x", apiKey: "sk-ant-SECRET1", headers: { Authorization: "Bearer SECRET2" }, ssn: "SECRET3", nested: { client_secret: "SECRET4", refreshToken: "SECRET5" } },
+        input: {
+          url: "https://x",
+          apiKey: "sk-ant-SECRET1",
+          headers: { Authorization: "Bearer SECRET2" },
+          ssn: "SECRET3",
+          nested: { client_secret: "SECRET4", refreshToken: "SECRET5" },
+        },
         outcome: "ok",
         output: { items: { card: "SECRET6", name: "kept" }, maxTokens: 1024 },
       },
@@ -152,7 +230,13 @@ describe("AuditLog", () => {
     expect(raw).not.toMatch(/SECRET/);
     const [stored] = await ctx.log.read();
     expect(stored?.data).toMatchObject({
-      input: { url: "https://x", apiKey: "[redacted]", headers: { Authorization: "[redacted]" }, ssn: "[redacted]", nested: { client_secret: "[redacted]", refreshToken: "[redacted]" } },
+      input: {
+        url: "https://x",
+        apiKey: "[redacted]",
+        headers: { Authorization: "[redacted]" },
+        ssn: "[redacted]",
+        nested: { client_secret: "[redacted]", refreshToken: "[redacted]" },
+      },
       output: { items: { card: "[redacted]", name: "kept" }, maxTokens: 1024 },
     });
     expect(await ctx.log.verify()).toMatchObject({ ok: true, count: 1 });
@@ -165,7 +249,9 @@ describe("AuditLog", () => {
     const err = await ctx.log.append(entry(2)).catch((e: unknown) => e);
     expect(AgentryError.isInstance(err) && err.code).toBe("AUDIT_FAILED");
     const other = newLog();
-    const nan = await other.log.append({ type: "budget", data: { event: "settled", tokens: Number.NaN } }).catch((e: unknown) => e);
+    const nan = await other.log
+      .append({ type: "budget", data: { event: "settled", tokens: Number.NaN } })
+      .catch((e: unknown) => e);
     expect(AgentryError.isInstance(nan) && nan.code).toBe("AUDIT_FAILED");
     expect(await other.log.verify()).toMatchObject({ ok: true, count: 0 });
   });
@@ -173,7 +259,9 @@ describe("AuditLog", () => {
   it("two writers in one process interleave into one chain", async () => {
     const ctx = newLog();
     const second = new AuditLog({ redis: redis.client(), prefix: ctx.prefix });
-    await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? ctx.log : second).append(entry(i))));
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? ctx.log : second).append(entry(i))),
+    );
     expect(await ctx.log.verify()).toMatchObject({ ok: true, count: 40 });
   });
 
@@ -182,15 +270,34 @@ describe("AuditLog", () => {
     const perWorker = 60;
     const startAt = Date.now() + 1_500;
     const children = [0, 1, 2, 3].map((w) =>
-      run(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", new URL("./append-child.fixture.ts", import.meta.url).pathname], {
-        env: { ...process.env, REDIS_URL: redis.url, PREFIX: prefix, COUNT: String(perWorker), WORKER: `w${w}`, START_AT: String(startAt) },
-      }),
+      run(
+        process.execPath,
+        [
+          "--conditions=@agentry/source",
+          "--import",
+          "tsx",
+          new URL("./append-child.fixture.ts", import.meta.url).pathname,
+        ],
+        {
+          env: {
+            ...process.env,
+            REDIS_URL: redis.url,
+            PREFIX: prefix,
+            COUNT: String(perWorker),
+            WORKER: `w${w}`,
+            START_AT: String(startAt),
+          },
+        },
+      ),
     );
-    const results = (await Promise.all(children)).map((c) => JSON.parse(c.stdout) as { worker: string; seqs: number[] });
+    const results = (await Promise.all(children)).map(
+      (c) => JSON.parse(c.stdout) as { worker: string; seqs: number[] },
+    );
     const all = results.flatMap((r) => r.seqs).sort((a, b) => a - b);
     expect(all).toEqual(Array.from({ length: 4 * perWorker }, (_, i) => i + 1));
     expect(await log.verify()).toMatchObject({ ok: true, count: 4 * perWorker });
     const entries = await log.read({ count: 1_000 });
-    for (const r of results) expect(entries.filter((e) => e.actor === r.worker).map((e) => e.seq)).toEqual(r.seqs);
+    for (const r of results)
+      expect(entries.filter((e) => e.actor === r.worker).map((e) => e.seq)).toEqual(r.seqs);
   });
 });

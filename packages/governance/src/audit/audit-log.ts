@@ -22,7 +22,10 @@ import { redactSecrets } from "./redact.js";
 
 const scripts = defineScripts<{
   /** KEYS: stream, head, fence, then the batch's once keys; ARGV: see the script's header. */
-  appendAuditEntries: (keys: string[], args: (string | number)[]) => [1, string] | [0, number, string] | [2, ...(number | string)[]] | [3];
+  appendAuditEntries: (
+    keys: string[],
+    args: (string | number)[],
+  ) => [1, string] | [0, number, string] | [2, ...(number | string)[]] | [3];
 }>(import.meta.url, { appendAuditEntries: "./append-audit-entries.lua" });
 
 /** Options for {@link AuditLog}. */
@@ -141,7 +144,12 @@ export class AuditLog implements AuditSink {
         throw new AgentryError("INVALID_INPUT", "a once id must be 1 to 512 characters");
       }
       // Encoding here fails this entry alone when it cannot be encoded.
-      body = canonicalMembers(redactSecrets({ ...input, ts: input.ts ?? new Date(this.clock.now()).toISOString() }, this.redactPaths));
+      body = canonicalMembers(
+        redactSecrets(
+          { ...input, ts: input.ts ?? new Date(this.clock.now()).toISOString() },
+          this.redactPaths,
+        ),
+      );
     } catch (err) {
       return Promise.reject(auditFailed(input, err));
     }
@@ -161,7 +169,9 @@ export class AuditLog implements AuditSink {
           batch.forEach((b, i) => b.resolve(results[i] as AppendResult));
         } catch (err) {
           if (AgentryError.isInstance(err) && err.code === "LOCK_LOST") {
-            batch.forEach((b) => b.reject(new AgentryError("LOCK_LOST", err.message, { details: { type: b.input.type } })));
+            batch.forEach((b) =>
+              b.reject(new AgentryError("LOCK_LOST", err.message, { details: { type: b.input.type } })),
+            );
           } else {
             this.head = undefined;
             batch.forEach((b) => b.reject(auditFailed(b.input, err)));
@@ -179,7 +189,8 @@ export class AuditLog implements AuditSink {
     const onces = new Set<string>();
     let n = 0;
     for (const q of this.queue) {
-      if (n >= this.maxBatch || q.fence?.key !== first.fence?.key || q.fence?.token !== first.fence?.token) break;
+      if (n >= this.maxBatch || q.fence?.key !== first.fence?.key || q.fence?.token !== first.fence?.token)
+        break;
       if (q.once !== undefined) {
         // A second append with the same id must see the first one's marker: next batch.
         if (onces.has(q.once)) break;
@@ -198,7 +209,13 @@ export class AuditLog implements AuditSink {
     const key = this.keys.current;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       const keys = [this.streamKey, this.headKey, fence?.key ?? this.streamKey];
-      const args: (string | number)[] = [fence?.token ?? "", head.hash, head.seq + 1, GENESIS_HASH, this.onceTtlSeconds];
+      const args: (string | number)[] = [
+        fence?.token ?? "",
+        head.hash,
+        head.seq + 1,
+        GENESIS_HASH,
+        this.onceTtlSeconds,
+      ];
       const written: AppendResult[] = [];
       let prev = head;
       for (const i of pending) {
@@ -231,7 +248,10 @@ export class AuditLog implements AuditSink {
         return results as AppendResult[];
       }
       if (reply[0] === 3) {
-        throw new AgentryError("LOCK_LOST", `audit append refused: ${fence?.key ?? "the fence"} no longer holds this attempt's token`);
+        throw new AgentryError(
+          "LOCK_LOST",
+          `audit append refused: ${fence?.key ?? "the fence"} no longer holds this attempt's token`,
+        );
       }
       if (reply[0] === 2) {
         const dup = new Set<number>();
@@ -262,7 +282,13 @@ export class AuditLog implements AuditSink {
     const out: AuditEntry[] = [];
     let start = `${Math.max(1, options.fromSeq ?? 1)}-0`;
     while (out.length < count) {
-      const page = await this.redis.xrange(this.streamKey, start, "+", "COUNT", options.taskId ? PAGE : count - out.length);
+      const page = await this.redis.xrange(
+        this.streamKey,
+        start,
+        "+",
+        "COUNT",
+        options.taskId ? PAGE : count - out.length,
+      );
       for (const [id, fields] of page) {
         const entry = parseFields(fields);
         if (entry && (!options.taskId || entry.taskId === options.taskId)) out.push(entry);
@@ -279,7 +305,13 @@ export class AuditLog implements AuditSink {
     const out: AuditEntry[] = [];
     let end = "+";
     while (out.length < n) {
-      const page = await this.redis.xrevrange(this.streamKey, end, "-", "COUNT", options.taskId ? PAGE : n - out.length);
+      const page = await this.redis.xrevrange(
+        this.streamKey,
+        end,
+        "-",
+        "COUNT",
+        options.taskId ? PAGE : n - out.length,
+      );
       for (const [id, fields] of page) {
         const entry = parseFields(fields);
         if (entry && (!options.taskId || entry.taskId === options.taskId)) out.push(entry);
@@ -296,12 +328,19 @@ export class AuditLog implements AuditSink {
    * since every append moves both in one script.
    */
   private async snapshot(): Promise<Snapshot> {
-    const replies = await this.redis.multi().hmget(this.headKey, "seq", "hash").xrevrange(this.streamKey, "+", "-", "COUNT", 1).exec();
+    const replies = await this.redis
+      .multi()
+      .hmget(this.headKey, "seq", "hash")
+      .xrevrange(this.streamKey, "+", "-", "COUNT", 1)
+      .exec();
     if (!replies) throw new AgentryError("REDIS_UNAVAILABLE", "audit snapshot transaction was aborted");
     for (const [err] of replies) if (err) throw err;
     const [seq, hash] = replies[0]?.[1] as (string | null)[];
     const top = replies[1]?.[1] as [string, string[]][];
-    return { head: { seq: Number(seq ?? 0), hash: hash ?? GENESIS_HASH }, topSeq: top[0] ? Number(top[0][0].split("-")[0]) : 0 };
+    return {
+      head: { seq: Number(seq ?? 0), hash: hash ?? GENESIS_HASH },
+      topSeq: top[0] ? Number(top[0][0].split("-")[0]) : 0,
+    };
   }
 
   /** Feeds entries with seq `from`..`to` (all sub-ids) to the verifier; false once it failed. */
@@ -333,17 +372,34 @@ export class AuditLog implements AuditSink {
    */
   async verify(options: { anchors?: readonly AnchorPoint[] } = {}): Promise<VerifyResult> {
     const { head, topSeq } = await this.snapshot();
-    const verifier = new ChainVerifier(undefined, { keys: this.keys, ...(options.anchors ? { anchors: options.anchors } : {}) });
+    const verifier = new ChainVerifier(undefined, {
+      keys: this.keys,
+      ...(options.anchors ? { anchors: options.anchors } : {}),
+    });
     if (!(await this.walk(verifier, 1, head.seq))) return verifier.result();
     const result = verifier.result(head);
     return result.ok && topSeq > head.seq ? this.beyondHead(result.count, head.seq, topSeq) : result;
   }
 
   /** The failure for entries past the head: written behind the log's back (an append moves both). */
-  private async beyondHead(count: number, headSeq: number, topSeq: number): Promise<Extract<VerifyResult, { ok: false }>> {
-    const [next] = await this.redis.xrange(this.streamKey, `(${headSeq}-18446744073709551615`, "+", "COUNT", 1);
+  private async beyondHead(
+    count: number,
+    headSeq: number,
+    topSeq: number,
+  ): Promise<Extract<VerifyResult, { ok: false }>> {
+    const [next] = await this.redis.xrange(
+      this.streamKey,
+      `(${headSeq}-18446744073709551615`,
+      "+",
+      "COUNT",
+      1,
+    );
     const detail = `the stream reaches seq ${topSeq} but the head is seq ${headSeq}`;
-    return { ok: false, count, firstBad: { seq: headSeq + 1, id: next?.[0] ?? "", reason: "beyond-head", detail } };
+    return {
+      ok: false,
+      count,
+      firstBad: { seq: headSeq + 1, id: next?.[0] ?? "", reason: "beyond-head", detail },
+    };
   }
 
   /**
@@ -353,9 +409,23 @@ export class AuditLog implements AuditSink {
    */
   async verifyWithAnchors(path: string): Promise<VerifyResult> {
     const file = await readAnchors(path, { stream: this.streamKey, keys: this.keys });
-    if (!file.ok) return { ok: false, count: 0, firstBad: { seq: -1, id: `anchors line ${file.line}`, reason: "bad-anchor", detail: file.detail } };
+    if (!file.ok)
+      return {
+        ok: false,
+        count: 0,
+        firstBad: { seq: -1, id: `anchors line ${file.line}`, reason: "bad-anchor", detail: file.detail },
+      };
     if (file.points.length === 0) {
-      return { ok: false, count: 0, firstBad: { seq: -1, id: "", reason: "bad-anchor", detail: `no anchor of ${this.streamKey} in ${path}` } };
+      return {
+        ok: false,
+        count: 0,
+        firstBad: {
+          seq: -1,
+          id: "",
+          reason: "bad-anchor",
+          detail: `no anchor of ${this.streamKey} in ${path}`,
+        },
+      };
     }
     return this.verify({ anchors: file.points });
   }
@@ -371,35 +441,64 @@ export class AuditLog implements AuditSink {
    *
    * @throws `INVALID_CONFIG` without a key (an anchor anyone can write proves nothing).
    */
-  async anchor(path: string): Promise<{ ok: true; anchor: AnchorResult } | Extract<VerifyResult, { ok: false }>> {
+  async anchor(
+    path: string,
+  ): Promise<{ ok: true; anchor: AnchorResult } | Extract<VerifyResult, { ok: false }>> {
     const key = this.keys.current;
-    if (!key) throw new AgentryError("INVALID_CONFIG", "AGENTRY_AUDIT_KEY is not set: an anchor must be authenticated");
+    if (!key)
+      throw new AgentryError(
+        "INVALID_CONFIG",
+        "AGENTRY_AUDIT_KEY is not set: an anchor must be authenticated",
+      );
     const file = await readAnchors(path, { stream: this.streamKey, keys: this.keys, missingOk: true });
-    if (!file.ok) return { ok: false, count: 0, firstBad: { seq: -1, id: `anchors line ${file.line}`, reason: "bad-anchor", detail: file.detail } };
-    const last = file.points.reduce<AnchorPoint | undefined>((a, p) => (a === undefined || p.seq >= a.seq ? p : a), undefined);
+    if (!file.ok)
+      return {
+        ok: false,
+        count: 0,
+        firstBad: { seq: -1, id: `anchors line ${file.line}`, reason: "bad-anchor", detail: file.detail },
+      };
+    const last = file.points.reduce<AnchorPoint | undefined>(
+      (a, p) => (a === undefined || p.seq >= a.seq ? p : a),
+      undefined,
+    );
     const { head, topSeq } = await this.snapshot();
     let verifier: ChainVerifier;
     let from: number;
     if (last) {
       // Entry `last.seq` must still carry the anchored hash: the walk starts from it.
       verifier = new ChainVerifier(last, { keys: this.keys });
-      const [atAnchor] = last.seq === 0 ? [] : await this.redis.xrange(this.streamKey, `${last.seq}-0`, `${last.seq}-0`);
+      const [atAnchor] =
+        last.seq === 0 ? [] : await this.redis.xrange(this.streamKey, `${last.seq}-0`, `${last.seq}-0`);
       const stored = atAnchor ? safeHash(fieldValue(atAnchor[1])) : undefined;
       if (last.seq > head.seq || (last.seq > 0 && stored !== last.hash)) {
         const reason = last.seq > head.seq ? "anchor-beyond-head" : "anchor-mismatch";
-        return { ok: false, count: 0, firstBad: { seq: last.seq, id: "", reason, detail: `${last.label} no longer matches the log (head is seq ${head.seq})` } };
+        return {
+          ok: false,
+          count: 0,
+          firstBad: {
+            seq: last.seq,
+            id: "",
+            reason,
+            detail: `${last.label} no longer matches the log (head is seq ${head.seq})`,
+          },
+        };
       }
       from = last.seq + 1;
     } else {
       verifier = new ChainVerifier(undefined, { keys: this.keys, acceptLegacyPrefix: true });
       from = 1;
     }
-    if (!(await this.walk(verifier, from, head.seq))) return verifier.result() as Extract<VerifyResult, { ok: false }>;
+    if (!(await this.walk(verifier, from, head.seq)))
+      return verifier.result() as Extract<VerifyResult, { ok: false }>;
     const result = verifier.result(head);
     if (!result.ok) return result;
     if (topSeq > head.seq) return this.beyondHead(result.count, head.seq, topSeq);
     const time = new Date(this.clock.now()).toISOString();
-    await appendFile(path, `${anchorLine(key, { stream: this.streamKey, seq: head.seq, hash: head.hash, time })}\n`, { mode: 0o600 });
+    await appendFile(
+      path,
+      `${anchorLine(key, { stream: this.streamKey, seq: head.seq, hash: head.hash, time })}\n`,
+      { mode: 0o600 },
+    );
     return { ok: true, anchor: { seq: head.seq, hash: head.hash, time, verified: result.count } };
   }
 
@@ -408,7 +507,10 @@ export class AuditLog implements AuditSink {
    * outside Redis. Returns how many were written. A file starting at seq 1 verifies on its own
    * with {@link verifyJsonl}.
    */
-  async exportJsonl(path: string, options: { fromSeq?: number } = {}): Promise<{ count: number; lastSeq: number }> {
+  async exportJsonl(
+    path: string,
+    options: { fromSeq?: number } = {},
+  ): Promise<{ count: number; lastSeq: number }> {
     const file = await open(path, "w");
     let count = 0;
     let lastSeq = 0;
@@ -454,10 +556,14 @@ function safeHash(raw: string | undefined): string | undefined {
 }
 
 function auditFailed(input: AuditEntryInput, err: unknown): AgentryError {
-  return new AgentryError("AUDIT_FAILED", `audit append failed: ${err instanceof Error ? err.message : String(err)}`, {
-    cause: err,
-    details: { type: input.type },
-  });
+  return new AgentryError(
+    "AUDIT_FAILED",
+    `audit append failed: ${err instanceof Error ? err.message : String(err)}`,
+    {
+      cause: err,
+      details: { type: input.type },
+    },
+  );
 }
 
 /**
@@ -465,8 +571,14 @@ function auditFailed(input: AuditEntryInput, err: unknown): AgentryError {
  * a partial export (starting later) trusts its first entry's prevHash. With `keys` the entries'
  * MACs are checked as {@link AuditLog.verify} does; `anchors` must each match a line.
  */
-export async function verifyJsonl(path: string, options: { keys?: AuditKeyring; anchors?: readonly AnchorPoint[] } = {}): Promise<VerifyResult> {
-  const lines = createInterface({ input: createReadStream(path, { encoding: "utf8" }), crlfDelay: Number.POSITIVE_INFINITY });
+export async function verifyJsonl(
+  path: string,
+  options: { keys?: AuditKeyring; anchors?: readonly AnchorPoint[] } = {},
+): Promise<VerifyResult> {
+  const lines = createInterface({
+    input: createReadStream(path, { encoding: "utf8" }),
+    crlfDelay: Number.POSITIVE_INFINITY,
+  });
   let verifier: ChainVerifier | undefined;
   let lineNo = 0;
   for await (const line of lines) {

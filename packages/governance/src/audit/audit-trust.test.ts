@@ -26,7 +26,13 @@ function newLog(options: { key?: string; previousKeys?: string[]; prefix?: strin
   const prefix = options.prefix ?? redis.freshPrefix("audit");
   const client = redis.client();
   const log = new AuditLog({ redis: client, prefix, ...options });
-  return { log, client, prefix, reopen: (o: { key?: string; previousKeys?: string[] } = {}) => new AuditLog({ redis: client, prefix, ...o }) };
+  return {
+    log,
+    client,
+    prefix,
+    reopen: (o: { key?: string; previousKeys?: string[] } = {}) =>
+      new AuditLog({ redis: client, prefix, ...o }),
+  };
 }
 type Ctx = ReturnType<typeof newLog>;
 
@@ -44,7 +50,9 @@ async function filled(n: number, options: { key?: string } = { key: KEY }) {
 }
 
 async function raw(ctx: Ctx): Promise<AuditEntry[]> {
-  return (await ctx.client.xrange(ctx.log.streamKey, "-", "+")).map(([, f]) => JSON.parse(f[1] as string) as AuditEntry);
+  return (await ctx.client.xrange(ctx.log.streamKey, "-", "+")).map(
+    ([, f]) => JSON.parse(f[1] as string) as AuditEntry,
+  );
 }
 
 /** Replaces the stream and the head, as an attacker with Redis access could (ids `<seq>-0`). */
@@ -96,21 +104,38 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
     const ctx = await filled(3);
     const entries = await raw(ctx);
     const last = entries.at(-1) as AuditEntry;
-    const { kid: _kid, ...plain } = { ...last, seq: 4, prevHash: last.hash, type: "response", data: { text: "nothing was deleted" } } as AuditEntry;
+    const { kid: _kid, ...plain } = {
+      ...last,
+      seq: 4,
+      prevHash: last.hash,
+      type: "response",
+      data: { text: "nothing was deleted" },
+    } as AuditEntry;
     const forged = { ...plain, hash: entryHash(plain as AuditEntry) } as AuditEntry;
     await rewrite(ctx, [...entries, forged]);
-    expect(await ctx.log.verify()).toMatchObject({ ok: false, count: 3, firstBad: { seq: 4, id: "4-0", reason: "unauthenticated" } });
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: false,
+      count: 3,
+      firstBad: { seq: 4, id: "4-0", reason: "unauthenticated" },
+    });
 
     // Claiming the key's id does not help: the MAC cannot be made without the key.
     const withKid = { ...forged, kid: last.kid } as AuditEntry;
     withKid.hash = entryHash(withKid);
     await rewrite(ctx, [...entries, withKid]);
-    expect(await ctx.log.verify()).toMatchObject({ ok: false, firstBad: { seq: 4, reason: "hash-mismatch" } });
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: false,
+      firstBad: { seq: 4, reason: "hash-mismatch" },
+    });
 
     // Without moving the head, the forged entry sits beyond it and is named too.
     await rewrite(ctx, entries);
     await ctx.client.xadd(ctx.log.streamKey, "4-0", "e", JSON.stringify(withKid));
-    expect(await ctx.log.verify()).toMatchObject({ ok: false, count: 3, firstBad: { seq: 4, reason: "beyond-head" } });
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: false,
+      count: 3,
+      firstBad: { seq: 4, reason: "beyond-head" },
+    });
   });
 
   it("attack: one task's entries removed and the rest re-hashed is detected by the key, and by anchors without it", async () => {
@@ -119,7 +144,11 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
     const kept = entries.filter((e) => e.taskId !== "task-victim");
     await rewrite(ctx, rehash(kept, 2));
     // Entries 1 and 2 survive untouched; the first re-hashed one carries no MAC.
-    expect(await ctx.log.verify()).toMatchObject({ ok: false, count: 2, firstBad: { seq: 3, reason: "unauthenticated" } });
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: false,
+      count: 2,
+      firstBad: { seq: 3, reason: "unauthenticated" },
+    });
 
     // A log without a key cannot tell, but an anchor taken by a key holder can.
     const plain = await filled(7, {});
@@ -128,7 +157,10 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
     expect(await anchorer.anchor(path)).toMatchObject({ ok: true, anchor: { seq: 7 } });
     await rewrite(plain, rehash((await raw(plain)).filter((e) => e.taskId !== "task-victim")));
     expect(await plain.log.verify()).toMatchObject({ ok: true, count: 5, authenticated: false });
-    expect(await anchorer.verifyWithAnchors(path)).toMatchObject({ ok: false, firstBad: { seq: 7, reason: "anchor-beyond-head" } });
+    expect(await anchorer.verifyWithAnchors(path)).toMatchObject({
+      ok: false,
+      firstBad: { seq: 7, reason: "anchor-beyond-head" },
+    });
   });
 
   it("attack: the last entries deleted and the head reset pass a plain verify but not the anchors", async () => {
@@ -139,7 +171,11 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
     expect(await ctx.log.verify()).toMatchObject({ ok: true, count: 4 });
     expect(await ctx.log.verifyWithAnchors(path)).toMatchObject({
       ok: false,
-      firstBad: { seq: 6, reason: "anchor-beyond-head", detail: expect.stringContaining("the log ends at seq 4") },
+      firstBad: {
+        seq: 6,
+        reason: "anchor-beyond-head",
+        detail: expect.stringContaining("the log ends at seq 4"),
+      },
     });
   });
 
@@ -148,9 +184,15 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
     const path = await anchored(ctx);
     await ctx.client.del(ctx.log.streamKey, ctx.log.headKey);
     expect(await ctx.log.verify()).toMatchObject({ ok: true, count: 0 });
-    expect(await ctx.log.verifyWithAnchors(path)).toMatchObject({ ok: false, firstBad: { seq: 3, reason: "anchor-beyond-head" } });
+    expect(await ctx.log.verifyWithAnchors(path)).toMatchObject({
+      ok: false,
+      firstBad: { seq: 3, reason: "anchor-beyond-head" },
+    });
     // Nor can a fresh anchor paper over it: anchor refuses a log that lost anchored entries.
-    expect(await ctx.log.anchor(path)).toMatchObject({ ok: false, firstBad: { reason: "anchor-beyond-head" } });
+    expect(await ctx.log.anchor(path)).toMatchObject({
+      ok: false,
+      firstBad: { reason: "anchor-beyond-head" },
+    });
   });
 
   it("attack: an anchored entry replaced (same length, re-linked by a key holder's copy) is an anchor-mismatch", async () => {
@@ -161,17 +203,35 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
     for (let i = 1; i <= 3; i++) await impostor.log.append(entry(100 + i));
     await rewrite(ctx, await raw(impostor));
     expect(await ctx.log.verify()).toMatchObject({ ok: true, count: 3, authenticated: true });
-    expect(await ctx.log.verifyWithAnchors(path)).toMatchObject({ ok: false, firstBad: { seq: 3, reason: "anchor-mismatch" } });
+    expect(await ctx.log.verifyWithAnchors(path)).toMatchObject({
+      ok: false,
+      firstBad: { seq: 3, reason: "anchor-mismatch" },
+    });
   });
 
   it("verify with a wrong key names the first entry; without a key it reports the chain unauthenticated", async () => {
     const ctx = await filled(3);
-    expect(await ctx.reopen({ key: OTHER_KEY }).verify()).toMatchObject({ ok: false, count: 0, firstBad: { seq: 1, reason: "unknown-key" } });
-    expect(await ctx.reopen().verify()).toMatchObject({ ok: true, count: 3, authenticated: false, unchecked: 3 });
+    expect(await ctx.reopen({ key: OTHER_KEY }).verify()).toMatchObject({
+      ok: false,
+      count: 0,
+      firstBad: { seq: 1, reason: "unknown-key" },
+    });
+    expect(await ctx.reopen().verify()).toMatchObject({
+      ok: true,
+      count: 3,
+      authenticated: false,
+      unchecked: 3,
+    });
     // Unauthenticated mode still catches accidental damage to the links.
     const entries = await raw(ctx);
-    await rewrite(ctx, entries.map((e, i) => (i === 1 ? { ...e, prevHash: "0".repeat(64) } : e)));
-    expect(await ctx.reopen().verify()).toMatchObject({ ok: false, firstBad: { seq: 2, reason: "prev-mismatch" } });
+    await rewrite(
+      ctx,
+      entries.map((e, i) => (i === 1 ? { ...e, prevHash: "0".repeat(64) } : e)),
+    );
+    expect(await ctx.reopen().verify()).toMatchObject({
+      ok: false,
+      firstBad: { seq: 2, reason: "prev-mismatch" },
+    });
   });
 
   it("key rotation: entries under a retired key verify when it is listed in previousKeys", async () => {
@@ -187,15 +247,29 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
     const ctx = await filled(3, {});
     const keyed = ctx.reopen({ key: KEY });
     await keyed.append(entry(4));
-    expect(await keyed.verify()).toMatchObject({ ok: false, firstBad: { seq: 1, reason: "unauthenticated" } });
+    expect(await keyed.verify()).toMatchObject({
+      ok: false,
+      firstBad: { seq: 1, reason: "unauthenticated" },
+    });
     const path = anchorsFile();
     expect(await keyed.anchor(path)).toMatchObject({ ok: true, anchor: { seq: 4, verified: 4 } });
-    expect(await keyed.verifyWithAnchors(path)).toMatchObject({ ok: true, count: 4, authenticated: true, anchors: 1 });
+    expect(await keyed.verifyWithAnchors(path)).toMatchObject({
+      ok: true,
+      count: 4,
+      authenticated: true,
+      anchors: 1,
+    });
 
     // A writer without the key appends after keyed entries: refused by anchor and by verify.
     await ctx.log.append(entry(5));
-    expect(await keyed.anchor(path)).toMatchObject({ ok: false, firstBad: { seq: 5, reason: "unauthenticated" } });
-    expect(await keyed.verifyWithAnchors(path)).toMatchObject({ ok: false, firstBad: { seq: 5, reason: "unauthenticated" } });
+    expect(await keyed.anchor(path)).toMatchObject({
+      ok: false,
+      firstBad: { seq: 5, reason: "unauthenticated" },
+    });
+    expect(await keyed.verifyWithAnchors(path)).toMatchObject({
+      ok: false,
+      firstBad: { seq: 5, reason: "unauthenticated" },
+    });
     expect(readFileSync(path, "utf8").trim().split("\n")).toHaveLength(1);
   });
 
@@ -206,18 +280,28 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
     expect(await ctx.log.anchor(path)).toMatchObject({ ok: true, anchor: { seq: 3, verified: 1 } });
     const lines = readFileSync(path, "utf8").trim().split("\n");
     expect(lines.map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([2, 3]);
-    expect(JSON.parse(lines[0] as string)).toMatchObject({ kind: "agentry-audit-anchor", stream: ctx.log.streamKey, kid: ctx.log.keys.current?.kid });
+    expect(JSON.parse(lines[0] as string)).toMatchObject({
+      kind: "agentry-audit-anchor",
+      stream: ctx.log.streamKey,
+      kid: ctx.log.keys.current?.kid,
+    });
     expect(await ctx.log.verifyWithAnchors(path)).toMatchObject({ ok: true, count: 3, anchors: 2 });
 
     // Someone lowers an anchor to match a truncated log: the line's MAC no longer holds.
     const lowered = lines.map((l, i) => (i === 1 ? l.replace('"seq":3', '"seq":2') : l));
     writeFileSync(path, `${lowered.join("\n")}\n`);
-    expect(await ctx.log.verifyWithAnchors(path)).toMatchObject({ ok: false, firstBad: { id: "anchors line 2", reason: "bad-anchor" } });
+    expect(await ctx.log.verifyWithAnchors(path)).toMatchObject({
+      ok: false,
+      firstBad: { id: "anchors line 2", reason: "bad-anchor" },
+    });
     expect(await ctx.log.anchor(path)).toMatchObject({ ok: false, firstBad: { reason: "bad-anchor" } });
 
     // An anchors file of another log is no evidence about this one.
     const other = await filled(1);
-    expect(await other.log.verifyWithAnchors(await anchored(ctx))).toMatchObject({ ok: false, firstBad: { reason: "bad-anchor", detail: expect.stringContaining("no anchor of") } });
+    expect(await other.log.verifyWithAnchors(await anchored(ctx))).toMatchObject({
+      ok: false,
+      firstBad: { reason: "bad-anchor", detail: expect.stringContaining("no anchor of") },
+    });
   });
 
   it("anchor needs the key", async () => {
@@ -233,20 +317,42 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
     const keys = new AuditKeyring({ key: KEY });
     expect(await verifyJsonl(file, { keys })).toMatchObject({ ok: true, count: 3, authenticated: true });
     const lines = readFileSync(file, "utf8").trim().split("\n");
-    writeFileSync(file, `${rehash(lines.map((l) => JSON.parse(l) as AuditEntry))
-      .map((e) => JSON.stringify(e))
-      .join("\n")}\n`);
+    writeFileSync(
+      file,
+      `${rehash(lines.map((l) => JSON.parse(l) as AuditEntry))
+        .map((e) => JSON.stringify(e))
+        .join("\n")}\n`,
+    );
     expect(await verifyJsonl(file)).toMatchObject({ ok: true, count: 3 });
-    expect(await verifyJsonl(file, { keys })).toMatchObject({ ok: false, firstBad: { seq: 1, reason: "unauthenticated" } });
+    expect(await verifyJsonl(file, { keys })).toMatchObject({
+      ok: false,
+      firstBad: { seq: 1, reason: "unauthenticated" },
+    });
   });
 
   it("verify while another process appends: never a false failure", async () => {
     const ctx = newLog({ key: KEY });
     const stopKey = `${ctx.prefix}:stop`;
-    const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", new URL("./append-child.fixture.ts", import.meta.url).pathname], {
-      env: { ...process.env, REDIS_URL: redis.url, PREFIX: ctx.prefix, WORKER: "w-bg", KEY, STOP_KEY: stopKey },
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        "--conditions=@agentry/source",
+        "--import",
+        "tsx",
+        new URL("./append-child.fixture.ts", import.meta.url).pathname,
+      ],
+      {
+        env: {
+          ...process.env,
+          REDIS_URL: redis.url,
+          PREFIX: ctx.prefix,
+          WORKER: "w-bg",
+          KEY,
+          STOP_KEY: stopKey,
+        },
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     let stdout = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
@@ -265,15 +371,28 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
       await exited;
     }
     const summary = JSON.parse(stdout) as { seqs: number[] };
-    expect(await ctx.log.verify()).toMatchObject({ ok: true, count: summary.seqs.length, lastSeq: summary.seqs.at(-1) });
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: true,
+      count: summary.seqs.length,
+      lastSeq: summary.seqs.at(-1),
+    });
   });
 
   it("anchor while other processes append vouches for a consistent head", async () => {
     const { log, prefix } = newLog({ key: KEY });
     const path = anchorsFile();
-    const child = run(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", new URL("./append-child.fixture.ts", import.meta.url).pathname], {
-      env: { ...process.env, REDIS_URL: redis.url, PREFIX: prefix, COUNT: "300", WORKER: "w-anchor", KEY },
-    });
+    const child = run(
+      process.execPath,
+      [
+        "--conditions=@agentry/source",
+        "--import",
+        "tsx",
+        new URL("./append-child.fixture.ts", import.meta.url).pathname,
+      ],
+      {
+        env: { ...process.env, REDIS_URL: redis.url, PREFIX: prefix, COUNT: "300", WORKER: "w-anchor", KEY },
+      },
+    );
     while ((await log.readHead()).seq < 10) await new Promise((r) => setTimeout(r, 20));
     for (let i = 0; i < 3; i++) expect(await log.anchor(path)).toMatchObject({ ok: true });
     await child;

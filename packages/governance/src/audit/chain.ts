@@ -100,7 +100,10 @@ export class ChainVerifier {
   count = 0;
   bad: Extract<VerifyResult, { ok: false }>["firstBad"] | undefined;
 
-  constructor(start: { seq: number; hash: string } | "first" = { seq: 0, hash: GENESIS_HASH }, options: ChainVerifierOptions = {}) {
+  constructor(
+    start: { seq: number; hash: string } | "first" = { seq: 0, hash: GENESIS_HASH },
+    options: ChainVerifierOptions = {},
+  ) {
     this.prevSeq = start === "first" ? Number.NaN : start.seq;
     this.prevHash = start === "first" ? undefined : start.hash;
     this.keys = options.keys;
@@ -122,26 +125,42 @@ export class ChainVerifier {
     let entry: AuditEntry;
     try {
       entry = JSON.parse(raw) as AuditEntry;
-      if (typeof entry !== "object" || entry === null || typeof entry.seq !== "number" || typeof entry.hash !== "string") throw new AgentryError("INVALID_INPUT", "not an entry");
-      if (entry.kid !== undefined && typeof entry.kid !== "string") throw new AgentryError("INVALID_INPUT", "kid is not a string");
+      if (
+        typeof entry !== "object" ||
+        entry === null ||
+        typeof entry.seq !== "number" ||
+        typeof entry.hash !== "string"
+      )
+        throw new AgentryError("INVALID_INPUT", "not an entry");
+      if (entry.kid !== undefined && typeof entry.kid !== "string")
+        throw new AgentryError("INVALID_INPUT", "kid is not a string");
     } catch (err) {
       return this.fail("malformed", expectSeq ?? -1, id, (err as Error).message);
     }
-    if (expectSeq !== undefined && entry.seq !== expectSeq) return this.fail("seq-gap", expectSeq, id, `found seq ${entry.seq}`);
-    if (expectedId !== undefined && id !== expectedId) return this.fail("id-mismatch", entry.seq, id, `expected id ${expectedId}`);
-    if (this.prevHash !== undefined && entry.prevHash !== this.prevHash) return this.fail("prev-mismatch", entry.seq, id);
+    if (expectSeq !== undefined && entry.seq !== expectSeq)
+      return this.fail("seq-gap", expectSeq, id, `found seq ${entry.seq}`);
+    if (expectedId !== undefined && id !== expectedId)
+      return this.fail("id-mismatch", entry.seq, id, `expected id ${expectedId}`);
+    if (this.prevHash !== undefined && entry.prevHash !== this.prevHash)
+      return this.fail("prev-mismatch", entry.seq, id);
     if (entry.kid === undefined) {
       if (!macEquals(entryHash(entry), entry.hash)) return this.fail("hash-mismatch", entry.seq, id);
       if (this.keys?.authenticated) {
         if (entry.seq > this.anchoredUpTo && !this.legacyPrefix) {
-          return this.fail("unauthenticated", entry.seq, id, "no MAC although AGENTRY_AUDIT_KEY is set, and no anchor covers it");
+          return this.fail(
+            "unauthenticated",
+            entry.seq,
+            id,
+            "no MAC although AGENTRY_AUDIT_KEY is set, and no anchor covers it",
+          );
         }
       }
     } else {
       this.legacyPrefix = false;
       const key = this.keys?.get(entry.kid);
       if (key) {
-        if (!macEquals(entryHash(entry, key), entry.hash)) return this.fail("hash-mismatch", entry.seq, id, "MAC does not match");
+        if (!macEquals(entryHash(entry, key), entry.hash))
+          return this.fail("hash-mismatch", entry.seq, id, "MAC does not match");
       } else if (this.keys?.authenticated) {
         return this.fail("unknown-key", entry.seq, id, `key id ${entry.kid} is not configured`);
       } else {
@@ -156,7 +175,8 @@ export class ChainVerifier {
 
   private checkAnchors(seq: number, hash: string, id: string): boolean {
     for (const a of this.anchors.get(seq) ?? []) {
-      if (!macEquals(a.hash, hash)) return this.fail("anchor-mismatch", seq, id, `${a.label} recorded a different entry at seq ${seq}`);
+      if (!macEquals(a.hash, hash))
+        return this.fail("anchor-mismatch", seq, id, `${a.label} recorded a different entry at seq ${seq}`);
       this.anchorsChecked += 1;
     }
     return true;
@@ -179,10 +199,18 @@ export class ChainVerifier {
       return {
         ok: false,
         count: this.count,
-        firstBad: { seq: lastSeq + 1, id: "", reason: "head-mismatch", detail: `head is seq ${head.seq}, last entry is seq ${lastSeq}` },
+        firstBad: {
+          seq: lastSeq + 1,
+          id: "",
+          reason: "head-mismatch",
+          detail: `head is seq ${head.seq}, last entry is seq ${lastSeq}`,
+        },
       };
     }
-    const beyond = [...this.anchors.values()].flat().filter((a) => a.seq > lastSeq).sort((a, b) => a.seq - b.seq)[0];
+    const beyond = [...this.anchors.values()]
+      .flat()
+      .filter((a) => a.seq > lastSeq)
+      .sort((a, b) => a.seq - b.seq)[0];
     if (beyond) {
       return {
         ok: false,

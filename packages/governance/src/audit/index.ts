@@ -1,8 +1,22 @@
 export { GENESIS_HASH, type AuditEntry } from "./entries.js";
 export { redactSecrets, REDACTED } from "./redact.js";
-export { entryHash, ChainVerifier, type AnchorPoint, type ChainBreak, type ChainVerifierOptions, type VerifyResult } from "./chain.js";
+export {
+  entryHash,
+  ChainVerifier,
+  type AnchorPoint,
+  type ChainBreak,
+  type ChainVerifierOptions,
+  type VerifyResult,
+} from "./chain.js";
 export { AuditKeyring, MIN_AUDIT_KEY_LENGTH, type AuditKey } from "./audit-key.js";
-export { ANCHOR_KIND, anchorLine, parseAnchors, readAnchors, type AnchorFile, type AuditAnchor } from "./anchors.js";
+export {
+  ANCHOR_KIND,
+  anchorLine,
+  parseAnchors,
+  readAnchors,
+  type AnchorFile,
+  type AuditAnchor,
+} from "./anchors.js";
 export {
   AuditLog,
   verifyJsonl,

@@ -38,7 +38,10 @@ function walk(value: unknown, at: string[], paths: string[][]): unknown {
   if (value === null || typeof value !== "object") return value;
   // No dotted paths (the usual case): only key names matter, so no path is built per member.
   if (paths.length === 0) return walkKeys(value);
-  if (Array.isArray(value)) return value.map((v, i) => (matches(paths, [...at, String(i)]) ? REDACTED : walk(v, [...at, String(i)], paths)));
+  if (Array.isArray(value))
+    return value.map((v, i) =>
+      matches(paths, [...at, String(i)]) ? REDACTED : walk(v, [...at, String(i)], paths),
+    );
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
     const here = [...at, k];
@@ -48,10 +51,12 @@ function walk(value: unknown, at: string[], paths: string[][]): unknown {
 }
 
 function walkKeys(value: object): unknown {
-  if (Array.isArray(value)) return value.map((v: unknown) => (v === null || typeof v !== "object" ? v : walkKeys(v)));
+  if (Array.isArray(value))
+    return value.map((v: unknown) => (v === null || typeof v !== "object" ? v : walkKeys(v)));
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    out[k] = v !== undefined && isSecretKey(k) ? REDACTED : v === null || typeof v !== "object" ? v : walkKeys(v);
+    out[k] =
+      v !== undefined && isSecretKey(k) ? REDACTED : v === null || typeof v !== "object" ? v : walkKeys(v);
   }
   return out;
 }

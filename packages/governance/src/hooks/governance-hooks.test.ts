@@ -38,17 +38,33 @@ function setup() {
 let n = 0;
 function call(name: string, input: unknown, taskId = `task-${++n}`): ToolCallInfo {
   return {
-    run: { taskId, tenant: "acme", userId: "u1", sessionId: "s1", attributes: { traceId: "trace-9", jobId: `job-${taskId}` } },
+    run: {
+      taskId,
+      tenant: "acme",
+      userId: "u1",
+      sessionId: "s1",
+      attributes: { traceId: "trace-9", jobId: `job-${taskId}` },
+    },
     step: 1,
     call: { type: "tool_use", id: `toolu_${n}`, name, input },
   };
 }
 const resume = (info: ToolCallInfo, decision: ToolCallDecision): ToolCallInfo => ({
   ...info,
-  previousSuspension: { reason: decision.type === "suspend" ? decision.reason : "", ...(decision.type === "suspend" && decision.data ? { data: decision.data } : {}) },
+  previousSuspension: {
+    reason: decision.type === "suspend" ? decision.reason : "",
+    ...(decision.type === "suspend" && decision.data ? { data: decision.data } : {}),
+  },
 });
-const approvalIdOf = (d: ToolCallDecision): string => (d.type === "suspend" ? String(d.data?.approvalId) : "");
-const sign = (key: string, approvalId: string, approver: string, outcome: "approve" | "reject", reason?: string) =>
+const approvalIdOf = (d: ToolCallDecision): string =>
+  d.type === "suspend" ? String(d.data?.approvalId) : "";
+const sign = (
+  key: string,
+  approvalId: string,
+  approver: string,
+  outcome: "approve" | "reject",
+  reason?: string,
+) =>
   signDecision(key, { approvalId, approver, outcome, decidedAt: 5_000_100, ...(reason ? { reason } : {}) });
 
 describe("createGovernanceHooks", () => {
@@ -57,18 +73,36 @@ describe("createGovernanceHooks", () => {
     const info = call("get_weather", { city: "Paris" });
     const decision = await hooks.beforeToolCall(info);
     expect(decision).toEqual({ type: "allow" });
-    await hooks.afterToolCall({ ...info, decision, durationMs: 3, result: { type: "tool_result", toolUseId: info.call.id, content: '{"tempC":18}' } });
+    await hooks.afterToolCall({
+      ...info,
+      decision,
+      durationMs: 3,
+      result: { type: "tool_result", toolUseId: info.call.id, content: '{"tempC":18}' },
+    });
     const entries = await audit.read();
     expect(entries.map((e) => e.type)).toEqual(["policy_verdict", "action"]);
-    expect(entries[1]).toMatchObject({ taskId: info.run.taskId, traceId: "trace-9", data: { tool: "get_weather", outcome: "ok", output: '{"tempC":18}' } });
+    expect(entries[1]).toMatchObject({
+      taskId: info.run.taskId,
+      traceId: "trace-9",
+      data: { tool: "get_weather", outcome: "ok", output: '{"tempC":18}' },
+    });
   });
 
   it("denies production deletes naming the policy", async () => {
     const { hooks, audit } = setup();
     const info = call("delete_resource", { resource: "db", env: "production" });
     const decision = await hooks.beforeToolCall(info);
-    expect(decision).toEqual({ type: "deny", reason: "Production deletes are forbidden", policy: "no-prod-delete" });
-    await hooks.afterToolCall({ ...info, decision, durationMs: 0, result: { type: "tool_result", toolUseId: info.call.id, content: "Denied", isError: true } });
+    expect(decision).toEqual({
+      type: "deny",
+      reason: "Production deletes are forbidden",
+      policy: "no-prod-delete",
+    });
+    await hooks.afterToolCall({
+      ...info,
+      decision,
+      durationMs: 0,
+      result: { type: "tool_result", toolUseId: info.call.id, content: "Denied", isError: true },
+    });
     expect((await audit.read()).map((e) => [e.type, e.type === "action" ? e.data.outcome : e.data])).toEqual([
       ["policy_verdict", expect.objectContaining({ decidedBy: "no-prod-delete" })],
       ["action", "denied"],
@@ -77,11 +111,22 @@ describe("createGovernanceHooks", () => {
 
   it("denies a tool the registry declares destructive in production, whatever its name", async () => {
     const { hooks, audit } = setup();
-    const declared = { ...call("reset_cluster", { cluster: "c1", target: { environment: "LIVE" } }), destructive: true };
-    expect(await hooks.beforeToolCall(declared)).toEqual({ type: "deny", reason: "Production deletes are forbidden", policy: "no-prod-delete" });
+    const declared = {
+      ...call("reset_cluster", { cluster: "c1", target: { environment: "LIVE" } }),
+      destructive: true,
+    };
+    expect(await hooks.beforeToolCall(declared)).toEqual({
+      type: "deny",
+      reason: "Production deletes are forbidden",
+      policy: "no-prod-delete",
+    });
     // The same call without the declaration reads as harmless: the flag is what decided.
-    expect(await hooks.beforeToolCall(call("reset_cluster", { cluster: "c1", target: { environment: "LIVE" } }))).toEqual({ type: "allow" });
-    expect((await audit.read()).map((e) => (e.type === "policy_verdict" ? e.data.verdict.type : e.type))).toEqual(["deny", "allow"]);
+    expect(
+      await hooks.beforeToolCall(call("reset_cluster", { cluster: "c1", target: { environment: "LIVE" } })),
+    ).toEqual({ type: "allow" });
+    expect(
+      (await audit.read()).map((e) => (e.type === "policy_verdict" ? e.data.verdict.type : e.type)),
+    ).toEqual(["deny", "allow"]);
   });
 
   it("approval path: suspend, retry finds the same approval, still pending, approved → allow", async () => {
@@ -93,10 +138,22 @@ describe("createGovernanceHooks", () => {
     // Retried step: same approval, no second notification.
     expect(approvalIdOf(await hooks.beforeToolCall(info))).toBe(approvalId);
     expect(notified).toHaveLength(1);
-    expect(notified[0]).toMatchObject({ approvalId, approvers: ["alice", "bob"], tool: "delete_resource", jobId: `job-${info.run.taskId}` });
-    expect(await approvals.require(approvalId)).toMatchObject({ approvers: ["alice", "bob"], quorum: 1, jobId: `job-${info.run.taskId}` });
+    expect(notified[0]).toMatchObject({
+      approvalId,
+      approvers: ["alice", "bob"],
+      tool: "delete_resource",
+      jobId: `job-${info.run.taskId}`,
+    });
+    expect(await approvals.require(approvalId)).toMatchObject({
+      approvers: ["alice", "bob"],
+      quorum: 1,
+      jobId: `job-${info.run.taskId}`,
+    });
 
-    expect(await hooks.beforeToolCall(resume(info, first))).toMatchObject({ type: "suspend", data: { approvalId } });
+    expect(await hooks.beforeToolCall(resume(info, first))).toMatchObject({
+      type: "suspend",
+      data: { approvalId },
+    });
     await approvals.decide(sign(alice.privateKey, approvalId, "alice", "approve", "fine"));
     expect(await hooks.beforeToolCall(resume(info, first))).toEqual({ type: "allow" });
     expect(await approvals.unacknowledgedResolved()).toEqual([]);
@@ -109,7 +166,11 @@ describe("createGovernanceHooks", () => {
     const info = call("delete_resource", { resource: "db", env: "staging" });
     const first = await hooks.beforeToolCall(info);
     await approvals.decide(sign(bob.privateKey, approvalIdOf(first), "bob", "reject", "too risky"));
-    expect(await hooks.beforeToolCall(resume(info, first))).toEqual({ type: "deny", reason: "rejected by bob: too risky", policy: "approval" });
+    expect(await hooks.beforeToolCall(resume(info, first))).toEqual({
+      type: "deny",
+      reason: "rejected by bob: too risky",
+      policy: "approval",
+    });
   });
 
   it("expired → deny approval expired, audited", async () => {
@@ -118,8 +179,17 @@ describe("createGovernanceHooks", () => {
     const first = await hooks.beforeToolCall(info);
     advance(3_600_000);
     const decision = await hooks.beforeToolCall(resume(info, first));
-    expect(decision).toEqual({ type: "deny", reason: `approval ${approvalIdOf(first)} expired`, policy: "approval" });
-    await hooks.afterToolCall({ ...resume(info, first), decision, durationMs: 0, result: { type: "tool_result", toolUseId: info.call.id, content: "x", isError: true } });
+    expect(decision).toEqual({
+      type: "deny",
+      reason: `approval ${approvalIdOf(first)} expired`,
+      policy: "approval",
+    });
+    await hooks.afterToolCall({
+      ...resume(info, first),
+      decision,
+      durationMs: 0,
+      result: { type: "tool_result", toolUseId: info.call.id, content: "x", isError: true },
+    });
     expect((await audit.tail(2)).map((e) => [e.type, e.type === "action" ? e.data.outcome : ""])).toEqual([
       ["approval_expired", ""],
       ["action", "expired"],
@@ -133,11 +203,22 @@ describe("createGovernanceHooks", () => {
     const approvalId = approvalIdOf(first);
     const mallory = generateApproverKeyPair();
     const forged = sign(mallory.privateKey, approvalId, "alice", "approve");
-    await client.hset(`${prefix}:approval:${approvalId}`, "status", "approved", "decisions", JSON.stringify([{ ...forged, reason: "" }]));
+    await client.hset(
+      `${prefix}:approval:${approvalId}`,
+      "status",
+      "approved",
+      "decisions",
+      JSON.stringify([{ ...forged, reason: "" }]),
+    );
     const decision = await hooks.beforeToolCall(resume(info, first));
     expect(decision).toMatchObject({ type: "deny", policy: "approval" });
-    expect(decision.type === "deny" && decision.reason).toMatch(/refused: only 0 of 1 approvals carry a valid signature/);
-    expect((await audit.tail(1))[0]).toMatchObject({ type: "approval_refused", data: { approvalId, approver: "alice" } });
+    expect(decision.type === "deny" && decision.reason).toMatch(
+      /refused: only 0 of 1 approvals carry a valid signature/,
+    );
+    expect((await audit.tail(1))[0]).toMatchObject({
+      type: "approval_refused",
+      data: { approvalId, approver: "alice" },
+    });
   });
 
   it("a replayed approval of another call is refused", async () => {
@@ -167,14 +248,26 @@ describe("createGovernanceHooks", () => {
     const policies = parsePolicyFile(
       "version: 1\npolicies:\n  - name: two-person-delete\n    when:\n      tool: delete_resource\n    then: require_approval\n    approvers: [alice, bob]\n    quorum: 2\n    reason: two people must agree\n",
     );
-    const hooks = createGovernanceHooks({ validator: new SafetyValidator({ policies }), approvals, audit, approverKeys });
+    const hooks = createGovernanceHooks({
+      validator: new SafetyValidator({ policies }),
+      approvals,
+      audit,
+      approverKeys,
+    });
     const info = call("delete_resource", { resource: "db", env: "staging" });
     const first = await hooks.beforeToolCall(info);
     const approvalId = approvalIdOf(first);
     expect((await approvals.require(approvalId)).quorum).toBe(2);
     // Someone with write access to Redis lowers the quorum; one real approval then resolves it.
     await client.hset(`${prefix}:approval:${approvalId}`, "quorum", "1");
-    await approvals.decide(signDecision(alice.privateKey, { approvalId, approver: "alice", outcome: "approve", decidedAt: Date.now() }));
+    await approvals.decide(
+      signDecision(alice.privateKey, {
+        approvalId,
+        approver: "alice",
+        outcome: "approve",
+        decidedAt: Date.now(),
+      }),
+    );
     expect((await approvals.require(approvalId)).status).toBe("approved");
     const decision = await hooks.beforeToolCall(resume(info, first));
     expect(decision).toMatchObject({ type: "deny", reason: expect.stringContaining("1 of the 2 approvals") });

@@ -1,5 +1,12 @@
 import type { AgentHooks, ToolCallDecision, ToolCallInfo } from "@agentry/agent";
-import { systemClock, type AuditContext, type AuditDataMap, type AuditRecord, type Clock, type Logger } from "@agentry/core";
+import {
+  systemClock,
+  type AuditContext,
+  type AuditDataMap,
+  type AuditRecord,
+  type Clock,
+  type Logger,
+} from "@agentry/core";
 import { canonicalJson } from "../canonical-json.js";
 import type { ApprovalStore } from "../approvals/approval-store.js";
 import { verifyDecision, type ApproverKeys } from "../approvals/signing.js";
@@ -42,7 +49,9 @@ type ActionOutcome = AuditDataMap["action"]["outcome"];
  * suspend again. `afterToolCall` audits the action and its outcome. An audit failure throws
  * `AUDIT_FAILED`, failing the step.
  */
-export function createGovernanceHooks(options: GovernanceHooksOptions): Required<Pick<AgentHooks, "beforeToolCall" | "afterToolCall">> {
+export function createGovernanceHooks(
+  options: GovernanceHooksOptions,
+): Required<Pick<AgentHooks, "beforeToolCall" | "afterToolCall">> {
   const { validator, approvals, audit, notifier, approverKeys, logger } = options;
   const clock = options.clock ?? systemClock;
   const maxOutput = options.maxAuditedOutput ?? 4_096;
@@ -59,15 +68,26 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
   // Fenced by the attempt's job lock: an attempt that lost its task writes nothing more. A
   // resolution (decided, expired) is written once per approval, however many attempts apply it.
   const write = async (info: ToolCallInfo, entry: AuditRecord, once?: string): Promise<void> => {
-    await audit.append({ ...context(info), ...entry }, { ...(info.run.fence ? { fence: info.run.fence } : {}), ...(once ? { once } : {}) });
+    await audit.append(
+      { ...context(info), ...entry },
+      { ...(info.run.fence ? { fence: info.run.fence } : {}), ...(once ? { once } : {}) },
+    );
   };
   const deny = (info: ToolCallInfo, outcome: ActionOutcome, reason: string): ToolCallDecision => {
     outcomes.set(info.call.id, outcome);
     return { type: "deny", reason, policy: APPROVAL_POLICY };
   };
 
-  const refuse = async (info: ToolCallInfo, approvalId: string, reason: string, approver?: string): Promise<ToolCallDecision> => {
-    await write(info, { type: "approval_refused", data: { approvalId, reason, ...(approver ? { approver } : {}) } });
+  const refuse = async (
+    info: ToolCallInfo,
+    approvalId: string,
+    reason: string,
+    approver?: string,
+  ): Promise<ToolCallDecision> => {
+    await write(info, {
+      type: "approval_refused",
+      data: { approvalId, reason, ...(approver ? { approver } : {}) },
+    });
     return deny(info, "denied", `approval ${approvalId} refused: ${reason}`);
   };
 
@@ -83,8 +103,9 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
     ...(info.destructive === true ? { destructive: true } : {}),
   });
   /** `"*"` stands for every enrolled approver. */
-  const expandApprovers = (names: string[]): string[] =>
-    [...new Set(names.flatMap((a) => (a === ALL_APPROVERS ? [...approverKeys.keys()] : [a])))];
+  const expandApprovers = (names: string[]): string[] => [
+    ...new Set(names.flatMap((a) => (a === ALL_APPROVERS ? [...approverKeys.keys()] : [a]))),
+  ];
 
   /** Decides from an approval record; used on resume and when a retried step finds its approval. */
   const fromRecord = async (info: ToolCallInfo, approvalId: string): Promise<ToolCallDecision> => {
@@ -93,14 +114,19 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
     if (record.taskId !== info.run.taskId || record.toolUseId !== info.call.id) {
       return refuse(info, approvalId, "the approval belongs to another tool call");
     }
-    if (canonicalJson(record.action.input) !== canonicalJson(info.call.input) || record.action.tool !== info.call.name) {
+    if (
+      canonicalJson(record.action.input) !== canonicalJson(info.call.input) ||
+      record.action.tool !== info.call.name
+    ) {
       return refuse(info, approvalId, "the approved action differs from the tool call");
     }
     if (record.status === "pending") {
-      if (clock.now() < record.expiresAt) return { type: "suspend", reason: record.reason, data: { approvalId, expiresAt: record.expiresAt } };
+      if (clock.now() < record.expiresAt)
+        return { type: "suspend", reason: record.reason, data: { approvalId, expiresAt: record.expiresAt } };
       await approvals.expire(approvalId);
       record = (await approvals.get(approvalId)) ?? record;
-      if (record.status === "pending") return { type: "suspend", reason: record.reason, data: { approvalId, expiresAt: record.expiresAt } };
+      if (record.status === "pending")
+        return { type: "suspend", reason: record.reason, data: { approvalId, expiresAt: record.expiresAt } };
     }
     const decision = await resolved(info, record);
     await approvals.acknowledge(approvalId);
@@ -114,22 +140,45 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
         (record.approvers.includes(d.approver) || record.approvers.includes(ALL_APPROVERS)) &&
         verifyDecision(approverKeys, { ...d, approvalId }),
     );
-    const decisions = valid.map(({ approver, outcome, reason, decidedAt }) => ({ approver, outcome, reason, decidedAt }));
+    const decisions = valid.map(({ approver, outcome, reason, decidedAt }) => ({
+      approver,
+      outcome,
+      reason,
+      decidedAt,
+    }));
     switch (record.status) {
       case "expired":
-        await write(info, { type: "approval_expired", data: { approvalId, expiresAt: record.expiresAt } }, `approval-resolved:${approvalId}`);
+        await write(
+          info,
+          { type: "approval_expired", data: { approvalId, expiresAt: record.expiresAt } },
+          `approval-resolved:${approvalId}`,
+        );
         return deny(info, "expired", `approval ${approvalId} expired`);
       case "rejected": {
-        await write(info, { type: "approval_decided", data: { approvalId, status: "rejected", decisions } }, `approval-resolved:${approvalId}`);
+        await write(
+          info,
+          { type: "approval_decided", data: { approvalId, status: "rejected", decisions } },
+          `approval-resolved:${approvalId}`,
+        );
         const reject = valid.find((d) => d.outcome === "reject");
-        if (!reject) return deny(info, "rejected", `approval ${approvalId} was rejected (no verifiable signature)`);
-        return deny(info, "rejected", `rejected by ${reject.approver}${reject.reason ? `: ${reject.reason}` : ""}`);
+        if (!reject)
+          return deny(info, "rejected", `approval ${approvalId} was rejected (no verifiable signature)`);
+        return deny(
+          info,
+          "rejected",
+          `rejected by ${reject.approver}${reject.reason ? `: ${reject.reason}` : ""}`,
+        );
       }
       case "approved": {
         const approvers = new Set(valid.filter((d) => d.outcome === "approve").map((d) => d.approver));
         if (approvers.size < record.quorum) {
           const bad = record.decisions.find((d) => !valid.includes(d));
-          return refuse(info, approvalId, `only ${approvers.size} of ${record.quorum} approvals carry a valid signature`, bad?.approver);
+          return refuse(
+            info,
+            approvalId,
+            `only ${approvers.size} of ${record.quorum} approvals carry a valid signature`,
+            bad?.approver,
+          );
         }
         // The record's approvers and quorum live in Redis; the bar is derived again from the
         // policies this worker loaded, so a record edited to ask for less does not pass.
@@ -143,10 +192,18 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
           const counted = [...approvers].filter((a) => allowed.has(a)).length;
           const quorum = Math.max(bar.quorum, record.quorum);
           if (counted < quorum) {
-            return refuse(info, approvalId, `only ${counted} of the ${quorum} approvals the policy requires come from its approvers`);
+            return refuse(
+              info,
+              approvalId,
+              `only ${counted} of the ${quorum} approvals the policy requires come from its approvers`,
+            );
           }
         }
-        await write(info, { type: "approval_decided", data: { approvalId, status: "approved", decisions } }, `approval-resolved:${approvalId}`);
+        await write(
+          info,
+          { type: "approval_decided", data: { approvalId, status: "approved", decisions } },
+          `approval-resolved:${approvalId}`,
+        );
         return { type: "allow" };
       }
       case "pending":
@@ -181,12 +238,20 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
           return { type: "allow" };
         case "deny":
           outcomes.set(info.call.id, "denied");
-          return { type: "deny", reason: verdict.reason, ...(result.decidedBy ? { policy: result.decidedBy } : {}) };
+          return {
+            type: "deny",
+            reason: verdict.reason,
+            ...(result.decidedBy ? { policy: result.decidedBy } : {}),
+          };
         case "require_approval": {
           const approvers = expandApprovers(verdict.approvers);
           if (approvers.length === 0) {
             outcomes.set(info.call.id, "denied");
-            return { type: "deny", reason: "approval required but no approvers are enrolled", ...(result.decidedBy ? { policy: result.decidedBy } : {}) };
+            return {
+              type: "deny",
+              reason: "approval required but no approvers are enrolled",
+              ...(result.decidedBy ? { policy: result.decidedBy } : {}),
+            };
           }
           const jobId = info.run.attributes?.jobId;
           const { record, created } = await approvals.request({
@@ -204,7 +269,15 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
           if (created) {
             await write(info, {
               type: "approval_requested",
-              data: { approvalId: record.id, tool: action.tool, toolUseId: info.call.id, approvers, quorum: record.quorum, expiresAt: record.expiresAt, reason: record.reason },
+              data: {
+                approvalId: record.id,
+                tool: action.tool,
+                toolUseId: info.call.id,
+                approvers,
+                quorum: record.quorum,
+                expiresAt: record.expiresAt,
+                reason: record.reason,
+              },
             });
             await notifier
               ?.notify({
@@ -221,9 +294,15 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
                 expiresAt: record.expiresAt,
                 reason: record.reason,
               })
-              .catch((err: unknown) => logger?.warn({ err, approvalId: record.id }, "approval notification failed"));
+              .catch((err: unknown) =>
+                logger?.warn({ err, approvalId: record.id }, "approval notification failed"),
+              );
           }
-          return { type: "suspend", reason: verdict.reason, data: { approvalId: record.id, expiresAt: record.expiresAt } };
+          return {
+            type: "suspend",
+            reason: verdict.reason,
+            data: { approvalId: record.id, expiresAt: record.expiresAt },
+          };
         }
       }
     },
@@ -241,7 +320,10 @@ export function createGovernanceHooks(options: GovernanceHooksOptions): Required
           toolUseId: info.call.id,
           input: info.call.input,
           outcome,
-          output: content.length > maxOutput ? `${content.slice(0, maxOutput)}… [${content.length - maxOutput} more chars]` : content,
+          output:
+            content.length > maxOutput
+              ? `${content.slice(0, maxOutput)}… [${content.length - maxOutput} more chars]`
+              : content,
           durationMs: Math.round(info.durationMs),
           ...(info.result.isError && info.decision.type === "deny" ? { error: info.decision.reason } : {}),
         },

@@ -30,7 +30,9 @@ afterEach(async () => {
   );
 });
 
-async function serve(handler: (req: IncomingMessage, body: string, res: ServerResponse) => void): Promise<string> {
+async function serve(
+  handler: (req: IncomingMessage, body: string, res: ServerResponse) => void,
+): Promise<string> {
   const server = createServer((req, res) => {
     let body = "";
     req.on("data", (c: Buffer) => (body += c.toString()));
@@ -45,7 +47,11 @@ describe("WebhookNotifier", () => {
   it("POSTs the event as JSON with the configured headers, retrying after a 500", async () => {
     const seen: { body: unknown; auth: string | undefined; type: string | undefined }[] = [];
     const url = await serve((req, body, res) => {
-      seen.push({ body: JSON.parse(body), auth: req.headers["x-secret"] as string | undefined, type: req.headers["content-type"] });
+      seen.push({
+        body: JSON.parse(body),
+        auth: req.headers["x-secret"] as string | undefined,
+        type: req.headers["content-type"],
+      });
       res.statusCode = seen.length === 1 ? 500 : 204;
       res.end();
     });
@@ -61,7 +67,9 @@ describe("WebhookNotifier", () => {
     const url = await serve(() => {
       calls += 1;
     });
-    const err = await new WebhookNotifier({ url, timeoutMs: 1_000, retries: 1, backoffMs: 5 }).notify(event).catch((e: unknown) => e);
+    const err = await new WebhookNotifier({ url, timeoutMs: 1_000, retries: 1, backoffMs: 5 })
+      .notify(event)
+      .catch((e: unknown) => e);
     expect(AgentryError.isInstance(err)).toBe(true);
     expect((err as AgentryError).message).toMatch(/timed out after 1000 ms/);
     expect((err as AgentryError).details).toMatchObject({ attempts: 2 });
@@ -77,7 +85,9 @@ describe("WebhookNotifier", () => {
       res.statusCode = 400;
       res.end();
     });
-    const err = await new WebhookNotifier({ url, retries: 3, backoffMs: 5 }).notify(event).catch((e: unknown) => e);
+    const err = await new WebhookNotifier({ url, retries: 3, backoffMs: 5 })
+      .notify(event)
+      .catch((e: unknown) => e);
     expect((err as AgentryError).details).toMatchObject({ status: 400, attempts: 1 });
     expect(calls).toBe(1);
   });
@@ -86,8 +96,14 @@ describe("WebhookNotifier", () => {
 describe("LogNotifier", () => {
   it("logs the approval id and how to approve it", async () => {
     const lines: { obj: Record<string, unknown>; msg: string }[] = [];
-    await new LogNotifier({ info: (obj: Record<string, unknown>, msg: string) => lines.push({ obj, msg }) } as never).notify(event);
-    expect(lines[0]?.obj).toMatchObject({ event: "approval-requested", approvalId: "apr_1", approvers: ["alice"] });
+    await new LogNotifier({
+      info: (obj: Record<string, unknown>, msg: string) => lines.push({ obj, msg }),
+    } as never).notify(event);
+    expect(lines[0]?.obj).toMatchObject({
+      event: "approval-requested",
+      approvalId: "apr_1",
+      approvers: ["alice"],
+    });
     expect(lines[0]?.msg).toContain("agentry approvals approve apr_1");
   });
 });

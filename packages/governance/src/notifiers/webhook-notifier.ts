@@ -56,7 +56,10 @@ export class WebhookNotifier implements Notifier {
         if (res.status < 500 && res.status !== 429) break;
       } catch (err) {
         status = undefined;
-        last = err instanceof Error && err.name === "TimeoutError" ? `timed out after ${this.timeoutMs} ms` : String((err as Error).message ?? err);
+        last =
+          err instanceof Error && err.name === "TimeoutError"
+            ? `timed out after ${this.timeoutMs} ms`
+            : String((err as Error).message ?? err);
       }
     }
     throw new AgentryError("INTERNAL", `webhook ${this.url} failed: ${last}`, {

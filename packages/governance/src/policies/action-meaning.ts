@@ -8,8 +8,25 @@ import type { Action } from "./types.js";
  * none of them declares itself with `destructive: true` in the registry.
  */
 export const DESTRUCTIVE_WORDS: ReadonlySet<string> = new Set([
-  "delete", "drop", "destroy", "truncate", "purge", "wipe", "terminate", "remove", "erase", "rm", "rmdir",
-  "unlink", "shred", "nuke", "kill", "teardown", "deprovision", "decommission", "uninstall",
+  "delete",
+  "drop",
+  "destroy",
+  "truncate",
+  "purge",
+  "wipe",
+  "terminate",
+  "remove",
+  "erase",
+  "rm",
+  "rmdir",
+  "unlink",
+  "shred",
+  "nuke",
+  "kill",
+  "teardown",
+  "deprovision",
+  "decommission",
+  "uninstall",
 ]);
 
 /** Input keys whose value says what the call does (`{ operation: "delete" }`, `{ method: "DELETE" }`). */
@@ -63,7 +80,10 @@ export interface ActionFacts {
  * `env: ["staging", "prod"]`), plus `action.env` and env-like `attributes`. A string input is
  * decoded as JSON first, as the tool registry does before the tool reads it.
  */
-export function actionFacts(action: Action, aliases: EnvironmentAliases = EnvironmentAliases.default): ActionFacts {
+export function actionFacts(
+  action: Action,
+  aliases: EnvironmentAliases = EnvironmentAliases.default,
+): ActionFacts {
   const facts: ActionFacts = { environments: new Set(), destructiveIntent: false, truncated: false };
   let nodes = 0;
   const addEnv = (value: string): void => {
@@ -121,6 +141,10 @@ export function isDestructive(action: Action, facts: ActionFacts): boolean {
 }
 
 /** True when the action names `environment` (canonical, after aliases), or hides too much to tell. */
-export function targetsEnvironment(facts: ActionFacts, environment: string, aliases: EnvironmentAliases): boolean {
+export function targetsEnvironment(
+  facts: ActionFacts,
+  environment: string,
+  aliases: EnvironmentAliases,
+): boolean {
   return facts.truncated || facts.environments.has(aliases.resolve(environment));
 }

@@ -9,14 +9,22 @@ import type { Action, PolicyContext } from "./types.js";
 
 const redis = useTestRedis("gov-policies");
 const base = { taskId: "task1", tenant: "acme", userId: "u", sessionId: "s" };
-const act = (tool: string, input: unknown, extra: Partial<Action> = {}): Action => ({ tool, input, ...base, ...extra });
+const act = (tool: string, input: unknown, extra: Partial<Action> = {}): Action => ({
+  tool,
+  input,
+  ...base,
+  ...extra,
+});
 const ctx: PolicyContext = { now: 0 };
 
 describe("noProductionDelete", () => {
   const p = noProductionDelete();
   it("denies destructive tools aimed at production", async () => {
     for (const tool of ["delete_resource", "destroyCluster", "drop-table", "purge_cache", "remove"]) {
-      expect(await p.evaluate(act(tool, { env: "production" }), ctx)).toEqual({ type: "deny", reason: "Production deletes are forbidden" });
+      expect(await p.evaluate(act(tool, { env: "production" }), ctx)).toEqual({
+        type: "deny",
+        reason: "Production deletes are forbidden",
+      });
     }
     expect((await p.evaluate(act("update", { type: "delete", env: "production" }), ctx)).type).toBe("deny");
     expect((await p.evaluate(act("delete_resource", {}, { env: "production" }), ctx)).type).toBe("deny");
@@ -32,7 +40,10 @@ describe("tool lists", () => {
   it("allow list denies tools not listed", async () => {
     const p = toolAllowList({ tools: ["get_weather"] });
     expect(await p.evaluate(act("get_weather", {}), ctx)).toEqual({ type: "allow" });
-    expect(await p.evaluate(act("shell", {}), ctx)).toMatchObject({ type: "deny", reason: "tool shell is not on the allow list" });
+    expect(await p.evaluate(act("shell", {}), ctx)).toMatchObject({
+      type: "deny",
+      reason: "tool shell is not on the allow list",
+    });
   });
   it("deny list denies tools listed", async () => {
     const p = toolDenyList({ tools: ["shell"] });
@@ -44,7 +55,12 @@ describe("tool lists", () => {
 describe("matchPolicy (argument matchers)", () => {
   const deny = { type: "deny" as const, reason: "nope" };
   it("equals on a nested path", async () => {
-    const p = matchPolicy({ name: "m", tool: "pay", conditions: [fieldEquals("to.country", "XX")], then: deny });
+    const p = matchPolicy({
+      name: "m",
+      tool: "pay",
+      conditions: [fieldEquals("to.country", "XX")],
+      then: deny,
+    });
     expect(await p.evaluate(act("pay", { to: { country: "XX" } }), ctx)).toEqual(deny);
     expect(await p.evaluate(act("pay", { to: { country: "FR" } }), ctx)).toEqual({ type: "allow" });
     expect(await p.evaluate(act("other", { to: { country: "XX" } }), ctx)).toEqual({ type: "allow" });
@@ -57,8 +73,12 @@ describe("matchPolicy (argument matchers)", () => {
       then: deny,
     });
     expect(await p.evaluate(act("db_exec", { env: "prod", sql: "drop table x" }), ctx)).toEqual(deny);
-    expect(await p.evaluate(act("db_exec", { env: "dev", sql: "drop table x" }), ctx)).toEqual({ type: "allow" });
-    expect(await p.evaluate(act("db_exec", { env: "prod", sql: "select 1" }), ctx)).toEqual({ type: "allow" });
+    expect(await p.evaluate(act("db_exec", { env: "dev", sql: "drop table x" }), ctx)).toEqual({
+      type: "allow",
+    });
+    expect(await p.evaluate(act("db_exec", { env: "prod", sql: "select 1" }), ctx)).toEqual({
+      type: "allow",
+    });
     expect(await p.evaluate(act("db_exec", { env: "prod", sql: 42 }), ctx)).toEqual({ type: "allow" });
   });
 });
@@ -75,40 +95,75 @@ describe("rateCap", () => {
     );
     expect(results.filter((r) => r.type === "allow")).toHaveLength(3);
     // Another task has its own count; other tools are not counted.
-    expect((await p.evaluate(act("send_email", {}, { taskId: "task2" }), { now: 1_000, redis: clients[0], prefix })).type).toBe("allow");
-    expect((await p.evaluate(act("get_weather", {}), { now: 1_000, redis: clients[0], prefix })).type).toBe("allow");
+    expect(
+      (
+        await p.evaluate(act("send_email", {}, { taskId: "task2" }), {
+          now: 1_000,
+          redis: clients[0],
+          prefix,
+        })
+      ).type,
+    ).toBe("allow");
+    expect((await p.evaluate(act("get_weather", {}), { now: 1_000, redis: clients[0], prefix })).type).toBe(
+      "allow",
+    );
   });
 
   it("per tenant counts across tasks, and a new window starts afresh", async () => {
     const prefix = redis.freshPrefix("cap");
     const client = redis.client();
     const p = rateCap({ tool: "x", max: 1, per: "tenant", windowMs: 60_000 });
-    expect((await p.evaluate(act("x", {}, { taskId: "a" }), { now: 0, redis: client, prefix })).type).toBe("allow");
-    expect((await p.evaluate(act("x", {}, { taskId: "b" }), { now: 10, redis: client, prefix })).type).toBe("deny");
-    expect((await p.evaluate(act("x", {}, { taskId: "b", tenant: "other" }), { now: 10, redis: client, prefix })).type).toBe("allow");
-    expect((await p.evaluate(act("x", {}, { taskId: "c" }), { now: 60_000, redis: client, prefix })).type).toBe("allow");
+    expect((await p.evaluate(act("x", {}, { taskId: "a" }), { now: 0, redis: client, prefix })).type).toBe(
+      "allow",
+    );
+    expect((await p.evaluate(act("x", {}, { taskId: "b" }), { now: 10, redis: client, prefix })).type).toBe(
+      "deny",
+    );
+    expect(
+      (await p.evaluate(act("x", {}, { taskId: "b", tenant: "other" }), { now: 10, redis: client, prefix }))
+        .type,
+    ).toBe("allow");
+    expect(
+      (await p.evaluate(act("x", {}, { taskId: "c" }), { now: 60_000, redis: client, prefix })).type,
+    ).toBe("allow");
   });
 
   it("a task id of another tenant has its own count", async () => {
     const prefix = redis.freshPrefix("cap");
     const client = redis.client();
     const p = rateCap({ tool: "x", max: 1, per: "task", windowMs: 60_000 });
-    expect((await p.evaluate(act("x", {}, { taskId: "t1" }), { now: 0, redis: client, prefix })).type).toBe("allow");
-    expect((await p.evaluate(act("x", {}, { taskId: "t1" }), { now: 1, redis: client, prefix })).type).toBe("deny");
-    expect((await p.evaluate(act("x", {}, { taskId: "t1", tenant: "other" }), { now: 1, redis: client, prefix })).type).toBe("allow");
+    expect((await p.evaluate(act("x", {}, { taskId: "t1" }), { now: 0, redis: client, prefix })).type).toBe(
+      "allow",
+    );
+    expect((await p.evaluate(act("x", {}, { taskId: "t1" }), { now: 1, redis: client, prefix })).type).toBe(
+      "deny",
+    );
+    expect(
+      (await p.evaluate(act("x", {}, { taskId: "t1", tenant: "other" }), { now: 1, redis: client, prefix }))
+        .type,
+    ).toBe("allow");
   });
 
   it("a recheck (approval resume) does not count the action again", async () => {
     const prefix = redis.freshPrefix("cap");
-    const v = new SafetyValidator({ policies: [rateCap({ tool: "x", max: 1, per: "task", windowMs: 3_600_000 })], redis: redis.client(), prefix });
+    const v = new SafetyValidator({
+      policies: [rateCap({ tool: "x", max: 1, per: "task", windowMs: 3_600_000 })],
+      redis: redis.client(),
+      prefix,
+    });
     expect((await v.validate(act("x", {}))).verdict.type).toBe("allow");
     expect((await v.validate(act("x", {}), { recheck: true })).verdict.type).toBe("allow");
     expect((await v.validate(act("x", {}))).verdict.type).toBe("deny");
   });
 
   it("without Redis the validator denies (fail closed)", async () => {
-    const v = new SafetyValidator({ policies: [rateCap({ tool: "x", max: 1, per: "task", windowMs: 1000 })] });
+    const v = new SafetyValidator({
+      policies: [rateCap({ tool: "x", max: 1, per: "task", windowMs: 1000 })],
+    });
     const r = await v.validate(act("x", {}));
-    expect(r.verdict).toEqual({ type: "deny", reason: "policy rate-cap:x:task failed: no Redis connection to count with" });
+    expect(r.verdict).toEqual({
+      type: "deny",
+      reason: "policy rate-cap:x:task failed: no Redis connection to count with",
+    });
   });
 });

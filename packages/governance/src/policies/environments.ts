@@ -38,7 +38,8 @@ export class EnvironmentAliases {
   }
 
   #add(spelling: string, target: string): void {
-    if (spelling === "") throw new AgentryError("INVALID_CONFIG", `An alias of environment "${target}" is empty`);
+    if (spelling === "")
+      throw new AgentryError("INVALID_CONFIG", `An alias of environment "${target}" is empty`);
     const existing = this.#canonical.get(spelling);
     if (existing !== undefined && existing !== target) {
       throw new AgentryError(

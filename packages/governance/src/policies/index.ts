@@ -4,7 +4,13 @@ export { noProductionDelete, type NoProductionDeleteOptions } from "./no-product
 export { toolAllowList, toolDenyList, type ToolListOptions } from "./tool-lists.js";
 export { canonicalText, canonicalName, textWords } from "./normalise.js";
 export { EnvironmentAliases, DEFAULT_ENVIRONMENT_ALIASES } from "./environments.js";
-export { actionFacts, isDestructive, soundsDestructive, DESTRUCTIVE_WORDS, type ActionFacts } from "./action-meaning.js";
+export {
+  actionFacts,
+  isDestructive,
+  soundsDestructive,
+  DESTRUCTIVE_WORDS,
+  type ActionFacts,
+} from "./action-meaning.js";
 export {
   matchPolicy,
   actionMatcher,

@@ -1,4 +1,11 @@
-import { actionFacts, decodedInput, isDestructive, isEnvKey, targetsEnvironment, type ActionFacts } from "./action-meaning.js";
+import {
+  actionFacts,
+  decodedInput,
+  isDestructive,
+  isEnvKey,
+  targetsEnvironment,
+  type ActionFacts,
+} from "./action-meaning.js";
 import { EnvironmentAliases } from "./environments.js";
 import { getFields } from "./field-path.js";
 import { canonicalName, canonicalText } from "./normalise.js";
@@ -7,9 +14,7 @@ import type { Action, Policy } from "./types.js";
 
 /** A test on one field of the tool input (dotted path). */
 export type FieldCondition =
-  | { path: string; equals: unknown }
-  | { path: string; in: unknown[] }
-  | { path: string; matches: RegExp };
+  { path: string; equals: unknown } | { path: string; in: unknown[] } | { path: string; matches: RegExp };
 
 /** Which tools a rule applies to: a name, a list of names, or a pattern. Absent: every tool. */
 export type ToolSelector = string | string[] | RegExp;
@@ -59,7 +64,8 @@ export function matchPolicy(options: MatchPolicyOptions): Policy {
   const matches = actionMatcher(options);
   return {
     name: options.name,
-    evaluate: (action: Action): Verdict => (matches(action) ? structuredClone(options.then) : { type: "allow" }),
+    evaluate: (action: Action): Verdict =>
+      matches(action) ? structuredClone(options.then) : { type: "allow" },
   };
 }
 
@@ -79,12 +85,19 @@ export function actionMatcher(options: ActionMatch): (action: Action) => boolean
     if (!tool(action.tool)) return false;
     let facts: ActionFacts | undefined;
     const factsOf = (): ActionFacts => (facts ??= actionFacts(action, aliases));
-    if (environments !== undefined && !environments.some((env) => targetsEnvironment(factsOf(), env, aliases))) return false;
-    if (options.destructive !== undefined && isDestructive(action, factsOf()) !== options.destructive) return false;
+    if (
+      environments !== undefined &&
+      !environments.some((env) => targetsEnvironment(factsOf(), env, aliases))
+    )
+      return false;
+    if (options.destructive !== undefined && isDestructive(action, factsOf()) !== options.destructive)
+      return false;
     const input = decodedInput(action.input);
     return (options.conditions ?? []).every((c) => {
       const envField = isEnvPath(c.path);
-      return getFields(input, c.path).some((value) => conditionHolds(c, value, envField ? aliases : undefined));
+      return getFields(input, c.path).some((value) =>
+        conditionHolds(c, value, envField ? aliases : undefined),
+      );
     });
   };
 }
@@ -93,10 +106,11 @@ export function actionMatcher(options: ActionMatch): (action: Action) => boolean
 function compileSelector(selector: ToolSelector | undefined): (tool: string) => boolean {
   if (selector === undefined) return () => true;
   if (selector instanceof RegExp) {
-    return (tool) => [tool, canonicalName(tool)].some((name) => {
-      selector.lastIndex = 0;
-      return selector.test(name);
-    });
+    return (tool) =>
+      [tool, canonicalName(tool)].some((name) => {
+        selector.lastIndex = 0;
+        return selector.test(name);
+      });
   }
   const names = new Set([selector].flat().map(canonicalName));
   return (tool) => names.has(canonicalName(tool));
@@ -132,5 +146,7 @@ function sameValue(a: unknown, b: unknown, aliases: EnvironmentAliases | undefin
   const ka = Object.keys(a);
   const kb = Object.keys(b);
   if (ka.length !== kb.length) return false;
-  return ka.every((k) => sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], aliases));
+  return ka.every((k) =>
+    sameValue((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], aliases),
+  );
 }

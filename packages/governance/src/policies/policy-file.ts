@@ -4,7 +4,13 @@ import { LineCounter, isNode, parseDocument, type Document } from "yaml";
 import { z } from "zod";
 import { AgentryError, durationMs } from "@agentry/core";
 import { EnvironmentAliases } from "./environments.js";
-import { actionMatcher, matchPolicy, type ActionMatch, type FieldCondition, type ToolSelector } from "./match-policy.js";
+import {
+  actionMatcher,
+  matchPolicy,
+  type ActionMatch,
+  type FieldCondition,
+  type ToolSelector,
+} from "./match-policy.js";
 import { noProductionDelete } from "./no-production-delete.js";
 import { rateCap } from "./rate-cap.js";
 import { toolAllowList, toolDenyList } from "./tool-lists.js";
@@ -52,7 +58,9 @@ const ruleSchema = z
     kind: z.literal("rule"),
     name: z.string().min(1),
     when: z.strictObject({
-      tool: z.union([z.string().min(1), z.array(z.string().min(1)).min(1), z.strictObject({ matches: regex })]).optional(),
+      tool: z
+        .union([z.string().min(1), z.array(z.string().min(1)).min(1), z.strictObject({ matches: regex })])
+        .optional(),
       input: z.record(z.string(), condition).optional(),
       env: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
       destructive: z.boolean().optional(),
@@ -65,15 +73,31 @@ const ruleSchema = z
   })
   .superRefine((r, ctx) => {
     if (r.then !== "require_approval" && (r.approvers || r.quorum || r.ttl)) {
-      ctx.addIssue({ code: "custom", message: "approvers/quorum/ttl only apply to then: require_approval", path: ["then"] });
+      ctx.addIssue({
+        code: "custom",
+        message: "approvers/quorum/ttl only apply to then: require_approval",
+        path: ["then"],
+      });
     }
   });
 
 const entrySchema = z.discriminatedUnion("kind", [
   ruleSchema,
-  z.strictObject({ kind: z.literal("no-production-delete"), name: z.string().min(1).optional(), reason: z.string().optional() }),
-  z.strictObject({ kind: z.literal("tool-allow-list"), name: z.string().min(1).optional(), tools: z.array(z.string().min(1)) }),
-  z.strictObject({ kind: z.literal("tool-deny-list"), name: z.string().min(1).optional(), tools: z.array(z.string().min(1)) }),
+  z.strictObject({
+    kind: z.literal("no-production-delete"),
+    name: z.string().min(1).optional(),
+    reason: z.string().optional(),
+  }),
+  z.strictObject({
+    kind: z.literal("tool-allow-list"),
+    name: z.string().min(1).optional(),
+    tools: z.array(z.string().min(1)),
+  }),
+  z.strictObject({
+    kind: z.literal("tool-deny-list"),
+    name: z.string().min(1).optional(),
+    tools: z.array(z.string().min(1)),
+  }),
   z.strictObject({
     kind: z.literal("rate-cap"),
     name: z.string().min(1).optional(),
@@ -85,7 +109,8 @@ const entrySchema = z.discriminatedUnion("kind", [
 ]);
 
 const entry = z.preprocess(
-  (v) => (v !== null && typeof v === "object" && !Array.isArray(v) && !("kind" in v) ? { kind: "rule", ...v } : v),
+  (v) =>
+    v !== null && typeof v === "object" && !Array.isArray(v) && !("kind" in v) ? { kind: "rule", ...v } : v,
   entrySchema,
 );
 
@@ -155,7 +180,10 @@ export function parsePolicyFile(text: string, options: PolicyFileOptions = {}): 
   };
   const { policies: entries, defaults = {}, environments: extraAliases } = parsed.data;
   if (entries.length === 0 && defaults.verdict === undefined) {
-    throw at(["policies"], "the policy list is empty, which would allow every action: add policies, or set defaults.verdict to allow or deny to say what an empty list means");
+    throw at(
+      ["policies"],
+      "the policy list is empty, which would allow every action: add policies, or set defaults.verdict to allow or deny to say what an empty list means",
+    );
   }
   let environments: EnvironmentAliases;
   try {
@@ -168,14 +196,19 @@ export function parsePolicyFile(text: string, options: PolicyFileOptions = {}): 
   const policies: Policy[] = [];
   entries.forEach((p, index) => {
     if (p.kind === "rule" && p.then === "allow") {
-      if (defaults.verdict !== "deny") throw at(["policies", index, "then"], "then: allow only applies with defaults.verdict: deny");
+      if (defaults.verdict !== "deny")
+        throw at(["policies", index, "then"], "then: allow only applies with defaults.verdict: deny");
       exemptions.push(actionMatcher(ruleMatch(p, environments)));
     }
     const name = p.kind === "rule" ? p.name : (p.name ?? defaultName(p));
     const dup = seen.get(name);
-    if (dup !== undefined) throw at(["policies", index], `duplicate policy name "${name}" (also policies[${dup}])`);
+    if (dup !== undefined)
+      throw at(["policies", index], `duplicate policy name "${name}" (also policies[${dup}])`);
     if (defaults.verdict === "deny" && name === DEFAULT_DENY_POLICY) {
-      throw at(["policies", index], `the policy name "${DEFAULT_DENY_POLICY}" is taken by defaults.verdict: deny`);
+      throw at(
+        ["policies", index],
+        `the policy name "${DEFAULT_DENY_POLICY}" is taken by defaults.verdict: deny`,
+      );
     }
     seen.set(name, index);
     if (p.kind === "rule" && p.then === "allow") return;
@@ -233,9 +266,17 @@ function defaultName(p: Exclude<Entry, Rule>): string {
 /** A rule's `when` as matcher options. */
 function ruleMatch(p: Rule, environments: EnvironmentAliases): ActionMatch {
   const tool: ToolSelector | undefined =
-    p.when.tool === undefined ? undefined : typeof p.when.tool === "object" && !Array.isArray(p.when.tool) ? p.when.tool.matches : p.when.tool;
+    p.when.tool === undefined
+      ? undefined
+      : typeof p.when.tool === "object" && !Array.isArray(p.when.tool)
+        ? p.when.tool.matches
+        : p.when.tool;
   const conditions: FieldCondition[] = Object.entries(p.when.input ?? {}).map(([path, c]) =>
-    "equals" in c ? { path, equals: c.equals } : "in" in c ? { path, in: c.in } : { path, matches: c.matches },
+    "equals" in c
+      ? { path, equals: c.equals }
+      : "in" in c
+        ? { path, in: c.in }
+        : { path, matches: c.matches },
   );
   return {
     conditions,
@@ -249,13 +290,23 @@ function ruleMatch(p: Rule, environments: EnvironmentAliases): ActionMatch {
 function toPolicy(p: Entry, defaults: Defaults, environments: EnvironmentAliases): Policy {
   switch (p.kind) {
     case "no-production-delete":
-      return noProductionDelete({ environments, ...(p.name ? { name: p.name } : {}), ...(p.reason ? { reason: p.reason } : {}) });
+      return noProductionDelete({
+        environments,
+        ...(p.name ? { name: p.name } : {}),
+        ...(p.reason ? { reason: p.reason } : {}),
+      });
     case "tool-allow-list":
       return toolAllowList({ tools: p.tools, ...(p.name ? { name: p.name } : {}) });
     case "tool-deny-list":
       return toolDenyList({ tools: p.tools, ...(p.name ? { name: p.name } : {}) });
     case "rate-cap":
-      return rateCap({ tool: p.tool, max: p.max, per: p.per, windowMs: p.window, ...(p.name ? { name: p.name } : {}) });
+      return rateCap({
+        tool: p.tool,
+        max: p.max,
+        per: p.per,
+        windowMs: p.window,
+        ...(p.name ? { name: p.name } : {}),
+      });
     case "rule": {
       const then =
         p.then !== "require_approval"
@@ -298,7 +349,13 @@ function pickIssue(issues: readonly z.core.$ZodIssue[]): FlatIssue {
   if (custom) return custom;
   const deepest = [...flat].sort((a, b) => b.path.length - a.path.length)[0];
   const first = issues[0];
-  return deepest ?? { path: first?.path ?? [], message: first?.message ?? "invalid", code: first?.code ?? "custom" };
+  return (
+    deepest ?? {
+      path: first?.path ?? [],
+      message: first?.message ?? "invalid",
+      code: first?.code ?? "custom",
+    }
+  );
 }
 
 /** Offset of the deepest node that exists along `path`. */
@@ -314,7 +371,13 @@ function formatPath(path: (string | number)[]): string {
   return path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
 }
 
-function configError(file: string, line: number | undefined, column: number | undefined, path: string, reason: string): AgentryError {
+function configError(
+  file: string,
+  line: number | undefined,
+  column: number | undefined,
+  path: string,
+  reason: string,
+): AgentryError {
   const where = line === undefined ? file : `${file}:${line}:${column ?? 1}`;
   return new AgentryError("INVALID_CONFIG", `${where}: ${path ? `${path}: ` : ""}${reason}`, {
     details: { file, ...(line === undefined ? {} : { line, column }), path, reason },

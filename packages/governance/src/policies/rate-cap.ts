@@ -1,9 +1,19 @@
-import { AgentryError, defineScripts, keySpace, tenantOwnedId, tenantScope, type Verdict } from "@agentry/core";
+import {
+  AgentryError,
+  defineScripts,
+  keySpace,
+  tenantOwnedId,
+  tenantScope,
+  type Verdict,
+} from "@agentry/core";
 import { canonicalName } from "./normalise.js";
 import type { Action, Policy, PolicyContext } from "./types.js";
 
 const scripts = defineScripts<{
-  countCappedRun: (keys: [counter: string], args: [max: number, windowMs: number]) => [allowed: number, count: number];
+  countCappedRun: (
+    keys: [counter: string],
+    args: [max: number, windowMs: number],
+  ) => [allowed: number, count: number];
 }>(import.meta.url, { countCappedRun: "./count-capped-run-1.lua" });
 
 /** Options for {@link rateCap}. */
@@ -29,7 +39,8 @@ export interface RateCapOptions {
  * validator denies (fail closed).
  */
 export function rateCap(options: RateCapOptions): Policy {
-  if (!Number.isInteger(options.max) || options.max < 0) throw new AgentryError("INVALID_CONFIG", "rateCap: max must be an integer >= 0");
+  if (!Number.isInteger(options.max) || options.max < 0)
+    throw new AgentryError("INVALID_CONFIG", "rateCap: max must be an integer >= 0");
   if (!(options.windowMs > 0)) throw new AgentryError("INVALID_CONFIG", "rateCap: windowMs must be > 0");
   const tool = canonicalName(options.tool);
   const name = options.name ?? `rate-cap:${options.tool}:${options.per}`;
@@ -40,7 +51,10 @@ export function rateCap(options: RateCapOptions): Policy {
       // Counted when the action was first judged; a recheck must not use up another unit.
       if (ctx.recheck) return { type: "allow" };
       if (!ctx.redis) throw new AgentryError("INVALID_CONFIG", "no Redis connection to count with");
-      const scope = options.per === "task" ? tenantOwnedId(action.tenant, "task", action.taskId) : tenantScope(action.tenant);
+      const scope =
+        options.per === "task"
+          ? tenantOwnedId(action.tenant, "task", action.taskId)
+          : tenantScope(action.tenant);
       const window = Math.floor(ctx.now / options.windowMs);
       const key = keySpace(ctx.prefix).key("ratecap", name, scope, window);
       const reply = await scripts.countCappedRun(ctx.redis, [key], [options.max, options.windowMs]);

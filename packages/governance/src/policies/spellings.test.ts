@@ -55,12 +55,23 @@ describe("the default policy judges what an action means", () => {
     expect(await verdictOf(act("delete_resource", { resource: "db", env }))).toEqual(DENIED);
   });
 
-  it.each(["drop_table", "DropTable", "drop-table", "truncate_table", "purge_queue", "wipe_disk", "terminate_instance", "destroyCluster", "remove_user", "ｄｒｏｐ_table", "dr\u200bop_table", "DELETE_RESOURCE", "delete.resource"])(
-    "any destructive tool in production is denied: %s",
-    async (tool) => {
-      expect(await verdictOf(act(tool, { table: "t", env: "production" }))).toEqual(DENIED);
-    },
-  );
+  it.each([
+    "drop_table",
+    "DropTable",
+    "drop-table",
+    "truncate_table",
+    "purge_queue",
+    "wipe_disk",
+    "terminate_instance",
+    "destroyCluster",
+    "remove_user",
+    "ｄｒｏｐ_table",
+    "dr\u200bop_table",
+    "DELETE_RESOURCE",
+    "delete.resource",
+  ])("any destructive tool in production is denied: %s", async (tool) => {
+    expect(await verdictOf(act(tool, { table: "t", env: "production" }))).toEqual(DENIED);
+  });
 
   it("finds the environment wherever the input hides it", async () => {
     const hidden: unknown[] = [
@@ -84,8 +95,12 @@ describe("the default policy judges what an action means", () => {
     }
     // Outside the input: the task's env, or an env-like attribute.
     expect(await verdictOf(act("drop_table", { table: "t" }, { env: "Prod" }))).toEqual(DENIED);
-    expect(await verdictOf(act("drop_table", { table: "t" }, { attributes: { environment: "live" } }))).toEqual(DENIED);
-    expect(await verdictOf(act("drop_table", { table: "t" }, { attributes: { env: "production" } }))).toEqual(DENIED);
+    expect(
+      await verdictOf(act("drop_table", { table: "t" }, { attributes: { environment: "live" } })),
+    ).toEqual(DENIED);
+    expect(await verdictOf(act("drop_table", { table: "t" }, { attributes: { env: "production" } }))).toEqual(
+      DENIED,
+    );
   });
 
   it("an input nested too deep to read through counts as production (fail closed)", async () => {
@@ -96,12 +111,16 @@ describe("the default policy judges what an action means", () => {
   });
 
   it("a tool is destructive by declaration, by name or by an intent field", async () => {
-    expect(await verdictOf(act("reset_cluster", { env: "production" }, { destructive: true }))).toEqual(DENIED);
+    expect(await verdictOf(act("reset_cluster", { env: "production" }, { destructive: true }))).toEqual(
+      DENIED,
+    );
     expect(await verdictOf(act("reset_cluster", { env: "production" }))).toEqual(ALLOWED);
     // A false declaration does not make a destructive name harmless.
     expect(await verdictOf(act("drop_table", { env: "production" }, { destructive: false }))).toEqual(DENIED);
     expect(await verdictOf(act("db_admin", { operation: "DROP", env: "production" }))).toEqual(DENIED);
-    expect(await verdictOf(act("http_request", { method: "Delete", url: "/x", env: "prod" }))).toEqual(DENIED);
+    expect(await verdictOf(act("http_request", { method: "Delete", url: "/x", env: "prod" }))).toEqual(
+      DENIED,
+    );
     expect(await verdictOf(act("records", { action: "deletion", env: "prod" }))).toEqual(DENIED);
   });
 
@@ -109,7 +128,12 @@ describe("the default policy judges what an action means", () => {
     for (const env of ["staging", "Staging", "dev", "development", "qa"]) {
       expect(await verdictOf(act("delete_resource", { resource: "db", env })), env).toEqual(APPROVAL);
     }
-    for (const tool of ["Delete-Resource", "deleteResource", "ｄｅｌｅｔｅ_ｒｅｓｏｕｒｃｅ", "delete\u200b_resource"]) {
+    for (const tool of [
+      "Delete-Resource",
+      "deleteResource",
+      "ｄｅｌｅｔｅ_ｒｅｓｏｕｒｃｅ",
+      "delete\u200b_resource",
+    ]) {
       expect(await verdictOf(act(tool, { resource: "db", env: "staging" })), tool).toEqual(APPROVAL);
     }
     expect(await verdictOf(act("drop_table", { table: "t", env: "staging" }))).toEqual(ALLOWED);
@@ -124,27 +148,57 @@ describe("one normalisation for every comparison", () => {
     expect(new Set(PRODUCTION_SPELLINGS.slice(0, 6).map(canonicalText))).toEqual(new Set(["production"]));
     expect(canonicalText("ＰＲＯＤ")).toBe("prod");
     expect(canonicalText("Straße")).toBe("strasse");
-    expect(new Set(["delete_resource", "deleteResource", "Delete-Resource", "DELETE RESOURCE", " delete.resource ", "ｄｅｌｅｔｅ\u200b_resource", "dеlete_resource"].map(canonicalName))).toEqual(
-      new Set(["delete_resource"]),
-    );
+    expect(
+      new Set(
+        [
+          "delete_resource",
+          "deleteResource",
+          "Delete-Resource",
+          "DELETE RESOURCE",
+          " delete.resource ",
+          "ｄｅｌｅｔｅ\u200b_resource",
+          "dеlete_resource",
+        ].map(canonicalName),
+      ),
+    ).toEqual(new Set(["delete_resource"]));
   });
 
   it("rule tool names, field keys and string values compare canonically", async () => {
     const deny = { type: "deny" as const, reason: "no" };
-    const p = matchPolicy({ name: "m", tool: "pay_invoice", conditions: [fieldEquals("to.country", "XX")], then: deny });
+    const p = matchPolicy({
+      name: "m",
+      tool: "pay_invoice",
+      conditions: [fieldEquals("to.country", "XX")],
+      then: deny,
+    });
     expect(await p.evaluate(act("PayInvoice", { To: { COUNTRY: " xx" } }), { now: 0 })).toEqual(deny);
-    const q = matchPolicy({ name: "q", tool: ["shell"], conditions: [fieldIn("env", ["production"]), fieldMatches("cmd", /^rm\b/)], then: deny });
+    const q = matchPolicy({
+      name: "q",
+      tool: ["shell"],
+      conditions: [fieldIn("env", ["production"]), fieldMatches("cmd", /^rm\b/)],
+      then: deny,
+    });
     expect(await q.evaluate(act("Shell", { env: "LIVE", cmd: "ｒｍ -rf /" }), { now: 0 })).toEqual(deny);
-    expect(await q.evaluate(act("Shell", { env: "staging", cmd: "rm -rf /" }), { now: 0 })).toEqual({ type: "allow" });
+    expect(await q.evaluate(act("Shell", { env: "staging", cmd: "rm -rf /" }), { now: 0 })).toEqual({
+      type: "allow",
+    });
   });
 
   it("tool lists and rate caps match every spelling of a name", async () => {
     const ctx = { now: 0 };
-    expect((await toolDenyList({ tools: ["shell_exec"] }).evaluate(act("Shell-Exec", {}), ctx)).type).toBe("deny");
-    expect((await toolDenyList({ tools: ["shell_exec"] }).evaluate(act("ｓｈｅｌｌ\u200b_exec", {}), ctx)).type).toBe("deny");
-    expect((await toolAllowList({ tools: ["get_weather"] }).evaluate(act("getWeather", {}), ctx)).type).toBe("allow");
+    expect((await toolDenyList({ tools: ["shell_exec"] }).evaluate(act("Shell-Exec", {}), ctx)).type).toBe(
+      "deny",
+    );
+    expect(
+      (await toolDenyList({ tools: ["shell_exec"] }).evaluate(act("ｓｈｅｌｌ\u200b_exec", {}), ctx)).type,
+    ).toBe("deny");
+    expect((await toolAllowList({ tools: ["get_weather"] }).evaluate(act("getWeather", {}), ctx)).type).toBe(
+      "allow",
+    );
     // No Redis in the context: a cap that applies throws (deny), one that does not apply allows.
-    const cap = new SafetyValidator({ policies: [rateCap({ tool: "send_email", max: 1, per: "task", windowMs: 1000 })] });
+    const cap = new SafetyValidator({
+      policies: [rateCap({ tool: "send_email", max: 1, per: "task", windowMs: 1000 })],
+    });
     expect((await cap.validate(act("SendEmail", {}))).verdict.type).toBe("deny");
     expect((await cap.validate(act("get_weather", {}))).verdict.type).toBe("allow");
   });
@@ -155,6 +209,8 @@ describe("one normalisation for every comparison", () => {
     expect(extended.resolve("Main")).toBe("production");
     expect(extended.resolve("prod")).toBe("production");
     expect(extended.resolve("TEST")).toBe("qa");
-    expect(() => new EnvironmentAliases({ staging: ["live"] })).toThrow(/"live" would mean both "production" and "staging"/);
+    expect(() => new EnvironmentAliases({ staging: ["live"] })).toThrow(
+      /"live" would mean both "production" and "staging"/,
+    );
   });
 });

@@ -16,7 +16,9 @@ export function toolAllowList(options: ToolListOptions): Policy {
   return {
     name: options.name ?? "tool-allow-list",
     evaluate: (action): Verdict =>
-      allowed.has(canonicalName(action.tool)) ? { type: "allow" } : { type: "deny", reason: `tool ${action.tool} is not on the allow list` },
+      allowed.has(canonicalName(action.tool))
+        ? { type: "allow" }
+        : { type: "deny", reason: `tool ${action.tool} is not on the allow list` },
   };
 }
 
@@ -26,6 +28,8 @@ export function toolDenyList(options: ToolListOptions): Policy {
   return {
     name: options.name ?? "tool-deny-list",
     evaluate: (action): Verdict =>
-      denied.has(canonicalName(action.tool)) ? { type: "deny", reason: `tool ${action.tool} is on the deny list` } : { type: "allow" },
+      denied.has(canonicalName(action.tool))
+        ? { type: "deny", reason: `tool ${action.tool} is on the deny list` }
+        : { type: "allow" },
   };
 }

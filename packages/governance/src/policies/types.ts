@@ -23,7 +23,6 @@ export interface Action {
   destructive?: boolean;
 }
 
-
 /** What a policy may use while evaluating. */
 export interface PolicyContext {
   /** Milliseconds since the epoch, fixed for one validation. */

@@ -1,5 +1,13 @@
 import type { Redis } from "ioredis";
-import { AgentryError, DEFAULT_KEY_PREFIX, systemClock, withTimeout, type Clock, type PolicyVerdict, type Verdict } from "@agentry/core";
+import {
+  AgentryError,
+  DEFAULT_KEY_PREFIX,
+  systemClock,
+  withTimeout,
+  type Clock,
+  type PolicyVerdict,
+  type Verdict,
+} from "@agentry/core";
 import type { Action, Policy, PolicyContext, ValidationResult } from "./types.js";
 
 /** Options for {@link SafetyValidator}. */
@@ -58,7 +66,10 @@ export class SafetyValidator {
 
   private async runOne(policy: Policy, action: Action, ctx: PolicyContext): Promise<PolicyVerdict> {
     try {
-      const verdict = await withTimeout(Promise.resolve().then(() => policy.evaluate(action, ctx)), this.timeoutMs);
+      const verdict = await withTimeout(
+        Promise.resolve().then(() => policy.evaluate(action, ctx)),
+        this.timeoutMs,
+      );
       checkVerdict(verdict);
       return { policy: policy.name, verdict };
     } catch (err) {
@@ -78,7 +89,13 @@ function checkVerdict(v: unknown): asserts v is Verdict {
   if (t === "deny" && typeof (v as { reason?: unknown }).reason === "string") return;
   if (t === "require_approval") {
     const a = v as Partial<Extract<Verdict, { type: "require_approval" }>>;
-    if (Array.isArray(a.approvers) && Number.isInteger(a.quorum) && (a.quorum ?? 0) >= 1 && typeof a.ttlMs === "number" && a.ttlMs > 0) {
+    if (
+      Array.isArray(a.approvers) &&
+      Number.isInteger(a.quorum) &&
+      (a.quorum ?? 0) >= 1 &&
+      typeof a.ttlMs === "number" &&
+      a.ttlMs > 0
+    ) {
       return;
     }
   }
@@ -104,7 +121,13 @@ export function mergeVerdicts(verdicts: PolicyVerdict[]): ValidationResult {
     if (!reasons.includes(verdict.reason)) reasons.push(verdict.reason);
   }
   return {
-    verdict: { type: "require_approval", approvers: [...approvers], quorum, ttlMs, reason: reasons.join("; ") },
+    verdict: {
+      type: "require_approval",
+      approvers: [...approvers],
+      quorum,
+      ttlMs,
+      reason: reasons.join("; "),
+    },
     decidedBy: first.policy,
     verdicts,
   };

@@ -215,29 +215,59 @@ describe("streaming through the SDK's messages.stream helper", () => {
     ]);
     expect(deltas.length).toBeGreaterThan(5);
     // Each piece starts where the one before ended; together they are the text blocks joined with "\n".
-    expect(deltas.every((d, i) => d.offset === (i === 0 ? 0 : (deltas[i - 1] as TextDelta).offset + (deltas[i - 1] as TextDelta).text.length))).toBe(true);
+    expect(
+      deltas.every(
+        (d, i) =>
+          d.offset ===
+          (i === 0 ? 0 : (deltas[i - 1] as TextDelta).offset + (deltas[i - 1] as TextDelta).text.length),
+      ),
+    ).toBe(true);
     expect(deltas.map((d) => d.text).join("")).toBe(responseText(response.content));
     expect(deltas.map((d) => d.text)).toContain("\n");
   });
 
   it("takes usage from the final message: output from message_delta, cache writes and reads as the provider reported them", async () => {
-    const usage = { input_tokens: 321, output_tokens: 77, cache_creation_input_tokens: 1_500, cache_read_input_tokens: 9_000 };
+    const usage = {
+      input_tokens: 321,
+      output_tokens: 77,
+      cache_creation_input_tokens: 1_500,
+      cache_read_input_tokens: 9_000,
+    };
     fake.enqueue(fakeReply.text("Cached answer.", { usage }));
     const response = await model().generate(ask());
     // message_start said output 1; the final message carries message_delta's count.
-    expect(response.usage).toEqual({ input: 321, output: 77, cacheCreationInput: 1_500, cacheReadInput: 9_000 });
-    expect(fake.billed()).toMatchObject({ input: 321, output: 77, cacheCreationInput: 1_500, cacheReadInput: 9_000 });
+    expect(response.usage).toEqual({
+      input: 321,
+      output: 77,
+      cacheCreationInput: 1_500,
+      cacheReadInput: 9_000,
+    });
+    expect(fake.billed()).toMatchObject({
+      input: 321,
+      output: 77,
+      cacheCreationInput: 1_500,
+      cacheReadInput: 9_000,
+    });
   });
 
   it("a stream that stalls part-way fails after the idle timeout with a retryable PROVIDER_UNAVAILABLE, having sent the text so far", async () => {
     // message_start, ping, content_block_start, one text delta: then silence.
-    fake.enqueue({ ...fakeReply.text("The first words and then nothing more"), stream: { stallAfterEvents: 4 } });
+    fake.enqueue({
+      ...fakeReply.text("The first words and then nothing more"),
+      stream: { stallAfterEvents: 4 },
+    });
     const deltas: TextDelta[] = [];
     const started = performance.now();
-    const err = await failure(model({ idleTimeoutMs: 300 }).generate(ask({ onTextDelta: (d) => deltas.push(d) })));
+    const err = await failure(
+      model({ idleTimeoutMs: 300 }).generate(ask({ onTextDelta: (d) => deltas.push(d) })),
+    );
     expect(performance.now() - started).toBeGreaterThanOrEqual(290);
     expect(err).toMatchObject({ code: "PROVIDER_UNAVAILABLE", retryable: true, category: "provider" });
-    expect(err.details).toMatchObject({ reason: "idle_timeout", idleTimeoutMs: 300, requestId: expect.stringMatching(/^req_fake_/) });
+    expect(err.details).toMatchObject({
+      reason: "idle_timeout",
+      idleTimeoutMs: 300,
+      requestId: expect.stringMatching(/^req_fake_/),
+    });
     expect(deltas).toEqual([{ offset: 0, text: "The " }]);
     // Silence before the response starts counts too.
     fake.enqueue({ ...fakeReply.text("late"), delayMs: 10_000 });
@@ -246,13 +276,22 @@ describe("streaming through the SDK's messages.stream helper", () => {
   });
 
   it("maps failures inside the stream: an error event by its type, a cut-off stream, an abort", async () => {
-    fake.enqueue({ ...fakeReply.text("about to be overloaded"), stream: { errorAfterEvents: { after: 4, type: "overloaded_error", message: "Overloaded" } } });
+    fake.enqueue({
+      ...fakeReply.text("about to be overloaded"),
+      stream: { errorAfterEvents: { after: 4, type: "overloaded_error", message: "Overloaded" } },
+    });
     const overloaded = await failure(model().generate(ask()));
     expect(overloaded).toMatchObject({ code: "PROVIDER_OVERLOADED", retryable: true });
     expect(overloaded.details).toMatchObject({ streamed: true, providerType: "overloaded_error" });
 
-    fake.enqueue({ ...fakeReply.text("about to be refused"), stream: { errorAfterEvents: { after: 3, type: "invalid_request_error", message: "bad" } } });
-    expect(await failure(model().generate(ask()))).toMatchObject({ code: "PROVIDER_BAD_REQUEST", retryable: false });
+    fake.enqueue({
+      ...fakeReply.text("about to be refused"),
+      stream: { errorAfterEvents: { after: 3, type: "invalid_request_error", message: "bad" } },
+    });
+    expect(await failure(model().generate(ask()))).toMatchObject({
+      code: "PROVIDER_BAD_REQUEST",
+      retryable: false,
+    });
 
     fake.enqueue({ ...fakeReply.text("cut off in the middle of it"), stream: { dropAfterEvents: 5 } });
     const cut = await failure(model().generate(ask()));
@@ -261,15 +300,21 @@ describe("streaming through the SDK's messages.stream helper", () => {
 
     fake.enqueue({ ...fakeReply.text("slowly, word by word, to be aborted"), stream: { eventDelayMs: 50 } });
     const controller = new AbortController();
-    const pending = model().generate(ask({ signal: controller.signal, onTextDelta: () => controller.abort() }));
+    const pending = model().generate(
+      ask({ signal: controller.signal, onTextDelta: () => controller.abort() }),
+    );
     expect(await failure(pending)).toMatchObject({ code: "CANCELLED", retryable: false });
   });
 
   it("a delta callback that throws does not break the call", async () => {
     fake.enqueue(fakeReply.text("still fine"));
-    const response = await model().generate(ask({ onTextDelta: () => {
-      throw new Error("consumer bug");
-    } }));
+    const response = await model().generate(
+      ask({
+        onTextDelta: () => {
+          throw new Error("consumer bug");
+        },
+      }),
+    );
     expect(response.content).toEqual([{ type: "text", text: "still fine" }]);
   });
 });

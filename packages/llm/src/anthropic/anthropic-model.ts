@@ -1,6 +1,12 @@
 import Anthropic, { AnthropicError, APIError } from "@anthropic-ai/sdk";
 import { AgentryError } from "@agentry/core";
-import type { LanguageModel, ModelRequest, ModelResponse, TextDelta, TokenCountRequest } from "../model/types.js";
+import type {
+  LanguageModel,
+  ModelRequest,
+  ModelResponse,
+  TextDelta,
+  TokenCountRequest,
+} from "../model/types.js";
 import { mapCountTokensError, mapStreamError } from "./map-error.js";
 import { toCountTokensParams, toCreateParams } from "./map-request.js";
 import { fromMessage } from "./map-response.js";
@@ -73,7 +79,10 @@ export function compileAnthropicModelOptions(
 
 function positiveMs(value: number, name: string): number {
   if (!Number.isInteger(value) || value < 1) {
-    throw new AgentryError("INVALID_CONFIG", `${name} must be a positive whole number of milliseconds, got ${value}`);
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `${name} must be a positive whole number of milliseconds, got ${value}`,
+    );
   }
   return value;
 }
@@ -142,7 +151,12 @@ export class AnthropicModel implements LanguageModel {
         throw new AgentryError("PROVIDER_UNAVAILABLE", `Anthropic stream sent no event for ${idleMs} ms`, {
           retryable: true,
           cause: err,
-          details: { model, reason: "idle_timeout", idleTimeoutMs: idleMs, requestId: stream.request_id ?? null },
+          details: {
+            model,
+            reason: "idle_timeout",
+            idleTimeoutMs: idleMs,
+            requestId: stream.request_id ?? null,
+          },
         });
       }
       const connected = stream.response !== undefined;
@@ -204,7 +218,10 @@ function isEndOfStream(err: unknown): boolean {
 }
 
 function badStream(what: string, model: string): AgentryError {
-  return new AgentryError("PROVIDER_BAD_RESPONSE", `Anthropic stream is malformed: ${what}`, { retryable: true, details: { model } });
+  return new AgentryError("PROVIDER_BAD_RESPONSE", `Anthropic stream is malformed: ${what}`, {
+    retryable: true,
+    details: { model },
+  });
 }
 
 /**

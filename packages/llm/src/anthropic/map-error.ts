@@ -208,7 +208,12 @@ export interface StreamErrorContext extends ErrorContext {
  * `details.reason: "stream_interrupted"`; all of these are retryable.
  */
 export function mapStreamError(err: unknown, context: StreamErrorContext): AgentryError {
-  if (AgentryError.isInstance(err) || err instanceof APIUserAbortError || err instanceof APIConnectionError || (context.signal?.aborted ?? false)) {
+  if (
+    AgentryError.isInstance(err) ||
+    err instanceof APIUserAbortError ||
+    err instanceof APIConnectionError ||
+    (context.signal?.aborted ?? false)
+  ) {
     return mapAnthropicError(err, context);
   }
   if (err instanceof APIError && err.status === undefined) {
@@ -216,16 +221,24 @@ export function mapStreamError(err: unknown, context: StreamErrorContext): Agent
   }
   const cause = err instanceof Error ? err.cause : undefined;
   if (err instanceof SyntaxError || cause instanceof SyntaxError) {
-    return new AgentryError("PROVIDER_BAD_RESPONSE", `Anthropic sent a stream event that is not JSON: ${(cause instanceof SyntaxError ? cause : (err as Error)).message}`, {
-      retryable: true,
-      cause: err,
-      details: { model: context.model },
-    });
+    return new AgentryError(
+      "PROVIDER_BAD_RESPONSE",
+      `Anthropic sent a stream event that is not JSON: ${(cause instanceof SyntaxError ? cause : (err as Error)).message}`,
+      {
+        retryable: true,
+        cause: err,
+        details: { model: context.model },
+      },
+    );
   }
   if (!context.connected) return mapAnthropicError(err, context);
-  return new AgentryError("PROVIDER_UNAVAILABLE", `Anthropic stream was interrupted: ${err instanceof Error ? err.message : String(err)}`, {
-    retryable: true,
-    cause: err,
-    details: { model: context.model, reason: "stream_interrupted" },
-  });
+  return new AgentryError(
+    "PROVIDER_UNAVAILABLE",
+    `Anthropic stream was interrupted: ${err instanceof Error ? err.message : String(err)}`,
+    {
+      retryable: true,
+      cause: err,
+      details: { model: context.model, reason: "stream_interrupted" },
+    },
+  );
 }

@@ -58,7 +58,9 @@ export function scriptedTurn(request: ModelRequest): ScriptedTurn {
       .join("\n")
       .trim(),
     toolResults: userBlocks.flatMap((b) =>
-      b.type === "tool_result" ? [{ name: toolNameFor(request, b.toolUseId), content: b.content, isError: b.isError === true }] : [],
+      b.type === "tool_result"
+        ? [{ name: toolNameFor(request, b.toolUseId), content: b.content, isError: b.isError === true }]
+        : [],
     ),
     offered: new Set((request.tools ?? []).map((t) => t.name)),
   };
@@ -72,7 +74,9 @@ export function clipText(text: string, max = 160): string {
 
 /** The plain sentence for a tool result: what it returned, or why it could not complete. */
 export function toolResultLine(result: ScriptedToolResult): string {
-  return result.isError ? `I could not complete ${result.name}: ${clipText(result.content)}` : `${result.name} returned: ${clipText(result.content)}`;
+  return result.isError
+    ? `I could not complete ${result.name}: ${clipText(result.content)}`
+    : `${result.name} returned: ${clipText(result.content)}`;
 }
 
 /**
@@ -81,7 +85,8 @@ export function toolResultLine(result: ScriptedToolResult): string {
  */
 export function fallbackReply(request: ModelRequest): ScriptedReply {
   const turn = scriptedTurn(request);
-  if (turn.toolResults.length > 0) return { content: turn.toolResults.map(toolResultLine).join("\n"), stopReason: "end_turn" };
+  if (turn.toolResults.length > 0)
+    return { content: turn.toolResults.map(toolResultLine).join("\n"), stopReason: "end_turn" };
   const text =
     turn.prompt.length === 0
       ? "Hello! How can I help?"

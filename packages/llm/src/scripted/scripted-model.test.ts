@@ -1,7 +1,13 @@
 import { AgentryError } from "@agentry/core";
 import { describe, expect, it } from "vitest";
 import { estimateInputTokens } from "../estimate/estimate-tokens.js";
-import { responseText, type ModelRequest, type TextDelta, type ToolDefinition, type ToolUseBlock } from "../model/types.js";
+import {
+  responseText,
+  type ModelRequest,
+  type TextDelta,
+  type ToolDefinition,
+  type ToolUseBlock,
+} from "../model/types.js";
 import { ScriptedModel, scriptedError, scriptedText, scriptedToolUse } from "./scripted-model.js";
 import { scriptedTurn, type ScriptedRule } from "./rules.js";
 
@@ -117,7 +123,13 @@ describe("ScriptedModel replay", () => {
   it("streams each answer's text word by word, like a provider, before generate resolves", async () => {
     const llm = new ScriptedModel({
       script: [
-        { content: [{ type: "text", text: "Two blocks of text," }, { type: "text", text: "then a tool." }, { type: "tool_use", name: "recall", input: { query: "q" } }] },
+        {
+          content: [
+            { type: "text", text: "Two blocks of text," },
+            { type: "text", text: "then a tool." },
+            { type: "tool_use", name: "recall", input: { query: "q" } },
+          ],
+        },
         scriptedText("A plain answer in five words."),
       ],
     });
@@ -131,12 +143,17 @@ describe("ScriptedModel replay", () => {
       expect(afterResolve).toEqual([]);
       expect(deltas).toHaveLength(expected);
       expect(deltas.map((d) => d.text).join("")).toBe(responseText(response.content));
-      expect(deltas.every((d, i) => d.offset === deltas.slice(0, i).reduce((n, x) => n + x.text.length, 0))).toBe(true);
+      expect(
+        deltas.every((d, i) => d.offset === deltas.slice(0, i).reduce((n, x) => n + x.text.length, 0)),
+      ).toBe(true);
     }
   });
 
   it("paces its pieces with deltaDelayMs, and an abort between pieces is CANCELLED", async () => {
-    const llm = new ScriptedModel({ deltaDelayMs: 30, script: [scriptedText("one two three four"), scriptedText("never finished at all")] });
+    const llm = new ScriptedModel({
+      deltaDelayMs: 30,
+      script: [scriptedText("one two three four"), scriptedText("never finished at all")],
+    });
     const at: number[] = [];
     await llm.generate(ask("hi", { onTextDelta: () => at.push(performance.now()) }));
     expect(at).toHaveLength(4);
@@ -144,10 +161,17 @@ describe("ScriptedModel replay", () => {
 
     const controller = new AbortController();
     const seen: string[] = [];
-    const err = await failure(llm.generate(ask("hi", { signal: controller.signal, onTextDelta: (d) => {
-      seen.push(d.text);
-      controller.abort();
-    } })));
+    const err = await failure(
+      llm.generate(
+        ask("hi", {
+          signal: controller.signal,
+          onTextDelta: (d) => {
+            seen.push(d.text);
+            controller.abort();
+          },
+        }),
+      ),
+    );
     expect(err.code).toBe("CANCELLED");
     expect(seen).toEqual(["never "]);
   });
@@ -160,7 +184,8 @@ describe("ScriptedModel rule table", () => {
   };
 
   it("answers with the first rule that has a reply, in table order", async () => {
-    const first: ScriptedRule = (request) => (scriptedTurn(request).prompt.includes("Oslo") ? scriptedText("first") : undefined);
+    const first: ScriptedRule = (request) =>
+      scriptedTurn(request).prompt.includes("Oslo") ? scriptedText("first") : undefined;
     const model = new ScriptedModel({ rules: [first, weatherRule, () => scriptedText("last")] });
     expect((await model.generate(ask("weather in Oslo"))).content).toEqual([{ type: "text", text: "first" }]);
     const use = onlyToolUse((await model.generate(ask("weather in Rome"))).content);
@@ -172,8 +197,12 @@ describe("ScriptedModel rule table", () => {
     const model = new ScriptedModel();
     const r = await model.generate(ask("What's the weather in Paris?"));
     expect(r.stopReason).toBe("end_turn");
-    expect(r.content).toEqual([{ type: "text", text: expect.stringContaining("What's the weather in Paris?") as string }]);
-    expect((await model.generate(ask(""))).content).toEqual([{ type: "text", text: "Hello! How can I help?" }]);
+    expect(r.content).toEqual([
+      { type: "text", text: expect.stringContaining("What's the weather in Paris?") as string },
+    ]);
+    expect((await model.generate(ask(""))).content).toEqual([
+      { type: "text", text: "Hello! How can I help?" },
+    ]);
   });
 
   it("summarises tool results when no rule answers, naming the tool, errors included", async () => {
@@ -186,20 +215,31 @@ describe("ScriptedModel rule table", () => {
           messages: [
             { role: "user", content: "weather in Paris" },
             { role: "assistant", content: call.content },
-            { role: "user", content: [{ type: "tool_result", toolUseId: use.id, content, ...(isError ? { isError } : {}) }] },
+            {
+              role: "user",
+              content: [{ type: "tool_result", toolUseId: use.id, content, ...(isError ? { isError } : {}) }],
+            },
           ],
         }),
       );
     const ok = await after('{"city":"Paris"}');
     expect(ok.stopReason).toBe("end_turn");
     expect(ok.content).toEqual([{ type: "text", text: 'get_weather returned: {"city":"Paris"}' }]);
-    expect((await after("Denied by policy p", true)).content).toEqual([{ type: "text", text: "I could not complete get_weather: Denied by policy p" }]);
+    expect((await after("Denied by policy p", true)).content).toEqual([
+      { type: "text", text: "I could not complete get_weather: Denied by policy p" },
+    ]);
   });
 
   it("derives tool_use ids from the conversation, so a retry gets the same id", async () => {
-    const a = onlyToolUse((await new ScriptedModel({ rules: [weatherRule] }).generate(ask("weather in Rome"))).content);
-    const b = onlyToolUse((await new ScriptedModel({ rules: [weatherRule] }).generate(ask("weather in Rome"))).content);
-    const c = onlyToolUse((await new ScriptedModel({ rules: [weatherRule] }).generate(ask("weather in Oslo"))).content);
+    const a = onlyToolUse(
+      (await new ScriptedModel({ rules: [weatherRule] }).generate(ask("weather in Rome"))).content,
+    );
+    const b = onlyToolUse(
+      (await new ScriptedModel({ rules: [weatherRule] }).generate(ask("weather in Rome"))).content,
+    );
+    const c = onlyToolUse(
+      (await new ScriptedModel({ rules: [weatherRule] }).generate(ask("weather in Oslo"))).content,
+    );
     expect(a.id).toBe(b.id);
     expect(a.id).not.toBe(c.id);
   });
@@ -215,7 +255,8 @@ describe("ScriptedModel rule table", () => {
 
   it("keeps only the latest requests, so a long-running worker does not grow", async () => {
     const model = new ScriptedModel({ maxRecordedRequests: 3 });
-    for (let i = 0; i < 5; i++) await model.generate({ messages: [{ role: "user", content: `hello ${i}` }], maxTokens: 10 });
+    for (let i = 0; i < 5; i++)
+      await model.generate({ messages: [{ role: "user", content: `hello ${i}` }], maxTokens: 10 });
     expect(model.requests.map((r) => r.messages[0]?.content)).toEqual(["hello 2", "hello 3", "hello 4"]);
   });
 });

@@ -109,7 +109,8 @@ export class ScriptedModel implements LanguageModel {
     const call = this.#calls;
     this.#calls += 1;
     this.requests.push({ ...request });
-    if (this.requests.length > this.#maxRecorded) this.requests.splice(0, this.requests.length - this.#maxRecorded);
+    if (this.requests.length > this.#maxRecorded)
+      this.requests.splice(0, this.requests.length - this.#maxRecorded);
     const cancelled = (): AgentryError =>
       new AgentryError("CANCELLED", "Model call was aborted", {
         details: { model: request.model ?? this.defaultModel },
@@ -142,7 +143,11 @@ export class ScriptedModel implements LanguageModel {
   }
 
   /** Sends the response's text to `onTextDelta` word by word, as a provider streams it. */
-  async #stream(request: ModelRequest, response: ModelResponse, cancelled: () => AgentryError): Promise<void> {
+  async #stream(
+    request: ModelRequest,
+    response: ModelResponse,
+    cancelled: () => AgentryError,
+  ): Promise<void> {
     const onTextDelta = request.onTextDelta;
     if (onTextDelta === undefined) return;
     const texts = response.content.flatMap((b) => (b.type === "text" ? [b.text] : []));

@@ -5,11 +5,27 @@ import { HashingEmbedder, tokenize } from "./hashing-embedder.js";
 /** [query, paraphrase, unrelated] */
 const TRIPLES: [string, string, string][] = [
   ["What's the weather like in Paris?", "Is it raining in Paris today?", "Quarterly revenue grew by 12%"],
-  ["How do I reset my password?", "I forgot my password and need to reset it", "The cat sat on the warm windowsill"],
-  ["Book a flight to Tokyo next Monday", "I need flights to Tokyo on Monday", "Add two cups of flour to the bowl"],
-  ["The user prefers dark mode in the editor", "Editor preference: dark mode enabled", "Shipping takes five business days"],
+  [
+    "How do I reset my password?",
+    "I forgot my password and need to reset it",
+    "The cat sat on the warm windowsill",
+  ],
+  [
+    "Book a flight to Tokyo next Monday",
+    "I need flights to Tokyo on Monday",
+    "Add two cups of flour to the bowl",
+  ],
+  [
+    "The user prefers dark mode in the editor",
+    "Editor preference: dark mode enabled",
+    "Shipping takes five business days",
+  ],
   ["Cancel my subscription", "Please cancel the subscription I have", "What time does the museum open?"],
-  ["Deploy the service to production", "Deploying services to the production cluster", "My favourite colour is green"],
+  [
+    "Deploy the service to production",
+    "Deploying services to the production cluster",
+    "My favourite colour is green",
+  ],
 ];
 
 describe("HashingEmbedder", () => {
@@ -17,7 +33,11 @@ describe("HashingEmbedder", () => {
 
   it("ranks a paraphrase above an unrelated text", async () => {
     for (const [query, paraphrase, unrelated] of TRIPLES) {
-      const [q, p, u] = (await embedder.embed([query, paraphrase, unrelated])) as [Float32Array, Float32Array, Float32Array];
+      const [q, p, u] = (await embedder.embed([query, paraphrase, unrelated])) as [
+        Float32Array,
+        Float32Array,
+        Float32Array,
+      ];
       expect(dot(q, p), `${query} / ${paraphrase} vs ${unrelated}`).toBeGreaterThan(dot(q, u) + 0.1);
     }
   });

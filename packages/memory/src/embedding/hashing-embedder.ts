@@ -8,10 +8,11 @@ export interface HashingEmbedderOptions {
 }
 
 const STOPWORDS = new Set(
-  ("a an the is are was were be been am do does did of in on at to for from by with and or but it its " +
+  (
+    "a an the is are was were be been am do does did of in on at to for from by with and or but it its " +
     "this that these those i me my we our you your he she they them his her their what whats which who how " +
-    "s t there here as so if then than too very can could would should will just about like")
-    .split(" "),
+    "s t there here as so if then than too very can could would should will just about like"
+  ).split(" "),
 );
 
 const WEIGHTS = { word: 1, bigram: 0.7, char: 0.35 } as const;
@@ -43,7 +44,7 @@ export class HashingEmbedder implements Embedder {
       const h = fnv1a(feature);
       const index = h % this.dimensions;
       // The top bit (unused by the index for small dims) gives the sign, so collisions cancel out on average.
-      const sign = (h >>> 31) === 1 ? 1 : -1;
+      const sign = h >>> 31 === 1 ? 1 : -1;
       vector[index] = (vector[index] as number) + sign * weight;
     };
     const words = tokenize(text);
@@ -77,7 +78,8 @@ function stem(word: string): string {
   if (word.length > 4 && word.endsWith("ied")) return `${word.slice(0, -3)}y`;
   if (word.length > 4 && word.endsWith("ed")) return undouble(word.slice(0, -2));
   if (word.length > 4 && word.endsWith("ies")) return `${word.slice(0, -3)}y`;
-  if (word.length > 3 && word.endsWith("s") && !word.endsWith("ss") && !word.endsWith("us")) return word.slice(0, -1);
+  if (word.length > 3 && word.endsWith("s") && !word.endsWith("ss") && !word.endsWith("us"))
+    return word.slice(0, -1);
   return word;
 }
 

@@ -8,7 +8,11 @@ type Handler = (req: IncomingMessage, body: { model: string; input: string[] }, 
 
 /** A tiny OpenAI-compatible embeddings server whose behaviour each test sets. */
 let handler: Handler = () => undefined;
-const requests: { url: string | undefined; auth: string | undefined; body: { model: string; input: string[] } }[] = [];
+const requests: {
+  url: string | undefined;
+  auth: string | undefined;
+  body: { model: string; input: string[] };
+}[] = [];
 let server: Server;
 let baseURL: string;
 
@@ -30,7 +34,8 @@ afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 });
 
-const vectorFor = (text: string, dims: number) => Array.from({ length: dims }, (_, i) => (text.length + i) / 10);
+const vectorFor = (text: string, dims: number) =>
+  Array.from({ length: dims }, (_, i) => (text.length + i) / 10);
 
 function answer(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
   res.writeHead(status, { "content-type": "application/json", ...headers });
@@ -55,10 +60,18 @@ describe("HttpEmbedder", () => {
       answer(res, 200, {
         object: "list",
         // Out of order on purpose: `index` says where each belongs.
-        data: body.input.map((t, index) => ({ object: "embedding", index, embedding: vectorFor(t, 3) })).reverse(),
+        data: body.input
+          .map((t, index) => ({ object: "embedding", index, embedding: vectorFor(t, 3) }))
+          .reverse(),
       });
     requests.length = 0;
-    const embedder = new HttpEmbedder({ baseURL, model: "text-embedding-3-small", dimensions: 3, apiKey: "sk-test", batchSize: 2 });
+    const embedder = new HttpEmbedder({
+      baseURL,
+      model: "text-embedding-3-small",
+      dimensions: 3,
+      apiKey: "sk-test",
+      batchSize: 2,
+    });
     const vectors = await embedder.embed(["a", "bb", "ccc"]);
     expect(vectors.map((v) => Array.from(v).map((x) => Math.round(x * 10)))).toEqual([
       [1, 2, 3],
@@ -73,9 +86,12 @@ describe("HttpEmbedder", () => {
   });
 
   it("accepts a base URL that already ends in /v1 and sends no auth without a key", async () => {
-    handler = (_req, body, res) => answer(res, 200, { data: body.input.map((t) => ({ embedding: vectorFor(t, 2) })) });
+    handler = (_req, body, res) =>
+      answer(res, 200, { data: body.input.map((t) => ({ embedding: vectorFor(t, 2) })) });
     requests.length = 0;
-    await new HttpEmbedder({ baseURL: `${baseURL}/v1/`, model: "nomic-embed-text", dimensions: 2 }).embed(["x"]);
+    await new HttpEmbedder({ baseURL: `${baseURL}/v1/`, model: "nomic-embed-text", dimensions: 2 }).embed([
+      "x",
+    ]);
     expect(requests[0]?.url).toBe("/v1/embeddings");
     expect(requests[0]?.auth).toBeUndefined();
   });
@@ -97,7 +113,8 @@ describe("HttpEmbedder", () => {
 
   it("rejects malformed bodies and wrong dimensions as PROVIDER_BAD_RESPONSE", async () => {
     const embedder = new HttpEmbedder({ baseURL, model: "m", dimensions: 4 });
-    handler = (_req, body, res) => answer(res, 200, { data: body.input.map((t) => ({ embedding: vectorFor(t, 3) })) });
+    handler = (_req, body, res) =>
+      answer(res, 200, { data: body.input.map((t) => ({ embedding: vectorFor(t, 3) })) });
     expect((await failure(embedder.embed(["x"]))).code).toBe("PROVIDER_BAD_RESPONSE");
     handler = (_req, _body, res) => {
       res.writeHead(200, { "content-type": "application/json" });

@@ -92,7 +92,10 @@ export class HttpEmbedder implements Embedder {
     }
     const data = body.data;
     if (!Array.isArray(data) || data.length !== input.length) {
-      throw new AgentryError("PROVIDER_BAD_RESPONSE", `Embeddings response has no data for ${input.length} inputs`);
+      throw new AgentryError(
+        "PROVIDER_BAD_RESPONSE",
+        `Embeddings response has no data for ${input.length} inputs`,
+      );
     }
     const vectors: Float32Array[] = new Array<Float32Array>(input.length);
     data.forEach((item, position) => {
@@ -121,7 +124,8 @@ async function httpError(response: Response, url: string): Promise<AgentryError>
   const text = (await response.text().catch(() => "")).slice(0, 500);
   const details = { status: response.status, url, body: text };
   const message = `Embeddings endpoint answered ${response.status}: ${text}`;
-  if (response.status === 401 || response.status === 403) return new AgentryError("PROVIDER_AUTH", message, { details });
+  if (response.status === 401 || response.status === 403)
+    return new AgentryError("PROVIDER_AUTH", message, { details });
   if (response.status === 429) {
     const header = response.headers.get("retry-after");
     const seconds = header === null ? Number.NaN : Number(header);

@@ -62,15 +62,22 @@ export function encodeMessages(sessionId: unknown, messages: unknown, maxMessage
     const parsed = messageSchema.safeParse(message);
     if (!parsed.success) {
       throw new AgentryError("INVALID_INPUT", `messages[${index}] is not a valid message`, {
-        details: { index, issues: parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })) },
+        details: {
+          index,
+          issues: parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
+        },
       });
     }
     const json = JSON.stringify(message);
     const bytes = Buffer.byteLength(json, "utf8");
     if (bytes > maxMessageBytes) {
-      throw new AgentryError("INVALID_INPUT", `messages[${index}] is ${bytes} bytes; the limit is ${maxMessageBytes}`, {
-        details: { index, bytes, maxMessageBytes, reason: "message_too_large" },
-      });
+      throw new AgentryError(
+        "INVALID_INPUT",
+        `messages[${index}] is ${bytes} bytes; the limit is ${maxMessageBytes}`,
+        {
+          details: { index, bytes, maxMessageBytes, reason: "message_too_large" },
+        },
+      );
     }
     return json;
   });
@@ -111,7 +118,10 @@ export function isTurnStart(message: Message): boolean {
  * The longest suffix of `messages` that fits both bounds and starts at a user text turn.
  * Bounds are hard: when even the latest turn does not fit, the result is empty.
  */
-export function trimHistory(messages: Message[], bounds: { maxMessages: number; maxTokens: number }): Message[] {
+export function trimHistory(
+  messages: Message[],
+  bounds: { maxMessages: number; maxTokens: number },
+): Message[] {
   let start = messages.length;
   let tokens = 0;
   for (let i = messages.length - 1; i >= 0; i--) {

@@ -2,7 +2,12 @@ import { systemClock, type Clock } from "@agentry/core";
 import type { Message } from "@agentry/llm";
 import { requireId } from "../internal/validate.js";
 import { compileSessionStoreOptions, encodeMessages, trimHistory } from "./history.js";
-import type { AppendOptions, CompiledSessionStoreOptions, SessionStore, SessionStoreOptions } from "./session-store.js";
+import type {
+  AppendOptions,
+  CompiledSessionStoreOptions,
+  SessionStore,
+  SessionStoreOptions,
+} from "./session-store.js";
 
 /** Options for {@link InMemorySessionStore}. */
 export interface InMemorySessionStoreOptions extends SessionStoreOptions {

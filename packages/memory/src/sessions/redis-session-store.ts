@@ -3,7 +3,12 @@ import type { Message } from "@agentry/llm";
 import type { Redis } from "ioredis";
 import { keyPart, requireId } from "../internal/validate.js";
 import { compileSessionStoreOptions, encodeMessages, trimHistory } from "./history.js";
-import type { AppendOptions, CompiledSessionStoreOptions, SessionStore, SessionStoreOptions } from "./session-store.js";
+import type {
+  AppendOptions,
+  CompiledSessionStoreOptions,
+  SessionStore,
+  SessionStoreOptions,
+} from "./session-store.js";
 
 const scripts = defineScripts<{
   appendMessages: (
@@ -42,15 +47,28 @@ export class RedisSessionStore implements SessionStore {
     const encoded = encodeMessages(sessionId, messages, this.options.maxMessageBytes);
     const key = this.key(sessionId);
     const fence = fenceArgs(options.fence, key);
-    const onceKey = options.once === undefined ? key : this.keys.key("session", keyPart(sessionId), "once", keyPart(options.once));
+    const onceKey =
+      options.once === undefined
+        ? key
+        : this.keys.key("session", keyPart(sessionId), "once", keyPart(options.once));
     // Keeping the last maxMessages loses nothing load could return.
     const reply = await scripts.appendMessages(
       this.redis,
       [key, fence.key, onceKey],
-      [fence.token, options.once === undefined ? "" : "1", this.options.maxMessages, this.options.ttlMs, ...encoded],
+      [
+        fence.token,
+        options.once === undefined ? "" : "1",
+        this.options.maxMessages,
+        this.options.ttlMs,
+        ...encoded,
+      ],
     );
     if (reply === -1) {
-      throw new AgentryError("LOCK_LOST", `Session ${sessionId}: the writer no longer holds its fence; nothing was appended`, { retryable: false });
+      throw new AgentryError(
+        "LOCK_LOST",
+        `Session ${sessionId}: the writer no longer holds its fence; nothing was appended`,
+        { retryable: false },
+      );
     }
     return reply === 1;
   }
@@ -64,7 +82,9 @@ export class RedisSessionStore implements SessionStore {
       try {
         return JSON.parse(json) as Message;
       } catch (err) {
-        throw new AgentryError("INTERNAL", `Session ${sessionId}: stored message ${index} is not JSON`, { cause: err });
+        throw new AgentryError("INTERNAL", `Session ${sessionId}: stored message ${index} is not JSON`, {
+          cause: err,
+        });
       }
     });
     return trimHistory(messages, this.options);

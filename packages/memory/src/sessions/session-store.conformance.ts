@@ -108,7 +108,14 @@ export function sessionStoreConformance(name: string, factory: SessionStoreFacto
       const store = await factory({ maxMessages: 6 });
       for (let i = 0; i < 10; i++) await store.append("s1", [user(`q${i}`), assistant(`a${i}`)]);
       const history = await store.load("s1");
-      expect(history).toEqual([user("q7"), assistant("a7"), user("q8"), assistant("a8"), user("q9"), assistant("a9")]);
+      expect(history).toEqual([
+        user("q7"),
+        assistant("a7"),
+        user("q8"),
+        assistant("a8"),
+        user("q9"),
+        assistant("a9"),
+      ]);
     });
 
     it("never splits a tool_use from its tool_result", async () => {
@@ -146,7 +153,10 @@ export function sessionStoreConformance(name: string, factory: SessionStoreFacto
 
     it("stores a content block type it does not know, unchanged", async () => {
       const store = await factory({});
-      const message = { role: "assistant", content: [{ type: "thinking", thinking: "hmm", signature: "x" }] } as unknown as Message;
+      const message = {
+        role: "assistant",
+        content: [{ type: "thinking", thinking: "hmm", signature: "x" }],
+      } as unknown as Message;
       await store.append("s1", [user("hi"), message]);
       expect(await store.load("s1")).toEqual([user("hi"), message]);
     });
@@ -154,8 +164,12 @@ export function sessionStoreConformance(name: string, factory: SessionStoreFacto
     it("rejects malformed messages with INVALID_INPUT", async () => {
       const store = await factory({});
       await expectInvalid(store.append("s1", [{ role: "system", content: "x" } as unknown as Message]));
-      await expectInvalid(store.append("s1", [{ role: "user", content: [{ type: "tool_use", id: 1 }] } as unknown as Message]));
-      await expectInvalid(store.append("s1", [{ role: "user", content: [{ text: "no type" }] } as unknown as Message]));
+      await expectInvalid(
+        store.append("s1", [{ role: "user", content: [{ type: "tool_use", id: 1 }] } as unknown as Message]),
+      );
+      await expectInvalid(
+        store.append("s1", [{ role: "user", content: [{ text: "no type" }] } as unknown as Message]),
+      );
       await expectInvalid(store.append("s1", "hello" as unknown as Message[]));
     });
 

@@ -8,8 +8,10 @@ import { RedisSessionStore } from "./redis-session-store.js";
 
 const redis = useTestRedis("sessions");
 
-sessionStoreConformance("redis", (options) =>
-  new RedisSessionStore({ redis: redis.client(), prefix: redis.freshPrefix("sessions"), ...options }),
+sessionStoreConformance(
+  "redis",
+  (options) =>
+    new RedisSessionStore({ redis: redis.client(), prefix: redis.freshPrefix("sessions"), ...options }),
 );
 sessionStoreConformance("in-memory", (options) => new InMemorySessionStore(options));
 
@@ -28,10 +30,11 @@ describe("RedisSessionStore", () => {
     expect(isAgentryError(err, "LOCK_LOST")).toBe(true);
     // Nothing was written, and the once key of the refused append was not used up.
     expect(await store.load("s1")).toEqual([hello]);
-    expect(await store.append("s1", [hello], { fence: { ...fence, token: "attempt-2" }, once: "t2" })).toBe(true);
+    expect(await store.append("s1", [hello], { fence: { ...fence, token: "attempt-2" }, once: "t2" })).toBe(
+      true,
+    );
     expect(await store.load("s1")).toEqual([hello, hello]);
   });
-
 
   it("sets the TTL on append and refreshes it on load", async () => {
     const client = redis.client();

@@ -1,4 +1,12 @@
-import { defineScripts, fenceArgs, keySpace, newToken, positiveInt, type Fence, type KeySpace } from "@agentry/core";
+import {
+  defineScripts,
+  fenceArgs,
+  keySpace,
+  newToken,
+  positiveInt,
+  type Fence,
+  type KeySpace,
+} from "@agentry/core";
 import type { Redis } from "ioredis";
 import { keyPart, requireId } from "../internal/validate.js";
 import type { SessionLease, SessionTurns } from "./session-turns.js";
@@ -12,10 +20,19 @@ export interface RedisSessionTurnsOptions {
 
 const scripts = defineScripts<{
   enqueueTurn: (keys: [order: string, seq: string], args: [taskId: string]) => number;
-  acquireTurn: (keys: [order: string, lease: string], args: [taskId: string, token: string, ttlMs: number]) => [number, unknown, unknown?];
+  acquireTurn: (
+    keys: [order: string, lease: string],
+    args: [taskId: string, token: string, ttlMs: number],
+  ) => [number, unknown, unknown?];
   renewTurn: (keys: [lease: string], args: [token: string, ttlMs: number]) => number;
-  releaseTurn: (keys: [order: string, lease: string, seq: string, fence: string], args: [taskId: string, token: string, fenceToken: string]) => number;
-  removeTurn: (keys: [order: string, seq: string, lease: string], args: [taskId: string, endTurn: "1" | "0"]) => number;
+  releaseTurn: (
+    keys: [order: string, lease: string, seq: string, fence: string],
+    args: [taskId: string, token: string, fenceToken: string],
+  ) => number;
+  removeTurn: (
+    keys: [order: string, seq: string, lease: string],
+    args: [taskId: string, endTurn: "1" | "0"],
+  ) => number;
 }>(import.meta.url, {
   enqueueTurn: "./enqueue-turn-2.lua",
   acquireTurn: "./acquire-turn-2.lua",
@@ -75,12 +92,22 @@ export class RedisSessionTurns implements SessionTurns {
   async release(lease: SessionLease, options: { fence?: Fence } = {}): Promise<boolean> {
     const k = this.sessionKeys(lease.sessionId);
     const fence = fenceArgs(options.fence, k.lease);
-    return (await scripts.releaseTurn(this.redis, [k.order, k.lease, k.seq, fence.key], [lease.taskId, lease.token, fence.token])) === 1;
+    return (
+      (await scripts.releaseTurn(
+        this.redis,
+        [k.order, k.lease, k.seq, fence.key],
+        [lease.taskId, lease.token, fence.token],
+      )) === 1
+    );
   }
 
   async remove(sessionId: string, taskId: string, options: { endTurn?: boolean } = {}): Promise<void> {
     const k = this.sessionKeys(sessionId);
-    await scripts.removeTurn(this.redis, [k.order, k.seq, k.lease], [requireId(taskId, "taskId"), options.endTurn ? "1" : "0"]);
+    await scripts.removeTurn(
+      this.redis,
+      [k.order, k.seq, k.lease],
+      [requireId(taskId, "taskId"), options.endTurn ? "1" : "0"],
+    );
   }
 
   async head(sessionId: string): Promise<string | null> {

@@ -11,7 +11,10 @@ export type SessionTurnsFactory = () => Promise<{ connect(): SessionTurns }>;
 const LONG_MS = 30_000;
 
 /** Polls until `acquire` returns a lease (the holder's lease must run out first). */
-async function waitFor(acquire: () => Promise<SessionLease | null>, deadlineMs = 10_000): Promise<SessionLease> {
+async function waitFor(
+  acquire: () => Promise<SessionLease | null>,
+  deadlineMs = 10_000,
+): Promise<SessionLease> {
   const deadline = Date.now() + deadlineMs;
   for (;;) {
     const lease = await acquire();

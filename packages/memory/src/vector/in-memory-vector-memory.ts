@@ -25,7 +25,10 @@ export interface InMemoryVectorMemoryOptions {
 export class InMemoryVectorMemory implements VectorMemory {
   private readonly embedder: Embedder;
   private readonly now: () => number;
-  private readonly namespaces = new Map<string, Map<string, { record: MemoryRecord; vector: Float32Array }>>();
+  private readonly namespaces = new Map<
+    string,
+    Map<string, { record: MemoryRecord; vector: Float32Array }>
+  >();
 
   constructor(options: InMemoryVectorMemoryOptions = {}) {
     this.embedder = options.embedder ?? new HashingEmbedder();

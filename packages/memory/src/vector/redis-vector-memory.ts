@@ -1,11 +1,25 @@
 import { createHash } from "node:crypto";
 import { endianness } from "node:os";
-import { AgentryError, defineScripts, keySpace, newId, systemClock, type Clock, type KeySpace } from "@agentry/core";
+import {
+  AgentryError,
+  defineScripts,
+  keySpace,
+  newId,
+  systemClock,
+  type Clock,
+  type KeySpace,
+} from "@agentry/core";
 import type { Redis } from "ioredis";
 import { dot, normalize, type Embedder } from "../embedding/embedder.js";
 import { keyPart, requireId } from "../internal/validate.js";
 import { detectVectorSearch } from "./detect-vector-search.js";
-import { createIndexArgs, DISTANCE_FIELD, knnSearchArgs, parseSearchReply, similarityFromDistance } from "./search-index.js";
+import {
+  createIndexArgs,
+  DISTANCE_FIELD,
+  knnSearchArgs,
+  parseSearchReply,
+  similarityFromDistance,
+} from "./search-index.js";
 import {
   checkAddInput,
   checkSearchInput,
@@ -97,7 +111,10 @@ export class RedisVectorMemory implements VectorMemory {
     const available = await detectVectorSearch(this.redis);
     if (!available) {
       if (this.requested === "search") {
-        throw new AgentryError("INVALID_CONFIG", "mode 'search' needs Redis 8 or the RediSearch module (FT.* commands)");
+        throw new AgentryError(
+          "INVALID_CONFIG",
+          "mode 'search' needs Redis 8 or the RediSearch module (FT.* commands)",
+        );
       }
       return "brute-force";
     }
@@ -106,9 +123,13 @@ export class RedisVectorMemory implements VectorMemory {
     } catch (err) {
       // A query engine without vector fields (RediSearch before 2.4) refuses the index.
       if (this.requested === "auto") return "brute-force";
-      throw new AgentryError("INVALID_CONFIG", `mode 'search': cannot create the vector index: ${String(err)}`, {
-        cause: err,
-      });
+      throw new AgentryError(
+        "INVALID_CONFIG",
+        `mode 'search': cannot create the vector index: ${String(err)}`,
+        {
+          cause: err,
+        },
+      );
     }
     return "search";
   }
@@ -158,14 +179,20 @@ export class RedisVectorMemory implements VectorMemory {
     await this.mode();
     const vectors = await this.embedder.embed(inputs.map((i) => i.text));
     if (vectors.length !== inputs.length) {
-      throw new AgentryError("PROVIDER_BAD_RESPONSE", `Embedder returned ${vectors.length} vectors for ${inputs.length} texts`);
+      throw new AgentryError(
+        "PROVIDER_BAD_RESPONSE",
+        `Embedder returned ${vectors.length} vectors for ${inputs.length} texts`,
+      );
     }
     const createdAt = this.now();
     const tx = this.redis.multi();
     const records = inputs.map((input, i): MemoryRecord => {
       const vector = vectors[i] as Float32Array;
       if (vector.length !== this.embedder.dimensions) {
-        throw new AgentryError("PROVIDER_BAD_RESPONSE", `Embedder ${this.embedder.id} returned ${vector.length} dimensions`);
+        throw new AgentryError(
+          "PROVIDER_BAD_RESPONSE",
+          `Embedder ${this.embedder.id} returned ${vector.length} dimensions`,
+        );
       }
       const record = {
         id: input.id ?? newId("mem"),
@@ -197,7 +224,10 @@ export class RedisVectorMemory implements VectorMemory {
     const mode = await this.mode();
     const [raw] = await this.embedder.embed([input.query]);
     const query = normalize(Float32Array.from(raw as Float32Array));
-    const hits = mode === "search" ? await this.searchIndex(input.namespace, query, k) : await this.bruteForce(input.namespace, query, k);
+    const hits =
+      mode === "search"
+        ? await this.searchIndex(input.namespace, query, k)
+        : await this.bruteForce(input.namespace, query, k);
     return input.minScore === undefined ? hits : hits.filter((h) => h.score >= (input.minScore as number));
   }
 
@@ -271,7 +301,11 @@ export class RedisVectorMemory implements VectorMemory {
   async delete(namespace: string, id: string): Promise<boolean> {
     requireId(namespace, "namespace");
     requireId(id, "id");
-    const results = await this.redis.multi().del(this.recKey(namespace, id)).srem(this.idsKey(namespace), id).exec();
+    const results = await this.redis
+      .multi()
+      .del(this.recKey(namespace, id))
+      .srem(this.idsKey(namespace), id)
+      .exec();
     const deleted = results?.[0]?.[1];
     return deleted === 1;
   }
@@ -294,7 +328,8 @@ function toBlob(vector: Float32Array): Buffer {
 }
 
 function fromBlob(buf: Buffer): Float32Array {
-  if (LITTLE_ENDIAN && buf.byteOffset % 4 === 0) return new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
+  if (LITTLE_ENDIAN && buf.byteOffset % 4 === 0)
+    return new Float32Array(buf.buffer, buf.byteOffset, buf.length / 4);
   const out = new Float32Array(buf.length / 4);
   for (let i = 0; i < out.length; i++) out[i] = buf.readFloatLE(i * 4);
   return out;

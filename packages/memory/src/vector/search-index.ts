@@ -19,12 +19,21 @@ export function createIndexArgs(options: {
   const attributes = ["TYPE", "FLOAT32", "DIM", String(options.dimensions), "DISTANCE_METRIC", "COSINE"];
   return [
     options.index,
-    "ON", "HASH",
-    "PREFIX", "1", options.recordPrefix,
+    "ON",
+    "HASH",
+    "PREFIX",
+    "1",
+    options.recordPrefix,
     "SCHEMA",
-    "nstag", "TAG",
-    "embtag", "TAG",
-    "vec", "VECTOR", options.algorithm, String(attributes.length), ...attributes,
+    "nstag",
+    "TAG",
+    "embtag",
+    "TAG",
+    "vec",
+    "VECTOR",
+    options.algorithm,
+    String(attributes.length),
+    ...attributes,
   ];
 }
 
@@ -45,11 +54,21 @@ export function knnSearchArgs(options: {
   return [
     options.index,
     `${filter}=>[KNN ${options.k} @vec $blob AS ${DISTANCE_FIELD}]`,
-    "PARAMS", "2", "blob", options.vector,
-    "SORTBY", DISTANCE_FIELD, "ASC",
-    "RETURN", String(fields.length), ...fields,
-    "LIMIT", "0", String(options.k),
-    "DIALECT", "2",
+    "PARAMS",
+    "2",
+    "blob",
+    options.vector,
+    "SORTBY",
+    DISTANCE_FIELD,
+    "ASC",
+    "RETURN",
+    String(fields.length),
+    ...fields,
+    "LIMIT",
+    "0",
+    String(options.k),
+    "DIALECT",
+    "2",
   ];
 }
 

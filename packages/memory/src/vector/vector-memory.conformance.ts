@@ -12,8 +12,16 @@ export function vectorMemoryConformance(name: string, factory: VectorMemoryFacto
   describe(`VectorMemory conformance: ${name}`, () => {
     it("adds a record and returns it with an id, metadata and createdAt", async () => {
       const memory = await factory();
-      const record = await memory.add({ namespace: NS, text: "The user prefers metric units", metadata: { source: "chat", n: 1 } });
-      expect(record).toMatchObject({ namespace: NS, text: "The user prefers metric units", metadata: { source: "chat", n: 1 } });
+      const record = await memory.add({
+        namespace: NS,
+        text: "The user prefers metric units",
+        metadata: { source: "chat", n: 1 },
+      });
+      expect(record).toMatchObject({
+        namespace: NS,
+        text: "The user prefers metric units",
+        metadata: { source: "chat", n: 1 },
+      });
       expect(record.id).toBeTruthy();
       expect(record.createdAt).toBeGreaterThan(0);
       expect(await memory.count(NS)).toBe(1);
@@ -35,14 +43,20 @@ export function vectorMemoryConformance(name: string, factory: VectorMemoryFacto
 
     it("defaults k to 5 and honours k and minScore", async () => {
       const memory = await factory();
-      for (let i = 0; i < 8; i++) await memory.add({ namespace: NS, text: `note number ${i} about gardening tomatoes` });
+      for (let i = 0; i < 8; i++)
+        await memory.add({ namespace: NS, text: `note number ${i} about gardening tomatoes` });
       await memory.add({ namespace: NS, text: "Quarterly revenue grew by 12%", id: "finance" });
       expect(await memory.search({ namespace: NS, query: "gardening tomatoes" })).toHaveLength(5);
       expect(await memory.search({ namespace: NS, query: "gardening tomatoes", k: 2 })).toHaveLength(2);
       const all = await memory.search({ namespace: NS, query: "gardening tomatoes", k: 20 });
       expect(all).toHaveLength(9);
       expect(all.at(-1)?.id).toBe("finance");
-      const filtered = await memory.search({ namespace: NS, query: "gardening tomatoes", k: 20, minScore: 0.2 });
+      const filtered = await memory.search({
+        namespace: NS,
+        query: "gardening tomatoes",
+        k: 20,
+        minScore: 0.2,
+      });
       expect(filtered.map((h) => h.id)).not.toContain("finance");
       expect(filtered.every((h) => h.score >= 0.2)).toBe(true);
     });

@@ -9,11 +9,20 @@ import { RedisVectorMemory } from "./redis-vector-memory.js";
 const redis = useTestRedis("vectors");
 const embedder = new HashingEmbedder();
 
-vectorMemoryConformance("redis (auto)", () =>
-  new RedisVectorMemory({ redis: redis.client(), prefix: redis.freshPrefix("vec"), embedder }),
+vectorMemoryConformance(
+  "redis (auto)",
+  () => new RedisVectorMemory({ redis: redis.client(), prefix: redis.freshPrefix("vec"), embedder }),
 );
-vectorMemoryConformance("redis (brute-force, small batches)", () =>
-  new RedisVectorMemory({ redis: redis.client(), prefix: redis.freshPrefix("vec"), embedder, mode: "brute-force", batchSize: 3 }),
+vectorMemoryConformance(
+  "redis (brute-force, small batches)",
+  () =>
+    new RedisVectorMemory({
+      redis: redis.client(),
+      prefix: redis.freshPrefix("vec"),
+      embedder,
+      mode: "brute-force",
+      batchSize: 3,
+    }),
 );
 vectorMemoryConformance("in-memory", () => new InMemoryVectorMemory({ embedder }));
 
@@ -35,8 +44,15 @@ describe("RedisVectorMemory on a server without vector search", () => {
   it("mode 'search' fails with INVALID_CONFIG where there is no query engine", async () => {
     const client = redis.client();
     if (await detectVectorSearch(client)) return;
-    const memory = new RedisVectorMemory({ redis: client, prefix: redis.freshPrefix("mode"), embedder, mode: "search" });
-    await expect(memory.search({ namespace: "n", query: "q" })).rejects.toMatchObject({ code: "INVALID_CONFIG" });
+    const memory = new RedisVectorMemory({
+      redis: client,
+      prefix: redis.freshPrefix("mode"),
+      embedder,
+      mode: "search",
+    });
+    await expect(memory.search({ namespace: "n", query: "q" })).rejects.toMatchObject({
+      code: "INVALID_CONFIG",
+    });
   });
 
   it("stores the vector as a Float32 blob beside the record", async () => {
@@ -52,7 +68,11 @@ describe("RedisVectorMemory on a server without vector search", () => {
   it("ignores vectors written by a different embedder", async () => {
     const client = redis.client();
     const prefix = redis.freshPrefix("emb");
-    const other = new RedisVectorMemory({ redis: client, prefix, embedder: new HashingEmbedder({ dimensions: 256 }) });
+    const other = new RedisVectorMemory({
+      redis: client,
+      prefix,
+      embedder: new HashingEmbedder({ dimensions: 256 }),
+    });
     await other.add({ namespace: "n", text: "weather in Paris" });
     const memory = new RedisVectorMemory({ redis: client, prefix, embedder });
     expect(await memory.search({ namespace: "n", query: "weather in Paris" })).toEqual([]);

@@ -38,7 +38,12 @@ export interface SearchMemoryInput {
 
 /** Texts searchable by meaning within a namespace. */
 export interface VectorMemory {
-  add(input: { namespace: string; text: string; metadata?: Record<string, unknown>; id?: string }): Promise<MemoryRecord>;
+  add(input: {
+    namespace: string;
+    text: string;
+    metadata?: Record<string, unknown>;
+    id?: string;
+  }): Promise<MemoryRecord>;
   /** Cosine, best first, default k 5. */
   search(input: { namespace: string; query: string; k?: number; minScore?: number }): Promise<MemoryHit[]>;
   delete(namespace: string, id: string): Promise<boolean>;

@@ -1,6 +1,13 @@
 export { BudgetLedger, type BudgetLedgerOptions } from "./ledger.js";
 export { budgetError } from "./budget-error.js";
-export { parseScope, isBudgetScope, budgetScopeKind, scopeSyntaxHelp, type BudgetScope, type BudgetScopeKind } from "./scope.js";
+export {
+  parseScope,
+  isBudgetScope,
+  budgetScopeKind,
+  scopeSyntaxHelp,
+  type BudgetScope,
+  type BudgetScopeKind,
+} from "./scope.js";
 export { periodLabel } from "./period.js";
 export type {
   BudgetAmount,

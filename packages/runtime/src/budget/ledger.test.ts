@@ -69,7 +69,11 @@ describe("BudgetLedger limits", () => {
     const client = redis.client();
     const prefix = `{${redis.freshPrefix("ledger")}}`;
     const l = new BudgetLedger({ redis: client, prefix });
-    const r = await l.reserve({ taskId: "t", scopes: ["global", "tenant:acme:session:s1"], amount: amount(5) });
+    const r = await l.reserve({
+      taskId: "t",
+      scopes: ["global", "tenant:acme:session:s1"],
+      amount: amount(5),
+    });
     if (!r.ok) throw new Error("reserve failed");
     await l.settle(r.reservation.id, amount(4));
     expect(await l.listScopes()).toEqual(["global"]);
@@ -112,7 +116,12 @@ describe("BudgetLedger reserve", () => {
     const scopes: BudgetScope[] = ["global", "tenant:acme", "tenant:acme:user:bob", "tenant:acme:session:s1"];
 
     const refused = await l.reserve({ taskId: "t1", scopes, amount: amount(600) });
-    expect(refused).toMatchObject({ ok: false, reason: "exceeded", scope: "tenant:acme:user:bob", dimension: "tokens" });
+    expect(refused).toMatchObject({
+      ok: false,
+      reason: "exceeded",
+      scope: "tenant:acme:user:bob",
+      dimension: "tokens",
+    });
     for (const s of scopes) expect((await l.getStats(s)).reserved.tokens).toBe(0);
 
     const ok = await l.reserve({ taskId: "t1", scopes, amount: amount(400, 7) });
@@ -185,7 +194,11 @@ describe("BudgetLedger settle and release", () => {
   it("settle is idempotent and converts reserved into used", async () => {
     const l = ledger();
     await l.setLimit("global", { maxTokens: 1_000, period: "none" });
-    const r = await l.reserve({ taskId: "t", scopes: ["global", "tenant:acme:user:u"], amount: amount(300, 90) });
+    const r = await l.reserve({
+      taskId: "t",
+      scopes: ["global", "tenant:acme:user:u"],
+      amount: amount(300, 90),
+    });
     if (!r.ok) throw new Error("refused");
     const first = await l.settle(r.reservation.id, amount(120, 40));
     expect(first).toEqual({ settled: true, alreadySettled: false, charged: amount(120, 40), overrun: false });
@@ -204,11 +217,18 @@ describe("BudgetLedger settle and release", () => {
     const prefix = `{${redis.freshPrefix("other")}}`;
     const a = new BudgetLedger({ redis: redis.client(), prefix });
     const b = new BudgetLedger({ redis: redis.client(), prefix });
-    const r = await a.reserve({ taskId: "t", scopes: ["global", "tenant:acme:session:s"], amount: amount(10, 10) });
+    const r = await a.reserve({
+      taskId: "t",
+      scopes: ["global", "tenant:acme:session:s"],
+      amount: amount(10, 10),
+    });
     if (!r.ok) throw new Error("refused");
     expect(await b.settle(r.reservation.id, amount(4, 6))).toMatchObject({ settled: true });
     expect(await a.settle(r.reservation.id, amount(4, 6))).toMatchObject({ alreadySettled: true });
-    expect(await b.getStats("tenant:acme:session:s")).toMatchObject({ used: amount(4, 6), reserved: amount(0, 0) });
+    expect(await b.getStats("tenant:acme:session:s")).toMatchObject({
+      used: amount(4, 6),
+      reserved: amount(0, 0),
+    });
   });
 
   it("release drops the reservation without usage, once", async () => {
@@ -337,7 +357,10 @@ describe("BudgetLedger leases", () => {
 
     // A worker that comes back after being reaped (it was cut off from Redis, not dead) settles
     // its real usage once: the reaped charge is corrected to what the provider billed, never twice.
-    expect(await owner.settle(ids[1] ?? "", amount(40, 4))).toMatchObject({ settled: true, charged: amount(40, 4) });
+    expect(await owner.settle(ids[1] ?? "", amount(40, 4))).toMatchObject({
+      settled: true,
+      charged: amount(40, 4),
+    });
     expect((await owner.getStats("global")).used).toEqual(amount(2_000 - 60, 200 - 6));
     expect((await owner.getStats("tenant:acme:user:u")).used).toEqual(amount(2_000 - 60, 200 - 6));
     expect(await owner.settle(ids[1] ?? "", amount(40, 4))).toMatchObject({
@@ -345,7 +368,10 @@ describe("BudgetLedger leases", () => {
       alreadySettled: true,
       charged: amount(40, 4),
     });
-    expect(await make().settle(ids[1] ?? "", amount(90, 9))).toMatchObject({ settled: false, alreadySettled: true });
+    expect(await make().settle(ids[1] ?? "", amount(90, 9))).toMatchObject({
+      settled: false,
+      alreadySettled: true,
+    });
     expect(await owner.settle(survivor.reservation.id, amount(5))).toMatchObject({ settled: true });
   });
 

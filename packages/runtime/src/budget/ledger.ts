@@ -1,4 +1,12 @@
-import { AgentryError, defineScripts, newId, positiveInt, systemClock, type Clock, type Logger } from "@agentry/core";
+import {
+  AgentryError,
+  defineScripts,
+  newId,
+  positiveInt,
+  systemClock,
+  type Clock,
+  type Logger,
+} from "@agentry/core";
 import type { Redis } from "ioredis";
 import { budgetKeys, type BudgetKeys } from "./keys.js";
 import { periodLabel } from "./period.js";
@@ -19,8 +27,14 @@ const scripts = defineScripts<{
   /** KEYS: reservation, done marker, leases, scopes, then 4 per scope; ARGV: see the script's header. */
   reserveBudget: (keys: string[], args: (string | number)[]) => ScriptReply;
   /** KEYS: reservation, done marker, leases, then one usage hash per scope. */
-  closeReservation: (keys: string[], args: [id: string, mode: string, tokens: number, costMicroUsd: number, now: number, retentionMs: number]) => ScriptReply;
-  extendBudgetLease: (keys: [reservation: string, leases: string], args: [id: string, now: number, leaseMs: number]) => number;
+  closeReservation: (
+    keys: string[],
+    args: [id: string, mode: string, tokens: number, costMicroUsd: number, now: number, retentionMs: number],
+  ) => ScriptReply;
+  extendBudgetLease: (
+    keys: [reservation: string, leases: string],
+    args: [id: string, now: number, leaseMs: number],
+  ) => number;
 }>(import.meta.url, {
   reserveBudget: "./reserve-budget.lua",
   closeReservation: "./close-reservation.lua",
@@ -267,8 +281,17 @@ export class BudgetLedger {
       return { settled: true, alreadySettled: false, charged: amount, overrun };
     }
     if (tag === "corrected") {
-      this.#logger?.warn({ reservationId, actual: amount, reaped: { tokens: num(reply[3]), costMicroUsd: num(reply[4]) } }, "budget: a reaped reservation was settled late; the charge was corrected to the actual usage");
-      return { settled: true, alreadySettled: false, charged: amount, overrun: amount.tokens > num(reply[3]) || amount.costMicroUsd > num(reply[4]), correctedReap: true };
+      this.#logger?.warn(
+        { reservationId, actual: amount, reaped: { tokens: num(reply[3]), costMicroUsd: num(reply[4]) } },
+        "budget: a reaped reservation was settled late; the charge was corrected to the actual usage",
+      );
+      return {
+        settled: true,
+        alreadySettled: false,
+        charged: amount,
+        overrun: amount.tokens > num(reply[3]) || amount.costMicroUsd > num(reply[4]),
+        correctedReap: true,
+      };
     }
     if (tag === "done") {
       const state = str(reply[1]);
@@ -298,7 +321,11 @@ export class BudgetLedger {
     checkId(reservationId);
     const ms = positiveInt(leaseMs ?? this.#leaseMs, "leaseMs");
     const k = this.#keys;
-    const reply = await scripts.extendBudgetLease(this.#redis, [k.reservation(reservationId), k.leases], [reservationId, this.#clock.now(), ms]);
+    const reply = await scripts.extendBudgetLease(
+      this.#redis,
+      [k.reservation(reservationId), k.leases],
+      [reservationId, this.#clock.now(), ms],
+    );
     return Number(reply) > 0;
   }
 
@@ -382,14 +409,22 @@ export class BudgetLedger {
         // The script checks these against the stored reservation ("mismatch" when they differ).
         // A reaped reservation's scopes live on in its done marker (a late settle corrects it).
         let [scopes, periods] = await this.#redis.hmget(k.reservation(id), "scopes", "periods");
-        if (!scopes && mode === "settle") [scopes, periods] = await this.#redis.hmget(k.done(id), "scopes", "periods");
+        if (!scopes && mode === "settle")
+          [scopes, periods] = await this.#redis.hmget(k.done(id), "scopes", "periods");
         const ps = periods?.split("\n") ?? [];
         usageKeys = scopes
           ? scopes.split("\n").map((s, i) => k.usage(s as BudgetScope, ps[i] ?? "none"))
           : [];
       }
       const keys = [k.reservation(id), k.done(id), k.leases, ...usageKeys];
-      const reply = await scripts.closeReservation(this.#redis, keys, [id, mode, actual.tokens, actual.costMicroUsd, this.#clock.now(), this.#retentionMs]);
+      const reply = await scripts.closeReservation(this.#redis, keys, [
+        id,
+        mode,
+        actual.tokens,
+        actual.costMicroUsd,
+        this.#clock.now(),
+        this.#retentionMs,
+      ]);
       // "mismatch": the reservation appeared between our read and the script (a racing reserve of the same id).
       if (str(reply[0]) !== "mismatch") return reply;
       usageKeys = undefined;

@@ -1,7 +1,17 @@
 import { FlowProducer, Queue, QueueEvents, type Job, type Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
 import type { z } from "zod";
-import { AgentryError, createRedis, DEFAULT_KEY_PREFIX, duplicateRedis, newId, systemClock, tenantOwnedId, waitForReady, type Clock } from "@agentry/core";
+import {
+  AgentryError,
+  createRedis,
+  DEFAULT_KEY_PREFIX,
+  duplicateRedis,
+  newId,
+  systemClock,
+  tenantOwnedId,
+  waitForReady,
+  type Clock,
+} from "@agentry/core";
 import {
   DEFAULT_QUEUE_NAME,
   MAX_PROMPT_CHARS,
@@ -126,12 +136,18 @@ export class AgentryClient {
     this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
     this.queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
     this.ownsRedis = options.redis === undefined;
-    this.redis = options.redis ?? createRedis({ url: options.url, role: "producer", connectionName: "agentry-client" });
+    this.redis =
+      options.redis ?? createRedis({ url: options.url, role: "producer", connectionName: "agentry-client" });
     this.redis.on("error", () => undefined);
     this.sessionOrder = options.sessionOrder;
     this.clock = options._internal?.clock ?? systemClock;
     this.telemetry = options.telemetry;
-    this.fair = new FairShare({ redis: this.redis, prefix: this.prefix, queueName: this.queueName, _internal: { clock: this.clock } });
+    this.fair = new FairShare({
+      redis: this.redis,
+      prefix: this.prefix,
+      queueName: this.queueName,
+      _internal: { clock: this.clock },
+    });
     this.fairOrder = options.fairShare ?? true;
     this.queue = new Queue<AgentJobData, AgentTaskResult>(this.queueName, {
       connection: this.redis,
@@ -152,7 +168,12 @@ export class AgentryClient {
     return this.guard(async () => {
       if (input.idempotencyKey) {
         const existing = await this.queue.getJob(taskId);
-        if (existing) return { taskId, sessionId: ownPayload(existing, payload.tenant, taskId).sessionId, deduplicated: true };
+        if (existing)
+          return {
+            taskId,
+            sessionId: ownPayload(existing, payload.tenant, taskId).sessionId,
+            deduplicated: true,
+          };
       }
       const session = tenantOwnedId(payload.tenant, "session", payload.sessionId);
       await this.sessionOrder?.enqueue(session, taskId);
@@ -160,7 +181,11 @@ export class AgentryClient {
       try {
         stamped = await this.fair.stamp(payload.tenant, [taskId], { fair: this.fairOrder });
         const priority = stamped.stamps[0]?.priority ?? 0;
-        const job = await this.queue.add("agent.run", { payload, parkCount: 0 }, { ...jobOptionsFor("agent.run"), jobId: taskId, ...(priority > 0 ? { priority } : {}) });
+        const job = await this.queue.add(
+          "agent.run",
+          { payload, parkCount: 0 },
+          { ...jobOptionsFor("agent.run"), jobId: taskId, ...(priority > 0 ? { priority } : {}) },
+        );
         const deduplicated = job.data.payload.submittedAt !== payload.submittedAt;
         if (!deduplicated) await this.restampIfRebased([job], stamped);
         return { taskId, sessionId: ownPayload(job, payload.tenant, taskId).sessionId, deduplicated };
@@ -188,10 +213,24 @@ export class AgentryClient {
     const payloads = inputs.map((input) => ({ ...this.buildPayload(input, caller), groupId }));
     const taskIds = payloads.map(() => newId("task"));
     return this.guard(async () => {
-      this.flows ??= new FlowProducer({ connection: this.redis, prefix: this.prefix, ...(this.telemetry ? { telemetry: this.telemetry } : {}) });
-      for (const [i, p] of payloads.entries()) await this.sessionOrder?.enqueue(tenantOwnedId(p.tenant, "session", p.sessionId), taskIds[i] as string);
+      this.flows ??= new FlowProducer({
+        connection: this.redis,
+        prefix: this.prefix,
+        ...(this.telemetry ? { telemetry: this.telemetry } : {}),
+      });
+      for (const [i, p] of payloads.entries())
+        await this.sessionOrder?.enqueue(
+          tenantOwnedId(p.tenant, "session", p.sessionId),
+          taskIds[i] as string,
+        );
       const stamped = await this.fair.stamp(caller.tenant, taskIds, { fair: this.fairOrder });
-      const parent: FanoutPayload = { groupId, tenant: caller.tenant, submittedAt: this.clock.now(), failurePolicy, taskIds };
+      const parent: FanoutPayload = {
+        groupId,
+        tenant: caller.tenant,
+        submittedAt: this.clock.now(),
+        failurePolicy,
+        taskIds,
+      };
       const flow = await this.flows.add({
         name: "agent.fanout",
         queueName: this.queueName,
@@ -205,11 +244,16 @@ export class AgentryClient {
             ...jobOptionsFor("agent.run"),
             jobId: taskIds[i] as string,
             ...((stamped.stamps[i]?.priority ?? 0) > 0 ? { priority: stamped.stamps[i]?.priority } : {}),
-            ...(failurePolicy === "fail-fast" ? { failParentOnFailure: true } : { ignoreDependencyOnFailure: true }),
+            ...(failurePolicy === "fail-fast"
+              ? { failParentOnFailure: true }
+              : { ignoreDependencyOnFailure: true }),
           },
         })),
       });
-      await this.restampIfRebased((flow.children ?? []).map((c) => c.job as Job<AgentJobData, AgentTaskResult>), stamped);
+      await this.restampIfRebased(
+        (flow.children ?? []).map((c) => c.job as Job<AgentJobData, AgentTaskResult>),
+        stamped,
+      );
       return { groupId, taskIds };
     });
   }
@@ -229,19 +273,31 @@ export class AgentryClient {
   }
 
   /** A fan-out group's result once finished, else its state. Unknown or malformed id, not a group, or another tenant's group → `NOT_FOUND`. */
-  async groupResult(groupId: string, caller?: Caller): Promise<{ state: string; result?: FanoutResult; failedReason?: string }> {
+  async groupResult(
+    groupId: string,
+    caller?: Caller,
+  ): Promise<{ state: string; result?: FanoutResult; failedReason?: string }> {
     if (!isGroupId(groupId)) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
-    const job = (await this.guard(() => this.queue.getJob(groupId))) as Job<FanoutPayload, FanoutResult> | undefined;
-    if (!job || job.name !== "agent.fanout" || (caller && job.data?.tenant !== caller.tenant)) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
+    const job = (await this.guard(() => this.queue.getJob(groupId))) as
+      Job<FanoutPayload, FanoutResult> | undefined;
+    if (!job || job.name !== "agent.fanout" || (caller && job.data?.tenant !== caller.tenant))
+      throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
     const state = await job.getState();
-    return { state, ...(job.returnvalue ? { result: job.returnvalue } : {}), ...(job.failedReason ? { failedReason: job.failedReason } : {}) };
+    return {
+      state,
+      ...(job.returnvalue ? { result: job.returnvalue } : {}),
+      ...(job.failedReason ? { failedReason: job.failedReason } : {}),
+    };
   }
 
   /**
    * Waits for a task to finish. Resolves with its result; rejects with the task's typed error
    * (`AgentryError` rebuilt from the job), or `TIMEOUT` after `timeoutMs`.
    */
-  async wait(taskId: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<AgentTaskResult> {
+  async wait(
+    taskId: string,
+    options: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<AgentTaskResult> {
     const timeoutMs = options.timeoutMs ?? 300_000;
     for await (const event of this.watch(taskId, { signal: options.signal, timeoutMs })) {
       if (event.type === "completed") return event.result;
@@ -255,7 +311,10 @@ export class AgentryClient {
    * periodically so an event missed during a reconnect cannot stall the stream. With `caller`,
    * another tenant's task ends the stream with `NOT_FOUND` before any event.
    */
-  async *watch(taskId: string, options: { signal?: AbortSignal; timeoutMs?: number; caller?: Caller } = {}): AsyncGenerator<TaskEvent> {
+  async *watch(
+    taskId: string,
+    options: { signal?: AbortSignal; timeoutMs?: number; caller?: Caller } = {},
+  ): AsyncGenerator<TaskEvent> {
     const events = await this.queueEvents();
     const buffer: TaskEvent[] = [];
     let wake: (() => void) | undefined;
@@ -264,7 +323,8 @@ export class AgentryClient {
       wake?.();
     };
     const onProgress = ({ jobId, data }: { jobId: string; data: unknown }) => {
-      if (jobId === taskId && typeof data === "object" && data) push({ type: "progress", taskId, progress: data as TaskProgress });
+      if (jobId === taskId && typeof data === "object" && data)
+        push({ type: "progress", taskId, progress: data as TaskProgress });
     };
     const onEnd = ({ jobId }: { jobId: string }) => {
       if (jobId === taskId) wake?.();
@@ -323,7 +383,9 @@ export class AgentryClient {
    */
   async readTaskStream(taskId: string, after = "0-0", count = STREAM_BATCH): Promise<TaskStreamRecord[]> {
     if (!isTaskId(taskId)) throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
-    const raw = (await this.guard(() => this.redis.xrange(this.taskStreamKey(taskId), `(${after}`, "+", "COUNT", count))) as [string, string[]][];
+    const raw = (await this.guard(() =>
+      this.redis.xrange(this.taskStreamKey(taskId), `(${after}`, "+", "COUNT", count),
+    )) as [string, string[]][];
     const records: TaskStreamRecord[] = [];
     for (const [id, fields] of raw) {
       const entry = parseTaskStreamEntry(fields);
@@ -339,13 +401,24 @@ export class AgentryClient {
    * function that stops it. One subscriber connection serves every listener of this client
    * (opened on first use, closed by `close`).
    */
-  async onTaskStream(taskId: string, onWrite: (notice: TaskStreamNotice | undefined) => void): Promise<() => Promise<void>> {
+  async onTaskStream(
+    taskId: string,
+    onWrite: (notice: TaskStreamNotice | undefined) => void,
+  ): Promise<() => Promise<void>> {
     if (!this.wakeups) {
-      const subscriber = duplicateRedis(this.redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, commandTimeout: undefined });
+      const subscriber = duplicateRedis(this.redis, {
+        maxRetriesPerRequest: null,
+        enableOfflineQueue: true,
+        commandTimeout: undefined,
+      });
       subscriber.on("error", () => undefined);
       this.wakeups = new TaskStreamWakeups(subscriber);
     }
-    return this.guard(() => (this.wakeups as TaskStreamWakeups).listen(this.taskStreamKey(taskId), (message) => onWrite(parseTaskStreamNotice(message))));
+    return this.guard(() =>
+      (this.wakeups as TaskStreamWakeups).listen(this.taskStreamKey(taskId), (message) =>
+        onWrite(parseTaskStreamNotice(message)),
+      ),
+    );
   }
 
   /**
@@ -354,7 +427,10 @@ export class AgentryClient {
    * its `completed` or `failed` end. With `caller`, another tenant's task throws `NOT_FOUND`
    * before anything is yielded. Ends without an end event after `timeoutMs`.
    */
-  async *follow(taskId: string, options: { signal?: AbortSignal; timeoutMs?: number; caller?: Caller; after?: string } = {}): AsyncGenerator<TaskFollowEvent> {
+  async *follow(
+    taskId: string,
+    options: { signal?: AbortSignal; timeoutMs?: number; caller?: Caller; after?: string } = {},
+  ): AsyncGenerator<TaskFollowEvent> {
     let wake: (() => void) | undefined;
     let pending: boolean | undefined;
     let checkStatus = true;
@@ -384,13 +460,18 @@ export class AgentryClient {
         // The task first, then the stream: a finished task's entries are all in what is read.
         if (checkStatus) status ??= await this.status(taskId, options.caller);
         checkStatus = false;
-        for (let batch = await this.readTaskStream(taskId, cursor); batch.length > 0; batch = batch.length < STREAM_BATCH ? [] : await this.readTaskStream(taskId, cursor)) {
+        for (
+          let batch = await this.readTaskStream(taskId, cursor);
+          batch.length > 0;
+          batch = batch.length < STREAM_BATCH ? [] : await this.readTaskStream(taskId, cursor)
+        ) {
           for (const { id, entry } of batch) {
             cursor = id;
             if (entry.type === "progress") {
               if (entry.progress.phase === "done") checkStatus = true;
               yield { type: "progress", taskId, id, progress: entry.progress };
-            } else yield { type: "delta", taskId, id, step: entry.step, offset: entry.offset, text: entry.text };
+            } else
+              yield { type: "delta", taskId, id, step: entry.step, offset: entry.offset, text: entry.text };
           }
         }
         if (status?.state === "completed" && status.result) {
@@ -405,10 +486,13 @@ export class AgentryClient {
         if (this.clock.now() >= deadline) return;
         if (pending || checkStatus) continue;
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => {
-            checkStatus = true;
-            resolve();
-          }, Math.min(FOLLOW_SWEEP_MS, Math.max(0, deadline - this.clock.now())));
+          const timer = setTimeout(
+            () => {
+              checkStatus = true;
+              resolve();
+            },
+            Math.min(FOLLOW_SWEEP_MS, Math.max(0, deadline - this.clock.now())),
+          );
           wake = () => {
             clearTimeout(timer);
             resolve();
@@ -432,7 +516,8 @@ export class AgentryClient {
    */
   async cancel(taskId: string, caller?: Caller): Promise<{ cancelled: boolean; state: string }> {
     const status = await this.status(taskId, caller);
-    if (status.state === "completed" || status.state === "failed") return { cancelled: false, state: status.state };
+    if (status.state === "completed" || status.state === "failed")
+      return { cancelled: false, state: status.state };
     return this.guard(async () => {
       await this.redis.set(cancelKey(this.prefix, taskId), "1", "EX", 24 * 3600);
       const job = await this.queue.getJob(taskId);
@@ -460,7 +545,10 @@ export class AgentryClient {
    * A clock rebase that ran between stamping and enqueueing left the jobs with priorities of the
    * old frame (too large by the rebase's amount): give them their priorities in the new one.
    */
-  private async restampIfRebased(jobs: Job<AgentJobData, AgentTaskResult>[], stamped: { base: number; stamps: FairStamp[] }): Promise<void> {
+  private async restampIfRebased(
+    jobs: Job<AgentJobData, AgentTaskResult>[],
+    stamped: { base: number; stamps: FairStamp[] },
+  ): Promise<void> {
     if (!this.fairOrder || jobs.length === 0) return;
     const base = await this.fair.base();
     if (base === stamped.base) return;
@@ -518,7 +606,10 @@ export class AgentryClient {
 
   private buildPayload(input: SubmitTaskInput, caller: Caller): AgentTaskPayload {
     if (typeof input?.prompt === "string" && input.prompt.length > MAX_PROMPT_CHARS) {
-      throw new AgentryError("PAYLOAD_TOO_LARGE", `prompt is ${input.prompt.length} characters; the limit is ${MAX_PROMPT_CHARS}`);
+      throw new AgentryError(
+        "PAYLOAD_TOO_LARGE",
+        `prompt is ${input.prompt.length} characters; the limit is ${MAX_PROMPT_CHARS}`,
+      );
     }
     const parsed = submitTaskInputSchema.safeParse(input);
     if (!parsed.success) throw invalidInput(parsed.error);
@@ -541,7 +632,11 @@ export class AgentryClient {
    */
   async queueEvents(): Promise<QueueEvents> {
     if (!this.events) {
-      this.eventsConnection = duplicateRedis(this.redis, { maxRetriesPerRequest: null, enableOfflineQueue: true, commandTimeout: undefined });
+      this.eventsConnection = duplicateRedis(this.redis, {
+        maxRetriesPerRequest: null,
+        enableOfflineQueue: true,
+        commandTimeout: undefined,
+      });
       this.eventsConnection.on("error", () => undefined);
       this.events = new QueueEvents(this.queueName, {
         connection: this.eventsConnection,
@@ -558,14 +653,18 @@ export class AgentryClient {
     try {
       if (this.redis.status !== "ready") {
         await waitForReady(this.redis, 2_000).catch((err: unknown) => {
-          throw new AgentryError("REDIS_UNAVAILABLE", `Redis is unavailable (${this.redis.status})`, { cause: err });
+          throw new AgentryError("REDIS_UNAVAILABLE", `Redis is unavailable (${this.redis.status})`, {
+            cause: err,
+          });
         });
       }
       return await fn();
     } catch (err) {
       if (AgentryError.isInstance(err)) throw err;
       if (isConnectionError(err)) {
-        throw new AgentryError("REDIS_UNAVAILABLE", `Redis is unavailable: ${(err as Error).message}`, { cause: err });
+        throw new AgentryError("REDIS_UNAVAILABLE", `Redis is unavailable: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
       throw err;
     }
@@ -586,12 +685,18 @@ function ownPayload(job: Job<AgentJobData>, tenant: string, taskId: string): Age
 
 function invalidInput(error: z.ZodError): AgentryError {
   const fields = error.issues.map((i) => ({ path: i.path.join(".") || "(root)", message: i.message }));
-  return new AgentryError("INVALID_INPUT", `Invalid task: ${fields.map((f) => `${f.path}: ${f.message}`).join("; ")}`, {
-    details: { fields },
-  });
+  return new AgentryError(
+    "INVALID_INPUT",
+    `Invalid task: ${fields.map((f) => `${f.path}: ${f.message}`).join("; ")}`,
+    {
+      details: { fields },
+    },
+  );
 }
 
 function isConnectionError(err: unknown): boolean {
   const message = err instanceof Error ? err.message : "";
-  return /Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|max retries per request|ETIMEDOUT|Reached the max retries/i.test(message);
+  return /Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|max retries per request|ETIMEDOUT|Reached the max retries/i.test(
+    message,
+  );
 }

@@ -61,7 +61,10 @@ export function errorFromFailedReason(reason: string | undefined): AgentryErrorD
  * Builds a {@link TaskStatus} from a job. Pass the state read BEFORE the job was fetched when
  * you have it: the job's data is then at least as new as the state.
  */
-export async function statusOfJob(job: Job<AgentJobData, AgentTaskResult>, jobState?: JobState | "unknown"): Promise<TaskStatus> {
+export async function statusOfJob(
+  job: Job<AgentJobData, AgentTaskResult>,
+  jobState?: JobState | "unknown",
+): Promise<TaskStatus> {
   const state = taskStateOf(jobState ?? (await job.getState()), job.data);
   const progress = typeof job.progress === "object" ? (job.progress as unknown as TaskProgress) : undefined;
   const status: TaskStatus = {
@@ -76,7 +79,8 @@ export async function statusOfJob(job: Job<AgentJobData, AgentTaskResult>, jobSt
     ...(job.finishedOn ? { finishedAt: job.finishedOn } : {}),
     ...(progress ? { progress } : {}),
   };
-  if (state === "awaiting_approval" && job.data.parked?.reason === "approval") status.approvalIds = job.data.parked.approvalIds;
+  if (state === "awaiting_approval" && job.data.parked?.reason === "approval")
+    status.approvalIds = job.data.parked.approvalIds;
   if (state === "completed") status.result = job.returnvalue;
   if (state === "failed") status.error = job.data.error ?? errorFromFailedReason(job.failedReason);
   return status;

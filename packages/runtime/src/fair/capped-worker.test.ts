@@ -42,8 +42,18 @@ function gatedHandler() {
 function setup(handler: TaskHandler, reconcileEveryMs = 60_000) {
   const prefix = redis.freshPrefix();
   const client = new AgentryClient({ url: redis.url, prefix });
-  const worker = new AgentWorker({ url: redis.url, prefix, handler, logger, concurrency: 4, fairShare: { reconcileEveryMs } });
-  closers.push(() => client.close(), () => worker.close());
+  const worker = new AgentWorker({
+    url: redis.url,
+    prefix,
+    handler,
+    logger,
+    concurrency: 4,
+    fairShare: { reconcileEveryMs },
+  });
+  closers.push(
+    () => client.close(),
+    () => worker.close(),
+  );
   return { client, worker };
 }
 
@@ -57,11 +67,15 @@ describe("AgentWorker with a tenant's maxRunning", () => {
     await expect.poll(() => started).toEqual(["first"]);
     const second = (await client.submit({ prompt: "second" }, { tenant: "acme" })).taskId;
     // Taken by the worker, held back, parked: queued for the user, delayed for BullMQ, no handler run.
-    await expect.poll(async () => (await client.queue.getJob(second))?.data.parked?.reason).toBe("tenant_capped");
+    await expect
+      .poll(async () => (await client.queue.getJob(second))?.data.parked?.reason)
+      .toBe("tenant_capped");
     expect(await client.queue.getJobState(second)).toBe("delayed");
     expect((await client.status(second)).state).toBe("queued");
     expect(started).toEqual(["first"]);
-    expect(await client.tenantLoad(["acme"])).toEqual([{ tenant: "acme", maxRunning: 1, weight: 1, running: 1, waiting: 1 }]);
+    expect(await client.tenantLoad(["acme"])).toEqual([
+      { tenant: "acme", maxRunning: 1, weight: 1, running: 1, waiting: 1 },
+    ]);
 
     // The first ends: its slot goes to the second, which is woken at once (no reconcile runs here).
     open("first");
@@ -69,7 +83,9 @@ describe("AgentWorker with a tenant's maxRunning", () => {
     await expect.poll(() => started).toEqual(["first", "second"]);
     open("second");
     await expect(client.wait(second, { timeoutMs: 10_000 })).resolves.toMatchObject({ text: "second" });
-    expect(await client.tenantLoad(["acme"])).toEqual([{ tenant: "acme", maxRunning: 1, weight: 1, running: 0, waiting: 0 }]);
+    expect(await client.tenantLoad(["acme"])).toEqual([
+      { tenant: "acme", maxRunning: 1, weight: 1, running: 0, waiting: 0 },
+    ]);
   });
 
   it("runs held-back tasks a raised cap allows on the reconcile beat, and other tenants meanwhile", async () => {
@@ -78,7 +94,8 @@ describe("AgentWorker with a tenant's maxRunning", () => {
     await client.setTenantSettings("acme", { maxRunning: 1 });
     await worker.start();
     const ids = [];
-    for (const prompt of ["a1", "a2", "a3"]) ids.push((await client.submit({ prompt }, { tenant: "acme" })).taskId);
+    for (const prompt of ["a1", "a2", "a3"])
+      ids.push((await client.submit({ prompt }, { tenant: "acme" })).taskId);
     const other = (await client.submit({ prompt: "b1" }, { tenant: "globex" })).taskId;
     await expect.poll(() => [...started].sort()).toEqual(["a1", "b1"]);
     await expect.poll(async () => (await client.tenantLoad(["acme"]))[0]?.waiting).toBe(2);
@@ -99,7 +116,9 @@ describe("AgentWorker with a tenant's maxRunning", () => {
     const second = (await client.submit({ prompt: "second" }, { tenant: "acme" })).taskId;
     await expect.poll(async () => client.queue.getJobState(second)).toBe("delayed");
     await expect(client.cancel(second)).resolves.toEqual({ cancelled: true, state: "queued" });
-    expect(await client.tenantLoad(["acme"])).toEqual([{ tenant: "acme", maxRunning: 1, weight: 1, running: 1, waiting: 0 }]);
+    expect(await client.tenantLoad(["acme"])).toEqual([
+      { tenant: "acme", maxRunning: 1, weight: 1, running: 1, waiting: 0 },
+    ]);
     open("first");
     await client.wait(first, { timeoutMs: 10_000 });
     expect(started).toEqual(["first"]);

@@ -27,9 +27,13 @@ function setup(options: Partial<FairShareOptions> = {}) {
   queues.push(queue);
   /** Stamps and enqueues tasks of one tenant the way AgentryClient does; returns their ids. */
   const submit = async (tenant: string, n: number) => {
-    const ids = Array.from({ length: n }, (_, i) => `${tenant}-${i}-${Math.random().toString(36).slice(2, 8)}`);
+    const ids = Array.from(
+      { length: n },
+      (_, i) => `${tenant}-${i}-${Math.random().toString(36).slice(2, 8)}`,
+    );
     const { stamps } = await fair.stamp(tenant, ids, { fair: true });
-    for (const s of stamps) await queue.add("agent.run", { tenant }, { jobId: s.taskId, priority: s.priority });
+    for (const s of stamps)
+      await queue.add("agent.run", { tenant }, { jobId: s.taskId, priority: s.priority });
     return ids;
   };
   /** The order BullMQ would hand the prioritized jobs out in (its own sorted set, lowest score first). */
@@ -69,7 +73,10 @@ describe("FairShare order", () => {
     const { fair } = setup();
     const { stamps } = await fair.stamp("a", ["t1", "t2", "t3", "t4", "t5", "t6"], { fair: true });
     const slots = [];
-    for (const s of stamps.slice(0, 4)) slots.push((await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "x", priority: s.priority })).slot);
+    for (const s of stamps.slice(0, 4))
+      slots.push(
+        (await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "x", priority: s.priority })).slot,
+      );
     expect(slots.map((s) => s.tag)).toEqual([0, 1, 2, 3].map((k) => k * VIRTUAL_UNIT));
     // t1 and t2 end; t3 and t4 still run. The virtual time is t2's tag.
     for (const slot of slots.slice(0, 2)) await fair.release("a", slot);
@@ -83,9 +90,19 @@ describe("FairShare order", () => {
   it("never moves the virtual time back when an old task (resumed from a park) ends", async () => {
     const { fair } = setup();
     const { stamps } = await fair.stamp("a", ["t1", "t2", "t3"], { fair: true });
-    const third = await fair.admit({ taskId: "t3", tenant: "a", attempt: "x", priority: stamps[2]?.priority ?? 0 });
+    const third = await fair.admit({
+      taskId: "t3",
+      tenant: "a",
+      attempt: "x",
+      priority: stamps[2]?.priority ?? 0,
+    });
     await fair.release("a", third.slot);
-    const first = await fair.admit({ taskId: "t1", tenant: "a", attempt: "y", priority: stamps[0]?.priority ?? 0 });
+    const first = await fair.admit({
+      taskId: "t1",
+      tenant: "a",
+      attempt: "y",
+      priority: stamps[0]?.priority ?? 0,
+    });
     await fair.release("a", first.slot);
     expect((await fair.stamp("b", ["u1"], { fair: true })).stamps[0]?.tag).toBe(2 * VIRTUAL_UNIT);
   });
@@ -110,7 +127,10 @@ describe("FairShare caps", () => {
     await fair.setSettings("a", { maxRunning: 2 });
     const { stamps } = await fair.stamp("a", ["t1", "t2", "t3", "t4"], { fair: true });
     const admissions = [];
-    for (const s of stamps) admissions.push(await fair.admit({ taskId: s.taskId, tenant: "a", attempt: `tok-${s.taskId}`, priority: s.priority }));
+    for (const s of stamps)
+      admissions.push(
+        await fair.admit({ taskId: s.taskId, tenant: "a", attempt: `tok-${s.taskId}`, priority: s.priority }),
+      );
     expect(admissions.map((x) => x.admitted)).toEqual([true, true, false, false]);
     expect(await fair.cappedTenants()).toEqual(["a"]);
     expect((await fair.load(["a"]))[0]).toMatchObject({ running: 2, waiting: 2, maxRunning: 2 });
@@ -119,8 +139,12 @@ describe("FairShare caps", () => {
     expect((await fair.release("a", admissions[0]?.slot)).wake).toEqual(["t3"]);
     expect((await fair.load(["a"]))[0]?.running).toBe(2);
     // Someone else arriving now finds no free slot: the reserved one is t3's.
-    expect((await fair.admit({ taskId: "t4", tenant: "a", attempt: "tok-t4b", priority: 4 })).admitted).toBe(false);
-    expect((await fair.admit({ taskId: "t3", tenant: "a", attempt: "tok-t3b", priority: 3 })).admitted).toBe(true);
+    expect((await fair.admit({ taskId: "t4", tenant: "a", attempt: "tok-t4b", priority: 4 })).admitted).toBe(
+      false,
+    );
+    expect((await fair.admit({ taskId: "t3", tenant: "a", attempt: "tok-t3b", priority: 3 })).admitted).toBe(
+      true,
+    );
     expect((await fair.load(["a"]))[0]).toMatchObject({ running: 2, waiting: 1 });
 
     // Raising the cap frees a slot for t4 at the next hand-off (the CLI and the reconcile run one).
@@ -133,7 +157,8 @@ describe("FairShare caps", () => {
     const { fair } = setup();
     await fair.setSettings("a", { maxRunning: 1 });
     const { stamps } = await fair.stamp("a", ["t1", "t2", "t3"], { fair: true });
-    for (const s of stamps) await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "tok", priority: s.priority });
+    for (const s of stamps)
+      await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "tok", priority: s.priority });
     await fair.setSettings("a", { maxRunning: null });
     expect((await fair.release("a")).wake).toEqual(["t2", "t3"]);
     expect((await fair.load(["a"]))[0]).toMatchObject({ running: 1, maxRunning: null });
@@ -146,7 +171,9 @@ describe("FairShare caps", () => {
     const dead = await fair.admit({ taskId: "t1", tenant: "a", attempt: "w1", priority: 1 });
     expect(dead.admitted).toBe(true);
     clock.t += 600;
-    expect((await fair.admit({ taskId: "t2", tenant: "a", attempt: "w2", priority: 2 })).admitted).toBe(false);
+    expect((await fair.admit({ taskId: "t2", tenant: "a", attempt: "w2", priority: 2 })).admitted).toBe(
+      false,
+    );
     clock.t += 600;
     // t1's lease (1 s) is over: the slot is free again.
     const live = await fair.admit({ taskId: "t2", tenant: "a", attempt: "w2b", priority: 2 });
@@ -154,7 +181,9 @@ describe("FairShare caps", () => {
     clock.t += 900;
     await fair.renew([live.slot]);
     clock.t += 900;
-    expect((await fair.admit({ taskId: "t3", tenant: "a", attempt: "w3", priority: 3 })).admitted).toBe(false);
+    expect((await fair.admit({ taskId: "t3", tenant: "a", attempt: "w3", priority: 3 })).admitted).toBe(
+      false,
+    );
     expect((await fair.load(["a"]))[0]?.running).toBe(1);
   });
 
@@ -162,8 +191,14 @@ describe("FairShare caps", () => {
     const { fair } = setup();
     await fair.setSettings("a", { maxRunning: 1 });
     const { stamps } = await fair.stamp("a", ["t1", "t2", "t3"], { fair: true });
-    const first = await fair.admit({ taskId: "t1", tenant: "a", attempt: "w", priority: stamps[0]?.priority ?? 1 });
-    for (const s of stamps.slice(1)) await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "w", priority: s.priority });
+    const first = await fair.admit({
+      taskId: "t1",
+      tenant: "a",
+      attempt: "w",
+      priority: stamps[0]?.priority ?? 1,
+    });
+    for (const s of stamps.slice(1))
+      await fair.admit({ taskId: s.taskId, tenant: "a", attempt: "w", priority: s.priority });
     expect((await fair.release("a", first.slot)).wake).toEqual(["t2"]);
     // t2 is cancelled while on its way to a worker: its reserved slot goes to t3.
     expect(await fair.forget("a", "t2")).toEqual(["t3"]);
@@ -173,7 +208,13 @@ describe("FairShare caps", () => {
   it("refuses bad settings with INVALID_INPUT and keeps the old ones", async () => {
     const { fair } = setup();
     await fair.setSettings("a", { maxRunning: 4, weight: 2 });
-    for (const bad of [{ maxRunning: 0 }, { maxRunning: 1.5 }, { weight: 0 }, { weight: 5000 }, { weight: Number.NaN }]) {
+    for (const bad of [
+      { maxRunning: 0 },
+      { maxRunning: 1.5 },
+      { weight: 0 },
+      { weight: 5000 },
+      { weight: Number.NaN },
+    ]) {
       await expect(fair.setSettings("a", bad)).rejects.toMatchObject({ code: "INVALID_INPUT" });
     }
     await expect(fair.setSettings("a:b", { weight: 1 })).rejects.toMatchObject({ code: "INVALID_INPUT" });

@@ -1,5 +1,13 @@
 import type { Cluster, Redis } from "ioredis";
-import { AgentryError, DEFAULT_KEY_PREFIX, defineScripts, keySpace, systemClock, type Clock, type KeySpace } from "@agentry/core";
+import {
+  AgentryError,
+  DEFAULT_KEY_PREFIX,
+  defineScripts,
+  keySpace,
+  systemClock,
+  type Clock,
+  type KeySpace,
+} from "@agentry/core";
 import { DEFAULT_QUEUE_NAME } from "../tasks/catalog.js";
 import {
   DEFAULT_TENANT_WEIGHT,
@@ -16,12 +24,36 @@ const scripts = defineScripts<{
     args: [tenant: string, fair: "1" | "0", limit: number, unit: number, ...taskIds: string[]],
   ) => (string | number)[];
   admitTenantTask: (
-    keys: [settings: string, clock: string, running: string, capped: string, queued: string, cappedTenants: string],
-    args: [taskId: string, member: string, now: number, leaseMs: number, priority: number, tenant: string, unit: number],
+    keys: [
+      settings: string,
+      clock: string,
+      running: string,
+      capped: string,
+      queued: string,
+      cappedTenants: string,
+    ],
+    args: [
+      taskId: string,
+      member: string,
+      now: number,
+      leaseMs: number,
+      priority: number,
+      tenant: string,
+      unit: number,
+    ],
   ) => [admitted: number, tag: string];
   releaseTenantSlots: (
     keys: [settings: string, running: string, capped: string, cappedTenants: string, clock: string],
-    args: [member: string, now: number, reservationMs: number, tenant: string, batch: number, tag: string, rebaseAt: number, unit: number],
+    args: [
+      member: string,
+      now: number,
+      reservationMs: number,
+      tenant: string,
+      batch: number,
+      tag: string,
+      rebaseAt: number,
+      unit: number,
+    ],
   ) => [rebaseDue: number, ...ids: string[]];
   rebaseFairClock: (
     keys: [clock: string, prioritized: string, delayed: string, wait: string, active: string],
@@ -144,15 +176,29 @@ export class FairShare {
    * Stamps new tasks of one tenant, in submit order, and records them as waiting. With `fair:
    * false` every priority is 0 (BullMQ's first in first out) and no virtual time is spent.
    */
-  async stamp(tenant: string, taskIds: readonly string[], options: { fair: boolean }): Promise<{ base: number; stamps: FairStamp[] }> {
+  async stamp(
+    tenant: string,
+    taskIds: readonly string[],
+    options: { fair: boolean },
+  ): Promise<{ base: number; stamps: FairStamp[] }> {
     checkTenant(tenant);
     if (taskIds.length === 0) return { base: 0, stamps: [] };
     const reply = await scripts.stampFairTags(
       this.redis,
-      [this.settingsKey(tenant), this.queueKey("clock"), this.queueKey("finish"), this.tenantKey("queued", tenant), this.keys.key("fair", "tenants")],
+      [
+        this.settingsKey(tenant),
+        this.queueKey("clock"),
+        this.queueKey("finish"),
+        this.tenantKey("queued", tenant),
+        this.keys.key("fair", "tenants"),
+      ],
       [tenant, options.fair ? "1" : "0", BULLMQ_PRIORITY_LIMIT, VIRTUAL_UNIT, ...taskIds],
     );
-    const stamps = taskIds.map((taskId, i) => ({ taskId, priority: Number(reply[1 + 2 * i]), tag: Number(reply[2 + 2 * i]) }));
+    const stamps = taskIds.map((taskId, i) => ({
+      taskId,
+      priority: Number(reply[1 + 2 * i]),
+      tag: Number(reply[2 + 2 * i]),
+    }));
     return { base: Number(reply[0]), stamps };
   }
 
@@ -170,7 +216,12 @@ export class FairShare {
    * Admits one attempt of a task a worker has taken (see {@link Admission}). `attempt` identifies
    * the attempt (its job lock token), so a stale attempt frees only its own slot.
    */
-  async admit(task: { taskId: string; tenant: string; attempt: string; priority: number }): Promise<Admission> {
+  async admit(task: {
+    taskId: string;
+    tenant: string;
+    attempt: string;
+    priority: number;
+  }): Promise<Admission> {
     const member = `${task.taskId}@${task.attempt}`;
     const [admitted, tag] = await scripts.admitTenantTask(
       this.redis,
@@ -184,7 +235,10 @@ export class FairShare {
       ],
       [task.taskId, member, this.clock.now(), this.slotLeaseMs, task.priority, task.tenant, VIRTUAL_UNIT],
     );
-    return { admitted: admitted === 1, slot: { tenant: task.tenant, member, tag: tag === "" ? null : Number(tag) } };
+    return {
+      admitted: admitted === 1,
+      slot: { tenant: task.tenant, member, tag: tag === "" ? null : Number(tag) },
+    };
   }
 
   /**
@@ -194,8 +248,23 @@ export class FairShare {
   async release(tenant: string, slot?: { member: string; tag: number | null }): Promise<Release> {
     const [rebaseDue, ...wake] = await scripts.releaseTenantSlots(
       this.redis,
-      [this.settingsKey(tenant), this.tenantKey("running", tenant), this.tenantKey("capped", tenant), this.queueKey("capped-tenants"), this.queueKey("clock")],
-      [slot?.member ?? "", this.clock.now(), this.reservationMs, tenant, 100, slot?.tag === null || slot?.tag === undefined ? "" : String(slot.tag), this.rebaseAt, VIRTUAL_UNIT],
+      [
+        this.settingsKey(tenant),
+        this.tenantKey("running", tenant),
+        this.tenantKey("capped", tenant),
+        this.queueKey("capped-tenants"),
+        this.queueKey("clock"),
+      ],
+      [
+        slot?.member ?? "",
+        this.clock.now(),
+        this.reservationMs,
+        tenant,
+        100,
+        slot?.tag === null || slot?.tag === undefined ? "" : String(slot.tag),
+        this.rebaseAt,
+        VIRTUAL_UNIT,
+      ],
     );
     return { wake, rebaseDue: Number(rebaseDue) === 1 };
   }
@@ -215,7 +284,11 @@ export class FairShare {
    * Returns the task ids to promote.
    */
   async forget(tenant: string, taskId: string): Promise<string[]> {
-    await this.redis.multi().zrem(this.tenantKey("queued", tenant), taskId).zrem(this.tenantKey("capped", tenant), taskId).exec();
+    await this.redis
+      .multi()
+      .zrem(this.tenantKey("queued", tenant), taskId)
+      .zrem(this.tenantKey("capped", tenant), taskId)
+      .exec();
     return (await this.release(tenant, { member: taskId, tag: null })).wake;
   }
 
@@ -252,7 +325,11 @@ export class FairShare {
   async rebase(): Promise<number> {
     const q = (name: string) => this.keys.key(this.queueName, name);
     return Number(
-      await scripts.rebaseFairClock(this.redis, [this.queueKey("clock"), q("prioritized"), q("delayed"), q("wait"), q("active")], [this.rebaseAt, q(""), VIRTUAL_UNIT]),
+      await scripts.rebaseFairClock(
+        this.redis,
+        [this.queueKey("clock"), q("prioritized"), q("delayed"), q("wait"), q("active")],
+        [this.rebaseAt, q(""), VIRTUAL_UNIT],
+      ),
     );
   }
 
@@ -302,10 +379,18 @@ export class FairShare {
     return names.map((tenant, i) => {
       const at = (k: number) => {
         const [err, value] = replies[3 * i + k] ?? [new Error("no reply"), null];
-        if (err) throw new AgentryError("REDIS_UNAVAILABLE", `Reading tenant ${tenant} failed: ${err.message}`, { cause: err });
+        if (err)
+          throw new AgentryError("REDIS_UNAVAILABLE", `Reading tenant ${tenant} failed: ${err.message}`, {
+            cause: err,
+          });
         return value;
       };
-      return { tenant, ...parseSettings(at(0) as Record<string, string>), running: Number(at(1)), waiting: Number(at(2)) };
+      return {
+        tenant,
+        ...parseSettings(at(0) as Record<string, string>),
+        running: Number(at(1)),
+        waiting: Number(at(2)),
+      };
     });
   }
 

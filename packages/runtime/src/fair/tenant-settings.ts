@@ -37,16 +37,30 @@ export interface TenantLoad extends TenantSettings {
 
 /** Throws `INVALID_INPUT` unless `tenant` is a well-formed tenant id. */
 export function checkTenant(tenant: string): void {
-  if (!isTenantId(tenant)) throw new AgentryError("INVALID_INPUT", `Invalid tenant id "${tenant}": expected ${TENANT_ID_RULE}`);
+  if (!isTenantId(tenant))
+    throw new AgentryError("INVALID_INPUT", `Invalid tenant id "${tenant}": expected ${TENANT_ID_RULE}`);
 }
 
 /** Checks a settings change; throws `INVALID_INPUT` naming the field. */
 export function checkTenantSettingsPatch(patch: TenantSettingsPatch): void {
   const { maxRunning, weight } = patch;
-  if (maxRunning !== undefined && maxRunning !== null && (!Number.isInteger(maxRunning) || maxRunning < 1 || maxRunning > MAX_RUNNING_LIMIT)) {
-    throw new AgentryError("INVALID_INPUT", `maxRunning must be a whole number from 1 to ${MAX_RUNNING_LIMIT}, or none (got ${String(maxRunning)})`);
+  if (
+    maxRunning !== undefined &&
+    maxRunning !== null &&
+    (!Number.isInteger(maxRunning) || maxRunning < 1 || maxRunning > MAX_RUNNING_LIMIT)
+  ) {
+    throw new AgentryError(
+      "INVALID_INPUT",
+      `maxRunning must be a whole number from 1 to ${MAX_RUNNING_LIMIT}, or none (got ${String(maxRunning)})`,
+    );
   }
-  if (weight !== undefined && (!Number.isFinite(weight) || weight < TENANT_WEIGHT_RANGE.min || weight > TENANT_WEIGHT_RANGE.max)) {
-    throw new AgentryError("INVALID_INPUT", `weight must be a number from ${TENANT_WEIGHT_RANGE.min} to ${TENANT_WEIGHT_RANGE.max} (got ${String(weight)})`);
+  if (
+    weight !== undefined &&
+    (!Number.isFinite(weight) || weight < TENANT_WEIGHT_RANGE.min || weight > TENANT_WEIGHT_RANGE.max)
+  ) {
+    throw new AgentryError(
+      "INVALID_INPUT",
+      `weight must be a number from ${TENANT_WEIGHT_RANGE.min} to ${TENANT_WEIGHT_RANGE.max} (got ${String(weight)})`,
+    );
   }
 }

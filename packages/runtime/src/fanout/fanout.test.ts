@@ -22,10 +22,18 @@ function setup() {
         logger,
         concurrency: 2,
         handler: async (ex) => {
-          if (ex.payload.prompt.startsWith("fail")) throw new AgentryError("INVALID_INPUT", `cannot do "${ex.payload.prompt}"`);
+          if (ex.payload.prompt.startsWith("fail"))
+            throw new AgentryError("INVALID_INPUT", `cannot do "${ex.payload.prompt}"`);
           return {
             type: "completed",
-            result: { text: `w${n}: ${ex.payload.prompt}`, steps: 1, usage: { input: 1, output: 1, cacheCreationInput: 0, cacheReadInput: 0 }, costMicroUsd: 1, model: "m", finishedAt: Date.now() },
+            result: {
+              text: `w${n}: ${ex.payload.prompt}`,
+              steps: 1,
+              usage: { input: 1, output: 1, cacheCreationInput: 0, cacheReadInput: 0 },
+              costMicroUsd: 1,
+              model: "m",
+              finishedAt: Date.now(),
+            },
           };
         },
       }),
@@ -42,13 +50,18 @@ describe("fan-out groups", () => {
       [{ prompt: "a" }, { prompt: "fail b" }, { prompt: "c" }, { prompt: "d" }],
       { tenant: "acme" },
     );
-    await expect.poll(async () => (await client.groupResult(groupId)).state, { timeout: 15_000 }).toBe("completed");
+    await expect
+      .poll(async () => (await client.groupResult(groupId)).state, { timeout: 15_000 })
+      .toBe("completed");
     const { result } = await client.groupResult(groupId);
     expect(result?.children.map((c) => c.taskId)).toEqual(taskIds);
     const byId = new Map(result?.children.map((c) => [c.taskId, c]));
     expect(byId.size).toBe(4);
     expect(byId.get(taskIds[0] as string)).toMatchObject({ status: "completed" });
-    expect(byId.get(taskIds[1] as string)).toMatchObject({ status: "failed", error: expect.stringContaining("INVALID_INPUT") });
+    expect(byId.get(taskIds[1] as string)).toMatchObject({
+      status: "failed",
+      error: expect.stringContaining("INVALID_INPUT"),
+    });
     expect(byId.get(taskIds[3] as string)).toMatchObject({ status: "completed" });
     for (const id of taskIds) expect((await client.status(id)).tenant).toBe("acme");
   });
@@ -56,8 +69,14 @@ describe("fan-out groups", () => {
   it("fails the group when a child fails under fail-fast", async () => {
     const { client, workers } = setup();
     await Promise.all(workers.map((w) => w.start()));
-    const { groupId } = await client.submitGroup([{ prompt: "a" }, { prompt: "fail b" }], { tenant: "acme" }, { failurePolicy: "fail-fast" });
-    await expect.poll(async () => (await client.groupResult(groupId)).state, { timeout: 15_000 }).toBe("failed");
+    const { groupId } = await client.submitGroup(
+      [{ prompt: "a" }, { prompt: "fail b" }],
+      { tenant: "acme" },
+      { failurePolicy: "fail-fast" },
+    );
+    await expect
+      .poll(async () => (await client.groupResult(groupId)).state, { timeout: 15_000 })
+      .toBe("failed");
   });
 
   it("refuses an empty group", async () => {

@@ -101,7 +101,10 @@ const UNIT_SUFFIXES = new Set(["total", "info"]);
  * Reads a text exposition strictly. Returns the families in order and every problem the reader
  * found (a line it cannot read is reported and skipped; reading goes on).
  */
-export function parseExposition(text: string): { families: ExpositionFamily[]; problems: ExpositionProblem[] } {
+export function parseExposition(text: string): {
+  families: ExpositionFamily[];
+  problems: ExpositionProblem[];
+} {
   const problems: ExpositionProblem[] = [];
   const families = new Map<string, ExpositionFamily>();
   const order: ExpositionFamily[] = [];
@@ -120,7 +123,8 @@ export function parseExposition(text: string): { families: ExpositionFamily[]; p
       order.push(family);
     }
     if (current !== family) {
-      if (closed.has(name)) problems.push({ metric: name, line, text: "lines of this family are not grouped together" });
+      if (closed.has(name))
+        problems.push({ metric: name, line, text: "lines of this family are not grouped together" });
       if (current) closed.add(current.name);
       current = family;
     }
@@ -142,15 +146,19 @@ export function parseExposition(text: string): { families: ExpositionFamily[]; p
       }
       const family = familyFor(name, lineNo);
       if (keyword === "HELP") {
-        if (helpSeen.has(name)) problems.push({ metric: name, line: lineNo, text: "second HELP line for this metric name" });
+        if (helpSeen.has(name))
+          problems.push({ metric: name, line: lineNo, text: "second HELP line for this metric name" });
         helpSeen.add(name);
         family.help = unescapeHelp(rest);
       } else {
-        if (typeSeen.has(name)) problems.push({ metric: name, line: lineNo, text: "second TYPE line for this metric name" });
+        if (typeSeen.has(name))
+          problems.push({ metric: name, line: lineNo, text: "second TYPE line for this metric name" });
         typeSeen.add(name);
-        if (family.samples.length > 0) problems.push({ metric: name, line: lineNo, text: "TYPE line after samples of this family" });
+        if (family.samples.length > 0)
+          problems.push({ metric: name, line: lineNo, text: "TYPE line after samples of this family" });
         const type = rest.trim();
-        if (!TYPES.has(type)) problems.push({ metric: name, line: lineNo, text: `unknown metric type "${type}"` });
+        if (!TYPES.has(type))
+          problems.push({ metric: name, line: lineNo, text: `unknown metric type "${type}"` });
         else family.type = type as ExpositionFamily["type"];
       }
       return;
@@ -162,7 +170,8 @@ export function parseExposition(text: string): { families: ExpositionFamily[]; p
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
       .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
       .join(",")}}`;
-    if (seriesSeen.has(key)) problems.push({ metric: family.name, line: lineNo, text: `duplicate series ${key}` });
+    if (seriesSeen.has(key))
+      problems.push({ metric: family.name, line: lineNo, text: `duplicate series ${key}` });
     seriesSeen.add(key);
     family.samples.push(sample);
   });
@@ -193,24 +202,32 @@ function lintFamily(family: ExpositionFamily): ExpositionProblem[] {
 
   // Counters and the `_total` suffix.
   if (type === "counter" && !name.endsWith("_total")) add('counter metrics should have "_total" suffix');
-  if (type !== "untyped" && type !== "counter" && name.endsWith("_total")) add('non-counter metrics should not have "_total" suffix');
+  if (type !== "untyped" && type !== "counter" && name.endsWith("_total"))
+    add('non-counter metrics should not have "_total" suffix');
 
   // Names reserved for histograms and summaries.
   if (type !== "untyped") {
-    if (type !== "histogram" && name.endsWith("_bucket")) add('non-histogram metrics should not have "_bucket" suffix');
-    if (type !== "histogram" && type !== "summary" && name.endsWith("_count")) add('non-histogram and non-summary metrics should not have "_count" suffix');
-    if (type !== "histogram" && type !== "summary" && name.endsWith("_sum")) add('non-histogram and non-summary metrics should not have "_sum" suffix');
+    if (type !== "histogram" && name.endsWith("_bucket"))
+      add('non-histogram metrics should not have "_bucket" suffix');
+    if (type !== "histogram" && type !== "summary" && name.endsWith("_count"))
+      add('non-histogram and non-summary metrics should not have "_count" suffix');
+    if (type !== "histogram" && type !== "summary" && name.endsWith("_sum"))
+      add('non-histogram and non-summary metrics should not have "_sum" suffix');
     const labelNames = new Set(family.samples.flatMap((s) => Object.keys(s.labels)));
     if (type !== "histogram" && labelNames.has("le")) add('non-histogram metrics should not have "le" label');
-    if (type !== "summary" && labelNames.has("quantile")) add('non-summary metrics should not have "quantile" label');
+    if (type !== "summary" && labelNames.has("quantile"))
+      add('non-summary metrics should not have "quantile" label');
   }
 
   for (const t of TYPE_WORDS) if (hasWord(t)) add(`metric name should not include type '${t}'`);
   if (name.includes(":")) add("metric names should not contain ':'");
   if (CAMEL_CASE.test(name)) add("metric names should be written in 'snake_case' not 'camelCase'");
   const labelNames = new Set(family.samples.flatMap((s) => Object.keys(s.labels)));
-  for (const label of labelNames) if (CAMEL_CASE.test(label)) add(`label names should be written in 'snake_case' not 'camelCase' (${label})`);
-  for (const abbreviation of UNIT_ABBREVIATIONS) if (hasWord(abbreviation)) add("metric names should not contain abbreviated units");
+  for (const label of labelNames)
+    if (CAMEL_CASE.test(label))
+      add(`label names should be written in 'snake_case' not 'camelCase' (${label})`);
+  for (const abbreviation of UNIT_ABBREVIATIONS)
+    if (hasWord(abbreviation)) add("metric names should not contain abbreviated units");
 
   // Units: base units only, one per family, named last.
   const units: { index: number; word: string; base: string }[] = [];
@@ -219,7 +236,8 @@ function lintFamily(family: ExpositionFamily): ExpositionProblem[] {
     if (direct !== undefined) {
       const previous = words[index - 1];
       // A scale written as its own word (`micro_usd`) is a non-base unit too.
-      if (previous !== undefined && UNIT_PREFIXES.includes(previous)) units.push({ index, word: `${previous}_${word}`, base: direct });
+      if (previous !== undefined && UNIT_PREFIXES.includes(previous))
+        units.push({ index, word: `${previous}_${word}`, base: direct });
       else units.push({ index, word, base: direct });
       return;
     }
@@ -231,18 +249,23 @@ function lintFamily(family: ExpositionFamily): ExpositionProblem[] {
       }
     }
   });
-  for (const unit of units) if (unit.word !== unit.base) add(`use base unit "${unit.base}" instead of "${unit.word}"`);
-  if (new Set(units.map((u) => u.base)).size > 1) add(`one unit per metric: the name mixes ${units.map((u) => u.word).join(" and ")}`);
+  for (const unit of units)
+    if (unit.word !== unit.base) add(`use base unit "${unit.base}" instead of "${unit.word}"`);
+  if (new Set(units.map((u) => u.base)).size > 1)
+    add(`one unit per metric: the name mixes ${units.map((u) => u.word).join(" and ")}`);
   const last = units.at(-1);
-  if (last && words.slice(last.index + 1).some((w) => !UNIT_SUFFIXES.has(w))) add(`the unit "${last.word}" should end the name (before "_total" on a counter)`);
-  if (labelNames.has("unit")) add('a "unit" label mixes units in one metric: put the unit in the name, one metric per unit');
+  if (last && words.slice(last.index + 1).some((w) => !UNIT_SUFFIXES.has(w)))
+    add(`the unit "${last.word}" should end the name (before "_total" on a counter)`);
+  if (labelNames.has("unit"))
+    add('a "unit" label mixes units in one metric: put the unit in the name, one metric per unit');
   return out;
 }
 
 /** Samples that do not fit their family's type (histogram buckets, counter values). */
 function checkSamples(family: ExpositionFamily): ExpositionProblem[] {
   const out: ExpositionProblem[] = [];
-  const add = (text: string, line?: number) => out.push({ metric: family.name, text, ...(line !== undefined ? { line } : {}) });
+  const add = (text: string, line?: number) =>
+    out.push({ metric: family.name, text, ...(line !== undefined ? { line } : {}) });
   if (family.type === "counter") {
     for (const s of family.samples) {
       if (s.name !== family.name) add(`sample ${s.name} does not belong to counter ${family.name}`, s.line);
@@ -250,10 +273,14 @@ function checkSamples(family: ExpositionFamily): ExpositionProblem[] {
     }
   }
   if (family.type === "gauge" || family.type === "untyped") {
-    for (const s of family.samples) if (s.name !== family.name) add(`sample ${s.name} does not belong to ${family.name}`, s.line);
+    for (const s of family.samples)
+      if (s.name !== family.name) add(`sample ${s.name} does not belong to ${family.name}`, s.line);
   }
   if (family.type === "histogram") {
-    const series = new Map<string, { buckets: { le: number; value: number }[]; count?: number; sum?: boolean }>();
+    const series = new Map<
+      string,
+      { buckets: { le: number; value: number }[]; count?: number; sum?: boolean }
+    >();
     for (const s of family.samples) {
       const { le, ...rest } = s.labels;
       const key = JSON.stringify(Object.entries(rest).sort(([a], [b]) => (a < b ? -1 : 1)));
@@ -272,9 +299,16 @@ function checkSamples(family: ExpositionFamily): ExpositionProblem[] {
       const inf = buckets.at(-1);
       if (!inf || inf.le !== Number.POSITIVE_INFINITY) add(`series ${key} has no le="+Inf" bucket`);
       if (entry.count === undefined || !entry.sum) add(`series ${key} lacks _count or _sum`);
-      if (inf && entry.count !== undefined && inf.le === Number.POSITIVE_INFINITY && inf.value !== entry.count) add(`series ${key}: _count ${entry.count} differs from the +Inf bucket ${inf.value}`);
+      if (
+        inf &&
+        entry.count !== undefined &&
+        inf.le === Number.POSITIVE_INFINITY &&
+        inf.value !== entry.count
+      )
+        add(`series ${key}: _count ${entry.count} differs from the +Inf bucket ${inf.value}`);
       for (let i = 1; i < buckets.length; i++) {
-        if ((buckets[i]?.value ?? 0) < (buckets[i - 1]?.value ?? 0)) add(`series ${key}: bucket counts decrease at le=${buckets[i]?.le}`);
+        if ((buckets[i]?.value ?? 0) < (buckets[i - 1]?.value ?? 0))
+          add(`series ${key}: bucket counts decrease at le=${buckets[i]?.le}`);
       }
     }
   }
@@ -286,12 +320,17 @@ function familyNameOf(sampleName: string, families: Map<string, ExpositionFamily
   const m = /^(.*)_(bucket|count|sum)$/.exec(sampleName);
   if (m) {
     const base = families.get(m[1] as string);
-    if (base && (base.type === "histogram" || (base.type === "summary" && m[2] !== "bucket"))) return base.name;
+    if (base && (base.type === "histogram" || (base.type === "summary" && m[2] !== "bucket")))
+      return base.name;
   }
   return sampleName;
 }
 
-function parseSampleLine(line: string, lineNo: number, problems: ExpositionProblem[]): ExpositionSample | undefined {
+function parseSampleLine(
+  line: string,
+  lineNo: number,
+  problems: ExpositionProblem[],
+): ExpositionSample | undefined {
   const nameMatch = /^[^\s{]+/.exec(line);
   const name = nameMatch?.[0] ?? "";
   const fail = (text: string): undefined => {
@@ -343,7 +382,8 @@ function parseSampleLine(line: string, lineNo: number, problems: ExpositionProbl
     }
   }
   const rest = line.slice(i).trim().split(/\s+/);
-  if (rest.length < 1 || rest.length > 2 || rest[0] === "") return fail("a sample needs a value and at most a timestamp");
+  if (rest.length < 1 || rest.length > 2 || rest[0] === "")
+    return fail("a sample needs a value and at most a timestamp");
   const value = parseFloatToken(rest[0] as string);
   if (Number.isNaN(value) && !/^nan$/i.test(rest[0] as string)) return fail(`invalid value "${rest[0]}"`);
   if (rest[1] !== undefined && !/^-?\d+$/.test(rest[1])) return fail(`invalid timestamp "${rest[1]}"`);
@@ -352,7 +392,8 @@ function parseSampleLine(line: string, lineNo: number, problems: ExpositionProbl
 
 function parseFloatToken(token: string): number {
   if (!FLOAT.test(token)) return Number.NaN;
-  if (/^[+-]?inf(inity)?$/i.test(token)) return token.startsWith("-") ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+  if (/^[+-]?inf(inity)?$/i.test(token))
+    return token.startsWith("-") ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
   return Number(token);
 }
 

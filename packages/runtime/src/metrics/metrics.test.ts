@@ -5,7 +5,13 @@ import type { ModelRequest, ModelResponse } from "@agentry/llm";
 import { useTestRedis } from "@agentry/testkit";
 import { createMetricsHooks } from "./metrics-hooks.js";
 import { lintExposition } from "./lint-exposition.js";
-import { createMetrics, queueDepthOf, QUEUE_DEPTH_STATES, type BudgetRemainingSample, type QueueDepth } from "./metrics.js";
+import {
+  createMetrics,
+  queueDepthOf,
+  QUEUE_DEPTH_STATES,
+  type BudgetRemainingSample,
+  type QueueDepth,
+} from "./metrics.js";
 
 const redis = useTestRedis("metrics");
 const queues: Queue[] = [];
@@ -14,7 +20,11 @@ afterAll(async () => {
 });
 
 const run = { taskId: "t-1", tenant: "acme", userId: "u", sessionId: "s" };
-const request: ModelRequest = { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "hi" }], maxTokens: 256 };
+const request: ModelRequest = {
+  model: "claude-sonnet-4-5",
+  messages: [{ role: "user", content: "hi" }],
+  maxTokens: 256,
+};
 const response: ModelResponse = {
   id: "msg_1",
   model: "claude-sonnet-4-5-20250929",
@@ -39,7 +49,11 @@ describe("createMetrics + createMetricsHooks", () => {
     await queue.add("agent", { prompt: "c" }, { priority: 5 });
     // A finished job BullMQ retains: not queue depth.
     await queue.add("agent", { prompt: "d" });
-    const worker = new Worker("tasks", async () => "done", { connection: redis.client(), prefix, autorun: false });
+    const worker = new Worker("tasks", async () => "done", {
+      connection: redis.client(),
+      prefix,
+      autorun: false,
+    });
     const job = (await worker.getNextJob("token-1"))!;
     await job.moveToCompleted("done", "token-1", false);
     await worker.close();
@@ -105,7 +119,9 @@ describe("createMetrics + createMetricsHooks", () => {
 
     // Every metric the README documents is exposed (the fair-share gauges by registerTenantLoadMetrics, tested beside it).
     const readme = readFileSync(new URL("./README.md", import.meta.url), "utf8");
-    const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` \|.*$/gm)].filter((m) => !m[0].includes("registerTenantLoadMetrics")).map((m) => m[1]!);
+    const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` \|.*$/gm)]
+      .filter((m) => !m[0].includes("registerTenantLoadMetrics"))
+      .map((m) => m[1]!);
     expect(documented.length).toBeGreaterThanOrEqual(12);
     for (const name of documented) expect(text, name).toContain(`# TYPE ${name} `);
   });
@@ -136,7 +152,10 @@ describe("createMetrics + createMetricsHooks", () => {
       { scope: "tenant:acme:session:a", tokens: 10, costMicroUsd: null },
       { scope: "tenant:acme:session:b", tokens: 20, costMicroUsd: null },
     ];
-    const metrics = createMetrics({ defaultMetrics: false, collectors: { budgetRemaining: async () => scopes } });
+    const metrics = createMetrics({
+      defaultMetrics: false,
+      collectors: { budgetRemaining: async () => scopes },
+    });
     expect(await metrics.metricsText()).toContain('scope="tenant:acme:session:a"');
     scopes = [{ scope: "tenant:acme:session:b", tokens: 5, costMicroUsd: null }];
     const text = await metrics.metricsText();

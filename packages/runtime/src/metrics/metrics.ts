@@ -118,7 +118,12 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
     collectDefaultMetrics({ register: registry });
     // prom-client's gauges named `_total` break the counter-only `_total` rule; each is the sum of
     // the same gauge without the suffix (`sum(nodejs_active_handles)`).
-    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) registry.removeSingleMetric(name);
+    for (const name of [
+      "nodejs_active_handles_total",
+      "nodejs_active_requests_total",
+      "nodejs_active_resources_total",
+    ])
+      registry.removeSingleMetric(name);
   }
   const timeoutMs = options.collectTimeoutMs ?? 2000;
   let collectors: MetricsCollectors = { ...options.collectors };
@@ -134,7 +139,8 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
         budgetRemainingUsd.reset();
         for (const s of samples) {
           if (s.tokens !== null) budgetRemainingTokens.set({ scope: s.scope }, s.tokens);
-          if (s.costMicroUsd !== null) budgetRemainingUsd.set({ scope: s.scope }, s.costMicroUsd / MICRO_USD_PER_USD);
+          if (s.costMicroUsd !== null)
+            budgetRemainingUsd.set({ scope: s.scope }, s.costMicroUsd / MICRO_USD_PER_USD);
         }
       }),
       runCollector("queue_depth", collectors.queueDepth, (counts) => {
@@ -161,7 +167,11 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
     collect: refresh,
   });
 
-  async function runCollector<T>(name: string, fn: (() => Promise<T>) | undefined, apply: (value: T) => void): Promise<void> {
+  async function runCollector<T>(
+    name: string,
+    fn: (() => Promise<T>) | undefined,
+    apply: (value: T) => void,
+  ): Promise<void> {
     if (!fn) return;
     try {
       apply(await withTimeout(fn(), timeoutMs, `metrics collector ${name}`));
@@ -274,18 +284,31 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
 }
 
 /** The queue-depth collector for a BullMQ queue: its waiting, active, delayed and prioritized job counts. */
-export function queueDepthOf(queue: { getJobCounts(...types: QueueDepthState[]): Promise<Record<string, number>> }): () => Promise<QueueDepth> {
+export function queueDepthOf(queue: {
+  getJobCounts(...types: QueueDepthState[]): Promise<Record<string, number>>;
+}): () => Promise<QueueDepth> {
   return async () => {
     const counts = await queue.getJobCounts(...QUEUE_DEPTH_STATES);
-    return { waiting: counts.waiting ?? 0, active: counts.active ?? 0, delayed: counts.delayed ?? 0, prioritized: counts.prioritized ?? 0 };
+    return {
+      waiting: counts.waiting ?? 0,
+      active: counts.active ?? 0,
+      delayed: counts.delayed ?? 0,
+      prioritized: counts.prioritized ?? 0,
+    };
   };
 }
 
 /** The budget-remaining collector for a ledger: every scope it knows, with its remaining tokens and cost. */
-export function budgetRemainingOf(ledger: Pick<BudgetLedger, "listScopes" | "getStats">): () => Promise<BudgetRemainingSample[]> {
+export function budgetRemainingOf(
+  ledger: Pick<BudgetLedger, "listScopes" | "getStats">,
+): () => Promise<BudgetRemainingSample[]> {
   return async () => {
     const scopes = await ledger.listScopes();
     const stats = await Promise.all(scopes.map((s) => ledger.getStats(s)));
-    return stats.map((s) => ({ scope: s.scope, tokens: s.remaining.tokens, costMicroUsd: s.remaining.costMicroUsd }));
+    return stats.map((s) => ({
+      scope: s.scope,
+      tokens: s.remaining.tokens,
+      costMicroUsd: s.remaining.costMicroUsd,
+    }));
   };
 }

@@ -19,7 +19,8 @@ describe("registerTenantLoadMetrics", () => {
     await fair.setSettings("acme", { maxRunning: 1 });
     const { stamps } = await fair.stamp("acme", ["t1", "t2", "t3"], { fair: true });
     await fair.stamp("globex", ["g1"], { fair: true });
-    for (const s of stamps.slice(0, 2)) await fair.admit({ taskId: s.taskId, tenant: "acme", attempt: "w", priority: s.priority });
+    for (const s of stamps.slice(0, 2))
+      await fair.admit({ taskId: s.taskId, tenant: "acme", attempt: "w", priority: s.priority });
 
     const metrics = createMetrics({ defaultMetrics: false });
     registerTenantLoadMetrics(metrics.registry, { read: () => fair.load() });
@@ -33,8 +34,14 @@ describe("registerTenantLoadMetrics", () => {
     expect(sample(text, 'agentry_tenant_max_running_tasks{tenant="globex"}')).toBeUndefined();
     // Every gauge the README lists as fed by registerTenantLoadMetrics is exposed.
     const readme = readFileSync(new URL("./README.md", import.meta.url), "utf8");
-    const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` \|.*registerTenantLoadMetrics.*$/gm)].map((m) => m[1] as string);
-    expect(documented).toEqual(["agentry_tenant_running_tasks", "agentry_tenant_waiting_tasks", "agentry_tenant_max_running_tasks"]);
+    const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` \|.*registerTenantLoadMetrics.*$/gm)].map(
+      (m) => m[1] as string,
+    );
+    expect(documented).toEqual([
+      "agentry_tenant_running_tasks",
+      "agentry_tenant_waiting_tasks",
+      "agentry_tenant_max_running_tasks",
+    ]);
     for (const name of documented) expect(text, name).toContain(`# TYPE ${name} gauge`);
     // Names, help and types pass the promtool rules and Agentry's unit conventions.
     expect(lintExposition(text)).toEqual([]);
@@ -55,6 +62,8 @@ describe("registerTenantLoadMetrics", () => {
     // The error counter may be written out before the failed read ends: it shows by the next scrape.
     const text = await metrics.metricsText();
     expect(sample(text, 'agentry_tenant_waiting_tasks{tenant="acme"}')).toBe(7);
-    expect(sample(text, 'agentry_metrics_collect_errors_total{collector="tenant_load"}')).toBeGreaterThanOrEqual(1);
+    expect(
+      sample(text, 'agentry_metrics_collect_errors_total{collector="tenant_load"}'),
+    ).toBeGreaterThanOrEqual(1);
   });
 });

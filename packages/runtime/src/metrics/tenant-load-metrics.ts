@@ -26,7 +26,10 @@ export interface TenantLoadMetrics {
  * `agentry_metrics_collect_errors_total{collector="tenant_load"}` when that counter is registered
  * (shown by the next scrape at the latest).
  */
-export function registerTenantLoadMetrics(registry: Registry, options: TenantLoadMetricsOptions): TenantLoadMetrics {
+export function registerTenantLoadMetrics(
+  registry: Registry,
+  options: TenantLoadMetricsOptions,
+): TenantLoadMetrics {
   const timeoutMs = options.collectTimeoutMs ?? 2000;
   let inflight: Promise<void> | undefined;
   const refresh = (): Promise<void> => {

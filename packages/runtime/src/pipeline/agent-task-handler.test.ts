@@ -22,7 +22,8 @@ beforeAll(async () => {
 });
 afterAll(() => fake.close());
 /** The Messages requests (not token counts) whose conversation mentions `text`. */
-const messagesWith = (text: string): RecordedRequest[] => fake.requests.filter((r) => r.path === "/v1/messages" && JSON.stringify(r.body.messages).includes(text));
+const messagesWith = (text: string): RecordedRequest[] =>
+  fake.requests.filter((r) => r.path === "/v1/messages" && JSON.stringify(r.body.messages).includes(text));
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
   while (closers.length) await (closers.pop() as () => Promise<void>)();
@@ -31,7 +32,9 @@ afterEach(async () => {
 /** A weather tool call for this city hangs while `hang.on` (a tool that never answers). */
 const hang = { on: false, city: "Slowtown" };
 
-function setup(opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: string; shutdownGraceMs?: number } = {}) {
+function setup(
+  opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: string; shutdownGraceMs?: number } = {},
+) {
   const prefix = opts.prefix ?? redis.freshPrefix();
   const conn = redis.client();
   const model = createLanguageModel({ llm: "anthropic", apiKey: "test-key", baseURL: fake.url });
@@ -59,7 +62,12 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: stri
   );
   const ledger = new BudgetLedger({ redis: conn, prefix });
   const audit: AuditEntryInput[] = [];
-  const budget = createBudgetHooks({ ledger, pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd }, defaultModel: model.defaultModel, audit: { append: async (e) => void audit.push(e) } });
+  const budget = createBudgetHooks({
+    ledger,
+    pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
+    defaultModel: model.defaultModel,
+    audit: { append: async (e) => void audit.push(e) },
+  });
   const sessions = new RedisSessionStore({ redis: conn, prefix });
   const turns = new RedisSessionTurns({ redis: conn, prefix });
   const client = new AgentryClient({ url: redis.url, prefix, sessionOrder: turns });
@@ -74,8 +82,18 @@ function setup(opts: { hooks?: AgentHooks[]; concurrency?: number; prefix?: stri
     audit: { append: async (e) => void audit.push(e) },
     actor: "worker-test-1",
   });
-  const worker = new AgentWorker({ url: redis.url, prefix, logger, handler, concurrency: opts.concurrency ?? 4, ...(opts.shutdownGraceMs ? { shutdownGraceMs: opts.shutdownGraceMs } : {}) });
-  closers.push(() => client.close(), () => worker.close());
+  const worker = new AgentWorker({
+    url: redis.url,
+    prefix,
+    logger,
+    handler,
+    concurrency: opts.concurrency ?? 4,
+    ...(opts.shutdownGraceMs ? { shutdownGraceMs: opts.shutdownGraceMs } : {}),
+  });
+  closers.push(
+    () => client.close(),
+    () => worker.close(),
+  );
   return { client, worker, ran, ledger, sessions, audit, prefix, conn };
 }
 
@@ -84,7 +102,10 @@ describe("agent task handler", () => {
     const { client, worker, ran, ledger, sessions, audit } = setup();
     const billedBefore = fake.billed();
     await worker.start();
-    const { taskId, sessionId } = await client.submit({ prompt: "What's the weather in Paris?", userId: "u1" }, { tenant: "acme" });
+    const { taskId, sessionId } = await client.submit(
+      { prompt: "What's the weather in Paris?", userId: "u1" },
+      { tenant: "acme" },
+    );
     const result = await client.wait(taskId, { timeoutMs: 15_000 });
     expect(ran).toEqual([{ tool: "get_weather", input: { city: "Paris" } }]);
     expect(result.steps).toBe(2);
@@ -93,18 +114,36 @@ describe("agent task handler", () => {
     expect(fake.billed().calls - billedBefore.calls).toBe(2);
     const stats = await ledger.getStats("tenant:acme");
     expect(stats.used.tokens).toBe(fake.billed().tokens - billedBefore.tokens);
-    expect(result.usage.input + result.usage.output + result.usage.cacheCreationInput + result.usage.cacheReadInput).toBe(stats.used.tokens);
+    expect(
+      result.usage.input +
+        result.usage.output +
+        result.usage.cacheCreationInput +
+        result.usage.cacheReadInput,
+    ).toBe(stats.used.tokens);
     expect(result.costMicroUsd).toBeGreaterThan(0);
     expect(stats.used.costMicroUsd).toBe(result.costMicroUsd);
     expect(stats.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
     const history = await sessions.load(tenantOwnedId("acme", "session", sessionId));
     expect(history[0]).toEqual({ role: "user", content: "What's the weather in Paris?" });
     expect(history).toHaveLength(4); // user, assistant tool_use, user tool_result, assistant text
-    expect(audit.map((e) => e.type)).toEqual(["request", "budget", "budget", "decision", "budget", "budget", "decision", "response"]);
+    expect(audit.map((e) => e.type)).toEqual([
+      "request",
+      "budget",
+      "budget",
+      "decision",
+      "budget",
+      "budget",
+      "decision",
+      "response",
+    ]);
     // Decisions say what the model chose and why (its text), and which worker recorded them.
     const decisions = audit.filter((e) => e.type === "decision");
     expect(decisions.every((e) => e.actor === "worker-test-1")).toBe(true);
-    expect(decisions[0]?.data).toMatchObject({ step: 1, toolUses: [{ name: "get_weather", input: { city: "Paris" } }], stopReason: "tool_use" });
+    expect(decisions[0]?.data).toMatchObject({
+      step: 1,
+      toolUses: [{ name: "get_weather", input: { city: "Paris" } }],
+      stopReason: "tool_use",
+    });
     expect(decisions[1]?.data).toMatchObject({ step: 2, toolUses: [], stopReason: "end_turn" });
     expect(String(decisions[1]?.data.text)).toBe(result.text);
   });
@@ -114,23 +153,37 @@ describe("agent task handler", () => {
     const first = setup({ shutdownGraceMs: 100 });
     await first.worker.start();
     const sessionId = "s-shutdown";
-    const a = (await first.client.submit({ prompt: "What's the weather in Slowtown?", sessionId }, { tenant: "acme" })).taskId;
-    const b = (await first.client.submit({ prompt: "What's the weather in Rome?", sessionId }, { tenant: "acme" })).taskId;
+    const a = (
+      await first.client.submit({ prompt: "What's the weather in Slowtown?", sessionId }, { tenant: "acme" })
+    ).taskId;
+    const b = (
+      await first.client.submit({ prompt: "What's the weather in Rome?", sessionId }, { tenant: "acme" })
+    ).taskId;
     await expect.poll(() => first.ran.length, { timeout: 10_000 }).toBe(1);
     await first.worker.close(); // grace runs out: the hanging task is handed back
     hang.on = false;
     expect(first.audit.filter((e) => e.type === "failure")).toEqual([]);
-    expect(await new RedisSessionTurns({ redis: first.conn, prefix: first.prefix }).head(tenantOwnedId("acme", "session", sessionId))).toBe(a);
+    expect(
+      await new RedisSessionTurns({ redis: first.conn, prefix: first.prefix }).head(
+        tenantOwnedId("acme", "session", sessionId),
+      ),
+    ).toBe(a);
 
     const second = setup({ prefix: first.prefix });
     await second.worker.start();
-    const [ra, rb] = await Promise.all([second.client.wait(a, { timeoutMs: 20_000 }), second.client.wait(b, { timeoutMs: 20_000 })]);
+    const [ra, rb] = await Promise.all([
+      second.client.wait(a, { timeoutMs: 20_000 }),
+      second.client.wait(b, { timeoutMs: 20_000 }),
+    ]);
     // The handed-back call's outcome is unknown and the tool is not idempotent: not re-run.
     expect(ra.text).toContain("interrupted");
     expect(rb.text).toContain("Rome");
     // Submit order held: a's turn came first, so b's history starts with a's conversation.
     const history = await second.sessions.load(tenantOwnedId("acme", "session", sessionId));
-    expect(history.map((m) => (typeof m.content === "string" ? m.content : null)).filter(Boolean)).toEqual(["What's the weather in Slowtown?", "What's the weather in Rome?"]);
+    expect(history.map((m) => (typeof m.content === "string" ? m.content : null)).filter(Boolean)).toEqual([
+      "What's the weather in Slowtown?",
+      "What's the weather in Rome?",
+    ]);
   });
 
   it("fails with BUDGET_EXCEEDED before any provider call", async () => {
@@ -138,9 +191,14 @@ describe("agent task handler", () => {
     await ledger.setLimit("tenant:poor", { maxTokens: 50, period: "none" });
     await worker.start();
     const { taskId } = await client.submit({ prompt: "What's the weather in Oslo?" }, { tenant: "poor" });
-    await expect(client.wait(taskId, { timeoutMs: 15_000 })).rejects.toMatchObject({ code: "BUDGET_EXCEEDED" });
+    await expect(client.wait(taskId, { timeoutMs: 15_000 })).rejects.toMatchObject({
+      code: "BUDGET_EXCEEDED",
+    });
     expect(messagesWith("What's the weather in Oslo?")).toEqual([]);
-    expect(await ledger.getStats("tenant:poor")).toMatchObject({ used: { tokens: 0, costMicroUsd: 0 }, reserved: { tokens: 0, costMicroUsd: 0 } });
+    expect(await ledger.getStats("tenant:poor")).toMatchObject({
+      used: { tokens: 0, costMicroUsd: 0 },
+      reserved: { tokens: 0, costMicroUsd: 0 },
+    });
   });
 
   it("clamps max_tokens when the remainder is above the floor", async () => {
@@ -148,7 +206,10 @@ describe("agent task handler", () => {
     const { client, worker, ledger } = setup();
     await ledger.setLimit("tenant:tight", { maxTokens: 1_500, period: "none" });
     await worker.start();
-    const { taskId } = await client.submit({ prompt: "Say hello to the tight tenant", maxTokens: 4000 }, { tenant: "tight" });
+    const { taskId } = await client.submit(
+      { prompt: "Say hello to the tight tenant", maxTokens: 4000 },
+      { tenant: "tight" },
+    );
     await client.wait(taskId, { timeoutMs: 15_000 });
     const sent = messagesWith("Say hello to the tight tenant");
     expect(sent).toHaveLength(1);
@@ -167,18 +228,31 @@ describe("agent task handler", () => {
     const gate: AgentHooks = {
       async beforeToolCall({ call, previousSuspension }) {
         if (call.name !== "delete_resource") return { type: "allow" };
-        if (!previousSuspension) return { type: "suspend", reason: "needs approval", data: { approvalId: `appr-${call.id}`, expiresAt } };
-        return approvals.get(String(previousSuspension.data?.approvalId)) ? { type: "allow" } : { type: "suspend", reason: "still pending", data: previousSuspension.data };
+        if (!previousSuspension)
+          return {
+            type: "suspend",
+            reason: "needs approval",
+            data: { approvalId: `appr-${call.id}`, expiresAt },
+          };
+        return approvals.get(String(previousSuspension.data?.approvalId))
+          ? { type: "allow" }
+          : { type: "suspend", reason: "still pending", data: previousSuspension.data };
       },
     };
     const { client, worker, ran, ledger } = setup({ hooks: [gate], concurrency: 1 });
     await worker.start();
     const { taskId } = await client.submit({ prompt: "delete db-7 in staging" }, { tenant: "acme" });
-    await expect.poll(async () => (await client.status(taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
+    await expect
+      .poll(async () => (await client.status(taskId)).state, { timeout: 10_000 })
+      .toBe("awaiting_approval");
     const [approvalId] = (await client.status(taskId)).approvalIds ?? [];
     expect(approvalId).toMatch(/^appr-/);
     // Parked until the approval's own expiry (then resumed to apply the expired outcome).
-    expect((await client.queue.getJob(taskId))?.data.parked).toMatchObject({ reason: "approval", until: expiresAt + 1_000, tools: ["delete_resource"] });
+    expect((await client.queue.getJob(taskId))?.data.parked).toMatchObject({
+      reason: "approval",
+      until: expiresAt + 1_000,
+      tools: ["delete_resource"],
+    });
     expect(ran).toEqual([]);
     approvals.set(approvalId as string, true);
     await worker.promote(taskId);
@@ -194,17 +268,28 @@ describe("agent task handler", () => {
     await worker.start();
     const prompts = ["first question", "second question", "third question"];
     const ids: string[] = [];
-    for (const prompt of prompts) ids.push((await client.submit({ prompt, sessionId: "s-ordered" }, { tenant: "acme" })).taskId);
+    for (const prompt of prompts)
+      ids.push((await client.submit({ prompt, sessionId: "s-ordered" }, { tenant: "acme" })).taskId);
     const results = await Promise.all(ids.map((id) => client.wait(id, { timeoutMs: 60_000 })));
-    expect(results.map((r) => r.finishedAt)).toEqual([...results.map((r) => r.finishedAt)].sort((a, b) => a - b));
+    expect(results.map((r) => r.finishedAt)).toEqual(
+      [...results.map((r) => r.finishedAt)].sort((a, b) => a - b),
+    );
     const history = await sessions.load(tenantOwnedId("acme", "session", "s-ordered"));
-    expect(history.filter((m) => m.role === "user" && typeof m.content === "string").map((m) => m.content)).toEqual(prompts);
+    expect(
+      history.filter((m) => m.role === "user" && typeof m.content === "string").map((m) => m.content),
+    ).toEqual(prompts);
   });
 
   it("keeps two tenants' sessions with the same id apart: no shared history, no shared turn", async () => {
     const gate: AgentHooks = {
       async beforeToolCall({ call }) {
-        return call.name === "delete_resource" ? { type: "suspend", reason: "needs approval", data: { approvalId: `appr-${call.id}`, expiresAt: Date.now() + 600_000 } } : { type: "allow" };
+        return call.name === "delete_resource"
+          ? {
+              type: "suspend",
+              reason: "needs approval",
+              data: { approvalId: `appr-${call.id}`, expiresAt: Date.now() + 600_000 },
+            }
+          : { type: "allow" };
       },
     };
     const { client, worker, sessions } = setup({ hooks: [gate] });
@@ -212,18 +297,30 @@ describe("agent task handler", () => {
     const a = await client.submit({ prompt: "My secret is hunter2", sessionId: "shared" }, { tenant: "a" });
     await client.wait(a.taskId, { timeoutMs: 15_000 });
     // Tenant a now holds the session's turn while it waits for an approval.
-    const held = await client.submit({ prompt: "delete db-7 in staging", sessionId: "shared" }, { tenant: "a" });
-    await expect.poll(async () => (await client.status(held.taskId)).state, { timeout: 10_000 }).toBe("awaiting_approval");
+    const held = await client.submit(
+      { prompt: "delete db-7 in staging", sessionId: "shared" },
+      { tenant: "a" },
+    );
+    await expect
+      .poll(async () => (await client.status(held.taskId)).state, { timeout: 10_000 })
+      .toBe("awaiting_approval");
 
-    const b = await client.submit({ prompt: "Say hello from tenant b", sessionId: "shared" }, { tenant: "b" });
+    const b = await client.submit(
+      { prompt: "Say hello from tenant b", sessionId: "shared" },
+      { tenant: "b" },
+    );
     await client.wait(b.taskId, { timeoutMs: 15_000 });
     const seenByB = messagesWith("Say hello from tenant b");
     expect(seenByB).toHaveLength(1);
     expect(JSON.stringify(seenByB)).not.toContain("hunter2");
     // The model was called with tenant b's prompt as the whole conversation.
     expect(seenByB[0]?.body.messages).toEqual([{ role: "user", content: "Say hello from tenant b" }]);
-    expect((await sessions.load(tenantOwnedId("b", "session", "shared"))).map((m) => m.content)[0]).toBe("Say hello from tenant b");
-    expect((await sessions.load(tenantOwnedId("a", "session", "shared"))).map((m) => m.content)[0]).toBe("My secret is hunter2");
+    expect((await sessions.load(tenantOwnedId("b", "session", "shared"))).map((m) => m.content)[0]).toBe(
+      "Say hello from tenant b",
+    );
+    expect((await sessions.load(tenantOwnedId("a", "session", "shared"))).map((m) => m.content)[0]).toBe(
+      "My secret is hunter2",
+    );
     expect((await client.status(held.taskId)).state).toBe("awaiting_approval");
   });
 });

@@ -90,7 +90,11 @@ export const DEFAULT_SYSTEM_PROMPT =
 export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHandler {
   const clock = options._internal?.clock ?? systemClock;
   const leaseMs = options.sessionLeaseMs ?? 30_000;
-  const journal = new RedisToolJournal({ redis: options.redis, prefix: options.prefix, ...(options.toolClaimMs ? { claimMs: options.toolClaimMs } : {}) });
+  const journal = new RedisToolJournal({
+    redis: options.redis,
+    prefix: options.prefix,
+    ...(options.toolClaimMs ? { claimMs: options.toolClaimMs } : {}),
+  });
   const maxReasoning = options.maxAuditedReasoning ?? 2_000;
 
   return async (ex: TaskExecution): Promise<TaskOutcome> => {
@@ -111,27 +115,50 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     // Every entry of the attempt is fenced by its job lock; `once` keeps an entry that a
     // retried attempt reaches again (request, response, failure) to one per task.
     const audit = (record: AuditRecord, once?: string) => {
-      const entry: AuditEntryInput = { taskId: run.taskId, tenant: run.tenant, userId: run.userId, sessionId: run.sessionId, ...(traceId ? { traceId } : {}), ...(options.actor ? { actor: options.actor } : {}), ...record };
-      const appendOptions: AuditAppendOptions = { fence: ex.fence, ...(once ? { once: `${once}:${task}` } : {}) };
+      const entry: AuditEntryInput = {
+        taskId: run.taskId,
+        tenant: run.tenant,
+        userId: run.userId,
+        sessionId: run.sessionId,
+        ...(traceId ? { traceId } : {}),
+        ...(options.actor ? { actor: options.actor } : {}),
+        ...record,
+      };
+      const appendOptions: AuditAppendOptions = {
+        fence: ex.fence,
+        ...(once ? { once: `${once}:${task}` } : {}),
+      };
       return options.audit?.append(entry, appendOptions);
     };
     let checkpoint = readCheckpoint(ex.checkpoint);
 
-    if (checkpoint === undefined) await audit({ type: "request", data: { prompt: p.prompt, model: p.model, submittedAt: p.submittedAt } }, "request");
+    if (checkpoint === undefined)
+      await audit(
+        { type: "request", data: { prompt: p.prompt, model: p.model, submittedAt: p.submittedAt } },
+        "request",
+      );
 
     // 1. The session's turn. A run that already finished ended its turn (release is idempotent,
     // done again below): its completion was lost (e.g. its lock lapsed while Redis was away), so
     // it only reports the result again, and must not wait for a turn it can never get back.
-    const finished = checkpoint?.agent !== undefined && checkpoint.agent.pending.length === 0 && checkpoint.agent.messages.at(-1)?.role === "assistant";
+    const finished =
+      checkpoint?.agent !== undefined &&
+      checkpoint.agent.pending.length === 0 &&
+      checkpoint.agent.messages.at(-1)?.role === "assistant";
     let lease = checkpoint?.lease;
     if (options.turns && !finished) {
       lease = await takeTurn(options, ex, session, lease, leaseMs);
       if (!lease) {
-        await ex.reportProgress({ step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "session_busy" });
+        await ex.reportProgress({
+          step: checkpoint?.agent?.step ?? 0,
+          phase: "parked",
+          reason: "session_busy",
+        });
         return { type: "park", parked: { reason: "session_busy", until: clock.now() + 30_000 } };
       }
     }
-    const renewal = lease && options.turns && !finished ? keepRenewed(options.turns, lease, leaseMs) : undefined;
+    const renewal =
+      lease && options.turns && !finished ? keepRenewed(options.turns, lease, leaseMs) : undefined;
 
     try {
       // 2. History and the checkpoint the run starts from.
@@ -139,7 +166,13 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         const history = options.sessions ? await options.sessions.load(session) : [];
         checkpoint = { v: 1, historyLength: history.length, ...(lease ? { lease } : {}) };
         const messages: Message[] = [...history, { role: "user", content: p.prompt }];
-        checkpoint.agent = { version: 1, messages, step: 0, usage: { input: 0, output: 0, cacheCreationInput: 0, cacheReadInput: 0 }, pending: [] };
+        checkpoint.agent = {
+          version: 1,
+          messages,
+          step: 0,
+          usage: { input: 0, output: 0, cacheCreationInput: 0, cacheReadInput: 0 },
+          pending: [],
+        };
         await ex.saveCheckpoint(checkpoint);
       } else if (lease && checkpoint.lease?.token !== lease.token) {
         checkpoint = { ...checkpoint, lease };
@@ -165,11 +198,26 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       // billed even when this fenced entry is refused.
       const decisionHooks: AgentHooks = {
         async afterModelCall({ step, response }) {
-          const toolUses = response.content.filter((b) => b.type === "tool_use").map((b) => ({ id: b.id, name: b.name, input: b.input }));
+          const toolUses = response.content
+            .filter((b) => b.type === "tool_use")
+            .map((b) => ({ id: b.id, name: b.name, input: b.input }));
           const text = response.content.flatMap((b) => (b.type === "text" ? [b.text] : [])).join("\n");
-          const bounded = text.length > maxReasoning ? `${text.slice(0, maxReasoning)}… [${text.length - maxReasoning} more chars]` : text;
+          const bounded =
+            text.length > maxReasoning
+              ? `${text.slice(0, maxReasoning)}… [${text.length - maxReasoning} more chars]`
+              : text;
           const reasoning = redactSecretText(bounded);
-          await audit({ type: "decision", data: { step, text: reasoning, toolUses, stopReason: response.stopReason, usage: response.usage, model: response.model } });
+          await audit({
+            type: "decision",
+            data: {
+              step,
+              text: reasoning,
+              toolUses,
+              stopReason: response.stopReason,
+              usage: response.usage,
+              model: response.model,
+            },
+          });
         },
       };
 
@@ -189,17 +237,31 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         modelSignal: followUnlessLockLost(ex.signal),
         // The model's text, live, into the task's stream (batched and fenced by the worker).
         onTextDelta: (delta) => ex.publishText(delta),
-        ...(options.recall ? { recall: { memory: options.recall.memory, namespace: memoryNamespace(p.tenant, p.userId), k: options.recall.k ?? 3 } } : {}),
+        ...(options.recall
+          ? {
+              recall: {
+                memory: options.recall.memory,
+                namespace: memoryNamespace(p.tenant, p.userId),
+                k: options.recall.k ?? 3,
+              },
+            }
+          : {}),
       });
 
       if (result.status === "suspended") {
         const approvalIds = result.suspensions.map((s) => String(s.data?.approvalId ?? "")).filter(Boolean);
-        const expiries = result.suspensions.map((s) => Number(s.data?.expiresAt)).filter((n) => Number.isFinite(n) && n > 0);
-        const until = expiries.length > 0 ? Math.min(...expiries) + 1_000 : clock.now() + (options.approvalWaitMs ?? 24 * 3600_000);
+        const expiries = result.suspensions
+          .map((s) => Number(s.data?.expiresAt))
+          .filter((n) => Number.isFinite(n) && n > 0);
+        const until =
+          expiries.length > 0
+            ? Math.min(...expiries) + 1_000
+            : clock.now() + (options.approvalWaitMs ?? 24 * 3600_000);
         await ex.saveCheckpoint({ ...base, agent: result.state });
         // Keep the session's turn while waiting: later tasks of the session must not overtake.
         renewal?.stop();
-        if (lease && options.turns) await options.turns.renew(lease, Math.max(until - clock.now(), 0) + 5 * 60_000);
+        if (lease && options.turns)
+          await options.turns.renew(lease, Math.max(until - clock.now(), 0) + 5 * 60_000);
         await ex.reportProgress({ step: result.steps, phase: "awaiting_approval", approvalIds });
         const tools = result.suspensions.map((s) => s.call.name);
         return { type: "park", parked: { reason: "approval", approvalIds, until, tools } };
@@ -216,7 +278,18 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         model: p.model ?? options.model.defaultModel,
         finishedAt: clock.now(),
       };
-      await audit({ type: "response", data: { text: result.text, steps: result.steps, usage: result.usage, costMicroUsd: taskResult.costMicroUsd } }, "response");
+      await audit(
+        {
+          type: "response",
+          data: {
+            text: result.text,
+            steps: result.steps,
+            usage: result.usage,
+            costMicroUsd: taskResult.costMicroUsd,
+          },
+        },
+        "response",
+      );
       await ex.reportProgress({ step: result.steps, phase: "done" });
       await endTurn(options, lease, ex);
       return { type: "completed", result: taskResult };
@@ -225,17 +298,31 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       // back): the task goes on elsewhere from its checkpoint, so it keeps its session turn and
       // nothing is audited as ended.
       if (ex.signal.aborted && !AgentryError.isInstance(ex.signal.reason)) throw thrown;
-      const err = AgentryError.from(ex.signal.aborted && AgentryError.isInstance(ex.signal.reason) ? ex.signal.reason : thrown);
+      const err = AgentryError.from(
+        ex.signal.aborted && AgentryError.isInstance(ex.signal.reason) ? ex.signal.reason : thrown,
+      );
       // Another attempt owns the task now: this one writes nothing more, not even its failure.
       if (err.code === "LOCK_LOST") throw err;
       if (err.code === "BUDGET_CONTENDED") {
-        await ex.reportProgress({ step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "budget_contended" });
-        return { type: "park", parked: { reason: "budget_contended", until: clock.now() + (err.retryAfterMs ?? 1_000) } };
+        await ex.reportProgress({
+          step: checkpoint?.agent?.step ?? 0,
+          phase: "parked",
+          reason: "budget_contended",
+        });
+        return {
+          type: "park",
+          parked: { reason: "budget_contended", until: clock.now() + (err.retryAfterMs ?? 1_000) },
+        };
       }
       // The task ends here (also when a retryable error used up the last attempt): audit it, free the session.
-      const ends = !err.retryable || err.code === "CANCELLED" || (ex.finalAttempt && err.code !== "PROVIDER_RATE_LIMITED");
+      const ends =
+        !err.retryable ||
+        err.code === "CANCELLED" ||
+        (ex.finalAttempt && err.code !== "PROVIDER_RATE_LIMITED");
       if (ends) {
-        await Promise.resolve(audit({ type: "failure", data: { code: err.code, message: err.message } }, "failure")).catch(() => undefined);
+        await Promise.resolve(
+          audit({ type: "failure", data: { code: err.code, message: err.message } }, "failure"),
+        ).catch(() => undefined);
         await endTurn(options, lease, ex);
       }
       throw err;
@@ -253,7 +340,8 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
 function followUnlessLockLost(signal: AbortSignal): AbortSignal {
   const controller = new AbortController();
   const follow = () => {
-    if (!(AgentryError.isInstance(signal.reason) && signal.reason.code === "LOCK_LOST")) controller.abort(signal.reason);
+    if (!(AgentryError.isInstance(signal.reason) && signal.reason.code === "LOCK_LOST"))
+      controller.abort(signal.reason);
   };
   if (signal.aborted) follow();
   else signal.addEventListener("abort", follow, { once: true });
@@ -302,7 +390,11 @@ async function takeTurn(
 }
 
 /** Ends the session's turn (fenced: a stale attempt cannot end the new attempt's turn) and wakes the next task. */
-async function endTurn(options: AgentTaskHandlerOptions, lease: SessionLease | undefined, ex: TaskExecution): Promise<void> {
+async function endTurn(
+  options: AgentTaskHandlerOptions,
+  lease: SessionLease | undefined,
+  ex: TaskExecution,
+): Promise<void> {
   if (!lease || !options.turns) return;
   if (!(await options.turns.release(lease, { fence: ex.fence }))) return;
   const next = await options.turns.head(lease.sessionId);
@@ -310,9 +402,12 @@ async function endTurn(options: AgentTaskHandlerOptions, lease: SessionLease | u
 }
 
 function keepRenewed(turns: SessionTurns, lease: SessionLease, leaseMs: number): { stop(): void } {
-  const timer = setInterval(() => {
-    void turns.renew(lease, leaseMs).catch(() => undefined);
-  }, Math.max(1_000, Math.floor(leaseMs / 3)));
+  const timer = setInterval(
+    () => {
+      void turns.renew(lease, leaseMs).catch(() => undefined);
+    },
+    Math.max(1_000, Math.floor(leaseMs / 3)),
+  );
   timer.unref();
   return { stop: () => clearInterval(timer) };
 }

@@ -1,13 +1,24 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { sleep } from "@agentry/core";
-import { AnthropicModel, costMicroUsd, estimateInputTokens, maxCostMicroUsd, type ModelRequest, type ModelResponse } from "@agentry/llm";
+import {
+  AnthropicModel,
+  costMicroUsd,
+  estimateInputTokens,
+  maxCostMicroUsd,
+  type ModelRequest,
+  type ModelResponse,
+} from "@agentry/llm";
 import { fakeReply, startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
 import { BudgetLedger } from "../budget/ledger.js";
 import { createBudgetHooks, type BudgetHooksOptions } from "./budget-hooks.js";
 
 const redis = useTestRedis("budget-hooks");
 const run = { taskId: "t1", tenant: "acme", userId: "u1", sessionId: "s1" };
-const request: ModelRequest = { model: "claude-sonnet-4-6", messages: [{ role: "user", content: "hello" }], maxTokens: 100 };
+const request: ModelRequest = {
+  model: "claude-sonnet-4-6",
+  messages: [{ role: "user", content: "hello" }],
+  maxTokens: 100,
+};
 const response: ModelResponse = {
   id: "m1",
   model: "claude-sonnet-4-6",
@@ -21,7 +32,12 @@ describe("budget hooks", () => {
     const prefix = redis.freshPrefix();
     const ledger = new BudgetLedger({ redis: redis.client(), prefix });
     const reaper = new BudgetLedger({ redis: redis.client(), prefix });
-    const hooks = createBudgetHooks({ ledger, pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd }, defaultModel: "claude-sonnet-4-6", leaseMs: 1_500 });
+    const hooks = createBudgetHooks({
+      ledger,
+      pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
+      defaultModel: "claude-sonnet-4-6",
+      leaseMs: 1_500,
+    });
     await hooks.beforeModelCall?.({ run, step: 1, request });
     await sleep(3_500); // the call takes longer than two leases
     expect(await reaper.reapExpired()).toEqual([]);
@@ -37,14 +53,30 @@ describe("budget hooks", () => {
   it("release a call the provider refused, and settle an unknown outcome at the reserved amount", async () => {
     const prefix = redis.freshPrefix();
     const ledger = new BudgetLedger({ redis: redis.client(), prefix });
-    const hooks = createBudgetHooks({ ledger, pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd }, defaultModel: "claude-sonnet-4-6" });
+    const hooks = createBudgetHooks({
+      ledger,
+      pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
+      defaultModel: "claude-sonnet-4-6",
+    });
     const { AgentryError } = await import("@agentry/core");
     await hooks.beforeModelCall?.({ run, step: 1, request });
-    expect(await hooks.onModelCallError?.({ run, step: 1, request, error: new AgentryError("PROVIDER_RATE_LIMITED", "429") })).toBeUndefined();
+    expect(
+      await hooks.onModelCallError?.({
+        run,
+        step: 1,
+        request,
+        error: new AgentryError("PROVIDER_RATE_LIMITED", "429"),
+      }),
+    ).toBeUndefined();
     expect((await ledger.getStats("tenant:acme")).used.tokens).toBe(0);
     await hooks.beforeModelCall?.({ run, step: 2, request });
     const reserved = (await ledger.getStats("tenant:acme")).reserved;
-    const charge = await hooks.onModelCallError?.({ run, step: 2, request, error: new AgentryError("PROVIDER_UNAVAILABLE", "connection reset") });
+    const charge = await hooks.onModelCallError?.({
+      run,
+      step: 2,
+      request,
+      error: new AgentryError("PROVIDER_UNAVAILABLE", "connection reset"),
+    });
     const stats = await ledger.getStats("tenant:acme");
     expect(stats.used.tokens).toBe(reserved.tokens);
     expect(charge).toEqual({ costMicroUsd: reserved.costMicroUsd });
@@ -68,13 +100,23 @@ describe("budget hooks against a provider that counts more than the estimate", (
   const codeRequest: ModelRequest = {
     model: "claude-sonnet-4-6",
     system: "コードを説明してください。",
-    messages: [{ role: "user", content: "const f = (xs) => xs.filter((x) => x % 2 === 0).map((x) => ({ v: x ** 2 }));" }],
+    messages: [
+      {
+        role: "user",
+        content: "const f = (xs) => xs.filter((x) => x % 2 === 0).map((x) => ({ v: x ** 2 }));",
+      },
+    ],
     maxTokens: 64,
   };
   const hooksFor = (ledger: BudgetLedger, extra: Partial<BudgetHooksOptions> = {}) =>
     createBudgetHooks({
       ledger,
-      pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd, countInputTokens: (r) => llm.countInputTokens(r) },
+      pricing: {
+        estimateInputTokens,
+        maxCostMicroUsd,
+        costMicroUsd,
+        countInputTokens: (r) => llm.countInputTokens(r),
+      },
       defaultModel: llm.defaultModel,
       ...extra,
     });
@@ -112,7 +154,9 @@ describe("budget hooks against a provider that counts more than the estimate", (
     const limit = exact + codeRequest.maxTokens + 5;
     await ledger.setLimit("tenant:acme", { maxTokens: limit, period: "none" });
     const audit: Record<string, unknown>[] = [];
-    const hooks = hooksFor(ledger, { audit: { append: async (e) => void audit.push(e.data as Record<string, unknown>) } });
+    const hooks = hooksFor(ledger, {
+      audit: { append: async (e) => void audit.push(e.data as Record<string, unknown>) },
+    });
     await call(hooks, 1);
     expect(countRequests()).toBe(1);
     expect(audit.find((d) => d["event"] === "reserved")).toMatchObject({
@@ -139,7 +183,10 @@ describe("budget hooks against a provider that counts more than the estimate", (
     fake.failCountTokens(fakeReply.overloaded(), fakeReply.error(404, "not_found_error", "Not found"));
     const hooks = hooksFor(ledger);
     for (const code of ["PROVIDER_OVERLOADED", "PROVIDER_UNAVAILABLE"]) {
-      await expect(hooks.beforeModelCall?.({ run, step: 1, request: codeRequest })).rejects.toMatchObject({ code, retryable: true });
+      await expect(hooks.beforeModelCall?.({ run, step: 1, request: codeRequest })).rejects.toMatchObject({
+        code,
+        retryable: true,
+      });
     }
     const stats = await ledger.getStats("tenant:acme");
     expect(stats.used.tokens).toBe(0);

@@ -60,7 +60,12 @@ export interface BudgetHooksOptions {
 
 /** Every scope a run's usage counts against; its user and session are its tenant's (`tenant:<t>:user:<u>`). */
 export function defaultScopes(run: RunContext): BudgetScope[] {
-  return ["global", tenantScope(run.tenant), tenantOwnedId(run.tenant, "user", run.userId), tenantOwnedId(run.tenant, "session", run.sessionId)];
+  return [
+    "global",
+    tenantScope(run.tenant),
+    tenantOwnedId(run.tenant, "user", run.userId),
+    tenantOwnedId(run.tenant, "session", run.sessionId),
+  ];
 }
 
 /**
@@ -76,18 +81,34 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
   const floor = options.minOutputTokens ?? 256;
   const estimateMargin = options.estimateMargin ?? 2;
   if (!Number.isFinite(estimateMargin) || estimateMargin < 1) {
-    throw new AgentryError("INVALID_CONFIG", `estimateMargin must be a finite number of at least 1, got ${estimateMargin}`);
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `estimateMargin must be a finite number of at least 1, got ${estimateMargin}`,
+    );
   }
-  const open = new Map<string, { reservationId: string; model: string; amount: { tokens: number; costMicroUsd: number }; inputTokens: number; inputSource: InputSource; renew: NodeJS.Timeout }>();
+  const open = new Map<
+    string,
+    {
+      reservationId: string;
+      model: string;
+      amount: { tokens: number; costMicroUsd: number };
+      inputTokens: number;
+      inputSource: InputSource;
+      renew: NodeJS.Timeout;
+    }
+  >();
   const leaseMs = options.leaseMs ?? 120_000;
   // While this process is alive the call is in flight: keep its reservation's lease from running
   // out under a slow call. Only a dead worker's reservation is reaped (at its reserved amount).
   const keepLeased = (reservationId: string) => {
     const until = Date.now() + (options.maxCallMs ?? 900_000);
-    const timer = setInterval(() => {
-      if (Date.now() > until) return clearInterval(timer);
-      void ledger.extendLease(reservationId, leaseMs).catch(() => undefined);
-    }, Math.max(1_000, Math.floor(leaseMs / 3)));
+    const timer = setInterval(
+      () => {
+        if (Date.now() > until) return clearInterval(timer);
+        void ledger.extendLease(reservationId, leaseMs).catch(() => undefined);
+      },
+      Math.max(1_000, Math.floor(leaseMs / 3)),
+    );
     timer.unref();
     return timer;
   };
@@ -101,7 +122,14 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
   };
   const keyOf = (run: RunContext, step: number) => `${run.taskId}#${step}`;
   const audit = (run: RunContext, data: AuditDataMap["budget"]) =>
-    options.audit?.append({ type: "budget", taskId: run.taskId, sessionId: run.sessionId, userId: run.userId, tenant: run.tenant, data });
+    options.audit?.append({
+      type: "budget",
+      taskId: run.taskId,
+      sessionId: run.sessionId,
+      userId: run.userId,
+      tenant: run.tenant,
+      data,
+    });
 
   return {
     async beforeModelCall({ run, step, request }) {
@@ -123,11 +151,30 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
       const { maxTokens, inputTokens, inputSource } = result;
       if (!result.ok) {
         const err = budgetError(result);
-        await audit(run, { event: result.reason === "exceeded" ? "refused" : "contended", step, scope: result.scope, requested: result.requested });
+        await audit(run, {
+          event: result.reason === "exceeded" ? "refused" : "contended",
+          step,
+          scope: result.scope,
+          requested: result.requested,
+        });
         throw err;
       }
-      open.set(keyOf(run, step), { reservationId: result.reservation.id, model, amount: result.reservation.amount, inputTokens, inputSource, renew: keepLeased(result.reservation.id) });
-      await audit(run, { event: "reserved", step, reservationId: result.reservation.id, amount: result.reservation.amount, input: { tokens: inputTokens, source: inputSource }, clampedMaxTokens: maxTokens !== request.maxTokens ? maxTokens : undefined });
+      open.set(keyOf(run, step), {
+        reservationId: result.reservation.id,
+        model,
+        amount: result.reservation.amount,
+        inputTokens,
+        inputSource,
+        renew: keepLeased(result.reservation.id),
+      });
+      await audit(run, {
+        event: "reserved",
+        step,
+        reservationId: result.reservation.id,
+        amount: result.reservation.amount,
+        input: { tokens: inputTokens, source: inputSource },
+        clampedMaxTokens: maxTokens !== request.maxTokens ? maxTokens : undefined,
+      });
       return maxTokens !== request.maxTokens ? { maxTokens } : undefined;
     },
 
@@ -136,14 +183,29 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
       if (!entry) return;
       const model = response.model || entry.model;
       const cost = pricing.costMicroUsd(model, response.usage);
-      const tokens = response.usage.input + response.usage.output + response.usage.cacheCreationInput + response.usage.cacheReadInput;
+      const tokens =
+        response.usage.input +
+        response.usage.output +
+        response.usage.cacheCreationInput +
+        response.usage.cacheReadInput;
       const settled = await ledger.settle(entry.reservationId, { tokens, costMicroUsd: cost });
       // The provider counted more prompt than was reserved for: only possible on the estimate path
       // (the provider outran estimateMargin); say so, as it is the one way a limit can be crossed.
       const prompt = response.usage.input + response.usage.cacheCreationInput + response.usage.cacheReadInput;
-      const undershoot = prompt > entry.inputTokens ? { inputUndershoot: { reserved: entry.inputTokens, billed: prompt, source: entry.inputSource } } : {};
+      const undershoot =
+        prompt > entry.inputTokens
+          ? { inputUndershoot: { reserved: entry.inputTokens, billed: prompt, source: entry.inputSource } }
+          : {};
       options.onSettled?.(run, model, response.usage, cost);
-      await audit(run, { event: "settled", step, reservationId: entry.reservationId, tokens, costMicroUsd: cost, overrun: settled.overrun, ...undershoot });
+      await audit(run, {
+        event: "settled",
+        step,
+        reservationId: entry.reservationId,
+        tokens,
+        costMicroUsd: cost,
+        overrun: settled.overrun,
+        ...undershoot,
+      });
       return { costMicroUsd: cost };
     },
 
@@ -157,7 +219,12 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
       }
       // The provider may have done (and billed) the work: never under-count.
       await ledger.settle(entry.reservationId, entry.amount);
-      await audit(run, { event: "settled-at-reserved", step, reservationId: entry.reservationId, amount: entry.amount });
+      await audit(run, {
+        event: "settled-at-reserved",
+        step,
+        reservationId: entry.reservationId,
+        amount: entry.amount,
+      });
       return { costMicroUsd: entry.amount.costMicroUsd };
     },
   };

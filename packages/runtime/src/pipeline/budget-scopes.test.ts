@@ -1,11 +1,21 @@
 import { describe, expect, it } from "vitest";
-import { costMicroUsd, estimateInputTokens, maxCostMicroUsd, type ModelRequest, type ModelResponse } from "@agentry/llm";
+import {
+  costMicroUsd,
+  estimateInputTokens,
+  maxCostMicroUsd,
+  type ModelRequest,
+  type ModelResponse,
+} from "@agentry/llm";
 import { useTestRedis } from "@agentry/testkit";
 import { BudgetLedger } from "../budget/ledger.js";
 import { createBudgetHooks, defaultScopes } from "./budget-hooks.js";
 
 const redis = useTestRedis("budget-scopes");
-const request: ModelRequest = { model: "claude-sonnet-4-6", messages: [{ role: "user", content: "hello" }], maxTokens: 100 };
+const request: ModelRequest = {
+  model: "claude-sonnet-4-6",
+  messages: [{ role: "user", content: "hello" }],
+  maxTokens: 100,
+};
 const response: ModelResponse = {
   id: "m1",
   model: "claude-sonnet-4-6",
@@ -26,12 +36,19 @@ describe("budget scopes of a run", () => {
 
   it("a user id capped in one tenant leaves the same user id of another tenant untouched", async () => {
     const ledger = new BudgetLedger({ redis: redis.client(), prefix: redis.freshPrefix() });
-    const hooks = createBudgetHooks({ ledger, pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd }, defaultModel: "claude-sonnet-4-6", minOutputTokens: 100 });
+    const hooks = createBudgetHooks({
+      ledger,
+      pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
+      defaultModel: "claude-sonnet-4-6",
+      minOutputTokens: 100,
+    });
     await ledger.setLimit("tenant:a:user:bob", { maxTokens: 1, period: "none" });
     const ofA = { taskId: "ta", tenant: "a", userId: "bob", sessionId: "s1" };
     const ofB = { taskId: "tb", tenant: "b", userId: "bob", sessionId: "s1" };
 
-    await expect(hooks.beforeModelCall?.({ run: ofA, step: 1, request })).rejects.toMatchObject({ code: "BUDGET_EXCEEDED" });
+    await expect(hooks.beforeModelCall?.({ run: ofA, step: 1, request })).rejects.toMatchObject({
+      code: "BUDGET_EXCEEDED",
+    });
 
     for (let step = 1; step <= 3; step++) {
       await hooks.beforeModelCall?.({ run: ofB, step, request });

@@ -7,10 +7,18 @@ import { RedisToolJournal } from "./tool-journal.js";
 
 const redis = useTestRedis("journal");
 // A claim that lapses at once: the contract's "interrupted" without waiting for a claimant.
-toolJournalConformance("RedisToolJournal", () => new RedisToolJournal({ redis: redis.client(), prefix: redis.freshPrefix(), claimMs: 1 }));
+toolJournalConformance(
+  "RedisToolJournal",
+  () => new RedisToolJournal({ redis: redis.client(), prefix: redis.freshPrefix(), claimMs: 1 }),
+);
 
 const run: RunContext = { taskId: "t1", tenant: "acme", userId: "u1", sessionId: "s1" };
-const call: ToolUseBlock = { type: "tool_use", id: "toolu_1", name: "delete_resource", input: { resource: "db-7" } };
+const call: ToolUseBlock = {
+  type: "tool_use",
+  id: "toolu_1",
+  name: "delete_resource",
+  input: { resource: "db-7" },
+};
 
 describe("RedisToolJournal across attempts", () => {
   it("a later attempt waits for a live claimant's result instead of calling the call interrupted", async () => {
@@ -30,13 +38,17 @@ describe("RedisToolJournal across attempts", () => {
     const stopped = new RedisToolJournal({ redis: redis.client(), prefix, claimMs: 60_000, pollMs: 20 });
     expect(await stopped.begin(run, call)).toEqual({ status: "fresh" });
     await stopped.abandon(run, call);
-    expect(await new RedisToolJournal({ redis: redis.client(), prefix, claimMs: 60_000 }).begin(run, call)).toEqual({ status: "interrupted" });
+    expect(
+      await new RedisToolJournal({ redis: redis.client(), prefix, claimMs: 60_000 }).begin(run, call),
+    ).toEqual({ status: "interrupted" });
   });
 
   it("reports interrupted once the claim has lapsed without a result", async () => {
     const prefix = redis.freshPrefix();
     const dead = new RedisToolJournal({ redis: redis.client(), prefix, claimMs: 300, pollMs: 20 });
     expect(await dead.begin(run, call)).toEqual({ status: "fresh" });
-    expect(await new RedisToolJournal({ redis: redis.client(), prefix, pollMs: 20 }).begin(run, call)).toEqual({ status: "interrupted" });
+    expect(
+      await new RedisToolJournal({ redis: redis.client(), prefix, pollMs: 20 }).begin(run, call),
+    ).toEqual({ status: "interrupted" });
   });
 });

@@ -62,7 +62,11 @@ export class RedisToolJournal implements ToolJournal {
   }
 
   async complete(run: RunContext, call: ToolUseBlock, result: ToolResultBlock): Promise<void> {
-    await this.redis.multi().set(this.key(run, call), JSON.stringify(result), "EX", this.ttlSeconds).del(this.key(run, call, "claim")).exec();
+    await this.redis
+      .multi()
+      .set(this.key(run, call), JSON.stringify(result), "EX", this.ttlSeconds)
+      .del(this.key(run, call, "claim"))
+      .exec();
   }
 
   async abandon(run: RunContext, call: ToolUseBlock): Promise<void> {
@@ -71,6 +75,11 @@ export class RedisToolJournal implements ToolJournal {
 
   /** `<prefix>:tool-journal:tenant:<t>:task:<id>:<toolUseId>`, and its `:claim` marker. */
   private key(run: RunContext, call: ToolUseBlock, marker?: "claim"): string {
-    return this.keys.key("tool-journal", tenantOwnedId(run.tenant, "task", run.taskId), call.id, ...(marker === undefined ? [] : [marker]));
+    return this.keys.key(
+      "tool-journal",
+      tenantOwnedId(run.tenant, "task", run.taskId),
+      call.id,
+      ...(marker === undefined ? [] : [marker]),
+    );
   }
 }

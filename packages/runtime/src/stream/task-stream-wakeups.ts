@@ -42,7 +42,9 @@ export class TaskStreamWakeups {
       set?.delete(listener);
       if (set?.size === 0) {
         this.#listeners.delete(key);
-        await this.#queue(() => (this.#listeners.has(key) ? undefined : this.#subscriber.unsubscribe(key))).catch(() => undefined);
+        await this.#queue(() =>
+          this.#listeners.has(key) ? undefined : this.#subscriber.unsubscribe(key),
+        ).catch(() => undefined);
       }
     };
   }

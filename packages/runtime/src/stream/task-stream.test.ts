@@ -3,7 +3,14 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createLogger, newId } from "@agentry/core";
 import { ToolRegistry } from "@agentry/agent";
-import { AnthropicModel, ScriptedModel, costMicroUsd, estimateInputTokens, maxCostMicroUsd, type LanguageModel } from "@agentry/llm";
+import {
+  AnthropicModel,
+  ScriptedModel,
+  costMicroUsd,
+  estimateInputTokens,
+  maxCostMicroUsd,
+  type LanguageModel,
+} from "@agentry/llm";
 import { fakeReply, startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
 import { BudgetLedger } from "../budget/ledger.js";
 import { AgentryClient, type TaskFollowEvent } from "../client/agentry-client.js";
@@ -30,13 +37,18 @@ afterEach(async () => {
   while (closers.length) await (closers.pop() as () => Promise<void>)();
 });
 
-const anthropic = (idleTimeoutMs = 60_000) => new AnthropicModel({ apiKey: "k", baseURL: fake.url, defaultModel: "claude-sonnet-4-6", idleTimeoutMs });
+const anthropic = (idleTimeoutMs = 60_000) =>
+  new AnthropicModel({ apiKey: "k", baseURL: fake.url, defaultModel: "claude-sonnet-4-6", idleTimeoutMs });
 
 async function start(model: LanguageModel, options: Partial<AgentWorkerOptions> & { budget?: boolean } = {}) {
   const prefix = redis.freshPrefix();
   const conn = redis.client();
   const ledger = new BudgetLedger({ redis: conn, prefix });
-  const budget = createBudgetHooks({ ledger, pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd }, defaultModel: model.defaultModel });
+  const budget = createBudgetHooks({
+    ledger,
+    pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
+    defaultModel: model.defaultModel,
+  });
   const handler = createAgentTaskHandler({
     model,
     tools: new ToolRegistry(),
@@ -46,7 +58,10 @@ async function start(model: LanguageModel, options: Partial<AgentWorkerOptions> 
   });
   const worker = new AgentWorker({ url: redis.url, prefix, logger, handler, ...options });
   const client = new AgentryClient({ url: redis.url, prefix });
-  closers.push(() => client.close(), () => worker.close());
+  closers.push(
+    () => client.close(),
+    () => worker.close(),
+  );
   await worker.start();
   return { client, worker, conn, prefix, ledger };
 }
@@ -61,7 +76,12 @@ function collect(client: AgentryClient, taskId: string) {
       if (e.type === "delta") text.apply(e);
     }
   })();
-  return { events, text, done, deltas: () => events.filter((e): e is Extract<TaskFollowEvent, { type: "delta" }> => e.type === "delta") };
+  return {
+    events,
+    text,
+    done,
+    deltas: () => events.filter((e): e is Extract<TaskFollowEvent, { type: "delta" }> => e.type === "delta"),
+  };
 }
 
 describe("the task stream", () => {
@@ -81,14 +101,19 @@ describe("the task stream", () => {
 
     await followed.done;
     const end = followed.events.at(-1);
-    expect(end).toMatchObject({ type: "completed", result: { text: "The whole answer, streamed word by word." } });
+    expect(end).toMatchObject({
+      type: "completed",
+      result: { text: "The whole answer, streamed word by word." },
+    });
     // Rebuilt by offsets, step 1 is the retried call's text exactly; the stalled attempt's words were replaced.
     expect(followed.text.steps()).toEqual([1]);
     expect(followed.text.text(1)).toBe("The whole answer, streamed word by word.");
     const starts = followed.deltas().filter((d) => d.offset === 0);
     expect(starts.map((d) => d.text.split(" ")[0])).toEqual(["Partial", "The"]);
     // Progress and text in the order they happened: each attempt's model phase before its words.
-    const kinds = followed.events.map((e) => (e.type === "progress" ? `progress:${e.progress.phase}` : e.type));
+    const kinds = followed.events.map((e) =>
+      e.type === "progress" ? `progress:${e.progress.phase}` : e.type,
+    );
     expect(kinds[0]).toBe("progress:model");
     expect(kinds.indexOf("progress:model", 1)).toBeGreaterThan(kinds.indexOf("delta"));
     expect(kinds.slice(-2)).toEqual(["progress:done", "completed"]);
@@ -97,15 +122,29 @@ describe("the task stream", () => {
 
   it("an attempt that lost its job lock writes no more text: its model call finishes, the new attempt's text is the one streamed", async () => {
     const words = (w: string, n: number) => Array.from({ length: n }, () => w).join(" ");
-    fake.enqueue({ ...fakeReply.text(words("stale", 100)), stream: { eventDelayMs: 25 } }, fakeReply.text(words("fresh", 10)));
-    const { client, conn, worker } = await start(anthropic(), { lockDurationMs: 2_000, stalledIntervalMs: 1_000 });
+    fake.enqueue(
+      { ...fakeReply.text(words("stale", 100)), stream: { eventDelayMs: 25 } },
+      fakeReply.text(words("fresh", 10)),
+    );
+    const { client, conn, worker } = await start(anthropic(), {
+      lockDurationMs: 2_000,
+      stalledIntervalMs: 1_000,
+    });
     const { taskId } = await client.submit({ prompt: "Say stale things" }, { tenant: "acme" });
     const stream = client.taskStreamKey(taskId);
     const lock = `${worker.prefix}:${worker.queueName}:${taskId}:lock`;
-    await expect.poll(async () => (await client.readTaskStream(taskId)).some((r) => r.entry.type === "delta"), { timeout: 15_000 }).toBe(true);
+    await expect
+      .poll(async () => (await client.readTaskStream(taskId)).some((r) => r.entry.type === "delta"), {
+        timeout: 15_000,
+      })
+      .toBe(true);
 
     // Another worker takes the task: the lock now holds its token (for a while, then the job stalls back).
-    const [, [, last]] = (await conn.multi().set(lock, "another-attempt", "PX", 3_000).xrevrange(stream, "+", "-", "COUNT", 1).exec()) as [unknown, [unknown, [string, string[]][]]];
+    const [, [, last]] = (await conn
+      .multi()
+      .set(lock, "another-attempt", "PX", 3_000)
+      .xrevrange(stream, "+", "-", "COUNT", 1)
+      .exec()) as [unknown, [unknown, [string, string[]][]]];
     const swappedAt = last[0]?.[0] as string;
 
     const result = await client.wait(taskId, { timeoutMs: 60_000 });
@@ -113,7 +152,9 @@ describe("the task stream", () => {
     // The stale call ran to its end (the provider billed all of it)...
     expect(fake.billed().calls).toBe(2);
     const records = await client.readTaskStream(taskId);
-    const deltas = records.filter((r): r is { id: string; entry: { type: "delta" } & TextDeltaEntry } => r.entry.type === "delta");
+    const deltas = records.filter(
+      (r): r is { id: string; entry: { type: "delta" } & TextDeltaEntry } => r.entry.type === "delta",
+    );
     const stale = deltas.filter((d) => d.entry.text.includes("stale"));
     // ...but none of its text was written after the lock changed hands, and not all of it was written.
     expect(stale.every((d) => compareIds(d.id, swappedAt) <= 0)).toBe(true);
@@ -125,7 +166,9 @@ describe("the task stream", () => {
 
   it("is capped and expires: old entries are trimmed, the key has a TTL, and a late reader sees the gap in the offsets", async () => {
     // The worker's limits reach the stream.
-    const { client, conn } = await start(new ScriptedModel({ script: [{ content: "A short answer." }] }), { taskStream: { ttlMs: 120_000 } });
+    const { client, conn } = await start(new ScriptedModel({ script: [{ content: "A short answer." }] }), {
+      taskStream: { ttlMs: 120_000 },
+    });
     const { taskId } = await client.submit({ prompt: "Say a little" }, { tenant: "acme" });
     await client.wait(taskId, { timeoutMs: 30_000 });
     const ttl = await conn.pttl(client.taskStreamKey(taskId));
@@ -149,7 +192,9 @@ describe("the task stream", () => {
     expect(expires).toBeGreaterThan(0);
     expect(expires).toBeLessThanOrEqual(60_000);
     const text = new StreamedText();
-    const changes = (await client.readTaskStream(capped, "0-0", 10_000)).flatMap((r) => (r.entry.type === "delta" ? [text.apply(r.entry)] : []));
+    const changes = (await client.readTaskStream(capped, "0-0", 10_000)).flatMap((r) =>
+      r.entry.type === "delta" ? [text.apply(r.entry)] : [],
+    );
     expect(changes[0]?.kind).toBe("gap");
     expect(changes.slice(1).every((c) => c.kind === "append")).toBe(true);
     expect(words.join("").endsWith(text.text(1))).toBe(true);
@@ -165,7 +210,10 @@ describe("the task stream", () => {
     await conn.hset(keys.job, "data", "{}");
     const writer = new FencedJobWriter(conn);
     const appender = new TextAppender(conn);
-    await appender.append(keys, "token-1", [{ step: 1, offset: 0, text: "Héllo, \"wörld\" 👋\n" }, { step: 2, offset: 0, text: "next" }]);
+    await appender.append(keys, "token-1", [
+      { step: 1, offset: 0, text: 'Héllo, "wörld" 👋\n' },
+      { step: 2, offset: 0, text: "next" },
+    ]);
     await writer.write(keys, taskId, "token-1", "progress", { step: 2, phase: "model" });
     await appender.append(keys, "token-1", [{ step: 2, offset: 4, text: " step" }]);
     // A stale token writes nothing and announces nothing.
@@ -177,7 +225,7 @@ describe("the task stream", () => {
     // Each notice follows the one before: a reader at `prev` can take its entries as the next ones.
     expect(notices.map((n) => n?.prev)).toEqual(["0-0", stored[1]?.id, stored[2]?.id]);
     expect(stored.map((r) => r.entry)).toEqual([
-      { type: "delta", step: 1, offset: 0, text: "Héllo, \"wörld\" 👋\n" },
+      { type: "delta", step: 1, offset: 0, text: 'Héllo, "wörld" 👋\n' },
       { type: "delta", step: 2, offset: 0, text: "next" },
       { type: "progress", progress: { step: 2, phase: "model" } },
       { type: "delta", step: 2, offset: 4, text: " step" },
@@ -185,14 +233,32 @@ describe("the task stream", () => {
   });
 
   it("settles a streamed call's usage from its final message: cache writes and reads exactly as billed", async () => {
-    const usage = { input_tokens: 400, output_tokens: 120, cache_creation_input_tokens: 2_048, cache_read_input_tokens: 8_192 };
-    fake.enqueue({ ...fakeReply.text("Answer from a cached prompt.", { usage }), stream: { eventDelayMs: 2 } });
+    const usage = {
+      input_tokens: 400,
+      output_tokens: 120,
+      cache_creation_input_tokens: 2_048,
+      cache_read_input_tokens: 8_192,
+    };
+    fake.enqueue({
+      ...fakeReply.text("Answer from a cached prompt.", { usage }),
+      stream: { eventDelayMs: 2 },
+    });
     const { client, ledger } = await start(anthropic(), { budget: true });
     const { taskId } = await client.submit({ prompt: "Use the cache" }, { tenant: "acme" });
     const result = await client.wait(taskId, { timeoutMs: 30_000 });
     const billed = fake.billed();
-    expect(billed).toMatchObject({ input: 400, output: 120, cacheCreationInput: 2_048, cacheReadInput: 8_192 });
-    expect(result.usage).toEqual({ input: 400, output: 120, cacheCreationInput: 2_048, cacheReadInput: 8_192 });
+    expect(billed).toMatchObject({
+      input: 400,
+      output: 120,
+      cacheCreationInput: 2_048,
+      cacheReadInput: 8_192,
+    });
+    expect(result.usage).toEqual({
+      input: 400,
+      output: 120,
+      cacheCreationInput: 2_048,
+      cacheReadInput: 8_192,
+    });
     const stats = await ledger.getStats("tenant:acme");
     expect(stats.used.tokens).toBe(billed.tokens);
     expect(stats.used.costMicroUsd).toBe(costMicroUsd("claude-sonnet-4-6", result.usage));

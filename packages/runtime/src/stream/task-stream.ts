@@ -5,7 +5,8 @@ import type { TaskProgress } from "../tasks/progress.js";
  * piece of a model call's text. Workers write both, fenced by the attempt's job lock, in the
  * order they happened; readers (the SSE endpoint, `agentry watch`) replay and follow it.
  */
-export type TaskStreamEntry = { type: "progress"; progress: TaskProgress } | ({ type: "delta" } & TextDeltaEntry);
+export type TaskStreamEntry =
+  { type: "progress"; progress: TaskProgress } | ({ type: "delta" } & TextDeltaEntry);
 
 /**
  * A piece of the text of a task's model call. The text of a step is rebuilt by placing each
@@ -31,7 +32,10 @@ export interface TaskStreamLimits {
 }
 
 /** {@link TaskStreamLimits} with defaults applied. */
-export const DEFAULT_TASK_STREAM_LIMITS: Required<TaskStreamLimits> = Object.freeze({ maxLen: 10_000, ttlMs: 3_600_000 });
+export const DEFAULT_TASK_STREAM_LIMITS: Required<TaskStreamLimits> = Object.freeze({
+  maxLen: 10_000,
+  ttlMs: 3_600_000,
+});
 
 /** The key of a task's stream, beside BullMQ's keys of the job; also the pub/sub channel its writes announce themselves on. */
 export function taskStreamKey(prefix: string, queueName: string, taskId: string): string {
@@ -46,13 +50,21 @@ export function parseTaskStreamEntry(fields: readonly string[]): TaskStreamEntry
     const step = Number(f["step"]);
     const offset = Number(f["offset"]);
     const text = f["text"];
-    if (!Number.isSafeInteger(step) || step < 1 || !Number.isSafeInteger(offset) || offset < 0 || text === undefined) return undefined;
+    if (
+      !Number.isSafeInteger(step) ||
+      step < 1 ||
+      !Number.isSafeInteger(offset) ||
+      offset < 0 ||
+      text === undefined
+    )
+      return undefined;
     return { type: "delta", step, offset, text };
   }
   if (f["type"] === "progress") {
     try {
       const progress: unknown = JSON.parse(f["data"] ?? "");
-      if (typeof progress === "object" && progress !== null && !Array.isArray(progress)) return { type: "progress", progress: progress as TaskProgress };
+      if (typeof progress === "object" && progress !== null && !Array.isArray(progress))
+        return { type: "progress", progress: progress as TaskProgress };
     } catch {
       // Not JSON: not an entry Agentry wrote.
     }
@@ -90,7 +102,10 @@ export function parseTaskStreamNotice(message: string): TaskStreamNotice | undef
   for (const item of entries) {
     if (!Array.isArray(item) || typeof item[0] !== "string") return undefined;
     const [id, type, ...rest] = item.map(String);
-    const fields = type === "delta" ? ["type", "delta", "step", rest[0] ?? "", "offset", rest[1] ?? "", "text", rest[2] ?? ""] : ["type", type ?? "", "data", rest[0] ?? ""];
+    const fields =
+      type === "delta"
+        ? ["type", "delta", "step", rest[0] ?? "", "offset", rest[1] ?? "", "text", rest[2] ?? ""]
+        : ["type", type ?? "", "data", rest[0] ?? ""];
     const entry = parseTaskStreamEntry(fields);
     if (!entry || id === undefined) return undefined;
     records.push({ id, entry });

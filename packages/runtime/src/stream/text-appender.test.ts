@@ -27,7 +27,10 @@ describe("TextAppender", () => {
       appender.append(target("a"), "token-a", [{ step: 1, offset: 6, text: "again" }]),
     ]);
     expect(results).toEqual([true, true, false, true]);
-    const texts = async (task: string) => ((await conn.xrange(target(task).stream, "-", "+")) as [string, string[]][]).map(([, f]) => f[f.indexOf("text") + 1]);
+    const texts = async (task: string) =>
+      ((await conn.xrange(target(task).stream, "-", "+")) as [string, string[]][]).map(
+        ([, f]) => f[f.indexOf("text") + 1],
+      );
     expect(await texts("a")).toEqual(["alpha ", "again"]);
     expect(await texts("b")).toEqual(["beta"]);
     expect(await conn.exists(target("c").stream)).toBe(0);

@@ -46,7 +46,10 @@ export class TextAppender {
 
   constructor(redis: Redis, options: TextAppenderOptions = {}) {
     this.#redis = redis;
-    this.#limits = { maxLen: options.maxLen ?? DEFAULT_TASK_STREAM_LIMITS.maxLen, ttlMs: options.ttlMs ?? DEFAULT_TASK_STREAM_LIMITS.ttlMs };
+    this.#limits = {
+      maxLen: options.maxLen ?? DEFAULT_TASK_STREAM_LIMITS.maxLen,
+      ttlMs: options.ttlMs ?? DEFAULT_TASK_STREAM_LIMITS.ttlMs,
+    };
     this.#tickMs = options.tickMs ?? 5;
     scripts.appendText.defineOn(redis);
   }
@@ -89,7 +92,8 @@ export class TextAppender {
         try {
           // The server lost its script cache between the pipeline's load and its run (a restart):
           // the plain call sends it again.
-          if (err?.message.startsWith("NOSCRIPT")) item.resolve((await scripts.appendText(this.#redis, item.keys, item.args)) === 1);
+          if (err?.message.startsWith("NOSCRIPT"))
+            item.resolve((await scripts.appendText(this.#redis, item.keys, item.args)) === 1);
           else if (err) item.reject(err);
           else item.resolve(reply === 1);
         } catch (e) {

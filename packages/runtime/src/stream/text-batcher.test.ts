@@ -67,7 +67,12 @@ describe("TextBatcher", () => {
     r.release();
     await batcher.flush();
     expect(r.state.maxInFlight).toBe(1);
-    expect(r.batches.flat().map((p) => p.text).join("")).toBe("0123456789abcdefghijKLMNOPQRST");
+    expect(
+      r.batches
+        .flat()
+        .map((p) => p.text)
+        .join(""),
+    ).toBe("0123456789abcdefghijKLMNOPQRST");
     expect(r.batches.flat().map((p) => p.offset)).toEqual([0, 10]);
   });
 

@@ -57,7 +57,8 @@ export class TextBatcher {
   push(piece: TextDeltaEntry): void {
     if (this.#closed || piece.text.length === 0) return;
     const last = this.#pending.at(-1);
-    if (last && last.step === piece.step && last.offset + last.text.length === piece.offset) last.text += piece.text;
+    if (last && last.step === piece.step && last.offset + last.text.length === piece.offset)
+      last.text += piece.text;
     else this.#pending.push({ step: piece.step, offset: piece.offset, text: piece.text });
     this.#pendingChars += piece.text.length;
     if (this.#pendingChars >= this.#maxChars) void this.flush();

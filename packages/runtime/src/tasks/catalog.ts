@@ -29,29 +29,43 @@ export const METADATA_LIMITS = {
 } as const;
 
 /** String → string metadata within {@link METADATA_LIMITS}; each violation names its limit. */
-export const taskMetadataSchema = z.record(z.string(), z.string()).superRefine((metadata, ctx) => {
-  const { maxEntries, maxKeyChars, maxValueChars, maxTotalBytes } = METADATA_LIMITS;
-  const entries = Object.entries(metadata);
-  if (entries.length > maxEntries) {
-    ctx.addIssue({ code: "custom", message: `at most ${maxEntries} entries (got ${entries.length})` });
-  }
-  let bytes = 0;
-  for (const [key, value] of entries) {
-    bytes += Buffer.byteLength(key, "utf8") + Buffer.byteLength(value, "utf8");
-    if (key.length < 1 || key.length > maxKeyChars) {
-      ctx.addIssue({ code: "custom", path: [key], message: `keys are 1 to ${maxKeyChars} characters (got ${key.length})` });
+export const taskMetadataSchema = z
+  .record(z.string(), z.string())
+  .superRefine((metadata, ctx) => {
+    const { maxEntries, maxKeyChars, maxValueChars, maxTotalBytes } = METADATA_LIMITS;
+    const entries = Object.entries(metadata);
+    if (entries.length > maxEntries) {
+      ctx.addIssue({ code: "custom", message: `at most ${maxEntries} entries (got ${entries.length})` });
     }
-    if (value.length > maxValueChars) {
-      ctx.addIssue({ code: "custom", path: [key], message: `values are at most ${maxValueChars} characters (got ${value.length})` });
+    let bytes = 0;
+    for (const [key, value] of entries) {
+      bytes += Buffer.byteLength(key, "utf8") + Buffer.byteLength(value, "utf8");
+      if (key.length < 1 || key.length > maxKeyChars) {
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: `keys are 1 to ${maxKeyChars} characters (got ${key.length})`,
+        });
+      }
+      if (value.length > maxValueChars) {
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: `values are at most ${maxValueChars} characters (got ${value.length})`,
+        });
+      }
     }
-  }
-  if (bytes > maxTotalBytes) {
-    ctx.addIssue({ code: "custom", message: `at most ${maxTotalBytes} bytes of keys and values in total, UTF-8 (got ${bytes})` });
-  }
-}).describe(
-  `string → string, at most ${METADATA_LIMITS.maxEntries} entries, keys 1-${METADATA_LIMITS.maxKeyChars} characters, ` +
-    `values at most ${METADATA_LIMITS.maxValueChars} characters, ${METADATA_LIMITS.maxTotalBytes} bytes in total (UTF-8)`,
-);
+    if (bytes > maxTotalBytes) {
+      ctx.addIssue({
+        code: "custom",
+        message: `at most ${maxTotalBytes} bytes of keys and values in total, UTF-8 (got ${bytes})`,
+      });
+    }
+  })
+  .describe(
+    `string → string, at most ${METADATA_LIMITS.maxEntries} entries, keys 1-${METADATA_LIMITS.maxKeyChars} characters, ` +
+      `values at most ${METADATA_LIMITS.maxValueChars} characters, ${METADATA_LIMITS.maxTotalBytes} bytes in total (UTF-8)`,
+  );
 
 /** A tenant id: no ':' (it is one segment of every tenant-qualified id, see `tenantOwnedId`). */
 const tenantId = z.string().regex(TENANT_ID_PATTERN, `tenant must be ${TENANT_ID_RULE}`);
@@ -160,7 +174,10 @@ export type FanoutPayload = z.input<typeof fanoutPayloadSchema>;
 /** The result of a fan-out group, in the order the children were submitted. */
 export type FanoutResult = {
   groupId: string;
-  children: ({ taskId: string; status: "completed"; result: AgentTaskResult } | { taskId: string; status: "failed"; error: string })[];
+  children: (
+    | { taskId: string; status: "completed"; result: AgentTaskResult }
+    | { taskId: string; status: "failed"; error: string }
+  )[];
 };
 
 /**

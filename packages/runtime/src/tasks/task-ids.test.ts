@@ -13,7 +13,21 @@ describe("task and group id shapes", () => {
 
   it("refuses BullMQ's own key names, other kinds and odd spellings", () => {
     const task = taskIdFor("acme", "k");
-    for (const id of ["completed", "id", "events", "meta", "wait", "", newId("group"), task.toUpperCase(), `${task}:lock`, ` ${task}`, `${task}\n`, 42, undefined]) {
+    for (const id of [
+      "completed",
+      "id",
+      "events",
+      "meta",
+      "wait",
+      "",
+      newId("group"),
+      task.toUpperCase(),
+      `${task}:lock`,
+      ` ${task}`,
+      `${task}\n`,
+      42,
+      undefined,
+    ]) {
       expect(isTaskId(id), String(id)).toBe(false);
     }
     for (const id of ["completed", task, newId("group").toUpperCase(), `${newId("group")}:dependencies`]) {

@@ -1,7 +1,14 @@
 import { InMemorySpanExporter } from "@opentelemetry/sdk-trace";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { composeHooks, defineTool, runAgent, ToolRegistry, type AgentHooks, type AgentState } from "@agentry/agent";
+import {
+  composeHooks,
+  defineTool,
+  runAgent,
+  ToolRegistry,
+  type AgentHooks,
+  type AgentState,
+} from "@agentry/agent";
 import { createLanguageModel } from "@agentry/llm";
 import { fakeReply, startFakeAnthropic, type FakeAnthropic } from "@agentry/testkit";
 import { createMetrics } from "../metrics/metrics.js";
@@ -23,8 +30,18 @@ afterAll(async () => {
 });
 
 const tools = new ToolRegistry().register(
-  defineTool({ name: "get_weather", description: "Weather", input: z.object({ city: z.string() }), handler: ({ city }) => `sunny in ${city}` }),
-  defineTool({ name: "delete_resource", description: "Delete", input: z.object({ resource: z.string() }), handler: () => "deleted" }),
+  defineTool({
+    name: "get_weather",
+    description: "Weather",
+    input: z.object({ city: z.string() }),
+    handler: ({ city }) => `sunny in ${city}`,
+  }),
+  defineTool({
+    name: "delete_resource",
+    description: "Delete",
+    input: z.object({ resource: z.string() }),
+    handler: () => "deleted",
+  }),
 );
 
 // Governance stand-in: delete_resource waits for an approval that the test grants on resume.
@@ -39,7 +56,11 @@ const approvals: AgentHooks = {
 describe("tracing and metrics hooks in the real agent loop", () => {
   it("traces a run that suspends for approval and its resumed run, linked, and counts it", async () => {
     const metrics = createMetrics({ defaultMetrics: false });
-    const hooks = composeHooks(approvals, createTracingHooks({ tracer: telemetry.tracer }), createMetricsHooks(metrics));
+    const hooks = composeHooks(
+      approvals,
+      createTracingHooks({ tracer: telemetry.tracer }),
+      createMetricsHooks(metrics),
+    );
     const run = { taskId: "t-loop", tenant: "acme", userId: "u", sessionId: "s" };
     // The real Anthropic adapter and SDK against the fake Messages API, with scripted replies.
     const model = createLanguageModel({ llm: "anthropic", apiKey: "test-key", baseURL: fake.url });
@@ -55,7 +76,13 @@ describe("tracing and metrics hooks in the real agent loop", () => {
     );
 
     const first = await withAgentSpan(run, async (span) => {
-      const result = await runAgent({ model, tools, run, hooks, messages: [{ role: "user", content: "weather, then delete db" }] });
+      const result = await runAgent({
+        model,
+        tools,
+        run,
+        hooks,
+        messages: [{ role: "user", content: "weather, then delete db" }],
+      });
       return { result, traceParent: serializeSpanContext(span) };
     });
     expect(first.result.status).toBe("suspended");
@@ -83,16 +110,29 @@ describe("tracing and metrics hooks in the real agent loop", () => {
     // Agentry's own spans; the SDK adds its own `anthropic.messages.create` span to the trace.
     const childrenOf = (parent: typeof a1) =>
       spans
-        .filter((s) => s.instrumentationScope.name === "agentry" && s.parentSpanContext?.spanId === parent.spanContext().spanId)
+        .filter(
+          (s) =>
+            s.instrumentationScope.name === "agentry" &&
+            s.parentSpanContext?.spanId === parent.spanContext().spanId,
+        )
         .map((s) => `${s.name}:${String(s.attributes["agentry.tool.decision"] ?? "")}`)
         .sort();
 
-    expect(childrenOf(a1)).toEqual([`chat ${model.defaultModel}:`, "execute_tool delete_resource:suspend", "execute_tool get_weather:allow"].sort());
+    expect(childrenOf(a1)).toEqual(
+      [
+        `chat ${model.defaultModel}:`,
+        "execute_tool delete_resource:suspend",
+        "execute_tool get_weather:allow",
+      ].sort(),
+    );
     expect(childrenOf(a2)).toEqual([`chat ${model.defaultModel}:`, "execute_tool delete_resource:allow"]);
     expect(a2.links.map((l) => l.context.spanId)).toEqual([a1.spanContext().spanId]);
     // Each run's one provider call, as the real SDK traced it, is in that run's trace.
     const sdkCalls = spans.filter((s) => s.name === "anthropic.messages.create");
-    expect(sdkCalls.map((s) => s.spanContext().traceId)).toEqual([a1.spanContext().traceId, a2.spanContext().traceId]);
+    expect(sdkCalls.map((s) => s.spanContext().traceId)).toEqual([
+      a1.spanContext().traceId,
+      a2.spanContext().traceId,
+    ]);
     // invoke_agent of the completing attempt: provider, model, and usage summed over every chat
     // span of the task (both attempts), by the same names the chat spans use.
     const chats = spans.filter((s) => s.name.startsWith("chat "));

@@ -56,7 +56,11 @@ export interface AgentSpanOptions {
  * Child spans the hooks opened but never closed are ended here: a tool call still open when the
  * run returns was suspended (`agentry.tool.decision` = `suspend`); after a failure it is an error.
  */
-export async function withAgentSpan<T>(run: AgentRun, fn: (span: Span) => Promise<T>, options: AgentSpanOptions = {}): Promise<T> {
+export async function withAgentSpan<T>(
+  run: AgentRun,
+  fn: (span: Span) => Promise<T>,
+  options: AgentSpanOptions = {},
+): Promise<T> {
   const tracer = options.tracer ?? trace.getTracer(AGENTRY_TRACER_NAME);
   const agentName = run.agentName ?? "agentry";
   const links = (options.links ?? []).filter((l): l is Link => l !== undefined);
@@ -140,7 +144,10 @@ export function linkFrom(serialised: string | undefined, reason = "resumed"): Li
 export function markError(span: Span, error: unknown): void {
   span.setAttribute(GenAIAttr.errorType, errorType(error));
   span.recordException(error instanceof Error ? error : String(error));
-  span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+  span.setStatus({
+    code: SpanStatusCode.ERROR,
+    message: error instanceof Error ? error.message : String(error),
+  });
 }
 
 /** `error.type`: the AgentryError code, else the error's name, else `_OTHER` (the conventions' fallback). */

@@ -41,7 +41,9 @@ describe("GenAI attribute names", () => {
   });
 
   it("the Anthropic adapter's provider, which becomes gen_ai.provider.name, is the package's value", () => {
-    expect(new AnthropicModel({ apiKey: "sk-ant-test" }).provider).toBe(semconv.GEN_AI_PROVIDER_NAME_VALUE_ANTHROPIC);
+    expect(new AnthropicModel({ apiKey: "sk-ant-test" }).provider).toBe(
+      semconv.GEN_AI_PROVIDER_NAME_VALUE_ANTHROPIC,
+    );
   });
 
   it("input tokens count cache writes and reads too, and the cache parts are also given apart", () => {

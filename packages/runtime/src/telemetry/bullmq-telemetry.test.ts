@@ -25,7 +25,10 @@ describe("createBullMQTelemetry", () => {
       "tasks",
       async (job: Job<{ taskId: string }>) => {
         workerTraceId = trace.getActiveSpan()?.spanContext().traceId;
-        await withAgentSpan({ taskId: job.data.taskId, tenant: "acme", userId: "u", sessionId: "s" }, async () => "done");
+        await withAgentSpan(
+          { taskId: job.data.taskId, tenant: "acme", userId: "u", sessionId: "s" },
+          async () => "done",
+        );
         return "done";
       },
       { connection: redis.client(), prefix, telemetry: bullTelemetry, autorun: false },

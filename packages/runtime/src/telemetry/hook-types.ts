@@ -4,5 +4,8 @@ export type { ModelCallInfo, RunContext, ToolCallDecision, ToolCallInfo } from "
 
 /** The hooks `createTracingHooks` returns: the model- and tool-call hooks of `AgentHooks`, all present. */
 export type TelemetryHooks = Required<
-  Pick<AgentHooks, "beforeModelCall" | "afterModelCall" | "onModelCallError" | "beforeToolCall" | "afterToolCall">
+  Pick<
+    AgentHooks,
+    "beforeModelCall" | "afterModelCall" | "onModelCallError" | "beforeToolCall" | "afterToolCall"
+  >
 >;

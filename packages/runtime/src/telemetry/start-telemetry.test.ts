@@ -8,10 +8,15 @@ describe("startTelemetry", () => {
   it("exports spans over OTLP HTTP (JSON) to <endpoint>/v1/traces", async () => {
     const receiver = await startOtlpReceiver();
     try {
-      const telemetry = startTelemetry({ serviceName: "agentry-otlp-test", otlpEndpoint: receiver.endpoint, serviceVersion: "1.2.3" });
+      const telemetry = startTelemetry({
+        serviceName: "agentry-otlp-test",
+        otlpEndpoint: receiver.endpoint,
+        serviceVersion: "1.2.3",
+      });
       expect(telemetry.exporting).toBe(true);
-      const traceParent = await withAgentSpan({ taskId: "t-otlp", tenant: "acme", userId: "u", sessionId: "s" }, async (span) =>
-        serializeSpanContext(span),
+      const traceParent = await withAgentSpan(
+        { taskId: "t-otlp", tenant: "acme", userId: "u", sessionId: "s" },
+        async (span) => serializeSpanContext(span),
       );
       // Shutdown flushes the batch processor.
       await telemetry.shutdown();
@@ -23,7 +28,10 @@ describe("startTelemetry", () => {
       expect(post.headers["content-type"]).toContain("application/json");
       const agent = receiver.spans().find((s) => s.name === "invoke_agent agentry");
       expect(agent).toBeDefined();
-      expect(agent!.resource).toMatchObject({ "service.name": "agentry-otlp-test", "service.version": "1.2.3" });
+      expect(agent!.resource).toMatchObject({
+        "service.name": "agentry-otlp-test",
+        "service.version": "1.2.3",
+      });
       expect(traceParent).toContain(agent!.traceId);
       expect(agent!.attributes["agentry.task_id"]).toBe("t-otlp");
     } finally {
@@ -51,15 +59,18 @@ describe("startTelemetry", () => {
     const telemetry = startTelemetry({ serviceName: "agentry-local" });
     try {
       expect(telemetry.exporting).toBe(false);
-      await withAgentSpan({ taskId: "t-local", tenant: "acme", userId: "u", sessionId: "s" }, async (span) => {
-        await new Promise((resolve) => setImmediate(resolve));
-        // Still the active span after an async hop.
-        expect(trace.getActiveSpan()?.spanContext().spanId).toBe(span.spanContext().spanId);
-        // And it travels as W3C trace context (what BullMQ stores in a job).
-        const carrier: Record<string, string> = {};
-        propagation.inject(context.active(), carrier);
-        expect(carrier.traceparent).toBe(serializeSpanContext(span));
-      });
+      await withAgentSpan(
+        { taskId: "t-local", tenant: "acme", userId: "u", sessionId: "s" },
+        async (span) => {
+          await new Promise((resolve) => setImmediate(resolve));
+          // Still the active span after an async hop.
+          expect(trace.getActiveSpan()?.spanContext().spanId).toBe(span.spanContext().spanId);
+          // And it travels as W3C trace context (what BullMQ stores in a job).
+          const carrier: Record<string, string> = {};
+          propagation.inject(context.active(), carrier);
+          expect(carrier.traceparent).toBe(serializeSpanContext(span));
+        },
+      );
     } finally {
       await telemetry.shutdown();
     }

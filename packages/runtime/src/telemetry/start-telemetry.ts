@@ -115,7 +115,11 @@ export function startTelemetry(options: StartTelemetryOptions): Telemetry {
     logRecordProcessors: [],
     instrumentations: [],
     ...(options.serviceVersion
-      ? { resource: sdkModules.defaultResource().merge(sdkModules.resourceFromAttributes({ [ATTR_SERVICE_VERSION]: options.serviceVersion })) }
+      ? {
+          resource: sdkModules
+            .defaultResource()
+            .merge(sdkModules.resourceFromAttributes({ [ATTR_SERVICE_VERSION]: options.serviceVersion })),
+        }
       : {}),
   });
   sdk.start();
@@ -138,7 +142,10 @@ export function startTelemetry(options: StartTelemetryOptions): Telemetry {
   };
 }
 
-function createSpanProcessor(sdk: Sdk, options: StartTelemetryOptions): { processor: SpanProcessor; exporting: boolean } {
+function createSpanProcessor(
+  sdk: Sdk,
+  options: StartTelemetryOptions,
+): { processor: SpanProcessor; exporting: boolean } {
   const exporter: SpanExporter | undefined =
     options.exporter ??
     (options.otlpTracesEndpoint || options.otlpEndpoint
@@ -153,7 +160,10 @@ function createSpanProcessor(sdk: Sdk, options: StartTelemetryOptions): { proces
   if (!exporter) return { processor: new sdk.NoopSpanProcessor(), exporting: false };
   const mode = options.processor ?? (options.exporter ? "simple" : "batch");
   return {
-    processor: mode === "simple" ? new sdk.SimpleSpanProcessor({ exporter }) : new sdk.BatchSpanProcessor({ exporter }),
+    processor:
+      mode === "simple"
+        ? new sdk.SimpleSpanProcessor({ exporter })
+        : new sdk.BatchSpanProcessor({ exporter }),
     exporting: true,
   };
 }

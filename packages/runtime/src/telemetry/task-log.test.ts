@@ -31,7 +31,13 @@ describe("task logs", () => {
       return span.spanContext();
     });
     expect(lines[0]).not.toHaveProperty("trace_id");
-    expect(lines[1]).toMatchObject({ msg: "inside", trace_id: ids.traceId, span_id: ids.spanId, trace_flags: "01", service: "worker" });
+    expect(lines[1]).toMatchObject({
+      msg: "inside",
+      trace_id: ids.traceId,
+      span_id: ids.spanId,
+      trace_flags: "01",
+      service: "worker",
+    });
   });
 
   it("keeps the caller's mixin and redacts secrets (core defaults and configured paths)", () => {
@@ -43,7 +49,11 @@ describe("task logs", () => {
       pinoOptions: { mixin: () => ({ region: "eu" }) },
     });
     logger.info({ apiKey: "sk-ant-secret", payload: { card: "4111", city: "Paris" } }, "call");
-    expect(lines[0]).toMatchObject({ region: "eu", apiKey: "[redacted]", payload: { card: "[redacted]", city: "Paris" } });
+    expect(lines[0]).toMatchObject({
+      region: "eu",
+      apiKey: "[redacted]",
+      payload: { card: "[redacted]", city: "Paris" },
+    });
   });
 
   it("logs start, completion with duration, and failure with the typed error", async () => {
@@ -61,8 +71,20 @@ describe("task logs", () => {
     now += 40;
     failing.failed(new AgentryError("BUDGET_EXCEEDED", "tenant:acme over budget"));
 
-    expect(lines.map((l) => l.msg)).toEqual(["task started", "task completed", "task started", "task failed"]);
-    expect(lines[0]).toMatchObject({ taskId: "t-log", tenant: "acme", userId: "u-1", sessionId: "s-1", attempt: 1, name: "agent" });
+    expect(lines.map((l) => l.msg)).toEqual([
+      "task started",
+      "task completed",
+      "task started",
+      "task failed",
+    ]);
+    expect(lines[0]).toMatchObject({
+      taskId: "t-log",
+      tenant: "acme",
+      userId: "u-1",
+      sessionId: "s-1",
+      attempt: 1,
+      name: "agent",
+    });
     expect(lines[0]).toHaveProperty("trace_id");
     expect(lines[1]).toMatchObject({ durationMs: 1_250, steps: 3, taskId: "t-log" });
     expect(lines[3]).toMatchObject({ level: 50, durationMs: 40, errorCode: "BUDGET_EXCEEDED", attempt: 2 });

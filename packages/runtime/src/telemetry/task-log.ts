@@ -1,5 +1,12 @@
 import { isSpanContextValid, trace } from "@opentelemetry/api";
-import { AgentryError, createLogger, systemClock, type Clock, type CreateLoggerOptions, type Logger } from "@agentry/core";
+import {
+  AgentryError,
+  createLogger,
+  systemClock,
+  type Clock,
+  type CreateLoggerOptions,
+  type Logger,
+} from "@agentry/core";
 
 /** Fields {@link traceLogMixin} adds to a log line. */
 export interface TraceLogFields {
@@ -18,7 +25,11 @@ export function traceLogMixin(): () => TraceLogFields {
     if (!span) return {};
     const sc = span.spanContext();
     if (!isSpanContextValid(sc)) return {};
-    return { trace_id: sc.traceId, span_id: sc.spanId, trace_flags: sc.traceFlags.toString(16).padStart(2, "0") };
+    return {
+      trace_id: sc.traceId,
+      span_id: sc.spanId,
+      trace_flags: sc.traceFlags.toString(16).padStart(2, "0"),
+    };
   };
 }
 
@@ -34,7 +45,10 @@ export function createTaskLogger(options: CreateLoggerOptions): Logger {
     ...options,
     pinoOptions: {
       ...options.pinoOptions,
-      mixin: (mergeObject, level, logger) => ({ ...traceFields(), ...(userMixin ? userMixin(mergeObject, level, logger) : {}) }),
+      mixin: (mergeObject, level, logger) => ({
+        ...traceFields(),
+        ...(userMixin ? userMixin(mergeObject, level, logger) : {}),
+      }),
     },
   });
 }
@@ -69,7 +83,11 @@ export interface TaskLog {
  * Logs `task started` and returns the handle that logs how it ended, with its duration.
  * `_internal.clock` is for tests.
  */
-export function startTaskLog(logger: Logger, task: TaskLogIdentity, _internal: { clock?: Clock } = {}): TaskLog {
+export function startTaskLog(
+  logger: Logger,
+  task: TaskLogIdentity,
+  _internal: { clock?: Clock } = {},
+): TaskLog {
   const clock = _internal.clock ?? systemClock;
   const startedAt = clock.now();
   const child = logger.child(definedOnly({ ...task }));
@@ -83,7 +101,12 @@ export function startTaskLog(logger: Logger, task: TaskLogIdentity, _internal: {
     },
     failed(error, fields = {}) {
       const { willRetry, ...rest } = fields;
-      const line = { ...rest, durationMs: elapsedMs(), ...describeError(error), ...(willRetry !== undefined ? { willRetry } : {}) };
+      const line = {
+        ...rest,
+        durationMs: elapsedMs(),
+        ...describeError(error),
+        ...(willRetry !== undefined ? { willRetry } : {}),
+      };
       if (willRetry) child.warn(line, "task failed");
       else child.error(line, "task failed");
     },

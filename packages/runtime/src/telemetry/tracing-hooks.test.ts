@@ -16,8 +16,18 @@ beforeAll(() => {
 afterAll(() => telemetry.shutdown());
 beforeEach(() => exporter.reset());
 
-const run: AgentRun = { taskId: "task-1", tenant: "acme", userId: "u-1", sessionId: "s-1", agentName: "assistant" };
-const request: ModelRequest = { model: "claude-sonnet-4-5", messages: [{ role: "user", content: "hi" }], maxTokens: 1024 };
+const run: AgentRun = {
+  taskId: "task-1",
+  tenant: "acme",
+  userId: "u-1",
+  sessionId: "s-1",
+  agentName: "assistant",
+};
+const request: ModelRequest = {
+  model: "claude-sonnet-4-5",
+  messages: [{ role: "user", content: "hi" }],
+  maxTokens: 1024,
+};
 const usage: Usage = { input: 100, output: 20, cacheCreationInput: 30, cacheReadInput: 50 };
 const response = (stopReason: ModelResponse["stopReason"] = "tool_use"): ModelResponse => ({
   id: "msg_1",
@@ -26,7 +36,12 @@ const response = (stopReason: ModelResponse["stopReason"] = "tool_use"): ModelRe
   stopReason,
   usage,
 });
-const toolCall = (id: string, name = "get_weather"): ToolUseBlock => ({ type: "tool_use", id, name, input: { city: "Paris" } });
+const toolCall = (id: string, name = "get_weather"): ToolUseBlock => ({
+  type: "tool_use",
+  id,
+  name,
+  input: { city: "Paris" },
+});
 
 const spans: () => ReadableSpan[] = () => exporter.getFinishedSpans();
 /** Waits for every ended span to reach the exporter. */
@@ -41,12 +56,20 @@ const byName = (name: string): ReadableSpan => {
 
 describe("withAgentSpan + createTracingHooks", () => {
   it("nests chat and execute_tool spans under invoke_agent with GenAI attributes and cost", async () => {
-    const hooks = createTracingHooks({ tracer: telemetry.tracer, pricing: (_model, u) => u.input * 3 + u.output * 15 });
+    const hooks = createTracingHooks({
+      tracer: telemetry.tracer,
+      pricing: (_model, u) => u.input * 3 + u.output * 15,
+    });
     await withAgentSpan(run, async () => {
       const info = { run, step: 1, request };
       await hooks.beforeModelCall(info);
       // Another hook clamped max_tokens: the span reports what was sent.
-      await hooks.afterModelCall({ ...info, request: { ...request, maxTokens: 512 }, response: response(), durationMs: 850 });
+      await hooks.afterModelCall({
+        ...info,
+        request: { ...request, maxTokens: 512 },
+        response: response(),
+        durationMs: 850,
+      });
       const call = toolCall("toolu_1");
       expect(await hooks.beforeToolCall({ run, step: 1, call })).toEqual({ type: "allow" });
       await hooks.afterToolCall({
@@ -107,7 +130,10 @@ describe("withAgentSpan + createTracingHooks", () => {
     await withAgentSpan(run, async () => {
       const a = toolCall("toolu_a", "get_weather");
       const b = toolCall("toolu_b", "delete_resource");
-      await Promise.all([hooks.beforeToolCall({ run, step: 2, call: a }), hooks.beforeToolCall({ run, step: 2, call: b })]);
+      await Promise.all([
+        hooks.beforeToolCall({ run, step: 2, call: a }),
+        hooks.beforeToolCall({ run, step: 2, call: b }),
+      ]);
       // They finish in the opposite order.
       await hooks.afterToolCall({
         run,
@@ -159,7 +185,12 @@ describe("withAgentSpan + createTracingHooks", () => {
     await withAgentSpan(
       run,
       async () => {
-        await hooks.beforeToolCall({ run, step: 1, call, previousSuspension: { reason: "approval", data: { approvalId: "ap-1" } } });
+        await hooks.beforeToolCall({
+          run,
+          step: 1,
+          call,
+          previousSuspension: { reason: "approval", data: { approvalId: "ap-1" } },
+        });
         await hooks.afterToolCall({
           run,
           step: 1,
@@ -235,13 +266,17 @@ describe("withAgentSpan + createTracingHooks", () => {
     const finished = chats.find((s) => s.attributes["agentry.step"] === 3)!;
     expect(finished.attributes["gen_ai.response.finish_reasons"]).toEqual(["end_turn"]);
     expect(finished.attributes["agentry.cost_micro_usd"]).toBeUndefined();
-    expect(chats.find((s) => s.attributes["agentry.step"] === 4)!.attributes["agentry.unfinished"]).toBe(true);
+    expect(chats.find((s) => s.attributes["agentry.step"] === 4)!.attributes["agentry.unfinished"]).toBe(
+      true,
+    );
   });
 
   it("serialises nothing and links nothing when there is no real span context", () => {
     expect(linkFrom(undefined)).toBeUndefined();
     expect(linkFrom("garbage")).toBeUndefined();
     expect(linkFrom(`00-${"0".repeat(32)}-${"1".repeat(16)}-01`)).toBeUndefined();
-    expect(serializeSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 })).toBeUndefined();
+    expect(
+      serializeSpanContext({ traceId: "0".repeat(32), spanId: "0".repeat(16), traceFlags: 0 }),
+    ).toBeUndefined();
   });
 });

@@ -1,4 +1,13 @@
-import { context, diag, SpanKind, SpanStatusCode, trace, type Attributes, type Span, type Tracer } from "@opentelemetry/api";
+import {
+  context,
+  diag,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type Span,
+  type Tracer,
+} from "@opentelemetry/api";
 import type { Usage } from "@agentry/llm";
 import { markError, runScopeOf, type ScopeExit } from "./agent-span.js";
 import { AgentryAttr, GenAIAttr, GenAIOperation, usageAttributes } from "./attributes.js";
@@ -68,7 +77,11 @@ export function createTracingHooks(options: TracingHooksOptions = {}): Telemetry
       stale.span.end();
     }
     const parent = context.active();
-    const span = tracer.startSpan(name, { kind, attributes, ...(startTime !== undefined ? { startTime } : {}) }, parent);
+    const span = tracer.startSpan(
+      name,
+      { kind, attributes, ...(startTime !== undefined ? { startTime } : {}) },
+      parent,
+    );
     const unregister =
       runScopeOf(parent)?.add((exit) => {
         spans.delete(key);
@@ -97,7 +110,8 @@ export function createTracingHooks(options: TracingHooksOptions = {}): Telemetry
       [AgentryAttr.step]: info.step,
     };
     if (model !== undefined) attributes[GenAIAttr.requestModel] = model;
-    if (info.request.temperature !== undefined) attributes[GenAIAttr.requestTemperature] = info.request.temperature;
+    if (info.request.temperature !== undefined)
+      attributes[GenAIAttr.requestTemperature] = info.request.temperature;
     return open(
       modelSpans,
       modelKey(info),
@@ -121,7 +135,8 @@ export function createTracingHooks(options: TracingHooksOptions = {}): Telemetry
       [AgentryAttr.taskId]: info.run.taskId,
       [AgentryAttr.step]: info.step,
     };
-    if (info.previousSuspension) attributes[AgentryAttr.toolPreviousSuspension] = info.previousSuspension.reason;
+    if (info.previousSuspension)
+      attributes[AgentryAttr.toolPreviousSuspension] = info.previousSuspension.reason;
     return open(
       toolSpans,
       toolKey(info),
@@ -150,7 +165,8 @@ export function createTracingHooks(options: TracingHooksOptions = {}): Telemetry
 
     async afterModelCall(info) {
       safely("afterModelCall", () => {
-        const { span, release } = modelSpans.get(modelKey(info)) ?? openModelSpan(info, Date.now() - info.durationMs);
+        const { span, release } =
+          modelSpans.get(modelKey(info)) ?? openModelSpan(info, Date.now() - info.durationMs);
         release();
         const { response } = info;
         const usage = response.usage;
@@ -195,7 +211,8 @@ export function createTracingHooks(options: TracingHooksOptions = {}): Telemetry
 
     async afterToolCall(info) {
       safely("afterToolCall", () => {
-        const { span, release } = toolSpans.get(toolKey(info)) ?? openToolSpan(info, Date.now() - info.durationMs);
+        const { span, release } =
+          toolSpans.get(toolKey(info)) ?? openToolSpan(info, Date.now() - info.durationMs);
         release();
         const { decision } = info;
         span.setAttribute(AgentryAttr.toolDecision, decision.type);

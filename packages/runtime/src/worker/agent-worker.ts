@@ -9,7 +9,16 @@ import {
   type Telemetry,
 } from "bullmq";
 import type { Redis } from "ioredis";
-import { AgentryError, createRedis, DEFAULT_KEY_PREFIX, type Fence, type Logger, systemClock, type Clock, withTimeout } from "@agentry/core";
+import {
+  AgentryError,
+  createRedis,
+  DEFAULT_KEY_PREFIX,
+  type Fence,
+  type Logger,
+  systemClock,
+  type Clock,
+  withTimeout,
+} from "@agentry/core";
 import {
   DEFAULT_QUEUE_NAME,
   TASK_CATALOG,
@@ -150,7 +159,13 @@ export interface AgentWorkerOptions {
    */
   taskStream?: TaskStreamLimits & { flushMs?: number; maxBatchChars?: number; tickMs?: number };
   /** Called for every job that ends (completed or failed), for metrics and audit. */
-  onFinished?: (event: { taskId: string; payload: AgentTaskPayload; outcome: "completed" | "failed" | "cancelled"; durationMs: number; error?: AgentryError }) => void;
+  onFinished?: (event: {
+    taskId: string;
+    payload: AgentTaskPayload;
+    outcome: "completed" | "failed" | "cancelled";
+    durationMs: number;
+    error?: AgentryError;
+  }) => void;
   /** Fair share between tenants: slots for `maxRunning` (see {@link FairShare}). */
   fairShare?: {
     /** A running attempt's slot lives this long unless renewed (a killed worker's slot comes back after it). @defaultValue 30_000 */
@@ -205,7 +220,10 @@ export class AgentWorker implements WorkerControl {
   /** Fair share between tenants: the order's clock and the tenants' slots. */
   readonly fair: FairShare;
   /** Running attempts by lock token (a task may briefly have a stale attempt beside a new one). */
-  private readonly active = new Map<string, { taskId: string; controller: AbortController; lastProgressAt: number; slot?: TenantSlot }>();
+  private readonly active = new Map<
+    string,
+    { taskId: string; controller: AbortController; lastProgressAt: number; slot?: TenantSlot }
+  >();
   private fairTimers: NodeJS.Timeout[] = [];
   private rebasing: Promise<void> | undefined;
   private readonly jobWriter: FencedJobWriter;
@@ -231,7 +249,11 @@ export class AgentWorker implements WorkerControl {
     this.agentName = options.agentName ?? "assistant";
     this.clock = options._internal?.clock ?? systemClock;
     this.redis = createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker" });
-    this.subscriber = createRedis({ url: options.url, role: "subscriber", connectionName: "agentry-worker-sub" });
+    this.subscriber = createRedis({
+      url: options.url,
+      role: "subscriber",
+      connectionName: "agentry-worker-sub",
+    });
     this.redis.on("error", (err) => options.logger.warn({ err: err.message }, "redis connection error"));
     this.jobWriter = new FencedJobWriter(this.redis, options.taskStream);
     this.fair = new FairShare({
@@ -239,17 +261,27 @@ export class AgentWorker implements WorkerControl {
       prefix: this.prefix,
       queueName: this.queueName,
       ...(options.fairShare?.slotLeaseMs === undefined ? {} : { slotLeaseMs: options.fairShare.slotLeaseMs }),
-      ...(options.fairShare?.reservationMs === undefined ? {} : { reservationMs: options.fairShare.reservationMs }),
+      ...(options.fairShare?.reservationMs === undefined
+        ? {}
+        : { reservationMs: options.fairShare.reservationMs }),
       _internal: { clock: this.clock, ...options._internal?.fairShare },
     });
-    this.textConnection = createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker-text" });
+    this.textConnection = createRedis({
+      url: options.url,
+      role: "worker",
+      connectionName: "agentry-worker-text",
+    });
     this.textConnection.on("error", () => undefined);
     this.texts = new TextAppender(this.textConnection, options.taskStream);
     this.subscriber.on("error", () => undefined);
     this.queue = new Queue(this.queueName, { connection: this.redis, prefix: this.prefix });
     this.queue.on("error", () => undefined);
     const lockDuration = options.lockDurationMs ?? 10_000;
-    this.workerConnection = createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker-bullmq" });
+    this.workerConnection = createRedis({
+      url: options.url,
+      role: "worker",
+      connectionName: "agentry-worker-bullmq",
+    });
     this.worker = new Worker(this.queueName, (job, token, signal) => this.process(job, token, signal), {
       connection: this.workerConnection,
       prefix: this.prefix,
@@ -274,7 +306,9 @@ export class AgentWorker implements WorkerControl {
     // A lock that could not be renewed (it lapsed, e.g. while Redis was away) means another
     // worker may own the task now: stop the attempt at once. Its fenced writes fail anyway.
     this.worker.on("lockRenewalFailed", (jobIds: string[]) => {
-      void this.abortLostAttempts(new Set(jobIds)).catch((err: unknown) => options.logger.warn({ err }, "lock check failed"));
+      void this.abortLostAttempts(new Set(jobIds)).catch((err: unknown) =>
+        options.logger.warn({ err }, "lock check failed"),
+      );
     });
   }
 
@@ -283,8 +317,15 @@ export class AgentWorker implements WorkerControl {
       if (!jobIds.has(attempt.taskId)) continue;
       const holder = await this.redis.get(jobKeys(this.prefix, this.queueName, attempt.taskId).lock);
       if (holder !== token) {
-        this.options.logger.warn({ event: "task-lock-lost", taskId: attempt.taskId }, "task attempt lost its job lock; stopping it");
-        attempt.controller.abort(new AgentryError("LOCK_LOST", `Task ${attempt.taskId}: the attempt lost its job lock`, { retryable: false }));
+        this.options.logger.warn(
+          { event: "task-lock-lost", taskId: attempt.taskId },
+          "task attempt lost its job lock; stopping it",
+        );
+        attempt.controller.abort(
+          new AgentryError("LOCK_LOST", `Task ${attempt.taskId}: the attempt lost its job lock`, {
+            retryable: false,
+          }),
+        );
       }
     }
   }
@@ -295,14 +336,19 @@ export class AgentWorker implements WorkerControl {
     await this.subscriber.subscribe(cancelChannel(this.prefix));
     this.subscriber.on("message", (_channel: string, taskId: string) => {
       for (const attempt of this.active.values()) {
-        if (attempt.taskId === taskId) attempt.controller.abort(new AgentryError("CANCELLED", `Task ${taskId} was cancelled`));
+        if (attempt.taskId === taskId)
+          attempt.controller.abort(new AgentryError("CANCELLED", `Task ${taskId} was cancelled`));
       }
-      void this.options.onCancelRequested?.(taskId).catch((err: unknown) => this.options.logger.warn({ err, taskId }, "cancellation follow-up failed"));
+      void this.options
+        .onCancelRequested?.(taskId)
+        .catch((err: unknown) => this.options.logger.warn({ err, taskId }, "cancellation follow-up failed"));
     });
     for (const source of this.options.wakeSources ?? []) {
       this.unsubscribes.push(
         await source((taskId) => {
-          void this.promote(taskId).catch((err: unknown) => this.options.logger.warn({ err, taskId }, "wake-up failed"));
+          void this.promote(taskId).catch((err: unknown) =>
+            this.options.logger.warn({ err, taskId }, "wake-up failed"),
+          );
         }),
       );
     }
@@ -310,7 +356,10 @@ export class AgentWorker implements WorkerControl {
     await this.worker.waitUntilReady();
     if ((this.options.reconcilers ?? []).length > 0) {
       await this.reconcile();
-      this.reconcileTimer = setInterval(() => void this.reconcile(), Math.max(100, this.options.reconcileEveryMs ?? 5_000));
+      this.reconcileTimer = setInterval(
+        () => void this.reconcile(),
+        Math.max(100, this.options.reconcileEveryMs ?? 5_000),
+      );
       this.reconcileTimer.unref();
     }
     this.startFairTimers();
@@ -331,13 +380,23 @@ export class AgentWorker implements WorkerControl {
 
   /** Renews the slots of running attempts, and periodically wakes capped tasks whose tenant has room. */
   private startFairTimers(): void {
-    const renew = setInterval(() => {
-      const slots = [...this.active.values()].flatMap((a) => (a.slot ? [a.slot] : []));
-      void this.fair.renew(slots).catch((err: unknown) => this.options.logger.warn({ err }, "renewing tenant slots failed"));
-    }, Math.max(100, Math.floor(this.fair.leaseMs / 3)));
-    const reconcile = setInterval(() => {
-      void this.reconcileTenants().catch((err: unknown) => this.options.logger.warn({ err }, "tenant reconcile failed"));
-    }, Math.max(100, this.options.fairShare?.reconcileEveryMs ?? this.options.reconcileEveryMs ?? 5_000));
+    const renew = setInterval(
+      () => {
+        const slots = [...this.active.values()].flatMap((a) => (a.slot ? [a.slot] : []));
+        void this.fair
+          .renew(slots)
+          .catch((err: unknown) => this.options.logger.warn({ err }, "renewing tenant slots failed"));
+      },
+      Math.max(100, Math.floor(this.fair.leaseMs / 3)),
+    );
+    const reconcile = setInterval(
+      () => {
+        void this.reconcileTenants().catch((err: unknown) =>
+          this.options.logger.warn({ err }, "tenant reconcile failed"),
+        );
+      },
+      Math.max(100, this.options.fairShare?.reconcileEveryMs ?? this.options.reconcileEveryMs ?? 5_000),
+    );
     for (const timer of [renew, reconcile]) timer.unref();
     this.fairTimers = [renew, reconcile];
   }
@@ -348,7 +407,8 @@ export class AgentWorker implements WorkerControl {
    * job is gone. Every worker runs it periodically; it is safe to run anywhere, any time.
    */
   async reconcileTenants(): Promise<void> {
-    for (const tenant of await this.fair.cappedTenants()) await this.wakeCapped(tenant, (await this.fair.release(tenant)).wake);
+    for (const tenant of await this.fair.cappedTenants())
+      await this.wakeCapped(tenant, (await this.fair.release(tenant)).wake);
     for (const tenant of await this.fair.tenants()) await this.fair.pruneWaiting(tenant);
   }
 
@@ -439,12 +499,22 @@ export class AgentWorker implements WorkerControl {
     const running = this.worker.isRunning() && !this.shuttingDown;
     if (!running) reasons.push("worker is not running");
     const now = this.clock.now();
-    const lastProgress = [...this.active.values()].reduce((min, a) => Math.min(min, a.lastProgressAt), Number.POSITIVE_INFINITY);
+    const lastProgress = [...this.active.values()].reduce(
+      (min, a) => Math.min(min, a.lastProgressAt),
+      Number.POSITIVE_INFINITY,
+    );
     const lastProgressAgoMs = Number.isFinite(lastProgress) ? now - lastProgress : null;
     if (lastProgressAgoMs !== null && lastProgressAgoMs > (this.options.progressTimeoutMs ?? 300_000)) {
       reasons.push(`a running task has made no progress for ${Math.round(lastProgressAgoMs / 1000)} s`);
     }
-    return { ok: reasons.length === 0, redis, running, activeJobs: this.active.size, lastProgressAgoMs, reasons };
+    return {
+      ok: reasons.length === 0,
+      redis,
+      running,
+      activeJobs: this.active.size,
+      lastProgressAgoMs,
+      reasons,
+    };
   }
 
   private async process(
@@ -456,14 +526,24 @@ export class AgentWorker implements WorkerControl {
     return this.runTask(job as Job<AgentJobData, AgentTaskResult>, token, bullSignal);
   }
 
-  private async runTask(job: Job<AgentJobData, AgentTaskResult>, token: string | undefined, bullSignal: AbortSignal | undefined): Promise<AgentTaskResult> {
+  private async runTask(
+    job: Job<AgentJobData, AgentTaskResult>,
+    token: string | undefined,
+    bullSignal: AbortSignal | undefined,
+  ): Promise<AgentTaskResult> {
     const taskId = job.id as string;
     const payload = job.data.payload;
-    const log = this.options.logger.child({ taskId, tenant: payload.tenant, sessionId: payload.sessionId, attempt: job.attemptsStarted });
+    const log = this.options.logger.child({
+      taskId,
+      tenant: payload.tenant,
+      sessionId: payload.sessionId,
+      attempt: job.attemptsStarted,
+    });
     if (!token) throw new AgentryError("INTERNAL", `Task ${taskId} was delivered without a lock token`);
     const controller = new AbortController();
     bullSignal?.addEventListener("abort", () => controller.abort(bullSignal.reason), { once: true });
-    const entry: { taskId: string; controller: AbortController; lastProgressAt: number; slot?: TenantSlot } = { taskId, controller, lastProgressAt: this.clock.now() };
+    const entry: { taskId: string; controller: AbortController; lastProgressAt: number; slot?: TenantSlot } =
+      { taskId, controller, lastProgressAt: this.clock.now() };
     this.active.set(token, entry);
     const startedAt = this.clock.now();
     const keys = jobKeys(this.prefix, this.queueName, taskId);
@@ -472,9 +552,19 @@ export class AgentWorker implements WorkerControl {
     const texts = new TextBatcher({
       write: (pieces) => this.texts.append(keys, token, pieces),
       ...(this.options.taskStream?.flushMs === undefined ? {} : { flushMs: this.options.taskStream.flushMs }),
-      ...(this.options.taskStream?.maxBatchChars === undefined ? {} : { maxChars: this.options.taskStream.maxBatchChars }),
-      onError: (err) => log.warn({ event: "task-text-dropped", err }, "could not write model text to the task stream; live readers miss it"),
-      onFenced: () => log.warn({ event: "task-text-fenced" }, "task attempt lost its job lock; its model text is not streamed"),
+      ...(this.options.taskStream?.maxBatchChars === undefined
+        ? {}
+        : { maxChars: this.options.taskStream.maxBatchChars }),
+      onError: (err) =>
+        log.warn(
+          { event: "task-text-dropped", err },
+          "could not write model text to the task stream; live readers miss it",
+        ),
+      onFenced: () =>
+        log.warn(
+          { event: "task-text-fenced" },
+          "task attempt lost its job lock; its model text is not streamed",
+        ),
     });
     const update = async (patch: Partial<AgentJobData>) => {
       data = { ...data, ...patch };
@@ -482,12 +572,18 @@ export class AgentWorker implements WorkerControl {
     };
     try {
       // The tenant's cap first: a task over it waits parked, holding no slot, until one frees.
-      const admission = await this.fair.admit({ taskId, tenant: payload.tenant, attempt: token, priority: job.priority ?? 0 });
+      const admission = await this.fair.admit({
+        taskId,
+        tenant: payload.tenant,
+        attempt: token,
+        priority: job.priority ?? 0,
+      });
       if (!admission.admitted) {
         const until = this.clock.now() + (this.options.fairShare?.cappedParkMs ?? 3_600_000);
         await update({ parked: { reason: "tenant_capped", until }, parkCount: (data.parkCount ?? 0) + 1 });
         await job.moveToDelayed(until, token);
-        if ((await this.redis.del(wakeKey(this.prefix, taskId))) === 1) await job.promote().catch(() => undefined);
+        if ((await this.redis.del(wakeKey(this.prefix, taskId))) === 1)
+          await job.promote().catch(() => undefined);
         log.info({ event: "task-capped" }, "tenant at its maxRunning: task waits for a slot");
         throw new DelayedError();
       }
@@ -530,13 +626,27 @@ export class AgentWorker implements WorkerControl {
       if (outcome.type === "park") {
         await update({ parked: outcome.parked, parkCount: (data.parkCount ?? 0) + 1 });
         await job.moveToDelayed(Math.max(outcome.parked.until, this.clock.now() + 1), token);
-        if ((await this.redis.del(wakeKey(this.prefix, taskId))) === 1) await job.promote().catch(() => undefined);
-        log.info({ event: "task-parked", reason: outcome.parked.reason, until: outcome.parked.until }, "task parked");
+        if ((await this.redis.del(wakeKey(this.prefix, taskId))) === 1)
+          await job.promote().catch(() => undefined);
+        log.info(
+          { event: "task-parked", reason: outcome.parked.reason, until: outcome.parked.until },
+          "task parked",
+        );
         throw new DelayedError();
       }
       if (data.parked) await update({ parked: undefined });
       const durationMs = this.clock.now() - startedAt;
-      log.info({ event: "task-completed", agent: this.agentName, success: true, durationMs, steps: outcome.result.steps, costMicroUsd: outcome.result.costMicroUsd }, `agent ${this.agentName} completed task`);
+      log.info(
+        {
+          event: "task-completed",
+          agent: this.agentName,
+          success: true,
+          durationMs,
+          steps: outcome.result.steps,
+          costMicroUsd: outcome.result.costMicroUsd,
+        },
+        `agent ${this.agentName} completed task`,
+      );
       this.options.onFinished?.({ taskId, payload, outcome: "completed", durationMs });
       return outcome.result;
     } catch (thrown) {
@@ -547,29 +657,52 @@ export class AgentWorker implements WorkerControl {
         log.info({ event: "task-handed-back" }, "task handed back on shutdown");
         throw new WaitingError();
       }
-      const err = AgentryError.from(controller.signal.aborted && AgentryError.isInstance(controller.signal.reason) ? controller.signal.reason : thrown);
+      const err = AgentryError.from(
+        controller.signal.aborted && AgentryError.isInstance(controller.signal.reason)
+          ? controller.signal.reason
+          : thrown,
+      );
       const durationMs = this.clock.now() - startedAt;
       if (err.code === "LOCK_LOST") {
         // Another attempt owns the task now: this one leaves the job as it is (no failure, no
         // retry: a WaitingError makes BullMQ touch nothing) and reports nothing as finished.
         controller.abort(err);
-        log.warn({ event: "task-attempt-fenced", err: err.message, durationMs }, "task attempt lost its job lock; it commits nothing more");
+        log.warn(
+          { event: "task-attempt-fenced", err: err.message, durationMs },
+          "task attempt lost its job lock; it commits nothing more",
+        );
         throw new WaitingError();
       }
       if (err.code === "PROVIDER_RATE_LIMITED") {
         const wait = err.retryAfterMs ?? 1_000;
         await this.queue.rateLimit(wait);
-        log.warn({ event: "task-rate-limited", retryAfterMs: wait }, "provider rate limit: queue paused for all workers");
+        log.warn(
+          { event: "task-rate-limited", retryAfterMs: wait },
+          "provider rate limit: queue paused for all workers",
+        );
         throw new RateLimitError();
       }
       await update({ error: err.toData() }).catch(() => undefined);
       const attemptsLeft = (job.opts.attempts ?? 1) - job.attemptsMade - 1;
       if (err.retryable && attemptsLeft > 0) {
-        log.warn({ event: "task-retry", code: err.code, err: err.message, attemptsLeft }, "task attempt failed; will retry");
+        log.warn(
+          { event: "task-retry", code: err.code, err: err.message, attemptsLeft },
+          "task attempt failed; will retry",
+        );
         throw new RetryableTaskError(err);
       }
       const outcome = err.code === "CANCELLED" ? "cancelled" : "failed";
-      log.error({ event: "task-failed", agent: this.agentName, success: false, code: err.code, err: err.message, durationMs }, `agent ${this.agentName} failed task`);
+      log.error(
+        {
+          event: "task-failed",
+          agent: this.agentName,
+          success: false,
+          code: err.code,
+          err: err.message,
+          durationMs,
+        },
+        `agent ${this.agentName} failed task`,
+      );
       this.options.onFinished?.({ taskId, payload, outcome, durationMs, error: err });
       throw new UnrecoverableError(`[${err.code}] ${err.message}`);
     } finally {
@@ -595,7 +728,11 @@ export class AgentWorker implements WorkerControl {
     this.rebasing ??= this.fair
       .rebase()
       .then((moved) => {
-        if (moved > 0) this.options.logger.info({ event: "fair-clock-rebased", priorities: moved }, "fair-share clock rebased");
+        if (moved > 0)
+          this.options.logger.info(
+            { event: "fair-clock-rebased", priorities: moved },
+            "fair-share clock rebased",
+          );
       })
       .catch((err: unknown) => this.options.logger.warn({ err }, "fair-share clock rebase failed"))
       .finally(() => {
@@ -609,8 +746,16 @@ export class AgentWorker implements WorkerControl {
     const failures = await job.getIgnoredChildrenFailures();
     const childId = (key: string) => key.slice(key.lastIndexOf(":") + 1);
     const children: FanoutResult["children"] = [
-      ...Object.entries(values).map(([key, result]) => ({ taskId: childId(key), status: "completed" as const, result })),
-      ...Object.entries(failures).map(([key, error]) => ({ taskId: childId(key), status: "failed" as const, error })),
+      ...Object.entries(values).map(([key, result]) => ({
+        taskId: childId(key),
+        status: "completed" as const,
+        result,
+      })),
+      ...Object.entries(failures).map(([key, error]) => ({
+        taskId: childId(key),
+        status: "failed" as const,
+        error,
+      })),
     ];
     const order = new Map((job.data.taskIds ?? []).map((id, i) => [id, i]));
     children.sort((a, b) => (order.get(a.taskId) ?? Infinity) - (order.get(b.taskId) ?? Infinity));
@@ -632,4 +777,3 @@ function retryAfterOf(err: Error | undefined): number | undefined {
   const value = (err as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
   return typeof value === "number" ? value : undefined;
 }
-

@@ -5,7 +5,14 @@ import { DEFAULT_TASK_STREAM_LIMITS, taskStreamKey, type TaskStreamLimits } from
 const scripts = defineScripts<{
   updateJobData: (
     keys: [job: string, lock: string, events: string, meta: string, stream: string],
-    args: [token: string, field: "data" | "progress", value: string, jobId: string, maxLen: number, ttlMs: number],
+    args: [
+      token: string,
+      field: "data" | "progress",
+      value: string,
+      jobId: string,
+      maxLen: number,
+      ttlMs: number,
+    ],
   ) => number;
 }>(import.meta.url, { updateJobData: "./update-job-data-5.lua" });
 
@@ -52,16 +59,28 @@ export class FencedJobWriter {
   }
 
   /** Sets the job's `data` or `progress` (progress also goes to the task's stream). Throws `LOCK_LOST` when fenced out. */
-  async write(keys: JobKeys, jobId: string, token: string, field: "data" | "progress", value: unknown): Promise<void> {
+  async write(
+    keys: JobKeys,
+    jobId: string,
+    token: string,
+    field: "data" | "progress",
+    value: unknown,
+  ): Promise<void> {
     const reply = await scripts.updateJobData(
       this.redis,
       [keys.job, keys.lock, keys.events, keys.meta, keys.stream],
       [token, field, JSON.stringify(value), jobId, this.limits.maxLen, this.limits.ttlMs],
     );
     if (reply === 1) return;
-    throw new AgentryError("LOCK_LOST", reply === 0 ? `Task ${jobId}: this attempt no longer holds the job lock; another attempt owns the task` : `Task ${jobId} no longer exists`, {
-      retryable: false,
-      details: { taskId: jobId },
-    });
+    throw new AgentryError(
+      "LOCK_LOST",
+      reply === 0
+        ? `Task ${jobId}: this attempt no longer holds the job lock; another attempt owns the task`
+        : `Task ${jobId} no longer exists`,
+      {
+        retryable: false,
+        details: { taskId: jobId },
+      },
+    );
   }
 }

@@ -71,7 +71,11 @@ describe("fake Anthropic Messages API", () => {
       onResponseClosed: (r) => closed.push(String(r.body.messages?.[0]?.content)),
     });
     try {
-      const body = (content: string) => ({ model: "m", max_tokens: 8, messages: [{ role: "user", content }] });
+      const body = (content: string) => ({
+        model: "m",
+        max_tokens: 8,
+        messages: [{ role: "user", content }],
+      });
       const slow = post(own.url, body("slow"));
       await expect.poll(() => own.requests.length).toBe(1);
       expect((await post(own.url, body("fast"))).status).toBe(200);
@@ -128,11 +132,17 @@ describe("fake Anthropic Messages API", () => {
       tools: [weatherTool],
       messages: [
         { role: "user", content: "What's the weather in Paris?" },
-        { role: "assistant", content: [{ type: "tool_use", id: "toolu_1", name: "get_weather", input: { city: "Paris" } }] },
+        {
+          role: "assistant",
+          content: [{ type: "tool_use", id: "toolu_1", name: "get_weather", input: { city: "Paris" } }],
+        },
         { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: '{"tempC":18}' }] },
       ],
     });
-    expect(second.json).toMatchObject({ stop_reason: "end_turn", content: [{ type: "text", text: 'You said: {"tempC":18}' }] });
+    expect(second.json).toMatchObject({
+      stop_reason: "end_turn",
+      content: [{ type: "text", text: 'You said: {"tempC":18}' }],
+    });
   });
 
   it("accounts a cached prefix as a write first, then as a read", async () => {
@@ -159,7 +169,15 @@ describe("fake Anthropic Messages API", () => {
 });
 
 /** Posts a `stream: true` request and reads its server-sent events to the end of the response. */
-async function postStream(url: string, body: Record<string, unknown>, signal?: AbortSignal): Promise<{ status: number; contentType: string | null; events: { event: string; data: Record<string, unknown> }[] }> {
+async function postStream(
+  url: string,
+  body: Record<string, unknown>,
+  signal?: AbortSignal,
+): Promise<{
+  status: number;
+  contentType: string | null;
+  events: { event: string; data: Record<string, unknown> }[];
+}> {
   const res = await fetch(`${url}/v1/messages`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-api-key": "k", "anthropic-version": "2023-06-01" },
@@ -173,7 +191,10 @@ async function postStream(url: string, body: Record<string, unknown>, signal?: A
     .map((block) => {
       const lines = block.split("\n");
       const event = lines.find((l) => l.startsWith("event: "))?.slice(7) ?? "";
-      const data = JSON.parse(lines.find((l) => l.startsWith("data: "))?.slice(6) ?? "null") as Record<string, unknown>;
+      const data = JSON.parse(lines.find((l) => l.startsWith("data: "))?.slice(6) ?? "null") as Record<
+        string,
+        unknown
+      >;
       return { event, data };
     });
   return { status: res.status, contentType: res.headers.get("content-type"), events };
@@ -191,7 +212,13 @@ describe("fake Anthropic streaming (stream: true)", () => {
 
   it("frames a text and tool_use answer as the Messages streaming events, usage in message_start and message_delta", async () => {
     fake.reset();
-    fake.enqueue(fakeReply.toolUse("get_weather", { city: "Paris", units: "metric" }, { id: "toolu_s1", text: "Let me check the weather." }));
+    fake.enqueue(
+      fakeReply.toolUse(
+        "get_weather",
+        { city: "Paris", units: "metric" },
+        { id: "toolu_s1", text: "Let me check the weather." },
+      ),
+    );
     const { status, contentType, events } = await postStream(fake.url, ask);
     expect(status).toBe(200);
     expect(contentType).toMatch(/^text\/event-stream/);
@@ -200,28 +227,47 @@ describe("fake Anthropic streaming (stream: true)", () => {
     expect(names.slice(-2)).toEqual(["message_delta", "message_stop"]);
     // Every event's data names its own type, as the SDK's parser expects.
     for (const e of events) expect(e.data["type"]).toBe(e.event);
-    const deltas = events.filter((e) => e.event === "content_block_delta").map((e) => e.data as { index: number; delta: Record<string, string> });
+    const deltas = events
+      .filter((e) => e.event === "content_block_delta")
+      .map((e) => e.data as { index: number; delta: Record<string, string> });
     const text = deltas.filter((d) => d.delta["type"] === "text_delta");
     expect(text.length).toBeGreaterThan(1);
     expect(text.map((d) => d.delta["text"]).join("")).toBe("Let me check the weather.");
     const json = deltas.filter((d) => d.delta["type"] === "input_json_delta");
     expect(json.every((d) => d.index === 1)).toBe(true);
-    expect(JSON.parse(json.map((d) => d.delta["partial_json"]).join(""))).toEqual({ city: "Paris", units: "metric" });
+    expect(JSON.parse(json.map((d) => d.delta["partial_json"]).join(""))).toEqual({
+      city: "Paris",
+      units: "metric",
+    });
     const start = events[0]?.data["message"] as { usage: Record<string, number>; content: unknown[] };
     const end = events.at(-2)?.data as { delta: { stop_reason: string }; usage: Record<string, number> };
     expect(start.content).toEqual([]);
     expect(end.delta.stop_reason).toBe("tool_use");
     expect(end.usage["input_tokens"]).toBe(start.usage["input_tokens"]);
     expect(end.usage["output_tokens"]).toBeGreaterThan(1);
-    expect(fake.billed()).toMatchObject({ calls: 1, input: start.usage["input_tokens"], output: end.usage["output_tokens"] });
+    expect(fake.billed()).toMatchObject({
+      calls: 1,
+      input: start.usage["input_tokens"],
+      output: end.usage["output_tokens"],
+    });
   });
 
   it("reports cached prompt tokens in the stream as in a JSON answer", async () => {
     fake.reset();
-    const body = { ...ask, system: [{ type: "text", text: "You are a careful assistant. ".repeat(40), cache_control: { type: "ephemeral" } }] };
+    const body = {
+      ...ask,
+      system: [
+        {
+          type: "text",
+          text: "You are a careful assistant. ".repeat(40),
+          cache_control: { type: "ephemeral" },
+        },
+      ],
+    };
     const first = await postStream(fake.url, body);
     const second = await postStream(fake.url, body);
-    const usageOf = (r: typeof first) => (r.events.find((e) => e.event === "message_delta")?.data as { usage: Record<string, number> }).usage;
+    const usageOf = (r: typeof first) =>
+      (r.events.find((e) => e.event === "message_delta")?.data as { usage: Record<string, number> }).usage;
     expect(usageOf(first)["cache_creation_input_tokens"]).toBeGreaterThan(0);
     expect(usageOf(second)["cache_read_input_tokens"]).toBe(usageOf(first)["cache_creation_input_tokens"]);
     expect(fake.billed().cacheReadInput).toBe(usageOf(first)["cache_creation_input_tokens"]);
@@ -230,7 +276,10 @@ describe("fake Anthropic streaming (stream: true)", () => {
   it("paces events, and stalls, cuts off or fails a stream part-way; a cut stream bills its prompt only", async () => {
     fake.reset();
     const sent: number[] = [];
-    const paced = await startFakeAnthropic({ streamEventDelayMs: 20, onStreamEvent: (e) => sent.push(e.sentAt) });
+    const paced = await startFakeAnthropic({
+      streamEventDelayMs: 20,
+      onStreamEvent: (e) => sent.push(e.sentAt),
+    });
     try {
       paced.enqueue(fakeReply.text("one two three"));
       const { events } = await postStream(paced.url, ask);
@@ -241,9 +290,18 @@ describe("fake Anthropic streaming (stream: true)", () => {
       await paced.close();
     }
 
-    fake.enqueue({ ...fakeReply.text("cut short here"), stream: { errorAfterEvents: { after: 4, type: "overloaded_error", message: "Overloaded" } } });
+    fake.enqueue({
+      ...fakeReply.text("cut short here"),
+      stream: { errorAfterEvents: { after: 4, type: "overloaded_error", message: "Overloaded" } },
+    });
     const failed = await postStream(fake.url, ask);
-    expect(failed.events.map((e) => e.event)).toEqual(["message_start", "ping", "content_block_start", "content_block_delta", "error"]);
+    expect(failed.events.map((e) => e.event)).toEqual([
+      "message_start",
+      "ping",
+      "content_block_start",
+      "content_block_delta",
+      "error",
+    ]);
     expect(failed.events.at(-1)?.data).toMatchObject({ type: "error", error: { type: "overloaded_error" } });
 
     fake.reset();
@@ -256,7 +314,10 @@ describe("fake Anthropic streaming (stream: true)", () => {
     const stalled = postStream(fake.url, ask, controller.signal);
     await expect.poll(() => fake.requests.length).toBe(2);
     // The stream stays open with nothing more to read until the client gives up.
-    const outcome = await Promise.race([stalled.then(() => "ended"), new Promise((r) => setTimeout(() => r("open"), 200))]);
+    const outcome = await Promise.race([
+      stalled.then(() => "ended"),
+      new Promise((r) => setTimeout(() => r("open"), 200)),
+    ]);
     expect(outcome).toBe("open");
     controller.abort();
     await expect(stalled).rejects.toThrow();

@@ -28,7 +28,13 @@ function lastUserText(request: WireRequest): string {
     typeof last.content === "string"
       ? last.content
       : last.content
-          .map((b) => (b.type === "tool_result" ? (typeof b.content === "string" ? b.content : (b.content ?? []).map((c) => c.text ?? "").join("\n")) : (b.text ?? "")))
+          .map((b) =>
+            b.type === "tool_result"
+              ? typeof b.content === "string"
+                ? b.content
+                : (b.content ?? []).map((c) => c.text ?? "").join("\n")
+              : (b.text ?? ""),
+          )
           .join("\n");
   return text.length > 80 ? `${text.slice(0, 80)}…` : text;
 }
@@ -357,7 +363,8 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
               ? { type: "text", text: b.text, citations: null }
               : { ...b, caller: { type: "direct" } },
           );
-          const stopReason = reply.stopReason ?? (truncated ? "max_tokens" : hasToolUse ? "tool_use" : "end_turn");
+          const stopReason =
+            reply.stopReason ?? (truncated ? "max_tokens" : hasToolUse ? "tool_use" : "end_turn");
           if (body["stream"] === true) {
             const events = messageEvents({ id, model, content: wireContent, stopReason, usage });
             stream(res, events, usage, requestId, reply.stream ?? {});
@@ -437,7 +444,16 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
         }
         const failure = pacing.errorAfterEvents;
         if (failure !== undefined && sent >= failure.after) {
-          res.end(frame({ event: "error", data: { type: "error", error: { type: failure.type, message: failure.message }, request_id: requestId } }));
+          res.end(
+            frame({
+              event: "error",
+              data: {
+                type: "error",
+                error: { type: failure.type, message: failure.message },
+                request_id: requestId,
+              },
+            }),
+          );
           return;
         }
         const event = events[sent];
@@ -449,7 +465,12 @@ export async function startFakeAnthropic(options: StartFakeAnthropicOptions = {}
         res.write(frame(event));
         if (event.event === "message_start") billPrompt(usage);
         if (event.event === "message_delta") billOutput(usage);
-        options.onStreamEvent?.({ requestId, event: event.event, data: event.data, sentAt: performance.timeOrigin + performance.now() });
+        options.onStreamEvent?.({
+          requestId,
+          event: event.event,
+          data: event.data,
+          sentAt: performance.timeOrigin + performance.now(),
+        });
         if (delayMs > 0 && sent < events.length) {
           later(delayMs, pump);
           return;

@@ -67,15 +67,35 @@ export function messageEvents(message: StreamedMessage): StreamEvent[] {
   ];
   message.content.forEach((block, index) => {
     if (block["type"] === "text") {
-      events.push({ event: "content_block_start", data: { type: "content_block_start", index, content_block: { type: "text", text: "", citations: null } } });
+      events.push({
+        event: "content_block_start",
+        data: {
+          type: "content_block_start",
+          index,
+          content_block: { type: "text", text: "", citations: null },
+        },
+      });
       for (const text of textChunks(String(block["text"] ?? ""))) {
-        events.push({ event: "content_block_delta", data: { type: "content_block_delta", index, delta: { type: "text_delta", text } } });
+        events.push({
+          event: "content_block_delta",
+          data: { type: "content_block_delta", index, delta: { type: "text_delta", text } },
+        });
       }
     } else {
       const { input, ...start } = block;
-      events.push({ event: "content_block_start", data: { type: "content_block_start", index, content_block: { ...start, input: {} } } });
+      events.push({
+        event: "content_block_start",
+        data: { type: "content_block_start", index, content_block: { ...start, input: {} } },
+      });
       for (const partial of jsonChunks(input)) {
-        events.push({ event: "content_block_delta", data: { type: "content_block_delta", index, delta: { type: "input_json_delta", partial_json: partial } } });
+        events.push({
+          event: "content_block_delta",
+          data: {
+            type: "content_block_delta",
+            index,
+            delta: { type: "input_json_delta", partial_json: partial },
+          },
+        });
       }
     }
     events.push({ event: "content_block_stop", data: { type: "content_block_stop", index } });

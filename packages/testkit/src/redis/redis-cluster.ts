@@ -23,9 +23,12 @@ export async function startRedisCluster(options: { nodes?: number } = {}): Promi
   try {
     await run("redis-cli", ["--version"]);
   } catch (err) {
-    throw new Error("redis-cli is not on PATH: the Redis Cluster test joins its nodes with it (Debian: apt-get install redis-tools)", {
-      cause: err,
-    });
+    throw new Error(
+      "redis-cli is not on PATH: the Redis Cluster test joins its nodes with it (Debian: apt-get install redis-tools)",
+      {
+        cause: err,
+      },
+    );
   }
   const servers: Awaited<ReturnType<typeof startRedisServer>>[] = [];
   for (let i = 0; i < count; i++) {
@@ -33,7 +36,14 @@ export async function startRedisCluster(options: { nodes?: number } = {}): Promi
     servers.push(
       await startRedisServer({
         port,
-        args: ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "2000"],
+        args: [
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          `nodes-${port}.conf`,
+          "--cluster-node-timeout",
+          "2000",
+        ],
       }),
     );
   }
@@ -42,14 +52,25 @@ export async function startRedisCluster(options: { nodes?: number } = {}): Promi
     await Promise.all(servers.map((s) => s.stop()));
   };
   try {
-    await run("redis-cli", ["--cluster", "create", ...ports.map((p) => `127.0.0.1:${p}`), "--cluster-replicas", "0", "--cluster-yes"], {
-      timeout: 30_000,
-    });
+    await run(
+      "redis-cli",
+      [
+        "--cluster",
+        "create",
+        ...ports.map((p) => `127.0.0.1:${p}`),
+        "--cluster-replicas",
+        "0",
+        "--cluster-yes",
+      ],
+      {
+        timeout: 30_000,
+      },
+    );
     const deadline = Date.now() + 20_000;
     for (const port of ports) {
       const c = new Redis(port, "127.0.0.1", { maxRetriesPerRequest: 1 });
       try {
-        while (!(String(await c.cluster("INFO")).includes("cluster_state:ok"))) {
+        while (!String(await c.cluster("INFO")).includes("cluster_state:ok")) {
           if (Date.now() > deadline) throw new Error(`cluster node ${port} did not reach cluster_state:ok`);
           await new Promise((r) => setTimeout(r, 100));
         }

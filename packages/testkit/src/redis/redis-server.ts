@@ -75,24 +75,33 @@ export async function redisAnswers(url: string, timeoutMs = 1_500): Promise<bool
  * Starts a private `redis-server` child on loopback. The process is killed on `stop()`
  * and when the parent exits. Used by the fixture and by tests that restart Redis.
  */
-export async function startRedisServer(options: StartRedisServerOptions = {}): Promise<TestRedisServer & {
-  readonly process: ChildProcess;
-  readonly dir: string;
-  /** SIGKILLs the server without removing its data directory (for restart tests). */
-  kill(): Promise<void>;
-}> {
+export async function startRedisServer(options: StartRedisServerOptions = {}): Promise<
+  TestRedisServer & {
+    readonly process: ChildProcess;
+    readonly dir: string;
+    /** SIGKILLs the server without removing its data directory (for restart tests). */
+    kill(): Promise<void>;
+  }
+> {
   if (!hasRedisServerBinary()) throw new Error(REDIS_SERVER_MISSING);
   const port = options.port ?? (await freePort());
   const ownDir = options.dir === undefined;
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), "agentry-redis-"));
   const args = [
-    "--port", String(port),
-    "--bind", "127.0.0.1",
-    "--save", "",
-    "--appendonly", options.appendonly ? "yes" : "no",
-    "--appendfsync", "always",
-    "--dir", dir,
-    "--maxmemory-policy", "noeviction",
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    options.appendonly ? "yes" : "no",
+    "--appendfsync",
+    "always",
+    "--dir",
+    dir,
+    "--maxmemory-policy",
+    "noeviction",
     ...(options.args ?? []),
   ];
   const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -147,9 +156,14 @@ const REDIS_SERVER_MISSING =
  * engine (Docker, or a socket compatible with it) answers; rejects when one answers but the
  * container does not start (an image that cannot be pulled, say).
  */
-export async function startRedisContainer(image: string = TEST_REDIS_IMAGE): Promise<TestRedisServer | undefined> {
+export async function startRedisContainer(
+  image: string = TEST_REDIS_IMAGE,
+): Promise<TestRedisServer | undefined> {
   const { getContainerRuntimeClient } = await import("testcontainers").catch((err: unknown) => {
-    throw new Error(`testcontainers (an optional dependency of @agentry/testkit) does not load: ${String(err)}`, { cause: err });
+    throw new Error(
+      `testcontainers (an optional dependency of @agentry/testkit) does not load: ${String(err)}`,
+      { cause: err },
+    );
   });
   try {
     await getContainerRuntimeClient();
@@ -189,7 +203,12 @@ export async function obtainTestRedis(_internal: ObtainTestRedisInternals = {}):
   const fromEnv = env.REDIS_URL;
   if (fromEnv) {
     if (!(await redisAnswers(fromEnv))) throw new Error(`REDIS_URL=${fromEnv} does not answer PING`);
-    return { url: fromEnv, port: Number(new URL(fromEnv).port || 6379), kind: "external", stop: async () => {} };
+    return {
+      url: fromEnv,
+      port: Number(new URL(fromEnv).port || 6379),
+      kind: "external",
+      stop: async () => {},
+    };
   }
   let containerProblem = "no Docker engine answers";
   try {
