@@ -36,7 +36,7 @@ const exprs = queryPanels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
 
 /** The README's metric table: name → { type, labels }. */
 const documented = new Map(
-  [...readme.matchAll(/^\| `([a-z_:][a-z0-9_:]*)` \| (\w+) \| ([^|]*) \|/gm)].map((m) => [
+  [...readme.matchAll(/^\| `([a-z_:][a-z0-9_:]*)` +\| (\w+) +\| ([^|]*) \|/gm)].map((m) => [
     m[1] as string,
     { type: m[2] as string, labels: [...(m[3] as string).matchAll(/`(\w+)`/g)].map((l) => l[1] as string) },
   ]),

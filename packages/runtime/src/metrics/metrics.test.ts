@@ -119,7 +119,7 @@ describe("createMetrics + createMetricsHooks", () => {
 
     // Every metric the README documents is exposed (the fair-share gauges by registerTenantLoadMetrics, tested beside it).
     const readme = readFileSync(new URL("./README.md", import.meta.url), "utf8");
-    const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` \|.*$/gm)]
+    const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` +\|.*$/gm)]
       .filter((m) => !m[0].includes("registerTenantLoadMetrics"))
       .map((m) => m[1]!);
     expect(documented.length).toBeGreaterThanOrEqual(12);

@@ -34,9 +34,9 @@ describe("registerTenantLoadMetrics", () => {
     expect(sample(text, 'agentry_tenant_max_running_tasks{tenant="globex"}')).toBeUndefined();
     // Every gauge the README lists as fed by registerTenantLoadMetrics is exposed.
     const readme = readFileSync(new URL("./README.md", import.meta.url), "utf8");
-    const documented = [...readme.matchAll(/^\| `(agentry_[a-z_]+)` \|.*registerTenantLoadMetrics.*$/gm)].map(
-      (m) => m[1] as string,
-    );
+    const documented = [
+      ...readme.matchAll(/^\| `(agentry_[a-z_]+)` +\|.*registerTenantLoadMetrics.*$/gm),
+    ].map((m) => m[1] as string);
     expect(documented).toEqual([
       "agentry_tenant_running_tasks",
       "agentry_tenant_waiting_tasks",
