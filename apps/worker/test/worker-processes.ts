@@ -39,8 +39,12 @@ export function startWorkerProcess(name: string, env: Record<string, string>): W
   };
 }
 
-/** Resolves once the worker logged that it started (or rejects with its output). */
-export async function waitStarted(w: WorkerProcess, timeoutMs = 30_000): Promise<void> {
+/**
+ * Resolves once the worker logged that it started (or rejects with its output). The deadline only
+ * bounds a failure: a process that compiles its TypeScript on start takes tens of seconds when
+ * both cores are busy.
+ */
+export async function waitStarted(w: WorkerProcess, timeoutMs = 120_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!w.output().includes('"event":"worker-started"')) {
     if (w.child.exitCode !== null || Date.now() > deadline)

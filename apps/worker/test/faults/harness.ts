@@ -146,7 +146,7 @@ export async function startFaultCluster(options: FaultClusterOptions): Promise<F
     async startWorker(name, extraEnv = {}) {
       const w = startWorkerProcess(name, { ...env, ...extraEnv });
       workers.push(w);
-      await waitStarted(w, 60_000);
+      await waitStarted(w);
       return w;
     },
     async submit(prompt, submitOptions = {}) {
@@ -223,7 +223,7 @@ const PRODUCER_MAIN = fileURLToPath(new URL("../../../producer/src/main.ts", imp
 /** Starts the producer on a free port with the given environment and waits until it listens. */
 export async function startProducerProcess(
   env: Record<string, string>,
-  timeoutMs = 60_000,
+  timeoutMs = 120_000,
 ): Promise<ProducerProcess> {
   const port = await freePort();
   const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", PRODUCER_MAIN], {
