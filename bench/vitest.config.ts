@@ -1,0 +1,3 @@
+import { agentryVitestConfig } from "../vitest.shared.ts";
+
+export default agentryVitestConfig();
