@@ -30,6 +30,7 @@ import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.j
 import { buildWorker, type BuiltWorker } from "../../apps/worker/src/build-worker.js";
 import { parseWorkerConfig } from "../../apps/worker/src/config.js";
 import { deletionsKey } from "../../packages/reference/src/reference-tools.js";
+import { P99_MIN_SAMPLES, p99, percentile, sortedCopy } from "../lib/stats.js";
 
 const { values: args } = parseArgs({
   options: {
@@ -45,11 +46,6 @@ const APPROVE = Number(args.approve);
 const TOTAL = PENDING + APPROVE;
 const WORKERS = Number(args.workers);
 const CONCURRENCY = Number(args.concurrency);
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
-}
 
 async function until(check: () => Promise<boolean>, what: string, timeoutMs = 600_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -171,9 +167,10 @@ async function main(): Promise<void> {
   const ranTwice = (await conn.lrange(deletionsKey(prefix), 0, -1)).length - APPROVE;
 
   const row = (name: string, xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
+    const s = sortedCopy(xs);
     const f = (n: number) => n.toFixed(2).padStart(8);
-    return `${name.padEnd(18)}${f(percentile(s, 50))}${f(percentile(s, 90))}${f(percentile(s, 99))}${f(s[s.length - 1] ?? Number.NaN)}`;
+    const tail = p99(s);
+    return `${name.padEnd(18)}${f(percentile(s, 50))}${f(percentile(s, 90))}${tail === undefined ? "n/a".padStart(8) : f(tail)}${f(s[s.length - 1] ?? Number.NaN)}`;
   };
   console.log(
     `\nApproval resume latency (ms), ${APPROVE} approvals one at a time, ${pendingAtStart}→${pendingAtEnd} pending, ${WORKERS} in-process workers × ${CONCURRENCY} slots, ScriptedModel`,
@@ -184,6 +181,7 @@ async function main(): Promise<void> {
   console.log(row("decide", decideMs));
   console.log(row("return → tool", returnToTool));
   console.log(row("approve → tool", approveToTool));
+  if (APPROVE < P99_MIN_SAMPLES) console.log(`(no p99 from fewer than ${P99_MIN_SAMPLES} approvals)`);
   console.log(
     `\nparked ${TOTAL} tasks in ${(parkMs / 1000).toFixed(1)} s; tools run: ${APPROVE + ranTwice} for ${APPROVE} approvals; redis: ${server.kind}`,
   );

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { createRedis } from "../../packages/core/src/index.js";
 import { BudgetLedger, type BudgetScope } from "../../packages/runtime/src/budget/index.js";
 import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.js";
+import { p99Text, percentile, sortedCopy } from "../lib/stats.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const PROCESSES = 4;
@@ -101,17 +102,12 @@ function spawnChild(args: string[]): Promise<RunResult> {
   });
 }
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
-};
-
 function line(label: string, results: RunResult[], wallMs: number): void {
   const pairs = results.reduce((n, r) => n + r.pairs, 0);
-  const lat = results.flatMap((r) => r.latenciesMs);
+  const lat = sortedCopy(results.flatMap((r) => r.latenciesMs));
   console.log(
     `${label.padEnd(28)} ${String(Math.round((pairs / wallMs) * 1000)).padStart(7)} pairs/s` +
-      `   (${pairs} pairs, p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms per pair)`,
+      `   (${pairs} pairs, p50 ${percentile(lat, 50).toFixed(2)} ms, p99 ${p99Text(lat, 2)} ms per pair)`,
   );
 }
 
@@ -127,7 +123,7 @@ async function main(): Promise<void> {
       small === "small",
       Number(startAt),
     );
-    process.stdout.write(JSON.stringify({ ...result, latenciesMs: result.latenciesMs.slice(0, 20_000) }));
+    process.stdout.write(JSON.stringify(result));
     return;
   }
   const seconds = Number(args[args.indexOf("--seconds") + 1] ?? 0) || 5;

@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { createRedis } from "../../packages/core/src/index.js";
 import { AuditLog } from "../../packages/governance/src/index.js";
 import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.js";
+import { p99Text, percentile, sortedCopy } from "../lib/stats.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const PROCESSES = 4;
@@ -85,11 +86,6 @@ function spawnChild(args: string[]): Promise<RunResult> {
   });
 }
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
-};
-
 async function scriptCalls(admin: ReturnType<typeof createRedis>): Promise<number> {
   const stats = await admin.info("commandstats");
   let calls = 0;
@@ -105,7 +101,7 @@ async function main(): Promise<void> {
   if (args[0] === "--child") {
     const [url, prefix, concurrency, durationMs, startAt] = args.slice(1);
     const r = await run(url ?? "", prefix ?? "", Number(concurrency), Number(durationMs), Number(startAt));
-    process.stdout.write(JSON.stringify({ ...r, latenciesMs: r.latenciesMs.slice(0, 50_000) }));
+    process.stdout.write(JSON.stringify(r));
     return;
   }
   const seconds = Number(args[args.indexOf("--seconds") + 1] ?? 0) || 5;
@@ -140,7 +136,7 @@ async function main(): Promise<void> {
       const calls = (await scriptCalls(admin)) - callsBefore;
       const appends = results.reduce((n, r) => n + r.appends, 0);
       const wall = Math.max(...results.map((r) => r.elapsedMs));
-      const lat = results.flatMap((r) => r.latenciesMs);
+      const lat = sortedCopy(results.flatMap((r) => r.latenciesMs));
       const log = new AuditLog({ redis: admin, prefix });
       const t0 = performance.now();
       const verdict = await log.verify();
@@ -149,7 +145,7 @@ async function main(): Promise<void> {
       if (!intact) failed = true;
       console.log(
         `${s.label.padEnd(30)} ${String(Math.round((appends / wall) * 1000)).padStart(7)} appends/s` +
-          `   (${appends} appends, p50 ${pct(lat, 50).toFixed(2)} ms, p99 ${pct(lat, 99).toFixed(2)} ms, ` +
+          `   (${appends} appends, p50 ${percentile(lat, 50).toFixed(2)} ms, p99 ${p99Text(lat, 2)} ms, ` +
           `${(calls / Math.max(1, appends)).toFixed(2)} script calls per append)` +
           `   chain ${intact ? "intact" : `BROKEN ${JSON.stringify(verdict)}`}, verified in ${Math.round(verifyMs)} ms`,
       );

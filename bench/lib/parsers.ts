@@ -11,7 +11,7 @@ const lines = (out: string) => out.split("\n").map((l) => l.trimEnd());
 export function parseBudget(out: string): Figure[] {
   const figures: Figure[] = [];
   for (const l of lines(out)) {
-    const pairs = /^(.+?)\s+(\d+) pairs\/s\s+\((\d+) pairs, p50 ([\d.]+) ms, p99 ([\d.]+) ms/.exec(l);
+    const pairs = /^(.+?)\s+(\d+) pairs\/s\s+\((\d+) pairs, p50 ([\d.]+) ms, p99 ([\d.]+|n\/a \(n<100\)) ms/.exec(l);
     if (pairs) {
       figures.push({
         label: `reserve+settle pairs/s, ${pairs[1]?.trim()}`,
@@ -48,7 +48,7 @@ export function parseAudit(out: string): Figure[] {
   const figures: Figure[] = [];
   for (const l of lines(out)) {
     const m =
-      /^(.+?)\s+(\d+) appends\/s\s+\((\d+) appends, p50 ([\d.]+) ms, p99 ([\d.]+) ms, ([\d.]+) script calls per append\)\s+chain (\S+)/.exec(
+      /^(.+?)\s+(\d+) appends\/s\s+\((\d+) appends, p50 ([\d.]+) ms, p99 ([\d.]+|n\/a \(n<100\)) ms, ([\d.]+) script calls per append\)\s+chain (\S+)/.exec(
         l,
       );
     if (m) {
@@ -67,18 +67,21 @@ export function parseAudit(out: string): Figure[] {
 export function parseVector(out: string): Figure[] {
   const figures: Figure[] = [];
   let inTable = false;
+  // "p99", or "max" when there were fewer than 100 queries.
+  let tailName = "p99";
   for (const l of lines(out)) {
     if (/^\s*items\s+path\s+insert\/s/.test(l)) {
       inTable = true;
+      tailName = /search (p99|max) ms/.exec(l)?.[1] ?? tailName;
       continue;
     }
     if (!inTable) continue;
     const cells = l.trim().split(/\s+/);
     if (cells.length < 7 || !/^\d+$/.test(cells[0] ?? "")) continue;
-    const [items, path, insert, p50, p99, queries, memory] = cells;
+    const [items, path, insert, p50, tail, queries, memory] = cells;
     figures.push({
-      label: `vector search p50 / p99, ${Number(items).toLocaleString("en")} items`,
-      value: `${p50} / ${p99}`,
+      label: `vector search p50 / ${tailName}, ${Number(items).toLocaleString("en")} items`,
+      value: `${p50} / ${tail}`,
       unit: "ms",
       note: `${path} path, top 5, ${queries} queries`,
     });
@@ -101,13 +104,15 @@ export function parseApprovalResume(out: string): Figure[] {
     ? `${title[1]} approvals one at a time, ${title[2]}→${title[3]} pending, ${title[4]}`
     : "";
   for (const l of lines(out)) {
-    const m = /^(decide|return → tool|approve → tool)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$/.exec(l);
+    const m = /^(decide|return → tool|approve → tool)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+|n\/a)\s+([\d.]+)$/.exec(l);
     if (m) {
+      // Below 100 approvals the script prints no p99 (n/a): the max stands in for the tail.
+      const hasP99 = m[4] !== "n/a";
       figures.push({
-        label: `approval ${m[1]} p50 / p99`,
-        value: `${m[2]} / ${m[4]}`,
+        label: `approval ${m[1]} p50 / ${hasP99 ? "p99" : "max"}`,
+        value: `${m[2]} / ${hasP99 ? m[4] : m[5]}`,
         unit: "ms",
-        note: `p90 ${m[3]}, max ${m[5]}${m[1] === "approve → tool" ? `; ${context}` : ""}`,
+        note: `p90 ${m[3]}${hasP99 ? `, max ${m[5]}` : ", no p99 (n<100)"}${m[1] === "approve → tool" ? `; ${context}` : ""}`,
       });
     }
   }
