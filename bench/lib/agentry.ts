@@ -1,6 +1,6 @@
 /**
- * Wiring shared by the runtime benchmarks: the reference worker built in-process with the
- * offline model, a producer client, completion counting and Redis clean-up. Workspace packages
+ * Wiring shared by the runtime benchmarks: the reference worker built in-process (on the offline
+ * scripted model, or the real Anthropic SDK against a fake Messages API), a producer client, completion counting and Redis clean-up. Workspace packages
  * are imported by relative path to their `src/index.ts` because bench/ is not a workspace
  * package (bare `@agentry/*` names do not resolve from here).
  */
@@ -9,13 +9,6 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createRedis, type Logger } from "../../packages/core/src/index.js";
-import {
-  ScriptedModel,
-  type LanguageModel,
-  type ModelRequest,
-  type ModelResponse,
-} from "../../packages/llm/src/index.js";
-import { demoRules } from "../../packages/reference/src/demo-rules.js";
 import { RedisSessionTurns } from "../../packages/memory/src/index.js";
 import { AgentryClient, createBullMQTelemetry, createTaskLogger } from "../../packages/runtime/src/index.js";
 import { createTestApprovers } from "../../packages/governance/src/testing.js";
@@ -23,24 +16,6 @@ import { buildWorker, type BuiltWorker } from "../../apps/worker/src/build-worke
 import { parseWorkerConfig } from "../../apps/worker/src/config.js";
 
 type RedisClient = ReturnType<typeof createRedis>;
-
-/**
- * ScriptedModel (zero latency, the reference worker's demo rules) without its request log: `ScriptedModel`
- * keeps every request it was sent, which over tens of thousands of tasks would be measured
- * as worker memory growth that a real provider adapter does not have.
- */
-export class ForgetfulScriptedModel implements LanguageModel {
-  readonly #inner = new ScriptedModel({ rules: demoRules });
-  readonly provider = this.#inner.provider;
-  readonly defaultModel = this.#inner.defaultModel;
-  async generate(request: ModelRequest): Promise<ModelResponse> {
-    try {
-      return await this.#inner.generate(request);
-    } finally {
-      this.#inner.requests.length = 0;
-    }
-  }
-}
 
 /**
  * The worker's logger at `info`, as in production (every line formatted, trace ids mixed in),
@@ -115,12 +90,22 @@ export interface FullWorkerOptions {
   logger?: Logger;
   /** Start taking jobs now. @defaultValue true */
   start?: boolean;
+  /**
+   * Base URL of a Messages API (the testkit's fake): the worker then talks to it through the
+   * real Anthropic SDK (`AGENTRY_LLM=anthropic`). @defaultValue the scripted model
+   */
+  anthropicBaseUrl?: string;
+  /** How often the worker reconciles approvals and reaps budget leases. @defaultValue the worker's (5 s) */
+  reconcileEveryMs?: number;
 }
 
 /**
  * The reference worker (`buildWorker`, as `pnpm worker` wires it) with every hook on: budget
  * ledger, governance with the default policy and the audit log, session store and turns,
- * tracing (spans recorded by the in-process SDK when `startTelemetry` ran) and metrics.
+ * tracing (spans recorded by the in-process SDK when `startTelemetry` ran) and metrics. The
+ * model is the one the worker builds from its environment: `AGENTRY_LLM=scripted` (zero
+ * latency, the demo rules, the latest 1,000 requests kept), or the Anthropic adapter when
+ * `anthropicBaseUrl` is given.
  */
 export async function startFullWorker(
   options: FullWorkerOptions,
@@ -133,14 +118,20 @@ export async function startFullWorker(
   const config = parseWorkerConfig({
     REDIS_URL: options.url,
     AGENTRY_PREFIX: options.prefix,
-    AGENTRY_LLM: "scripted",
+    ...(options.anthropicBaseUrl
+      ? {
+          AGENTRY_LLM: "anthropic",
+          ANTHROPIC_API_KEY: "bench-key",
+          ANTHROPIC_BASE_URL: options.anthropicBaseUrl,
+        }
+      : { AGENTRY_LLM: "scripted" }),
     AGENTRY_CONCURRENCY: String(options.concurrency),
     AGENTRY_WORKER_PORT: "0",
     ...(approversFile ? { AGENTRY_APPROVERS_FILE: approversFile } : {}),
   });
   const built = await buildWorker(config, {
     logger: options.logger ?? discardingLogger("bench-worker"),
-    model: new ForgetfulScriptedModel(),
+    ...(options.reconcileEveryMs === undefined ? {} : { reconcileEveryMs: options.reconcileEveryMs }),
     telemetry: createBullMQTelemetry(),
   });
   const completions = new Completions(built);
