@@ -1,12 +1,18 @@
 /**
  * Runs every Agentry benchmark in sequence against one private redis-server (or REDIS_URL when
- * set), prints each table as it goes and, after a full run, rewrites docs/benchmarks.md with the
- * figures, the date, the machine facts and, for each figure, the exact command that made it.
+ * set), prints each table as it goes and, after a full run, rewrites docs/benchmarks.md whole
+ * with the figures, the date, the commit, the machine facts and, for each figure, the exact
+ * command that made it. Every sentence of that file comes from here (a benchmark's `about` and
+ * `note`, the closing NOTES) or from bench/lib/report.ts: prose belongs in the definitions, never
+ * in the file, so a full run reproduces it and no figure survives the run that made it.
  *
  *   pnpm bench                      # everything, full sizes (~15-25 min); rewrites docs/benchmarks.md
  *   pnpm bench --quick              # small sizes, a smoke run well under a minute; writes nothing
  *   pnpm bench --only throughput    # one benchmark (comma-separated names allowed); writes nothing
- *   pnpm bench --quick --out FILE   # write the report to FILE instead
+ *   pnpm bench --quick --out FILE   # write the report to FILE instead (and its record to FILE.json)
+ *   pnpm bench --render docs/benchmarks.json [--out FILE]
+ *                                   # re-render a run's record (stdout without --out): the check
+ *                                   # that docs/benchmarks.md is its render, nothing added by hand
  *
  * Names: throughput, fair-share, approvals-pending, approval-resume, streaming, memory, budget, audit, vector-search, cli-startup.
  * Each benchmark is a script run as a child process (`node --conditions=@agentry/source --import
@@ -14,15 +20,16 @@
  * flushes it between benchmarks (never a REDIS_URL it was given).
  */
 import { spawn } from "node:child_process";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { format, resolveConfig } from "prettier";
 import { createRedis } from "../packages/core/src/index.js";
 import { startRedisServer, redisAnswers, type TestRedisServer } from "../packages/testkit/src/index.js";
 import { machineFacts } from "./lib/machine.js";
 import { parseApprovalResume, parseAudit, parseBudget, parseVector } from "./lib/parsers.js";
-import { renderReport, type BenchRun } from "./lib/report.js";
+import { renderFormatted, type BenchRecord, type BenchRun } from "./lib/report.js";
 import { commandLine, parseResult, RESULT_MARKER, type Figure } from "./lib/result.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -30,12 +37,14 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 interface Benchmark {
   name: string;
   title: string;
+  /** What it measures and how, shown before the figures. */
   about: string;
   script: string;
   args: { full: string[]; quick: string[] };
   nodeFlags?: string[];
   /** Figures from printed output, for scripts without a BENCH_RESULT line. */
   parse?: (stdout: string) => Figure[];
+  /** How to read the figures, shown after them: no numbers a run does not print. */
   note?: string;
 }
 
@@ -45,13 +54,17 @@ const BENCHMARKS: Benchmark[] = [
     title: "Full agent tasks against bare BullMQ jobs",
     about:
       "Tasks/s of full agent tasks against no-op BullMQ jobs, same run, same Redis, same concurrency and job count, as a ratio. " +
-      "A full task is the reference worker (`buildWorker`) in-process with ScriptedModel at zero latency answering a weather prompt: " +
+      "A full task is the reference worker (`buildWorker`) in-process answering a weather prompt: " +
       "two model calls and one `get_weather` tool call, with the budget hooks and ledger (reserve and settle per call), governance " +
       "(default policy, audit log), session store and turns, tracing (`startTelemetry` in-process, no exporter, bullmq-otel spans), " +
-      "metrics hooks, and the logger at `info` writing nowhere. Every task has its own session. The bare side is a BullMQ `Queue` + " +
-      "`Worker` whose processor returns at once, with the catalog's job options. Both enqueue every job first, then time from starting " +
-      "the worker to the last `completed` event; one warm-up round of each is not counted. The ratio is the cost of the runtime per " +
-      "task over the queue alone, not a provider-bound production rate (a real model call takes seconds).",
+      "metrics hooks, and the logger at `info` writing nowhere. Its model comes two ways, each its own row: the worker's ScriptedModel " +
+      "(`AGENTRY_LLM=scripted`, zero latency), and the Anthropic adapter, the real `@anthropic-ai/sdk` streaming from the testkit's " +
+      "fake Messages API, which runs in the benchmark process at zero latency and answers by the same rules (\"full tasks through the " +
+      "SDK + fake API\"): that row adds the HTTP, SSE and SDK work of a provider call, not its latency. Every task has its own session. " +
+      "The bare side is a BullMQ `Queue` + `Worker` whose processor returns at once, with the catalog's job options. Each side enqueues " +
+      "every job first, then times from starting the worker to the last `completed` event; one warm-up round of each is not counted. " +
+      "The ratios are the cost of the runtime per task over the queue alone, not a provider-bound production rate (a real model call " +
+      "takes seconds).",
     script: "bench/runtime/throughput.ts",
     args: {
       full: ["--tasks", "2000", "--concurrency", "16,50"],
@@ -66,10 +79,19 @@ const BENCHMARKS: Benchmark[] = [
       "through the real Anthropic SDK; a task is the weather prompt (two model calls, one tool call). Latency: model calls take " +
       "250 ms, as a provider's take seconds, so a task's run time is the model's and not CPU contention; tenant B submits 20 " +
       "tasks on an idle system (before and after the floods), then tenant A submits 3,000 and B 20 more, with fair share on and " +
-      "then off (first in first out); B's submit → completion times (BullMQ `finishedOn`) are compared. Throughput: zero model latency, 2,000 tasks of four " +
+      "then off (first in first out); B's submit → completion times (BullMQ `finishedOn`) are compared by their median and their " +
+      "max (20 tasks are too few for a p99). Throughput: zero model latency, 2,000 tasks of four " +
       "tenants submitted one tenant after another into a paused queue, timed from resume to the last completion, on, off, off, " +
       "on, on, off, medians compared. Redis work: INFO commandstats and INFO cpu over each throughput run per task, and the fair-share calls alone (stamp, " +
       "base read, admit, release) run 5,000 times.",
+    note:
+      "How to read it. The latency ratio is the point: with fair share on, B's tasks behind A's flood should finish in about the " +
+      "time they take alone (the target: B's slowest under the flood at most 2× its slowest alone), where first in first out " +
+      "makes them wait for all of A's. The two modes' throughput runs do nearly the same Redis work (fair share off still stamps " +
+      "and admits every task; only the priorities and the order differ), so on a shared machine the on ÷ off ratio moves with the " +
+      "load more than with the mode: read it with the spread of the six runs in the printed output. What fair share adds per task " +
+      "against a runtime without it is the last figure, the fair-share calls measured alone, to set against the Redis CPU of a " +
+      "whole task in the row above it.",
     script: "bench/runtime/fair-share.ts",
     args: {
       full: ["--flood", "3000", "--late", "20", "--tasks", "2000", "--latency-ms", "250"],
@@ -80,13 +102,17 @@ const BENCHMARKS: Benchmark[] = [
     name: "approvals-pending",
     title: "Throughput while 1,000 tasks wait for approval",
     about:
-      "Weather tasks/s on a fresh worker (concurrency 50) with nothing waiting (A1), after parking 1,000 `delete_resource` tasks in " +
-      "staging that the default policy sends for approval (B: delayed jobs with pending approvals, 1 h expiry, the periodic reconcile " +
-      "running), and with nothing waiting again (A2). The ratio is B ÷ mean(A1, A2); A1 and A2 show the drift of the machine.",
+      "Weather tasks/s on a fresh in-process worker (concurrency 50, ScriptedModel) with nothing waiting (A1), after parking 1,000 " +
+      "`delete_resource` tasks in staging that the default policy sends for approval (B: delayed jobs with pending approvals, " +
+      "1 h expiry), and with nothing waiting again (A2). A timed run lasts a few seconds and the worker's default reconcile interval " +
+      "is 5 s, so the benchmark sets it to 500 ms for all three: B's worker then runs the reconcile (once at start, then every " +
+      "500 ms; each pass expires due approvals, wakes decisions whose event was missed and checks that every pending approval's task " +
+      "still exists) while it works, and the passes inside each timed window are counted. The ratio is B ÷ mean(A1, A2); A1 and A2 " +
+      "show the drift of the machine.",
     script: "bench/runtime/approvals-pending.ts",
     args: {
-      full: ["--pending", "1000", "--tasks", "2000", "--concurrency", "50"],
-      quick: ["--pending", "100", "--tasks", "300", "--concurrency", "50"],
+      full: ["--pending", "1000", "--tasks", "2000", "--concurrency", "50", "--reconcile-ms", "500"],
+      quick: ["--pending", "100", "--tasks", "300", "--concurrency", "50", "--reconcile-ms", "500"],
     },
   },
   {
@@ -94,7 +120,8 @@ const BENCHMARKS: Benchmark[] = [
     title: "Approval resume latency with 1,000 pending",
     about:
       "From a signed approval being recorded (`ApprovalStore.decide`) to the approved tool starting on a worker, with about 1,000 " +
-      "approvals pending; approvals made one at a time. Two in-process reference workers, ScriptedModel. The path: pub/sub event → " +
+      "approvals pending; 200 approvals made one at a time (a p99 needs 100 of them: the quick run's 20 give the max). Two " +
+      "in-process reference workers × 32 slots, ScriptedModel. The path: pub/sub event → " +
       "promote → a worker takes the job → checkpoint restored → session turn → signature re-verified → audit append → tool.",
     script: "bench/approvals/resume-latency.ts",
     args: { full: ["--pending", "1000", "--approve", "200"], quick: ["--pending", "100", "--approve", "20"] },
@@ -114,6 +141,11 @@ const BENCHMARKS: Benchmark[] = [
       "connection, which sends its entries (an XRANGE only after a gap) as `delta` events. The " +
       "fake API and the 100 SSE clients (`node:http`) share the benchmark process, so both times come from one clock; every word is unique, " +
       "so each word gets its own latency, also when a batch carries several. A warm-up round of 10 tasks is not counted.",
+    note:
+      "How to read it. The target is a p99 under 50 ms with 100 tasks streaming at once. The split rows of the printed output " +
+      "show where the time goes: send → XADD is the worker side (the SDK's parsing, the batcher, the appender's 5 ms tick, the " +
+      "fenced write), XADD → receive is Redis to the client. The median holds on a busy machine; the tail is whatever CPU the other " +
+      "processes leave the workers, so read the p99 together with the load average printed beside it.",
     script: "bench/streaming/delta-latency.ts",
     args: {
       full: ["--tasks", "100", "--words", "200", "--event-delay-ms", "20"],
@@ -128,8 +160,9 @@ const BENCHMARKS: Benchmark[] = [
       "after 10k and after 50k completed tasks, GC forced twice before each sample, the queue drained at each mark; and Redis " +
       "`used_memory` at the same marks. Completed jobs are trimmed by the catalog (10,000 kept), so the job hashes plateau; what " +
       "keeps growing in Redis is listed by key family (session history with a 7-day TTL, audit entries kept for good, budget " +
-      "reservation markers kept 7 days, tool journals). ScriptedModel's request log is cleared after each call so the model's test " +
-      "bookkeeping is not counted as worker memory.",
+      "reservation markers kept 7 days, tool journals). The model is the worker's own ScriptedModel (`AGENTRY_LLM=scripted`), " +
+      "which keeps only its latest 1,000 requests: that log is full long before the first mark, so it is in the idle → 10k step " +
+      "and not in the growth between the marks.",
     script: "bench/runtime/memory.ts",
     args: {
       full: ["--first", "10000", "--last", "50000", "--concurrency", "100"],
@@ -141,7 +174,8 @@ const BENCHMARKS: Benchmark[] = [
     title: "Budget ledger: reserve+settle pairs/s and overshoot",
     about:
       "Reserve+settle pairs per second on the budget ledger, each reservation covering four scopes (global, tenant, user, session), " +
-      "from one process at concurrency 1, 16 and 64 and from 4 processes; then 4 processes × 64 loops hammer a small budget until it " +
+      "from one process at concurrency 1, 16 and 64 and from 4 processes at concurrency 16 each; latencies are per pair, over " +
+      "every pair. Then 4 processes × 64 loops hammer a small budget until it " +
       "is spent and the overshoot past any limit is summed (must be 0).",
     script: "bench/budget/reserve-settle.ts",
     args: { full: ["--seconds", "5"], quick: ["--seconds", "1"] },
@@ -151,8 +185,9 @@ const BENCHMARKS: Benchmark[] = [
     name: "audit",
     title: "Audit log appends/s",
     about:
-      "Hash-chained appends per second into one shared audit chain (SHA-256, compare-and-append Lua), from one process and from 4 " +
-      "processes, then the whole chain verified.",
+      "Hash-chained appends per second into one shared audit chain (SHA-256, compare-and-append Lua), from one process (1 and 16 " +
+      "appends in flight) and from 4 processes (1 and 8 in flight each), latencies over every append; after each run the whole " +
+      "chain is verified.",
     script: "bench/governance/audit-append.ts",
     args: { full: ["--seconds", "5"], quick: ["--seconds", "1"] },
     parse: parseAudit,
@@ -161,7 +196,8 @@ const BENCHMARKS: Benchmark[] = [
     name: "vector-search",
     title: "Vector memory search at 10k and 100k items",
     about:
-      "RedisVectorMemory insert rate and top-5 search latency in one namespace with the local HashingEmbedder (512 dimensions). " +
+      "RedisVectorMemory insert rate and top-5 search latency in one namespace with the local HashingEmbedder (512 dimensions): " +
+      "30 searches one after another at each size, so their median and max (30 are too few for a p99). " +
       "On Redis 7 without RediSearch the search is brute force in a Lua script; the path used is printed.",
     script: "bench/memory/vector-search.ts",
     args: {
@@ -169,7 +205,6 @@ const BENCHMARKS: Benchmark[] = [
       quick: ["--sizes", "2000", "--queries", "10"],
     },
     parse: parseVector,
-    note: "The quick run (`--quick`) uses 2,000 items only; 100k is in the full run.",
   },
   {
     name: "cli-startup",
@@ -186,32 +221,29 @@ const BENCHMARKS: Benchmark[] = [
 
 /** Known limits, printed at the end of docs/benchmarks.md. */
 const NOTES = [
-  "One machine runs everything: the benchmark process, the workers and Redis share its CPUs, and other work ran on it at the same time (load average above). Rates are lower bounds for a dedicated machine; the same-run ratios are what to compare between runs.",
-  "The runtime benchmarks use ScriptedModel at zero latency, so they measure Agentry's own overhead per task (Redis round trips, Lua scripts, hashing, spans, JSON). With a real provider a task spends seconds waiting on the model and a worker's concurrency, not this overhead, bounds its rate.",
-  "Workers run in-process with the benchmark's producer (except `memory`, whose worker is its own process, and `fair-share`, whose two workers are `pnpm worker` processes), with the logger at `info` formatting every line but writing it nowhere, and traces recorded in-process without an exporter.",
-  "`fair-share` talks to the fake Messages API through the real Anthropic SDK: its latency figures give model calls 250 ms, so a task's run time is the model's rather than this machine's CPU contention (at zero latency every task, B's included, slows with the load, whatever the order); its throughput figures use zero latency.",
+  "One machine runs everything: the benchmark process, the workers and Redis share its CPUs, and other work may run on it at the same time (load average above). Rates are lower bounds for a dedicated machine; the same-run ratios are what to compare between runs.",
+  "Most runtime figures use the worker's ScriptedModel at zero latency, so they measure Agentry's own overhead per task (Redis round trips, Lua scripts, hashing, spans, JSON). The SDK row of `throughput`, `fair-share` and `streaming` go through the real Anthropic SDK against the testkit's fake Messages API instead, which adds the HTTP and SSE work of a provider call but not its latency. With a real provider a task spends seconds waiting on the model, and a worker's concurrency, not this overhead, bounds its rate.",
+  "Where the workers run: in the benchmark process, beside its producer, for `throughput`, `approvals-pending` and `approval-resume`; in processes of their own for `memory` (one child) and for `fair-share` and `streaming` (two `apps/worker/src/main.ts` processes, what `pnpm worker` runs; `streaming` also runs the producer app as a process). In-process workers log at `info`, formatting every line but writing it nowhere, and record traces in-process without an exporter.",
+  "`fair-share` gives model calls 250 ms in its latency figures, so a task's run time is the model's rather than this machine's CPU contention (at zero latency every task, B's included, slows with the load, whatever the order); its throughput figures use zero latency.",
   "Every task has its own session; a session's tasks run one at a time, so a workload with few long sessions is slower than this.",
-  "Redis is a private `redis-server` with no persistence (no AOF, no RDB); production runs with AOF on, which adds write cost.",
-  "`memory`: Redis keeps growing by about 10 audit entries and 7 keys per task (session history with a 7-day TTL, budget reservation markers kept 7 days, tool journals and once-markers, the audit stream kept for good); the job hashes alone plateau at the catalog's 10,000 completed.",
-  "`memory` clears ScriptedModel's request log after every call: ScriptedModel keeps every request it receives (for tests), so a worker run with `AGENTRY_LLM=scripted` for a long time grows by that log; the Anthropic adapter keeps nothing.",
-];
+  "Redis persistence is read from the server (machine table above); production runs with AOF on, which adds write cost to every figure here that writes.",
+  "`memory`: Redis grows with every task (session history with a 7-day TTL, budget reservation markers kept 7 days, tool journals and once-markers, the audit stream kept for good; the counts per task are in its section); the job hashes alone plateau at the catalog's 10,000 completed.",
+]
 
-/** Figures shown in the summary table (prefix match on the label). */
+/** Figures shown in the summary table (prefix match on the label), in the order of the runs. */
 const HEADLINE = [
-  "ratio full ÷ bare",
-  "ratio B p99",
-  "ratio throughput fair share",
-  "Redis work fair share adds",
-  "full agent tasks/s",
-  "bare BullMQ no-op jobs/s",
   "ratio ",
+  "full agent tasks/s",
+  "full tasks through the SDK",
+  "bare BullMQ no-op jobs/s",
   "tasks/s, none waiting",
   "tasks/s, 1",
   "approval approve → tool",
-  "delta latency p50 / p99",
+  "delta latency p50 /",
   "worker RSS after",
   "worker RSS growth",
   "Redis used_memory",
+  "Redis work fair share adds",
   "reserve+settle pairs/s, 4 processes",
   "reserve+settle pairs/s, 1 process, concurrency 16",
   "budget overshoot",
@@ -219,32 +251,61 @@ const HEADLINE = [
   "vector search",
   "agentry --version, compiled",
   "agentry --help, compiled",
-  "ratio source ÷ compiled, --help",
 ];
 
 function usage(message?: string): never {
   if (message) process.stderr.write(`bench: ${message}\n`);
   process.stderr.write(
-    `usage: pnpm bench [--quick] [--only name[,name]] [--out FILE]\nnames: ${BENCHMARKS.map((b) => b.name).join(", ")}\n`,
+    `usage: pnpm bench [--quick] [--only name[,name]] [--out FILE]\n       pnpm bench --render RECORD.json [--out FILE]\nnames: ${BENCHMARKS.map((b) => b.name).join(", ")}\n`,
   );
   process.exit(2);
 }
 
-function parseArgs(argv: string[]): { quick: boolean; only: string[] | undefined; out: string | undefined } {
+function parseArgs(argv: string[]): {
+  quick: boolean;
+  only: string[] | undefined;
+  out: string | undefined;
+  render: string | undefined;
+} {
   let quick = false;
   let only: string[] | undefined;
   let out: string | undefined;
+  let render: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--quick") quick = true;
     else if (a === "--only") only = (argv[++i] ?? usage("--only needs a name")).split(",");
     else if (a === "--out") out = argv[++i] ?? usage("--out needs a file");
+    else if (a === "--render") render = argv[++i] ?? usage("--render needs a record file");
     else if (a === "--help" || a === "-h") usage();
     else if (a !== "--") usage(`unknown argument ${a}`);
   }
   for (const name of only ?? [])
     if (!BENCHMARKS.some((b) => b.name === name)) usage(`no benchmark named ${name}`);
-  return { quick, only, out };
+  if (render && (quick || only)) usage("--render runs nothing: it takes no --quick or --only");
+  return { quick, only, out, render };
+}
+
+/** Where a report's record goes: beside it, `.json` for `.md`. */
+const recordPathOf = (report: string) => `${report.replace(/\.md$/, "")}.json`;
+
+/** Writes a run's document and, beside it, the record it is rendered from (both through prettier). */
+async function writeReport(target: string, record: BenchRecord): Promise<void> {
+  const recordPath = recordPathOf(target);
+  writeFileSync(target, await renderFormatted(record, target));
+  writeFileSync(
+    recordPath,
+    await format(JSON.stringify(record), { ...(await resolveConfig(recordPath)), filepath: recordPath }),
+  );
+  process.stdout.write(`wrote ${target} and ${recordPath}\n`);
+}
+
+/** `--render`: the document of a recorded run, to `out` or stdout. */
+async function render(recordPath: string, out: string | undefined): Promise<void> {
+  const record = JSON.parse(readFileSync(recordPath, "utf8")) as BenchRecord;
+  const text = await renderFormatted(record, out ?? recordPath.replace(/\.json$/, ".md"));
+  if (out) writeFileSync(out, text);
+  else process.stdout.write(text);
 }
 
 /** Runs one script, echoing its stdout (minus the result line) and stderr; resolves with its stdout. */
@@ -282,7 +343,8 @@ function runScript(
 }
 
 async function main(): Promise<void> {
-  const { quick, only, out } = parseArgs(process.argv.slice(2));
+  const { quick, only, out, render: recordToRender } = parseArgs(process.argv.slice(2));
+  if (recordToRender) return render(recordToRender, out);
   const startedAt = performance.now();
   const given = process.env.REDIS_URL;
   let server: TestRedisServer | undefined;
@@ -296,7 +358,7 @@ async function main(): Promise<void> {
   }
   const redisKind = given ? "the REDIS_URL given" : "a private redis-server started by the runner";
   const admin = createRedis({ url });
-  const facts = await machineFacts(admin);
+  const facts = await machineFacts(admin, ROOT);
   process.stdout.write(
     `Agentry benchmarks${quick ? " (quick)" : ""}: ${facts.cpus} CPUs, ${facts.memoryGb} GB, load ${facts.loadAverage.join(" ")}, ` +
       `node ${facts.node}, redis ${facts.redis} at ${url}\n`,
@@ -361,20 +423,16 @@ async function main(): Promise<void> {
   const target = out ?? (!quick && !only ? join(ROOT, "docs", "benchmarks.md") : undefined);
   if (target) {
     const runCommand = `pnpm bench${quick ? " --quick" : ""}${only ? ` --only ${only.join(",")}` : ""}`;
-    writeFileSync(
-      target,
-      renderReport({
-        facts,
-        loadAtEnd: [r(l1), r(l5), r(l15)],
-        runs,
-        runCommand,
-        redisKind,
-        totalSeconds,
-        headline: HEADLINE,
-        notes: NOTES,
-      }),
-    );
-    process.stdout.write(`wrote ${target}\n`);
+    await writeReport(target, {
+      facts,
+      loadAtEnd: [r(l1), r(l5), r(l15)],
+      runs,
+      runCommand,
+      redisKind,
+      totalSeconds,
+      headline: HEADLINE,
+      notes: NOTES,
+    });
   } else {
     process.stdout.write(
       "(docs/benchmarks.md is only rewritten by a full run of everything; use --out FILE to write this report)\n",

@@ -16,21 +16,42 @@ export interface MachineFacts {
   node: string;
   redis: string;
   bullmq: string;
+  /** Short hash of HEAD. */
   commit: string;
+  /** Whether the working tree differed from that commit (tracked or untracked files). */
+  dirty: boolean;
+  /** What the server persists, read from it: figures with AOF on are not comparable with figures without. */
+  persistence: string;
 }
 
-function git(args: string[]): string {
+function git(args: string[], cwd: string): string {
   try {
-    return execFileSync("git", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+    return execFileSync("git", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
   } catch {
     return "";
   }
 }
 
-/** Reads the facts now (the load average is the one at this moment). */
-export async function machineFacts(redis: ReturnType<typeof createRedis>): Promise<MachineFacts> {
+/** AOF and RDB settings of the server, or what could not be read. */
+async function persistence(redis: ReturnType<typeof createRedis>): Promise<string> {
+  const aof = /aof_enabled:(\d)/.exec(await redis.info("persistence"))?.[1] === "1";
+  let save: string | undefined;
+  try {
+    save = ((await redis.config("GET", "save")) as string[])[1];
+  } catch {
+    // CONFIG may be renamed or forbidden on a server we were given.
+  }
+  const rdb = save === undefined ? "RDB snapshots unknown" : save.trim() ? `RDB snapshots (save ${save})` : "no RDB snapshots";
+  return `${aof ? "AOF on" : "AOF off"}, ${rdb}`;
+}
+
+/**
+ * Reads the facts now (the load average is the one at this moment); `root` is the repository
+ * whose commit the figures come from.
+ */
+export async function machineFacts(redis: ReturnType<typeof createRedis>, root: string): Promise<MachineFacts> {
   const info = await redis.info("server");
-  const dirty = git(["status", "--porcelain", "--untracked-files=no"]) !== "";
+  const dirty = git(["status", "--porcelain"], root) !== "";
   const [l1, l5, l15] = os.loadavg() as [number, number, number];
   const r = (n: number) => Math.round(n * 100) / 100;
   return {
@@ -44,6 +65,8 @@ export async function machineFacts(redis: ReturnType<typeof createRedis>): Promi
     node: process.version,
     redis: `${/redis_version:(\S+)/.exec(info)?.[1] ?? "?"} (${/redis_mode:(\S+)/.exec(info)?.[1] ?? "?"})`,
     bullmq: bullmqVersion,
-    commit: `${git(["rev-parse", "--short", "HEAD"]) || "?"}${dirty ? " (with uncommitted changes)" : ""}`,
+    commit: git(["rev-parse", "--short", "HEAD"], root) || "?",
+    dirty,
+    persistence: await persistence(redis),
   };
 }
