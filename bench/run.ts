@@ -59,8 +59,8 @@ const BENCHMARKS: Benchmark[] = [
       "(default policy, audit log), session store and turns, tracing (`startTelemetry` in-process, no exporter, bullmq-otel spans), " +
       "metrics hooks, and the logger at `info` writing nowhere. Its model comes two ways, each its own row: the worker's ScriptedModel " +
       "(`AGENTRY_LLM=scripted`, zero latency), and the Anthropic adapter, the real `@anthropic-ai/sdk` streaming from the testkit's " +
-      "fake Messages API, which runs in the benchmark process at zero latency and answers by the same rules (\"full tasks through the " +
-      "SDK + fake API\"): that row adds the HTTP, SSE and SDK work of a provider call, not its latency. Every task has its own session. " +
+      'fake Messages API, which runs in the benchmark process at zero latency and answers by the same rules ("full tasks through the ' +
+      'SDK + fake API"): that row adds the HTTP, SSE and SDK work of a provider call, not its latency. Every task has its own session. ' +
       "The bare side is a BullMQ `Queue` + `Worker` whose processor returns at once, with the catalog's job options. Each side enqueues " +
       "every job first, then times from starting the worker to the last `completed` event; one warm-up round of each is not counted. " +
       "The ratios are the cost of the runtime per task over the queue alone, not a provider-bound production rate (a real model call " +
@@ -228,7 +228,7 @@ const NOTES = [
   "Every task has its own session; a session's tasks run one at a time, so a workload with few long sessions is slower than this.",
   "Redis persistence is read from the server (machine table above); production runs with AOF on, which adds write cost to every figure here that writes.",
   "`memory`: Redis grows with every task (session history with a 7-day TTL, budget reservation markers kept 7 days, tool journals and once-markers, the audit stream kept for good; the counts per task are in its section); the job hashes alone plateau at the catalog's 10,000 completed.",
-]
+];
 
 /** Figures shown in the summary table (prefix match on the label), in the order of the runs. */
 const HEADLINE = [

@@ -41,7 +41,12 @@ async function persistence(redis: ReturnType<typeof createRedis>): Promise<strin
   } catch {
     // CONFIG may be renamed or forbidden on a server we were given.
   }
-  const rdb = save === undefined ? "RDB snapshots unknown" : save.trim() ? `RDB snapshots (save ${save})` : "no RDB snapshots";
+  const rdb =
+    save === undefined
+      ? "RDB snapshots unknown"
+      : save.trim()
+        ? `RDB snapshots (save ${save})`
+        : "no RDB snapshots";
   return `${aof ? "AOF on" : "AOF off"}, ${rdb}`;
 }
 
@@ -49,7 +54,10 @@ async function persistence(redis: ReturnType<typeof createRedis>): Promise<strin
  * Reads the facts now (the load average is the one at this moment); `root` is the repository
  * whose commit the figures come from.
  */
-export async function machineFacts(redis: ReturnType<typeof createRedis>, root: string): Promise<MachineFacts> {
+export async function machineFacts(
+  redis: ReturnType<typeof createRedis>,
+  root: string,
+): Promise<MachineFacts> {
   const info = await redis.info("server");
   const dirty = git(["status", "--porcelain"], root) !== "";
   const [l1, l5, l15] = os.loadavg() as [number, number, number];

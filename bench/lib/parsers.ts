@@ -11,7 +11,8 @@ const lines = (out: string) => out.split("\n").map((l) => l.trimEnd());
 export function parseBudget(out: string): Figure[] {
   const figures: Figure[] = [];
   for (const l of lines(out)) {
-    const pairs = /^(.+?)\s+(\d+) pairs\/s\s+\((\d+) pairs, p50 ([\d.]+) ms, p99 ([\d.]+|n\/a \(n<100\)) ms/.exec(l);
+    const pairs =
+      /^(.+?)\s+(\d+) pairs\/s\s+\((\d+) pairs, p50 ([\d.]+) ms, p99 ([\d.]+|n\/a \(n<100\)) ms/.exec(l);
     if (pairs) {
       figures.push({
         label: `reserve+settle pairs/s, ${pairs[1]?.trim()}`,
@@ -104,7 +105,9 @@ export function parseApprovalResume(out: string): Figure[] {
     ? `${title[1]} approvals one at a time, ${title[2]}→${title[3]} pending, ${title[4]}`
     : "";
   for (const l of lines(out)) {
-    const m = /^(decide|return → tool|approve → tool)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+|n\/a)\s+([\d.]+)$/.exec(l);
+    const m = /^(decide|return → tool|approve → tool)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+|n\/a)\s+([\d.]+)$/.exec(
+      l,
+    );
     if (m) {
       // Below 100 approvals the script prints no p99 (n/a): the max stands in for the tail.
       const hasP99 = m[4] !== "n/a";

@@ -77,7 +77,9 @@ export function renderReport(options: BenchRecord): string {
   );
   out.push("## Machine", "");
   out.push("| | |", "|---|---|");
-  out.push(`| commit | ${facts.commit}${facts.dirty ? ", with uncommitted changes" : ", clean working tree"} |`);
+  out.push(
+    `| commit | ${facts.commit}${facts.dirty ? ", with uncommitted changes" : ", clean working tree"} |`,
+  );
   out.push(`| CPUs (nproc) | ${facts.cpus} × ${cell(facts.cpuModel)} |`);
   out.push(`| memory | ${facts.memoryGb} GB (${facts.freeMemoryGb} GB free at start) |`);
   out.push(`| load average at start (1, 5, 15 min) | ${facts.loadAverage.join(", ")} |`);

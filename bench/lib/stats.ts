@@ -28,9 +28,7 @@ export function p99(sorted: readonly number[]): number | undefined {
  */
 export function tail(sorted: readonly number[]): { name: "p99" | "max"; value: number } {
   const value = p99(sorted);
-  return value === undefined
-    ? { name: "max", value: sorted.at(-1) ?? Number.NaN }
-    : { name: "p99", value };
+  return value === undefined ? { name: "max", value: sorted.at(-1) ?? Number.NaN } : { name: "p99", value };
 }
 
 /** A p99 for a printed line: the figure with `digits` decimals, or `n/a (n<100)`. */

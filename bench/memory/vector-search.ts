@@ -122,7 +122,15 @@ async function main(): Promise<void> {
 
   // The tail column is a p99 from 100 queries or more, else the max (its header says which).
   const tailName = QUERIES >= P99_MIN_SAMPLES ? "p99" : "max";
-  const header = ["items", "path", "insert/s", "search p50 ms", `search ${tailName} ms`, "queries", "redis memory"];
+  const header = [
+    "items",
+    "path",
+    "insert/s",
+    "search p50 ms",
+    `search ${tailName} ms`,
+    "queries",
+    "redis memory",
+  ];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i] ?? 0)).join("  ");
   console.log(line(header));

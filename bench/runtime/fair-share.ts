@@ -230,7 +230,10 @@ async function main(): Promise<void> {
     // B's tail: a p99 from 100 tasks or more, else the slowest task (with the default 20, the max).
     const t = tail(fairFlood.bLat).name;
     const ratio = tail(fairFlood.bLat).value / tail(idle).value;
-    const p50AndTail = (xs: number[]) => [round(percentile(xs, 50)), `${round(tail(xs).value)} (${tail(xs).name})`];
+    const p50AndTail = (xs: number[]) => [
+      round(percentile(xs, 50)),
+      `${round(tail(xs).value)} (${tail(xs).name})`,
+    ];
     rows.push(
       ["B alone (idle), before the floods", ...p50AndTail(idleBefore), "-"],
       ["B alone (idle), after the floods", ...p50AndTail(idleAfter), "-"],
