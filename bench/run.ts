@@ -234,7 +234,7 @@ const NOTES = [
 const HEADLINE = [
   "ratio ",
   "full agent tasks/s",
-  "full tasks through the SDK",
+  "full tasks/s through the SDK",
   "bare BullMQ no-op jobs/s",
   "tasks/s, none waiting",
   "tasks/s, 1",

@@ -180,7 +180,7 @@ async function main(): Promise<void> {
         },
         { label: `ratio full ÷ bare, concurrency ${c}`, value: round(ratio, 3), note: `same run` },
         {
-          label: `full tasks through the SDK + fake API/s, concurrency ${c}`,
+          label: `full tasks/s through the SDK + fake API, concurrency ${c}`,
           value: round(sdk.perSecond),
           unit: "tasks/s",
           note: `${TASKS} tasks; the Anthropic adapter (real SDK, streaming) against the testkit's fake Messages API in the benchmark process, zero latency`,
