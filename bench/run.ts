@@ -144,8 +144,8 @@ const BENCHMARKS: Benchmark[] = [
     note:
       "How to read it. The target is a p99 under 50 ms with 100 tasks streaming at once. The split rows of the printed output " +
       "show where the time goes: send → XADD is the worker side (the SDK's parsing, the batcher, the appender's 5 ms tick, the " +
-      "fenced write), XADD → receive is Redis to the client. The median holds on a busy machine; the tail is whatever CPU the other " +
-      "processes leave the workers, so read the p99 together with the load average printed beside it.",
+      "fenced write), XADD → receive is Redis to the client. The tail depends on the CPU the other processes leave the " +
+      "workers, so read the p99 together with the load average printed beside it.",
     script: "bench/streaming/delta-latency.ts",
     args: {
       full: ["--tasks", "100", "--words", "200", "--event-delay-ms", "20"],
@@ -160,7 +160,7 @@ const BENCHMARKS: Benchmark[] = [
       "after 10k and after 50k completed tasks, GC forced twice before each sample, the queue drained at each mark; and Redis " +
       "`used_memory` at the same marks. Completed jobs are trimmed by the catalog (10,000 kept), so the job hashes plateau; what " +
       "keeps growing in Redis is listed by key family (session history with a 7-day TTL, audit entries kept for good, budget " +
-      "reservation markers kept 7 days, tool journals). The model is the worker's own ScriptedModel (`AGENTRY_LLM=scripted`), " +
+      "reservation markers kept 7 days, tool journals and once-markers, task streams for an hour after their last write). The model is the worker's own ScriptedModel (`AGENTRY_LLM=scripted`), " +
       "which keeps only its latest 1,000 requests: that log is full long before the first mark, so it is in the idle → 10k step " +
       "and not in the growth between the marks.",
     script: "bench/runtime/memory.ts",
@@ -227,7 +227,7 @@ const NOTES = [
   "`fair-share` gives model calls 250 ms in its latency figures, so a task's run time is the model's rather than this machine's CPU contention (at zero latency every task, B's included, slows with the load, whatever the order); its throughput figures use zero latency.",
   "Every task has its own session; a session's tasks run one at a time, so a workload with few long sessions is slower than this.",
   "Redis persistence is read from the server (machine table above); production runs with AOF on, which adds write cost to every figure here that writes.",
-  "`memory`: Redis grows with every task (session history with a 7-day TTL, budget reservation markers kept 7 days, tool journals and once-markers, the audit stream kept for good; the counts per task are in its section); the job hashes alone plateau at the catalog's 10,000 completed.",
+  "`memory`: Redis grows with every task (session history with a 7-day TTL, budget reservation markers kept 7 days, tool journals and once-markers, task streams for an hour after their last write, the audit stream kept for good; the counts per task are in its section); the job hashes alone plateau at the catalog's 10,000 completed.",
 ];
 
 /** Figures shown in the summary table (prefix match on the label), in the order of the runs. */
