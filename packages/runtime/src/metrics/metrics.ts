@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { withTimeout } from "@agentry/core";
 import type { BudgetLedger } from "../budget/ledger.js";
+import { COLLECT_ERRORS_METRIC, scrapeTimeRefresh } from "./scrape-refresh.js";
 
 /** How a task execution ended, as counted by `agentry_tasks_total`. Other strings are allowed. */
 export type TaskMetricOutcome =
@@ -129,12 +129,11 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
   let collectors: MetricsCollectors = { ...options.collectors };
   const registers = [registry];
 
-  // One refresh per scrape: prom-client reads all metrics concurrently, and every gauge's (and the
-  // error counter's) `collect` awaits the same in-flight refresh, so the error count is current.
-  let inflight: Promise<void> | undefined;
-  const refresh = (): Promise<void> => {
-    inflight ??= Promise.all([
-      runCollector("budget_remaining", collectors.budgetRemaining, (samples) => {
+  // One refresh per scrape, shared by every gauge's (and the error counter's) `collect`, so the
+  // error count a scrape shows is that of its own refresh.
+  const refresh = scrapeTimeRefresh(registry, timeoutMs, (collect) =>
+    Promise.all([
+      collect("budget_remaining", collectors.budgetRemaining, (samples) => {
         budgetRemainingTokens.reset();
         budgetRemainingUsd.reset();
         for (const s of samples) {
@@ -143,42 +142,21 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
             budgetRemainingUsd.set({ scope: s.scope }, s.costMicroUsd / MICRO_USD_PER_USD);
         }
       }),
-      runCollector("queue_depth", collectors.queueDepth, (counts) => {
+      collect("queue_depth", collectors.queueDepth, (counts) => {
         // Only the depth states, whatever else the collector's counts hold.
         for (const state of QUEUE_DEPTH_STATES) queueDepth.set({ state }, counts[state] ?? 0);
       }),
-      runCollector("approvals_pending", collectors.approvalsPending, (n) => approvalsPending.set(n)),
-    ]).then(
-      () => {
-        inflight = undefined;
-      },
-      () => {
-        inflight = undefined;
-      },
-    );
-    return inflight;
-  };
+      collect("approvals_pending", collectors.approvalsPending, (n) => approvalsPending.set(n)),
+    ]),
+  );
 
-  const collectErrors = new Counter({
-    name: "agentry_metrics_collect_errors_total",
+  new Counter({
+    name: COLLECT_ERRORS_METRIC,
     help: "Scrape-time collectors that failed or timed out (their gauges keep the previous values).",
     labelNames: ["collector"] as const,
     registers,
     collect: refresh,
   });
-
-  async function runCollector<T>(
-    name: string,
-    fn: (() => Promise<T>) | undefined,
-    apply: (value: T) => void,
-  ): Promise<void> {
-    if (!fn) return;
-    try {
-      apply(await withTimeout(fn(), timeoutMs, `metrics collector ${name}`));
-    } catch {
-      collectErrors.inc({ collector: name });
-    }
-  }
 
   const tasks = new Counter({
     name: "agentry_tasks_total",

@@ -1,6 +1,6 @@
-import { Counter, Gauge, type Registry } from "prom-client";
-import { withTimeout } from "@agentry/core";
+import { Gauge, type Registry } from "prom-client";
 import type { TenantLoad } from "../fair/tenant-settings.js";
+import { scrapeTimeRefresh } from "./scrape-refresh.js";
 
 /** Options for {@link registerTenantLoadMetrics}. */
 export interface TenantLoadMetricsOptions {
@@ -30,31 +30,18 @@ export function registerTenantLoadMetrics(
   registry: Registry,
   options: TenantLoadMetricsOptions,
 ): TenantLoadMetrics {
-  const timeoutMs = options.collectTimeoutMs ?? 2000;
-  let inflight: Promise<void> | undefined;
-  const refresh = (): Promise<void> => {
-    inflight ??= withTimeout(options.read(), timeoutMs, "metrics collector tenant_load")
-      .then(
-        (loads) => {
-          running.reset();
-          waiting.reset();
-          maxRunning.reset();
-          for (const l of loads) {
-            running.set({ tenant: l.tenant }, l.running);
-            waiting.set({ tenant: l.tenant }, l.waiting);
-            if (l.maxRunning !== null) maxRunning.set({ tenant: l.tenant }, l.maxRunning);
-          }
-        },
-        () => {
-          const errors = registry.getSingleMetric("agentry_metrics_collect_errors_total");
-          if (errors instanceof Counter) errors.inc({ collector: "tenant_load" });
-        },
-      )
-      .finally(() => {
-        inflight = undefined;
-      });
-    return inflight;
-  };
+  const refresh = scrapeTimeRefresh(registry, options.collectTimeoutMs ?? 2000, (collect) =>
+    collect("tenant_load", options.read, (loads) => {
+      running.reset();
+      waiting.reset();
+      maxRunning.reset();
+      for (const l of loads) {
+        running.set({ tenant: l.tenant }, l.running);
+        waiting.set({ tenant: l.tenant }, l.waiting);
+        if (l.maxRunning !== null) maxRunning.set({ tenant: l.tenant }, l.maxRunning);
+      }
+    }),
+  );
   const registers = [registry];
   const running = new Gauge({
     name: "agentry_tenant_running_tasks",
