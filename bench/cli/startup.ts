@@ -9,26 +9,29 @@
  *             (what `pnpm agentry` runs, without pnpm's own start-up, shown apart)
  *
  * Variants run interleaved, round by round, so a change in the machine's load hits them alike.
- * Builds the CLI first when apps/admin/dist is missing.
+ * Builds the CLI first when apps/admin/dist is missing. `--before DIR` also times the installed
+ * bin of another built checkout (e.g. main's, `git archive main`, installed and built), so a
+ * change's before and after come from the same run.
  *
- *   node --conditions=@agentry/source --import tsx bench/cli/startup.ts [--runs N]
+ *   node --conditions=@agentry/source --import tsx bench/cli/startup.ts [--runs N] [--before DIR]
  *
  * Uses REDIS_URL (else redis://127.0.0.1:6379) for `status`.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { flags } from "../lib/agentry.js";
 import { commandLine, emitResult, type Figure } from "../lib/result.js";
 import { percentile, round, table } from "../lib/stats.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-const args = flags({ runs: "15" });
+const args = flags({ runs: "15", before: "" });
 const RUNS = args.quick ? 5 : Number(args.runs);
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 const BIN = join(ROOT, "node_modules", ".bin", "agentry");
+const BEFORE_BIN = args.before ? join(resolve(args.before), "node_modules", ".bin", "agentry") : undefined;
 const SOURCE = ["--conditions=@agentry/source", "--import", "tsx", join(ROOT, "apps/admin/src/cli.ts")];
 
 interface Variant {
@@ -49,6 +52,9 @@ const variants: Variant[] = [
   { label: "node (no script)", command: process.execPath, argv: ["-e", "0"], exit: 0 },
   ...COMMANDS.flatMap((c) => [
     { label: `${c.name}, compiled (installed bin)`, command: BIN, argv: c.argv, exit: c.exit },
+    ...(BEFORE_BIN
+      ? [{ label: `${c.name}, compiled, before`, command: BEFORE_BIN, argv: c.argv, exit: c.exit }]
+      : []),
     {
       label: `${c.name}, source (tsx)`,
       command: process.execPath,
@@ -88,6 +94,8 @@ function main(): void {
   }
   if (!existsSync(BIN))
     throw new Error(`${BIN} is missing: run pnpm install (the root package links @agentry/admin's bin)`);
+  if (BEFORE_BIN && !existsSync(BEFORE_BIN))
+    throw new Error(`${BEFORE_BIN} is missing: install and build the --before checkout`);
 
   // One warm-up round (file system cache, tsx's transform cache), not counted.
   for (const v of variants) timeOnce(v);
@@ -123,6 +131,18 @@ function main(): void {
     });
     figures.push({ label: `agentry ${c.name}, source (tsx), median`, value: round(source), unit: "ms" });
     figures.push({ label: `ratio source ÷ compiled, ${c.name}`, value: round(source / compiled, 2) });
+    if (BEFORE_BIN) {
+      const before = median(`${c.name}, compiled, before`);
+      figures.push({
+        label: `agentry ${c.name}, compiled, before, median`,
+        value: round(before),
+        unit: "ms",
+      });
+      figures.push({
+        label: `ratio before ÷ after, ${c.name}, compiled`,
+        value: round(before / compiled, 2),
+      });
+    }
   }
   figures.push({
     label: "node -e 0, median",
@@ -140,7 +160,11 @@ function main(): void {
   );
   emitResult({
     name: "cli-startup",
-    command: commandLine("bench/cli/startup.ts", ["--runs", String(RUNS)]),
+    command: commandLine("bench/cli/startup.ts", [
+      "--runs",
+      String(RUNS),
+      ...(args.before ? ["--before", args.before] : []),
+    ]),
     figures,
   });
 }

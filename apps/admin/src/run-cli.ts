@@ -1,5 +1,4 @@
-import { AgentryError, packageVersion, parseEnv, type ErrorCode } from "@agentry/core";
-import { CliContext, isRedisDown } from "./context.js";
+import { AgentryError, packageVersion, type ErrorCode } from "@agentry/core/base";
 import { CliError, EXIT, oneLine, writeJson, type CliIo } from "./io.js";
 import {
   approvalsApproveCommand,
@@ -139,6 +138,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     return EXIT.OK;
   }
 
+  // What running a command needs (zod for the environment, ioredis and governance through the
+  // context) is loaded only now: help and --version never load it.
+  const [{ parseEnv }, { CliContext, isRedisDown }] = await Promise.all([
+    import("@agentry/core"),
+    import("./context.js"),
+  ]);
   let env;
   try {
     env = parseEnv(io.env);

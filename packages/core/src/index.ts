@@ -1,13 +1,5 @@
-export {
-  AgentryError,
-  ERROR_CODES,
-  agentryErrorDataSchema,
-  isAgentryError,
-  type AgentryErrorData,
-  type AgentryErrorOptions,
-  type ErrorCategory,
-  type ErrorCode,
-} from "./errors/agentry-error.js";
+export * from "./base.js";
+export { agentryErrorDataSchema } from "./errors/agentry-error-schema.js";
 export {
   createRedis,
   duplicateRedis,
@@ -42,18 +34,6 @@ export {
   envNonNegativeInt,
   type AgentryEnv,
 } from "./config/env.js";
-export { durationMs } from "./config/durations.js";
-export { newId, newToken } from "./ids.js";
-export {
-  TENANT_ID_PATTERN,
-  TENANT_ID_RULE,
-  isTenantId,
-  tenantOwnedId,
-  tenantScope,
-  type TenantOwnedKind,
-} from "./tenancy.js";
-export { systemClock, sleep, withTimeout, type Clock } from "./clock.js";
-export { positiveInt } from "./validate.js";
 export {
   AUDIT_ENTRY_TYPES,
   type AuditAppendOptions,
@@ -67,4 +47,3 @@ export {
   type PolicyVerdict,
   type Verdict,
 } from "./audit/audit-entry.js";
-export { packageVersion } from "./package-version.js";

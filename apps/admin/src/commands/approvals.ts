@@ -1,12 +1,11 @@
 import { readFile } from "node:fs/promises";
-import { AgentryError } from "@agentry/core";
-import {
-  signDecision,
-  type ApprovalStore,
-  type ApprovalRecord,
-  type ApprovalStatus,
-  type DecisionOutcome,
-  type SignedDecision,
+import { AgentryError } from "@agentry/core/base";
+import type {
+  ApprovalStore,
+  ApprovalRecord,
+  ApprovalStatus,
+  DecisionOutcome,
+  SignedDecision,
 } from "@agentry/governance";
 import { noPositionals, onePositional, parseCommand, requireFlag } from "../args.js";
 import { expiresIn, isoTime, keyValues, parseCount, summarize, table } from "../format.js";
@@ -165,6 +164,7 @@ async function decide(
       { cause: err },
     );
   });
+  const { signDecision } = await import("@agentry/governance");
   let signed: SignedDecision;
   try {
     signed = signDecision(pem, {

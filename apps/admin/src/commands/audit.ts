@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { AuditKeyring, verifyJsonl, type AuditEntry, type VerifyResult } from "@agentry/governance";
+import type { AuditEntry, VerifyResult } from "@agentry/governance";
 import { noPositionals, parseCommand, requireFlag } from "../args.js";
 import { parseCount, summarize, table, truncate } from "../format.js";
 import { CliError, EXIT, usageError, writeJson } from "../io.js";
@@ -70,6 +70,7 @@ export const auditVerifyCommand: Command = {
     let result: VerifyResult;
     if (values.file) {
       const file = resolve(values.file);
+      const { AuditKeyring, verifyJsonl } = await import("@agentry/governance");
       result = await verifyJsonl(file, { keys: new AuditKeyring(ctx.auditKeys()) }).catch(
         (err: NodeJS.ErrnoException) => {
           throw new CliError(`cannot read ${file}: ${err.message}`, { cause: err });

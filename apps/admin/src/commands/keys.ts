@@ -1,6 +1,5 @@
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
-import { generateApproverKeyPair } from "@agentry/governance";
 import { onePositional, parseCommand } from "../args.js";
 import { CliError, EXIT, usageError, writeJson } from "../io.js";
 import type { Command } from "./command.js";
@@ -43,6 +42,7 @@ export const keysGenerateCommand: Command = {
     } else {
       await mkdir(dirname(keyFile), { recursive: true, mode: 0o700 });
     }
+    const { generateApproverKeyPair } = await import("@agentry/governance");
     const { publicKey, privateKey } = generateApproverKeyPair();
     try {
       await writeFile(keyFile, privateKey, { mode: 0o600, flag: values.force ? "w" : "wx" });

@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import type { Verdict } from "@agentry/core";
-import { DEFAULT_POLICY_FILE, SafetyValidator, loadPolicyFile, type Action } from "@agentry/governance";
+import type { Action } from "@agentry/governance";
 import { noPositionals, parseCommand, requireFlag } from "../args.js";
 import { formatDuration, keyValues, table } from "../format.js";
 import { EXIT, readAll, usageError, writeJson } from "../io.js";
@@ -48,7 +48,8 @@ export const policyCheckCommand: Command = {
       throw usageError(`--input is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
     }
 
-    const policyFile = ctx.env.AGENTRY_POLICY_FILE ?? defaultPolicyPath();
+    const { DEFAULT_POLICY_FILE, SafetyValidator, loadPolicyFile } = await import("@agentry/governance");
+    const policyFile = ctx.env.AGENTRY_POLICY_FILE ?? pathOf(DEFAULT_POLICY_FILE);
     const validator = new SafetyValidator({ policies: loadPolicyFile(policyFile), prefix: ctx.prefix });
     const action: Action = {
       tool,
@@ -101,10 +102,8 @@ export const policyCheckCommand: Command = {
   },
 };
 
-function defaultPolicyPath(): string {
-  return DEFAULT_POLICY_FILE.startsWith("file:")
-    ? fileURLToPath(DEFAULT_POLICY_FILE)
-    : decodeURIComponent(DEFAULT_POLICY_FILE);
+function pathOf(url: string): string {
+  return url.startsWith("file:") ? fileURLToPath(url) : decodeURIComponent(url);
 }
 
 function exitCodeFor(v: Verdict): number {

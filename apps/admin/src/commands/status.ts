@@ -1,6 +1,6 @@
 import { onePositional, parseCommand } from "../args.js";
 import { isoTime, keyValues } from "../format.js";
-import { AgentryError } from "@agentry/core";
+import { AgentryError } from "@agentry/core/base";
 import { CliError, EXIT, writeJson } from "../io.js";
 import type { Command } from "./command.js";
 import { describeProgress, errorText } from "./submit.js";

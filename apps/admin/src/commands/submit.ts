@@ -1,4 +1,4 @@
-import { AgentryError, type AgentryErrorData } from "@agentry/core";
+import { AgentryError, type AgentryErrorData } from "@agentry/core/base";
 import type { TaskProgress } from "@agentry/runtime";
 import { onePositional, parseCommand } from "../args.js";
 import { parseSeconds } from "../format.js";

@@ -1,4 +1,4 @@
-import { isTenantId, TENANT_ID_RULE } from "@agentry/core";
+import { isTenantId, TENANT_ID_RULE } from "@agentry/core/base";
 import type { TenantLoad, TenantSettingsPatch } from "@agentry/runtime";
 import { onePositional, parseCommand } from "../args.js";
 import { table } from "../format.js";

@@ -1,4 +1,4 @@
-import { AgentryError } from "@agentry/core";
+import { AgentryError } from "@agentry/core/base";
 import type { AgentryClient } from "@agentry/runtime";
 import { onePositional, parseCommand } from "../args.js";
 import type { CliContext } from "../context.js";

@@ -1,5 +1,3 @@
-import { z } from "zod";
-
 /**
  * Every failure code Agentry can report. Closed: adding one is a deliberate change,
  * and every `switch` over it is exhaustive.
@@ -43,18 +41,18 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 /** Who is at fault: the caller (user), Agentry or its infrastructure (system), or the model provider. */
 export type ErrorCategory = "user" | "system" | "provider";
 
-/** The serialisable form of an {@link AgentryError}; this is what crosses the queue. */
-export const agentryErrorDataSchema = z.object({
-  code: z.enum(ERROR_CODES),
-  message: z.string(),
-  category: z.enum(["user", "system", "provider"]),
-  retryable: z.boolean(),
-  retryAfterMs: z.number().int().nonnegative().optional(),
-  details: z.record(z.string(), z.unknown()).optional(),
-});
-
-/** Plain-data form of an error, safe to JSON-encode into a job or an HTTP body. */
-export type AgentryErrorData = z.infer<typeof agentryErrorDataSchema>;
+/**
+ * Plain-data form of an error, safe to JSON-encode into a job or an HTTP body: this is what crosses
+ * the queue. Validated by `agentryErrorDataSchema` (agentry-error-schema.ts).
+ */
+export interface AgentryErrorData {
+  code: ErrorCode;
+  message: string;
+  category: ErrorCategory;
+  retryable: boolean;
+  retryAfterMs?: number | undefined;
+  details?: Record<string, unknown> | undefined;
+}
 
 const BRAND = Symbol.for("agentry.error");
 

@@ -1,0 +1,28 @@
+/**
+ * `@agentry/core/base`: the part of core that loads no third-party package (no ioredis, pino or
+ * zod), for code whose start-up time matters and that only throws and checks errors, validates
+ * ids or reads constants: the `agentry` CLI answers `--version` and `--help` from here alone.
+ * Everything in it is also exported by `@agentry/core`.
+ */
+export {
+  AgentryError,
+  ERROR_CODES,
+  isAgentryError,
+  type AgentryErrorData,
+  type AgentryErrorOptions,
+  type ErrorCategory,
+  type ErrorCode,
+} from "./errors/agentry-error.js";
+export { durationMs } from "./config/durations.js";
+export { newId, newToken } from "./ids.js";
+export {
+  TENANT_ID_PATTERN,
+  TENANT_ID_RULE,
+  isTenantId,
+  tenantOwnedId,
+  tenantScope,
+  type TenantOwnedKind,
+} from "./tenancy.js";
+export { systemClock, sleep, withTimeout, type Clock } from "./clock.js";
+export { positiveInt } from "./validate.js";
+export { packageVersion } from "./package-version.js";
