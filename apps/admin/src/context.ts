@@ -1,7 +1,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
-import { AgentryError, createRedis, type AgentryEnv } from "@agentry/core";
+import { AgentryError, createRedis, shardPrefixes, type AgentryEnv } from "@agentry/core";
 import type { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, loadApproversFile, type ApproverKeys } from "@agentry/governance";
 import { safeRedisUrl } from "./format.js";
@@ -36,8 +36,24 @@ export class CliContext {
     this.#tracing?.recordTask(task);
   }
 
+  /** The base prefix (`AGENTRY_PREFIX`): global keys, and the only queue's with one shard. */
   get prefix(): string {
     return this.env.AGENTRY_PREFIX;
+  }
+
+  /** Every queue shard's prefix (`AGENTRY_SHARDS`), shard 0 first. */
+  get shardPrefixes(): string[] {
+    return shardPrefixes(this.prefix, this.env.AGENTRY_SHARDS);
+  }
+
+  /**
+   * The prefixes holding an audit chain: every shard's, and with several shards also the global
+   * prefix first (the global slot's own entries, such as budget leases reaped, and what was
+   * written before the queue was sharded).
+   */
+  get auditPrefixes(): string[] {
+    const shards = this.shardPrefixes;
+    return shards.length === 1 ? shards : [this.prefix, ...shards];
   }
 
   /** The user's home: `HOME` from the environment given to the CLI, else the OS's. */
@@ -110,7 +126,8 @@ export class CliContext {
       this.#client = new AgentryClient({
         redis,
         prefix: this.prefix,
-        sessionOrder: new RedisSessionTurns({ redis, prefix: this.prefix }),
+        shards: this.env.AGENTRY_SHARDS,
+        sessionOrder: (prefix) => new RedisSessionTurns({ redis, prefix }),
         // Traced: enqueueing opens a producer span whose context travels in the job to the worker.
         ...(this.#tracing ? { telemetry: this.#tracing.queueTelemetry } : {}),
         fairShare: this.env.AGENTRY_FAIR_SHARE === "on",
@@ -125,27 +142,53 @@ export class CliContext {
   }
 
   /**
-   * The approval store; it audits every vote, resolution and refused decision. With
-   * `verify: true` it also checks signatures against `AGENTRY_APPROVERS_FILE` (when set), so
-   * only deciding needs a readable approvers file.
+   * Every queue shard's approval store, shard 0 first; each audits every vote, resolution and
+   * refused decision in its shard's chain. With `verify: true` they also check signatures
+   * against `AGENTRY_APPROVERS_FILE` (when set), so only deciding needs a readable approvers file.
    */
-  async approvals(options: { verify?: boolean } = {}): Promise<ApprovalStore> {
+  async approvals(options: { verify?: boolean } = {}): Promise<ApprovalStore[]> {
     const keys = options.verify ? this.approverKeys() : undefined;
-    return new ApprovalStore({
-      redis: await this.redis(),
-      prefix: this.prefix,
-      audit: await this.audit(),
-      ...(keys ? { approverKeys: keys } : {}),
-    });
+    const redis = await this.redis();
+    return Promise.all(
+      this.shardPrefixes.map(
+        async (prefix) =>
+          new ApprovalStore({
+            redis,
+            prefix,
+            audit: await this.audit(prefix),
+            ...(keys ? { approverKeys: keys } : {}),
+          }),
+      ),
+    );
+  }
+
+  /** The store (of the shard) holding approval `id`, with the record; undefined when no shard has it. */
+  async approvalOf(
+    id: string,
+    options: { verify?: boolean } = {},
+  ): Promise<
+    { store: ApprovalStore; record: Awaited<ReturnType<ApprovalStore["get"]>> & object } | undefined
+  > {
+    for (const store of await this.approvals(options)) {
+      const record = await store.get(id);
+      if (record) return { store, record };
+    }
+    return undefined;
   }
 
   /**
-   * The audit log, authenticated with `AGENTRY_AUDIT_KEY` (and verifying entries of the retired
-   * `AGENTRY_AUDIT_PREVIOUS_KEYS`). Without a key the entries the CLI writes (votes, refusals)
-   * carry no MAC, and a log whose workers hold the key will report them as unauthenticated.
+   * An audit chain (the base prefix's by default; see {@link auditPrefixes}), authenticated with
+   * `AGENTRY_AUDIT_KEY` (and verifying entries of the retired `AGENTRY_AUDIT_PREVIOUS_KEYS`).
+   * Without a key the entries the CLI writes (votes, refusals) carry no MAC, and a log whose
+   * workers hold the key will report them as unauthenticated.
    */
-  async audit(): Promise<AuditLog> {
-    return new AuditLog({ redis: await this.redis(), prefix: this.prefix, ...this.auditKeys() });
+  async audit(prefix: string = this.prefix): Promise<AuditLog> {
+    return new AuditLog({ redis: await this.redis(), prefix, ...this.auditKeys() });
+  }
+
+  /** Every audit chain of the deployment, in {@link auditPrefixes} order. */
+  async audits(): Promise<AuditLog[]> {
+    return Promise.all(this.auditPrefixes.map((prefix) => this.audit(prefix)));
   }
 
   /** The audit key options from the environment, for logs and for checking exports without Redis. */

@@ -135,6 +135,6 @@ export async function buildProducerApp(options: ProducerAppOptions): Promise<Fas
       streams,
     });
   });
-  if (bullBoard) await registerBullBoard(app, { queue: options.client.queue, auth });
+  if (bullBoard) await registerBullBoard(app, { queues: options.client.shards.map((s) => s.queue), auth });
   return app;
 }

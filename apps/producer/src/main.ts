@@ -1,13 +1,20 @@
 // The producer process: the HTTP API in front of Agentry's queue. Configuration: see
 // config/producer-env.ts (PORT, HOST, AGENTRY_API_KEYS, AGENTRY_API_KEYS_FILE,
 // AGENTRY_INSECURE_DEV_KEY...) and the shared variables of @agentry/core.
-import { AgentryError, createLogger, createRedis, packageVersion, waitForReady } from "@agentry/core";
+import {
+  AgentryError,
+  checkClusterConfig,
+  createLogger,
+  createRedis,
+  packageVersion,
+  waitForReady,
+} from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
 import {
   AgentryClient,
   createBullMQTelemetry,
   createMetrics,
-  queueDepthOf,
+  queueDepthOfShards,
   startTelemetry,
   traceLogMixin,
 } from "@agentry/runtime";
@@ -77,17 +84,37 @@ async function main(): Promise<void> {
   const client = new AgentryClient({
     url: env.REDIS_URL,
     prefix: env.AGENTRY_PREFIX,
-    sessionOrder: new RedisSessionTurns({ redis: turnsRedis, prefix: env.AGENTRY_PREFIX }),
+    shards: env.AGENTRY_SHARDS,
+    sessionOrder: (prefix) => new RedisSessionTurns({ redis: turnsRedis, prefix }),
     telemetry: createBullMQTelemetry(),
     fairShare: env.AGENTRY_FAIR_SHARE === "on",
   });
-  await waitForReady(turnsRedis, 5_000).catch(() =>
-    logger.warn({ redis: env.REDIS_URL }, "Redis is not answering yet; submissions answer 503 until it does"),
+  const ready = await waitForReady(turnsRedis, 5_000).then(
+    () => true,
+    () => {
+      logger.warn(
+        { redis: env.REDIS_URL },
+        "Redis is not answering yet; submissions answer 503 until it does",
+      );
+      return false;
+    },
   );
+  // A prefix that does not fit the Redis topology stops the producer with one line.
+  if (ready)
+    await checkClusterConfig(
+      turnsRedis as unknown as Parameters<typeof checkClusterConfig>[0],
+      env.AGENTRY_PREFIX,
+    ).catch((err: unknown) => {
+      if (!AgentryError.isInstance(err) || err.code !== "INVALID_CONFIG") return;
+      process.stderr.write(`agentry-producer: ${err.message}\n`);
+      process.exit(2);
+    });
 
   const metrics = createMetrics({
     defaultLabels: { service: "agentry-producer" },
-    collectors: { queueDepth: queueDepthOf(client.queue) },
+    collectors: {
+      queueDepth: queueDepthOfShards(client.shards.map((s) => ({ shard: s.index, queue: s.queue }))),
+    },
   });
   const submitRateLimiter =
     env.AGENTRY_SUBMIT_RATE > 0
@@ -121,6 +148,7 @@ async function main(): Promise<void> {
       port: env.PORT,
       host: env.HOST,
       prefix: env.AGENTRY_PREFIX,
+      shards: env.AGENTRY_SHARDS,
       apiKeys: keys.size,
       tracing: telemetry.exporting,
       submitRate: submitRateLimiter

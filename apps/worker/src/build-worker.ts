@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
-import { createRedis, type Logger } from "@agentry/core";
+import { checkClusterConfig, createRedis, shardPrefixes, splitConcurrency, type Logger } from "@agentry/core";
 import type { AgentHooks } from "@agentry/agent";
 import {
   costMicroUsd,
@@ -22,7 +22,8 @@ import {
   createMetricsHooks,
   createTracingHooks,
   linkFrom,
-  queueDepthOf,
+  mergeTenantLoads,
+  queueDepthOfShards,
   registerTenantLoadMetrics,
   serializeSpanContext,
   setAgentUsage,
@@ -51,15 +52,36 @@ export const DEFAULT_POLICY_PATH = fileURLToPath(
   new URL("../../../packages/governance/policies/default.yaml", import.meta.url),
 );
 
+/** One queue shard a worker process consumes: its BullMQ worker host and its slot's stores. */
+export interface BuiltShard {
+  /** The shard's number, 0 .. AGENTRY_SHARDS - 1. */
+  index: number;
+  /** The shard's key prefix (`shardPrefix`). */
+  prefix: string;
+  worker: AgentWorker;
+  /** Approvals of this shard's tasks. */
+  approvals: ApprovalStore;
+  /** This shard's audit chain. */
+  audit: AuditLog;
+}
+
 /** A wired worker process: every part, so tests and the demo can reach in. */
 export interface BuiltWorker {
+  /** The shards this process consumes (`AGENTRY_WORKER_SHARDS`, else all), lowest first. */
+  shards: BuiltShard[];
+  /** The first consumed shard's worker (the only one with one shard). */
   worker: AgentWorker;
   model: LanguageModel;
+  /** The budget ledger, on the global prefix: one for every shard. */
   ledger: BudgetLedger;
+  /** The first consumed shard's approvals (see {@link BuiltShard}). */
   approvals: ApprovalStore;
+  /** The first consumed shard's audit chain (see {@link BuiltShard}). */
   audit: AuditLog;
   metrics: AgentryMetrics;
   redis: Redis;
+  /** Health of the process: every shard's worker must be healthy. */
+  health(): ReturnType<AgentWorker["health"]>;
   /** Starts taking jobs, the approval listener and the periodic reconcile. */
   start(): Promise<void>;
   /** Graceful stop (see AgentWorker.close). */
@@ -114,9 +136,6 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     timeoutMs: config.AGENTRY_TOOL_TIMEOUT_MS,
     deleteDelayMs: config.AGENTRY_TOOL_DELAY_MS,
   });
-  const sessions = new RedisSessionStore({ redis, prefix });
-  const turns = new RedisSessionTurns({ redis, prefix });
-
   // Governance: policies from the file, approvers' public keys, approvals, audit.
   const policyPath = config.AGENTRY_POLICY_FILE ?? DEFAULT_POLICY_PATH;
   const approverKeys: ApproverKeys = config.AGENTRY_APPROVERS_FILE
@@ -124,33 +143,36 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     : new Map();
   const policies = loadPolicyFile(policyPath);
   const validator = new SafetyValidator({ policies, redis, prefix });
-  const audit = new AuditLog({
-    redis,
-    prefix,
-    key: config.AGENTRY_AUDIT_KEY,
-    previousKeys: config.AGENTRY_AUDIT_PREVIOUS_KEYS,
-  });
-  if (!audit.authenticated) {
+  const auditOn = (on: string) =>
+    new AuditLog({
+      redis,
+      prefix: on,
+      key: config.AGENTRY_AUDIT_KEY,
+      previousKeys: config.AGENTRY_AUDIT_PREVIOUS_KEYS,
+    });
+  const allShards = shardPrefixes(prefix, config.AGENTRY_SHARDS);
+  // With several shards, the global slot has a chain of its own, for what happens there (budget
+  // leases reaped); with one it is shard 0's.
+  const globalAudit = auditOn(prefix);
+  if (!globalAudit.authenticated) {
     logger.warn(
       { event: "audit-unauthenticated" },
       "AGENTRY_AUDIT_KEY is not set: audit entries are not authenticated (anyone with Redis write access can rewrite them)",
     );
   }
-  const approvals = new ApprovalStore({ redis: publisher, prefix, approverKeys, audit });
   const notifier =
     options.notifier ??
     (config.AGENTRY_APPROVAL_WEBHOOK_URL
       ? new WebhookNotifier({ url: config.AGENTRY_APPROVAL_WEBHOOK_URL })
       : new LogNotifier(logger));
-  const governance = createGovernanceHooks({ validator, approvals, audit, notifier, approverKeys, logger });
 
-  // Budgets, tracing, metrics.
+  // Budgets, tracing, metrics: global, shared by every shard.
   const ledger = new BudgetLedger({
     redis,
     prefix,
     leaseMs: config.AGENTRY_BUDGET_LEASE_MS,
     onLeaseExpired: async (r) => {
-      await audit.append({
+      await globalAudit.append({
         type: "budget",
         taskId: r.taskId,
         data: { event: "lease-expired", reservationId: r.id, amount: r.amount, scopes: r.scopes },
@@ -166,115 +188,170 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     ...(countInputTokens ? { countInputTokens } : {}),
   };
   const metrics = createMetrics({ defaultLabels: { service: "agentry-worker" } });
-  const budget = createBudgetHooks({
-    ledger,
-    pricing,
+  const tracingHooks = createTracingHooks({
+    pricing: costMicroUsd,
+    provider: model.provider,
     defaultModel: model.defaultModel,
-    audit,
-    leaseMs: config.AGENTRY_BUDGET_LEASE_MS,
   });
-  const hooks: AgentHooks[] = [
-    budget,
-    governance,
-    createTracingHooks({ pricing: costMicroUsd, provider: model.provider, defaultModel: model.defaultModel }),
-    createMetricsHooks(metrics, { pricing: costMicroUsd, defaultModel: model.defaultModel }),
-  ];
+  const metricsHooks = createMetricsHooks(metrics, {
+    pricing: costMicroUsd,
+    defaultModel: model.defaultModel,
+  });
+  const concurrency = splitConcurrency(config.AGENTRY_CONCURRENCY, config.AGENTRY_WORKER_SHARDS.length);
+  const globalConcurrency =
+    config.AGENTRY_GLOBAL_CONCURRENCY > 0
+      ? splitConcurrency(config.AGENTRY_GLOBAL_CONCURRENCY, allShards.length)
+      : undefined;
 
-  const inner = createAgentTaskHandler({
-    model,
-    tools,
-    hooks,
-    redis,
-    prefix,
-    sessions,
-    turns,
-    recall: { memory },
-    audit,
-    actor,
-    toolClaimMs: config.AGENTRY_TOOL_TIMEOUT_MS + 2_000,
-  });
   // Each attempt is an `invoke_agent` span; a resumed attempt links to the first one's trace. The
   // attempt that completes the task carries the task's usage totals.
-  const handler: TaskHandler = (ex) =>
-    withAgentSpan(
-      {
-        taskId: ex.taskId,
-        tenant: ex.payload.tenant,
-        userId: ex.payload.userId,
-        sessionId: ex.payload.sessionId,
-        providerName: model.provider,
-        requestModel: ex.payload.model ?? model.defaultModel,
-      },
-      async (span) => {
-        if (!ex.firstTrace) {
-          const serialised = serializeSpanContext(span);
-          if (serialised) await ex.setFirstTrace(serialised);
-        }
-        const started = Date.now();
-        const outcome = await inner(ex);
-        if (outcome.type === "completed")
-          setAgentUsage(span, outcome.result.usage, outcome.result.costMicroUsd);
-        if (outcome.type === "park" && outcome.parked.reason === "approval") {
-          // No hook sees a suspended tool call; count it and the paused attempt here.
-          for (const tool of outcome.parked.tools ?? []) metrics.recordToolCall(tool, "suspend");
-          metrics.recordTask({
-            outcome: "awaiting_approval",
-            tenant: ex.payload.tenant,
-            durationMs: Date.now() - started,
-          });
-        }
-        return outcome;
-      },
-      { links: [ex.firstTrace ? linkFrom(ex.firstTrace) : undefined] },
-    );
+  const traced =
+    (inner: TaskHandler): TaskHandler =>
+    (ex) =>
+      withAgentSpan(
+        {
+          taskId: ex.taskId,
+          tenant: ex.payload.tenant,
+          userId: ex.payload.userId,
+          sessionId: ex.payload.sessionId,
+          providerName: model.provider,
+          requestModel: ex.payload.model ?? model.defaultModel,
+        },
+        async (span) => {
+          if (!ex.firstTrace) {
+            const serialised = serializeSpanContext(span);
+            if (serialised) await ex.setFirstTrace(serialised);
+          }
+          const started = Date.now();
+          const outcome = await inner(ex);
+          if (outcome.type === "completed")
+            setAgentUsage(span, outcome.result.usage, outcome.result.costMicroUsd);
+          if (outcome.type === "park" && outcome.parked.reason === "approval") {
+            // No hook sees a suspended tool call; count it and the paused attempt here.
+            for (const tool of outcome.parked.tools ?? []) metrics.recordToolCall(tool, "suspend");
+            metrics.recordTask({
+              outcome: "awaiting_approval",
+              tenant: ex.payload.tenant,
+              durationMs: Date.now() - started,
+            });
+          }
+          return outcome;
+        },
+        { links: [ex.firstTrace ? linkFrom(ex.firstTrace) : undefined] },
+      );
 
-  const worker = new AgentWorker({
-    url: config.REDIS_URL,
-    prefix,
-    concurrency: config.AGENTRY_CONCURRENCY,
-    ...(config.AGENTRY_GLOBAL_CONCURRENCY > 0
-      ? { globalConcurrency: config.AGENTRY_GLOBAL_CONCURRENCY }
-      : {}),
-    lockDurationMs: config.AGENTRY_LOCK_DURATION_MS,
-    stalledIntervalMs: config.AGENTRY_STALLED_INTERVAL_MS,
-    shutdownGraceMs: config.AGENTRY_SHUTDOWN_GRACE_MS,
-    taskStream: {
-      maxLen: config.AGENTRY_TASK_STREAM_MAX_LEN,
-      ttlMs: config.AGENTRY_TASK_STREAM_TTL_MS,
-      flushMs: config.AGENTRY_TEXT_FLUSH_MS,
-    },
-    handler,
-    logger,
-    // A task cancelled while it waited for an approval: the approval is cancelled (audited once).
-    onCancelRequested: async (taskId) => void (await approvals.cancelForTask(taskId)),
-    ...(options.telemetry ? { telemetry: options.telemetry } : {}),
-    onFinished: (e) =>
-      metrics.recordTask({ outcome: e.outcome, tenant: e.payload.tenant, durationMs: e.durationMs }),
-    // Approval decisions wake their tasks; the reconcile catches what an event missed and reaps
-    // expired budget leases. On the same beat the worker wakes tasks held back by their tenant's
-    // cap once the tenant has a free slot again.
-    wakeSources: [approvalDecisions(approvals)],
-    reconcilers: [reconcileApprovals(approvals), async () => void (await ledger.reapExpired())],
-    reconcileEveryMs: options.reconcileEveryMs ?? config.AGENTRY_RECONCILE_INTERVAL_MS,
+  /** One consumed shard: its session, turn, audit and approval stores, handler and worker host. */
+  const buildShard = (index: number, position: number): BuiltShard => {
+    const shardPrefix = allShards[index] as string;
+    const sessions = new RedisSessionStore({ redis, prefix: shardPrefix });
+    const turns = new RedisSessionTurns({ redis, prefix: shardPrefix });
+    const audit = shardPrefix === prefix ? globalAudit : auditOn(shardPrefix);
+    const approvals = new ApprovalStore({ redis: publisher, prefix: shardPrefix, approverKeys, audit });
+    const governance = createGovernanceHooks({ validator, approvals, audit, notifier, approverKeys, logger });
+    const budget = createBudgetHooks({
+      ledger,
+      pricing,
+      defaultModel: model.defaultModel,
+      audit,
+      leaseMs: config.AGENTRY_BUDGET_LEASE_MS,
+    });
+    const hooks: AgentHooks[] = [budget, governance, tracingHooks, metricsHooks];
+    const inner = createAgentTaskHandler({
+      model,
+      tools,
+      hooks,
+      redis,
+      prefix: shardPrefix,
+      sessions,
+      turns,
+      recall: { memory },
+      audit,
+      actor,
+      toolClaimMs: config.AGENTRY_TOOL_TIMEOUT_MS + 2_000,
+    });
+    const worker = new AgentWorker({
+      url: config.REDIS_URL,
+      prefix: shardPrefix,
+      globalPrefix: prefix,
+      concurrency: concurrency[position] as number,
+      ...(globalConcurrency ? { globalConcurrency: globalConcurrency[index] as number } : {}),
+      lockDurationMs: config.AGENTRY_LOCK_DURATION_MS,
+      stalledIntervalMs: config.AGENTRY_STALLED_INTERVAL_MS,
+      shutdownGraceMs: config.AGENTRY_SHUTDOWN_GRACE_MS,
+      taskStream: {
+        maxLen: config.AGENTRY_TASK_STREAM_MAX_LEN,
+        ttlMs: config.AGENTRY_TASK_STREAM_TTL_MS,
+        flushMs: config.AGENTRY_TEXT_FLUSH_MS,
+      },
+      handler: traced(inner),
+      logger: allShards.length === 1 ? logger : logger.child({ shard: index }),
+      // A task cancelled while it waited for an approval: the approval is cancelled (audited once).
+      onCancelRequested: async (taskId) => void (await approvals.cancelForTask(taskId)),
+      ...(options.telemetry ? { telemetry: options.telemetry } : {}),
+      onFinished: (e) =>
+        metrics.recordTask({ outcome: e.outcome, tenant: e.payload.tenant, durationMs: e.durationMs }),
+      // Approval decisions wake their tasks; the reconcile catches what an event missed and reaps
+      // expired budget leases. On the same beat the worker wakes tasks held back by their tenant's
+      // cap once the tenant has a free slot again.
+      wakeSources: [approvalDecisions(approvals)],
+      reconcilers: [
+        reconcileApprovals(approvals),
+        ...(position === 0 ? [async () => void (await ledger.reapExpired())] : []),
+      ],
+      reconcileEveryMs: options.reconcileEveryMs ?? config.AGENTRY_RECONCILE_INTERVAL_MS,
+    });
+    return { index, prefix: shardPrefix, worker, approvals, audit };
+  };
+
+  const shards = config.AGENTRY_WORKER_SHARDS.map((index, position) => buildShard(index, position));
+  const first = shards[0] as BuiltShard;
+  registerTenantLoadMetrics(metrics.registry, {
+    read: async () => mergeTenantLoads(await Promise.all(shards.map((s) => s.worker.fair.load()))),
   });
-  registerTenantLoadMetrics(metrics.registry, { read: () => worker.fair.load() });
   metrics.setCollectors({
-    queueDepth: queueDepthOf(worker.queue),
-    approvalsPending: async () => (await approvals.list({ status: "pending", limit: 10_000 })).length,
+    queueDepth: queueDepthOfShards(shards.map((s) => ({ shard: s.index, queue: s.worker.queue }))),
+    approvalsPending: async () => {
+      const counts = await Promise.all(
+        shards.map(async (s) => (await s.approvals.list({ status: "pending", limit: 10_000 })).length),
+      );
+      return counts.reduce((a, b) => a + b, 0);
+    },
     budgetRemaining: budgetRemainingOf(ledger),
   });
 
   return {
-    worker,
+    shards,
+    worker: first.worker,
     model,
     ledger,
-    approvals,
-    audit,
+    approvals: first.approvals,
+    audit: first.audit,
     metrics,
     redis,
-    start: () => worker.start(),
+    async health() {
+      const all = await Promise.all(shards.map((s) => s.worker.health()));
+      return {
+        ok: all.every((h) => h.ok),
+        redis: all.every((h) => h.redis),
+        running: all.every((h) => h.running),
+        activeJobs: all.reduce((n, h) => n + h.activeJobs, 0),
+        lastProgressAgoMs: all.reduce<number | null>(
+          (max, h) => (h.lastProgressAgoMs === null ? max : Math.max(max ?? 0, h.lastProgressAgoMs)),
+          null,
+        ),
+        reasons: all.flatMap((h, i) =>
+          shards.length === 1 ? h.reasons : h.reasons.map((r) => `shard ${shards[i]?.index}: ${r}`),
+        ),
+      };
+    },
+    async start() {
+      // A prefix that does not fit the Redis topology stops the process here, with one line,
+      // instead of failing every poll with CROSSSLOT.
+      await checkClusterConfig(redis as unknown as Parameters<typeof checkClusterConfig>[0], prefix);
+      for (const shard of shards) await shard.worker.start();
+    },
     async close() {
-      await worker.close();
+      for (const shard of shards) await shard.worker.close();
       await publisher.quit().catch(() => publisher.disconnect());
       await redis.quit().catch(() => redis.disconnect());
     },

@@ -6,6 +6,7 @@ import {
   envVar,
   parseEnv,
   parseEnvWith,
+  parseShardList,
   type AgentryEnv,
 } from "@agentry/core";
 
@@ -50,10 +51,16 @@ export const workerEnvSchema = z.object({
   AGENTRY_TOOL_DELAY_MS: num(0),
   /** Worker process name in logs and BullMQ. */
   AGENTRY_WORKER_NAME: envVar(z.string().optional()),
+  /**
+   * The queue shards this process consumes, e.g. `0,2` (checked against `AGENTRY_SHARDS` by
+   * {@link parseWorkerConfig}); unset = every shard.
+   */
+  AGENTRY_WORKER_SHARDS: envVar(z.string().optional()),
 });
 
-/** Everything the worker reads from the environment, parsed once. */
-export type WorkerConfig = AgentryEnv & z.infer<typeof workerEnvSchema>;
+/** Everything the worker reads from the environment, parsed once. `AGENTRY_WORKER_SHARDS` is resolved to shard numbers, lowest first. */
+export type WorkerConfig = AgentryEnv &
+  Omit<z.infer<typeof workerEnvSchema>, "AGENTRY_WORKER_SHARDS"> & { AGENTRY_WORKER_SHARDS: number[] };
 
 /** The refusal of a worker that has no model configured; names both ways out. */
 export const NO_MODEL_MESSAGE =
@@ -73,5 +80,9 @@ export function parseWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerC
   const worker = parseEnvWith(workerEnvSchema, env);
   const llmChosen = typeof env["AGENTRY_LLM"] === "string" && env["AGENTRY_LLM"].trim() !== "";
   if (!llmChosen && !base.ANTHROPIC_API_KEY) throw new AgentryError("INVALID_CONFIG", NO_MODEL_MESSAGE);
-  return { ...base, ...worker };
+  return {
+    ...base,
+    ...worker,
+    AGENTRY_WORKER_SHARDS: parseShardList(worker.AGENTRY_WORKER_SHARDS, base.AGENTRY_SHARDS),
+  };
 }

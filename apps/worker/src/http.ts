@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import { AgentryError } from "@agentry/core";
-import type { AgentryMetrics, AgentWorker } from "@agentry/runtime";
+import type { AgentryMetrics, WorkerHealth } from "@agentry/runtime";
 
 /**
  * The worker's operations endpoint: `GET /healthz` (200 when Redis answers, the worker runs and
@@ -14,7 +14,8 @@ import type { AgentryMetrics, AgentWorker } from "@agentry/runtime";
 export function startOpsServer(options: {
   port: number;
   host?: string;
-  worker: AgentWorker;
+  /** What `/healthz` reports: an `AgentWorker`, or a built worker process (every shard's). */
+  worker: { health(): Promise<WorkerHealth> };
   metrics: AgentryMetrics;
 }): Promise<Server> {
   const server = createServer((req, res) => {

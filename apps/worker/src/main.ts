@@ -53,7 +53,7 @@ async function main(): Promise<void> {
       config.AGENTRY_WORKER_PORT > 0
         ? await startOpsServer({
             port: config.AGENTRY_WORKER_PORT,
-            worker: built.worker,
+            worker: built,
             metrics: built.metrics,
           })
         : undefined;
@@ -68,11 +68,22 @@ async function main(): Promise<void> {
     await telemetry.shutdown();
     process.exit(2);
   }
-  await built.start();
+  try {
+    await built.start();
+  } catch (err) {
+    const e = AgentryError.from(err);
+    logger.fatal({ code: e.code, err: e.message }, "worker failed to start");
+    process.stderr.write(`agentry-worker: ${e.message}\n`);
+    server?.close();
+    await built.close().catch(() => undefined);
+    await telemetry.shutdown();
+    process.exit(2);
+  }
   logger.info(
     {
       event: "worker-started",
       concurrency: config.AGENTRY_CONCURRENCY,
+      shards: config.AGENTRY_WORKER_SHARDS,
       llm: config.AGENTRY_LLM,
       port: config.AGENTRY_WORKER_PORT,
     },

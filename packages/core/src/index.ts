@@ -13,6 +13,19 @@ export {
 } from "./redis/connection.js";
 export { keySpace, DEFAULT_KEY_PREFIX, type KeySpace } from "./redis/keys.js";
 export {
+  CLUSTER_SLOTS,
+  MAX_SHARDS,
+  checkClusterConfig,
+  checkClusterPrefix,
+  clusterSlot,
+  hashTagOf,
+  parseShardList,
+  shardOfSession,
+  shardPrefix,
+  shardPrefixes,
+  splitConcurrency,
+} from "./redis/shards.js";
+export {
   defineScripts,
   scriptCommandName,
   type ScriptArg,
@@ -25,6 +38,7 @@ export {
 export { fenceArgs, fenceGuardLua, type Fence } from "./redis/fence.js";
 export { createLogger, DEFAULT_REDACT_PATHS, type CreateLoggerOptions, type Logger } from "./log/logger.js";
 export { redactSecretText, REDACTED_TEXT } from "./log/redact-text.js";
+export { RepeatedErrors, type RepeatedErrorsOptions } from "./log/repeated-errors.js";
 export {
   parseEnv,
   parseEnvWith,

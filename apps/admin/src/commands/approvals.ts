@@ -38,11 +38,16 @@ export const approvalsListCommand: Command = {
     if (!(STATUSES as readonly string[]).includes(status))
       throw usageError(`--status must be one of ${STATUSES.join(", ")} (got "${status}")`);
     const limit = values.limit === undefined ? 100 : parseCount(values.limit, "--limit");
-    const store = await ctx.approvals();
-    const records = await store.list({
-      ...(status === "all" ? {} : { status: status as ApprovalStatus }),
-      limit,
-    });
+    const perShard = await Promise.all(
+      (await ctx.approvals()).map((store) =>
+        store.list({ ...(status === "all" ? {} : { status: status as ApprovalStatus }), limit }),
+      ),
+    );
+    // As one store lists them: pending by expiry, otherwise newest first.
+    const records = perShard
+      .flat()
+      .sort((a, b) => (status === "pending" ? a.expiresAt - b.expiresAt : b.createdAt - a.createdAt))
+      .slice(0, limit);
     if (values.json) {
       writeJson(ctx.io.stdout, records);
       return EXIT.OK;
@@ -79,7 +84,7 @@ export const approvalsShowCommand: Command = {
   async run(ctx, argv) {
     const { values, positionals } = parseCommand(argv, {});
     const id = onePositional(positionals, "approval id", SHOW_USAGE);
-    const record = await requireApproval(await ctx.approvals(), id);
+    const { record } = await requireApproval(ctx, id);
     if (values.json) {
       writeJson(ctx.io.stdout, record);
       return EXIT.OK;
@@ -150,9 +155,9 @@ async function decide(
   const reason = values.reason?.trim();
 
   const approverKeys = ctx.approverKeys();
-  const store = await ctx.approvals({ verify: true });
-  // Everything past "unknown id" goes through the store, which records and audits refusals too.
-  const record = await requireApproval(store, id);
+  // Everything past "unknown id" goes through the store of the approval's shard, which records
+  // and audits refusals too.
+  const { store, record } = await requireApproval(ctx, id, { verify: true });
 
   const keyFile = values.key ?? ctx.defaultKeyFile(approver);
   const pem = await readFile(keyFile, "utf8").catch((err: NodeJS.ErrnoException) => {
@@ -246,10 +251,14 @@ async function decide(
   }
 }
 
-async function requireApproval(store: ApprovalStore, id: string): Promise<ApprovalRecord> {
-  const record = await store.get(id);
-  if (!record) throw new CliError(`unknown approval ${id}`);
-  return record;
+async function requireApproval(
+  ctx: CliContext,
+  id: string,
+  options: { verify?: boolean } = {},
+): Promise<{ store: ApprovalStore; record: ApprovalRecord }> {
+  const found = await ctx.approvalOf(id, options);
+  if (!found) throw new CliError(`unknown approval ${id}`);
+  return found;
 }
 
 function decisionsSummary(r: ApprovalRecord): string {

@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import type { AuditEntry, VerifyResult } from "@agentry/governance";
+import type { AuditEntry, AuditLog, VerifyResult } from "@agentry/governance";
 import { noPositionals, parseCommand, requireFlag } from "../args.js";
 import { parseCount, summarize, table, truncate } from "../format.js";
 import { CliError, EXIT, usageError, writeJson } from "../io.js";
@@ -22,8 +22,16 @@ export const auditTailCommand: Command = {
     });
     noPositionals(positionals, TAIL_USAGE);
     const n = values.n === undefined ? 20 : parseCount(values.n, "-n");
-    const audit = await ctx.audit();
-    const entries = n === 0 ? [] : await audit.tail(n, values.task ? { taskId: values.task } : {});
+    // Every chain (the global one and each queue shard's), merged by time.
+    const perChain = await Promise.all(
+      (await ctx.audits()).map((audit) =>
+        n === 0 ? [] : audit.tail(n, values.task ? { taskId: values.task } : {}),
+      ),
+    );
+    const entries = perChain
+      .flat()
+      .sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0))
+      .slice(-Math.max(n, 1));
     if (values.json) {
       writeJson(ctx.io.stdout, entries);
       return EXIT.OK;
@@ -67,27 +75,63 @@ export const auditVerifyCommand: Command = {
     noPositionals(positionals, VERIFY_USAGE);
     if (values.file && values.anchors)
       throw usageError(`--file and --anchors do not go together (usage: ${VERIFY_USAGE})`);
-    let result: VerifyResult;
+    type Intact = { ok: true; count: number; anchors: number; authenticated: boolean };
+    let result: Intact;
+    const audits = values.file ? [] : await ctx.audits();
+    const readError = (file: string) => (err: NodeJS.ErrnoException) => {
+      if (typeof err?.code === "string" && err.syscall)
+        throw new CliError(`cannot read ${file}: ${err.message}`, { cause: err });
+      throw err;
+    };
     if (values.file) {
       const file = resolve(values.file);
       const { AuditKeyring, verifyJsonl } = await import("@agentry/governance");
-      result = await verifyJsonl(file, { keys: new AuditKeyring(ctx.auditKeys()) }).catch(
+      const one = await verifyJsonl(file, { keys: new AuditKeyring(ctx.auditKeys()) }).catch(
         (err: NodeJS.ErrnoException) => {
           throw new CliError(`cannot read ${file}: ${err.message}`, { cause: err });
         },
       );
-    } else if (values.anchors) {
+      if (!one.ok) throw new CliError(brokenMessage(one), { result: one });
+      result = one;
+    } else if (values.anchors && audits.length === 1) {
       const file = resolve(values.anchors);
-      const audit = await ctx.audit();
-      result = await audit.verifyWithAnchors(file).catch((err: NodeJS.ErrnoException) => {
-        if (typeof err?.code === "string" && err.syscall)
-          throw new CliError(`cannot read ${file}: ${err.message}`, { cause: err });
-        throw err;
-      });
+      const one = await (audits[0] as AuditLog).verifyWithAnchors(file).catch(readError(file));
+      if (!one.ok) throw new CliError(brokenMessage(one), { result: one });
+      result = one;
+    } else if (values.anchors) {
+      // Every chain (the global one and each queue shard's), each against its anchors.
+      const file = resolve(values.anchors);
+      const { verifyChainsWithAnchors } = await import("@agentry/governance");
+      const chains = await verifyChainsWithAnchors(audits, file).catch(readError(file));
+      if (!chains.ok)
+        throw new CliError(brokenMessage(chains, chainName(ctx, chains.stream)), { result: chains });
+      for (const stream of chains.unanchored)
+        ctx.io.stderr.write(
+          `warning: ${file} holds no anchor of ${stream} yet: it was verified without anchors\n`,
+        );
+      result = chains;
     } else {
-      result = await (await ctx.audit()).verify();
+      const results: (VerifyResult & { ok: true; stream: string })[] = [];
+      for (const audit of audits) {
+        const one = await audit.verify();
+        const before = results.reduce((n, r) => n + r.count, 0);
+        if (!one.ok) {
+          const failed = { ...one, count: before + one.count };
+          throw new CliError(brokenMessage(failed, chainName(ctx, audit.streamKey)), { result: failed });
+        }
+        results.push({ ...one, stream: audit.streamKey });
+      }
+      result =
+        results.length === 1
+          ? (results[0] as Intact)
+          : {
+              ok: true,
+              count: results.reduce((n, r) => n + r.count, 0),
+              anchors: 0,
+              authenticated: results.every((r) => r.authenticated),
+              ...{ chains: results },
+            };
     }
-    if (!result.ok) throw new CliError(brokenMessage(result), { result });
     if (values.json) writeJson(ctx.io.stdout, result);
     else {
       const anchors = values.anchors
@@ -125,30 +169,46 @@ export const auditAnchorCommand: Command = {
     const file = resolve(requireFlag(values.out, "--out", ANCHOR_USAGE));
     if (!ctx.env.AGENTRY_AUDIT_KEY)
       throw new CliError("AGENTRY_AUDIT_KEY is not set: an anchor must be authenticated");
-    const audit = await ctx.audit();
-    const result = await audit.anchor(file).catch((err: NodeJS.ErrnoException) => {
+    // One line holds every chain's head: the global chain's and each queue shard's.
+    const { anchorChains } = await import("@agentry/governance");
+    const result = await anchorChains(await ctx.audits(), file).catch((err: NodeJS.ErrnoException) => {
       if (typeof err?.code === "string" && err.syscall)
         throw new CliError(`cannot use ${file}: ${err.message}`, { cause: err });
       throw err;
     });
-    if (!result.ok) throw new CliError(`not anchored: ${brokenMessage(result)}`, { result });
-    if (values.json) writeJson(ctx.io.stdout, { file, ...result.anchor });
+    if (!result.ok)
+      throw new CliError(`not anchored: ${brokenMessage(result, chainName(ctx, result.stream))}`, { result });
+    const [first] = result.anchors;
+    if (values.json)
+      writeJson(
+        ctx.io.stdout,
+        result.anchors.length === 1 ? { file, ...first } : { file, chains: result.anchors },
+      );
+    else if (result.anchors.length === 1 && first)
+      ctx.io.stdout.write(
+        `anchored seq ${first.seq} (hash ${first.hash.slice(0, 16)}…) at ${first.time} to ${file}\n`,
+      );
     else
       ctx.io.stdout.write(
-        `anchored seq ${result.anchor.seq} (hash ${result.anchor.hash.slice(0, 16)}…) at ${result.anchor.time} to ${file}\n`,
+        `anchored ${result.anchors.length} chains (${result.anchors.map((a) => `${a.stream} seq ${a.seq}`).join(", ")}) at ${first?.time} to ${file}\n`,
       );
     return EXIT.OK;
   },
 };
 
-/** The one line naming a verification's first problem. */
-function brokenMessage(result: Extract<VerifyResult, { ok: false }>): string {
+/** The one line naming a verification's first problem; `chain` names the chain when there are several. */
+function brokenMessage(result: Extract<VerifyResult, { ok: false }>, chain = ""): string {
   const bad = result.firstBad;
   const detail = bad.detail ? ` (${bad.detail})` : "";
   if (bad.reason === "bad-anchor")
     return `audit anchors refused${bad.id ? ` at ${bad.id}` : ""}: bad-anchor${detail}`;
   const where = bad.id ? `seq ${bad.seq} (id ${bad.id})` : `seq ${bad.seq}`;
-  return `audit chain broken at ${where}: ${bad.reason}${detail}; ${result.count} entries before it verified`;
+  return `audit chain${chain} broken at ${where}: ${bad.reason}${detail}; ${result.count} entries before it verified`;
+}
+
+/** ` <stream>` when the deployment has several chains (queue shards), else nothing. */
+function chainName(ctx: { auditPrefixes: string[] }, stream: string): string {
+  return ctx.auditPrefixes.length > 1 ? ` ${stream}` : "";
 }
 
 /** `agentry audit export`: the chain as JSONL, verifiable on its own with `audit verify --file`. */
@@ -159,18 +219,27 @@ export const auditExportCommand: Command = {
   async run(ctx, argv) {
     const { values, positionals } = parseCommand(argv, { out: { type: "string" } });
     noPositionals(positionals, EXPORT_USAGE);
-    const file = resolve(requireFlag(values.out, "--out", EXPORT_USAGE));
-    const audit = await ctx.audit();
-    const exported = await audit.exportJsonl(file).catch((err: unknown) => {
-      const e = err as NodeJS.ErrnoException;
-      if (typeof e?.code === "string" && e.code.startsWith("E") && e.syscall) {
-        throw new CliError(`cannot write ${file}: ${e.message}`, { cause: err });
-      }
-      throw err;
-    });
-    if (values.json) writeJson(ctx.io.stdout, { file, ...exported });
+    const out = resolve(requireFlag(values.out, "--out", EXPORT_USAGE));
+    // One file per chain: FILE for the global chain (the only one with one shard), FILE.shard<i>
+    // for queue shard i's.
+    const audits = await ctx.audits();
+    const files = audits.map((_, i) => (audits.length === 1 || i === 0 ? out : `${out}.shard${i - 1}`));
+    const results = [];
+    for (const [i, audit] of audits.entries()) {
+      const file = files[i] as string;
+      const exported = await audit.exportJsonl(file).catch((err: unknown) => {
+        const e = err as NodeJS.ErrnoException;
+        if (typeof e?.code === "string" && e.code.startsWith("E") && e.syscall) {
+          throw new CliError(`cannot write ${file}: ${e.message}`, { cause: err });
+        }
+        throw err;
+      });
+      results.push({ file, ...exported });
+    }
+    if (values.json) writeJson(ctx.io.stdout, results.length === 1 ? results[0] : results);
     else
-      ctx.io.stdout.write(`exported ${exported.count} entries (up to seq ${exported.lastSeq}) to ${file}\n`);
+      for (const r of results)
+        ctx.io.stdout.write(`exported ${r.count} entries (up to seq ${r.lastSeq}) to ${r.file}\n`);
     return EXIT.OK;
   },
 };

@@ -11,8 +11,8 @@ export const BOARD_PATH = "/admin/queues";
 
 /** Options for {@link registerBullBoard}. */
 export interface BullBoardOptions {
-  /** Agentry's task queue (`AgentryClient.queue`). */
-  queue: AgentryClient["queue"];
+  /** Agentry's task queue, one per queue shard (`AgentryClient.shards[i].queue`), shard 0 first. */
+  queues: readonly AgentryClient["queue"][];
   auth: ApiKeyAuthenticator;
   /** @defaultValue {@link BOARD_PATH} */
   basePath?: string;
@@ -54,12 +54,15 @@ export async function registerBullBoard(app: FastifyInstance, options: BullBoard
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(basePath);
   createBullBoard({
-    queues: [
-      new BullMQAdapter(options.queue, {
-        displayName: "Agentry tasks",
-        description: "agent.run and agent.fanout jobs",
-      }),
-    ],
+    // Every shard's queue is named `tasks`; with several, each board name carries its shard.
+    queues: options.queues.map(
+      (queue, i) =>
+        new BullMQAdapter(queue, {
+          ...(options.queues.length > 1 ? { prefix: `shard${i}-` } : {}),
+          displayName: options.queues.length > 1 ? `Agentry tasks, shard ${i}` : "Agentry tasks",
+          description: "agent.run and agent.fanout jobs",
+        }),
+    ),
     serverAdapter,
     options: {
       uiConfig: { boardTitle: "Agentry" },

@@ -76,13 +76,10 @@ export class TaskEventLog {
 
   /** The stream's position now; a missing stream (nothing written yet, or expired) is at `0-0`. */
   async position(taskId: string): Promise<StreamPosition> {
+    const key = await this.client.taskStreamKey(taskId);
     let info: unknown[];
     try {
-      info = (await this.client.redis.call(
-        "XINFO",
-        "STREAM",
-        this.client.taskStreamKey(taskId),
-      )) as unknown[];
+      info = (await this.client.redis.call("XINFO", "STREAM", key)) as unknown[];
     } catch {
       return { top: STREAM_START, maxDeleted: undefined };
     }

@@ -132,7 +132,7 @@ export function registerTaskEventRoutes(app: FastifyInstance, options: TaskEvent
       pending = true;
       wake?.();
     };
-    const queueEvents = await client.queueEvents();
+    const queueEvents = await client.queueEvents(taskId);
     queueEvents.on("completed", onEnd);
     queueEvents.on("failed", onEnd);
     let stopWakeups: (() => Promise<void>) | undefined;

@@ -2,6 +2,8 @@ import { z } from "zod";
 import { AgentryError } from "../errors/agentry-error.js";
 import { DEFAULT_REDIS_URL } from "../redis/connection.js";
 import { DEFAULT_KEY_PREFIX } from "../redis/keys.js";
+import { parseRedisTarget } from "../redis/connection.js";
+import { MAX_SHARDS, checkClusterPrefix } from "../redis/shards.js";
 
 const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
 
@@ -65,6 +67,12 @@ export const agentryEnvSchema = z.object({
    * are submitted (producer, CLI); tenants' `maxRunning` caps hold either way.
    */
   AGENTRY_FAIR_SHARE: envVar(z.enum(["on", "off"]).default("on")),
+  /**
+   * Queue shards: the queue is split into this many BullMQ queues, each under its own hash tag
+   * (`shardPrefix`), so on Redis Cluster the work spreads over several masters. Every producer,
+   * worker and CLI of a deployment must agree on it; 1 keeps today's single queue.
+   */
+  AGENTRY_SHARDS: envVar(z.coerce.number().int().min(1).max(MAX_SHARDS).default(1)),
 });
 
 /** Parsed environment. `AGENTRY_LLM` is resolved: `anthropic` when a key is set, else `scripted`. */
@@ -77,6 +85,7 @@ export type AgentryEnv = Omit<z.infer<typeof agentryEnvSchema>, "AGENTRY_LLM"> &
  */
 export function parseEnv(env: NodeJS.ProcessEnv = process.env): AgentryEnv {
   const data = parseEnvWith(agentryEnvSchema, env);
+  if (parseRedisTarget(data.REDIS_URL).kind === "cluster") checkClusterPrefix(data.AGENTRY_PREFIX);
   const llm = data.AGENTRY_LLM ?? (data.ANTHROPIC_API_KEY ? "anthropic" : "scripted");
   if (llm === "anthropic" && !data.ANTHROPIC_API_KEY && !data.ANTHROPIC_BASE_URL) {
     throw new AgentryError("INVALID_CONFIG", "AGENTRY_LLM=anthropic needs ANTHROPIC_API_KEY");

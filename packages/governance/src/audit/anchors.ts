@@ -26,6 +26,36 @@ export interface AuditAnchor {
   mac: string;
 }
 
+/**
+ * One checkpoint of several chains' heads taken together (a deployment with queue shards: the
+ * global chain and every shard's), in one line, so none can be rolled back alone. Authenticated
+ * like {@link AuditAnchor}.
+ */
+export interface AuditAnchorSet {
+  kind: typeof ANCHOR_KIND;
+  v: 2;
+  /** Each chain's head: its stream's key, seq and hash. */
+  heads: { stream: string; seq: number; hash: string }[];
+  time: string;
+  kid: string;
+  mac: string;
+}
+
+/** The JSON line (no newline) of an anchor of several chains' heads (see {@link AuditAnchorSet}). */
+export function anchorSetLine(
+  key: AuditKey,
+  point: { heads: { stream: string; seq: number; hash: string }[]; time: string },
+): string {
+  const body = {
+    kind: ANCHOR_KIND,
+    v: 2 as const,
+    heads: point.heads.map((h) => ({ stream: h.stream, seq: h.seq, hash: h.hash })),
+    time: point.time,
+    kid: key.kid,
+  };
+  return canonicalJson({ ...body, mac: key.macAnchor(canonicalJson(body)) });
+}
+
 /** The JSON line (no newline) of an anchor of `head`, authenticated with `key`. */
 export function anchorLine(
   key: AuditKey,
@@ -51,19 +81,23 @@ export type AnchorFile =
       points: (AnchorPoint & { time: string })[];
       /** Every anchor line in the file, of any stream. */
       lines: number;
+      /** Every stream some line of the file anchors. */
+      streams: Set<string>;
       /** False when no key was configured, so the lines' MACs were not checked. */
       authenticated: boolean;
     }
   | { ok: false; line: number; detail: string };
 
 /**
- * Parses an anchors file. With a key configured every line must carry a valid MAC by a
+ * Parses an anchors file: lines of one chain (`v: 1`) and lines of several (`v: 2`, one head per
+ * chain) alike. With a key configured every line must carry a valid MAC by a
  * configured key (a forged or edited line means the file was tampered with); without one the
  * lines are taken as they are (they can only add checks, never excuse a broken chain).
  * Blank lines are skipped; anything else that is not an anchor is refused.
  */
 export function parseAnchors(text: string, options: { stream: string; keys: AuditKeyring }): AnchorFile {
   const points: (AnchorPoint & { time: string })[] = [];
+  const streams = new Set<string>();
   let lines = 0;
   const rows = text.split("\n");
   for (let i = 0; i < rows.length; i++) {
@@ -75,6 +109,44 @@ export function parseAnchors(text: string, options: { stream: string; keys: Audi
       a = JSON.parse(row) as AuditAnchor;
     } catch {
       return { ok: false, line: lineNo, detail: "not JSON" };
+    }
+    const set = a as unknown as AuditAnchorSet;
+    if (typeof set === "object" && set !== null && set.kind === ANCHOR_KIND && set.v === 2) {
+      if (
+        !Array.isArray(set.heads) ||
+        set.heads.some(
+          (h) =>
+            typeof h !== "object" ||
+            h === null ||
+            typeof h.stream !== "string" ||
+            !Number.isSafeInteger(h.seq) ||
+            h.seq < 0 ||
+            typeof h.hash !== "string",
+        ) ||
+        typeof set.time !== "string" ||
+        typeof set.kid !== "string" ||
+        typeof set.mac !== "string"
+      )
+        return { ok: false, line: lineNo, detail: "not an audit anchor" };
+      if (options.keys.authenticated) {
+        const key = options.keys.get(set.kid);
+        if (!key) return { ok: false, line: lineNo, detail: `key id ${set.kid} is not configured` };
+        const { mac, ...body } = set;
+        if (!macEquals(key.macAnchor(canonicalJson(body)), mac))
+          return { ok: false, line: lineNo, detail: "MAC does not match (edited or forged)" };
+      }
+      lines += 1;
+      for (const h of set.heads) {
+        streams.add(h.stream);
+        if (h.stream === options.stream)
+          points.push({
+            seq: h.seq,
+            hash: h.hash,
+            time: set.time,
+            label: `anchor of ${set.time} (line ${lineNo})`,
+          });
+      }
+      continue;
     }
     if (
       typeof a !== "object" ||
@@ -99,10 +171,11 @@ export function parseAnchors(text: string, options: { stream: string; keys: Audi
         return { ok: false, line: lineNo, detail: "MAC does not match (edited or forged)" };
     }
     lines += 1;
+    streams.add(a.stream);
     if (a.stream === options.stream)
       points.push({ seq: a.seq, hash: a.hash, time: a.time, label: `anchor of ${a.time} (line ${lineNo})` });
   }
-  return { ok: true, points, lines, authenticated: options.keys.authenticated };
+  return { ok: true, points, lines, streams, authenticated: options.keys.authenticated };
 }
 
 /**

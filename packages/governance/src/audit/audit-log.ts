@@ -14,7 +14,7 @@ import {
   type Fence,
 } from "@agentry/core";
 import { canonicalMembers, joinCanonicalMembers } from "../canonical-json.js";
-import { anchorLine, readAnchors } from "./anchors.js";
+import { anchorLine, anchorSetLine, readAnchors } from "./anchors.js";
 import { AuditKeyring, sha256Hex } from "./audit-key.js";
 import { ChainVerifier, type AnchorPoint, type VerifyResult } from "./chain.js";
 import { GENESIS_HASH, type AuditEntry } from "./entries.js";
@@ -444,20 +444,20 @@ export class AuditLog implements AuditSink {
   async anchor(
     path: string,
   ): Promise<{ ok: true; anchor: AnchorResult } | Extract<VerifyResult, { ok: false }>> {
-    const key = this.keys.current;
-    if (!key)
-      throw new AgentryError(
-        "INVALID_CONFIG",
-        "AGENTRY_AUDIT_KEY is not set: an anchor must be authenticated",
-      );
-    const file = await readAnchors(path, { stream: this.streamKey, keys: this.keys, missingOk: true });
-    if (!file.ok)
-      return {
-        ok: false,
-        count: 0,
-        firstBad: { seq: -1, id: `anchors line ${file.line}`, reason: "bad-anchor", detail: file.detail },
-      };
-    const last = file.points.reduce<AnchorPoint | undefined>(
+    const result = await anchorChains([this], path);
+    return result.ok ? { ok: true, anchor: result.anchors[0] as AnchorResult } : result;
+  }
+
+  /**
+   * The head to anchor next, after verifying the entries since the last of `points` (this
+   * chain's anchors in a file; all entries when there is none). Used by {@link anchorChains}.
+   */
+  async headSinceAnchor(
+    points: readonly AnchorPoint[],
+  ): Promise<
+    { ok: true; head: { seq: number; hash: string }; verified: number } | Extract<VerifyResult, { ok: false }>
+  > {
+    const last = points.reduce<AnchorPoint | undefined>(
       (a, p) => (a === undefined || p.seq >= a.seq ? p : a),
       undefined,
     );
@@ -493,13 +493,12 @@ export class AuditLog implements AuditSink {
     const result = verifier.result(head);
     if (!result.ok) return result;
     if (topSeq > head.seq) return this.beyondHead(result.count, head.seq, topSeq);
-    const time = new Date(this.clock.now()).toISOString();
-    await appendFile(
-      path,
-      `${anchorLine(key, { stream: this.streamKey, seq: head.seq, hash: head.hash, time })}\n`,
-      { mode: 0o600 },
-    );
-    return { ok: true, anchor: { seq: head.seq, hash: head.hash, time, verified: result.count } };
+    return { ok: true, head, verified: result.count };
+  }
+
+  /** The wall clock of this log, for anchor times. */
+  now(): number {
+    return this.clock.now();
   }
 
   /**
@@ -614,4 +613,101 @@ function parseFields(fields: string[]): AuditEntry | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Where a check of several chains stopped: the chain's stream key and its failure. */
+export type ChainsFailure = Extract<VerifyResult, { ok: false }> & { stream: string };
+
+/**
+ * Appends one authenticated line to the anchors file at `path` (created when missing) holding
+ * the heads of every chain in `logs` (a deployment's global chain and each queue shard's): one
+ * line, so no chain can later be rolled back without contradicting it. Each chain's entries
+ * since its last anchor in the file are verified first; on the first that does not hold nothing
+ * is written and its failure returned with its stream. One chain writes a line of the single-chain
+ * form, exactly as before. All logs must hold the same keys.
+ *
+ * @throws `INVALID_CONFIG` without a key (an anchor anyone can write proves nothing).
+ */
+export async function anchorChains(
+  logs: readonly AuditLog[],
+  path: string,
+): Promise<{ ok: true; anchors: (AnchorResult & { stream: string })[] } | ChainsFailure> {
+  const first = logs[0];
+  const key = first?.keys.current;
+  if (!first || !key)
+    throw new AgentryError("INVALID_CONFIG", "AGENTRY_AUDIT_KEY is not set: an anchor must be authenticated");
+  const heads: { stream: string; seq: number; hash: string; verified: number }[] = [];
+  for (const log of logs) {
+    const file = await readAnchors(path, { stream: log.streamKey, keys: log.keys, missingOk: true });
+    if (!file.ok)
+      return {
+        ok: false,
+        stream: log.streamKey,
+        count: 0,
+        firstBad: { seq: -1, id: `anchors line ${file.line}`, reason: "bad-anchor", detail: file.detail },
+      };
+    const next = await log.headSinceAnchor(file.points);
+    if (!next.ok) return { ...next, stream: log.streamKey };
+    heads.push({ stream: log.streamKey, ...next.head, verified: next.verified });
+  }
+  const time = new Date(first.now()).toISOString();
+  const line =
+    heads.length === 1
+      ? anchorLine(key, { ...(heads[0] as (typeof heads)[number]), time })
+      : anchorSetLine(key, { heads, time });
+  await appendFile(path, `${line}\n`, { mode: 0o600 });
+  return {
+    ok: true,
+    anchors: heads.map((h) => ({ stream: h.stream, seq: h.seq, hash: h.hash, time, verified: h.verified })),
+  };
+}
+
+/**
+ * Verifies every chain in `logs` as of one snapshot each; a chain that the anchors file at
+ * `path` names is checked against its anchors too (single-chain lines and lines of several heads
+ * alike, so files written before the queue was sharded still verify). A chain the file never
+ * names (a shard added since the last anchor) is verified on its own and listed in `unanchored`.
+ * Fails on the first chain that does not hold, on a line of the file that fails its MAC, and when
+ * the file names none of the chains. Throws when the file cannot be read.
+ */
+export async function verifyChainsWithAnchors(
+  logs: readonly AuditLog[],
+  path: string,
+): Promise<
+  | { ok: true; count: number; anchors: number; authenticated: boolean; chains: number; unanchored: string[] }
+  | ChainsFailure
+> {
+  let count = 0;
+  let anchors = 0;
+  let authenticated = true;
+  const unanchored: string[] = [];
+  for (const log of logs) {
+    const file = await readAnchors(path, { stream: log.streamKey, keys: log.keys });
+    if (!file.ok)
+      return {
+        ok: false,
+        stream: log.streamKey,
+        count,
+        firstBad: { seq: -1, id: `anchors line ${file.line}`, reason: "bad-anchor", detail: file.detail },
+      };
+    if (file.points.length === 0) unanchored.push(log.streamKey);
+    const result = await log.verify(file.points.length > 0 ? { anchors: file.points } : {});
+    if (!result.ok) return { ...result, stream: log.streamKey, count: count + result.count };
+    count += result.count;
+    anchors += result.anchors;
+    authenticated &&= result.authenticated;
+  }
+  if (unanchored.length === logs.length)
+    return {
+      ok: false,
+      stream: logs[0]?.streamKey ?? "",
+      count,
+      firstBad: {
+        seq: -1,
+        id: "",
+        reason: "bad-anchor",
+        detail: `no anchor of ${logs.map((l) => l.streamKey).join(", ")} in ${path}`,
+      },
+    };
+  return { ok: true, count, anchors, authenticated, chains: logs.length, unanchored };
 }

@@ -12,14 +12,19 @@ export { AuditKeyring, MIN_AUDIT_KEY_LENGTH, type AuditKey } from "./audit-key.j
 export {
   ANCHOR_KIND,
   anchorLine,
+  anchorSetLine,
   parseAnchors,
   readAnchors,
   type AnchorFile,
   type AuditAnchor,
+  type AuditAnchorSet,
 } from "./anchors.js";
 export {
   AuditLog,
+  anchorChains,
+  verifyChainsWithAnchors,
   verifyJsonl,
+  type ChainsFailure,
   type AuditLogOptions,
   type AppendResult,
   type AnchorResult,

@@ -6,7 +6,10 @@ import {
   createRedis,
   DEFAULT_KEY_PREFIX,
   duplicateRedis,
+  keySpace,
   newId,
+  shardOfSession,
+  shardPrefixes,
   systemClock,
   tenantOwnedId,
   waitForReady,
@@ -30,7 +33,7 @@ import { errorFromFailedReason, statusOfJob, type TaskStatus } from "./task-stat
 import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
 import type { TaskProgress } from "../tasks/progress.js";
 import { FairShare, type FairStamp } from "../fair/fair-share.js";
-import type { TenantLoad, TenantSettingsPatch } from "../fair/tenant-settings.js";
+import { mergeTenantLoads, type TenantLoad, type TenantSettingsPatch } from "../fair/tenant-settings.js";
 import {
   parseTaskStreamEntry,
   parseTaskStreamNotice,
@@ -66,12 +69,22 @@ export interface AgentryClientOptions {
   redis?: Redis;
   /** @defaultValue `redis://127.0.0.1:6379` */
   url?: string;
-  /** Key prefix shared with the workers. @defaultValue `agentry` */
+  /** Key prefix shared with the workers (`AGENTRY_PREFIX`). @defaultValue `agentry` */
   prefix?: string;
+  /**
+   * Queue shards (`AGENTRY_SHARDS`): the queue is split into this many BullMQ queues, each under
+   * the prefix `shardPrefix(prefix, i, shards)`; a task goes to the shard of its (tenant,
+   * session). Must match the workers'. @defaultValue 1 (the queue under `prefix` itself)
+   */
+  shards?: number;
   /** @defaultValue `tasks` */
   queueName?: string;
-  /** Registers session order at submit time, so a session's tasks run in submit order. */
-  sessionOrder?: SessionOrder;
+  /**
+   * Registers session order at submit time, so a session's tasks run in submit order. Session
+   * turns live on the session's queue shard: with more than one shard, give a function from a
+   * shard's prefix to that shard's order (`(prefix) => new RedisSessionTurns({redis, prefix})`).
+   */
+  sessionOrder?: SessionOrder | ((shardPrefix: string) => SessionOrder);
   /** bullmq-otel telemetry instance: the producer span is propagated into the job. */
   telemetry?: Telemetry;
   /**
@@ -105,6 +118,21 @@ export type TaskFollowEvent =
   | { type: "completed"; taskId: string; result: AgentTaskResult }
   | { type: "failed"; taskId: string; error: ReturnType<typeof errorFromFailedReason> };
 
+/** One queue shard as the client sees it. */
+export interface ClientShard {
+  /** 0 .. shards - 1. */
+  readonly index: number;
+  /** The shard's key prefix (`shardPrefix`). */
+  readonly prefix: string;
+  readonly queue: Queue<AgentJobData, AgentTaskResult>;
+  /** Fair share on this shard's queue (tenant settings and running slots are global). */
+  readonly fair: FairShare;
+  readonly sessionOrder: SessionOrder | undefined;
+}
+
+/** Task ids whose shard the client remembers (a task never changes shard). */
+const SHARD_CACHE_SIZE = 10_000;
+
 /** Entries read per round trip from a task's stream. */
 const STREAM_BATCH = 1_000;
 /** Without a wake-up, how often a follower re-reads the stream and the task. */
@@ -115,20 +143,24 @@ const FOLLOW_SWEEP_MS = 1_000;
  * Connections fail fast when Redis is down: `submit` rejects with `REDIS_UNAVAILABLE`, never hangs.
  */
 export class AgentryClient {
+  /** Shard 0's queue: the only queue unless `shards` > 1 (see {@link shards}). */
   readonly queue: Queue<AgentJobData, AgentTaskResult>;
+  /** The base prefix (`AGENTRY_PREFIX`): global keys, and shard 0's with one shard. */
   readonly prefix: string;
   readonly queueName: string;
+  /** Every queue shard, shard 0 first. */
+  readonly shards: readonly ClientShard[];
   /** The client's Redis connection (fail-fast): for reads beside BullMQ's, such as the queue's event stream. */
   readonly redis: Redis;
   private readonly ownsRedis: boolean;
-  private readonly sessionOrder: SessionOrder | undefined;
   private readonly clock: Clock;
-  /** Fair share between tenants: stamps at submit, settings, load. */
+  /** Shard 0's fair share (tenant settings are global: any shard's instance reads them). */
   readonly fair: FairShare;
   private readonly fairOrder: boolean;
-  private events: QueueEvents | undefined;
-  private eventsConnection: Redis | undefined;
-  private flows: FlowProducer | undefined;
+  private readonly events = new Map<number, Promise<QueueEvents>>();
+  private readonly eventsConnections: Redis[] = [];
+  private readonly flows = new Map<number, FlowProducer>();
+  private readonly shardOfTask = new Map<string, ClientShard>();
   private wakeups: TaskStreamWakeups | undefined;
   private readonly telemetry: AgentryClientOptions["telemetry"];
 
@@ -139,22 +171,40 @@ export class AgentryClient {
     this.redis =
       options.redis ?? createRedis({ url: options.url, role: "producer", connectionName: "agentry-client" });
     this.redis.on("error", () => undefined);
-    this.sessionOrder = options.sessionOrder;
     this.clock = options._internal?.clock ?? systemClock;
     this.telemetry = options.telemetry;
-    this.fair = new FairShare({
-      redis: this.redis,
-      prefix: this.prefix,
-      queueName: this.queueName,
-      _internal: { clock: this.clock },
-    });
     this.fairOrder = options.fairShare ?? true;
-    this.queue = new Queue<AgentJobData, AgentTaskResult>(this.queueName, {
-      connection: this.redis,
-      prefix: this.prefix,
-      ...(this.telemetry ? { telemetry: this.telemetry } : {}),
+    const count = options.shards ?? 1;
+    const order = options.sessionOrder;
+    if (count > 1 && order !== undefined && typeof order !== "function")
+      throw new AgentryError(
+        "INVALID_CONFIG",
+        "with more than one queue shard, sessionOrder must be a function from a shard's prefix to its session order",
+      );
+    this.shards = shardPrefixes(this.prefix, count).map((prefix, index) => {
+      const queue = new Queue<AgentJobData, AgentTaskResult>(this.queueName, {
+        connection: this.redis,
+        prefix,
+        ...(this.telemetry ? { telemetry: this.telemetry } : {}),
+      });
+      queue.on("error", () => undefined);
+      return {
+        index,
+        prefix,
+        queue,
+        fair: new FairShare({
+          redis: this.redis,
+          prefix,
+          globalPrefix: this.prefix,
+          queueName: this.queueName,
+          _internal: { clock: this.clock },
+        }),
+        sessionOrder: typeof order === "function" ? order(prefix) : order,
+      };
     });
-    this.queue.on("error", () => undefined);
+    const first = this.shards[0] as ClientShard;
+    this.queue = first.queue;
+    this.fair = first.fair;
   }
 
   /**
@@ -167,7 +217,9 @@ export class AgentryClient {
     const taskId = taskIdFor(payload.tenant, input.idempotencyKey);
     return this.guard(async () => {
       if (input.idempotencyKey) {
-        const existing = await this.queue.getJob(taskId);
+        // On any shard: a resubmit naming another session must still find the first task.
+        const found = await this.locate(taskId);
+        const existing = found ? await found.queue.getJob(taskId) : undefined;
         if (existing)
           return {
             taskId,
@@ -175,23 +227,25 @@ export class AgentryClient {
             deduplicated: true,
           };
       }
+      const shard = this.shardFor(payload.tenant, payload.sessionId);
       const session = tenantOwnedId(payload.tenant, "session", payload.sessionId);
-      await this.sessionOrder?.enqueue(session, taskId);
+      await shard.sessionOrder?.enqueue(session, taskId);
       let stamped: { base: number; stamps: FairStamp[] } | undefined;
       try {
-        stamped = await this.fair.stamp(payload.tenant, [taskId], { fair: this.fairOrder });
+        stamped = await shard.fair.stamp(payload.tenant, [taskId], { fair: this.fairOrder });
         const priority = stamped.stamps[0]?.priority ?? 0;
-        const job = await this.queue.add(
+        const job = await shard.queue.add(
           "agent.run",
           { payload, parkCount: 0 },
           { ...jobOptionsFor("agent.run"), jobId: taskId, ...(priority > 0 ? { priority } : {}) },
         );
         const deduplicated = job.data.payload.submittedAt !== payload.submittedAt;
-        if (!deduplicated) await this.restampIfRebased([job], stamped);
+        if (!deduplicated) await this.restampIfRebased(shard, [job], stamped);
+        this.remember(taskId, shard);
         return { taskId, sessionId: ownPayload(job, payload.tenant, taskId).sessionId, deduplicated };
       } catch (err) {
-        await this.sessionOrder?.remove(session, taskId).catch(() => undefined);
-        if (stamped) await this.fair.forget(payload.tenant, taskId).catch(() => undefined);
+        await shard.sessionOrder?.remove(session, taskId).catch(() => undefined);
+        if (stamped) await shard.fair.forget(payload.tenant, taskId).catch(() => undefined);
         throw err;
       }
     });
@@ -212,18 +266,24 @@ export class AgentryClient {
     const failurePolicy = options.failurePolicy ?? "all-settled";
     const payloads = inputs.map((input) => ({ ...this.buildPayload(input, caller), groupId }));
     const taskIds = payloads.map(() => newId("task"));
+    // A flow's jobs share one queue: the group goes to the shard of its first task's session.
+    const shard = this.shardFor(caller.tenant, (payloads[0] as AgentTaskPayload).sessionId);
     return this.guard(async () => {
-      this.flows ??= new FlowProducer({
-        connection: this.redis,
-        prefix: this.prefix,
-        ...(this.telemetry ? { telemetry: this.telemetry } : {}),
-      });
+      let flows = this.flows.get(shard.index);
+      if (!flows) {
+        flows = new FlowProducer({
+          connection: this.redis,
+          prefix: shard.prefix,
+          ...(this.telemetry ? { telemetry: this.telemetry } : {}),
+        });
+        this.flows.set(shard.index, flows);
+      }
       for (const [i, p] of payloads.entries())
-        await this.sessionOrder?.enqueue(
+        await shard.sessionOrder?.enqueue(
           tenantOwnedId(p.tenant, "session", p.sessionId),
           taskIds[i] as string,
         );
-      const stamped = await this.fair.stamp(caller.tenant, taskIds, { fair: this.fairOrder });
+      const stamped = await shard.fair.stamp(caller.tenant, taskIds, { fair: this.fairOrder });
       const parent: FanoutPayload = {
         groupId,
         tenant: caller.tenant,
@@ -231,7 +291,7 @@ export class AgentryClient {
         failurePolicy,
         taskIds,
       };
-      const flow = await this.flows.add({
+      const flow = await flows.add({
         name: "agent.fanout",
         queueName: this.queueName,
         data: parent,
@@ -251,9 +311,11 @@ export class AgentryClient {
         })),
       });
       await this.restampIfRebased(
+        shard,
         (flow.children ?? []).map((c) => c.job as Job<AgentJobData, AgentTaskResult>),
         stamped,
       );
+      for (const id of [groupId, ...taskIds]) this.remember(id, shard);
       return { groupId, taskIds };
     });
   }
@@ -262,10 +324,12 @@ export class AgentryClient {
   async status(taskId: string, caller?: Caller): Promise<TaskStatus> {
     // A malformed id could name one of BullMQ's own keys; it is never looked up.
     if (!isTaskId(taskId)) throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
+    const shard = await this.guard(() => this.locate(taskId));
+    if (!shard) throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
     // State first, then the job: the worker writes a task's error, parked reason and result
     // before (or with) the state change, so data read after the state is never older than it.
-    const state = await this.guard(() => this.queue.getJobState(taskId));
-    const job = await this.guard(() => this.queue.getJob(taskId));
+    const state = await this.guard(() => shard.queue.getJobState(taskId));
+    const job = await this.guard(() => shard.queue.getJob(taskId));
     if (!job || !job.data?.payload || (caller && job.data.payload.tenant !== caller.tenant)) {
       throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
     }
@@ -278,7 +342,8 @@ export class AgentryClient {
     caller?: Caller,
   ): Promise<{ state: string; result?: FanoutResult; failedReason?: string }> {
     if (!isGroupId(groupId)) throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
-    const job = (await this.guard(() => this.queue.getJob(groupId))) as
+    const shard = await this.guard(() => this.locate(groupId));
+    const job = (shard ? await this.guard(() => shard.queue.getJob(groupId)) : undefined) as
       Job<FanoutPayload, FanoutResult> | undefined;
     if (!job || job.name !== "agent.fanout" || (caller && job.data?.tenant !== caller.tenant))
       throw new AgentryError("NOT_FOUND", `No group ${groupId}`);
@@ -315,7 +380,7 @@ export class AgentryClient {
     taskId: string,
     options: { signal?: AbortSignal; timeoutMs?: number; caller?: Caller } = {},
   ): AsyncGenerator<TaskEvent> {
-    const events = await this.queueEvents();
+    const events = await this.queueEvents(taskId);
     const buffer: TaskEvent[] = [];
     let wake: (() => void) | undefined;
     const push = (e: TaskEvent) => {
@@ -371,9 +436,14 @@ export class AgentryClient {
     }
   }
 
-  /** The key of a task's stream (progress and model text, written by its workers); also the channel its writes are announced on. */
-  taskStreamKey(taskId: string): string {
-    return taskStreamKey(this.prefix, this.queueName, taskId);
+  /**
+   * The key of a task's stream (progress and model text, written by its workers) on the task's
+   * shard; also the channel its writes are announced on. `NOT_FOUND` for a task on no shard.
+   */
+  async taskStreamKey(taskId: string): Promise<string> {
+    const shard = await this.guard(() => this.locate(taskId));
+    if (!shard) throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
+    return taskStreamKey(shard.prefix, this.queueName, taskId);
   }
 
   /**
@@ -383,9 +453,11 @@ export class AgentryClient {
    */
   async readTaskStream(taskId: string, after = "0-0", count = STREAM_BATCH): Promise<TaskStreamRecord[]> {
     if (!isTaskId(taskId)) throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
-    const raw = (await this.guard(() =>
-      this.redis.xrange(this.taskStreamKey(taskId), `(${after}`, "+", "COUNT", count),
-    )) as [string, string[]][];
+    const key = await this.taskStreamKey(taskId);
+    const raw = (await this.guard(() => this.redis.xrange(key, `(${after}`, "+", "COUNT", count))) as [
+      string,
+      string[],
+    ][];
     const records: TaskStreamRecord[] = [];
     for (const [id, fields] of raw) {
       const entry = parseTaskStreamEntry(fields);
@@ -414,10 +486,9 @@ export class AgentryClient {
       subscriber.on("error", () => undefined);
       this.wakeups = new TaskStreamWakeups(subscriber);
     }
+    const key = await this.taskStreamKey(taskId);
     return this.guard(() =>
-      (this.wakeups as TaskStreamWakeups).listen(this.taskStreamKey(taskId), (message) =>
-        onWrite(parseTaskStreamNotice(message)),
-      ),
+      (this.wakeups as TaskStreamWakeups).listen(key, (message) => onWrite(parseTaskStreamNotice(message))),
     );
   }
 
@@ -444,7 +515,7 @@ export class AgentryClient {
       onWrite();
     };
     const stop = await this.onTaskStream(taskId, onWrite);
-    const events = await this.queueEvents();
+    const events = await this.queueEvents(taskId);
     events.on("completed", onEnd);
     events.on("failed", onEnd);
     const onAbort = () => wake?.();
@@ -518,25 +589,27 @@ export class AgentryClient {
     const status = await this.status(taskId, caller);
     if (status.state === "completed" || status.state === "failed")
       return { cancelled: false, state: status.state };
+    const shard = (await this.guard(() => this.locate(taskId))) as ClientShard;
     return this.guard(async () => {
-      await this.redis.set(cancelKey(this.prefix, taskId), "1", "EX", 24 * 3600);
-      const job = await this.queue.getJob(taskId);
+      await this.redis.set(cancelKey(shard.prefix, taskId), "1", "EX", 24 * 3600);
+      const job = await shard.queue.getJob(taskId);
       const state = job ? await job.getState() : "unknown";
       if (job && (state === "waiting" || state === "delayed" || state === "prioritized")) {
         try {
           await job.remove();
           const session = tenantOwnedId(status.tenant, "session", status.sessionId);
-          await this.sessionOrder?.remove(session, taskId, { endTurn: true });
-          await this.wakeNext(session);
+          await shard.sessionOrder?.remove(session, taskId, { endTurn: true });
+          const next = await shard.sessionOrder?.head(session);
+          if (next) await this.promoteOn(shard, next);
           // It waits no more; a slot reserved for it (it was capped and just handed one) goes on.
-          for (const id of await this.fair.forget(status.tenant, taskId)) await this.promote(id);
-          await this.redis.publish(cancelChannel(this.prefix), taskId);
+          for (const id of await shard.fair.forget(status.tenant, taskId)) await this.promoteOn(shard, id);
+          await this.redis.publish(cancelChannel(shard.prefix), taskId);
           return { cancelled: true, state: status.state };
         } catch {
           // Became active meanwhile: fall through to the running path.
         }
       }
-      await this.redis.publish(cancelChannel(this.prefix), taskId);
+      await this.redis.publish(cancelChannel(shard.prefix), taskId);
       return { cancelled: true, state: status.state };
     });
   }
@@ -546,11 +619,12 @@ export class AgentryClient {
    * old frame (too large by the rebase's amount): give them their priorities in the new one.
    */
   private async restampIfRebased(
+    shard: ClientShard,
     jobs: Job<AgentJobData, AgentTaskResult>[],
     stamped: { base: number; stamps: FairStamp[] },
   ): Promise<void> {
     if (!this.fairOrder || jobs.length === 0) return;
-    const base = await this.fair.base();
+    const base = await shard.fair.base();
     if (base === stamped.base) return;
     const tags = new Map(stamped.stamps.map((s) => [s.taskId, s.tag]));
     for (const job of jobs) {
@@ -559,21 +633,50 @@ export class AgentryClient {
     }
   }
 
-  /** Wakes the task whose turn it now is, if it is parked waiting for it (benign otherwise). */
-  private async wakeNext(sessionId: string): Promise<void> {
-    const next = await this.sessionOrder?.head(sessionId);
-    if (next) await this.promote(next);
+  /**
+   * Wakes a parked task now (benign when it is not parked, or on no shard); a task about to park
+   * sees the wake flag set first. Used for a session's next task, and for tasks handed a tenant slot.
+   */
+  async promote(taskId: string): Promise<void> {
+    const shard = await this.guard(() => this.locate(taskId));
+    if (shard) await this.promoteOn(shard, taskId);
+  }
+
+  private async promoteOn(shard: ClientShard, taskId: string): Promise<void> {
+    await this.guard(async () => {
+      await this.redis.set(wakeKey(shard.prefix, taskId), "1", "EX", 300);
+      await (await shard.queue.getJob(taskId))?.promote().catch(() => undefined);
+    });
+  }
+
+  /** The shard a session's tasks go to (`shardOfSession`). */
+  shardFor(tenant: string, sessionId: string): ClientShard {
+    return this.shards[shardOfSession(tenant, sessionId, this.shards.length)] as ClientShard;
   }
 
   /**
-   * Wakes a parked task now (benign when it is not parked); a task about to park sees the wake
-   * flag set first. Used for a session's next task, and for tasks handed a tenant slot.
+   * The shard holding a task's (or group's) job, or undefined when none does. One shard needs no
+   * lookup; otherwise every shard is asked at once (one `EXISTS` each) and the answer is kept.
    */
-  async promote(taskId: string): Promise<void> {
-    await this.guard(async () => {
-      await this.redis.set(wakeKey(this.prefix, taskId), "1", "EX", 300);
-      await (await this.queue.getJob(taskId))?.promote().catch(() => undefined);
-    });
+  async locate(taskId: string): Promise<ClientShard | undefined> {
+    if (this.shards.length === 1) return this.shards[0];
+    const known = this.shardOfTask.get(taskId);
+    if (known) return known;
+    const found = await Promise.all(
+      this.shards.map((s) => this.redis.exists(keySpace(s.prefix).key(this.queueName, taskId))),
+    );
+    const shard = this.shards[found.findIndex((n) => n === 1)];
+    if (shard) this.remember(taskId, shard);
+    return shard;
+  }
+
+  private remember(taskId: string, shard: ClientShard): void {
+    if (this.shards.length === 1) return;
+    if (this.shardOfTask.size >= SHARD_CACHE_SIZE) {
+      const oldest = this.shardOfTask.keys().next().value;
+      if (oldest !== undefined) this.shardOfTask.delete(oldest);
+    }
+    this.shardOfTask.set(taskId, shard);
   }
 
   /**
@@ -584,23 +687,27 @@ export class AgentryClient {
   async setTenantSettings(tenant: string, patch: TenantSettingsPatch): Promise<TenantLoad> {
     return this.guard(async () => {
       await this.fair.setSettings(tenant, patch);
-      const [load] = await this.fair.load([tenant]);
+      const [load] = await this.tenantLoad([tenant]);
       return load as TenantLoad;
     });
   }
 
-  /** Settings and load (running, waiting) of the given tenants, or of every known tenant. */
+  /** Settings and load (running, and waiting on every shard) of the given tenants, or of every known tenant. */
   async tenantLoad(tenants?: readonly string[]): Promise<TenantLoad[]> {
-    return this.guard(() => this.fair.load(tenants));
+    return this.guard(async () => {
+      const names =
+        tenants ?? [...new Set((await Promise.all(this.shards.map((s) => s.fair.tenants()))).flat())].sort();
+      return mergeTenantLoads(await Promise.all(this.shards.map((s) => s.fair.load(names))));
+    });
   }
 
   /** Closes the client's connections. */
   async close(): Promise<void> {
     await this.wakeups?.close();
-    await this.events?.close();
-    this.eventsConnection?.disconnect();
-    await this.flows?.close();
-    await this.queue.close();
+    for (const events of this.events.values()) await (await events.catch(() => undefined))?.close();
+    for (const connection of this.eventsConnections) connection.disconnect();
+    for (const flows of this.flows.values()) await flows.close();
+    for (const shard of this.shards) await shard.queue.close();
     if (this.ownsRedis) await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
@@ -618,7 +725,13 @@ export class AgentryClient {
       ...data,
       tenant: caller.tenant,
       userId: data.userId ?? caller.userId ?? "anonymous",
-      sessionId: data.sessionId ?? newId("session"),
+      // A new session for an idempotent submit is named after its task, so concurrent resubmits
+      // route to the same queue shard, where BullMQ's job id dedupes them.
+      sessionId:
+        data.sessionId ??
+        (data.idempotencyKey
+          ? `session_${taskIdFor(caller.tenant, data.idempotencyKey).slice("task_".length)}`
+          : newId("session")),
       submittedAt: this.clock.now(),
     });
     if (!payload.success) throw invalidInput(payload.error);
@@ -626,27 +739,34 @@ export class AgentryClient {
   }
 
   /**
-   * The client's one reader of the queue's event stream (opened on first use, closed by `close`).
-   * Each listener gets the event's stream entry id as its last argument: a position that is the
-   * same for every reader, so a consumer can resume from it (the producer's SSE ids are these).
+   * The client's one reader of a queue shard's event stream (opened on first use, closed by
+   * `close`): the shard of `taskId` (NOT_FOUND when it is on none), else shard 0. Each listener
+   * gets the event's stream entry id as its last argument: a position that is the same for every
+   * reader, so a consumer can resume from it (the producer's SSE ids are these).
    */
-  async queueEvents(): Promise<QueueEvents> {
-    if (!this.events) {
-      this.eventsConnection = duplicateRedis(this.redis, {
+  async queueEvents(taskId?: string): Promise<QueueEvents> {
+    let shard = this.shards[0] as ClientShard;
+    if (taskId !== undefined) {
+      const found = await this.guard(() => this.locate(taskId));
+      if (!found) throw new AgentryError("NOT_FOUND", `No task ${taskId}`);
+      shard = found;
+    }
+    let events = this.events.get(shard.index);
+    if (!events) {
+      const connection = duplicateRedis(this.redis, {
         maxRetriesPerRequest: null,
         enableOfflineQueue: true,
         commandTimeout: undefined,
       });
-      this.eventsConnection.on("error", () => undefined);
-      this.events = new QueueEvents(this.queueName, {
-        connection: this.eventsConnection,
-        prefix: this.prefix,
-      });
-      this.events.on("error", () => undefined);
-      this.events.setMaxListeners(0);
-      await this.events.waitUntilReady();
+      connection.on("error", () => undefined);
+      this.eventsConnections.push(connection);
+      const opened = new QueueEvents(this.queueName, { connection, prefix: shard.prefix });
+      opened.on("error", () => undefined);
+      opened.setMaxListeners(0);
+      events = opened.waitUntilReady().then(() => opened);
+      this.events.set(shard.index, events);
     }
-    return this.events;
+    return events;
   }
 
   private async guard<T>(fn: () => Promise<T>): Promise<T> {

@@ -20,51 +20,47 @@ import {
 
 const scripts = defineScripts<{
   stampFairTags: (
-    keys: [settings: string, clock: string, finish: string, queued: string, tenants: string],
-    args: [tenant: string, fair: "1" | "0", limit: number, unit: number, ...taskIds: string[]],
+    keys: [clock: string, finish: string, queued: string, tenants: string],
+    args: [
+      tenant: string,
+      fair: "1" | "0",
+      limit: number,
+      unit: number,
+      weight: number,
+      ...taskIds: string[],
+    ],
   ) => (string | number)[];
-  admitTenantTask: (
-    keys: [
-      settings: string,
-      clock: string,
-      running: string,
-      capped: string,
-      queued: string,
-      cappedTenants: string,
-    ],
-    args: [
-      taskId: string,
-      member: string,
-      now: number,
-      leaseMs: number,
-      priority: number,
-      tenant: string,
-      unit: number,
-    ],
-  ) => [admitted: number, tag: string];
-  releaseTenantSlots: (
-    keys: [settings: string, running: string, capped: string, cappedTenants: string, clock: string],
-    args: [
-      member: string,
-      now: number,
-      reservationMs: number,
-      tenant: string,
-      batch: number,
-      tag: string,
-      rebaseAt: number,
-      unit: number,
-    ],
+  admitTenantSlot: (
+    keys: [settings: string, running: string],
+    args: [taskId: string, member: string, now: number, leaseMs: number],
+  ) => number;
+  trackTenantTask: (
+    keys: [clock: string, capped: string, queued: string, cappedTenants: string],
+    args: [taskId: string, admitted: 0 | 1, priority: number, tenant: string, unit: number],
+  ) => string;
+  advanceFairClock: (
+    keys: [clock: string, capped: string, cappedTenants: string],
+    args: [tag: string, rebaseAt: number, unit: number, tenant: string, batch: number],
   ) => [rebaseDue: number, ...ids: string[]];
+  handTenantSlots: (
+    keys: [settings: string, running: string],
+    args: [member: string, now: number, reservationMs: number, ...candidates: string[]],
+  ) => string[];
   rebaseFairClock: (
     keys: [clock: string, prioritized: string, delayed: string, wait: string, active: string],
     args: [rebaseAt: number, jobKeyPrefix: string, unit: number],
   ) => number;
 }>(import.meta.url, {
-  stampFairTags: "./stamp-fair-tags-5.lua",
-  admitTenantTask: "./admit-tenant-task-6.lua",
-  releaseTenantSlots: "./release-tenant-slots-5.lua",
+  stampFairTags: "./stamp-fair-tags-4.lua",
+  admitTenantSlot: "./admit-tenant-slot-2.lua",
+  trackTenantTask: "./track-tenant-task-4.lua",
+  advanceFairClock: "./advance-fair-clock-3.lua",
+  handTenantSlots: "./hand-tenant-slots-2.lua",
   rebaseFairClock: "./rebase-fair-clock-5.lua",
 });
+
+/** Capped tasks handed slots by one release, at most. */
+const HAND_OFF_BATCH = 100;
 
 /** BullMQ's highest job priority (`PRIORITY_LIMIT` in bullmq's job.ts): 2^21 - 1. */
 export const BULLMQ_PRIORITY_LIMIT = 2 ** 21 - 1;
@@ -81,8 +77,13 @@ const DEFAULT_REBASE_AT = 2 ** 20;
 /** Options for {@link FairShare}. Durations in ms. */
 export interface FairShareOptions {
   redis: Redis | Cluster;
-  /** @defaultValue `agentry` */
+  /** The queue shard's prefix: the order's clock, waiting and capped tasks. @defaultValue `agentry` */
   prefix?: string;
+  /**
+   * The global prefix (`AGENTRY_PREFIX`): tenant settings and every shard's running slots, so
+   * `maxRunning` holds across shards. @defaultValue `prefix` (one shard)
+   */
+  globalPrefix?: string;
   /** @defaultValue `tasks` */
   queueName?: string;
   /**
@@ -143,14 +144,22 @@ export interface Release {
  *
  * Caps: a tenant's running attempts hold leased slots in a sorted set; an attempt over
  * `maxRunning` is held back (the worker parks it without a slot) and gets a slot reserved for it
- * when one frees, in submit order. Keys: `<prefix>:fair:tenant:<t>` (settings), `:fair:tenants`,
- * `:fair:queue:<queue>:{clock,finish,capped-tenants}` and `:fair:queue:<queue>:{queued,running,capped}:<t>`.
+ * when one frees, in submit order.
+ *
+ * Queue shards: one instance serves one shard's queue. The order (clock, finish tags, waiting and
+ * capped tasks) is the shard's, under its prefix; tenant settings and the running slots of every
+ * shard are on the global prefix, so a cap counts a tenant's attempts on all shards. Admission
+ * and release are therefore two scripts each, one per slot (see the `.lua` files). Keys:
+ * global `<G>:fair:tenant:<t>` (settings), `<G>:fair:tenants`, `<G>:fair:queue:<queue>:running:<t>`;
+ * shard `<P>:fair:tenants`, `<P>:fair:queue:<queue>:{clock,finish,capped-tenants}` and
+ * `<P>:fair:queue:<queue>:{queued,capped}:<t>`. With one shard both prefixes are the same.
  */
 export class FairShare {
   readonly prefix: string;
   readonly queueName: string;
   private readonly redis: Redis | Cluster;
   private readonly keys: KeySpace;
+  private readonly globalKeys: KeySpace;
   private readonly clock: Clock;
   private readonly slotLeaseMs: number;
   private readonly reservationMs: number;
@@ -161,6 +170,7 @@ export class FairShare {
     this.prefix = options.prefix ?? DEFAULT_KEY_PREFIX;
     this.queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
     this.keys = keySpace(this.prefix);
+    this.globalKeys = keySpace(options.globalPrefix ?? this.prefix);
     this.clock = options._internal?.clock ?? systemClock;
     this.slotLeaseMs = options.slotLeaseMs ?? 30_000;
     this.reservationMs = options.reservationMs ?? 60_000;
@@ -183,16 +193,16 @@ export class FairShare {
   ): Promise<{ base: number; stamps: FairStamp[] }> {
     checkTenant(tenant);
     if (taskIds.length === 0) return { base: 0, stamps: [] };
+    const weight = options.fair ? ((await this.redis.hget(this.settingsKey(tenant), "weight")) ?? "1") : "1";
     const reply = await scripts.stampFairTags(
       this.redis,
       [
-        this.settingsKey(tenant),
         this.queueKey("clock"),
         this.queueKey("finish"),
         this.tenantKey("queued", tenant),
         this.keys.key("fair", "tenants"),
       ],
-      [tenant, options.fair ? "1" : "0", BULLMQ_PRIORITY_LIMIT, VIRTUAL_UNIT, ...taskIds],
+      [tenant, options.fair ? "1" : "0", BULLMQ_PRIORITY_LIMIT, VIRTUAL_UNIT, Number(weight), ...taskIds],
     );
     const stamps = taskIds.map((taskId, i) => ({
       taskId,
@@ -223,18 +233,28 @@ export class FairShare {
     priority: number;
   }): Promise<Admission> {
     const member = `${task.taskId}@${task.attempt}`;
-    const [admitted, tag] = await scripts.admitTenantTask(
+    const admitted = await scripts.admitTenantSlot(
       this.redis,
-      [
-        this.settingsKey(task.tenant),
-        this.queueKey("clock"),
-        this.tenantKey("running", task.tenant),
-        this.tenantKey("capped", task.tenant),
-        this.tenantKey("queued", task.tenant),
-        this.queueKey("capped-tenants"),
-      ],
-      [task.taskId, member, this.clock.now(), this.slotLeaseMs, task.priority, task.tenant, VIRTUAL_UNIT],
+      [this.settingsKey(task.tenant), this.tenantKey("running", task.tenant)],
+      [task.taskId, member, this.clock.now(), this.slotLeaseMs],
     );
+    // The slot is taken: if recording the admission on the shard fails, it is given back.
+    const tag = await scripts
+      .trackTenantTask(
+        this.redis,
+        [
+          this.queueKey("clock"),
+          this.tenantKey("capped", task.tenant),
+          this.tenantKey("queued", task.tenant),
+          this.queueKey("capped-tenants"),
+        ],
+        [task.taskId, admitted === 1 ? 1 : 0, task.priority, task.tenant, VIRTUAL_UNIT],
+      )
+      .catch(async (err: unknown) => {
+        if (admitted === 1)
+          await this.redis.zrem(this.tenantKey("running", task.tenant), member).catch(() => undefined);
+        throw err;
+      });
     return {
       admitted: admitted === 1,
       slot: { tenant: task.tenant, member, tag: tag === "" ? null : Number(tag) },
@@ -246,26 +266,27 @@ export class FairShare {
    * ended task's tag, and hands the tenant's free slots to its capped tasks.
    */
   async release(tenant: string, slot?: { member: string; tag: number | null }): Promise<Release> {
-    const [rebaseDue, ...wake] = await scripts.releaseTenantSlots(
+    const [rebaseDue, ...candidates] = await scripts.advanceFairClock(
       this.redis,
+      [this.queueKey("clock"), this.tenantKey("capped", tenant), this.queueKey("capped-tenants")],
       [
-        this.settingsKey(tenant),
-        this.tenantKey("running", tenant),
-        this.tenantKey("capped", tenant),
-        this.queueKey("capped-tenants"),
-        this.queueKey("clock"),
-      ],
-      [
-        slot?.member ?? "",
-        this.clock.now(),
-        this.reservationMs,
-        tenant,
-        100,
         slot?.tag === null || slot?.tag === undefined ? "" : String(slot.tag),
         this.rebaseAt,
         VIRTUAL_UNIT,
+        tenant,
+        HAND_OFF_BATCH,
       ],
     );
+    const wake = await scripts.handTenantSlots(
+      this.redis,
+      [this.settingsKey(tenant), this.tenantKey("running", tenant)],
+      [slot?.member ?? "", this.clock.now(), this.reservationMs, ...candidates],
+    );
+    if (wake.length > 0) {
+      await this.redis.zrem(this.tenantKey("capped", tenant), ...wake);
+      if ((await this.redis.exists(this.tenantKey("capped", tenant))) === 0)
+        await this.redis.srem(this.queueKey("capped-tenants"), tenant);
+    }
     return { wake, rebaseDue: Number(rebaseDue) === 1 };
   }
 
@@ -353,14 +374,18 @@ export class FairShare {
     if (patch.maxRunning === null) tx.hdel(key, "maxRunning");
     else if (patch.maxRunning !== undefined) tx.hset(key, "maxRunning", patch.maxRunning);
     if (patch.weight !== undefined) tx.hset(key, "weight", String(patch.weight));
-    tx.sadd(this.keys.key("fair", "tenants"), tenant);
+    tx.sadd(this.globalKeys.key("fair", "tenants"), tenant);
     await tx.exec();
     return this.settings(tenant);
   }
 
-  /** Every tenant that submitted a task or has settings, sorted. */
+  /** Every tenant that submitted a task to this shard or has settings, sorted. */
   async tenants(): Promise<string[]> {
-    return (await this.redis.smembers(this.keys.key("fair", "tenants"))).sort();
+    const [global, shard] = await Promise.all([
+      this.redis.smembers(this.globalKeys.key("fair", "tenants")),
+      this.redis.smembers(this.keys.key("fair", "tenants")),
+    ]);
+    return [...new Set([...global, ...shard])].sort();
   }
 
   /** Settings, running and waiting counts of the given tenants (every known tenant by default), in one round trip. */
@@ -369,16 +394,18 @@ export class FairShare {
     for (const t of names) checkTenant(t);
     if (names.length === 0) return [];
     const now = this.clock.now();
-    const pipeline = this.redis.pipeline();
+    // Two pipelines: settings and slots are on the global slot, waiting tasks on the shard's.
+    const global = this.redis.pipeline();
+    const shard = this.redis.pipeline();
     for (const t of names) {
-      pipeline.hgetall(this.settingsKey(t));
-      pipeline.zcount(this.tenantKey("running", t), `(${now}`, "+inf");
-      pipeline.zcard(this.tenantKey("queued", t));
+      global.hgetall(this.settingsKey(t));
+      global.zcount(this.tenantKey("running", t), `(${now}`, "+inf");
+      shard.zcard(this.tenantKey("queued", t));
     }
-    const replies = (await pipeline.exec()) ?? [];
+    const [globalReplies, shardReplies] = await Promise.all([global.exec(), shard.exec()]);
     return names.map((tenant, i) => {
-      const at = (k: number) => {
-        const [err, value] = replies[3 * i + k] ?? [new Error("no reply"), null];
+      const at = (replies: typeof globalReplies, k: number) => {
+        const [err, value] = replies?.[k] ?? [new Error("no reply"), null];
         if (err)
           throw new AgentryError("REDIS_UNAVAILABLE", `Reading tenant ${tenant} failed: ${err.message}`, {
             cause: err,
@@ -387,15 +414,15 @@ export class FairShare {
       };
       return {
         tenant,
-        ...parseSettings(at(0) as Record<string, string>),
-        running: Number(at(1)),
-        waiting: Number(at(2)),
+        ...parseSettings(at(globalReplies, 2 * i) as Record<string, string>),
+        running: Number(at(globalReplies, 2 * i + 1)),
+        waiting: Number(at(shardReplies, i)),
       };
     });
   }
 
   private settingsKey(tenant: string): string {
-    return this.keys.key("fair", "tenant", tenant);
+    return this.globalKeys.key("fair", "tenant", tenant);
   }
 
   private queueKey(name: string): string {
@@ -403,7 +430,13 @@ export class FairShare {
   }
 
   private tenantKey(kind: "queued" | "running" | "capped", tenant: string): string {
-    return this.keys.key("fair", "queue", this.queueName, kind, tenant);
+    return (kind === "running" ? this.globalKeys : this.keys).key(
+      "fair",
+      "queue",
+      this.queueName,
+      kind,
+      tenant,
+    );
   }
 }
 

@@ -35,6 +35,20 @@ export interface TenantLoad extends TenantSettings {
   waiting: number;
 }
 
+/**
+ * One load per tenant from the loads each queue shard reported: settings and running slots are
+ * global (every shard reads the same), waiting tasks are per shard and add up. Sorted by tenant.
+ */
+export function mergeTenantLoads(perShard: readonly (readonly TenantLoad[])[]): TenantLoad[] {
+  const merged = new Map<string, TenantLoad>();
+  for (const loads of perShard)
+    for (const load of loads) {
+      const seen = merged.get(load.tenant);
+      merged.set(load.tenant, seen ? { ...seen, waiting: seen.waiting + load.waiting } : { ...load });
+    }
+  return [...merged.values()].sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : 0));
+}
+
 /** Throws `INVALID_INPUT` unless `tenant` is a well-formed tenant id. */
 export function checkTenant(tenant: string): void {
   if (!isTenantId(tenant))

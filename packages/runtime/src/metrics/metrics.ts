@@ -40,6 +40,12 @@ export type QueueDepthState = (typeof QUEUE_DEPTH_STATES)[number];
 /** Jobs per queue-depth state, e.g. `queue.getJobCounts(...QUEUE_DEPTH_STATES)`. */
 export type QueueDepth = Record<QueueDepthState, number>;
 
+/** The depth of one queue shard (`AGENTRY_SHARDS`), exported with its `shard` label. */
+export interface ShardQueueDepth {
+  shard: number;
+  depth: QueueDepth;
+}
+
 /**
  * Callbacks that read current values when `/metrics` is scraped. Each runs at most
  * `collectTimeoutMs`; a failure or timeout keeps the previous values and counts in
@@ -49,10 +55,11 @@ export interface MetricsCollectors {
   /** Remaining budget per scope (the ledger's `getStats`). Scopes not returned disappear. */
   budgetRemaining?: () => Promise<readonly BudgetRemainingSample[]>;
   /**
-   * Jobs waiting, running, delayed (parked) and prioritized, e.g. `queueDepthOf(queue)`. Completed
-   * and failed jobs that BullMQ retains are not queue depth and are never exported as such.
+   * Jobs waiting, running, delayed (parked) and prioritized, e.g. `queueDepthOf(queue)`, or per
+   * queue shard (`queueDepthOfShards`); one queue is shard 0. Completed and failed jobs that
+   * BullMQ retains are not queue depth and are never exported as such.
    */
-  queueDepth?: () => Promise<QueueDepth>;
+  queueDepth?: () => Promise<QueueDepth | readonly ShardQueueDepth[]>;
   /** Number of approvals awaiting a decision. */
   approvalsPending?: () => Promise<number>;
 }
@@ -86,7 +93,7 @@ export interface AgentryMetrics {
   readonly toolCalls: Counter<"tool" | "decision">;
   readonly budgetRemainingTokens: Gauge<"scope">;
   readonly budgetRemainingUsd: Gauge<"scope">;
-  readonly queueDepth: Gauge<"state">;
+  readonly queueDepth: Gauge<"state" | "shard">;
   readonly approvalsPending: Gauge;
   /** Counts one finished task execution and observes its duration. */
   recordTask(task: { outcome: TaskMetricOutcome; tenant: string; durationMs: number }): void;
@@ -143,8 +150,13 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
         }
       }),
       collect("queue_depth", collectors.queueDepth, (counts) => {
+        const shards = Array.isArray(counts)
+          ? (counts as readonly ShardQueueDepth[])
+          : [{ shard: 0, depth: counts as QueueDepth }];
         // Only the depth states, whatever else the collector's counts hold.
-        for (const state of QUEUE_DEPTH_STATES) queueDepth.set({ state }, counts[state] ?? 0);
+        for (const { shard, depth } of shards)
+          for (const state of QUEUE_DEPTH_STATES)
+            queueDepth.set({ state, shard: String(shard) }, depth[state] ?? 0);
       }),
       collect("approvals_pending", collectors.approvalsPending, (n) => approvalsPending.set(n)),
     ]),
@@ -218,8 +230,8 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
   });
   const queueDepth = new Gauge({
     name: "agentry_queue_depth",
-    help: "Task-queue jobs not yet finished, by state (waiting, active, delayed, prioritized), read at scrape time.",
-    labelNames: ["state"] as const,
+    help: "Task-queue jobs not yet finished, by state (waiting, active, delayed, prioritized) and queue shard, read at scrape time.",
+    labelNames: ["state", "shard"] as const,
     registers,
     collect: refresh,
   });
@@ -274,6 +286,17 @@ export function queueDepthOf(queue: {
       prioritized: counts.prioritized ?? 0,
     };
   };
+}
+
+/** The queue-depth collector for several queue shards: each shard's counts, labelled with its number. */
+export function queueDepthOfShards(
+  queues: readonly {
+    shard: number;
+    queue: { getJobCounts(...types: QueueDepthState[]): Promise<Record<string, number>> };
+  }[],
+): () => Promise<ShardQueueDepth[]> {
+  return () =>
+    Promise.all(queues.map(async ({ shard, queue }) => ({ shard, depth: await queueDepthOf(queue)() })));
 }
 
 /** The budget-remaining collector for a ledger: every scope it knows, with its remaining tokens and cost. */

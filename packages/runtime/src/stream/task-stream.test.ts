@@ -131,7 +131,7 @@ describe("the task stream", () => {
       stalledIntervalMs: 1_000,
     });
     const { taskId } = await client.submit({ prompt: "Say stale things" }, { tenant: "acme" });
-    const stream = client.taskStreamKey(taskId);
+    const stream = await client.taskStreamKey(taskId);
     const lock = `${worker.prefix}:${worker.queueName}:${taskId}:lock`;
     await expect
       .poll(async () => (await client.readTaskStream(taskId)).some((r) => r.entry.type === "delta"), {
@@ -171,7 +171,7 @@ describe("the task stream", () => {
     });
     const { taskId } = await client.submit({ prompt: "Say a little" }, { tenant: "acme" });
     await client.wait(taskId, { timeoutMs: 30_000 });
-    const ttl = await conn.pttl(client.taskStreamKey(taskId));
+    const ttl = await conn.pttl(await client.taskStreamKey(taskId));
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(120_000);
 

@@ -15,6 +15,7 @@ import {
   DEFAULT_KEY_PREFIX,
   type Fence,
   type Logger,
+  RepeatedErrors,
   systemClock,
   type Clock,
   withTimeout,
@@ -113,11 +114,17 @@ export type TaskHandler = (execution: TaskExecution) => Promise<TaskOutcome>;
 export interface AgentWorkerOptions {
   /** @defaultValue `redis://127.0.0.1:6379` */
   url?: string;
-  /** @defaultValue `agentry` */
+  /** The key prefix of the queue (shard) this worker consumes. @defaultValue `agentry` */
   prefix?: string;
+  /**
+   * The deployment's global prefix (`AGENTRY_PREFIX`) when `prefix` is one of several queue
+   * shards': tenants' running slots live there, so `maxRunning` holds across shards.
+   * @defaultValue `prefix`
+   */
+  globalPrefix?: string;
   /** @defaultValue `tasks` */
   queueName?: string;
-  /** Jobs this process runs at once. @defaultValue 4 */
+  /** Jobs this worker runs at once. @defaultValue 4 */
   concurrency?: number;
   /** Jobs all workers together run at once (BullMQ global concurrency); unset = no global cap. */
   globalConcurrency?: number;
@@ -241,6 +248,8 @@ export class AgentWorker implements WorkerControl {
   /** The reconcile pass under way, so passes never overlap and close waits for it. */
   private reconciling: Promise<void> | undefined;
   private readonly unsubscribes: (() => Promise<void>)[] = [];
+  /** Errors of loops that may fail on every turn (BullMQ's, reconcile, renewals): logged with backoff. */
+  private readonly errors: RepeatedErrors;
 
   constructor(options: AgentWorkerOptions) {
     this.options = options;
@@ -248,17 +257,19 @@ export class AgentWorker implements WorkerControl {
     this.queueName = options.queueName ?? DEFAULT_QUEUE_NAME;
     this.agentName = options.agentName ?? "assistant";
     this.clock = options._internal?.clock ?? systemClock;
+    this.errors = new RepeatedErrors(options.logger);
     this.redis = createRedis({ url: options.url, role: "worker", connectionName: "agentry-worker" });
     this.subscriber = createRedis({
       url: options.url,
       role: "subscriber",
       connectionName: "agentry-worker-sub",
     });
-    this.redis.on("error", (err) => options.logger.warn({ err: err.message }, "redis connection error"));
+    this.redis.on("error", (err) => this.errors.warn("redis connection error", err, { prefix: this.prefix }));
     this.jobWriter = new FencedJobWriter(this.redis, options.taskStream);
     this.fair = new FairShare({
       redis: this.redis,
       prefix: this.prefix,
+      globalPrefix: options.globalPrefix ?? this.prefix,
       queueName: this.queueName,
       ...(options.fairShare?.slotLeaseMs === undefined ? {} : { slotLeaseMs: options.fairShare.slotLeaseMs }),
       ...(options.fairShare?.reservationMs === undefined
@@ -302,12 +313,12 @@ export class AgentWorker implements WorkerControl {
       ...(options.telemetry ? { telemetry: options.telemetry } : {}),
       autorun: false,
     });
-    this.worker.on("error", (err) => options.logger.warn({ err: err.message }, "worker error"));
+    this.worker.on("error", (err) => this.errors.warn("worker error", err, { prefix: this.prefix }));
     // A lock that could not be renewed (it lapsed, e.g. while Redis was away) means another
     // worker may own the task now: stop the attempt at once. Its fenced writes fail anyway.
     this.worker.on("lockRenewalFailed", (jobIds: string[]) => {
       void this.abortLostAttempts(new Set(jobIds)).catch((err: unknown) =>
-        options.logger.warn({ err }, "lock check failed"),
+        this.errors.warn("lock check failed", err),
       );
     });
   }
@@ -370,7 +381,9 @@ export class AgentWorker implements WorkerControl {
     this.reconciling ??= (async () => {
       for (const reconciler of this.options.reconcilers ?? []) {
         if (this.shuttingDown) break;
-        await reconciler(this).catch((err: unknown) => this.options.logger.warn({ err }, "reconcile failed"));
+        await reconciler(this).catch((err: unknown) =>
+          this.errors.warn("reconcile failed", err, { prefix: this.prefix }),
+        );
       }
     })().finally(() => {
       this.reconciling = undefined;
@@ -385,14 +398,14 @@ export class AgentWorker implements WorkerControl {
         const slots = [...this.active.values()].flatMap((a) => (a.slot ? [a.slot] : []));
         void this.fair
           .renew(slots)
-          .catch((err: unknown) => this.options.logger.warn({ err }, "renewing tenant slots failed"));
+          .catch((err: unknown) => this.errors.warn("renewing tenant slots failed", err));
       },
       Math.max(100, Math.floor(this.fair.leaseMs / 3)),
     );
     const reconcile = setInterval(
       () => {
         void this.reconcileTenants().catch((err: unknown) =>
-          this.options.logger.warn({ err }, "tenant reconcile failed"),
+          this.errors.warn("tenant reconcile failed", err, { prefix: this.prefix }),
         );
       },
       Math.max(100, this.options.fairShare?.reconcileEveryMs ?? this.options.reconcileEveryMs ?? 5_000),
