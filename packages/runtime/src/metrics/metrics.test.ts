@@ -107,10 +107,10 @@ describe("createMetrics + createMetricsHooks", () => {
     expect(text).not.toContain('agentry_budget_remaining_usd{scope="global"}');
     expect(text).not.toContain('agentry_budget_remaining_tokens{scope="tenant:acme"}');
     // Jobs still to finish, one series per depth state; the completed job is not counted.
-    expect(sample(text, 'agentry_queue_depth{state="waiting"}')).toBe(1);
-    expect(sample(text, 'agentry_queue_depth{state="delayed"}')).toBe(1);
-    expect(sample(text, 'agentry_queue_depth{state="prioritized"}')).toBe(1);
-    expect(sample(text, 'agentry_queue_depth{state="active"}')).toBe(0);
+    expect(sample(text, 'agentry_queue_depth{state="waiting",shard="0"}')).toBe(1);
+    expect(sample(text, 'agentry_queue_depth{state="delayed",shard="0"}')).toBe(1);
+    expect(sample(text, 'agentry_queue_depth{state="prioritized",shard="0"}')).toBe(1);
+    expect(sample(text, 'agentry_queue_depth{state="active",shard="0"}')).toBe(0);
     expect(text.match(/^agentry_queue_depth\{/gm)).toHaveLength(QUEUE_DEPTH_STATES.length);
     expect(sample(text, "agentry_approvals_pending")).toBe(2);
     expect(text).toContain("process_cpu_seconds_total");
