@@ -14,7 +14,7 @@
  *                                   # re-render a run's record (stdout without --out): the check
  *                                   # that docs/benchmarks.md is its render, nothing added by hand
  *
- * Names: throughput, fair-share, approvals-pending, approval-resume, streaming, memory, budget, audit, vector-search, cli-startup.
+ * Names: throughput, fair-share, cluster-shards, approvals-pending, approval-resume, streaming, memory, budget, audit, vector-search, cli-startup.
  * Each benchmark is a script run as a child process (`node --conditions=@agentry/source --import
  * tsx <script>`) with REDIS_URL pointing at the run's Redis; with a private server the runner
  * flushes it between benchmarks (never a REDIS_URL it was given).
@@ -96,6 +96,26 @@ const BENCHMARKS: Benchmark[] = [
     args: {
       full: ["--flood", "3000", "--late", "20", "--tasks", "2000", "--latency-ms", "250"],
       quick: ["--flood", "300", "--late", "10", "--tasks", "400", "--latency-ms", "100"],
+    },
+  },
+  {
+    name: "cluster-shards",
+    title: "Queue shards on a three-master Redis Cluster",
+    about:
+      "A three-master Redis Cluster started for the run (redis-server processes joined with `redis-cli --cluster create`, " +
+      "as the Cluster tests do; the run's own Redis is not used), the fake Messages API at zero latency through the real " +
+      "Anthropic SDK, and three worker processes (`apps/worker/src/main.ts`, concurrency 24 each) consuming every shard. " +
+      "A task is the weather prompt (two model calls, each a budget reserve and settle on the global ledger, one tool call), " +
+      "each in its own session. The same tasks run with AGENTRY_SHARDS=1 and then 3 (fresh prefixes, fresh workers), timed " +
+      "from the first submit to the last completion, with INFO cpu (sys + user) read on every master before and after: each " +
+      "master's share of the run's Redis CPU, and the ceiling at one core per master, tasks ÷ the busiest master's CPU " +
+      "seconds. For scale, no-op BullMQ jobs on one queue of the same cluster with the same workers. Budget: a global limit a " +
+      "burst of tasks from all three shards overruns; overshoot is the ledger's use past the limit after every task ended, " +
+      "and the ledger must equal what the fake provider billed.",
+    script: "bench/runtime/cluster-shards.ts",
+    args: {
+      full: ["--tasks", "1500", "--budget-tasks", "150"],
+      quick: ["--tasks", "200", "--budget-tasks", "60"],
     },
   },
   {
@@ -244,6 +264,9 @@ const HEADLINE = [
   "worker RSS growth",
   "Redis used_memory",
   "Redis work fair share adds",
+  "3 shards: busiest master",
+  "ceiling at one core per master",
+  "budget overshoot under contention",
   "reserve+settle pairs/s, 4 processes",
   "reserve+settle pairs/s, 1 process, concurrency 16",
   "budget overshoot",
