@@ -151,7 +151,7 @@ async function runAgentry(
     AGENTRY_CONCURRENCY: String(CONCURRENCY),
     AGENTRY_WORKER_PORT: "0",
     OTEL_EXPORTER_OTLP_ENDPOINT: "",
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: "info",
   };
   const workers = await Promise.all(
     Array.from({ length: WORKERS }, (_, i) => startWorker(`shards-bench-${label}-${i + 1}`, env)),
@@ -255,7 +255,7 @@ async function runBudget(
     AGENTRY_CONCURRENCY: String(CONCURRENCY),
     AGENTRY_WORKER_PORT: "0",
     OTEL_EXPORTER_OTLP_ENDPOINT: "",
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: "info",
   };
   const workers = await Promise.all(
     Array.from({ length: WORKERS }, (_, i) => startWorker(`shards-bench-budget-${i + 1}`, env)),
