@@ -32,7 +32,7 @@ describe("queue shards on a three-master Redis Cluster", () => {
   it("puts each shard on its own master, as the cluster itself hashes the keys", async () => {
     const redis = createRedis({ url: cluster.url, role: "command" });
     try {
-      const slots = (await redis.cluster("SLOTS")) as [number, number, [string, number]][];
+      const slots = (await redis.cluster("SLOTS")) as unknown as [number, number, [string, number]][];
       const masterOf = (slot: number) => {
         const range = slots.find(([from, to]) => slot >= from && slot <= to);
         return range ? `${range[2][0]}:${range[2][1]}` : "none";

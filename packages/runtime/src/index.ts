@@ -4,6 +4,7 @@ export { isGroupId, isTaskId, taskIdFor } from "./tasks/task-ids.js";
 export {
   AgentryClient,
   type AgentryClientOptions,
+  type ClientShard,
   type Caller,
   type SessionOrder,
   type SubmittedTask,

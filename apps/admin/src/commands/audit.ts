@@ -23,11 +23,12 @@ export const auditTailCommand: Command = {
     noPositionals(positionals, TAIL_USAGE);
     const n = values.n === undefined ? 20 : parseCount(values.n, "-n");
     // Every chain (the global one and each queue shard's), merged by time.
-    const perChain = await Promise.all(
-      (await ctx.audits()).map((audit) =>
-        n === 0 ? [] : audit.tail(n, values.task ? { taskId: values.task } : {}),
-      ),
-    );
+    const perChain =
+      n === 0
+        ? []
+        : await Promise.all(
+            (await ctx.audits()).map((audit) => audit.tail(n, values.task ? { taskId: values.task } : {})),
+          );
     const entries = perChain
       .flat()
       .sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0))
