@@ -30,6 +30,7 @@ import {
 } from "../tasks/catalog.js";
 import { isGroupId, isTaskId, taskIdFor } from "../tasks/task-ids.js";
 import { errorFromFailedReason, statusOfJob, type TaskStatus } from "./task-status.js";
+import { SubmitClaims, type HeldClaim } from "./submit-claims.js";
 import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
 import type { TaskProgress } from "../tasks/progress.js";
 import { FairShare, type FairStamp } from "../fair/fair-share.js";
@@ -161,6 +162,8 @@ export class AgentryClient {
   private readonly eventsConnections: Redis[] = [];
   private readonly flows = new Map<number, FlowProducer>();
   private readonly shardOfTask = new Map<string, ClientShard>();
+  /** Claims of idempotent submits on the global slot; only with more than one shard. */
+  private readonly claims: SubmitClaims | undefined;
   private wakeups: TaskStreamWakeups | undefined;
   private readonly telemetry: AgentryClientOptions["telemetry"];
 
@@ -203,6 +206,7 @@ export class AgentryClient {
       };
     });
     const first = this.shards[0] as ClientShard;
+    this.claims = count > 1 ? new SubmitClaims(this.redis, this.prefix) : undefined;
     this.queue = first.queue;
     this.fair = first.fair;
   }
@@ -228,10 +232,27 @@ export class AgentryClient {
           };
       }
       const shard = this.shardFor(payload.tenant, payload.sessionId);
+      // With several shards, concurrent submits of one key may route to different shards: they
+      // meet at a claim on the global slot first, and only its holder enqueues.
+      let claim: HeldClaim | undefined;
+      if (input.idempotencyKey && this.claims) {
+        const outcome = await this.claims.take(taskId, payload.tenant, shard.index, async (index) =>
+          this.shards[index]?.queue.getJob(taskId),
+        );
+        if (outcome.type === "found") {
+          this.remember(taskId, this.shards[outcome.shard] as ClientShard);
+          return {
+            taskId,
+            sessionId: ownPayload(outcome.job, payload.tenant, taskId).sessionId,
+            deduplicated: true,
+          };
+        }
+        claim = outcome.claim;
+      }
       const session = tenantOwnedId(payload.tenant, "session", payload.sessionId);
-      await shard.sessionOrder?.enqueue(session, taskId);
       let stamped: { base: number; stamps: FairStamp[] } | undefined;
       try {
+        await shard.sessionOrder?.enqueue(session, taskId);
         stamped = await shard.fair.stamp(payload.tenant, [taskId], { fair: this.fairOrder });
         const priority = stamped.stamps[0]?.priority ?? 0;
         const job = await shard.queue.add(
@@ -242,10 +263,14 @@ export class AgentryClient {
         const deduplicated = job.data.payload.submittedAt !== payload.submittedAt;
         if (!deduplicated) await this.restampIfRebased(shard, [job], stamped);
         this.remember(taskId, shard);
+        // The job is there: should marking the claim fail, it lapses (PENDING_MS) and later
+        // submits find the job itself.
+        await claim?.commit().catch(() => undefined);
         return { taskId, sessionId: ownPayload(job, payload.tenant, taskId).sessionId, deduplicated };
       } catch (err) {
         await shard.sessionOrder?.remove(session, taskId).catch(() => undefined);
         if (stamped) await shard.fair.forget(payload.tenant, taskId).catch(() => undefined);
+        await claim?.release().catch(() => undefined);
         throw err;
       }
     });
