@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { shardOfSession, shardPrefixes } from "@agentry/core";
 import { startFakeAnthropic, startRedisServer, type FakeAnthropic } from "@agentry/testkit";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { RedisSessionTurns } from "@agentry/memory";
@@ -16,7 +17,7 @@ import { referenceReply } from "@agentry/reference/testing";
 const repo = fileURLToPath(new URL("../../", import.meta.url));
 const ACL_FILE = join(repo, "infra/redis/users.acl");
 const REDIS_CONF = join(repo, "infra/redis/redis.conf");
-/** The prefix the shipped ACL file is written for. The server is private to this file. */
+/** The prefix the shipped ACL file is written for, untagged (one server) and tagged (Redis Cluster). */
 const PREFIX = "agentry";
 const PASSWORDS = {
   producer: "producer-dev-password",
@@ -28,33 +29,29 @@ type Role = keyof typeof PASSWORDS;
 /** Test-only superuser, appended to a copy of the shipped file, used only to read ACL LOG. */
 const INSPECTOR = "acl-test-inspector";
 
-let server: Awaited<ReturnType<typeof startRedisServer>>;
 let dir: string;
+/** The shipped ACL file plus the test-only inspector, which each scenario's server loads. */
+let aclFile: string;
 /** The Messages API the worker process calls through the real SDK (the fake answers by the reference tools' rule table, `referenceReply`). */
 let fake: FakeAnthropic;
 const connections: Redis[] = [];
 /** A denial, as a command (`NOPERM ...`) or as a command inside a Lua script (`The user executing the script can't ...`). */
 const DENIED = /NOPERM|no permissions|The user executing the script can't/;
-const urlFor = (role: Role) => `redis://${role}:${PASSWORDS[role]}@127.0.0.1:${server.port}`;
-const connect = (role: Role | typeof INSPECTOR): Redis => {
-  const url = role === INSPECTOR ? `redis://${INSPECTOR}:inspect@127.0.0.1:${server.port}` : urlFor(role);
-  const r = new Redis(url, { maxRetriesPerRequest: 1, enableReadyCheck: false });
-  r.on("error", () => undefined);
-  connections.push(r);
-  return r;
-};
+
+/** A session id of `tenant` that routes to `shard` of `shards`. */
+function sessionOn(tenant: string, shard: number, shards: number): string {
+  for (let i = 0; ; i++) if (shardOfSession(tenant, `acl-${i}`, shards) === shard) return `acl-${i}`;
+}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "agentry-acl-"));
-  const acl = join(dir, "users.acl");
-  writeFileSync(acl, `${readFileSync(ACL_FILE, "utf8")}user ${INSPECTOR} on >inspect ~* &* +@all\n`);
-  server = await startRedisServer({ args: ["--aclfile", acl] });
+  aclFile = join(dir, "users.acl");
+  writeFileSync(aclFile, `${readFileSync(ACL_FILE, "utf8")}user ${INSPECTOR} on >inspect ~* &* +@all\n`);
   fake = await startFakeAnthropic({ handler: referenceReply });
 });
 
 afterAll(async () => {
   for (const c of connections) c.disconnect();
-  await server?.stop();
   await fake?.close();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -98,316 +95,437 @@ describe("infra/redis/redis.conf", () => {
   });
 });
 
-describe("infra/redis/users.acl", () => {
-  const approvers = createTestApprovers(["alice"]);
-  let worker: ChildProcess | undefined;
-  let workerLog = "";
-  let producer: AgentryClient;
+/**
+ * The system under the shipped ACL: the real worker process as `worker`, an `AgentryClient` as
+ * `producer`, the admin's stores as `admin`, KEDA's script as `keda`, on a server of its own (so
+ * its `ACL LOG` holds this scenario's denials only). `shards` > 1 runs a sharded deployment
+ * (`AGENTRY_SHARDS`), whose per-shard keys the file must grant as well as the global ones.
+ */
+function aclScenario(prefix: string, shards: number): void {
+  describe(`infra/redis/users.acl, AGENTRY_PREFIX=${prefix}, AGENTRY_SHARDS=${shards}`, () => {
+    const approvers = createTestApprovers(["alice"]);
+    const shardKeys = shardPrefixes(prefix, shards);
+    /** The global prefix (budgets, tenant settings, rate buckets, idempotency claims). */
+    const G = prefix;
+    /** The last shard's prefix (the global one with one shard): where denials are provoked. */
+    const S = shardKeys[shards - 1] as string;
+    /** Every audit chain: each shard's, and with several shards the global slot's too. */
+    const chains = shards === 1 ? shardKeys : [G, ...shardKeys];
+    /** Tasks that ran to a response so far, each with one `response` audit entry. */
+    let responses = 0;
+    let server: Awaited<ReturnType<typeof startRedisServer>>;
+    let worker: ChildProcess | undefined;
+    let workerLog = "";
+    let producer: AgentryClient;
 
-  beforeAll(async () => {
-    const approversFile = join(dir, "approvers");
-    writeFileSync(approversFile, approvers.fileText);
-    // The real worker process, as `pnpm worker` runs it, connected as the `worker` user.
-    worker = spawn(
-      process.execPath,
-      ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"],
-      {
-        cwd: repo,
-        env: {
-          ...process.env,
-          REDIS_URL: urlFor("worker"),
-          AGENTRY_PREFIX: PREFIX,
-          AGENTRY_LLM: "anthropic",
-          ANTHROPIC_API_KEY: "test-key",
-          ANTHROPIC_BASE_URL: fake.url,
-          OTEL_EXPORTER_OTLP_ENDPOINT: "",
-          AGENTRY_WORKER_PORT: "0",
-          AGENTRY_APPROVERS_FILE: approversFile,
-          LOG_LEVEL: "warn",
+    const urlFor = (role: Role) => `redis://${role}:${PASSWORDS[role]}@127.0.0.1:${server.port}`;
+    const connect = (role: Role | typeof INSPECTOR): Redis => {
+      const url = role === INSPECTOR ? `redis://${INSPECTOR}:inspect@127.0.0.1:${server.port}` : urlFor(role);
+      const r = new Redis(url, { maxRetriesPerRequest: 1, enableReadyCheck: false });
+      r.on("error", () => undefined);
+      connections.push(r);
+      return r;
+    };
+    const clientAs = (role: Role) => {
+      const redis = connect(role);
+      return new AgentryClient({
+        redis,
+        prefix,
+        shards,
+        sessionOrder: (p) => new RedisSessionTurns({ redis, prefix: p }),
+      });
+    };
+    const waitFor = (taskId: string) =>
+      producer.wait(taskId, { timeoutMs: 90_000 }).catch((err: unknown) => {
+        throw new Error(`${String(err)}\nworker output:\n${workerLog}`);
+      });
+
+    beforeAll(async () => {
+      server = await startRedisServer({ args: ["--aclfile", aclFile] });
+      const approversFile = join(dir, "approvers");
+      writeFileSync(approversFile, approvers.fileText);
+      // The real worker process, as `pnpm worker` runs it, connected as the `worker` user.
+      worker = spawn(
+        process.execPath,
+        ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"],
+        {
+          cwd: repo,
+          env: {
+            ...process.env,
+            REDIS_URL: urlFor("worker"),
+            AGENTRY_PREFIX: prefix,
+            AGENTRY_SHARDS: String(shards),
+            AGENTRY_LLM: "anthropic",
+            ANTHROPIC_API_KEY: "test-key",
+            ANTHROPIC_BASE_URL: fake.url,
+            OTEL_EXPORTER_OTLP_ENDPOINT: "",
+            AGENTRY_WORKER_PORT: "0",
+            AGENTRY_APPROVERS_FILE: approversFile,
+            LOG_LEVEL: "warn",
+          },
+          stdio: ["ignore", "pipe", "pipe"],
         },
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
-    worker.stdout?.on("data", (b: Buffer) => (workerLog += b.toString()));
-    worker.stderr?.on("data", (b: Buffer) => (workerLog += b.toString()));
-    const redis = connect("producer");
-    producer = new AgentryClient({
-      redis,
-      prefix: PREFIX,
-      sessionOrder: new RedisSessionTurns({ redis, prefix: PREFIX }),
+      );
+      worker.stdout?.on("data", (b: Buffer) => (workerLog += b.toString()));
+      worker.stderr?.on("data", (b: Buffer) => (workerLog += b.toString()));
+      producer = clientAs("producer");
     });
-  });
 
-  afterAll(async () => {
-    await producer?.close();
-    if (worker && worker.exitCode === null) {
-      worker.kill("SIGTERM");
-      await new Promise((resolve) => worker?.once("exit", resolve));
-    }
-  });
-
-  it("producer submits a task through AgentryClient and the worker runs it end to end", async () => {
-    const { taskId } = await producer.submit({ prompt: "What's the weather in Paris?" }, { tenant: "acme" });
-    const result = await producer.wait(taskId, { timeoutMs: 90_000 }).catch((err: unknown) => {
-      throw new Error(`${String(err)}\nworker output:\n${workerLog}`);
+    afterAll(async () => {
+      await producer?.close();
+      if (worker && worker.exitCode === null) {
+        worker.kill("SIGTERM");
+        await new Promise((resolve) => worker?.once("exit", resolve));
+      }
+      await server?.stop();
     });
-    expect(result.text).toMatch(/^In Paris it is -?\d+°C and [a-z ]+\.$/);
-    expect((await producer.status(taskId)).state).toBe("completed");
-  });
 
-  it("producer gets NOPERM on approvals, budgets and the audit log", async () => {
-    const r = connect("producer");
-    await expect(r.hset(`${PREFIX}:approval:forged`, "status", "approved")).rejects.toThrow(/NOPERM/);
-    await expect(r.zadd(`${PREFIX}:approvals:resolved`, 1, "forged")).rejects.toThrow(/NOPERM/);
-    await expect(r.publish(`${PREFIX}:approvals:events`, "{}")).rejects.toThrow(/NOPERM/);
-    await expect(r.hgetall(`${PREFIX}:budget:limit:global`)).rejects.toThrow(/NOPERM/);
-    await expect(r.xrange(`${PREFIX}:audit`, "-", "+")).rejects.toThrow(/NOPERM/);
-    // Through Agentry's own code too: the decide script is refused for the keys it declares.
-    const store = new ApprovalStore({ redis: r, prefix: PREFIX });
-    await expect(store.list({ status: "pending" })).rejects.toThrow(/NOPERM/);
-  });
-
-  it("a delete pauses for approval; admin lists and decides it; the worker resumes the task", async () => {
-    const { taskId } = await producer.submit(
-      { prompt: "Please delete the cache-7 in staging" },
-      { tenant: "acme" },
-    );
-    const admin = connect("admin");
-    const store = new ApprovalStore({ redis: admin, prefix: PREFIX, approverKeys: approvers.keys });
-    let pending: Awaited<ReturnType<ApprovalStore["list"]>> = [];
-    await expect
-      .poll(
-        async () =>
-          (pending = (await store.list({ status: "pending" })).filter((a) => a.taskId === taskId)).length,
-        { timeout: 90_000, interval: 100 },
-      )
-      .toBe(1);
-    // The admin reads the task's state (read-only access to the queue).
-    const adminClient = new AgentryClient({ redis: admin, prefix: PREFIX });
-    // The approval is recorded just before the task parks: wait for the park itself.
-    await expect
-      .poll(async () => (await adminClient.status(taskId)).state, { timeout: 30_000 })
-      .toBe("awaiting_approval");
-    const decided = await store.tryDecide(
-      approvers.sign("alice", (pending[0] as { id: string }).id, "approve"),
-    );
-    expect(decided.type).toBe("decided");
-    const result = await producer.wait(taskId, { timeoutMs: 90_000 });
-    expect(result.text).toBe("Done: cache-7 was deleted in staging (simulated).");
-    await adminClient.queue.close();
-  });
-
-  it("admin sets budgets and verifies the audit log, but the log is append-only", async () => {
-    const admin = connect("admin");
-    const ledger = new BudgetLedger({ redis: admin, prefix: PREFIX });
-    await ledger.setLimit("tenant:acme", { maxTokens: 1_000_000, period: "day" });
-    expect(await ledger.getLimit("tenant:acme")).toMatchObject({ maxTokens: 1_000_000 });
-    const audit = new AuditLog({ redis: admin, prefix: PREFIX });
-    const verified = await audit.verify();
-    expect(verified.ok).toBe(true);
-    // Two tasks ran to a response so far; the chain holds every entry the worker wrote for them.
-    const entries = await audit.read({ count: 10_000 });
-    expect(verified.count).toBe(entries.length);
-    expect(entries.filter((e) => e.type === "response")).toHaveLength(2);
-    await expect(admin.del(`${PREFIX}:audit`)).rejects.toThrow(/NOPERM/);
-    await expect(admin.xtrim(`${PREFIX}:audit`, "MAXLEN", 0)).rejects.toThrow(/NOPERM/);
-    await expect(admin.eval(`return redis.call("DEL", KEYS[1])`, 1, `${PREFIX}:audit`)).rejects.toThrow(
-      DENIED,
-    );
-  });
-
-  it("admin caps and weights a tenant and reads every tenant's load (agentry tenants set/show)", async () => {
-    const asAdmin = new AgentryClient({ redis: connect("admin"), prefix: PREFIX });
-    await expect(asAdmin.setTenantSettings("acme", { maxRunning: 50, weight: 2 })).resolves.toMatchObject({
-      tenant: "acme",
-      maxRunning: 50,
-      weight: 2,
+    it("producer submits a task to every shard through AgentryClient and the worker runs each end to end", async () => {
+      const cities = ["Paris", "Lisbon", "Madrid", "Vienna"];
+      const submitted = await Promise.all(
+        shardKeys.map((_, shard) =>
+          producer.submit(
+            {
+              prompt: `What's the weather in ${cities[shard % cities.length]}?`,
+              sessionId: sessionOn("acme", shard, shards),
+            },
+            { tenant: "acme" },
+          ),
+        ),
+      );
+      for (const [shard, { taskId }] of submitted.entries()) {
+        const result = await waitFor(taskId);
+        expect(result.text).toMatch(/^In [A-Z][a-z]+ it is -?\d+°C and [a-z ]+\.$/);
+        expect((await producer.status(taskId)).state).toBe("completed");
+        expect((await producer.locate(taskId))?.prefix).toBe(shardKeys[shard]);
+        responses++;
+      }
     });
-    const loads = await asAdmin.tenantLoad();
-    expect(loads.find((l) => l.tenant === "acme")).toMatchObject({
-      maxRunning: 50,
-      weight: 2,
-      running: expect.any(Number),
-      waiting: expect.any(Number),
-    });
-    await asAdmin.setTenantSettings("acme", { maxRunning: null, weight: 1 });
-    await asAdmin.queue.close();
-  });
 
-  it("admin cannot take jobs, submit tasks or write the queue", async () => {
-    const admin = connect("admin");
-    // BullMQ's own job-taking path (moveToActive) with the admin's credentials.
-    const { taskId } = await producer.submit({ prompt: "What's the weather in Oslo?" }, { tenant: "acme" });
-    const takerConnection = new Redis(urlFor("admin"), {
-      maxRetriesPerRequest: null,
-      enableReadyCheck: false,
+    it("resubmits of one idempotency key naming sessions on every shard run one task", async () => {
+      const results = await Promise.all(
+        [...shardKeys, ...shardKeys].map((_, i) =>
+          producer.submit(
+            {
+              prompt: "What's the weather in Berlin?",
+              sessionId: sessionOn("acme", i % shards, shards),
+              idempotencyKey: "acl-resubmit",
+            },
+            { tenant: "acme" },
+          ),
+        ),
+      );
+      expect(new Set(results.map((r) => r.taskId)).size).toBe(1);
+      // With shards, the claim on the global slot lets one submit enqueue (the producer may use
+      // it). With one queue BullMQ's job id dedupes the adds, though a concurrent loser is told
+      // `deduplicated: false` (the add answers with its own data); the audit check below counts
+      // the task's one response either way.
+      if (shards > 1) expect(results.filter((r) => !r.deduplicated)).toHaveLength(1);
+      await expect(waitFor((results[0] as { taskId: string }).taskId)).resolves.toMatchObject({
+        text: expect.stringMatching(/^In Berlin it is /),
+      });
+      responses++;
     });
-    takerConnection.on("error", () => undefined);
-    connections.push(takerConnection);
-    const taker = new Worker(`tasks`, async () => "taken", {
-      connection: takerConnection,
-      prefix: PREFIX,
-      autorun: false,
-    });
-    taker.on("error", () => undefined);
-    await expect(taker.getNextJob("admin-token")).rejects.toThrow(DENIED);
-    await taker.close();
-    // The task the admin tried to take is still there for a real worker.
-    await expect(producer.wait(taskId, { timeoutMs: 90_000 })).resolves.toMatchObject({
-      text: expect.stringMatching(/^In Oslo it is /),
-    });
-    await expect(
-      admin.lmove(`${PREFIX}:tasks:wait`, `${PREFIX}:tasks:active`, "LEFT", "LEFT"),
-    ).rejects.toThrow(/NOPERM/);
-    const asAdmin = new AgentryClient({ redis: admin, prefix: PREFIX });
-    await expect(asAdmin.submit({ prompt: "hello" }, { tenant: "acme" })).rejects.toThrow(DENIED);
-    await asAdmin.queue.close();
-  });
 
-  it("the worker streams a task's text; the producer and the admin follow it (SSE, agentry watch)", async () => {
-    const { taskId } = await producer.submit({ prompt: "What's the weather in Rome?" }, { tenant: "acme" });
-    const asAdmin = new AgentryClient({ redis: connect("admin"), prefix: PREFIX });
-    try {
-      const follow = async (client: AgentryClient) => {
-        const texts: string[] = [];
-        let end = "";
-        for await (const e of client.follow(taskId, { timeoutMs: 90_000 })) {
-          if (e.type === "delta") texts.push(e.text);
-          if (e.type === "completed") end = e.result.text;
-        }
-        return { text: texts.join(""), end };
-      };
-      const [asProducer, asOperator] = await Promise.all([follow(producer), follow(asAdmin)]);
-      expect(asProducer.end).toMatch(/Rome/);
-      // Both saw the final step's words (the scripted model streams every answer).
-      expect(asProducer.text.endsWith(asProducer.end)).toBe(true);
-      expect(asOperator).toEqual(asProducer);
-    } finally {
+    it("producer gets NOPERM on approvals, budgets and the audit log", async () => {
+      const r = connect("producer");
+      await expect(r.hset(`${S}:approval:forged`, "status", "approved")).rejects.toThrow(/NOPERM/);
+      await expect(r.zadd(`${S}:approvals:resolved`, 1, "forged")).rejects.toThrow(/NOPERM/);
+      await expect(r.publish(`${S}:approvals:events`, "{}")).rejects.toThrow(/NOPERM/);
+      await expect(r.hgetall(`${G}:budget:limit:global`)).rejects.toThrow(/NOPERM/);
+      await expect(r.xrange(`${S}:audit`, "-", "+")).rejects.toThrow(/NOPERM/);
+      // Through Agentry's own code too: the decide script is refused for the keys it declares.
+      const store = new ApprovalStore({ redis: r, prefix: S });
+      await expect(store.list({ status: "pending" })).rejects.toThrow(/NOPERM/);
+    });
+
+    it("a delete pauses for approval; admin lists it across shards and decides it; the worker resumes the task", async () => {
+      const { taskId } = await producer.submit(
+        { prompt: "Please delete the cache-7 in staging", sessionId: sessionOn("acme", shards - 1, shards) },
+        { tenant: "acme" },
+      );
+      const admin = connect("admin");
+      // As `agentry approvals list` does: every shard's store.
+      const stores = shardKeys.map(
+        (p) => new ApprovalStore({ redis: admin, prefix: p, approverKeys: approvers.keys }),
+      );
+      let pending: { store: ApprovalStore; id: string }[] = [];
+      await expect
+        .poll(
+          async () => {
+            pending = [];
+            for (const store of stores)
+              for (const a of await store.list({ status: "pending" }))
+                if (a.taskId === taskId) pending.push({ store, id: a.id });
+            return pending.length;
+          },
+          { timeout: 90_000, interval: 100 },
+        )
+        .toBe(1);
+      expect(pending[0]?.store).toBe(stores[shards - 1]);
+      // The admin reads the task's state (read-only access to the queue), on whichever shard.
+      const adminClient = new AgentryClient({ redis: admin, prefix, shards });
+      // The approval is recorded just before the task parks: wait for the park itself.
+      await expect
+        .poll(async () => (await adminClient.status(taskId)).state, { timeout: 30_000 })
+        .toBe("awaiting_approval");
+      const { store, id } = pending[0] as { store: ApprovalStore; id: string };
+      const decided = await store.tryDecide(approvers.sign("alice", id, "approve"));
+      expect(decided.type).toBe("decided");
+      const result = await waitFor(taskId);
+      expect(result.text).toBe("Done: cache-7 was deleted in staging (simulated).");
+      responses++;
+      await adminClient.close();
+    });
+
+    it("admin sets budgets and verifies every audit chain, but the logs are append-only", async () => {
+      const admin = connect("admin");
+      const ledger = new BudgetLedger({ redis: admin, prefix: G });
+      await ledger.setLimit("tenant:acme", { maxTokens: 1_000_000, period: "day" });
+      expect(await ledger.getLimit("tenant:acme")).toMatchObject({ maxTokens: 1_000_000 });
+      let responseEntries = 0;
+      for (const chain of chains) {
+        const audit = new AuditLog({ redis: admin, prefix: chain });
+        const verified = await audit.verify();
+        expect(verified.ok).toBe(true);
+        const entries = await audit.read({ count: 10_000 });
+        expect(verified.count).toBe(entries.length);
+        responseEntries += entries.filter((e) => e.type === "response").length;
+      }
+      // Every task that ran to a response so far, once, on the chain of its shard.
+      expect(responseEntries).toBe(responses);
+      await expect(admin.del(`${S}:audit`)).rejects.toThrow(/NOPERM/);
+      await expect(admin.xtrim(`${S}:audit`, "MAXLEN", 0)).rejects.toThrow(/NOPERM/);
+      await expect(admin.eval(`return redis.call("DEL", KEYS[1])`, 1, `${S}:audit`)).rejects.toThrow(DENIED);
+    });
+
+    it("admin caps and weights a tenant and reads every tenant's load on every shard (agentry tenants set/show)", async () => {
+      const asAdmin = new AgentryClient({ redis: connect("admin"), prefix, shards });
+      await expect(asAdmin.setTenantSettings("acme", { maxRunning: 50, weight: 2 })).resolves.toMatchObject({
+        tenant: "acme",
+        maxRunning: 50,
+        weight: 2,
+      });
+      const loads = await asAdmin.tenantLoad();
+      expect(loads.find((l) => l.tenant === "acme")).toMatchObject({
+        maxRunning: 50,
+        weight: 2,
+        running: expect.any(Number),
+        waiting: expect.any(Number),
+      });
+      await asAdmin.setTenantSettings("acme", { maxRunning: null, weight: 1 });
       await asAdmin.close();
-    }
-  });
-
-  it("no role can run dangerous commands; the worker cannot delete the audit log", async () => {
-    for (const role of ["producer", "worker", "admin"] as const) {
-      const r = connect(role);
-      await expect(r.flushall()).rejects.toThrow(/NOPERM/);
-      await expect(r.config("GET", "*")).rejects.toThrow(/NOPERM/);
-      await expect(r.keys("*")).rejects.toThrow(/NOPERM/);
-      await expect(r.call("SCRIPT", "FLUSH")).rejects.toThrow(/NOPERM/);
-    }
-    const w = connect("worker");
-    await expect(w.del(`${PREFIX}:audit`)).rejects.toThrow(/NOPERM/);
-    await expect(w.xdel(`${PREFIX}:audit`, "1-0")).rejects.toThrow(/NOPERM/);
-  });
-
-  it("the producer can run its per-tenant submit rate limit (apps/producer's token bucket script)", async () => {
-    const script = readFileSync(join(repo, "apps/producer/src/rate-limit/take-submit-tokens-1.lua"), "utf8");
-    const p = connect("producer");
-    const bucket = `${PREFIX}:ratelimit:submit:acme`;
-    // 1 token per second, burst 3: three tasks pass, a fourth waits about a second.
-    expect(await p.eval(script, 1, bucket, 1, 3, 3)).toEqual([1, 0, 0]);
-    const [taken, waitMs] = (await p.eval(script, 1, bucket, 1, 3, 1)) as [number, number];
-    expect(taken).toBe(0);
-    expect(waitMs).toBeGreaterThan(0);
-    expect(waitMs).toBeLessThanOrEqual(1_000);
-    expect(await p.pttl(bucket)).toBeGreaterThan(0);
-  });
-
-  it("the producer may set the wake flag its cancel leaves for a session's next task (AgentryClient.cancel)", async () => {
-    const p = connect("producer");
-    await expect(p.set(`${PREFIX}:wake:task_acl`, "1", "EX", 5)).resolves.toBe("OK");
-  });
-
-  it("the worker appends audit entries fenced by a task's lock and deduplicated by a once id; a stale token writes nothing", async () => {
-    const w = connect("worker");
-    const lock = `${PREFIX}:tasks:acl-job:lock`;
-    await w.set(lock, "token-1");
-    const audit = new AuditLog({ redis: w, prefix: PREFIX });
-    const first = await audit.append(
-      { type: "request", taskId: "acl-job", data: { prompt: "x" } },
-      { fence: { key: lock, token: "token-1" }, once: "acme:acl-job:request" },
-    );
-    const again = await audit.append(
-      { type: "request", taskId: "acl-job", data: { prompt: "x" } },
-      { fence: { key: lock, token: "token-1" }, once: "acme:acl-job:request" },
-    );
-    expect(again).toEqual({ ...first, duplicate: true });
-    await expect(
-      audit.append(
-        { type: "request", taskId: "acl-job", data: { prompt: "x" } },
-        { fence: { key: lock, token: "stale" } },
-      ),
-    ).rejects.toMatchObject({ code: "LOCK_LOST" });
-    await w.del(lock);
-  });
-
-  it("keda may only count the wait list and the prioritized set, with its scaler's script (infra/k8s/keda-scaledobject.yaml)", async () => {
-    const keda = connect("keda");
-    // KEDA's redis scaler counts a key by its type in one EVAL.
-    const length = `local t = redis.call('type', KEYS[1]).ok
-      if t == 'zset' then return redis.call('zcard', KEYS[1]) end
-      return redis.call('llen', KEYS[1])`;
-    await expect(keda.eval(length, 1, `${PREFIX}:tasks:wait`)).resolves.toBeGreaterThanOrEqual(0);
-    await expect(keda.eval(length, 1, `${PREFIX}:tasks:prioritized`)).resolves.toBeGreaterThanOrEqual(0);
-    await expect(keda.llen(`{${PREFIX}}:tasks:wait`)).resolves.toBe(0);
-    await expect(keda.zcard(`{${PREFIX}}:tasks:prioritized`)).resolves.toBe(0);
-    await expect(keda.lrange(`${PREFIX}:tasks:wait`, 0, -1)).rejects.toThrow(DENIED);
-    await expect(keda.zrange(`${PREFIX}:tasks:prioritized`, 0, "-1")).rejects.toThrow(DENIED);
-    await expect(keda.llen(`${PREFIX}:tasks:active`)).rejects.toThrow(DENIED);
-    await expect(keda.get(`${PREFIX}:audit:head`)).rejects.toThrow(DENIED);
-    await expect(keda.eval("return redis.call('del', KEYS[1])", 1, `${PREFIX}:tasks:wait`)).rejects.toThrow(
-      DENIED,
-    );
-  });
-
-  it("the worker, producer and admin hit no ACL denial beyond the ones provoked above", async () => {
-    const inspector = connect(INSPECTOR);
-    const log = (await inspector.call("ACL", "LOG", "128")) as unknown[][];
-    const entries = log.map((raw) => {
-      const e: Record<string, unknown> = {};
-      for (let i = 0; i + 1 < raw.length; i += 2) e[String(raw[i])] = raw[i + 1];
-      return { username: String(e.username), object: String(e.object), reason: String(e.reason) };
     });
-    const provoked = new Set([
-      // producer
-      `producer ${PREFIX}:approval:forged`,
-      `producer ${PREFIX}:approvals:resolved`,
-      `producer ${PREFIX}:approvals:events`,
-      `producer ${PREFIX}:budget:limit:global`,
-      `producer ${PREFIX}:audit`,
-      `producer ${PREFIX}:approvals:pending`,
-      `producer ${PREFIX}:approvals:all`,
-      // admin
-      `admin ${PREFIX}:audit`,
-      `admin ${PREFIX}:tasks:wait`,
-      `admin ${PREFIX}:tasks:active`,
-      `admin ${PREFIX}:tasks:id`,
-      `admin ${PREFIX}:tasks:meta`,
-      `admin ${PREFIX}:tasks:marker`,
-      `admin ${PREFIX}:tasks:completed`,
-      `admin del`,
-      `admin lmove`,
-      // worker
-      `worker ${PREFIX}:audit`,
-      // keda
-      `keda lrange`,
-      `keda zrange`,
-      `keda ${PREFIX}:tasks:active`,
-      `keda get`,
-      `keda del`,
-    ]);
-    const dangerous = new Set(["flushall", "config|get", "keys", "script|flush"]);
-    // The fixture's readiness probe runs INFO as the anonymous default user, which may only PING.
-    const probe = (e: { username: string; object: string }) =>
-      e.username === "default" && e.object === "info";
-    const unexpected = entries.filter(
-      (e) => !provoked.has(`${e.username} ${e.object}`) && !dangerous.has(e.object) && !probe(e),
-    );
-    expect(unexpected, JSON.stringify(entries, null, 1)).toEqual([]);
-    expect(
-      entries.filter(
-        (e) => e.username === "worker" && e.object !== `${PREFIX}:audit` && !dangerous.has(e.object),
-      ),
-    ).toEqual([]);
+
+    it("admin cannot take jobs, submit tasks or write the queue", async () => {
+      const admin = connect("admin");
+      // BullMQ's own job-taking path (moveToActive) with the admin's credentials, on the task's shard.
+      const { taskId } = await producer.submit(
+        { prompt: "What's the weather in Oslo?", sessionId: sessionOn("acme", shards - 1, shards) },
+        { tenant: "acme" },
+      );
+      const takerConnection = new Redis(urlFor("admin"), {
+        maxRetriesPerRequest: null,
+        enableReadyCheck: false,
+      });
+      takerConnection.on("error", () => undefined);
+      connections.push(takerConnection);
+      const taker = new Worker(`tasks`, async () => "taken", {
+        connection: takerConnection,
+        prefix: S,
+        autorun: false,
+      });
+      taker.on("error", () => undefined);
+      await expect(taker.getNextJob("admin-token")).rejects.toThrow(DENIED);
+      await taker.close();
+      // The task the admin tried to take is still there for a real worker.
+      await expect(waitFor(taskId)).resolves.toMatchObject({
+        text: expect.stringMatching(/^In Oslo it is /),
+      });
+      responses++;
+      await expect(admin.lmove(`${S}:tasks:wait`, `${S}:tasks:active`, "LEFT", "LEFT")).rejects.toThrow(
+        /NOPERM/,
+      );
+      const asAdmin = new AgentryClient({ redis: admin, prefix, shards });
+      await expect(
+        asAdmin.submit(
+          { prompt: "hello", sessionId: sessionOn("acme", shards - 1, shards) },
+          { tenant: "acme" },
+        ),
+      ).rejects.toThrow(DENIED);
+      await asAdmin.close();
+    });
+
+    it("the worker streams a task's text; the producer and the admin follow it (SSE, agentry watch)", async () => {
+      const { taskId } = await producer.submit(
+        { prompt: "What's the weather in Rome?", sessionId: sessionOn("acme", shards - 1, shards) },
+        { tenant: "acme" },
+      );
+      const asAdmin = new AgentryClient({ redis: connect("admin"), prefix, shards });
+      try {
+        const follow = async (client: AgentryClient) => {
+          const texts: string[] = [];
+          let end = "";
+          for await (const e of client.follow(taskId, { timeoutMs: 90_000 })) {
+            if (e.type === "delta") texts.push(e.text);
+            if (e.type === "completed") end = e.result.text;
+          }
+          return { text: texts.join(""), end };
+        };
+        const [asProducer, asOperator] = await Promise.all([follow(producer), follow(asAdmin)]);
+        expect(asProducer.end).toMatch(/Rome/);
+        // Both saw the final step's words (the scripted model streams every answer).
+        expect(asProducer.text.endsWith(asProducer.end)).toBe(true);
+        expect(asOperator).toEqual(asProducer);
+        responses++;
+      } finally {
+        await asAdmin.close();
+      }
+    });
+
+    it("no role can run dangerous commands; the worker cannot delete the audit log", async () => {
+      for (const role of ["producer", "worker", "admin"] as const) {
+        const r = connect(role);
+        await expect(r.flushall()).rejects.toThrow(/NOPERM/);
+        await expect(r.config("GET", "*")).rejects.toThrow(/NOPERM/);
+        await expect(r.keys("*")).rejects.toThrow(/NOPERM/);
+        await expect(r.call("SCRIPT", "FLUSH")).rejects.toThrow(/NOPERM/);
+      }
+      const w = connect("worker");
+      await expect(w.del(`${S}:audit`)).rejects.toThrow(/NOPERM/);
+      await expect(w.xdel(`${S}:audit`, "1-0")).rejects.toThrow(/NOPERM/);
+    });
+
+    it("the producer can run its per-tenant submit rate limit (apps/producer's token bucket script)", async () => {
+      const script = readFileSync(
+        join(repo, "apps/producer/src/rate-limit/take-submit-tokens-1.lua"),
+        "utf8",
+      );
+      const p = connect("producer");
+      const bucket = `${G}:ratelimit:submit:acme`;
+      // 1 token per second, burst 3: three tasks pass, a fourth waits about a second.
+      expect(await p.eval(script, 1, bucket, 1, 3, 3)).toEqual([1, 0, 0]);
+      const [taken, waitMs] = (await p.eval(script, 1, bucket, 1, 3, 1)) as [number, number];
+      expect(taken).toBe(0);
+      expect(waitMs).toBeGreaterThan(0);
+      expect(waitMs).toBeLessThanOrEqual(1_000);
+      expect(await p.pttl(bucket)).toBeGreaterThan(0);
+    });
+
+    it("the producer may set the wake flag its cancel leaves for a session's next task (AgentryClient.cancel)", async () => {
+      const p = connect("producer");
+      for (const shard of shardKeys)
+        await expect(p.set(`${shard}:wake:task_acl`, "1", "EX", 5)).resolves.toBe("OK");
+    });
+
+    it("the worker appends audit entries fenced by a task's lock and deduplicated by a once id; a stale token writes nothing", async () => {
+      const w = connect("worker");
+      for (const shard of shardKeys) {
+        const lock = `${shard}:tasks:acl-job:lock`;
+        await w.set(lock, "token-1");
+        const audit = new AuditLog({ redis: w, prefix: shard });
+        const first = await audit.append(
+          { type: "request", taskId: "acl-job", data: { prompt: "x" } },
+          { fence: { key: lock, token: "token-1" }, once: "acme:acl-job:request" },
+        );
+        const again = await audit.append(
+          { type: "request", taskId: "acl-job", data: { prompt: "x" } },
+          { fence: { key: lock, token: "token-1" }, once: "acme:acl-job:request" },
+        );
+        expect(again).toEqual({ ...first, duplicate: true });
+        await expect(
+          audit.append(
+            { type: "request", taskId: "acl-job", data: { prompt: "x" } },
+            { fence: { key: lock, token: "stale" } },
+          ),
+        ).rejects.toMatchObject({ code: "LOCK_LOST" });
+        await w.del(lock);
+      }
+    });
+
+    it("keda may only count every shard's wait list and prioritized set, with its scaler's script (infra/k8s/keda-scaledobject.yaml)", async () => {
+      const keda = connect("keda");
+      // KEDA's redis scaler counts a key by its type in one EVAL: one trigger per shard.
+      const length = `local t = redis.call('type', KEYS[1]).ok
+        if t == 'zset' then return redis.call('zcard', KEYS[1]) end
+        return redis.call('llen', KEYS[1])`;
+      // The shards of this deployment, and those of the other prefix shape (tagged or not).
+      const other = prefix.startsWith("{") ? PREFIX : `{${PREFIX}}`;
+      for (const p of [...shardKeys, ...shardPrefixes(other, 3), other]) {
+        await expect(keda.eval(length, 1, `${p}:tasks:wait`)).resolves.toBeGreaterThanOrEqual(0);
+        await expect(keda.eval(length, 1, `${p}:tasks:prioritized`)).resolves.toBeGreaterThanOrEqual(0);
+        await expect(keda.llen(`${p}:tasks:wait`)).resolves.toBeGreaterThanOrEqual(0);
+        await expect(keda.zcard(`${p}:tasks:prioritized`)).resolves.toBeGreaterThanOrEqual(0);
+      }
+      await expect(keda.lrange(`${S}:tasks:wait`, 0, -1)).rejects.toThrow(DENIED);
+      await expect(keda.zrange(`${S}:tasks:prioritized`, 0, "-1")).rejects.toThrow(DENIED);
+      await expect(keda.llen(`${S}:tasks:active`)).rejects.toThrow(DENIED);
+      await expect(keda.get(`${S}:audit:head`)).rejects.toThrow(DENIED);
+      await expect(keda.eval("return redis.call('del', KEYS[1])", 1, `${S}:tasks:wait`)).rejects.toThrow(
+        DENIED,
+      );
+    });
+
+    it("the worker, producer and admin hit no ACL denial beyond the ones provoked above", async () => {
+      const inspector = connect(INSPECTOR);
+      const log = (await inspector.call("ACL", "LOG", "128")) as unknown[][];
+      const entries = log.map((raw) => {
+        const e: Record<string, unknown> = {};
+        for (let i = 0; i + 1 < raw.length; i += 2) e[String(raw[i])] = raw[i + 1];
+        return { username: String(e.username), object: String(e.object), reason: String(e.reason) };
+      });
+      const provoked = new Set([
+        // producer
+        `producer ${S}:approval:forged`,
+        `producer ${S}:approvals:resolved`,
+        `producer ${S}:approvals:events`,
+        `producer ${G}:budget:limit:global`,
+        `producer ${S}:audit`,
+        `producer ${S}:approvals:pending`,
+        `producer ${S}:approvals:all`,
+        // admin
+        `admin ${S}:audit`,
+        `admin ${S}:tasks:wait`,
+        `admin ${S}:tasks:active`,
+        `admin ${S}:tasks:id`,
+        `admin ${S}:tasks:meta`,
+        `admin ${S}:tasks:marker`,
+        `admin ${S}:tasks:completed`,
+        // the admin's submit, refused at the fair stamp (a shard's fair keys are read-only to it)
+        `admin ${S}:fair:tenants`,
+        `admin ${S}:fair:queue:tasks:clock`,
+        // each of the admin clients' queues writes its meta once (BullMQ, refused and harmless)
+        ...shardKeys.map((p) => `admin ${p}:tasks:meta`),
+        `admin del`,
+        `admin lmove`,
+        // worker
+        `worker ${S}:audit`,
+        // keda
+        `keda lrange`,
+        `keda zrange`,
+        `keda ${S}:tasks:active`,
+        `keda get`,
+        `keda del`,
+      ]);
+      const dangerous = new Set(["flushall", "config|get", "keys", "script|flush"]);
+      // The fixture's readiness probe runs INFO as the anonymous default user, which may only PING.
+      const probe = (e: { username: string; object: string }) =>
+        e.username === "default" && e.object === "info";
+      const unexpected = entries.filter(
+        (e) => !provoked.has(`${e.username} ${e.object}`) && !dangerous.has(e.object) && !probe(e),
+      );
+      expect(unexpected, JSON.stringify(entries, null, 1)).toEqual([]);
+      expect(
+        entries.filter(
+          (e) => e.username === "worker" && e.object !== `${S}:audit` && !dangerous.has(e.object),
+        ),
+      ).toEqual([]);
+    });
   });
-});
+}
+
+// One queue under the untagged prefix (as before sharding); three shards on one server
+// (`agentry:s0..2`); three shards with the Cluster prefix (`{agentry-s<i>-<k>}`).
+aclScenario(PREFIX, 1);
+aclScenario(PREFIX, 3);
+aclScenario(`{${PREFIX}}`, 3);
