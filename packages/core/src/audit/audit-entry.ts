@@ -1,4 +1,6 @@
+import type { ChainableCommander } from "ioredis";
 import type { Fence } from "../redis/fence.js";
+import type { ScriptClient } from "../redis/scripts.js";
 
 /** A safety policy's answer for one action. */
 export type Verdict =
@@ -158,4 +160,44 @@ export interface AuditAppendOptions {
  */
 export interface AuditSink {
   append(entry: AuditEntryInput, options?: AuditAppendOptions): Promise<unknown>;
+  /**
+   * Holds the appends fenced by `fence` (one task attempt's) instead of writing each at once:
+   * they resolve when held, and go to Redis with the attempt's next own write, in one
+   * transaction ({@link AuditHold.commit}), so a step costs one round trip. Optional: a sink
+   * without it writes every append at once.
+   */
+  hold?(fence: Fence): AuditHold;
+}
+
+/**
+ * The appends one attempt holds (see {@link AuditSink.hold}). Whoever holds them must commit or
+ * release them before the attempt acts on what they record (e.g. before a tool runs), since a
+ * held entry is not yet written: its failure surfaces at the commit.
+ */
+export interface AuditHold {
+  /** Entries held and not yet committed. */
+  readonly size: number;
+  /**
+   * Writes the held entries and the rider's write in one MULTI/EXEC, retrying (entries and
+   * rider together) while the chain head moves; with nothing held, runs the rider alone.
+   * Throws `LOCK_LOST` when the fence no longer holds (nothing written), `AUDIT_FAILED` when the
+   * entries cannot be written, or what the rider's reply throws.
+   */
+  commit<T>(rider: AuditRider<T>): Promise<T>;
+  /** Stops holding: what is still held is appended on its own; later appends are written at once. */
+  release(): Promise<void>;
+}
+
+/** A caller's own write that rides with held audit entries (see {@link AuditHold.commit}). */
+export interface AuditRider<T> {
+  /** Defines the rider's scripts on the client the transaction runs on; called before it is created. */
+  define(client: ScriptClient): void;
+  /**
+   * Queues the write on `tx`, after the audit append. With `head` set, entries ride in the same
+   * transaction: the write must check, inside its script, that the chain head then holds
+   * `head.hash` (the entries were appended) and write nothing otherwise; the commit is retried.
+   */
+  queue(tx: ChainableCommander, head: { key: string; hash: string } | undefined): void;
+  /** The write's result from its `[error, reply]`; throws for an error or a refusal. */
+  reply(result: [Error | null, unknown]): T;
 }

@@ -9,6 +9,8 @@ import {
   systemClock,
   type AuditAppendOptions,
   type AuditEntryInput,
+  type AuditHold,
+  type AuditRider,
   type AuditSink,
   type Clock,
   type Fence,
@@ -61,7 +63,15 @@ export interface AppendResult {
   id: string;
   /** True when a `once` append had already been written: `seq`, `hash` and `id` are that entry's. */
   duplicate: boolean;
+  /**
+   * True when the entry was held for its attempt's next step write (see {@link AuditLog.hold}):
+   * it is not written yet, so `seq` is 0 and `hash` and `id` are empty.
+   */
+  held?: boolean;
 }
+
+/** What an append held for its attempt resolves to. */
+const HELD: AppendResult = Object.freeze({ seq: 0, hash: "", id: "", duplicate: false, held: true });
 
 /** The audit log's head and the stream's last id, read in one transaction. */
 interface Snapshot {
@@ -102,7 +112,9 @@ export class AuditLog implements AuditSink {
   private readonly onceTtlSeconds: number;
   /** Last head this process saw: saves a read per append when this process is the only writer. */
   private head: { seq: number; hash: string } | undefined;
-  private readonly queue: QueuedEntry[] = [];
+  private readonly queue: (QueuedEntry | QueuedCommit)[] = [];
+  /** Entries held per attempt (fence key and token), see {@link hold}. */
+  private readonly holds = new Map<string, HeldEntry[]>();
   private flushing = false;
   private readonly maxBatch: number;
 
@@ -153,16 +165,69 @@ export class AuditLog implements AuditSink {
     } catch (err) {
       return Promise.reject(auditFailed(input, err));
     }
+    const held = options.fence ? this.holds.get(holdId(options.fence)) : undefined;
+    if (held) {
+      held.push({ input, body, once: options.once });
+      return Promise.resolve(HELD);
+    }
     return new Promise<AppendResult>((resolve, reject) => {
       this.queue.push({ input, body, fence: options.fence, once: options.once, resolve, reject });
       if (!this.flushing) void this.flush();
     });
   }
 
+  /**
+   * Holds the appends fenced by `fence` (one task attempt's) until the attempt's next own write:
+   * {@link AuditHold.commit} writes them and that write in one MULTI/EXEC, through this log's
+   * queue (so appends of one process still never race each other for the head). The rider's
+   * script checks that the head then holds the batch's last hash, so the entries and the write
+   * land together or not at all. A held append resolves at once with `held: true`; `once` ids
+   * are checked at the commit as for any append. Holding the same fence twice shares one hold.
+   */
+  hold(fence: Fence): AuditHold {
+    const id = holdId(fence);
+    const held = this.holds.get(id) ?? [];
+    this.holds.set(id, held);
+    return {
+      get size() {
+        return held.length;
+      },
+      commit: <T>(rider: AuditRider<T>) =>
+        new Promise<T>((resolve, reject) => {
+          this.queue.push({
+            commit: true,
+            fence,
+            entries: held.splice(0),
+            rider: rider as AuditRider<unknown>,
+            resolve: resolve as (v: unknown) => void,
+            reject,
+          });
+          if (!this.flushing) void this.flush();
+        }),
+      release: async () => {
+        if (this.holds.get(id) === held) this.holds.delete(id);
+        await Promise.all(
+          held.splice(0).map((h) => this.append(h.input, { fence, ...(h.once ? { once: h.once } : {}) })),
+        );
+      },
+    };
+  }
+
   private async flush(): Promise<void> {
     this.flushing = true;
     try {
       while (this.queue.length > 0) {
+        const first = this.queue[0] as QueuedEntry | QueuedCommit;
+        if ("commit" in first) {
+          this.queue.shift();
+          try {
+            first.resolve(await this.commitWith(first));
+          } catch (err) {
+            if (!(AgentryError.isInstance(err) && err.code === "LOCK_LOST")) this.head = undefined;
+            first.reject(err);
+          }
+          continue;
+        }
         const batch = this.nextBatch();
         try {
           const results = await this.appendBatch(batch);
@@ -189,7 +254,12 @@ export class AuditLog implements AuditSink {
     const onces = new Set<string>();
     let n = 0;
     for (const q of this.queue) {
-      if (n >= this.maxBatch || q.fence?.key !== first.fence?.key || q.fence?.token !== first.fence?.token)
+      if (
+        n >= this.maxBatch ||
+        "commit" in q ||
+        q.fence?.key !== first.fence?.key ||
+        q.fence?.token !== first.fence?.token
+      )
         break;
       if (q.once !== undefined) {
         // A second append with the same id must see the first one's marker: next batch.
@@ -198,7 +268,105 @@ export class AuditLog implements AuditSink {
       }
       n += 1;
     }
-    return this.queue.splice(0, n);
+    return this.queue.splice(0, n) as QueuedEntry[];
+  }
+
+  /**
+   * One held commit: the entries (a repeated once id counts once) and the rider in one
+   * MULTI/EXEC, again with a fresh head while the head moves, without the duplicates once they
+   * are known; with no entry left, the rider alone.
+   */
+  private async commitWith(item: QueuedCommit): Promise<unknown> {
+    const onces = new Set<string>();
+    let pending = item.entries.filter(
+      (e) => e.once === undefined || (!onces.has(e.once) && !!onces.add(e.once)),
+    );
+    item.rider.define(this.redis);
+    if (pending.length === 0) {
+      const tx = this.redis.pipeline();
+      item.rider.queue(tx, undefined);
+      const replies = (await tx.exec()) ?? [];
+      return item.rider.reply(replies[0] ?? [new Error("no reply"), null]);
+    }
+    scripts.appendAuditEntries.defineOn(this.redis);
+    let head = this.head ?? (await this.readHead());
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      const { keys, args, last } = this.encode(pending, head, item.fence);
+      const tx = this.redis.multi();
+      scripts.appendAuditEntries.queue(tx, keys, args);
+      item.rider.queue(tx, { key: this.headKey, hash: last.hash });
+      const replies = await tx.exec();
+      if (!replies) throw new AgentryError("REDIS_UNAVAILABLE", "audit commit transaction was aborted");
+      const [auditErr, auditReply] = replies[0] ?? [new Error("no reply"), null];
+      if (auditErr) throw auditFailed(pending[0]?.input as AuditEntryInput, auditErr);
+      const reply = auditReply as [1, string] | [0, number, string] | [2, ...(number | string)[]] | [3];
+      if (reply[0] === 1) {
+        this.head = last;
+        return item.rider.reply(replies[1] ?? [new Error("no reply"), null]);
+      }
+      if (reply[0] === 3) {
+        throw new AgentryError(
+          "LOCK_LOST",
+          `audit append refused: ${item.fence.key} no longer holds this attempt's token`,
+        );
+      }
+      if (reply[0] === 2) {
+        const dup = new Set<number>();
+        for (let r = 1; r + 1 < reply.length; r += 2) dup.add(Number(reply[r]));
+        pending = pending.filter((_, i) => !dup.has(i));
+        if (pending.length === 0) return this.commitWith({ ...item, entries: [] });
+        continue;
+      }
+      head = { seq: Number(reply[1]), hash: reply[2] };
+    }
+    throw new AgentryError("AUDIT_FAILED", `chain head kept moving for ${this.maxAttempts} attempts`);
+  }
+
+  /** The script's KEYS and ARGV for `entries` appended after `head`, and the head they leave. */
+  private encode(
+    entries: readonly { body: Map<string, string>; once: string | undefined }[],
+    head: { seq: number; hash: string },
+    fence: Fence | undefined,
+  ): {
+    keys: string[];
+    args: (string | number)[];
+    written: AppendResult[];
+    last: { seq: number; hash: string };
+  } {
+    const key = this.keys.current;
+    const keys = [this.streamKey, this.headKey, fence?.key ?? this.streamKey];
+    const args: (string | number)[] = [
+      fence?.token ?? "",
+      head.hash,
+      head.seq + 1,
+      GENESIS_HASH,
+      this.onceTtlSeconds,
+    ];
+    const written: AppendResult[] = [];
+    let prev = head;
+    for (const q of entries) {
+      // Byte for byte what entryHash and canonicalJson give for { ...body, seq, prevHash, kid }
+      // and then with its hash, without encoding the body's values again.
+      const seq = prev.seq + 1;
+      const members = new Map(q.body);
+      members.delete("hash");
+      members.delete("kid");
+      members.set("seq", String(seq));
+      members.set("prevHash", JSON.stringify(prev.hash));
+      if (key) members.set("kid", JSON.stringify(key.kid));
+      const canonical = joinCanonicalMembers(members);
+      const hash = key ? key.macEntry(canonical) : sha256Hex(canonical);
+      members.set("hash", JSON.stringify(hash));
+      let onceIndex = 0;
+      if (q.once !== undefined) {
+        keys.push(this.onceKey(q.once));
+        onceIndex = keys.length;
+      }
+      args.push(hash, joinCanonicalMembers(members), onceIndex);
+      written.push({ seq, hash, id: `${seq}-0`, duplicate: false });
+      prev = { seq, hash };
+    }
+    return { keys, args, written, last: prev };
   }
 
   private async appendBatch(batch: QueuedEntry[]): Promise<AppendResult[]> {
@@ -206,41 +374,17 @@ export class AuditLog implements AuditSink {
     let pending = batch.map((_, i) => i);
     let head = this.head ?? (await this.readHead());
     const fence = batch[0]?.fence;
-    const key = this.keys.current;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
-      const keys = [this.streamKey, this.headKey, fence?.key ?? this.streamKey];
-      const args: (string | number)[] = [
-        fence?.token ?? "",
-        head.hash,
-        head.seq + 1,
-        GENESIS_HASH,
-        this.onceTtlSeconds,
-      ];
-      const written: AppendResult[] = [];
-      let prev = head;
-      for (const i of pending) {
-        const q = batch[i] as QueuedEntry;
-        // Byte for byte what entryHash and canonicalJson give for { ...body, seq, prevHash, kid }
-        // and then with its hash, without encoding the body's values again.
-        const seq = prev.seq + 1;
-        const members = new Map(q.body);
-        members.delete("hash");
-        members.delete("kid");
-        members.set("seq", String(seq));
-        members.set("prevHash", JSON.stringify(prev.hash));
-        if (key) members.set("kid", JSON.stringify(key.kid));
-        const canonical = joinCanonicalMembers(members);
-        const hash = key ? key.macEntry(canonical) : sha256Hex(canonical);
-        members.set("hash", JSON.stringify(hash));
-        let onceIndex = 0;
-        if (q.once !== undefined) {
-          keys.push(this.onceKey(q.once));
-          onceIndex = keys.length;
-        }
-        args.push(hash, joinCanonicalMembers(members), onceIndex);
-        written.push({ seq, hash, id: `${seq}-0`, duplicate: false });
-        prev = { seq, hash };
-      }
+      const {
+        keys,
+        args,
+        written,
+        last: prev,
+      } = this.encode(
+        pending.map((i) => batch[i] as QueuedEntry),
+        head,
+        fence,
+      );
       const reply = await scripts.appendAuditEntries(this.redis, keys, args);
       if (reply[0] === 1) {
         this.head = prev;
@@ -532,6 +676,27 @@ export class AuditLog implements AuditSink {
     }
     return { count, lastSeq };
   }
+}
+
+/** An append held for its attempt's next step write. */
+interface HeldEntry {
+  input: AuditEntryInput;
+  body: Map<string, string>;
+  once: string | undefined;
+}
+
+/** A held commit waiting for its turn in the queue. */
+interface QueuedCommit {
+  commit: true;
+  fence: Fence;
+  entries: HeldEntry[];
+  rider: AuditRider<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+}
+
+function holdId(fence: Fence): string {
+  return `${fence.key}\u0000${fence.token}`;
 }
 
 /** One append waiting for the next batch. */

@@ -7,6 +7,7 @@ import {
   tenantOwnedId,
   type AuditAppendOptions,
   type AuditEntryInput,
+  type AuditHold,
   type AuditRecord,
   type AuditSink,
   type Clock,
@@ -14,11 +15,11 @@ import {
 import {
   composeHooks,
   memoryNamespace,
-  parseAgentState,
   runAgent,
   type AgentHooks,
   type AgentState,
   type RunContext,
+  type ToolJournal,
   type ToolRegistry,
 } from "@agentry/agent";
 import type { LanguageModel, Message } from "@agentry/llm";
@@ -26,21 +27,9 @@ import type { SessionLease, SessionStore, SessionTurns, VectorMemory } from "@ag
 import type { AgentTaskResult } from "../tasks/catalog.js";
 import type { TaskExecution, TaskHandler } from "../worker/agent-worker.js";
 import type { TaskOutcome } from "../worker/job-outcome.js";
+import type { TaskProgress } from "../tasks/progress.js";
+import { readCheckpoint, replaySteps, stepEntry, type Checkpoint } from "./step-log.js";
 import { RedisToolJournal } from "./tool-journal.js";
-
-/** What the worker keeps in the job between attempts. */
-interface Checkpoint {
-  v: 1;
-  /** Messages of the session history the run started from (not appended again). */
-  historyLength: number;
-  lease?: SessionLease;
-  agent?: AgentState;
-  /**
-   * Cost of earlier attempts, written by checkpoints from before the agent state carried it;
-   * read once into `agent.costMicroUsd`.
-   */
-  costMicroUsd?: number;
-}
 
 /** Options for {@link createAgentTaskHandler}. */
 export interface AgentTaskHandlerOptions {
@@ -90,7 +79,7 @@ export const DEFAULT_SYSTEM_PROMPT =
 export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHandler {
   const clock = options._internal?.clock ?? systemClock;
   const leaseMs = options.sessionLeaseMs ?? 30_000;
-  const journal = new RedisToolJournal({
+  const toolJournal = new RedisToolJournal({
     redis: options.redis,
     prefix: options.prefix,
     ...(options.toolClaimMs ? { claimMs: options.toolClaimMs } : {}),
@@ -130,7 +119,13 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       };
       return options.audit?.append(entry, appendOptions);
     };
-    let checkpoint = readCheckpoint(ex.checkpoint);
+    // The attempt's fenced audit entries are held and written with its next step (one call).
+    const hold = options.audit?.hold?.(ex.fence);
+    // The step log first; a checkpoint kept whole in the job's data is from an older version.
+    const logged = replaySteps(ex.steps);
+    let checkpoint = logged ?? readCheckpoint(ex.checkpoint);
+    const steps = new StepWriter(ex, hold, logged);
+    const maxSteps = p.maxSteps ?? options.maxSteps ?? 10;
 
     if (checkpoint === undefined)
       await audit(
@@ -149,11 +144,10 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     if (options.turns && !finished) {
       lease = await takeTurn(options, ex, session, lease, leaseMs);
       if (!lease) {
-        await ex.reportProgress({
-          step: checkpoint?.agent?.step ?? 0,
-          phase: "parked",
-          reason: "session_busy",
+        await steps.write({
+          progress: { step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "session_busy" },
         });
+        await hold?.release();
         return { type: "park", parked: { reason: "session_busy", until: clock.now() + 30_000 } };
       }
     }
@@ -173,26 +167,37 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
           usage: { input: 0, output: 0, cacheCreationInput: 0, cacheReadInput: 0 },
           pending: [],
         };
-        await ex.saveCheckpoint(checkpoint);
+        await steps.write({ state: checkpoint, progress: nextProgress(checkpoint.agent, maxSteps) });
       } else if (lease && checkpoint.lease?.token !== lease.token) {
         checkpoint = { ...checkpoint, lease };
-        await ex.saveCheckpoint(checkpoint);
+        await steps.write({ state: checkpoint });
       }
       const base = checkpoint;
 
-      // Progress writes are fenced: they run first, so an attempt that lost its lock makes no
-      // further model or tool call.
+      // Every write of a step goes in one fenced call: the checkpoint with the audit entries
+      // held since the last one and the progress of what comes next. A model call is preceded by
+      // such a write (the checkpoint before it, or this progress write), and a tool by the write
+      // of its verdict (the journal's claim below waits for it), so an attempt that lost its
+      // lock makes no further model or tool call.
       const progressHooks: AgentHooks = {
         async beforeModelCall({ step }) {
-          await ex.reportProgress({ step, phase: "model" });
+          await steps.write({ progress: { step, phase: "model" } });
         },
-        async beforeToolCall({ step, call }) {
-          await ex.reportProgress({ step, phase: "tool", tool: call.name });
-          return { type: "allow" };
+        beforeToolCall({ step, call }) {
+          steps.stage({ step, phase: "tool", tool: call.name });
+          return Promise.resolve({ type: "allow" as const });
         },
         async onCheckpoint(state) {
-          await ex.saveCheckpoint({ ...base, agent: state });
+          await steps.write({ state: { ...base, agent: state }, progress: nextProgress(state, maxSteps) });
         },
+      };
+      const journal: ToolJournal = {
+        begin: async (run, call) => {
+          await steps.write({});
+          return toolJournal.begin(run, call);
+        },
+        complete: (run, call, result) => toolJournal.complete(run, call, result),
+        abandon: (run, call) => toolJournal.abandon(run, call),
       };
       // The decision entry runs after every other hook: the budget settles a call the provider
       // billed even when this fenced entry is refused.
@@ -230,7 +235,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         run,
         hooks: composeHooks(progressHooks, ...(options.hooks ?? []), decisionHooks),
         journal,
-        maxSteps: p.maxSteps ?? options.maxSteps ?? 10,
+        maxSteps,
         maxTokens: p.maxTokens ?? options.maxTokens ?? 1024,
         ...(p.model ? { modelId: p.model } : {}),
         signal: ex.signal,
@@ -257,12 +262,14 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
           expiries.length > 0
             ? Math.min(...expiries) + 1_000
             : clock.now() + (options.approvalWaitMs ?? 24 * 3600_000);
-        await ex.saveCheckpoint({ ...base, agent: result.state });
         // Keep the session's turn while waiting: later tasks of the session must not overtake.
         renewal?.stop();
         if (lease && options.turns)
           await options.turns.renew(lease, Math.max(until - clock.now(), 0) + 5 * 60_000);
-        await ex.reportProgress({ step: result.steps, phase: "awaiting_approval", approvalIds });
+        await steps.write({
+          state: { ...base, agent: result.state },
+          progress: { step: result.steps, phase: "awaiting_approval", approvalIds },
+        });
         const tools = result.suspensions.map((s) => s.call.name);
         return { type: "park", parked: { reason: "approval", approvalIds, until, tools } };
       }
@@ -290,7 +297,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         },
         "response",
       );
-      await ex.reportProgress({ step: result.steps, phase: "done" });
+      await steps.write({ progress: { step: result.steps, phase: "done" } });
       await endTurn(options, lease, ex);
       return { type: "completed", result: taskResult };
     } catch (thrown) {
@@ -304,10 +311,8 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       // Another attempt owns the task now: this one writes nothing more, not even its failure.
       if (err.code === "LOCK_LOST") throw err;
       if (err.code === "BUDGET_CONTENDED") {
-        await ex.reportProgress({
-          step: checkpoint?.agent?.step ?? 0,
-          phase: "parked",
-          reason: "budget_contended",
+        await steps.write({
+          progress: { step: checkpoint?.agent?.step ?? 0, phase: "parked", reason: "budget_contended" },
         });
         return {
           type: "park",
@@ -323,13 +328,73 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
         await Promise.resolve(
           audit({ type: "failure", data: { code: err.code, message: err.message } }, "failure"),
         ).catch(() => undefined);
+        await steps.write({}).catch(() => undefined);
         await endTurn(options, lease, ex);
       }
       throw err;
     } finally {
       renewal?.stop();
+      // Whatever is still held (an attempt that stopped between steps) is written on its own.
+      await hold?.release().catch(() => undefined);
     }
   };
+}
+
+/**
+ * The progress of what follows a checkpoint of `state`, written with it: the next model call
+ * when every tool result is in; none while a tool call waits (its verdict's write carries it)
+ * or when the run is done.
+ */
+function nextProgress(state: AgentState | undefined, maxSteps: number): TaskProgress | undefined {
+  if (!state || state.pending.some((p) => p.result === undefined)) return undefined;
+  if (state.pending.length === 0 && state.messages.at(-1)?.role === "assistant") return undefined;
+  return state.step < maxSteps ? { step: state.step + 1, phase: "model" } : undefined;
+}
+
+/**
+ * One attempt's step writes, in order, each one fenced call (`TaskExecution.commitStep`): what
+ * changed in the checkpoint since the step log's last entry, the audit entries the attempt holds,
+ * and progress not shown yet (staged progress goes with the next write). A write with nothing
+ * in it is skipped.
+ */
+class StepWriter {
+  private readonly ex: TaskExecution;
+  private readonly hold: AuditHold | undefined;
+  /** What the step log replays to. */
+  private logged: Checkpoint | undefined;
+  private shown: string | undefined;
+  private staged: TaskProgress | undefined;
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(ex: TaskExecution, hold: AuditHold | undefined, logged: Checkpoint | undefined) {
+    this.ex = ex;
+    this.hold = hold;
+    this.logged = logged;
+  }
+
+  /** Progress written with the next write, unless a newer one replaces it first. */
+  stage(progress: TaskProgress): void {
+    this.staged = progress;
+  }
+
+  write(step: { state?: Checkpoint; progress?: TaskProgress | undefined }): Promise<void> {
+    const next = this.chain.then(async () => {
+      const entry = step.state ? stepEntry(this.logged, step.state) : undefined;
+      const wanted = step.progress ?? this.staged;
+      const progress = wanted && JSON.stringify(wanted) !== this.shown ? wanted : undefined;
+      this.staged = undefined;
+      if (!entry && !progress && (this.hold?.size ?? 0) === 0) return;
+      await this.ex.commitStep({
+        ...(entry ? { entry, reset: entry.t === "base" } : {}),
+        ...(progress ? { progress } : {}),
+        ...(this.hold ? { audit: this.hold } : {}),
+      });
+      if (entry && step.state) this.logged = step.state;
+      if (progress) this.shown = JSON.stringify(progress);
+    });
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
 }
 
 /**
@@ -351,16 +416,6 @@ function followUnlessLockLost(signal: AbortSignal): AbortSignal {
 function activeTraceId(): string | undefined {
   const ctx = trace.getActiveSpan()?.spanContext();
   return ctx && ctx.traceId !== "00000000000000000000000000000000" ? ctx.traceId : undefined;
-}
-
-function readCheckpoint(value: unknown): Checkpoint | undefined {
-  if (typeof value !== "object" || value === null || (value as { v?: unknown }).v !== 1) return undefined;
-  const { costMicroUsd, ...c } = value as Checkpoint;
-  if (!c.agent) return c;
-  const agent = parseAgentState(c.agent);
-  // An older checkpoint kept the cost beside the state: carry it into the state.
-  if (agent.costMicroUsd === undefined && costMicroUsd !== undefined) agent.costMicroUsd = costMicroUsd;
-  return { ...c, agent };
 }
 
 async function takeTurn(

@@ -36,15 +36,20 @@ import type { TaskStreamLimits, TextDeltaEntry } from "../stream/task-stream.js"
 import { TextAppender } from "../stream/text-appender.js";
 import { TextBatcher } from "../stream/text-batcher.js";
 import type { TaskOutcome } from "./job-outcome.js";
-import { FencedJobWriter, jobKeys } from "./fenced-job.js";
+import { DEFAULT_STEP_LOG_TTL_MS, FencedJobWriter, jobKeys, type StepWrite } from "./fenced-job.js";
 import { FairShare, type TenantSlot } from "../fair/fair-share.js";
 
 /** What a task handler gets for one attempt of one task. */
 export interface TaskExecution {
   taskId: string;
   payload: AgentTaskPayload;
-  /** State saved by the last attempt (retry, approval resume), if any. */
+  /** State saved into the job's data by an earlier attempt with {@link saveCheckpoint}, if any. */
   checkpoint: unknown;
+  /**
+   * The task's step log as earlier attempts wrote it with {@link commitStep}, oldest entry first;
+   * empty on a task's first start (nothing is read then).
+   */
+  steps: unknown[];
   /** Parked reason of the previous attempt, if it was parked. */
   parked: AgentJobData["parked"];
   /** 1 on the first attempt that started. */
@@ -59,8 +64,18 @@ export interface TaskExecution {
    * attempt whose lock lapsed while another worker took the task commits nothing more.
    */
   fence: Fence;
-  /** Persists loop state into the job, so any worker can continue from it. Fenced: `LOCK_LOST` once the lock is gone. */
+  /**
+   * Persists loop state into the job's data (rewritten whole), so any worker can continue from
+   * it. Fenced: `LOCK_LOST` once the lock is gone. {@link commitStep} appends instead.
+   */
   saveCheckpoint(state: unknown): Promise<void>;
+  /**
+   * Writes one step in one fenced call: an entry appended to the task's step log (or replacing
+   * it), progress, and the audit entries the attempt holds (`audit`). Text published before it
+   * is written first. The log expires `stepLogTtlMs` after its last write and is dropped when the
+   * task completes. Throws `LOCK_LOST` when fenced out: nothing is written.
+   */
+  commitStep(step: Omit<StepWrite, "data" | "stepsTtlMs">): Promise<void>;
   /**
    * Publishes progress (visible to `status` and `watch`, and in the task's stream). Fenced like a
    * checkpoint, so it also gates the next model or tool call. Text published before it is
@@ -165,6 +180,12 @@ export interface AgentWorkerOptions {
    * {@link TaskStreamLimits}.
    */
   taskStream?: TaskStreamLimits & { flushMs?: number; maxBatchChars?: number; tickMs?: number };
+  /**
+   * How long a task's step log lives after its last write (a park until later keeps it until
+   * then plus this). A completed task drops its log; a failed, cancelled or removed task's log
+   * expires. @defaultValue 7 days
+   */
+  stepLogTtlMs?: number;
   /** Called for every job that ends (completed or failed), for metrics and audit. */
   onFinished?: (event: {
     taskId: string;
@@ -314,6 +335,18 @@ export class AgentWorker implements WorkerControl {
       autorun: false,
     });
     this.worker.on("error", (err) => this.errors.warn("worker error", err, { prefix: this.prefix }));
+    // A completed task keeps its result, not its conversation (the session holds it): once BullMQ
+    // has moved the job (not before, so a crash in between still resumes), its step log goes, and
+    // a checkpoint an older version kept in its data.
+    this.worker.on("completed", (job) => {
+      if (job.name !== "agent.run") return;
+      void this.dropSteps(job as Job<AgentJobData, AgentTaskResult>).catch((err: unknown) =>
+        options.logger.warn(
+          { err, taskId: job.id },
+          "dropping a completed task's step log failed; it expires",
+        ),
+      );
+    });
     // A lock that could not be renewed (it lapsed, e.g. while Redis was away) means another
     // worker may own the task now: stop the attempt at once. Its fenced writes fail anyway.
     this.worker.on("lockRenewalFailed", (jobIds: string[]) => {
@@ -321,6 +354,13 @@ export class AgentWorker implements WorkerControl {
         this.errors.warn("lock check failed", err),
       );
     });
+  }
+
+  private async dropSteps(job: Job<AgentJobData, AgentTaskResult>): Promise<void> {
+    await this.redis.unlink(jobKeys(this.prefix, this.queueName, job.id as string).steps);
+    if (job.data.checkpoint === undefined) return;
+    // BullMQ's own update, which leaves a job already removed (trimmed) alone.
+    await job.updateData({ ...job.data, checkpoint: undefined, parked: undefined });
   }
 
   private async abortLostAttempts(jobIds: Set<string>): Promise<void> {
@@ -579,9 +619,18 @@ export class AgentWorker implements WorkerControl {
           "task attempt lost its job lock; its model text is not streamed",
         ),
     });
-    const update = async (patch: Partial<AgentJobData>) => {
+    const stepsTtlMs = this.options.stepLogTtlMs ?? DEFAULT_STEP_LOG_TTL_MS;
+    /** The data as written: a change (e.g. the first trace) rides with the next step write. */
+    let written = data;
+    const update = async (patch: Partial<AgentJobData>, stepsUntil?: number) => {
       data = { ...data, ...patch };
-      await this.jobWriter.write(keys, taskId, token, "data", data);
+      if (stepsUntil === undefined) await this.jobWriter.write(keys, taskId, token, "data", data);
+      else
+        await this.jobWriter.commit(keys, taskId, token, {
+          data,
+          stepsTtlMs: Math.max(stepsUntil - this.clock.now(), 0) + stepsTtlMs,
+        });
+      written = data;
     };
     try {
       // The tenant's cap first: a task over it waits parked, holding no slot, until one frees.
@@ -604,11 +653,20 @@ export class AgentWorker implements WorkerControl {
       if (await this.redis.exists(cancelKey(this.prefix, taskId))) {
         throw new AgentryError("CANCELLED", `Task ${taskId} was cancelled`);
       }
-      log.info({ event: "task-started", resumed: data.checkpoint !== undefined }, "task started");
+      // A first start has no step log: only a later start reads it.
+      const steps =
+        job.attemptsStarted > 1
+          ? (await this.redis.lrange(keys.steps, 0, -1)).map((e) => JSON.parse(e) as unknown)
+          : [];
+      log.info(
+        { event: "task-started", resumed: steps.length > 0 || data.checkpoint !== undefined },
+        "task started",
+      );
       const outcome = await this.options.handler({
         taskId,
         payload,
         checkpoint: data.checkpoint,
+        steps,
         parked: data.parked,
         attemptsStarted: job.attemptsStarted,
         finalAttempt: (job.opts.attempts ?? 1) - job.attemptsMade - 1 <= 0,
@@ -626,6 +684,18 @@ export class AgentWorker implements WorkerControl {
           entry.lastProgressAt = this.clock.now();
           await update({ checkpoint });
         },
+        commitStep: async (step) => {
+          entry.lastProgressAt = this.clock.now();
+          await texts.flush();
+          // A change of the data (the first trace) rides with the step.
+          const changed = data !== written;
+          await this.jobWriter.commit(keys, taskId, token, {
+            ...step,
+            ...(changed ? { data } : {}),
+            ...(step.entry === undefined ? {} : { stepsTtlMs }),
+          });
+          written = data;
+        },
         reportProgress: async (progress) => {
           entry.lastProgressAt = this.clock.now();
           await texts.flush();
@@ -637,7 +707,8 @@ export class AgentWorker implements WorkerControl {
         log,
       });
       if (outcome.type === "park") {
-        await update({ parked: outcome.parked, parkCount: (data.parkCount ?? 0) + 1 });
+        // The step log must outlive the park.
+        await update({ parked: outcome.parked, parkCount: (data.parkCount ?? 0) + 1 }, outcome.parked.until);
         await job.moveToDelayed(Math.max(outcome.parked.until, this.clock.now() + 1), token);
         if ((await this.redis.del(wakeKey(this.prefix, taskId))) === 1)
           await job.promote().catch(() => undefined);

@@ -1,0 +1,448 @@
+/**
+ * Redis work per agent task against a bare BullMQ job, from the server's own INFO:
+ *
+ *   node --conditions=@agentry/source --import tsx bench/runtime/redis-cost.ts [--tasks 1000] [--long-steps 10,20,30] [--tool-kb 4]
+ *
+ * One private redis-server. Bare side first: `--tasks` no-op BullMQ jobs (the catalog's job
+ * options, a worker in this process at concurrency 50). Agent side: two worker processes
+ * (apps/worker/src/main.ts, concurrency 25 each, `AGENTRY_LLM=scripted`, the reference wiring)
+ * run `--tasks` weather tasks (two model calls, one `get_weather` call), submitted by a producer
+ * client with session order and fair share. For each side, INFO deltas from before the submit
+ * to the last completion, divided by the count: Redis CPU (used_cpu_sys + used_cpu_user),
+ * commands (commandstats calls, inside scripts too), bytes received (total_net_input_bytes) and
+ * `used_memory` retained with the completed jobs kept. Then where an agent task's commands and
+ * retained bytes go: the commandstats breakdown and MEMORY USAGE by key family.
+ *
+ * Long task: one worker in this process (the task handler with session store, turns and the
+ * audit log) runs, alone, a task whose model calls a tool `--long-steps` − 1 times (each result
+ * `--tool-kb` KB) before answering; bytes received by Redis for the whole task at each length
+ * show whether a checkpoint's cost grows with the step or with the conversation.
+ *
+ * Figures are server-wide: nothing else uses the private server.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createRequire } from "node:module";
+import { createRedis } from "../../packages/core/src/index.js";
+import { ScriptedModel, scriptedTurn, type ScriptedRule } from "../../packages/llm/src/index.js";
+import { ToolRegistry, defineTool } from "../../packages/agent/src/index.js";
+import { RedisSessionStore, RedisSessionTurns } from "../../packages/memory/src/index.js";
+import { AuditLog } from "../../packages/governance/src/index.js";
+import {
+  AgentWorker,
+  AgentryClient,
+  createAgentTaskHandler,
+  jobOptionsFor,
+} from "../../packages/runtime/src/index.js";
+import { startRedisServer } from "../../packages/testkit/src/index.js";
+import { bullmq } from "../lib/bullmq.js";
+import { discardingLogger, flags, freshPrefix, weatherPrompt } from "../lib/agentry.js";
+import { commandLine, emitResult, type Figure } from "../lib/result.js";
+import { round, table } from "../lib/stats.js";
+
+/** zod as @agentry/agent resolves it (bench/ is not a workspace package). */
+const { z } = createRequire(fileURLToPath(new URL("../../packages/agent/package.json", import.meta.url)))(
+  "zod",
+) as typeof import("../../packages/agent/node_modules/zod/index.js");
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const args = flags({
+  tasks: "1000",
+  "long-steps": "10,20,30",
+  "tool-kb": "4",
+  workers: "2",
+  concurrency: "25",
+});
+const TASKS = Number(args.tasks);
+const LONG_STEPS = args["long-steps"].split(",").map(Number);
+const TOOL_BYTES = Number(args["tool-kb"]) * 1024;
+const WORKERS = Number(args.workers);
+const CONCURRENCY = Number(args.concurrency);
+
+type RedisClient = ReturnType<typeof createRedis>;
+
+/** Server-wide counters, for deltas. */
+interface Sample {
+  cpu: number;
+  calls: number;
+  commands: Map<string, number>;
+  /** Microseconds spent in each command (a script's time includes the commands it calls). */
+  usec: Map<string, number>;
+  inBytes: number;
+  usedMemory: number;
+}
+
+async function sample(redis: RedisClient): Promise<Sample> {
+  const info = await redis.info("all");
+  const field = (k: string) => Number(new RegExp(`^${k}:([\\d.]+)`, "m").exec(info)?.[1] ?? Number.NaN);
+  const commands = new Map<string, number>();
+  const usec = new Map<string, number>();
+  let calls = 0;
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    // The measuring connection's own INFO calls are not the system's work.
+    if (m[1] === "info") continue;
+    commands.set(m[1] as string, Number(m[2]));
+    usec.set(m[1] as string, Number(m[3]));
+    calls += Number(m[2]);
+  }
+  return {
+    cpu: field("used_cpu_sys") + field("used_cpu_user"),
+    calls,
+    commands,
+    usec,
+    inBytes: field("total_net_input_bytes"),
+    usedMemory: field("used_memory"),
+  };
+}
+
+interface PerJob {
+  cpuUs: number;
+  calls: number;
+  inBytes: number;
+  memory: number;
+  /** Per command: calls and microseconds per job, most calls first. */
+  commands: [string, number, number][];
+}
+
+function perJob(a: Sample, b: Sample, n: number): PerJob {
+  const commands = [...b.commands]
+    .map(([name, c]): [string, number, number] => [
+      name,
+      (c - (a.commands.get(name) ?? 0)) / n,
+      ((b.usec.get(name) ?? 0) - (a.usec.get(name) ?? 0)) / n,
+    ])
+    .filter(([, c]) => c > 0)
+    .sort((x, y) => y[1] - x[1]);
+  return {
+    cpuUs: ((b.cpu - a.cpu) * 1e6) / n,
+    calls: (b.calls - a.calls) / n,
+    inBytes: (b.inBytes - a.inBytes) / n,
+    memory: (b.usedMemory - a.usedMemory) / n,
+    commands,
+  };
+}
+
+/** One worker process as `pnpm worker` runs it; resolves once it logged that it started. */
+async function startWorker(name: string, env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...env, AGENTRY_WORKER_NAME: name },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let tail = "";
+  let started = false;
+  await new Promise<void>((resolve, reject) => {
+    const onData = (b: Buffer) => {
+      if (started) return;
+      tail = (tail + b.toString()).slice(-4000);
+      if (tail.includes('"event":"worker-started"')) {
+        started = true;
+        resolve();
+      }
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) => reject(new Error(`worker ${name} exited with ${code}:\n${tail}`)));
+  });
+  return child;
+}
+
+/** Waits until every job id is in `completed` (polling the completed set). */
+async function allCompleted(redis: RedisClient, completedKey: string, n: number, timeoutMs = 600_000) {
+  const deadline = Date.now() + timeoutMs;
+  while ((await redis.zcard(completedKey)) < n) {
+    if (Date.now() > deadline) throw new Error(`only ${await redis.zcard(completedKey)} of ${n} completed`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function bare(redis: RedisClient, url: string): Promise<PerJob> {
+  const prefix = freshPrefix("bare");
+  const queueConn = createRedis({ url, role: "producer" });
+  const queue = new bullmq.Queue("tasks", { connection: queueConn, prefix });
+  const workerConn = createRedis({ url, role: "worker" });
+  const worker = new bullmq.Worker("tasks", async () => ({ ok: true }), {
+    connection: workerConn,
+    prefix,
+    concurrency: WORKERS * CONCURRENCY,
+  });
+  await queue.waitUntilReady();
+  await worker.waitUntilReady();
+  const opts = jobOptionsFor("agent.run");
+  const add = (i: number) =>
+    queue.add(
+      "agent.run",
+      {
+        payload: {
+          prompt: weatherPrompt(i),
+          tenant: "acme",
+          userId: `u-${i % 50}`,
+          sessionId: `s-${i}`,
+          submittedAt: Date.now(),
+        },
+        parkCount: 0,
+      },
+      { attempts: opts.attempts, removeOnComplete: opts.removeOnComplete, removeOnFail: opts.removeOnFail },
+    );
+  // Warm-up, not counted.
+  await Promise.all(Array.from({ length: 100 }, (_, i) => add(i)));
+  await allCompleted(redis, `${prefix}:tasks:completed`, 100);
+  const before = await sample(redis);
+  for (let i = 0; i < TASKS; i += 100)
+    await Promise.all(Array.from({ length: Math.min(100, TASKS - i) }, (_, j) => add(100 + i + j)));
+  await allCompleted(redis, `${prefix}:tasks:completed`, 100 + TASKS);
+  const after = await sample(redis);
+  await worker.close();
+  await queue.close();
+  await workerConn.quit();
+  await queueConn.quit();
+  return perJob(before, after, TASKS);
+}
+
+/** MEMORY USAGE of every key under `prefix`, by family (ids replaced by placeholders). */
+async function memoryByFamily(redis: RedisClient, prefix: string): Promise<Map<string, number>> {
+  const families = new Map<string, number>();
+  let cursor = "0";
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
+    cursor = next;
+    for (const key of keys) {
+      const bytes = Number(await redis.call("MEMORY", "USAGE", key, "SAMPLES", "0"));
+      const family = `P${key
+        .slice(prefix.length)
+        .replace(/task_[0-9a-f]+/g, "<task>")
+        .replace(/tenant:[^:]+:session:[^:]+/g, "<session>")
+        .replace(/:u-\d+/g, ":<user>")
+        .replace(/[0-9a-f]{16,}/g, "<id>")
+        .replace(/\d+/g, "N")}`;
+      families.set(family, (families.get(family) ?? 0) + bytes);
+    }
+  } while (cursor !== "0");
+  return families;
+}
+
+async function agent(redis: RedisClient, url: string) {
+  const prefix = freshPrefix("cost");
+  const env = {
+    REDIS_URL: url,
+    AGENTRY_PREFIX: prefix,
+    AGENTRY_LLM: "scripted",
+    AGENTRY_CONCURRENCY: String(CONCURRENCY),
+    AGENTRY_WORKER_PORT: "0",
+    OTEL_EXPORTER_OTLP_ENDPOINT: "",
+    LOG_LEVEL: "info",
+  };
+  const workers = await Promise.all(
+    Array.from({ length: WORKERS }, (_, i) => startWorker(`cost-bench-${i + 1}`, env)),
+  );
+  const client = new AgentryClient({
+    url,
+    prefix,
+    sessionOrder: new RedisSessionTurns({ redis, prefix }),
+    fairShare: true,
+  });
+  try {
+    await client.queue.waitUntilReady();
+    let serial = 0;
+    const submit = async (n: number) => {
+      for (let i = 0; i < n; i += 100)
+        await Promise.all(
+          Array.from({ length: Math.min(100, n - i) }, () => {
+            const k = serial++;
+            return client.submit(
+              { prompt: weatherPrompt(k), sessionId: `s-${k}`, userId: `u-${k % 50}` },
+              { tenant: "acme" },
+            );
+          }),
+        );
+    };
+    // Warm-up: connections, script loads, JIT.
+    await submit(100);
+    await allCompleted(redis, `${prefix}:tasks:completed`, 100);
+    const before = await sample(redis);
+    await submit(TASKS);
+    await allCompleted(redis, `${prefix}:tasks:completed`, 100 + TASKS);
+    const after = await sample(redis);
+    const ids = await redis.zrange(`${prefix}:tasks:completed`, "0", "-1");
+    const results = await Promise.all(ids.map((id) => redis.hget(`${prefix}:tasks:${id}`, "returnvalue")));
+    const resultBytes = results.reduce((s, r) => s + Buffer.byteLength(r ?? ""), 0) / ids.length;
+    const families = await memoryByFamily(redis, prefix);
+    return { cost: perJob(before, after, TASKS), resultBytes, families, tasks: ids.length };
+  } finally {
+    for (const w of workers) w.kill("SIGKILL");
+    await client.close();
+  }
+}
+
+/** A model that calls `fetch_page` until the prompt's number of calls is reached, then answers. */
+const loopRule: ScriptedRule = (request) => {
+  const first = request.messages[0];
+  const prompt = typeof first?.content === "string" ? first.content : "";
+  const steps = Number(/loop (\d+)/.exec(prompt)?.[1] ?? 1);
+  const calls = request.messages.filter((m) => m.role === "assistant").length;
+  if (calls + 1 >= steps || scriptedTurn(request).offered.size === 0)
+    return { content: `Read ${calls} pages.`, stopReason: "end_turn" };
+  return { content: [{ type: "tool_use", name: "fetch_page", input: { page: calls + 1 } }] };
+};
+
+/** Bytes Redis received for one task of `steps` model calls, run alone from submit to completion. */
+async function longTasks(redis: RedisClient, url: string): Promise<{ steps: number; bytes: number }[]> {
+  const prefix = freshPrefix("long");
+  const page = "x".repeat(TOOL_BYTES);
+  const tools = new ToolRegistry().register(
+    defineTool({
+      name: "fetch_page",
+      description: "Fetches a page",
+      input: z.object({ page: z.number() }),
+      handler: ({ page: n }) => `page ${n}: ${page}`,
+    }),
+  );
+  const own = createRedis({ url, role: "worker" });
+  const handler = createAgentTaskHandler({
+    model: new ScriptedModel({ rules: [loopRule] }),
+    tools,
+    redis: own,
+    prefix,
+    sessions: new RedisSessionStore({ redis: own, prefix }),
+    turns: new RedisSessionTurns({ redis: own, prefix }),
+    audit: new AuditLog({ redis: own, prefix }),
+    maxSteps: Math.max(...LONG_STEPS),
+  });
+  const worker = new AgentWorker({
+    url,
+    prefix,
+    concurrency: 1,
+    handler,
+    logger: discardingLogger("long-task-worker"),
+  });
+  const client = new AgentryClient({ url, prefix, sessionOrder: new RedisSessionTurns({ redis, prefix }) });
+  await worker.start();
+  const out: { steps: number; bytes: number }[] = [];
+  try {
+    let n = 0;
+    for (const steps of [LONG_STEPS[0] as number, ...LONG_STEPS]) {
+      const before = await sample(redis);
+      await client.submit(
+        { prompt: `loop ${steps}`, sessionId: `long-${n}`, userId: "u", maxSteps: Math.max(...LONG_STEPS) },
+        { tenant: "acme" },
+      );
+      await allCompleted(redis, `${prefix}:tasks:completed`, ++n);
+      const after = await sample(redis);
+      // The first run warms up (script loads); it is not reported.
+      if (n > 1) out.push({ steps, bytes: after.inBytes - before.inBytes });
+    }
+  } finally {
+    await worker.close();
+    await client.close();
+    await own.quit();
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const server = await startRedisServer();
+  const redis = createRedis({ url: server.url });
+  const figures: Figure[] = [];
+  try {
+    const b = await bare(redis, server.url);
+    console.error(
+      `  bare: ${round(b.cpuUs)} µs, ${round(b.calls, 1)} commands, ${round(b.inBytes)} B in per job`,
+    );
+    const a = await agent(redis, server.url);
+    console.error(
+      `  agent: ${round(a.cost.cpuUs)} µs, ${round(a.cost.calls, 1)} commands, ${round(a.cost.inBytes)} B in per task`,
+    );
+    const long = await longTasks(redis, server.url);
+
+    const rows: (string | number)[][] = [
+      ["Redis CPU (µs)", round(b.cpuUs), round(a.cost.cpuUs), round(a.cost.cpuUs / b.cpuUs, 2)],
+      ["commands", round(b.calls, 1), round(a.cost.calls, 1), round(a.cost.calls / b.calls, 2)],
+      ["bytes sent to Redis", round(b.inBytes), round(a.cost.inBytes), round(a.cost.inBytes / b.inBytes, 2)],
+      ["used_memory retained (B)", round(b.memory), round(a.cost.memory), round(a.cost.memory / b.memory, 2)],
+    ];
+    console.log(`\nRedis work per task, ${TASKS} tasks, ${WORKERS} worker processes × ${CONCURRENCY}`);
+    console.log(table(["per task / job", "bare BullMQ", "agent task", "agent ÷ bare"], rows));
+    console.log(`\nCommands per agent task (commandstats, inside scripts too)`);
+    console.log(
+      table(
+        ["command", "calls per task", "µs per task", "calls per bare job", "µs per bare job"],
+        a.cost.commands.slice(0, 25).map(([name, n, us]) => {
+          const bareOf = b.commands.find(([c]) => c === name);
+          return [name, round(n, 2), round(us, 1), round(bareOf?.[1] ?? 0, 2), round(bareOf?.[2] ?? 0, 1)];
+        }),
+      ),
+    );
+    const families = [...a.families].sort((x, y) => y[1] - x[1]);
+    console.log(`\nRetained bytes per completed task by key family (MEMORY USAGE ÷ ${a.tasks} tasks)`);
+    console.log(
+      table(
+        ["key family", "bytes per task"],
+        families.filter(([, bytes]) => bytes / a.tasks >= 1).map(([k, bytes]) => [k, round(bytes / a.tasks)]),
+      ),
+    );
+    console.log(`result (returnvalue) ${round(a.resultBytes)} B per task`);
+    const first = long[0];
+    console.log(`\nLong task: bytes sent to Redis for the whole task (tool results ${TOOL_BYTES} B)`);
+    console.log(
+      table(
+        ["model calls", "bytes", `÷ bytes at ${first?.steps}`],
+        long.map((l) => [l.steps, String(l.bytes), round(l.bytes / (first?.bytes ?? 1), 2)]),
+      ),
+    );
+
+    figures.push(
+      {
+        label: "Redis CPU per task, agent / bare",
+        value: `${round(a.cost.cpuUs)} / ${round(b.cpuUs)}`,
+        unit: "µs",
+        note: `ratio ${round(a.cost.cpuUs / b.cpuUs, 2)} (target ≤ 4)`,
+      },
+      {
+        label: "Redis commands per task, agent / bare",
+        value: `${round(a.cost.calls, 1)} / ${round(b.calls, 1)}`,
+        note: `ratio ${round(a.cost.calls / b.calls, 2)}`,
+      },
+      {
+        label: "bytes sent to Redis per task, agent / bare",
+        value: `${round(a.cost.inBytes)} / ${round(b.inBytes)}`,
+        unit: "B",
+        note: `ratio ${round(a.cost.inBytes / b.inBytes, 2)} (target ≤ 5)`,
+      },
+      {
+        label: "used_memory retained per completed task, agent / bare",
+        value: `${round(a.cost.memory)} / ${round(b.memory)}`,
+        unit: "B",
+        note: `result ${round(a.resultBytes)} B (target ≤ 2 KB + result)`,
+      },
+      ...long.map((l) => ({
+        label: `long task, ${l.steps} model calls, bytes sent to Redis`,
+        value: l.bytes,
+        unit: "B",
+        note: `${round(l.bytes / (first?.bytes ?? 1), 2)} × the ${first?.steps}-call task; tool results ${TOOL_BYTES} B`,
+      })),
+    );
+  } finally {
+    await redis.quit();
+    await server.stop();
+  }
+  emitResult({
+    name: "redis-cost",
+    command: commandLine("bench/runtime/redis-cost.ts", [
+      "--tasks",
+      String(TASKS),
+      "--long-steps",
+      LONG_STEPS.join(","),
+    ]),
+    figures,
+  });
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
