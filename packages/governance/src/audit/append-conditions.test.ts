@@ -164,3 +164,77 @@ describe("AuditLog.append conditions", () => {
     expect(await log.verify()).toMatchObject({ ok: true, count, authenticated: true });
   });
 });
+
+describe("AuditLog.hold", () => {
+  /** A rider that writes a marker only when the head holds the batch's last hash, as a step write does. */
+  const rider = (marker: string) => ({
+    define: () => undefined,
+    queue: (
+      tx: ReturnType<ReturnType<typeof redis.client>["multi"]>,
+      head?: { key: string; hash: string },
+    ) => {
+      tx.eval(
+        `if ARGV[1] ~= "" and redis.call("HGET", KEYS[2], "hash") ~= ARGV[1] then return 2 end
+         redis.call("SET", KEYS[1], "1") return 1`,
+        2,
+        marker,
+        head?.key ?? marker,
+        head?.hash ?? "",
+      );
+    },
+    reply: ([err, value]: [Error | null, unknown]) => {
+      if (err) throw err;
+      return value;
+    },
+  });
+
+  it("holds an attempt's fenced appends and writes them with the attempt's own write, after a head moved by another writer", async () => {
+    const { log, client, prefix } = newLog();
+    const other = new AuditLog({ redis: redis.client(), prefix, key: KEY });
+    const fence = { key: `${prefix}:tasks:job-1:lock`, token: "attempt-1" };
+    await client.set(fence.key, fence.token);
+    await log.append(entry(0));
+    const hold = log.hold(fence);
+    expect(await log.append(entry(1), { fence })).toMatchObject({ held: true });
+    await log.append(entry(2), { fence, once: "request:task-1" });
+    // Not fenced: written at once.
+    await log.append(entry(3, "task-2"));
+    expect(hold.size).toBe(2);
+    expect(await client.xlen(log.streamKey)).toBe(2);
+    // Another process moves the head: the commit retries with the new one.
+    await other.append(entry(4, "task-3"));
+    expect(await hold.commit(rider(`${prefix}:marker`))).toBe(1);
+    expect(await client.get(`${prefix}:marker`)).toBe("1");
+    expect(hold.size).toBe(0);
+    const tail = await log.tail(10);
+    expect(tail.map((e) => (e.data as { input: { city: string } }).input.city)).toEqual([
+      "c0",
+      "c3",
+      "c4",
+      "c1",
+      "c2",
+    ]);
+    expect((await log.verify()).ok).toBe(true);
+    // A once id already written counts as written; the rest of the commit goes through.
+    await log.append(entry(5), { fence, once: "request:task-1" });
+    expect(await hold.commit(rider(`${prefix}:marker-2`))).toBe(1);
+    expect(await client.get(`${prefix}:marker-2`)).toBe("1");
+    expect(await client.xlen(log.streamKey)).toBe(5);
+    // Released: appends under the fence are written at once again.
+    await hold.release();
+    expect(await log.append(entry(6), { fence })).toMatchObject({ seq: 6, duplicate: false });
+  });
+
+  it("a stale attempt's commit writes neither its entries nor its own write, and throws LOCK_LOST", async () => {
+    const { log, client, prefix } = newLog();
+    const fence = { key: `${prefix}:tasks:job-1:lock`, token: "attempt-1" };
+    await client.set(fence.key, fence.token);
+    const hold = log.hold(fence);
+    await log.append(entry(1), { fence });
+    await client.set(fence.key, "attempt-2");
+    const err = await hold.commit(rider(`${prefix}:marker`)).catch((e: unknown) => e);
+    expect(AgentryError.isInstance(err) && err.code).toBe("LOCK_LOST");
+    expect(await client.xlen(log.streamKey)).toBe(0);
+    expect(await client.exists(`${prefix}:marker`)).toBe(0);
+  });
+});
