@@ -14,7 +14,7 @@
  *                                   # re-render a run's record (stdout without --out): the check
  *                                   # that docs/benchmarks.md is its render, nothing added by hand
  *
- * Names: throughput, fair-share, cluster-shards, approvals-pending, approval-resume, streaming, memory, budget, audit, vector-search, cli-startup.
+ * Names: throughput, fair-share, cluster-shards, redis-cost, approvals-pending, approval-resume, streaming, memory, budget, audit, vector-search, cli-startup.
  * Each benchmark is a script run as a child process (`node --conditions=@agentry/source --import
  * tsx <script>`) with REDIS_URL pointing at the run's Redis; with a private server the runner
  * flushes it between benchmarks (never a REDIS_URL it was given).
@@ -116,6 +116,23 @@ const BENCHMARKS: Benchmark[] = [
     args: {
       full: ["--tasks", "1500", "--budget-tasks", "150"],
       quick: ["--tasks", "200", "--budget-tasks", "60"],
+    },
+  },
+  {
+    name: "redis-cost",
+    title: "Redis work per agent task against a bare BullMQ job",
+    about:
+      "Redis INFO deltas per task, agent tasks against bare BullMQ no-op jobs, same run, same private redis-server: CPU " +
+      "(used_cpu_sys + used_cpu_user), commands (commandstats, inside scripts too), bytes sent to Redis (total_net_input_bytes) " +
+      "and used_memory retained with the completed jobs kept. Agent side: two worker processes (`apps/worker/src/main.ts`, " +
+      "concurrency 25 each, `AGENTRY_LLM=scripted`, the reference wiring) run weather tasks (two model calls, one tool call) " +
+      "submitted with session order and fair share; bare side: no-op jobs with the catalog's job options, a worker at " +
+      "concurrency 50. Then the commandstats breakdown and MEMORY USAGE by key family, and a long task (a scripted model " +
+      "calling a tool with 4 KB results in a loop) run alone at 10, 20 and 30 model calls: bytes sent to Redis for the whole task.",
+    script: "bench/runtime/redis-cost.ts",
+    args: {
+      full: ["--tasks", "1000", "--long-steps", "10,20,30"],
+      quick: ["--tasks", "200", "--long-steps", "10,20,30"],
     },
   },
   {

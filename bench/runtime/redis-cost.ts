@@ -21,6 +21,8 @@
  * Figures are server-wide: nothing else uses the private server.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
@@ -61,6 +63,21 @@ const WORKERS = Number(args.workers);
 const CONCURRENCY = Number(args.concurrency);
 
 type RedisClient = ReturnType<typeof createRedis>;
+
+/** SHA-1 → file name of every Lua script of the workspace, to name EVALSHA calls. */
+const SCRIPTS = new Map<string, string>();
+for (const pkg of readdirSync(join(ROOT, "packages"))) {
+  const src = join(ROOT, "packages", pkg, "src");
+  if (!existsSync(src)) continue;
+  for (const file of readdirSync(src, { recursive: true, encoding: "utf8" }))
+    if (file.endsWith(".lua"))
+      SCRIPTS.set(
+        createHash("sha1")
+          .update(readFileSync(join(src, file)))
+          .digest("hex"),
+        file.slice(file.lastIndexOf("/") + 1),
+      );
+}
 
 /** Server-wide counters, for deltas. */
 interface Sample {
@@ -272,7 +289,29 @@ async function agent(redis: RedisClient, url: string) {
     const results = await Promise.all(ids.map((id) => redis.hget(`${prefix}:tasks:${id}`, "returnvalue")));
     const resultBytes = results.reduce((s, r) => s + Buffer.byteLength(r ?? ""), 0) / ids.length;
     const families = await memoryByFamily(redis, prefix);
-    return { cost: perJob(before, after, TASKS), resultBytes, families, tasks: ids.length };
+    // Where the bytes go: MONITOR (which slows Redis, so outside the measured run) over a few
+    // more tasks, each command's RESP size summed by command and, for scripts, by script file.
+    const monitor = await redis.duplicate().monitor();
+    const bytesBy = new Map<string, number>();
+    monitor.on("monitor", (_time: string, argv: string[], source: string) => {
+      const name = String(argv[0]).toLowerCase();
+      // Commands a script runs are not sent by a client.
+      if (name === "info" || name === "monitor" || source === "lua") return;
+      const label = name === "evalsha" ? `evalsha ${SCRIPTS.get(String(argv[1])) ?? "(BullMQ)"}` : name;
+      const size = argv.reduce(
+        (n, a) => n + Buffer.byteLength(a) + String(Buffer.byteLength(a)).length + 5,
+        3,
+      );
+      bytesBy.set(label, (bytesBy.get(label) ?? 0) + size);
+    });
+    const sampleTasks = 50;
+    await submit(sampleTasks);
+    await allCompleted(redis, `${prefix}:tasks:completed`, 100 + TASKS + sampleTasks);
+    monitor.disconnect();
+    const bytes = [...bytesBy]
+      .map(([label, n]): [string, number] => [label, n / sampleTasks])
+      .sort((x, y) => y[1] - x[1]);
+    return { cost: perJob(before, after, TASKS), resultBytes, families, tasks: ids.length, bytes };
   } finally {
     for (const w of workers) w.kill("SIGKILL");
     await client.close();
@@ -386,6 +425,13 @@ async function main(): Promise<void> {
       ),
     );
     console.log(`result (returnvalue) ${round(a.resultBytes)} B per task`);
+    console.log(`\nBytes sent to Redis per agent task by command and script (MONITOR over 50 more tasks)`);
+    console.log(
+      table(
+        ["command / script", "bytes per task"],
+        a.bytes.filter(([, n]) => n >= 10).map(([label, n]) => [label, round(n)]),
+      ),
+    );
     const first = long[0];
     console.log(`\nLong task: bytes sent to Redis for the whole task (tool results ${TOOL_BYTES} B)`);
     console.log(

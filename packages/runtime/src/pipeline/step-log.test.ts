@@ -88,6 +88,12 @@ describe("the step log", () => {
     const shorter = { ...state, agent: { ...final, messages: final.messages.slice(0, 1) } };
     expect(stepEntry(state, shorter)?.t).toBe("base");
     expect(() => replaySteps([{ t: "step", step: 1, usage: final.usage }])).toThrow(/without a base/);
+    // The handler logs its base before the run sets `inputLength`: the next entry carries it.
+    const { inputLength, ...bare } = final;
+    const base: Checkpoint = { v: 1, historyLength: 0, agent: bare };
+    const next = stepEntry(base, { ...base, agent: final });
+    expect(replaySteps([stepEntry(undefined, base), next])?.agent).toEqual(final);
+    expect(inputLength).toBe(1);
   });
 });
 

@@ -39,6 +39,8 @@ export type StepEntry =
       /** Changes to the previous pending calls, by index: a result, a suspension (null: cleared). */
       calls?: { i: number; result?: ToolResultBlock; suspension?: PendingToolCall["suspension"] | null }[];
       recalled?: string[];
+      /** `inputLength`, when it changed (a run started from messages sets it). */
+      input?: number;
       lease?: SessionLease;
     };
 
@@ -97,6 +99,7 @@ export function stepEntry(prev: Checkpoint | undefined, next: Checkpoint): StepE
     ...(samePending ? {} : { pending: agent.pending }),
     ...(calls.length > 0 ? { calls } : {}),
     ...(same(agent.recalled, before.recalled) ? {} : { recalled: agent.recalled ?? [] }),
+    ...(agent.inputLength === before.inputLength ? {} : { input: agent.inputLength ?? 0 }),
     ...(next.lease && !same(next.lease, prev.lease) ? { lease: next.lease } : {}),
   };
   const unchanged =
@@ -105,6 +108,7 @@ export function stepEntry(prev: Checkpoint | undefined, next: Checkpoint): StepE
     samePending &&
     calls.length === 0 &&
     !("recalled" in entry) &&
+    !("input" in entry) &&
     !("lease" in entry) &&
     agent.step === before.step &&
     agent.costMicroUsd === before.costMicroUsd &&
@@ -148,6 +152,7 @@ export function applyStep(prev: Checkpoint | undefined, entry: StepEntry): Check
     pending,
     ...(entry.cost === undefined ? {} : { costMicroUsd: entry.cost }),
     ...(entry.recalled === undefined ? {} : { recalled: entry.recalled }),
+    ...(entry.input === undefined ? {} : { inputLength: entry.input }),
   };
   return { ...prev, ...(entry.lease ? { lease: entry.lease } : {}), agent };
 }
