@@ -291,7 +291,8 @@ async function agent(redis: RedisClient, url: string) {
     const families = await memoryByFamily(redis, prefix);
     // Where the bytes go: MONITOR (which slows Redis, so outside the measured run) over a few
     // more tasks, each command's RESP size summed by command and, for scripts, by script file.
-    const monitor = await redis.duplicate().monitor();
+    const watcher = redis.duplicate();
+    const monitor = await watcher.monitor();
     const bytesBy = new Map<string, number>();
     monitor.on("monitor", (_time: string, argv: string[], source: string) => {
       const name = String(argv[0]).toLowerCase();
@@ -308,6 +309,7 @@ async function agent(redis: RedisClient, url: string) {
     await submit(sampleTasks);
     await allCompleted(redis, `${prefix}:tasks:completed`, 100 + TASKS + sampleTasks);
     monitor.disconnect();
+    watcher.disconnect();
     const bytes = [...bytesBy]
       .map(([label, n]): [string, number] => [label, n / sampleTasks])
       .sort((x, y) => y[1] - x[1]);
