@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createRequire } from "node:module";
+import { z } from "zod";
 import { createRedis } from "../../packages/core/src/index.js";
 import { ScriptedModel, scriptedTurn, type ScriptedRule } from "../../packages/llm/src/index.js";
 import { ToolRegistry, defineTool } from "../../packages/agent/src/index.js";
@@ -42,11 +42,6 @@ import { bullmq } from "../lib/bullmq.js";
 import { discardingLogger, flags, freshPrefix, weatherPrompt } from "../lib/agentry.js";
 import { commandLine, emitResult, type Figure } from "../lib/result.js";
 import { round, table } from "../lib/stats.js";
-
-/** zod as @agentry/agent resolves it (bench/ is not a workspace package). */
-const { z } = createRequire(fileURLToPath(new URL("../../packages/agent/package.json", import.meta.url)))(
-  "zod",
-) as typeof import("../../packages/agent/node_modules/zod/index.js");
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const args = flags({
