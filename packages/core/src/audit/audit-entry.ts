@@ -200,4 +200,6 @@ export interface AuditRider<T> {
   queue(tx: ChainableCommander, head: { key: string; hash: string } | undefined): void;
   /** The write's result from its `[error, reply]`; throws for an error or a refusal. */
   reply(result: [Error | null, unknown]): T;
+  /** Loads the rider's scripts into the server's cache, after the transaction met `NOSCRIPT`. */
+  load(client: ScriptClient): Promise<void>;
 }

@@ -42,6 +42,12 @@ export type ScriptCall<S extends ScriptSignature> = ((
    * server before the pipeline when it has not sent it on that connection yet.
    */
   queue(pipeline: ChainableCommander, keys: Parameters<S>[0], args: Parameters<S>[1]): void;
+  /**
+   * Loads the script into the server's script cache (`SCRIPT LOAD`, on every master of a
+   * Cluster). For a transaction that met `NOSCRIPT`: inside MULTI/EXEC the client cannot resend
+   * the script, so the caller loads it and runs the transaction again.
+   */
+  load(redis: ScriptClient): Promise<void>;
 };
 
 /** The scripts {@link defineScripts} defined, by name. */
@@ -166,7 +172,11 @@ function defineScript(
     }
     run.call(pipeline, ...argsOf(keys, args));
   };
-  return Object.assign(call, { defineOn, queue }) as ScriptCall<ScriptSignature>;
+  const load = async (redis: ScriptClient): Promise<void> => {
+    const targets = "nodes" in redis ? redis.nodes("master") : [redis];
+    await Promise.all(targets.map((node) => node.script("LOAD", lua)));
+  };
+  return Object.assign(call, { defineOn, queue, load }) as ScriptCall<ScriptSignature>;
 }
 
 function parseFileName(file: string): { name: string; numberOfKeys: number | undefined } {

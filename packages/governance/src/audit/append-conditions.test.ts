@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
-import { AgentryError, type AuditEntryInput } from "@agentry/core";
-import { useTestRedis } from "@agentry/testkit";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { AgentryError, createRedis, type AuditEntryInput } from "@agentry/core";
+import { startRedisServer, useTestRedis } from "@agentry/testkit";
 import { AuditLog } from "./audit-log.js";
 
 // The conditions a task attempt puts on its audit appends: a fence (the attempt still holds the
@@ -186,6 +186,7 @@ describe("AuditLog.hold", () => {
       if (err) throw err;
       return value;
     },
+    load: async () => undefined,
   });
 
   it("holds an attempt's fenced appends and writes them with the attempt's own write, after a head moved by another writer", async () => {
@@ -223,6 +224,31 @@ describe("AuditLog.hold", () => {
     // Released: appends under the fence are written at once again.
     await hold.release();
     expect(await log.append(entry(6), { fence })).toMatchObject({ seq: 6, duplicate: false });
+  });
+
+  it("a commit that meets NOSCRIPT (the server's script cache flushed under an open connection) loads the scripts and writes once", async () => {
+    // A private server: flushing the shared one's script cache would disturb other suites.
+    const server = await startRedisServer();
+    const client = createRedis({ url: server.url, role: "worker" });
+    onTestFinished(async () => {
+      client.disconnect();
+      await server.stop();
+    });
+    const prefix = "audit-noscript";
+    const log = new AuditLog({ redis: client, prefix, key: KEY });
+    const fence = { key: `${prefix}:tasks:job-1:lock`, token: "attempt-1" };
+    await client.set(fence.key, fence.token);
+    const hold = log.hold(fence);
+    await log.append(entry(1), { fence });
+    expect(await hold.commit(rider(`${prefix}:marker`))).toBe(1);
+    // The same connection goes on sending EVALSHA; the server no longer knows the script.
+    await client.script("FLUSH");
+    await log.append(entry(2), { fence });
+    await log.append(entry(3), { fence });
+    expect(await hold.commit(rider(`${prefix}:marker-2`))).toBe(1);
+    expect(await client.get(`${prefix}:marker-2`)).toBe("1");
+    expect(await client.xlen(log.streamKey)).toBe(3);
+    expect((await log.verify()).ok).toBe(true);
   });
 
   it("a stale attempt's commit writes neither its entries nor its own write, and throws LOCK_LOST", async () => {

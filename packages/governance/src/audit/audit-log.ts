@@ -290,6 +290,7 @@ export class AuditLog implements AuditSink {
     }
     scripts.appendAuditEntries.defineOn(this.redis);
     let head = this.head ?? (await this.readHead());
+    let reloaded = false;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       const { keys, args, last } = this.encode(pending, head, item.fence);
       const tx = this.redis.multi();
@@ -298,6 +299,15 @@ export class AuditLog implements AuditSink {
       const replies = await tx.exec();
       if (!replies) throw new AgentryError("REDIS_UNAVAILABLE", "audit commit transaction was aborted");
       const [auditErr, auditReply] = replies[0] ?? [new Error("no reply"), null];
+      if (auditErr?.message.startsWith("NOSCRIPT") && !reloaded) {
+        // The server lost its script cache while this connection stayed open (a flush, a restart
+        // behind a proxy). Nothing was written: the append failed and the rider, finding the old
+        // head, wrote nothing. Inside MULTI the client cannot resend the scripts: load them, retry.
+        reloaded = true;
+        await Promise.all([scripts.appendAuditEntries.load(this.redis), item.rider.load(this.redis)]);
+        attempt -= 1;
+        continue;
+      }
       if (auditErr) throw auditFailed(pending[0]?.input as AuditEntryInput, auditErr);
       const reply = auditReply as [1, string] | [0, number, string] | [2, ...(number | string)[]] | [3];
       if (reply[0] === 1) {

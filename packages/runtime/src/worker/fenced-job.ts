@@ -156,6 +156,7 @@ export class FencedJobWriter {
     }
     const rider: AuditRider<void> = {
       define: (client: ScriptClient) => scripts.commitStep.defineOn(client),
+      load: (client: ScriptClient) => scripts.commitStep.load(client),
       queue: (tx: ChainableCommander, head) =>
         scripts.commitStep.queue(tx, [...keyList, head?.key ?? keys.steps], [...argsFor(head?.hash ?? "")]),
       reply: ([err, reply]) => {
