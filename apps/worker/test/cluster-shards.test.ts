@@ -3,13 +3,8 @@ import { clusterSlot, createRedis, shardPrefixes } from "@agentry/core";
 import { startRedisCluster, type TestRedisCluster } from "@agentry/testkit";
 import {
   SHARDS,
-  anchorCoversEveryShard,
-  approvalOnAShardResumes,
-  cancelAndStatusOnAShard,
-  globalBudgetHoldsAcrossShards,
-  manySessionsCompleteInOrder,
+  itRunsTheShardedScenario,
   startShardedDeployment,
-  tenantCapHoldsAcrossShards,
   type ShardedDeployment,
 } from "./sharded-deployment.js";
 
@@ -49,26 +44,5 @@ describe("queue shards on a three-master Redis Cluster", () => {
       redis.disconnect();
     }
   });
-  it(
-    "completes tasks of many sessions once each, spread over every shard, in session order",
-    () => manySessionsCompleteInOrder(d),
-    240_000,
-  );
-  it("resumes a task whose approval was decided on shard 1", () => approvalOnAShardResumes(d), 120_000);
-  it(
-    "finds a task's status and cancels it on its shard; an idempotent resubmit dedupes across shards",
-    () => cancelAndStatusOnAShard(d),
-    120_000,
-  );
-  it("holds a tenant's maxRunning across shards", () => tenantCapHoldsAcrossShards(d), 180_000);
-  it(
-    "keeps one global budget exact with no overshoot under contention from every shard",
-    () => globalBudgetHoldsAcrossShards(d),
-    240_000,
-  );
-  it(
-    "anchors every shard's chain in one line and verifies them all",
-    () => anchorCoversEveryShard(d),
-    60_000,
-  );
+  itRunsTheShardedScenario(() => d, { manySessionsTimeoutMs: 240_000 });
 });

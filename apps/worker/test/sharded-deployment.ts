@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { expect } from "vitest";
+import { expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { createRedis, shardPrefixes } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
@@ -334,4 +334,40 @@ export async function anchorCoversEveryShard(d: ShardedDeployment): Promise<void
   await d.conn.xdel(`${shard}:audit`, (last[0] as [string, string[]])[0]);
   const broken = await verifyChainsWithAnchors(d.audits, file);
   expect(broken).toMatchObject({ ok: false, stream: `${shard}:audit` });
+}
+
+/**
+ * Registers the scenario's tests, the same on one Redis server and on a Cluster. `deployment`
+ * is read when a test runs (the suite starts it in `beforeAll`).
+ */
+export function itRunsTheShardedScenario(
+  deployment: () => ShardedDeployment,
+  { manySessionsTimeoutMs = 180_000 } = {},
+): void {
+  it(
+    "completes tasks of many sessions once each, spread over every shard, in session order",
+    () => manySessionsCompleteInOrder(deployment()),
+    manySessionsTimeoutMs,
+  );
+  it(
+    "resumes a task whose approval was decided on shard 1",
+    () => approvalOnAShardResumes(deployment()),
+    120_000,
+  );
+  it(
+    "finds a task's status and cancels it on its shard; an idempotent resubmit dedupes across shards",
+    () => cancelAndStatusOnAShard(deployment()),
+    120_000,
+  );
+  it("holds a tenant's maxRunning across shards", () => tenantCapHoldsAcrossShards(deployment()), 180_000);
+  it(
+    "keeps one global budget exact with no overshoot under contention from every shard",
+    () => globalBudgetHoldsAcrossShards(deployment()),
+    240_000,
+  );
+  it(
+    "anchors every shard's chain in one line and verifies them all",
+    () => anchorCoversEveryShard(deployment()),
+    60_000,
+  );
 }
