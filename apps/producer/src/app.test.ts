@@ -1,4 +1,4 @@
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { FastifyInstance } from "fastify";
 import { createLogger, sleep } from "@agentry/core";
@@ -353,6 +353,53 @@ describe("refusals", () => {
     const ok = await post(JSON.stringify({ prompt: "still here" }), auth());
     expect(ok.status).toBe(202);
     expect(await client.queue.count()).toBe(1);
+  });
+
+  it("answers a body over the limit with 413 after reading it, on a connection that stays open", async () => {
+    const limit = 64 * 1024;
+    const { client, url } = await setup({ bodyLimitBytes: limit });
+    const body = JSON.stringify({ prompt: "p", metadata: { a: "y".repeat(4 * limit) } });
+    // Many senders at once, each still writing when the server knows the body is too large: each
+    // gets the 413 (not a reset), and nothing is enqueued.
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, async () => {
+        const res = await fetch(`${url}/v1/tasks`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...auth() },
+          body,
+        });
+        return { status: res.status, connection: res.headers.get("connection"), body: await res.json() };
+      }),
+    );
+    for (const answer of answers) {
+      expect(answer.status).toBe(413);
+      expect(answer.connection).not.toBe("close");
+      expect(answer.body).toMatchObject({ error: { code: "PAYLOAD_TOO_LARGE" } });
+    }
+    expect(await client.queue.count()).toBe(0);
+  });
+
+  it("closes the connection instead of reading a declared body many times over the limit", async () => {
+    const limit = 1024;
+    const { url } = await setup({ bodyLimitBytes: limit });
+    const { hostname, port } = new URL(url);
+    // Declares 1 MB and sends only the headers: the server answers at once and closes, without
+    // waiting for (or reading) a megabyte it will refuse anyway.
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), hostname, () => {
+        socket.write(
+          `POST /v1/tasks HTTP/1.1\r\nhost: ${hostname}\r\ncontent-type: application/json\r\n` +
+            `authorization: Bearer key-acme\r\ncontent-length: ${1024 * 1024}\r\n\r\n`,
+        );
+      });
+      let text = "";
+      socket.on("data", (chunk: Buffer) => (text += chunk.toString("utf8")));
+      socket.on("close", () => resolve(text));
+      socket.on("error", reject);
+    });
+    expect(reply).toMatch(/^HTTP\/1\.1 413 /);
+    expect(reply.toLowerCase()).toContain("connection: close");
+    expect(reply).toContain("PAYLOAD_TOO_LARGE");
   });
 
   it("answers 503 REDIS_UNAVAILABLE when Redis does not answer, and /healthz says so", async () => {

@@ -7,6 +7,7 @@ import { EventsTokens, type EventsTokensOptions } from "./auth/events-token.js";
 import { BOARD_PATH, registerBullBoard } from "./board/bull-board.js";
 import type { SubmitRateLimiter } from "./rate-limit/submit-rate-limiter.js";
 import { httpErrorOf } from "./http/http-error.js";
+import { answerOversizedBodies } from "./http/oversized-body.js";
 import { buildOpenApiDocument } from "./openapi/openapi-document.js";
 import { registerServiceRoutes } from "./routes/service.js";
 import {
@@ -88,14 +89,16 @@ export async function buildProducerApp(options: ProducerAppOptions): Promise<Fas
       },
     },
   );
+  const bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const app = Fastify({
     // Typed as Fastify's base logger so the instance is a plain FastifyInstance for route modules.
     loggerInstance: loggerInstance as FastifyBaseLogger,
-    bodyLimit: options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
+    bodyLimit,
     // Keep-alive connections must not hold a graceful close open.
     forceCloseConnections: "idle",
   });
 
+  answerOversizedBodies(app, bodyLimit);
   app.setErrorHandler((err, request, reply) => {
     const { status, body, headers } = httpErrorOf(err);
     if (status >= 500 && body.error.code !== "REDIS_UNAVAILABLE")
