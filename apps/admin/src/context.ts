@@ -186,9 +186,16 @@ export class CliContext {
     return new AuditLog({ redis: await this.redis(), prefix, ...this.auditKeys() });
   }
 
-  /** Every audit chain of the deployment, in {@link auditPrefixes} order. */
+  /**
+   * Every audit chain of the deployment, in {@link auditPrefixes} order, and under each prefix
+   * every lane (`AGENTRY_AUDIT_LANES`), lane 0 first.
+   */
   async audits(): Promise<AuditLog[]> {
-    return Promise.all(this.auditPrefixes.map((prefix) => this.audit(prefix)));
+    const redis = await this.redis();
+    const lanes = Array.from({ length: this.env.AGENTRY_AUDIT_LANES }, (_, lane) => lane);
+    return this.auditPrefixes.flatMap((prefix) =>
+      lanes.map((lane) => new AuditLog({ redis, prefix, lane, ...this.auditKeys() })),
+    );
   }
 
   /** The audit key options from the environment, for logs and for checking exports without Redis. */

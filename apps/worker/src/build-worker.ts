@@ -35,6 +35,7 @@ import {
   ApprovalStore,
   AuditLog,
   SafetyValidator,
+  acquireAuditLane,
   createGovernanceHooks,
   loadApproversFile,
   loadPolicyFile,
@@ -143,10 +144,22 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     : new Map();
   const policies = loadPolicyFile(policyPath);
   const validator = new SafetyValidator({ policies, redis, prefix });
+  // One audit lane per process (AGENTRY_AUDIT_LANES > 1): its writes never race another
+  // process's for a chain head.
+  const auditLane = await acquireAuditLane({
+    redis,
+    prefix,
+    lanes: config.AGENTRY_AUDIT_LANES,
+    owner: actor,
+    logger,
+  });
+  if (config.AGENTRY_AUDIT_LANES > 1)
+    logger.info({ event: "audit-lane", lane: auditLane.lane }, `writing audit lane ${auditLane.lane}`);
   const auditOn = (on: string) =>
     new AuditLog({
       redis,
       prefix: on,
+      lane: auditLane.lane,
       key: config.AGENTRY_AUDIT_KEY,
       previousKeys: config.AGENTRY_AUDIT_PREVIOUS_KEYS,
     });
@@ -352,6 +365,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     },
     async close() {
       for (const shard of shards) await shard.worker.close();
+      await auditLane.release();
       await publisher.quit().catch(() => publisher.disconnect());
       await redis.quit().catch(() => redis.disconnect());
     },

@@ -19,6 +19,7 @@ export {
   checkClusterPrefix,
   clusterSlot,
   hashTagOf,
+  MAX_AUDIT_LANES,
   parseShardList,
   shardOfSession,
   shardPrefix,

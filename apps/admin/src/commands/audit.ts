@@ -207,9 +207,12 @@ function brokenMessage(result: Extract<VerifyResult, { ok: false }>, chain = "")
   return `audit chain${chain} broken at ${where}: ${bad.reason}${detail}; ${result.count} entries before it verified`;
 }
 
-/** ` <stream>` when the deployment has several chains (queue shards), else nothing. */
-function chainName(ctx: { auditPrefixes: string[] }, stream: string): string {
-  return ctx.auditPrefixes.length > 1 ? ` ${stream}` : "";
+/** ` <stream>` when the deployment has several chains (queue shards, audit lanes), else nothing. */
+function chainName(
+  ctx: { auditPrefixes: string[]; env: { AGENTRY_AUDIT_LANES: number } },
+  stream: string,
+): string {
+  return ctx.auditPrefixes.length * ctx.env.AGENTRY_AUDIT_LANES > 1 ? ` ${stream}` : "";
 }
 
 /** `agentry audit export`: the chain as JSONL, verifiable on its own with `audit verify --file`. */
@@ -222,9 +225,14 @@ export const auditExportCommand: Command = {
     noPositionals(positionals, EXPORT_USAGE);
     const out = resolve(requireFlag(values.out, "--out", EXPORT_USAGE));
     // One file per chain: FILE for the global chain (the only one with one shard), FILE.shard<i>
-    // for queue shard i's.
+    // for queue shard i's; lane n > 0 of either adds .lane<n>.
     const audits = await ctx.audits();
-    const files = audits.map((_, i) => (audits.length === 1 || i === 0 ? out : `${out}.shard${i - 1}`));
+    const lanes = ctx.env.AGENTRY_AUDIT_LANES;
+    const files = audits.map((_, i) => {
+      const chain = Math.floor(i / lanes);
+      const base = ctx.auditPrefixes.length === 1 || chain === 0 ? out : `${out}.shard${chain - 1}`;
+      return i % lanes === 0 ? base : `${base}.lane${i % lanes}`;
+    });
     const results = [];
     for (const [i, audit] of audits.entries()) {
       const file = files[i] as string;

@@ -3,7 +3,7 @@ import { AgentryError } from "../errors/agentry-error.js";
 import { DEFAULT_REDIS_URL } from "../redis/connection.js";
 import { DEFAULT_KEY_PREFIX } from "../redis/keys.js";
 import { parseRedisTarget } from "../redis/connection.js";
-import { MAX_SHARDS, checkClusterPrefix } from "../redis/shards.js";
+import { MAX_AUDIT_LANES, MAX_SHARDS, checkClusterPrefix } from "../redis/shards.js";
 
 const emptyToUndefined = (v: unknown) => (typeof v === "string" && v.trim() === "" ? undefined : v);
 
@@ -73,6 +73,13 @@ export const agentryEnvSchema = z.object({
    * worker and CLI of a deployment must agree on it; 1 keeps today's single queue.
    */
   AGENTRY_SHARDS: envVar(z.coerce.number().int().min(1).max(MAX_SHARDS).default(1)),
+  /**
+   * Audit lanes: each audit chain (every shard's, and the global one) is written as this many
+   * chains, and each worker process leases a lane of its own, so processes do not race each other
+   * for one chain head. Set it to at least the number of worker processes; every process and CLI
+   * of a deployment must agree on it (the CLI verifies and anchors every lane). 1 keeps one chain.
+   */
+  AGENTRY_AUDIT_LANES: envVar(z.coerce.number().int().min(1).max(MAX_AUDIT_LANES).default(1)),
 });
 
 /** Parsed environment. `AGENTRY_LLM` is resolved: `anthropic` when a key is set, else `scripted`. */

@@ -7,6 +7,9 @@ export const CLUSTER_SLOTS = 16_384;
 /** The most queue shards a deployment may have (`AGENTRY_SHARDS`). */
 export const MAX_SHARDS = 256;
 
+/** The most audit lanes each audit chain may have (`AGENTRY_AUDIT_LANES`). */
+export const MAX_AUDIT_LANES = 64;
+
 /** CRC16-CCITT (XMODEM), the checksum Redis Cluster maps keys to slots with. */
 function crc16(bytes: Uint8Array): number {
   let crc = 0;

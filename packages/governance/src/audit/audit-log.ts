@@ -6,6 +6,7 @@ import {
   AgentryError,
   defineScripts,
   keySpace,
+  MAX_AUDIT_LANES,
   systemClock,
   type AuditAppendOptions,
   type AuditEntryInput,
@@ -53,6 +54,13 @@ export interface AuditLogOptions {
   previousKeys?: readonly string[];
   /** How long a `once` marker keeps a retried append from writing its entry again. @defaultValue 7 days */
   onceTtlMs?: number;
+  /**
+   * The chain's lane under `prefix` (`AGENTRY_AUDIT_LANES`): lane 0 is `<prefix>:audit` (with
+   * `<prefix>:audit:head`), lane n > 0 is `<prefix>:audit:lane:<n>` (with `…:head`). Each worker
+   * process writes its own lane (see `acquireAuditLane`), so processes do not race each
+   * other for one head; `once` markers are shared by every lane. @defaultValue 0
+   */
+  lane?: number;
 }
 
 /** Where an appended entry landed. */
@@ -101,6 +109,8 @@ const PAGE = 1_000;
  */
 export class AuditLog implements AuditSink {
   readonly redis: Redis;
+  /** The chain's lane under its prefix (0: `<prefix>:audit`). */
+  readonly lane: number;
   readonly streamKey: string;
   readonly headKey: string;
   /** The keys this log writes and verifies with (empty: unauthenticated mode). */
@@ -121,9 +131,16 @@ export class AuditLog implements AuditSink {
   /** @throws `INVALID_CONFIG` when a key is shorter than 32 characters. */
   constructor(options: AuditLogOptions) {
     const keys = keySpace(options.prefix);
+    const lane = options.lane ?? 0;
+    if (!Number.isInteger(lane) || lane < 0 || lane >= MAX_AUDIT_LANES)
+      throw new AgentryError(
+        "INVALID_CONFIG",
+        `an audit lane is a whole number from 0 to ${MAX_AUDIT_LANES - 1} (got ${lane})`,
+      );
     this.redis = options.redis;
-    this.streamKey = keys.key("audit");
-    this.headKey = keys.key("audit", "head");
+    this.lane = lane;
+    this.streamKey = lane === 0 ? keys.key("audit") : keys.key("audit", "lane", String(lane));
+    this.headKey = lane === 0 ? keys.key("audit", "head") : keys.key("audit", "lane", String(lane), "head");
     this.onceKey = (once) => keys.key("audit", "once", once);
     this.keys = new AuditKeyring({ key: options.key, previousKeys: options.previousKeys });
     this.redactPaths = options.redactPaths ?? [];

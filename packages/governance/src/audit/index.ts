@@ -29,3 +29,4 @@ export {
   type AppendResult,
   type AnchorResult,
 } from "./audit-log.js";
+export { acquireAuditLane, type AuditLaneLease, type AuditLaneOptions } from "./audit-lane.js";
