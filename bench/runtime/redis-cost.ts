@@ -50,12 +50,15 @@ const args = flags({
   "tool-kb": "4",
   workers: "2",
   concurrency: "25",
+  "audit-lanes": "",
 });
 const TASKS = Number(args.tasks);
 const LONG_STEPS = args["long-steps"].split(",").map(Number);
 const TOOL_BYTES = Number(args["tool-kb"]) * 1024;
 const WORKERS = Number(args.workers);
 const CONCURRENCY = Number(args.concurrency);
+/** Audit lanes of the agent side: by default one per worker process and one for the producer. */
+const AUDIT_LANES = args["audit-lanes"] ? Number(args["audit-lanes"]) : WORKERS + 1;
 
 type RedisClient = ReturnType<typeof createRedis>;
 
@@ -238,9 +241,10 @@ async function memoryByFamily(redis: RedisClient, prefix: string): Promise<Map<s
   return families;
 }
 
-async function agent(redis: RedisClient, url: string) {
+async function agent(redis: RedisClient, url: string, lanes: number, breakdown = true) {
   const prefix = freshPrefix("cost");
   const env = {
+    AGENTRY_AUDIT_LANES: String(lanes),
     REDIS_URL: url,
     AGENTRY_PREFIX: prefix,
     AGENTRY_LLM: "scripted",
@@ -283,7 +287,9 @@ async function agent(redis: RedisClient, url: string) {
     const ids = await redis.zrange(`${prefix}:tasks:completed`, "0", "-1");
     const results = await Promise.all(ids.map((id) => redis.hget(`${prefix}:tasks:${id}`, "returnvalue")));
     const resultBytes = results.reduce((s, r) => s + Buffer.byteLength(r ?? ""), 0) / ids.length;
-    const families = await memoryByFamily(redis, prefix);
+    const families = breakdown ? await memoryByFamily(redis, prefix) : new Map<string, number>();
+    if (!breakdown)
+      return { cost: perJob(before, after, TASKS), resultBytes, families, tasks: ids.length, bytes: [] };
     // Where the bytes go: MONITOR (which slows Redis, so outside the measured run) over a few
     // more tasks, each command's RESP size summed by command and, for scripts, by script file.
     const watcher = redis.duplicate();
@@ -389,9 +395,14 @@ async function main(): Promise<void> {
     console.error(
       `  bare: ${round(b.cpuUs)} µs, ${round(b.calls, 1)} commands, ${round(b.inBytes)} B in per job`,
     );
-    const a = await agent(redis, server.url);
+    const a = await agent(redis, server.url, AUDIT_LANES);
     console.error(
       `  agent: ${round(a.cost.cpuUs)} µs, ${round(a.cost.calls, 1)} commands, ${round(a.cost.inBytes)} B in per task`,
+    );
+    // The same with one audit chain for every worker (AGENTRY_AUDIT_LANES=1), for comparison.
+    const one = await agent(redis, server.url, 1, false);
+    console.error(
+      `  agent, one audit lane: ${round(one.cost.cpuUs)} µs, ${round(one.cost.calls, 1)} commands, ${round(one.cost.inBytes)} B in per task`,
     );
     const long = await longTasks(redis, server.url);
 
@@ -401,8 +412,26 @@ async function main(): Promise<void> {
       ["bytes sent to Redis", round(b.inBytes), round(a.cost.inBytes), round(a.cost.inBytes / b.inBytes, 2)],
       ["used_memory retained (B)", round(b.memory), round(a.cost.memory), round(a.cost.memory / b.memory, 2)],
     ];
-    console.log(`\nRedis work per task, ${TASKS} tasks, ${WORKERS} worker processes × ${CONCURRENCY}`);
+    console.log(
+      `\nRedis work per task, ${TASKS} tasks, ${WORKERS} worker processes × ${CONCURRENCY}, AGENTRY_AUDIT_LANES=${AUDIT_LANES}`,
+    );
     console.log(table(["per task / job", "bare BullMQ", "agent task", "agent ÷ bare"], rows));
+    console.log(`\nThe same with AGENTRY_AUDIT_LANES=1 (every worker process on one audit chain)`);
+    console.log(
+      table(
+        ["per task / job", "bare BullMQ", "agent task", "agent ÷ bare"],
+        [
+          ["Redis CPU (µs)", round(b.cpuUs), round(one.cost.cpuUs), round(one.cost.cpuUs / b.cpuUs, 2)],
+          ["commands", round(b.calls, 1), round(one.cost.calls, 1), round(one.cost.calls / b.calls, 2)],
+          [
+            "bytes sent to Redis",
+            round(b.inBytes),
+            round(one.cost.inBytes),
+            round(one.cost.inBytes / b.inBytes, 2),
+          ],
+        ],
+      ),
+    );
     console.log(`\nCommands per agent task (commandstats, inside scripts too)`);
     console.log(
       table(
@@ -443,7 +472,12 @@ async function main(): Promise<void> {
         label: "Redis CPU per task, agent / bare",
         value: `${round(a.cost.cpuUs)} / ${round(b.cpuUs)}`,
         unit: "µs",
-        note: `ratio ${round(a.cost.cpuUs / b.cpuUs, 2)} (target ≤ 4)`,
+        note: `ratio ${round(a.cost.cpuUs / b.cpuUs, 2)} (target ≤ 4); AGENTRY_AUDIT_LANES=${AUDIT_LANES}`,
+      },
+      {
+        label: "Redis CPU and bytes per task with one audit lane (AGENTRY_AUDIT_LANES=1)",
+        value: `${round(one.cost.cpuUs)} µs, ${round(one.cost.inBytes)} B`,
+        note: `ratios ${round(one.cost.cpuUs / b.cpuUs, 2)} and ${round(one.cost.inBytes / b.inBytes, 2)} to a bare job`,
       },
       {
         label: "Redis commands per task, agent / bare",
@@ -480,6 +514,8 @@ async function main(): Promise<void> {
       String(TASKS),
       "--long-steps",
       LONG_STEPS.join(","),
+      "--audit-lanes",
+      String(AUDIT_LANES),
     ]),
     figures,
   });
