@@ -101,8 +101,8 @@ describe("infra/redis/redis.conf", () => {
  * its `ACL LOG` holds this scenario's denials only). `shards` > 1 runs a sharded deployment
  * (`AGENTRY_SHARDS`), whose per-shard keys the file must grant as well as the global ones.
  */
-function aclScenario(prefix: string, shards: number): void {
-  describe(`infra/redis/users.acl, AGENTRY_PREFIX=${prefix}, AGENTRY_SHARDS=${shards}`, () => {
+function aclScenario(prefix: string, shards: number, lanes = 1): void {
+  describe(`infra/redis/users.acl, AGENTRY_PREFIX=${prefix}, AGENTRY_SHARDS=${shards}, AGENTRY_AUDIT_LANES=${lanes}`, () => {
     const approvers = createTestApprovers(["alice"]);
     const shardKeys = shardPrefixes(prefix, shards);
     /** The global prefix (budgets, tenant settings, rate buckets, idempotency claims). */
@@ -111,6 +111,8 @@ function aclScenario(prefix: string, shards: number): void {
     const S = shardKeys[shards - 1] as string;
     /** Every audit chain: each shard's, and with several shards the global slot's too. */
     const chains = shards === 1 ? shardKeys : [G, ...shardKeys];
+    /** The lane the worker writes: the first one it may lease (lane 0 with one lane). */
+    const workerLane = lanes > 1 ? 1 : 0;
     /** Tasks that ran to a response so far, each with one `response` audit entry. */
     let responses = 0;
     let server: Awaited<ReturnType<typeof startRedisServer>>;
@@ -155,6 +157,7 @@ function aclScenario(prefix: string, shards: number): void {
             REDIS_URL: urlFor("worker"),
             AGENTRY_PREFIX: prefix,
             AGENTRY_SHARDS: String(shards),
+            AGENTRY_AUDIT_LANES: String(lanes),
             AGENTRY_LLM: "anthropic",
             ANTHROPIC_API_KEY: "test-key",
             ANTHROPIC_BASE_URL: fake.url,
@@ -284,16 +287,21 @@ function aclScenario(prefix: string, shards: number): void {
       await ledger.setLimit("tenant:acme", { maxTokens: 1_000_000, period: "day" });
       expect(await ledger.getLimit("tenant:acme")).toMatchObject({ maxTokens: 1_000_000 });
       let responseEntries = 0;
-      for (const chain of chains) {
-        const audit = new AuditLog({ redis: admin, prefix: chain });
-        const verified = await audit.verify();
-        expect(verified.ok).toBe(true);
-        const entries = await audit.read({ count: 10_000 });
-        expect(verified.count).toBe(entries.length);
-        responseEntries += entries.filter((e) => e.type === "response").length;
-      }
-      // Every task that ran to a response so far, once, on the chain of its shard.
+      let onWorkerLane = 0;
+      for (const chain of chains)
+        for (let lane = 0; lane < lanes; lane++) {
+          const audit = new AuditLog({ redis: admin, prefix: chain, lane });
+          const verified = await audit.verify();
+          expect(verified.ok).toBe(true);
+          const entries = await audit.read({ count: 10_000 });
+          expect(verified.count).toBe(entries.length);
+          responseEntries += entries.filter((e) => e.type === "response").length;
+          if (lane === workerLane) onWorkerLane += entries.filter((e) => e.type === "response").length;
+        }
+      // Every task that ran to a response so far, once, on the chain of its shard (on the lane the
+      // worker leased).
       expect(responseEntries).toBe(responses);
+      expect(onWorkerLane).toBe(responses);
       await expect(admin.del(`${S}:audit`)).rejects.toThrow(/NOPERM/);
       await expect(admin.xtrim(`${S}:audit`, "MAXLEN", 0)).rejects.toThrow(/NOPERM/);
       await expect(admin.eval(`return redis.call("DEL", KEYS[1])`, 1, `${S}:audit`)).rejects.toThrow(DENIED);
@@ -394,6 +402,17 @@ function aclScenario(prefix: string, shards: number): void {
       const w = connect("worker");
       await expect(w.del(`${S}:audit`)).rejects.toThrow(/NOPERM/);
       await expect(w.xdel(`${S}:audit`, "1-0")).rejects.toThrow(/NOPERM/);
+      // SET would replace the stream (or the head) with a string: only once markers take SET.
+      await expect(w.set(`${S}:audit`, "x")).rejects.toThrow(/NOPERM/);
+      await expect(w.set(`${S}:audit:head`, "x")).rejects.toThrow(/NOPERM/);
+      if (lanes > 1) {
+        // A lane is as append-only as lane 0; only its lease may be deleted.
+        await expect(w.del(`${S}:audit:lane:1`)).rejects.toThrow(/NOPERM/);
+        await expect(w.xtrim(`${S}:audit:lane:1`, "MAXLEN", 0)).rejects.toThrow(/NOPERM/);
+        await expect(
+          w.eval(`return redis.call("DEL", KEYS[1])`, 1, `${S}:audit:lane:1:head`),
+        ).rejects.toThrow(DENIED);
+      }
     });
 
     it("the producer can run its per-tenant submit rate limit (apps/producer's token bucket script)", async () => {
@@ -500,6 +519,9 @@ function aclScenario(prefix: string, shards: number): void {
         `admin lmove`,
         // worker
         `worker ${S}:audit`,
+        `worker ${S}:audit:head`,
+        `worker ${S}:audit:lane:1`,
+        `worker ${S}:audit:lane:1:head`,
         // keda
         `keda lrange`,
         `keda zrange`,
@@ -517,7 +539,12 @@ function aclScenario(prefix: string, shards: number): void {
       expect(unexpected, JSON.stringify(entries, null, 1)).toEqual([]);
       expect(
         entries.filter(
-          (e) => e.username === "worker" && e.object !== `${S}:audit` && !dangerous.has(e.object),
+          (e) =>
+            e.username === "worker" &&
+            ![`${S}:audit`, `${S}:audit:head`, `${S}:audit:lane:1`, `${S}:audit:lane:1:head`].includes(
+              e.object,
+            ) &&
+            !dangerous.has(e.object),
         ),
       ).toEqual([]);
     });
@@ -525,7 +552,8 @@ function aclScenario(prefix: string, shards: number): void {
 }
 
 // One queue under the untagged prefix (as before sharding); three shards on one server
-// (`agentry:s0..2`); three shards with the Cluster prefix (`{agentry-s<i>-<k>}`).
+// (`agentry:s0..2`); three shards with the Cluster prefix (`{agentry-s<i>-<k>}`). The sharded
+// deployments also write two audit lanes (the worker leases lane 1).
 aclScenario(PREFIX, 1);
-aclScenario(PREFIX, 3);
-aclScenario(`{${PREFIX}}`, 3);
+aclScenario(PREFIX, 3, 2);
+aclScenario(`{${PREFIX}}`, 3, 2);
