@@ -294,6 +294,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       taskStream: {
         maxLen: config.AGENTRY_TASK_STREAM_MAX_LEN,
         ttlMs: config.AGENTRY_TASK_STREAM_TTL_MS,
+        finishedTtlMs: config.AGENTRY_TASK_STREAM_FINISHED_TTL_MS,
         flushMs: config.AGENTRY_TEXT_FLUSH_MS,
       },
       handler: traced(inner),

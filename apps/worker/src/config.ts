@@ -35,6 +35,11 @@ export const workerEnvSchema = z.object({
   /** A task's stream expires this long after its last write. */
   AGENTRY_TASK_STREAM_TTL_MS: positive(3_600_000),
   /**
+   * A completed task's stream stays this long after it completed (if its TTL would keep it
+   * longer); a later reconnect gets the result from the task's status.
+   */
+  AGENTRY_TASK_STREAM_FINISHED_TTL_MS: positive(300_000),
+  /**
    * The shortest time between two writes of a task's model text to its stream: text after a quiet
    * interval goes at once, a burst is coalesced into one write (the longest any text waits).
    */

@@ -9,6 +9,7 @@ import { AgentWorker } from "../worker/agent-worker.js";
 import { FencedJobWriter, jobKeys } from "../worker/fenced-job.js";
 import { createAgentTaskHandler } from "./agent-task-handler.js";
 import { replaySteps, stepEntry, type Checkpoint, type StepEntry } from "./step-log.js";
+import { DEFAULT_TASK_STREAM_LIMITS, taskStreamKey } from "../stream/task-stream.js";
 
 const logger = createLogger({ name: "test", level: "silent" });
 const redis = useTestRedis("steps");
@@ -177,6 +178,10 @@ describe("the step log in Redis", () => {
     const job = await client.queue.getJob(taskId);
     expect(job?.data.checkpoint).toBeUndefined();
     expect(job?.returnvalue).toMatchObject({ text: "Read 1 page." });
+    // The task's stream stays for followers, no longer than the finished retention (5 min).
+    const ttl = await conn.pttl(taskStreamKey(prefix, "tasks", taskId));
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(DEFAULT_TASK_STREAM_LIMITS.finishedTtlMs);
   });
 
   it("resumes a task whose checkpoint an older version kept whole in its job data, then drops that checkpoint", async () => {

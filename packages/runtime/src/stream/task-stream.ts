@@ -29,12 +29,19 @@ export interface TaskStreamLimits {
   maxLen?: number;
   /** The stream expires this long after its last write. @defaultValue 3_600_000 (1 h) */
   ttlMs?: number;
+  /**
+   * How long a completed task's stream stays, from its completion (never longer than `ttlMs`
+   * would keep it): followers still reading get the rest, and a client that reconnects later gets
+   * the task's result from its status instead. @defaultValue 300_000 (5 min)
+   */
+  finishedTtlMs?: number;
 }
 
 /** {@link TaskStreamLimits} with defaults applied. */
 export const DEFAULT_TASK_STREAM_LIMITS: Required<TaskStreamLimits> = Object.freeze({
   maxLen: 10_000,
   ttlMs: 3_600_000,
+  finishedTtlMs: 300_000,
 });
 
 /** The key of a task's stream, beside BullMQ's keys of the job; also the pub/sub channel its writes announce themselves on. */

@@ -38,7 +38,7 @@ interface Queued {
  */
 export class TextAppender {
   readonly #redis: Redis;
-  readonly #limits: Required<TaskStreamLimits>;
+  readonly #limits: Required<Omit<TaskStreamLimits, "finishedTtlMs">>;
   readonly #tickMs: number;
   #queue: Queued[] = [];
   #timer: NodeJS.Timeout | undefined;

@@ -32,7 +32,12 @@ import {
 } from "../tasks/catalog.js";
 import type { TaskProgress } from "../tasks/progress.js";
 import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
-import type { TaskStreamLimits, TextDeltaEntry } from "../stream/task-stream.js";
+import {
+  DEFAULT_TASK_STREAM_LIMITS,
+  taskStreamKey,
+  type TaskStreamLimits,
+  type TextDeltaEntry,
+} from "../stream/task-stream.js";
 import { TextAppender } from "../stream/text-appender.js";
 import { TextBatcher } from "../stream/text-batcher.js";
 import type { TaskOutcome } from "./job-outcome.js";
@@ -337,7 +342,7 @@ export class AgentWorker implements WorkerControl {
     this.worker.on("error", (err) => this.errors.warn("worker error", err, { prefix: this.prefix }));
     // A completed task keeps its result, not its conversation (the session holds it): once BullMQ
     // has moved the job (not before, so a crash in between still resumes), its step log goes, and
-    // a checkpoint an older version kept in its data.
+    // a checkpoint an older version kept in its data; its stream stays `finishedTtlMs`.
     this.worker.on("completed", (job) => {
       if (job.name !== "agent.run") return;
       void this.dropSteps(job as Job<AgentJobData, AgentTaskResult>).catch((err: unknown) =>
@@ -357,7 +362,15 @@ export class AgentWorker implements WorkerControl {
   }
 
   private async dropSteps(job: Job<AgentJobData, AgentTaskResult>): Promise<void> {
-    await this.redis.unlink(jobKeys(this.prefix, this.queueName, job.id as string).steps);
+    const taskId = job.id as string;
+    const finishedTtlMs = this.options.taskStream?.finishedTtlMs ?? DEFAULT_TASK_STREAM_LIMITS.finishedTtlMs;
+    // One round trip: the step log goes; the task stream only shortens its life (`LT`), so
+    // followers still reading get the rest.
+    await this.redis
+      .multi()
+      .unlink(jobKeys(this.prefix, this.queueName, taskId).steps)
+      .pexpire(taskStreamKey(this.prefix, this.queueName, taskId), finishedTtlMs, "LT")
+      .exec();
     if (job.data.checkpoint === undefined) return;
     // BullMQ's own update, which leaves a job already removed (trimmed) alone.
     await job.updateData({ ...job.data, checkpoint: undefined, parked: undefined });
