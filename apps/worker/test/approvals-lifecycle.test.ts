@@ -151,7 +151,7 @@ describe("approval lifecycle across worker processes", () => {
     expect((await c.deletions()).filter((d) => d.taskId === taskId).map((d) => d.resource)).toEqual([
       "queue-3",
     ]);
-    expect(fresh.output()).toContain('"event":"task-completed"');
+    await expect.poll(() => fresh.output(), { timeout: 30_000 }).toContain('"event":"task-completed"');
     expect((await c.store.require(approvalId)).acknowledgedAt).toBeGreaterThan(0);
     expect((await c.store.unacknowledgedResolved()).map((r) => r.id)).not.toContain(approvalId);
     expect((await c.audit.verify()).ok).toBe(true);

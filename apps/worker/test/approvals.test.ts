@@ -97,7 +97,9 @@ describe("approvals across worker processes", () => {
     expect(actions[0]?.data).toMatchObject({ tool: "delete_resource", outcome: "ok" });
     expect((await c.audit.verify()).ok).toBe(true);
     // The resumed attempt ran on one of the two processes.
-    expect(c.workers.some((p) => p.output().includes('"resumed":true'))).toBe(true);
+    await expect
+      .poll(() => c.workers.some((p) => p.output().includes('"resumed":true')), { timeout: 30_000 })
+      .toBe(true);
   }, 90_000);
 
   it("cancel while awaiting approval: the session's next task runs at once, the approval is cancelled and audited, nothing stays pending", async () => {

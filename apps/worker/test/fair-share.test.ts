@@ -162,7 +162,9 @@ describe("fair share across worker processes", () => {
     // Every task ran once, held-back ones included (they parked without a slot and were woken).
     expect([...observed.calls.values()].every((n) => n === 1)).toBe(true);
     expect(observed.calls.size).toBe(54);
-    expect(workers.some((w) => w.output().includes('"event":"task-capped"'))).toBe(true);
+    await expect
+      .poll(() => workers.some((w) => w.output().includes('"event":"task-capped"')), { timeout: 30_000 })
+      .toBe(true);
     await expect
       .poll(async () => client.tenantLoad(["capped", "free"]))
       .toEqual([

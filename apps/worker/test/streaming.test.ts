@@ -153,6 +153,7 @@ describe("streaming answers across worker processes", () => {
     const approvalId = (await client.status(taskId)).approvalIds?.[0] as string;
 
     // The worker that ran it goes away; the other one must resume the task.
+    await expect.poll(() => workers.some((w) => w.output().includes(taskId)), { timeout: 30_000 }).toBe(true);
     const first = workers.find((w) => w.output().includes(taskId)) as WorkerProcess;
     const other = workers.find((w) => w !== first) as WorkerProcess;
     expect(await first.stop()).toBe(0);

@@ -167,6 +167,12 @@ export interface AuditSink {
    * without it writes every append at once.
    */
   hold?(fence: Fence): AuditHold;
+  /**
+   * The key of a `once` marker (see {@link AuditAppendOptions.once}), so that whoever knows a
+   * task is finished for good may drop its markers early instead of keeping them for their TTL.
+   * Optional: without it the markers expire.
+   */
+  onceKey?(once: string): string;
 }
 
 /**

@@ -115,7 +115,8 @@ export class AuditLog implements AuditSink {
   readonly headKey: string;
   /** The keys this log writes and verifies with (empty: unauthenticated mode). */
   readonly keys: AuditKeyring;
-  private readonly onceKey: (once: string) => string;
+  /** The key of a `once` marker (`<prefix>:audit:once:<once>`, shared by every lane). */
+  readonly onceKey: (once: string) => string;
   private readonly redactPaths: string[];
   private readonly clock: Clock;
   private readonly maxAttempts: number;

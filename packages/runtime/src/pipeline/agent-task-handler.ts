@@ -299,7 +299,14 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       );
       await steps.write({ progress: { step: result.steps, phase: "done" } });
       await endTurn(options, lease, ex);
-      return { type: "completed", result: taskResult };
+      // No attempt of the task can write again once it is completed (every entry is fenced by
+      // its job lock), so its request and response markers need not wait out their TTL.
+      const onceKey = options.audit?.onceKey?.bind(options.audit);
+      return {
+        type: "completed",
+        result: taskResult,
+        ...(onceKey ? { dropWhenCompleted: [onceKey(`request:${task}`), onceKey(`response:${task}`)] } : {}),
+      };
     } catch (thrown) {
       // Stopped for a reason that is not the task's (the worker shuts down and hands the task
       // back): the task goes on elsewhere from its checkpoint, so it keeps its session turn and

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { AgentryError, createLogger } from "@agentry/core";
+import { AgentryError, createLogger, type AuditSink } from "@agentry/core";
 import { ToolRegistry, defineTool, runAgent, type AgentState } from "@agentry/agent";
 import { ScriptedModel, scriptedError, scriptedText, scriptedToolUse, type ScriptedRule } from "@agentry/llm";
 import { useTestRedis } from "@agentry/testkit";
@@ -142,9 +142,15 @@ describe("the step log in Redis", () => {
     expect(await conn.llen(keys.steps)).toBe(2);
   });
 
-  function worker(prefix: string, model: ScriptedModel, ran: number[]) {
+  function worker(prefix: string, model: ScriptedModel, ran: number[], audit?: AuditSink) {
     const conn = redis.client();
-    const handler = createAgentTaskHandler({ model, tools: pageTools(ran), redis: conn, prefix });
+    const handler = createAgentTaskHandler({
+      model,
+      tools: pageTools(ran),
+      redis: conn,
+      prefix,
+      ...(audit ? { audit } : {}),
+    });
     const w = new AgentWorker({ url: redis.url, prefix, logger, handler });
     const client = new AgentryClient({ url: redis.url, prefix });
     closers.push(
@@ -164,7 +170,19 @@ describe("the step log in Redis", () => {
         scriptedText("Read 1 page."),
       ],
     });
-    const { worker: w, client, conn } = worker(prefix, model, ran);
+    // A sink that keeps each `once` marker as a real key, as the audit log does.
+    const markers = redis.client();
+    const onceKey = (once: string) => `${prefix}:audit:once:${once}`;
+    const marked = new Set<string>();
+    const audit: AuditSink = {
+      append: async (_entry, options) => {
+        if (!options?.once) return;
+        marked.add(options.once.split(":")[0] as string);
+        await markers.set(onceKey(options.once), "1", "EX", 3_600);
+      },
+      onceKey,
+    };
+    const { worker: w, client, conn } = worker(prefix, model, ran, audit);
     await w.start();
     const { taskId } = await client.submit({ prompt: "read a page" }, { tenant: "acme" });
     const result = await client.wait(taskId, { timeoutMs: 15_000 });
@@ -178,6 +196,9 @@ describe("the step log in Redis", () => {
     const job = await client.queue.getJob(taskId);
     expect(job?.data.checkpoint).toBeUndefined();
     expect(job?.returnvalue).toMatchObject({ text: "Read 1 page." });
+    // Its request and response markers went with the log: no attempt can write again.
+    expect(marked).toEqual(new Set(["request", "response"]));
+    expect(await conn.keys(`${prefix}:audit:once:*`)).toEqual([]);
     // The task's stream stays for followers, no longer than the finished retention (5 min).
     const ttl = await conn.pttl(taskStreamKey(prefix, "tasks", taskId));
     expect(ttl).toBeGreaterThan(0);

@@ -257,6 +257,11 @@ export class AgentWorker implements WorkerControl {
     string,
     { taskId: string; controller: AbortController; lastProgressAt: number; slot?: TenantSlot }
   >();
+  /**
+   * Keys a completed task's handler asked to drop once BullMQ has moved its job (see
+   * `dropWhenCompleted`), by task id; taken by the `completed` event, forgotten on `failed`.
+   */
+  private readonly dropWhenCompleted = new Map<string, string[]>();
   private fairTimers: NodeJS.Timeout[] = [];
   private rebasing: Promise<void> | undefined;
   private readonly jobWriter: FencedJobWriter;
@@ -342,7 +347,11 @@ export class AgentWorker implements WorkerControl {
     this.worker.on("error", (err) => this.errors.warn("worker error", err, { prefix: this.prefix }));
     // A completed task keeps its result, not its conversation (the session holds it): once BullMQ
     // has moved the job (not before, so a crash in between still resumes), its step log goes, and
-    // a checkpoint an older version kept in its data; its stream stays `finishedTtlMs`.
+    // a checkpoint an older version kept in its data, and the markers its handler named
+    // (`dropWhenCompleted`); its stream stays `finishedTtlMs`.
+    this.worker.on("failed", (job) => {
+      if (job?.id !== undefined) this.dropWhenCompleted.delete(job.id);
+    });
     this.worker.on("completed", (job) => {
       if (job.name !== "agent.run") return;
       void this.dropSteps(job as Job<AgentJobData, AgentTaskResult>).catch((err: unknown) =>
@@ -366,9 +375,11 @@ export class AgentWorker implements WorkerControl {
     const finishedTtlMs = this.options.taskStream?.finishedTtlMs ?? DEFAULT_TASK_STREAM_LIMITS.finishedTtlMs;
     // One round trip: the step log goes; the task stream only shortens its life (`LT`), so
     // followers still reading get the rest.
+    const drop = this.dropWhenCompleted.get(taskId) ?? [];
+    this.dropWhenCompleted.delete(taskId);
     await this.redis
       .multi()
-      .unlink(jobKeys(this.prefix, this.queueName, taskId).steps)
+      .unlink(jobKeys(this.prefix, this.queueName, taskId).steps, ...drop)
       .pexpire(taskStreamKey(this.prefix, this.queueName, taskId), finishedTtlMs, "LT")
       .exec();
     if (job.data.checkpoint === undefined) return;
@@ -745,6 +756,7 @@ export class AgentWorker implements WorkerControl {
         `agent ${this.agentName} completed task`,
       );
       this.options.onFinished?.({ taskId, payload, outcome: "completed", durationMs });
+      if (outcome.dropWhenCompleted?.length) this.dropWhenCompleted.set(taskId, outcome.dropWhenCompleted);
       return outcome.result;
     } catch (thrown) {
       if (thrown instanceof DelayedError) throw thrown;
