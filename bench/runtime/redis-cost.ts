@@ -443,6 +443,10 @@ async function main(): Promise<void> {
       ),
     );
     const families = [...a.families].sort((x, y) => y[1] - x[1]);
+    /** MEMORY USAGE of the task streams, per task: kept AGENTRY_TASK_STREAM_FINISHED_TTL_MS after completion. */
+    const streamBytes =
+      families.filter(([k]) => /^P:tasks:<task>:stream$/.test(k)).reduce((n, [, bytes]) => n + bytes, 0) /
+      a.tasks;
     console.log(`\nRetained bytes per completed task by key family (MEMORY USAGE ÷ ${a.tasks} tasks)`);
     console.log(
       table(
@@ -451,6 +455,11 @@ async function main(): Promise<void> {
       ),
     );
     console.log(`result (returnvalue) ${round(a.resultBytes)} B per task`);
+    console.log(
+      `retained without the completed tasks' streams (they expire 5 min after completion): ${round(
+        a.cost.memory - streamBytes,
+      )} B per task`,
+    );
     console.log(`\nBytes sent to Redis per agent task by command and script (MONITOR over 50 more tasks)`);
     console.log(
       table(
@@ -495,6 +504,12 @@ async function main(): Promise<void> {
         value: `${round(a.cost.memory)} / ${round(b.memory)}`,
         unit: "B",
         note: `result ${round(a.resultBytes)} B (target ≤ 2 KB + result)`,
+      },
+      {
+        label: "retained per completed task once its stream expired (5 min after completion)",
+        value: round(a.cost.memory - streamBytes),
+        unit: "B",
+        note: `used_memory retained less the task streams' MEMORY USAGE (${round(streamBytes)} B per task)`,
       },
       ...long.map((l) => ({
         label: `long task, ${l.steps} model calls, bytes sent to Redis`,
