@@ -125,10 +125,21 @@ const BENCHMARKS: Benchmark[] = [
       "Redis INFO deltas per task, agent tasks against bare BullMQ no-op jobs, same run, same private redis-server: CPU " +
       "(used_cpu_sys + used_cpu_user), commands (commandstats, inside scripts too), bytes sent to Redis (total_net_input_bytes) " +
       "and used_memory retained with the completed jobs kept. Agent side: two worker processes (`apps/worker/src/main.ts`, " +
-      "concurrency 25 each, `AGENTRY_LLM=scripted`, the reference wiring) run weather tasks (two model calls, one tool call) " +
-      "submitted with session order and fair share; bare side: no-op jobs with the catalog's job options, a worker at " +
-      "concurrency 50. Then the commandstats breakdown and MEMORY USAGE by key family, and a long task (a scripted model " +
-      "calling a tool with 4 KB results in a loop) run alone at 10, 20 and 30 model calls: bytes sent to Redis for the whole task.",
+      "concurrency 25 each, `AGENTRY_LLM=scripted`, the reference wiring, `AGENTRY_AUDIT_LANES=3`: a lane per worker and one " +
+      "for the producer) run weather tasks (two model calls, one tool call) submitted with session order and fair share; then " +
+      "the same with `AGENTRY_AUDIT_LANES=1` (both workers on one audit chain), CPU, commands and bytes only; bare side: no-op " +
+      "jobs with the catalog's job options, a worker at concurrency 50. Then the commandstats breakdown and MEMORY USAGE by " +
+      "key family (retained once the completed tasks' streams have expired is used_memory less their MEMORY USAGE), MONITOR " +
+      "over 50 more tasks for the bytes by command and script, and a long task (a scripted model calling a tool with 4 KB " +
+      "results in a loop) run alone at 10, 20 and 30 model calls: bytes sent to Redis for the whole task.",
+    note:
+      "How to read it. The targets of a third of the work (CPU ≤ 4×, bytes ≤ 5× a bare job, retained ≤ 2 KB + the result) are " +
+      "not met; the breakdown says where the rest goes. Every step is one fenced MULTI/EXEC (step log, progress, the step's " +
+      "audit entries) and bytes grow linearly with steps (long task). What a bare job does not do and a task must: a tamper-" +
+      "evident audit entry per request, decision, budget movement, action and response (HMAC-linked JSON, kept for good: the " +
+      "largest share of bytes sent and of memory retained), a budget reservation and settle per model call on every scope and " +
+      "period, session history, turns and fair share. With one audit lane two worker processes race for the chain head and a " +
+      "lost race sends the whole step write again, which the lane-per-worker row removes.",
     script: "bench/runtime/redis-cost.ts",
     args: {
       full: ["--tasks", "1000", "--long-steps", "10,20,30"],
