@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
+import { shardPrefixes } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { AuditLog, type AuditEntry } from "@agentry/governance";
@@ -81,13 +82,18 @@ export interface FaultCluster {
   client: AgentryClient;
   conn: Redis;
   ledger: BudgetLedger;
+  /** The base prefix's chain, lane 0 (the only one with one shard and one lane). */
   audit: AuditLog;
+  /** Every audit chain: the base prefix's, each shard's (with shards), each in every lane. */
+  audits: AuditLog[];
+  /** Each queue shard's prefix, shard 0 first (the base prefix alone with one shard). */
+  shardPrefixes: string[];
   workers: WorkerProcess[];
   /** Starts a worker process (extra env on top of the cluster's) and waits until it runs. */
   startWorker(name: string, extraEnv?: Record<string, string>): Promise<WorkerProcess>;
   submit(prompt: string, options?: { userId?: string }): Promise<string>;
   deletions(): Promise<Deletion[]>;
-  /** Every audit entry, in chain order. */
+  /** Every audit entry, each chain's in its order, chains one after another. */
   auditEntries(): Promise<AuditEntry[]>;
   /** Requests the fake received for the Messages endpoint. */
   modelRequests(): RecordedRequest[];
@@ -104,6 +110,10 @@ export interface FaultClusterOptions {
   env?: Record<string, string>;
   /** Connection for reading state; made from `redisUrl` when not given. */
   conn: Redis;
+  /** `AGENTRY_SHARDS` of the workers and the client. @defaultValue 1 */
+  shards?: number;
+  /** `AGENTRY_AUDIT_LANES` of the workers. @defaultValue 1 */
+  auditLanes?: number;
 }
 
 /** The reference rules' answer (so a handler can wrap it, e.g. with a delay). */
@@ -115,7 +125,11 @@ export function demo(request: RecordedRequest, extra: { delayMs?: number } = {})
 export async function startFaultCluster(options: FaultClusterOptions): Promise<FaultCluster> {
   const fake = await startFakeAnthropic({ handler: (req) => options.reply?.(req) ?? demo(req) });
   const { prefix, conn } = options;
+  const shards = options.shards ?? 1;
+  const lanes = options.auditLanes ?? 1;
   const env: Record<string, string> = {
+    AGENTRY_SHARDS: String(shards),
+    AGENTRY_AUDIT_LANES: String(lanes),
     REDIS_URL: options.redisUrl,
     AGENTRY_PREFIX: prefix,
     AGENTRY_LLM: "anthropic",
@@ -130,10 +144,18 @@ export async function startFaultCluster(options: FaultClusterOptions): Promise<F
   const client = new AgentryClient({
     url: options.redisUrl,
     prefix,
-    sessionOrder: new RedisSessionTurns({ redis: conn, prefix }),
+    shards,
+    sessionOrder: (p) => new RedisSessionTurns({ redis: conn, prefix: p }),
   });
   const workers: WorkerProcess[] = [];
   const audit = new AuditLog({ redis: conn, prefix });
+  const shardKeys = shardPrefixes(prefix, shards);
+  const chains = shards === 1 ? shardKeys : [prefix, ...shardKeys];
+  const audits = chains.flatMap((p) =>
+    Array.from({ length: lanes }, (_, lane) =>
+      p === prefix && lane === 0 ? audit : new AuditLog({ redis: conn, prefix: p, lane }),
+    ),
+  );
   return {
     prefix,
     env,
@@ -142,6 +164,8 @@ export async function startFaultCluster(options: FaultClusterOptions): Promise<F
     conn,
     ledger: new BudgetLedger({ redis: conn, prefix }),
     audit,
+    audits,
+    shardPrefixes: shardKeys,
     workers,
     async startWorker(name, extraEnv = {}) {
       const w = startWorkerProcess(name, { ...env, ...extraEnv });
@@ -161,7 +185,7 @@ export async function startFaultCluster(options: FaultClusterOptions): Promise<F
       return (await conn.lrange(deletionsKey(prefix), 0, -1)).map((x) => JSON.parse(x) as Deletion);
     },
     async auditEntries() {
-      return audit.read({ count: 100_000 });
+      return (await Promise.all(audits.map((a) => a.read({ count: 100_000 })))).flat();
     },
     modelRequests: () => fake.requests.filter((r) => r.path === "/v1/messages"),
     async close() {

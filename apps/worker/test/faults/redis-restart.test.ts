@@ -47,7 +47,11 @@ async function eventually<T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<
   }
 }
 
-describe("Redis restart", () => {
+// As deployed by default, and with three queue shards and an audit lane per worker process.
+describe.each([
+  { shards: 1, lanes: 1 },
+  { shards: 3, lanes: 3 },
+])("Redis restart, AGENTRY_SHARDS=$shards, AGENTRY_AUDIT_LANES=$lanes", ({ shards, lanes }) => {
   it("loses no task, approval or audit entry, and everything reconnects by itself", async () => {
     server = await startRedisServer({ appendonly: true });
     const { port, dir, url } = server;
@@ -56,11 +60,13 @@ describe("Redis restart", () => {
     conns.push(conn);
     const approvers = createTestApprovers(["alice"]);
     const approversFile = writeTempFile("approvers", approvers.fileText);
-    const prefix = "faults-restart";
+    const prefix = `faults-restart-${shards}`;
     cluster = await startFaultCluster({
       redisUrl: url,
       prefix,
       conn,
+      shards,
+      auditLanes: lanes,
       policyFile: writeTempFile("policy.yaml", APPROVAL_POLICY),
       env: { AGENTRY_APPROVERS_FILE: approversFile },
       // Slow enough that tasks are mid-run when Redis dies.
@@ -72,6 +78,7 @@ describe("Redis restart", () => {
     producer = await startProducerProcess({
       REDIS_URL: url,
       AGENTRY_PREFIX: prefix,
+      AGENTRY_SHARDS: String(shards),
       AGENTRY_API_KEYS_FILE: apiKeysFile,
     });
     const p = producer;
@@ -85,13 +92,31 @@ describe("Redis restart", () => {
       return ((await res.json()) as { taskId: string }).taskId;
     };
 
-    // Before: two deletes waiting for approval, and a batch of tasks in flight.
-    const store = new ApprovalStore({
-      redis: conn,
-      prefix,
-      approverKeys: loadApproversFile(approversFile),
-      audit: c.audit,
-    });
+    // Before: two deletes waiting for approval, and a batch of tasks in flight. Approvals live on
+    // their task's shard: one store per shard, as the CLI reads them.
+    const stores = c.shardPrefixes.map(
+      (p) =>
+        new ApprovalStore({
+          redis: conn,
+          prefix: p,
+          approverKeys: loadApproversFile(approversFile),
+          audit: new AuditLog({ redis: conn, prefix: p }),
+        }),
+    );
+    const store = {
+      list: async (q: { status: "pending" }) => (await Promise.all(stores.map((s) => s.list(q)))).flat(),
+      get: async (id: string) => {
+        for (const s of stores) {
+          const record = await s.get(id);
+          if (record) return record;
+        }
+        return undefined;
+      },
+      decide: async (vote: Parameters<ApprovalStore["decide"]>[0]) => {
+        for (const s of stores) if (await s.get(vote.approvalId)) return s.decide(vote);
+        throw new Error(`no shard holds approval ${vote.approvalId}`);
+      },
+    };
     const deletes = [await c.submit("delete db-a in staging"), await postTask("delete db-b in staging")];
     await expect
       .poll(async () => (await store.list({ status: "pending" })).length, { timeout: 60_000 })
@@ -105,7 +130,8 @@ describe("Redis restart", () => {
       .toBeGreaterThanOrEqual(4);
 
     // Everything acknowledged so far must survive: with appendfsync always it is on disk.
-    const auditBefore = await conn.xrange(`${prefix}:audit`, "-", "+");
+    const chainsNow = () => Promise.all(c.audits.map((a) => conn.xrange(a.streamKey, "-", "+")));
+    const auditBefore = await chainsNow();
     const pendingBefore = (await store.list({ status: "pending" })).map((a) => a.id).sort();
     // Precondition: tasks are mid-run when Redis dies (some started, not all of them finished).
     const finishedBefore = (await c.auditEntries()).filter(
@@ -160,14 +186,22 @@ describe("Redis restart", () => {
     );
     expect(results).toHaveLength(all.length);
     for (const id of all) expect((await c.client.status(id)).state).toBe("completed");
+    if (shards > 1) {
+      // Preconditions of the sharded run: tasks on several shards, entries on the workers' lanes.
+      const used = new Set(await Promise.all(all.map(async (id) => (await c.client.locate(id))?.index)));
+      expect(used.size).toBeGreaterThan(1);
+      const onLanes = await Promise.all(c.audits.filter((a) => a.lane > 0).map((a) => a.readHead()));
+      expect(onLanes.some((h) => h.seq > 0)).toBe(true);
+    }
     // Each approved delete ran exactly once.
     expect((await c.deletions()).map((d) => d.taskId).sort()).toEqual([...deletes].sort());
 
-    // The audit chain kept every entry written before the crash, unchanged, and verifies.
-    const auditAfter = await conn.xrange(`${prefix}:audit`, "-", "+");
-    expect(auditAfter.length).toBeGreaterThan(auditBefore.length);
-    expect(auditAfter.slice(0, auditBefore.length)).toEqual(auditBefore);
-    expect((await new AuditLog({ redis: conn, prefix }).verify()).ok).toBe(true);
+    // Every audit chain kept every entry written before the crash, unchanged, and verifies.
+    const auditAfter = await chainsNow();
+    expect(auditAfter.flat().length).toBeGreaterThan(auditBefore.flat().length);
+    for (const [i, before] of auditBefore.entries())
+      expect(auditAfter[i]?.slice(0, before.length)).toEqual(before);
+    for (const a of c.audits) expect(await a.verify(), a.streamKey).toMatchObject({ ok: true });
     // Exactly one response per task, counted per task (a set would hide a task answered twice).
     const responses = (await c.auditEntries()).filter((e) => e.type === "response");
     for (const id of all)
