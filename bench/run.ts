@@ -104,7 +104,8 @@ const BENCHMARKS: Benchmark[] = [
     about:
       "A three-master Redis Cluster started for the run (redis-server processes joined with `redis-cli --cluster create`, " +
       "as the Cluster tests do; the run's own Redis is not used), the fake Messages API at zero latency through the real " +
-      "Anthropic SDK, and three worker processes (`apps/worker/src/main.ts`, concurrency 24 each) consuming every shard. " +
+      "Anthropic SDK, and three worker processes (`apps/worker/src/main.ts`, concurrency 24 each, `AGENTRY_AUDIT_LANES=4`: a " +
+      "lane per worker and one for the client) consuming every shard. " +
       "A task is the weather prompt (two model calls, each a budget reserve and settle on the global ledger, one tool call), " +
       "each in its own session. The same tasks run with AGENTRY_SHARDS=1 and then 3 (fresh prefixes, fresh workers), timed " +
       "from the first submit to the last completion, with INFO cpu (sys + user) read on every master before and after: each " +

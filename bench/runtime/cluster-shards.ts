@@ -1,7 +1,7 @@
 /**
  * Queue shards on a Redis Cluster, measured with real worker processes:
  *
- *   node --conditions=@agentry/source --import tsx bench/runtime/cluster-shards.ts [--tasks 1500] [--workers 3] [--concurrency 24]
+ *   node --conditions=@agentry/source --import tsx bench/runtime/cluster-shards.ts [--tasks 1500] [--workers 3] [--concurrency 24] [--audit-lanes 4]
  *
  * Starts a three-master Redis Cluster (redis-server processes joined with `redis-cli --cluster
  * create`, as the Cluster tests do), the fake Messages API at zero latency (so Redis, not a
@@ -36,11 +36,19 @@ import { commandLine, emitResult, type Figure } from "../lib/result.js";
 import { round, table } from "../lib/stats.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const args = flags({ tasks: "1500", workers: "3", concurrency: "24", "budget-tasks": "150" });
+const args = flags({
+  tasks: "1500",
+  workers: "3",
+  concurrency: "24",
+  "budget-tasks": "150",
+  "audit-lanes": "",
+});
 const TASKS = Number(args.tasks);
 const WORKERS = Number(args.workers);
 const CONCURRENCY = Number(args.concurrency);
 const BUDGET_TASKS = Number(args["budget-tasks"]);
+/** Audit lanes of every run: by default one per worker process and one for the client. */
+const AUDIT_LANES = args["audit-lanes"] ? Number(args["audit-lanes"]) : WORKERS + 1;
 
 /** One worker process as `pnpm worker` runs it; resolves once it logged that it started. */
 async function startWorker(name: string, env: Record<string, string>): Promise<ChildProcess> {
@@ -145,6 +153,7 @@ async function runAgentry(
     REDIS_URL: url,
     AGENTRY_PREFIX: prefix,
     AGENTRY_SHARDS: String(shards),
+    AGENTRY_AUDIT_LANES: String(AUDIT_LANES),
     AGENTRY_LLM: "anthropic",
     ANTHROPIC_API_KEY: "bench-key",
     ANTHROPIC_BASE_URL: fakeUrl,
@@ -326,7 +335,7 @@ async function main(): Promise<void> {
         ]),
       );
     process.stdout.write(
-      `\n${TASKS} tasks, ${WORKERS} worker processes × concurrency ${CONCURRENCY}, three-master cluster\n` +
+      `\n${TASKS} tasks, ${WORKERS} worker processes × concurrency ${CONCURRENCY}, AGENTRY_AUDIT_LANES=${AUDIT_LANES}, three-master cluster\n` +
         table(["run", "master", "holds", "Redis CPU s", "share"], rows) +
         "\n" +
         table(
