@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { AuditLog, type AuditEntry } from "@agentry/governance";
 import { useTestRedis } from "@agentry/testkit";
+import { rollBackLastEntry } from "../testing/audit-tamper.js";
 import { runAgentry, tempDir } from "../testing/run-agentry.js";
 
 // The CLI of a deployment with AGENTRY_AUDIT_LANES=3 sees every lane of the audit chain: tail
@@ -77,13 +78,7 @@ describe("agentry with AGENTRY_AUDIT_LANES=3", () => {
 
     // Lane 1 cut back by one entry, head too: the anchor line catches it, naming the lane.
     const lane = d.lanes[1] as AuditLog;
-    const [[lastId], [, prevFields]] = (await d.client.xrevrange(lane.streamKey, "+", "-", "COUNT", 2)) as [
-      string,
-      string[],
-    ][] as [[string, string[]], [string, string[]]];
-    await d.client.xdel(lane.streamKey, lastId);
-    const prev = JSON.parse(prevFields[1] as string) as { seq: number; hash: string };
-    await d.client.hset(lane.headKey, { seq: prev.seq, hash: prev.hash });
+    await rollBackLastEntry(d.client, lane);
     const broken = await runAgentry(["audit", "verify", "--anchors", anchors], d.env);
     expect(broken.code).toBe(1);
     expect(broken.stderr).toContain(`audit chain ${lane.streamKey} broken`);

@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { shardPrefixes } from "@agentry/core";
 import { ApprovalStore, AuditLog, type ApprovalRecord, type AuditEntry } from "@agentry/governance";
 import { useTestRedis } from "@agentry/testkit";
+import { rollBackLastEntry } from "../testing/audit-tamper.js";
 import { runAgentry, tempDir } from "../testing/run-agentry.js";
 
 // The CLI of a deployment with AGENTRY_SHARDS=3 sees every shard: approvals on any shard, and
@@ -101,13 +102,7 @@ describe("agentry with AGENTRY_SHARDS=3", () => {
 
     // Shard 2's chain rolled back by one entry (head too): the shared line catches it, naming the chain.
     const chain = d.chains[3] as AuditLog;
-    const [[lastId], [, prevFields]] = (await d.client.xrevrange(chain.streamKey, "+", "-", "COUNT", 2)) as [
-      string,
-      string[],
-    ][] as [[string, string[]], [string, string[]]];
-    await d.client.xdel(chain.streamKey, lastId);
-    const prev = JSON.parse(prevFields[1] as string) as { seq: number; hash: string };
-    await d.client.hset(chain.headKey, { seq: prev.seq, hash: prev.hash });
+    await rollBackLastEntry(d.client, chain);
     const broken = await runAgentry(["audit", "verify", "--anchors", anchors], d.env);
     expect(broken.code).toBe(1);
     expect(broken.stderr).toContain(`audit chain ${chain.streamKey} broken`);
