@@ -131,7 +131,7 @@ describe("approving a paused task from the CLI", () => {
       stderr: `task ${taskId} will resume on a worker\n`,
     });
 
-    expect(waited.code).toBe(0);
+    expect(waited.code, `submit --wait:\n${waited.stderr}${waited.stdout}`).toBe(0);
     expect(waited.stderr).toContain(
       `: awaiting approval ${approvalId} — run \`agentry approvals approve ${approvalId} --as <approver>\``,
     );

@@ -373,15 +373,18 @@ export class AgentWorker implements WorkerControl {
   private async dropSteps(job: Job<AgentJobData, AgentTaskResult>): Promise<void> {
     const taskId = job.id as string;
     const finishedTtlMs = this.options.taskStream?.finishedTtlMs ?? DEFAULT_TASK_STREAM_LIMITS.finishedTtlMs;
-    // One round trip: the step log goes; the task stream only shortens its life (`LT`), so
-    // followers still reading get the rest.
     const drop = this.dropWhenCompleted.get(taskId) ?? [];
     this.dropWhenCompleted.delete(taskId);
-    await this.redis
-      .multi()
-      .unlink(jobKeys(this.prefix, this.queueName, taskId).steps, ...drop)
-      .pexpire(taskStreamKey(this.prefix, this.queueName, taskId), finishedTtlMs, "LT")
-      .exec();
+    // One round trip, each command on its own (a marker that cannot be dropped, e.g. refused by
+    // an ACL, only keeps its TTL): the step log goes; the task stream only shortens its life
+    // (`LT`), so followers still reading get the rest.
+    const pipeline = this.redis
+      .pipeline()
+      .unlink(jobKeys(this.prefix, this.queueName, taskId).steps)
+      .pexpire(taskStreamKey(this.prefix, this.queueName, taskId), finishedTtlMs, "LT");
+    if (drop.length > 0) pipeline.unlink(...drop);
+    const failed = ((await pipeline.exec()) ?? []).find(([err]) => err)?.[0];
+    if (failed) throw failed;
     if (job.data.checkpoint === undefined) return;
     // BullMQ's own update, which leaves a job already removed (trimmed) alone.
     await job.updateData({ ...job.data, checkpoint: undefined, parked: undefined });
