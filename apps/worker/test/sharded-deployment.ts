@@ -20,12 +20,14 @@ import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-pr
 
 /** Shards of the deployments these tests start. */
 export const SHARDS = 3;
+/** Audit lanes: one per worker process (three) and one for the test's own writes. */
+export const LANES = 4;
 const AUDIT_KEY = "k".repeat(40);
 
 /**
- * A deployment with `AGENTRY_SHARDS=3`: three worker processes (two consume every shard, one
- * only shards 0 and 2), a client as the producer wires it, the fake Messages API and enrolled
- * approvers. The same scenario runs on one Redis server and on a three-master Redis Cluster.
+ * A deployment with `AGENTRY_SHARDS=3` and `AGENTRY_AUDIT_LANES=4`: three worker processes (two
+ * consume every shard, one only shards 0 and 2; each writes its own audit lane), a client as the
+ * producer wires it, the fake Messages API and enrolled approvers. The same scenario runs on one Redis server and on a three-master Redis Cluster.
  */
 export interface ShardedDeployment {
   url: string;
@@ -38,8 +40,10 @@ export interface ShardedDeployment {
   conn: Redis;
   /** Model calls of `hold` prompts in flight now, and their peak. */
   held: { inFlight: number; peak: number };
-  /** The audit chains: the global one, then each shard's. */
+  /** The audit chains: the global one, then each shard's; each in every lane, lane 0 first. */
   audits: AuditLog[];
+  /** Every lane of the chain of `shard`. */
+  shardChain(shard: number): AuditLog[];
   dir: string;
   close(): Promise<void>;
 }
@@ -68,6 +72,7 @@ export async function startShardedDeployment(url: string, prefix: string): Promi
     REDIS_URL: url,
     AGENTRY_PREFIX: prefix,
     AGENTRY_SHARDS: String(SHARDS),
+    AGENTRY_AUDIT_LANES: String(LANES),
     AGENTRY_LLM: "anthropic",
     ANTHROPIC_API_KEY: "test-key",
     ANTHROPIC_BASE_URL: fake.url,
@@ -90,7 +95,12 @@ export async function startShardedDeployment(url: string, prefix: string): Promi
     sessionOrder: (p) => new RedisSessionTurns({ redis: conn, prefix: p }),
   });
   const prefixes = shardPrefixes(prefix, SHARDS);
-  const audits = [prefix, ...prefixes].map((p) => new AuditLog({ redis: conn, prefix: p, key: AUDIT_KEY }));
+  const lanesOf = (p: string) =>
+    Array.from(
+      { length: LANES },
+      (_, lane) => new AuditLog({ redis: conn, prefix: p, lane, key: AUDIT_KEY }),
+    );
+  const audits = [prefix, ...prefixes].flatMap(lanesOf);
   return {
     url,
     prefix,
@@ -102,6 +112,7 @@ export async function startShardedDeployment(url: string, prefix: string): Promi
     conn,
     held,
     audits,
+    shardChain: (shard) => audits.slice((shard + 1) * LANES, (shard + 2) * LANES),
     dir,
     async close() {
       await Promise.all(workers.map((w) => w.kill()));
@@ -123,6 +134,12 @@ export function sessionOn(client: AgentryClient, tenant: string, shard: number, 
 /** Every audit entry of every chain. */
 async function allEntries(d: ShardedDeployment): Promise<AuditEntry[]> {
   return (await Promise.all(d.audits.map((a) => a.read({ count: 100_000 })))).flat();
+}
+
+/** A task's audit entries on its shard's chain, every lane, in time order. */
+async function taskEntries(d: ShardedDeployment, shard: number, taskId: string): Promise<AuditEntry[]> {
+  const lanes = await Promise.all(d.shardChain(shard).map((l) => l.read({ taskId, count: 1_000 })));
+  return lanes.flat().sort((a, b) => (a.ts < b.ts ? -1 : a.ts > b.ts ? 1 : 0));
 }
 
 /**
@@ -156,17 +173,22 @@ export async function manySessionsCompleteInOrder(d: ShardedDeployment): Promise
   );
   expect(responses.map((e) => e.taskId).sort()).toEqual([...ids].sort());
   // Session order: a session's task made its first model call only after the previous one
-  // answered. A session's entries are on its shard's chain, whose seq is a total order.
+  // answered. A session's entries are on its shard's chain, spread over the lanes of the workers
+  // that ran them: between lanes only their time orders them (one host, one clock; ms apart or equal).
   for (const taskIds of bySession.values()) {
     const shard = (await d.client.locate(taskIds[0] as string)) as ClientShard;
-    const chain = d.audits[shard.index + 1] as AuditLog;
-    const entries = await Promise.all(taskIds.map((id) => chain.read({ taskId: id, count: 1_000 })));
+    const entries = await Promise.all(taskIds.map((id) => taskEntries(d, shard.index, id)));
     for (let i = 1; i < entries.length; i++) {
-      const answered = entries[i - 1]?.find((e) => e.type === "response")?.seq ?? Infinity;
-      const firstCall = entries[i]?.find((e) => e.type === "decision")?.seq ?? -1;
-      expect(firstCall).toBeGreaterThan(answered);
+      const answered = entries[i - 1]?.find((e) => e.type === "response")?.ts ?? "~";
+      const firstCall = entries[i]?.find((e) => e.type === "decision")?.ts ?? "";
+      expect(firstCall >= answered, `${firstCall} after ${answered}`).toBe(true);
     }
   }
+  // Each worker process wrote a lane of its own.
+  const owners = await Promise.all(
+    Array.from({ length: LANES - 1 }, (_, i) => d.conn.get(`${d.prefix}:audit:lane:${i + 1}:owner`)),
+  );
+  expect(owners.sort()).toEqual(d.workers.map((w) => w.name).sort());
   // Work ran in every worker process.
   for (const w of d.workers) expect(w.output()).toContain('"event":"task-completed"');
 }
@@ -202,8 +224,8 @@ export async function approvalOnAShardResumes(d: ShardedDeployment): Promise<voi
   });
   const done = await d.client.wait(taskId, { timeoutMs: 60_000 });
   expect(done.text).toContain("db-7");
-  const entries = await d.audits[2]?.read({ taskId, count: 1_000 });
-  expect(entries?.map((e) => e.type)).toEqual(
+  const entries = await taskEntries(d, 1, taskId);
+  expect(entries.map((e) => e.type)).toEqual(
     expect.arrayContaining(["approval_requested", "approval_decided", "action", "response"]),
   );
 }
@@ -322,18 +344,23 @@ export async function anchorCoversEveryShard(d: ShardedDeployment): Promise<void
   const anchored = await anchorChains(d.audits, file);
   if (!anchored.ok) throw new Error(`not anchored: ${JSON.stringify(anchored)}`);
   expect(anchored.anchors.map((a) => a.stream)).toEqual(d.audits.map((a) => a.streamKey));
-  for (const a of anchored.anchors.slice(1)) expect(a.seq).toBeGreaterThan(0);
+  // Every shard's chain holds entries (on the lanes of the workers that wrote them).
+  for (let shard = 0; shard < SHARDS; shard++) {
+    const lanes = anchored.anchors.slice((shard + 1) * LANES, (shard + 2) * LANES);
+    expect(lanes.reduce((n, a) => n + a.seq, 0)).toBeGreaterThan(0);
+  }
   const lines = readFileSync(file, "utf8").trim().split("\n");
   expect(lines).toHaveLength(1);
-  expect((JSON.parse(lines[0] as string) as { heads: unknown[] }).heads).toHaveLength(SHARDS + 1);
+  expect((JSON.parse(lines[0] as string) as { heads: unknown[] }).heads).toHaveLength((SHARDS + 1) * LANES);
   const verified = await verifyChainsWithAnchors(d.audits, file);
-  expect(verified).toMatchObject({ ok: true, chains: SHARDS + 1, unanchored: [] });
-  // A shard's chain cut back is caught through the shared line.
-  const shard = d.shardPrefixes[1] as string;
-  const last = await d.conn.xrevrange(`${shard}:audit`, "+", "-", "COUNT", 1);
-  await d.conn.xdel(`${shard}:audit`, (last[0] as [string, string[]])[0]);
+  expect(verified).toMatchObject({ ok: true, chains: (SHARDS + 1) * LANES, unanchored: [] });
+  // A shard's lane cut back is caught through the shared line (the lane with the most entries).
+  const heads = await Promise.all(d.shardChain(1).map(async (l) => ({ l, seq: (await l.readHead()).seq })));
+  const lane = heads.sort((a, b) => b.seq - a.seq)[0]?.l as AuditLog;
+  const last = await d.conn.xrevrange(lane.streamKey, "+", "-", "COUNT", 1);
+  await d.conn.xdel(lane.streamKey, (last[0] as [string, string[]])[0]);
   const broken = await verifyChainsWithAnchors(d.audits, file);
-  expect(broken).toMatchObject({ ok: false, stream: `${shard}:audit` });
+  expect(broken).toMatchObject({ ok: false, stream: lane.streamKey });
 }
 
 /**
