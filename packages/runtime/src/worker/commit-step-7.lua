@@ -4,11 +4,11 @@
 -- attempt still owns the job's lock; with audit entries riding in the same MULTI/EXEC, only
 -- when the audit chain's head is the batch's last hash (the entries were appended just before).
 -- KEYS[1] job hash  KEYS[2] job lock  KEYS[3] events stream  KEYS[4] queue meta  KEYS[5] task stream
--- KEYS[6] step log  KEYS[7] audit head (read only when ARGV[10] is set)
+-- KEYS[6] step log  KEYS[7] audit head (read only when ARGV[9] is set)
 -- ARGV[1] lock token  ARGV[2] job id  ARGV[3] step entry ("" = none)  ARGV[4] "1": the entry
 -- replaces the log  ARGV[5] progress JSON ("" = none)  ARGV[6] job data JSON ("" = unchanged)
--- ARGV[7] step log TTL (ms; "" = leave it)  ARGV[8] task stream max length  ARGV[10] expected audit head hash ("" = no audit entries)
--- ARGV[11] task stream TTL (ms)
+-- ARGV[7] step log TTL (ms; "" = leave it)  ARGV[8] task stream max length
+-- ARGV[9] expected audit head hash ("" = no audit entries)  ARGV[10] task stream TTL (ms)
 -- Returns 1 when written, 0 when the lock is not the attempt's, -1 when the job is gone,
 -- 2 when the audit entries were not appended (nothing written).
 if redis.call("GET", KEYS[2]) ~= ARGV[1] then return 0 end
