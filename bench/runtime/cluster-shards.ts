@@ -21,9 +21,6 @@
  *    ledger's use after all of them ended must not exceed it (overshoot 0) and must equal what the
  *    fake provider billed.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { clusterSlot, createRedis, shardPrefixes } from "../../packages/core/src/index.js";
@@ -33,9 +30,9 @@ import { referenceReply } from "../../packages/reference/src/testing.js";
 import { startFakeAnthropic, startRedisCluster } from "../../packages/testkit/src/index.js";
 import { flags, weatherPrompt } from "../lib/agentry.js";
 import { commandLine, emitResult, type Figure } from "../lib/result.js";
+import { startWorker, stopWorkers } from "../lib/worker-process.js";
 import { round, table } from "../lib/stats.js";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const args = flags({
   tasks: "1500",
   workers: "3",
@@ -49,46 +46,6 @@ const CONCURRENCY = Number(args.concurrency);
 const BUDGET_TASKS = Number(args["budget-tasks"]);
 /** Audit lanes of every run: by default one per worker process and one for the client. */
 const AUDIT_LANES = args["audit-lanes"] ? Number(args["audit-lanes"]) : WORKERS + 1;
-
-/** One worker process as `pnpm worker` runs it; resolves once it logged that it started. */
-async function startWorker(name: string, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"],
-    {
-      cwd: ROOT,
-      env: { ...process.env, ...env, AGENTRY_WORKER_NAME: name },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let tail = "";
-  await new Promise<void>((resolve, reject) => {
-    const onData = (b: Buffer) => {
-      tail = (tail + b.toString()).slice(-4000);
-      if (tail.includes('"event":"worker-started"')) resolve();
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`worker ${name} exited with ${code}:\n${tail}`)));
-  });
-  // Keep reading, so a full pipe never blocks the worker.
-  child.stdout?.resume();
-  child.stderr?.resume();
-  return child;
-}
-
-async function stopWorkers(workers: ChildProcess[]): Promise<void> {
-  await Promise.all(
-    workers.map(
-      (w) =>
-        new Promise<void>((resolve) => {
-          if (w.exitCode !== null) return resolve();
-          w.once("exit", () => resolve());
-          w.kill("SIGTERM");
-        }),
-    ),
-  );
-}
 
 /** A master of the cluster: its address, its slot ranges and a direct connection for INFO. */
 interface Master {

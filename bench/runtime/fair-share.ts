@@ -23,9 +23,6 @@
  * Uses REDIS_URL when set, else starts a private redis-server. Redis figures are server-wide:
  * run it against a Redis nothing else uses (`pnpm bench --only fair-share` starts one).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createRedis } from "../../packages/core/src/index.js";
 import { RedisSessionTurns } from "../../packages/memory/src/index.js";
 import { AgentryClient, FairShare } from "../../packages/runtime/src/index.js";
@@ -34,9 +31,9 @@ import { startFakeAnthropic } from "../../packages/testkit/src/index.js";
 import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.js";
 import { flags, freshPrefix, weatherPrompt } from "../lib/agentry.js";
 import { commandLine, emitResult, type Figure } from "../lib/result.js";
+import { startWorker } from "../lib/worker-process.js";
 import { percentile, round, table, tail } from "../lib/stats.js";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const args = flags({
   flood: "3000",
   late: "20",
@@ -53,35 +50,6 @@ const WORKERS = Number(args.workers);
 const CONCURRENCY = Number(args.concurrency);
 
 type RedisClient = ReturnType<typeof createRedis>;
-
-/** One worker process as `pnpm worker` runs it; resolves once it logged that it started. */
-async function startWorker(name: string, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"],
-    {
-      cwd: ROOT,
-      env: { ...process.env, ...env, AGENTRY_WORKER_NAME: name },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let tail = "";
-  let started = false;
-  await new Promise<void>((resolve, reject) => {
-    const onData = (b: Buffer) => {
-      if (started) return;
-      tail = (tail + b.toString()).slice(-4000);
-      if (tail.includes('"event":"worker-started"')) {
-        started = true;
-        resolve();
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`worker ${name} exited with ${code}:\n${tail}`)));
-  });
-  return child;
-}
 
 /** Server-wide command calls and Redis CPU seconds, for deltas. */
 async function redisWork(redis: RedisClient): Promise<{ calls: number; evalsha: number; cpu: number }> {

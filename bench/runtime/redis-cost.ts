@@ -20,7 +20,6 @@
  *
  * Figures are server-wide: nothing else uses the private server.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -41,6 +40,7 @@ import { startRedisServer } from "../../packages/testkit/src/index.js";
 import { bullmq } from "../lib/bullmq.js";
 import { discardingLogger, flags, freshPrefix, weatherPrompt } from "../lib/agentry.js";
 import { commandLine, emitResult, type Figure } from "../lib/result.js";
+import { startWorker } from "../lib/worker-process.js";
 import { round, table } from "../lib/stats.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -136,35 +136,6 @@ function perJob(a: Sample, b: Sample, n: number): PerJob {
     memory: (b.usedMemory - a.usedMemory) / n,
     commands,
   };
-}
-
-/** One worker process as `pnpm worker` runs it; resolves once it logged that it started. */
-async function startWorker(name: string, env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    ["--conditions=@agentry/source", "--import", "tsx", "apps/worker/src/main.ts"],
-    {
-      cwd: ROOT,
-      env: { ...process.env, ...env, AGENTRY_WORKER_NAME: name },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
-  );
-  let tail = "";
-  let started = false;
-  await new Promise<void>((resolve, reject) => {
-    const onData = (b: Buffer) => {
-      if (started) return;
-      tail = (tail + b.toString()).slice(-4000);
-      if (tail.includes('"event":"worker-started"')) {
-        started = true;
-        resolve();
-      }
-    };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
-    child.once("exit", (code) => reject(new Error(`worker ${name} exited with ${code}:\n${tail}`)));
-  });
-  return child;
 }
 
 /** Waits until every job id is in `completed` (polling the completed set). */

@@ -177,13 +177,13 @@ export class CliContext {
   }
 
   /**
-   * An audit chain (the base prefix's by default; see {@link auditPrefixes}), authenticated with
+   * An audit chain (the base prefix's lane 0 by default; see {@link auditPrefixes}), authenticated with
    * `AGENTRY_AUDIT_KEY` (and verifying entries of the retired `AGENTRY_AUDIT_PREVIOUS_KEYS`).
    * Without a key the entries the CLI writes (votes, refusals) carry no MAC, and a log whose
    * workers hold the key will report them as unauthenticated.
    */
-  async audit(prefix: string = this.prefix): Promise<AuditLog> {
-    return new AuditLog({ redis: await this.redis(), prefix, ...this.auditKeys() });
+  async audit(prefix: string = this.prefix, lane = 0): Promise<AuditLog> {
+    return new AuditLog({ redis: await this.redis(), prefix, lane, ...this.auditKeys() });
   }
 
   /**
@@ -191,11 +191,8 @@ export class CliContext {
    * every lane (`AGENTRY_AUDIT_LANES`), lane 0 first.
    */
   async audits(): Promise<AuditLog[]> {
-    const redis = await this.redis();
     const lanes = Array.from({ length: this.env.AGENTRY_AUDIT_LANES }, (_, lane) => lane);
-    return this.auditPrefixes.flatMap((prefix) =>
-      lanes.map((lane) => new AuditLog({ redis, prefix, lane, ...this.auditKeys() })),
-    );
+    return Promise.all(this.auditPrefixes.flatMap((prefix) => lanes.map((lane) => this.audit(prefix, lane))));
   }
 
   /** The audit key options from the environment, for logs and for checking exports without Redis. */

@@ -34,7 +34,6 @@ import type { TaskProgress } from "../tasks/progress.js";
 import { cancelChannel, cancelKey, wakeKey } from "../tasks/cancellation.js";
 import {
   DEFAULT_TASK_STREAM_LIMITS,
-  taskStreamKey,
   type TaskStreamLimits,
   type TextDeltaEntry,
 } from "../stream/task-stream.js";
@@ -378,10 +377,8 @@ export class AgentWorker implements WorkerControl {
     // One round trip, each command on its own (a marker that cannot be dropped, e.g. refused by
     // an ACL, only keeps its TTL): the step log goes; the task stream only shortens its life
     // (`LT`), so followers still reading get the rest.
-    const pipeline = this.redis
-      .pipeline()
-      .unlink(jobKeys(this.prefix, this.queueName, taskId).steps)
-      .pexpire(taskStreamKey(this.prefix, this.queueName, taskId), finishedTtlMs, "LT");
+    const keys = jobKeys(this.prefix, this.queueName, taskId);
+    const pipeline = this.redis.pipeline().unlink(keys.steps).pexpire(keys.stream, finishedTtlMs, "LT");
     if (drop.length > 0) pipeline.unlink(...drop);
     const failed = ((await pipeline.exec()) ?? []).find(([err]) => err)?.[0];
     if (failed) throw failed;

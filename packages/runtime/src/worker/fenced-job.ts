@@ -11,17 +11,6 @@ import type { ChainableCommander, Redis } from "ioredis";
 import { DEFAULT_TASK_STREAM_LIMITS, taskStreamKey, type TaskStreamLimits } from "../stream/task-stream.js";
 
 const scripts = defineScripts<{
-  updateJobData: (
-    keys: [job: string, lock: string, events: string, meta: string, stream: string],
-    args: [
-      token: string,
-      field: "data" | "progress",
-      value: string,
-      jobId: string,
-      maxLen: number,
-      ttlMs: number,
-    ],
-  ) => number;
   commitStep: (
     keys: [
       job: string,
@@ -45,7 +34,7 @@ const scripts = defineScripts<{
       ttlMs: number,
     ],
   ) => number;
-}>(import.meta.url, { updateJobData: "./update-job-data-5.lua", commitStep: "./commit-step-7.lua" });
+}>(import.meta.url, { commitStep: "./commit-step-7.lua" });
 
 /** How long a task's step log lives after its last write unless the task ends first. @defaultValue 7 days */
 export const DEFAULT_STEP_LOG_TTL_MS = 7 * 24 * 3_600_000;
@@ -111,7 +100,10 @@ export class FencedJobWriter {
     return { key: keys.lock, token };
   }
 
-  /** Sets the job's `data` or `progress` (progress also goes to the task's stream). Throws `LOCK_LOST` when fenced out. */
+  /**
+   * Sets the job's `data` or `progress` (progress also goes to the task's stream): a step with
+   * nothing else in it. Throws `LOCK_LOST` when fenced out.
+   */
   async write(
     keys: JobKeys,
     jobId: string,
@@ -119,13 +111,7 @@ export class FencedJobWriter {
     field: "data" | "progress",
     value: unknown,
   ): Promise<void> {
-    const reply = await scripts.updateJobData(
-      this.redis,
-      [keys.job, keys.lock, keys.events, keys.meta, keys.stream],
-      [token, field, JSON.stringify(value), jobId, this.limits.maxLen, this.limits.ttlMs],
-    );
-    if (reply === 1) return;
-    throw lockLost(jobId, reply);
+    await this.commit(keys, jobId, token, field === "data" ? { data: value } : { progress: value });
   }
 
   /**
