@@ -14,6 +14,7 @@ import {
 import { HashingEmbedder, RedisSessionStore, RedisSessionTurns, RedisVectorMemory } from "@agentry/memory";
 import {
   AgentWorker,
+  AllowanceLedger,
   BudgetLedger,
   budgetRemainingOf,
   createAgentTaskHandler,
@@ -192,6 +193,16 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       });
     },
   });
+  // With allowances, calls draw from this process's share instead of the ledger each time.
+  const callLedger =
+    config.AGENTRY_BUDGET_ALLOWANCE_CALLS > 0
+      ? new AllowanceLedger({
+          ledger,
+          callsPerDraw: config.AGENTRY_BUDGET_ALLOWANCE_CALLS,
+          holder: actor,
+          logger,
+        })
+      : ledger;
   // The model's own prompt count (when it has one) lets budgets reserve a true bound near a limit.
   const countInputTokens = model.countInputTokens?.bind(model);
   const pricing = {
@@ -262,7 +273,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     const approvals = new ApprovalStore({ redis: publisher, prefix: shardPrefix, approverKeys, audit });
     const governance = createGovernanceHooks({ validator, approvals, audit, notifier, approverKeys, logger });
     const budget = createBudgetHooks({
-      ledger,
+      ledger: callLedger,
       pricing,
       defaultModel: model.defaultModel,
       audit,
@@ -366,6 +377,8 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     },
     async close() {
       for (const shard of shards) await shard.worker.close();
+      // Every call has finished: what the allowances served goes back to the ledger.
+      if (callLedger instanceof AllowanceLedger) await callLedger.close();
       await auditLane.release();
       await publisher.quit().catch(() => publisher.disconnect());
       await redis.quit().catch(() => redis.disconnect());

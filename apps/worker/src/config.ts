@@ -23,6 +23,13 @@ export const workerEnvSchema = z.object({
   AGENTRY_RECONCILE_INTERVAL_MS: num(5_000),
   /** Budget reservation lease: a dead worker's reservation is settled at its reserved amount after it. */
   AGENTRY_BUDGET_LEASE_MS: num(120_000),
+  /**
+   * Budget allowances: 0 (off) reserves and settles every model call on the ledger; N draws N
+   * calls' worth per scope at once, serves calls from it in memory and returns it settled at what
+   * they used (idle 1 s, at most 5 s old), so the ledger's Redis slot sees a draw and a return per
+   * N calls. Limits stay exact; a dead worker's allowances are charged in full by the reaper.
+   */
+  AGENTRY_BUDGET_ALLOWANCE_CALLS: num(0),
   /** Webhook for approval notifications (POST JSON). */
   AGENTRY_APPROVAL_WEBHOOK_URL: envVar(z.string().url().optional()),
   /**

@@ -21,3 +21,4 @@ export type {
   ReserveResult,
   SettleResult,
 } from "./types.js";
+export { AllowanceLedger, type AllowanceLedgerOptions, type CallLedger } from "./allowance.js";

@@ -3,10 +3,15 @@
  * (ledger-concurrency.test.ts): many concurrent loops of reserve → delay → settle / release /
  * abandon against shared small budgets, plus a reaper loop. Prints one JSON line of figures.
  *
- * Args: <redisUrl> <prefix> <seed> <loops> <iterations> <leaseMs> <scopes, comma-separated>
+ * Args: <redisUrl> <prefix> <seed> <loops> <iterations> <leaseMs> <scopes, comma-separated> [callsPerDraw]
  * Every call reserves on global plus one tenant, one user and one session scope from that list.
+ * With `callsPerDraw` > 0 the calls go through an {@link AllowanceLedger} drawing that many
+ * calls' worth at once; a call is then never abandoned (released instead: a dead process is the
+ * allowance proof's own case), and the process returns its allowances before it reports. It
+ * prints `progress` lines as it grants, so a proof can kill it mid-run.
  */
 import { Redis } from "ioredis";
+import { AllowanceLedger, type CallLedger } from "./allowance.js";
 import { BudgetLedger } from "./ledger.js";
 import { budgetScopeKind, parseScope, type BudgetScope, type BudgetScopeKind } from "./scope.js";
 import type { BudgetAmount, ExpiredReservation } from "./types.js";
@@ -39,7 +44,9 @@ function addCharge(charges: Record<string, BudgetAmount>, scopes: string[], amou
 }
 
 async function main(): Promise<void> {
-  const [url, prefix, seedText, loopsText, iterationsText, leaseText, scopeText] = process.argv.slice(2);
+  const [url, prefix, seedText, loopsText, iterationsText, leaseText, scopeText, drawText] =
+    process.argv.slice(2);
+  const callsPerDraw = Number(drawText ?? "0");
   if (!url || !prefix || !scopeText) {
     throw new Error(
       "usage: ledger-stress.child.ts <redisUrl> <prefix> <seed> <loops> <iterations> <leaseMs> <scopes>",
@@ -78,24 +85,28 @@ async function main(): Promise<void> {
     onLeaseExpired,
     contendedRetryMs: 10,
   });
+  const allowances =
+    callsPerDraw > 0 ? new AllowanceLedger({ ledger, callsPerDraw, idleMs: 30, maxAgeMs: 200 }) : undefined;
+  const calls: CallLedger = allowances ?? ledger;
 
   const loop = async () => {
     for (let i = 0; i < Number(iterationsText); i++) {
       const scopes: BudgetScope[] = ["global", pick(tenants), pick(users), pick(sessions)];
       const tokens = int(20, 400);
       const amount = { tokens, costMicroUsd: tokens * 2 + int(0, 50) };
-      const r = await ledger.reserve({ taskId: `task-${process.pid}-${i}`, scopes, amount });
+      const r = await calls.reserve({ taskId: `task-${process.pid}-${i}`, scopes, amount });
       if (!r.ok) {
         report[r.reason]++;
         if (r.reason === "contended") await sleep(int(1, r.retryAfterMs));
         continue;
       }
       report.granted++;
+      if (allowances && report.granted % 10 === 0) process.stdout.write(`progress ${report.granted}\n`);
       await sleep(int(0, 15));
       const action = random();
       if (action < 0.85) {
         const actual = { tokens: int(0, amount.tokens), costMicroUsd: int(0, amount.costMicroUsd) };
-        const s = await ledger.settle(r.reservation.id, actual);
+        const s = await calls.settle(r.reservation.id, actual);
         if (s.overrun) report.overruns++;
         if (s.settled) {
           report.settled++;
@@ -106,8 +117,8 @@ async function main(): Promise<void> {
           report.correctedReaps++;
           addCharge(report.charges, scopes, { tokens: -amount.tokens, costMicroUsd: -amount.costMicroUsd });
         }
-      } else if (action < 0.95) {
-        if (await ledger.release(r.reservation.id)) report.released++;
+      } else if (action < 0.95 || allowances) {
+        if (await calls.release(r.reservation.id)) report.released++;
         else report.releasedAfterReap++;
       } else {
         report.abandoned++; // a "dead worker": its lease runs out and a reaper charges the reserved amount
@@ -123,6 +134,7 @@ async function main(): Promise<void> {
     }
   })();
   await Promise.all(Array.from({ length: Number(loopsText) }, loop));
+  await allowances?.close();
   running = false;
   await reaper;
   await redis.quit();

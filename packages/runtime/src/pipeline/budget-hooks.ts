@@ -1,7 +1,7 @@
 import { AgentryError, tenantOwnedId, tenantScope, type AuditDataMap, type AuditSink } from "@agentry/core";
 import type { AgentHooks, RunContext } from "@agentry/agent";
 import type { ModelRequest, TokenCountRequest, Usage } from "@agentry/llm";
-import type { BudgetLedger } from "../budget/ledger.js";
+import type { CallLedger } from "../budget/allowance.js";
 import { budgetError } from "../budget/budget-error.js";
 import type { BudgetScope } from "../budget/scope.js";
 import { reserveModelCall, type InputSource } from "./reserve-call.js";
@@ -25,7 +25,7 @@ export interface CallPricing {
 
 /** Options for {@link createBudgetHooks}. */
 export interface BudgetHooksOptions {
-  ledger: BudgetLedger;
+  ledger: CallLedger;
   pricing: CallPricing;
   /** The model used when a request names none. */
   defaultModel: string;

@@ -1,6 +1,6 @@
 import { AgentryError } from "@agentry/core";
 import type { ModelRequest, TokenCountRequest } from "@agentry/llm";
-import type { BudgetLedger } from "../budget/ledger.js";
+import type { CallLedger } from "../budget/allowance.js";
 import type { BudgetScope } from "../budget/scope.js";
 import type { BudgetAmount, ReserveResult } from "../budget/types.js";
 
@@ -9,7 +9,7 @@ export type InputSource = "estimate" | "count";
 
 /** What {@link reserveModelCall} needs to price and count one call. */
 export interface ReserveCallOptions {
-  ledger: BudgetLedger;
+  ledger: CallLedger;
   taskId: string;
   scopes: BudgetScope[];
   /** The request as the loop will send it, with the model resolved. */
