@@ -1,7 +1,7 @@
 /**
  * Queue shards on a Redis Cluster, measured with real worker processes:
  *
- *   node --conditions=@agentry/source --import tsx bench/runtime/cluster-shards.ts [--tasks 1500] [--workers 3] [--concurrency 24] [--audit-lanes 4]
+ *   node --conditions=@agentry/source --import tsx bench/runtime/cluster-shards.ts [--tasks 1500] [--workers 3] [--concurrency 24] [--audit-lanes 4] [--allowance-calls 8]
  *
  * Starts a three-master Redis Cluster (redis-server processes joined with `redis-cli --cluster
  * create`, as the Cluster tests do), the fake Messages API at zero latency (so Redis, not a
@@ -10,16 +10,18 @@
  * (each a budget reserve and settle on the global ledger) and one `get_weather` call; every task
  * has its own session.
  *
- * 1. Spread: `--tasks` tasks with AGENTRY_SHARDS=1, then with AGENTRY_SHARDS=3 (fresh prefixes,
- *    fresh workers), each timed from the first submit to the last completion, with INFO cpu
+ * 1. Spread: `--tasks` tasks with AGENTRY_SHARDS=1, then with AGENTRY_SHARDS=3, both with budget
+ *    allowances (AGENTRY_BUDGET_ALLOWANCE_CALLS=`--allowance-calls`), then with 3 shards and a
+ *    reserve and settle on the ledger per model call (allowances off), fresh prefixes and fresh
+ *    workers each time, each timed from the first submit to the last completion, with INFO cpu
  *    (used_cpu_sys + used_cpu_user) read on every master before and after. Figures: each master's
  *    share of the Redis CPU of the run, tasks/s, and the implied ceiling at one core per master:
  *    tasks ÷ the busiest master's CPU seconds (the busiest master saturates first).
  * 2. Bare BullMQ for scale: `--tasks` no-op jobs on one queue of the same cluster, same worker
  *    count and concurrency, tasks/s and Redis CPU per job.
- * 3. Budget under contention: a global limit a burst of tasks from every shard overruns; the
- *    ledger's use after all of them ended must not exceed it (overshoot 0) and must equal what the
- *    fake provider billed.
+ * 3. Budget under contention, with allowances: a global limit a burst of tasks from every shard
+ *    overruns; the ledger's use, once every task ended and the workers returned their allowances,
+ *    must not exceed it (overshoot 0) and must equal what the fake provider billed.
  */
 import { Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
@@ -39,7 +41,9 @@ const args = flags({
   concurrency: "24",
   "budget-tasks": "150",
   "audit-lanes": "",
+  "allowance-calls": "8",
 });
+const ALLOWANCE_CALLS = Number(args["allowance-calls"]);
 const TASKS = Number(args.tasks);
 const WORKERS = Number(args.workers);
 const CONCURRENCY = Number(args.concurrency);
@@ -92,6 +96,8 @@ async function waitUntil(done: () => Promise<number>, n: number, timeoutMs = 900
 
 interface RunResult {
   shards: number;
+  /** AGENTRY_BUDGET_ALLOWANCE_CALLS of the run (0: a reserve and a settle per model call). */
+  allowanceCalls: number;
   perSecond: number;
   cpu: number[];
   ceiling: number;
@@ -104,9 +110,11 @@ async function runAgentry(
   masters: Master[],
   shards: number,
   label: string,
+  allowanceCalls: number,
 ): Promise<RunResult> {
   const prefix = `{bench-${label}}`;
   const env = {
+    AGENTRY_BUDGET_ALLOWANCE_CALLS: String(allowanceCalls),
     REDIS_URL: url,
     AGENTRY_PREFIX: prefix,
     AGENTRY_SHARDS: String(shards),
@@ -159,7 +167,14 @@ async function runAgentry(
       ];
       return here.join(", ") || "-";
     });
-    return { shards, perSecond: TASKS / seconds, cpu, ceiling: TASKS / Math.max(...cpu), placement };
+    return {
+      shards,
+      allowanceCalls,
+      perSecond: TASKS / seconds,
+      cpu,
+      ceiling: TASKS / Math.max(...cpu),
+      placement,
+    };
   } finally {
     await client.close();
     await stopWorkers(workers);
@@ -213,6 +228,7 @@ async function runBudget(
 ): Promise<{ limit: number; used: number; billed: number; refused: number; completed: number }> {
   const prefix = "{bench-budget}";
   const env = {
+    AGENTRY_BUDGET_ALLOWANCE_CALLS: String(ALLOWANCE_CALLS),
     REDIS_URL: url,
     AGENTRY_PREFIX: prefix,
     AGENTRY_SHARDS: "3",
@@ -254,7 +270,13 @@ async function runBudget(
         ),
       ),
     );
+    // Every task has ended; the workers' allowances go back within a second of their last call.
+    const deadline = Date.now() + 60_000;
+    while ((await ledger.getStats("global")).reserved.tokens > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
     const stats = await ledger.getStats("global");
+    if (stats.reserved.tokens > 0)
+      throw new Error(`allowances not returned: ${stats.reserved.tokens} reserved`);
     return {
       limit,
       used: stats.used.tokens,
@@ -274,17 +296,20 @@ async function main(): Promise<void> {
   const fake = await startFakeAnthropic({ handler: referenceReply });
   const masters = await mastersOf(cluster.ports);
   try {
-    const one = await runAgentry(cluster.url, fake.url, masters, 1, "one");
-    const three = await runAgentry(cluster.url, fake.url, masters, 3, "three");
+    const one = await runAgentry(cluster.url, fake.url, masters, 1, "one", ALLOWANCE_CALLS);
+    const three = await runAgentry(cluster.url, fake.url, masters, 3, "three", ALLOWANCE_CALLS);
+    const perCall = await runAgentry(cluster.url, fake.url, masters, 3, "per-call", 0);
     const bare = await runBare(cluster.url, masters);
     const budget = await runBudget(cluster.url, fake, fake.billed().tokens / (2 * TASKS));
     const share = (r: RunResult, i: number) =>
       (100 * (r.cpu[i] as number)) / r.cpu.reduce((a, b) => a + b, 0);
+    const runName = (r: RunResult) =>
+      `${r.shards} shard${r.shards === 1 ? "" : "s"}, ${r.allowanceCalls > 0 ? `allowances of ${r.allowanceCalls} calls` : "ledger per call"}`;
     const rows: (string | number)[][] = [];
-    for (const r of [one, three])
+    for (const r of [one, three, perCall])
       masters.forEach((m, i) =>
         rows.push([
-          `${r.shards} shard${r.shards === 1 ? "" : "s"}`,
+          runName(r),
           m.name,
           r.placement[i] as string,
           round(r.cpu[i] as number, 2),
@@ -297,8 +322,8 @@ async function main(): Promise<void> {
         "\n" +
         table(
           ["run", "tasks/s", "Redis CPU µs/task", "busiest master", "ceiling at 1 core/master"],
-          [one, three].map((r) => [
-            `${r.shards} shard${r.shards === 1 ? "" : "s"}`,
+          [one, three, perCall].map((r) => [
+            runName(r),
             round(r.perSecond),
             round((r.cpu.reduce((a, b) => a + b, 0) * 1e6) / TASKS),
             `${round(Math.max(...r.cpu.map((_, i) => share(r, i))), 1)} %`,
@@ -310,19 +335,29 @@ async function main(): Promise<void> {
     );
     const maxShare = (r: RunResult) => Math.max(...r.cpu.map((_, i) => share(r, i)));
     // The global slot's own work: its master's CPU beyond the mean of the masters holding only a shard.
-    const globalAt = three.placement.findIndex((p) => p.startsWith("global"));
-    const others = three.cpu.filter((_, i) => i !== globalAt);
-    const globalExtra = (three.cpu[globalAt] as number) - others.reduce((a, b) => a + b, 0) / others.length;
-    const globalShare = (100 * globalExtra) / three.cpu.reduce((a, b) => a + b, 0);
+    const globalShareOf = (r: RunResult) => {
+      const at = r.placement.findIndex((p) => p.startsWith("global"));
+      const others = r.cpu.filter((_, i) => i !== at);
+      const extra = (r.cpu[at] as number) - others.reduce((x, y) => x + y, 0) / others.length;
+      return { seconds: extra, share: (100 * extra) / r.cpu.reduce((x, y) => x + y, 0) };
+    };
+    const globalSlot = globalShareOf(three);
+    const globalPerCall = globalShareOf(perCall);
     process.stdout.write(
-      `global slot (ledger, tenant slots) with 3 shards: about ${round(globalExtra, 2)} s, ${round(globalShare, 1)} % of the run's Redis CPU (its master's CPU beyond the shard-only masters' mean)\n`,
+      `global slot (ledger, tenant slots) with 3 shards: about ${round(globalSlot.seconds, 2)} s, ${round(globalSlot.share, 1)} % of the run's Redis CPU with allowances; ${round(globalPerCall.seconds, 2)} s, ${round(globalPerCall.share, 1)} % with the ledger per call (its master's CPU beyond the shard-only masters' mean)\n`,
     );
     const figures: Figure[] = [
       {
         label: "3 shards: busiest master's share of Redis CPU",
         value: round(maxShare(three), 1),
         unit: "%",
-        note: `per master ${masters.map((_, i) => `${round(share(three, i), 1)} %`).join(" / ")}`,
+        note: `per master ${masters.map((_, i) => `${round(share(three, i), 1)} %`).join(" / ")}; budget allowances of ${ALLOWANCE_CALLS} calls`,
+      },
+      {
+        label: "3 shards, ledger per model call (allowances off): busiest master's share",
+        value: round(maxShare(perCall), 1),
+        unit: "%",
+        note: `per master ${masters.map((_, i) => `${round(share(perCall, i), 1)} %`).join(" / ")}`,
       },
       {
         label: "1 shard: busiest master's share of Redis CPU",
@@ -331,16 +366,16 @@ async function main(): Promise<void> {
         note: `per master ${masters.map((_, i) => `${round(share(one, i), 1)} %`).join(" / ")}`,
       },
       {
-        label: "global slot's share of Redis CPU, 3 shards",
-        value: round(globalShare, 1),
+        label: "global slot's share of Redis CPU, 3 shards, allowances / ledger per call",
+        value: `${round(globalSlot.share, 1)} / ${round(globalPerCall.share, 1)}`,
         unit: "%",
-        note: "its master's CPU beyond the mean of the shard-only masters: every model call's reserve and settle, and tenant slots",
+        note: "its master's CPU beyond the mean of the shard-only masters: budget draws and returns (or every model call's reserve and settle), and tenant slots",
       },
       {
         label: "ceiling at one core per master, 3 shards ÷ 1 shard",
         value: round(three.ceiling / one.ceiling, 2),
         unit: "×",
-        note: `${round(three.ceiling)} vs ${round(one.ceiling)} tasks/s`,
+        note: `${round(three.ceiling)} vs ${round(one.ceiling)} tasks/s; ledger per call: ${round(perCall.ceiling)} tasks/s`,
       },
       {
         label: "tasks/s on this machine, 3 shards / 1 shard",
