@@ -51,7 +51,10 @@ const args = flags({
   workers: "2",
   concurrency: "25",
   "audit-lanes": "",
+  "allowance-calls": "8",
 });
+/** Budget allowances of the comparison run (AGENTRY_BUDGET_ALLOWANCE_CALLS). */
+const ALLOWANCE_CALLS = Number(args["allowance-calls"]);
 const TASKS = Number(args.tasks);
 const LONG_STEPS = args["long-steps"].split(",").map(Number);
 const TOOL_BYTES = Number(args["tool-kb"]) * 1024;
@@ -212,10 +215,11 @@ async function memoryByFamily(redis: RedisClient, prefix: string): Promise<Map<s
   return families;
 }
 
-async function agent(redis: RedisClient, url: string, lanes: number, breakdown = true) {
+async function agent(redis: RedisClient, url: string, lanes: number, breakdown = true, allowanceCalls = 0) {
   const prefix = freshPrefix("cost");
   const env = {
     AGENTRY_AUDIT_LANES: String(lanes),
+    AGENTRY_BUDGET_ALLOWANCE_CALLS: String(allowanceCalls),
     REDIS_URL: url,
     AGENTRY_PREFIX: prefix,
     AGENTRY_LLM: "scripted",
@@ -249,11 +253,18 @@ async function agent(redis: RedisClient, url: string, lanes: number, breakdown =
         );
     };
     // Warm-up: connections, script loads, JIT.
+    // Each sample waits for every budget reservation to be closed too: with allowances, the
+    // workers return theirs about a second after their last call, and that work is the tasks'.
+    const budgetClosed = async () => {
+      while ((await redis.zcard(`${prefix}:budget:leases`)) > 0) await new Promise((r) => setTimeout(r, 50));
+    };
     await submit(100);
     await allCompleted(redis, `${prefix}:tasks:completed`, 100);
+    await budgetClosed();
     const before = await sample(redis);
     await submit(TASKS);
     await allCompleted(redis, `${prefix}:tasks:completed`, 100 + TASKS);
+    await budgetClosed();
     const after = await sample(redis);
     const ids = await redis.zrange(`${prefix}:tasks:completed`, "0", "-1");
     const results = await Promise.all(ids.map((id) => redis.hget(`${prefix}:tasks:${id}`, "returnvalue")));
@@ -375,6 +386,12 @@ async function main(): Promise<void> {
     console.error(
       `  agent, one audit lane: ${round(one.cost.cpuUs)} µs, ${round(one.cost.calls, 1)} commands, ${round(one.cost.inBytes)} B in per task`,
     );
+    // The same with budget allowances: a draw and a return per N calls instead of a reserve and
+    // a settle per call.
+    const drawn = await agent(redis, server.url, AUDIT_LANES, false, ALLOWANCE_CALLS);
+    console.error(
+      `  agent, allowances of ${ALLOWANCE_CALLS} calls: ${round(drawn.cost.cpuUs)} µs, ${round(drawn.cost.calls, 1)} commands, ${round(drawn.cost.inBytes)} B in per task`,
+    );
     const long = await longTasks(redis, server.url);
 
     const rows: (string | number)[][] = [
@@ -399,6 +416,30 @@ async function main(): Promise<void> {
             round(b.inBytes),
             round(one.cost.inBytes),
             round(one.cost.inBytes / b.inBytes, 2),
+          ],
+        ],
+      ),
+    );
+    console.log(
+      `\nThe same with budget allowances (AGENTRY_BUDGET_ALLOWANCE_CALLS=${ALLOWANCE_CALLS}, AGENTRY_AUDIT_LANES=${AUDIT_LANES})`,
+    );
+    console.log(
+      table(
+        ["per task / job", "bare BullMQ", "agent task", "agent ÷ bare"],
+        [
+          ["Redis CPU (µs)", round(b.cpuUs), round(drawn.cost.cpuUs), round(drawn.cost.cpuUs / b.cpuUs, 2)],
+          ["commands", round(b.calls, 1), round(drawn.cost.calls, 1), round(drawn.cost.calls / b.calls, 2)],
+          [
+            "bytes sent to Redis",
+            round(b.inBytes),
+            round(drawn.cost.inBytes),
+            round(drawn.cost.inBytes / b.inBytes, 2),
+          ],
+          [
+            "used_memory retained (B)",
+            round(b.memory),
+            round(drawn.cost.memory),
+            round(drawn.cost.memory / b.memory, 2),
           ],
         ],
       ),
@@ -460,6 +501,11 @@ async function main(): Promise<void> {
         note: `ratios ${round(one.cost.cpuUs / b.cpuUs, 2)} and ${round(one.cost.inBytes / b.inBytes, 2)} to a bare job`,
       },
       {
+        label: `Redis CPU, bytes and retained memory per task with budget allowances (AGENTRY_BUDGET_ALLOWANCE_CALLS=${ALLOWANCE_CALLS})`,
+        value: `${round(drawn.cost.cpuUs)} µs, ${round(drawn.cost.inBytes)} B, ${round(drawn.cost.memory)} B`,
+        note: `ratios ${round(drawn.cost.cpuUs / b.cpuUs, 2)}, ${round(drawn.cost.inBytes / b.inBytes, 2)} and ${round(drawn.cost.memory / b.memory, 2)} to a bare job; AGENTRY_AUDIT_LANES=${AUDIT_LANES}`,
+      },
+      {
         label: "Redis commands per task, agent / bare",
         value: `${round(a.cost.calls, 1)} / ${round(b.calls, 1)}`,
         note: `ratio ${round(a.cost.calls / b.calls, 2)}`,
@@ -502,6 +548,8 @@ async function main(): Promise<void> {
       LONG_STEPS.join(","),
       "--audit-lanes",
       String(AUDIT_LANES),
+      "--allowance-calls",
+      String(ALLOWANCE_CALLS),
     ]),
     figures,
   });

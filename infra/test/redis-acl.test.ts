@@ -158,6 +158,8 @@ function aclScenario(prefix: string, shards: number, lanes = 1): void {
             AGENTRY_PREFIX: prefix,
             AGENTRY_SHARDS: String(shards),
             AGENTRY_AUDIT_LANES: String(lanes),
+            // Sharded deployments run with budget allowances: the worker role must allow them too.
+            AGENTRY_BUDGET_ALLOWANCE_CALLS: shards > 1 ? "4" : "0",
             AGENTRY_LLM: "anthropic",
             ANTHROPIC_API_KEY: "test-key",
             ANTHROPIC_BASE_URL: fake.url,
