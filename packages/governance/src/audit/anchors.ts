@@ -22,6 +22,8 @@ export interface AuditAnchor {
   hash: string;
   /** When the anchor was taken (ISO-8601). */
   time: string;
+  /** Present (true) on an anchor `audit archive` wrote: the chain may be trimmed through it. */
+  archived?: true;
   kid: string;
   mac: string;
 }
@@ -37,6 +39,8 @@ export interface AuditAnchorSet {
   /** Each chain's head: its stream's key, seq and hash. */
   heads: { stream: string; seq: number; hash: string }[];
   time: string;
+  /** Present (true) on an anchor `audit archive` wrote: each chain may be trimmed through its head here. */
+  archived?: true;
   kid: string;
   mac: string;
 }
@@ -44,13 +48,14 @@ export interface AuditAnchorSet {
 /** The JSON line (no newline) of an anchor of several chains' heads (see {@link AuditAnchorSet}). */
 export function anchorSetLine(
   key: AuditKey,
-  point: { heads: { stream: string; seq: number; hash: string }[]; time: string },
+  point: { heads: { stream: string; seq: number; hash: string }[]; time: string; archived?: boolean },
 ): string {
   const body = {
     kind: ANCHOR_KIND,
     v: 2 as const,
     heads: point.heads.map((h) => ({ stream: h.stream, seq: h.seq, hash: h.hash })),
     time: point.time,
+    ...(point.archived ? { archived: true as const } : {}),
     kid: key.kid,
   };
   return canonicalJson({ ...body, mac: key.macAnchor(canonicalJson(body)) });
@@ -59,7 +64,7 @@ export function anchorSetLine(
 /** The JSON line (no newline) of an anchor of `head`, authenticated with `key`. */
 export function anchorLine(
   key: AuditKey,
-  point: { stream: string; seq: number; hash: string; time: string },
+  point: { stream: string; seq: number; hash: string; time: string; archived?: boolean },
 ): string {
   const body = {
     kind: ANCHOR_KIND,
@@ -68,6 +73,7 @@ export function anchorLine(
     seq: point.seq,
     hash: point.hash,
     time: point.time,
+    ...(point.archived ? { archived: true as const } : {}),
     kid: key.kid,
   };
   return canonicalJson({ ...body, mac: key.macAnchor(canonicalJson(body)) });
@@ -124,6 +130,7 @@ export function parseAnchors(text: string, options: { stream: string; keys: Audi
             typeof h.hash !== "string",
         ) ||
         typeof set.time !== "string" ||
+        (set.archived !== undefined && set.archived !== true) ||
         typeof set.kid !== "string" ||
         typeof set.mac !== "string"
       )
@@ -143,7 +150,8 @@ export function parseAnchors(text: string, options: { stream: string; keys: Audi
             seq: h.seq,
             hash: h.hash,
             time: set.time,
-            label: `anchor of ${set.time} (line ${lineNo})`,
+            ...(set.archived ? { archived: true } : {}),
+            label: `${set.archived ? "archive anchor" : "anchor"} of ${set.time} (line ${lineNo})`,
           });
       }
       continue;
@@ -158,6 +166,7 @@ export function parseAnchors(text: string, options: { stream: string; keys: Audi
       a.seq < 0 ||
       typeof a.hash !== "string" ||
       typeof a.time !== "string" ||
+      (a.archived !== undefined && a.archived !== true) ||
       typeof a.kid !== "string" ||
       typeof a.mac !== "string"
     ) {
@@ -173,7 +182,13 @@ export function parseAnchors(text: string, options: { stream: string; keys: Audi
     lines += 1;
     streams.add(a.stream);
     if (a.stream === options.stream)
-      points.push({ seq: a.seq, hash: a.hash, time: a.time, label: `anchor of ${a.time} (line ${lineNo})` });
+      points.push({
+        seq: a.seq,
+        hash: a.hash,
+        time: a.time,
+        ...(a.archived ? { archived: true } : {}),
+        label: `${a.archived ? "archive anchor" : "anchor"} of ${a.time} (line ${lineNo})`,
+      });
   }
   return { ok: true, points, lines, streams, authenticated: options.keys.authenticated };
 }

@@ -29,7 +29,12 @@ const scripts = defineScripts<{
     keys: string[],
     args: (string | number)[],
   ) => [1, string] | [0, number, string] | [2, ...(number | string)[]] | [3];
-}>(import.meta.url, { appendAuditEntries: "./append-audit-entries.lua" });
+  /** KEYS: stream, head; ARGV: seq to trim through, its hash. */
+  trimAudit: (
+    keys: [stream: string, head: string],
+    args: [seq: number, hash: string],
+  ) => [1, number] | [0, string];
+}>(import.meta.url, { appendAuditEntries: "./append-audit-entries.lua", trimAudit: "./trim-audit-2.lua" });
 
 /** Options for {@link AuditLog}. */
 export interface AuditLogOptions {
@@ -84,6 +89,10 @@ const HELD: AppendResult = Object.freeze({ seq: 0, hash: "", id: "", duplicate: 
 /** The audit log's head and the stream's last id, read in one transaction. */
 interface Snapshot {
   head: { seq: number; hash: string };
+  /** The point the entries left in Redis start after (archived and trimmed through it); seq 0 when never trimmed. */
+  base: { seq: number; hash: string };
+  /** The first stream id's first part, 0 when the stream is empty. */
+  bottomSeq: number;
   /** The last stream id's first part (the seq it claims), 0 when the stream is empty. */
   topSeq: number;
 }
@@ -105,7 +114,8 @@ const PAGE = 1_000;
  * hash and its own link over its canonical JSON, and is appended by a compare-and-append
  * script, so entries from every worker form one chain. With a key the link is an HMAC that
  * only key holders can make; without one it is a plain SHA-256 (accidental damage only).
- * Secrets are redacted before hashing. The stream is never trimmed.
+ * Secrets are redacted before hashing. The stream is trimmed only by {@link archiveTo}, through
+ * a point written to an archive file and anchored first; the head then records that point.
  */
 export class AuditLog implements AuditSink {
   readonly redis: Redis;
@@ -502,17 +512,45 @@ export class AuditLog implements AuditSink {
   private async snapshot(): Promise<Snapshot> {
     const replies = await this.redis
       .multi()
-      .hmget(this.headKey, "seq", "hash")
+      .hmget(this.headKey, "seq", "hash", "baseSeq", "baseHash")
       .xrevrange(this.streamKey, "+", "-", "COUNT", 1)
+      .xrange(this.streamKey, "-", "+", "COUNT", 1)
       .exec();
     if (!replies) throw new AgentryError("REDIS_UNAVAILABLE", "audit snapshot transaction was aborted");
     for (const [err] of replies) if (err) throw err;
-    const [seq, hash] = replies[0]?.[1] as (string | null)[];
+    const [seq, hash, baseSeq, baseHash] = replies[0]?.[1] as (string | null)[];
     const top = replies[1]?.[1] as [string, string[]][];
+    const bottom = replies[2]?.[1] as [string, string[]][];
     return {
       head: { seq: Number(seq ?? 0), hash: hash ?? GENESIS_HASH },
+      base: { seq: Number(baseSeq ?? 0), hash: baseHash ?? GENESIS_HASH },
       topSeq: top[0] ? Number(top[0][0].split("-")[0]) : 0,
+      bottomSeq: bottom[0] ? Number(bottom[0][0].split("-")[0]) : 0,
     };
+  }
+
+  /**
+   * The failure when the recorded base does not hold: entries left at or below it, or, with
+   * anchors, no archive anchor recording it. Undefined when it holds (or was never set).
+   */
+  private baseProblem(
+    snap: Snapshot,
+    anchors: readonly AnchorPoint[] | undefined,
+  ): Extract<VerifyResult, { ok: false }> | undefined {
+    const { base, bottomSeq } = snap;
+    const fail = (detail: string): Extract<VerifyResult, { ok: false }> => ({
+      ok: false,
+      count: 0,
+      firstBad: { seq: base.seq, id: "", reason: "base-mismatch", detail },
+    });
+    if (base.seq === 0) return undefined;
+    if (bottomSeq !== 0 && bottomSeq <= base.seq)
+      return fail(`the log is archived through seq ${base.seq} but still holds seq ${bottomSeq}`);
+    if (anchors && !anchors.some((a) => a.archived && a.seq === base.seq && a.hash === base.hash))
+      return fail(
+        `the log was trimmed through seq ${base.seq}, which no archive anchor records: entries were dropped without being archived`,
+      );
+    return undefined;
   }
 
   /** Feeds entries with seq `from`..`to` (all sub-ids) to the verifier; false once it failed. */
@@ -543,12 +581,16 @@ export class AuditLog implements AuditSink {
    * the whole log deleted: take anchors (`anchor`) and keep them outside Redis.
    */
   async verify(options: { anchors?: readonly AnchorPoint[] } = {}): Promise<VerifyResult> {
-    const { head, topSeq } = await this.snapshot();
-    const verifier = new ChainVerifier(undefined, {
+    const snap = await this.snapshot();
+    const { head, topSeq, base } = snap;
+    const problem = this.baseProblem(snap, options.anchors);
+    if (problem) return problem;
+    // An archived log starts after its base: the entries before it are in the archive file.
+    const verifier = new ChainVerifier(base.seq === 0 ? undefined : base, {
       keys: this.keys,
       ...(options.anchors ? { anchors: options.anchors } : {}),
     });
-    if (!(await this.walk(verifier, 1, head.seq))) return verifier.result();
+    if (!(await this.walk(verifier, base.seq + 1, head.seq))) return verifier.result();
     const result = verifier.result(head);
     return result.ok && topSeq > head.seq ? this.beyondHead(result.count, head.seq, topSeq) : result;
   }
@@ -633,15 +675,26 @@ export class AuditLog implements AuditSink {
       (a, p) => (a === undefined || p.seq >= a.seq ? p : a),
       undefined,
     );
-    const { head, topSeq } = await this.snapshot();
+    const snap = await this.snapshot();
+    const { head, topSeq, base } = snap;
+    const problem = this.baseProblem(snap, points);
+    if (problem) return problem;
     let verifier: ChainVerifier;
     let from: number;
     if (last) {
-      // Entry `last.seq` must still carry the anchored hash: the walk starts from it.
+      // Entry `last.seq` must still carry the anchored hash: the walk starts from it (or, when it
+      // was archived and trimmed, the recorded base must be it).
       verifier = new ChainVerifier(last, { keys: this.keys });
       const [atAnchor] =
-        last.seq === 0 ? [] : await this.redis.xrange(this.streamKey, `${last.seq}-0`, `${last.seq}-0`);
-      const stored = atAnchor ? safeHash(fieldValue(atAnchor[1])) : undefined;
+        last.seq === 0 || last.seq === base.seq
+          ? []
+          : await this.redis.xrange(this.streamKey, `${last.seq}-0`, `${last.seq}-0`);
+      const stored =
+        last.seq > 0 && last.seq === base.seq
+          ? base.hash
+          : atAnchor
+            ? safeHash(fieldValue(atAnchor[1]))
+            : undefined;
       if (last.seq > head.seq || (last.seq > 0 && stored !== last.hash)) {
         const reason = last.seq > head.seq ? "anchor-beyond-head" : "anchor-mismatch";
         return {
@@ -657,6 +710,7 @@ export class AuditLog implements AuditSink {
       }
       from = last.seq + 1;
     } else {
+      // baseProblem refused a trimmed log without anchors above: here base.seq is 0.
       verifier = new ChainVerifier(undefined, { keys: this.keys, acceptLegacyPrefix: true });
       from = 1;
     }
@@ -704,6 +758,132 @@ export class AuditLog implements AuditSink {
     }
     return { count, lastSeq };
   }
+
+  /**
+   * Checks that the archive file at `path` continues this chain's archive: it ends where the
+   * chain was last trimmed (or later, a run cut short before its trim). Returns both points.
+   * @throws `CONFLICT` when it does not (another file, or one of something else).
+   */
+  async archiveFileFits(
+    path: string,
+  ): Promise<{ base: { seq: number; hash: string }; last: { seq: number; hash: string } }> {
+    const { base } = await this.snapshot();
+    const last = await lastArchived(path);
+    if (last.seq < base.seq || (last.seq === base.seq && last.hash !== base.hash))
+      throw new AgentryError(
+        "CONFLICT",
+        `${path} ends at seq ${last.seq} but ${this.streamKey} is archived through seq ${base.seq}: name the archive file it was archived to`,
+      );
+    return { base, last };
+  }
+
+  /**
+   * Archives the chain through `through` (a head `anchorChains` just anchored with `archived`):
+   * appends the entries after what `path` already holds, up to `through.seq`, to the JSONL
+   * archive at `path` (created at the first archive; it must hold the chain from seq 1 and end
+   * where this log's archived part ends, so the file verifies on its own from the genesis
+   * hash), syncs it to disk, and only then trims the stream through `through` (the head records
+   * the point). Safe to repeat after a failure: entries already in the file are not written
+   * again. Returns the entries appended and trimmed.
+   * @throws `CONFLICT` when the file does not continue this log's archive.
+   */
+  async archiveTo(
+    path: string,
+    through: { seq: number; hash: string },
+  ): Promise<{ appended: number; trimmed: number; lastSeq: number }> {
+    const { base, last } = await this.archiveFileFits(path);
+    if (last.seq > through.seq)
+      throw new AgentryError("CONFLICT", `${path} already holds seq ${last.seq}, past seq ${through.seq}`);
+    if (through.seq > base.seq) {
+      const [at] = await this.redis.xrange(this.streamKey, `${through.seq}-0`, `${through.seq}-0`);
+      if (!at || safeHash(fieldValue(at[1])) !== through.hash)
+        throw new AgentryError(
+          "CONFLICT",
+          `${this.streamKey} does not hold seq ${through.seq} as anchored; verify the log`,
+        );
+    }
+    let appended = 0;
+    if (last.seq < through.seq) {
+      // Everything written to the file is verified first (links and MACs), from the file's last
+      // entry: the archive is a chain that verifies on its own.
+      const verifier = new ChainVerifier(last, { keys: this.keys });
+      const file = await open(path, "a", 0o600);
+      try {
+        let start = `${last.seq + 1}-0`;
+        for (;;) {
+          const page = await this.redis.xrange(this.streamKey, start, `${through.seq}-0`, "COUNT", PAGE);
+          let chunk = "";
+          for (const [id, fields] of page) {
+            const raw = fieldValue(fields) ?? "";
+            if (!verifier.push(raw, id, `${last.seq + appended + 1}-0`)) {
+              const bad = verifier.result() as Extract<VerifyResult, { ok: false }>;
+              throw new AgentryError(
+                "CONFLICT",
+                `${this.streamKey} broken at seq ${bad.firstBad.seq}: ${bad.firstBad.reason}; nothing past seq ${last.seq + appended} archived`,
+              );
+            }
+            chunk += `${raw}\n`;
+            appended += 1;
+            start = `(${id}`;
+          }
+          if (chunk) await file.write(chunk);
+          if (page.length < PAGE) break;
+        }
+        const done = verifier.result(through);
+        if (!done.ok)
+          throw new AgentryError(
+            "CONFLICT",
+            `${this.streamKey} no longer holds seq ${through.seq} as anchored; verify the log`,
+          );
+        await file.sync();
+      } finally {
+        await file.close();
+      }
+    } else if (last.hash !== through.hash) {
+      throw new AgentryError(
+        "CONFLICT",
+        `${path} holds a different entry at seq ${through.seq}; verify the log`,
+      );
+    }
+    if (through.seq <= base.seq) return { appended, trimmed: 0, lastSeq: through.seq };
+    const reply = await scripts.trimAudit(
+      this.redis,
+      [this.streamKey, this.headKey],
+      [through.seq, through.hash],
+    );
+    if (reply[0] !== 1)
+      throw new AgentryError(
+        "CONFLICT",
+        `${this.streamKey} not trimmed through seq ${through.seq}: ${String(reply[1])}`,
+      );
+    return { appended, trimmed: Number(reply[1]), lastSeq: through.seq };
+  }
+}
+
+/** The last entry of an archive file (seq 0 and the genesis hash when it is missing or empty). */
+async function lastArchived(path: string): Promise<{ seq: number; hash: string }> {
+  let last = { seq: 0, hash: GENESIS_HASH };
+  try {
+    const lines = createInterface({
+      input: createReadStream(path, { encoding: "utf8" }),
+      crlfDelay: Number.POSITIVE_INFINITY,
+    });
+    for await (const line of lines) {
+      if (line.trim() === "") continue;
+      const entry = JSON.parse(line) as { seq?: unknown; hash?: unknown };
+      if (typeof entry.seq !== "number" || typeof entry.hash !== "string")
+        throw new AgentryError("CONFLICT", `${path} is not an audit archive (a line is not an entry)`);
+      last = { seq: entry.seq, hash: entry.hash };
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return last;
+    if (err instanceof SyntaxError)
+      throw new AgentryError("CONFLICT", `${path} is not an audit archive (a line is not JSON)`, {
+        cause: err,
+      });
+    throw err;
+  }
+  return last;
 }
 
 /** An append held for its attempt's next step write. */
@@ -824,6 +1004,7 @@ export type ChainsFailure = Extract<VerifyResult, { ok: false }> & { stream: str
 export async function anchorChains(
   logs: readonly AuditLog[],
   path: string,
+  options: { archived?: boolean } = {},
 ): Promise<{ ok: true; anchors: (AnchorResult & { stream: string })[] } | ChainsFailure> {
   const first = logs[0];
   const key = first?.keys.current;
@@ -844,15 +1025,55 @@ export async function anchorChains(
     heads.push({ stream: log.streamKey, ...next.head, verified: next.verified });
   }
   const time = new Date(first.now()).toISOString();
+  const archived = options.archived === true;
   const line =
     heads.length === 1
-      ? anchorLine(key, { ...(heads[0] as (typeof heads)[number]), time })
-      : anchorSetLine(key, { heads, time });
+      ? anchorLine(key, { ...(heads[0] as (typeof heads)[number]), time, archived })
+      : anchorSetLine(key, { heads, time, archived });
   await appendFile(path, `${line}\n`, { mode: 0o600 });
   return {
     ok: true,
     anchors: heads.map((h) => ({ stream: h.stream, seq: h.seq, hash: h.hash, time, verified: h.verified })),
   };
+}
+
+/**
+ * Moves the entries of every chain in `logs` out of Redis into JSONL archive files (`files[i]`
+ * for `logs[i]`), keeping them verifiable: first one authenticated anchor line marked `archived`
+ * holding every chain's head is appended to the anchors file at `anchorsPath` (after verifying
+ * each chain since its last anchor, as {@link anchorChains}); then each chain's entries up to
+ * that head are appended to its archive file, synced, and trimmed from Redis
+ * ({@link AuditLog.archiveTo}). `verify --anchors` then checks each chain from the archived point
+ * (which an archive anchor must record), and each archive file verifies on its own from seq 1.
+ * A run cut short is finished by the next one (nothing is written twice).
+ *
+ * @throws `INVALID_CONFIG` without a key; `CONFLICT` when a file does not continue its chain's archive.
+ */
+export async function archiveChains(
+  logs: readonly AuditLog[],
+  files: readonly string[],
+  anchorsPath: string,
+): Promise<
+  | {
+      ok: true;
+      chains: { stream: string; file: string; appended: number; trimmed: number; lastSeq: number }[];
+      time: string;
+    }
+  | ChainsFailure
+> {
+  if (files.length !== logs.length)
+    throw new AgentryError("INVALID_INPUT", `${logs.length} chains but ${files.length} archive files`);
+  // Every file must continue its chain's archive before anything is anchored or written.
+  for (const [i, log] of logs.entries()) await log.archiveFileFits(files[i] as string);
+  const anchored = await anchorChains(logs, anchorsPath, { archived: true });
+  if (!anchored.ok) return anchored;
+  const chains = [];
+  for (const [i, log] of logs.entries()) {
+    const head = anchored.anchors[i] as AnchorResult & { stream: string };
+    const file = files[i] as string;
+    chains.push({ stream: log.streamKey, file, ...(await log.archiveTo(file, head)) });
+  }
+  return { ok: true, chains, time: anchored.anchors[0]?.time ?? "" };
 }
 
 /**

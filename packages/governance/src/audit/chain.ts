@@ -38,12 +38,19 @@ export type ChainBreak =
   /** An anchor covers entries the log no longer has (truncated, or the whole log deleted). */
   | "anchor-beyond-head"
   /** An anchor line that fails its own MAC or cannot be read (a tampered anchors file). */
-  | "bad-anchor";
+  | "bad-anchor"
+  /**
+   * The point the chain was archived and trimmed through does not hold: entries remain at or
+   * below it, or no archive anchor records it (entries dropped without being archived).
+   */
+  | "base-mismatch";
 
 /** A checkpoint the chain must still contain: entry `seq` with `hash`. */
 export interface AnchorPoint {
   seq: number;
   hash: string;
+  /** Written by `audit archive`: the chain may be trimmed through this point. */
+  archived?: boolean;
   /** Names the anchor in a failure (`anchors line 3, 2025-01-01T00:00:00.000Z`). */
   label: string;
 }

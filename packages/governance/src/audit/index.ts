@@ -22,6 +22,7 @@ export {
 export {
   AuditLog,
   anchorChains,
+  archiveChains,
   verifyChainsWithAnchors,
   verifyJsonl,
   type ChainsFailure,
