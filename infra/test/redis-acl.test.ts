@@ -10,7 +10,13 @@ import { shardOfSession, shardPrefixes } from "@agentry/core";
 import { startFakeAnthropic, startRedisServer, type FakeAnthropic } from "@agentry/testkit";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { RedisSessionTurns } from "@agentry/memory";
-import { ApprovalStore, AuditLog } from "@agentry/governance";
+import {
+  ApprovalStore,
+  AuditLog,
+  archiveChains,
+  verifyChainsWithAnchors,
+  verifyJsonl,
+} from "@agentry/governance";
 import { createTestApprovers } from "@agentry/governance/testing";
 import { referenceReply } from "@agentry/reference/testing";
 
@@ -23,6 +29,7 @@ const PASSWORDS = {
   producer: "producer-dev-password",
   worker: "worker-dev-password",
   admin: "admin-dev-password",
+  auditor: "auditor-dev-password",
   keda: "keda-dev-password",
 } as const;
 type Role = keyof typeof PASSWORDS;
@@ -487,6 +494,39 @@ function aclScenario(prefix: string, shards: number, lanes = 1): void {
       );
     });
 
+    it("the auditor archives every chain out of Redis (agentry audit archive); no other role may trim, and it may not write", async () => {
+      const auditor = connect("auditor");
+      const key = "acl-test-archive-key-0123456789abcdefghij";
+      const logs = chains.flatMap((chain) =>
+        Array.from(
+          { length: lanes },
+          (_, lane) => new AuditLog({ redis: auditor, prefix: chain, lane, key }),
+        ),
+      );
+      const heads = await Promise.all(logs.map((l) => l.readHead()));
+      const files = logs.map((_, i) => join(dir, `archive-${shards}-${lanes}-${prefix}-${i}.jsonl`));
+      const anchors = join(dir, `archive-anchors-${shards}-${lanes}-${prefix}.jsonl`);
+      const archived = await archiveChains(logs, files, anchors);
+      if (!archived.ok) throw new Error(`not archived: ${JSON.stringify(archived)}`);
+      for (const [i, log] of logs.entries()) {
+        const head = heads[i] as { seq: number };
+        // Everything up to the archived head left Redis and is in the chain's file.
+        expect(archived.chains[i]?.lastSeq).toBeGreaterThanOrEqual(head.seq);
+        const [first] = await auditor.xrange(log.streamKey, "-", "+", "COUNT", 1);
+        if (first) expect(Number(first[0].split("-")[0])).toBeGreaterThan(archived.chains[i]?.lastSeq ?? 0);
+        if (head.seq > 0)
+          expect(await verifyJsonl(files[i] as string)).toMatchObject({
+            ok: true,
+            count: archived.chains[i]?.lastSeq,
+          });
+      }
+      expect(await verifyChainsWithAnchors(logs, anchors)).toMatchObject({ ok: true });
+      for (const role of ["producer", "worker", "admin"] as const)
+        await expect(connect(role).xtrim(`${S}:audit`, "MINID", "0-1")).rejects.toThrow(/NOPERM/);
+      await expect(auditor.del(`${S}:audit`)).rejects.toThrow(/NOPERM/);
+      await expect(auditor.xadd(`${S}:audit`, "*", "e", "{}")).rejects.toThrow(/NOPERM/);
+    });
+
     it("the worker, producer and admin hit no ACL denial beyond the ones provoked above", async () => {
       const inspector = connect(INSPECTOR);
       const log = (await inspector.call("ACL", "LOG", "128")) as unknown[][];
@@ -519,6 +559,8 @@ function aclScenario(prefix: string, shards: number, lanes = 1): void {
         ...shardKeys.map((p) => `admin ${p}:tasks:meta`),
         `admin del`,
         `admin lmove`,
+        // auditor
+        `auditor ${S}:audit`,
         // worker
         `worker ${S}:audit`,
         `worker ${S}:audit:head`,

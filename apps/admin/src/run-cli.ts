@@ -8,6 +8,7 @@ import {
 } from "./commands/approvals.js";
 import {
   auditAnchorCommand,
+  auditArchiveCommand,
   auditExportCommand,
   auditTailCommand,
   auditVerifyCommand,
@@ -43,6 +44,7 @@ export const COMMANDS: readonly Command[] = [
   auditTailCommand,
   auditVerifyCommand,
   auditAnchorCommand,
+  auditArchiveCommand,
   auditExportCommand,
   policyCheckCommand,
 ];

@@ -100,6 +100,54 @@ describe("agentry with AGENTRY_AUDIT_LANES=3", () => {
     expect(tampered.stderr).toContain(`audit chain ${forged.streamKey} broken`);
   });
 
+  it("archives every lane out of Redis into files that verify on their own; Redis keeps verifying from there", async () => {
+    const d = await deployment();
+    const anchors = join(dir.path, `archive-anchors-${d.prefix}.jsonl`);
+    const out = join(dir.path, `archive-${d.prefix}.jsonl`);
+    const archived = await runAgentry(["audit", "archive", "--out", out, "--anchors", anchors], d.env);
+    expect(archived.code).toBe(0);
+    expect(archived.stdout.trim().split("\n")).toEqual([
+      `archived 1 entries of ${d.prefix}:audit (through seq 1) to ${out}; 1 trimmed from Redis`,
+      `archived 2 entries of ${d.prefix}:audit:lane:1 (through seq 2) to ${out}.lane1; 2 trimmed from Redis`,
+      `archived 3 entries of ${d.prefix}:audit:lane:2 (through seq 3) to ${out}.lane2; 3 trimmed from Redis`,
+    ]);
+    for (const lane of d.lanes) expect(await d.client.xlen(lane.streamKey)).toBe(0);
+    for (const file of [out, `${out}.lane1`, `${out}.lane2`])
+      expect((await runAgentry(["audit", "verify", "--file", file], d.env)).code).toBe(0);
+    // New entries continue each lane; verify and a second archive carry on from the archived point.
+    await (d.lanes[1] as AuditLog).append({
+      type: "request",
+      taskId: "task_later",
+      tenant: "acme",
+      data: {},
+    });
+    const checked = await runAgentry(["audit", "verify", "--anchors", anchors, "--json"], d.env);
+    expect(checked.code).toBe(0);
+    expect(JSON.parse(checked.stdout)).toMatchObject({ ok: true, count: 1, chains: 3 });
+    const again = await runAgentry(["audit", "archive", "--out", out, "--anchors", anchors, "--json"], d.env);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({
+      chains: [{ appended: 0 }, { appended: 1, lastSeq: 3 }, { appended: 0 }],
+    });
+    expect(readFileSync(`${out}.lane1`, "utf8").trim().split("\n")).toHaveLength(3);
+    // Another file than the one a lane was archived to: refused with one line, nothing trimmed.
+    const wrong = await runAgentry(
+      ["audit", "archive", "--out", join(dir.path, "elsewhere.jsonl"), "--anchors", anchors],
+      d.env,
+    );
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(
+      /^agentry: not archived: .* ends at seq 0 but .*:audit is archived through seq 1/,
+    );
+    // Without a key nothing can be anchored, so nothing is archived.
+    const keyless = await runAgentry(["audit", "archive", "--out", out, "--anchors", anchors], {
+      ...d.env,
+      AGENTRY_AUDIT_KEY: "",
+    });
+    expect(keyless.code).toBe(1);
+    expect(keyless.stderr).toContain("AGENTRY_AUDIT_KEY is not set");
+  });
+
   it("refuses a lane count out of range with one line", async () => {
     const d = await deployment();
     const bad = await runAgentry(["audit", "verify"], { ...d.env, AGENTRY_AUDIT_LANES: "0" });

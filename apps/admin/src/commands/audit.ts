@@ -1,4 +1,5 @@
 import { resolve } from "node:path";
+import { AgentryError } from "@agentry/core/base";
 import type { AuditEntry, AuditLog, VerifyResult } from "@agentry/governance";
 import { noPositionals, parseCommand, requireFlag } from "../args.js";
 import { parseCount, summarize, table, truncate } from "../format.js";
@@ -9,6 +10,7 @@ const TAIL_USAGE = "agentry audit tail [-n N] [--task ID] [--json]";
 const VERIFY_USAGE = "agentry audit verify [--anchors FILE | --file FILE] [--json]";
 const EXPORT_USAGE = "agentry audit export --out FILE [--json]";
 const ANCHOR_USAGE = "agentry audit anchor --out FILE [--json]";
+const ARCHIVE_USAGE = "agentry audit archive --out FILE --anchors FILE [--json]";
 
 /** `agentry audit tail`: the last entries of the shared audit log. */
 export const auditTailCommand: Command = {
@@ -224,15 +226,8 @@ export const auditExportCommand: Command = {
     const { values, positionals } = parseCommand(argv, { out: { type: "string" } });
     noPositionals(positionals, EXPORT_USAGE);
     const out = resolve(requireFlag(values.out, "--out", EXPORT_USAGE));
-    // One file per chain: FILE for the global chain (the only one with one shard), FILE.shard<i>
-    // for queue shard i's; lane n > 0 of either adds .lane<n>.
     const audits = await ctx.audits();
-    const lanes = ctx.env.AGENTRY_AUDIT_LANES;
-    const files = audits.map((_, i) => {
-      const chain = Math.floor(i / lanes);
-      const base = ctx.auditPrefixes.length === 1 || chain === 0 ? out : `${out}.shard${chain - 1}`;
-      return i % lanes === 0 ? base : `${base}.lane${i % lanes}`;
-    });
+    const files = chainFiles(ctx, out, audits.length);
     const results = [];
     for (const [i, audit] of audits.entries()) {
       const file = files[i] as string;
@@ -249,6 +244,71 @@ export const auditExportCommand: Command = {
     else
       for (const r of results)
         ctx.io.stdout.write(`exported ${r.count} entries (up to seq ${r.lastSeq}) to ${r.file}\n`);
+    return EXIT.OK;
+  },
+};
+
+/**
+ * One file per chain: FILE for the global chain (the only one with one shard), FILE.shard<i> for
+ * queue shard i's; lane n > 0 of either adds .lane<n>. The order of `ctx.audits()`.
+ */
+function chainFiles(
+  ctx: { auditPrefixes: string[]; env: { AGENTRY_AUDIT_LANES: number } },
+  out: string,
+  chains: number,
+): string[] {
+  const lanes = ctx.env.AGENTRY_AUDIT_LANES;
+  return Array.from({ length: chains }, (_, i) => {
+    const chain = Math.floor(i / lanes);
+    const base = ctx.auditPrefixes.length === 1 || chain === 0 ? out : `${out}.shard${chain - 1}`;
+    return i % lanes === 0 ? base : `${base}.lane${i % lanes}`;
+  });
+}
+
+/**
+ * `agentry audit archive`: moves the audit entries out of Redis into JSONL archive files (one per
+ * chain, named as `export` names them), keeping every chain verifiable. Anchors every head first
+ * (an archive anchor in the anchors file), appends each chain's entries since its last archive,
+ * verified, to its file, syncs it, then trims Redis through the anchored head.
+ */
+export const auditArchiveCommand: Command = {
+  path: ["audit", "archive"],
+  usage: ARCHIVE_USAGE,
+  summary: "Move audit entries out of Redis into archive files (anchored first, then trimmed from Redis).",
+  details:
+    "Needs AGENTRY_AUDIT_KEY and a Redis user allowed to trim the audit streams (the `auditor` user of infra/redis/users.acl). " +
+    "FILE grows with every run: give the same files each time (FILE.shard<i>, FILE.lane<n> for other chains, as `export` names them). " +
+    "Each file verifies on its own with `agentry audit verify --file`; `agentry audit verify --anchors` checks what Redis keeps from the archived point, which an archive anchor must record.",
+  async run(ctx, argv) {
+    const { values, positionals } = parseCommand(argv, {
+      out: { type: "string" },
+      anchors: { type: "string" },
+    });
+    noPositionals(positionals, ARCHIVE_USAGE);
+    const out = resolve(requireFlag(values.out, "--out", ARCHIVE_USAGE));
+    const anchors = resolve(requireFlag(values.anchors, "--anchors", ARCHIVE_USAGE));
+    if (!ctx.env.AGENTRY_AUDIT_KEY)
+      throw new CliError(
+        "AGENTRY_AUDIT_KEY is not set: an archive must be anchored with an authenticated line",
+      );
+    const audits = await ctx.audits();
+    const files = chainFiles(ctx, out, audits.length);
+    const { archiveChains } = await import("@agentry/governance");
+    const result = await archiveChains(audits, files, anchors).catch((err: NodeJS.ErrnoException) => {
+      if (typeof err?.code === "string" && err.syscall)
+        throw new CliError(`cannot use ${err.path ?? out}: ${err.message}`, { cause: err });
+      if (AgentryError.isInstance(err) && err.code === "CONFLICT")
+        throw new CliError(`not archived: ${err.message}`, { cause: err });
+      throw err;
+    });
+    if (!result.ok)
+      throw new CliError(`not archived: ${brokenMessage(result, chainName(ctx, result.stream))}`, { result });
+    if (values.json) writeJson(ctx.io.stdout, { anchors, time: result.time, chains: result.chains });
+    else
+      for (const c of result.chains)
+        ctx.io.stdout.write(
+          `archived ${c.appended} entries of ${c.stream} (through seq ${c.lastSeq}) to ${c.file}; ${c.trimmed} trimmed from Redis\n`,
+        );
     return EXIT.OK;
   },
 };

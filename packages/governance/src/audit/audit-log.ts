@@ -806,7 +806,11 @@ export class AuditLog implements AuditSink {
     if (last.seq < through.seq) {
       // Everything written to the file is verified first (links and MACs), from the file's last
       // entry: the archive is a chain that verifies on its own.
-      const verifier = new ChainVerifier(last, { keys: this.keys });
+      // The archive anchor at `through` vouches for entries written before a key was configured.
+      const verifier = new ChainVerifier(last, {
+        keys: this.keys,
+        anchors: [{ ...through, archived: true, label: `archive anchor of seq ${through.seq}` }],
+      });
       const file = await open(path, "a", 0o600);
       try {
         let start = `${last.seq + 1}-0`;
