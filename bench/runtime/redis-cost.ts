@@ -21,7 +21,8 @@
  * Figures are server-wide: nothing else uses the private server.
  */
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
@@ -29,7 +30,7 @@ import { createRedis } from "../../packages/core/src/index.js";
 import { ScriptedModel, scriptedTurn, type ScriptedRule } from "../../packages/llm/src/index.js";
 import { ToolRegistry, defineTool } from "../../packages/agent/src/index.js";
 import { RedisSessionStore, RedisSessionTurns } from "../../packages/memory/src/index.js";
-import { AuditLog } from "../../packages/governance/src/index.js";
+import { AuditLog, archiveChains } from "../../packages/governance/src/index.js";
 import {
   AgentWorker,
   AgentryClient,
@@ -44,6 +45,8 @@ import { startWorker } from "../lib/worker-process.js";
 import { round, table } from "../lib/stats.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** The audit key of the agent side's workers, as a production deployment sets one. */
+const AUDIT_KEY = "bench-redis-cost-audit-key-0123456789abcdef";
 const args = flags({
   tasks: "1000",
   "long-steps": "10,20,30",
@@ -215,10 +218,17 @@ async function memoryByFamily(redis: RedisClient, prefix: string): Promise<Map<s
   return families;
 }
 
-async function agent(redis: RedisClient, url: string, lanes: number, breakdown = true, allowanceCalls = 0) {
+async function agent(
+  redis: RedisClient,
+  url: string,
+  laneCount: number,
+  breakdown = true,
+  allowanceCalls = 0,
+) {
   const prefix = freshPrefix("cost");
   const env = {
-    AGENTRY_AUDIT_LANES: String(lanes),
+    AGENTRY_AUDIT_KEY: AUDIT_KEY,
+    AGENTRY_AUDIT_LANES: String(laneCount),
     AGENTRY_BUDGET_ALLOWANCE_CALLS: String(allowanceCalls),
     REDIS_URL: url,
     AGENTRY_PREFIX: prefix,
@@ -271,7 +281,14 @@ async function agent(redis: RedisClient, url: string, lanes: number, breakdown =
     const resultBytes = results.reduce((s, r) => s + Buffer.byteLength(r ?? ""), 0) / ids.length;
     const families = breakdown ? await memoryByFamily(redis, prefix) : new Map<string, number>();
     if (!breakdown)
-      return { cost: perJob(before, after, TASKS), resultBytes, families, tasks: ids.length, bytes: [] };
+      return {
+        cost: perJob(before, after, TASKS),
+        resultBytes,
+        families,
+        tasks: ids.length,
+        bytes: [],
+        archive: undefined,
+      };
     // Where the bytes go: MONITOR (which slows Redis, so outside the measured run) over a few
     // more tasks, each command's RESP size summed by command and, for scripts, by script file.
     const watcher = redis.duplicate();
@@ -296,7 +313,34 @@ async function agent(redis: RedisClient, url: string, lanes: number, breakdown =
     const bytes = [...bytesBy]
       .map(([label, n]): [string, number] => [label, n / sampleTasks])
       .sort((x, y) => y[1] - x[1]);
-    return { cost: perJob(before, after, TASKS), resultBytes, families, tasks: ids.length, bytes };
+    // What `agentry audit archive` gives back: every lane's entries moved to files, then Redis's
+    // used_memory again. Per task over every task run so far (warm-up and MONITOR ones too).
+    const lanes = Array.from(
+      { length: laneCount },
+      (_, lane) => new AuditLog({ redis, prefix, lane, key: AUDIT_KEY }),
+    );
+    const archiveDir = mkdtempSync(join(tmpdir(), "agentry-bench-archive-"));
+    const unarchived = (await sample(redis)).usedMemory;
+    const archiveStarted = performance.now();
+    const archived = await archiveChains(
+      lanes,
+      lanes.map((_, i) => join(archiveDir, `audit.lane${i}.jsonl`)),
+      join(archiveDir, "anchors.jsonl"),
+    );
+    const archiveSeconds = (performance.now() - archiveStarted) / 1000;
+    if (!archived.ok) throw new Error(`audit archive failed: ${JSON.stringify(archived)}`);
+    const archivedEntries = archived.chains.reduce((n, c) => n + c.appended, 0);
+    const allTasks = 100 + TASKS + sampleTasks;
+    const freedPerTask = (unarchived - (await sample(redis)).usedMemory) / allTasks;
+    rmSync(archiveDir, { recursive: true, force: true });
+    return {
+      cost: perJob(before, after, TASKS),
+      resultBytes,
+      families,
+      tasks: ids.length,
+      bytes,
+      archive: { freedPerTask, entries: archivedEntries, seconds: archiveSeconds },
+    };
   } finally {
     for (const w of workers) w.kill("SIGKILL");
     await client.close();
@@ -472,6 +516,15 @@ async function main(): Promise<void> {
         a.cost.memory - streamBytes,
       )} B per task`,
     );
+    const archive = a.archive;
+    if (archive) {
+      console.log(
+        `\nagentry audit archive: ${archive.entries} entries to files in ${round(archive.seconds, 2)} s; used_memory freed ${round(archive.freedPerTask)} B per task`,
+      );
+      console.log(
+        `retained once the task streams expired and the audit log was archived: ${round(a.cost.memory - streamBytes - archive.freedPerTask)} B per task (result ${round(a.resultBytes)} B)`,
+      );
+    }
     console.log(`\nBytes sent to Redis per agent task by command and script (MONITOR over 50 more tasks)`);
     console.log(
       table(
@@ -505,6 +558,16 @@ async function main(): Promise<void> {
         value: `${round(drawn.cost.cpuUs)} µs, ${round(drawn.cost.inBytes)} B, ${round(drawn.cost.memory)} B`,
         note: `ratios ${round(drawn.cost.cpuUs / b.cpuUs, 2)}, ${round(drawn.cost.inBytes / b.inBytes, 2)} and ${round(drawn.cost.memory / b.memory, 2)} to a bare job; AGENTRY_AUDIT_LANES=${AUDIT_LANES}`,
       },
+      ...(a.archive
+        ? [
+            {
+              label: "retained per completed task once its stream expired and the audit log was archived",
+              value: round(a.cost.memory - streamBytes - a.archive.freedPerTask),
+              unit: "B",
+              note: `agentry audit archive freed ${round(a.archive.freedPerTask)} B per task (${a.archive.entries} entries to files in ${round(a.archive.seconds, 2)} s); result ${round(a.resultBytes)} B (target ≤ 2 KB + result)`,
+            },
+          ]
+        : []),
       {
         label: "Redis commands per task, agent / bare",
         value: `${round(a.cost.calls, 1)} / ${round(b.calls, 1)}`,

@@ -43,14 +43,16 @@ export class RedisSessionStore implements SessionStore {
     return this.keys.key("session", keyPart(sessionId), "messages");
   }
 
+  /** `<prefix>:session:<session>:once:<once>`: an append with `once` leaves it for the session's TTL. */
+  onceKey(sessionId: string, once: string): string {
+    return this.keys.key("session", keyPart(sessionId), "once", keyPart(once));
+  }
+
   async append(sessionId: string, messages: Message[], options: AppendOptions = {}): Promise<boolean> {
     const encoded = encodeMessages(sessionId, messages, this.options.maxMessageBytes);
     const key = this.key(sessionId);
     const fence = fenceArgs(options.fence, key);
-    const onceKey =
-      options.once === undefined
-        ? key
-        : this.keys.key("session", keyPart(sessionId), "once", keyPart(options.once));
+    const onceKey = options.once === undefined ? key : this.onceKey(sessionId, options.once);
     // Keeping the last maxMessages loses nothing load could return.
     const reply = await scripts.appendMessages(
       this.redis,

@@ -30,6 +30,11 @@ export interface SessionStore {
   load(sessionId: string): Promise<Message[]>;
   exists(sessionId: string): Promise<boolean>;
   clear(sessionId: string): Promise<void>;
+  /**
+   * The Redis key of a `once` marker, for stores that keep one: a completed task's marker is
+   * dropped with its step log (no fenced append can come after completion).
+   */
+  onceKey?(sessionId: string, once: string): string;
 }
 
 /** Bounds and limits shared by every {@link SessionStore}. */

@@ -299,13 +299,18 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       );
       await steps.write({ progress: { step: result.steps, phase: "done" } });
       await endTurn(options, lease, ex);
-      // No attempt of the task can write again once it is completed (every entry is fenced by
-      // its job lock), so its request and response markers need not wait out their TTL.
+      // No attempt of the task can write again once it is completed (every entry and the
+      // session append are fenced by its job lock), so its request and response markers and its
+      // session history marker need not wait out their TTL.
       const onceKey = options.audit?.onceKey?.bind(options.audit);
+      const drop = [
+        ...(onceKey ? [onceKey(`request:${task}`), onceKey(`response:${task}`)] : []),
+        ...(options.sessions?.onceKey ? [options.sessions.onceKey(session, `history:${task}`)] : []),
+      ];
       return {
         type: "completed",
         result: taskResult,
-        ...(onceKey ? { dropWhenCompleted: [onceKey(`request:${task}`), onceKey(`response:${task}`)] } : {}),
+        ...(drop.length > 0 ? { dropWhenCompleted: drop } : {}),
       };
     } catch (thrown) {
       // Stopped for a reason that is not the task's (the worker shuts down and hands the task

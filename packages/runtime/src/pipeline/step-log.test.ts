@@ -3,6 +3,7 @@ import { z } from "zod";
 import { AgentryError, createLogger, type AuditSink } from "@agentry/core";
 import { ToolRegistry, defineTool, runAgent, type AgentState } from "@agentry/agent";
 import { ScriptedModel, scriptedError, scriptedText, scriptedToolUse, type ScriptedRule } from "@agentry/llm";
+import { RedisSessionStore } from "@agentry/memory";
 import { useTestRedis } from "@agentry/testkit";
 import { AgentryClient } from "../client/agentry-client.js";
 import { AgentWorker } from "../worker/agent-worker.js";
@@ -149,6 +150,7 @@ describe("the step log in Redis", () => {
       tools: pageTools(ran),
       redis: conn,
       prefix,
+      sessions: new RedisSessionStore({ redis: conn, prefix }),
       ...(audit ? { audit } : {}),
     });
     const w = new AgentWorker({ url: redis.url, prefix, logger, handler });
@@ -199,6 +201,9 @@ describe("the step log in Redis", () => {
     // Its request and response markers went with the log: no attempt can write again.
     expect(marked).toEqual(new Set(["request", "response"]));
     expect(await conn.keys(`${prefix}:audit:once:*`)).toEqual([]);
+    // So did its session history marker (the history itself stays).
+    expect(await conn.keys(`${prefix}:session:*:once:*`)).toEqual([]);
+    expect(await conn.keys(`${prefix}:session:*:messages`)).toHaveLength(1);
     // The task's stream stays for followers, no longer than the finished retention (5 min).
     const ttl = await conn.pttl(taskStreamKey(prefix, "tasks", taskId));
     expect(ttl).toBeGreaterThan(0);
