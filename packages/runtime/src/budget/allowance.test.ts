@@ -145,6 +145,22 @@ describe("AllowanceLedger", () => {
     });
   });
 
+  it("holds nothing when a draw fails: the error reaches the caller, and what was drawn goes back unused", async () => {
+    const { ledger, allowances } = setUp(4);
+    // The second scope is not a scope: its draw throws while the first one's succeeds.
+    await expect(
+      allowances.reserve({
+        taskId: "a",
+        scopes: ["global", "not a scope" as BudgetScope],
+        amount: amount(100),
+      }),
+    ).rejects.toMatchObject({ code: "INVALID_INPUT" });
+    expect((await ledger.getStats("global")).reserved).toEqual(amount(400));
+    await allowances.close(1_000);
+    expect(allowances.openAllowances).toBe(0);
+    expect(await ledger.getStats("global")).toMatchObject({ used: amount(0), reserved: amount(0) });
+  });
+
   it("returns an idle allowance on its own beat", async () => {
     const prefix = `{${redis.freshPrefix("allowance-idle")}}`;
     const ledger = new BudgetLedger({ redis: redis.client(), prefix });

@@ -147,13 +147,19 @@ export class AllowanceLedger implements CallLedger {
       }
       const missing = scopes.filter((s) => !held.has(s));
       if (missing.length === 0) break;
-      const drawn = await Promise.all(missing.map((s) => this.#draw(s, amount)));
-      const refused = drawn.find((d): d is Refused => d !== null && "ok" in d);
-      for (const [i, d] of drawn.entries())
-        if (d !== null && !("ok" in d)) held.set(missing[i] as BudgetScope, d);
-      if (refused) {
+      const settled = await Promise.allSettled(missing.map((s) => this.#draw(s, amount)));
+      let refused: Refused | undefined;
+      let failure: unknown;
+      for (const [i, r] of settled.entries()) {
+        if (r.status === "rejected") failure ??= r.reason;
+        else if (r.value !== null && "ok" in r.value) refused ??= r.value;
+        else if (r.value !== null) held.set(missing[i] as BudgetScope, r.value);
+      }
+      if (refused || failure !== undefined) {
+        // Nothing is held for a call that is not granted (a drawn allowance stays for others).
         for (const a of held.values()) a.held = sub(a.held, amount);
-        return refused;
+        if (failure !== undefined) throw failure;
+        return refused as Refused;
       }
     }
     const call: CallReservation = {
