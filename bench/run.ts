@@ -106,13 +106,15 @@ const BENCHMARKS: Benchmark[] = [
       "as the Cluster tests do; the run's own Redis is not used), the fake Messages API at zero latency through the real " +
       "Anthropic SDK, and three worker processes (`apps/worker/src/main.ts`, concurrency 24 each, `AGENTRY_AUDIT_LANES=4`: a " +
       "lane per worker and one for the client) consuming every shard. " +
-      "A task is the weather prompt (two model calls, each a budget reserve and settle on the global ledger, one tool call), " +
-      "each in its own session. The same tasks run with AGENTRY_SHARDS=1 and then 3 (fresh prefixes, fresh workers), timed " +
+      "A task is the weather prompt (two model calls, one tool call), each in its own session. The same tasks run with " +
+      "AGENTRY_SHARDS=1 and then 3, both with budget allowances (`AGENTRY_BUDGET_ALLOWANCE_CALLS=8`: each worker process draws " +
+      "8 calls' worth per budget scope from the global ledger and returns it settled), then with 3 shards and a reserve and a " +
+      "settle on the global ledger per model call (allowances off), fresh prefixes and fresh workers each time, timed " +
       "from the first submit to the last completion, with INFO cpu (sys + user) read on every master before and after: each " +
       "master's share of the run's Redis CPU, and the ceiling at one core per master, tasks ÷ the busiest master's CPU " +
       "seconds. For scale, no-op BullMQ jobs on one queue of the same cluster with the same workers. Budget: a global limit a " +
-      "burst of tasks from all three shards overruns; overshoot is the ledger's use past the limit after every task ended, " +
-      "and the ledger must equal what the fake provider billed.",
+      "burst of tasks from all three shards overruns, with allowances; overshoot is the ledger's use past the limit once " +
+      "every task ended and the workers returned their allowances, and the ledger must then equal what the fake provider billed.",
     script: "bench/runtime/cluster-shards.ts",
     args: {
       full: ["--tasks", "1500", "--budget-tasks", "150"],
@@ -128,19 +130,25 @@ const BENCHMARKS: Benchmark[] = [
       "and used_memory retained with the completed jobs kept. Agent side: two worker processes (`apps/worker/src/main.ts`, " +
       "concurrency 25 each, `AGENTRY_LLM=scripted`, the reference wiring, `AGENTRY_AUDIT_LANES=3`: a lane per worker and one " +
       "for the producer) run weather tasks (two model calls, one tool call) submitted with session order and fair share; then " +
-      "the same with `AGENTRY_AUDIT_LANES=1` (both workers on one audit chain), CPU, commands and bytes only; bare side: no-op " +
+      "the same with `AGENTRY_AUDIT_LANES=1` (both workers on one audit chain), CPU, commands and bytes only, and the same " +
+      "with budget allowances (`AGENTRY_BUDGET_ALLOWANCE_CALLS=8`); each sample is taken once every budget reservation is " +
+      "closed. The workers hold an audit key (`AGENTRY_AUDIT_KEY`), as a deployment does. Bare side: no-op " +
       "jobs with the catalog's job options, a worker at concurrency 50. Then the commandstats breakdown and MEMORY USAGE by " +
       "key family (retained once the completed tasks' streams have expired is used_memory less their MEMORY USAGE), MONITOR " +
-      "over 50 more tasks for the bytes by command and script, and a long task (a scripted model calling a tool with 4 KB " +
+      "over 50 more tasks for the bytes by command and script, then `agentry audit archive` of every lane (archiveChains: " +
+      "anchor, files, trim) and the used_memory it frees per task, and a long task (a scripted model calling a tool with 4 KB " +
       "results in a loop) run alone at 10, 20 and 30 model calls: bytes sent to Redis for the whole task.",
     note:
       "How to read it. The targets of a third of the work (CPU ≤ 4×, bytes ≤ 5× a bare job, retained ≤ 2 KB + the result) are " +
       "not met; the breakdown says where the rest goes. Every step is one fenced MULTI/EXEC (step log, progress, the step's " +
       "audit entries) and bytes grow linearly with steps (long task). What a bare job does not do and a task must: a tamper-" +
-      "evident audit entry per request, decision, budget movement, action and response (HMAC-linked JSON, kept for good: the " +
-      "largest share of bytes sent and of memory retained), a budget reservation and settle per model call on every scope and " +
+      "evident audit entry per request, decision, budget movement, action and response (HMAC-linked JSON with its content: " +
+      "the largest share of bytes sent, more than 5× a bare job's bytes on their own), budget accounting on every scope and " +
       "period, session history, turns and fair share. With one audit lane two worker processes race for the chain head and a " +
-      "lost race sends the whole step write again, which the lane-per-worker row removes.",
+      "lost race sends the whole step write again, which the lane-per-worker row removes; budget allowances take the per-call " +
+      "reserve and settle off Redis (a draw and a return per 8 calls); archiving moves the audit entries, the largest share " +
+      "of what a completed task keeps, to files. Of what stays, BullMQ's events stream is capped at 10 000 entries in all, so " +
+      "its share per task falls once more than 10 000 tasks have run.",
     script: "bench/runtime/redis-cost.ts",
     args: {
       full: ["--tasks", "1000", "--long-steps", "10,20,30"],
