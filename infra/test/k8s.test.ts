@@ -213,6 +213,33 @@ describe("audit anchor CronJob", () => {
       if (from.configMapRef) expect(find("ConfigMap", from.configMapRef.name)).toBeDefined();
   });
 
+  it("archives with `agentry audit archive` into the anchors' volume, as the auditor user, at a minute the anchors never run", () => {
+    const archive = find("CronJob", "agentry-audit-archive") as CronJobDoc | undefined;
+    expect(archive).toBeDefined();
+    const spec = (archive as CronJobDoc).spec;
+    expect(spec.concurrencyPolicy).toBe("Forbid");
+    const [minute] = spec.schedule.split(" ");
+    expect(Number(minute) % 15).not.toBe(0);
+    const pod = spec.jobTemplate.spec.template.spec;
+    const container = pod.containers[0] as Container & {
+      volumeMounts?: { name: string; mountPath: string }[];
+    };
+    expect(container.args?.slice(0, 3)).toEqual(["agentry", "audit", "archive"]);
+    const flag = (name: string) => container.args?.[(container.args?.indexOf(name) ?? -2) + 1] as string;
+    // The same anchors file the anchor CronJob writes: an archive anchor joins its lines.
+    const anchorArgs = (cron as CronJobDoc).spec.jobTemplate.spec.template.spec.containers[0]?.args ?? [];
+    expect(flag("--anchors")).toBe(anchorArgs[4]);
+    const mount = container.volumeMounts?.find((m) => flag("--out").startsWith(`${m.mountPath}/`));
+    expect(mount).toBeDefined();
+    expect(pod.volumes?.find((v) => v.name === mount?.name)?.persistentVolumeClaim?.claimName).toBe(
+      "agentry-audit-anchors",
+    );
+    const fromSecret = (name: string) => container.env?.find((e) => e.name === name)?.valueFrom?.secretKeyRef;
+    expect(fromSecret("REDIS_URL")?.key).toBe("AUDITOR_REDIS_URL");
+    expect(secretKeys()).toContain("AUDITOR_REDIS_URL");
+    expect(fromSecret("AGENTRY_AUDIT_KEY")).toEqual({ name: "agentry-secrets", key: "AGENTRY_AUDIT_KEY" });
+  });
+
   it("every writer of the audit log gets the same AGENTRY_AUDIT_KEY", () => {
     for (const name of ["agentry-worker", "agentry-producer"]) {
       const env = deployment(name).spec.template.spec.containers[0]?.env ?? [];

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { promisify } from "node:util";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,17 +11,12 @@ import { shardOfSession, shardPrefixes } from "@agentry/core";
 import { startFakeAnthropic, startRedisServer, type FakeAnthropic } from "@agentry/testkit";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { RedisSessionTurns } from "@agentry/memory";
-import {
-  ApprovalStore,
-  AuditLog,
-  archiveChains,
-  verifyChainsWithAnchors,
-  verifyJsonl,
-} from "@agentry/governance";
+import { ApprovalStore, AuditLog, verifyChainsWithAnchors, verifyJsonl } from "@agentry/governance";
 import { createTestApprovers } from "@agentry/governance/testing";
 import { referenceReply } from "@agentry/reference/testing";
 
 const repo = fileURLToPath(new URL("../../", import.meta.url));
+const execFileAsync = promisify(execFile);
 const ACL_FILE = join(repo, "infra/redis/users.acl");
 const REDIS_CONF = join(repo, "infra/redis/redis.conf");
 /** The prefix the shipped ACL file is written for, untagged (one server) and tagged (Redis Cluster). */
@@ -494,7 +490,7 @@ function aclScenario(prefix: string, shards: number, lanes = 1): void {
       );
     });
 
-    it("the auditor archives every chain out of Redis (agentry audit archive); no other role may trim, and it may not write", async () => {
+    it("the auditor runs agentry audit archive: every chain out of Redis into files; no other role may trim, and it may not write", async () => {
       const auditor = connect("auditor");
       const key = "acl-test-archive-key-0123456789abcdefghij";
       const logs = chains.flatMap((chain) =>
@@ -504,21 +500,50 @@ function aclScenario(prefix: string, shards: number, lanes = 1): void {
         ),
       );
       const heads = await Promise.all(logs.map((l) => l.readHead()));
-      const files = logs.map((_, i) => join(dir, `archive-${shards}-${lanes}-${prefix}-${i}.jsonl`));
+      const out = join(dir, `archive-${shards}-${lanes}-${prefix}.jsonl`);
       const anchors = join(dir, `archive-anchors-${shards}-${lanes}-${prefix}.jsonl`);
-      const archived = await archiveChains(logs, files, anchors);
-      if (!archived.ok) throw new Error(`not archived: ${JSON.stringify(archived)}`);
+      // The real CLI, as the auditor user.
+      const cli = await execFileAsync(
+        process.execPath,
+        [
+          "--conditions=@agentry/source",
+          "--import",
+          "tsx",
+          "apps/admin/src/cli.ts",
+          "audit",
+          "archive",
+          "--out",
+          out,
+          "--anchors",
+          anchors,
+          "--json",
+        ],
+        {
+          cwd: repo,
+          env: {
+            ...process.env,
+            REDIS_URL: urlFor("auditor"),
+            AGENTRY_PREFIX: prefix,
+            AGENTRY_SHARDS: String(shards),
+            AGENTRY_AUDIT_LANES: String(lanes),
+            AGENTRY_AUDIT_KEY: key,
+            OTEL_EXPORTER_OTLP_ENDPOINT: "",
+          },
+        },
+      );
+      const archived = JSON.parse(cli.stdout) as {
+        chains: { stream: string; file: string; appended: number; lastSeq: number }[];
+      };
+      expect(archived.chains.map((c) => c.stream)).toEqual(logs.map((l) => l.streamKey));
       for (const [i, log] of logs.entries()) {
         const head = heads[i] as { seq: number };
+        const chain = archived.chains[i] as { file: string; lastSeq: number };
         // Everything up to the archived head left Redis and is in the chain's file.
-        expect(archived.chains[i]?.lastSeq).toBeGreaterThanOrEqual(head.seq);
+        expect(chain.lastSeq).toBeGreaterThanOrEqual(head.seq);
         const [first] = await auditor.xrange(log.streamKey, "-", "+", "COUNT", 1);
-        if (first) expect(Number(first[0].split("-")[0])).toBeGreaterThan(archived.chains[i]?.lastSeq ?? 0);
+        if (first) expect(Number(first[0].split("-")[0])).toBeGreaterThan(chain.lastSeq);
         if (head.seq > 0)
-          expect(await verifyJsonl(files[i] as string)).toMatchObject({
-            ok: true,
-            count: archived.chains[i]?.lastSeq,
-          });
+          expect(await verifyJsonl(chain.file)).toMatchObject({ ok: true, count: chain.lastSeq });
       }
       expect(await verifyChainsWithAnchors(logs, anchors)).toMatchObject({ ok: true });
       for (const role of ["producer", "worker", "admin"] as const)

@@ -374,12 +374,13 @@ export class AgentWorker implements WorkerControl {
     const finishedTtlMs = this.options.taskStream?.finishedTtlMs ?? DEFAULT_TASK_STREAM_LIMITS.finishedTtlMs;
     const drop = this.dropWhenCompleted.get(taskId) ?? [];
     this.dropWhenCompleted.delete(taskId);
-    // One round trip, each command on its own (a marker that cannot be dropped, e.g. refused by
-    // an ACL, only keeps its TTL): the step log goes; the task stream only shortens its life
-    // (`LT`), so followers still reading get the rest.
+    // One round trip, each command on its own, one key each (a marker that cannot be dropped,
+    // e.g. refused by an ACL, only keeps its TTL; and an ACL grants a multi-key command only when
+    // one rule covers all its keys, which audit and session markers do not share): the step log
+    // goes; the task stream only shortens its life (`LT`), so followers still reading get the rest.
     const keys = jobKeys(this.prefix, this.queueName, taskId);
     const pipeline = this.redis.pipeline().unlink(keys.steps).pexpire(keys.stream, finishedTtlMs, "LT");
-    if (drop.length > 0) pipeline.unlink(...drop);
+    for (const key of drop) pipeline.unlink(key);
     const failed = ((await pipeline.exec()) ?? []).find(([err]) => err)?.[0];
     if (failed) throw failed;
     if (job.data.checkpoint === undefined) return;
