@@ -199,6 +199,9 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       ? new AllowanceLedger({
           ledger,
           callsPerDraw: config.AGENTRY_BUDGET_ALLOWANCE_CALLS,
+          // Returned well within its reservation's lease, so only a dead process's is reaped.
+          maxAgeMs: Math.max(2, Math.min(5_000, Math.floor(config.AGENTRY_BUDGET_LEASE_MS / 2))),
+          idleMs: Math.max(1, Math.min(1_000, Math.floor(config.AGENTRY_BUDGET_LEASE_MS / 4))),
           holder: actor,
           logger,
         })

@@ -309,6 +309,11 @@ export async function tenantCapHoldsAcrossShards(d: ShardedDeployment): Promise<
  */
 export async function globalBudgetHoldsAcrossShards(d: ShardedDeployment): Promise<void> {
   const ledger = new BudgetLedger({ redis: d.conn, prefix: d.prefix });
+  // A limit holds for what is drawn after it is set: the allowances the earlier tests' calls
+  // drew come back first (idle within a second), so their usage is settled before the limit.
+  await expect
+    .poll(async () => (await ledger.getStats("global")).reserved.tokens, { timeout: 30_000 })
+    .toBe(0);
   // What a task costs so far, to set a limit a burst of tasks overruns about three times.
   const before = (await ledger.getStats("global")).used.tokens;
   const perTask = Math.max(1, Math.ceil(before / Math.max(1, d.fake.requests.length / 2)));
