@@ -161,6 +161,28 @@ describe("AllowanceLedger", () => {
     expect(await ledger.getStats("global")).toMatchObject({ used: amount(0), reserved: amount(0) });
   });
 
+  it("refuses a bad amount or a scope listed twice with INVALID_INPUT, before anything is drawn", async () => {
+    const { allowances, reservations } = setUp(4);
+    for (const bad of [amount(-1), amount(1.5), { tokens: 1 } as never])
+      await expect(
+        allowances.reserve({ taskId: "a", scopes: ["global"], amount: bad }),
+      ).rejects.toMatchObject({
+        code: "INVALID_INPUT",
+      });
+    await expect(
+      allowances.reserve({ taskId: "a", scopes: ["global", "global"], amount: amount(1) }),
+    ).rejects.toMatchObject({ code: "INVALID_INPUT" });
+    expect(await reservations()).toBe(0);
+    const r = await allowances.reserve({ taskId: "a", scopes: ["global"], amount: amount(10) });
+    if (!r.ok) throw new Error("refused");
+    await expect(allowances.settle(r.reservation.id, amount(Number.NaN))).rejects.toMatchObject({
+      code: "INVALID_INPUT",
+    });
+    // The call is still open: a good settle goes through.
+    expect(await allowances.settle(r.reservation.id, amount(5))).toMatchObject({ settled: true });
+    await allowances.close();
+  });
+
   it("returns an idle allowance on its own beat", async () => {
     const prefix = `{${redis.freshPrefix("allowance-idle")}}`;
     const ledger = new BudgetLedger({ redis: redis.client(), prefix });

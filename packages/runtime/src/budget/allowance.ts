@@ -133,8 +133,10 @@ export class AllowanceLedger implements CallLedger {
     const existing = this.#calls.get(id);
     if (existing) return { ok: true, existing: true, reservation: this.#reservation(id, existing) };
     if (this.#closed.has(id)) throw new AgentryError("CONFLICT", `Reservation ${id} is already closed`);
-    const amount = input.amount;
+    const amount = checkAmount(input.amount, "amount");
     const scopes = [...input.scopes];
+    if (new Set(scopes).size !== scopes.length)
+      throw new AgentryError("INVALID_INPUT", `a scope is listed twice: ${scopes.join(", ")}`);
     // Holds what it can at once, draws on the scopes without room (a draw holds its drawer's
     // amount before anyone else can use it), and goes round for what a draw of another call was
     // waited for. A refusal gives back what this call held.
@@ -175,6 +177,7 @@ export class AllowanceLedger implements CallLedger {
 
   /** Settles a call's reservation in memory at `actual`; its allowances carry it to the ledger when returned. */
   async settle(reservationId: string, actual: BudgetAmount): Promise<SettleResult> {
+    checkAmount(actual, "actual");
     const call = this.#calls.get(reservationId);
     if (!call) return this.#closedAnswer(reservationId, actual);
     this.#calls.delete(reservationId);
@@ -374,6 +377,14 @@ export class AllowanceLedger implements CallLedger {
       actual.tokens > before.charged.tokens || actual.costMicroUsd > before.charged.costMicroUsd;
     return { settled: false, alreadySettled: true, charged: before.charged, overrun };
   }
+}
+
+/** Whole, non-negative tokens and micro-USD (what the ledger accepts), or `INVALID_INPUT`. */
+function checkAmount(a: BudgetAmount, what: string): BudgetAmount {
+  for (const n of [a?.tokens, a?.costMicroUsd])
+    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0)
+      throw new AgentryError("INVALID_INPUT", `${what} must be whole, non-negative tokens and micro-USD`);
+  return a;
 }
 
 function add(a: BudgetAmount, b: BudgetAmount): BudgetAmount {
