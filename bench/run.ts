@@ -232,8 +232,10 @@ const BENCHMARKS: Benchmark[] = [
     about:
       "Reserve+settle pairs per second on the budget ledger, each reservation covering four scopes (global, tenant, user, session), " +
       "from one process at concurrency 1, 16 and 64 and from 4 processes at concurrency 16 each; latencies are per pair, over " +
-      "every pair. Then 4 processes × 64 loops hammer a small budget until it " +
-      "is spent and the overshoot past any limit is summed (must be 0).",
+      "every pair. Then the same pairs through budget allowances (`AllowanceLedger`, 8 calls' worth per draw), one process " +
+      "and 4, with the Redis script calls per pair (commandstats): a draw and a return per allowance instead of a reserve " +
+      "and a settle per pair. Then 4 processes × 64 loops hammer a small budget until it is spent, on the ledger and " +
+      "through allowances, and the overshoot past any limit is summed (must be 0 both times).",
     script: "bench/budget/reserve-settle.ts",
     args: { full: ["--seconds", "5"], quick: ["--seconds", "1"] },
     parse: parseBudget,

@@ -1,7 +1,9 @@
 /**
  * Budget ledger throughput: reserve+settle pairs per second (each reserve covers four
  * scopes: global, tenant, user, session), from one process at concurrency 1, 16 and 64 and
- * from 4 processes, then an overshoot check against a small budget (must print 0).
+ * from 4 processes, then the same through budget allowances (AllowanceLedger, 8 calls' worth
+ * per draw) with the script calls per pair, then an overshoot check against a small budget,
+ * on the ledger and through allowances (each must print 0).
  *
  *   node --conditions=@agentry/source --import tsx bench/budget/reserve-settle.ts [--seconds N]
  *
@@ -11,12 +13,19 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { createRedis } from "../../packages/core/src/index.js";
-import { BudgetLedger, type BudgetScope } from "../../packages/runtime/src/budget/index.js";
+import {
+  AllowanceLedger,
+  BudgetLedger,
+  type BudgetScope,
+  type CallLedger,
+} from "../../packages/runtime/src/budget/index.js";
 import { obtainTestRedis } from "../../packages/testkit/src/redis/redis-server.js";
 import { p99Text, percentile, sortedCopy } from "../lib/stats.js";
 
 const SELF = fileURLToPath(import.meta.url);
 const PROCESSES = 4;
+/** Calls' worth an allowance draws, in the allowance runs. */
+const CALLS_PER_DRAW = 8;
 
 interface RunResult {
   pairs: number;
@@ -46,9 +55,12 @@ async function run(
   durationMs: number,
   small: boolean,
   startAt = Date.now(),
+  callsPerDraw = 0,
 ): Promise<RunResult> {
   const redis = createRedis({ url, role: "command", connectionName: "bench-budget" });
-  const ledger = new BudgetLedger({ redis, prefix });
+  const shared = new BudgetLedger({ redis, prefix });
+  const allowances = callsPerDraw > 0 ? new AllowanceLedger({ ledger: shared, callsPerDraw }) : undefined;
+  const ledger: CallLedger = allowances ?? shared;
   await redis.ping();
   await new Promise((r) => setTimeout(r, Math.max(0, startAt - Date.now())));
   const latencies: number[] = [];
@@ -80,6 +92,8 @@ async function run(
     }),
   );
   const elapsedMs = performance.now() - start;
+  // What the allowances served goes back to the ledger (outside the timed window).
+  await allowances?.close();
   await redis.quit();
   return { pairs, refused, elapsedMs, latenciesMs: latencies };
 }
@@ -102,19 +116,23 @@ function spawnChild(args: string[]): Promise<RunResult> {
   });
 }
 
-function line(label: string, results: RunResult[], wallMs: number): void {
+function line(label: string, results: RunResult[], wallMs: number, scriptCalls?: number): void {
   const pairs = results.reduce((n, r) => n + r.pairs, 0);
   const lat = sortedCopy(results.flatMap((r) => r.latenciesMs));
+  const calls =
+    scriptCalls === undefined
+      ? ""
+      : `, ${(scriptCalls / Math.max(1, pairs)).toFixed(2)} script calls per pair`;
   console.log(
     `${label.padEnd(28)} ${String(Math.round((pairs / wallMs) * 1000)).padStart(7)} pairs/s` +
-      `   (${pairs} pairs, p50 ${percentile(lat, 50).toFixed(2)} ms, p99 ${p99Text(lat, 2)} ms per pair)`,
+      `   (${pairs} pairs, p50 ${percentile(lat, 50).toFixed(2)} ms, p99 ${p99Text(lat, 2)} ms per pair${calls})`,
   );
 }
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args[0] === "--child") {
-    const [url, prefix, concurrency, durationMs, small, startAt] = args.slice(1);
+    const [url, prefix, concurrency, durationMs, small, startAt, callsPerDraw] = args.slice(1);
     const result = await run(
       url ?? "",
       prefix ?? "",
@@ -122,6 +140,7 @@ async function main(): Promise<void> {
       Number(durationMs),
       small === "small",
       Number(startAt),
+      Number(callsPerDraw ?? 0),
     );
     process.stdout.write(JSON.stringify(result));
     return;
@@ -163,6 +182,33 @@ async function main(): Promise<void> {
       if (m) console.log(`redis ${cmd}: ${m[1]} calls, ${m[2]} µs per call (server time)`);
     }
 
+    // The same pairs through budget allowances: a draw and a return per 8 calls' worth per scope.
+    const scriptCalls = async () => {
+      const m = /cmdstat_evalsha:calls=(\d+)/.exec(await admin.info("commandstats"));
+      return Number(m?.[1] ?? 0);
+    };
+    const drawn = `${prefix.slice(0, -1)}-drawn}`;
+    for (let i = 0; i < 64; i++)
+      for (const sc of scopesFor(i))
+        await new BudgetLedger({ redis: admin, prefix: drawn }).setLimit(sc, big);
+    const label = `allowances of ${CALLS_PER_DRAW} calls`;
+    let before = await scriptCalls();
+    const one = await run(server.url, drawn, 16, durationMs, false, Date.now(), CALLS_PER_DRAW);
+    line(`1 process, concurrency 16, ${label}`, [one], one.elapsedMs, (await scriptCalls()) - before);
+    before = await scriptCalls();
+    const startDrawn = go();
+    const manyDrawn = await Promise.all(
+      Array.from({ length: PROCESSES }, () =>
+        spawnChild([server.url, drawn, "16", String(durationMs), "big", startDrawn, String(CALLS_PER_DRAW)]),
+      ),
+    );
+    line(
+      `${PROCESSES} processes x concurrency 16, ${label}`,
+      manyDrawn,
+      Math.max(...manyDrawn.map((r) => r.elapsedMs)),
+      (await scriptCalls()) - before,
+    );
+
     // Overshoot: a small budget hammered by 4 processes x 64 loops until it is spent.
     const small = `{bench-budget-small-${randomBytes(4).toString("hex")}}`;
     const ledger = new BudgetLedger({ redis: admin, prefix: small });
@@ -190,7 +236,36 @@ async function main(): Promise<void> {
     console.log(
       `overshoot check: ${granted} granted, ${refused} refused, global spent ${spent}/200000 tokens; overshoot (tokens + micro-USD past any limit): ${overshoot}`,
     );
-    for (const p of [prefix, small]) {
+    // The same small budget, hammered through allowances.
+    const smallDrawn = `{bench-budget-small-drawn-${randomBytes(4).toString("hex")}}`;
+    const drawnLedger = new BudgetLedger({ redis: admin, prefix: smallDrawn });
+    for (const [s, max] of limits)
+      await drawnLedger.setLimit(s, { maxTokens: max, maxCostMicroUsd: max * 3, period: "none" });
+    const startDrawnHammer = go();
+    const drawnHammer = await Promise.all(
+      Array.from({ length: PROCESSES }, () =>
+        spawnChild([
+          server.url,
+          smallDrawn,
+          "64",
+          String(durationMs * 4),
+          "small",
+          startDrawnHammer,
+          String(CALLS_PER_DRAW),
+        ]),
+      ),
+    );
+    let drawnOvershoot = 0;
+    let drawnSpent = 0;
+    for (const [s, max] of limits) {
+      const st = await drawnLedger.getStats(s);
+      drawnOvershoot += Math.max(0, st.used.tokens - max) + Math.max(0, st.used.costMicroUsd - max * 3);
+      if (s === "global") drawnSpent = st.used.tokens;
+    }
+    console.log(
+      `overshoot check, allowances of ${CALLS_PER_DRAW} calls: ${drawnHammer.reduce((n, r) => n + r.pairs, 0)} granted, ${drawnHammer.reduce((n, r) => n + r.refused, 0)} refused, global spent ${drawnSpent}/200000 tokens; overshoot (tokens + micro-USD past any limit): ${drawnOvershoot}`,
+    );
+    for (const p of [prefix, drawn, small, smallDrawn]) {
       const keys = await admin.keys(`${p}*`);
       // In chunks: a full-length run leaves hundreds of thousands of keys (one spread would overflow the stack).
       for (let i = 0; i < keys.length; i += 1000) await admin.unlink(...keys.slice(i, i + 1000));

@@ -12,13 +12,15 @@ export function parseBudget(out: string): Figure[] {
   const figures: Figure[] = [];
   for (const l of lines(out)) {
     const pairs =
-      /^(.+?)\s+(\d+) pairs\/s\s+\((\d+) pairs, p50 ([\d.]+) ms, p99 ([\d.]+|n\/a \(n<100\)) ms/.exec(l);
+      /^(.+?)\s+(\d+) pairs\/s\s+\((\d+) pairs, p50 ([\d.]+) ms, p99 ([\d.]+|n\/a \(n<100\)) ms per pair(?:, ([\d.]+) script calls per pair)?/.exec(
+        l,
+      );
     if (pairs) {
       figures.push({
         label: `reserve+settle pairs/s, ${pairs[1]?.trim()}`,
         value: Number(pairs[2]),
         unit: "pairs/s",
-        note: `${pairs[3]} pairs, p50 ${pairs[4]} ms, p99 ${pairs[5]} ms per pair`,
+        note: `${pairs[3]} pairs, p50 ${pairs[4]} ms, p99 ${pairs[5]} ms per pair${pairs[6] ? `, ${pairs[6]} script calls per pair` : ""}`,
       });
       continue;
     }
@@ -31,13 +33,15 @@ export function parseBudget(out: string): Figure[] {
         note: `${script[2]} calls`,
       });
     const over =
-      /^overshoot check: (\d+) granted, (\d+) refused, global spent (\d+)\/(\d+) tokens; .*: (\d+)$/.exec(l);
+      /^overshoot check(, allowances of \d+ calls)?: (\d+) granted, (\d+) refused, global spent (\d+)\/(\d+) tokens; .*: (\d+)$/.exec(
+        l,
+      );
     if (over) {
       figures.push({
-        label: "budget overshoot under contention (must be 0)",
-        value: Number(over[5]),
+        label: `budget overshoot under contention${over[1] ?? ""} (must be 0)`,
+        value: Number(over[6]),
         unit: "tokens + micro-USD",
-        note: `4 processes × 64 loops on a small budget: ${over[1]} granted, ${over[2]} refused, global ${over[3]}/${over[4]} tokens spent`,
+        note: `4 processes × 64 loops on a small budget: ${over[2]} granted, ${over[3]} refused, global ${over[4]}/${over[5]} tokens spent`,
       });
     }
   }
