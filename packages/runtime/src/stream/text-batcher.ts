@@ -82,7 +82,13 @@ export class TextBatcher {
     if (this.#timer !== undefined || this.#writing || this.#pending.length === 0 || this.#closed) return;
     const wait = this.#lastWriteAt + this.#flushMs - performance.now();
     if (wait <= 0) void this.flush();
-    else this.#timer = setTimeout(() => void this.flush(), wait);
+    else
+      // A timer may fire up to a millisecond or two early (whole-millisecond delays, the event
+      // loop's cached clock): it plans again, so two writes are never closer than flushMs.
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#schedule();
+      }, Math.ceil(wait));
   }
 
   async #writeBatch(): Promise<void> {
