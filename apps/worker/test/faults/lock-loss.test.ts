@@ -105,9 +105,18 @@ async function assertCommittedOnce(
   taskId: string,
   expect_: { decided: boolean },
 ): Promise<string> {
-  const result = await c.client.wait(taskId, { timeoutMs: 120_000 }).catch((err: unknown) => {
-    throw new Error(`task ${taskId} did not complete:\n${trail(c, taskId)}`, { cause: err });
-  });
+  // The client fails fast while Redis is away (the outage may still run when this starts): a
+  // caller retries REDIS_UNAVAILABLE until Redis is back, as a producer's caller would.
+  const deadline = Date.now() + 120_000;
+  const waitOnce = (): ReturnType<typeof c.client.wait> =>
+    c.client.wait(taskId, { timeoutMs: Math.max(1, deadline - Date.now()) }).catch(async (err: unknown) => {
+      if ((err as { code?: string }).code === "REDIS_UNAVAILABLE" && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        return waitOnce();
+      }
+      throw new Error(`task ${taskId} did not complete:\n${trail(c, taskId)}`, { cause: err });
+    });
+  const result = await waitOnce();
   const entries = await c.auditEntries();
   expect(
     countsPerTask(entries, "response").get(taskId),
