@@ -105,7 +105,9 @@ describe("AllowanceLedger concurrency proof (worker processes drawing allowances
     "a process killed mid-run leaves its allowances to the reaper: charged in full, never past a limit, never under what was used",
     { timeout: 120_000 },
     async () => {
-      const LEASE_MS = 1_500;
+      // Long beside an allowance's life (at most 200 ms old), so only the victim's are reaped, even on
+      // a busy machine.
+      const LEASE_MS = 5_000;
       const { ledger, args } = await setUp("killed", LEASE_MS);
       const sampler = sampleViolations(ledger, SCOPES);
       // The victim is killed -9 at its first progress line (10 calls granted), early enough that
@@ -147,8 +149,11 @@ describe("AllowanceLedger concurrency proof (worker processes drawing allowances
       const { seen } = await sampler.stop();
       expect(seen).toEqual([]);
 
-      // Exact: the survivors' settles, plus every reaped allowance at its full amount (the
-      // victim's calls are inside those: over-counted by what it held, never under what it used).
+      // Never under: the survivors' settles, plus every reaped allowance at its full amount (the
+      // victim's calls in flight are inside those, over-counted by what it held). The victim's
+      // own earlier returns (allowances it gave back, settled at what they served, before it was
+      // killed) are in the ledger too, but no report of it survives, so only a lower bound holds
+      // here; the graceful proof above checks the ledger exactly.
       const charged = chargedPerScope(survivors);
       for (const r of reapedHere)
         for (const s of r.scopes) {
@@ -160,7 +165,9 @@ describe("AllowanceLedger concurrency proof (worker processes drawing allowances
         const st = await ledger.getStats(scope);
         expect(budgetViolations(st)).toEqual([]);
         expect(st.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
-        expect(st.used).toEqual(charged[scope] ?? { tokens: 0, costMicroUsd: 0 });
+        const floor = charged[scope] ?? { tokens: 0, costMicroUsd: 0 };
+        expect(st.used.tokens).toBeGreaterThanOrEqual(floor.tokens);
+        expect(st.used.costMicroUsd).toBeGreaterThanOrEqual(floor.costMicroUsd);
       }
       const reaps = reapedHere.length + survivors.reduce((n, r) => n + r.reapedByThisProcess, 0);
       // The victim had granted calls; what it held was charged by the reaper.
