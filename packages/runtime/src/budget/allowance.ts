@@ -1,5 +1,5 @@
 import { AgentryError, newId, positiveInt, systemClock, type Clock, type Logger } from "@agentry/core";
-import type { BudgetLedger } from "./ledger.js";
+import { checkAmount, type BudgetLedger } from "./ledger.js";
 import type { BudgetScope } from "./scope.js";
 import type { BudgetAmount, BudgetAvailability, ReserveResult, SettleResult } from "./types.js";
 
@@ -377,14 +377,6 @@ export class AllowanceLedger implements CallLedger {
       actual.tokens > before.charged.tokens || actual.costMicroUsd > before.charged.costMicroUsd;
     return { settled: false, alreadySettled: true, charged: before.charged, overrun };
   }
-}
-
-/** Whole, non-negative tokens and micro-USD (what the ledger accepts), or `INVALID_INPUT`. */
-function checkAmount(a: BudgetAmount, what: string): BudgetAmount {
-  for (const n of [a?.tokens, a?.costMicroUsd])
-    if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0)
-      throw new AgentryError("INVALID_INPUT", `${what} must be whole, non-negative tokens and micro-USD`);
-  return a;
 }
 
 function add(a: BudgetAmount, b: BudgetAmount): BudgetAmount {

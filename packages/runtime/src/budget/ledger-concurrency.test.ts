@@ -2,9 +2,8 @@ import { fileURLToPath } from "node:url";
 import { useTestRedis } from "@agentry/testkit";
 import { describe, expect, it } from "vitest";
 import { BudgetLedger } from "./ledger.js";
-import type { BudgetScope } from "./scope.js";
-import type { BudgetAmount, BudgetLimit } from "./types.js";
-import { budgetViolations, runJsonChild, sampleViolations } from "./proof-support.js";
+import type { BudgetAmount } from "./types.js";
+import { PROOF_LIMITS, budgetViolations, runJsonChild, sampleViolations } from "./proof-support.js";
 import type { StressReport } from "./ledger-stress.child.js";
 
 const redis = useTestRedis("budget-proof");
@@ -16,19 +15,7 @@ const LOOPS = 50;
 const ITERATIONS = 15;
 const LEASE_MS = 300;
 
-/** Small budgets on every scope kind: demand is roughly ten times what global allows. */
-const LIMITS: [BudgetScope, BudgetLimit][] = [
-  ["global", { maxTokens: 60_000, maxCostMicroUsd: 150_000, period: "none" }],
-  ...[0, 1].map((i): [BudgetScope, BudgetLimit] => [`tenant:t${i}`, { maxTokens: 32_000, period: "none" }]),
-  ...[0, 1, 2, 3].map((i): [BudgetScope, BudgetLimit] => [
-    `tenant:t${i % 2}:user:u${i}`,
-    { maxTokens: 14_000, maxCostMicroUsd: 33_000, period: "none" },
-  ]),
-  ...[0, 1, 2, 3, 4, 5, 6, 7].map((i): [BudgetScope, BudgetLimit] => [
-    `tenant:t${i % 2}:session:s${i}`,
-    { maxTokens: 7_000, period: "none" },
-  ]),
-];
+const LIMITS = PROOF_LIMITS;
 
 describe("BudgetLedger concurrency proof", () => {
   for (const seed of [1, 2, 3]) {

@@ -489,7 +489,8 @@ function nonNegativeInt(n: unknown, name: string): number {
   return n;
 }
 
-function checkAmount(a: BudgetAmount, name: string): BudgetAmount {
+/** Whole, non-negative tokens and micro-USD, or `INVALID_INPUT` (also used by the allowance ledger). */
+export function checkAmount(a: BudgetAmount, name: string): BudgetAmount {
   return {
     tokens: nonNegativeInt(a.tokens, `${name}.tokens`),
     costMicroUsd: nonNegativeInt(a.costMicroUsd, `${name}.costMicroUsd`),

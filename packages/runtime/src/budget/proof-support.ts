@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import type { BudgetLedger } from "./ledger.js";
 import type { BudgetScope } from "./scope.js";
-import type { BudgetStats } from "./types.js";
+import type { BudgetLimit, BudgetStats } from "./types.js";
 
 /** Internal. For test use only. May change without notice. */
 
@@ -82,3 +82,17 @@ export function sampleViolations(
     },
   };
 }
+
+/** Small budgets on every scope kind, shared by the concurrency proofs: demand is several times what global allows. */
+export const PROOF_LIMITS: [BudgetScope, BudgetLimit][] = [
+  ["global", { maxTokens: 60_000, maxCostMicroUsd: 150_000, period: "none" }],
+  ...[0, 1].map((i): [BudgetScope, BudgetLimit] => [`tenant:t${i}`, { maxTokens: 32_000, period: "none" }]),
+  ...[0, 1, 2, 3].map((i): [BudgetScope, BudgetLimit] => [
+    `tenant:t${i % 2}:user:u${i}`,
+    { maxTokens: 14_000, maxCostMicroUsd: 33_000, period: "none" },
+  ]),
+  ...[0, 1, 2, 3, 4, 5, 6, 7].map((i): [BudgetScope, BudgetLimit] => [
+    `tenant:t${i % 2}:session:s${i}`,
+    { maxTokens: 7_000, period: "none" },
+  ]),
+];
