@@ -299,13 +299,15 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       );
       await steps.write({ progress: { step: result.steps, phase: "done" } });
       await endTurn(options, lease, ex);
-      // No attempt of the task can write again once it is completed (every entry and the
-      // session append are fenced by its job lock), so its request and response markers and its
-      // session history marker need not wait out their TTL.
+      // No attempt of the task can write again once it is completed (every entry, the session
+      // append and every tool claim are fenced by its job lock), so its request and response
+      // markers, its session history marker and the journal entries of its tool calls need not
+      // wait out their TTL.
       const onceKey = options.audit?.onceKey?.bind(options.audit);
       const drop = [
         ...(onceKey ? [onceKey(`request:${task}`), onceKey(`response:${task}`)] : []),
         ...(options.sessions?.onceKey ? [options.sessions.onceKey(session, `history:${task}`)] : []),
+        ...toolUseIds(added).map((id) => toolJournal.entryKey(run, id)),
       ];
       return {
         type: "completed",
@@ -477,4 +479,13 @@ function keepRenewed(turns: SessionTurns, lease: SessionLease, leaseMs: number):
   );
   timer.unref();
   return { stop: () => clearInterval(timer) };
+}
+
+/** The ids of the tool calls in `messages` (the assistants' tool_use blocks), in order. */
+function toolUseIds(messages: readonly Message[]): string[] {
+  return messages.flatMap((m) =>
+    m.role === "assistant" && Array.isArray(m.content)
+      ? m.content.flatMap((b) => (b.type === "tool_use" ? [b.id] : []))
+      : [],
+  );
 }

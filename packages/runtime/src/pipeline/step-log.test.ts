@@ -204,6 +204,9 @@ describe("the step log in Redis", () => {
     // So did its session history marker (the history itself stays).
     expect(await conn.keys(`${prefix}:session:*:once:*`)).toEqual([]);
     expect(await conn.keys(`${prefix}:session:*:messages`)).toHaveLength(1);
+    // And the journal entry of its tool call, made by the first attempt: no attempt can claim a
+    // call of a completed task (claims are fenced by the job lock).
+    expect(await conn.keys(`${prefix}:tool-journal:*`)).toEqual([]);
     // The task's stream stays for followers, no longer than the finished retention (5 min).
     const ttl = await conn.pttl(taskStreamKey(prefix, "tasks", taskId));
     expect(ttl).toBeGreaterThan(0);

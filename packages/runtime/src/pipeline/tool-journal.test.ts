@@ -51,4 +51,33 @@ describe("RedisToolJournal across attempts", () => {
       await new RedisToolJournal({ redis: redis.client(), prefix, pollMs: 20 }).begin(run, call),
     ).toEqual({ status: "interrupted" });
   });
+
+  it("an attempt that lost its job lock claims no call, not even one the journal never saw", async () => {
+    const prefix = redis.freshPrefix();
+    const conn = redis.client();
+    const lock = `${prefix}:tasks:t1:lock`;
+    await conn.set(lock, "next-attempt");
+    const journal = new RedisToolJournal({ redis: conn, prefix });
+    const stale: RunContext = { ...run, fence: { key: lock, token: "stale-attempt" } };
+    await expect(journal.begin(stale, call)).rejects.toMatchObject({ code: "LOCK_LOST" });
+    expect(await conn.exists(journal.entryKey(run, call.id))).toBe(0);
+    // The attempt holding the lock claims it.
+    const owner: RunContext = { ...run, fence: { key: lock, token: "next-attempt" } };
+    expect(await journal.begin(owner, call)).toEqual({ status: "fresh" });
+    // Once the task has completed its lock is gone: nothing more is claimed.
+    await conn.del(lock);
+    const other = { ...call, id: "toolu_2" };
+    await expect(journal.begin(owner, other)).rejects.toMatchObject({ code: "LOCK_LOST" });
+    expect(await conn.exists(journal.entryKey(run, other.id))).toBe(0);
+  });
+
+  it("a result recorded after the completed task dropped its entry leaves nothing behind", async () => {
+    const prefix = redis.freshPrefix();
+    const conn = redis.client();
+    const journal = new RedisToolJournal({ redis: conn, prefix });
+    expect(await journal.begin(run, call)).toEqual({ status: "fresh" });
+    await conn.unlink(journal.entryKey(run, call.id));
+    await journal.complete(run, call, { type: "tool_result", toolUseId: call.id, content: "late" });
+    expect(await conn.keys(`${prefix}:tool-journal:*`)).toEqual([]);
+  });
 });
