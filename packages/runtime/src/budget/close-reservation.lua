@@ -10,7 +10,8 @@
 
   ARGV[1] id  ARGV[2] mode: settle | release | reap
   ARGV[3] actual tokens  ARGV[4] actual cost (settle only)
-  ARGV[5] now (ms)  ARGV[6] done-marker retention (ms)
+  ARGV[5] now (ms)  ARGV[6] retention of a settled or released marker (ms): only the closer's
+  own retries need it  ARGV[7] retention of a reaped marker (ms): a late settle corrects it
 
   Returns one of:
     {"ok", chargedTokens, chargedCost, reservedTokens, reservedCost, taskId, scopes, periods, leaseExpiresAt}
@@ -82,5 +83,5 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('HSET', KEYS[2], 'state', state, 'tokens', int(chT), 'cost', int(chC), 'at', ARGV[5])
 -- A reaped reservation remembers its scopes, so a late settle can correct the charge.
 if state == 'reaped' then redis.call('HSET', KEYS[2], 'scopes', r[4], 'periods', r[5], 'taskId', r[3]) end
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], state == 'reaped' and ARGV[7] or ARGV[6])
 return {'ok', chT, chC, resT, resC, r[3], r[4], r[5], lease}

@@ -231,6 +231,35 @@ describe("BudgetLedger settle and release", () => {
     });
   });
 
+  it("keeps a settled or released marker for the closer's retries, a reaped one for a late settle", async () => {
+    const clock = manualClock();
+    const prefix = `{${redis.freshPrefix("markers")}}`;
+    const conn = redis.client();
+    const l = new BudgetLedger({ redis: conn, prefix, clock, leaseMs: 1_000 });
+    const reserve = async () => {
+      const r = await l.reserve({ taskId: "t", scopes: ["tenant:acme"], amount: amount(10, 1) });
+      if (!r.ok) throw new Error("refused");
+      return r.reservation.id;
+    };
+    const [settled, released, reaped] = [await reserve(), await reserve(), await reserve()];
+    await l.settle(settled, amount(4, 1));
+    await l.release(released);
+    clock.t += 1_001;
+    expect((await l.reapExpired()).map((r) => r.id)).toEqual([reaped]);
+    const ttl = (id: string) => conn.pttl(`${prefix}:budget:done:${id}`);
+    for (const id of [settled, released]) {
+      expect(await ttl(id)).toBeGreaterThan(3_500_000);
+      expect(await ttl(id)).toBeLessThanOrEqual(3_600_000);
+    }
+    expect(await ttl(reaped)).toBeGreaterThan(6 * 86_400_000);
+    // Both retentions are options.
+    const short = new BudgetLedger({ redis: conn, prefix, settledRetentionMs: 5_000, reapedRetentionMs: 9_000 });
+    const r = await short.reserve({ taskId: "t", scopes: ["tenant:acme"], amount: amount(1) });
+    if (!r.ok) throw new Error("refused");
+    await short.settle(r.reservation.id, amount(1));
+    expect(await ttl(r.reservation.id)).toBeLessThanOrEqual(5_000);
+  });
+
   it("release drops the reservation without usage, once", async () => {
     const l = ledger();
     const r = await l.reserve({ taskId: "t", scopes: ["tenant:x"], amount: amount(50, 5) });

@@ -29,7 +29,15 @@ const scripts = defineScripts<{
   /** KEYS: reservation, done marker, leases, then one usage hash per scope. */
   closeReservation: (
     keys: string[],
-    args: [id: string, mode: string, tokens: number, costMicroUsd: number, now: number, retentionMs: number],
+    args: [
+      id: string,
+      mode: string,
+      tokens: number,
+      costMicroUsd: number,
+      now: number,
+      settledRetentionMs: number,
+      reapedRetentionMs: number,
+    ],
   ) => ScriptReply;
   extendBudgetLease: (
     keys: [reservation: string, leases: string],
@@ -41,6 +49,7 @@ const scripts = defineScripts<{
   extendBudgetLease: "./extend-budget-lease-2.lua",
 });
 
+const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 /** Reservations whose usage keys this instance remembers, so settle takes one round trip. */
 const KEY_CACHE_SIZE = 10_000;
@@ -68,8 +77,18 @@ export interface BudgetLedgerOptions {
   onLeaseExpired?: (r: ExpiredReservation) => Promise<void> | void;
   /** Suggested wait after a `contended` refusal. @defaultValue 1_000 */
   contendedRetryMs?: number;
-  /** How long a closed reservation's marker is kept so settle/release stay idempotent. @defaultValue 7 days */
+  /**
+   * How long the marker of a settled or released reservation is kept, so a repeated settle or
+   * release (a retry of one whose reply was lost) changes nothing. Only the closer's own retries
+   * come back, within seconds. @defaultValue 1 h
+   */
   settledRetentionMs?: number;
+  /**
+   * How long the marker of a reaped reservation is kept (with its scopes), so a settle that
+   * arrives late, from a worker cut off past its lease, still corrects the charge to what the
+   * provider billed. @defaultValue 7 days
+   */
+  reapedRetentionMs?: number;
   /** Receives a warning for every overrun (actual above reserved). */
   logger?: Logger;
 }
@@ -96,7 +115,8 @@ export class BudgetLedger {
   readonly #clock: Clock;
   readonly #onLeaseExpired: BudgetLedgerOptions["onLeaseExpired"];
   readonly #contendedRetryMs: number;
-  readonly #retentionMs: number;
+  readonly #settledRetentionMs: number;
+  readonly #reapedRetentionMs: number;
   readonly #logger: Logger | undefined;
   /** id → usage keys of reservations made here (immutable once made; a miss just costs a read). */
   readonly #usageKeys = new Map<string, string[]>();
@@ -108,7 +128,8 @@ export class BudgetLedger {
     this.#clock = opts.clock ?? systemClock;
     this.#onLeaseExpired = opts.onLeaseExpired;
     this.#contendedRetryMs = positiveInt(opts.contendedRetryMs ?? 1_000, "contendedRetryMs");
-    this.#retentionMs = positiveInt(opts.settledRetentionMs ?? 7 * DAY_MS, "settledRetentionMs");
+    this.#settledRetentionMs = positiveInt(opts.settledRetentionMs ?? HOUR_MS, "settledRetentionMs");
+    this.#reapedRetentionMs = positiveInt(opts.reapedRetentionMs ?? 7 * DAY_MS, "reapedRetentionMs");
     this.#logger = opts.logger;
   }
 
@@ -423,7 +444,8 @@ export class BudgetLedger {
         actual.tokens,
         actual.costMicroUsd,
         this.#clock.now(),
-        this.#retentionMs,
+        this.#settledRetentionMs,
+        this.#reapedRetentionMs,
       ]);
       // "mismatch": the reservation appeared between our read and the script (a racing reserve of the same id).
       if (str(reply[0]) !== "mismatch") return reply;
