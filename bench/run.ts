@@ -134,7 +134,8 @@ const BENCHMARKS: Benchmark[] = [
       "with budget allowances (`AGENTRY_BUDGET_ALLOWANCE_CALLS=8`); each sample is taken once every budget reservation is " +
       "closed. The workers hold an audit key (`AGENTRY_AUDIT_KEY`), as a deployment does. Bare side: no-op " +
       "jobs with the catalog's job options, a worker at concurrency 50. Then the commandstats breakdown and MEMORY USAGE by " +
-      "key family (retained once the completed tasks' streams have expired is used_memory less their MEMORY USAGE), MONITOR " +
+      "key family (retained once the keys of at most 1 h have expired is used_memory less their MEMORY USAGE: the completed " +
+      "tasks' streams, 5 min, and the markers of closed budget reservations, 1 h), MONITOR " +
       "over 50 more tasks for the bytes by command and script, then `agentry audit archive` of every lane (archiveChains: " +
       "anchor, files, trim) and the used_memory it frees per task, and a long task (a scripted model calling a tool with 4 KB " +
       "results in a loop) run alone at 10, 20 and 30 model calls: bytes sent to Redis for the whole task.",
@@ -147,8 +148,10 @@ const BENCHMARKS: Benchmark[] = [
       "period, session history, turns and fair share. With one audit lane two worker processes race for the chain head and a " +
       "lost race sends the whole step write again, which the lane-per-worker row removes; budget allowances take the per-call " +
       "reserve and settle off Redis (a draw and a return per 8 calls); archiving moves the audit entries, the largest share " +
-      "of what a completed task keeps, to files. Of what stays, BullMQ's events stream is capped at 10 000 entries in all, so " +
-      "its share per task falls once more than 10 000 tasks have run.",
+      "of what a completed task keeps, to files. A completed task drops its step log, its once markers and the journal " +
+      "entries of its tool calls. Of what stays, BullMQ's events stream is capped at 10 000 entries in all, so its share " +
+      "per task falls once more than 10 000 tasks have run; the rest is the job (data, options and result, kept as the " +
+      "queue's retention says), the session's history and its budget usage.",
     script: "bench/runtime/redis-cost.ts",
     args: {
       full: ["--tasks", "1000", "--long-steps", "10,20,30"],

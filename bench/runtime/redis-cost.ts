@@ -196,9 +196,20 @@ async function bare(redis: RedisClient, url: string): Promise<PerJob> {
   return perJob(before, after, TASKS);
 }
 
-/** MEMORY USAGE of every key under `prefix`, by family (ids replaced by placeholders). */
-async function memoryByFamily(redis: RedisClient, prefix: string): Promise<Map<string, number>> {
+/** Keys that live at most this long are not what a completed task keeps (see `memoryByFamily`). */
+const SHORT_LIVED_MS = 3_600_000;
+
+/**
+ * MEMORY USAGE of every key under `prefix`, by family (ids replaced by placeholders), and of the
+ * keys among them that expire within {@link SHORT_LIVED_MS}.
+ */
+async function memoryByFamily(
+  redis: RedisClient,
+  prefix: string,
+): Promise<{ families: Map<string, number>; shortLived: number }> {
   const families = new Map<string, number>();
+  /** MEMORY USAGE of the keys that expire within the hour (task streams, closed budget markers). */
+  let shortLived = 0;
   let cursor = "0";
   do {
     const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
@@ -213,9 +224,11 @@ async function memoryByFamily(redis: RedisClient, prefix: string): Promise<Map<s
         .replace(/[0-9a-f]{16,}/g, "<id>")
         .replace(/\d+/g, "N")}`;
       families.set(family, (families.get(family) ?? 0) + bytes);
+      const ttl = await redis.pttl(key);
+      if (ttl > 0 && ttl <= SHORT_LIVED_MS) shortLived += bytes;
     }
   } while (cursor !== "0");
-  return families;
+  return { families, shortLived };
 }
 
 async function agent(
@@ -279,12 +292,15 @@ async function agent(
     const ids = await redis.zrange(`${prefix}:tasks:completed`, "0", "-1");
     const results = await Promise.all(ids.map((id) => redis.hget(`${prefix}:tasks:${id}`, "returnvalue")));
     const resultBytes = results.reduce((s, r) => s + Buffer.byteLength(r ?? ""), 0) / ids.length;
-    const families = breakdown ? await memoryByFamily(redis, prefix) : new Map<string, number>();
+    const { families, shortLived } = breakdown
+      ? await memoryByFamily(redis, prefix)
+      : { families: new Map<string, number>(), shortLived: 0 };
     if (!breakdown)
       return {
         cost: perJob(before, after, TASKS),
         resultBytes,
         families,
+        shortLived,
         tasks: ids.length,
         bytes: [],
         archive: undefined,
@@ -337,6 +353,7 @@ async function agent(
       cost: perJob(before, after, TASKS),
       resultBytes,
       families,
+      shortLived,
       tasks: ids.length,
       bytes,
       archive: { freedPerTask, entries: archivedEntries, seconds: archiveSeconds },
@@ -499,10 +516,17 @@ async function main(): Promise<void> {
       ),
     );
     const families = [...a.families].sort((x, y) => y[1] - x[1]);
+    const perTask = (pattern: RegExp) =>
+      families.filter(([k]) => pattern.test(k)).reduce((n, [, bytes]) => n + bytes, 0) / a.tasks;
     /** MEMORY USAGE of the task streams, per task: kept AGENTRY_TASK_STREAM_FINISHED_TTL_MS after completion. */
-    const streamBytes =
-      families.filter(([k]) => /^P:tasks:<task>:stream$/.test(k)).reduce((n, [, bytes]) => n + bytes, 0) /
-      a.tasks;
+    const streamBytes = perTask(/^P:tasks:<task>:stream$/);
+    /**
+     * Per task, what expires within the hour: the task streams (5 min) and the markers of closed
+     * budget reservations (1 h), which only the closer's own retries read.
+     */
+    const shortLivedBytes = a.shortLived / a.tasks;
+    /** BullMQ's events stream: 10 000 entries in all, so its share per task falls as tasks grow. */
+    const eventsBytes = perTask(/^P:tasks:events$/);
     console.log(`\nRetained bytes per completed task by key family (MEMORY USAGE ÷ ${a.tasks} tasks)`);
     console.log(
       table(
@@ -512,8 +536,8 @@ async function main(): Promise<void> {
     );
     console.log(`result (returnvalue) ${round(a.resultBytes)} B per task`);
     console.log(
-      `retained without the completed tasks' streams (they expire 5 min after completion): ${round(
-        a.cost.memory - streamBytes,
+      `retained once the keys of at most 1 h expired (task streams 5 min after completion, ${round(streamBytes)} B; closed budget markers 1 h, ${round(shortLivedBytes - streamBytes)} B): ${round(
+        a.cost.memory - shortLivedBytes,
       )} B per task`,
     );
     const archive = a.archive;
@@ -522,7 +546,7 @@ async function main(): Promise<void> {
         `\nagentry audit archive: ${archive.entries} entries to files in ${round(archive.seconds, 2)} s; used_memory freed ${round(archive.freedPerTask)} B per task`,
       );
       console.log(
-        `retained once the task streams expired and the audit log was archived: ${round(a.cost.memory - streamBytes - archive.freedPerTask)} B per task (result ${round(a.resultBytes)} B)`,
+        `retained once the keys of at most 1 h expired and the audit log was archived: ${round(a.cost.memory - shortLivedBytes - archive.freedPerTask)} B per task (result ${round(a.resultBytes)} B; BullMQ's events stream, capped at 10 000 entries in all, ${round(eventsBytes)} B of it at ${a.tasks} tasks)`,
       );
     }
     console.log(`\nBytes sent to Redis per agent task by command and script (MONITOR over 50 more tasks)`);
@@ -561,10 +585,10 @@ async function main(): Promise<void> {
       ...(a.archive
         ? [
             {
-              label: "retained per completed task once its stream expired and the audit log was archived",
-              value: round(a.cost.memory - streamBytes - a.archive.freedPerTask),
+              label: "retained per completed task once its keys of at most 1 h expired and the audit log was archived",
+              value: round(a.cost.memory - shortLivedBytes - a.archive.freedPerTask),
               unit: "B",
-              note: `agentry audit archive freed ${round(a.archive.freedPerTask)} B per task (${a.archive.entries} entries to files in ${round(a.archive.seconds, 2)} s); result ${round(a.resultBytes)} B (target ≤ 2 KB + result)`,
+              note: `agentry audit archive freed ${round(a.archive.freedPerTask)} B per task (${a.archive.entries} entries to files in ${round(a.archive.seconds, 2)} s); result ${round(a.resultBytes)} B (target ≤ 2 KB + result); of it BullMQ's events stream ${round(eventsBytes)} B (10 000 entries in all, whatever the number of tasks; ${a.tasks} tasks here)`,
             },
           ]
         : []),
@@ -586,10 +610,10 @@ async function main(): Promise<void> {
         note: `result ${round(a.resultBytes)} B (target ≤ 2 KB + result)`,
       },
       {
-        label: "retained per completed task once its stream expired (5 min after completion)",
-        value: round(a.cost.memory - streamBytes),
+        label: "retained per completed task once its keys of at most 1 h expired",
+        value: round(a.cost.memory - shortLivedBytes),
         unit: "B",
-        note: `used_memory retained less the task streams' MEMORY USAGE (${round(streamBytes)} B per task)`,
+        note: `used_memory retained less the MEMORY USAGE of keys with a TTL of at most 1 h: task streams (5 min after completion, ${round(streamBytes)} B per task) and closed budget markers (1 h, ${round(shortLivedBytes - streamBytes)} B)`,
       },
       ...long.map((l) => ({
         label: `long task, ${l.steps} model calls, bytes sent to Redis`,
