@@ -163,7 +163,7 @@ export class AgentryClient {
   private readonly flows = new Map<number, FlowProducer>();
   private readonly shardOfTask = new Map<string, ClientShard>();
   /** Claims of idempotent submits on the global slot; only with more than one shard. */
-  private readonly claims: SubmitClaims | undefined;
+  private readonly claims: SubmitClaims;
   private wakeups: TaskStreamWakeups | undefined;
   private readonly telemetry: AgentryClientOptions["telemetry"];
 
@@ -206,7 +206,7 @@ export class AgentryClient {
       };
     });
     const first = this.shards[0] as ClientShard;
-    this.claims = count > 1 ? new SubmitClaims(this.redis, this.prefix) : undefined;
+    this.claims = new SubmitClaims(this.redis, this.prefix);
     this.queue = first.queue;
     this.fair = first.fair;
   }
@@ -232,10 +232,12 @@ export class AgentryClient {
           };
       }
       const shard = this.shardFor(payload.tenant, payload.sessionId);
-      // With several shards, concurrent submits of one key may route to different shards: they
-      // meet at a claim on the global slot first, and only its holder enqueues.
+      // Concurrent submits of one key meet at a claim on the global slot first, and only its
+      // holder enqueues: with several shards they may route to different ones, and even on one
+      // BullMQ's add of a job id already there does not say so (both callers would be told they
+      // created the task).
       let claim: HeldClaim | undefined;
-      if (input.idempotencyKey && this.claims) {
+      if (input.idempotencyKey) {
         const outcome = await this.claims.take(taskId, payload.tenant, shard.index, async (index) =>
           this.shards[index]?.queue.getJob(taskId),
         );

@@ -39,11 +39,13 @@ export type ClaimOutcome<J> =
   { type: "claimed"; claim: HeldClaim } | { type: "found"; job: J; shard: number };
 
 /**
- * Claims of idempotent submits on the global slot, for a client with more than one queue shard.
+ * Claims of idempotent submits on the global slot.
  *
  * A keyed submit's task id comes from (tenant, key) but its shard from (tenant, session), so two
  * concurrent submits of one key naming different sessions route to different shards, where
- * BullMQ's job id cannot see both. Before enqueueing, a submit takes the claim
+ * BullMQ's job id cannot see both; and on one shard BullMQ's add of an id already there returns
+ * as if it had added it, so both callers would be told they created the task. Before
+ * enqueueing, a submit takes the claim
  * `<G>:idempotency:<taskId>` (a compare-and-swap from nothing to "pending on shard s"); the one
  * that gets it enqueues, then marks it enqueued (kept 7 days, like completed jobs) or, when the
  * enqueue fails, deletes it. Every other submit reads the claim and waits for the job on the
