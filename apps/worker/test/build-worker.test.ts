@@ -117,6 +117,50 @@ describe("the reference worker, in process", () => {
     expect((await fetch(`${base}/nope`)).status).toBe(404);
   });
 
+  it("with budget allowances, /metrics shows what the process holds until it returns it", async () => {
+    const prefix = redis.freshPrefix();
+    const config = parseWorkerConfig({
+      REDIS_URL: redis.url,
+      AGENTRY_PREFIX: prefix,
+      ...llmEnv(),
+      AGENTRY_BUDGET_ALLOWANCE_CALLS: "4",
+    });
+    const built = await buildWorker(config, { logger: createLogger({ name: "test", level: "silent" }) });
+    closers.push(() => built.close());
+    await built.start();
+    const held = async (kind: string) => {
+      const families = parseExposition(await built.metrics.metricsText()).families;
+      const value = (name: string) =>
+        families.find((f) => f.name === name)?.samples.find((s) => s.labels.kind === kind)?.value;
+      return {
+        open: value("agentry_budget_allowances_open"),
+        tokens: value("agentry_budget_allowance_granted_tokens"),
+      };
+    };
+    // Scraped all along: an allowance lives at least a second after its last call.
+    let seen = { open: 0, tokens: 0 };
+    let watching = true;
+    const watch = (async () => {
+      while (watching) {
+        const now = await held("global");
+        if ((now.open ?? 0) > seen.open) seen = { open: now.open ?? 0, tokens: now.tokens ?? 0 };
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    const client = new AgentryClient({ url: redis.url, prefix });
+    closers.push(() => client.close());
+    const weather = await client.submit({ prompt: "What's the weather in Lima?" }, { tenant: "acme" });
+    await client.wait(weather.taskId, { timeoutMs: 20_000 });
+    // Returned once idle: nothing held, nothing left reserved on the ledger.
+    await expect.poll(() => held("global"), { timeout: 15_000 }).toEqual({ open: 0, tokens: 0 });
+    watching = false;
+    await watch;
+    expect(seen.open).toBeGreaterThanOrEqual(1);
+    expect(seen.tokens).toBeGreaterThan(0);
+    expect((await built.ledger.getStats("global")).reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
+    expect(await held("session")).toEqual({ open: 0, tokens: 0 });
+  });
+
   it("authenticates audit entries with AGENTRY_AUDIT_KEY, and warns at start without it", async () => {
     const logged: string[] = [];
     const logger = createLogger({

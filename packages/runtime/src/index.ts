@@ -71,6 +71,7 @@ export {
   queueDepthOfShards,
   QUEUE_DEPTH_STATES,
   type AgentryMetrics,
+  type BudgetAllowanceSample,
   type BudgetRemainingSample,
   type QueueDepth,
   type QueueDepthState,

@@ -39,9 +39,19 @@ describe("AllowanceLedger", () => {
     expect(global.reserved).toEqual(amount(400, 40));
     expect(global.used).toEqual(amount(0, 0));
     expect(allowances.openAllowances).toBe(SCOPES.length);
+    // What the metrics show: one allowance per kind, holding the draw, with the calls' usage.
+    expect(allowances.holdings()).toEqual(
+      (["global", "tenant", "user", "session"] as const).map((kind) => ({
+        kind,
+        open: 1,
+        granted: amount(400, 40),
+        used: amount(used, 32),
+      })),
+    );
 
     await allowances.close();
     expect(allowances.openAllowances).toBe(0);
+    expect(allowances.holdings()).toEqual([]);
     for (const scope of SCOPES) {
       const st = await ledger.getStats(scope);
       expect(st.reserved).toEqual(amount(0, 0));

@@ -1,6 +1,6 @@
 import { AgentryError, newId, positiveInt, systemClock, type Clock, type Logger } from "@agentry/core";
 import { checkAmount, type BudgetLedger } from "./ledger.js";
-import type { BudgetScope } from "./scope.js";
+import { budgetScopeKind, type BudgetScope, type BudgetScopeKind } from "./scope.js";
 import type { BudgetAmount, BudgetAvailability, ReserveResult, SettleResult } from "./types.js";
 
 /** What a model call needs from a ledger: {@link BudgetLedger} itself, or {@link AllowanceLedger} in front of it. */
@@ -28,6 +28,17 @@ export interface AllowanceLedgerOptions {
   clock?: Clock;
   /** Receives overruns and failures to return an allowance (retried on the next beat). */
   logger?: Logger;
+}
+
+/** The allowances a process holds on one kind of scope: what `budget show` counts as reserved. */
+export interface AllowanceHolding {
+  kind: BudgetScopeKind;
+  /** Allowances not yet returned. */
+  open: number;
+  /** What they hold reserved on the ledger, in all. */
+  granted: BudgetAmount;
+  /** Of that, what their finished calls used (charged when they are returned). */
+  used: BudgetAmount;
 }
 
 /** One scope's share drawn from the ledger: a reservation this process serves calls from. */
@@ -113,6 +124,20 @@ export class AllowanceLedger implements CallLedger {
   /** Allowances this process holds now (for tests and metrics). */
   get openAllowances(): number {
     return this.#open.size;
+  }
+
+  /** The allowances held now, by scope kind (kinds with none are left out): for metrics. */
+  holdings(): AllowanceHolding[] {
+    const byKind = new Map<BudgetScopeKind, AllowanceHolding>();
+    for (const a of this.#open) {
+      const kind = budgetScopeKind(a.scope);
+      const h = byKind.get(kind) ?? { kind, open: 0, granted: { ...ZERO }, used: { ...ZERO } };
+      h.open += 1;
+      h.granted = add(h.granted, a.granted);
+      h.used = add(h.used, a.used);
+      byKind.set(kind, h);
+    }
+    return [...byKind.values()];
   }
 
   /**

@@ -21,4 +21,9 @@ export type {
   ReserveResult,
   SettleResult,
 } from "./types.js";
-export { AllowanceLedger, type AllowanceLedgerOptions, type CallLedger } from "./allowance.js";
+export {
+  AllowanceLedger,
+  type AllowanceHolding,
+  type AllowanceLedgerOptions,
+  type CallLedger,
+} from "./allowance.js";

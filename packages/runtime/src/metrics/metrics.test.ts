@@ -67,6 +67,9 @@ describe("createMetrics + createMetricsHooks", () => {
           { scope: "tenant:acme", tokens: null, costMicroUsd: 1_500_000 },
         ],
         approvalsPending: async () => 2,
+        budgetAllowances: async () => [
+          { kind: "global", open: 2, granted: { tokens: 8_000, costMicroUsd: 250_000 } },
+        ],
       },
     });
     const hooks = createMetricsHooks(metrics, { pricing: (_m, u) => u.input * 3 + u.output * 15 });
@@ -103,6 +106,11 @@ describe("createMetrics + createMetricsHooks", () => {
     expect(sample(text, 'agentry_tool_calls_total{tool="delete_resource",decision="suspend"}')).toBe(1);
     expect(sample(text, 'agentry_budget_remaining_tokens{scope="global"}')).toBe(9_000);
     expect(sample(text, 'agentry_budget_remaining_usd{scope="tenant:acme"}')).toBe(1.5);
+    expect(sample(text, 'agentry_budget_allowances_open{kind="global"}')).toBe(2);
+    expect(sample(text, 'agentry_budget_allowance_granted_tokens{kind="global"}')).toBe(8_000);
+    expect(sample(text, 'agentry_budget_allowance_granted_usd{kind="global"}')).toBe(0.25);
+    // A kind with none held reads 0 (the series stays between draws).
+    expect(sample(text, 'agentry_budget_allowances_open{kind="session"}')).toBe(0);
     // A dimension without a limit has no sample.
     expect(text).not.toContain('agentry_budget_remaining_usd{scope="global"}');
     expect(text).not.toContain('agentry_budget_remaining_tokens{scope="tenant:acme"}');

@@ -31,6 +31,14 @@ export interface BudgetRemainingSample {
   costMicroUsd: number | null;
 }
 
+/** Budget allowances one worker process holds on one kind of scope (`AllowanceLedger.holdings`). */
+export interface BudgetAllowanceSample {
+  kind: "global" | "tenant" | "user" | "session";
+  open: number;
+  /** What they hold reserved on the ledger: integer tokens and micro-USD. */
+  granted: { tokens: number; costMicroUsd: number };
+}
+
 /** The BullMQ states that make up the queue depth: jobs still to finish, never the retained finished ones. */
 export const QUEUE_DEPTH_STATES = ["waiting", "active", "delayed", "prioritized"] as const;
 
@@ -62,6 +70,8 @@ export interface MetricsCollectors {
   queueDepth?: () => Promise<QueueDepth | readonly ShardQueueDepth[]>;
   /** Number of approvals awaiting a decision. */
   approvalsPending?: () => Promise<number>;
+  /** This process's budget allowances (`AGENTRY_BUDGET_ALLOWANCE_CALLS`), by scope kind. */
+  budgetAllowances?: () => Promise<readonly BudgetAllowanceSample[]>;
 }
 
 /** Options for {@link createMetrics}. */
@@ -159,6 +169,16 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
             queueDepth.set({ state, shard: String(shard) }, depth[state] ?? 0);
       }),
       collect("approvals_pending", collectors.approvalsPending, (n) => approvalsPending.set(n)),
+      collect("budget_allowances", collectors.budgetAllowances, (samples) => {
+        // Every kind, 0 when none is held, so a series does not vanish between draws.
+        const held = new Map(samples.map((h) => [h.kind, h]));
+        for (const kind of ["global", "tenant", "user", "session"] as const) {
+          const h = held.get(kind);
+          allowancesOpen.set({ kind }, h?.open ?? 0);
+          allowanceTokens.set({ kind }, h?.granted.tokens ?? 0);
+          allowanceUsd.set({ kind }, (h?.granted.costMicroUsd ?? 0) / MICRO_USD_PER_USD);
+        }
+      }),
     ]),
   );
 
@@ -238,6 +258,27 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
   const approvalsPending = new Gauge({
     name: "agentry_approvals_pending",
     help: "Approvals awaiting a decision, read at scrape time.",
+    registers,
+    collect: refresh,
+  });
+  const allowancesOpen = new Gauge({
+    name: "agentry_budget_allowances_open",
+    help: "Budget allowances this process holds (drawn, not yet returned), by scope kind.",
+    labelNames: ["kind"] as const,
+    registers,
+    collect: refresh,
+  });
+  const allowanceTokens = new Gauge({
+    name: "agentry_budget_allowance_granted_tokens",
+    help: "Tokens this process's open budget allowances hold reserved on the ledger, by scope kind.",
+    labelNames: ["kind"] as const,
+    registers,
+    collect: refresh,
+  });
+  const allowanceUsd = new Gauge({
+    name: "agentry_budget_allowance_granted_usd",
+    help: "US dollars this process's open budget allowances hold reserved on the ledger, by scope kind.",
+    labelNames: ["kind"] as const,
     registers,
     collect: refresh,
   });
