@@ -42,30 +42,39 @@ async function jobsAcrossShards(c: AgentryClient, r: Redis, taskId: string): Pro
   return found.reduce((a, b) => a + b, 0);
 }
 
+/**
+ * Submits one key from every session at once, spread over `clients` (producer replicas, each with
+ * its own connection), and checks the outcome: one task id, exactly one caller told it created
+ * the task, every caller told that task's session, one job in all. Returns the winner's session.
+ */
+async function raceOneKey(clients: AgentryClient[], sessions: string[], key: string, r: Redis) {
+  const results = await Promise.all(
+    sessions.map((sessionId, i) =>
+      (clients[i % clients.length] as AgentryClient).submit(
+        { prompt: `hello ${i}`, sessionId, idempotencyKey: key },
+        { tenant: "acme" },
+      ),
+    ),
+  );
+  const taskId = taskIdFor("acme", key);
+  expect(new Set(results.map((x) => x.taskId))).toEqual(new Set([taskId]));
+  expect(results.filter((x) => !x.deduplicated)).toHaveLength(1);
+  const winner = results.find((x) => !x.deduplicated)?.sessionId as string;
+  expect(new Set(results.map((x) => x.sessionId))).toEqual(new Set([winner]));
+  expect(await jobsAcrossShards(clients[0] as AgentryClient, r, taskId)).toBe(1);
+  return { taskId, winner };
+}
+
 describe("idempotent submits on one queue", () => {
   it("of concurrent submits of one key exactly one is told it created the task", async () => {
     const prefix = redis.freshPrefix();
     const clients = [1, 2, 3].map(() => client(prefix, { shards: 1 }));
     const r = direct();
+    const sessions = Array.from({ length: 9 }, (_, i) => `s-${i}`);
     for (let round = 0; round < 8; round++) {
-      const key = `order-${round}`;
-      const results = await Promise.all(
-        Array.from({ length: 9 }, (_, i) =>
-          (clients[i % clients.length] as AgentryClient).submit(
-            { prompt: `hello ${i}`, sessionId: `s-${i}`, idempotencyKey: key },
-            { tenant: "acme" },
-          ),
-        ),
-      );
-      const taskId = taskIdFor("acme", key);
-      expect(new Set(results.map((x) => x.taskId))).toEqual(new Set([taskId]));
-      expect(results.filter((x) => !x.deduplicated)).toHaveLength(1);
-      const winner = results.find((x) => !x.deduplicated);
-      expect(new Set(results.map((x) => x.sessionId))).toEqual(new Set([winner?.sessionId]));
-      expect(await jobsAcrossShards(clients[0] as AgentryClient, r, taskId)).toBe(1);
-      // The losers left nothing of theirs in the session order.
+      const { taskId, winner } = await raceOneKey(clients, sessions, `order-${round}`, r);
       const job = await (clients[0] as AgentryClient).queue.getJob(taskId);
-      expect(job?.data.payload.sessionId).toBe(winner?.sessionId);
+      expect(job?.data.payload.sessionId).toBe(winner);
     }
   });
 });
@@ -78,24 +87,9 @@ describe("idempotent submits across queue shards", () => {
     const r = direct();
     const sessions = sessionsOnEveryShard("acme", 4);
     for (let round = 0; round < 8; round++) {
-      const key = `order-${round}`;
-      const results = await Promise.all(
-        sessions.map((sessionId, i) =>
-          (clients[i % clients.length] as AgentryClient).submit(
-            { prompt: `hello ${i}`, sessionId, idempotencyKey: key },
-            { tenant: "acme" },
-          ),
-        ),
-      );
-      const taskId = taskIdFor("acme", key);
-      expect(new Set(results.map((x) => x.taskId))).toEqual(new Set([taskId]));
-      expect(results.filter((x) => !x.deduplicated)).toHaveLength(1);
-      // Every caller is told the session of the one task there is.
-      const winner = results.find((x) => !x.deduplicated);
-      expect(new Set(results.map((x) => x.sessionId))).toEqual(new Set([winner?.sessionId]));
-      expect(await jobsAcrossShards(clients[0] as AgentryClient, r, taskId)).toBe(1);
+      const { taskId, winner } = await raceOneKey(clients, sessions, `order-${round}`, r);
       const shard = await (clients[0] as AgentryClient).locate(taskId);
-      expect(shard?.index).toBe(shardOfSession("acme", winner?.sessionId as string, SHARDS));
+      expect(shard?.index).toBe(shardOfSession("acme", winner, SHARDS));
       // The claim points at that shard, for as long as a completed job is kept.
       const claimKey = keySpace(prefix).key("idempotency", taskId);
       expect(JSON.parse((await r.get(claimKey)) as string)).toMatchObject({
