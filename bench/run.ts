@@ -125,7 +125,8 @@ const BENCHMARKS: Benchmark[] = [
     name: "redis-cost",
     title: "Redis work per agent task against a bare BullMQ job",
     about:
-      "Redis INFO deltas per task, agent tasks against bare BullMQ no-op jobs, same run, same private redis-server: CPU " +
+      "Redis INFO deltas per task, agent tasks against bare BullMQ no-op jobs, same run, same private redis-server (with the " +
+      "shipped infra/redis/redis.conf's `hash-max-listpack-value 512`, as a deployment has it): CPU " +
       "(used_cpu_sys + used_cpu_user), commands (commandstats, inside scripts too), bytes sent to Redis (total_net_input_bytes) " +
       "and used_memory retained with the completed jobs kept. Agent side: two worker processes (`apps/worker/src/main.ts`, " +
       "concurrency 25 each, `AGENTRY_LLM=scripted`, the reference wiring, `AGENTRY_AUDIT_LANES=3`: a lane per worker and one " +

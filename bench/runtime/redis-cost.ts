@@ -429,8 +429,17 @@ async function longTasks(redis: RedisClient, url: string): Promise<{ steps: numb
   return out;
 }
 
+/** The shipped infra/redis/redis.conf's encoding settings, so retained memory is a deployment's. */
+function shippedEncodingArgs(): string[] {
+  const conf = readFileSync(join(ROOT, "infra", "redis", "redis.conf"), "utf8");
+  return [...conf.matchAll(/^(hash-max-listpack-\S+)\s+(\S+)/gm)].flatMap((m) => [
+    `--${m[1]}`,
+    m[2] as string,
+  ]);
+}
+
 async function main(): Promise<void> {
-  const server = await startRedisServer();
+  const server = await startRedisServer({ args: shippedEncodingArgs() });
   const redis = createRedis({ url: server.url });
   const figures: Figure[] = [];
   try {
@@ -585,7 +594,8 @@ async function main(): Promise<void> {
       ...(a.archive
         ? [
             {
-              label: "retained per completed task once its keys of at most 1 h expired and the audit log was archived",
+              label:
+                "retained per completed task once its keys of at most 1 h expired and the audit log was archived",
               value: round(a.cost.memory - shortLivedBytes - a.archive.freedPerTask),
               unit: "B",
               note: `agentry audit archive freed ${round(a.archive.freedPerTask)} B per task (${a.archive.entries} entries to files in ${round(a.archive.seconds, 2)} s); result ${round(a.resultBytes)} B (target ≤ 2 KB + result); of it BullMQ's events stream ${round(eventsBytes)} B (10 000 entries in all, whatever the number of tasks; ${a.tasks} tasks here)`,

@@ -60,7 +60,7 @@ afterAll(async () => {
 });
 
 describe("infra/redis/redis.conf", () => {
-  it("loads in redis-server with AOF on, everysec fsync and noeviction", async () => {
+  it("loads in redis-server with AOF on, everysec fsync, noeviction and compact job hashes", async () => {
     // The container paths (dir /data, the mounted aclfile) are swapped for local ones; every
     // other line is parsed by the real server.
     const conf = readFileSync(REDIS_CONF, "utf8")
@@ -80,6 +80,10 @@ describe("infra/redis/redis.conf", () => {
       });
       r.on("error", () => undefined);
       const info = await r.info();
+      // A kept job (data, options and result past 64 bytes each) stays a compact listpack.
+      await r.hset("agentry:tasks:encoding-check", "data", "d".repeat(220), "opts", "o".repeat(210));
+      expect(await r.call("OBJECT", "ENCODING", "agentry:tasks:encoding-check")).toBe("listpack");
+      await r.del("agentry:tasks:encoding-check");
       r.disconnect();
       expect(info).toMatch(/aof_enabled:1/);
       expect(info).toMatch(/maxmemory_policy:noeviction/);
