@@ -600,6 +600,13 @@ async function main(): Promise<void> {
               unit: "B",
               note: `agentry audit archive freed ${round(a.archive.freedPerTask)} B per task (${a.archive.entries} entries to files in ${round(a.archive.seconds, 2)} s); result ${round(a.resultBytes)} B (target ≤ 2 KB + result); of it BullMQ's events stream ${round(eventsBytes)} B (10 000 entries in all, whatever the number of tasks; ${a.tasks} tasks here)`,
             },
+            {
+              label:
+                "the same, less BullMQ's events stream (what each further task adds once 10 000 tasks have run)",
+              value: round(a.cost.memory - shortLivedBytes - a.archive.freedPerTask - eventsBytes),
+              unit: "B",
+              note: `the job (data, options, result ${round(a.resultBytes)} B), its place in the completed set, the session's history and its budget usage (target ≤ 2 KB + result = ${2048 + round(a.resultBytes)} B)`,
+            },
           ]
         : []),
       {
