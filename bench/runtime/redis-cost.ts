@@ -602,7 +602,7 @@ async function main(): Promise<void> {
             },
             {
               label:
-                "the same, less BullMQ's events stream (what each further task adds once 10 000 tasks have run)",
+                "the same, less BullMQ's events stream (10 000 entries in all: a fixed cost, not a task's)",
               value: round(a.cost.memory - shortLivedBytes - a.archive.freedPerTask - eventsBytes),
               unit: "B",
               note: `the job (data, options, result ${round(a.resultBytes)} B), its place in the completed set, the session's history and its budget usage (target ≤ 2 KB + result = ${2048 + round(a.resultBytes)} B)`,
