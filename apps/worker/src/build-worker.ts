@@ -345,9 +345,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       return counts.reduce((a, b) => a + b, 0);
     },
     budgetRemaining: budgetRemainingOf(ledger),
-    ...(callLedger instanceof AllowanceLedger
-      ? { budgetAllowances: async () => callLedger.holdings() }
-      : {}),
+    ...(callLedger instanceof AllowanceLedger ? { budgetAllowances: async () => callLedger.holdings() } : {}),
   });
 
   return {

@@ -253,7 +253,12 @@ describe("BudgetLedger settle and release", () => {
     }
     expect(await ttl(reaped)).toBeGreaterThan(6 * 86_400_000);
     // Both retentions are options.
-    const short = new BudgetLedger({ redis: conn, prefix, settledRetentionMs: 5_000, reapedRetentionMs: 9_000 });
+    const short = new BudgetLedger({
+      redis: conn,
+      prefix,
+      settledRetentionMs: 5_000,
+      reapedRetentionMs: 9_000,
+    });
     const r = await short.reserve({ taskId: "t", scopes: ["tenant:acme"], amount: amount(1) });
     if (!r.ok) throw new Error("refused");
     await short.settle(r.reservation.id, amount(1));

@@ -58,6 +58,8 @@ describe("RedisToolJournal across attempts", () => {
     const lock = `${prefix}:tasks:t1:lock`;
     await conn.set(lock, "next-attempt");
     const journal = new RedisToolJournal({ redis: conn, prefix });
+    // Named by its tenant, as every tenant-owned key is.
+    expect(journal.entryKey(run, call.id)).toBe(`${prefix}:tool-journal:tenant:acme:task:t1:toolu_1`);
     const stale: RunContext = { ...run, fence: { key: lock, token: "stale-attempt" } };
     await expect(journal.begin(stale, call)).rejects.toMatchObject({ code: "LOCK_LOST" });
     expect(await conn.exists(journal.entryKey(run, call.id))).toBe(0);

@@ -1,5 +1,13 @@
 import type { Redis } from "ioredis";
-import { AgentryError, defineScripts, fenceArgs, keySpace, sleep, tenantOwnedId, type KeySpace } from "@agentry/core";
+import {
+  AgentryError,
+  defineScripts,
+  fenceArgs,
+  keySpace,
+  sleep,
+  tenantOwnedId,
+  type KeySpace,
+} from "@agentry/core";
 import type { RunContext, ToolJournal, ToolJournalBegin } from "@agentry/agent";
 import type { ToolResultBlock, ToolUseBlock } from "@agentry/llm";
 
