@@ -16,15 +16,14 @@ const LOOPS = 40;
 const ITERATIONS = 15;
 const CALLS_PER_DRAW = 4;
 
-const LIMITS = PROOF_LIMITS;
-const SCOPES = LIMITS.map(([s]) => s);
+const SCOPES = PROOF_LIMITS.map(([s]) => s);
 /** Each call reserves on global, a tenant, a user and a session: one allowance draw each. */
 const SCOPES_PER_CALL = 4;
 
 async function setUp(name: string, leaseMs: number) {
   const prefix = `{${redis.freshPrefix(name)}}`;
   const ledger = new BudgetLedger({ redis: redis.client(), prefix, leaseMs });
-  for (const [scope, limit] of LIMITS) await ledger.setLimit(scope, limit);
+  for (const [scope, limit] of PROOF_LIMITS) await ledger.setLimit(scope, limit);
   const args = (seed: number) => [
     redis.url,
     prefix,

@@ -2,7 +2,7 @@ import { useTestRedis } from "@agentry/testkit";
 import { describe, expect, it } from "vitest";
 import { AllowanceLedger } from "./allowance.js";
 import { BudgetLedger } from "./ledger.js";
-import type { BudgetScope } from "./scope.js";
+import { BUDGET_SCOPE_KINDS, type BudgetScope } from "./scope.js";
 
 const redis = useTestRedis("allowance");
 const amount = (tokens: number, costMicroUsd = 0) => ({ tokens, costMicroUsd });
@@ -41,7 +41,7 @@ describe("AllowanceLedger", () => {
     expect(allowances.openAllowances).toBe(SCOPES.length);
     // What the metrics show: one allowance per kind, holding the draw, with the calls' usage.
     expect(allowances.holdings()).toEqual(
-      (["global", "tenant", "user", "session"] as const).map((kind) => ({
+      BUDGET_SCOPE_KINDS.map((kind) => ({
         kind,
         open: 1,
         granted: amount(400, 40),

@@ -4,6 +4,7 @@ export {
   parseScope,
   isBudgetScope,
   budgetScopeKind,
+  BUDGET_SCOPE_KINDS,
   scopeSyntaxHelp,
   type BudgetScope,
   type BudgetScopeKind,

@@ -15,8 +15,6 @@ const LOOPS = 50;
 const ITERATIONS = 15;
 const LEASE_MS = 300;
 
-const LIMITS = PROOF_LIMITS;
-
 describe("BudgetLedger concurrency proof", () => {
   for (const seed of [1, 2, 3]) {
     it(
@@ -25,8 +23,8 @@ describe("BudgetLedger concurrency proof", () => {
       async () => {
         const prefix = `{${redis.freshPrefix(`proof${seed}`)}}`;
         const ledger = new BudgetLedger({ redis: redis.client(), prefix, leaseMs: LEASE_MS });
-        for (const [scope, limit] of LIMITS) await ledger.setLimit(scope, limit);
-        const scopes = LIMITS.map(([s]) => s);
+        for (const [scope, limit] of PROOF_LIMITS) await ledger.setLimit(scope, limit);
+        const scopes = PROOF_LIMITS.map(([s]) => s);
 
         const sampler = sampleViolations(ledger, scopes);
         const reports = await Promise.all(

@@ -9,8 +9,11 @@ import { AgentryError } from "@agentry/core";
  */
 export type BudgetScope = "global" | `tenant:${string}`;
 
+/** Every kind of scope, widest first. */
+export const BUDGET_SCOPE_KINDS = ["global", "tenant", "user", "session"] as const;
+
 /** What a scope is the budget of. */
-export type BudgetScopeKind = "global" | "tenant" | "user" | "session";
+export type BudgetScopeKind = (typeof BUDGET_SCOPE_KINDS)[number];
 
 const SCOPE_RE = /^(?:global|tenant:[A-Za-z0-9_.@-]{1,200}(?::(?:user|session):[^\s{}\p{Cc}]{1,200})?)$/u;
 const LEGACY_RE = /^(user|session):(.*)$/su;

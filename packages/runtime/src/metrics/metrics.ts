@@ -1,5 +1,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { AllowanceHolding } from "../budget/allowance.js";
 import type { BudgetLedger } from "../budget/ledger.js";
+import { BUDGET_SCOPE_KINDS } from "../budget/scope.js";
 import { COLLECT_ERRORS_METRIC, scrapeTimeRefresh } from "./scrape-refresh.js";
 
 /** How a task execution ended, as counted by `agentry_tasks_total`. Other strings are allowed. */
@@ -32,12 +34,7 @@ export interface BudgetRemainingSample {
 }
 
 /** Budget allowances one worker process holds on one kind of scope (`AllowanceLedger.holdings`). */
-export interface BudgetAllowanceSample {
-  kind: "global" | "tenant" | "user" | "session";
-  open: number;
-  /** What they hold reserved on the ledger: integer tokens and micro-USD. */
-  granted: { tokens: number; costMicroUsd: number };
-}
+export type BudgetAllowanceSample = Pick<AllowanceHolding, "kind" | "open" | "granted">;
 
 /** The BullMQ states that make up the queue depth: jobs still to finish, never the retained finished ones. */
 export const QUEUE_DEPTH_STATES = ["waiting", "active", "delayed", "prioritized"] as const;
@@ -172,7 +169,7 @@ export function createMetrics(options: CreateMetricsOptions = {}): AgentryMetric
       collect("budget_allowances", collectors.budgetAllowances, (samples) => {
         // Every kind, 0 when none is held, so a series does not vanish between draws.
         const held = new Map(samples.map((h) => [h.kind, h]));
-        for (const kind of ["global", "tenant", "user", "session"] as const) {
+        for (const kind of BUDGET_SCOPE_KINDS) {
           const h = held.get(kind);
           allowancesOpen.set({ kind }, h?.open ?? 0);
           allowanceTokens.set({ kind }, h?.granted.tokens ?? 0);
