@@ -8,6 +8,7 @@ export {
   AgentryError,
   ERROR_CODES,
   isAgentryError,
+  isTransientRedisError,
   type AgentryErrorData,
   type AgentryErrorOptions,
   type ErrorCategory,

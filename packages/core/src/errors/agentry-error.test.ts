@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { describe, expect, inject, it, onTestFinished } from "vitest";
 import { AgentryError, agentryErrorDataSchema, isAgentryError } from "../index.js";
 
 describe("AgentryError", () => {
@@ -33,5 +34,23 @@ describe("AgentryError", () => {
     const e = AgentryError.from(cause);
     expect(e.code).toBe("INTERNAL");
     expect(e.cause).toBe(cause);
+  });
+
+  it("wraps Redis replies that pass with time as retryable REDIS_UNAVAILABLE, and other replies as INTERNAL", async () => {
+    const redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+    onTestFinished(() => redis.disconnect());
+    const key = `test-agentry-error-${process.pid}-${Date.now()}`;
+    const noScript = await redis.evalsha("f".repeat(40), 0).catch((e: unknown) => e);
+    expect(AgentryError.from(noScript)).toMatchObject({ code: "REDIS_UNAVAILABLE", retryable: true });
+    expect(AgentryError.from(noScript).message).toMatch(/^NOSCRIPT/);
+    // A fallback other than INTERNAL is the caller's choice and stays.
+    expect(AgentryError.from(noScript, "AUDIT_FAILED").code).toBe("AUDIT_FAILED");
+    await redis.set(key, "x");
+    const wrongType = await redis.lpush(key, "y").catch((e: unknown) => e);
+    expect(AgentryError.from(wrongType)).toMatchObject({ code: "INTERNAL", retryable: false });
+    await redis.del(key);
+    redis.disconnect();
+    const closed = await redis.get(key).catch((e: unknown) => e);
+    expect(AgentryError.from(closed)).toMatchObject({ code: "REDIS_UNAVAILABLE", retryable: true });
   });
 });

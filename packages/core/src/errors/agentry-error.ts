@@ -160,15 +160,33 @@ export class AgentryError extends Error {
   }
 
   /**
-   * Wraps anything thrown into an AgentryError. An AgentryError passes through;
-   * anything else becomes `INTERNAL` (or the given fallback code) with the original as cause.
+   * Wraps anything thrown into an AgentryError. An AgentryError passes through; a Redis error
+   * that passes with time (see {@link isTransientRedisError}) becomes `REDIS_UNAVAILABLE`, which
+   * is retryable; anything else becomes `INTERNAL` (or the given fallback code) with the original
+   * as cause.
    */
   static from(value: unknown, fallback: ErrorCode = "INTERNAL"): AgentryError {
     if (AgentryError.isInstance(value)) return value;
     const message = value instanceof Error ? value.message : String(value);
-    return new AgentryError(fallback, message, { cause: value });
+    const code = fallback === "INTERNAL" && isTransientRedisError(value) ? "REDIS_UNAVAILABLE" : fallback;
+    return new AgentryError(code, message, { cause: value });
   }
 }
+
+/**
+ * Redis replies that say "not now" rather than "never": the server lost its script cache
+ * (`NOSCRIPT`), is loading its data after a restart (`LOADING`), runs a long script (`BUSY`), is
+ * out of memory (`OOM`), is a replica or in a failover (`READONLY`, `MASTERDOWN`), or its cluster
+ * is resharding or down (`TRYAGAIN`, `CLUSTERDOWN`); and a client whose connection closed or ran
+ * out of retries. A task attempt that meets one is retried from its checkpoint, not failed.
+ */
+export function isTransientRedisError(value: unknown): boolean {
+  if (!(value instanceof Error)) return false;
+  if (value.name === "MaxRetriesPerRequestError" || value.message === "Connection is closed.") return true;
+  return value.name === "ReplyError" && TRANSIENT_REPLY.test(value.message);
+}
+
+const TRANSIENT_REPLY = /^(NOSCRIPT|LOADING|BUSY|OOM|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/;
 
 /** Type guard for a specific code. */
 export function isAgentryError(value: unknown, code?: ErrorCode): value is AgentryError {

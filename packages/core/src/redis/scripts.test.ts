@@ -1,6 +1,10 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
-import { afterAll, describe, expect, it, inject } from "vitest";
+import { afterAll, describe, expect, it, inject, onTestFinished } from "vitest";
 import { AgentryError } from "../errors/agentry-error.js";
 import { defineScripts, scriptCommandName } from "./scripts.js";
 
@@ -27,6 +31,38 @@ const client = () => {
   clients.push(c);
   return c;
 };
+
+/**
+ * A client of a private redis-server on a unix socket, stopped when the test ends: a test that
+ * flushes the script cache must not flush the shared server under other suites' open connections.
+ * (The testkit's server helper is not a dependency of core.)
+ */
+async function privateServerClient(): Promise<Redis> {
+  const dir = mkdtempSync(join(tmpdir(), "agentry-core-redis-"));
+  const socket = join(dir, "redis.sock");
+  const server = spawn("redis-server", ["--port", "0", "--unixsocket", socket, "--save", "", "--dir", dir], {
+    stdio: "ignore",
+  });
+  const exited = new Promise<void>((resolve) => server.once("exit", () => resolve()));
+  const stop = async () => {
+    server.kill("SIGKILL");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (const deadline = Date.now() + 10_000; !existsSync(socket);) {
+    if (server.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error("redis-server did not start (is it installed?)");
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const redis = new Redis({ path: socket, maxRetriesPerRequest: null });
+  onTestFinished(async () => {
+    redis.disconnect();
+    await stop();
+  });
+  return redis;
+}
 
 afterAll(async () => {
   const admin = clients[0] ?? client();
@@ -83,7 +119,7 @@ describe("defineScripts", () => {
   });
 
   it("queues calls on a pipeline of a client it was defined on, replies in order from exec", async () => {
-    const redis = client();
+    const redis = await privateServerClient();
     expect(() => scripts.echoCall.queue(redis.pipeline(), [`${prefix}:p`, `${prefix}:q`], [])).toThrow(
       /defineOn/,
     );
@@ -104,7 +140,7 @@ describe("defineScripts", () => {
   });
 
   it("still runs after the server forgot its scripts (EVALSHA falls back to EVAL)", async () => {
-    const redis = client();
+    const redis = await privateServerClient();
     expect(await scripts.countKeys(redis, [`${prefix}:flush:1`], ["before"])).toBe(1);
     await redis.script("FLUSH");
     expect(await scripts.countKeys(redis, [`${prefix}:flush:1`, `${prefix}:flush:2`], ["after"])).toBe(2);

@@ -251,6 +251,48 @@ describe("AuditLog.hold", () => {
     expect((await log.verify()).ok).toBe(true);
   });
 
+  it("a commit whose entries are appended but whose own write meets NOSCRIPT writes it once, after them", async () => {
+    const server = await startRedisServer();
+    const client = createRedis({ url: server.url, role: "worker" });
+    onTestFinished(async () => {
+      client.disconnect();
+      await server.stop();
+    });
+    const prefix = "audit-noscript-rider";
+    const log = new AuditLog({ redis: client, prefix, key: KEY });
+    const fence = { key: `${prefix}:tasks:job-1:lock`, token: "attempt-1" };
+    await client.set(fence.key, fence.token);
+    // A rider with a script of its own, sent as EVALSHA once the connection has sent it, as a
+    // step write is.
+    const lua = `if ARGV[1] ~= "" and redis.call("HGET", KEYS[2], "hash") ~= ARGV[1] then return 2 end
+      return redis.call("INCR", KEYS[1])`;
+    type Marking = { testMarkStep(marker: string, head: string, hash: string): unknown };
+    const scripted = (marker: string) => ({
+      define: () => {
+        if (!("testMarkStep" in client)) client.defineCommand("testMarkStep", { lua, numberOfKeys: 2 });
+      },
+      queue: (tx: ReturnType<typeof client.multi>, head?: { key: string; hash: string }) => {
+        (tx as unknown as Marking).testMarkStep(marker, head?.key ?? marker, head?.hash ?? "");
+      },
+      reply: ([err, value]: [Error | null, unknown]) => {
+        if (err) throw err;
+        return value;
+      },
+      load: async () => void (await client.script("LOAD", lua)),
+    });
+    const hold = log.hold(fence);
+    await log.append(entry(1), { fence });
+    expect(await hold.commit(scripted(`${prefix}:marker`))).toBe(1);
+    await client.script("FLUSH");
+    // An append outside the hold puts the audit script back in the cache, not the rider's: the
+    // next commit's entries are appended and its own write meets NOSCRIPT in the same EXEC.
+    await log.append(entry(2));
+    await log.append(entry(3), { fence });
+    expect(await hold.commit(scripted(`${prefix}:marker`))).toBe(2);
+    expect(await client.xlen(log.streamKey)).toBe(3);
+    expect((await log.verify()).ok).toBe(true);
+  });
+
   it("a stale attempt's commit writes neither its entries nor its own write, and throws LOCK_LOST", async () => {
     const { log, client, prefix } = newLog();
     const fence = { key: `${prefix}:tasks:job-1:lock`, token: "attempt-1" };

@@ -300,6 +300,21 @@ export class AuditLog implements AuditSink {
   }
 
   /**
+   * The rider's write on its own, with no head to check: nothing is held, or the entries it rode
+   * with are already in the chain. A script the server lost is loaded and the write sent again.
+   */
+  private async riderAlone(rider: AuditRider<unknown>): Promise<unknown> {
+    rider.define(this.redis);
+    for (let reloads = 0; ; reloads++) {
+      const pipeline = this.redis.pipeline();
+      rider.queue(pipeline, undefined);
+      const result = (await pipeline.exec())?.[0] ?? [new Error("no reply"), null];
+      if (!isNoScript(result[0]) || reloads >= MAX_SCRIPT_RELOADS) return rider.reply(result);
+      await rider.load(this.redis);
+    }
+  }
+
+  /**
    * One held commit: the entries (a repeated once id counts once) and the rider in one
    * MULTI/EXEC, again with a fresh head while the head moves, without the duplicates once they
    * are known; with no entry left, the rider alone.
@@ -310,15 +325,10 @@ export class AuditLog implements AuditSink {
       (e) => e.once === undefined || (!onces.has(e.once) && !!onces.add(e.once)),
     );
     item.rider.define(this.redis);
-    if (pending.length === 0) {
-      const tx = this.redis.pipeline();
-      item.rider.queue(tx, undefined);
-      const replies = (await tx.exec()) ?? [];
-      return item.rider.reply(replies[0] ?? [new Error("no reply"), null]);
-    }
+    if (pending.length === 0) return this.riderAlone(item.rider);
     scripts.appendAuditEntries.defineOn(this.redis);
     let head = this.head ?? (await this.readHead());
-    let reloaded = false;
+    let reloads = 0;
     for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
       const { keys, args, last } = this.encode(pending, head, item.fence);
       const tx = this.redis.multi();
@@ -327,11 +337,13 @@ export class AuditLog implements AuditSink {
       const replies = await tx.exec();
       if (!replies) throw new AgentryError("REDIS_UNAVAILABLE", "audit commit transaction was aborted");
       const [auditErr, auditReply] = replies[0] ?? [new Error("no reply"), null];
-      if (auditErr?.message.startsWith("NOSCRIPT") && !reloaded) {
-        // The server lost its script cache while this connection stayed open (a flush, a restart
-        // behind a proxy). Nothing was written: the append failed and the rider, finding the old
-        // head, wrote nothing. Inside MULTI the client cannot resend the scripts: load them, retry.
-        reloaded = true;
+      const riderResult = replies[1] ?? [new Error("no reply"), null];
+      // The server can lose its script cache while this connection stays open (a SCRIPT FLUSH,
+      // a restart behind a proxy). Inside MULTI the client cannot resend a script, and the server
+      // runs the rest of the transaction: load the scripts, then go on from what was written.
+      if (isNoScript(auditErr) && reloads < MAX_SCRIPT_RELOADS) {
+        // Nothing was appended, so the rider, finding the old head, wrote nothing: again, whole.
+        reloads += 1;
         await Promise.all([scripts.appendAuditEntries.load(this.redis), item.rider.load(this.redis)]);
         attempt -= 1;
         continue;
@@ -340,7 +352,9 @@ export class AuditLog implements AuditSink {
       const reply = auditReply as [1, string] | [0, number, string] | [2, ...(number | string)[]] | [3];
       if (reply[0] === 1) {
         this.head = last;
-        return item.rider.reply(replies[1] ?? [new Error("no reply"), null]);
+        // The entries are in the chain; the rider alone (no head check) writes its part.
+        if (isNoScript(riderResult[0])) return this.riderAlone(item.rider);
+        return item.rider.reply(riderResult);
       }
       if (reply[0] === 3) {
         throw new AgentryError(
@@ -929,6 +943,13 @@ function safeHash(raw: string | undefined): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** How often one commit reloads the scripts after `NOSCRIPT` before it gives up. */
+const MAX_SCRIPT_RELOADS = 5;
+
+function isNoScript(err: unknown): boolean {
+  return err instanceof Error && err.message.startsWith("NOSCRIPT");
 }
 
 function auditFailed(input: AuditEntryInput, err: unknown): AgentryError {
