@@ -120,7 +120,9 @@ describe("composeHooks", () => {
       },
     );
     expect(await hooks.afterModelCall?.({ ...info, response, durationMs: 1 })).toEqual({ costMicroUsd: 42 });
-    expect(await hooks.onModelCallError?.({ ...info, error: new Error("x") })).toEqual({ costMicroUsd: 7 });
+    expect(await hooks.onModelCallError?.({ ...info, error: new Error("x"), sent: true })).toEqual({
+      costMicroUsd: 7,
+    });
     expect(
       await composeHooks({ afterModelCall: async () => undefined }).afterModelCall?.({
         ...info,

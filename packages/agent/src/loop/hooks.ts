@@ -63,8 +63,13 @@ export interface AgentHooks {
   afterModelCall?(
     info: ModelCallInfo & { response: ModelResponse; durationMs: number },
   ): Promise<ModelCallCharge | void>;
-  /** Called when the model call throws; the error is rethrown after it. May return what it charged (e.g. settled at the reserved amount). */
-  onModelCallError?(info: ModelCallInfo & { error: unknown }): Promise<ModelCallCharge | void>;
+  /**
+   * Called when the model call throws, or when it is never sent: `sent` is false when a
+   * `beforeModelCall` hook threw (in a composition, the hooks after it did not run theirs), so
+   * nothing was billed and what a hook reserved or opened for the call can be let go. The error
+   * is rethrown after it. May return what it charged (e.g. settled at the reserved amount).
+   */
+  onModelCallError?(info: ModelCallInfo & { error: unknown; sent: boolean }): Promise<ModelCallCharge | void>;
   /**
    * @defaultValue allow. A throw fails the run without running the tool (retry re-evaluates it).
    * Not called for a call the registry refuses (unknown tool, input failing the schema): the model

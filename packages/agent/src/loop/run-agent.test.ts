@@ -669,10 +669,23 @@ describe("runAgent", () => {
         throw new AgentryError("BUDGET_EXCEEDED", "tenant acme is out of budget");
       },
     };
+    // Hooks are told the call was not sent, so one that reserved or opened something for it can let it go.
+    const told: { code: unknown; sent: boolean }[] = [];
+    const listener: AgentHooks = {
+      onModelCallError: async ({ error, sent }) =>
+        void told.push({ code: (error as AgentryError).code, sent }),
+    };
     await expect(
-      runAgent({ model: broke, tools: new ToolRegistry(), run, hooks: budget, messages: ask("x") }),
+      runAgent({
+        model: broke,
+        tools: new ToolRegistry(),
+        run,
+        hooks: composeHooks(listener, budget),
+        messages: ask("x"),
+      }),
     ).rejects.toMatchObject({ code: "BUDGET_EXCEEDED" });
     expect(broke.requests).toHaveLength(0);
+    expect(told).toEqual([{ code: "BUDGET_EXCEEDED", sent: false }]);
   });
 
   it("reports model errors to onModelCallError and rethrows them", async () => {
@@ -689,11 +702,11 @@ describe("runAgent", () => {
         model,
         tools: new ToolRegistry(),
         run,
-        hooks: { onModelCallError: async ({ error }) => void errors.push(error) },
+        hooks: { onModelCallError: async ({ error, sent }) => void errors.push({ error, sent }) },
         messages: ask("x"),
       }),
     ).rejects.toMatchObject({ code: "PROVIDER_RATE_LIMITED", retryAfterMs: 2000 });
-    expect(errors).toHaveLength(1);
+    expect(errors).toMatchObject([{ error: { code: "PROVIDER_RATE_LIMITED" }, sent: true }]);
   });
 
   it("fails the run when a checkpoint cannot be stored", async () => {

@@ -287,15 +287,21 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
         step: String(step),
       },
     };
-    const clamp = await hooks.beforeModelCall?.({ run, step, request });
-    if (clamp?.maxTokens !== undefined) {
-      if (!Number.isInteger(clamp.maxTokens) || clamp.maxTokens < 1) {
-        throw new AgentryError(
-          "INTERNAL",
-          `beforeModelCall returned maxTokens ${clamp.maxTokens}; it must be a positive integer`,
-        );
+    try {
+      const clamp = await hooks.beforeModelCall?.({ run, step, request });
+      if (clamp?.maxTokens !== undefined) {
+        if (!Number.isInteger(clamp.maxTokens) || clamp.maxTokens < 1) {
+          throw new AgentryError(
+            "INTERNAL",
+            `beforeModelCall returned maxTokens ${clamp.maxTokens}; it must be a positive integer`,
+          );
+        }
+        request.maxTokens = Math.min(request.maxTokens, clamp.maxTokens);
       }
-      request.maxTokens = Math.min(request.maxTokens, clamp.maxTokens);
+    } catch (error) {
+      // The call is not sent: a hook that reserved for it (a budget) gives it back.
+      await hooks.onModelCallError?.({ run, step, request, error, sent: false }).catch(() => undefined);
+      throw error;
     }
 
     const started = performance.now();
@@ -303,7 +309,9 @@ export async function runAgent(options: RunAgentOptions): Promise<AgentResult> {
     try {
       response = await model.generate(request);
     } catch (error) {
-      const charge = await hooks.onModelCallError?.({ run, step, request, error }).catch(() => undefined);
+      const charge = await hooks
+        .onModelCallError?.({ run, step, request, error, sent: true })
+        .catch(() => undefined);
       if (charge) state.costMicroUsd = (state.costMicroUsd ?? 0) + charge.costMicroUsd;
       throwIfCancelled(signal);
       throw error;

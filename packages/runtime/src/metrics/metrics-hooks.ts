@@ -40,7 +40,8 @@ export function createMetricsHooks(metrics: AgentryMetrics, options: MetricsHook
         }
       }
     },
-    async onModelCallError({ request }) {
+    async onModelCallError({ request, sent }) {
+      if (!sent) return;
       metrics.modelCalls.inc({ model: request.model ?? options.defaultModel ?? "unknown", outcome: "error" });
     },
     async afterToolCall({ call, decision }) {

@@ -74,7 +74,9 @@ describe("createMetrics + createMetricsHooks", () => {
     });
     const hooks = createMetricsHooks(metrics, { pricing: (_m, u) => u.input * 3 + u.output * 15 });
     await hooks.afterModelCall({ run, step: 1, request, response, durationMs: 1_500 });
-    await hooks.onModelCallError({ run, step: 2, request, error: new Error("overloaded") });
+    await hooks.onModelCallError({ run, step: 2, request, error: new Error("overloaded"), sent: true });
+    // A call stopped before it was sent is not a model call.
+    await hooks.onModelCallError({ run, step: 3, request, error: new Error("refused"), sent: false });
     const call = { type: "tool_use" as const, id: "toolu_1", name: "delete_resource", input: {} };
     await hooks.afterToolCall({
       run,

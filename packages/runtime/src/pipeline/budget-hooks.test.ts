@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { sleep } from "@agentry/core";
+import { composeHooks, runAgent, ToolRegistry } from "@agentry/agent";
+import { AgentryError, sleep } from "@agentry/core";
 import {
   AnthropicModel,
   costMicroUsd,
@@ -9,6 +10,7 @@ import {
   type ModelResponse,
 } from "@agentry/llm";
 import { fakeReply, startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
+import { AllowanceLedger } from "../budget/allowance.js";
 import { BudgetLedger } from "../budget/ledger.js";
 import { createBudgetHooks, type BudgetHooksOptions } from "./budget-hooks.js";
 
@@ -58,7 +60,6 @@ describe("budget hooks", () => {
       pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
       defaultModel: "claude-sonnet-4-6",
     });
-    const { AgentryError } = await import("@agentry/core");
     await hooks.beforeModelCall?.({ run, step: 1, request });
     expect(
       await hooks.onModelCallError?.({
@@ -66,6 +67,7 @@ describe("budget hooks", () => {
         step: 1,
         request,
         error: new AgentryError("PROVIDER_RATE_LIMITED", "429"),
+        sent: true,
       }),
     ).toBeUndefined();
     expect((await ledger.getStats("tenant:acme")).used.tokens).toBe(0);
@@ -76,11 +78,93 @@ describe("budget hooks", () => {
       step: 2,
       request,
       error: new AgentryError("PROVIDER_UNAVAILABLE", "connection reset"),
+      sent: true,
     });
     const stats = await ledger.getStats("tenant:acme");
     expect(stats.used.tokens).toBe(reserved.tokens);
     expect(charge).toEqual({ costMicroUsd: reserved.costMicroUsd });
     expect(stats.reserved.tokens).toBe(0);
+  });
+});
+
+describe("budget hooks on a call that is never sent", () => {
+  let fake: FakeAnthropic;
+  beforeAll(async () => {
+    fake = await startFakeAnthropic();
+  });
+  afterAll(async () => {
+    await fake.close();
+  });
+
+  // The reservation is made and then its own audit entry (or a hook after this one) fails: the
+  // call never goes out. It must not stay reserved: before, it stayed leased for the longest call
+  // (15 minutes), and an allowance under it was never returned.
+  it.each([
+    { via: "the ledger", callsPerDraw: 0 },
+    { via: "an allowance", callsPerDraw: 4 },
+  ])(
+    "give back what they reserved, via $via, when the call is stopped before it is sent",
+    async ({ callsPerDraw }) => {
+      fake.reset();
+      const prefix = redis.freshPrefix();
+      const ledger = new BudgetLedger({ redis: redis.client(), prefix });
+      const allowances =
+        callsPerDraw > 0 ? new AllowanceLedger({ ledger, callsPerDraw, idleMs: 50 }) : undefined;
+      const budget = createBudgetHooks({
+        ledger: allowances ?? ledger,
+        pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
+        defaultModel: "claude-sonnet-4-6",
+        audit: {
+          append: async (entry) => {
+            const event = (entry.data as { event?: string }).event;
+            if (event === "reserved") throw new AgentryError("AUDIT_FAILED", "audit unavailable");
+          },
+        },
+      });
+      const llm = new AnthropicModel({ apiKey: "k", baseURL: fake.url, defaultModel: "claude-sonnet-4-6" });
+      const failed = await runAgent({
+        model: llm,
+        tools: new ToolRegistry(),
+        run,
+        messages: [{ role: "user", content: "hello" }],
+        hooks: composeHooks(budget),
+      }).catch((e: unknown) => e);
+      expect(AgentryError.isInstance(failed) && failed.code).toBe("AUDIT_FAILED");
+      expect(fake.requests.filter((r) => r.path === "/v1/messages")).toHaveLength(0);
+      await allowances?.close();
+      const stats = await ledger.getStats("tenant:acme");
+      expect(stats.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
+      expect(stats.used).toEqual({ tokens: 0, costMicroUsd: 0 });
+    },
+  );
+
+  it("give back a reservation when a hook after them stops the call", async () => {
+    fake.reset();
+    const prefix = redis.freshPrefix();
+    const ledger = new BudgetLedger({ redis: redis.client(), prefix });
+    const budget = createBudgetHooks({
+      ledger,
+      pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
+      defaultModel: "claude-sonnet-4-6",
+    });
+    const stopper = {
+      beforeModelCall: async () => {
+        throw new AgentryError("LOCK_LOST", "another attempt owns the task");
+      },
+    };
+    const llm = new AnthropicModel({ apiKey: "k", baseURL: fake.url, defaultModel: "claude-sonnet-4-6" });
+    const failed = await runAgent({
+      model: llm,
+      tools: new ToolRegistry(),
+      run,
+      messages: [{ role: "user", content: "hello" }],
+      hooks: composeHooks(budget, stopper),
+    }).catch((e: unknown) => e);
+    expect(AgentryError.isInstance(failed) && failed.code).toBe("LOCK_LOST");
+    expect(fake.requests).toHaveLength(0);
+    const stats = await ledger.getStats("tenant:acme");
+    expect(stats.reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
+    expect(stats.used).toEqual({ tokens: 0, costMicroUsd: 0 });
   });
 });
 

@@ -209,10 +209,11 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
       return { costMicroUsd: cost };
     },
 
-    async onModelCallError({ run, step, error }) {
+    async onModelCallError({ run, step, error, sent }) {
       const entry = take(keyOf(run, step));
       if (!entry) return;
-      if (providerBilledNothing(error)) {
+      // Not sent (a hook after this one, or this one's own audit of the reservation, threw): nothing billed.
+      if (!sent || providerBilledNothing(error)) {
         await ledger.release(entry.reservationId);
         await audit(run, { event: "released", step, reservationId: entry.reservationId });
         return;

@@ -222,7 +222,7 @@ describe("withAgentSpan + createTracingHooks", () => {
       withAgentSpan(run, async () => {
         const info = { run, step: 1, request };
         await hooks.beforeModelCall(info);
-        await hooks.onModelCallError({ ...info, error });
+        await hooks.onModelCallError({ ...info, error, sent: true });
         throw error;
       }),
     ).rejects.toBe(error);

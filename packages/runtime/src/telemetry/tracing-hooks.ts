@@ -195,6 +195,8 @@ export function createTracingHooks(options: TracingHooksOptions = {}): Telemetry
 
     async onModelCallError(info) {
       safely("onModelCallError", () => {
+        // A call stopped before it was sent has a span only when this hook's before ran.
+        if (!info.sent && !modelSpans.has(modelKey(info))) return;
         const { span, release } = modelSpans.get(modelKey(info)) ?? openModelSpan(info);
         release();
         markError(span, info.error);
