@@ -2,7 +2,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
 import { AgentryError, createRedis, shardPrefixes, type AgentryEnv } from "@agentry/core";
-import type { AgentryClient, BudgetLedger } from "@agentry/runtime";
+import type { AgentryClient, ShardedBudget } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, loadApproversFile, type ApproverKeys } from "@agentry/governance";
 import { safeRedisUrl } from "./format.js";
 import { CliError, type CliIo } from "./io.js";
@@ -136,9 +136,18 @@ export class CliContext {
     return this.#client;
   }
 
-  async ledger(): Promise<BudgetLedger> {
-    const { BudgetLedger } = await import("@agentry/runtime");
-    return new BudgetLedger({ redis: await this.redis(), prefix: this.prefix });
+  /**
+   * The budget of every scope: global, tenant and user scopes on the global prefix, a session's
+   * on its session's queue shard (one shard: all on the global prefix).
+   */
+  async ledger(): Promise<ShardedBudget> {
+    const { BudgetLedger, ShardedBudget } = await import("@agentry/runtime");
+    const redis = await this.redis();
+    const global = new BudgetLedger({ redis, prefix: this.prefix });
+    return new ShardedBudget(
+      global,
+      this.shardPrefixes.map((p) => (p === this.prefix ? global : new BudgetLedger({ redis, prefix: p }))),
+    );
   }
 
   /**

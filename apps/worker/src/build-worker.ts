@@ -16,6 +16,10 @@ import {
   AgentWorker,
   AllowanceLedger,
   BudgetLedger,
+  budgetScopeKind,
+  mergeAllowanceHoldings,
+  ShardedBudget,
+  SplitCallLedger,
   budgetRemainingOf,
   createAgentTaskHandler,
   createBudgetHooks,
@@ -180,24 +184,28 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       ? new WebhookNotifier({ url: config.AGENTRY_APPROVAL_WEBHOOK_URL })
       : new LogNotifier(logger));
 
-  // Budgets, tracing, metrics: global, shared by every shard.
-  const ledger = new BudgetLedger({
-    redis,
-    prefix,
-    leaseMs: config.AGENTRY_BUDGET_LEASE_MS,
-    onLeaseExpired: async (r) => {
-      await globalAudit.append({
-        type: "budget",
-        taskId: r.taskId,
-        data: { event: "lease-expired", reservationId: r.id, amount: r.amount, scopes: r.scopes },
-      });
-    },
-  });
+  // Budgets, tracing, metrics: global, shared by every shard; a session's budget is on its
+  // session's shard (every task of the session runs there), so the per-task session draw does
+  // not cross to the global slot.
+  const ledgerOn = (on: string, audit: AuditLog) =>
+    new BudgetLedger({
+      redis,
+      prefix: on,
+      leaseMs: config.AGENTRY_BUDGET_LEASE_MS,
+      onLeaseExpired: async (r) => {
+        await audit.append({
+          type: "budget",
+          taskId: r.taskId,
+          data: { event: "lease-expired", reservationId: r.id, amount: r.amount, scopes: r.scopes },
+        });
+      },
+    });
+  const ledger = ledgerOn(prefix, globalAudit);
   // With allowances, calls draw from this process's share instead of the ledger each time.
-  const callLedger =
+  const allowancesOn = (on: BudgetLedger): AllowanceLedger | undefined =>
     config.AGENTRY_BUDGET_ALLOWANCE_CALLS > 0
       ? new AllowanceLedger({
-          ledger,
+          ledger: on,
           callsPerDraw: config.AGENTRY_BUDGET_ALLOWANCE_CALLS,
           // Returned well within its reservation's lease, so only a dead process's is reaped.
           maxAgeMs: Math.max(2, Math.min(5_000, Math.floor(config.AGENTRY_BUDGET_LEASE_MS / 2))),
@@ -205,7 +213,9 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
           holder: actor,
           logger,
         })
-      : ledger;
+      : undefined;
+  const globalAllowances = allowancesOn(ledger);
+  const allowanceLedgers: AllowanceLedger[] = globalAllowances ? [globalAllowances] : [];
   // The model's own prompt count (when it has one) lets budgets reserve a true bound near a limit.
   const countInputTokens = model.countInputTokens?.bind(model);
   const pricing = {
@@ -273,6 +283,18 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     const sessions = new RedisSessionStore({ redis, prefix: shardPrefix });
     const turns = new RedisSessionTurns({ redis, prefix: shardPrefix });
     const audit = shardPrefix === prefix ? globalAudit : auditOn(shardPrefix);
+    // One shard: every scope on the one ledger. Several: session scopes on this shard's.
+    const shardLedger = shardPrefix === prefix ? undefined : ledgerOn(shardPrefix, audit);
+    const shardAllowances = shardLedger && allowancesOn(shardLedger);
+    if (shardAllowances) allowanceLedgers.push(shardAllowances);
+    const mainCalls = globalAllowances ?? ledger;
+    const callLedger = shardLedger
+      ? new SplitCallLedger({
+          main: mainCalls,
+          local: shardAllowances ?? shardLedger,
+          isLocal: (scope) => budgetScopeKind(scope) === "session",
+        })
+      : mainCalls;
     const approvals = new ApprovalStore({ redis: publisher, prefix: shardPrefix, approverKeys, audit });
     const governance = createGovernanceHooks({ validator, approvals, audit, notifier, approverKeys, logger });
     const budget = createBudgetHooks({
@@ -325,6 +347,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       reconcilers: [
         reconcileApprovals(approvals),
         ...(position === 0 ? [async () => void (await ledger.reapExpired())] : []),
+        ...(shardLedger ? [async () => void (await shardLedger.reapExpired())] : []),
       ],
       reconcileEveryMs: options.reconcileEveryMs ?? config.AGENTRY_RECONCILE_INTERVAL_MS,
     });
@@ -332,6 +355,11 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
   };
 
   const shards = config.AGENTRY_WORKER_SHARDS.map((index, position) => buildShard(index, position));
+  // Every scope's figures, wherever its ledger is (a session's on its shard, consumed here or not).
+  const budgets = new ShardedBudget(
+    ledger,
+    allShards.map((p) => (p === prefix ? ledger : new BudgetLedger({ redis, prefix: p }))),
+  );
   const first = shards[0] as BuiltShard;
   registerTenantLoadMetrics(metrics.registry, {
     read: async () => mergeTenantLoads(await Promise.all(shards.map((s) => s.worker.fair.load()))),
@@ -344,8 +372,10 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       );
       return counts.reduce((a, b) => a + b, 0);
     },
-    budgetRemaining: budgetRemainingOf(ledger),
-    ...(callLedger instanceof AllowanceLedger ? { budgetAllowances: async () => callLedger.holdings() } : {}),
+    budgetRemaining: budgetRemainingOf(budgets),
+    ...(allowanceLedgers.length > 0
+      ? { budgetAllowances: async () => mergeAllowanceHoldings(allowanceLedgers.map((a) => a.holdings())) }
+      : {}),
   });
 
   return {
@@ -382,7 +412,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     async close() {
       for (const shard of shards) await shard.worker.close();
       // Every call has finished: what the allowances served goes back to the ledger.
-      if (callLedger instanceof AllowanceLedger) await callLedger.close();
+      await Promise.all(allowanceLedgers.map((a) => a.close()));
       await auditLane.release();
       await publisher.quit().catch(() => publisher.disconnect());
       await redis.quit().catch(() => redis.disconnect());

@@ -5,7 +5,13 @@ import { expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { createRedis, shardPrefixes } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
-import { AgentryClient, BudgetLedger, type ClientShard } from "@agentry/runtime";
+import {
+  AgentryClient,
+  BudgetLedger,
+  ShardedBudget,
+  type BudgetScope,
+  type ClientShard,
+} from "@agentry/runtime";
 import {
   ApprovalStore,
   AuditLog,
@@ -353,6 +359,58 @@ export async function globalBudgetHoldsAcrossShards(d: ShardedDeployment): Promi
   expect(returned.used.tokens).toBe(d.fake.billed().tokens);
 }
 
+/**
+ * A session's budget lives on its session's shard: its limit holds there (the tasks of the
+ * session past it are refused), the shard's ledger ends equal to what the provider billed for
+ * them, and the global slot holds nothing of the session.
+ */
+export async function sessionBudgetOnItsShard(d: ShardedDeployment): Promise<void> {
+  const global = new BudgetLedger({ redis: d.conn, prefix: d.prefix });
+  const book = new ShardedBudget(
+    global,
+    d.shardPrefixes.map((p) => new BudgetLedger({ redis: d.conn, prefix: p })),
+  );
+  const sessionId = sessionOn(d.client, "acme", 2, "budgeted");
+  const scope: BudgetScope = `tenant:acme:session:${sessionId}`;
+  const home = book.ledgerFor(scope);
+  expect(home).not.toBe(global);
+  await expect
+    .poll(async () => (await global.getStats("global")).reserved.tokens, { timeout: 30_000 })
+    .toBe(0);
+  // The global limit an earlier test spent stands in the way of every scope: lifted.
+  await global.removeLimit("global");
+  const billedBefore = d.fake.billed().tokens;
+  const limit = 4_000;
+  await book.setLimit(scope, { maxTokens: limit, period: "none" });
+  const ids: string[] = [];
+  for (let i = 0; i < 8; i++)
+    ids.push(
+      (await d.client.submit({ prompt: `What's the weather in S${i}?`, sessionId }, { tenant: "acme" }))
+        .taskId,
+    );
+  const outcomes: string[] = [];
+  for (const id of ids)
+    outcomes.push(
+      await d.client.wait(id, { timeoutMs: 120_000 }).then(
+        () => "completed",
+        (err: { code?: string }) => err.code ?? "error",
+      ),
+    );
+  expect(outcomes).toContain("completed");
+  expect(outcomes).toContain("BUDGET_EXCEEDED");
+  await expect.poll(async () => (await home.getStats(scope)).reserved.tokens, { timeout: 30_000 }).toBe(0);
+  const stats = await book.getStats(scope);
+  expect(stats.used.tokens).toBeLessThanOrEqual(limit);
+  expect(stats.used.tokens).toBe(d.fake.billed().tokens - billedBefore);
+  // Nothing of the session on the global slot.
+  expect(await global.getStats(scope)).toMatchObject({
+    limit: null,
+    used: { tokens: 0 },
+    reserved: { tokens: 0 },
+  });
+  await book.removeLimit(scope);
+}
+
 /** One anchor line holds every chain's head (the global one and each shard's); verify checks them all. */
 export async function anchorCoversEveryShard(d: ShardedDeployment): Promise<void> {
   const file = join(d.dir, "anchors");
@@ -405,6 +463,11 @@ export function itRunsTheShardedScenario(
   it(
     "keeps one global budget exact with no overshoot under contention from every shard",
     () => globalBudgetHoldsAcrossShards(deployment()),
+    240_000,
+  );
+  it(
+    "keeps a session's budget on its session's shard, exact, its limit holding",
+    () => sessionBudgetOnItsShard(deployment()),
     240_000,
   );
   it(

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { shardOfSession, shardPrefixes } from "@agentry/core";
 import { BudgetLedger, type BudgetStats } from "@agentry/runtime";
 import { useTestRedis } from "@agentry/testkit";
 import { runAgentry } from "../testing/run-agentry.js";
@@ -12,6 +13,29 @@ function setup() {
 }
 
 describe("agentry budget", () => {
+  it("with queue shards, sets and shows a session's limit on its session's shard, other scopes on the global slot", async () => {
+    const base = `{${redis.freshPrefix()}}`;
+    const env = { REDIS_URL: redis.url, AGENTRY_PREFIX: base, AGENTRY_SHARDS: "3" };
+    const scope = "tenant:acme:session:s-42";
+    const home = new BudgetLedger({
+      redis: redis.client(),
+      prefix: shardPrefixes(base, 3)[shardOfSession("acme", "s-42", 3)] as string,
+    });
+    const global = new BudgetLedger({ redis: redis.client(), prefix: base });
+    expect((await runAgentry(["budget", "set", "--scope", scope, "--max-tokens", "700"], env)).code).toBe(0);
+    expect(
+      (await runAgentry(["budget", "set", "--scope", "tenant:acme", "--max-tokens", "9000"], env)).code,
+    ).toBe(0);
+    expect(await home.getLimit(scope)).toEqual({ maxTokens: 700, period: "none" });
+    expect(await global.getLimit(scope)).toBeNull();
+    expect(await global.getLimit("tenant:acme")).toEqual({ maxTokens: 9000, period: "none" });
+    const show = await runAgentry(["budget", "show", "--json"], env);
+    expect((JSON.parse(show.stdout) as BudgetStats[]).map((s) => [s.scope, s.limit?.maxTokens])).toEqual([
+      ["tenant:acme", 9000],
+      [scope, 700],
+    ]);
+  });
+
   it("sets a cost limit from dollars to exact micro-USD and shows it back", async () => {
     const { env, ledger } = setup();
     const set = await runAgentry(

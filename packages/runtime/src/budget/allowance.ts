@@ -419,3 +419,23 @@ function times(a: BudgetAmount, n: number): BudgetAmount {
 function isZero(a: BudgetAmount): boolean {
   return a.tokens === 0 && a.costMicroUsd === 0;
 }
+
+/** The holdings of several allowance ledgers (one per budget ledger a process draws on), by kind. */
+export function mergeAllowanceHoldings(lists: readonly AllowanceHolding[][]): AllowanceHolding[] {
+  const byKind = new Map<BudgetScopeKind, AllowanceHolding>();
+  for (const h of lists.flat()) {
+    const sum = byKind.get(h.kind);
+    byKind.set(
+      h.kind,
+      sum
+        ? {
+            kind: h.kind,
+            open: sum.open + h.open,
+            granted: add(sum.granted, h.granted),
+            used: add(sum.used, h.used),
+          }
+        : { ...h },
+    );
+  }
+  return [...byKind.values()];
+}

@@ -24,7 +24,9 @@ export type {
 } from "./types.js";
 export {
   AllowanceLedger,
+  mergeAllowanceHoldings,
   type AllowanceHolding,
   type AllowanceLedgerOptions,
   type CallLedger,
 } from "./allowance.js";
+export { ShardedBudget, SplitCallLedger, sessionOfScope } from "./sharded-budget.js";
