@@ -108,8 +108,9 @@ const BENCHMARKS: Benchmark[] = [
       "lane per worker and one for the client) consuming every shard. " +
       "A task is the weather prompt (two model calls, one tool call), each in its own session. The same tasks run with " +
       "AGENTRY_SHARDS=1 and then 3, both with budget allowances (`AGENTRY_BUDGET_ALLOWANCE_CALLS=8`: each worker process draws " +
-      "8 calls' worth per budget scope from the global ledger and returns it settled), then with 3 shards and a reserve and a " +
-      "settle on the global ledger per model call (allowances off), fresh prefixes and fresh workers each time, timed " +
+      "8 calls' worth per budget scope and returns it settled; with 3 shards the global, tenant and user scopes from the " +
+      "global ledger and a session's from its shard's), then with 3 shards and a reserve and a settle per model call " +
+      "(allowances off; the session part on the shard's ledger), fresh prefixes and fresh workers each time, timed " +
       "from the first submit to the last completion, with INFO cpu (sys + user) read on every master before and after: each " +
       "master's share of the run's Redis CPU, and the ceiling at one core per master, tasks ÷ the busiest master's CPU " +
       "seconds. For scale, no-op BullMQ jobs on one queue of the same cluster with the same workers. Budget: a global limit a " +
