@@ -318,7 +318,7 @@ export class AgentryClient {
         failurePolicy,
         taskIds,
       };
-      const flow = await flows.add({
+      const tree = {
         name: "agent.fanout",
         queueName: this.queueName,
         data: parent,
@@ -336,13 +336,39 @@ export class AgentryClient {
               : { ignoreDependencyOnFailure: true }),
           },
         })),
-      });
+      };
+      const addFlow = (on: FlowProducer) => on.add(tree);
+      let flow: Awaited<ReturnType<typeof addFlow>>;
+      try {
+        flow = await addFlow(flows);
+      } catch (err) {
+        // BullMQ adds a flow in one MULTI, where the client cannot resend a script the server
+        // lost (a SCRIPT FLUSH, a restart behind a proxy): the scripts are loaded and, when the
+        // group was not created, it is added again with the same ids.
+        if (!AgentryError.from(err).message.startsWith("NOSCRIPT")) throw err;
+        if ((await this.redis.exists(keySpace(shard.prefix).key(this.queueName, groupId))) === 1)
+          throw AgentryError.from(err);
+        await loadClientScripts(this.redis);
+        flow = await addFlow(flows);
+      }
       await this.restampIfRebased(
         shard,
         (flow.children ?? []).map((c) => c.job as Job<AgentJobData, AgentTaskResult>),
         stamped,
       );
       for (const id of [groupId, ...taskIds]) this.remember(id, shard);
+      // BullMQ reads only the parent's reply of the flow's MULTI: a child whose add failed there
+      // (the server lost its script cache under this connection) is missing without an error.
+      const exists = this.redis.pipeline();
+      for (const id of taskIds) exists.exists(keySpace(shard.prefix).key(this.queueName, id));
+      const replies = (await exists.exec()) ?? [];
+      const missing = taskIds.filter((_, i) => replies[i]?.[1] !== 1);
+      if (missing.length > 0)
+        throw new AgentryError(
+          "REDIS_UNAVAILABLE",
+          `group ${groupId}: ${missing.length} of its ${taskIds.length} tasks were not created; submit the group again`,
+          { details: { groupId, missing } },
+        );
       return { groupId, taskIds };
     });
   }
@@ -846,4 +872,10 @@ function isConnectionError(err: unknown): boolean {
   return /Stream isn't writeable|enableOfflineQueue|Connection is closed|ECONNREFUSED|max retries per request|ETIMEDOUT|Reached the max retries/i.test(
     message,
   );
+}
+
+/** Loads every script defined on a client (BullMQ's commands among them) into the server's cache. */
+async function loadClientScripts(redis: Redis): Promise<void> {
+  const scripts = (redis as unknown as { scriptsSet?: Record<string, { lua: string }> }).scriptsSet ?? {};
+  await Promise.all(Object.values(scripts).map((script) => redis.script("LOAD", script.lua)));
 }

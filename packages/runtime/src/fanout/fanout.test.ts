@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentryError, createLogger } from "@agentry/core";
-import { useTestRedis } from "@agentry/testkit";
+import { startRedisServer, useTestRedis } from "@agentry/testkit";
 import { AgentryClient } from "../client/agentry-client.js";
 import { AgentWorker } from "../worker/agent-worker.js";
 
@@ -11,13 +11,13 @@ afterEach(async () => {
   while (closers.length) await (closers.pop() as () => Promise<void>)();
 });
 
-function setup() {
+function setup(url = redis.url) {
   const prefix = redis.freshPrefix();
-  const client = new AgentryClient({ url: redis.url, prefix });
+  const client = new AgentryClient({ url, prefix });
   const workers = [1, 2].map(
     (n) =>
       new AgentWorker({
-        url: redis.url,
+        url,
         prefix,
         logger,
         concurrency: 2,
@@ -82,5 +82,27 @@ describe("fan-out groups", () => {
   it("refuses an empty group", async () => {
     const { client } = setup();
     await expect(client.submitGroup([], { tenant: "acme" })).rejects.toMatchObject({ code: "INVALID_INPUT" });
+  });
+
+  it("a group submitted after the server lost its script cache (flushed under the connection) is created whole and runs", async () => {
+    // A private server: flushing the shared one's script cache would disturb other suites.
+    const server = await startRedisServer();
+    closers.push(() => server.stop());
+    const { client, workers } = setup(server.url);
+    await Promise.all(workers.map((w) => w.start()));
+    const first = await client.submitGroup([{ prompt: "a" }, { prompt: "b" }], { tenant: "acme" });
+    await expect
+      .poll(async () => (await client.groupResult(first.groupId)).state, { timeout: 15_000 })
+      .toBe("completed");
+    // The client's connection goes on sending EVALSHA inside the flow's MULTI.
+    await client.redis.script("FLUSH");
+    const { groupId, taskIds } = await client.submitGroup([{ prompt: "c" }, { prompt: "d" }], {
+      tenant: "acme",
+    });
+    await expect
+      .poll(async () => (await client.groupResult(groupId)).state, { timeout: 15_000 })
+      .toBe("completed");
+    const { result } = await client.groupResult(groupId);
+    expect(result?.children.map((c) => [c.taskId, c.status])).toEqual(taskIds.map((id) => [id, "completed"]));
   });
 });

@@ -867,6 +867,17 @@ export class AgentWorker implements WorkerControl {
         error,
       })),
     ];
+    // A child the group names that neither completed nor failed was never created: BullMQ adds a
+    // flow in one MULTI and reads only the parent's reply, so a child whose add failed there (the
+    // server's script cache lost) leaves the parent with fewer dependencies. Reported, not hidden.
+    const seen = new Set(children.map((c) => c.taskId));
+    for (const taskId of job.data.taskIds ?? [])
+      if (!seen.has(taskId))
+        children.push({
+          taskId,
+          status: "failed",
+          error: `[REDIS_UNAVAILABLE] task ${taskId} was never created`,
+        });
     const order = new Map((job.data.taskIds ?? []).map((id, i) => [id, i]));
     children.sort((a, b) => (order.get(a.taskId) ?? Infinity) - (order.get(b.taskId) ?? Infinity));
     return { groupId: job.data.groupId, children };
