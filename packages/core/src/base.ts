@@ -8,6 +8,7 @@ export {
   AgentryError,
   ERROR_CODES,
   isAgentryError,
+  isNoScriptError,
   isTransientRedisError,
   type AgentryErrorData,
   type AgentryErrorOptions,

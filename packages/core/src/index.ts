@@ -28,6 +28,7 @@ export {
 } from "./redis/shards.js";
 export {
   defineScripts,
+  MAX_SCRIPT_RELOADS,
   scriptCommandName,
   type ScriptArg,
   type ScriptCall,

@@ -186,6 +186,15 @@ export function isTransientRedisError(value: unknown): boolean {
   return value.name === "ReplyError" && TRANSIENT_REPLY.test(value.message);
 }
 
+/**
+ * The server does not know the script an EVALSHA named (its cache was flushed, or it restarted
+ * behind a proxy that kept the connection). Outside MULTI the client resends it as EVAL; inside
+ * MULTI the caller loads the script and retries.
+ */
+export function isNoScriptError(value: unknown): boolean {
+  return value instanceof Error && value.message.startsWith("NOSCRIPT");
+}
+
 const TRANSIENT_REPLY = /^(NOSCRIPT|LOADING|BUSY|OOM|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/;
 
 /** Type guard for a specific code. */

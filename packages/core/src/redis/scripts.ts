@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import type { ChainableCommander, Cluster, Redis } from "ioredis";
-import { AgentryError } from "../errors/agentry-error.js";
+import { AgentryError, isNoScriptError } from "../errors/agentry-error.js";
 
 /** A value a script takes in ARGV (ioredis sends numbers as their decimal text, Buffers as bytes). */
 export type ScriptArg = string | number | Buffer;
@@ -54,6 +54,9 @@ export type ScriptCall<S extends ScriptSignature> = ((
 export type Scripts<S extends Record<string, ScriptSignature>> = {
   readonly [N in keyof S]: ScriptCall<S[N]>;
 };
+
+/** How often one call loads its script again after `NOSCRIPT` before it gives up. */
+export const MAX_SCRIPT_RELOADS = 5;
 
 /** `take-submit-tokens-1.lua`: a kebab-case name, then the number of keys when it is fixed. */
 const FILE_NAME = /^([a-z][a-z0-9]*(?:-[a-z][a-z0-9]*)*)(?:-(\d+))?\.lua$/;
@@ -159,7 +162,16 @@ function defineScript(
     checkKeys(keys);
     defineOn(redis);
     const run = (redis as unknown as Methods)[method] as (...a: ScriptArg[]) => Promise<unknown>;
-    return run.call(redis, ...argsOf(keys, args));
+    // ioredis resends a script the server lost once, as EVAL; a cache flushed again before that
+    // resend ran fails it too. A NOSCRIPT reply means the script did not run: load it, call again.
+    for (let reloads = 0; ; reloads++) {
+      try {
+        return await run.call(redis, ...argsOf(keys, args));
+      } catch (err) {
+        if (!isNoScriptError(err) || reloads >= MAX_SCRIPT_RELOADS) throw err;
+        await load(redis);
+      }
+    }
   };
   const queue = (pipeline: ChainableCommander, keys: readonly string[], args: readonly ScriptArg[]): void => {
     checkKeys(keys);

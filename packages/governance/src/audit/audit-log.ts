@@ -4,6 +4,8 @@ import { createInterface } from "node:readline";
 import type { Redis } from "ioredis";
 import {
   AgentryError,
+  isNoScriptError,
+  MAX_SCRIPT_RELOADS,
   defineScripts,
   keySpace,
   MAX_AUDIT_LANES,
@@ -309,7 +311,7 @@ export class AuditLog implements AuditSink {
       const pipeline = this.redis.pipeline();
       rider.queue(pipeline, undefined);
       const result = (await pipeline.exec())?.[0] ?? [new Error("no reply"), null];
-      if (!isNoScript(result[0]) || reloads >= MAX_SCRIPT_RELOADS) return rider.reply(result);
+      if (!isNoScriptError(result[0]) || reloads >= MAX_SCRIPT_RELOADS) return rider.reply(result);
       await rider.load(this.redis);
     }
   }
@@ -341,7 +343,7 @@ export class AuditLog implements AuditSink {
       // The server can lose its script cache while this connection stays open (a SCRIPT FLUSH,
       // a restart behind a proxy). Inside MULTI the client cannot resend a script, and the server
       // runs the rest of the transaction: load the scripts, then go on from what was written.
-      if (isNoScript(auditErr) && reloads < MAX_SCRIPT_RELOADS) {
+      if (isNoScriptError(auditErr) && reloads < MAX_SCRIPT_RELOADS) {
         // Nothing was appended, so the rider, finding the old head, wrote nothing: again, whole.
         reloads += 1;
         await Promise.all([scripts.appendAuditEntries.load(this.redis), item.rider.load(this.redis)]);
@@ -353,7 +355,7 @@ export class AuditLog implements AuditSink {
       if (reply[0] === 1) {
         this.head = last;
         // The entries are in the chain; the rider alone (no head check) writes its part.
-        if (isNoScript(riderResult[0])) return this.riderAlone(item.rider);
+        if (isNoScriptError(riderResult[0])) return this.riderAlone(item.rider);
         return item.rider.reply(riderResult);
       }
       if (reply[0] === 3) {
@@ -943,13 +945,6 @@ function safeHash(raw: string | undefined): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** How often one commit reloads the scripts after `NOSCRIPT` before it gives up. */
-const MAX_SCRIPT_RELOADS = 5;
-
-function isNoScript(err: unknown): boolean {
-  return err instanceof Error && err.message.startsWith("NOSCRIPT");
 }
 
 function auditFailed(input: AuditEntryInput, err: unknown): AgentryError {

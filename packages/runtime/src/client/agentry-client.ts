@@ -6,6 +6,7 @@ import {
   createRedis,
   DEFAULT_KEY_PREFIX,
   duplicateRedis,
+  isNoScriptError,
   keySpace,
   newId,
   shardOfSession,
@@ -345,7 +346,7 @@ export class AgentryClient {
         // BullMQ adds a flow in one MULTI, where the client cannot resend a script the server
         // lost (a SCRIPT FLUSH, a restart behind a proxy): the scripts are loaded and, when the
         // group was not created, it is added again with the same ids.
-        if (!AgentryError.from(err).message.startsWith("NOSCRIPT")) throw err;
+        if (!isNoScriptError(err)) throw err;
         if ((await this.redis.exists(keySpace(shard.prefix).key(this.queueName, groupId))) === 1)
           throw AgentryError.from(err);
         await loadClientScripts(this.redis);

@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import { defineScripts } from "@agentry/core";
+import { defineScripts, isNoScriptError } from "@agentry/core";
 import { DEFAULT_TASK_STREAM_LIMITS, type TaskStreamLimits, type TextDeltaEntry } from "./task-stream.js";
 
 const scripts = defineScripts<{
@@ -92,7 +92,7 @@ export class TextAppender {
         try {
           // The server lost its script cache between the pipeline's load and its run (a restart):
           // the plain call sends it again.
-          if (err?.message.startsWith("NOSCRIPT"))
+          if (isNoScriptError(err))
             item.resolve((await scripts.appendText(this.#redis, item.keys, item.args)) === 1);
           else if (err) item.reject(err);
           else item.resolve(reply === 1);
