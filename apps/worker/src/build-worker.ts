@@ -16,7 +16,6 @@ import {
   AgentWorker,
   AllowanceLedger,
   BudgetLedger,
-  budgetScopeKind,
   mergeAllowanceHoldings,
   ShardedBudget,
   SplitCallLedger,
@@ -34,6 +33,7 @@ import {
   setAgentUsage,
   withAgentSpan,
   type AgentryMetrics,
+  type CallLedger,
   type TaskHandler,
 } from "@agentry/runtime";
 import {
@@ -184,9 +184,11 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       ? new WebhookNotifier({ url: config.AGENTRY_APPROVAL_WEBHOOK_URL })
       : new LogNotifier(logger));
 
+  // Each shard's audit chain (the global one when there is one shard), one object per chain.
+  const shardAudits = allShards.map((p) => (p === prefix ? globalAudit : auditOn(p)));
   // Budgets, tracing, metrics: global, shared by every shard; a session's budget is on its
-  // session's shard (every task of the session runs there), so the per-task session draw does
-  // not cross to the global slot.
+  // session's shard (where its tasks run, a group's aside), so the per-task session draw does not
+  // cross to the global slot.
   const ledgerOn = (on: string, audit: AuditLog) =>
     new BudgetLedger({
       redis,
@@ -214,8 +216,36 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
           logger,
         })
       : undefined;
+  const budgets = new ShardedBudget(
+    ledger,
+    allShards.map((p, i) => (p === prefix ? ledger : ledgerOn(p, shardAudits[i] as AuditLog))),
+  );
   const globalAllowances = allowancesOn(ledger);
   const allowanceLedgers: AllowanceLedger[] = globalAllowances ? [globalAllowances] : [];
+  const mainCalls: CallLedger = globalAllowances ?? ledger;
+  // A shard's call ledger, made when a call first reserves there (a group's task can run on
+  // another shard than its session's, whose ledger holds the session's budget).
+  const shardCalls = new Map<number, CallLedger>();
+  const shardCallsOf = (index: number): CallLedger => {
+    let calls = shardCalls.get(index);
+    if (!calls) {
+      const allowances = allowancesOn(budgets.shard(index));
+      if (allowances) allowanceLedgers.push(allowances);
+      calls = allowances ?? budgets.shard(index);
+      shardCalls.set(index, calls);
+    }
+    return calls;
+  };
+  const callLedger: CallLedger =
+    allShards.length === 1
+      ? mainCalls
+      : new SplitCallLedger({
+          main: mainCalls,
+          localFor: (scope) => {
+            const shard = budgets.shardOf(scope);
+            return shard === undefined ? undefined : shardCallsOf(shard);
+          },
+        });
   // The model's own prompt count (when it has one) lets budgets reserve a true bound near a limit.
   const countInputTokens = model.countInputTokens?.bind(model);
   const pricing = {
@@ -282,19 +312,9 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     const shardPrefix = allShards[index] as string;
     const sessions = new RedisSessionStore({ redis, prefix: shardPrefix });
     const turns = new RedisSessionTurns({ redis, prefix: shardPrefix });
-    const audit = shardPrefix === prefix ? globalAudit : auditOn(shardPrefix);
-    // One shard: every scope on the one ledger. Several: session scopes on this shard's.
-    const shardLedger = shardPrefix === prefix ? undefined : ledgerOn(shardPrefix, audit);
-    const shardAllowances = shardLedger && allowancesOn(shardLedger);
-    if (shardAllowances) allowanceLedgers.push(shardAllowances);
-    const mainCalls = globalAllowances ?? ledger;
-    const callLedger = shardLedger
-      ? new SplitCallLedger({
-          main: mainCalls,
-          local: shardAllowances ?? shardLedger,
-          isLocal: (scope) => budgetScopeKind(scope) === "session",
-        })
-      : mainCalls;
+    const audit = shardAudits[index] as AuditLog;
+    // Several shards: this shard's ledger holds its sessions' budgets; its workers reap it.
+    const shardLedger = shardPrefix === prefix ? undefined : budgets.shard(index);
     const approvals = new ApprovalStore({ redis: publisher, prefix: shardPrefix, approverKeys, audit });
     const governance = createGovernanceHooks({ validator, approvals, audit, notifier, approverKeys, logger });
     const budget = createBudgetHooks({
@@ -355,11 +375,6 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
   };
 
   const shards = config.AGENTRY_WORKER_SHARDS.map((index, position) => buildShard(index, position));
-  // Every scope's figures, wherever its ledger is (a session's on its shard, consumed here or not).
-  const budgets = new ShardedBudget(
-    ledger,
-    allShards.map((p) => (p === prefix ? ledger : new BudgetLedger({ redis, prefix: p }))),
-  );
   const first = shards[0] as BuiltShard;
   registerTenantLoadMetrics(metrics.registry, {
     read: async () => mergeTenantLoads(await Promise.all(shards.map((s) => s.worker.fair.load()))),

@@ -17,7 +17,11 @@ function setUp() {
   const [, shardPrefix] = shardPrefixes(base, 2) as [string, string];
   const main = new BudgetLedger({ redis: redis.client(), prefix: base });
   const local = new BudgetLedger({ redis: redis.client(), prefix: shardPrefix });
-  return { main, local, split: new SplitCallLedger({ main, local, isLocal }) };
+  return {
+    main,
+    local,
+    split: new SplitCallLedger({ main, localFor: (s) => (isLocal(s) ? local : undefined) }),
+  };
 }
 
 describe("SplitCallLedger", () => {
@@ -80,7 +84,10 @@ describe("SplitCallLedger", () => {
     const { main, local } = setUp();
     const mainAllowances = new AllowanceLedger({ ledger: main, callsPerDraw: 4, idleMs: 60_000 });
     const localAllowances = new AllowanceLedger({ ledger: local, callsPerDraw: 4, idleMs: 60_000 });
-    const split = new SplitCallLedger({ main: mainAllowances, local: localAllowances, isLocal });
+    const split = new SplitCallLedger({
+      main: mainAllowances,
+      localFor: (s) => (isLocal(s) ? localAllowances : undefined),
+    });
     for (let i = 0; i < 3; i++) {
       const r = await split.reserve({ taskId: `t${i}`, scopes: SCOPES, amount: amount(100) });
       if (!r.ok) throw new Error("refused");
@@ -90,6 +97,41 @@ describe("SplitCallLedger", () => {
     expect(await local.getStats(SESSION)).toMatchObject({ used: amount(90), reserved: amount(0) });
     expect(await main.getStats("global")).toMatchObject({ used: amount(90), reserved: amount(0) });
     expect(await main.listScopes()).not.toContain(SESSION);
+  });
+});
+
+describe("SplitCallLedger over every shard", () => {
+  it("holds a session's part on its session's shard whatever shard the call runs on, and refuses a call whose sessions are on two shards", async () => {
+    const base = `{${redis.freshPrefix("route")}}`;
+    const global = new BudgetLedger({ redis: redis.client(), prefix: base });
+    const book = new ShardedBudget(
+      global,
+      shardPrefixes(base, 3).map((p) => new BudgetLedger({ redis: redis.client(), prefix: p })),
+    );
+    const split = new SplitCallLedger({
+      main: global,
+      localFor: (s) => (book.shardOf(s) === undefined ? undefined : book.ledgerFor(s)),
+    });
+    // A limit set where the CLI sets it holds for the call.
+    await book.setLimit(SESSION, { maxTokens: 100, period: "none" });
+    expect(await split.reserve({ taskId: "t1", scopes: SCOPES, amount: amount(150) })).toMatchObject({
+      ok: false,
+      scope: SESSION,
+    });
+    const r = await split.reserve({ taskId: "t2", scopes: SCOPES, amount: amount(60) });
+    if (!r.ok) throw new Error("refused");
+    await split.settle(r.reservation.id, amount(60));
+    expect((await book.getStats(SESSION)).used).toEqual(amount(60));
+    const twoShards = [1, 2, 3, 4, 5, 6].map((i) => `tenant:acme:session:x-${i}` as BudgetScope);
+    const apart = twoShards.filter((s) => book.shardOf(s) !== book.shardOf(twoShards[0] as BudgetScope));
+    const err = await split
+      .reserve({
+        taskId: "t3",
+        scopes: [twoShards[0] as BudgetScope, apart[0] as BudgetScope],
+        amount: amount(1),
+      })
+      .catch((e: unknown) => e);
+    expect((err as { code?: string }).code).toBe("INVALID_INPUT");
   });
 });
 

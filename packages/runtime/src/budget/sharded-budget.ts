@@ -33,13 +33,24 @@ export class ShardedBudget {
     this.#shards = shards;
   }
 
+  /** The shard whose ledger holds `scope`; `undefined` for a scope on the global ledger. */
+  shardOf(scope: BudgetScope): number | undefined {
+    const session = sessionOfScope(scope);
+    if (!session || this.#shards.length === 1) return undefined;
+    return shardOfSession(session.tenant, session.sessionId, this.#shards.length);
+  }
+
   /** The ledger that holds `scope`. */
   ledgerFor(scope: BudgetScope): BudgetLedger {
-    const session = sessionOfScope(scope);
-    if (!session || this.#shards.length === 1) return this.#global;
-    return this.#shards[
-      shardOfSession(session.tenant, session.sessionId, this.#shards.length)
-    ] as BudgetLedger;
+    const shard = this.shardOf(scope);
+    return shard === undefined ? this.#global : (this.#shards[shard] as BudgetLedger);
+  }
+
+  /** Shard `index`'s ledger. */
+  shard(index: number): BudgetLedger {
+    const ledger = this.#shards[index];
+    if (!ledger) throw new AgentryError("INVALID_INPUT", `no shard ${index}`);
+    return ledger;
   }
 
   /** Every distinct ledger: the global one first, then the shards'. */
@@ -79,48 +90,72 @@ export class ShardedBudget {
 }
 
 /**
- * A call ledger over two: `local` holds the scopes `isLocal` picks (a session's, on its queue
- * shard), `main` the others (global, tenant, user, on the global slot). A reservation holds on
- * both or on neither: the local part is reserved first, and given back when the main part is
- * refused or fails. Each part is exact on its own ledger, so no limit is overspent. One id names
- * both parts; settle, release and lease extension go to the parts the id has.
+ * A call ledger over the global slot's and the shards': `localFor` names the ledger a scope lives
+ * on when it is not `main` (a session's: its session's shard, wherever the call runs; a group's
+ * task can run on another shard than its session's). A reservation holds on both or on neither:
+ * the local part is reserved first, and given back when the main part is refused or fails. Each
+ * part is exact on its own ledger, so no limit is overspent. One id names both parts; settle,
+ * release and lease extension go to the parts the id has.
  */
 export class SplitCallLedger implements CallLedger {
   readonly #main: CallLedger;
-  readonly #local: CallLedger;
-  readonly #isLocal: (scope: BudgetScope) => boolean;
-  /** Where each open reservation's parts are. */
-  readonly #parts = new Map<string, "main" | "local" | "both">();
+  readonly #localFor: (scope: BudgetScope) => CallLedger | undefined;
+  /** Where each open reservation's parts are: its local ledger, if any, and whether main has one. */
+  readonly #parts = new Map<string, { local?: CallLedger; main: boolean }>();
 
-  constructor(options: { main: CallLedger; local: CallLedger; isLocal: (scope: BudgetScope) => boolean }) {
+  constructor(options: { main: CallLedger; localFor: (scope: BudgetScope) => CallLedger | undefined }) {
     this.#main = options.main;
-    this.#local = options.local;
-    this.#isLocal = options.isLocal;
+    this.#localFor = options.localFor;
+  }
+
+  /** The call's scopes by ledger: the local ones (all on one ledger) and the main ones. */
+  #split(scopes: readonly BudgetScope[]): {
+    local?: CallLedger;
+    localScopes: BudgetScope[];
+    main: BudgetScope[];
+  } {
+    let local: CallLedger | undefined;
+    const localScopes: BudgetScope[] = [];
+    const main: BudgetScope[] = [];
+    for (const scope of scopes) {
+      const ledger = this.#localFor(scope);
+      if (!ledger) {
+        main.push(scope);
+        continue;
+      }
+      if (local && ledger !== local)
+        throw new AgentryError(
+          "INVALID_INPUT",
+          `a call's session scopes must share a shard: ${scopes.join(", ")}`,
+        );
+      local = ledger;
+      localScopes.push(scope);
+    }
+    return { ...(local ? { local } : {}), localScopes, main };
   }
 
   async reserve(input: Parameters<CallLedger["reserve"]>[0]): Promise<ReserveResult> {
-    const local = input.scopes.filter((s) => this.#isLocal(s));
-    const main = input.scopes.filter((s) => !this.#isLocal(s));
+    const { local, localScopes, main } = this.#split(input.scopes);
     const id = input.id ?? newId("res");
-    if (local.length === 0 || main.length === 0) {
-      const result = await (local.length === 0 ? this.#main : this.#local).reserve({ ...input, id });
-      if (result.ok) this.#parts.set(id, local.length === 0 ? "main" : "local");
+    if (!local || main.length === 0) {
+      const result = await (local ?? this.#main).reserve({ ...input, id });
+      if (result.ok) this.#parts.set(id, local ? { local, main: false } : { main: true });
       return result;
     }
-    const localPart = await this.#local.reserve({ ...input, id, scopes: local });
+    const localPart = await local.reserve({ ...input, id, scopes: localScopes });
     if (!localPart.ok) return localPart;
     let mainPart: ReserveResult;
     try {
       mainPart = await this.#main.reserve({ ...input, id, scopes: main });
     } catch (err) {
-      await this.#local.release(id).catch(() => undefined);
+      await local.release(id).catch(() => undefined);
       throw err;
     }
     if (!mainPart.ok) {
-      await this.#local.release(id);
+      await local.release(id);
       return mainPart;
     }
-    this.#parts.set(id, "both");
+    this.#parts.set(id, { local, main: true });
     return {
       ok: true,
       existing: localPart.existing && mainPart.existing,
@@ -150,31 +185,24 @@ export class SplitCallLedger implements CallLedger {
 
   /**
    * Runs `op` on the ledgers holding the reservation's parts (main first); `closes` forgets it
-   * afterwards. An id this ledger does not know (closed already, or reserved by another process)
-   * gets the main ledger's answer, or the local one's when the main ledger never had it.
+   * afterwards. An id this ledger does not know (closed already) gets the main ledger's answer.
    */
   async #onParts<T>(id: string, op: (ledger: CallLedger) => Promise<T>, closes: boolean): Promise<T[]> {
-    const parts = this.#parts.get(id);
+    const parts = this.#parts.get(id) ?? { main: true };
     try {
-      if (parts === "both") return await Promise.all([op(this.#main), op(this.#local)]);
-      if (parts !== undefined) return [await op(parts === "main" ? this.#main : this.#local)];
+      return await Promise.all(
+        [...(parts.main ? [this.#main] : []), ...(parts.local ? [parts.local] : [])].map(op),
+      );
     } finally {
       if (closes) this.#parts.delete(id);
-    }
-    try {
-      return [await op(this.#main)];
-    } catch (err) {
-      if (AgentryError.isInstance(err) && err.code === "NOT_FOUND") return [await op(this.#local)];
-      throw err;
     }
   }
 
   async available(scopes: BudgetScope[]): Promise<BudgetAvailability> {
-    const local = scopes.filter((s) => this.#isLocal(s));
-    const main = scopes.filter((s) => !this.#isLocal(s));
+    const { local, localScopes, main } = this.#split(scopes);
     const parts = await Promise.all([
       ...(main.length > 0 ? [this.#main.available(main)] : []),
-      ...(local.length > 0 ? [this.#local.available(local)] : []),
+      ...(local ? [local.available(localScopes)] : []),
     ]);
     // The least room of any scope, per dimension; the limiting scope is the one with the least tokens, else cost.
     return parts.reduce<BudgetAvailability>((a, b) => {
