@@ -1,5 +1,5 @@
 import { rmSync } from "node:fs";
-import { describe, it, onTestFinished, type ExpectStatic } from "vitest";
+import { describe, it, type ExpectStatic, type TestContext } from "vitest";
 import { Redis } from "ioredis";
 import { ApprovalStore, loadApproversFile } from "@agentry/governance";
 import { createTestApprovers } from "@agentry/governance/testing";
@@ -30,6 +30,8 @@ interface World {
 }
 
 async function startWorld(
+  /** The test's own hook: under describe.concurrent the imported one may find no current test after an await. */
+  onTestFinished: TestContext["onTestFinished"],
   name: string,
   options: {
     policy?: string;
@@ -142,11 +144,12 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
   for (const outageMs of [3_000, 12_000, 25_000]) {
     it(`Redis away ${outageMs / 1000} s during a model call: one answer, ledger = billed`, async ({
       expect,
+      onTestFinished,
     }) => {
       let killed: Promise<{ killedAt: number }> | undefined;
       const ref: { world?: World } = {};
       let requestAt = 0;
-      const world = await startWorld(`model-${outageMs}`, {
+      const world = await startWorld(onTestFinished, `model-${outageMs}`, {
         onModelRequest: (n) => {
           // The first model call of the task: Redis dies while the provider is still answering.
           const world = ref.world;
@@ -181,10 +184,11 @@ describe.concurrent("an attempt that lost its job lock changes nothing", () => {
 
     it(`Redis away ${outageMs / 1000} s during an approved tool call: one deletion, a truthful answer`, async ({
       expect,
+      onTestFinished,
     }) => {
       const approvers = createTestApprovers(["alice"]);
       const approversFile = writeTempFile("approvers", approvers.fileText);
-      const world = await startWorld(`tool-${outageMs}`, {
+      const world = await startWorld(onTestFinished, `tool-${outageMs}`, {
         policy: APPROVAL_POLICY,
         approversFile,
         env: { AGENTRY_TOOL_DELAY_MS: String(TOOL_DELAY_MS), AGENTRY_TOOL_TIMEOUT_MS: "60000" },
