@@ -303,6 +303,7 @@ async function agent(
         shortLived,
         tasks: ids.length,
         bytes: [],
+        cpu: undefined,
         archive: undefined,
       };
     // Where the bytes go: MONITOR (which slows Redis, so outside the measured run) over a few
@@ -329,6 +330,42 @@ async function agent(
     const bytes = [...bytesBy]
       .map(([label, n]): [string, number] => [label, n / sampleTasks])
       .sort((x, y) => y[1] - x[1]);
+    // Where the CPU goes: SLOWLOG with every command logged (which costs Redis too, so outside
+    // the measured run) over a few more tasks, each top-level command's execution time (a
+    // script's with the commands it runs) by command and script; the rest of INFO cpu over the
+    // same tasks is the server's own work: reading and writing its clients' sockets, parsing,
+    // expiry and its event loop.
+    const slowlogMax = await redis.config("GET", "slowlog-max-len");
+    const slowlogThreshold = await redis.config("GET", "slowlog-log-slower-than");
+    await redis.config("SET", "slowlog-max-len", "1000000");
+    await redis.config("SET", "slowlog-log-slower-than", "0");
+    await redis.slowlog("RESET");
+    const cpuBefore = await sample(redis);
+    await submit(sampleTasks);
+    await allCompleted(redis, `${prefix}:tasks:completed`, 100 + TASKS + 2 * sampleTasks);
+    const cpuAfter = await sample(redis);
+    const logged = (await redis.slowlog("GET", "-1")) as [number, number, number, string[], string][];
+    await redis.config("SET", "slowlog-log-slower-than", String(slowlogThreshold[1]));
+    await redis.config("SET", "slowlog-max-len", String(slowlogMax[1]));
+    await redis.slowlog("RESET");
+    const cpuBy = new Map<string, { us: number; calls: number }>();
+    for (const [, , us, argv, client] of logged) {
+      // A command a script runs is logged too, from no address; its time is its script's.
+      if (client === "?:0") continue;
+      const name = String(argv[0]).toLowerCase();
+      if (name === "info" || name === "config" || name === "slowlog") continue;
+      const label = name === "evalsha" ? `evalsha ${SCRIPTS.get(String(argv[1])) ?? "(BullMQ)"}` : name;
+      const row = cpuBy.get(label) ?? { us: 0, calls: 0 };
+      row.us += us;
+      row.calls += 1;
+      cpuBy.set(label, row);
+    }
+    const cpu = {
+      totalUs: perJob(cpuBefore, cpuAfter, sampleTasks).cpuUs,
+      by: [...cpuBy]
+        .map(([label, r]): [string, number, number] => [label, r.calls / sampleTasks, r.us / sampleTasks])
+        .sort((x, y) => y[2] - x[2]),
+    };
     // What `agentry audit archive` gives back: every lane's entries moved to files, then Redis's
     // used_memory again. Per task over every task run so far (warm-up and MONITOR ones too).
     const lanes = Array.from(
@@ -346,7 +383,7 @@ async function agent(
     const archiveSeconds = (performance.now() - archiveStarted) / 1000;
     if (!archived.ok) throw new Error(`audit archive failed: ${JSON.stringify(archived)}`);
     const archivedEntries = archived.chains.reduce((n, c) => n + c.appended, 0);
-    const allTasks = 100 + TASKS + sampleTasks;
+    const allTasks = 100 + TASKS + 2 * sampleTasks;
     const freedPerTask = (unarchived - (await sample(redis)).usedMemory) / allTasks;
     rmSync(archiveDir, { recursive: true, force: true });
     return {
@@ -356,6 +393,7 @@ async function agent(
       shortLived,
       tasks: ids.length,
       bytes,
+      cpu,
       archive: { freedPerTask, entries: archivedEntries, seconds: archiveSeconds },
     };
   } finally {
@@ -565,6 +603,19 @@ async function main(): Promise<void> {
         a.bytes.filter(([, n]) => n >= 10).map(([label, n]) => [label, round(n)]),
       ),
     );
+    const cpu = a.cpu;
+    if (cpu) {
+      const inCommands = cpu.by.reduce((n, [, , us]) => n + us, 0);
+      console.log(
+        `\nRedis CPU per agent task by command and script (SLOWLOG of every command over 50 more tasks): ${round(inCommands)} µs in commands of ${round(cpu.totalUs)} µs INFO cpu, the rest the server's socket I/O, parsing and event loop`,
+      );
+      console.log(
+        table(
+          ["command / script", "calls per task", "µs per task"],
+          cpu.by.filter(([, , us]) => us >= 1).map(([label, calls, us]) => [label, round(calls, 2), round(us)]),
+        ),
+      );
+    }
     const first = long[0];
     console.log(`\nLong task: bytes sent to Redis for the whole task (tool results ${TOOL_BYTES} B)`);
     console.log(
