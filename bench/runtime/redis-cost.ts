@@ -612,7 +612,9 @@ async function main(): Promise<void> {
       console.log(
         table(
           ["command / script", "calls per task", "µs per task"],
-          cpu.by.filter(([, , us]) => us >= 1).map(([label, calls, us]) => [label, round(calls, 2), round(us)]),
+          cpu.by
+            .filter(([, , us]) => us >= 1)
+            .map(([label, calls, us]) => [label, round(calls, 2), round(us)]),
         ),
       );
     }

@@ -307,6 +307,15 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
         { links: [ex.firstTrace ? linkFrom(ex.firstTrace) : undefined] },
       );
 
+  // A shard this process does not consume still gets reservations from it: a group's task
+  // reserves its session's part on the session's shard, wherever the group runs. Its leases are
+  // reaped here too, with the global ledger's, so a reservation whose process died is given back
+  // even when no worker of the deployment consumes that shard.
+  const consumed = new Set(config.AGENTRY_WORKER_SHARDS);
+  const othersReaped = allShards.flatMap((p, i) =>
+    p === prefix || consumed.has(i) ? [] : [budgets.shard(i)],
+  );
+
   /** One consumed shard: its session, turn, audit and approval stores, handler and worker host. */
   const buildShard = (index: number, position: number): BuiltShard => {
     const shardPrefix = allShards[index] as string;
@@ -366,7 +375,9 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       wakeSources: [approvalDecisions(approvals)],
       reconcilers: [
         reconcileApprovals(approvals),
-        ...(position === 0 ? [async () => void (await ledger.reapExpired())] : []),
+        ...(position === 0
+          ? [ledger, ...othersReaped].map((reaped) => async () => void (await reaped.reapExpired()))
+          : []),
         ...(shardLedger ? [async () => void (await shardLedger.reapExpired())] : []),
       ],
       reconcileEveryMs: options.reconcileEveryMs ?? config.AGENTRY_RECONCILE_INTERVAL_MS,

@@ -3,8 +3,8 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createLogger } from "@agentry/core";
-import { AgentryClient } from "@agentry/runtime";
+import { createLogger, createRedis, shardPrefixes } from "@agentry/core";
+import { AgentryClient, BudgetLedger } from "@agentry/runtime";
 import { lintExposition, parseExposition, promtoolCheckMetrics } from "@agentry/runtime/testing";
 import { generateApproverKeyPair } from "@agentry/governance";
 import { startFakeAnthropic, useTestRedis, type FakeAnthropic } from "@agentry/testkit";
@@ -159,6 +159,44 @@ describe("the reference worker, in process", () => {
     expect(seen.tokens).toBeGreaterThan(0);
     expect((await built.ledger.getStats("global")).reserved).toEqual({ tokens: 0, costMicroUsd: 0 });
     expect(await held("session")).toEqual({ open: 0, tokens: 0 });
+  });
+
+  it("reaps an expired lease on a shard no worker of the deployment consumes", async () => {
+    // A group's task reserves its session's part on the session's shard wherever the group runs,
+    // so a shard left out of every AGENTRY_WORKER_SHARDS can still hold a dead process's lease.
+    const prefix = redis.freshPrefix();
+    const built = await buildWorker(
+      parseWorkerConfig({
+        REDIS_URL: redis.url,
+        AGENTRY_PREFIX: prefix,
+        ...llmEnv(),
+        AGENTRY_SHARDS: "3",
+        AGENTRY_WORKER_SHARDS: "0",
+        AGENTRY_RECONCILE_INTERVAL_MS: "100",
+      }),
+      { logger: createLogger({ name: "test", level: "silent" }) },
+    );
+    closers.push(() => built.close());
+    const conn = createRedis({ url: redis.url, role: "command" });
+    closers.push(() => conn.quit());
+    const shard2 = new BudgetLedger({ redis: conn, prefix: shardPrefixes(prefix, 3)[2] as string });
+    const scope = "tenant:acme:session:left-out" as const;
+    // A reservation whose process died: nothing renews or closes it.
+    const res = await shard2.reserve({
+      taskId: "task_dead",
+      scopes: [scope],
+      amount: { tokens: 500, costMicroUsd: 0 },
+      leaseMs: 50,
+    });
+    expect(res.ok).toBe(true);
+    expect((await shard2.getStats(scope)).reserved.tokens).toBe(500);
+    await built.start();
+    await expect
+      .poll(async () => (await shard2.getStats(scope)).reserved.tokens, { timeout: 15_000 })
+      .toBe(0);
+    // Settled at the reserved amount (a dead process may have been billed), and audited on the
+    // shard's own chain.
+    expect((await shard2.getStats(scope)).used.tokens).toBe(500);
   });
 
   it("authenticates audit entries with AGENTRY_AUDIT_KEY, and warns at start without it", async () => {
