@@ -607,7 +607,7 @@ async function main(): Promise<void> {
     if (cpu) {
       const inCommands = cpu.by.reduce((n, [, , us]) => n + us, 0);
       console.log(
-        `\nRedis CPU per agent task by command and script (SLOWLOG of every command over 50 more tasks): ${round(inCommands)} µs in commands of ${round(cpu.totalUs)} µs INFO cpu, the rest the server's socket I/O, parsing and event loop`,
+        `\nRedis CPU per agent task by command and script (SLOWLOG of every command over 50 more tasks): ${round(inCommands)} µs in commands of ${round(cpu.totalUs)} µs INFO cpu, the rest the server's socket I/O, parsing and event loop; a script's time includes logging the commands it runs, so read the shares`,
       );
       console.log(
         table(
