@@ -146,10 +146,9 @@ const BENCHMARKS: Benchmark[] = [
       "How to read it. Of the targets of a third of the work, retained memory (≤ 2 KB + the result) is met once a task's " +
       "keys of at most an hour have expired and the audit log is archived, with BullMQ's events stream (10 000 entries in " +
       "all) counted apart as the fixed cost it is; CPU ≤ 4× and bytes ≤ 5× a bare job are not met, and the breakdown says " +
-      "where the rest goes. Of Redis CPU, about a third is not in any command but in serving the round trips (socket " +
-      "reads and writes, parsing: the INFO cpu the SLOWLOG breakdown does not account for), so it scales with the calls a " +
-      "task makes, some 30 script calls where a bare job makes 2; BullMQ's own calls for a task (add, finish, and the " +
-      "priority that fair share gives it) already cost more than a whole bare job. Every step is one fenced MULTI/EXEC (step log, progress, the step's " +
+      "where the rest goes. Part of Redis CPU is in no command but in serving round trips (socket reads and writes, " +
+      "parsing: INFO cpu less what the SLOWLOG breakdown accounts for), so it grows with the calls a task makes, some 30 " +
+      "script calls where a bare job makes 2. Every step is one fenced MULTI/EXEC (step log, progress, the step's " +
       "audit entries) and bytes grow linearly with steps (long task). What a bare job does not do and a task must: a tamper-" +
       "evident audit entry per request, decision, budget movement, action and response (HMAC-linked JSON with its content: " +
       "the largest share of bytes sent, more than 5× a bare job's bytes on their own), budget accounting on every scope and " +
