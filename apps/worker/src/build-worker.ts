@@ -2,7 +2,14 @@ import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import type { Telemetry } from "bullmq";
 import type { Redis } from "ioredis";
-import { checkClusterConfig, createRedis, shardPrefixes, splitConcurrency, type Logger } from "@agentry/core";
+import {
+  checkClusterConfig,
+  createRedis,
+  shardPrefixes,
+  splitConcurrency,
+  tenantOwnedId,
+  type Logger,
+} from "@agentry/core";
 import type { AgentHooks } from "@agentry/agent";
 import {
   costMicroUsd,
@@ -369,6 +376,28 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       ...(options.telemetry ? { telemetry: options.telemetry } : {}),
       onFinished: (e) =>
         metrics.recordTask({ outcome: e.outcome, tenant: e.payload.tenant, durationMs: e.durationMs }),
+      // A task BullMQ failed before its handler ran (its attempts kept dying): its failure is
+      // audited once, as the handler would have, and its session's next task gets the turn now,
+      // not after the dead attempt's lease runs out.
+      onQueueFailure: async (f) => {
+        const p = f.payload;
+        await audit.append(
+          {
+            type: "failure",
+            taskId: f.taskId,
+            tenant: p.tenant,
+            userId: p.userId,
+            sessionId: p.sessionId,
+            actor,
+            data: { code: "INTERNAL", message: `BullMQ failed the task: ${f.reason}`, retryable: false },
+          },
+          { once: `failure:${tenantOwnedId(p.tenant, "task", f.taskId)}` },
+        );
+        const session = tenantOwnedId(p.tenant, "session", p.sessionId);
+        await turns.remove(session, f.taskId, { endTurn: true });
+        const next = await turns.head(session);
+        if (next) await worker.promote(next);
+      },
       // Approval decisions wake their tasks; the reconcile catches what an event missed and reaps
       // expired budget leases. On the same beat the worker wakes tasks held back by their tenant's
       // cap once the tenant has a free slot again.

@@ -28,6 +28,7 @@ export type { TaskProgress } from "./tasks/progress.js";
 export {
   AgentWorker,
   type AgentWorkerOptions,
+  type QueueFailure,
   type Reconciler,
   type TaskExecution,
   type TaskHandler,

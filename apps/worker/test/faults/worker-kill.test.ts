@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import type { RecordedRequest } from "@agentry/testkit";
 import { INTERRUPTED_TOOL_MESSAGE } from "@agentry/agent";
 import { useTestRedis } from "@agentry/testkit";
 import { budgetEntries, demo, startFaultCluster, toolResultsSent, type FaultCluster } from "./harness.js";
@@ -108,4 +109,72 @@ describe("worker SIGKILL", () => {
     expect(stats.reserved.tokens).toBe(0);
     expect((await c.audit.verify()).ok).toBe(true);
   }, 150_000);
+
+  it("a task whose every attempt dies is failed by the queue: its failure audited once, its session's turn handed on", async () => {
+    const hangs = (req: RecordedRequest) => {
+      const first = req.body.messages?.[0];
+      return typeof first?.content === "string" && first.content.includes("(hangs)");
+    };
+    cluster = await startFaultCluster({
+      redisUrl: redis.url,
+      prefix: redis.freshPrefix(),
+      conn: redis.client(),
+      // The poison task's model call never answers: every worker that takes it is killed waiting.
+      reply: (req) => (hangs(req) ? demo(req, { delayMs: 600_000 }) : demo(req)),
+    });
+    const c = cluster;
+    const sessionId = "poisoned";
+    const submit = async (prompt: string) =>
+      (await c.client.submit({ prompt, sessionId }, { tenant: "acme" })).taskId;
+    const poison = await submit("What's the weather in Oslo? (hangs)");
+    const next = await submit("What's the weather in Lima?");
+    // maxStalledCount is 3: after the fourth stall BullMQ fails the task for the next worker
+    // that takes it, before any handler runs.
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      const doomed = await c.startWorker(`doomed-${attempt}`);
+      await expect
+        .poll(() => c.modelRequests().filter(hangs).length, { timeout: 60_000 })
+        .toBeGreaterThanOrEqual(attempt);
+      await doomed.kill();
+    }
+    await c.startWorker("survivor");
+    await expect.poll(async () => (await c.client.status(poison)).state, { timeout: 60_000 }).toBe("failed");
+    expect(c.modelRequests().filter(hangs)).toHaveLength(4);
+
+    // Its failure is audited once, as a failure its handler had met would be.
+    await expect
+      .poll(async () => (await c.auditEntries()).filter((e) => e.taskId === poison && e.type === "failure"), {
+        timeout: 15_000,
+      })
+      .toHaveLength(1);
+    const [failure] = (await c.auditEntries()).filter((e) => e.taskId === poison && e.type === "failure");
+    expect(failure).toMatchObject({ tenant: "acme", sessionId, actor: "survivor" });
+    expect((failure?.data as { message: string }).message).toContain("job stalled more than allowable limit");
+    expect((await c.audit.verify()).ok).toBe(true);
+    const logged = c.workers.flatMap((w) =>
+      w
+        .output()
+        .split("\n")
+        .filter((l) => l.includes('"event":"task-failed-by-queue"')),
+    );
+    expect(logged).toHaveLength(1);
+    expect(JSON.parse(logged[0] as string)).toMatchObject({ taskId: poison, kind: "stalled", level: 50 });
+
+    // The session's turn is handed on at once: the dead attempts' lease (30 s, renewed until the
+    // last kill) is ended with the failure, not left to run out while the next task waits.
+    const leases = async () => {
+      const [, keys] = await c.conn.scan(
+        "0",
+        "MATCH",
+        `${c.prefix}:turns:*${sessionId}*:lease`,
+        "COUNT",
+        10_000,
+      );
+      return Promise.all(keys.map((k) => c.conn.hget(k, "taskId")));
+    };
+    await expect.poll(async () => (await leases()).includes(poison), { timeout: 10_000 }).toBe(false);
+    expect((await c.client.wait(next, { timeoutMs: 60_000 })).text).toMatch(
+      /^In Lima it is -?\d+°C and [a-z ]+\.$/,
+    );
+  }, 240_000);
 });

@@ -103,6 +103,22 @@ export interface TaskExecution {
   log: Logger;
 }
 
+/** A task BullMQ failed without running its handler (see {@link AgentWorkerOptions.onQueueFailure}). */
+export interface QueueFailure {
+  taskId: string;
+  payload: AgentTaskPayload;
+  /** BullMQ's reason, e.g. `job stalled more than allowable limit`. */
+  reason: string;
+  /** `stalled`: its attempts kept dying; `started`: too many started attempts. */
+  kind: "stalled" | "started";
+}
+
+/** The reasons BullMQ fails a job for on its own, before the processor runs. */
+const QUEUE_FAILURES: Record<string, QueueFailure["kind"]> = {
+  "job stalled more than allowable limit": "stalled",
+  "job started more than allowable limit": "started",
+};
+
 /** What a reconcile pass may ask of the worker it runs in. */
 export interface WorkerControl {
   /** Wakes a parked task now; false when it was not parked. */
@@ -198,6 +214,13 @@ export interface AgentWorkerOptions {
     durationMs: number;
     error?: AgentryError;
   }) => void;
+  /**
+   * Called for a task BullMQ failed on its own, without running the handler: its attempts kept
+   * stalling (the worker running it died or hung, `maxStalledCount` times), or it started more
+   * than `maxStartedAttempts` attempts. Its handler wrote no `failure` entry and did not end its
+   * session turn; this is where they are written. Called by the worker that failed the job, once.
+   */
+  onQueueFailure?: (failure: QueueFailure) => Promise<void>;
   /** Fair share between tenants: slots for `maxRunning` (see {@link FairShare}). */
   fairShare?: {
     /** A running attempt's slot lives this long unless renewed (a killed worker's slot comes back after it). @defaultValue 30_000 */
@@ -275,6 +298,8 @@ export class AgentWorker implements WorkerControl {
   private shuttingDown = false;
   private closed: Promise<void> | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
+  /** `onQueueFailure` calls under way; close waits for them. */
+  private readonly queueFailures = new Set<Promise<void>>();
   /** The reconcile pass under way, so passes never overlap and close waits for it. */
   private reconciling: Promise<void> | undefined;
   private readonly unsubscribes: (() => Promise<void>)[] = [];
@@ -348,8 +373,11 @@ export class AgentWorker implements WorkerControl {
     // has moved the job (not before, so a crash in between still resumes), its step log goes, and
     // a checkpoint an older version kept in its data, and the markers its handler named
     // (`dropWhenCompleted`); its stream stays `finishedTtlMs`.
-    this.worker.on("failed", (job) => {
+    this.worker.on("failed", (job, err) => {
       if (job?.id !== undefined) this.dropWhenCompleted.delete(job.id);
+      const kind = QUEUE_FAILURES[err.message];
+      if (job?.id !== undefined && job.name === "agent.run" && kind)
+        this.queueFailed(job as Job<AgentJobData, AgentTaskResult>, err.message, kind);
     });
     this.worker.on("completed", (job) => {
       if (job.name !== "agent.run") return;
@@ -367,6 +395,45 @@ export class AgentWorker implements WorkerControl {
         this.errors.warn("lock check failed", err),
       );
     });
+  }
+
+  /** A task BullMQ failed before the handler ran: logged, counted and handed to `onQueueFailure`. */
+  private queueFailed(
+    job: Job<AgentJobData, AgentTaskResult>,
+    reason: string,
+    kind: QueueFailure["kind"],
+  ): void {
+    const taskId = job.id as string;
+    const payload = job.data.payload;
+    const error = new AgentryError("INTERNAL", `BullMQ failed the task: ${reason}`, {
+      details: { reason, kind, attemptsStarted: job.attemptsStarted, stalledCounter: job.stalledCounter },
+    });
+    this.options.logger.error(
+      {
+        event: "task-failed-by-queue",
+        taskId,
+        tenant: payload.tenant,
+        sessionId: payload.sessionId,
+        kind,
+        attemptsStarted: job.attemptsStarted,
+        stalledCounter: job.stalledCounter,
+      },
+      kind === "stalled"
+        ? "task failed: its attempts kept stalling (the workers running it died or hung)"
+        : "task failed: it started more attempts than allowed",
+    );
+    this.options.onFinished?.({ taskId, payload, outcome: "failed", durationMs: 0, error });
+    const handle = this.options.onQueueFailure;
+    if (!handle) return;
+    const done = handle({ taskId, payload, reason, kind })
+      .catch((err: unknown) =>
+        this.options.logger.error(
+          { event: "task-failure-unrecorded", taskId, err },
+          "recording a task BullMQ failed did not complete",
+        ),
+      )
+      .finally(() => this.queueFailures.delete(done));
+    this.queueFailures.add(done);
   }
 
   private async dropSteps(job: Job<AgentJobData, AgentTaskResult>): Promise<void> {
@@ -519,6 +586,7 @@ export class AgentWorker implements WorkerControl {
       }, grace);
       await closing;
       clearTimeout(timer);
+      await Promise.all([...this.queueFailures]);
       await this.queue.close();
       await this.subscriber.quit().catch(() => this.subscriber.disconnect());
       await this.workerConnection.quit().catch(() => this.workerConnection.disconnect());
