@@ -1,7 +1,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
-import { AgentryError, createRedis, shardPrefixes, type AgentryEnv } from "@agentry/core";
+import { AgentryError, createRedis, pinShardCount, shardPrefixes, type AgentryEnv } from "@agentry/core";
 import type { AgentryClient, ShardedBudget } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, loadApproversFile, type ApproverKeys } from "@agentry/governance";
 import { safeRedisUrl } from "./format.js";
@@ -109,6 +109,17 @@ export class CliContext {
     } catch (err) {
       redis.disconnect();
       throw this.unreachable(lastError ?? err);
+    }
+    // A CLI on another shard count than the deployment's would look for tasks, approvals and
+    // session budgets on the wrong shards: refused with what to set (read only: it records nothing).
+    try {
+      await pinShardCount(redis, this.prefix, this.env.AGENTRY_SHARDS, { write: false });
+    } catch (err) {
+      // A Redis user that may not read the record (a custom ACL) runs unchecked.
+      if (!(err instanceof Error && err.message.startsWith("NOPERM"))) {
+        redis.disconnect();
+        throw err;
+      }
     }
     return redis;
   }

@@ -4,6 +4,7 @@
 import {
   AgentryError,
   checkClusterConfig,
+  pinShardCount,
   createLogger,
   createRedis,
   packageVersion,
@@ -104,11 +105,14 @@ async function main(): Promise<void> {
     await checkClusterConfig(
       turnsRedis as unknown as Parameters<typeof checkClusterConfig>[0],
       env.AGENTRY_PREFIX,
-    ).catch((err: unknown) => {
-      if (!AgentryError.isInstance(err) || err.code !== "INVALID_CONFIG") return;
-      process.stderr.write(`agentry-producer: ${err.message}\n`);
-      process.exit(2);
-    });
+    )
+      // So does a shard count other than the deployment's (its tasks would go where no worker looks).
+      .then(() => pinShardCount(turnsRedis, env.AGENTRY_PREFIX, env.AGENTRY_SHARDS))
+      .catch((err: unknown) => {
+        if (!AgentryError.isInstance(err) || err.code !== "INVALID_CONFIG") return;
+        process.stderr.write(`agentry-producer: ${err.message}\n`);
+        process.exit(2);
+      });
 
   const metrics = createMetrics({
     defaultLabels: { service: "agentry-producer" },

@@ -5,6 +5,7 @@ import type { Redis } from "ioredis";
 import {
   checkClusterConfig,
   createRedis,
+  pinShardCount,
   shardPrefixes,
   splitConcurrency,
   tenantOwnedId,
@@ -462,6 +463,8 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       // A prefix that does not fit the Redis topology stops the process here, with one line,
       // instead of failing every poll with CROSSSLOT.
       await checkClusterConfig(redis as unknown as Parameters<typeof checkClusterConfig>[0], prefix);
+      // So does a shard count other than the deployment's (tasks on a shard nobody consumes).
+      await pinShardCount(redis, prefix, config.AGENTRY_SHARDS);
       for (const shard of shards) await shard.worker.start();
     },
     async close() {

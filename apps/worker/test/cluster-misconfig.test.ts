@@ -1,10 +1,9 @@
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "@agentry/core";
 import { AgentWorker } from "@agentry/runtime";
 import { startRedisCluster, type TestRedisCluster } from "@agentry/testkit";
+import { runMain } from "./worker-processes.js";
 
 // A deployment pointed at a Redis Cluster with a prefix that does not fit it: the processes stop
 // at start with one line saying what to set, and a loop that fails on every turn anyway is
@@ -16,35 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await cluster?.stop();
 });
-
-/** Runs an app's main with `env` until it exits; its exit code and output. */
-function runMain(
-  app: "worker" | "producer",
-  env: Record<string, string>,
-): Promise<{ code: number | null; out: string }> {
-  const main = fileURLToPath(new URL(`../../${app}/src/main.ts`, import.meta.url));
-  const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", main], {
-    env: {
-      ...process.env,
-      AGENTRY_LLM: "scripted",
-      AGENTRY_WORKER_PORT: "0",
-      PORT: "0",
-      AGENTRY_INSECURE_DEV_KEY: "1",
-      ...env,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout.on("data", (b: Buffer) => (out += b.toString()));
-  child.stderr.on("data", (b: Buffer) => (out += b.toString()));
-  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-  return new Promise((resolve) =>
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out });
-    }),
-  );
-}
 
 describe("a prefix that does not fit the Redis Cluster", () => {
   it.each(["worker", "producer"] as const)(

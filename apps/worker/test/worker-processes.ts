@@ -52,3 +52,32 @@ export async function waitStarted(w: WorkerProcess, timeoutMs = 120_000): Promis
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** Runs an app's main with `env` until it exits; its exit code and output. */
+export function runMain(
+  app: "worker" | "producer",
+  env: Record<string, string>,
+): Promise<{ code: number | null; out: string }> {
+  const main = fileURLToPath(new URL(`../../${app}/src/main.ts`, import.meta.url));
+  const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", main], {
+    env: {
+      ...process.env,
+      AGENTRY_LLM: "scripted",
+      AGENTRY_WORKER_PORT: "0",
+      PORT: "0",
+      AGENTRY_INSECURE_DEV_KEY: "1",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+  child.stderr.on("data", (b: Buffer) => (out += b.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+  return new Promise((resolve) =>
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    }),
+  );
+}

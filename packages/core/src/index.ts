@@ -21,6 +21,8 @@ export {
   hashTagOf,
   MAX_AUDIT_LANES,
   parseShardList,
+  pinShardCount,
+  shardCountKey,
   shardOfSession,
   shardPrefix,
   shardPrefixes,

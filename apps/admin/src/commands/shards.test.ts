@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { shardPrefixes } from "@agentry/core";
+import { pinShardCount, shardCountKey, shardPrefixes } from "@agentry/core";
 import { ApprovalStore, AuditLog, type ApprovalRecord, type AuditEntry } from "@agentry/governance";
 import { useTestRedis } from "@agentry/testkit";
 import { rollBackLastEntry } from "../testing/audit-tamper.js";
@@ -64,6 +64,21 @@ describe("agentry with AGENTRY_SHARDS=3", () => {
     const unknown = await runAgentry(["approvals", "show", "apr_nope"], d.env);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain("unknown approval apr_nope");
+  });
+
+  it("refuses to run on another shard count than the deployment's, saying what to set", async () => {
+    const d = await deployment();
+    await pinShardCount(d.client, d.prefix, 3);
+    const wrong = await runAgentry(["approvals", "list", "--json"], { ...d.env, AGENTRY_SHARDS: "2" });
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.stderr).toContain(
+      `AGENTRY_SHARDS=2, but the deployment on AGENTRY_PREFIX=${d.prefix} runs 3 shard(s)`,
+    );
+    expect(wrong.stdout).toBe("");
+    // The CLI only compares: on a deployment that recorded nothing it records nothing.
+    const fresh = await deployment();
+    expect((await runAgentry(["approvals", "list", "--json"], fresh.env)).code).toBe(0);
+    expect(await fresh.client.exists(shardCountKey(fresh.prefix))).toBe(0);
   });
 
   it("tails, verifies, anchors and exports every chain", async () => {

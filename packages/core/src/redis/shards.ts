@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { AgentryError } from "../errors/agentry-error.js";
+import { keySpace } from "./keys.js";
 
 /** The number of hash slots of a Redis Cluster. */
 export const CLUSTER_SLOTS = 16_384;
@@ -158,5 +159,46 @@ export function checkClusterPrefix(prefix: string): void {
     throw new AgentryError(
       "INVALID_CONFIG",
       `AGENTRY_PREFIX "${prefix}" has no hash tag, but REDIS_URL is a Redis Cluster, where every key of a script must share a slot: set AGENTRY_PREFIX={${prefix.replace(/[{}]/g, "") || "agentry"}}`,
+    );
+}
+
+/** Where a deployment records its shard count: a key on the base prefix's queue family. */
+export function shardCountKey(base: string): string {
+  return keySpace(base).key("tasks", "shards");
+}
+
+/**
+ * Every process of a deployment must split the queue the same way: a producer on 3 shards and
+ * workers on 2 would leave a shard's tasks with no consumer, and a count changed without a drain
+ * leaves sessions' order, history and budgets on the shards they hashed to before. The first
+ * process to start records its `AGENTRY_SHARDS` ({@link shardCountKey}, SET NX); every later one
+ * must match it. A deployment from before the record whose single queue lives on the base prefix
+ * (BullMQ's meta hash there) counts as 1 shard. `write: false` (read-only callers such as the
+ * CLI) only compares. Throws `INVALID_CONFIG` with one line saying what to set.
+ */
+export async function pinShardCount(
+  redis: {
+    get(key: string): Promise<string | null>;
+    setnx(key: string, value: string): Promise<number>;
+    exists(key: string): Promise<number>;
+  },
+  base: string,
+  shards: number,
+  options: { write?: boolean } = {},
+): Promise<void> {
+  checkShardCount(shards);
+  const key = shardCountKey(base);
+  let recorded = await redis.get(key);
+  if (recorded === null && shards > 1 && (await redis.exists(keySpace(base).key("tasks", "meta"))) === 1)
+    recorded = "1";
+  if (recorded === null) {
+    if (options.write === false) return;
+    if ((await redis.setnx(key, String(shards))) === 1) return;
+    recorded = await redis.get(key);
+  }
+  if (recorded !== null && recorded !== String(shards))
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `AGENTRY_SHARDS=${shards}, but the deployment on AGENTRY_PREFIX=${base} runs ${recorded} shard(s) (${key}): set AGENTRY_SHARDS=${recorded} on every process; to change the count, drain every queue, stop every process, then SET ${key} ${shards}`,
     );
 }

@@ -9,6 +9,7 @@ import {
   isNoScriptError,
   keySpace,
   newId,
+  pinShardCount,
   shardOfSession,
   shardPrefixes,
   systemClock,
@@ -152,6 +153,8 @@ export class AgentryClient {
   readonly queueName: string;
   /** Every queue shard, shard 0 first. */
   readonly shards: readonly ClientShard[];
+  /** The shard count check of {@link pinShards}, once it passed or while it runs. */
+  private pinned: Promise<void> | undefined;
   /** The client's Redis connection (fail-fast): for reads beside BullMQ's, such as the queue's event stream. */
   readonly redis: Redis;
   private readonly ownsRedis: boolean;
@@ -221,6 +224,7 @@ export class AgentryClient {
     const payload = this.buildPayload(input, caller);
     const taskId = taskIdFor(payload.tenant, input.idempotencyKey);
     return this.guard(async () => {
+      await this.pinShards();
       if (input.idempotencyKey) {
         // On any shard: a resubmit naming another session must still find the first task.
         const found = await this.locate(taskId);
@@ -297,6 +301,7 @@ export class AgentryClient {
     // A flow's jobs share one queue: the group goes to the shard of its first task's session.
     const shard = this.shardFor(caller.tenant, (payloads[0] as AgentTaskPayload).sessionId);
     return this.guard(async () => {
+      await this.pinShards();
       let flows = this.flows.get(shard.index);
       if (!flows) {
         flows = new FlowProducer({
@@ -704,6 +709,19 @@ export class AgentryClient {
   }
 
   /** The shard a session's tasks go to (`shardOfSession`). */
+  /**
+   * Checks once, before the first submit, that this client splits the queue as the deployment
+   * does (`pinShardCount`): a client on another count would send tasks where no worker looks.
+   * A refusal is not kept, so the next submit checks again.
+   */
+  private pinShards(): Promise<void> {
+    this.pinned ??= pinShardCount(this.redis, this.prefix, this.shards.length).catch((err: unknown) => {
+      this.pinned = undefined;
+      throw err;
+    });
+    return this.pinned;
+  }
+
   shardFor(tenant: string, sessionId: string): ClientShard {
     return this.shards[shardOfSession(tenant, sessionId, this.shards.length)] as ClientShard;
   }
