@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import { describe, expect, inject, it, onTestFinished } from "vitest";
+import { privateServerClient } from "../redis/private-server.testing.js";
 import { AgentryError, agentryErrorDataSchema, isAgentryError } from "../index.js";
 
 describe("AgentryError", () => {
@@ -52,5 +53,28 @@ describe("AgentryError", () => {
     redis.disconnect();
     const closed = await redis.get(key).catch((e: unknown) => e);
     expect(AgentryError.from(closed)).toMatchObject({ code: "REDIS_UNAVAILABLE", retryable: true });
+  });
+
+  it("wraps a transaction discarded for replies that pass with time as REDIS_UNAVAILABLE, and for others as INTERNAL", async () => {
+    // Memory is full (noeviction): a write queued in MULTI is refused with OOM, so EXEC discards it.
+    const full = await privateServerClient(["--maxmemory-policy", "noeviction"]);
+    await full.config("SET", "maxmemory", "1");
+    const oom = await full
+      .multi()
+      .set("k", "v")
+      .exec()
+      .catch((e: unknown) => e);
+    expect((oom as Error).message).toMatch(/^EXECABORT/);
+    expect(AgentryError.from(oom)).toMatchObject({ code: "REDIS_UNAVAILABLE", retryable: true });
+    // A command the server refuses whatever happens (wrong arity) discards it for good.
+    const redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: 1 });
+    onTestFinished(() => redis.disconnect());
+    const wrong = await redis
+      .multi()
+      .call("GET", "a", "b")
+      .exec()
+      .catch((e: unknown) => e);
+    expect((wrong as Error).message).toMatch(/^EXECABORT/);
+    expect(AgentryError.from(wrong)).toMatchObject({ code: "INTERNAL", retryable: false });
   });
 });

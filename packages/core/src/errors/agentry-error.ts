@@ -177,13 +177,20 @@ export class AgentryError extends Error {
  * Redis replies that say "not now" rather than "never": the server lost its script cache
  * (`NOSCRIPT`), is loading its data after a restart (`LOADING`), runs a long script (`BUSY`), is
  * out of memory (`OOM`), is a replica or in a failover (`READONLY`, `MASTERDOWN`), or its cluster
- * is resharding or down (`TRYAGAIN`, `CLUSTERDOWN`); and a client whose connection closed or ran
- * out of retries. A task attempt that meets one is retried from its checkpoint, not failed.
+ * is resharding or down (`TRYAGAIN`, `CLUSTERDOWN`); a transaction discarded (`EXECABORT`) for
+ * such replies only; and a client whose connection closed or ran out of retries. A task attempt that meets one is retried from its checkpoint, not failed.
  */
 export function isTransientRedisError(value: unknown): boolean {
   if (!(value instanceof Error)) return false;
   if (value.name === "MaxRetriesPerRequestError" || value.message === "Connection is closed.") return true;
-  return value.name === "ReplyError" && TRANSIENT_REPLY.test(value.message);
+  if (value.name !== "ReplyError") return false;
+  // A transaction whose commands were refused as they were queued (OOM is checked then) is
+  // discarded whole; it passes with time when what refused them does (ioredis lists them).
+  if (value.message.startsWith("EXECABORT")) {
+    const previous = (value as { previousErrors?: unknown }).previousErrors;
+    return Array.isArray(previous) && previous.length > 0 && previous.every(isTransientRedisError);
+  }
+  return TRANSIENT_REPLY.test(value.message);
 }
 
 /**

@@ -1,11 +1,8 @@
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Redis } from "ioredis";
-import { afterAll, describe, expect, it, inject, onTestFinished } from "vitest";
+import { afterAll, describe, expect, it, inject } from "vitest";
 import { AgentryError } from "../errors/agentry-error.js";
+import { privateServerClient } from "./private-server.testing.js";
 import { defineScripts, scriptCommandName } from "./scripts.js";
 
 declare module "vitest" {
@@ -37,33 +34,6 @@ const client = () => {
  * flushes the script cache must not flush the shared server under other suites' open connections.
  * (The testkit's server helper is not a dependency of core.)
  */
-async function privateServerClient(): Promise<Redis> {
-  const dir = mkdtempSync(join(tmpdir(), "agentry-core-redis-"));
-  const socket = join(dir, "redis.sock");
-  const server = spawn("redis-server", ["--port", "0", "--unixsocket", socket, "--save", "", "--dir", dir], {
-    stdio: "ignore",
-  });
-  const exited = new Promise<void>((resolve) => server.once("exit", () => resolve()));
-  const stop = async () => {
-    server.kill("SIGKILL");
-    await exited;
-    rmSync(dir, { recursive: true, force: true });
-  };
-  for (const deadline = Date.now() + 10_000; !existsSync(socket);) {
-    if (server.exitCode !== null || Date.now() > deadline) {
-      await stop();
-      throw new Error("redis-server did not start (is it installed?)");
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  const redis = new Redis({ path: socket, maxRetriesPerRequest: null });
-  onTestFinished(async () => {
-    redis.disconnect();
-    await stop();
-  });
-  return redis;
-}
-
 afterAll(async () => {
   const admin = clients[0] ?? client();
   const keys = await admin.keys(`${prefix}:*`);

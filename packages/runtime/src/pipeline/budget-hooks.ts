@@ -56,6 +56,30 @@ export interface BudgetHooksOptions {
   maxCallMs?: number;
   /** Called after each settled call with its real cost, for metrics. */
   onSettled?: (run: RunContext, model: string, usage: Usage, costMicroUsd: number) => void;
+  /**
+   * How long closing a reservation (settle, release) is tried again while Redis refuses it for a
+   * while (`REDIS_UNAVAILABLE`: out of memory, loading, a failover). Given up, the reservation is
+   * reaped at its reserved amount (never under-counted). @defaultValue 120_000
+   */
+  closeRetryMs?: number;
+}
+
+/**
+ * Runs `close` (a settle or a release: both idempotent) again while it fails with
+ * `REDIS_UNAVAILABLE`, backing off from 50 ms to 2 s, for at most `forMs`. What the provider
+ * billed is known here and nowhere else: a close lost to a passing refusal would leave the
+ * reservation to the reaper, which charges its reserved amount instead.
+ */
+async function closeDurably<T>(close: () => Promise<T>, forMs: number): Promise<T> {
+  const deadline = Date.now() + forMs;
+  for (let delay = 50; ; delay = Math.min(delay * 2, 2_000)) {
+    try {
+      return await close();
+    } catch (err) {
+      if (AgentryError.from(err).code !== "REDIS_UNAVAILABLE" || Date.now() + delay > deadline) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }
 
 /** Every scope a run's usage counts against; its user and session are its tenant's (`tenant:<t>:user:<u>`). */
@@ -98,6 +122,7 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
     }
   >();
   const leaseMs = options.leaseMs ?? 120_000;
+  const closeRetryMs = options.closeRetryMs ?? 120_000;
   // While this process is alive the call is in flight: keep its reservation's lease from running
   // out under a slow call. Only a dead worker's reservation is reaped (at its reserved amount).
   const keepLeased = (reservationId: string) => {
@@ -188,7 +213,10 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
         response.usage.output +
         response.usage.cacheCreationInput +
         response.usage.cacheReadInput;
-      const settled = await ledger.settle(entry.reservationId, { tokens, costMicroUsd: cost });
+      const settled = await closeDurably(
+        () => ledger.settle(entry.reservationId, { tokens, costMicroUsd: cost }),
+        closeRetryMs,
+      );
       // The provider counted more prompt than was reserved for: only possible on the estimate path
       // (the provider outran estimateMargin); say so, as it is the one way a limit can be crossed.
       const prompt = response.usage.input + response.usage.cacheCreationInput + response.usage.cacheReadInput;
@@ -214,12 +242,12 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
       if (!entry) return;
       // Not sent (a hook after this one, or this one's own audit of the reservation, threw): nothing billed.
       if (!sent || providerBilledNothing(error)) {
-        await ledger.release(entry.reservationId);
+        await closeDurably(() => ledger.release(entry.reservationId), closeRetryMs);
         await audit(run, { event: "released", step, reservationId: entry.reservationId });
         return;
       }
       // The provider may have done (and billed) the work: never under-count.
-      await ledger.settle(entry.reservationId, entry.amount);
+      await closeDurably(() => ledger.settle(entry.reservationId, entry.amount), closeRetryMs);
       await audit(run, {
         event: "settled-at-reserved",
         step,

@@ -1,0 +1,118 @@
+import { rmSync } from "node:fs";
+import { afterEach, describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { AgentryError } from "@agentry/core";
+import { startRedisServer } from "@agentry/testkit";
+import { demo, startFaultCluster, type FaultCluster } from "./harness.js";
+
+// Redis fills up while tasks run. infra/redis/redis.conf ships `maxmemory-policy noeviction`
+// (evicting a lock, a ledger hash or an audit head would break the promises), so once memory is
+// full every write is refused with OOM: an audit log nobody archives gets there. The operator
+// frees memory; then every task completes once, with one side effect and one response each, and
+// the ledger equals what the provider billed.
+
+type Server = Awaited<ReturnType<typeof startRedisServer>>;
+let server: Server | undefined;
+let cluster: FaultCluster | undefined;
+const conns: Redis[] = [];
+afterEach(async () => {
+  await cluster?.close();
+  for (const c of conns.splice(0)) c.disconnect();
+  if (server) {
+    await server.kill();
+    rmSync(server.dir, { recursive: true, force: true });
+  }
+  cluster = server = undefined;
+});
+
+/** Retries `fn` while it meets REDIS_UNAVAILABLE, as a caller told so would. */
+async function retrying<T>(fn: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(AgentryError.isInstance(err) && err.code === "REDIS_UNAVAILABLE") || Date.now() > deadline)
+        throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+describe("Redis out of memory", () => {
+  it("refuses writes until memory is freed, then every task completes once: one side effect, one response, ledger = billed", async () => {
+    server = await startRedisServer();
+    const conn = new Redis(server.url, { maxRetriesPerRequest: null });
+    conn.on("error", () => undefined);
+    conns.push(conn);
+    cluster = await startFaultCluster({
+      redisUrl: server.url,
+      prefix: "faults-oom",
+      conn,
+      // Slow enough that tasks are mid-run when memory runs out.
+      reply: (req) => demo(req, { delayMs: 300 }),
+    });
+    const c = cluster;
+    await Promise.all([c.startWorker("oom-1"), c.startWorker("oom-2")]);
+    const tasks: string[] = [];
+    for (let i = 0; i < 3; i++) tasks.push(await c.submit(`delete oom-${i} in development`));
+    for (let i = 0; i < 6; i++) tasks.push(await c.submit(`What's the weather in Oom${i}?`));
+    await expect.poll(() => c.modelRequests().length, { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
+
+    // Memory runs out: a limit just above what is used now, and keys that take the rest, kept
+    // full while the workers run (what a completed task drops is taken again at once).
+    const used = Number(/used_memory:(\d+)/.exec(await conn.info("memory"))?.[1]);
+    await conn.config("SET", "maxmemory", String(used + 4 * 1024 * 1024));
+    let junk = 0;
+    const fill = async (): Promise<boolean> =>
+      conn.set(`junk:${junk++}`, "x".repeat(16 * 1024)).then(
+        () => false,
+        (err: unknown) => /OOM/.test(String(err)),
+      );
+    while (!(await fill()));
+    let full = true;
+    const keepFull = (async () => {
+      while (full) {
+        while (full && !(await fill()));
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    // A submit meanwhile is refused with a typed, retryable error (or, when a completion had just
+    // freed some memory, accepted: then it runs like the others).
+    const during: unknown = await c.submit("What's the weather in Full?").catch((e: unknown) => e);
+    if (typeof during === "string") tasks.push(during);
+    else expect(AgentryError.isInstance(during) && during.code, String(during)).toBe("REDIS_UNAVAILABLE");
+    // Full for longer than a job lock lives (2 s), once the workers have met the refusal.
+    await expect
+      .poll(() => c.workers.some((w) => w.output().includes("OOM")), { timeout: 60_000 })
+      .toBe(true);
+    await new Promise((r) => setTimeout(r, 5_000));
+
+    // The operator frees memory.
+    full = false;
+    await keepFull;
+    await conn.config("SET", "maxmemory", "0");
+    await conn.del(...(await conn.keys("junk:*")));
+    tasks.push(await retrying(() => c.submit("What's the weather in After?")));
+
+    for (const id of tasks) {
+      const result = await retrying(() => c.client.wait(id, { timeoutMs: 120_000 }));
+      expect(result.text.length, id).toBeGreaterThan(0);
+      expect((await c.client.status(id)).state, id).toBe("completed");
+    }
+    const entries = await c.auditEntries();
+    for (const id of tasks)
+      expect(
+        entries.filter((e) => e.taskId === id && e.type === "response"),
+        id,
+      ).toHaveLength(1);
+    expect((await c.audit.verify()).ok).toBe(true);
+    // Each delete ran once.
+    expect((await c.deletions()).map((d) => d.resource).sort()).toEqual(["oom-0", "oom-1", "oom-2"]);
+    // Nothing stays reserved, and the ledger is what the provider billed.
+    await expect
+      .poll(async () => (await c.ledger.getStats("global")).reserved.tokens, { timeout: 60_000 })
+      .toBe(0);
+    expect((await c.ledger.getStats("global")).used.tokens).toBe(c.fake.billed().tokens);
+  }, 300_000);
+});
