@@ -7,6 +7,7 @@ import {
   DEFAULT_KEY_PREFIX,
   duplicateRedis,
   isNoScriptError,
+  isTransientRedisError,
   keySpace,
   newId,
   pinShardCount,
@@ -858,6 +859,8 @@ export class AgentryClient {
           cause: err,
         });
       }
+      // Refused for now (out of memory, a replica after a failover, loading): retryable.
+      if (isTransientRedisError(err)) throw AgentryError.from(err);
       throw err;
     }
   }

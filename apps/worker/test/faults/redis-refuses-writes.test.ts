@@ -2,13 +2,14 @@ import { rmSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { AgentryError } from "@agentry/core";
-import { startRedisServer } from "@agentry/testkit";
+import { freePort, startRedisServer } from "@agentry/testkit";
 import { demo, startFaultCluster, type FaultCluster } from "./harness.js";
 
-// Redis fills up while tasks run. infra/redis/redis.conf ships `maxmemory-policy noeviction`
-// (evicting a lock, a ledger hash or an audit head would break the promises), so once memory is
-// full every write is refused with OOM: an audit log nobody archives gets there. The operator
-// frees memory; then every task completes once, with one side effect and one response each, and
+// Redis refuses every write for a while, mid-run, and answers reads. It fills up: infra/redis/
+// redis.conf ships `maxmemory-policy noeviction` (evicting a lock, a ledger hash or an audit head
+// would break the promises), so once memory is full every write is refused with OOM; an audit
+// log nobody archives gets there. Or a failover demotes it to a replica (READONLY). Once the
+// operator ends it, every task completes once, with one side effect and one response each, and
 // the ledger equals what the provider billed.
 
 type Server = Awaited<ReturnType<typeof startRedisServer>>;
@@ -39,28 +40,20 @@ async function retrying<T>(fn: () => Promise<T>, timeoutMs = 120_000): Promise<T
   }
 }
 
-describe("Redis out of memory", () => {
-  it("refuses writes until memory is freed, then every task completes once: one side effect, one response, ledger = billed", async () => {
-    server = await startRedisServer();
-    const conn = new Redis(server.url, { maxRetriesPerRequest: null });
-    conn.on("error", () => undefined);
-    conns.push(conn);
-    cluster = await startFaultCluster({
-      redisUrl: server.url,
-      prefix: "faults-oom",
-      conn,
-      // Slow enough that tasks are mid-run when memory runs out.
-      reply: (req) => demo(req, { delayMs: 300 }),
-    });
-    const c = cluster;
-    await Promise.all([c.startWorker("oom-1"), c.startWorker("oom-2")]);
-    const tasks: string[] = [];
-    for (let i = 0; i < 3; i++) tasks.push(await c.submit(`delete oom-${i} in development`));
-    for (let i = 0; i < 6; i++) tasks.push(await c.submit(`What's the weather in Oom${i}?`));
-    await expect.poll(() => c.modelRequests().length, { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
+/** A way Redis refuses every write for a while: `refuse` starts it, the function it returns ends it. */
+interface Refusal {
+  name: string;
+  /** What the refusal's replies start with (the workers log it). */
+  reply: string;
+  refuse(conn: Redis): Promise<() => Promise<void>>;
+}
 
-    // Memory runs out: a limit just above what is used now, and keys that take the rest, kept
-    // full while the workers run (what a completed task drops is taken again at once).
+const outOfMemory: Refusal = {
+  name: "out of memory (noeviction), until an operator frees memory",
+  reply: "OOM",
+  async refuse(conn) {
+    // A limit just above what is used now, and keys that take the rest, kept full while the
+    // workers run (what a completed task drops is taken again at once).
     const used = Number(/used_memory:(\d+)/.exec(await conn.info("memory"))?.[1]);
     await conn.config("SET", "maxmemory", String(used + 4 * 1024 * 1024));
     let junk = 0;
@@ -77,6 +70,46 @@ describe("Redis out of memory", () => {
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
+    return async () => {
+      full = false;
+      await keepFull;
+      await conn.config("SET", "maxmemory", "0");
+      await conn.del(...(await conn.keys("junk:*")));
+    };
+  },
+};
+
+const readOnly: Refusal = {
+  name: "turned replica (a failover that demoted it), until it is master again",
+  reply: "READONLY",
+  async refuse(conn) {
+    // A master that never answers: the server keeps its data and refuses writes meanwhile.
+    await conn.call("REPLICAOF", "127.0.0.1", String(await freePort()));
+    return async () => void (await conn.call("REPLICAOF", "NO", "ONE"));
+  },
+};
+
+describe.each([outOfMemory, readOnly])("Redis refuses writes: $name", (refusal) => {
+  it("every task completes once: one side effect, one response, ledger = billed", async () => {
+    server = await startRedisServer();
+    const conn = new Redis(server.url, { maxRetriesPerRequest: null });
+    conn.on("error", () => undefined);
+    conns.push(conn);
+    cluster = await startFaultCluster({
+      redisUrl: server.url,
+      prefix: `faults-refused-${refusal.reply.toLowerCase()}`,
+      conn,
+      // Slow enough that tasks are mid-run when memory runs out.
+      reply: (req) => demo(req, { delayMs: 300 }),
+    });
+    const c = cluster;
+    await Promise.all([c.startWorker("oom-1"), c.startWorker("oom-2")]);
+    const tasks: string[] = [];
+    for (let i = 0; i < 3; i++) tasks.push(await c.submit(`delete oom-${i} in development`));
+    for (let i = 0; i < 6; i++) tasks.push(await c.submit(`What's the weather in Oom${i}?`));
+    await expect.poll(() => c.modelRequests().length, { timeout: 30_000 }).toBeGreaterThanOrEqual(3);
+
+    const restore = await refusal.refuse(conn);
     // A submit meanwhile is refused with a typed, retryable error (or, when a completion had just
     // freed some memory, accepted: then it runs like the others).
     const during: unknown = await c.submit("What's the weather in Full?").catch((e: unknown) => e);
@@ -84,15 +117,12 @@ describe("Redis out of memory", () => {
     else expect(AgentryError.isInstance(during) && during.code, String(during)).toBe("REDIS_UNAVAILABLE");
     // Full for longer than a job lock lives (2 s), once the workers have met the refusal.
     await expect
-      .poll(() => c.workers.some((w) => w.output().includes("OOM")), { timeout: 60_000 })
+      .poll(() => c.workers.some((w) => w.output().includes(refusal.reply)), { timeout: 60_000 })
       .toBe(true);
     await new Promise((r) => setTimeout(r, 5_000));
 
-    // The operator frees memory.
-    full = false;
-    await keepFull;
-    await conn.config("SET", "maxmemory", "0");
-    await conn.del(...(await conn.keys("junk:*")));
+    // The operator ends it.
+    await restore();
     tasks.push(await retrying(() => c.submit("What's the weather in After?")));
 
     for (const id of tasks) {
