@@ -42,6 +42,8 @@ import {
   withAgentSpan,
   type AgentryMetrics,
   type CallLedger,
+  type QueueFailure,
+  type Reconciler,
   type TaskHandler,
 } from "@agentry/runtime";
 import {
@@ -60,6 +62,12 @@ import {
 import type { WorkerConfig } from "./config.js";
 import { approvalDecisions, reconcileApprovals } from "./approval-wake.js";
 import { demoRules, referenceTools } from "@agentry/reference";
+
+/**
+ * How far back each reconcile pass looks for tasks BullMQ failed on its own that no worker
+ * recorded (the one that failed it died first).
+ */
+const QUEUE_FAILURE_SWEEP_MS = 10 * 60_000;
 
 /** The reference policy shipped with the worker (packages/governance/policies/default.yaml). */
 export const DEFAULT_POLICY_PATH = fileURLToPath(
@@ -355,6 +363,36 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       actor,
       toolClaimMs: config.AGENTRY_TOOL_TIMEOUT_MS + 2_000,
     });
+    const failureOnce = (f: QueueFailure) => `failure:${tenantOwnedId(f.payload.tenant, "task", f.taskId)}`;
+    const recordQueueFailure = async (f: QueueFailure): Promise<void> => {
+      const p = f.payload;
+      await audit.append(
+        {
+          type: "failure",
+          taskId: f.taskId,
+          tenant: p.tenant,
+          userId: p.userId,
+          sessionId: p.sessionId,
+          actor,
+          data: { code: "INTERNAL", message: `BullMQ failed the task: ${f.reason}`, retryable: false },
+        },
+        { once: failureOnce(f) },
+      );
+      const session = tenantOwnedId(p.tenant, "session", p.sessionId);
+      await turns.remove(session, f.taskId, { endTurn: true });
+      const next = await turns.head(session);
+      if (next) await worker.promote(next);
+    };
+    // Should the worker that failed one die before recording it, the next reconcile pass of any
+    // worker of the shard records it (what the failed set shows for the last QUEUE_FAILURE_SWEEP_MS).
+    const sweepQueueFailures: Reconciler = async (control) => {
+      const failures = await control.recentQueueFailures(QUEUE_FAILURE_SWEEP_MS);
+      if (failures.length === 0) return;
+      const recorded = redis.pipeline();
+      for (const f of failures) recorded.exists(audit.onceKey(failureOnce(f)));
+      const replies = (await recorded.exec()) ?? [];
+      for (const [i, f] of failures.entries()) if (replies[i]?.[1] === 0) await recordQueueFailure(f);
+    };
     const worker = new AgentWorker({
       url: config.REDIS_URL,
       prefix: shardPrefix,
@@ -380,31 +418,14 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       // A task BullMQ failed before its handler ran (its attempts kept dying): its failure is
       // audited once, as the handler would have, and its session's next task gets the turn now,
       // not after the dead attempt's lease runs out.
-      onQueueFailure: async (f) => {
-        const p = f.payload;
-        await audit.append(
-          {
-            type: "failure",
-            taskId: f.taskId,
-            tenant: p.tenant,
-            userId: p.userId,
-            sessionId: p.sessionId,
-            actor,
-            data: { code: "INTERNAL", message: `BullMQ failed the task: ${f.reason}`, retryable: false },
-          },
-          { once: `failure:${tenantOwnedId(p.tenant, "task", f.taskId)}` },
-        );
-        const session = tenantOwnedId(p.tenant, "session", p.sessionId);
-        await turns.remove(session, f.taskId, { endTurn: true });
-        const next = await turns.head(session);
-        if (next) await worker.promote(next);
-      },
+      onQueueFailure: (f) => recordQueueFailure(f),
       // Approval decisions wake their tasks; the reconcile catches what an event missed and reaps
       // expired budget leases. On the same beat the worker wakes tasks held back by their tenant's
       // cap once the tenant has a free slot again.
       wakeSources: [approvalDecisions(approvals)],
       reconcilers: [
         reconcileApprovals(approvals),
+        sweepQueueFailures,
         ...(position === 0
           ? [ledger, ...othersReaped].map((reaped) => async () => void (await reaped.reapExpired()))
           : []),

@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { UnrecoverableError, Worker } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger, createRedis, shardPrefixes } from "@agentry/core";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
@@ -197,6 +198,45 @@ describe("the reference worker, in process", () => {
     // Settled at the reserved amount (a dead process may have been billed), and audited on the
     // shard's own chain.
     expect((await shard2.getStats(scope)).used.tokens).toBe(500);
+  });
+
+  it("records a task BullMQ failed while no Agentry worker listened: its failure audited once", async () => {
+    const prefix = redis.freshPrefix();
+    const client = new AgentryClient({ url: redis.url, prefix });
+    closers.push(() => client.close());
+    const { taskId } = await client.submit({ prompt: "What's the weather in Oslo?" }, { tenant: "acme" });
+    // BullMQ fails it on its own, as after the last of its stalls, and the worker that did so
+    // dies before recording it: a bare BullMQ worker with BullMQ's reason stands for both.
+    const conn = createRedis({ url: redis.url, role: "worker" });
+    closers.push(() => conn.quit());
+    const bare = new Worker(
+      "tasks",
+      () => Promise.reject(new UnrecoverableError("job stalled more than allowable limit")),
+      { connection: conn, prefix },
+    );
+    await expect.poll(async () => (await client.status(taskId)).state, { timeout: 15_000 }).toBe("failed");
+    await bare.close();
+
+    const built = await buildWorker(
+      parseWorkerConfig({
+        REDIS_URL: redis.url,
+        AGENTRY_PREFIX: prefix,
+        ...llmEnv(),
+        AGENTRY_RECONCILE_INTERVAL_MS: "100",
+        AGENTRY_WORKER_NAME: "sweeper",
+      }),
+      { logger: createLogger({ name: "test", level: "silent" }) },
+    );
+    closers.push(() => built.close());
+    await built.start();
+    const failures = async () =>
+      (await built.audit.read({ count: 1_000 })).filter((e) => e.taskId === taskId && e.type === "failure");
+    await expect.poll(async () => (await failures()).length, { timeout: 15_000 }).toBe(1);
+    expect((await failures())[0]).toMatchObject({ tenant: "acme", actor: "sweeper" });
+    // Later passes find it recorded: still one entry after a task run end to end (many passes).
+    const next = await client.submit({ prompt: "What's the weather in Lima?" }, { tenant: "acme" });
+    await client.wait(next.taskId, { timeoutMs: 20_000 });
+    expect(await failures()).toHaveLength(1);
   });
 
   it("authenticates audit entries with AGENTRY_AUDIT_KEY, and warns at start without it", async () => {

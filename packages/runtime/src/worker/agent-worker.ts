@@ -13,6 +13,7 @@ import {
   AgentryError,
   createRedis,
   DEFAULT_KEY_PREFIX,
+  keySpace,
   type Fence,
   type Logger,
   RepeatedErrors,
@@ -23,6 +24,7 @@ import {
 import {
   DEFAULT_QUEUE_NAME,
   TASK_CATALOG,
+  agentJobDataSchema,
   backoffDelayMs,
   type AgentJobData,
   type AgentTaskPayload,
@@ -127,6 +129,8 @@ export interface WorkerControl {
   isLive(taskId: string): Promise<boolean>;
   /** The task ids among these whose job no longer exists. */
   missingTasks(taskIds: string[]): Promise<string[]>;
+  /** Tasks BullMQ failed on its own within the last `withinMs` (see {@link AgentWorker.recentQueueFailures}). */
+  recentQueueFailures(withinMs: number): Promise<QueueFailure[]>;
 }
 
 /**
@@ -632,6 +636,41 @@ export class AgentWorker implements WorkerControl {
     for (const id of taskIds) pipeline.exists(jobKeys(this.prefix, this.queueName, id).job);
     const replies = (await pipeline.exec()) ?? [];
     return taskIds.filter((_, i) => replies[i]?.[1] === 0);
+  }
+
+  /**
+   * Tasks BullMQ failed on its own (see {@link AgentWorkerOptions.onQueueFailure}) that finished
+   * within the last `withinMs`, at most `limit` of them, oldest first: what a reconcile pass
+   * checks was recorded, should the worker that failed one have died before recording it.
+   */
+  async recentQueueFailures(withinMs: number, limit = 500): Promise<QueueFailure[]> {
+    const failedKey = keySpace(this.prefix).key(this.queueName, "failed");
+    const ids = await this.redis.zrangebyscore(
+      failedKey,
+      this.clock.now() - withinMs,
+      "+inf",
+      "LIMIT",
+      0,
+      limit,
+    );
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids)
+      pipeline.hmget(jobKeys(this.prefix, this.queueName, id).job, "name", "failedReason", "data");
+    const replies = (await pipeline.exec()) ?? [];
+    return ids.flatMap((taskId, i) => {
+      const [name, reason, data] = (replies[i]?.[1] ?? []) as (string | null)[];
+      const kind = reason ? QUEUE_FAILURES[reason] : undefined;
+      if (name !== "agent.run" || !reason || !kind || !data) return [];
+      let json: unknown;
+      try {
+        json = JSON.parse(data);
+      } catch {
+        return [];
+      }
+      const parsed = agentJobDataSchema.safeParse(json);
+      return parsed.success ? [{ taskId, payload: parsed.data.payload, reason, kind }] : [];
+    });
   }
 
   /** Health for `/healthz`. */
