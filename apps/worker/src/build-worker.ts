@@ -39,6 +39,7 @@ import {
   registerTenantLoadMetrics,
   serializeSpanContext,
   setAgentUsage,
+  taskAuditOnce,
   withAgentSpan,
   type AgentryMetrics,
   type CallLedger,
@@ -363,7 +364,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       actor,
       toolClaimMs: config.AGENTRY_TOOL_TIMEOUT_MS + 2_000,
     });
-    const failureOnce = (f: QueueFailure) => `failure:${tenantOwnedId(f.payload.tenant, "task", f.taskId)}`;
+    const failureOnce = (f: QueueFailure) => taskAuditOnce("failure", f.payload.tenant, f.taskId);
     const recordQueueFailure = async (f: QueueFailure): Promise<void> => {
       const p = f.payload;
       await audit.append(

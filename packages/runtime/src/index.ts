@@ -86,6 +86,7 @@ export { createMetricsHooks, type MetricsHooks, type MetricsHooksOptions } from 
 export {
   createAgentTaskHandler,
   DEFAULT_SYSTEM_PROMPT,
+  taskAuditOnce,
   type AgentTaskHandlerOptions,
 } from "./pipeline/agent-task-handler.js";
 export {

@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Redis } from "ioredis";
+import { afterEach } from "vitest";
+import { Redis } from "ioredis";
 import { shardPrefixes } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient, BudgetLedger } from "@agentry/runtime";
@@ -11,6 +12,7 @@ import { AuditLog, type AuditEntry } from "@agentry/governance";
 import {
   freePort,
   startFakeAnthropic,
+  startRedisServer,
   type FakeAnthropic,
   type FakeReply,
   type RecordedRequest,
@@ -278,6 +280,45 @@ export async function startProducerProcess(
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
       await exited;
+    },
+  };
+}
+
+/**
+ * Per test: a redis-server of its own (a fault on it reaches no other suite), connections to it
+ * (`connect`: no retry limit, errors swallowed) and the fault cluster the test hands to `use`;
+ * all closed after the test.
+ */
+export function usePrivateRedis(): {
+  start(): Promise<{ url: string; connect(): Redis }>;
+  use(cluster: FaultCluster): FaultCluster;
+} {
+  let server: Awaited<ReturnType<typeof startRedisServer>> | undefined;
+  let cluster: FaultCluster | undefined;
+  const conns: Redis[] = [];
+  afterEach(async () => {
+    await cluster?.close();
+    for (const c of conns.splice(0)) c.disconnect();
+    await server?.stop();
+    cluster = server = undefined;
+  });
+  return {
+    async start() {
+      server = await startRedisServer();
+      const { url } = server;
+      return {
+        url,
+        connect() {
+          const conn = new Redis(url, { maxRetriesPerRequest: null });
+          conn.on("error", () => undefined);
+          conns.push(conn);
+          return conn;
+        },
+      };
+    },
+    use(c) {
+      cluster = c;
+      return c;
     },
   };
 }

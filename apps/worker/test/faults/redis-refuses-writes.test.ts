@@ -1,9 +1,8 @@
-import { rmSync } from "node:fs";
-import { afterEach, describe, expect, it } from "vitest";
-import { Redis } from "ioredis";
+import { describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
 import { AgentryError } from "@agentry/core";
-import { freePort, startRedisServer } from "@agentry/testkit";
-import { demo, startFaultCluster, type FaultCluster } from "./harness.js";
+import { freePort } from "@agentry/testkit";
+import { demo, startFaultCluster, usePrivateRedis } from "./harness.js";
 
 // Redis refuses every write for a while, mid-run, and answers reads. It fills up: infra/redis/
 // redis.conf ships `maxmemory-policy noeviction` (evicting a lock, a ledger hash or an audit head
@@ -12,19 +11,7 @@ import { demo, startFaultCluster, type FaultCluster } from "./harness.js";
 // operator ends it, every task completes once, with one side effect and one response each, and
 // the ledger equals what the provider billed.
 
-type Server = Awaited<ReturnType<typeof startRedisServer>>;
-let server: Server | undefined;
-let cluster: FaultCluster | undefined;
-const conns: Redis[] = [];
-afterEach(async () => {
-  await cluster?.close();
-  for (const c of conns.splice(0)) c.disconnect();
-  if (server) {
-    await server.kill();
-    rmSync(server.dir, { recursive: true, force: true });
-  }
-  cluster = server = undefined;
-});
+const redis = usePrivateRedis();
 
 /** Retries `fn` while it meets REDIS_UNAVAILABLE, as a caller told so would. */
 async function retrying<T>(fn: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
@@ -91,17 +78,17 @@ const readOnly: Refusal = {
 
 describe.each([outOfMemory, readOnly])("Redis refuses writes: $name", (refusal) => {
   it("every task completes once: one side effect, one response, ledger = billed", async () => {
-    server = await startRedisServer();
-    const conn = new Redis(server.url, { maxRetriesPerRequest: null });
-    conn.on("error", () => undefined);
-    conns.push(conn);
-    cluster = await startFaultCluster({
-      redisUrl: server.url,
-      prefix: `faults-refused-${refusal.reply.toLowerCase()}`,
-      conn,
-      // Slow enough that tasks are mid-run when memory runs out.
-      reply: (req) => demo(req, { delayMs: 300 }),
-    });
+    const server = await redis.start();
+    const conn = server.connect();
+    const cluster = redis.use(
+      await startFaultCluster({
+        redisUrl: server.url,
+        prefix: `faults-refused-${refusal.reply.toLowerCase()}`,
+        conn,
+        // Slow enough that tasks are mid-run when memory runs out.
+        reply: (req) => demo(req, { delayMs: 300 }),
+      }),
+    );
     const c = cluster;
     await Promise.all([c.startWorker("oom-1"), c.startWorker("oom-2")]);
     const tasks: string[] = [];

@@ -1,7 +1,5 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { Redis } from "ioredis";
-import { startRedisServer } from "@agentry/testkit";
-import { demo, startFaultCluster, type FaultCluster } from "./harness.js";
+import { describe, expect, it } from "vitest";
+import { demo, startFaultCluster, usePrivateRedis } from "./harness.js";
 
 // Redis forgets its Lua scripts (SCRIPT FLUSH, or a restart behind a proxy that keeps client
 // connections open) again and again while tasks run. Every connection goes on sending EVALSHA
@@ -9,16 +7,7 @@ import { demo, startFaultCluster, type FaultCluster } from "./harness.js";
 // task fails, nothing is written twice. A private server: flushing the shared one would reach
 // other suites.
 
-type Server = Awaited<ReturnType<typeof startRedisServer>>;
-let server: Server | undefined;
-let cluster: FaultCluster | undefined;
-const conns: Redis[] = [];
-afterEach(async () => {
-  await cluster?.close();
-  for (const c of conns.splice(0)) c.disconnect();
-  await server?.stop();
-  cluster = server = undefined;
-});
+const redis = usePrivateRedis();
 
 describe.each([
   { shards: 1, lanes: 1, allowances: 0 },
@@ -27,19 +16,20 @@ describe.each([
   "script cache flushed under running tasks, AGENTRY_SHARDS=$shards, AGENTRY_AUDIT_LANES=$lanes, AGENTRY_BUDGET_ALLOWANCE_CALLS=$allowances",
   ({ shards, lanes, allowances }) => {
     it("completes every task once, runs each tool call once, and keeps every audit chain and the ledger exact", async () => {
-      server = await startRedisServer();
-      const conn = new Redis(server.url, { maxRetriesPerRequest: null });
-      const flusher = new Redis(server.url, { maxRetriesPerRequest: null });
-      conns.push(conn, flusher);
-      cluster = await startFaultCluster({
-        redisUrl: server.url,
-        prefix: `faults-flush-${shards}`,
-        conn,
-        shards,
-        auditLanes: lanes,
-        env: { AGENTRY_BUDGET_ALLOWANCE_CALLS: String(allowances) },
-        reply: (req) => demo(req, { delayMs: 30 }),
-      });
+      const server = await redis.start();
+      const conn = server.connect();
+      const flusher = server.connect();
+      const cluster = redis.use(
+        await startFaultCluster({
+          redisUrl: server.url,
+          prefix: `faults-flush-${shards}`,
+          conn,
+          shards,
+          auditLanes: lanes,
+          env: { AGENTRY_BUDGET_ALLOWANCE_CALLS: String(allowances) },
+          reply: (req) => demo(req, { delayMs: 30 }),
+        }),
+      );
       const c = cluster;
       await Promise.all([c.startWorker("f1"), c.startWorker("f2")]);
 

@@ -709,7 +709,6 @@ export class AgentryClient {
     });
   }
 
-  /** The shard a session's tasks go to (`shardOfSession`). */
   /**
    * Checks once, before the first submit, that this client splits the queue as the deployment
    * does (`pinShardCount`): a client on another count would send tasks where no worker looks.
@@ -723,6 +722,7 @@ export class AgentryClient {
     return this.pinned;
   }
 
+  /** The shard a session's tasks go to (`shardOfSession`). */
   shardFor(tenant: string, sessionId: string): ClientShard {
     return this.shards[shardOfSession(tenant, sessionId, this.shards.length)] as ClientShard;
   }

@@ -66,6 +66,18 @@ export interface AgentTaskHandlerOptions {
   _internal?: { clock?: Clock };
 }
 
+/**
+ * The `once` name of a task's one-per-task audit entry (`request`, `response`, `failure`): a
+ * retried attempt, or the worker recording a task BullMQ failed, meets the same marker.
+ */
+export function taskAuditOnce(
+  kind: "request" | "response" | "failure",
+  tenant: string,
+  taskId: string,
+): string {
+  return `${kind}:${tenantOwnedId(tenant, "task", taskId)}`;
+}
+
 /** The default system prompt. */
 export const DEFAULT_SYSTEM_PROMPT =
   "You are a helpful assistant. Use the tools when they help; a tool result that is an error explains why the action did not happen.";
@@ -103,7 +115,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     };
     // Every entry of the attempt is fenced by its job lock; `once` keeps an entry that a
     // retried attempt reaches again (request, response, failure) to one per task.
-    const audit = (record: AuditRecord, once?: string) => {
+    const audit = (record: AuditRecord, once?: Parameters<typeof taskAuditOnce>[0]) => {
       const entry: AuditEntryInput = {
         taskId: run.taskId,
         tenant: run.tenant,
@@ -115,7 +127,7 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       };
       const appendOptions: AuditAppendOptions = {
         fence: ex.fence,
-        ...(once ? { once: `${once}:${task}` } : {}),
+        ...(once ? { once: taskAuditOnce(once, p.tenant, ex.taskId) } : {}),
       };
       return options.audit?.append(entry, appendOptions);
     };
@@ -305,7 +317,12 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       // wait out their TTL.
       const onceKey = options.audit?.onceKey?.bind(options.audit);
       const drop = [
-        ...(onceKey ? [onceKey(`request:${task}`), onceKey(`response:${task}`)] : []),
+        ...(onceKey
+          ? [
+              onceKey(taskAuditOnce("request", p.tenant, ex.taskId)),
+              onceKey(taskAuditOnce("response", p.tenant, ex.taskId)),
+            ]
+          : []),
         ...(options.sessions?.onceKey ? [options.sessions.onceKey(session, `history:${task}`)] : []),
         ...toolUseIds(added).map((id) => toolJournal.entryKey(run, id)),
       ];

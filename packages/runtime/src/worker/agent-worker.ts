@@ -644,9 +644,8 @@ export class AgentWorker implements WorkerControl {
    * checks was recorded, should the worker that failed one have died before recording it.
    */
   async recentQueueFailures(withinMs: number, limit = 500): Promise<QueueFailure[]> {
-    const failedKey = keySpace(this.prefix).key(this.queueName, "failed");
     const ids = await this.redis.zrangebyscore(
-      failedKey,
+      keySpace(this.prefix).key(this.queueName, "failed"),
       this.clock.now() - withinMs,
       "+inf",
       "LIMIT",
