@@ -1,7 +1,14 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
-import { AgentryError, createRedis, pinShardCount, shardPrefixes, type AgentryEnv } from "@agentry/core";
+import {
+  AgentryError,
+  createRedis,
+  pinShardCount,
+  shardPrefixes,
+  syncClock,
+  type AgentryEnv,
+} from "@agentry/core";
 import type { AgentryClient, ShardedBudget } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, loadApproversFile, type ApproverKeys } from "@agentry/governance";
 import { safeRedisUrl } from "./format.js";
@@ -121,6 +128,10 @@ export class CliContext {
         throw err;
       }
     }
+    // Approvals are decided and expire by Redis's time, as the workers judge them.
+    await syncClock(redis).catch((err: unknown) => {
+      if (!(err instanceof Error && err.message.startsWith("NOPERM"))) throw err;
+    });
     return redis;
   }
 

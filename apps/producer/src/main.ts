@@ -7,6 +7,7 @@ import {
   pinShardCount,
   createLogger,
   createRedis,
+  keepClockSynced,
   packageVersion,
   waitForReady,
 } from "@agentry/core";
@@ -114,6 +115,23 @@ async function main(): Promise<void> {
         process.exit(2);
       });
 
+  // Timestamps the producer writes (audit entries, submissions) are in Redis's time, as the workers' are.
+  let stopClockSync: (() => void) | undefined;
+  const syncClockWithRedis = () =>
+    keepClockSynced(turnsRedis, {
+      onSkew: ({ offsetMs }) =>
+        logger.warn(
+          { event: "clock-skew", offsetMs },
+          `this host's clock is ${Math.abs(offsetMs)} ms ${offsetMs > 0 ? "behind" : "ahead of"} Redis's: Agentry uses Redis's time; fix the host's time sync`,
+        ),
+      onError: (err) => logger.debug({ err }, "clock sync failed"),
+    }).then(
+      (stop) => void (stopClockSync = stop),
+      (err: unknown) => logger.warn({ err }, "clock sync failed; this host's clock is used"),
+    );
+  if (ready) await syncClockWithRedis();
+  else turnsRedis.once("ready", () => void syncClockWithRedis());
+
   const metrics = createMetrics({
     defaultLabels: { service: "agentry-producer" },
     collectors: {
@@ -173,6 +191,7 @@ async function main(): Promise<void> {
     }, 10_000);
     force.unref();
     try {
+      stopClockSync?.();
       await app.close();
       await client.close();
       await turnsRedis.quit().catch(() => turnsRedis.disconnect());

@@ -433,6 +433,8 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
         ...(shardLedger ? [async () => void (await shardLedger.reapExpired())] : []),
       ],
       reconcileEveryMs: options.reconcileEveryMs ?? config.AGENTRY_RECONCILE_INTERVAL_MS,
+      maxClockSkewMs: config.AGENTRY_MAX_CLOCK_SKEW_MS,
+      clockSyncEveryMs: config.AGENTRY_CLOCK_SYNC_MS,
     });
     return { index, prefix: shardPrefix, worker, approvals, audit };
   };

@@ -21,6 +21,14 @@ export const workerEnvSchema = z.object({
   AGENTRY_STALLED_INTERVAL_MS: num(5_000),
   /** How often a worker promotes decided or expired approvals whose event it missed, and reaps dead budget leases. */
   AGENTRY_RECONCILE_INTERVAL_MS: num(5_000),
+  /**
+   * How far this host's clock may be from Redis's (ms, either way; 0: no check). Further off, the
+   * worker refuses to start, or stops taking jobs until its clock is back: BullMQ's delays run on
+   * host clocks.
+   */
+  AGENTRY_MAX_CLOCK_SKEW_MS: num(1_000),
+  /** How often the worker reads Redis's time again (its leases and expiries run on Redis's time). */
+  AGENTRY_CLOCK_SYNC_MS: positive(10_000),
   /** Budget reservation lease: a dead worker's reservation is settled at its reserved amount after it. */
   AGENTRY_BUDGET_LEASE_MS: num(120_000),
   /**

@@ -14,9 +14,17 @@ export interface WorkerProcess {
   kill(): Promise<void>;
 }
 
-/** Starts a worker process with the given environment (added to this process's). */
-export function startWorkerProcess(name: string, env: Record<string, string>): WorkerProcess {
-  const child = spawn(process.execPath, ["--conditions=@agentry/source", "--import", "tsx", MAIN], {
+/**
+ * Starts a worker process with the given environment (added to this process's); `nodeArgs` go to
+ * node before the entry point (e.g. `--import` of a fault preload).
+ */
+export function startWorkerProcess(
+  name: string,
+  env: Record<string, string>,
+  options: { nodeArgs?: string[] } = {},
+): WorkerProcess {
+  const args = ["--conditions=@agentry/source", "--import", "tsx", ...(options.nodeArgs ?? []), MAIN];
+  const child = spawn(process.execPath, args, {
     env: { ...process.env, AGENTRY_WORKER_PORT: "0", LOG_LEVEL: "info", AGENTRY_WORKER_NAME: name, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -25,6 +25,17 @@ export {
   tenantScope,
   type TenantOwnedKind,
 } from "./tenancy.js";
-export { systemClock, sleep, withTimeout, type Clock } from "./clock.js";
+export {
+  keepClockSynced,
+  syncClock,
+  systemClock,
+  sleep,
+  unsyncClock,
+  withTimeout,
+  type Clock,
+  type ClockReading,
+  type ClockSyncOptions,
+  type TimeSource,
+} from "./clock.js";
 export { positiveInt } from "./validate.js";
 export { packageVersion } from "./package-version.js";

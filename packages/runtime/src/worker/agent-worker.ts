@@ -17,6 +17,7 @@ import {
   type Fence,
   type Logger,
   RepeatedErrors,
+  keepClockSynced,
   systemClock,
   type Clock,
   withTimeout,
@@ -191,6 +192,16 @@ export interface AgentWorkerOptions {
    * was removed by the client): e.g. to cancel the approvals it waited for. Errors are logged.
    */
   onCancelRequested?: (taskId: string) => Promise<void>;
+  /**
+   * How far (ms, either way) this host's clock may be from Redis's. Agentry's own leases and
+   * expiries run on Redis's time whatever the host's clock says, but BullMQ's delays (parked
+   * tasks, retries) run on each worker's host clock: a worker further off refuses to start, and
+   * one that drifts further off while it runs stops taking jobs until its clock is back. 0 turns
+   * the check off. @defaultValue 1_000
+   */
+  maxClockSkewMs?: number;
+  /** How often the worker reads Redis's time again. @defaultValue 10_000 */
+  clockSyncEveryMs?: number;
   /** Repair passes run at start and every `reconcileEveryMs`, one after another. @defaultValue none */
   reconcilers?: Reconciler[];
   /** How often the reconcilers run (at least 100). @defaultValue 5_000 */
@@ -302,6 +313,10 @@ export class AgentWorker implements WorkerControl {
   private shuttingDown = false;
   private closed: Promise<void> | undefined;
   private reconcileTimer: NodeJS.Timeout | undefined;
+  /** Stops re-reading Redis's time (`keepClockSynced`). */
+  private stopClockSync: (() => void) | undefined;
+  /** Redis's time less this host's clock at the last reading (ms); whether that paused the worker; whether it takes jobs yet. */
+  private clockSkew = { offsetMs: 0, paused: false, started: false };
   /** `onQueueFailure` calls under way; close waits for them. */
   private readonly queueFailures = new Set<Promise<void>>();
   /** The reconcile pass under way, so passes never overlap and close waits for it. */
@@ -479,6 +494,27 @@ export class AgentWorker implements WorkerControl {
 
   /** Starts taking jobs, the wake sources and the periodic reconcile. Resolves once the worker is ready and the first reconcile pass ran. */
   async start(): Promise<void> {
+    // Leases, run slots and expiries are judged by Redis's time, not this host's.
+    this.stopClockSync = await keepClockSynced(this.redis, {
+      everyMs: this.options.clockSyncEveryMs ?? 10_000,
+      onReading: ({ offsetMs }) => this.onClockReading(offsetMs),
+      onSkew: ({ offsetMs, roundTripMs }) =>
+        this.options.logger.warn(
+          { event: "clock-skew", offsetMs, roundTripMs, prefix: this.prefix },
+          `this host's clock is ${describeSkew(offsetMs)}: Agentry's leases use Redis's time; fix the host's time sync`,
+        ),
+      onError: (err) => this.errors.warn("clock sync failed", err, { prefix: this.prefix }),
+    });
+    const maxSkew = this.options.maxClockSkewMs ?? 1_000;
+    if (maxSkew > 0 && Math.abs(this.clockSkew.offsetMs) > maxSkew) {
+      this.stopClockSync();
+      throw new AgentryError(
+        "INVALID_CONFIG",
+        `this host's clock is ${describeSkew(this.clockSkew.offsetMs)}, more than the ${maxSkew} ms allowed ` +
+          `(AGENTRY_MAX_CLOCK_SKEW_MS): BullMQ's delays run on host clocks; fix the host's time sync (NTP)`,
+        { details: { offsetMs: this.clockSkew.offsetMs, maxClockSkewMs: maxSkew } },
+      );
+    }
     if (this.options.globalConcurrency) await this.queue.setGlobalConcurrency(this.options.globalConcurrency);
     await this.subscriber.subscribe(cancelChannel(this.prefix));
     this.subscriber.on("message", (_channel: string, taskId: string) => {
@@ -500,6 +536,9 @@ export class AgentWorker implements WorkerControl {
       );
     }
     void this.worker.run().catch((err: unknown) => this.options.logger.error({ err }, "worker loop ended"));
+    // From here a clock reading past the allowed skew pauses the worker (BullMQ's loop ends while
+    // paused, so `isRunning` cannot tell).
+    this.clockSkew.started = true;
     await this.worker.waitUntilReady();
     if ((this.options.reconcilers ?? []).length > 0) {
       await this.reconcile();
@@ -510,6 +549,31 @@ export class AgentWorker implements WorkerControl {
       this.reconcileTimer.unref();
     }
     this.startFairTimers();
+  }
+
+  /**
+   * A clock reading while the worker runs: past `maxClockSkewMs`, stop taking jobs (BullMQ would
+   * run parked tasks early or late by the offset); take them again once the clock is back.
+   */
+  private onClockReading(offsetMs: number): void {
+    this.clockSkew.offsetMs = offsetMs;
+    const maxSkew = this.options.maxClockSkewMs ?? 1_000;
+    const over = maxSkew > 0 && Math.abs(offsetMs) > maxSkew;
+    if (over === this.clockSkew.paused || this.shuttingDown || !this.clockSkew.started) return;
+    this.clockSkew.paused = over;
+    if (over) {
+      this.options.logger.error(
+        { event: "clock-skew-paused", offsetMs, maxClockSkewMs: maxSkew, prefix: this.prefix },
+        `this host's clock is ${describeSkew(offsetMs)}, more than the ${maxSkew} ms allowed: taking no jobs until it is back`,
+      );
+      void this.worker.pause(true).catch((err: unknown) => this.errors.warn("pause failed", err));
+    } else {
+      this.options.logger.info(
+        { event: "clock-skew-resumed", offsetMs, prefix: this.prefix },
+        "this host's clock is back within the allowed skew: taking jobs again",
+      );
+      void this.worker.resume();
+    }
   }
 
   /** Runs one pass of every reconciler (none when a pass is still under way); failures are logged. */
@@ -581,6 +645,7 @@ export class AgentWorker implements WorkerControl {
       this.shuttingDown = true;
       for (const timer of this.fairTimers) clearInterval(timer);
       clearInterval(this.reconcileTimer);
+      this.stopClockSync?.();
       for (const unsubscribe of this.unsubscribes.splice(0)) await unsubscribe().catch(() => undefined);
       await this.reconciling;
       const closing = this.worker.close();
@@ -682,6 +747,8 @@ export class AgentWorker implements WorkerControl {
     if (!redis) reasons.push("redis does not answer");
     const running = this.worker.isRunning() && !this.shuttingDown;
     if (!running) reasons.push("worker is not running");
+    if (this.clockSkew.paused)
+      reasons.push(`taking no jobs: this host's clock is ${describeSkew(this.clockSkew.offsetMs)}`);
     const now = this.clock.now();
     const lastProgress = [...this.active.values()].reduce(
       (min, a) => Math.min(min, a.lastProgressAt),
@@ -1003,4 +1070,9 @@ class RetryableTaskError extends Error {
 function retryAfterOf(err: Error | undefined): number | undefined {
   const value = (err as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
   return typeof value === "number" ? value : undefined;
+}
+
+/** "<n> ms ahead of Redis's" or "<n> ms behind Redis's", from Redis's time less this host's. */
+function describeSkew(offsetMs: number): string {
+  return `${Math.abs(offsetMs)} ms ${offsetMs > 0 ? "behind" : "ahead of"} Redis's`;
 }

@@ -1,0 +1,36 @@
+// Preloaded into a worker process (`node --import`) to move its host's wall clock, as on a host
+// whose time sync broke or that was just resumed: Date.now() and `new Date()` run
+// AGENTRY_TEST_CLOCK_SKEW_MS ahead (negative: behind), or, with AGENTRY_TEST_CLOCK_SKEW_FILE, by
+// the number that file holds (read again every 50 ms, so a test can step the clock while the
+// process runs). The monotonic clock and timers do not move, as on such a host.
+import { readFileSync } from "node:fs";
+
+const file = process.env.AGENTRY_TEST_CLOCK_SKEW_FILE;
+let skewMs = Number(process.env.AGENTRY_TEST_CLOCK_SKEW_MS ?? 0);
+const readSkew = () => {
+  try {
+    skewMs = Number(readFileSync(file, "utf8").trim()) || 0;
+  } catch {
+    // Not written yet: keep the last value.
+  }
+};
+if (file) {
+  readSkew();
+  setInterval(readSkew, 50).unref();
+}
+
+const RealDate = Date;
+const realNow = RealDate.now.bind(RealDate);
+
+class SkewedDate extends RealDate {
+  constructor(...args) {
+    if (args.length === 0) super(realNow() + skewMs);
+    else super(...args);
+  }
+
+  static now() {
+    return realNow() + skewMs;
+  }
+}
+
+globalThis.Date = SkewedDate;
