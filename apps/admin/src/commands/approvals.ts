@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import { AgentryError } from "@agentry/core/base";
+import { AgentryError, systemClock } from "@agentry/core/base";
 import type {
   ApprovalStore,
   ApprovalRecord,
@@ -56,7 +56,7 @@ export const approvalsListCommand: Command = {
       ctx.io.stderr.write(`no ${status === "all" ? "" : `${status} `}approvals\n`);
       return EXIT.OK;
     }
-    const now = Date.now();
+    const now = systemClock.now();
     ctx.io.stdout.write(
       table(
         ["ID", "STATUS", "TASK", "TOOL", "INPUT", "APPROVERS", "DECISIONS", "EXPIRES IN"],
@@ -103,7 +103,7 @@ export const approvalsShowCommand: Command = {
         ["quorum", String(record.quorum)],
         ["decisions", decisionsSummary(record)],
         ["created", isoTime(record.createdAt)],
-        ["expires", `${isoTime(record.expiresAt)} (${expiresIn(record.expiresAt, Date.now())})`],
+        ["expires", `${isoTime(record.expiresAt)} (${expiresIn(record.expiresAt, systemClock.now())})`],
         ...record.decisions.map((d, i): [string, string] => [
           `decision ${i + 1}`,
           `${d.outcome} by ${d.approver} at ${isoTime(d.decidedAt)}${d.reason ? `: ${d.reason}` : ""}`,
@@ -176,7 +176,7 @@ async function decide(
       approvalId: id,
       outcome,
       approver,
-      decidedAt: Date.now(),
+      decidedAt: systemClock.now(),
       ...(reason ? { reason } : {}),
     });
   } catch (err) {
@@ -244,7 +244,7 @@ async function decide(
       );
     case "expired":
       throw new CliError(
-        `approval ${id} expired ${expiresIn(record.expiresAt, Date.now()).replace(/^expired /, "")}`,
+        `approval ${id} expired ${expiresIn(record.expiresAt, systemClock.now()).replace(/^expired /, "")}`,
       );
     case "unknown":
       throw new CliError(`unknown approval ${id}`);
