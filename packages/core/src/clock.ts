@@ -112,7 +112,10 @@ export async function keepClockSynced(
   const warnAt = options.warnAtMs ?? 1_000;
   let reported: number | undefined;
   let stopped = false;
-  const sync = async () => {
+  let inFlight: Promise<void> | undefined;
+  // While Redis does not answer, one sync waits for it, not one per beat.
+  const sync = () => (inFlight ??= syncOnce().finally(() => (inFlight = undefined)));
+  const syncOnce = async () => {
     const { base, reading } = await readRedisTime(redis);
     // A reading that lands after the stop is dropped.
     if (stopped) return;

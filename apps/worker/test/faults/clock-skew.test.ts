@@ -123,6 +123,43 @@ describe("a worker whose host clock is hours off", () => {
     await untouchedThenCompleted(c, work);
   }, 240_000);
 
+  it("with the check off, workers whose hosts agree with each other but not with Redis park and resume tasks on time", async () => {
+    // Redis's host is the one 2 h off here: every worker's clock is 2 h ahead of it.
+    cluster = await startApprovalCluster(redis, { workers: 0, policy: writePolicyFile(POLICY) });
+    const c = cluster;
+    for (const name of ["w1", "w2"]) {
+      const w = startSkewedWorker(
+        name,
+        { ...c.env, AGENTRY_MAX_CLOCK_SKEW_MS: "0", AGENTRY_RECONCILE_INTERVAL_MS: "200" },
+        TWO_HOURS,
+      );
+      c.workers.push(w);
+      await waitStarted(w);
+    }
+    const work = await pendingWork(c);
+    const parked = await c.client.status(work.taskId);
+    // Once a reconcile pass has run after the park (it reaped this lapsed reservation), BullMQ
+    // has had every chance to wake the parked task early: it is still parked, on its first park.
+    const lapsed = await work.ledger.reserve({
+      taskId: "task_dead_elsewhere",
+      scopes: ["global"],
+      amount: { tokens: 300, costMicroUsd: 500 },
+      leaseMs: 1,
+    });
+    if (!lapsed.ok) throw new Error("reserve refused");
+    await expect
+      .poll(async () => (await c.auditOf("task_dead_elsewhere")).map((e) => e.type), { timeout: 60_000 })
+      .toEqual(["budget"]);
+    expect(await c.client.status(work.taskId)).toMatchObject({
+      state: "awaiting_approval",
+      attempts: parked.attempts,
+    });
+    await untouchedThenCompleted(c, work);
+    const next = await c.submit("What is the weather in Lima?");
+    await c.client.wait(next, { timeoutMs: 60_000 });
+    expect((await c.client.status(next)).state).toBe("completed");
+  }, 240_000);
+
   it("a host clock stepped 2 h while the worker runs: it stops taking jobs, judges leases and expiries by Redis's time meanwhile, and takes jobs again once the clock is back", async () => {
     cluster = await startApprovalCluster(redis, { workers: 0, policy: writePolicyFile(POLICY) });
     const c = cluster;

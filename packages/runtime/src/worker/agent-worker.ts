@@ -576,6 +576,15 @@ export class AgentWorker implements WorkerControl {
     }
   }
 
+  /**
+   * A time of the deployment's clock (Redis's) as this host's clock tells it, at least 1 ms
+   * ahead: BullMQ's delays run on host clocks, so a park until `until` is handed to BullMQ as the
+   * same wait from this host's now, right as long as the workers' hosts agree with each other.
+   */
+  private hostTime(until: number): number {
+    return Date.now() + Math.max(until - this.clock.now(), 1);
+  }
+
   /** Runs one pass of every reconciler (none when a pass is still under way); failures are logged. */
   private reconcile(): Promise<void> {
     this.reconciling ??= (async () => {
@@ -841,7 +850,7 @@ export class AgentWorker implements WorkerControl {
       if (!admission.admitted) {
         const until = this.clock.now() + (this.options.fairShare?.cappedParkMs ?? 3_600_000);
         await update({ parked: { reason: "tenant_capped", until }, parkCount: (data.parkCount ?? 0) + 1 });
-        await job.moveToDelayed(until, token);
+        await job.moveToDelayed(this.hostTime(until), token);
         if ((await this.redis.del(wakeKey(this.prefix, taskId))) === 1)
           await job.promote().catch(() => undefined);
         log.info({ event: "task-capped" }, "tenant at its maxRunning: task waits for a slot");
@@ -907,7 +916,7 @@ export class AgentWorker implements WorkerControl {
       if (outcome.type === "park") {
         // The step log must outlive the park.
         await update({ parked: outcome.parked, parkCount: (data.parkCount ?? 0) + 1 }, outcome.parked.until);
-        await job.moveToDelayed(Math.max(outcome.parked.until, this.clock.now() + 1), token);
+        await job.moveToDelayed(this.hostTime(outcome.parked.until), token);
         if ((await this.redis.del(wakeKey(this.prefix, taskId))) === 1)
           await job.promote().catch(() => undefined);
         log.info(
