@@ -51,6 +51,26 @@ describe("systemClock synced with Redis", () => {
     expect(b - a).toBeLessThan(60_000);
   });
 
+  it("never goes back for a later reading's jitter, but follows Redis's clock stepping back", async () => {
+    const at = performance.now();
+    const [s, us] = await redis.time();
+    const redisMs = Number(s) * 1000 + Number(us) / 1000;
+    // Readings as a TimeSource would give them: one, then one 400 ms earlier (jitter), then one
+    // an hour earlier (Redis's clock stepped back).
+    const source = (ms: number) => ({
+      time: async () => {
+        const t = ms + (performance.now() - at);
+        return [String(Math.floor(t / 1000)), String(Math.floor((t % 1000) * 1000))];
+      },
+    });
+    await syncClock(source(redisMs), 1);
+    const first = systemClock.now();
+    await syncClock(source(redisMs - 400), 1);
+    expect(systemClock.now()).toBeGreaterThanOrEqual(first);
+    await syncClock(source(redisMs - 3_600_000), 1);
+    expect(first - systemClock.now()).toBeGreaterThan(3_500_000);
+  });
+
   it("keepClockSynced reports a large offset once, not at every sync", async () => {
     skewHostClock(-TEN_MINUTES);
     const reports: ClockReading[] = [];

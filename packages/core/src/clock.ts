@@ -13,14 +13,15 @@ export interface Clock {
  * tasks) is a timestamp that other processes compare with their own `now`, so they must share one
  * clock: with host clocks alone, a host whose clock runs fast would reap live reservations and
  * expire pending approvals early. The monotonic clock also keeps a host's clock being stepped
- * between two syncs out of it.
+ * between two syncs out of it; jitter between two readings never takes it back.
  */
 export const systemClock: Clock = {
   now: () => {
     if (!synced) return Date.now();
+    const now = Math.floor(synced.redisMs + (performance.now() - synced.at));
     // A later reading may put Redis's time a little (half a round trip) before the last one's:
-    // never go back.
-    lastSynced = Math.max(lastSynced, Math.floor(synced.redisMs + (performance.now() - synced.at)));
+    // that does not take the clock back. A real step back of Redis's clock (a second or more) does.
+    if (now >= lastSynced || lastSynced - now >= 1_000) lastSynced = now;
     return lastSynced;
   },
 };
