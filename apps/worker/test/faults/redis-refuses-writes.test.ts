@@ -1,8 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { AgentryError } from "@agentry/core";
-import { freePort } from "@agentry/testkit";
-import { demo, startFaultCluster, usePrivateRedis } from "./harness.js";
+import { freePort, type RecordedRequest } from "@agentry/testkit";
+import { demo, startFaultCluster, toolResultsSent, usePrivateRedis } from "./harness.js";
 
 // Redis refuses every write for a while, mid-run, and answers reads. It fills up: infra/redis/
 // redis.conf ships `maxmemory-policy noeviction` (evicting a lock, a ledger hash or an audit head
@@ -25,6 +25,26 @@ async function retrying<T>(fn: () => Promise<T>, timeoutMs = 120_000): Promise<T
       await new Promise((r) => setTimeout(r, 250));
     }
   }
+}
+
+/** The error results the model was sent for `delete_resource` calls on `resource`. */
+function deleteErrorsSent(requests: RecordedRequest[], resource: string): string[] {
+  const calls = new Set(
+    requests
+      .flatMap((r) =>
+        (r.body.messages ?? []).flatMap((m) => (typeof m.content === "string" ? [] : m.content)),
+      )
+      .filter(
+        (b) =>
+          b.type === "tool_use" &&
+          b.name === "delete_resource" &&
+          (b.input as { resource?: string } | undefined)?.resource === resource,
+      )
+      .map((b) => b.id),
+  );
+  return toolResultsSent(requests)
+    .filter((r) => r.isError && calls.has(r.toolUseId))
+    .map((r) => r.text);
 }
 
 /** A way Redis refuses every write for a while: `refuse` starts it, the function it returns ends it. */
@@ -124,8 +144,17 @@ describe.each([outOfMemory, readOnly])("Redis refuses writes: $name", (refusal) 
         id,
       ).toHaveLength(1);
     expect((await c.audit.verify()).ok).toBe(true);
-    // Each delete ran once.
-    expect((await c.deletions()).map((d) => d.resource).sort()).toEqual(["oom-0", "oom-1", "oom-2"]);
+    // Each delete ran at most once. A delete whose own write was refused (the tool's side effect
+    // is that write: it did not happen) failed as a tool call, and the model was told so: never
+    // run twice, never lost silently.
+    const deleted = (await c.deletions()).map((d) => d.resource);
+    expect(new Set(deleted).size, deleted.join()).toBe(deleted.length);
+    for (const resource of ["oom-0", "oom-1", "oom-2"]) {
+      if (deleted.includes(resource)) continue;
+      expect(deleteErrorsSent(c.fake.requests, resource).join("\n"), resource).toMatch(
+        new RegExp(`${refusal.reply}|interrupted`),
+      );
+    }
     // Nothing stays reserved, and the ledger is what the provider billed.
     await expect
       .poll(async () => (await c.ledger.getStats("global")).reserved.tokens, { timeout: 60_000 })
