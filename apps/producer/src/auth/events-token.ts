@@ -1,6 +1,6 @@
 import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
-import { AgentryError, isTenantId } from "@agentry/core";
+import { AgentryError, isTenantId, systemClock } from "@agentry/core";
 import { isTaskId } from "@agentry/runtime";
 
 /** How long a minted events token is accepted. @defaultValue 10 minutes */
@@ -63,7 +63,8 @@ export class EventsTokens {
     // A key of its own: the same secret reused elsewhere never yields signatures valid here.
     this.key = Buffer.from(hkdfSync("sha256", secret, "agentry", "agentry events token v1", 32));
     this.ttlMs = options.ttlMs ?? DEFAULT_EVENTS_TOKEN_TTL_MS;
-    this.now = options._internal?.now ?? Date.now;
+    // The deployment's clock: a token minted by one producer replica is checked by another.
+    this.now = options._internal?.now ?? (() => systemClock.now());
   }
 
   /** A token for one task of one tenant, valid for `ttlMs` from now. */

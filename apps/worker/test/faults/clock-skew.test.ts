@@ -78,6 +78,24 @@ async function pendingWork(c: ApprovalCluster) {
 }
 
 /**
+ * Resolves once a worker's reconcile pass (approval expiry, then the lease reaper) has run since
+ * the call: it reaps a reservation whose lease has lapsed, made here, exactly once.
+ */
+async function reconcilePassRan(c: ApprovalCluster, ledger: BudgetLedger): Promise<void> {
+  const taskId = `task_dead_elsewhere_${Math.random().toString(36).slice(2)}`;
+  const lapsed = await ledger.reserve({
+    taskId,
+    scopes: ["global"],
+    amount: { tokens: 300, costMicroUsd: 500 },
+    leaseMs: 1,
+  });
+  if (!lapsed.ok) throw new Error("reserve refused");
+  await expect
+    .poll(async () => (await c.auditOf(taskId)).map((e) => e.type), { timeout: 60_000 })
+    .toEqual(["budget"]);
+}
+
+/**
  * Nothing was taken from the pending work: the approval is still pending, the call's own settle
  * charges what it used (it corrects no reaper's charge of the whole reservation, and no reaper
  * audited it); then the approval is honoured and the tool runs once.
@@ -138,18 +156,9 @@ describe("a worker whose host clock is hours off", () => {
     }
     const work = await pendingWork(c);
     const parked = await c.client.status(work.taskId);
-    // Once a reconcile pass has run after the park (it reaped this lapsed reservation), BullMQ
-    // has had every chance to wake the parked task early: it is still parked, on its first park.
-    const lapsed = await work.ledger.reserve({
-      taskId: "task_dead_elsewhere",
-      scopes: ["global"],
-      amount: { tokens: 300, costMicroUsd: 500 },
-      leaseMs: 1,
-    });
-    if (!lapsed.ok) throw new Error("reserve refused");
-    await expect
-      .poll(async () => (await c.auditOf("task_dead_elsewhere")).map((e) => e.type), { timeout: 60_000 })
-      .toEqual(["budget"]);
+    // Once a reconcile pass has run after the park, BullMQ has had every chance to wake the
+    // parked task early: it is still parked, on its first park.
+    await reconcilePassRan(c, work.ledger);
     expect(await c.client.status(work.taskId)).toMatchObject({
       state: "awaiting_approval",
       attempts: parked.attempts,
@@ -185,18 +194,8 @@ describe("a worker whose host clock is hours off", () => {
     await expect
       .poll(() => w.output().includes('"event":"clock-skew-paused"'), { timeout: 60_000 })
       .toBe(true);
-    // A reservation whose lease ran out after the step: once the worker's reaper settled it, a
-    // reconcile pass (approval expiry, then the reaper) ran after the step.
-    const expired = await work.ledger.reserve({
-      taskId: "task_dead_elsewhere",
-      scopes: ["global"],
-      amount: { tokens: 300, costMicroUsd: 500 },
-      leaseMs: 1,
-    });
-    if (!expired.ok) throw new Error("reserve refused");
-    await expect
-      .poll(async () => (await c.auditOf("task_dead_elsewhere")).map((e) => e.type), { timeout: 60_000 })
-      .toEqual(["budget"]);
+    // A reconcile pass (approval expiry, then the reaper) has run since the step.
+    await reconcilePassRan(c, work.ledger);
 
     // Paused, BullMQ's loop ends once it has nothing to wait for; /healthz says why.
     await expect
