@@ -36,6 +36,7 @@ import {
   linkFrom,
   mergeTenantLoads,
   queueDepthOfShards,
+  registerClockMetrics,
   registerTenantLoadMetrics,
   serializeSpanContext,
   setAgentUsage,
@@ -441,6 +442,15 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
 
   const shards = config.AGENTRY_WORKER_SHARDS.map((index, position) => buildShard(index, position));
   const first = shards[0] as BuiltShard;
+  // Every shard's worker reads the same two clocks; paused when any of them is.
+  registerClockMetrics(metrics.registry, {
+    get clockOffsetMs() {
+      return first.worker.clockOffsetMs;
+    },
+    get clockSkewPaused() {
+      return shards.some((s) => s.worker.clockSkewPaused);
+    },
+  });
   registerTenantLoadMetrics(metrics.registry, {
     read: async () => mergeTenantLoads(await Promise.all(shards.map((s) => s.worker.fair.load()))),
   });

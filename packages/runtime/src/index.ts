@@ -120,3 +120,4 @@ export {
   type TenantLoadMetrics,
   type TenantLoadMetricsOptions,
 } from "./metrics/tenant-load-metrics.js";
+export { registerClockMetrics, type ClockState } from "./metrics/clock-metrics.js";

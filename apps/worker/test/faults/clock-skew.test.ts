@@ -208,6 +208,12 @@ describe("a worker whose host clock is hours off", () => {
         ]) as unknown,
       });
 
+    // And /metrics, for an alert before it comes to that.
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(metrics).toMatch(/^agentry_clock_skew_paused\S* 1$/m);
+    const offset = Number(/^agentry_clock_offset_seconds\S* (\S+)$/m.exec(metrics)?.[1]);
+    expect(Math.abs(offset + TWO_HOURS / 1000)).toBeLessThan(60);
+
     writeFileSync(skewFile, "0");
     await expect
       .poll(() => w.output().includes('"event":"clock-skew-resumed"'), { timeout: 60_000 })
@@ -218,5 +224,8 @@ describe("a worker whose host clock is hours off", () => {
     await c.client.wait(next, { timeoutMs: 60_000 });
     expect((await c.client.status(next)).state).toBe("completed");
     expect(await healthOf(port)).toMatchObject({ ok: true, running: true, reasons: [] });
+    expect(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text()).toMatch(
+      /^agentry_clock_skew_paused\S* 0$/m,
+    );
   }, 240_000);
 });

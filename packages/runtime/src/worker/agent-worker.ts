@@ -551,6 +551,16 @@ export class AgentWorker implements WorkerControl {
     this.startFairTimers();
   }
 
+  /** Redis's time less this host's clock at the last reading, in ms (`agentry_clock_offset_seconds`). */
+  get clockOffsetMs(): number {
+    return this.clockSkew.offsetMs;
+  }
+
+  /** True while the worker takes no jobs because its host clock is too far from Redis's. */
+  get clockSkewPaused(): boolean {
+    return this.clockSkew.paused;
+  }
+
   /**
    * A clock reading while the worker runs: past `maxClockSkewMs`, stop taking jobs (BullMQ would
    * run parked tasks early or late by the offset); take them again once the clock is back.
