@@ -52,6 +52,30 @@ describe("budget hooks", () => {
     expect(stats.used.costMicroUsd).toBeGreaterThan(0);
   });
 
+  it("settle each attempt's own call when a fenced-off attempt's call of the same step is still in flight", async () => {
+    const prefix = redis.freshPrefix();
+    const ledger = new BudgetLedger({ redis: redis.client(), prefix });
+    const hooks = createBudgetHooks({
+      ledger,
+      pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
+      defaultModel: "claude-sonnet-4-6",
+      leaseMs: 1_500,
+    });
+    // The first attempt lost its lock mid-call; the next one, in the same process, calls step 1 again.
+    const stale = { ...run, fence: { key: `${prefix}:lock`, token: "worker-a:1" } };
+    const next = { ...run, fence: { key: `${prefix}:lock`, token: "worker-a:2" } };
+    await hooks.beforeModelCall?.({ run: stale, step: 1, request });
+    await hooks.beforeModelCall?.({ run: next, step: 1, request });
+    const usage = (output: number) => ({ ...response, usage: { ...response.usage, output } });
+    await hooks.afterModelCall?.({ run: stale, step: 1, request, response: usage(5), durationMs: 10 });
+    await hooks.afterModelCall?.({ run: next, step: 1, request, response: usage(7), durationMs: 10 });
+    const stats = await ledger.getStats("tenant:acme");
+    // Both calls were billed and both are charged, each at its own usage; nothing stays reserved,
+    // and no renewal keeps a settled reservation's lease (or an orphaned one's) alive.
+    expect(stats.used.tokens).toBe(15 + 17);
+    expect(stats.reserved.tokens).toBe(0);
+  });
+
   it("release a call the provider refused, and settle an unknown outcome at the reserved amount", async () => {
     const prefix = redis.freshPrefix();
     const ledger = new BudgetLedger({ redis: redis.client(), prefix });

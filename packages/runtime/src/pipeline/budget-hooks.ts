@@ -145,7 +145,10 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
     }
     return entry;
   };
-  const keyOf = (run: RunContext, step: number) => `${run.taskId}#${step}`;
+  // One attempt's call: an attempt that lost its lock may still have its call in flight when the
+  // next attempt of the task makes the same step's call in this process, and each must settle
+  // its own reservation (and stop renewing it).
+  const keyOf = (run: RunContext, step: number) => `${run.taskId}#${run.fence?.token ?? ""}#${step}`;
   const audit = (run: RunContext, data: AuditDataMap["budget"]) =>
     options.audit?.append({
       type: "budget",
@@ -184,6 +187,8 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
         });
         throw err;
       }
+      // A hook called twice for one call (never by the loop) must not orphan a renewal.
+      take(keyOf(run, step));
       open.set(keyOf(run, step), {
         reservationId: result.reservation.id,
         model,
