@@ -214,6 +214,17 @@ describe("a worker whose host clock is hours off", () => {
     const offset = Number(/^agentry_clock_offset_seconds\S* (\S+)$/m.exec(metrics)?.[1]);
     expect(Math.abs(offset + TWO_HOURS / 1000)).toBeLessThan(60);
 
+    // Back under the limit but not within half of it: it stays paused (no flapping at the limit).
+    writeFileSync(skewFile, "700");
+    const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    await expect
+      .poll(async () => Number(/^agentry_clock_offset_seconds\S* (\S+)$/m.exec(await scrape())?.[1]), {
+        timeout: 60_000,
+        interval: 100,
+      })
+      .toBeCloseTo(-0.7, 0);
+    expect(await scrape()).toMatch(/^agentry_clock_skew_paused\S* 1$/m);
+
     writeFileSync(skewFile, "0");
     await expect
       .poll(() => w.output().includes('"event":"clock-skew-resumed"'), { timeout: 60_000 })

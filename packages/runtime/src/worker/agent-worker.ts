@@ -196,8 +196,8 @@ export interface AgentWorkerOptions {
    * How far (ms, either way) this host's clock may be from Redis's. Agentry's own leases and
    * expiries run on Redis's time whatever the host's clock says, but BullMQ's delays (parked
    * tasks, retries) run on each worker's host clock: a worker further off refuses to start, and
-   * one that drifts further off while it runs stops taking jobs until its clock is back. 0 turns
-   * the check off. @defaultValue 1_000
+   * one that drifts further off while it runs stops taking jobs until its clock is back within
+   * half of it. 0 turns the check off. @defaultValue 1_000
    */
   maxClockSkewMs?: number;
   /** How often the worker reads Redis's time again. @defaultValue 10_000 */
@@ -563,12 +563,13 @@ export class AgentWorker implements WorkerControl {
 
   /**
    * A clock reading while the worker runs: past `maxClockSkewMs`, stop taking jobs (BullMQ would
-   * run parked tasks early or late by the offset); take them again once the clock is back.
+   * run parked tasks early or late by the offset); take them again once the clock is back within
+   * half of it, so a clock that hovers at the limit does not pause and resume at every reading.
    */
   private onClockReading(offsetMs: number): void {
     this.clockSkew.offsetMs = offsetMs;
     const maxSkew = this.options.maxClockSkewMs ?? 1_000;
-    const over = maxSkew > 0 && Math.abs(offsetMs) > maxSkew;
+    const over = maxSkew > 0 && Math.abs(offsetMs) > (this.clockSkew.paused ? maxSkew / 2 : maxSkew);
     if (over === this.clockSkew.paused || this.shuttingDown || !this.clockSkew.started) return;
     this.clockSkew.paused = over;
     if (over) {
@@ -580,7 +581,7 @@ export class AgentWorker implements WorkerControl {
     } else {
       this.options.logger.info(
         { event: "clock-skew-resumed", offsetMs, prefix: this.prefix },
-        "this host's clock is back within the allowed skew: taking jobs again",
+        "this host's clock is back within half the allowed skew: taking jobs again",
       );
       void this.worker.resume();
     }
