@@ -29,17 +29,22 @@ const response: ModelResponse = {
   usage: { input: 10, output: 5, cacheCreationInput: 0, cacheReadInput: 0 },
 };
 
+/** Budget hooks on `ledger` with the real pricing and the default model. */
+function hooksOn(ledger: BudgetHooksOptions["ledger"], extra: Partial<BudgetHooksOptions> = {}) {
+  return createBudgetHooks({
+    ledger,
+    pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
+    defaultModel: "claude-sonnet-4-6",
+    ...extra,
+  });
+}
+
 describe("budget hooks", () => {
   it("keep a slow call's reservation leased, so it is settled at its real usage, not reaped", async () => {
     const prefix = redis.freshPrefix();
     const ledger = new BudgetLedger({ redis: redis.client(), prefix });
     const reaper = new BudgetLedger({ redis: redis.client(), prefix });
-    const hooks = createBudgetHooks({
-      ledger,
-      pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
-      defaultModel: "claude-sonnet-4-6",
-      leaseMs: 1_500,
-    });
+    const hooks = hooksOn(ledger, { leaseMs: 1_500 });
     await hooks.beforeModelCall?.({ run, step: 1, request });
     await sleep(3_500); // the call takes longer than two leases
     expect(await reaper.reapExpired()).toEqual([]);
@@ -55,12 +60,7 @@ describe("budget hooks", () => {
   it("settle each attempt's own call when a fenced-off attempt's call of the same step is still in flight", async () => {
     const prefix = redis.freshPrefix();
     const ledger = new BudgetLedger({ redis: redis.client(), prefix });
-    const hooks = createBudgetHooks({
-      ledger,
-      pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
-      defaultModel: "claude-sonnet-4-6",
-      leaseMs: 1_500,
-    });
+    const hooks = hooksOn(ledger, { leaseMs: 1_500 });
     // The first attempt lost its lock mid-call; the next one, in the same process, calls step 1 again.
     const stale = { ...run, fence: { key: `${prefix}:lock`, token: "worker-a:1" } };
     const next = { ...run, fence: { key: `${prefix}:lock`, token: "worker-a:2" } };
@@ -79,11 +79,7 @@ describe("budget hooks", () => {
   it("release a call the provider refused, and settle an unknown outcome at the reserved amount", async () => {
     const prefix = redis.freshPrefix();
     const ledger = new BudgetLedger({ redis: redis.client(), prefix });
-    const hooks = createBudgetHooks({
-      ledger,
-      pricing: { estimateInputTokens, maxCostMicroUsd, costMicroUsd },
-      defaultModel: "claude-sonnet-4-6",
-    });
+    const hooks = hooksOn(ledger);
     await hooks.beforeModelCall?.({ run, step: 1, request });
     expect(
       await hooks.onModelCallError?.({
