@@ -7,6 +7,7 @@ import {
   pinShardCount,
   createLogger,
   createRedis,
+  describeSkew,
   keepClockSynced,
   packageVersion,
   waitForReady,
@@ -122,7 +123,7 @@ async function main(): Promise<void> {
       onSkew: ({ offsetMs }) =>
         logger.warn(
           { event: "clock-skew", offsetMs },
-          `this host's clock is ${Math.abs(offsetMs)} ms ${offsetMs > 0 ? "behind" : "ahead of"} Redis's: Agentry uses Redis's time; fix the host's time sync`,
+          `this host's clock is ${describeSkew(offsetMs)}: Agentry uses Redis's time; fix the host's time sync`,
         ),
       onError: (err) => logger.debug({ err }, "clock sync failed"),
     }).then(

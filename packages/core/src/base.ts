@@ -26,6 +26,7 @@ export {
   type TenantOwnedKind,
 } from "./tenancy.js";
 export {
+  describeSkew,
   keepClockSynced,
   syncClock,
   systemClock,

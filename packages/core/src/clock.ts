@@ -81,6 +81,11 @@ async function readRedisTime(
   };
 }
 
+/** "<n> ms ahead of Redis's" or "<n> ms behind Redis's", from a reading's offset (Redis's time less this host's). */
+export function describeSkew(offsetMs: number): string {
+  return `${Math.abs(offsetMs)} ms ${offsetMs > 0 ? "behind" : "ahead of"} Redis's`;
+}
+
 /** Back to this host's wall clock (tests). */
 export function unsyncClock(): void {
   synced = undefined;

@@ -17,6 +17,7 @@ import {
   type Fence,
   type Logger,
   RepeatedErrors,
+  describeSkew,
   keepClockSynced,
   systemClock,
   type Clock,
@@ -1090,9 +1091,4 @@ class RetryableTaskError extends Error {
 function retryAfterOf(err: Error | undefined): number | undefined {
   const value = (err as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
   return typeof value === "number" ? value : undefined;
-}
-
-/** "<n> ms ahead of Redis's" or "<n> ms behind Redis's", from Redis's time less this host's. */
-function describeSkew(offsetMs: number): string {
-  return `${Math.abs(offsetMs)} ms ${offsetMs > 0 ? "behind" : "ahead of"} Redis's`;
 }
