@@ -5,8 +5,9 @@
   provider did bill the call) corrects the reaped charge to the actual amount, once: the ledger
   keeps equalling what the provider billed.
 
-  KEYS[1] reservation hash  KEYS[2] done marker  KEYS[3] leases (zset)
-  KEYS[4..] usage hash of each scope, in the reservation's order (its stored period)
+  KEYS[1] reservation hash  KEYS[2] done marker  KEYS[3] leases (zset), "<prefix>:budget:leases"
+  Each scope's usage hash, "usage:<scope>:<period>" under KEYS[3]'s "<prefix>:budget:", is built
+  here from the scopes and periods the reservation stored (as reserve-budget.lua built it).
 
   ARGV[1] id  ARGV[2] mode: settle | release | reap
   ARGV[3] actual tokens  ARGV[4] actual cost (settle only)
@@ -19,32 +20,28 @@
     {"done", state, chargedTokens, chargedCost}   -- closed before; nothing changed
     {"missing"}                                   -- no such reservation
     {"notexpired"}                                -- reap of a reservation whose lease still runs
-    {"mismatch"}                                  -- KEYS are not the stored scopes' usage keys; re-read and retry
 ]]
 local function int(n) return string.format('%d', n) end
 local mode = ARGV[2]
 
--- Each usage key must be "<prefix>:budget:usage:<scope>:<period>" of the stored scope and period.
-local function keysMatch(scopes, periodsText)
+-- The usage hash of each stored scope, in its stored period.
+local base = string.sub(KEYS[3], 1, -7)
+local function usageKeys(scopes, periodsText)
   local periods = {}
-  for p in string.gmatch(periodsText, '[^\n]+') do periods[#periods + 1] = p end
-  local count = 0
+  for p in string.gmatch(periodsText or '', '[^\n]+') do periods[#periods + 1] = p end
+  local keys = {}
   for scope in string.gmatch(scopes, '[^\n]+') do
-    count = count + 1
-    local key = KEYS[3 + count]
-    local suffix = ':budget:usage:' .. scope .. ':' .. (periods[count] or '')
-    if not key or string.sub(key, -#suffix) ~= suffix then return false end
+    keys[#keys + 1] = base .. 'usage:' .. scope .. ':' .. (periods[#keys + 1] or 'none')
   end
-  return count == #KEYS - 3
+  return keys
 end
 
 local d = redis.call('HMGET', KEYS[2], 'state', 'tokens', 'cost', 'scopes', 'periods', 'taskId')
 if d[1] == 'reaped' and mode == 'settle' and d[4] then
-  if not keysMatch(d[4], d[5]) then return {'mismatch'} end
   local dT, dC = tonumber(ARGV[3]) - tonumber(d[2]), tonumber(ARGV[4]) - tonumber(d[3])
-  for i = 4, #KEYS do
-    if dT ~= 0 then redis.call('HINCRBY', KEYS[i], 'usedTokens', int(dT)) end
-    if dC ~= 0 then redis.call('HINCRBY', KEYS[i], 'usedCost', int(dC)) end
+  for _, k in ipairs(usageKeys(d[4], d[5])) do
+    if dT ~= 0 then redis.call('HINCRBY', k, 'usedTokens', int(dT)) end
+    if dC ~= 0 then redis.call('HINCRBY', k, 'usedCost', int(dC)) end
   end
   redis.call('HSET', KEYS[2], 'state', 'settled', 'tokens', ARGV[3], 'cost', ARGV[4], 'at', ARGV[5])
   return {'corrected', tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(d[2]), tonumber(d[3])}
@@ -60,7 +57,6 @@ local resT, resC = tonumber(r[1]), tonumber(r[2])
 local lease = tonumber(r[6])
 local now = tonumber(ARGV[5])
 if mode == 'reap' and lease > now then return {'notexpired'} end
-if not keysMatch(r[4], r[5]) then return {'mismatch'} end
 
 local chT, chC = 0, 0
 if mode == 'settle' then
@@ -69,8 +65,7 @@ elseif mode == 'reap' then
   chT, chC = resT, resC
 end
 
-for i = 4, #KEYS do
-  local k = KEYS[i]
+for _, k in ipairs(usageKeys(r[4], r[5])) do
   if resT ~= 0 then redis.call('HINCRBY', k, 'resTokens', int(-resT)) end
   if resC ~= 0 then redis.call('HINCRBY', k, 'resCost', int(-resC)) end
   if chT ~= 0 then redis.call('HINCRBY', k, 'usedTokens', int(chT)) end

@@ -24,11 +24,14 @@ import type {
 
 type ScriptReply = (string | number | null)[];
 const scripts = defineScripts<{
-  /** KEYS: reservation, done marker, leases, scopes, then 4 per scope; ARGV: see the script's header. */
-  reserveBudget: (keys: string[], args: (string | number)[]) => ScriptReply;
-  /** KEYS: reservation, done marker, leases, then one usage hash per scope. */
+  /** ARGV: see the script's header. It builds each scope's limit and usage keys itself. */
+  reserveBudget: (
+    keys: [reservation: string, done: string, leases: string, scopes: string],
+    args: (string | number)[],
+  ) => ScriptReply;
+  /** It builds each scope's usage key itself, from what the reservation stored. */
   closeReservation: (
-    keys: string[],
+    keys: [reservation: string, done: string, leases: string],
     args: [
       id: string,
       mode: string,
@@ -51,8 +54,6 @@ const scripts = defineScripts<{
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
-/** Reservations whose usage keys this instance remembers, so settle takes one round trip. */
-const KEY_CACHE_SIZE = 10_000;
 const DAY_USAGE_TTL_S = 35 * 86_400;
 const MONTH_USAGE_TTL_S = 400 * 86_400;
 
@@ -118,8 +119,6 @@ export class BudgetLedger {
   readonly #settledRetentionMs: number;
   readonly #reapedRetentionMs: number;
   readonly #logger: Logger | undefined;
-  /** id → usage keys of reservations made here (immutable once made; a miss just costs a read). */
-  readonly #usageKeys = new Map<string, string[]>();
 
   constructor(opts: BudgetLedgerOptions) {
     this.#redis = opts.redis;
@@ -178,29 +177,27 @@ export class BudgetLedger {
     const day = periodLabel("day", now);
     const month = periodLabel("month", now);
     const k = this.#keys;
-    const keys = [k.reservation(id), k.done(id), k.leases, k.scopes];
-    for (const s of scopes) keys.push(k.limit(s), k.usage(s, "none"), k.usage(s, day), k.usage(s, month));
-    const reply = await scripts.reserveBudget(this.#redis, keys, [
-      id,
-      input.taskId,
-      amount.tokens,
-      amount.costMicroUsd,
-      now,
-      leaseMs,
-      day,
-      month,
-      DAY_USAGE_TTL_S,
-      MONTH_USAGE_TTL_S,
-      ...scopes,
-    ]);
+    const keys = [k.reservation(id), k.done(id), k.leases, k.scopes] as const;
+    const reply = await scripts.reserveBudget(
+      this.#redis,
+      [...keys],
+      [
+        id,
+        input.taskId,
+        amount.tokens,
+        amount.costMicroUsd,
+        now,
+        leaseMs,
+        day,
+        month,
+        DAY_USAGE_TTL_S,
+        MONTH_USAGE_TTL_S,
+        ...scopes,
+      ],
+    );
     const tag = str(reply[0]);
     switch (tag) {
       case "ok": {
-        const periods = str(reply[2]).split("\n");
-        this.#remember(
-          id,
-          scopes.map((s, i) => k.usage(s, periods[i] ?? "none")),
-        );
         return {
           ok: true,
           existing: false,
@@ -413,32 +410,12 @@ export class BudgetLedger {
     return members.filter(isBudgetScope).sort();
   }
 
-  #remember(id: string, usageKeys: string[]): void {
-    if (this.#usageKeys.size >= KEY_CACHE_SIZE) {
-      const oldest = this.#usageKeys.keys().next();
-      if (!oldest.done) this.#usageKeys.delete(oldest.value);
-    }
-    this.#usageKeys.set(id, usageKeys);
-  }
-
-  async #close(id: string, mode: "settle" | "release" | "reap", actual: BudgetAmount): Promise<ScriptReply> {
+  #close(id: string, mode: "settle" | "release" | "reap", actual: BudgetAmount): Promise<ScriptReply> {
     const k = this.#keys;
-    let usageKeys = this.#usageKeys.get(id);
-    this.#usageKeys.delete(id);
-    for (let attempt = 0; attempt < 3; attempt++) {
-      if (usageKeys === undefined) {
-        // The script checks these against the stored reservation ("mismatch" when they differ).
-        // A reaped reservation's scopes live on in its done marker (a late settle corrects it).
-        let [scopes, periods] = await this.#redis.hmget(k.reservation(id), "scopes", "periods");
-        if (!scopes && mode === "settle")
-          [scopes, periods] = await this.#redis.hmget(k.done(id), "scopes", "periods");
-        const ps = periods?.split("\n") ?? [];
-        usageKeys = scopes
-          ? scopes.split("\n").map((s, i) => k.usage(s as BudgetScope, ps[i] ?? "none"))
-          : [];
-      }
-      const keys = [k.reservation(id), k.done(id), k.leases, ...usageKeys];
-      const reply = await scripts.closeReservation(this.#redis, keys, [
+    return scripts.closeReservation(
+      this.#redis,
+      [k.reservation(id), k.done(id), k.leases],
+      [
         id,
         mode,
         actual.tokens,
@@ -446,12 +423,8 @@ export class BudgetLedger {
         this.#clock.now(),
         this.#settledRetentionMs,
         this.#reapedRetentionMs,
-      ]);
-      // "mismatch": the reservation appeared between our read and the script (a racing reserve of the same id).
-      if (str(reply[0]) !== "mismatch") return reply;
-      usageKeys = undefined;
-    }
-    throw new AgentryError("CONFLICT", `Reservation ${id} changed while closing it`, { retryable: true });
+      ],
+    );
   }
 
   async #readStats(scopes: BudgetScope[]): Promise<BudgetStats[]> {

@@ -2,12 +2,11 @@
   Reserves an amount on every given scope, or on none.
 
   KEYS[1] reservation hash      KEYS[2] done marker
-  KEYS[3] leases (zset)         KEYS[4] known scopes (set)
-  then, per scope i (base = 5 + 4*(i-1)):
-    KEYS[base]   limit hash (maxTokens, maxCost, period)
-    KEYS[base+1] usage hash, period "none"
-    KEYS[base+2] usage hash, current UTC day
-    KEYS[base+3] usage hash, current UTC month
+  KEYS[3] leases (zset)         KEYS[4] known scopes (set), "<prefix>:budget:scopes"
+  Each scope's keys are built here from KEYS[4]'s "<prefix>:budget:", as budgetKeys builds them
+  (a client sending them would send some 1.4 KB a call): its limit hash "limit:<scope>" and its
+  usage hash "usage:<scope>:<period>" for the period its limit counts (none, UTC day or month).
+  They share KEYS[4]'s hash tag, so on Redis Cluster they are on the script's slot.
 
   ARGV[1] id  ARGV[2] taskId  ARGV[3] tokens  ARGV[4] costMicroUsd
   ARGV[5] now (ms)  ARGV[6] leaseMs  ARGV[7] day label  ARGV[8] month label
@@ -29,6 +28,7 @@ end
 local doneState = redis.call('HGET', KEYS[2], 'state')
 if doneState then return {'done', doneState} end
 
+local base = string.sub(KEYS[4], 1, -7)
 local reqT = tonumber(ARGV[3])
 local reqC = tonumber(ARGV[4])
 local now = tonumber(ARGV[5])
@@ -37,18 +37,19 @@ local chosen = {}
 local contended = nil
 
 for i = 1, n do
-  local base = 5 + 4 * (i - 1)
-  local lim = redis.call('HMGET', KEYS[base], 'maxTokens', 'maxCost', 'period')
+  local scope = ARGV[10 + i]
+  local lim = redis.call('HMGET', base .. 'limit:' .. scope, 'maxTokens', 'maxCost', 'period')
   local kind = lim[3] or 'none'
-  local key, label, ttl
+  local label, ttl
   if kind == 'day' then
-    key, label, ttl = KEYS[base + 2], ARGV[7], tonumber(ARGV[9])
+    label, ttl = ARGV[7], tonumber(ARGV[9])
   elseif kind == 'month' then
-    key, label, ttl = KEYS[base + 3], ARGV[8], tonumber(ARGV[10])
+    label, ttl = ARGV[8], tonumber(ARGV[10])
   else
     kind = 'none'
-    key, label, ttl = KEYS[base + 1], 'none', nil
+    label, ttl = 'none', nil
   end
+  local key = base .. 'usage:' .. scope .. ':' .. label
   local u = redis.call('HMGET', key, 'usedTokens', 'usedCost', 'resTokens', 'resCost')
   local usedT, usedC = tonumber(u[1]) or 0, tonumber(u[2]) or 0
   local resT, resC = tonumber(u[3]) or 0, tonumber(u[4]) or 0
@@ -69,7 +70,7 @@ for i = 1, n do
   -- A session scope (tenant:<t>:session:<s>; tenant ids have no ':') without a limit is accounting
   -- only: its usage expires 30 days after the session was last charged and it is not listed, so
   -- per-session keys do not pile up forever.
-  local transient = (not maxT) and (not maxC) and kind == 'none' and string.find(ARGV[10 + i], '^tenant:[^:]+:session:') ~= nil
+  local transient = (not maxT) and (not maxC) and kind == 'none' and string.find(scope, '^tenant:[^:]+:session:') ~= nil
   chosen[i] = {key, label, ttl, transient}
 end
 if contended then return contended end
