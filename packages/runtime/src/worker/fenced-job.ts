@@ -12,15 +12,8 @@ import { DEFAULT_TASK_STREAM_LIMITS, taskStreamKey, type TaskStreamLimits } from
 
 const scripts = defineScripts<{
   commitStep: (
-    keys: [
-      job: string,
-      lock: string,
-      events: string,
-      meta: string,
-      stream: string,
-      steps: string,
-      auditHead: string,
-    ],
+    /** The script builds the job's other keys from `job`; `auditHead` is read only with a hash. */
+    keys: [job: string, auditHead: string],
     args: [
       token: string,
       jobId: string,
@@ -34,7 +27,7 @@ const scripts = defineScripts<{
       ttlMs: number,
     ],
   ) => number;
-}>(import.meta.url, { commitStep: "./commit-step-7.lua" });
+}>(import.meta.url, { commitStep: "./commit-step-2.lua" });
 
 /** How long a task's step log lives after its last write unless the task ends first. @defaultValue 7 days */
 export const DEFAULT_STEP_LOG_TTL_MS = 7 * 24 * 3_600_000;
@@ -115,7 +108,7 @@ export class FencedJobWriter {
   }
 
   /**
-   * Writes one step of an attempt in one fenced script call (`commit-step-7.lua`): the step
+   * Writes one step of an attempt in one fenced script call (`commit-step-2.lua`): the step
    * log entry, progress, data; with held audit entries (`write.audit`), those
    * and the step in one MULTI/EXEC whose step part writes only if the entries were appended.
    * Throws `LOCK_LOST` when fenced out: nothing is written.
@@ -134,9 +127,8 @@ export class FencedJobWriter {
         auditHash,
         this.limits.ttlMs,
       ] as const;
-    const keyList = [keys.job, keys.lock, keys.events, keys.meta, keys.stream, keys.steps] as const;
     if (!write.audit || write.audit.size === 0) {
-      const reply = await scripts.commitStep(this.redis, [...keyList, keys.steps], [...argsFor("")]);
+      const reply = await scripts.commitStep(this.redis, [keys.job, keys.job], [...argsFor("")]);
       if (reply !== 1) throw lockLost(jobId, reply);
       return;
     }
@@ -144,7 +136,7 @@ export class FencedJobWriter {
       define: (client: ScriptClient) => scripts.commitStep.defineOn(client),
       load: (client: ScriptClient) => scripts.commitStep.load(client),
       queue: (tx: ChainableCommander, head) =>
-        scripts.commitStep.queue(tx, [...keyList, head?.key ?? keys.steps], [...argsFor(head?.hash ?? "")]),
+        scripts.commitStep.queue(tx, [keys.job, head?.key ?? keys.job], [...argsFor(head?.hash ?? "")]),
       reply: ([err, reply]) => {
         if (err) throw err;
         if (reply !== 1) throw lockLost(jobId, Number(reply));
