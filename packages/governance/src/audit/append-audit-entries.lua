@@ -2,23 +2,26 @@
 -- writer hashed against, so every worker's entries form one total order. (Lua in Redis has
 -- no HMAC, so the writer computes the links; this script guards the order, the fence and
 -- deduplication, all in the same atomic step as the XADD.)
--- KEYS[1] audit stream, KEYS[2] head hash {seq, hash}, KEYS[3] fence key (the stream when
--- unfenced), KEYS[4..] once keys of the batch
+-- KEYS[1] audit stream (its head hash {seq, hash} is "<stream>:head", in the same slot),
+-- KEYS[2] fence key (the stream when unfenced), KEYS[3..] once keys of the batch
 -- ARGV[1] fence token ("" = unfenced), ARGV[2] prevHash the writer used, ARGV[3] seq of the
--- first entry, ARGV[4] genesis hash, ARGV[5] once TTL (seconds),
+-- first entry, ARGV[4] the genesis hash when the writer starts the chain ("" otherwise: a head
+-- that is missing then did move), ARGV[5] once TTL (seconds),
 -- then per entry: its hash, its canonical JSON, the KEYS index of its once key (0 = none)
--- Returns {1, lastStreamId} when appended, {0, headSeq, headHash} when the head moved,
+-- Returns {1, lastStreamId} when appended, {0, headSeq, headHash} when the head moved ("" for
+-- the genesis hash),
 -- {2, i, "seq hash", ...} when entries (0-based i) were already written under their once key
 -- (nothing appended), {3} when the fence no longer holds its token (nothing appended).
-if ARGV[1] ~= "" and redis.call("GET", KEYS[3]) ~= ARGV[1] then
+local headKey = KEYS[1] .. ":head"
+if ARGV[1] ~= "" and redis.call("GET", KEYS[2]) ~= ARGV[1] then
   return {3}
 end
-local head = redis.call("HMGET", KEYS[2], "seq", "hash")
+local head = redis.call("HMGET", headKey, "seq", "hash")
 local seq = tonumber(head[1] or "0")
 local hash = head[2] or ARGV[4]
 local first = tonumber(ARGV[3])
 if hash ~= ARGV[2] or seq + 1 ~= first then
-  return {0, seq, hash}
+  return {0, seq, head[2] or ""}
 end
 local n = (#ARGV - 5) / 3
 local dups = {2}
@@ -44,5 +47,5 @@ for i = 0, n - 1 do
     redis.call("SET", KEYS[k], (first + i) .. " " .. entryHash, "EX", ARGV[5])
   end
 end
-redis.call("HSET", KEYS[2], "seq", first + n - 1, "hash", ARGV[6 + 3 * (n - 1)])
+redis.call("HSET", headKey, "seq", first + n - 1, "hash", ARGV[6 + 3 * (n - 1)])
 return {1, id}

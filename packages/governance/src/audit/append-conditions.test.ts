@@ -78,6 +78,24 @@ describe("AuditLog.append conditions", () => {
     expect(await log.verify()).toMatchObject({ ok: true, count: 8 });
   });
 
+  it("two writers starting one chain link in one order from the genesis hash, and a writer that saw a head learns of its loss", async () => {
+    // The genesis hash is sent only by a writer that starts the chain; one that had seen a head
+    // is told the head moved (to "" for the genesis hash) and links its entry from there.
+    const { log, client, prefix } = newLog();
+    const other = new AuditLog({ redis: client, prefix, key: KEY });
+    const firsts = await Promise.all([log.append(entry(1)), other.append(entry(2))]);
+    expect(firsts.map((r) => r.seq).sort()).toEqual([1, 2]);
+    await log.append(entry(3));
+    expect(await log.verify()).toMatchObject({ ok: true, count: 3 });
+
+    // The chain and its head gone (verify --anchors is what catches that): a writer whose head
+    // is seq 3 is told the head is empty and starts again from the genesis hash at seq 1.
+    await client.del(log.streamKey, `${log.streamKey}:head`);
+    expect(await log.append(entry(4))).toMatchObject({ seq: 1, duplicate: false });
+    expect(await other.append(entry(5))).toMatchObject({ seq: 2, duplicate: false });
+    expect(await log.verify()).toMatchObject({ ok: true, count: 2 });
+  });
+
   it("a once append twice writes one entry; the second says it was a duplicate of the first", async () => {
     const { log, client, prefix } = newLog();
     const first = await log.append(entry(1), { once: "acme:task-1:step-1:request" });

@@ -26,7 +26,7 @@ import { GENESIS_HASH, type AuditEntry } from "./entries.js";
 import { redactSecrets } from "./redact.js";
 
 const scripts = defineScripts<{
-  /** KEYS: stream, head, fence, then the batch's once keys; ARGV: see the script's header. */
+  /** KEYS: stream, fence, then the batch's once keys; ARGV: see the script's header. */
   appendAuditEntries: (
     keys: string[],
     args: (string | number)[],
@@ -153,7 +153,8 @@ export class AuditLog implements AuditSink {
     this.redis = options.redis;
     this.lane = lane;
     this.streamKey = lane === 0 ? keys.key("audit") : keys.key("audit", "lane", String(lane));
-    this.headKey = lane === 0 ? keys.key("audit", "head") : keys.key("audit", "lane", String(lane), "head");
+    // append-audit-entries.lua finds the head the same way.
+    this.headKey = `${this.streamKey}:head`;
     this.onceKey = (once) => keys.key("audit", "once", once);
     this.keys = new AuditKeyring({ key: options.key, previousKeys: options.previousKeys });
     this.redactPaths = options.redactPaths ?? [];
@@ -371,7 +372,7 @@ export class AuditLog implements AuditSink {
         if (pending.length === 0) return this.commitWith({ ...item, entries: [] });
         continue;
       }
-      head = { seq: Number(reply[1]), hash: reply[2] };
+      head = { seq: Number(reply[1]), hash: reply[2] || GENESIS_HASH };
     }
     throw new AgentryError("AUDIT_FAILED", `chain head kept moving for ${this.maxAttempts} attempts`);
   }
@@ -388,12 +389,12 @@ export class AuditLog implements AuditSink {
     last: { seq: number; hash: string };
   } {
     const key = this.keys.current;
-    const keys = [this.streamKey, this.headKey, fence?.key ?? this.streamKey];
+    const keys = [this.streamKey, fence?.key ?? this.streamKey];
     const args: (string | number)[] = [
       fence?.token ?? "",
       head.hash,
       head.seq + 1,
-      GENESIS_HASH,
+      head.seq === 0 ? GENESIS_HASH : "",
       this.onceTtlSeconds,
     ];
     const written: AppendResult[] = [];
@@ -463,7 +464,7 @@ export class AuditLog implements AuditSink {
         if (pending.length === 0) return results as AppendResult[];
         continue;
       }
-      head = { seq: Number(reply[1]), hash: reply[2] };
+      head = { seq: Number(reply[1]), hash: reply[2] || GENESIS_HASH };
     }
     throw new AgentryError("AUDIT_FAILED", `chain head kept moving for ${this.maxAttempts} attempts`);
   }
