@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { freePort, useTestRedis } from "@agentry/testkit";
+import { freePort, startRedisServer, useTestRedis } from "@agentry/testkit";
 import { lintExposition, parseExposition } from "@agentry/runtime/testing";
 
 const redis = useTestRedis("producer-main");
@@ -28,6 +28,30 @@ function startProducer(env: Record<string, string>) {
   const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
   return { child, exited, stdout: () => stdout, stderr: () => stderr };
 }
+
+describe("producer process on a Redis that evicts keys", () => {
+  it("refuses to start (exit 2), with one line naming the node, its policy and what to set", async () => {
+    // A submitted task, its place in its session's order or its audit entry could vanish unseen.
+    const server = await startRedisServer({ args: ["--maxmemory-policy", "allkeys-lru"] });
+    try {
+      const p = startProducer({
+        REDIS_URL: server.url,
+        AGENTRY_API_KEYS: "k-evict=acme",
+        PORT: String(await freePort()),
+      });
+      const guard = setTimeout(() => p.child.kill("SIGKILL"), 60_000);
+      const code = await p.exited;
+      clearTimeout(guard);
+      expect(code, `${p.stderr()}${p.stdout()}`).toBe(2);
+      expect(p.stderr()).toMatch(
+        /^agentry-producer: Redis at 127\.0\.0\.1:\d+ evicts keys \(maxmemory-policy allkeys-lru\): .*set maxmemory-policy noeviction/m,
+      );
+      expect(p.stdout()).not.toContain("producer listening");
+    } finally {
+      await server.stop();
+    }
+  }, 90_000);
+});
 
 describe("producer process without API keys", () => {
   it("refuses to start (exit 2, one line naming the variables) with no keys or an empty AGENTRY_API_KEYS", async () => {

@@ -8,6 +8,7 @@ import {
   createLogger,
   createRedis,
   describeSkew,
+  assertNoEviction,
   keepClockSynced,
   packageVersion,
   waitForReady,
@@ -110,6 +111,8 @@ async function main(): Promise<void> {
     )
       // So does a shard count other than the deployment's (its tasks would go where no worker looks).
       .then(() => pinShardCount(turnsRedis, env.AGENTRY_PREFIX, env.AGENTRY_SHARDS))
+      // And a Redis that evicts keys: a submitted task, its session order or its audit entry could vanish.
+      .then(() => assertNoEviction(turnsRedis))
       .catch((err: unknown) => {
         if (!AgentryError.isInstance(err) || err.code !== "INVALID_CONFIG") return;
         process.stderr.write(`agentry-producer: ${err.message}\n`);

@@ -37,6 +37,7 @@ import {
   mergeTenantLoads,
   queueDepthOfShards,
   registerClockMetrics,
+  registerEvictionMetrics,
   registerTenantLoadMetrics,
   serializeSpanContext,
   setAgentUsage,
@@ -436,6 +437,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       reconcileEveryMs: options.reconcileEveryMs ?? config.AGENTRY_RECONCILE_INTERVAL_MS,
       maxClockSkewMs: config.AGENTRY_MAX_CLOCK_SKEW_MS,
       clockSyncEveryMs: config.AGENTRY_CLOCK_SYNC_MS,
+      evictionCheckEveryMs: config.AGENTRY_EVICTION_CHECK_MS,
     });
     return { index, prefix: shardPrefix, worker, approvals, audit };
   };
@@ -449,6 +451,11 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     },
     get clockSkewPaused() {
       return shards.some((s) => s.worker.clockSkewPaused);
+    },
+  });
+  registerEvictionMetrics(metrics.registry, {
+    get evictionPaused() {
+      return shards.some((s) => s.worker.evictionPaused);
     },
   });
   registerTenantLoadMetrics(metrics.registry, {

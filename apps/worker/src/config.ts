@@ -29,6 +29,12 @@ export const workerEnvSchema = z.object({
   AGENTRY_MAX_CLOCK_SKEW_MS: num(1_000),
   /** How often the worker reads Redis's time again (its leases and expiries run on Redis's time). */
   AGENTRY_CLOCK_SYNC_MS: positive(10_000),
+  /**
+   * How often the worker reads Redis's maxmemory-policy and evicted keys again (every master of a
+   * cluster; 0: only at start). A Redis that evicts keys refuses the start and, later, stops the
+   * worker taking jobs until it is back to noeviction.
+   */
+  AGENTRY_EVICTION_CHECK_MS: num(30_000),
   /** Budget reservation lease: a dead worker's reservation is settled at its reserved amount after it. */
   AGENTRY_BUDGET_LEASE_MS: num(120_000),
   /**

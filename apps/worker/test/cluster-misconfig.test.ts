@@ -1,5 +1,6 @@
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
 import { createLogger } from "@agentry/core";
 import { AgentWorker } from "@agentry/runtime";
 import { startRedisCluster, type TestRedisCluster } from "@agentry/testkit";
@@ -42,6 +43,32 @@ describe("a prefix that does not fit the Redis Cluster", () => {
       expect(refusals.at(-1)).toContain("set REDIS_URL=redis+cluster://");
       // No CROSSSLOT or MOVED storm before the refusal.
       expect(out.split("\n").length).toBeLessThan(6);
+    },
+    90_000,
+  );
+
+  it.each(["worker", "producer"] as const)(
+    "stops the %s at start when one master evicts keys, naming that master",
+    async (app) => {
+      const port = cluster.ports[1] as number;
+      const node = new Redis({ host: "127.0.0.1", port });
+      try {
+        await node.config("SET", "maxmemory-policy", "allkeys-lru");
+        const { code, out } = await runMain(app, { REDIS_URL: cluster.url, AGENTRY_PREFIX: "{agentry}" });
+        expect(code).toBe(2);
+        const refusal = out.split("\n").find((l) => l.includes("evicts keys"));
+        expect(refusal).toMatch(
+          new RegExp(
+            `Redis at 127\\.0\\.0\\.1:${port} evicts keys \\(maxmemory-policy allkeys-lru\\): .*set maxmemory-policy noeviction`,
+          ),
+        );
+        // The other masters are not named.
+        for (const other of cluster.ports.filter((p) => p !== port))
+          expect(refusal).not.toContain(`:${other} `);
+      } finally {
+        await node.config("SET", "maxmemory-policy", "noeviction");
+        node.disconnect();
+      }
     },
     90_000,
   );

@@ -40,6 +40,13 @@ export {
   type Scripts,
 } from "./redis/scripts.js";
 export { fenceArgs, fenceGuardLua, type Fence } from "./redis/fence.js";
+export {
+  assertNoEviction,
+  describeEviction,
+  evictingNodes,
+  readEvictionStates,
+  type EvictionState,
+} from "./redis/eviction.js";
 export { createLogger, DEFAULT_REDACT_PATHS, type CreateLoggerOptions, type Logger } from "./log/logger.js";
 export { redactSecretText, REDACTED_TEXT } from "./log/redact-text.js";
 export { RepeatedErrors, type RepeatedErrorsOptions } from "./log/repeated-errors.js";

@@ -121,3 +121,4 @@ export {
   type TenantLoadMetricsOptions,
 } from "./metrics/tenant-load-metrics.js";
 export { registerClockMetrics, type ClockState } from "./metrics/clock-metrics.js";
+export { registerEvictionMetrics, type EvictionMetricsState } from "./metrics/eviction-metrics.js";

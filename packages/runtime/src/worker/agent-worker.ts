@@ -17,8 +17,13 @@ import {
   type Fence,
   type Logger,
   RepeatedErrors,
+  assertNoEviction,
+  describeEviction,
   describeSkew,
+  evictingNodes,
   keepClockSynced,
+  readEvictionStates,
+  type EvictionState,
   systemClock,
   type Clock,
   withTimeout,
@@ -203,6 +208,13 @@ export interface AgentWorkerOptions {
   maxClockSkewMs?: number;
   /** How often the worker reads Redis's time again. @defaultValue 10_000 */
   clockSyncEveryMs?: number;
+  /**
+   * How often the worker reads Redis's `maxmemory-policy` and `evicted_keys` again (every master
+   * of a cluster). A Redis that evicts keys refuses the start; one that begins to evict while the
+   * worker runs stops it taking jobs until `noeviction` is back, and keys it has evicted are
+   * logged (`redis-evicted-keys`). @defaultValue 30_000
+   */
+  evictionCheckEveryMs?: number;
   /** Repair passes run at start and every `reconcileEveryMs`, one after another. @defaultValue none */
   reconcilers?: Reconciler[];
   /** How often the reconcilers run (at least 100). @defaultValue 5_000 */
@@ -318,6 +330,14 @@ export class AgentWorker implements WorkerControl {
   private stopClockSync: (() => void) | undefined;
   /** Redis's time less this host's clock at the last reading (ms); whether that paused the worker; whether it takes jobs yet. */
   private clockSkew = { offsetMs: 0, paused: false, started: false };
+  /** Nodes that evict keys at the last check (the worker takes no jobs while there are any). */
+  private evicting: EvictionState[] = [];
+  /** Each node's `evicted_keys` at the last check. */
+  private readonly evictedKeys = new Map<string, number>();
+  private evictionTimer: NodeJS.Timeout | undefined;
+  private evictionCheck: Promise<void> | undefined;
+  /** Why the worker takes no jobs: BullMQ's worker is paused while this holds any reason. */
+  private readonly pausedFor = new Set<"clock-skew" | "eviction">();
   /** `onQueueFailure` calls under way; close waits for them. */
   private readonly queueFailures = new Set<Promise<void>>();
   /** The reconcile pass under way, so passes never overlap and close waits for it. */
@@ -495,6 +515,8 @@ export class AgentWorker implements WorkerControl {
 
   /** Starts taking jobs, the wake sources and the periodic reconcile. Resolves once the worker is ready and the first reconcile pass ran. */
   async start(): Promise<void> {
+    // A Redis that evicts keys could drop a job lock, a ledger hash or an audit head unseen.
+    this.noteEvictedKeys(await assertNoEviction(this.redis));
     // Leases, run slots and expiries are judged by Redis's time, not this host's.
     this.stopClockSync = await keepClockSynced(this.redis, {
       everyMs: this.options.clockSyncEveryMs ?? 10_000,
@@ -549,7 +571,81 @@ export class AgentWorker implements WorkerControl {
       );
       this.reconcileTimer.unref();
     }
+    const evictionEveryMs = this.options.evictionCheckEveryMs ?? 30_000;
+    if (evictionEveryMs > 0) {
+      this.evictionTimer = setInterval(() => void this.checkEviction(), Math.max(100, evictionEveryMs));
+      this.evictionTimer.unref();
+    }
     this.startFairTimers();
+  }
+
+  /** True while the worker takes no jobs because a Redis node that holds its keys evicts keys. */
+  get evictionPaused(): boolean {
+    return this.evicting.length > 0;
+  }
+
+  /**
+   * Reads every node's eviction setting again: one that evicts keys stops the worker taking jobs
+   * (its running tasks go on) until `noeviction` is back; keys evicted since the last check are
+   * logged as an error, since they may have been Agentry's.
+   */
+  private checkEviction(): Promise<void> {
+    this.evictionCheck ??= (async () => {
+      try {
+        const states = await readEvictionStates(this.redis);
+        this.noteEvictedKeys(states);
+        const evicting = evictingNodes(states);
+        const was = this.evictionPaused;
+        if (this.shuttingDown) return;
+        this.evicting = evicting;
+        if (evicting.length > 0 === was) return;
+        if (evicting.length > 0)
+          this.options.logger.error(
+            {
+              event: "eviction-paused",
+              nodes: evicting.map((n) => `${n.node} ${n.policy ?? "?"}`),
+              prefix: this.prefix,
+            },
+            `${describeEviction(evicting)}: taking no jobs until maxmemory-policy is noeviction again`,
+          );
+        else
+          this.options.logger.info(
+            { event: "eviction-resumed", prefix: this.prefix },
+            "Redis evicts no keys again (maxmemory-policy noeviction): taking jobs again",
+          );
+        this.setPaused("eviction", evicting.length > 0);
+      } catch (err) {
+        if (!this.shuttingDown) this.errors.warn("eviction check failed", err, { prefix: this.prefix });
+      }
+    })().finally(() => (this.evictionCheck = undefined));
+    return this.evictionCheck;
+  }
+
+  /** Logs keys a node evicted since the last reading (at start: since the node started). */
+  private noteEvictedKeys(states: readonly EvictionState[]): void {
+    for (const { node, evictedKeys } of states) {
+      if (evictedKeys === undefined) continue;
+      const before = this.evictedKeys.get(node);
+      this.evictedKeys.set(node, evictedKeys);
+      if (before === undefined ? evictedKeys === 0 : evictedKeys <= before) continue;
+      const evicted = evictedKeys - (before ?? 0);
+      const since = before === undefined ? "since it started" : "since the last check";
+      this.options.logger[before === undefined ? "warn" : "error"](
+        { event: "redis-evicted-keys", node, evicted, prefix: this.prefix },
+        `Redis at ${node} evicted ${evicted} keys ${since}: if Agentry's were among them, a lock, a budget or an audit head may be gone; run agentry audit verify`,
+      );
+    }
+  }
+
+  /** Pauses BullMQ's worker while any reason holds, resumes it when none does. */
+  private setPaused(reason: "clock-skew" | "eviction", on: boolean): void {
+    const before = this.pausedFor.size > 0;
+    if (on) this.pausedFor.add(reason);
+    else this.pausedFor.delete(reason);
+    const after = this.pausedFor.size > 0;
+    if (before === after || this.shuttingDown) return;
+    if (after) void this.worker.pause(true).catch((err: unknown) => this.errors.warn("pause failed", err));
+    else void this.worker.resume();
   }
 
   /** Redis's time less this host's clock at the last reading, in ms (`agentry_clock_offset_seconds`). */
@@ -578,14 +674,13 @@ export class AgentWorker implements WorkerControl {
         { event: "clock-skew-paused", offsetMs, maxClockSkewMs: maxSkew, prefix: this.prefix },
         `this host's clock is ${describeSkew(offsetMs)}, more than the ${maxSkew} ms allowed: taking no jobs until it is back`,
       );
-      void this.worker.pause(true).catch((err: unknown) => this.errors.warn("pause failed", err));
     } else {
       this.options.logger.info(
         { event: "clock-skew-resumed", offsetMs, prefix: this.prefix },
         "this host's clock is back within half the allowed skew: taking jobs again",
       );
-      void this.worker.resume();
     }
+    this.setPaused("clock-skew", over);
   }
 
   /**
@@ -667,8 +762,10 @@ export class AgentWorker implements WorkerControl {
       for (const timer of this.fairTimers) clearInterval(timer);
       clearInterval(this.reconcileTimer);
       this.stopClockSync?.();
+      clearInterval(this.evictionTimer);
       for (const unsubscribe of this.unsubscribes.splice(0)) await unsubscribe().catch(() => undefined);
       await this.reconciling;
+      await this.evictionCheck;
       const closing = this.worker.close();
       const grace = this.options.shutdownGraceMs ?? 10_000;
       const timer = setTimeout(() => {
@@ -770,6 +867,7 @@ export class AgentWorker implements WorkerControl {
     if (!running) reasons.push("worker is not running");
     if (this.clockSkew.paused)
       reasons.push(`taking no jobs: this host's clock is ${describeSkew(this.clockSkew.offsetMs)}`);
+    if (this.evictionPaused) reasons.push(`taking no jobs: ${describeEviction(this.evicting)}`);
     const now = this.clock.now();
     const lastProgress = [...this.active.values()].reduce(
       (min, a) => Math.min(min, a.lastProgressAt),
@@ -794,6 +892,16 @@ export class AgentWorker implements WorkerControl {
     token: string | undefined,
     bullSignal: AbortSignal | undefined,
   ): Promise<AgentTaskResult | FanoutResult> {
+    if (this.pausedFor.size > 0 && token) {
+      // BullMQ's blocking wait, under way when the worker paused, still takes the job it was
+      // waiting for: hand it back untouched for a worker that takes jobs.
+      await job.moveToWait(token);
+      this.options.logger.info(
+        { event: "task-handed-back", taskId: job.id, pausedFor: [...this.pausedFor] },
+        "task handed back untouched: this worker takes no jobs while paused",
+      );
+      throw new WaitingError();
+    }
     if (job.name === "agent.fanout") return this.collectGroup(job as Job<FanoutPayload, FanoutResult>);
     return this.runTask(job as Job<AgentJobData, AgentTaskResult>, token, bullSignal);
   }

@@ -1,0 +1,78 @@
+import type { Cluster, Redis } from "ioredis";
+import { AgentryError } from "../errors/agentry-error.js";
+
+/** A Redis node's eviction setting and what it has evicted, from `INFO`. */
+export interface EvictionState {
+  /** `host:port` of the node. */
+  node: string;
+  /** Its `maxmemory-policy`; undefined when its `INFO` has none (a server that does not say). */
+  policy: string | undefined;
+  /** Keys it has evicted since it started (`evicted_keys`); undefined when its `INFO` has none. */
+  evictedKeys: number | undefined;
+}
+
+/**
+ * The eviction setting of every node that holds Agentry's keys: the server, or every master of a
+ * Redis Cluster. Agentry's job locks, budget ledger, audit chain heads and once-markers must never
+ * be evicted: a Redis that evicts keys under memory pressure (any `maxmemory-policy` but
+ * `noeviction`) breaks the promises they keep without an error anyone sees, so a worker and a
+ * producer refuse it at start and a worker stops taking jobs when one appears later.
+ */
+export async function readEvictionStates(redis: Redis | Cluster): Promise<EvictionState[]> {
+  const nodes: Redis[] =
+    "isCluster" in redis && redis.isCluster ? (redis as Cluster).nodes("master") : [redis as Redis];
+  return Promise.all(
+    nodes.map(async (node) => {
+      const name = `${node.options.host ?? "?"}:${node.options.port ?? "?"}`;
+      try {
+        const [memory, stats] = await Promise.all([node.info("memory"), node.info("stats")]);
+        const evicted = infoField(stats, "evicted_keys");
+        return {
+          node: name,
+          policy: infoField(memory, "maxmemory_policy"),
+          evictedKeys: evicted === undefined ? undefined : Number(evicted),
+        };
+      } catch (err) {
+        // A user whose ACL refuses INFO cannot tell (the shipped users may run it).
+        if (err instanceof Error && err.message.startsWith("NOPERM"))
+          return { node: name, policy: undefined, evictedKeys: undefined };
+        throw err;
+      }
+    }),
+  );
+}
+
+/** The nodes of `states` whose policy evicts keys. */
+export function evictingNodes(states: readonly EvictionState[]): EvictionState[] {
+  return states.filter((s) => s.policy !== undefined && s.policy !== "noeviction");
+}
+
+/** "Redis at <node> evicts keys (maxmemory-policy <policy>)", for each node, joined. */
+export function describeEviction(nodes: readonly EvictionState[]): string {
+  return nodes.map((n) => `Redis at ${n.node} evicts keys (maxmemory-policy ${n.policy ?? "?"})`).join("; ");
+}
+
+/**
+ * Throws `INVALID_CONFIG` (one line saying what to set) when a node that holds Agentry's keys
+ * evicts keys. Returns the states read.
+ */
+export async function assertNoEviction(redis: Redis | Cluster): Promise<EvictionState[]> {
+  const states = await readEvictionStates(redis);
+  const evicting = evictingNodes(states);
+  if (evicting.length > 0)
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `${describeEviction(evicting)}: Agentry's locks, budget ledger and audit chain must never be evicted; ` +
+        `set maxmemory-policy noeviction (as infra/redis/redis.conf does)`,
+      { details: { nodes: evicting.map((n) => ({ node: n.node, policy: n.policy })) } },
+    );
+  return states;
+}
+
+function infoField(info: string, name: string): string | undefined {
+  const at = info.indexOf(`\n${name}:`);
+  const start = at >= 0 ? at + name.length + 2 : info.startsWith(`${name}:`) ? name.length + 1 : -1;
+  if (start < 0) return undefined;
+  const end = info.indexOf("\n", start);
+  return info.slice(start, end < 0 ? undefined : end).trim();
+}
