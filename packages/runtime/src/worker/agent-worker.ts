@@ -328,8 +328,8 @@ export class AgentWorker implements WorkerControl {
   private reconcileTimer: NodeJS.Timeout | undefined;
   /** Stops re-reading Redis's time (`keepClockSynced`). */
   private stopClockSync: (() => void) | undefined;
-  /** Redis's time less this host's clock at the last reading (ms); whether that paused the worker; whether it takes jobs yet. */
-  private clockSkew = { offsetMs: 0, paused: false, started: false };
+  /** Redis's time less this host's clock at the last reading (ms) and that reading's round trip; whether that paused the worker; whether it takes jobs yet. */
+  private clockSkew = { offsetMs: 0, roundTripMs: 0, paused: false, started: false };
   /** Nodes that evict keys at the last check (the worker takes no jobs while there are any). */
   private evicting: EvictionState[] = [];
   /** Each node's `evicted_keys` at the last check. */
@@ -520,7 +520,7 @@ export class AgentWorker implements WorkerControl {
     // Leases, run slots and expiries are judged by Redis's time, not this host's.
     this.stopClockSync = await keepClockSynced(this.redis, {
       everyMs: this.options.clockSyncEveryMs ?? 10_000,
-      onReading: ({ offsetMs }) => this.onClockReading(offsetMs),
+      onReading: ({ offsetMs, roundTripMs }) => this.onClockReading(offsetMs, roundTripMs),
       onSkew: ({ offsetMs, roundTripMs }) =>
         this.options.logger.warn(
           { event: "clock-skew", offsetMs, roundTripMs, prefix: this.prefix },
@@ -529,7 +529,8 @@ export class AgentWorker implements WorkerControl {
       onError: (err) => this.errors.warn("clock sync failed", err, { prefix: this.prefix }),
     });
     const maxSkew = this.options.maxClockSkewMs ?? 1_000;
-    if (maxSkew > 0 && Math.abs(this.clockSkew.offsetMs) > maxSkew) {
+    // Refused only when surely past the limit: the offset is known to within half a round trip.
+    if (maxSkew > 0 && Math.abs(this.clockSkew.offsetMs) - this.clockSkew.roundTripMs / 2 > maxSkew) {
       this.stopClockSync();
       throw new AgentryError(
         "INVALID_CONFIG",
@@ -662,11 +663,20 @@ export class AgentWorker implements WorkerControl {
    * A clock reading while the worker runs: past `maxClockSkewMs`, stop taking jobs (BullMQ would
    * run parked tasks early or late by the offset); take them again once the clock is back within
    * half of it, so a clock that hovers at the limit does not pause and resume at every reading.
+   * A reading knows the offset to within half its round trip (long on a loaded host): it pauses
+   * the worker only when the offset is surely past the limit, and resumes it only when surely
+   * within half of it.
    */
-  private onClockReading(offsetMs: number): void {
+  private onClockReading(offsetMs: number, roundTripMs: number): void {
     this.clockSkew.offsetMs = offsetMs;
+    this.clockSkew.roundTripMs = roundTripMs;
     const maxSkew = this.options.maxClockSkewMs ?? 1_000;
-    const over = maxSkew > 0 && Math.abs(offsetMs) > (this.clockSkew.paused ? maxSkew / 2 : maxSkew);
+    const margin = roundTripMs / 2;
+    const over =
+      maxSkew > 0 &&
+      (this.clockSkew.paused
+        ? Math.abs(offsetMs) + margin > maxSkew / 2
+        : Math.abs(offsetMs) - margin > maxSkew);
     if (over === this.clockSkew.paused || this.shuttingDown || !this.clockSkew.started) return;
     this.clockSkew.paused = over;
     if (over) {
