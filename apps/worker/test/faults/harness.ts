@@ -290,7 +290,8 @@ export async function startProducerProcess(
  * all closed after the test.
  */
 export function usePrivateRedis(): {
-  start(): Promise<{ url: string; connect(): Redis }>;
+  /** Starts the server, with `args` for redis-server. */
+  start(args?: string[]): Promise<{ url: string; connect(): Redis }>;
   use(cluster: FaultCluster): FaultCluster;
 } {
   let server: Awaited<ReturnType<typeof startRedisServer>> | undefined;
@@ -303,8 +304,8 @@ export function usePrivateRedis(): {
     cluster = server = undefined;
   });
   return {
-    async start() {
-      server = await startRedisServer();
+    async start(args = []) {
+      server = await startRedisServer({ args });
       const { url } = server;
       return {
         url,

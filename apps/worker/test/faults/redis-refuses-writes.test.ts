@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { AgentryError } from "@agentry/core";
@@ -7,9 +10,10 @@ import { demo, startFaultCluster, toolResultsSent, usePrivateRedis } from "./har
 // Redis refuses every write for a while, mid-run, and answers reads. It fills up: infra/redis/
 // redis.conf ships `maxmemory-policy noeviction` (evicting a lock, a ledger hash or an audit head
 // would break the promises), so once memory is full every write is refused with OOM; an audit
-// log nobody archives gets there. Or a failover demotes it to a replica (READONLY). Once the
-// operator ends it, every task completes once, with one side effect and one response each, and
-// the ledger equals what the provider billed.
+// log nobody archives gets there. Or a failover demotes it to a replica (READONLY). Or its disk
+// fails and a snapshot cannot be written (MISCONF). Once the operator ends it, every task
+// completes once, with one side effect and one response each, and the ledger equals what the
+// provider billed.
 
 const redis = usePrivateRedis();
 
@@ -52,6 +56,8 @@ interface Refusal {
   name: string;
   /** What the refusal's replies start with (the workers log it). */
   reply: string;
+  /** What the server needs to be started with. */
+  serverArgs?: string[];
   refuse(conn: Redis): Promise<() => Promise<void>>;
 }
 
@@ -96,9 +102,43 @@ const readOnly: Refusal = {
   },
 };
 
-describe.each([outOfMemory, readOnly])("Redis refuses writes: $name", (refusal) => {
+const diskFailed: Refusal = {
+  name: "its disk failed (MISCONF: a snapshot it could not write), until a snapshot succeeds again",
+  reply: "MISCONF",
+  // Moving its directory is a protected setting.
+  serverArgs: ["--enable-protected-configs", "yes"],
+  async refuse(conn) {
+    // With saves configured, Redis refuses every write once a background save failed
+    // (stop-writes-on-bgsave-error, on by default). Its working directory removed under it, the
+    // save fails, for root too, as on a full or failed disk.
+    const [, dir] = (await conn.config("GET", "dir")) as [string, string];
+    const gone = mkdtempSync(join(tmpdir(), "agentry-rdb-"));
+    await conn.config("SET", "dir", gone);
+    await conn.config("SET", "save", "3600 1");
+    rmSync(gone, { recursive: true });
+    const lastSave = async (status: "ok" | "err") => {
+      for (;;) {
+        const info = await conn.info("persistence");
+        if (info.includes("rdb_bgsave_in_progress:0") && info.includes(`rdb_last_bgsave_status:${status}`))
+          return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await conn.bgsave();
+    await lastSave("err");
+    // The operator gives it a disk again and saves.
+    return async () => {
+      await conn.config("SET", "dir", dir);
+      await conn.bgsave();
+      await lastSave("ok");
+      await conn.config("SET", "save", "");
+    };
+  },
+};
+
+describe.each([outOfMemory, readOnly, diskFailed])("Redis refuses writes: $name", (refusal) => {
   it("every task completes once: one side effect, one response, ledger = billed", async () => {
-    const server = await redis.start();
+    const server = await redis.start(refusal.serverArgs);
     const conn = server.connect();
     const cluster = redis.use(
       await startFaultCluster({

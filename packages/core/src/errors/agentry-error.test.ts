@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { describe, expect, inject, it, onTestFinished } from "vitest";
 import { privateServerClient } from "../redis/private-server.testing.js";
@@ -53,6 +56,40 @@ describe("AgentryError", () => {
     redis.disconnect();
     const closed = await redis.get(key).catch((e: unknown) => e);
     expect(AgentryError.from(closed)).toMatchObject({ code: "REDIS_UNAVAILABLE", retryable: true });
+  });
+
+  it("wraps writes refused after a snapshot failed (MISCONF: a full or failed disk) as retryable REDIS_UNAVAILABLE", async () => {
+    // Moving its directory is a protected setting.
+    const redis = await privateServerClient(["--enable-protected-configs", "yes"]);
+    // Its working directory removed under it, a background save fails (for root too); with saves
+    // configured, Redis then refuses writes until a save succeeds (stop-writes-on-bgsave-error).
+    const gone = mkdtempSync(join(tmpdir(), "agentry-rdb-"));
+    await redis.config("SET", "dir", gone);
+    await redis.config("SET", "save", "3600 1");
+    rmSync(gone, { recursive: true });
+    await redis.bgsave();
+    await expect
+      .poll(async () =>
+        /rdb_bgsave_in_progress:0[\s\S]*rdb_last_bgsave_status:err/.test(await redis.info("persistence")),
+      )
+      .toBe(true);
+    const refused = await redis.set("k", "v").catch((e: unknown) => e);
+    expect((refused as Error).message).toMatch(/^MISCONF/);
+    expect(AgentryError.from(refused)).toMatchObject({ code: "REDIS_UNAVAILABLE", retryable: true });
+    const discarded = await redis
+      .multi()
+      .set("k", "v")
+      .exec()
+      .catch((e: unknown) => e);
+    expect(AgentryError.from(discarded)).toMatchObject({ code: "REDIS_UNAVAILABLE", retryable: true });
+  });
+
+  it("wraps writes refused for want of replicas in sync (NOREPLICAS) as retryable REDIS_UNAVAILABLE", async () => {
+    const redis = await privateServerClient();
+    await redis.config("SET", "min-replicas-to-write", "1");
+    const refused = await redis.set("k", "v").catch((e: unknown) => e);
+    expect((refused as Error).message).toMatch(/^NOREPLICAS/);
+    expect(AgentryError.from(refused)).toMatchObject({ code: "REDIS_UNAVAILABLE", retryable: true });
   });
 
   it("wraps a transaction discarded for replies that pass with time as REDIS_UNAVAILABLE, and for others as INTERNAL", async () => {

@@ -176,7 +176,9 @@ export class AgentryError extends Error {
 /**
  * Redis replies that say "not now" rather than "never": the server lost its script cache
  * (`NOSCRIPT`), is loading its data after a restart (`LOADING`), runs a long script (`BUSY`), is
- * out of memory (`OOM`), is a replica or in a failover (`READONLY`, `MASTERDOWN`), or its cluster
+ * out of memory (`OOM`), cannot write its snapshot or append-only file (`MISCONF`: a full or
+ * failed disk), has too few replicas in sync to take writes (`NOREPLICAS`, with
+ * `min-replicas-to-write`), is a replica or in a failover (`READONLY`, `MASTERDOWN`), or its cluster
  * is resharding or down (`TRYAGAIN`, `CLUSTERDOWN`); a transaction discarded (`EXECABORT`) for
  * such replies only; and a client whose connection closed or ran out of retries. A task attempt that meets one is retried from its checkpoint, not failed.
  */
@@ -202,7 +204,8 @@ export function isNoScriptError(value: unknown): boolean {
   return value instanceof Error && value.message.startsWith("NOSCRIPT");
 }
 
-const TRANSIENT_REPLY = /^(NOSCRIPT|LOADING|BUSY|OOM|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/;
+const TRANSIENT_REPLY =
+  /^(NOSCRIPT|LOADING|BUSY|OOM|MISCONF|NOREPLICAS|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/;
 
 /** Type guard for a specific code. */
 export function isAgentryError(value: unknown, code?: ErrorCode): value is AgentryError {
