@@ -186,6 +186,11 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       lane: auditLane.lane,
       key: config.AGENTRY_AUDIT_KEY,
       previousKeys: config.AGENTRY_AUDIT_PREVIOUS_KEYS,
+      onRewound: ({ stream, seen, found }) =>
+        logger.error(
+          { event: "audit-chain-rewound", stream, seenSeq: seen.seq, foundSeq: found.seq },
+          `audit chain ${stream} went back from seq ${seen.seq} to seq ${found.seq}: entries after it are gone from Redis (lost writes in a crash or restart, or tampering); appends go on from seq ${found.seq + 1}; run agentry audit verify --anchors`,
+        ),
     });
   const allShards = shardPrefixes(prefix, config.AGENTRY_SHARDS);
   // With several shards, the global slot has a chain of its own, for what happens there (budget

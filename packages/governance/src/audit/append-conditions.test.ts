@@ -78,15 +78,21 @@ describe("AuditLog.append conditions", () => {
     expect(await log.verify()).toMatchObject({ ok: true, count: 8 });
   });
 
-  it("two writers starting one chain link in one order from the genesis hash, and a writer that saw a head learns of its loss", async () => {
+  it("two writers starting one chain link in one order from the genesis hash, and a writer that saw a head learns of its loss and reports it", async () => {
     // The genesis hash is sent only by a writer that starts the chain; one that had seen a head
     // is told the head moved (to "" for the genesis hash) and links its entry from there.
-    const { log, client, prefix } = newLog();
-    const other = new AuditLog({ redis: client, prefix, key: KEY });
+    const { client, prefix } = newLog();
+    const rewinds: { seen: number; found: number }[] = [];
+    const onRewound = ({ seen, found }: { seen: { seq: number }; found: { seq: number } }) =>
+      rewinds.push({ seen: seen.seq, found: found.seq });
+    const log = new AuditLog({ redis: client, prefix, key: KEY, onRewound });
+    const other = new AuditLog({ redis: client, prefix, key: KEY, onRewound });
     const firsts = await Promise.all([log.append(entry(1)), other.append(entry(2))]);
     expect(firsts.map((r) => r.seq).sort()).toEqual([1, 2]);
     await log.append(entry(3));
     expect(await log.verify()).toMatchObject({ ok: true, count: 3 });
+    // A head that moved forward (the other writer's entries) is no rewind.
+    expect(rewinds).toEqual([]);
 
     // The chain and its head gone (verify --anchors is what catches that): a writer whose head
     // is seq 3 is told the head is empty and starts again from the genesis hash at seq 1.
@@ -94,6 +100,12 @@ describe("AuditLog.append conditions", () => {
     expect(await log.append(entry(4))).toMatchObject({ seq: 1, duplicate: false });
     expect(await other.append(entry(5))).toMatchObject({ seq: 2, duplicate: false });
     expect(await log.verify()).toMatchObject({ ok: true, count: 2 });
+    // Each writer reports the head it had seen and the one it found: the loss is not quiet.
+    expect(rewinds).toEqual([
+      { seen: 3, found: 0 },
+      // The other writer had seen seq 1 or 2 (whichever it took in the race); it finds the new seq 1.
+      { seen: expect.any(Number) as number, found: 1 },
+    ]);
   });
 
   it("a once append twice writes one entry; the second says it was a duplicate of the first", async () => {

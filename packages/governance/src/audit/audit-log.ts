@@ -68,6 +68,22 @@ export interface AuditLogOptions {
    * other for one head; `once` markers are shared by every lane. @defaultValue 0
    */
   lane?: number;
+  /**
+   * Called when an append finds the chain's head behind one this writer had seen (or at its seq
+   * with another hash): entries after it are gone from Redis (Redis lost recent writes in a crash or restart, or someone rewound
+   * or deleted the chain). The append goes on from the head as it is; `agentry audit verify
+   * --anchors` tells which entries went missing. @defaultValue none
+   */
+  onRewound?: (rewind: AuditRewind) => void;
+}
+
+/** A chain head found behind the one a writer had seen (see {@link AuditLogOptions.onRewound}). */
+export interface AuditRewind {
+  stream: string;
+  /** The head this writer had seen. */
+  seen: { seq: number; hash: string };
+  /** The head Redis holds now (seq 0 when the chain is gone). */
+  found: { seq: number; hash: string };
 }
 
 /** Where an appended entry landed. */
@@ -132,6 +148,7 @@ export class AuditLog implements AuditSink {
   private readonly redactPaths: string[];
   private readonly clock: Clock;
   private readonly maxAttempts: number;
+  private readonly onRewound: ((rewind: AuditRewind) => void) | undefined;
   private readonly onceTtlSeconds: number;
   /** Last head this process saw: saves a read per append when this process is the only writer. */
   private head: { seq: number; hash: string } | undefined;
@@ -152,6 +169,7 @@ export class AuditLog implements AuditSink {
       );
     this.redis = options.redis;
     this.lane = lane;
+    this.onRewound = options.onRewound;
     this.streamKey = lane === 0 ? keys.key("audit") : keys.key("audit", "lane", String(lane));
     // append-audit-entries.lua finds the head the same way.
     this.headKey = `${this.streamKey}:head`;
@@ -372,9 +390,25 @@ export class AuditLog implements AuditSink {
         if (pending.length === 0) return this.commitWith({ ...item, entries: [] });
         continue;
       }
-      head = { seq: Number(reply[1]), hash: reply[2] || GENESIS_HASH };
+      head = this.movedHead(head, { seq: Number(reply[1]), hash: reply[2] || GENESIS_HASH });
     }
     throw new AgentryError("AUDIT_FAILED", `chain head kept moving for ${this.maxAttempts} attempts`);
+  }
+
+  /** The head an append found instead of `seen`; one behind it (or forked at it) is reported as a rewind. */
+  private movedHead(
+    seen: { seq: number; hash: string },
+    found: { seq: number; hash: string },
+  ): { seq: number; hash: string } {
+    // Behind it, or at its seq with another hash (the entry seen was lost and another took its place).
+    if (found.seq < seen.seq || (found.seq === seen.seq && found.hash !== seen.hash)) {
+      try {
+        this.onRewound?.({ stream: this.streamKey, seen, found });
+      } catch {
+        // A reporter's failure does not stop the append.
+      }
+    }
+    return found;
   }
 
   /** The script's KEYS and ARGV for `entries` appended after `head`, and the head they leave. */
@@ -464,7 +498,7 @@ export class AuditLog implements AuditSink {
         if (pending.length === 0) return results as AppendResult[];
         continue;
       }
-      head = { seq: Number(reply[1]), hash: reply[2] || GENESIS_HASH };
+      head = this.movedHead(head, { seq: Number(reply[1]), hash: reply[2] || GENESIS_HASH });
     }
     throw new AgentryError("AUDIT_FAILED", `chain head kept moving for ${this.maxAttempts} attempts`);
   }

@@ -27,6 +27,7 @@ export {
   verifyJsonl,
   type ChainsFailure,
   type AuditLogOptions,
+  type AuditRewind,
   type AppendResult,
   type AnchorResult,
 } from "./audit-log.js";
