@@ -323,3 +323,23 @@ export function usePrivateRedis(): {
     },
   };
 }
+
+/**
+ * Calls `fn` again while it fails and `retryOn` says the failure passes with time (by default
+ * any failure: Redis coming back, a reply before it is ready), as a real caller told 503 would,
+ * until `timeoutMs`.
+ */
+export async function eventually<T>(
+  fn: () => Promise<T>,
+  options: { timeoutMs?: number; retryOn?: (err: unknown) => boolean } = {},
+): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(options.retryOn?.(err) ?? true) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { Redis } from "ioredis";
 import { AgentryError } from "@agentry/core";
 import { freePort, type RecordedRequest } from "@agentry/testkit";
-import { demo, startFaultCluster, toolResultsSent, usePrivateRedis } from "./harness.js";
+import { demo, eventually, startFaultCluster, toolResultsSent, usePrivateRedis } from "./harness.js";
 
 // Redis refuses every write for a while, mid-run, and answers reads. It fills up: infra/redis/
 // redis.conf ships `maxmemory-policy noeviction` (evicting a lock, a ledger hash or an audit head
@@ -18,18 +18,11 @@ import { demo, startFaultCluster, toolResultsSent, usePrivateRedis } from "./har
 const redis = usePrivateRedis();
 
 /** Retries `fn` while it meets REDIS_UNAVAILABLE, as a caller told so would. */
-async function retrying<T>(fn: () => Promise<T>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!(AgentryError.isInstance(err) && err.code === "REDIS_UNAVAILABLE") || Date.now() > deadline)
-        throw err;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-}
+const retrying = <T>(fn: () => Promise<T>): Promise<T> =>
+  eventually(fn, {
+    timeoutMs: 120_000,
+    retryOn: (err) => AgentryError.isInstance(err) && err.code === "REDIS_UNAVAILABLE",
+  });
 
 /** The error results the model was sent for `delete_resource` calls on `resource`. */
 function deleteErrorsSent(requests: RecordedRequest[], resource: string): string[] {

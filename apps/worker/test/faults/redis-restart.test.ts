@@ -7,6 +7,7 @@ import { startRedisServer } from "@agentry/testkit";
 import {
   APPROVAL_POLICY,
   demo,
+  eventually,
   startFaultCluster,
   startProducerProcess,
   writeTempFile,
@@ -33,19 +34,6 @@ afterEach(async () => {
   }
   producer = cluster = server = undefined;
 });
-
-/** Retries `fn` while Redis is still coming back; real callers would see 503 and retry too. */
-async function eventually<T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-}
 
 // As deployed by default, and with three queue shards, an audit lane per worker process and
 // budget allowances (returned to the ledger once Redis is back: the ledger still equals billed).
@@ -205,6 +193,8 @@ describe.each([
       for (const [i, before] of auditBefore.entries())
         expect(auditAfter[i]?.slice(0, before.length)).toEqual(before);
       for (const a of c.audits) expect(await a.verify(), a.streamKey).toMatchObject({ ok: true });
+      // Nothing was lost (AOF, fsync always), so no worker said its chain went back.
+      for (const w of c.workers) expect(w.output(), w.name).not.toContain('"event":"audit-chain-rewound"');
       // Exactly one response per task, counted per task (a set would hide a task answered twice).
       const responses = (await c.auditEntries()).filter((e) => e.type === "response");
       for (const id of all)
