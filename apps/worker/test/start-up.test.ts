@@ -3,25 +3,12 @@ import { describe, expect, it } from "vitest";
 import { RedisSessionTurns } from "@agentry/memory";
 import { AgentryClient } from "@agentry/runtime";
 import { useTestRedis } from "@agentry/testkit";
-import { startWorkerProcess, waitStarted, type WorkerProcess } from "./worker-processes.js";
+import { exitCodeOf, startWorkerProcess, waitStarted } from "./worker-processes.js";
 
 // A worker that lost its Anthropic key must not quietly answer real tasks with the scripted
 // model's canned text: it refuses to start unless the scripted model is chosen explicitly.
 
 const redis = useTestRedis("worker-start-up");
-
-/** Waits for the process to exit on its own (it is killed after 60 s as a guard). */
-async function exitCodeOf(w: WorkerProcess): Promise<number | null> {
-  const guard = setTimeout(() => void w.kill(), 60_000);
-  try {
-    return await new Promise<number | null>((resolve) => {
-      if (w.child.exitCode !== null) resolve(w.child.exitCode);
-      else w.child.once("exit", (code) => resolve(code));
-    });
-  } finally {
-    clearTimeout(guard);
-  }
-}
 
 describe("worker start-up without a model", () => {
   it("refuses to start without ANTHROPIC_API_KEY unless AGENTRY_LLM is set, naming both ways out, exit code 2", async () => {

@@ -89,3 +89,16 @@ export function runMain(
     }),
   );
 }
+
+/** Waits for the process to exit on its own (it is killed after `guardMs` as a guard). */
+export async function exitCodeOf(w: WorkerProcess, guardMs = 90_000): Promise<number | null> {
+  const guard = setTimeout(() => void w.kill(), guardMs);
+  try {
+    return await new Promise<number | null>((resolve) => {
+      if (w.child.exitCode !== null) resolve(w.child.exitCode);
+      else w.child.once("exit", (code) => resolve(code));
+    });
+  } finally {
+    clearTimeout(guard);
+  }
+}

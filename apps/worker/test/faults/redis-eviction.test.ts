@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { createRedis } from "@agentry/core";
 import { AgentryClient } from "@agentry/runtime";
 import { freePort, startRedisServer } from "@agentry/testkit";
-import { startWorkerProcess, waitStarted, type WorkerProcess } from "../worker-processes.js";
+import { exitCodeOf, startWorkerProcess, waitStarted } from "../worker-processes.js";
 
 // A Redis that evicts keys under memory pressure (any maxmemory-policy but noeviction: a cache's
 // allkeys-lru, a managed service's volatile-lru) drops keys without an error anyone sees: a
@@ -10,18 +10,6 @@ import { startWorkerProcess, waitStarted, type WorkerProcess } from "../worker-p
 // promise those keys keep would break silently, so a worker refuses such a Redis at start, stops
 // taking jobs when one appears while it runs, and logs keys evicted under it. Each test has its
 // own redis-server, whose settings it changes.
-
-async function exitCodeOf(w: WorkerProcess): Promise<number | null> {
-  const guard = setTimeout(() => void w.kill(), 90_000);
-  try {
-    return await new Promise<number | null>((resolve) => {
-      if (w.child.exitCode !== null) resolve(w.child.exitCode);
-      else w.child.once("exit", (code) => resolve(code));
-    });
-  } finally {
-    clearTimeout(guard);
-  }
-}
 
 async function privateRedis(args: string[] = []) {
   const server = await startRedisServer({ args });
