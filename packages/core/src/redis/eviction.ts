@@ -19,8 +19,7 @@ export interface EvictionState {
  * producer refuse it at start and a worker stops taking jobs when one appears later.
  */
 export async function readEvictionStates(redis: Redis | Cluster): Promise<EvictionState[]> {
-  const nodes: Redis[] =
-    "isCluster" in redis && redis.isCluster ? (redis as Cluster).nodes("master") : [redis as Redis];
+  const nodes: Redis[] = redis.isCluster ? (redis as Cluster).nodes("master") : [redis as Redis];
   return Promise.all(
     nodes.map(async (node) => {
       const name = `${node.options.host ?? "?"}:${node.options.port ?? "?"}`;
@@ -70,9 +69,5 @@ export async function assertNoEviction(redis: Redis | Cluster): Promise<Eviction
 }
 
 function infoField(info: string, name: string): string | undefined {
-  const at = info.indexOf(`\n${name}:`);
-  const start = at >= 0 ? at + name.length + 2 : info.startsWith(`${name}:`) ? name.length + 1 : -1;
-  if (start < 0) return undefined;
-  const end = info.indexOf("\n", start);
-  return info.slice(start, end < 0 ? undefined : end).trim();
+  return new RegExp(`^${name}:(.*?)\\s*$`, "m").exec(info)?.[1];
 }

@@ -336,8 +336,8 @@ export class AgentWorker implements WorkerControl {
   private readonly evictedKeys = new Map<string, number>();
   private evictionTimer: NodeJS.Timeout | undefined;
   private evictionCheck: Promise<void> | undefined;
-  /** Why the worker takes no jobs: BullMQ's worker is paused while this holds any reason. */
-  private readonly pausedFor = new Set<"clock-skew" | "eviction">();
+  /** Whether BullMQ's worker is paused, for clock skew or eviction (see `syncPause`). */
+  private workerPaused = false;
   /** `onQueueFailure` calls under way; close waits for them. */
   private readonly queueFailures = new Set<Promise<void>>();
   /** The reconcile pass under way, so passes never overlap and close waits for it. */
@@ -599,8 +599,8 @@ export class AgentWorker implements WorkerControl {
         const was = this.evictionPaused;
         if (this.shuttingDown) return;
         this.evicting = evicting;
-        if (evicting.length > 0 === was) return;
-        if (evicting.length > 0)
+        if (this.evictionPaused === was) return;
+        if (this.evictionPaused)
           this.options.logger.error(
             {
               event: "eviction-paused",
@@ -614,7 +614,7 @@ export class AgentWorker implements WorkerControl {
             { event: "eviction-resumed", prefix: this.prefix },
             "Redis evicts no keys again (maxmemory-policy noeviction): taking jobs again",
           );
-        this.setPaused("eviction", evicting.length > 0);
+        this.syncPause();
       } catch (err) {
         if (!this.shuttingDown) this.errors.warn("eviction check failed", err, { prefix: this.prefix });
       }
@@ -638,14 +638,20 @@ export class AgentWorker implements WorkerControl {
     }
   }
 
-  /** Pauses BullMQ's worker while any reason holds, resumes it when none does. */
-  private setPaused(reason: "clock-skew" | "eviction", on: boolean): void {
-    const before = this.pausedFor.size > 0;
-    if (on) this.pausedFor.add(reason);
-    else this.pausedFor.delete(reason);
-    const after = this.pausedFor.size > 0;
-    if (before === after || this.shuttingDown) return;
-    if (after) void this.worker.pause(true).catch((err: unknown) => this.errors.warn("pause failed", err));
+  /** Why the worker takes no jobs now. */
+  private get pauseReasons(): ("clock-skew" | "eviction")[] {
+    return [
+      ...(this.clockSkew.paused ? (["clock-skew"] as const) : []),
+      ...(this.evictionPaused ? (["eviction"] as const) : []),
+    ];
+  }
+
+  /** Pauses BullMQ's worker while there is a reason to, resumes it when there is none. */
+  private syncPause(): void {
+    const pause = this.pauseReasons.length > 0;
+    if (pause === this.workerPaused || this.shuttingDown) return;
+    this.workerPaused = pause;
+    if (pause) void this.worker.pause(true).catch((err: unknown) => this.errors.warn("pause failed", err));
     else void this.worker.resume();
   }
 
@@ -690,7 +696,7 @@ export class AgentWorker implements WorkerControl {
         "this host's clock is back within half the allowed skew: taking jobs again",
       );
     }
-    this.setPaused("clock-skew", over);
+    this.syncPause();
   }
 
   /**
@@ -902,12 +908,12 @@ export class AgentWorker implements WorkerControl {
     token: string | undefined,
     bullSignal: AbortSignal | undefined,
   ): Promise<AgentTaskResult | FanoutResult> {
-    if (this.pausedFor.size > 0 && token) {
+    if (this.workerPaused && token) {
       // BullMQ's blocking wait, under way when the worker paused, still takes the job it was
       // waiting for: hand it back untouched for a worker that takes jobs.
       await job.moveToWait(token);
       this.options.logger.info(
-        { event: "task-handed-back", taskId: job.id, pausedFor: [...this.pausedFor] },
+        { event: "task-handed-back", taskId: job.id, pausedFor: this.pauseReasons },
         "task handed back untouched: this worker takes no jobs while paused",
       );
       throw new WaitingError();
