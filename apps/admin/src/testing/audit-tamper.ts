@@ -6,11 +6,8 @@ import type { AuditLog } from "@agentry/governance";
  * Redis write access would to hide it: the links still verify, only an anchor can tell.
  */
 export async function rollBackLastEntry(redis: Redis, log: AuditLog): Promise<void> {
-  const [[lastId], [, prevFields]] = (await redis.xrevrange(log.streamKey, "+", "-", "COUNT", 2)) as [
-    string,
-    string[],
-  ][] as [[string, string[]], [string, string[]]];
-  await redis.xdel(log.streamKey, lastId);
-  const prev = JSON.parse(prevFields[1] as string) as { seq: number; hash: string };
+  const [prev, last] = await log.tail(2);
+  if (!prev || !last) throw new Error(`${log.streamKey} holds fewer than two entries`);
+  await redis.xdel(log.streamKey, `${last.seq}-0`);
   await redis.hset(log.headKey, { seq: prev.seq, hash: prev.hash });
 }

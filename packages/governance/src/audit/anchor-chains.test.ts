@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { AuditEntryInput } from "@agentry/core";
 import { useTestRedis } from "@agentry/testkit";
 import { AuditLog, anchorChains, verifyChainsWithAnchors } from "./audit-log.js";
+import { idSeq, storedHash } from "./stored.js";
 
 // A deployment with queue shards has several chains (the global one and one per shard): one
 // anchor line holds every head, and anchors files of one chain, from before sharding, still verify.
@@ -65,11 +66,8 @@ describe("anchors of several chains", () => {
     const [top] = await log.redis.xrevrange(log.streamKey, "+", "-", "COUNT", 1);
     const [prev] = await log.redis.xrevrange(log.streamKey, "+", "-", "COUNT", 2).then((r) => r.slice(1));
     await log.redis.xdel(log.streamKey, (top as [string, string[]])[0]);
-    const prevEntry = JSON.parse((prev as [string, string[]])[1][1] as string) as {
-      seq: number;
-      hash: string;
-    };
-    await log.redis.hset(log.headKey, { seq: prevEntry.seq, hash: prevEntry.hash });
+    const [prevId, prevFields] = prev as [string, string[]];
+    await log.redis.hset(log.headKey, { seq: idSeq(prevId), hash: storedHash(prevFields) as string });
     expect(await verifyChainsWithAnchors(logs, file)).toMatchObject({
       ok: false,
       stream: log.streamKey,

@@ -7,7 +7,9 @@
 -- ARGV[1] fence token ("" = unfenced), ARGV[2] prevHash the writer used, ARGV[3] seq of the
 -- first entry, ARGV[4] the genesis hash when the writer starts the chain ("" otherwise: a head
 -- that is missing then did move), ARGV[5] once TTL (seconds),
--- then per entry: its hash, its canonical JSON, the KEYS index of its once key (0 = none)
+-- then per entry: its hash, its canonical JSON without seq, prevHash and hash (stored as `e`, the
+-- hash as `h`: the seq is the stream id's, the prevHash the previous entry's `h`), the KEYS index
+-- of its once key (0 = none)
 -- Returns {1, lastStreamId} when appended, {0, headSeq, headHash} when the head moved ("" for
 -- the genesis hash),
 -- {2, i, "seq hash", ...} when entries (0-based i) were already written under their once key
@@ -41,7 +43,7 @@ end
 local id
 for i = 0, n - 1 do
   local entryHash = ARGV[6 + 3 * i]
-  id = redis.call("XADD", KEYS[1], (first + i) .. "-0", "e", ARGV[7 + 3 * i])
+  id = redis.call("XADD", KEYS[1], (first + i) .. "-0", "e", ARGV[7 + 3 * i], "h", entryHash)
   local k = tonumber(ARGV[8 + 3 * i])
   if k > 0 then
     redis.call("SET", KEYS[k], (first + i) .. " " .. entryHash, "EX", ARGV[5])

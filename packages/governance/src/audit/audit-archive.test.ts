@@ -6,6 +6,8 @@ import type { AuditEntryInput } from "@agentry/core";
 import { useTestRedis } from "@agentry/testkit";
 import { AuditLog, anchorChains, archiveChains, verifyChainsWithAnchors, verifyJsonl } from "./audit-log.js";
 import { AuditKeyring } from "./audit-key.js";
+import { GENESIS_HASH } from "./entries.js";
+import { expandRun, storedHash } from "./stored.js";
 
 // Archiving moves a chain's entries out of Redis into a JSONL file, anchored first, and trims the
 // stream through the archived point. What Redis keeps still verifies from that point, the file
@@ -39,6 +41,35 @@ async function fill(log: AuditLog, count: number, from = 0): Promise<void> {
 const keys = new AuditKeyring({ key: KEY });
 
 describe("audit archive", () => {
+  it("archives a chain whose older entries are stored whole; entries after the trim link to the archived point", async () => {
+    const [log] = chains(1) as [AuditLog];
+    const client = redis.client();
+    await fill(log, 3);
+    // Entries 1-3 as a log written before entries were stored without seq, prevHash and hash.
+    const lines = expandRun(await client.xrange(log.streamKey, "-", "+"), GENESIS_HASH);
+    await client.del(log.streamKey);
+    for (const [i, line] of lines.entries()) await client.xadd(log.streamKey, `${i + 1}-0`, "e", line);
+    await fill(log, 2, 10);
+    const before = await log.read();
+    const file = fresh("mixed");
+    expect(await archiveChains([log], [file], fresh("anchors"))).toMatchObject({
+      ok: true,
+      chains: [{ appended: 5, trimmed: 5, lastSeq: 5 }],
+    });
+    const archived = readFileSync(file, "utf8").trimEnd().split("\n");
+    expect(archived.map((l) => JSON.parse(l) as unknown)).toEqual(before);
+    expect(await verifyJsonl(file, { keys })).toMatchObject({ ok: true, count: 5, authenticated: true });
+
+    await fill(log, 2, 20);
+    const after = await log.read();
+    expect(after.map((e) => [e.seq, e.prevHash])).toEqual([
+      [6, before[4]?.hash],
+      [7, after[0]?.hash],
+    ]);
+    expect(await log.tail(1)).toEqual(after.slice(1));
+    expect(await log.verify()).toMatchObject({ ok: true, count: 2, lastSeq: 7 });
+  });
+
   it("moves every chain's entries to its file, trims Redis, and both verify; later entries continue the chain", async () => {
     const logs = chains(2);
     await fill(logs[0] as AuditLog, 5);
@@ -158,14 +189,10 @@ describe("audit archive", () => {
     expect(await anchorChains([log], anchors)).toMatchObject({ ok: true, anchors: [{ seq: 10 }] });
     await fill(log, 2, 40);
     const client = redis.client();
-    const entryAt = async (seq: number) =>
-      JSON.parse(
-        ((await client.xrange(log.streamKey, `${seq}-0`, `${seq}-0`))[0]?.[1][1] as string) ?? "{}",
-      ) as {
-        hash: string;
-      };
+    const hashAt = async (seq: number) =>
+      storedHash((await client.xrange(log.streamKey, `${seq}-0`, `${seq}-0`))[0]?.[1] ?? []) as string;
 
-    const at10 = (await entryAt(10)).hash;
+    const at10 = await hashAt(10);
     const at5 = (await client.hget(log.headKey, "baseHash")) as string;
 
     // A base moved ahead of entries still in the stream: they would go unchecked, so it is refused.

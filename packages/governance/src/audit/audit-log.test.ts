@@ -9,6 +9,7 @@ import { useTestRedis } from "@agentry/testkit";
 import { AuditLog, verifyJsonl } from "./audit-log.js";
 import { entryHash } from "./chain.js";
 import { GENESIS_HASH, type AuditEntry } from "./entries.js";
+import { expandRun, storedFieldsOf } from "./stored.js";
 
 const run = promisify(execFile);
 const redis = useTestRedis("gov-audit");
@@ -41,17 +42,35 @@ async function rawStream(ctx: {
   client: ReturnType<typeof redis.client>;
 }): Promise<{ id: string; raw: string }[]> {
   const page = await ctx.client.xrange(ctx.log.streamKey, "-", "+");
-  return page.map(([id, fields]) => ({ id, raw: fields[1] as string }));
+  const lines = expandRun(page, GENESIS_HASH);
+  return page.map(([id], i) => ({ id, raw: lines[i] as string }));
 }
 
-/** Replaces the whole stream, as an attacker with Redis access could. */
+/**
+ * How entries sit in the stream: `stored`, as written now (no seq, prevHash or hash in the JSON;
+ * the hash in `h`), or `whole`, as written before `h` (every member in the JSON).
+ */
+type Form = "stored" | "whole";
+
+/** Replaces the whole stream, as an attacker with Redis access could, with entries in `form`. */
 async function rewrite(
   ctx: { log: AuditLog; client: ReturnType<typeof redis.client> },
   items: { id: string; raw: string }[],
+  form: Form = "stored",
 ) {
   await ctx.client.del(ctx.log.streamKey);
-  for (const { id, raw } of items) await ctx.client.xadd(ctx.log.streamKey, id, "e", raw);
+  for (const { id, raw } of items)
+    await ctx.client.xadd(ctx.log.streamKey, id, ...(form === "stored" ? storedFieldsOf(raw) : ["e", raw]));
 }
+
+/**
+ * What verify names for each attack on each form: a stored entry has no prevHash or seq of its
+ * own (they are the stream's), so a broken link or a moved entry shows as its hash not matching.
+ */
+const BREAKS: Record<Form, { relinked: string; inserted: string; reordered: string }> = {
+  stored: { relinked: "hash-mismatch", inserted: "hash-mismatch", reordered: "hash-mismatch" },
+  whole: { relinked: "prev-mismatch", inserted: "seq-gap", reordered: "seq-gap" },
+};
 
 const parse = (raw: string) => JSON.parse(raw) as AuditEntry & { data: { input: { city: string } } };
 
@@ -92,31 +111,38 @@ describe("AuditLog", () => {
     expect(await newLog().log.verify()).toMatchObject({ ok: true, count: 0 });
   });
 
-  it("detects an edited entry (hash-mismatch), and an edit with a recomputed hash (prev-mismatch)", async () => {
-    const ctx = await filled(5);
-    const items = await rawStream(ctx);
-    const edited = parse(items[2]!.raw);
-    edited.data.input.city = "Atlantis";
-    await rewrite(
-      ctx,
-      items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)),
-    );
-    expect(await ctx.log.verify()).toMatchObject({
-      ok: false,
-      count: 2,
-      firstBad: { seq: 3, id: "3-0", reason: "hash-mismatch" },
-    });
+  it.each(["stored", "whole"] as const)(
+    "%s entries: detects an edited entry, and an edit with a recomputed hash",
+    async (form) => {
+      const ctx = await filled(5);
+      const items = await rawStream(ctx);
+      const edited = parse(items[2]!.raw);
+      edited.data.input.city = "Atlantis";
+      await rewrite(
+        ctx,
+        items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)),
+        form,
+      );
+      expect(await ctx.log.verify()).toMatchObject({
+        ok: false,
+        count: 2,
+        firstBad: { seq: 3, id: "3-0", reason: "hash-mismatch" },
+      });
 
-    edited.hash = entryHash(edited);
-    await rewrite(
-      ctx,
-      items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)),
-    );
-    expect(await ctx.log.verify()).toMatchObject({
-      ok: false,
-      firstBad: { seq: 4, id: "4-0", reason: "prev-mismatch" },
-    });
-  });
+      // Entry 3 now verifies; entry 4 no longer links to it.
+      edited.hash = entryHash(edited);
+      await rewrite(
+        ctx,
+        items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)),
+        form,
+      );
+      expect(await ctx.log.verify()).toMatchObject({
+        ok: false,
+        count: 3,
+        firstBad: { seq: 4, id: "4-0", reason: BREAKS[form].relinked },
+      });
+    },
+  );
 
   it("detects a deleted entry (seq-gap), and a deleted last entry (head-mismatch)", async () => {
     const ctx = await filled(5);
@@ -135,41 +161,44 @@ describe("AuditLog", () => {
     });
   });
 
-  it("detects an inserted entry, even one with a valid hash and link", async () => {
-    const ctx = await filled(4);
-    const items = await rawStream(ctx);
-    const prev = parse(items[1]!.raw);
-    const forged = {
-      ...parse(items[2]!.raw),
-      seq: 3,
-      prevHash: prev.hash,
-      data: { tool: "delete_resource", input: { resource: "x" }, outcome: "ok" },
-    };
-    forged.hash = entryHash(forged);
-    const shifted = [
-      ...items.slice(0, 2),
-      { id: "3-0", raw: JSON.stringify(forged) },
-      ...items.slice(2).map((it, i) => ({ id: `${4 + i}-0`, raw: it.raw })),
-    ];
-    await rewrite(ctx, shifted);
-    expect(await ctx.log.verify()).toMatchObject({
-      ok: false,
-      count: 3,
-      firstBad: { seq: 4, id: "4-0", reason: "seq-gap" },
-    });
-  });
+  it.each(["stored", "whole"] as const)(
+    "%s entries: detects an inserted entry, even one with a valid hash and link",
+    async (form) => {
+      const ctx = await filled(4);
+      const items = await rawStream(ctx);
+      const prev = parse(items[1]!.raw);
+      const forged = {
+        ...parse(items[2]!.raw),
+        seq: 3,
+        prevHash: prev.hash,
+        data: { tool: "delete_resource", input: { resource: "x" }, outcome: "ok" },
+      };
+      forged.hash = entryHash(forged);
+      const shifted = [
+        ...items.slice(0, 2),
+        { id: "3-0", raw: JSON.stringify(forged) },
+        ...items.slice(2).map((it, i) => ({ id: `${4 + i}-0`, raw: it.raw })),
+      ];
+      await rewrite(ctx, shifted, form);
+      expect(await ctx.log.verify()).toMatchObject({
+        ok: false,
+        count: 3,
+        firstBad: { seq: 4, id: "4-0", reason: BREAKS[form].inserted },
+      });
+    },
+  );
 
-  it("detects reordered entries", async () => {
+  it.each(["stored", "whole"] as const)("%s entries: detects reordered entries", async (form) => {
     const ctx = await filled(5);
     const items = await rawStream(ctx);
     const swapped = items.map((it, i) =>
       i === 1 ? { id: it.id, raw: items[2]!.raw } : i === 2 ? { id: it.id, raw: items[1]!.raw } : it,
     );
-    await rewrite(ctx, swapped);
+    await rewrite(ctx, swapped, form);
     expect(await ctx.log.verify()).toMatchObject({
       ok: false,
       count: 1,
-      firstBad: { seq: 2, id: "2-0", reason: "seq-gap" },
+      firstBad: { seq: 2, id: "2-0", reason: BREAKS[form].reordered },
     });
     // Reordered ids with content intact.
     const moved = [
@@ -178,8 +207,55 @@ describe("AuditLog", () => {
       { id: "3-0", raw: items[1]!.raw },
       ...items.slice(3),
     ];
-    await rewrite(ctx, moved);
-    expect(await ctx.log.verify()).toMatchObject({ ok: false, firstBad: { seq: 2, reason: "seq-gap" } });
+    await rewrite(ctx, moved, form);
+    expect(await ctx.log.verify()).toMatchObject({
+      ok: false,
+      firstBad: { seq: 2, reason: BREAKS[form].reordered },
+    });
+  });
+
+  it("stores an entry without its seq, prevHash and hash, which the stream id, the previous entry and h give", async () => {
+    const ctx = await filled(2);
+    const [[id, fields]] = (await ctx.client.xrange(ctx.log.streamKey, "2-0", "2-0")) as [[string, string[]]];
+    const [first, second] = await ctx.log.read();
+    expect(id).toBe("2-0");
+    expect(fields[0]).toBe("e");
+    expect(fields[1]).not.toMatch(/"(seq|prevHash|hash)"/);
+    expect(fields.slice(2)).toEqual(["h", second?.hash]);
+    expect(second).toMatchObject({ seq: 2, prevHash: first?.hash });
+  });
+
+  it("reads, verifies and exports a chain whose older entries are stored whole", async () => {
+    // A log written before entries were stored without their seq, prevHash and hash.
+    const ctx = await filled(3);
+    await rewrite(ctx, await rawStream(ctx), "whole");
+    const writer = new AuditLog({ redis: ctx.client, prefix: ctx.prefix });
+    for (let i = 4; i <= 5; i++) await writer.append(entry(i, "task-new"));
+    const page = await ctx.client.xrange(ctx.log.streamKey, "-", "+");
+    expect(page.map(([, f]) => f.length)).toEqual([2, 2, 2, 4, 4]);
+
+    expect(await ctx.log.verify()).toMatchObject({ ok: true, count: 5, lastSeq: 5 });
+    const entries = await ctx.log.read();
+    expect(entries.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    for (let i = 1; i < entries.length; i++) expect(entries[i]?.prevHash).toBe(entries[i - 1]?.hash);
+    for (const e of entries) expect(entryHash(e)).toBe(e.hash);
+    expect(await ctx.log.read({ fromSeq: 4 })).toEqual(entries.slice(3));
+    expect(await ctx.log.tail(2)).toEqual(entries.slice(3));
+    expect(await ctx.log.tail(1, { taskId: "task-new" })).toEqual(entries.slice(4));
+
+    const dir = mkdtempSync(join(tmpdir(), "agentry-audit-"));
+    const whole = join(dir, "whole.jsonl");
+    await ctx.log.exportJsonl(whole);
+    expect(
+      readFileSync(whole, "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((l) => JSON.parse(l) as AuditEntry),
+    ).toEqual(entries);
+    expect(await verifyJsonl(whole)).toMatchObject({ ok: true, count: 5, lastSeq: 5 });
+    const partial = join(dir, "partial.jsonl");
+    await ctx.log.exportJsonl(partial, { fromSeq: 5 });
+    expect(JSON.parse(readFileSync(partial, "utf8"))).toEqual(entries[4]);
   });
 
   it("exports JSONL that verifies on its own and detects an edited line", async () => {

@@ -23,6 +23,7 @@ import { anchorLine, anchorSetLine, readAnchors } from "./anchors.js";
 import { AuditKeyring, sha256Hex } from "./audit-key.js";
 import { ChainVerifier, type AnchorPoint, type VerifyResult } from "./chain.js";
 import { GENESIS_HASH, type AuditEntry } from "./entries.js";
+import { expandStored, idSeq, storedField, storedHash } from "./stored.js";
 import { redactSecrets } from "./redact.js";
 
 const scripts = defineScripts<{
@@ -434,24 +435,23 @@ export class AuditLog implements AuditSink {
     const written: AppendResult[] = [];
     let prev = head;
     for (const q of entries) {
-      // Byte for byte what entryHash and canonicalJson give for { ...body, seq, prevHash, kid }
-      // and then with its hash, without encoding the body's values again.
+      // Byte for byte what entryHash gives for { ...body, seq, prevHash, kid }, without encoding
+      // the body's values again. Stored without seq, prevHash and hash (see stored.ts).
       const seq = prev.seq + 1;
       const members = new Map(q.body);
-      members.delete("hash");
-      members.delete("kid");
+      for (const derived of ["hash", "kid", "seq", "prevHash"]) members.delete(derived);
+      if (key) members.set("kid", JSON.stringify(key.kid));
+      const stored = joinCanonicalMembers(members);
       members.set("seq", String(seq));
       members.set("prevHash", JSON.stringify(prev.hash));
-      if (key) members.set("kid", JSON.stringify(key.kid));
       const canonical = joinCanonicalMembers(members);
       const hash = key ? key.macEntry(canonical) : sha256Hex(canonical);
-      members.set("hash", JSON.stringify(hash));
       let onceIndex = 0;
       if (q.once !== undefined) {
         keys.push(this.onceKey(q.once));
         onceIndex = keys.length;
       }
-      args.push(hash, joinCanonicalMembers(members), onceIndex);
+      args.push(hash, stored, onceIndex);
       written.push({ seq, hash, id: `${seq}-0`, duplicate: false });
       prev = { seq, hash };
     }
@@ -514,6 +514,8 @@ export class AuditLog implements AuditSink {
     const count = options.count ?? 100;
     const out: AuditEntry[] = [];
     let start = `${Math.max(1, options.fromSeq ?? 1)}-0`;
+    // The hash of the entry before the next one read: its prevHash, which is not stored.
+    let prev: string | undefined;
     while (out.length < count) {
       const page = await this.redis.xrange(
         this.streamKey,
@@ -523,7 +525,9 @@ export class AuditLog implements AuditSink {
         options.taskId ? PAGE : count - out.length,
       );
       for (const [id, fields] of page) {
-        const entry = parseFields(fields);
+        prev ??= await this.hashBefore(idSeq(id));
+        const entry = parseEntry(expandStored(id, fields, prev));
+        prev = storedHash(fields) ?? "";
         if (entry && (!options.taskId || entry.taskId === options.taskId)) out.push(entry);
         if (out.length >= count) break;
         start = `(${id}`;
@@ -535,25 +539,50 @@ export class AuditLog implements AuditSink {
 
   /** The last `n` entries (oldest first), optionally one task's. */
   async tail(n: number, options: { taskId?: string } = {}): Promise<AuditEntry[]> {
-    const out: AuditEntry[] = [];
+    // Newest first; an entry's prevHash is the hash of the one read after it (the one before it
+    // in the stream), or, for the oldest, looked up.
+    const picked: { id: string; fields: string[]; prev: string | undefined }[] = [];
+    let waiting: (typeof picked)[number] | undefined;
     let end = "+";
-    while (out.length < n) {
+    while (picked.length < n) {
       const page = await this.redis.xrevrange(
         this.streamKey,
         end,
         "-",
         "COUNT",
-        options.taskId ? PAGE : n - out.length,
+        options.taskId ? PAGE : n - picked.length + 1,
       );
       for (const [id, fields] of page) {
-        const entry = parseFields(fields);
-        if (entry && (!options.taskId || entry.taskId === options.taskId)) out.push(entry);
-        if (out.length >= n) break;
+        if (waiting) waiting.prev = storedHash(fields) ?? "";
+        waiting = undefined;
+        if (picked.length >= n) break;
+        const taskId = (parseEntry(storedField(fields, "e") ?? "") as Partial<AuditEntry> | undefined)
+          ?.taskId;
+        if (!options.taskId || taskId === options.taskId) {
+          waiting = { id, fields, prev: undefined };
+          picked.push(waiting);
+        }
         end = `(${id}`;
       }
       if (page.length === 0 || !options.taskId) break;
     }
-    return out.reverse();
+    if (waiting) waiting.prev = await this.hashBefore(idSeq(waiting.id));
+    return picked
+      .reverse()
+      .map((p) => parseEntry(expandStored(p.id, p.fields, p.prev ?? "")))
+      .filter((e): e is AuditEntry => e !== undefined);
+  }
+
+  /**
+   * The hash of entry `seq − 1`, the prevHash of entry `seq` (which is not stored): the genesis
+   * hash before entry 1, the archived base when the entry was trimmed, "" when it is missing.
+   */
+  private async hashBefore(seq: number): Promise<string> {
+    if (seq <= 1) return GENESIS_HASH;
+    const [before] = await this.redis.xrevrange(this.streamKey, `(${seq}-0`, "-", "COUNT", 1);
+    if (before && idSeq(before[0]) === seq - 1) return storedHash(before[1]) ?? "";
+    const [baseSeq, baseHash] = await this.redis.hmget(this.headKey, "baseSeq", "baseHash");
+    return Number(baseSeq ?? 0) === seq - 1 && baseHash ? baseHash : "";
   }
 
   /**
@@ -612,7 +641,8 @@ export class AuditLog implements AuditSink {
     for (;;) {
       const page = await this.redis.xrange(this.streamKey, start, String(to), "COUNT", PAGE);
       for (const [id, fields] of page) {
-        if (!verifier.push(fieldValue(fields) ?? "", id, `${expected}-0`)) return false;
+        if (!verifier.push(expandStored(id, fields, verifier.lastHash ?? ""), id, `${expected}-0`))
+          return false;
         expected += 1;
         start = `(${id}`;
       }
@@ -741,11 +771,7 @@ export class AuditLog implements AuditSink {
           ? []
           : await this.redis.xrange(this.streamKey, `${last.seq}-0`, `${last.seq}-0`);
       const stored =
-        last.seq > 0 && last.seq === base.seq
-          ? base.hash
-          : atAnchor
-            ? safeHash(fieldValue(atAnchor[1]))
-            : undefined;
+        last.seq > 0 && last.seq === base.seq ? base.hash : atAnchor ? storedHash(atAnchor[1]) : undefined;
       if (last.seq > head.seq || (last.seq > 0 && stored !== last.hash)) {
         const reason = last.seq > head.seq ? "anchor-beyond-head" : "anchor-mismatch";
         return {
@@ -792,11 +818,14 @@ export class AuditLog implements AuditSink {
     let lastSeq = 0;
     try {
       let start = `${Math.max(1, options.fromSeq ?? 1)}-0`;
+      let prev: string | undefined;
       for (;;) {
         const page = await this.redis.xrange(this.streamKey, start, "+", "COUNT", PAGE);
         let chunk = "";
         for (const [id, fields] of page) {
-          chunk += `${fieldValue(fields) ?? ""}\n`;
+          prev ??= await this.hashBefore(idSeq(id));
+          chunk += `${expandStored(id, fields, prev)}\n`;
+          prev = storedHash(fields) ?? "";
           count += 1;
           lastSeq = Number(id.split("-")[0]);
           start = `(${id}`;
@@ -847,7 +876,7 @@ export class AuditLog implements AuditSink {
       throw new AgentryError("CONFLICT", `${path} already holds seq ${last.seq}, past seq ${through.seq}`);
     if (through.seq > base.seq) {
       const [at] = await this.redis.xrange(this.streamKey, `${through.seq}-0`, `${through.seq}-0`);
-      if (!at || safeHash(fieldValue(at[1])) !== through.hash)
+      if (!at || storedHash(at[1]) !== through.hash)
         throw new AgentryError(
           "CONFLICT",
           `${this.streamKey} does not hold seq ${through.seq} as anchored; verify the log`,
@@ -869,7 +898,7 @@ export class AuditLog implements AuditSink {
           const page = await this.redis.xrange(this.streamKey, start, `${through.seq}-0`, "COUNT", PAGE);
           let chunk = "";
           for (const [id, fields] of page) {
-            const raw = fieldValue(fields) ?? "";
+            const raw = expandStored(id, fields, verifier.lastHash ?? "");
             if (!verifier.push(raw, id, `${last.seq + appended + 1}-0`)) {
               const bad = verifier.result() as Extract<VerifyResult, { ok: false }>;
               throw new AgentryError(
@@ -973,15 +1002,6 @@ interface QueuedEntry {
   reject: (e: unknown) => void;
 }
 
-function safeHash(raw: string | undefined): string | undefined {
-  try {
-    const hash = (JSON.parse(raw ?? "") as { hash?: unknown }).hash;
-    return typeof hash === "string" ? hash : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function auditFailed(input: AuditEntryInput, err: unknown): AgentryError {
   return new AgentryError(
     "AUDIT_FAILED",
@@ -1028,16 +1048,10 @@ function safeSeq(line: string): number | undefined {
   }
 }
 
-function fieldValue(fields: string[]): string | undefined {
-  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === "e") return fields[i + 1];
-  return undefined;
-}
-
-function parseFields(fields: string[]): AuditEntry | undefined {
-  const raw = fieldValue(fields);
-  if (raw === undefined) return undefined;
+function parseEntry(raw: string): AuditEntry | undefined {
   try {
-    return JSON.parse(raw) as AuditEntry;
+    const entry = JSON.parse(raw) as unknown;
+    return typeof entry === "object" && entry !== null ? (entry as AuditEntry) : undefined;
   } catch {
     return undefined;
   }

@@ -9,7 +9,8 @@ import { useTestRedis } from "@agentry/testkit";
 import { AuditKeyring } from "./audit-key.js";
 import { AuditLog, verifyJsonl } from "./audit-log.js";
 import { entryHash } from "./chain.js";
-import type { AuditEntry } from "./entries.js";
+import { GENESIS_HASH, type AuditEntry } from "./entries.js";
+import { expandRun, storedFieldsOf } from "./stored.js";
 
 // The attacks an operator worries about, made the way someone with Redis write access (but
 // without AGENTRY_AUDIT_KEY) would make them, and what `verify` and anchors say about each.
@@ -50,15 +51,16 @@ async function filled(n: number, options: { key?: string } = { key: KEY }) {
 }
 
 async function raw(ctx: Ctx): Promise<AuditEntry[]> {
-  return (await ctx.client.xrange(ctx.log.streamKey, "-", "+")).map(
-    ([, f]) => JSON.parse(f[1] as string) as AuditEntry,
+  return expandRun(await ctx.client.xrange(ctx.log.streamKey, "-", "+"), GENESIS_HASH).map(
+    (line) => JSON.parse(line) as AuditEntry,
   );
 }
 
 /** Replaces the stream and the head, as an attacker with Redis access could (ids `<seq>-0`). */
 async function rewrite(ctx: Ctx, entries: AuditEntry[]) {
   await ctx.client.del(ctx.log.streamKey, ctx.log.headKey);
-  for (const e of entries) await ctx.client.xadd(ctx.log.streamKey, `${e.seq}-0`, "e", JSON.stringify(e));
+  for (const e of entries)
+    await ctx.client.xadd(ctx.log.streamKey, `${e.seq}-0`, ...storedFieldsOf(JSON.stringify(e)));
   const last = entries.at(-1);
   if (last) await ctx.client.hset(ctx.log.headKey, "seq", last.seq, "hash", last.hash);
 }
@@ -222,15 +224,17 @@ describe("authenticated audit log (AGENTRY_AUDIT_KEY)", () => {
       authenticated: false,
       unchecked: 3,
     });
-    // Unauthenticated mode still catches accidental damage to the links.
+    // Without the key nothing of an entry with a MAC can be checked, its link included (the
+    // link is the MAC's input): damage shows only to a verify with the key.
     const entries = await raw(ctx);
     await rewrite(
       ctx,
-      entries.map((e, i) => (i === 1 ? { ...e, prevHash: "0".repeat(64) } : e)),
+      entries.map((e, i) => (i === 0 ? { ...e, hash: "0".repeat(64) } : e)),
     );
-    expect(await ctx.reopen().verify()).toMatchObject({
+    expect(await ctx.reopen().verify()).toMatchObject({ ok: true, authenticated: false, unchecked: 3 });
+    expect(await ctx.log.verify()).toMatchObject({
       ok: false,
-      firstBad: { seq: 2, reason: "prev-mismatch" },
+      firstBad: { seq: 1, reason: "hash-mismatch" },
     });
   });
 

@@ -19,11 +19,15 @@ export type ChainBreak =
   | "malformed"
   /** Its seq is not the previous seq + 1 (an entry deleted, inserted or moved). */
   | "seq-gap"
-  /** Its storage id does not match its seq (entries moved between ids). */
+  /** Its storage id does not match its seq (entries moved between ids; an entry stored whole). */
   | "id-mismatch"
-  /** Its prevHash is not the previous entry's hash. */
+  /** Its prevHash is not the previous entry's hash (an entry stored whole, or an export line). */
   | "prev-mismatch"
-  /** Its content does not hash (or, with a key, MAC) to its hash (edited or forged). */
+  /**
+   * Its content does not hash (or, with a key, MAC) to its hash: edited or forged, or, for an
+   * entry stored without its seq and prevHash (they are the stream's), moved or not linked to the
+   * entry before it.
+   */
   | "hash-mismatch"
   /** A key is configured but this entry carries no MAC and no anchor covers it (forged or re-hashed). */
   | "unauthenticated"
@@ -123,6 +127,11 @@ export class ChainVerifier {
     this.anchoredUpTo = upTo;
     // Anchors at or before the starting point cannot be checked here, except the start itself.
     if (start !== "first") this.checkAnchors(start.seq, start.hash, "");
+  }
+
+  /** The hash of the last entry checked (or of the start); undefined before a partial export's first. */
+  get lastHash(): string | undefined {
+    return this.prevHash;
   }
 
   /** Checks the next entry; false (and `bad` set) once the chain is broken. */

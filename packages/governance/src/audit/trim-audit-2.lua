@@ -19,15 +19,23 @@ local at = redis.call("XRANGE", KEYS[1], seq .. "-0", seq .. "-0")
 if #at == 0 then
   return {0, "missing"}
 end
-local raw
+-- Its hash: field `h`, or, on an entry stored whole (written before `h`), the JSON's `hash`.
+local raw, hash
 local fields = at[1][2]
 for i = 1, #fields, 2 do
   if fields[i] == "e" then
     raw = fields[i + 1]
+  elseif fields[i] == "h" then
+    hash = fields[i + 1]
   end
 end
-local ok, entry = pcall(cjson.decode, raw or "")
-if not ok or type(entry) ~= "table" or entry.hash ~= ARGV[2] then
+if hash == nil then
+  local ok, entry = pcall(cjson.decode, raw or "")
+  if ok and type(entry) == "table" then
+    hash = entry.hash
+  end
+end
+if hash ~= ARGV[2] then
   return {0, "mismatch"}
 end
 local trimmed = redis.call("XTRIM", KEYS[1], "MINID", (seq + 1) .. "-0")

@@ -1,0 +1,79 @@
+import { canonicalJson } from "../canonical-json.js";
+
+/**
+ * How an entry sits in its chain's stream. Written now: field `e`, the entry's canonical JSON
+ * without `seq`, `prevHash` and `hash`, and field `h`, its hash. The seq is the stream id's and
+ * the prevHash the previous entry's hash, so neither is stored (or sent to Redis) twice; both are
+ * still covered by the link, which is computed over the whole entry. Entries written before
+ * carry the whole entry in `e` and no `h`; both forms read the same.
+ */
+export function storedField(fields: readonly string[], name: "e" | "h"): string | undefined {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
+  return undefined;
+}
+
+/** The hash a stored entry carries (undefined when it has none it can be read from). */
+export function storedHash(fields: readonly string[]): string | undefined {
+  const h = storedField(fields, "h");
+  if (h !== undefined) return h;
+  try {
+    const hash = (JSON.parse(storedField(fields, "e") ?? "") as { hash?: unknown }).hash;
+    return typeof hash === "string" ? hash : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The seq of stream id `<seq>-<n>`. */
+export function idSeq(id: string): number {
+  return Number(id.slice(0, id.indexOf("-")));
+}
+
+/**
+ * The whole entry as hashed, with its hash (an export line), from a stored entry at stream id
+ * `id` whose predecessor's hash is `prevHash`. A stored entry that is not an object comes back
+ * as stored, for the verifier to name it malformed.
+ */
+export function expandStored(id: string, fields: readonly string[], prevHash: string): string {
+  const e = storedField(fields, "e") ?? "";
+  const h = storedField(fields, "h");
+  if (h === undefined) return e;
+  let body: unknown;
+  try {
+    body = JSON.parse(e);
+  } catch {
+    return e;
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return e;
+  return canonicalJson({ ...body, seq: idSeq(id), prevHash, hash: h });
+}
+
+/**
+ * Expands stored entries in stream order, each linked to the one before; `before` is the hash
+ * of the entry preceding the first (see {@link expandStored}).
+ */
+export function expandRun(run: readonly [string, string[]][], before: string): string[] {
+  let prev = before;
+  return run.map(([id, fields]) => {
+    const line = expandStored(id, fields, prev);
+    prev = storedHash(fields) ?? "";
+    return line;
+  });
+}
+
+/**
+ * The stored fields of a whole entry line (the inverse of {@link expandStored}); a line that is
+ * not an entry is stored as it is, in `e`.
+ */
+export function storedFieldsOf(line: string): string[] {
+  let entry: unknown;
+  try {
+    entry = JSON.parse(line);
+  } catch {
+    return ["e", line];
+  }
+  if (typeof entry !== "object" || entry === null || typeof (entry as { hash?: unknown }).hash !== "string")
+    return ["e", line];
+  const { seq: _seq, prevHash: _prevHash, hash, ...rest } = entry as Record<string, unknown>;
+  return ["e", canonicalJson(rest), "h", hash as string];
+}
