@@ -9,6 +9,7 @@ import {
   createRedis,
   describeSkew,
   assertNoEviction,
+  unreachableNodes,
   keepClockSynced,
   packageVersion,
   waitForReady,
@@ -113,6 +114,13 @@ async function main(): Promise<void> {
       .then(() => pinShardCount(turnsRedis, env.AGENTRY_PREFIX, env.AGENTRY_SHARDS))
       // And a Redis that evicts keys: a submitted task, its session order or its audit entry could vanish.
       .then(() => assertNoEviction(turnsRedis))
+      .then((states) => {
+        for (const { node, unreachable } of unreachableNodes(states))
+          logger.warn(
+            { event: "redis-node-unreachable", node, err: unreachable },
+            `Redis at ${node} did not answer: its eviction setting could not be read at start`,
+          );
+      })
       .catch((err: unknown) => {
         if (!AgentryError.isInstance(err) || err.code !== "INVALID_CONFIG") return;
         process.stderr.write(`agentry-producer: ${err.message}\n`);

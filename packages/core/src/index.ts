@@ -45,6 +45,8 @@ export {
   describeEviction,
   evictingNodes,
   readEvictionStates,
+  unreachableNodes,
+  EVICTION_READ_TIMEOUT_MS,
   type EvictionState,
 } from "./redis/eviction.js";
 export { createLogger, DEFAULT_REDACT_PATHS, type CreateLoggerOptions, type Logger } from "./log/logger.js";

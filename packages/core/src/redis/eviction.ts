@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from "ioredis";
+import { withTimeout } from "../clock.js";
 import { AgentryError } from "../errors/agentry-error.js";
 
 /** A Redis node's eviction setting and what it has evicted, from `INFO`. */
@@ -9,7 +10,15 @@ export interface EvictionState {
   policy: string | undefined;
   /** Keys it has evicted since it started (`evicted_keys`); undefined when its `INFO` has none. */
   evictedKeys: number | undefined;
+  /**
+   * Why a master of a Redis Cluster could not be read (down, mid-failover, or slow to answer): it
+   * holds other slots than the caller's, perhaps, so it does not stop a start; read it again later.
+   */
+  unreachable?: string;
 }
+
+/** How long one Cluster master may take to answer `INFO` before it counts as unreachable. */
+export const EVICTION_READ_TIMEOUT_MS = 5_000;
 
 /**
  * The eviction setting of every node that holds Agentry's keys: the server, or every master of a
@@ -18,13 +27,20 @@ export interface EvictionState {
  * `noeviction`) breaks the promises they keep without an error anyone sees, so a worker and a
  * producer refuse it at start and a worker stops taking jobs when one appears later.
  */
-export async function readEvictionStates(redis: Redis | Cluster): Promise<EvictionState[]> {
-  const nodes: Redis[] = redis.isCluster ? (redis as Cluster).nodes("master") : [redis as Redis];
+export async function readEvictionStates(
+  redis: Redis | Cluster,
+  options: { timeoutMs?: number } = {},
+): Promise<EvictionState[]> {
+  const timeoutMs = options.timeoutMs ?? EVICTION_READ_TIMEOUT_MS;
+  const nodes: Redis[] = redis.isCluster
+    ? await clusterMasters(redis as Cluster, timeoutMs)
+    : [redis as Redis];
   return Promise.all(
     nodes.map(async (node) => {
       const name = `${node.options.host ?? "?"}:${node.options.port ?? "?"}`;
       try {
-        const [memory, stats] = await Promise.all([node.info("memory"), node.info("stats")]);
+        const read = Promise.all([node.info("memory"), node.info("stats")]);
+        const [memory, stats] = redis.isCluster ? await withTimeout(read, timeoutMs, "INFO") : await read;
         const evicted = infoField(stats, "evicted_keys");
         return {
           node: name,
@@ -35,10 +51,34 @@ export async function readEvictionStates(redis: Redis | Cluster): Promise<Evicti
         // A user whose ACL refuses INFO cannot tell (the shipped users may run it).
         if (err instanceof Error && err.message.startsWith("NOPERM"))
           return { node: name, policy: undefined, evictedKeys: undefined };
-        throw err;
+        // One master of a cluster down does not make the others unreadable; the server itself is.
+        if (!redis.isCluster) throw err;
+        const reason = err instanceof Error ? err.message : String(err);
+        return { node: name, policy: undefined, evictedKeys: undefined, unreachable: reason };
       }
     }),
   );
+}
+
+/** The masters a cluster connection knows, once it knows them (none before its first slots map). */
+async function clusterMasters(cluster: Cluster, timeoutMs: number): Promise<Redis[]> {
+  if (cluster.status !== "ready") {
+    const ready = new Promise<void>((resolve) => cluster.once("ready", () => resolve()));
+    if (cluster.status === "wait") void cluster.connect().catch(() => undefined);
+    await withTimeout(ready, timeoutMs).catch(() => undefined);
+  }
+  const masters = cluster.nodes("master");
+  if (masters.length === 0)
+    throw new AgentryError(
+      "REDIS_UNAVAILABLE",
+      "the Redis Cluster's masters are not known yet (no slots map)",
+    );
+  return masters;
+}
+
+/** The nodes of `states` that could not be read. */
+export function unreachableNodes(states: readonly EvictionState[]): EvictionState[] {
+  return states.filter((s) => s.unreachable !== undefined);
 }
 
 /** The nodes of `states` whose policy evicts keys. */

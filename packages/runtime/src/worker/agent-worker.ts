@@ -23,6 +23,7 @@ import {
   evictingNodes,
   keepClockSynced,
   readEvictionStates,
+  unreachableNodes,
   type EvictionState,
   systemClock,
   type Clock,
@@ -516,7 +517,9 @@ export class AgentWorker implements WorkerControl {
   /** Starts taking jobs, the wake sources and the periodic reconcile. Resolves once the worker is ready and the first reconcile pass ran. */
   async start(): Promise<void> {
     // A Redis that evicts keys could drop a job lock, a ledger hash or an audit head unseen.
-    this.noteEvictedKeys(await assertNoEviction(this.redis));
+    const states = await assertNoEviction(this.redis);
+    this.noteEvictedKeys(states);
+    this.noteUnreachable(states);
     // Leases, run slots and expiries are judged by Redis's time, not this host's.
     this.stopClockSync = await keepClockSynced(this.redis, {
       everyMs: this.options.clockSyncEveryMs ?? 10_000,
@@ -595,6 +598,7 @@ export class AgentWorker implements WorkerControl {
       try {
         const states = await readEvictionStates(this.redis);
         this.noteEvictedKeys(states);
+        this.noteUnreachable(states);
         const evicting = evictingNodes(states);
         const was = this.evictionPaused;
         if (this.shuttingDown) return;
@@ -620,6 +624,19 @@ export class AgentWorker implements WorkerControl {
       }
     })().finally(() => (this.evictionCheck = undefined));
     return this.evictionCheck;
+  }
+
+  /**
+   * Logs the Cluster masters whose eviction setting could not be read (down, or mid-failover):
+   * the worker runs on the others and reads them again at the next check. Repeats are counted.
+   */
+  private noteUnreachable(states: readonly EvictionState[]): void {
+    for (const { node, unreachable } of unreachableNodes(states))
+      this.errors.warn(
+        `Redis at ${node} did not answer: its eviction setting is read again at the next check`,
+        new Error(unreachable),
+        { event: "redis-node-unreachable", node, prefix: this.prefix },
+      );
   }
 
   /** Logs keys a node evicted since the last reading (at start: since the node started). */
