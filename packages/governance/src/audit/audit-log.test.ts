@@ -118,11 +118,13 @@ describe("AuditLog", () => {
       const items = await rawStream(ctx);
       const edited = parse(items[2]!.raw);
       edited.data.input.city = "Atlantis";
-      await rewrite(
-        ctx,
-        items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)),
-        form,
-      );
+      const storeEdited = () =>
+        rewrite(
+          ctx,
+          items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)),
+          form,
+        );
+      await storeEdited();
       expect(await ctx.log.verify()).toMatchObject({
         ok: false,
         count: 2,
@@ -131,11 +133,7 @@ describe("AuditLog", () => {
 
       // Entry 3 now verifies; entry 4 no longer links to it.
       edited.hash = entryHash(edited);
-      await rewrite(
-        ctx,
-        items.map((it, i) => (i === 2 ? { id: it.id, raw: JSON.stringify(edited) } : it)),
-        form,
-      );
+      await storeEdited();
       expect(await ctx.log.verify()).toMatchObject({
         ok: false,
         count: 3,
