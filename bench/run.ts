@@ -150,8 +150,9 @@ const BENCHMARKS: Benchmark[] = [
       "parsing: INFO cpu less what the SLOWLOG breakdown accounts for), so it grows with the calls a task makes, some 30 " +
       "script calls where a bare job makes 2. Every step is one fenced MULTI/EXEC (step log, progress, the step's " +
       "audit entries) and bytes grow linearly with steps (long task). What a bare job does not do and a task must: a tamper-" +
-      "evident audit entry per request, decision, budget movement, action and response (HMAC-linked JSON with its content: " +
-      "the largest share of bytes sent, more than 5× a bare job's bytes on their own), budget accounting on every scope and " +
+      "evident audit entry per request, decision, budget movement, action and response (HMAC-linked JSON with its content, " +
+      "stored without the seq, previous hash and hash the stream gives: the largest share of bytes sent, several times a " +
+      "bare job's bytes on their own), budget accounting on every scope and " +
       "period, session history, turns and fair share. With one audit lane two worker processes race for the chain head and a " +
       "lost race sends the whole step write again, which the lane-per-worker row removes; budget allowances take the per-call " +
       "reserve and settle off Redis (a draw and a return per 8 calls); archiving moves the audit entries, the largest share " +
