@@ -1,27 +1,21 @@
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { Redis } from "ioredis";
 import { createRedis, readEvictionStates } from "@agentry/core";
 import { AgentryClient } from "@agentry/runtime";
-import { startRedisCluster, type TestRedisCluster } from "@agentry/testkit";
+import { useRedisCluster } from "@agentry/testkit";
 import { startWorkerProcess, waitStarted } from "./worker-processes.js";
 
 // An operator restarts workers while one master of the Redis Cluster is down (mid-failover, or
 // lost without a replica). The deployment's keys live on another master, so the workers can run
 // tasks: the start checks that ask every master (its eviction policy) must not stop them. They
 // name the master they could not read and read it again later.
-let cluster: TestRedisCluster;
-beforeAll(async () => {
-  cluster = await startRedisCluster({ nodes: 3 });
-}, 90_000);
-afterAll(async () => {
-  await cluster?.stop();
-});
+const cluster = useRedisCluster({ nodes: 3 });
 
 const PREFIX = "{agentry}";
 
 /** The port of the master serving `key`'s slot. */
 async function ownerOf(key: string): Promise<number> {
-  const conn = new Redis({ host: "127.0.0.1", port: cluster.ports[0] as number });
+  const conn = new Redis({ host: "127.0.0.1", port: cluster().ports[0] as number });
   try {
     const slot = Number(await conn.cluster("KEYSLOT", key));
     const range = (await conn.cluster("SLOTS")).find(([from, to]) => slot >= from && slot <= to);
@@ -34,20 +28,20 @@ async function ownerOf(key: string): Promise<number> {
 
 describe("a Redis Cluster with one master down", () => {
   it("a connection that has not learnt the masters yet reads every master's eviction setting, not none", async () => {
-    const conn = createRedis({ url: cluster.url, role: "worker" });
+    const conn = createRedis({ url: cluster().url, role: "worker" });
     onTestFinished(() => conn.disconnect());
     const states = await readEvictionStates(conn);
     const byPort = states.map((s) => [Number(s.node.split(":")[1]), s.policy] as const);
     expect(byPort.sort(([a], [b]) => a - b)).toEqual(
-      [...cluster.ports].sort((a, b) => a - b).map((p) => [p, "noeviction"]),
+      [...cluster().ports].sort((a, b) => a - b).map((p) => [p, "noeviction"]),
     );
   }, 60_000);
 
   it("a worker starts on the masters it can reach, names the one it cannot, and runs tasks", async () => {
     const owner = await ownerOf(PREFIX);
-    const down = cluster.ports.find((p) => p !== owner) as number;
+    const down = cluster().ports.find((p) => p !== owner) as number;
     // The masters still up serve their slots although one master's are uncovered.
-    for (const port of cluster.ports) {
+    for (const port of cluster().ports) {
       // No reconnect: SHUTDOWN closes the connection it was sent on.
       const node = new Redis({ host: "127.0.0.1", port, retryStrategy: () => null, maxRetriesPerRequest: 0 });
       node.on("error", () => undefined);
@@ -60,7 +54,7 @@ describe("a Redis Cluster with one master down", () => {
     }
 
     const w = startWorkerProcess("master-down", {
-      REDIS_URL: cluster.url,
+      REDIS_URL: cluster().url,
       AGENTRY_PREFIX: PREFIX,
       AGENTRY_LLM: "scripted",
     });
@@ -72,7 +66,7 @@ describe("a Redis Cluster with one master down", () => {
       .find((l) => l.includes('"event":"redis-node-unreachable"'));
     expect(unreachable, w.output()).toContain(`127.0.0.1:${down}`);
 
-    const client = new AgentryClient({ url: cluster.url, prefix: PREFIX });
+    const client = new AgentryClient({ url: cluster().url, prefix: PREFIX });
     onTestFinished(() => client.close());
     const { taskId } = await client.submit({ prompt: "What is the weather in Paris?" }, { tenant: "acme" });
     expect((await client.wait(taskId, { timeoutMs: 60_000 })).steps).toBeGreaterThan(0);

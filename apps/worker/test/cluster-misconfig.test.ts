@@ -1,27 +1,21 @@
 import { Writable } from "node:stream";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { createLogger } from "@agentry/core";
 import { AgentWorker } from "@agentry/runtime";
-import { startRedisCluster, type TestRedisCluster } from "@agentry/testkit";
+import { useRedisCluster } from "@agentry/testkit";
 import { runMain } from "./worker-processes.js";
 
 // A deployment pointed at a Redis Cluster with a prefix that does not fit it: the processes stop
 // at start with one line saying what to set, and a loop that fails on every turn anyway is
 // logged with backoff, not once per failure.
-let cluster: TestRedisCluster;
-beforeAll(async () => {
-  cluster = await startRedisCluster({ nodes: 3 });
-}, 90_000);
-afterAll(async () => {
-  await cluster?.stop();
-});
+const cluster = useRedisCluster({ nodes: 3 });
 
 describe("a prefix that does not fit the Redis Cluster", () => {
   it.each(["worker", "producer"] as const)(
     "stops the %s at start with one line when the prefix has no hash tag",
     async (app) => {
-      const { code, out } = await runMain(app, { REDIS_URL: cluster.url, AGENTRY_PREFIX: "agentry" });
+      const { code, out } = await runMain(app, { REDIS_URL: cluster().url, AGENTRY_PREFIX: "agentry" });
       expect(code).toBe(2);
       const lines = out.trim().split("\n");
       expect(lines).toHaveLength(1);
@@ -34,7 +28,7 @@ describe("a prefix that does not fit the Redis Cluster", () => {
     "stops the %s at start when REDIS_URL names a cluster node as a single server",
     async (app) => {
       const { code, out } = await runMain(app, {
-        REDIS_URL: `redis://127.0.0.1:${cluster.ports[0]}`,
+        REDIS_URL: `redis://127.0.0.1:${cluster().ports[0]}`,
         AGENTRY_PREFIX: "{agentry}",
       });
       expect(code).toBe(2);
@@ -50,11 +44,11 @@ describe("a prefix that does not fit the Redis Cluster", () => {
   it.each(["worker", "producer"] as const)(
     "stops the %s at start when one master evicts keys, naming that master",
     async (app) => {
-      const port = cluster.ports[1] as number;
+      const port = cluster().ports[1] as number;
       const node = new Redis({ host: "127.0.0.1", port });
       try {
         await node.config("SET", "maxmemory-policy", "allkeys-lru");
-        const { code, out } = await runMain(app, { REDIS_URL: cluster.url, AGENTRY_PREFIX: "{agentry}" });
+        const { code, out } = await runMain(app, { REDIS_URL: cluster().url, AGENTRY_PREFIX: "{agentry}" });
         expect(code).toBe(2);
         const refusal = out.split("\n").find((l) => l.includes("evicts keys"));
         expect(refusal).toMatch(
@@ -63,7 +57,7 @@ describe("a prefix that does not fit the Redis Cluster", () => {
           ),
         );
         // The other masters are not named.
-        for (const other of cluster.ports.filter((p) => p !== port))
+        for (const other of cluster().ports.filter((p) => p !== port))
           expect(refusal).not.toContain(`:${other} `);
       } finally {
         await node.config("SET", "maxmemory-policy", "noeviction");
@@ -88,7 +82,7 @@ describe("a prefix that does not fit the Redis Cluster", () => {
     // Past the configuration checks on purpose: an untagged prefix on a cluster makes BullMQ's
     // loop fail with CROSSSLOT on every turn.
     const worker = new AgentWorker({
-      url: cluster.url,
+      url: cluster().url,
       prefix: "untagged",
       handler: () => Promise.reject(new Error("never runs")),
       logger,

@@ -37,7 +37,7 @@ export {
   type WireBlock,
   type WireTool,
 } from "./anthropic/fake-anthropic.js";
-export { startRedisCluster, type TestRedisCluster } from "./redis/redis-cluster.js";
+export { startRedisCluster, useRedisCluster, type TestRedisCluster } from "./redis/redis-cluster.js";
 export {
   startOtlpReceiver,
   decodeTraceExport,

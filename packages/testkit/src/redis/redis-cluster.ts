@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
+import { afterAll, beforeAll } from "vitest";
 import { freePort, startRedisServer } from "./redis-server.js";
 
 const run = promisify(execFile);
@@ -83,4 +84,22 @@ export async function startRedisCluster(options: { nodes?: number } = {}): Promi
     throw err;
   }
   return { url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(",")}`, ports, stop };
+}
+
+/**
+ * A private Redis Cluster for one test file: started before its tests (`beforeAll`), stopped
+ * after them. Read it inside a test or a hook, once it has started.
+ */
+export function useRedisCluster(options: { nodes?: number } = {}): () => TestRedisCluster {
+  let cluster: TestRedisCluster | undefined;
+  beforeAll(async () => {
+    cluster = await startRedisCluster(options);
+  }, 90_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+  return () => {
+    if (!cluster) throw new Error("the Redis Cluster is read before it started (read it inside a test)");
+    return cluster;
+  };
 }
