@@ -63,9 +63,12 @@ export async function readEvictionStates(
 /** The masters a cluster connection knows, once it knows them (none before its first slots map). */
 async function clusterMasters(cluster: Cluster, timeoutMs: number): Promise<Redis[]> {
   if (cluster.status !== "ready") {
-    const ready = new Promise<void>((resolve) => cluster.once("ready", () => resolve()));
+    let onReady: (() => void) | undefined;
+    const ready = new Promise<void>((resolve) => cluster.once("ready", (onReady = resolve)));
     if (cluster.status === "wait") void cluster.connect().catch(() => undefined);
-    await withTimeout(ready, timeoutMs).catch(() => undefined);
+    await withTimeout(ready, timeoutMs)
+      .catch(() => undefined)
+      .finally(() => cluster.off("ready", onReady as () => void));
   }
   const masters = cluster.nodes("master");
   if (masters.length === 0)
