@@ -7,7 +7,8 @@ import { useTestRedis } from "@agentry/testkit";
 import { AuditLog, anchorChains, archiveChains, verifyChainsWithAnchors, verifyJsonl } from "./audit-log.js";
 import { AuditKeyring } from "./audit-key.js";
 import { GENESIS_HASH } from "./entries.js";
-import { expandRun, storedHash } from "./stored.js";
+import { storedHash } from "./stored.js";
+import { expandRun } from "./stored.testing.js";
 
 // Archiving moves a chain's entries out of Redis into a JSONL file, anchored first, and trims the
 // stream through the archived point. What Redis keeps still verifies from that point, the file

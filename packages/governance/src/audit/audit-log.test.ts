@@ -9,7 +9,7 @@ import { useTestRedis } from "@agentry/testkit";
 import { AuditLog, verifyJsonl } from "./audit-log.js";
 import { entryHash } from "./chain.js";
 import { GENESIS_HASH, type AuditEntry } from "./entries.js";
-import { expandRun, storedFieldsOf } from "./stored.js";
+import { expandRun, storedFieldsOf } from "./stored.testing.js";
 
 const run = promisify(execFile);
 const redis = useTestRedis("gov-audit");

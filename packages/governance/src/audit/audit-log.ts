@@ -556,9 +556,7 @@ export class AuditLog implements AuditSink {
         if (waiting) waiting.prev = storedHash(fields) ?? "";
         waiting = undefined;
         if (picked.length >= n) break;
-        const taskId = (parseEntry(storedField(fields, "e") ?? "") as Partial<AuditEntry> | undefined)
-          ?.taskId;
-        if (!options.taskId || taskId === options.taskId) {
+        if (!options.taskId || parseEntry(storedField(fields, "e") ?? "")?.taskId === options.taskId) {
           waiting = { id, fields, prev: undefined };
           picked.push(waiting);
         }

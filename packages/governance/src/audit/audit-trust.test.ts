@@ -10,7 +10,7 @@ import { AuditKeyring } from "./audit-key.js";
 import { AuditLog, verifyJsonl } from "./audit-log.js";
 import { entryHash } from "./chain.js";
 import { GENESIS_HASH, type AuditEntry } from "./entries.js";
-import { expandRun, storedFieldsOf } from "./stored.js";
+import { expandRun, storedFieldsOf } from "./stored.testing.js";
 
 // The attacks an operator worries about, made the way someone with Redis write access (but
 // without AGENTRY_AUDIT_KEY) would make them, and what `verify` and anchors say about each.

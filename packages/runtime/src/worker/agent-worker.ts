@@ -634,7 +634,7 @@ export class AgentWorker implements WorkerControl {
     for (const { node, unreachable } of unreachableNodes(states))
       this.errors.warn(
         `Redis at ${node} did not answer: its eviction setting is read again at the next check`,
-        new Error(unreachable),
+        unreachable,
         { event: "redis-node-unreachable", node, prefix: this.prefix },
       );
   }
