@@ -1,5 +1,5 @@
 import { describe, expect, it, onTestFinished } from "vitest";
-import { Redis } from "ioredis";
+import { type Cluster, Redis } from "ioredis";
 import { createRedis, readEvictionStates } from "@agentry/core";
 import { AgentryClient } from "@agentry/runtime";
 import { useRedisCluster } from "@agentry/testkit";
@@ -53,6 +53,28 @@ describe("a Redis Cluster with one master down", () => {
       }
     }
 
+    // A connection whose pool has dropped the down master (ioredis does once its connection
+    // fails) still names it, from the slots map, and does not mistake it for a master it read.
+    const conn = createRedis({ url: cluster().url, role: "worker" }) as unknown as Cluster;
+    onTestFinished(() => conn.disconnect());
+    await conn.ping();
+    const dropped = new Promise<void>((resolve) =>
+      conn.on("-node", (node: Redis) => node.options.port === down && resolve()),
+    );
+    await conn
+      .nodes("master")
+      .find((n) => n.options.port === down)
+      ?.ping()
+      .catch(() => undefined);
+    await dropped;
+    expect(conn.nodes("master").map((n) => n.options.port)).not.toContain(down);
+    const states = await readEvictionStates(conn);
+    expect(states.find((s) => s.node === `127.0.0.1:${down}`)?.unreachable).toBeDefined();
+    expect(states.filter((s) => s.unreachable === undefined).map((s) => s.policy)).toEqual([
+      "noeviction",
+      "noeviction",
+    ]);
+
     const w = startWorkerProcess("master-down", {
       REDIS_URL: cluster().url,
       AGENTRY_PREFIX: PREFIX,
@@ -70,5 +92,16 @@ describe("a Redis Cluster with one master down", () => {
     onTestFinished(() => client.close());
     const { taskId } = await client.submit({ prompt: "What is the weather in Paris?" }, { tenant: "acme" });
     expect((await client.wait(taskId, { timeoutMs: 60_000 })).steps).toBeGreaterThan(0);
+
+    // The masters up lose their script cache (a SCRIPT FLUSH, a restart): the worker loads its
+    // scripts again on the masters it reaches, not failing on the one down.
+    for (const port of cluster().ports.filter((p) => p !== down)) {
+      const node = new Redis({ host: "127.0.0.1", port });
+      await node.script("FLUSH").finally(() => node.disconnect());
+    }
+    const again = await client.submit({ prompt: "And in Rome?" }, { tenant: "acme" });
+    expect((await client.wait(again.taskId, { timeoutMs: 60_000 })).steps).toBeGreaterThan(0);
+    // In its first attempt: no attempt failed on a script load that reached the down master.
+    expect(w.output()).not.toContain('"event":"task-retry"');
   }, 180_000);
 });

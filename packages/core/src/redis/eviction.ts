@@ -32,14 +32,16 @@ export async function readEvictionStates(
   options: { timeoutMs?: number } = {},
 ): Promise<EvictionState[]> {
   const timeoutMs = options.timeoutMs ?? EVICTION_READ_TIMEOUT_MS;
-  const nodes: Redis[] = redis.isCluster
+  const nodes = redis.isCluster
     ? await clusterMasters(redis as Cluster, timeoutMs)
-    : [redis as Redis];
+    : [{ name: nodeName(redis as Redis), conn: redis as Redis }];
   return Promise.all(
-    nodes.map(async (node) => {
-      const name = `${node.options.host ?? "?"}:${node.options.port ?? "?"}`;
+    nodes.map(async ({ name, conn }) => {
+      // A master the slots map names whose connection failed: the pool dropped it.
+      if (!conn)
+        return { node: name, policy: undefined, evictedKeys: undefined, unreachable: "no connection" };
       try {
-        const read = Promise.all([node.info("memory"), node.info("stats")]);
+        const read = Promise.all([conn.info("memory"), conn.info("stats")]);
         const [memory, stats] = redis.isCluster ? await withTimeout(read, timeoutMs, "INFO") : await read;
         const evicted = infoField(stats, "evicted_keys");
         return {
@@ -60,8 +62,19 @@ export async function readEvictionStates(
   );
 }
 
-/** The masters a cluster connection knows, once it knows them (none before its first slots map). */
-async function clusterMasters(cluster: Cluster, timeoutMs: number): Promise<Redis[]> {
+function nodeName(conn: Redis): string {
+  return `${conn.options.host ?? "?"}:${conn.options.port ?? "?"}`;
+}
+
+/**
+ * The masters of a cluster's slots map, once the connection has one, each with its pooled
+ * connection. A master whose connection failed is gone from the pool (ioredis drops it and waits
+ * for the next slots map) but still named by the map: it comes without a connection.
+ */
+async function clusterMasters(
+  cluster: Cluster,
+  timeoutMs: number,
+): Promise<{ name: string; conn: Redis | undefined }[]> {
   if (cluster.status !== "ready") {
     let onReady: (() => void) | undefined;
     const ready = new Promise<void>((resolve) => cluster.once("ready", (onReady = resolve)));
@@ -70,13 +83,16 @@ async function clusterMasters(cluster: Cluster, timeoutMs: number): Promise<Redi
       .catch(() => undefined)
       .finally(() => cluster.off("ready", onReady as () => void));
   }
-  const masters = cluster.nodes("master");
-  if (masters.length === 0)
+  const pooled = new Map(cluster.nodes("master").map((conn) => [nodeName(conn), conn]));
+  const named = new Set<string>();
+  for (const owners of cluster.slots) if (owners?.[0]) named.add(owners[0]);
+  for (const name of pooled.keys()) named.add(name);
+  if (named.size === 0)
     throw new AgentryError(
       "REDIS_UNAVAILABLE",
       "the Redis Cluster's masters are not known yet (no slots map)",
     );
-  return masters;
+  return [...named].map((name) => ({ name, conn: pooled.get(name) }));
 }
 
 /** The nodes of `states` that could not be read. */

@@ -186,7 +186,11 @@ function defineScript(
   };
   const load = async (redis: ScriptClient): Promise<void> => {
     const targets = "nodes" in redis ? redis.nodes("master") : [redis];
-    await Promise.all(targets.map((node) => node.script("LOAD", lua)));
+    // A Cluster master that is down holds other slots, perhaps: only loading nowhere is an error
+    // (a key on the down master fails its call again, with the server's own error).
+    const loads = await Promise.allSettled(targets.map((node) => node.script("LOAD", lua)));
+    const failed = loads.filter((l): l is PromiseRejectedResult => l.status === "rejected");
+    if (failed.length > 0 && failed.length === loads.length) throw failed[0]!.reason;
   };
   return Object.assign(call, { defineOn, queue, load }) as ScriptCall<ScriptSignature>;
 }
