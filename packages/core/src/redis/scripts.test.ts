@@ -117,6 +117,24 @@ describe("defineScripts", () => {
     expect(await redis.mget(`${prefix}:flush:1`, `${prefix}:flush:2`)).toEqual(["after", "after"]);
   });
 
+  it("runs on a client that auto-pipelines, first called in the tick another command opened the pipeline", async () => {
+    const redis = new Redis(inject("redisUrl"), { maxRetriesPerRequest: null, enableAutoPipelining: true });
+    clients.push(redis);
+    await redis.ping();
+    // The pipeline this tick's commands share opens with the SET, before echoCall is defined on
+    // the client: a call through the defined command would find the pipeline without it.
+    const fresh = defineScripts<{ echoCall: (keys: [a: string, b: string], args: string[]) => string[] }>(
+      import.meta.url,
+      { echoCall: "./fixtures/echo-call-2.lua" },
+    );
+    const [set, echo, get] = await Promise.all([
+      redis.set(`${prefix}:ap`, "v"),
+      fresh.echoCall(redis, [`${prefix}:ap1`, `${prefix}:ap2`], ["x"]),
+      redis.get(`${prefix}:ap`),
+    ]);
+    expect([set, echo, get]).toEqual(["OK", [`${prefix}:ap1`, `${prefix}:ap2`, "x"], "v"]);
+  });
+
   it("refuses a file not named <kebab-case-name>[-<keys>].lua, a missing file, a script reading more keys than its name says, and a second script under a taken name", () => {
     const code = (fn: () => unknown) => {
       try {

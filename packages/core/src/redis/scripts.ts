@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { ChainableCommander, Cluster, Redis } from "ioredis";
 import { AgentryError, isNoScriptError } from "../errors/agentry-error.js";
@@ -55,7 +56,7 @@ export type Scripts<S extends Record<string, ScriptSignature>> = {
   readonly [N in keyof S]: ScriptCall<S[N]>;
 };
 
-/** How often one call loads its script again after `NOSCRIPT` before it gives up. */
+/** How often a transaction loads its scripts again after `NOSCRIPT` before it gives up. */
 export const MAX_SCRIPT_RELOADS = 5;
 
 /** `take-submit-tokens-1.lua`: a kebab-case name, then the number of keys when it is fixed. */
@@ -80,9 +81,10 @@ export function scriptCommandName(file: string): string {
  * says how many keys the script takes (`acquire-turn-2.lua`: two); a
  * name without a number takes any number, and the call passes `keys.length` first. Each script is
  * registered on a client with ioredis `defineCommand` the first time it runs there, as
- * `agentry<PascalCaseName>`: ioredis sends EVALSHA and falls back to EVAL when the server does not
- * know the script (first use on a connection, or after `SCRIPT FLUSH` or a restart). Works on
- * Redis Cluster clients too: ioredis routes each call by its keys.
+ * `agentry<PascalCaseName>`, for pipelines ({@link ScriptCall.queue}). A call sends EVALSHA and
+ * falls back to EVAL when the server does not know the script (first use, or after `SCRIPT FLUSH`
+ * or a restart), so it is safe on a client that auto-pipelines. Works on Redis Cluster clients
+ * too: ioredis routes each call by its keys.
  *
  * Files are read once, when the defining module loads. Throws `INTERNAL` when a file is missing,
  * is not named in that style, reads a key beyond the count in its name, or names a command
@@ -154,6 +156,8 @@ function defineScript(
     ...keys,
     ...args,
   ];
+  const sha = createHash("sha1").update(lua).digest("hex");
+  const [evalsha, evalScript] = replies === "buffer" ? ["evalshaBuffer", "evalBuffer"] : ["evalsha", "eval"];
   const call = async (
     redis: ScriptClient,
     keys: readonly string[],
@@ -161,16 +165,17 @@ function defineScript(
   ): Promise<unknown> => {
     checkKeys(keys);
     defineOn(redis);
-    const run = (redis as unknown as Methods)[method] as (...a: ScriptArg[]) => Promise<unknown>;
-    // ioredis resends a script the server lost once, as EVAL; a cache flushed again before that
-    // resend ran fails it too. A NOSCRIPT reply means the script did not run: load it, call again.
-    for (let reloads = 0; ; reloads++) {
-      try {
-        return await run.call(redis, ...argsOf(keys, args));
-      } catch (err) {
-        if (!isNoScriptError(err) || reloads >= MAX_SCRIPT_RELOADS) throw err;
-        await load(redis);
-      }
+    // EVALSHA and EVAL, not the command defineOn added: a client that auto-pipelines queues a
+    // call on a pipeline it opened earlier in the tick, which has only the commands defined
+    // then (ioredis then loses the reply order of the whole pipeline). EVAL when the server
+    // does not know the script (first use, a SCRIPT FLUSH, a restart) runs it and caches it.
+    const methods = redis as unknown as Record<string, (...a: ScriptArg[]) => Promise<unknown>>;
+    const rest = [keys.length, ...keys, ...args];
+    try {
+      return await methods[evalsha]!.call(redis, sha, ...rest);
+    } catch (err) {
+      if (!isNoScriptError(err)) throw err;
+      return methods[evalScript]!.call(redis, lua, ...rest);
     }
   };
   const queue = (pipeline: ChainableCommander, keys: readonly string[], args: readonly ScriptArg[]): void => {
