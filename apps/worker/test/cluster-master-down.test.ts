@@ -1,4 +1,4 @@
-import { describe, expect, it, onTestFinished } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { type Cluster, Redis } from "ioredis";
 import { createRedis, readEvictionStates } from "@agentry/core";
 import { AgentryClient } from "@agentry/runtime";
@@ -37,7 +37,7 @@ describe("a Redis Cluster with one master down", () => {
     );
   }, 60_000);
 
-  it("a worker starts on the masters it can reach, names the one it cannot, and runs tasks", async () => {
+  it("a worker and a producer start on the masters they can reach, name the one they cannot, and tasks run", async () => {
     const owner = await ownerOf(PREFIX);
     const down = cluster().ports.find((p) => p !== owner) as number;
     // The masters still up serve their slots although one master's are uncovered.
@@ -87,6 +87,26 @@ describe("a Redis Cluster with one master down", () => {
       .split("\n")
       .find((l) => l.includes('"event":"redis-node-unreachable"'));
     expect(unreachable, w.output()).toContain(`127.0.0.1:${down}`);
+
+    // The producer starts too, naming the master it could not read.
+    const producer = startWorkerProcess(
+      "master-down-producer",
+      { REDIS_URL: cluster().url, AGENTRY_PREFIX: PREFIX, PORT: "0", AGENTRY_INSECURE_DEV_KEY: "1" },
+      { app: "producer" },
+    );
+    onTestFinished(() => producer.kill());
+    await vi.waitFor(
+      () => {
+        if (producer.child.exitCode !== null) throw new Error(`producer exited:\n${producer.output()}`);
+        expect(producer.output()).toContain("producer listening");
+      },
+      { timeout: 120_000, interval: 100 },
+    );
+    const named = producer
+      .output()
+      .split("\n")
+      .find((l) => l.includes('"event":"redis-node-unreachable"'));
+    expect(named, producer.output()).toContain(`127.0.0.1:${down}`);
 
     const client = new AgentryClient({ url: cluster().url, prefix: PREFIX });
     onTestFinished(() => client.close());

@@ -16,14 +16,17 @@ export interface WorkerProcess {
 
 /**
  * Starts a worker process with the given environment (added to this process's); `nodeArgs` go to
- * node before the entry point (e.g. `--import` of a fault preload).
+ * node before the entry point (e.g. `--import` of a fault preload). `app: "producer"` starts
+ * apps/producer/src/main.ts instead, the same way.
  */
 export function startWorkerProcess(
   name: string,
   env: Record<string, string>,
-  options: { nodeArgs?: string[] } = {},
+  options: { nodeArgs?: string[]; app?: "worker" | "producer" } = {},
 ): WorkerProcess {
-  const args = ["--conditions=@agentry/source", "--import", "tsx", ...(options.nodeArgs ?? []), MAIN];
+  const main =
+    options.app === "producer" ? fileURLToPath(new URL("../../producer/src/main.ts", import.meta.url)) : MAIN;
+  const args = ["--conditions=@agentry/source", "--import", "tsx", ...(options.nodeArgs ?? []), main];
   const child = spawn(process.execPath, args, {
     env: { ...process.env, AGENTRY_WORKER_PORT: "0", LOG_LEVEL: "info", AGENTRY_WORKER_NAME: name, ...env },
     stdio: ["ignore", "pipe", "pipe"],
