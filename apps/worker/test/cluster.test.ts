@@ -3,9 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Queue } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createRedis } from "@agentry/core";
+import { AgentryError, createRedis } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
-import { AgentryClient, BudgetLedger, FairShare } from "@agentry/runtime";
+import { AgentryClient, BudgetLedger, DEFAULT_QUEUE_NAME, FairShare } from "@agentry/runtime";
 import { ApprovalStore, AuditLog, generateApproverKeyPair, signDecision } from "@agentry/governance";
 import {
   startFakeAnthropic,
@@ -153,4 +153,41 @@ describe("Redis Cluster", () => {
       redis.disconnect();
     }
   }, 150_000);
+  it("adds a group after every master forgot its scripts (a SCRIPT FLUSH, a restart): its tasks run", async () => {
+    const client = new AgentryClient({ url: cluster.url, prefix: PREFIX });
+    try {
+      // BullMQ is loaded on the client's connection before the flush, so its flow's MULTI meets
+      // NOSCRIPT and the client loads the scripts again: on the master of the flow's slot.
+      await client.submit({ prompt: "What is the weather in Oslo?" }, { tenant: "acme" });
+      for (const port of cluster.ports) {
+        const node = createRedis({ url: `redis://127.0.0.1:${port}`, role: "command" });
+        await node.script("FLUSH").finally(() => node.disconnect());
+      }
+      // The add of a group meets the lost scripts inside BullMQ's MULTI: it is refused with a
+      // typed error saying to send it again, at most once, and the group sent again is added.
+      const group = () =>
+        client.submitGroup(
+          [{ prompt: "What is the weather in Paris?" }, { prompt: "What is the weather in Rome?" }],
+          { tenant: "acme" },
+        );
+      const first = await group().catch((err: unknown) => err);
+      let taskIds: string[];
+      if (first instanceof Error) {
+        expect(AgentryError.isInstance(first) && first.code).toBe("REDIS_UNAVAILABLE");
+        expect(first.message).toContain("submit the group again");
+        // No parent is left waiting for children that were never added.
+        const { groupId } = (first as AgentryError).details as { groupId: string };
+        const conn = createRedis({ url: cluster.url });
+        const queue = new Queue(DEFAULT_QUEUE_NAME, { connection: conn, prefix: PREFIX });
+        expect(await queue.getJob(groupId)).toBeUndefined();
+        await queue.close();
+        conn.disconnect();
+        ({ taskIds } = await group());
+      } else ({ taskIds } = first as { taskIds: string[] });
+      const results = await Promise.all(taskIds.map((id) => client.wait(id, { timeoutMs: 60_000 })));
+      expect(results.map((r) => r.steps > 0)).toEqual([true, true]);
+    } finally {
+      await client.close();
+    }
+  }, 120_000);
 });

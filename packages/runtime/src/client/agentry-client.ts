@@ -1,5 +1,5 @@
 import { FlowProducer, Queue, QueueEvents, type Job, type Telemetry } from "bullmq";
-import type { Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { z } from "zod";
 import {
   AgentryError,
@@ -370,12 +370,18 @@ export class AgentryClient {
       for (const id of taskIds) exists.exists(keySpace(shard.prefix).key(this.queueName, id));
       const replies = (await exists.exec()) ?? [];
       const missing = taskIds.filter((_, i) => replies[i]?.[1] !== 1);
-      if (missing.length > 0)
+      if (missing.length > 0) {
+        // The scripts the children's adds met NOSCRIPT on are loaded, so the group sent again
+        // is added whole (the client still counts them as loaded on this connection).
+        await loadClientScripts(this.redis).catch(() => undefined);
+        // A parent none of whose children was added would wait for them forever: it goes too.
+        if (missing.length === taskIds.length) await shard.queue.remove(groupId).catch(() => undefined);
         throw new AgentryError(
           "REDIS_UNAVAILABLE",
           `group ${groupId}: ${missing.length} of its ${taskIds.length} tasks were not created; submit the group again`,
           { details: { groupId, missing } },
         );
+      }
       return { groupId, taskIds };
     });
   }
@@ -896,8 +902,20 @@ function isConnectionError(err: unknown): boolean {
   );
 }
 
-/** Loads every script defined on a client (BullMQ's commands among them) into the server's cache. */
+/**
+ * Loads every script defined on a client (BullMQ's commands among them) into the server's cache:
+ * on every master of a Redis Cluster (a SCRIPT LOAD sent through the cluster client goes to any
+ * one node). A master that does not answer is skipped; loading nowhere is an error.
+ */
 async function loadClientScripts(redis: Redis): Promise<void> {
   const scripts = (redis as unknown as { scriptsSet?: Record<string, { lua: string }> }).scriptsSet ?? {};
-  await Promise.all(Object.values(scripts).map((script) => redis.script("LOAD", script.lua)));
+  const cluster = redis as unknown as Partial<Pick<Cluster, "isCluster" | "nodes">>;
+  const targets = cluster.isCluster && cluster.nodes ? cluster.nodes("master") : [redis];
+  const loads = await Promise.allSettled(
+    targets.map((node) =>
+      Promise.all(Object.values(scripts).map((script) => node.script("LOAD", script.lua))),
+    ),
+  );
+  const failed = loads.filter((l): l is PromiseRejectedResult => l.status === "rejected");
+  if (failed.length > 0 && failed.length === loads.length) throw failed[0]!.reason;
 }
