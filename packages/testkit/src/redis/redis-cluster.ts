@@ -6,21 +6,26 @@ import { freePort, startRedisServer } from "./redis-server.js";
 
 const run = promisify(execFile);
 
-/** A private Redis Cluster of master nodes on loopback. */
+/** A private Redis Cluster on loopback: masters, and replicas when asked for. */
 export interface TestRedisCluster {
   /** `redis+cluster://127.0.0.1:p1,127.0.0.1:p2,...` — what Agentry's REDIS_URL takes. */
   readonly url: string;
+  /** Every node's port, masters' and replicas' (which is which changes with a failover: ask `ROLE`). */
   readonly ports: number[];
   stop(): Promise<void>;
 }
 
 /**
  * Starts `nodes` redis-server processes in cluster mode and joins them with
- * `redis-cli --cluster create` (no replicas), then waits for `cluster_state:ok`.
+ * `redis-cli --cluster create`, `replicas` per master (none by default: every node a master),
+ * then waits for `cluster_state:ok`.
  * Needs `redis-server` and `redis-cli` (Debian: redis-server, redis-tools).
  */
-export async function startRedisCluster(options: { nodes?: number } = {}): Promise<TestRedisCluster> {
+export async function startRedisCluster(
+  options: { nodes?: number; replicas?: number } = {},
+): Promise<TestRedisCluster> {
   const count = options.nodes ?? 3;
+  const replicas = options.replicas ?? 0;
   try {
     await run("redis-cli", ["--version"]);
   } catch (err) {
@@ -60,7 +65,7 @@ export async function startRedisCluster(options: { nodes?: number } = {}): Promi
         "create",
         ...ports.map((p) => `127.0.0.1:${p}`),
         "--cluster-replicas",
-        "0",
+        String(replicas),
         "--cluster-yes",
       ],
       {
@@ -90,7 +95,7 @@ export async function startRedisCluster(options: { nodes?: number } = {}): Promi
  * A private Redis Cluster for one test file: started before its tests (`beforeAll`), stopped
  * after them. Read it inside a test or a hook, once it has started.
  */
-export function useRedisCluster(options: { nodes?: number } = {}): () => TestRedisCluster {
+export function useRedisCluster(options: { nodes?: number; replicas?: number } = {}): () => TestRedisCluster {
   let cluster: TestRedisCluster | undefined;
   beforeAll(async () => {
     cluster = await startRedisCluster(options);

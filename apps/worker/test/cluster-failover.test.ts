@@ -1,0 +1,121 @@
+import { describe, expect, it, onTestFinished, vi } from "vitest";
+import { Redis } from "ioredis";
+import { createRedis } from "@agentry/core";
+import { AuditLog } from "@agentry/governance";
+import { AgentryClient } from "@agentry/runtime";
+import { useRedisCluster } from "@agentry/testkit";
+import { startWorkerProcess, waitStarted } from "./worker-processes.js";
+
+// An operator fails the deployment's master over to its replica (planned maintenance:
+// CLUSTER FAILOVER, which waits for the replica to catch up) while workers run tasks. The
+// workers follow the slot to its new master: every task completes, none fails, and the audit
+// chain written across the failover verifies.
+const cluster = useRedisCluster({ nodes: 6, replicas: 1 });
+
+const PREFIX = "{agentry-fo}";
+
+/** The master serving `key`'s slot and its replica, by port (from CLUSTER NODES). */
+async function ownerAndReplica(key: string): Promise<{ master: number; replica: number }> {
+  const conn = new Redis({ host: "127.0.0.1", port: cluster().ports[0] as number });
+  try {
+    const slot = Number(await conn.cluster("KEYSLOT", key));
+    const nodes = String(await conn.cluster("NODES"))
+      .trim()
+      .split("\n")
+      .map((line) => line.split(" "));
+    const port = (address: string) => Number(address.split("@")[0]?.split(":")[1]);
+    const owner = nodes.find((n) =>
+      n.slice(8).some((range) => {
+        const [from, to] = range.split("-").map(Number);
+        return from !== undefined && slot >= from && slot <= (to ?? from);
+      }),
+    );
+    const replica = nodes.find((n) => n[3] === owner?.[0]);
+    if (!owner || !replica) throw new Error(`slot ${slot} has no master and replica:\n${nodes.join("\n")}`);
+    return { master: port(owner[1] as string), replica: port(replica[1] as string) };
+  } finally {
+    conn.disconnect();
+  }
+}
+
+/** `ROLE`: "master", or "slave" and whether its link to the master is up ("connected"). */
+async function roleOf(port: number): Promise<string> {
+  const conn = new Redis({ host: "127.0.0.1", port });
+  try {
+    const role = (await conn.call("ROLE")) as unknown[];
+    return role[0] === "slave" ? `slave ${String(role[3])}` : String(role[0]);
+  } finally {
+    conn.disconnect();
+  }
+}
+
+describe("a Redis Cluster master failed over while tasks run", () => {
+  it("every task completes once, none fails, and the audit chain verifies", async () => {
+    // Canned answers streamed slowly enough that tasks are still running when the master goes.
+    const env = {
+      REDIS_URL: cluster().url,
+      AGENTRY_PREFIX: PREFIX,
+      AGENTRY_LLM: "scripted",
+      AGENTRY_SCRIPTED_DELTA_MS: "30",
+      AGENTRY_CONCURRENCY: "2",
+    };
+    const workers = [startWorkerProcess("fo-1", env), startWorkerProcess("fo-2", env)];
+    onTestFinished(async () => void (await Promise.all(workers.map((w) => w.kill()))));
+    await Promise.all(workers.map((w) => waitStarted(w)));
+
+    const { master, replica } = await ownerAndReplica(`${PREFIX}:tasks:wait`);
+    // A manual failover needs the replica in sync with its master.
+    await vi.waitFor(async () => expect(await roleOf(replica)).toBe("slave connected"), {
+      timeout: 60_000,
+      interval: 200,
+    });
+    const client = new AgentryClient({ url: cluster().url, prefix: PREFIX });
+    onTestFinished(() => client.close());
+    const submit = async (from: number, count: number) => {
+      const ids: string[] = [];
+      for (let i = from; i < from + count; i++)
+        ids.push(
+          (
+            await client.submit(
+              { prompt: "What is the weather in Paris?", sessionId: `s${i}` },
+              { tenant: "acme" },
+            )
+          ).taskId,
+        );
+      return ids;
+    };
+    const before = await submit(0, 20);
+    await client.wait(before[0] as string, { timeoutMs: 60_000 });
+
+    const running = await Promise.all(before.map((id) => client.status(id)));
+    expect(running.filter((t) => t.state !== "completed").length).toBeGreaterThan(0);
+    const promoted = new Redis({ host: "127.0.0.1", port: replica });
+    await promoted.cluster("FAILOVER").finally(() => promoted.disconnect());
+    await vi.waitFor(async () => expect(await roleOf(replica)).toBe("master"), {
+      timeout: 60_000,
+      interval: 200,
+    });
+    await vi.waitFor(async () => expect(await roleOf(master)).toMatch(/^slave/), {
+      timeout: 60_000,
+      interval: 200,
+    });
+
+    const after = await submit(20, 20);
+    const results = await Promise.all(
+      [...before, ...after].map((id) => client.wait(id, { timeoutMs: 120_000 })),
+    );
+    expect(results.every((r) => r.steps > 0)).toBe(true);
+    for (const w of workers) expect(w.output()).not.toContain('"event":"task-failed"');
+
+    const redis = createRedis({ url: cluster().url, role: "command" });
+    onTestFinished(() => redis.disconnect());
+    const audit = new AuditLog({ redis, prefix: PREFIX });
+    expect((await audit.verify()).ok).toBe(true);
+    // Each task's tool ran once: one action entry per task, across the failover.
+    const entries = await audit.read({ count: 100_000 });
+    const actions = new Map<string, number>();
+    for (const e of entries)
+      if (e.type === "action" && e.taskId) actions.set(e.taskId, (actions.get(e.taskId) ?? 0) + 1);
+    expect([...before, ...after].map((id) => actions.get(id))).toEqual([...before, ...after].map(() => 1));
+  }, 300_000);
+});
