@@ -6,13 +6,12 @@ import { AgentryClient } from "@agentry/runtime";
 import { useRedisCluster } from "@agentry/testkit";
 import { startWorkerProcess, waitStarted } from "./worker-processes.js";
 
-// An operator fails the deployment's master over to its replica (planned maintenance:
-// CLUSTER FAILOVER, which waits for the replica to catch up) while workers run tasks. The
-// workers follow the slot to its new master: every task completes, none fails, and the audit
-// chain written across the failover verifies.
+// The master of the deployment's slot is replaced by its replica while workers run tasks: by an
+// operator (planned maintenance: CLUSTER FAILOVER, which waits for the replica to catch up), or
+// by the cluster itself when the master dies. The workers follow the slot to its new master:
+// every task completes, none fails, each task's tool runs once, and the audit chain written
+// across the failover verifies.
 const cluster = useRedisCluster({ nodes: 6, replicas: 1 });
-
-const PREFIX = "{agentry-fo}";
 
 /** The master serving `key`'s slot and its replica, by port (from CLUSTER NODES). */
 async function ownerAndReplica(key: string): Promise<{ master: number; replica: number }> {
@@ -49,73 +48,94 @@ async function roleOf(port: number): Promise<string> {
   }
 }
 
-describe("a Redis Cluster master failed over while tasks run", () => {
-  it("every task completes once, none fails, and the audit chain verifies", async () => {
-    // Canned answers streamed slowly enough that tasks are still running when the master goes.
-    const env = {
-      REDIS_URL: cluster().url,
-      AGENTRY_PREFIX: PREFIX,
-      AGENTRY_LLM: "scripted",
-      AGENTRY_SCRIPTED_DELTA_MS: "30",
-      AGENTRY_CONCURRENCY: "2",
-    };
-    const workers = [startWorkerProcess("fo-1", env), startWorkerProcess("fo-2", env)];
-    onTestFinished(async () => void (await Promise.all(workers.map((w) => w.kill()))));
-    await Promise.all(workers.map((w) => waitStarted(w)));
+/**
+ * Runs tasks on two worker processes while `failOver` replaces the slot's master, then checks
+ * every task, the tool runs and the audit chain. Tasks are still running when the master goes.
+ */
+async function tasksThroughFailover(
+  prefix: string,
+  failOver: (nodes: { master: number; replica: number }) => Promise<void>,
+): Promise<void> {
+  // Canned answers streamed slowly enough that tasks are still running when the master goes.
+  const env = {
+    REDIS_URL: cluster().url,
+    AGENTRY_PREFIX: prefix,
+    AGENTRY_LLM: "scripted",
+    AGENTRY_SCRIPTED_DELTA_MS: "30",
+    AGENTRY_CONCURRENCY: "2",
+  };
+  const workers = [startWorkerProcess("fo-1", env), startWorkerProcess("fo-2", env)];
+  onTestFinished(async () => void (await Promise.all(workers.map((w) => w.kill()))));
+  await Promise.all(workers.map((w) => waitStarted(w)));
 
-    const { master, replica } = await ownerAndReplica(`${PREFIX}:tasks:wait`);
-    // A manual failover needs the replica in sync with its master.
-    await vi.waitFor(async () => expect(await roleOf(replica)).toBe("slave connected"), {
-      timeout: 60_000,
-      interval: 200,
+  const nodes = await ownerAndReplica(`${prefix}:tasks:wait`);
+  // The replica has caught up with its master (a manual failover needs it).
+  await vi.waitFor(async () => expect(await roleOf(nodes.replica)).toBe("slave connected"), {
+    timeout: 60_000,
+    interval: 200,
+  });
+  const client = new AgentryClient({ url: cluster().url, prefix });
+  onTestFinished(() => client.close());
+  const submit = async (from: number, count: number) => {
+    const ids: string[] = [];
+    for (let i = from; i < from + count; i++)
+      ids.push(
+        (
+          await client.submit(
+            { prompt: "What is the weather in Paris?", sessionId: `s${i}` },
+            { tenant: "acme" },
+          )
+        ).taskId,
+      );
+    return ids;
+  };
+  const before = await submit(0, 20);
+  await client.wait(before[0] as string, { timeoutMs: 60_000 });
+  const running = await Promise.all(before.map((id) => client.status(id)));
+  expect(running.filter((t) => t.state !== "completed").length).toBeGreaterThan(0);
+
+  await failOver(nodes);
+  await vi.waitFor(async () => expect(await roleOf(nodes.replica)).toBe("master"), {
+    timeout: 60_000,
+    interval: 200,
+  });
+
+  const after = await submit(20, 20);
+  const all = [...before, ...after];
+  const results = await Promise.all(all.map((id) => client.wait(id, { timeoutMs: 120_000 })));
+  expect(results.every((r) => r.steps > 0)).toBe(true);
+  for (const w of workers) expect(w.output()).not.toContain('"event":"task-failed"');
+
+  const redis = createRedis({ url: cluster().url, role: "command" });
+  onTestFinished(() => redis.disconnect());
+  const audit = new AuditLog({ redis, prefix });
+  expect((await audit.verify()).ok).toBe(true);
+  // Each task's tool ran once: one action entry per task, across the failover.
+  const actions = new Map<string, number>();
+  for (const e of await audit.read({ count: 100_000 }))
+    if (e.type === "action" && e.taskId) actions.set(e.taskId, (actions.get(e.taskId) ?? 0) + 1);
+  expect(all.map((id) => actions.get(id))).toEqual(all.map(() => 1));
+}
+
+describe("a Redis Cluster master replaced by its replica while tasks run", () => {
+  it("planned (CLUSTER FAILOVER): every task completes, none fails, each tool runs once, the audit chain verifies", async () => {
+    await tasksThroughFailover("{agentry-fo}", async ({ master, replica }) => {
+      const promoted = new Redis({ host: "127.0.0.1", port: replica });
+      await promoted.cluster("FAILOVER").finally(() => promoted.disconnect());
+      await vi.waitFor(async () => expect(await roleOf(master)).toMatch(/^slave/), {
+        timeout: 60_000,
+        interval: 200,
+      });
     });
-    const client = new AgentryClient({ url: cluster().url, prefix: PREFIX });
-    onTestFinished(() => client.close());
-    const submit = async (from: number, count: number) => {
-      const ids: string[] = [];
-      for (let i = from; i < from + count; i++)
-        ids.push(
-          (
-            await client.submit(
-              { prompt: "What is the weather in Paris?", sessionId: `s${i}` },
-              { tenant: "acme" },
-            )
-          ).taskId,
-        );
-      return ids;
-    };
-    const before = await submit(0, 20);
-    await client.wait(before[0] as string, { timeoutMs: 60_000 });
+  }, 300_000);
 
-    const running = await Promise.all(before.map((id) => client.status(id)));
-    expect(running.filter((t) => t.state !== "completed").length).toBeGreaterThan(0);
-    const promoted = new Redis({ host: "127.0.0.1", port: replica });
-    await promoted.cluster("FAILOVER").finally(() => promoted.disconnect());
-    await vi.waitFor(async () => expect(await roleOf(replica)).toBe("master"), {
-      timeout: 60_000,
-      interval: 200,
+  // Last: the dead master stays down.
+  it("unplanned (the master dies, the cluster promotes its replica): the same holds", async () => {
+    await tasksThroughFailover("{agentry-kill}", async ({ master }) => {
+      const dying = new Redis({ host: "127.0.0.1", port: master, retryStrategy: () => null });
+      dying.on("error", () => undefined);
+      await dying.shutdown("NOSAVE").catch(() => undefined);
+      dying.disconnect();
     });
-    await vi.waitFor(async () => expect(await roleOf(master)).toMatch(/^slave/), {
-      timeout: 60_000,
-      interval: 200,
-    });
-
-    const after = await submit(20, 20);
-    const results = await Promise.all(
-      [...before, ...after].map((id) => client.wait(id, { timeoutMs: 120_000 })),
-    );
-    expect(results.every((r) => r.steps > 0)).toBe(true);
-    for (const w of workers) expect(w.output()).not.toContain('"event":"task-failed"');
-
-    const redis = createRedis({ url: cluster().url, role: "command" });
-    onTestFinished(() => redis.disconnect());
-    const audit = new AuditLog({ redis, prefix: PREFIX });
-    expect((await audit.verify()).ok).toBe(true);
-    // Each task's tool ran once: one action entry per task, across the failover.
-    const entries = await audit.read({ count: 100_000 });
-    const actions = new Map<string, number>();
-    for (const e of entries)
-      if (e.type === "action" && e.taskId) actions.set(e.taskId, (actions.get(e.taskId) ?? 0) + 1);
-    expect([...before, ...after].map((id) => actions.get(id))).toEqual([...before, ...after].map(() => 1));
   }, 300_000);
 });

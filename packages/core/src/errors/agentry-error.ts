@@ -180,11 +180,20 @@ export class AgentryError extends Error {
  * failed disk), has too few replicas in sync to take writes (`NOREPLICAS`, with
  * `min-replicas-to-write`), is a replica or in a failover (`READONLY`, `MASTERDOWN`), or its cluster
  * is resharding or down (`TRYAGAIN`, `CLUSTERDOWN`); a transaction discarded (`EXECABORT`) for
- * such replies only; and a client whose connection closed or ran out of retries. A task attempt that meets one is retried from its checkpoint, not failed.
+ * such replies only; a client whose connection closed (before or after it sent the command) or ran
+ * out of retries; and a Cluster client that ran out of redirections (a master failing over) or
+ * reached no node. A task attempt that meets one is retried from its checkpoint, not failed.
  */
 export function isTransientRedisError(value: unknown): boolean {
   if (!(value instanceof Error)) return false;
   if (value.name === "MaxRetriesPerRequestError" || value.message === "Connection is closed.") return true;
+  // Sent, but the connection closed before the reply: the attempt goes on from its checkpoint,
+  // whose writes are fenced and counted once, so whether it ran does not matter.
+  if (value.name === "AbortError" && value.message.startsWith("Command aborted")) return true;
+  // A Redis Cluster client that followed MOVED or reconnected as often as it may while the
+  // cluster fails a master over, or that reached none of its nodes.
+  if (value.message.startsWith("Too many Cluster redirections") || value.name === "ClusterAllFailedError")
+    return true;
   if (value.name !== "ReplyError") return false;
   // A transaction whose commands were refused as they were queued (OOM is checked then) is
   // discarded whole; it passes with time when what refused them does (ioredis lists them).
