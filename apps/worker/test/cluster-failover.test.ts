@@ -13,30 +13,6 @@ import { startWorkerProcess, waitStarted } from "./worker-processes.js";
 // across the failover verifies.
 const cluster = useRedisCluster({ nodes: 6, replicas: 1 });
 
-/** The master serving `key`'s slot and its replica, by port (from CLUSTER NODES). */
-async function ownerAndReplica(key: string): Promise<{ master: number; replica: number }> {
-  const conn = new Redis({ host: "127.0.0.1", port: cluster().ports[0] as number });
-  try {
-    const slot = Number(await conn.cluster("KEYSLOT", key));
-    const nodes = String(await conn.cluster("NODES"))
-      .trim()
-      .split("\n")
-      .map((line) => line.split(" "));
-    const port = (address: string) => Number(address.split("@")[0]?.split(":")[1]);
-    const owner = nodes.find((n) =>
-      n.slice(8).some((range) => {
-        const [from, to] = range.split("-").map(Number);
-        return from !== undefined && slot >= from && slot <= (to ?? from);
-      }),
-    );
-    const replica = nodes.find((n) => n[3] === owner?.[0]);
-    if (!owner || !replica) throw new Error(`slot ${slot} has no master and replica:\n${nodes.join("\n")}`);
-    return { master: port(owner[1] as string), replica: port(replica[1] as string) };
-  } finally {
-    conn.disconnect();
-  }
-}
-
 /** `ROLE`: "master", or "slave" and whether its link to the master is up ("connected"). */
 async function roleOf(port: number): Promise<string> {
   const conn = new Redis({ host: "127.0.0.1", port });
@@ -68,7 +44,9 @@ async function tasksThroughFailover(
   onTestFinished(async () => void (await Promise.all(workers.map((w) => w.kill()))));
   await Promise.all(workers.map((w) => waitStarted(w)));
 
-  const nodes = await ownerAndReplica(`${prefix}:tasks:wait`);
+  const slot = await cluster().slotNodes(`${prefix}:tasks:wait`);
+  if (slot.replicas[0] === undefined) throw new Error("the slot's master has no replica");
+  const nodes = { master: slot.master, replica: slot.replicas[0] };
   // The replica has caught up with its master (a manual failover needs it).
   await vi.waitFor(async () => expect(await roleOf(nodes.replica)).toBe("slave connected"), {
     timeout: 60_000,

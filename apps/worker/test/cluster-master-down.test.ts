@@ -13,19 +13,6 @@ const cluster = useRedisCluster({ nodes: 3 });
 
 const PREFIX = "{agentry}";
 
-/** The port of the master serving `key`'s slot. */
-async function ownerOf(key: string): Promise<number> {
-  const conn = new Redis({ host: "127.0.0.1", port: cluster().ports[0] as number });
-  try {
-    const slot = Number(await conn.cluster("KEYSLOT", key));
-    const range = (await conn.cluster("SLOTS")).find(([from, to]) => slot >= from && slot <= to);
-    if (!range?.[2]) throw new Error(`no master serves slot ${slot}`);
-    return range[2][1];
-  } finally {
-    conn.disconnect();
-  }
-}
-
 describe("a Redis Cluster with one master down", () => {
   it("a connection that has not learnt the masters yet reads every master's eviction setting, not none", async () => {
     const conn = createRedis({ url: cluster().url, role: "worker" });
@@ -38,7 +25,7 @@ describe("a Redis Cluster with one master down", () => {
   }, 60_000);
 
   it("a worker and a producer start on the masters they can reach, name the one they cannot, and tasks run", async () => {
-    const owner = await ownerOf(PREFIX);
+    const owner = (await cluster().slotNodes(PREFIX)).master;
     const down = cluster().ports.find((p) => p !== owner) as number;
     // The masters still up serve their slots although one master's are uncovered.
     for (const port of cluster().ports) {

@@ -30,6 +30,7 @@ export {
 } from "./redis/shards.js";
 export {
   defineScripts,
+  loadScripts,
   MAX_SCRIPT_RELOADS,
   scriptCommandName,
   type ScriptArg,

@@ -169,13 +169,13 @@ function defineScript(
     // call on a pipeline it opened earlier in the tick, which has only the commands defined
     // then (ioredis then loses the reply order of the whole pipeline). EVAL when the server
     // does not know the script (first use, a SCRIPT FLUSH, a restart) runs it and caches it.
-    const methods = redis as unknown as Record<string, (...a: ScriptArg[]) => Promise<unknown>>;
+    const methods = redis as unknown as Methods;
     const rest = [keys.length, ...keys, ...args];
     try {
       return await methods[evalsha]!.call(redis, sha, ...rest);
     } catch (err) {
       if (!isNoScriptError(err)) throw err;
-      return methods[evalScript]!.call(redis, lua, ...rest);
+      return await methods[evalScript]!.call(redis, lua, ...rest);
     }
   };
   const queue = (pipeline: ChainableCommander, keys: readonly string[], args: readonly ScriptArg[]): void => {
@@ -189,15 +189,23 @@ function defineScript(
     }
     run.call(pipeline, ...argsOf(keys, args));
   };
-  const load = async (redis: ScriptClient): Promise<void> => {
-    const targets = "nodes" in redis ? redis.nodes("master") : [redis];
-    // A Cluster master that is down holds other slots, perhaps: only loading nowhere is an error
-    // (a key on the down master fails its call again, with the server's own error).
-    const loads = await Promise.allSettled(targets.map((node) => node.script("LOAD", lua)));
-    const failed = loads.filter((l): l is PromiseRejectedResult => l.status === "rejected");
-    if (failed.length > 0 && failed.length === loads.length) throw failed[0]!.reason;
-  };
+  const load = (redis: ScriptClient): Promise<void> => loadScripts(redis, [lua]);
   return Object.assign(call, { defineOn, queue, load }) as ScriptCall<ScriptSignature>;
+}
+
+/**
+ * Loads Lua sources into the script cache of the server, or of every master of a Redis Cluster
+ * (a SCRIPT LOAD sent through the cluster client would reach any one node). A master that is down
+ * holds other slots, perhaps: only loading nowhere is an error (a key on the down master fails
+ * its call again, with the server's own error).
+ */
+export async function loadScripts(redis: ScriptClient, sources: readonly string[]): Promise<void> {
+  const targets = "nodes" in redis ? redis.nodes("master") : [redis];
+  const loads = await Promise.allSettled(
+    targets.map((node) => Promise.all(sources.map((lua) => node.script("LOAD", lua)))),
+  );
+  const failed = loads.filter((l): l is PromiseRejectedResult => l.status === "rejected");
+  if (failed.length > 0 && failed.length === loads.length) throw failed[0]!.reason;
 }
 
 function parseFileName(file: string): { name: string; numberOfKeys: number | undefined } {

@@ -1,5 +1,5 @@
 import { FlowProducer, Queue, QueueEvents, type Job, type Telemetry } from "bullmq";
-import type { Cluster, Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { z } from "zod";
 import {
   AgentryError,
@@ -9,6 +9,7 @@ import {
   isNoScriptError,
   isTransientRedisError,
   keySpace,
+  loadScripts,
   newId,
   pinShardCount,
   shardOfSession,
@@ -902,20 +903,11 @@ function isConnectionError(err: unknown): boolean {
   );
 }
 
-/**
- * Loads every script defined on a client (BullMQ's commands among them) into the server's cache:
- * on every master of a Redis Cluster (a SCRIPT LOAD sent through the cluster client goes to any
- * one node). A master that does not answer is skipped; loading nowhere is an error.
- */
+/** Loads every script defined on a client (BullMQ's commands among them): see `loadScripts`. */
 async function loadClientScripts(redis: Redis): Promise<void> {
   const scripts = (redis as unknown as { scriptsSet?: Record<string, { lua: string }> }).scriptsSet ?? {};
-  const cluster = redis as unknown as Partial<Pick<Cluster, "isCluster" | "nodes">>;
-  const targets = cluster.isCluster && cluster.nodes ? cluster.nodes("master") : [redis];
-  const loads = await Promise.allSettled(
-    targets.map((node) =>
-      Promise.all(Object.values(scripts).map((script) => node.script("LOAD", script.lua))),
-    ),
+  await loadScripts(
+    redis,
+    Object.values(scripts).map((script) => script.lua),
   );
-  const failed = loads.filter((l): l is PromiseRejectedResult => l.status === "rejected");
-  if (failed.length > 0 && failed.length === loads.length) throw failed[0]!.reason;
 }

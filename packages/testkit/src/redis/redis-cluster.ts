@@ -12,6 +12,11 @@ export interface TestRedisCluster {
   readonly url: string;
   /** Every node's port, masters' and replicas' (which is which changes with a failover: ask `ROLE`). */
   readonly ports: number[];
+  /**
+   * The master serving `key`'s slot and its replicas, by port, as the first node sees them now
+   * (`CLUSTER NODES`).
+   */
+  slotNodes(key: string): Promise<{ master: number; replicas: number[] }>;
   stop(): Promise<void>;
 }
 
@@ -88,7 +93,35 @@ export async function startRedisCluster(
     await stop();
     throw err;
   }
-  return { url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(",")}`, ports, stop };
+  return {
+    url: `redis+cluster://${ports.map((p) => `127.0.0.1:${p}`).join(",")}`,
+    ports,
+    slotNodes: (key) => slotNodes(ports[0] as number, key),
+    stop,
+  };
+}
+
+async function slotNodes(port: number, key: string): Promise<{ master: number; replicas: number[] }> {
+  const conn = new Redis({ host: "127.0.0.1", port });
+  try {
+    const slot = Number(await conn.cluster("KEYSLOT", key));
+    // <id> <host:port@bus> <flags> <master id or -> <ping> <pong> <epoch> <link> <slot ranges...>
+    const nodes = String(await conn.cluster("NODES"))
+      .trim()
+      .split("\n")
+      .map((line) => line.split(" "));
+    const portOf = (node: string[]) => Number(node[1]?.split("@")[0]?.split(":")[1]);
+    const owner = nodes.find((n) =>
+      n.slice(8).some((range) => {
+        const [from, to] = range.split("-").map(Number);
+        return from !== undefined && slot >= from && slot <= (to ?? from);
+      }),
+    );
+    if (!owner) throw new Error(`no master serves slot ${slot}:\n${nodes.join("\n")}`);
+    return { master: portOf(owner), replicas: nodes.filter((n) => n[3] === owner[0]).map(portOf) };
+  } finally {
+    conn.disconnect();
+  }
 }
 
 /**
