@@ -375,8 +375,6 @@ export class AgentryClient {
         // The scripts the children's adds met NOSCRIPT on are loaded, so the group sent again
         // is added whole (the client still counts them as loaded on this connection).
         await loadClientScripts(this.redis).catch(() => undefined);
-        // A parent none of whose children was added would wait for them forever: it goes too.
-        if (missing.length === taskIds.length) await shard.queue.remove(groupId).catch(() => undefined);
         throw new AgentryError(
           "REDIS_UNAVAILABLE",
           `group ${groupId}: ${missing.length} of its ${taskIds.length} tasks were not created; submit the group again`,
