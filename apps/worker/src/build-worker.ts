@@ -9,6 +9,7 @@ import {
   shardPrefixes,
   splitConcurrency,
   tenantOwnedId,
+  readReplicaCounts,
   type Logger,
 } from "@agentry/core";
 import type { AgentHooks } from "@agentry/agent";
@@ -142,6 +143,13 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
     connectionName: "agentry-worker-pub",
   });
   publisher.on("error", () => undefined);
+  // Tool claims that wait for replicas go on a connection of their own: a WAIT holds its
+  // connection until the replicas answer.
+  const claimRedis =
+    config.AGENTRY_REDIS_WAIT_REPLICAS > 0
+      ? createRedis({ url: config.REDIS_URL, role: "worker", connectionName: "agentry-worker-claims" })
+      : undefined;
+  claimRedis?.on("error", () => undefined);
 
   const model =
     options.model ??
@@ -370,6 +378,15 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       audit,
       actor,
       toolClaimMs: config.AGENTRY_TOOL_TIMEOUT_MS + 2_000,
+      ...(claimRedis
+        ? {
+            toolClaimReplicas: {
+              replicas: config.AGENTRY_REDIS_WAIT_REPLICAS,
+              timeoutMs: config.AGENTRY_REDIS_WAIT_TIMEOUT_MS,
+              redis: claimRedis,
+            },
+          }
+        : {}),
     });
     const failureOnce = (f: QueueFailure) => taskAuditOnce("failure", f.payload.tenant, f.taskId);
     const recordQueueFailure = async (f: QueueFailure): Promise<void> => {
@@ -511,6 +528,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       await checkClusterConfig(redis as unknown as Parameters<typeof checkClusterConfig>[0], prefix);
       // So does a shard count other than the deployment's (tasks on a shard nobody consumes).
       await pinShardCount(redis, prefix, config.AGENTRY_SHARDS);
+      if (config.AGENTRY_REDIS_WAIT_REPLICAS > 0) await warnReplicasShort(redis, config, logger);
       for (const shard of shards) await shard.worker.start();
     },
     async close() {
@@ -519,7 +537,25 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       await Promise.all(allowanceLedgers.map((a) => a.close()));
       await auditLane.release();
       await publisher.quit().catch(() => publisher.disconnect());
+      await claimRedis?.quit().catch(() => claimRedis.disconnect());
       await redis.quit().catch(() => redis.disconnect());
     },
   };
+}
+
+/**
+ * Logs each master with fewer connected replicas than AGENTRY_REDIS_WAIT_REPLICAS asks for: its
+ * tool calls wait for replicas that are not there, and their attempts are retried until they are.
+ * Not a refusal: a replica that is restarting comes back.
+ */
+async function warnReplicasShort(redis: Redis, config: WorkerConfig, logger: Logger): Promise<void> {
+  const wanted = config.AGENTRY_REDIS_WAIT_REPLICAS;
+  // A master that cannot be read now is the eviction check's to report.
+  for (const { node, replicas } of await readReplicaCounts(redis)) {
+    if (replicas === undefined || replicas >= wanted) continue;
+    logger.warn(
+      { event: "redis-replicas-short", node, replicas, wanted },
+      `Redis master ${node} has ${replicas} connected replica(s) and AGENTRY_REDIS_WAIT_REPLICAS is ${wanted}: its tool calls do not run (their attempts are retried) until ${wanted} replica(s) acknowledge them`,
+    );
+  }
 }

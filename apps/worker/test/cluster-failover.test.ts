@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { Redis } from "ioredis";
 import { createRedis } from "@agentry/core";
 import { AuditLog } from "@agentry/governance";
-import { AgentryClient } from "@agentry/runtime";
+import { AgentryClient, RedisToolJournal } from "@agentry/runtime";
 import { useRedisCluster } from "@agentry/testkit";
 import { startWorkerProcess, waitStarted } from "./worker-processes.js";
 
@@ -31,6 +31,7 @@ async function roleOf(port: number): Promise<string> {
 async function tasksThroughFailover(
   prefix: string,
   failOver: (nodes: { master: number; replica: number }) => Promise<void>,
+  extraEnv: Record<string, string> = {},
 ): Promise<void> {
   // Canned answers streamed slowly enough that tasks are still running when the master goes.
   const env = {
@@ -39,6 +40,7 @@ async function tasksThroughFailover(
     AGENTRY_LLM: "scripted",
     AGENTRY_SCRIPTED_DELTA_MS: "30",
     AGENTRY_CONCURRENCY: "2",
+    ...extraEnv,
   };
   const workers = [startWorkerProcess("fo-1", env), startWorkerProcess("fo-2", env)];
   onTestFinished(async () => void (await Promise.all(workers.map((w) => w.kill()))));
@@ -95,16 +97,68 @@ async function tasksThroughFailover(
   expect(all.map((id) => actions.get(id))).toEqual(all.map(() => 1));
 }
 
+describe("a tool call's claim on a Redis Cluster with waitReplicas", () => {
+  it("waits for the replica of the claim's own slot: a stalled replica there stops the call, the others' do not let it through", async () => {
+    const prefix = "{agentry-wait}";
+    const redis = createRedis({ url: cluster().url, role: "worker" });
+    onTestFinished(() => redis.disconnect());
+    const run = { taskId: "t1", tenant: "acme", userId: "u1", sessionId: "s1" };
+    const call = { type: "tool_use" as const, id: "toolu_1", name: "delete_resource", input: {} };
+    const journal = new RedisToolJournal({ redis, prefix, waitReplicas: 1, waitTimeoutMs: 300 });
+    const entry = journal.entryKey(run, call.id);
+    // Right after the cluster formed, its nodes may not have told each other of the replicas yet.
+    const { master, replicas } = await vi.waitFor(
+      async () => {
+        const nodes = await cluster().slotNodes(entry);
+        expect(nodes.replicas).toHaveLength(1);
+        return nodes;
+      },
+      { timeout: 60_000, interval: 200 },
+    );
+    const replicaPort = replicas[0] as number;
+    const replica = new Redis({ host: "127.0.0.1", port: replicaPort });
+    onTestFinished(() => replica.disconnect());
+    await vi.waitFor(async () => expect(await roleOf(replicaPort)).toBe("slave connected"), {
+      timeout: 60_000,
+      interval: 200,
+    });
+    // A WAIT sent to another master would answer at once: its replica is up.
+    const pid = Number(/^process_id:(\d+)/m.exec(await replica.info("server"))?.[1]);
+    process.kill(pid, "SIGSTOP");
+    try {
+      await expect(journal.begin(run, call)).rejects.toMatchObject({ code: "REDIS_UNAVAILABLE" });
+      const onMaster = new Redis({ host: "127.0.0.1", port: master });
+      onTestFinished(() => onMaster.disconnect());
+      expect(await onMaster.exists(entry)).toBe(0);
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    await vi.waitFor(async () => expect(await roleOf(replicaPort)).toBe("slave connected"), {
+      timeout: 60_000,
+      interval: 200,
+    });
+    const again = new RedisToolJournal({ redis, prefix, waitReplicas: 1, waitTimeoutMs: 10_000 });
+    expect(await again.begin(run, call)).toEqual({ status: "fresh" });
+    await replica.call("READONLY");
+    expect(await replica.get(entry)).toBe("started");
+  }, 120_000);
+});
+
 describe("a Redis Cluster master replaced by its replica while tasks run", () => {
   it("planned (CLUSTER FAILOVER): every task completes, none fails, each tool runs once, the audit chain verifies", async () => {
-    await tasksThroughFailover("{agentry-fo}", async ({ master, replica }) => {
-      const promoted = new Redis({ host: "127.0.0.1", port: replica });
-      await promoted.cluster("FAILOVER").finally(() => promoted.disconnect());
-      await vi.waitFor(async () => expect(await roleOf(master)).toMatch(/^slave/), {
-        timeout: 60_000,
-        interval: 200,
-      });
-    });
+    // The workers wait for a replica to hold each tool call's claim: through the failover too.
+    await tasksThroughFailover(
+      "{agentry-fo}",
+      async ({ master, replica }) => {
+        const promoted = new Redis({ host: "127.0.0.1", port: replica });
+        await promoted.cluster("FAILOVER").finally(() => promoted.disconnect());
+        await vi.waitFor(async () => expect(await roleOf(master)).toMatch(/^slave/), {
+          timeout: 60_000,
+          interval: 200,
+        });
+      },
+      { AGENTRY_REDIS_WAIT_REPLICAS: "1" },
+    );
   }, 300_000);
 
   // Last: the dead master stays down.

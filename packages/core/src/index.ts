@@ -46,6 +46,7 @@ export {
   describeEviction,
   evictingNodes,
   readEvictionStates,
+  readReplicaCounts,
   unreachableNodes,
   EVICTION_READ_TIMEOUT_MS,
   type EvictionState,

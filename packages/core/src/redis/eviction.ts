@@ -127,6 +127,37 @@ export async function assertNoEviction(redis: Redis | Cluster): Promise<Eviction
   return states;
 }
 
+/**
+ * How many replicas each master that holds Agentry's keys has connected now (`INFO replication`):
+ * the server, or every master of a Redis Cluster. A master that cannot be read comes with
+ * `replicas` undefined and the reason.
+ */
+export async function readReplicaCounts(
+  redis: Redis | Cluster,
+  options: { timeoutMs?: number } = {},
+): Promise<{ node: string; replicas: number | undefined; unreachable?: string }[]> {
+  const timeoutMs = options.timeoutMs ?? EVICTION_READ_TIMEOUT_MS;
+  const nodes = redis.isCluster
+    ? await clusterMasters(redis as Cluster, timeoutMs)
+    : [{ name: nodeName(redis as Redis), conn: redis as Redis }];
+  return Promise.all(
+    nodes.map(async ({ name, conn }) => {
+      if (!conn) return { node: name, replicas: undefined, unreachable: "no connection" };
+      try {
+        const info = await withTimeout(conn.info("replication"), timeoutMs, "INFO");
+        const count = infoField(info, "connected_slaves");
+        return { node: name, replicas: count === undefined ? undefined : Number(count) };
+      } catch (err) {
+        return {
+          node: name,
+          replicas: undefined,
+          unreachable: err instanceof Error ? err.message : String(err),
+        };
+      }
+    }),
+  );
+}
+
 function infoField(info: string, name: string): string | undefined {
   return new RegExp(`^${name}:(.*?)\\s*$`, "m").exec(info)?.[1];
 }

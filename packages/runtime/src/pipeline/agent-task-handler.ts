@@ -47,6 +47,11 @@ export interface AgentTaskHandlerOptions {
   audit?: AuditSink;
   /** How long a started tool call may still record its result (its timeout plus a margin); see RedisToolJournal. @defaultValue 35_000 */
   toolClaimMs?: number;
+  /**
+   * Replicas a tool call's claim must reach before the tool runs, how long to wait for them and
+   * the connection claims use; see RedisToolJournal's `waitReplicas`. @defaultValue off
+   */
+  toolClaimReplicas?: { replicas: number; timeoutMs?: number; redis?: Redis };
   /** Who writes the audit entries (the worker's name). */
   actor?: string;
   /** Longest model text kept as a decision's reasoning in the audit, in characters. @defaultValue 2_000 */
@@ -95,6 +100,15 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
     redis: options.redis,
     prefix: options.prefix,
     ...(options.toolClaimMs ? { claimMs: options.toolClaimMs } : {}),
+    ...(options.toolClaimReplicas
+      ? {
+          waitReplicas: options.toolClaimReplicas.replicas,
+          ...(options.toolClaimReplicas.timeoutMs !== undefined
+            ? { waitTimeoutMs: options.toolClaimReplicas.timeoutMs }
+            : {}),
+          ...(options.toolClaimReplicas.redis ? { claimRedis: options.toolClaimReplicas.redis } : {}),
+        }
+      : {}),
   });
   const maxReasoning = options.maxAuditedReasoning ?? 2_000;
 

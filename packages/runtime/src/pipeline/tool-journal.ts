@@ -35,6 +35,23 @@ export interface RedisToolJournalOptions {
   claimMs?: number;
   /** How often a waiting attempt looks for the result. @defaultValue 200 */
   pollMs?: number;
+  /**
+   * Replicas that must hold a claim before its tool runs: after the claim, Redis `WAIT` on the
+   * connection to the claim's master (on a Cluster, its slot's master). Replication is
+   * asynchronous, so without it a master that dies right after a claim can lose the claim to the
+   * replica that replaces it, and a later attempt runs the tool again. A claim fewer replicas
+   * acknowledge in time is withdrawn and the attempt stops as retryable `REDIS_UNAVAILABLE`,
+   * before the tool runs. @defaultValue 0 (off)
+   */
+  waitReplicas?: number;
+  /** How long a claim waits for its replicas. @defaultValue 1_000 */
+  waitTimeoutMs?: number;
+  /**
+   * The connection claims and their `WAIT` go on. A `WAIT` holds its connection until the
+   * replicas answer, so a deployment that waits gives claims a connection of their own.
+   * @defaultValue `redis`
+   */
+  claimRedis?: Redis;
 }
 
 /**
@@ -52,9 +69,15 @@ export class RedisToolJournal implements ToolJournal {
   private readonly ttlMs: number;
   private readonly claimMs: number;
   private readonly pollMs: number;
+  private readonly claimRedis: Redis;
+  private readonly waitReplicas: number;
+  private readonly waitTimeoutMs: number;
 
   constructor(options: RedisToolJournalOptions) {
     this.redis = options.redis;
+    this.claimRedis = options.claimRedis ?? options.redis;
+    this.waitReplicas = options.waitReplicas ?? 0;
+    this.waitTimeoutMs = options.waitTimeoutMs ?? 1_000;
     this.keys = keySpace(options.prefix);
     this.ttlMs = options.ttlMs ?? 7 * 24 * 3600_000;
     this.claimMs = options.claimMs ?? 35_000;
@@ -66,7 +89,7 @@ export class RedisToolJournal implements ToolJournal {
     const claimKey = this.key(run, call, "claim");
     const fence = fenceArgs(run.fence, key);
     const claimed = await scripts.claimToolCall(
-      this.redis,
+      this.claimRedis,
       [key, claimKey, fence.key],
       [fence.token, this.ttlMs, this.claimMs],
     );
@@ -77,7 +100,10 @@ export class RedisToolJournal implements ToolJournal {
         { retryable: false },
       );
     }
-    if (claimed === 1) return { status: "fresh" };
+    if (claimed === 1) {
+      if (this.waitReplicas > 0) await this.replicate(run, call, key, claimKey);
+      return { status: "fresh" };
+    }
     for (;;) {
       const [value, claimAlive] = await Promise.all([this.redis.get(key), this.redis.exists(claimKey)]);
       if (value === null) return this.begin(run, call);
@@ -85,6 +111,36 @@ export class RedisToolJournal implements ToolJournal {
       if (claimAlive === 0) return { status: "interrupted" };
       await sleep(this.pollMs);
     }
+  }
+
+  /**
+   * Waits until `waitReplicas` replicas hold the claim just made on `claimRedis`. The `GET` and
+   * the `WAIT` go in one pipeline, which a Cluster client sends to the claim's slot master, on the
+   * connection that carried the claim: the `WAIT` covers every write that master took before it,
+   * the claim among them, and the `GET` finds the claim gone when the slot moved to a master
+   * that never had it. Either shortfall withdraws the claim (no tool ran under it) and throws.
+   */
+  private async replicate(run: RunContext, call: ToolUseBlock, key: string, claimKey: string): Promise<void> {
+    const replies = await this.claimRedis
+      .pipeline()
+      .get(key)
+      .call("WAIT", this.waitReplicas, this.waitTimeoutMs)
+      .exec();
+    const [held, acked] = (replies ?? []).map(([err, value]) => {
+      if (err) throw AgentryError.from(err);
+      return value;
+    });
+    if (held === STARTED && Number(acked) >= this.waitReplicas) return;
+    await this.claimRedis.del(key, claimKey).catch(() => undefined);
+    const why =
+      held === STARTED
+        ? `${Number(acked)} of ${this.waitReplicas} replica(s) acknowledged it within ${this.waitTimeoutMs} ms`
+        : "its master no longer holds it (the slot moved to a replica that never got it)";
+    throw new AgentryError(
+      "REDIS_UNAVAILABLE",
+      `Task ${run.taskId}: the claim of tool call ${call.id} is not replicated: ${why}; the tool did not run and the attempt is retried (AGENTRY_REDIS_WAIT_REPLICAS asks for ${this.waitReplicas})`,
+      { retryable: true },
+    );
   }
 
   async complete(run: RunContext, call: ToolUseBlock, result: ToolResultBlock): Promise<void> {
