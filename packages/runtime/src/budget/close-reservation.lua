@@ -65,11 +65,13 @@ elseif mode == 'reap' then
   chT, chC = resT, resC
 end
 
+-- Each usage hash read and written once (a read and a write where four increments would be four
+-- commands): nothing runs in between.
 for _, k in ipairs(usageKeys(r[4], r[5])) do
-  if resT ~= 0 then redis.call('HINCRBY', k, 'resTokens', int(-resT)) end
-  if resC ~= 0 then redis.call('HINCRBY', k, 'resCost', int(-resC)) end
-  if chT ~= 0 then redis.call('HINCRBY', k, 'usedTokens', int(chT)) end
-  if chC ~= 0 then redis.call('HINCRBY', k, 'usedCost', int(chC)) end
+  local u = redis.call('HMGET', k, 'resTokens', 'resCost', 'usedTokens', 'usedCost')
+  redis.call('HSET', k,
+    'resTokens', int((tonumber(u[1]) or 0) - resT), 'resCost', int((tonumber(u[2]) or 0) - resC),
+    'usedTokens', int((tonumber(u[3]) or 0) + chT), 'usedCost', int((tonumber(u[4]) or 0) + chC))
 end
 
 local state = mode == 'release' and 'released' or (mode == 'reap' and 'reaped' or 'settled')

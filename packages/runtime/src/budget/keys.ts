@@ -7,7 +7,11 @@ import type { BudgetScope } from "./scope.js";
  */
 export interface BudgetKeys {
   limit(scope: BudgetScope): string;
-  /** Hash `usedTokens usedCost resTokens resCost` of one scope in one period. */
+  /**
+   * Hash `usedTokens usedCost resTokens resCost` of one scope in one period, and `k`: how
+   * `p` when its period's expiry is set (or it has none) and its scope listed (reserve-budget.lua),
+   * none on an accounting-only hash, which expires.
+   */
   usage(scope: BudgetScope, period: string): string;
   reservation(id: string): string;
   /** Marker left after settle / release / reap so that they stay idempotent. */

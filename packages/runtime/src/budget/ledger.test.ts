@@ -88,6 +88,57 @@ describe("BudgetLedger limits", () => {
     expect(await client.ttl(`${prefix}:budget:usage:tenant:acme:session:s2:none`)).toBe(-1);
   });
 
+  it("a session charged as accounting only, then limited, then unlimited again: its usage is kept, listed and expiring as each says", async () => {
+    const client = redis.client();
+    const prefix = `{${redis.freshPrefix("ledger")}}`;
+    const l = new BudgetLedger({ redis: client, prefix });
+    const usage = `${prefix}:budget:usage:tenant:acme:session:s1:none`;
+    const charge = async (tokens: number) => {
+      const r = await l.reserve({ taskId: "t", scopes: ["tenant:acme:session:s1"], amount: amount(tokens) });
+      if (!r.ok) throw new Error("reserve failed");
+      await l.settle(r.reservation.id, amount(tokens));
+    };
+    await charge(3);
+    await charge(3);
+    expect(await client.ttl(usage)).toBeGreaterThan(29 * 24 * 3600);
+    expect(await l.listScopes()).toEqual([]);
+    // Limited now: the same usage hash, no longer expiring, listed; kept so from the first reserve on.
+    await l.setLimit("tenant:acme:session:s1", { maxTokens: 100, period: "none" });
+    await l.removeLimit("tenant:acme:session:s1");
+    await l.setLimit("tenant:acme:session:s1", { maxTokens: 100, period: "none" });
+    await client.srem(`${prefix}:budget:scopes`, "tenant:acme:session:s1");
+    await charge(4);
+    expect(await client.ttl(usage)).toBe(-1);
+    expect(await l.listScopes()).toEqual(["tenant:acme:session:s1"]);
+    await charge(4);
+    expect((await l.getStats("tenant:acme:session:s1")).used.tokens).toBe(14);
+    // Unlimited again: accounting only, expiring once more.
+    await l.removeLimit("tenant:acme:session:s1");
+    await charge(1);
+    expect(await client.ttl(usage)).toBeGreaterThan(29 * 24 * 3600);
+    // And limited again: the expiry goes at the next reserve.
+    await l.setLimit("tenant:acme:session:s1", { maxTokens: 100, period: "none" });
+    await charge(1);
+    expect(await client.ttl(usage)).toBe(-1);
+    expect((await l.getStats("tenant:acme:session:s1")).used.tokens).toBe(16);
+  });
+
+  it("a day-limited scope's usage hash expires: its first reserve of the day sets the expiry, later ones keep it", async () => {
+    const client = redis.client();
+    const prefix = `{${redis.freshPrefix("ledger")}}`;
+    const l = new BudgetLedger({ redis: client, prefix });
+    await l.setLimit("tenant:acme", { maxTokens: 1_000, period: "day" });
+    for (let i = 0; i < 3; i++) {
+      const r = await l.reserve({ taskId: "t", scopes: ["tenant:acme"], amount: amount(2) });
+      if (!r.ok) throw new Error("reserve failed");
+      await l.settle(r.reservation.id, amount(2));
+    }
+    const [key] = await client.keys(`${prefix}:budget:usage:tenant:acme:*`);
+    const ttl = await client.ttl(key as string);
+    expect(ttl).toBeGreaterThan(0);
+    expect((await l.getStats("tenant:acme")).used.tokens).toBe(6);
+  });
+
   it("rejects limits that are not non-negative integers or cap nothing", async () => {
     const l = ledger();
     await expect(l.setLimit("global", { maxTokens: 1.5, period: "none" })).rejects.toMatchObject({

@@ -50,7 +50,7 @@ for i = 1, n do
     label, ttl = 'none', nil
   end
   local key = base .. 'usage:' .. scope .. ':' .. label
-  local u = redis.call('HMGET', key, 'usedTokens', 'usedCost', 'resTokens', 'resCost')
+  local u = redis.call('HMGET', key, 'usedTokens', 'usedCost', 'resTokens', 'resCost', 'k')
   local usedT, usedC = tonumber(u[1]) or 0, tonumber(u[2]) or 0
   local resT, resC = tonumber(u[3]) or 0, tonumber(u[4]) or 0
   local maxT, maxC = tonumber(lim[1]), tonumber(lim[2])
@@ -71,19 +71,25 @@ for i = 1, n do
   -- only: its usage expires 30 days after the session was last charged and it is not listed, so
   -- per-session keys do not pile up forever.
   local transient = (not maxT) and (not maxC) and kind == 'none' and string.find(scope, '^tenant:[^:]+:session:') ~= nil
-  chosen[i] = {key, label, ttl, transient}
+  chosen[i] = {key, label, ttl, transient, resT, resC, u[5]}
 end
 if contended then return contended end
 
 local labels = {}
 for i = 1, n do
   local c = chosen[i]
-  if reqT ~= 0 then redis.call('HINCRBY', c[1], 'resTokens', int(reqT)) end
-  if reqC ~= 0 then redis.call('HINCRBY', c[1], 'resCost', int(reqC)) end
-  if reqT == 0 and reqC == 0 then redis.call('HINCRBY', c[1], 'resTokens', 0) end
+  -- Both reserved figures in one write: this call read them above and nothing runs in between.
+  -- Field k = "p" says the hash's period expiry is set (or it has none) and its scope listed;
+  -- an accounting-only hash (expiring) has no k.
   if c[4] then
+    redis.call('HSET', c[1], 'resTokens', int(c[5] + reqT), 'resCost', int(c[6] + reqC))
+    if c[7] then redis.call('HDEL', c[1], 'k') end
     redis.call('EXPIRE', c[1], 2592000)
   else
+    redis.call('HSET', c[1], 'resTokens', int(c[5] + reqT), 'resCost', int(c[6] + reqC), 'k', 'p')
+  end
+  if not c[4] and c[7] ~= 'p' then
+    -- The first reserve on it (or the first since it was accounting only).
     if c[3] and redis.call('TTL', c[1]) < 0 then redis.call('EXPIRE', c[1], c[3]) end
     if not c[3] then redis.call('PERSIST', c[1]) end
     redis.call('SADD', KEYS[4], ARGV[10 + i])
