@@ -139,16 +139,21 @@ const BENCHMARKS: Benchmark[] = [
       "key family (retained once the keys of at most 1 h have expired is used_memory less their MEMORY USAGE: the completed " +
       "tasks' streams, 5 min, and the markers of closed budget reservations, 1 h), MONITOR " +
       "over 50 more tasks for the bytes by command and script, SLOWLOG of every command over 50 more for the execution " +
-      "time by command and script (a script's with the commands it runs), then `agentry audit archive` of every lane (archiveChains: " +
+      "time by command and script (a script's with the commands it runs) and the commands clients send (over 50 more bare jobs too), then `agentry audit archive` of every lane (archiveChains: " +
       "anchor, files, trim) and the used_memory it frees per task, and a long task (a scripted model calling a tool with 4 KB " +
       "results in a loop) run alone at 10, 20 and 30 model calls: bytes sent to Redis for the whole task.",
     note:
       "How to read it. Of the targets of a third of the work, retained memory (≤ 2 KB + the result) is met once a task's " +
       "keys of at most an hour have expired and the audit log is archived, with BullMQ's events stream (10 000 entries in " +
       "all) counted apart as the fixed cost it is; CPU ≤ 4× and bytes ≤ 5× a bare job are not met, and the breakdown says " +
-      "where the rest goes. Part of Redis CPU is in no command but in serving round trips (socket reads and writes, " +
-      "parsing: INFO cpu less what the SLOWLOG breakdown accounts for), so it grows with the calls a task makes, some 30 " +
-      "script calls where a bare job makes 2. Every step is one fenced MULTI/EXEC (step log, progress, the step's " +
+      "where the rest goes. Redis CPU follows the commands clients send (the commands-sent row, both sides counted the " +
+      "same way) far more than the commands scripts run inside: part of it is in no command but in serving them (socket " +
+      "reads and writes, parsing: INFO cpu less what the SLOWLOG breakdown accounts for), and a command run inside a script " +
+      "costs about a microsecond, so cutting those (the budget scripts read and write each usage hash once) lowers the " +
+      "commands row and leaves CPU within the run-to-run spread. Each guarantee a task keeps is at least one command of its " +
+      "own: the session turn and its release, fair share's admission and hand-over, a budget reserve and settle per model " +
+      "call with their audit entries, the tool call's claim and result, each step's fenced write, the session history; a " +
+      "bare job sends a few. That is why CPU ≤ 4× is out of reach without dropping one of them. Every step is one fenced MULTI/EXEC (step log, progress, the step's " +
       "audit entries) and bytes grow linearly with steps (long task). What a bare job does not do and a task must: a tamper-" +
       "evident audit entry per request, decision, budget movement, action and response (HMAC-linked JSON with its content, " +
       "stored without the seq, previous hash and hash the stream gives: the largest share of bytes sent, several times a " +

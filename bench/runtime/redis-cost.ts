@@ -153,7 +153,7 @@ async function allCompleted(redis: RedisClient, completedKey: string, n: number,
   }
 }
 
-async function bare(redis: RedisClient, url: string): Promise<PerJob> {
+async function bare(redis: RedisClient, url: string): Promise<PerJob & { clientCalls: number }> {
   const prefix = freshPrefix("bare");
   const queueConn = createRedis({ url, role: "producer" });
   const queue = new bullmq.Queue("tasks", { connection: queueConn, prefix });
@@ -189,11 +189,63 @@ async function bare(redis: RedisClient, url: string): Promise<PerJob> {
     await Promise.all(Array.from({ length: Math.min(100, TASKS - i) }, (_, j) => add(100 + i + j)));
   await allCompleted(redis, `${prefix}:tasks:completed`, 100 + TASKS);
   const after = await sample(redis);
+  // The calls clients send per job (round trips; a script's commands are not calls), counted as
+  // the agent side's are: SLOWLOG of every command over 50 more jobs, outside the measured run.
+  const sampleJobs = 50;
+  const logged = await slowlogOf(redis, async () => {
+    await Promise.all(Array.from({ length: sampleJobs }, (_, j) => add(100 + TASKS + j)));
+    await allCompleted(redis, `${prefix}:tasks:completed`, 100 + TASKS + sampleJobs);
+  });
   await worker.close();
   await queue.close();
   await workerConn.quit();
   await queueConn.quit();
-  return perJob(before, after, TASKS);
+  return { ...perJob(before, after, TASKS), clientCalls: clientCalls(logged).calls / sampleJobs };
+}
+
+type SlowlogEntry = [number, number, number, string[], string];
+
+/** Every command Redis ran while `run` ran (SLOWLOG with every command logged, then restored). */
+async function slowlogOf(redis: RedisClient, run: () => Promise<void>): Promise<SlowlogEntry[]> {
+  const slowlogMax = await redis.config("GET", "slowlog-max-len");
+  const slowlogThreshold = await redis.config("GET", "slowlog-log-slower-than");
+  await redis.config("SET", "slowlog-max-len", "1000000");
+  await redis.config("SET", "slowlog-log-slower-than", "0");
+  await redis.slowlog("RESET");
+  try {
+    await run();
+    return (await redis.slowlog("GET", "-1")) as SlowlogEntry[];
+  } finally {
+    await redis.config("SET", "slowlog-log-slower-than", String(slowlogThreshold[1]));
+    await redis.config("SET", "slowlog-max-len", String(slowlogMax[1]));
+    await redis.slowlog("RESET");
+  }
+}
+
+/**
+ * The calls clients sent, from a SLOWLOG: by command (EVALSHA by script file), with their count
+ * and execution time (a script's with the commands it runs), and in all. A command a script runs
+ * is logged from no address and is not a call; the benchmark's own INFO, CONFIG and SLOWLOG are
+ * left out.
+ */
+function clientCalls(logged: readonly SlowlogEntry[]): {
+  calls: number;
+  by: Map<string, { us: number; calls: number }>;
+} {
+  const by = new Map<string, { us: number; calls: number }>();
+  let calls = 0;
+  for (const [, , us, argv, client] of logged) {
+    if (client === "?:0") continue;
+    const name = String(argv[0]).toLowerCase();
+    if (name === "info" || name === "config" || name === "slowlog") continue;
+    const label = name === "evalsha" ? `evalsha ${SCRIPTS.get(String(argv[1])) ?? "(BullMQ)"}` : name;
+    const row = by.get(label) ?? { us: 0, calls: 0 };
+    row.us += us;
+    row.calls += 1;
+    by.set(label, row);
+    calls += 1;
+  }
+  return { calls, by };
 }
 
 /** Keys that live at most this long are not what a completed task keeps (see `memoryByFamily`). */
@@ -335,33 +387,18 @@ async function agent(
     // script's with the commands it runs) by command and script; the rest of INFO cpu over the
     // same tasks is the server's own work: reading and writing its clients' sockets, parsing,
     // expiry and its event loop.
-    const slowlogMax = await redis.config("GET", "slowlog-max-len");
-    const slowlogThreshold = await redis.config("GET", "slowlog-log-slower-than");
-    await redis.config("SET", "slowlog-max-len", "1000000");
-    await redis.config("SET", "slowlog-log-slower-than", "0");
-    await redis.slowlog("RESET");
-    const cpuBefore = await sample(redis);
-    await submit(sampleTasks);
-    await allCompleted(redis, `${prefix}:tasks:completed`, 100 + TASKS + 2 * sampleTasks);
-    const cpuAfter = await sample(redis);
-    const logged = (await redis.slowlog("GET", "-1")) as [number, number, number, string[], string][];
-    await redis.config("SET", "slowlog-log-slower-than", String(slowlogThreshold[1]));
-    await redis.config("SET", "slowlog-max-len", String(slowlogMax[1]));
-    await redis.slowlog("RESET");
-    const cpuBy = new Map<string, { us: number; calls: number }>();
-    for (const [, , us, argv, client] of logged) {
-      // A command a script runs is logged too, from no address; its time is its script's.
-      if (client === "?:0") continue;
-      const name = String(argv[0]).toLowerCase();
-      if (name === "info" || name === "config" || name === "slowlog") continue;
-      const label = name === "evalsha" ? `evalsha ${SCRIPTS.get(String(argv[1])) ?? "(BullMQ)"}` : name;
-      const row = cpuBy.get(label) ?? { us: 0, calls: 0 };
-      row.us += us;
-      row.calls += 1;
-      cpuBy.set(label, row);
-    }
+    let cpuBefore: Sample | undefined;
+    let cpuAfter: Sample | undefined;
+    const logged = await slowlogOf(redis, async () => {
+      cpuBefore = await sample(redis);
+      await submit(sampleTasks);
+      await allCompleted(redis, `${prefix}:tasks:completed`, 100 + TASKS + 2 * sampleTasks);
+      cpuAfter = await sample(redis);
+    });
+    const { calls: callCount, by: cpuBy } = clientCalls(logged);
     const cpu = {
-      totalUs: perJob(cpuBefore, cpuAfter, sampleTasks).cpuUs,
+      totalUs: perJob(cpuBefore as Sample, cpuAfter as Sample, sampleTasks).cpuUs,
+      clientCalls: callCount / sampleTasks,
       by: [...cpuBy]
         .map(([label, r]): [string, number, number] => [label, r.calls / sampleTasks, r.us / sampleTasks])
         .sort((x, y) => y[2] - x[2]),
@@ -617,6 +654,9 @@ async function main(): Promise<void> {
             .map(([label, calls, us]) => [label, round(calls, 2), round(us)]),
         ),
       );
+      console.log(
+        `commands clients sent (each of a MULTI/EXEC block counted; a script's own commands not): ${round(cpu.clientCalls, 1)} per agent task, ${round(b.clientCalls, 1)} per bare job (ratio ${round(cpu.clientCalls / b.clientCalls, 2)})`,
+      );
     }
     const first = long[0];
     console.log(`\nLong task: bytes sent to Redis for the whole task (tool results ${TOOL_BYTES} B)`);
@@ -659,6 +699,15 @@ async function main(): Promise<void> {
               value: round(a.cost.memory - shortLivedBytes - a.archive.freedPerTask - eventsBytes),
               unit: "B",
               note: `the job (data, options, result ${round(a.resultBytes)} B), its place in the completed set, the session's history and its budget usage (target ≤ 2 KB + result = ${2048 + round(a.resultBytes)} B)`,
+            },
+          ]
+        : []),
+      ...(a.cpu
+        ? [
+            {
+              label: "commands clients send to Redis per task, agent / bare",
+              value: `${round(a.cpu.clientCalls, 1)} / ${round(b.clientCalls, 1)}`,
+              note: `ratio ${round(a.cpu.clientCalls / b.clientCalls, 2)}; SLOWLOG of every command over 50 more of each: each command of a MULTI/EXEC block counted, a script's own commands not`,
             },
           ]
         : []),
