@@ -1,10 +1,9 @@
 import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { Redis } from "ioredis";
 import { createRedis } from "@agentry/core";
-import { AuditLog } from "@agentry/governance";
-import { AgentryClient, RedisToolJournal } from "@agentry/runtime";
+import { RedisToolJournal } from "@agentry/runtime";
 import { useRedisCluster } from "@agentry/testkit";
-import { startWorkerProcess, waitStarted } from "./worker-processes.js";
+import { tasksThroughFailover } from "./failover-harness.js";
 
 // The master of the deployment's slot is replaced by its replica while workers run tasks: by an
 // operator (planned maintenance: CLUSTER FAILOVER, which waits for the replica to catch up), or
@@ -25,76 +24,33 @@ async function roleOf(port: number): Promise<string> {
 }
 
 /**
- * Runs tasks on two worker processes while `failOver` replaces the slot's master, then checks
- * every task, the tool runs and the audit chain. Tasks are still running when the master goes.
+ * Replaces the master of the deployment's slot by its replica with `failOver`, while tasks run
+ * (see tasksThroughFailover), once that replica has caught up (a manual failover needs it).
  */
-async function tasksThroughFailover(
+async function tasksThroughSlotFailover(
   prefix: string,
   failOver: (nodes: { master: number; replica: number }) => Promise<void>,
-  extraEnv: Record<string, string> = {},
+  env: Record<string, string> = {},
 ): Promise<void> {
-  // Canned answers streamed slowly enough that tasks are still running when the master goes.
-  const env = {
-    REDIS_URL: cluster().url,
-    AGENTRY_PREFIX: prefix,
-    AGENTRY_LLM: "scripted",
-    AGENTRY_SCRIPTED_DELTA_MS: "30",
-    AGENTRY_CONCURRENCY: "2",
-    ...extraEnv,
-  };
-  const workers = [startWorkerProcess("fo-1", env), startWorkerProcess("fo-2", env)];
-  onTestFinished(async () => void (await Promise.all(workers.map((w) => w.kill()))));
-  await Promise.all(workers.map((w) => waitStarted(w)));
-
   const slot = await cluster().slotNodes(`${prefix}:tasks:wait`);
   if (slot.replicas[0] === undefined) throw new Error("the slot's master has no replica");
   const nodes = { master: slot.master, replica: slot.replicas[0] };
-  // The replica has caught up with its master (a manual failover needs it).
   await vi.waitFor(async () => expect(await roleOf(nodes.replica)).toBe("slave connected"), {
     timeout: 60_000,
     interval: 200,
   });
-  const client = new AgentryClient({ url: cluster().url, prefix });
-  onTestFinished(() => client.close());
-  const submit = async (from: number, count: number) => {
-    const ids: string[] = [];
-    for (let i = from; i < from + count; i++)
-      ids.push(
-        (
-          await client.submit(
-            { prompt: "What is the weather in Paris?", sessionId: `s${i}` },
-            { tenant: "acme" },
-          )
-        ).taskId,
-      );
-    return ids;
-  };
-  const before = await submit(0, 20);
-  await client.wait(before[0] as string, { timeoutMs: 60_000 });
-  const running = await Promise.all(before.map((id) => client.status(id)));
-  expect(running.filter((t) => t.state !== "completed").length).toBeGreaterThan(0);
-
-  await failOver(nodes);
-  await vi.waitFor(async () => expect(await roleOf(nodes.replica)).toBe("master"), {
-    timeout: 60_000,
-    interval: 200,
+  await tasksThroughFailover({
+    url: cluster().url,
+    prefix,
+    env,
+    failOver: async () => {
+      await failOver(nodes);
+      await vi.waitFor(async () => expect(await roleOf(nodes.replica)).toBe("master"), {
+        timeout: 60_000,
+        interval: 200,
+      });
+    },
   });
-
-  const after = await submit(20, 20);
-  const all = [...before, ...after];
-  const results = await Promise.all(all.map((id) => client.wait(id, { timeoutMs: 120_000 })));
-  expect(results.every((r) => r.steps > 0)).toBe(true);
-  for (const w of workers) expect(w.output()).not.toContain('"event":"task-failed"');
-
-  const redis = createRedis({ url: cluster().url, role: "command" });
-  onTestFinished(() => redis.disconnect());
-  const audit = new AuditLog({ redis, prefix });
-  expect((await audit.verify()).ok).toBe(true);
-  // Each task's tool ran once: one action entry per task, across the failover.
-  const actions = new Map<string, number>();
-  for (const e of await audit.read({ count: 100_000 }))
-    if (e.type === "action" && e.taskId) actions.set(e.taskId, (actions.get(e.taskId) ?? 0) + 1);
-  expect(all.map((id) => actions.get(id))).toEqual(all.map(() => 1));
 }
 
 describe("a tool call's claim on a Redis Cluster with waitReplicas", () => {
@@ -147,7 +103,7 @@ describe("a tool call's claim on a Redis Cluster with waitReplicas", () => {
 describe("a Redis Cluster master replaced by its replica while tasks run", () => {
   it("planned (CLUSTER FAILOVER): every task completes, none fails, each tool runs once, the audit chain verifies", async () => {
     // The workers wait for a replica to hold each tool call's claim: through the failover too.
-    await tasksThroughFailover(
+    await tasksThroughSlotFailover(
       "{agentry-fo}",
       async ({ master, replica }) => {
         const promoted = new Redis({ host: "127.0.0.1", port: replica });
@@ -163,7 +119,7 @@ describe("a Redis Cluster master replaced by its replica while tasks run", () =>
 
   // Last: the dead master stays down.
   it("unplanned (the master dies, the cluster promotes its replica): the same holds", async () => {
-    await tasksThroughFailover("{agentry-kill}", async ({ master }) => {
+    await tasksThroughSlotFailover("{agentry-kill}", async ({ master }) => {
       const dying = new Redis({ host: "127.0.0.1", port: master, retryStrategy: () => null });
       dying.on("error", () => undefined);
       await dying.shutdown("NOSAVE").catch(() => undefined);

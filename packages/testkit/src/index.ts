@@ -48,3 +48,4 @@ export {
   type OtlpValue,
   type ReceivedSpan,
 } from "./otlp/otlp-receiver.js";
+export { startRedisSentinel, useRedisSentinel, type TestRedisSentinel } from "./redis/redis-sentinel.js";

@@ -30,8 +30,8 @@ export const agentryEnvSchema = z.object({
     z
       .string()
       .regex(
-        /^rediss?(\+cluster)?:\/\/\S+$/,
-        "must be redis://, rediss:// or redis+cluster:// followed by host:port",
+        /^rediss?(\+cluster|\+sentinel)?:\/\/\S+$/,
+        "must be redis://, rediss://, redis+cluster:// or redis+sentinel:// followed by host:port",
       )
       .default(DEFAULT_REDIS_URL),
   ),

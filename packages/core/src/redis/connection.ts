@@ -45,7 +45,7 @@ export function redisOptionsFor(role: RedisRole): RedisOptions {
   }
 }
 
-/** Where a Redis URL points: one server, or a Redis Cluster given by its seed nodes. */
+/** Where a Redis URL points: one server, a Redis Cluster by its seed nodes, or the master Sentinels name. */
 export type RedisTarget =
   | { kind: "single"; url: string }
   | {
@@ -54,33 +54,79 @@ export type RedisTarget =
       username?: string;
       password?: string;
       tls: boolean;
+    }
+  | {
+      kind: "sentinel";
+      /** The Sentinels asked where the master is. */
+      sentinels: { host: string; port: number }[];
+      /** The master's name in the Sentinels' configuration (`sentinel monitor <name> ...`). */
+      name: string;
+      username?: string;
+      password?: string;
+      /** The Sentinels' own password, when they have one (`?sentinelPassword=`). */
+      sentinelPassword?: string;
+      tls: boolean;
     };
 
 /**
  * Parses `REDIS_URL`. `redis://` and `rediss://` name one server; `redis+cluster://` (or
  * `rediss+cluster://`) names a Redis Cluster by one or more seed nodes:
- * `redis+cluster://user:pass@10.0.0.1:7000,10.0.0.2:7000`.
+ * `redis+cluster://user:pass@10.0.0.1:7000,10.0.0.2:7000`; `redis+sentinel://` (or
+ * `rediss+sentinel://`) names the master that Redis Sentinels watch, by the Sentinels and the
+ * master's name: `redis+sentinel://user:pass@10.0.0.1:26379,10.0.0.2:26379/mymaster`, the
+ * Sentinels' own password, if any, as `?sentinelPassword=`.
  */
 export function parseRedisTarget(url: string): RedisTarget {
-  const match = /^(rediss?)\+cluster:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]+)/.exec(url);
+  const match =
+    /^(rediss?)\+(cluster|sentinel):\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]+)(?:\/([^?#]*))?(?:\?([^#]*))?/.exec(
+      url,
+    );
   if (!match) return { kind: "single", url };
-  const nodes = (match[4] ?? "").split(",").map((hp) => {
+  const kind = match[2] as "cluster" | "sentinel";
+  const expected =
+    kind === "cluster"
+      ? "redis+cluster://host:port[,host:port...]"
+      : "redis+sentinel://host:port[,host:port...]/<master name>";
+  const nodes = (match[5] ?? "").split(",").map((hp) => {
     const [host, port] = hp.trim().split(":");
-    return { host: host || "127.0.0.1", port: Number(port || 6379) };
+    return { host: host || "127.0.0.1", port: Number(port || (kind === "cluster" ? 6379 : 26379)) };
   });
   if (nodes.length === 0 || nodes.some((n) => !Number.isInteger(n.port) || n.port <= 0)) {
     throw new AgentryError(
       "INVALID_CONFIG",
-      `Bad Redis Cluster URL "${url}" (expected redis+cluster://host:port[,host:port...])`,
+      `Bad Redis ${kind === "cluster" ? "Cluster" : "Sentinel"} URL "${url}" (expected ${expected})`,
     );
   }
-  return {
-    kind: "cluster",
-    nodes,
-    ...(match[2] ? { username: decodeURIComponent(match[2]) } : {}),
-    ...(match[3] ? { password: decodeURIComponent(match[3]) } : {}),
-    tls: match[1] === "rediss",
+  const auth = {
+    ...(match[3] ? { username: decodeURIComponent(match[3]) } : {}),
+    ...(match[4] ? { password: decodeURIComponent(match[4]) } : {}),
   };
+  const tls = match[1] === "rediss";
+  if (kind === "cluster") return { kind, nodes, ...auth, tls };
+  const name = decodeURIComponent(match[6] ?? "");
+  if (name === "") {
+    throw new AgentryError(
+      "INVALID_CONFIG",
+      `Redis Sentinel URL "${url}" names no master (expected ${expected}: the name the Sentinels monitor)`,
+    );
+  }
+  const sentinelPassword = new URLSearchParams(match[7] ?? "").get("sentinelPassword");
+  return {
+    kind,
+    sentinels: nodes,
+    name,
+    ...auth,
+    ...(sentinelPassword ? { sentinelPassword } : {}),
+    tls,
+  };
+}
+
+/**
+ * Whether a Redis error says the node is a replica now: the master this connection knew was
+ * demoted in a failover. A Sentinel client reconnects to the new master and sends the command again.
+ */
+function isReadOnlyError(err: Error): boolean {
+  return err.message.startsWith("READONLY");
 }
 
 /**
@@ -113,6 +159,24 @@ export function createRedis(options: CreateRedisOptions = {}): Redis {
     (cluster.options as ClusterOptions & { maxRetriesPerRequest?: number | null }).maxRetriesPerRequest =
       redisOptions.maxRetriesPerRequest ?? null;
     return cluster as unknown as Redis;
+  }
+  if (target.kind === "sentinel") {
+    return new Redis({
+      ...redisOptionsFor(role),
+      sentinels: target.sentinels,
+      name: target.name,
+      ...(target.username ? { username: target.username } : {}),
+      ...(target.password ? { password: target.password } : {}),
+      ...(target.sentinelPassword ? { sentinelPassword: target.sentinelPassword } : {}),
+      ...(target.tls ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+      // Follow a failover: the Sentinels announce the new master (+switch-master), and a
+      // command the demoted master refuses goes to the new one.
+      failoverDetector: true,
+      reconnectOnError: (err: Error) => (isReadOnlyError(err) ? 2 : false),
+      lazyConnect: false,
+      ...(options.connectionName ? { connectionName: options.connectionName } : {}),
+      ...extra,
+    });
   }
   return new Redis(target.url, {
     ...redisOptionsFor(role),

@@ -63,6 +63,10 @@ export async function readEvictionStates(
 }
 
 function nodeName(conn: Redis): string {
+  // A Sentinel client's master is where its connection went, not a configured address.
+  const stream = (conn as unknown as { stream?: { remoteAddress?: string; remotePort?: number } }).stream;
+  if (conn.options.sentinels && stream?.remoteAddress)
+    return `${stream.remoteAddress}:${stream.remotePort ?? "?"} (master ${conn.options.name ?? "?"})`;
   return `${conn.options.host ?? "?"}:${conn.options.port ?? "?"}`;
 }
 

@@ -1,0 +1,52 @@
+import { describe, expect, it, onTestFinished, vi } from "vitest";
+import { Redis } from "ioredis";
+import { createRedis, readEvictionStates, readReplicaCounts } from "@agentry/core";
+import { useRedisSentinel } from "@agentry/testkit";
+import { tasksThroughFailover } from "./failover-harness.js";
+
+// A Redis master watched by Sentinels (REDIS_URL=redis+sentinel://...) dies and the Sentinels
+// promote a replica: clients follow it. Three replicas, so that each of the two failovers below
+// leaves the new master a replica to acknowledge tool claims (AGENTRY_REDIS_WAIT_REPLICAS=1).
+const sentinel = useRedisSentinel({ replicas: 3 });
+
+async function killMaster(): Promise<number> {
+  const port = await sentinel().master();
+  const dying = new Redis({ host: "127.0.0.1", port, retryStrategy: () => null });
+  dying.on("error", () => undefined);
+  await dying.shutdown("NOSAVE").catch(() => undefined);
+  dying.disconnect();
+  await vi.waitFor(async () => expect(await sentinel().master()).not.toBe(port), {
+    timeout: 60_000,
+    interval: 200,
+  });
+  return port;
+}
+
+describe("REDIS_URL=redis+sentinel://", () => {
+  it("a client reaches the master, reads its replicas, and follows a failover to the promoted replica", async () => {
+    const redis = createRedis({ url: sentinel().url, role: "worker" });
+    redis.on("error", () => undefined);
+    onTestFinished(() => redis.disconnect());
+    const first = await sentinel().master();
+    await redis.set("{sentinel}:k", "before");
+    const node = `127.0.0.1:${first} (master agentry)`;
+    expect((await readEvictionStates(redis))[0]?.node).toBe(node);
+    expect(await readReplicaCounts(redis)).toEqual([{ node, replicas: 3 }]);
+
+    await killMaster();
+    // The same client writes on, to the new master (a worker connection queues meanwhile).
+    await redis.set("{sentinel}:k", "after");
+    const direct = new Redis({ host: "127.0.0.1", port: await sentinel().master() });
+    onTestFinished(() => direct.disconnect());
+    expect(await direct.get("{sentinel}:k")).toBe("after");
+  }, 120_000);
+
+  it("workers run tasks through the master's death: every task completes, none fails, each tool runs once, the audit chain verifies", async () => {
+    await tasksThroughFailover({
+      url: sentinel().url,
+      prefix: "{agentry-sentinel}",
+      env: { AGENTRY_REDIS_WAIT_REPLICAS: "1" },
+      failOver: async () => void (await killMaster()),
+    });
+  }, 300_000);
+});

@@ -1,0 +1,34 @@
+import { describe, expect, it } from "vitest";
+import { parseEnv } from "../config/env.js";
+import { parseRedisTarget } from "./connection.js";
+
+describe("redis+sentinel:// URLs", () => {
+  it("name the Sentinels, the master's name and the credentials", () => {
+    expect(
+      parseRedisTarget("redis+sentinel://u:p%40ss@10.0.0.1:26379,10.0.0.2/mymaster?sentinelPassword=s3"),
+    ).toEqual({
+      kind: "sentinel",
+      sentinels: [
+        { host: "10.0.0.1", port: 26379 },
+        { host: "10.0.0.2", port: 26379 },
+      ],
+      name: "mymaster",
+      username: "u",
+      password: "p@ss",
+      sentinelPassword: "s3",
+      tls: false,
+    });
+    expect(parseRedisTarget("rediss+sentinel://10.0.0.1:5000/m")).toMatchObject({ tls: true, name: "m" });
+  });
+
+  it("refuse a URL without the master's name, or with a bad port, naming the form", () => {
+    expect(() => parseRedisTarget("redis+sentinel://10.0.0.1:26379")).toThrowError(
+      /names no master.*redis\+sentinel:\/\/host:port/,
+    );
+    expect(() => parseRedisTarget("redis+sentinel://10.0.0.1:x/m")).toThrowError(/Bad Redis Sentinel URL/);
+    expect(() => parseEnv({ REDIS_URL: "redis+sentinel://10.0.0.1:26379/" })).toThrowError(/names no master/);
+    expect(parseEnv({ REDIS_URL: "redis+sentinel://10.0.0.1:26379/m" }).REDIS_URL).toBe(
+      "redis+sentinel://10.0.0.1:26379/m",
+    );
+  });
+});
