@@ -32,9 +32,7 @@ export async function readEvictionStates(
   options: { timeoutMs?: number } = {},
 ): Promise<EvictionState[]> {
   const timeoutMs = options.timeoutMs ?? EVICTION_READ_TIMEOUT_MS;
-  const nodes = redis.isCluster
-    ? await clusterMasters(redis as Cluster, timeoutMs)
-    : [{ name: nodeName(redis as Redis), conn: redis as Redis }];
+  const nodes = await mastersOf(redis, timeoutMs);
   return Promise.all(
     nodes.map(async ({ name, conn }) => {
       // A master the slots map names whose connection failed: the pool dropped it.
@@ -60,6 +58,16 @@ export async function readEvictionStates(
       }
     }),
   );
+}
+
+/** The server, or every master of a cluster's slots map (see {@link clusterMasters}), by name. */
+async function mastersOf(
+  redis: Redis | Cluster,
+  timeoutMs: number,
+): Promise<{ name: string; conn: Redis | undefined }[]> {
+  return redis.isCluster
+    ? clusterMasters(redis as Cluster, timeoutMs)
+    : [{ name: nodeName(redis as Redis), conn: redis as Redis }];
 }
 
 function nodeName(conn: Redis): string {
@@ -141,9 +149,7 @@ export async function readReplicaCounts(
   options: { timeoutMs?: number } = {},
 ): Promise<{ node: string; replicas: number | undefined; unreachable?: string }[]> {
   const timeoutMs = options.timeoutMs ?? EVICTION_READ_TIMEOUT_MS;
-  const nodes = redis.isCluster
-    ? await clusterMasters(redis as Cluster, timeoutMs)
-    : [{ name: nodeName(redis as Redis), conn: redis as Redis }];
+  const nodes = await mastersOf(redis, timeoutMs);
   return Promise.all(
     nodes.map(async ({ name, conn }) => {
       if (!conn) return { node: name, replicas: undefined, unreachable: "no connection" };
