@@ -153,6 +153,14 @@ export class CliContext {
         // Traced: enqueueing opens a producer span whose context travels in the job to the worker.
         ...(this.#tracing ? { telemetry: this.#tracing.queueTelemetry } : {}),
         fairShare: this.env.AGENTRY_FAIR_SHARE === "on",
+        ...(this.env.AGENTRY_REDIS_WAIT_REPLICAS > 0
+          ? {
+              waitReplicas: {
+                replicas: this.env.AGENTRY_REDIS_WAIT_REPLICAS,
+                timeoutMs: this.env.AGENTRY_REDIS_WAIT_TIMEOUT_MS,
+              },
+            }
+          : {}),
       });
     }
     return this.#client;

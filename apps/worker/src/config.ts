@@ -35,14 +35,6 @@ export const workerEnvSchema = z.object({
    * worker taking jobs until it is back to noeviction.
    */
   AGENTRY_EVICTION_CHECK_MS: num(30_000),
-  /**
-   * Replicas that must acknowledge a tool call's claim (Redis `WAIT`) before the tool runs, so a
-   * failover to a replica cannot lose the claim and run the tool twice; 0: off. With N set, a
-   * claim fewer replicas acknowledge within AGENTRY_REDIS_WAIT_TIMEOUT_MS is withdrawn and the
-   * attempt retried (the tool does not run).
-   */
-  AGENTRY_REDIS_WAIT_REPLICAS: num(0),
-  AGENTRY_REDIS_WAIT_TIMEOUT_MS: positive(1_000),
   /** Budget reservation lease: a dead worker's reservation is settled at its reserved amount after it. */
   AGENTRY_BUDGET_LEASE_MS: num(120_000),
   /**

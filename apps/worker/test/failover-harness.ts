@@ -1,7 +1,7 @@
 import { expect, onTestFinished, vi } from "vitest";
 import { createRedis } from "@agentry/core";
 import { AuditLog } from "@agentry/governance";
-import { AgentryClient } from "@agentry/runtime";
+import { AgentryClient, type AgentryClientOptions } from "@agentry/runtime";
 import { startWorkerProcess, waitStarted } from "./worker-processes.js";
 
 /**
@@ -15,6 +15,7 @@ export async function tasksThroughFailover(options: {
   prefix: string;
   failOver: () => Promise<void>;
   env?: Record<string, string>;
+  client?: Pick<AgentryClientOptions, "waitReplicas">;
 }): Promise<void> {
   const { url, prefix } = options;
   // Canned answers streamed slowly enough that tasks are still running when the master goes.
@@ -29,7 +30,7 @@ export async function tasksThroughFailover(options: {
   const workers = [startWorkerProcess("fo-1", env), startWorkerProcess("fo-2", env)];
   onTestFinished(async () => void (await Promise.all(workers.map((w) => w.kill()))));
   await Promise.all(workers.map((w) => waitStarted(w)));
-  const client = new AgentryClient({ url, prefix });
+  const client = new AgentryClient({ url, prefix, ...options.client });
   onTestFinished(() => client.close());
   // A submit can meet the client's fail-fast connection while the master is gone: sent again
   // with the same idempotency key, it is one task.

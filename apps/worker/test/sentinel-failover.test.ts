@@ -46,6 +46,8 @@ describe("REDIS_URL=redis+sentinel://", () => {
       url: sentinel().url,
       prefix: "{agentry-sentinel}",
       env: { AGENTRY_REDIS_WAIT_REPLICAS: "1" },
+      // Submits too: one the dead master took is on a replica before submit returns.
+      client: { waitReplicas: { replicas: 1 } },
       failOver: async () => void (await killMaster()),
     });
   }, 300_000);

@@ -99,6 +99,15 @@ export interface AgentryClientOptions {
    * @defaultValue true
    */
   fairShare?: boolean;
+  /**
+   * Replicas that must hold a submitted task before `submit` returns (Redis `WAIT` on the
+   * connection to the task's master, `AGENTRY_REDIS_WAIT_REPLICAS`): replication is asynchronous,
+   * and without it a master that dies right after a submit can lose the task to the replica that
+   * replaces it. Fewer within `timeoutMs` (1 s by default): `submit` throws retryable
+   * `REDIS_UNAVAILABLE` with the task's id; the task is enqueued, and a submit again with the
+   * same idempotency key is the same task. @defaultValue off
+   */
+  waitReplicas?: { replicas: number; timeoutMs?: number };
   _internal?: { clock?: Clock };
 }
 
@@ -164,6 +173,7 @@ export class AgentryClient {
   /** Shard 0's fair share (tenant settings are global: any shard's instance reads them). */
   readonly fair: FairShare;
   private readonly fairOrder: boolean;
+  private readonly waitReplicas: AgentryClientOptions["waitReplicas"];
   private readonly events = new Map<number, Promise<QueueEvents>>();
   private readonly eventsConnections: Redis[] = [];
   private readonly flows = new Map<number, FlowProducer>();
@@ -183,6 +193,8 @@ export class AgentryClient {
     this.clock = options._internal?.clock ?? systemClock;
     this.telemetry = options.telemetry;
     this.fairOrder = options.fairShare ?? true;
+    this.waitReplicas =
+      options.waitReplicas && options.waitReplicas.replicas > 0 ? options.waitReplicas : undefined;
     const count = options.shards ?? 1;
     const order = options.sessionOrder;
     if (count > 1 && order !== undefined && typeof order !== "function")
@@ -231,12 +243,14 @@ export class AgentryClient {
         // On any shard: a resubmit naming another session must still find the first task.
         const found = await this.locate(taskId);
         const existing = found ? await found.queue.getJob(taskId) : undefined;
-        if (existing)
+        if (existing && found) {
+          await this.awaitReplicas(found, taskId);
           return {
             taskId,
             sessionId: ownPayload(existing, payload.tenant, taskId).sessionId,
             deduplicated: true,
           };
+        }
       }
       const shard = this.shardFor(payload.tenant, payload.sessionId);
       // Concurrent submits of one key meet at a claim on the global slot first, and only its
@@ -250,6 +264,7 @@ export class AgentryClient {
         );
         if (outcome.type === "found") {
           this.remember(taskId, this.shards[outcome.shard] as ClientShard);
+          await this.awaitReplicas(this.shards[outcome.shard] as ClientShard, taskId);
           return {
             taskId,
             sessionId: ownPayload(outcome.job, payload.tenant, taskId).sessionId,
@@ -260,6 +275,7 @@ export class AgentryClient {
       }
       const session = tenantOwnedId(payload.tenant, "session", payload.sessionId);
       let stamped: { base: number; stamps: FairStamp[] } | undefined;
+      let submitted: SubmittedTask;
       try {
         await shard.sessionOrder?.enqueue(session, taskId);
         stamped = await shard.fair.stamp(payload.tenant, [taskId], { fair: this.fairOrder });
@@ -275,14 +291,48 @@ export class AgentryClient {
         // The job is there: should marking the claim fail, it lapses (PENDING_MS) and later
         // submits find the job itself.
         await claim?.commit().catch(() => undefined);
-        return { taskId, sessionId: ownPayload(job, payload.tenant, taskId).sessionId, deduplicated };
+        submitted = { taskId, sessionId: ownPayload(job, payload.tenant, taskId).sessionId, deduplicated };
       } catch (err) {
         await shard.sessionOrder?.remove(session, taskId).catch(() => undefined);
         if (stamped) await shard.fair.forget(payload.tenant, taskId).catch(() => undefined);
         await claim?.release().catch(() => undefined);
         throw err;
       }
+      // The task is enqueued whatever this finds: a shortfall says so, and leaves it be.
+      await this.awaitReplicas(shard, taskId);
+      return submitted;
     });
+  }
+
+  /**
+   * With `waitReplicas`: returns once that many replicas hold task `taskId` of `shard`, else
+   * throws retryable `REDIS_UNAVAILABLE`. A `WAIT` covers the writes of its own connection, and
+   * a task found by its idempotency key was written by another: so a write on the task's slot
+   * first (a short-lived probe key), which the master replicates after the task. The three
+   * commands go in one pipeline, which a Cluster client sends to the slot's master.
+   */
+  private async awaitReplicas(shard: ClientShard, taskId: string): Promise<void> {
+    const wait = this.waitReplicas;
+    if (!wait) return;
+    const timeoutMs = wait.timeoutMs ?? 1_000;
+    const replies = await this.redis
+      .pipeline()
+      .exists(`${shard.prefix}:${this.queueName}:${taskId}`)
+      .set(`${shard.prefix}:${this.queueName}:replication-probe`, "1", "PX", 60_000)
+      .call("WAIT", wait.replicas, timeoutMs)
+      .exec();
+    const [exists, , acked] = (replies ?? []).map(([err, value]) => {
+      if (err) throw AgentryError.from(err);
+      return value;
+    });
+    if (exists === 1 && Number(acked) >= wait.replicas) return;
+    throw new AgentryError(
+      "REDIS_UNAVAILABLE",
+      exists === 1
+        ? `Task ${taskId} is enqueued, but ${Number(acked)} of ${wait.replicas} Redis replica(s) acknowledged it within ${timeoutMs} ms: a failover now could lose it; submit it again with the same idempotency key (it stays one task)`
+        : `Task ${taskId} is not on its Redis master (lost in a failover?): submit it again`,
+      { retryable: true, details: { taskId } },
+    );
   }
 
   /**
