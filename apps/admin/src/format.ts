@@ -1,3 +1,4 @@
+import { redactRedisUrl } from "@agentry/core/base";
 import { usageError } from "./io.js";
 
 /**
@@ -115,11 +116,5 @@ export function isoTime(ms: number): string {
 
 /** A Redis URL with its password masked, fit for messages. */
 export function safeRedisUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString().replace(/\/$/, "");
-  } catch {
-    return url;
-  }
+  return redactRedisUrl(url).replace(/\/$/, "");
 }

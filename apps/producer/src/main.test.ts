@@ -182,3 +182,24 @@ describe("producer process", () => {
     expect(stdout).not.toContain("sk-main-test");
   });
 });
+
+describe("producer process on a Redis that does not answer", () => {
+  it("says so without the password of REDIS_URL", async () => {
+    const port = await freePort();
+    const p = startProducer({
+      REDIS_URL: `redis://app:s3cret-pass@127.0.0.1:${port}`,
+      AGENTRY_API_KEYS: "k-down=acme",
+      PORT: String(await freePort()),
+    });
+    try {
+      const deadline = Date.now() + 60_000;
+      while (!p.stdout().includes("Redis is not answering yet") && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(p.stdout()).toContain(`redis://app:***@127.0.0.1:${port}`);
+      expect(p.stdout() + p.stderr()).not.toContain("s3cret-pass");
+    } finally {
+      p.child.kill("SIGKILL");
+      await p.exited;
+    }
+  }, 90_000);
+});

@@ -12,6 +12,7 @@ import {
   unreachableNodes,
   keepClockSynced,
   packageVersion,
+  redactRedisUrl,
   waitForReady,
 } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
@@ -106,7 +107,7 @@ async function main(): Promise<void> {
     () => true,
     () => {
       logger.warn(
-        { redis: env.REDIS_URL },
+        { redis: redactRedisUrl(env.REDIS_URL) },
         "Redis is not answering yet; submissions answer 503 until it does",
       );
       return false;

@@ -40,3 +40,4 @@ export {
 } from "./clock.js";
 export { positiveInt } from "./validate.js";
 export { packageVersion } from "./package-version.js";
+export { redactRedisUrl } from "./redis/redact-url.js";

@@ -78,3 +78,4 @@ export {
   type PolicyVerdict,
   type Verdict,
 } from "./audit/audit-entry.js";
+export { redactRedisUrl } from "./redis/redact-url.js";

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseEnv } from "../config/env.js";
 import { parseRedisTarget } from "./connection.js";
+import { redactRedisUrl } from "./redact-url.js";
 
 describe("redis+sentinel:// URLs", () => {
   it("name the Sentinels, the master's name and the credentials", () => {
@@ -30,5 +31,21 @@ describe("redis+sentinel:// URLs", () => {
     expect(parseEnv({ REDIS_URL: "redis+sentinel://10.0.0.1:26379/m" }).REDIS_URL).toBe(
       "redis+sentinel://10.0.0.1:26379/m",
     );
+  });
+});
+
+describe("redactRedisUrl", () => {
+  it("masks the password of every URL form, the Sentinels' password, and an unescaped @ in a password", () => {
+    expect(redactRedisUrl("redis://:s3cret@10.0.0.1:6379/0")).toBe("redis://:***@10.0.0.1:6379/0");
+    expect(redactRedisUrl("rediss://app:s3cret@host:6380")).toBe("rediss://app:***@host:6380");
+    expect(redactRedisUrl("redis+cluster://app:s3cret@h1:7000,h2:7000")).toBe(
+      "redis+cluster://app:***@h1:7000,h2:7000",
+    );
+    expect(redactRedisUrl("redis+sentinel://app:pw@s1:26379,s2:26379/mymaster?sentinelPassword=sp&x=1")).toBe(
+      "redis+sentinel://app:***@s1:26379,s2:26379/mymaster?sentinelPassword=***&x=1",
+    );
+    expect(redactRedisUrl("redis://app:p@ss/w@host:6379")).toBe("redis://app:***@host:6379");
+    expect(redactRedisUrl("redis://host:6379")).toBe("redis://host:6379");
+    expect(redactRedisUrl("redis://app@host:6379")).toBe("redis://app@host:6379");
   });
 });
