@@ -79,3 +79,4 @@ export {
   type Verdict,
 } from "./audit/audit-entry.js";
 export { redactRedisUrl } from "./redis/redact-url.js";
+export { awaitReplicas, type Replication } from "./redis/replication.js";

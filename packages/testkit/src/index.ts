@@ -49,3 +49,4 @@ export {
   type ReceivedSpan,
 } from "./otlp/otlp-receiver.js";
 export { startRedisSentinel, useRedisSentinel, type TestRedisSentinel } from "./redis/redis-sentinel.js";
+export { startRedisReplicated, type TestRedisReplicated } from "./redis/redis-replicas.js";

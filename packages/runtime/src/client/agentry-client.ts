@@ -3,6 +3,7 @@ import type { Redis } from "ioredis";
 import type { z } from "zod";
 import {
   AgentryError,
+  awaitReplicas,
   createRedis,
   DEFAULT_KEY_PREFIX,
   duplicateRedis,
@@ -306,30 +307,24 @@ export class AgentryClient {
 
   /**
    * With `waitReplicas`: returns once that many replicas hold task `taskId` of `shard`, else
-   * throws retryable `REDIS_UNAVAILABLE`. A `WAIT` covers the writes of its own connection, and
-   * a task found by its idempotency key was written by another: so a write on the task's slot
-   * first (a short-lived probe key), which the master replicates after the task. The three
-   * commands go in one pipeline, which a Cluster client sends to the slot's master.
+   * throws retryable `REDIS_UNAVAILABLE`. With a probe write on the task's slot first: a task
+   * found by its idempotency key was written by another connection (see awaitReplicas).
    */
   private async awaitReplicas(shard: ClientShard, taskId: string): Promise<void> {
     const wait = this.waitReplicas;
     if (!wait) return;
     const timeoutMs = wait.timeoutMs ?? 1_000;
-    const replies = await this.redis
-      .pipeline()
-      .exists(`${shard.prefix}:${this.queueName}:${taskId}`)
-      .set(`${shard.prefix}:${this.queueName}:replication-probe`, "1", "PX", 60_000)
-      .call("WAIT", wait.replicas, timeoutMs)
-      .exec();
-    const [exists, , acked] = (replies ?? []).map(([err, value]) => {
-      if (err) throw AgentryError.from(err);
-      return value;
+    const { held, acked } = await awaitReplicas(this.redis, {
+      key: `${shard.prefix}:${this.queueName}:${taskId}`,
+      probe: `${shard.prefix}:${this.queueName}:replication-probe`,
+      replicas: wait.replicas,
+      timeoutMs,
     });
-    if (exists === 1 && Number(acked) >= wait.replicas) return;
+    if (held && acked >= wait.replicas) return;
     throw new AgentryError(
       "REDIS_UNAVAILABLE",
-      exists === 1
-        ? `Task ${taskId} is enqueued, but ${Number(acked)} of ${wait.replicas} Redis replica(s) acknowledged it within ${timeoutMs} ms: a failover now could lose it; submit it again with the same idempotency key (it stays one task)`
+      held
+        ? `Task ${taskId} is enqueued, but ${acked} of ${wait.replicas} Redis replica(s) acknowledged it within ${timeoutMs} ms: a failover now could lose it; submit it again with the same idempotency key (it stays one task)`
         : `Task ${taskId} is not on its Redis master (lost in a failover?): submit it again`,
       { retryable: true, details: { taskId } },
     );

@@ -1,31 +1,27 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { tenantOwnedId } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
-import { startRedisServer } from "@agentry/testkit";
+import { startRedisReplicated, type TestRedisReplicated } from "@agentry/testkit";
 import { AgentryClient } from "./agentry-client.js";
 
 // A submit the master acknowledged but had not yet sent to its replica is lost when the replica
 // takes over; with waitReplicas, submit returns only once a replica holds the task.
-let master: Awaited<ReturnType<typeof startRedisServer>>;
-let replica: Awaited<ReturnType<typeof startRedisServer>>;
+let servers: TestRedisReplicated;
+let master: TestRedisReplicated["master"];
+let replica: TestRedisReplicated["master"];
 let onReplica: Redis;
 
 beforeAll(async () => {
-  master = await startRedisServer();
-  replica = await startRedisServer({ args: ["--replicaof", "127.0.0.1", String(master.port)] });
+  servers = await startRedisReplicated();
+  master = servers.master;
+  replica = servers.replicas[0] as TestRedisReplicated["master"];
   onReplica = new Redis(replica.port, "127.0.0.1");
-  await vi.waitFor(async () => expect(await onReplica.info("replication")).toMatch(/master_link_status:up/), {
-    timeout: 30_000,
-    interval: 100,
-  });
 }, 60_000);
 
 afterAll(async () => {
   onReplica?.disconnect();
-  replica?.process.kill("SIGCONT");
-  await replica?.stop();
-  await master?.stop();
+  await servers?.stop();
 });
 
 const clientOn = (prefix: string, timeoutMs: number) => {

@@ -1,34 +1,30 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
-import { startRedisServer } from "@agentry/testkit";
+import { startRedisReplicated, type TestRedisReplicated } from "@agentry/testkit";
 import type { RunContext } from "@agentry/agent";
 import type { ToolUseBlock } from "@agentry/llm";
 import { RedisToolJournal } from "./tool-journal.js";
 
 // A claim the master acknowledged but had not yet sent to its replica is lost when the replica
 // takes over; with waitReplicas the tool runs only once a replica holds its claim.
-let master: Awaited<ReturnType<typeof startRedisServer>>;
-let replica: Awaited<ReturnType<typeof startRedisServer>>;
-let conn: Redis;
+let servers: TestRedisReplicated;
+let master: TestRedisReplicated["master"];
+let replica: TestRedisReplicated["master"];
 let onReplica: Redis;
+let conn: Redis;
 
 beforeAll(async () => {
-  master = await startRedisServer();
-  replica = await startRedisServer({ args: ["--replicaof", "127.0.0.1", String(master.port)] });
-  conn = new Redis(master.port, "127.0.0.1", { maxRetriesPerRequest: null });
+  servers = await startRedisReplicated();
+  master = servers.master;
+  replica = servers.replicas[0] as TestRedisReplicated["master"];
   onReplica = new Redis(replica.port, "127.0.0.1");
-  await vi.waitFor(async () => expect(await onReplica.info("replication")).toMatch(/master_link_status:up/), {
-    timeout: 30_000,
-    interval: 100,
-  });
+  conn = new Redis(master.port, "127.0.0.1", { maxRetriesPerRequest: null });
 }, 60_000);
 
 afterAll(async () => {
   conn?.disconnect();
   onReplica?.disconnect();
-  replica?.process.kill("SIGCONT");
-  await replica?.stop();
-  await master?.stop();
+  await servers?.stop();
 });
 
 const run: RunContext = { taskId: "t1", tenant: "acme", userId: "u1", sessionId: "s1" };

@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import {
   AgentryError,
+  awaitReplicas,
   defineScripts,
   fenceArgs,
   keySpace,
@@ -114,28 +115,21 @@ export class RedisToolJournal implements ToolJournal {
   }
 
   /**
-   * Waits until `waitReplicas` replicas hold the claim just made on `claimRedis`. The `GET` and
-   * the `WAIT` go in one pipeline, which a Cluster client sends to the claim's slot master, on the
-   * connection that carried the claim: the `WAIT` covers every write that master took before it,
-   * the claim among them, and the `GET` finds the claim gone when the slot moved to a master
-   * that never had it. Either shortfall withdraws the claim (no tool ran under it) and throws.
+   * Waits until `waitReplicas` replicas hold the claim just made on `claimRedis` (on its
+   * connection, see awaitReplicas). A shortfall, or a master without the claim (the slot moved
+   * to a replica that never had it), withdraws the claim (no tool ran under it) and throws.
    */
   private async replicate(run: RunContext, call: ToolUseBlock, key: string, claimKey: string): Promise<void> {
-    const replies = await this.claimRedis
-      .pipeline()
-      .get(key)
-      .call("WAIT", this.waitReplicas, this.waitTimeoutMs)
-      .exec();
-    const [held, acked] = (replies ?? []).map(([err, value]) => {
-      if (err) throw AgentryError.from(err);
-      return value;
+    const { held, acked } = await awaitReplicas(this.claimRedis, {
+      key,
+      replicas: this.waitReplicas,
+      timeoutMs: this.waitTimeoutMs,
     });
-    if (held === STARTED && Number(acked) >= this.waitReplicas) return;
+    if (held && acked >= this.waitReplicas) return;
     await this.claimRedis.del(key, claimKey).catch(() => undefined);
-    const why =
-      held === STARTED
-        ? `${Number(acked)} of ${this.waitReplicas} replica(s) acknowledged it within ${this.waitTimeoutMs} ms`
-        : "its master no longer holds it (the slot moved to a replica that never got it)";
+    const why = held
+      ? `${acked} of ${this.waitReplicas} replica(s) acknowledged it within ${this.waitTimeoutMs} ms`
+      : "its master no longer holds it (the slot moved to a replica that never got it)";
     throw new AgentryError(
       "REDIS_UNAVAILABLE",
       `Task ${run.taskId}: the claim of tool call ${call.id} is not replicated: ${why}; the tool did not run and the attempt is retried (AGENTRY_REDIS_WAIT_REPLICAS asks for ${this.waitReplicas})`,

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll } from "vitest";
-import { freePort, redisAnswers, startRedisServer } from "./redis-server.js";
+import { freePort, redisAnswers } from "./redis-server.js";
+import { startRedisReplicated } from "./redis-replicas.js";
 
 /** A private Redis master with replicas, watched by Redis Sentinels, on loopback. */
 export interface TestRedisSentinel {
@@ -29,8 +30,9 @@ export async function startRedisSentinel(
   options: { replicas?: number; sentinels?: number; name?: string } = {},
 ): Promise<TestRedisSentinel> {
   const name = options.name ?? "agentry";
-  const master = await startRedisServer();
-  const servers = [master];
+  const data = await startRedisReplicated({ replicas: options.replicas ?? 2 });
+  const master = data.master;
+  const servers = [master, ...data.replicas];
   const sentinelProcs: { child: ChildProcess; port: number }[] = [];
   const dir = mkdtempSync(join(tmpdir(), "agentry-sentinel-"));
   const stop = async () => {
@@ -44,12 +46,10 @@ export async function startRedisSentinel(
           }),
       ),
     );
-    await Promise.all(servers.map((s) => s.stop()));
+    await data.stop();
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (let i = 0; i < (options.replicas ?? 2); i++)
-      servers.push(await startRedisServer({ args: ["--replicaof", "127.0.0.1", String(master.port)] }));
     for (let i = 0; i < (options.sentinels ?? 3); i++) {
       const port = await freePort();
       const conf = join(dir, `sentinel-${port}.conf`);

@@ -1,0 +1,47 @@
+import { Redis } from "ioredis";
+import { startRedisServer } from "./redis-server.js";
+
+type Server = Awaited<ReturnType<typeof startRedisServer>>;
+
+/** A private Redis master and its replicas on loopback, every replica's link up. */
+export interface TestRedisReplicated {
+  readonly master: Server;
+  readonly replicas: Server[];
+  /** Stops every server (a replica stopped with SIGSTOP is continued first). */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a master and `replicas` replicas of it (1 by default) and resolves once every replica
+ * reports its link to the master up. Needs `redis-server` (Debian: redis-server).
+ */
+export async function startRedisReplicated(
+  options: { replicas?: number } = {},
+): Promise<TestRedisReplicated> {
+  const master = await startRedisServer();
+  const replicas: Server[] = [];
+  const stop = async () => {
+    for (const r of replicas) r.process.kill("SIGCONT");
+    await Promise.all([...replicas, master].map((s) => s.stop()));
+  };
+  try {
+    for (let i = 0; i < (options.replicas ?? 1); i++)
+      replicas.push(await startRedisServer({ args: ["--replicaof", "127.0.0.1", String(master.port)] }));
+    const deadline = Date.now() + 30_000;
+    for (const r of replicas) {
+      const conn = new Redis(r.port, "127.0.0.1", { maxRetriesPerRequest: 1 });
+      try {
+        while (!/master_link_status:up/.test(await conn.info("replication"))) {
+          if (Date.now() > deadline) throw new Error(`replica ${r.port} did not link up with its master`);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      } finally {
+        conn.disconnect();
+      }
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { master, replicas, stop };
+}
