@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll } from "vitest";
-import { freePort, startRedisServer } from "./redis-server.js";
+import { freePort, pollNode, startRedisServer } from "./redis-server.js";
 
 const run = promisify(execFile);
 
@@ -78,17 +78,13 @@ export async function startRedisCluster(
       },
     );
     const deadline = Date.now() + 20_000;
-    for (const port of ports) {
-      const c = new Redis(port, "127.0.0.1", { maxRetriesPerRequest: 1 });
-      try {
-        while (!String(await c.cluster("INFO")).includes("cluster_state:ok")) {
-          if (Date.now() > deadline) throw new Error(`cluster node ${port} did not reach cluster_state:ok`);
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      } finally {
-        c.disconnect();
-      }
-    }
+    for (const port of ports)
+      await pollNode(
+        port,
+        async (c) => String(await c.cluster("INFO")).includes("cluster_state:ok"),
+        deadline,
+        "a cluster node did not reach cluster_state:ok",
+      );
   } catch (err) {
     await stop();
     throw err;

@@ -1,5 +1,4 @@
-import { Redis } from "ioredis";
-import { startRedisServer } from "./redis-server.js";
+import { pollNode, startRedisServer } from "./redis-server.js";
 
 type Server = Awaited<ReturnType<typeof startRedisServer>>;
 
@@ -28,17 +27,13 @@ export async function startRedisReplicated(
     for (let i = 0; i < (options.replicas ?? 1); i++)
       replicas.push(await startRedisServer({ args: ["--replicaof", "127.0.0.1", String(master.port)] }));
     const deadline = Date.now() + 30_000;
-    for (const r of replicas) {
-      const conn = new Redis(r.port, "127.0.0.1", { maxRetriesPerRequest: 1 });
-      try {
-        while (!/master_link_status:up/.test(await conn.info("replication"))) {
-          if (Date.now() > deadline) throw new Error(`replica ${r.port} did not link up with its master`);
-          await new Promise((resolve) => setTimeout(resolve, 50));
-        }
-      } finally {
-        conn.disconnect();
-      }
-    }
+    for (const r of replicas)
+      await pollNode(
+        r.port,
+        async (conn) => /master_link_status:up/.test(await conn.info("replication")),
+        deadline,
+        "a replica did not link up with its master",
+      );
   } catch (err) {
     await stop();
     throw err;

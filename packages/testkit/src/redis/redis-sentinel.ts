@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll } from "vitest";
-import { freePort, redisAnswers } from "./redis-server.js";
+import { freePort, pollNode, redisAnswers } from "./redis-server.js";
 import { startRedisReplicated } from "./redis-replicas.js";
 
 /** A private Redis master with replicas, watched by Redis Sentinels, on loopback. */
@@ -79,18 +79,13 @@ export async function startRedisSentinel(
         await new Promise((r) => setTimeout(r, 50));
       }
       // Each Sentinel learns the replicas from the master's INFO (every 10 s at first, so wait).
-      const conn = new Redis(port, "127.0.0.1", { maxRetriesPerRequest: 1 });
-      try {
-        for (;;) {
-          const replicas = (await conn.call("SENTINEL", "REPLICAS", name)) as unknown[];
-          if (replicas.length === servers.length - 1) break;
-          if (Date.now() > deadline)
-            throw new Error(`Redis Sentinel on port ${port} did not see the replicas`);
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      } finally {
-        conn.disconnect();
-      }
+      await pollNode(
+        port,
+        async (conn) =>
+          ((await conn.call("SENTINEL", "REPLICAS", name)) as unknown[]).length === servers.length - 1,
+        deadline,
+        "a Redis Sentinel did not see the replicas",
+      );
     }
   } catch (err) {
     await stop();

@@ -224,3 +224,25 @@ export async function obtainTestRedis(_internal: ObtainTestRedisInternals = {}):
       `${TEST_REDIS_IMAGE}), or install redis-server (Debian: apt-get install redis-server). Docker: ${containerProblem}`,
   );
 }
+
+/**
+ * Asks the node on `port` (loopback) `check` until it says yes; past `deadline` (epoch ms)
+ * throws `what` did not happen. For nodes a test just started: a cluster forming, a replica
+ * linking up, a Sentinel learning its replicas.
+ */
+export async function pollNode(
+  port: number,
+  check: (conn: Redis) => Promise<boolean>,
+  deadline: number,
+  what: string,
+): Promise<void> {
+  const conn = new Redis(port, "127.0.0.1", { maxRetriesPerRequest: 1 });
+  try {
+    while (!(await check(conn))) {
+      if (Date.now() > deadline) throw new Error(`${what} (port ${port})`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    conn.disconnect();
+  }
+}
