@@ -146,11 +146,12 @@ const BENCHMARKS: Benchmark[] = [
       "How to read it. Of the targets of a third of the work, retained memory (≤ 2 KB + the result) is met once a task's " +
       "keys of at most an hour have expired and the audit log is archived, with BullMQ's events stream (10 000 entries in " +
       "all) counted apart as the fixed cost it is; CPU ≤ 4× and bytes ≤ 5× a bare job are not met, and the breakdown says " +
-      "where the rest goes. Redis CPU follows the commands clients send (the commands-sent row, both sides counted the " +
-      "same way) far more than the commands scripts run inside: part of it is in no command but in serving them (socket " +
-      "reads and writes, parsing: INFO cpu less what the SLOWLOG breakdown accounts for), and a command run inside a script " +
-      "costs about a microsecond, so cutting those (the budget scripts read and write each usage hash once) lowers the " +
-      "commands row and leaves CPU within the run-to-run spread. Each guarantee a task keeps is at least one command of its " +
+      "where the rest goes. Two counts bound the work, both taken the same way on both sides: the commands clients send " +
+      "(the commands-sent row; each is read, parsed, run and answered) and the commands run inside scripts (the commands " +
+      "row), and the CPU ratio is of their order. Part of Redis CPU is in no command but in serving the calls (socket reads " +
+      "and writes, parsing: INFO cpu less what the SLOWLOG breakdown accounts for), the rest in the scripts, a microsecond or " +
+      "two per command they run: a cut of a tenth of the commands run (the budget scripts read and write each usage hash " +
+      "once) is within the run-to-run spread of CPU. Each guarantee a task keeps is at least one command sent of its " +
       "own: the session turn and its release, fair share's admission and hand-over, a budget reserve and settle per model " +
       "call with their audit entries, the tool call's claim and result, each step's fenced write, the session history; a " +
       "bare job sends a few. That is why CPU ≤ 4× is out of reach without dropping one of them. Every step is one fenced MULTI/EXEC (step log, progress, the step's " +
