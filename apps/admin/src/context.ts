@@ -184,6 +184,7 @@ export class CliContext {
    * Every queue shard's approval store, shard 0 first; each audits every vote, resolution and
    * refused decision in its shard's chain. With `verify: true` they also check signatures
    * against `AGENTRY_APPROVERS_FILE` (when set), so only deciding needs a readable approvers file.
+   * With `AGENTRY_REDIS_WAIT_REPLICAS`, a decision returns only once that many replicas hold it.
    */
   async approvals(options: { verify?: boolean } = {}): Promise<ApprovalStore[]> {
     const keys = options.verify ? this.approverKeys() : undefined;
@@ -196,6 +197,14 @@ export class CliContext {
             prefix,
             audit: await this.audit(prefix),
             ...(keys ? { approverKeys: keys } : {}),
+            ...(this.env.AGENTRY_REDIS_WAIT_REPLICAS > 0
+              ? {
+                  waitReplicas: {
+                    replicas: this.env.AGENTRY_REDIS_WAIT_REPLICAS,
+                    timeoutMs: this.env.AGENTRY_REDIS_WAIT_TIMEOUT_MS,
+                  },
+                }
+              : {}),
           }),
       ),
     );
@@ -260,9 +269,13 @@ export class CliContext {
   }
 }
 
-/** True for errors that mean Redis went away mid-command. */
+/**
+ * True for errors that mean Redis went away mid-command. Not for a write Redis took that too few
+ * replicas acknowledged (`details.replicas`): its own message says what stands and what to do.
+ */
 export function isRedisDown(err: unknown): boolean {
-  if (AgentryError.isInstance(err)) return err.code === "REDIS_UNAVAILABLE";
+  if (AgentryError.isInstance(err))
+    return err.code === "REDIS_UNAVAILABLE" && err.details?.["replicas"] === undefined;
   const e = err as { name?: string; code?: string } | null;
   return (
     e?.name === "MaxRetriesPerRequestError" ||

@@ -1,3 +1,4 @@
+import type { ApprovalRequest } from "./approvals/approval-store.js";
 import { parseApproversFile } from "./approvals/approvers-file.js";
 import { generateApproverKeyPair, signDecision, type ApproverKeys } from "./approvals/signing.js";
 import type { DecisionOutcome, SignedDecision } from "./approvals/types.js";
@@ -52,5 +53,29 @@ export function createTestApprovers(names: string[]): TestApprovers {
         ...(options.reason === undefined ? {} : { reason: options.reason }),
       });
     },
+  };
+}
+
+/** An approval request for deleting a staging database in task `taskId` (acme, u1, s1). */
+export function testApprovalRequest(
+  taskId: string,
+  overrides: Partial<ApprovalRequest> = {},
+): ApprovalRequest {
+  return {
+    taskId,
+    toolUseId: "toolu_1",
+    action: {
+      tool: "delete_resource",
+      input: { resource: "db", env: "staging" },
+      taskId,
+      tenant: "acme",
+      userId: "u1",
+      sessionId: "s1",
+    },
+    approvers: ["alice", "bob"],
+    quorum: 1,
+    ttlMs: 60_000,
+    reason: "deletes need approval",
+    ...overrides,
   };
 }

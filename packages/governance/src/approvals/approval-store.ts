@@ -1,6 +1,14 @@
 import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
-import { AgentryError, defineScripts, keySpace, systemClock, type Clock, type KeySpace } from "@agentry/core";
+import {
+  AgentryError,
+  awaitReplicas,
+  defineScripts,
+  keySpace,
+  systemClock,
+  type Clock,
+  type KeySpace,
+} from "@agentry/core";
 import type { AuditLog } from "../audit/audit-log.js";
 import type { Action } from "../policies/types.js";
 import { verifyDecision, type ApproverKeys } from "./signing.js";
@@ -77,6 +85,14 @@ export interface ApprovalStoreOptions {
    * fails, the call throws `AUDIT_FAILED` (the decision stands).
    */
   audit?: AuditLog;
+  /**
+   * With `replicas` above 0, a decision returns only once that many Redis replicas hold it (Redis
+   * `WAIT` on the record's master, at most `timeoutMs`, default 1000): a failover to a replica
+   * then cannot lose a decision its approver was told is recorded. A shortfall throws retryable
+   * `REDIS_UNAVAILABLE` after the decision is audited (it stands on the master).
+   * @defaultValue off
+   */
+  waitReplicas?: { replicas: number; timeoutMs?: number };
 }
 
 /** What {@link ApprovalStore.request} needs. */
@@ -110,6 +126,7 @@ export class ApprovalStore {
   private readonly makeSubscriber: () => Redis;
   private readonly retentionMs: number;
   private readonly audit: AuditLog | undefined;
+  private readonly waitReplicas: ApprovalStoreOptions["waitReplicas"];
 
   constructor(options: ApprovalStoreOptions) {
     this.redis = options.redis;
@@ -120,6 +137,8 @@ export class ApprovalStore {
     this.makeSubscriber = options.subscriber ?? (() => options.redis.duplicate());
     this.retentionMs = options.retentionMs ?? 30 * 24 * 3_600_000;
     this.audit = options.audit;
+    this.waitReplicas =
+      options.waitReplicas && options.waitReplicas.replicas > 0 ? options.waitReplicas : undefined;
   }
 
   private recordKey(id: string): string {
@@ -233,8 +252,44 @@ export class ApprovalStore {
    */
   async tryDecide(decision: SignedDecision): Promise<DecideResult> {
     const result = await this.decideOnce(decision);
+    const stored = result.type === "decided" || result.type === "recorded";
+    const shortfall = stored ? await this.replicationShortfall(decision) : undefined;
     if (this.audit) await this.auditDecision(decision, result);
+    if (shortfall) throw shortfall;
     return result;
+  }
+
+  /**
+   * With `waitReplicas`: the error to throw when the replicas do not hold the decision just
+   * recorded, or undefined when they do.
+   */
+  private async replicationShortfall(decision: SignedDecision): Promise<AgentryError | undefined> {
+    const wait = this.waitReplicas;
+    if (!wait) return undefined;
+    const id = decision.approvalId;
+    const timeoutMs = wait.timeoutMs ?? 1_000;
+    // The deciding script wrote on this connection, so WAIT on it covers that write.
+    const { held, acked } = await awaitReplicas(this.redis, {
+      key: this.recordKey(id),
+      replicas: wait.replicas,
+      timeoutMs,
+    });
+    if (held && acked >= wait.replicas) return undefined;
+    const why = held
+      ? `${acked} of ${wait.replicas} Redis replica(s) acknowledged it within ${timeoutMs} ms`
+      : "its Redis master no longer has the approval (lost in a failover?)";
+    return new AgentryError(
+      "REDIS_UNAVAILABLE",
+      `The ${decision.outcome} of ${decision.approver} on ${id} is recorded, but ${why}: a failover now could lose it; if \`agentry approvals show ${id}\` still lists it pending without this decision, decide again`,
+      {
+        retryable: true,
+        details: {
+          approvalId: id,
+          approver: decision.approver,
+          replicas: { wanted: wait.replicas, acked },
+        },
+      },
+    );
   }
 
   private async auditDecision(decision: SignedDecision, result: DecideResult): Promise<void> {

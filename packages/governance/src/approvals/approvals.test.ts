@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { AgentryError } from "@agentry/core";
 import { useTestRedis } from "@agentry/testkit";
 import { AuditLog } from "../audit/audit-log.js";
+import { testApprovalRequest } from "../testing.js";
 import { ApprovalStore, approvalIdFor, type ApprovalRequest } from "./approval-store.js";
 import { parseApproversFile } from "./approvers-file.js";
 import { generateApproverKeyPair, signDecision, verifyDecision } from "./signing.js";
@@ -38,24 +39,7 @@ function setup(options: { keys?: boolean } = {}) {
 let seq = 0;
 function request(overrides: Partial<ApprovalRequest> = {}): ApprovalRequest {
   seq += 1;
-  return {
-    taskId: `task-${seq}`,
-    jobId: `job-${seq}`,
-    toolUseId: `toolu_${seq}`,
-    action: {
-      tool: "delete_resource",
-      input: { resource: "db", env: "staging" },
-      taskId: `task-${seq}`,
-      tenant: "acme",
-      userId: "u1",
-      sessionId: "s1",
-    },
-    approvers: ["alice", "bob"],
-    quorum: 1,
-    ttlMs: 60_000,
-    reason: "deletes need approval",
-    ...overrides,
-  };
+  return testApprovalRequest(`task-${seq}`, { jobId: `job-${seq}`, toolUseId: `toolu_${seq}`, ...overrides });
 }
 
 const decision = (

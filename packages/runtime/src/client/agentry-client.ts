@@ -326,7 +326,7 @@ export class AgentryClient {
       held
         ? `Task ${taskId} is enqueued, but ${acked} of ${wait.replicas} Redis replica(s) acknowledged it within ${timeoutMs} ms: a failover now could lose it; submit it again with the same idempotency key (it stays one task)`
         : `Task ${taskId} is not on its Redis master (lost in a failover?): submit it again`,
-      { retryable: true, details: { taskId } },
+      { retryable: true, details: { taskId, replicas: { wanted: wait.replicas, acked } } },
     );
   }
 
