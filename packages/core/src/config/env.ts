@@ -82,11 +82,11 @@ export const agentryEnvSchema = z.object({
   AGENTRY_AUDIT_LANES: envVar(z.coerce.number().int().min(1).max(MAX_AUDIT_LANES).default(1)),
   /**
    * Replicas that must acknowledge a write (Redis `WAIT`) before it counts as done, so a failover
-   * to a replica cannot lose it: a worker runs a tool only once they hold its claim, a submit
-   * returns only once they hold the task, and the CLI's approve or reject only once they hold the
+   * to a replica cannot lose it: a worker runs a tool only once they hold its claim, a submit or a
+   * cancel returns only once they hold it, and the CLI's approve or reject only once they hold the
    * decision. 0: off. Fewer within AGENTRY_REDIS_WAIT_TIMEOUT_MS: the tool does not run and its
    * attempt is retried; the submit fails, retryable (submit again with the same idempotency key:
-   * it is one task); the decision fails, retryable, and stands on the master.
+   * it is one task); the cancel or decision fails, retryable, and stands on the master.
    */
   AGENTRY_REDIS_WAIT_REPLICAS: envVar(z.coerce.number().int().min(0).default(0)),
   AGENTRY_REDIS_WAIT_TIMEOUT_MS: envVar(z.coerce.number().int().min(1).default(1_000)),

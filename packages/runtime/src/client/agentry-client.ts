@@ -311,23 +311,46 @@ export class AgentryClient {
    * found by its idempotency key was written by another connection (see awaitReplicas).
    */
   private async awaitReplicas(shard: ClientShard, taskId: string): Promise<void> {
+    const short = await this.replicationShortfall(
+      `${shard.prefix}:${this.queueName}:${taskId}`,
+      `${shard.prefix}:${this.queueName}:replication-probe`,
+    );
+    if (!short) return;
+    throw new AgentryError(
+      "REDIS_UNAVAILABLE",
+      short.held
+        ? `Task ${taskId} is enqueued, but ${short.why}: a failover now could lose it; submit it again with the same idempotency key (it stays one task)`
+        : `Task ${taskId} is not on its Redis master (lost in a failover?): submit it again`,
+      { retryable: true, details: { taskId, replicas: short.replicas } },
+    );
+  }
+
+  /**
+   * With `waitReplicas`: how far the replicas fall short of holding `key` (written on this
+   * client's connection, or on another one when `probe` is given: see awaitReplicas), or
+   * undefined when they hold it or no wait is set.
+   */
+  private async replicationShortfall(
+    key: string,
+    probe?: string,
+  ): Promise<{ held: boolean; why: string; replicas: { wanted: number; acked: number } } | undefined> {
     const wait = this.waitReplicas;
-    if (!wait) return;
+    if (!wait) return undefined;
     const timeoutMs = wait.timeoutMs ?? 1_000;
     const { held, acked } = await awaitReplicas(this.redis, {
-      key: `${shard.prefix}:${this.queueName}:${taskId}`,
-      probe: `${shard.prefix}:${this.queueName}:replication-probe`,
+      key,
+      ...(probe === undefined ? {} : { probe }),
       replicas: wait.replicas,
       timeoutMs,
     });
-    if (held && acked >= wait.replicas) return;
-    throw new AgentryError(
-      "REDIS_UNAVAILABLE",
-      held
-        ? `Task ${taskId} is enqueued, but ${acked} of ${wait.replicas} Redis replica(s) acknowledged it within ${timeoutMs} ms: a failover now could lose it; submit it again with the same idempotency key (it stays one task)`
-        : `Task ${taskId} is not on its Redis master (lost in a failover?): submit it again`,
-      { retryable: true, details: { taskId, replicas: { wanted: wait.replicas, acked } } },
-    );
+    if (held && acked >= wait.replicas) return undefined;
+    return {
+      held,
+      why: held
+        ? `${acked} of ${wait.replicas} Redis replica(s) acknowledged it within ${timeoutMs} ms`
+        : "its Redis master no longer holds it (lost in a failover?)",
+      replicas: { wanted: wait.replicas, acked },
+    };
   }
 
   /**
@@ -693,13 +716,37 @@ export class AgentryClient {
    * Cancels a task. A queued or parked task is removed at once: a session turn it held ends and
    * the session's next task is woken; workers are told, so an approval it waited for is
    * cancelled (and audited). A running one is aborted by its worker (it fails with `CANCELLED`).
-   * Returns the state the task was in.
+   * Returns the state the task was in. With `waitReplicas`, returns only once replicas hold the
+   * cancel, else throws retryable `REDIS_UNAVAILABLE` naming the task.
    */
   async cancel(taskId: string, caller?: Caller): Promise<{ cancelled: boolean; state: string }> {
     const status = await this.status(taskId, caller);
     if (status.state === "completed" || status.state === "failed")
       return { cancelled: false, state: status.state };
     const shard = (await this.guard(() => this.locate(taskId))) as ClientShard;
+    const outcome = await this.cancelOn(shard, taskId, status);
+    // With waitReplicas, a cancel returns only once replicas hold its marker (which a worker
+    // running the task checks) and, after the probe on the task's slot, the job's removal.
+    const short = await this.guard(() =>
+      this.replicationShortfall(
+        cancelKey(shard.prefix, taskId),
+        `${shard.prefix}:${this.queueName}:replication-probe`,
+      ),
+    );
+    if (short)
+      throw new AgentryError(
+        "REDIS_UNAVAILABLE",
+        `The cancel of task ${taskId} is recorded, but ${short.why}: a failover now could lose it; if the task's status still shows it queued or running, cancel it again`,
+        { retryable: true, details: { taskId, replicas: short.replicas } },
+      );
+    return outcome;
+  }
+
+  private cancelOn(
+    shard: ClientShard,
+    taskId: string,
+    status: TaskStatus,
+  ): Promise<{ cancelled: boolean; state: string }> {
     return this.guard(async () => {
       await this.redis.set(cancelKey(shard.prefix, taskId), "1", "EX", 24 * 3600);
       const job = await shard.queue.getJob(taskId);

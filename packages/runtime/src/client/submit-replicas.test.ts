@@ -94,4 +94,39 @@ describe("AgentryClient with waitReplicas", () => {
       await close();
     }
   });
+
+  it("a cancel the replica does not acknowledge in time fails retryable, naming the task; the cancel stands on the master", async () => {
+    const { client, close } = clientOn("{sr3}", 10_000);
+    const { taskId } = await client.submit({ prompt: "cancel me" }, { tenant: "acme" });
+    await close();
+    const stalled = clientOn("{sr3}", 200);
+    try {
+      replica.process.kill("SIGSTOP");
+      try {
+        const err = await stalled.client.cancel(taskId).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toMatchObject({
+          code: "REDIS_UNAVAILABLE",
+          retryable: true,
+          details: { taskId, replicas: { wanted: 1, acked: 0 } },
+          message: expect.stringContaining(`The cancel of task ${taskId} is recorded, but 0 of 1`),
+        });
+      } finally {
+        replica.process.kill("SIGCONT");
+      }
+      // Queued, so removed at once: the master no longer has it.
+      expect(await stalled.client.status(taskId).catch((e: { code: string }) => e.code)).toBe("NOT_FOUND");
+    } finally {
+      await stalled.close();
+    }
+    // Once the replica catches up it holds the cancel marker and not the job.
+    await expect
+      .poll(async () => [
+        await onReplica.exists(`{sr3}:cancel:${taskId}`),
+        await onReplica.exists(`{sr3}:tasks:${taskId}`),
+      ])
+      .toEqual([1, 0]);
+  });
 });
