@@ -1,28 +1,23 @@
 import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { ApprovalStore } from "@agentry/governance";
 import { testApprovalRequest } from "@agentry/governance/testing";
-import { startRedisReplicated, type TestRedisReplicated } from "@agentry/testkit";
+import { useRedisReplicated } from "@agentry/testkit";
 import { runAgentry, tempDir } from "./testing/run-agentry.js";
 
 // With AGENTRY_REDIS_WAIT_REPLICAS, `agentry approvals approve` reports success only once a
 // replica holds the decision, and says plainly when none acknowledged it in time.
-let servers: TestRedisReplicated;
-let replica: TestRedisReplicated["master"];
+const servers = useRedisReplicated();
 let onMaster: Redis;
 const home = tempDir("approve-replicas");
 
-beforeAll(async () => {
-  servers = await startRedisReplicated();
-  replica = servers.replicas[0] as TestRedisReplicated["master"];
-  onMaster = new Redis(servers.master.port, "127.0.0.1");
-}, 60_000);
+beforeAll(() => {
+  onMaster = servers.connect(servers.master);
+});
 
-afterAll(async () => {
-  onMaster?.disconnect();
-  await servers?.stop();
+afterAll(() => {
   home.remove();
 });
 
@@ -49,12 +44,12 @@ describe("agentry approvals approve with AGENTRY_REDIS_WAIT_REPLICAS", () => {
     expect(ok).toMatchObject({ code: 0, stdout: `${first}: approved (1/1 approvals)\n` });
 
     const second = await ask("task-2");
-    replica.process.kill("SIGSTOP");
+    servers.replica.process.kill("SIGSTOP");
     let stalled: Awaited<ReturnType<typeof runAgentry>>;
     try {
       stalled = await runAgentry(["approvals", "approve", second, "--as", "alice"], env);
     } finally {
-      replica.process.kill("SIGCONT");
+      servers.replica.process.kill("SIGCONT");
     }
     expect(stalled.code).not.toBe(0);
     expect(stalled.stdout).toBe("");
@@ -72,12 +67,12 @@ describe("agentry approvals approve with AGENTRY_REDIS_WAIT_REPLICAS", () => {
       AGENTRY_REDIS_WAIT_REPLICAS: "1",
       AGENTRY_REDIS_WAIT_TIMEOUT_MS: "300",
     };
-    replica.process.kill("SIGSTOP");
+    servers.replica.process.kill("SIGSTOP");
     let stalled: Awaited<ReturnType<typeof runAgentry>>;
     try {
       stalled = await runAgentry(["submit", "hello", "--idempotency-key", "k1"], env);
     } finally {
-      replica.process.kill("SIGCONT");
+      servers.replica.process.kill("SIGCONT");
     }
     expect(stalled.code).not.toBe(0);
     const taskId = /Task (\S+) is enqueued, but 0 of 1 Redis replica\(s\) acknowledged it within 300 ms/.exec(

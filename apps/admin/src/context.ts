@@ -7,6 +7,7 @@ import {
   pinShardCount,
   shardPrefixes,
   syncClock,
+  waitReplicasOf,
   type AgentryEnv,
 } from "@agentry/core";
 import type { AgentryClient, ShardedBudget } from "@agentry/runtime";
@@ -153,14 +154,7 @@ export class CliContext {
         // Traced: enqueueing opens a producer span whose context travels in the job to the worker.
         ...(this.#tracing ? { telemetry: this.#tracing.queueTelemetry } : {}),
         fairShare: this.env.AGENTRY_FAIR_SHARE === "on",
-        ...(this.env.AGENTRY_REDIS_WAIT_REPLICAS > 0
-          ? {
-              waitReplicas: {
-                replicas: this.env.AGENTRY_REDIS_WAIT_REPLICAS,
-                timeoutMs: this.env.AGENTRY_REDIS_WAIT_TIMEOUT_MS,
-              },
-            }
-          : {}),
+        waitReplicas: waitReplicasOf(this.env),
       });
     }
     return this.#client;
@@ -197,14 +191,7 @@ export class CliContext {
             prefix,
             audit: await this.audit(prefix),
             ...(keys ? { approverKeys: keys } : {}),
-            ...(this.env.AGENTRY_REDIS_WAIT_REPLICAS > 0
-              ? {
-                  waitReplicas: {
-                    replicas: this.env.AGENTRY_REDIS_WAIT_REPLICAS,
-                    timeoutMs: this.env.AGENTRY_REDIS_WAIT_TIMEOUT_MS,
-                  },
-                }
-              : {}),
+            waitReplicas: waitReplicasOf(this.env),
           }),
       ),
     );

@@ -14,6 +14,7 @@ import {
   packageVersion,
   redactRedisUrl,
   waitForReady,
+  waitReplicasOf,
 } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
 import {
@@ -94,14 +95,7 @@ async function main(): Promise<void> {
     sessionOrder: (prefix) => new RedisSessionTurns({ redis: turnsRedis, prefix }),
     telemetry: createBullMQTelemetry(),
     fairShare: env.AGENTRY_FAIR_SHARE === "on",
-    ...(env.AGENTRY_REDIS_WAIT_REPLICAS > 0
-      ? {
-          waitReplicas: {
-            replicas: env.AGENTRY_REDIS_WAIT_REPLICAS,
-            timeoutMs: env.AGENTRY_REDIS_WAIT_TIMEOUT_MS,
-          },
-        }
-      : {}),
+    waitReplicas: waitReplicasOf(env),
   });
   const ready = await waitForReady(turnsRedis, 5_000).then(
     () => true,

@@ -10,6 +10,7 @@ import {
   splitConcurrency,
   tenantOwnedId,
   readReplicaCounts,
+  waitReplicasOf,
   type Logger,
 } from "@agentry/core";
 import type { AgentHooks } from "@agentry/agent";
@@ -145,10 +146,10 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
   publisher.on("error", () => undefined);
   // Tool claims that wait for replicas go on a connection of their own: a WAIT holds its
   // connection until the replicas answer.
-  const claimRedis =
-    config.AGENTRY_REDIS_WAIT_REPLICAS > 0
-      ? createRedis({ url: config.REDIS_URL, role: "worker", connectionName: "agentry-worker-claims" })
-      : undefined;
+  const waitReplicas = waitReplicasOf(config);
+  const claimRedis = waitReplicas
+    ? createRedis({ url: config.REDIS_URL, role: "worker", connectionName: "agentry-worker-claims" })
+    : undefined;
   claimRedis?.on("error", () => undefined);
 
   const model =
@@ -378,15 +379,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       audit,
       actor,
       toolClaimMs: config.AGENTRY_TOOL_TIMEOUT_MS + 2_000,
-      ...(claimRedis
-        ? {
-            toolClaimReplicas: {
-              replicas: config.AGENTRY_REDIS_WAIT_REPLICAS,
-              timeoutMs: config.AGENTRY_REDIS_WAIT_TIMEOUT_MS,
-              redis: claimRedis,
-            },
-          }
-        : {}),
+      ...(waitReplicas && claimRedis ? { toolClaimReplicas: { ...waitReplicas, redis: claimRedis } } : {}),
     });
     const failureOnce = (f: QueueFailure) => taskAuditOnce("failure", f.payload.tenant, f.taskId);
     const recordQueueFailure = async (f: QueueFailure): Promise<void> => {
@@ -528,7 +521,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       await checkClusterConfig(redis as unknown as Parameters<typeof checkClusterConfig>[0], prefix);
       // So does a shard count other than the deployment's (tasks on a shard nobody consumes).
       await pinShardCount(redis, prefix, config.AGENTRY_SHARDS);
-      if (config.AGENTRY_REDIS_WAIT_REPLICAS > 0) await warnReplicasShort(redis, config, logger);
+      if (waitReplicas) await warnReplicasShort(redis, waitReplicas.replicas, logger);
       for (const shard of shards) await shard.worker.start();
     },
     async close() {
@@ -548,8 +541,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
  * tool calls wait for replicas that are not there, and their attempts are retried until they are.
  * Not a refusal: a replica that is restarting comes back.
  */
-async function warnReplicasShort(redis: Redis, config: WorkerConfig, logger: Logger): Promise<void> {
-  const wanted = config.AGENTRY_REDIS_WAIT_REPLICAS;
+async function warnReplicasShort(redis: Redis, wanted: number, logger: Logger): Promise<void> {
   // A master that cannot be read now is the eviction check's to report.
   for (const { node, replicas } of await readReplicaCounts(redis)) {
     if (replicas === undefined || replicas >= wanted) continue;

@@ -61,6 +61,7 @@ export {
   envVar,
   envPositiveInt,
   envNonNegativeInt,
+  waitReplicasOf,
   type AgentryEnv,
 } from "./config/env.js";
 export {

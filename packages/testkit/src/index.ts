@@ -49,4 +49,9 @@ export {
   type ReceivedSpan,
 } from "./otlp/otlp-receiver.js";
 export { startRedisSentinel, useRedisSentinel, type TestRedisSentinel } from "./redis/redis-sentinel.js";
-export { startRedisReplicated, type TestRedisReplicated } from "./redis/redis-replicas.js";
+export {
+  startRedisReplicated,
+  useRedisReplicated,
+  type RedisReplicatedFixture,
+  type TestRedisReplicated,
+} from "./redis/redis-replicas.js";

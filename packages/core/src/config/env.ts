@@ -111,6 +111,18 @@ export function parseEnv(env: NodeJS.ProcessEnv = process.env): AgentryEnv {
 }
 
 /**
+ * The replicas writes wait for, as the client, approval store and tool journal take them:
+ * undefined when AGENTRY_REDIS_WAIT_REPLICAS is 0 (off).
+ */
+export function waitReplicasOf(
+  env: Pick<AgentryEnv, "AGENTRY_REDIS_WAIT_REPLICAS" | "AGENTRY_REDIS_WAIT_TIMEOUT_MS">,
+): { replicas: number; timeoutMs: number } | undefined {
+  return env.AGENTRY_REDIS_WAIT_REPLICAS > 0
+    ? { replicas: env.AGENTRY_REDIS_WAIT_REPLICAS, timeoutMs: env.AGENTRY_REDIS_WAIT_TIMEOUT_MS }
+    : undefined;
+}
+
+/**
  * Parses the environment with an app's own schema (on top of {@link parseEnv}). Throws
  * `INVALID_CONFIG` naming every bad variable.
  */

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Redis } from "ioredis";
-import { startRedisReplicated, type TestRedisReplicated } from "@agentry/testkit";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { Redis } from "ioredis";
+import { useRedisReplicated } from "@agentry/testkit";
 import { AuditLog } from "../audit/audit-log.js";
 import { createTestApprovers, testApprovalRequest } from "../testing.js";
 import { ApprovalStore } from "./approval-store.js";
@@ -8,24 +8,15 @@ import { ApprovalStore } from "./approval-store.js";
 // A decision the master acknowledged but had not yet sent to its replica is lost when the replica
 // takes over: the approver was told "approved" and the task waits on. With waitReplicas, a
 // decision returns only once a replica holds it.
-let servers: TestRedisReplicated;
-let replica: TestRedisReplicated["master"];
+const servers = useRedisReplicated();
 let onMaster: Redis;
 let onReplica: Redis;
 
 const approvers = createTestApprovers(["alice", "bob"]);
 
-beforeAll(async () => {
-  servers = await startRedisReplicated();
-  replica = servers.replicas[0] as TestRedisReplicated["master"];
-  onMaster = new Redis(servers.master.port, "127.0.0.1");
-  onReplica = new Redis(replica.port, "127.0.0.1");
-}, 60_000);
-
-afterAll(async () => {
-  onMaster?.disconnect();
-  onReplica?.disconnect();
-  await servers?.stop();
+beforeAll(() => {
+  onMaster = servers.connect(servers.master);
+  onReplica = servers.connect(servers.replica);
 });
 
 const storeOn = (prefix: string, timeoutMs: number) => {
@@ -64,7 +55,7 @@ describe("ApprovalStore with waitReplicas", () => {
     const { store, audit } = storeOn("{dr2}", 200);
     const { record } = await store.request(testApprovalRequest("task-2"));
     const approve = approvers.sign("alice", record.id, "approve");
-    replica.process.kill("SIGSTOP");
+    servers.replica.process.kill("SIGSTOP");
     try {
       const err = await store.tryDecide(approve).then(
         () => undefined,
@@ -79,7 +70,7 @@ describe("ApprovalStore with waitReplicas", () => {
         ),
       });
     } finally {
-      replica.process.kill("SIGCONT");
+      servers.replica.process.kill("SIGCONT");
     }
     expect((await store.get(record.id))?.status).toBe("approved");
     expect((await audit.read()).map((e) => e.type)).toEqual(["approval_vote"]);

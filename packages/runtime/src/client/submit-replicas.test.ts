@@ -1,33 +1,23 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { tenantOwnedId } from "@agentry/core";
 import { RedisSessionTurns } from "@agentry/memory";
-import { startRedisReplicated, type TestRedisReplicated } from "@agentry/testkit";
+import { useRedisReplicated } from "@agentry/testkit";
 import { AgentryClient } from "./agentry-client.js";
 
 // A submit the master acknowledged but had not yet sent to its replica is lost when the replica
 // takes over; with waitReplicas, submit returns only once a replica holds the task.
-let servers: TestRedisReplicated;
-let master: TestRedisReplicated["master"];
-let replica: TestRedisReplicated["master"];
+const servers = useRedisReplicated();
 let onReplica: Redis;
 
-beforeAll(async () => {
-  servers = await startRedisReplicated();
-  master = servers.master;
-  replica = servers.replicas[0] as TestRedisReplicated["master"];
-  onReplica = new Redis(replica.port, "127.0.0.1");
-}, 60_000);
-
-afterAll(async () => {
-  onReplica?.disconnect();
-  await servers?.stop();
+beforeAll(() => {
+  onReplica = servers.connect(servers.replica);
 });
 
 const clientOn = (prefix: string, timeoutMs: number) => {
-  const turns = new Redis(master.port, "127.0.0.1");
+  const turns = new Redis(servers.master.port, "127.0.0.1");
   const client = new AgentryClient({
-    url: master.url,
+    url: servers.master.url,
     prefix,
     sessionOrder: new RedisSessionTurns({ redis: turns, prefix }),
     waitReplicas: { replicas: 1, timeoutMs },
@@ -61,7 +51,7 @@ describe("AgentryClient with waitReplicas", () => {
     const { client, turns, close } = clientOn("{sr2}", 200);
     try {
       const input = { prompt: "hello", sessionId: "s1", idempotencyKey: "k1" };
-      replica.process.kill("SIGSTOP");
+      servers.replica.process.kill("SIGSTOP");
       let taskId: string;
       try {
         const err = await client.submit(input, { tenant: "acme" }).then(
@@ -78,7 +68,7 @@ describe("AgentryClient with waitReplicas", () => {
         expect((await client.status(taskId)).state).toBe("queued");
         expect(await turns.head(tenantOwnedId("acme", "session", "s1"))).toBe(taskId);
       } finally {
-        replica.process.kill("SIGCONT");
+        servers.replica.process.kill("SIGCONT");
       }
       const again = clientOn("{sr2}", 10_000);
       try {
@@ -101,7 +91,7 @@ describe("AgentryClient with waitReplicas", () => {
     await close();
     const stalled = clientOn("{sr3}", 200);
     try {
-      replica.process.kill("SIGSTOP");
+      servers.replica.process.kill("SIGSTOP");
       try {
         const err = await stalled.client.cancel(taskId).then(
           () => undefined,
@@ -114,7 +104,7 @@ describe("AgentryClient with waitReplicas", () => {
           message: expect.stringContaining(`The cancel of task ${taskId} is recorded, but 0 of 1`),
         });
       } finally {
-        replica.process.kill("SIGCONT");
+        servers.replica.process.kill("SIGCONT");
       }
       // Queued, so removed at once: the master no longer has it.
       expect(await stalled.client.status(taskId).catch((e: { code: string }) => e.code)).toBe("NOT_FOUND");

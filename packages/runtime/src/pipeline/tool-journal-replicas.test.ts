@@ -1,30 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
-import { startRedisReplicated, type TestRedisReplicated } from "@agentry/testkit";
+import { useRedisReplicated } from "@agentry/testkit";
 import type { RunContext } from "@agentry/agent";
 import type { ToolUseBlock } from "@agentry/llm";
 import { RedisToolJournal } from "./tool-journal.js";
 
 // A claim the master acknowledged but had not yet sent to its replica is lost when the replica
 // takes over; with waitReplicas the tool runs only once a replica holds its claim.
-let servers: TestRedisReplicated;
-let master: TestRedisReplicated["master"];
-let replica: TestRedisReplicated["master"];
+const servers = useRedisReplicated();
 let onReplica: Redis;
 let conn: Redis;
 
-beforeAll(async () => {
-  servers = await startRedisReplicated();
-  master = servers.master;
-  replica = servers.replicas[0] as TestRedisReplicated["master"];
-  onReplica = new Redis(replica.port, "127.0.0.1");
-  conn = new Redis(master.port, "127.0.0.1", { maxRetriesPerRequest: null });
-}, 60_000);
-
-afterAll(async () => {
-  conn?.disconnect();
-  onReplica?.disconnect();
-  await servers?.stop();
+beforeAll(() => {
+  onReplica = servers.connect(servers.replica);
+  conn = servers.connect(servers.master, { maxRetriesPerRequest: null });
 });
 
 const run: RunContext = { taskId: "t1", tenant: "acme", userId: "u1", sessionId: "s1" };
@@ -51,7 +40,7 @@ describe("RedisToolJournal with waitReplicas", () => {
     const call = callOf("toolu_stuck");
     const entry = journal.entryKey(run, call.id);
     // The replica stops answering (a stalled host, a partition).
-    replica.process.kill("SIGSTOP");
+    servers.replica.process.kill("SIGSTOP");
     try {
       await expect(journal.begin(run, call)).rejects.toMatchObject({
         code: "REDIS_UNAVAILABLE",
@@ -61,7 +50,7 @@ describe("RedisToolJournal with waitReplicas", () => {
       // Nothing is left claimed: the retry claims the call afresh, it is not "interrupted".
       expect(await conn.exists(entry, `${entry}:claim`)).toBe(0);
     } finally {
-      replica.process.kill("SIGCONT");
+      servers.replica.process.kill("SIGCONT");
     }
     const retry = new RedisToolJournal({ redis: conn, prefix, waitReplicas: 1, waitTimeoutMs: 10_000 });
     expect(await retry.begin(run, call)).toEqual({ status: "fresh" });
@@ -84,7 +73,7 @@ describe("RedisToolJournal with waitReplicas", () => {
   });
 
   it("claims go on the connection given for them", async () => {
-    const claims = new Redis(master.port, "127.0.0.1", { connectionName: "journal-claims" });
+    const claims = new Redis(servers.master.port, "127.0.0.1", { connectionName: "journal-claims" });
     try {
       const journal = new RedisToolJournal({
         redis: conn,

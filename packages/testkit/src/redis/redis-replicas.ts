@@ -1,3 +1,5 @@
+import { Redis, type RedisOptions } from "ioredis";
+import { afterAll, beforeAll } from "vitest";
 import { pollNode, startRedisServer } from "./redis-server.js";
 
 type Server = Awaited<ReturnType<typeof startRedisServer>>;
@@ -39,4 +41,46 @@ export async function startRedisReplicated(
     throw err;
   }
   return { master, replicas, stop };
+}
+
+/** What {@link useRedisReplicated} gives a test file: read it inside a test or a later hook. */
+export interface RedisReplicatedFixture {
+  readonly master: Server;
+  /** The first replica. */
+  readonly replica: Server;
+  /** A connection to `node` (loopback), closed after the file's tests. */
+  connect(node: Server, options?: RedisOptions): Redis;
+}
+
+/**
+ * A master and its replicas for the test file, started before its tests and stopped after them
+ * (see {@link startRedisReplicated}), with the connections it made closed.
+ */
+export function useRedisReplicated(options: { replicas?: number } = {}): RedisReplicatedFixture {
+  let servers: TestRedisReplicated | undefined;
+  const connections: Redis[] = [];
+  beforeAll(async () => {
+    servers = await startRedisReplicated(options);
+  }, 60_000);
+  afterAll(async () => {
+    for (const conn of connections.splice(0)) conn.disconnect();
+    await servers?.stop();
+  });
+  const started = (): TestRedisReplicated => {
+    if (!servers) throw new Error("the replicated Redis is read before it started (read it inside a test)");
+    return servers;
+  };
+  return {
+    get master() {
+      return started().master;
+    },
+    get replica() {
+      return started().replicas[0] as Server;
+    },
+    connect(node, connectionOptions = {}) {
+      const conn = new Redis(node.port, "127.0.0.1", connectionOptions);
+      connections.push(conn);
+      return conn;
+    },
+  };
 }
