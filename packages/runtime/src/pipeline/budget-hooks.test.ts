@@ -105,6 +105,39 @@ describe("budget hooks", () => {
     expect(charge).toEqual({ costMicroUsd: reserved.costMicroUsd });
     expect(stats.reserved.tokens).toBe(0);
   });
+
+  it("a reservation Redis lost (a failover to a replica without it) stops the attempt retryable, not the task", async () => {
+    const prefix = redis.freshPrefix();
+    const conn = redis.client();
+    const ledger = new BudgetLedger({ redis: conn, prefix });
+    const hooks = hooksOn(ledger);
+    await hooks.beforeModelCall?.({ run, step: 1, request });
+    // Everything the reserve wrote is gone, as on a replica that never got it.
+    const keys = await conn.keys(`${prefix}:*`);
+    expect(keys.length).toBeGreaterThan(0);
+    await conn.del(...keys);
+    const err = await hooks.afterModelCall?.({ run, step: 1, request, response, durationMs: 10 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toMatchObject({
+      code: "REDIS_UNAVAILABLE",
+      retryable: true,
+      message: expect.stringContaining("is gone from Redis"),
+    });
+    // The same for a call whose outcome is unknown (settled at the reserved amount).
+    await hooks.beforeModelCall?.({ run, step: 2, request });
+    await conn.del(...(await conn.keys(`${prefix}:*`)));
+    await expect(
+      hooks.onModelCallError?.({
+        run,
+        step: 2,
+        request,
+        error: new AgentryError("PROVIDER_UNAVAILABLE", "connection reset"),
+        sent: true,
+      }),
+    ).rejects.toMatchObject({ code: "REDIS_UNAVAILABLE", retryable: true });
+  });
 });
 
 describe("budget hooks on a call that is never sent", () => {

@@ -1,4 +1,11 @@
-import { AgentryError, tenantOwnedId, tenantScope, type AuditDataMap, type AuditSink } from "@agentry/core";
+import {
+  AgentryError,
+  isAgentryError,
+  tenantOwnedId,
+  tenantScope,
+  type AuditDataMap,
+  type AuditSink,
+} from "@agentry/core";
 import type { AgentHooks, RunContext } from "@agentry/agent";
 import type { ModelRequest, TokenCountRequest, Usage } from "@agentry/llm";
 import type { CallLedger } from "../budget/allowance.js";
@@ -79,6 +86,30 @@ async function closeDurably<T>(close: () => Promise<T>, forMs: number): Promise<
       if (AgentryError.from(err).code !== "REDIS_UNAVAILABLE" || Date.now() + delay > deadline) throw err;
       await new Promise((r) => setTimeout(r, delay));
     }
+  }
+}
+
+/**
+ * Settles a reservation the hooks made for this call. Not found means Redis no longer has it: a
+ * failover to a replica that never got the reserve, or data lost. The call's usage then cannot be
+ * charged to it; the attempt stops retryable (`REDIS_UNAVAILABLE`), as for Redis going away, and
+ * resumes from its checkpoint, rather than failing the task.
+ */
+async function settleOwn(
+  ledger: CallLedger,
+  reservationId: string,
+  amount: { tokens: number; costMicroUsd: number },
+  forMs: number,
+): Promise<Awaited<ReturnType<CallLedger["settle"]>>> {
+  try {
+    return await closeDurably(() => ledger.settle(reservationId, amount), forMs);
+  } catch (err) {
+    if (!isAgentryError(err, "NOT_FOUND")) throw err;
+    throw new AgentryError(
+      "REDIS_UNAVAILABLE",
+      `Budget reservation ${reservationId} is gone from Redis (lost in a failover?): its call is not charged, and the attempt is retried`,
+      { retryable: true, cause: err, details: { reservationId } },
+    );
   }
 }
 
@@ -218,8 +249,10 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
         response.usage.output +
         response.usage.cacheCreationInput +
         response.usage.cacheReadInput;
-      const settled = await closeDurably(
-        () => ledger.settle(entry.reservationId, { tokens, costMicroUsd: cost }),
+      const settled = await settleOwn(
+        ledger,
+        entry.reservationId,
+        { tokens, costMicroUsd: cost },
         closeRetryMs,
       );
       // The provider counted more prompt than was reserved for: only possible on the estimate path
@@ -252,7 +285,7 @@ export function createBudgetHooks(options: BudgetHooksOptions): AgentHooks {
         return;
       }
       // The provider may have done (and billed) the work: never under-count.
-      await closeDurably(() => ledger.settle(entry.reservationId, entry.amount), closeRetryMs);
+      await settleOwn(ledger, entry.reservationId, entry.amount, closeRetryMs);
       await audit(run, {
         event: "settled-at-reserved",
         step,
