@@ -7,6 +7,7 @@ import {
   createRedis,
   DEFAULT_KEY_PREFIX,
   duplicateRedis,
+  isAgentryError,
   isNoScriptError,
   isTransientRedisError,
   keySpace,
@@ -15,6 +16,7 @@ import {
   pinShardCount,
   shardOfSession,
   shardPrefixes,
+  sleep,
   systemClock,
   tenantOwnedId,
   waitForReady,
@@ -506,8 +508,9 @@ export class AgentryClient {
 
   /**
    * Streams a task's progress and its end. Uses BullMQ's queue events, and re-reads the job
-   * periodically so an event missed during a reconnect cannot stall the stream. With `caller`,
-   * another tenant's task ends the stream with `NOT_FOUND` before any event.
+   * periodically so an event missed during a reconnect cannot stall the stream. A re-read Redis
+   * does not answer (a restart, a failover) is tried again on the next one, until `timeoutMs`.
+   * With `caller`, another tenant's task ends the stream with `NOT_FOUND` before any event.
    */
   async *watch(
     taskId: string,
@@ -543,7 +546,16 @@ export class AgentryClient {
             yield e;
           }
         }
-        const status = await this.status(taskId, options.caller);
+        // Redis going away for a moment (a restart, a failover) does not end the watch: the
+        // task goes on, so the next poll, until the deadline, asks again.
+        const status = await this.status(taskId, options.caller).catch((err: unknown) => {
+          if (isAgentryError(err, "REDIS_UNAVAILABLE") && this.clock.now() < deadline) return undefined;
+          throw err;
+        });
+        if (status === undefined) {
+          await sleep(Math.min(1_000, Math.max(0, deadline - this.clock.now())));
+          continue;
+        }
         if (status.state === "completed" && status.result) {
           yield { type: "completed", taskId, result: status.result };
           return;
