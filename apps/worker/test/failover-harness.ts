@@ -27,9 +27,6 @@ export async function tasksThroughFailover(options: {
     AGENTRY_CONCURRENCY: "2",
     ...options.env,
   };
-  const workers = [startWorkerProcess("fo-1", env), startWorkerProcess("fo-2", env)];
-  onTestFinished(async () => void (await Promise.all(workers.map((w) => w.kill()))));
-  await Promise.all(workers.map((w) => waitStarted(w)));
   const client = new AgentryClient({ url, prefix, ...options.client });
   onTestFinished(() => client.close());
   // A submit can meet the client's fail-fast connection while the master is gone: sent again
@@ -50,7 +47,12 @@ export async function tasksThroughFailover(options: {
     }
     return ids;
   };
+  // Submitted before the workers start, so that on a loaded machine they are not all done by the
+  // time the first one is: the rest are queued or running when the master goes.
   const before = await submit(0, 20);
+  const workers = [startWorkerProcess("fo-1", env), startWorkerProcess("fo-2", env)];
+  onTestFinished(async () => void (await Promise.all(workers.map((w) => w.kill()))));
+  await Promise.all(workers.map((w) => waitStarted(w)));
   await client.wait(before[0] as string, { timeoutMs: 60_000 });
   const running = await Promise.all(before.map((id) => client.status(id)));
   expect(running.filter((t) => t.state !== "completed").length).toBeGreaterThan(0);
