@@ -61,8 +61,15 @@ export async function tasksThroughFailover(options: {
 
   const after = await submit(20, 20);
   const all = [...before, ...after];
-  const results = await Promise.all(all.map((id) => client.wait(id, { timeoutMs: 120_000 })));
-  expect(results.every((r) => r.steps > 0)).toBe(true);
+  const settled = await Promise.allSettled(all.map((id) => client.wait(id, { timeoutMs: 120_000 })));
+  // Named with the side of the failover they were submitted on, to tell a lost write from a slow one.
+  const unfinished = settled.flatMap((r, i) =>
+    r.status === "rejected"
+      ? [`${i < before.length ? "before" : "after"} ${all[i]}: ${String(r.reason)}`]
+      : [],
+  );
+  expect(unfinished).toEqual([]);
+  expect(settled.every((r) => r.status === "fulfilled" && r.value.steps > 0)).toBe(true);
   for (const w of workers) expect(w.output()).not.toContain('"event":"task-failed"');
 
   const redis = createRedis({ url, role: "command" });

@@ -48,7 +48,12 @@ export {
   type OtlpValue,
   type ReceivedSpan,
 } from "./otlp/otlp-receiver.js";
-export { startRedisSentinel, useRedisSentinel, type TestRedisSentinel } from "./redis/redis-sentinel.js";
+export {
+  startRedisSentinel,
+  useRedisSentinel,
+  type SentinelOptions,
+  type TestRedisSentinel,
+} from "./redis/redis-sentinel.js";
 export {
   startRedisReplicated,
   useRedisReplicated,

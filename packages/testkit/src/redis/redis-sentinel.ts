@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll } from "vitest";
-import { freePort, pollNode, redisAnswers } from "./redis-server.js";
+import { freePort, pollNode, redisAnswers, redisLogArgs } from "./redis-server.js";
 import { startRedisReplicated } from "./redis-replicas.js";
 
 /** A private Redis master with replicas, watched by Redis Sentinels, on loopback. */
@@ -21,14 +21,25 @@ export interface TestRedisSentinel {
   stop(): Promise<void>;
 }
 
+export interface SentinelOptions {
+  replicas?: number;
+  sentinels?: number;
+  name?: string;
+  /** How long a master is silent before a Sentinel calls it down (`down-after-milliseconds`). */
+  downAfterMs?: number;
+}
+
 /**
  * Starts a master, `replicas` replicas of it (2 by default) and `sentinels` Sentinels (3 by
- * default, quorum 2) that fail over a master silent for 1 s. Resolves once every Sentinel knows
- * every replica. Needs `redis-server` (Debian: redis-server), which runs Sentinels too.
+ * default, quorum 2) that fail over a master silent for `downAfterMs` (5 s by default). Resolves
+ * once every Sentinel knows every replica. Needs `redis-server` (Debian: redis-server), which runs
+ * Sentinels too.
+ *
+ * Shorter is faster but false: on a loaded machine a live master (or a Sentinel itself) misses a
+ * second of PINGs now and then, and with 1 s the Sentinels failed over a healthy master just
+ * promoted, losing writes fewer replicas had acknowledged than it had.
  */
-export async function startRedisSentinel(
-  options: { replicas?: number; sentinels?: number; name?: string } = {},
-): Promise<TestRedisSentinel> {
+export async function startRedisSentinel(options: SentinelOptions = {}): Promise<TestRedisSentinel> {
   const name = options.name ?? "agentry";
   const data = await startRedisReplicated({ replicas: options.replicas ?? 2 });
   const master = data.master;
@@ -60,13 +71,15 @@ export async function startRedisSentinel(
           "bind 127.0.0.1",
           `dir ${dir}`,
           `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`,
-          `sentinel down-after-milliseconds ${name} 1000`,
+          `sentinel down-after-milliseconds ${name} ${options.downAfterMs ?? 5_000}`,
           `sentinel failover-timeout ${name} 5000`,
           `sentinel parallel-syncs ${name} 2`,
           "",
         ].join("\n"),
       );
-      const child = spawn("redis-server", [conf, "--sentinel"], { stdio: "ignore" });
+      const child = spawn("redis-server", [conf, "--sentinel", ...redisLogArgs(`sentinel-${port}`)], {
+        stdio: "ignore",
+      });
       const onExit = () => child.kill("SIGKILL");
       process.once("exit", onExit);
       child.once("exit", () => process.off("exit", onExit));
@@ -120,9 +133,7 @@ export async function startRedisSentinel(
  * A private Sentinel-watched Redis for one test file: started before its tests (`beforeAll`),
  * stopped after them. Read it inside a test or a hook, once it has started.
  */
-export function useRedisSentinel(
-  options: { replicas?: number; sentinels?: number; name?: string } = {},
-): () => TestRedisSentinel {
+export function useRedisSentinel(options: SentinelOptions = {}): () => TestRedisSentinel {
   let sentinel: TestRedisSentinel | undefined;
   beforeAll(async () => {
     sentinel = await startRedisSentinel(options);

@@ -72,6 +72,15 @@ export async function redisAnswers(url: string, timeoutMs = 1_500): Promise<bool
 }
 
 /**
+ * With AGENTRY_TEST_REDIS_LOGS=<dir>: the arguments that make a test's redis-server (or Sentinel,
+ * `name` telling them apart) keep its log at `<dir>/<name>.log`, to read after a failed run.
+ */
+export function redisLogArgs(name: string): string[] {
+  const dir = process.env.AGENTRY_TEST_REDIS_LOGS;
+  return dir ? ["--logfile", join(dir, `${name}.log`)] : [];
+}
+
+/**
  * Starts a private `redis-server` child on loopback. The process is killed on `stop()`
  * and when the parent exits. Used by the fixture and by tests that restart Redis.
  */
@@ -102,6 +111,7 @@ export async function startRedisServer(options: StartRedisServerOptions = {}): P
     dir,
     "--maxmemory-policy",
     "noeviction",
+    ...redisLogArgs(`redis-${port}`),
     ...(options.args ?? []),
   ];
   const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
