@@ -7,8 +7,8 @@ import { startWorkerProcess, waitStarted } from "./worker-processes.js";
 /**
  * Runs weather tasks on two worker processes (`REDIS_URL=url`) while `failOver` replaces the
  * Redis master (resolving once the replica is the master), then checks that every task
- * completed, none failed, each task's tool ran once (one `action` entry each) and the audit
- * chain written across the failover verifies. Tasks are still running when the master goes.
+ * completed, none failed, each task's tool ran, none twice on a first claim (the workers' `tool-run`
+ * lines), one `action` entry each, and the audit chain written across the failover verifies. Tasks are still running when the master goes.
  */
 export async function tasksThroughFailover(options: {
   url: string;
@@ -71,6 +71,20 @@ export async function tasksThroughFailover(options: {
   expect(unfinished).toEqual([]);
   expect(settled.every((r) => r.status === "fulfilled" && r.value.steps > 0)).toBe(true);
   for (const w of workers) expect(w.output()).not.toContain('"event":"task-failed"');
+  // Counted outside Redis too (the workers' logs), where a failover cannot lose the record: each
+  // task's tool ran, and no task's tool ran twice on a first claim, which is what a claim the
+  // failover lost after it was acknowledged would show. (An idempotent tool runs again on a claim
+  // with no result; its claimant may have withdrawn it unrun when the replicas fell short.)
+  const runs = new Map<string, { first: number; all: number }>();
+  for (const w of workers)
+    for (const line of w.output().split("\n")) {
+      if (!line.includes('"event":"tool-run"')) continue;
+      const { taskId, rerun } = JSON.parse(line) as { taskId: string; rerun: boolean };
+      const seen = runs.get(taskId) ?? { first: 0, all: 0 };
+      runs.set(taskId, { first: seen.first + (rerun ? 0 : 1), all: seen.all + 1 });
+    }
+  expect(all.filter((id) => (runs.get(id)?.first ?? 0) > 1)).toEqual([]);
+  expect(all.filter((id) => (runs.get(id)?.all ?? 0) === 0)).toEqual([]);
 
   const redis = createRedis({ url, role: "command" });
   redis.on("error", () => undefined);

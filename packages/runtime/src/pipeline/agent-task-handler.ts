@@ -220,7 +220,17 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
       const journal: ToolJournal = {
         begin: async (run, call) => {
           await steps.write({});
-          return toolJournal.begin(run, call);
+          const begun = await toolJournal.begin(run, call);
+          // One line per run of a tool, outside Redis, where an operator counts side effects: a
+          // first run on its claim, or the run again of an idempotent tool whose earlier claimant
+          // never recorded a result (runAgent reports that call interrupted for any other tool).
+          const rerun = begun.status === "interrupted" && options.tools.get(call.name)?.idempotent === true;
+          if (begun.status === "fresh" || rerun)
+            ex.log.info(
+              { event: "tool-run", tool: call.name, toolUseId: call.id, rerun },
+              `tool ${call.name} runs`,
+            );
+          return begun;
         },
         complete: (run, call, result) => toolJournal.complete(run, call, result),
         abandon: (run, call) => toolJournal.abandon(run, call),
