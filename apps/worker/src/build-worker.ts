@@ -419,6 +419,7 @@ export async function buildWorker(config: WorkerConfig, options: BuildWorkerOpti
       ...(globalConcurrency ? { globalConcurrency: globalConcurrency[index] as number } : {}),
       lockDurationMs: config.AGENTRY_LOCK_DURATION_MS,
       stalledIntervalMs: config.AGENTRY_STALLED_INTERVAL_MS,
+      redisRetryMaxMs: config.AGENTRY_REDIS_RETRY_MAX_MS,
       shutdownGraceMs: config.AGENTRY_SHUTDOWN_GRACE_MS,
       taskStream: {
         maxLen: config.AGENTRY_TASK_STREAM_MAX_LEN,

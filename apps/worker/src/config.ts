@@ -19,6 +19,12 @@ export const workerEnvSchema = z.object({
   AGENTRY_SHUTDOWN_GRACE_MS: num(10_000),
   AGENTRY_LOCK_DURATION_MS: num(10_000),
   AGENTRY_STALLED_INTERVAL_MS: num(5_000),
+  /**
+   * The longest a task waits for Redis between tries once an attempt stopped on it being
+   * unavailable (a failover, an outage, too few replicas): the waits double from 1 s up to this.
+   * They do not use up the task's attempts (5): a task fails on an outage only after 200 starts.
+   */
+  AGENTRY_REDIS_RETRY_MAX_MS: positive(30_000),
   /** How often a worker promotes decided or expired approvals whose event it missed, and reaps dead budget leases. */
   AGENTRY_RECONCILE_INTERVAL_MS: num(5_000),
   /**

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import { createLogger, tenantOwnedId } from "@agentry/core";
+import { AgentryError, createLogger, tenantOwnedId } from "@agentry/core";
 import { ToolRegistry, defineTool, type AgentHooks } from "@agentry/agent";
 import { createLanguageModel, estimateInputTokens, costMicroUsd, maxCostMicroUsd } from "@agentry/llm";
 import { RedisSessionStore, RedisSessionTurns } from "@agentry/memory";
@@ -200,6 +200,36 @@ describe("agent task handler", () => {
       reserved: { tokens: 0, costMicroUsd: 0 },
     });
   });
+
+  it("Redis unavailable on the last attempt ends nothing: the task waits for Redis and completes, no failure audited", async () => {
+    // Four attempts fail on the provider (each uses one), the fifth and last meets Redis being
+    // unavailable (which uses none): the task must not end there.
+    const failures: AgentryError[] = [
+      ...Array.from({ length: 4 }, () => new AgentryError("PROVIDER_OVERLOADED", "overloaded")),
+      new AgentryError("REDIS_UNAVAILABLE", "Redis is failing over", { retryable: true }),
+    ];
+    const { client, worker, audit } = setup({
+      hooks: [
+        {
+          beforeModelCall: () => {
+            const next = failures.shift();
+            return next ? Promise.reject(next) : Promise.resolve();
+          },
+        },
+      ],
+    });
+    await worker.start();
+    const { taskId } = await client.submit({ prompt: "What's the weather in Lima?" }, { tenant: "acme" });
+    const result = await client.wait(taskId, { timeoutMs: 60_000 });
+    expect(result.text).toContain("Lima");
+    expect(failures).toEqual([]);
+    expect(audit.filter((e) => e.type === "failure")).toEqual([]);
+    const job = await worker.queue.getJob(taskId);
+    // The four provider failures and the completing attempt; the wait for Redis was a start only.
+    expect(job?.attemptsMade).toBe(5);
+    expect(job?.attemptsStarted).toBe(6);
+    expect(job?.data.redisWaits).toBe(1);
+  }, 90_000);
 
   it("clamps max_tokens when the remainder is above the floor", async () => {
     const billedBefore = fake.billed().tokens;

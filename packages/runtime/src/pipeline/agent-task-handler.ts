@@ -374,11 +374,13 @@ export function createAgentTaskHandler(options: AgentTaskHandlerOptions): TaskHa
           parked: { reason: "budget_contended", until: clock.now() + (err.retryAfterMs ?? 1_000) },
         };
       }
-      // The task ends here (also when a retryable error used up the last attempt): audit it, free the session.
+      // The task ends here (also when a retryable error used up the last attempt): audit it, free
+      // the session. A provider's 429 and Redis being unavailable use up no attempt (the worker
+      // waits them out), so they end nothing.
       const ends =
         !err.retryable ||
         err.code === "CANCELLED" ||
-        (ex.finalAttempt && err.code !== "PROVIDER_RATE_LIMITED");
+        (ex.finalAttempt && err.code !== "PROVIDER_RATE_LIMITED" && err.code !== "REDIS_UNAVAILABLE");
       if (ends) {
         await Promise.resolve(
           audit({ type: "failure", data: { code: err.code, message: err.message } }, "failure"),

@@ -117,6 +117,11 @@ export const parkedSchema = z.discriminatedUnion("reason", [
   z.object({ reason: z.literal("budget_contended"), until: z.number() }),
   /** Held back because its tenant runs `maxRunning` tasks already; woken when a slot frees. */
   z.object({ reason: z.literal("tenant_capped"), until: z.number() }),
+  /**
+   * Its attempt stopped on Redis being unavailable (unreachable, failing over, refusing writes,
+   * or short of the replicas AGENTRY_REDIS_WAIT_REPLICAS asks for): it waits, and tries again.
+   */
+  z.object({ reason: z.literal("redis_unavailable"), until: z.number() }),
 ]);
 
 /** A parked task's reason. */
@@ -134,6 +139,8 @@ export const agentJobDataSchema = z.object({
   error: agentryErrorDataSchema.optional(),
   /** Times this task was parked (approval, busy session, contended budget, tenant at its cap). */
   parkCount: z.number().int().default(0),
+  /** Attempts stopped by Redis being unavailable: the exponent of the next wait for it. */
+  redisWaits: z.number().int().optional(),
 });
 
 /** The data of an agent job. */
@@ -191,8 +198,13 @@ export const TASK_CATALOG = {
     attempts: 5,
     /** Base of the exponential backoff; a provider's `retryAfterMs` wins when longer. */
     backoffMs: 1_000,
-    /** Parks (approval waits, busy session, contended budget) and rate-limit waits count as started attempts. */
+    /**
+     * Parks (approval waits, busy session, contended budget, Redis unavailable) and rate-limit
+     * waits count as started attempts, not as attempts.
+     */
     maxStartedAttempts: 200,
+    /** The longest a task waits for Redis before trying again (the waits double up to it from backoffMs). */
+    redisWaitMaxMs: 30_000,
     removeOnComplete: { age: 7 * 24 * 3600, count: 10_000 },
     removeOnFail: { age: 30 * 24 * 3600, count: 50_000 },
   },

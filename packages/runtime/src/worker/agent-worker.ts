@@ -183,6 +183,12 @@ export interface AgentWorkerOptions {
   lockDurationMs?: number;
   /** @defaultValue 5_000 */
   stalledIntervalMs?: number;
+  /**
+   * The longest a task waits for Redis between tries, after an attempt stopped on Redis being
+   * unavailable (the waits double from 1 s up to it; they are started attempts, not attempts).
+   * @defaultValue 30_000
+   */
+  redisRetryMaxMs?: number;
   /** Times a job may stall (its worker died) before it fails. @defaultValue 3 */
   maxStalledCount?: number;
   /** On SIGTERM, how long running steps may take before the rest is handed back. @defaultValue 10_000 */
@@ -1129,6 +1135,19 @@ export class AgentWorker implements WorkerControl {
       }
       await update({ error: err.toData() }).catch(() => undefined);
       const attemptsLeft = (job.opts.attempts ?? 1) - job.attemptsMade - 1;
+      if (err.code === "REDIS_UNAVAILABLE") {
+        if (await this.waitForRedis(job, token, data, update, log, err)) throw new DelayedError();
+        if (attemptsLeft <= 0) {
+          // Redis took not even the park, and failing the task now would end it unaudited (its
+          // handler ended nothing: see waitForRedis). BullMQ is left to find its lock lapsed and
+          // start it again (its stalled check), as for any attempt Redis lost sight of.
+          log.warn(
+            { event: "task-attempt-stranded", err: err.message },
+            "Redis unavailable on the task's last attempt: left to BullMQ's stalled check",
+          );
+          throw new WaitingError();
+        }
+      }
       if (err.retryable && attemptsLeft > 0) {
         log.warn(
           { event: "task-retry", code: err.code, err: err.message, attemptsLeft },
@@ -1155,6 +1174,48 @@ export class AgentWorker implements WorkerControl {
       this.active.delete(token);
       if (entry.slot) await this.releaseSlot(entry.slot, log);
     }
+  }
+
+  /**
+   * Parks a task whose attempt stopped on Redis being unavailable, to try again after a wait that
+   * doubles with each such stop (up to `redisRetryMaxMs`): a started attempt, as a park is, not
+   * one of its attempts, which a failover or an outage longer than their backoff (15 s) would
+   * use up, failing tasks that had done nothing wrong. False when Redis takes not even the park
+   * (the attempt is then retried as any retryable failure, or BullMQ's stalled check returns it).
+   */
+  private async waitForRedis(
+    job: Job<AgentJobData, AgentTaskResult>,
+    token: string,
+    data: AgentJobData,
+    update: (patch: Partial<AgentJobData>, stepsUntil?: number) => Promise<void>,
+    log: Logger,
+    err: AgentryError,
+  ): Promise<boolean> {
+    const entry = TASK_CATALOG["agent.run"];
+    const redisWaits = (data.redisWaits ?? 0) + 1;
+    const waitMs = Math.min(
+      backoffDelayMs(redisWaits, entry.backoffMs),
+      this.options.redisRetryMaxMs ?? entry.redisWaitMaxMs,
+    );
+    const until = this.clock.now() + waitMs;
+    try {
+      // The step log must outlive the park.
+      await update({ parked: { reason: "redis_unavailable", until }, redisWaits }, until);
+      await job.moveToDelayed(this.hostTime(until), token);
+    } catch {
+      return false;
+    }
+    log.warn(
+      {
+        event: "task-waits-for-redis",
+        err: err.message,
+        waitMs,
+        redisWaits,
+        attemptsStarted: job.attemptsStarted,
+      },
+      "Redis unavailable: task waits and tries again, keeping its attempts",
+    );
+    return true;
   }
 
   /** Frees an attempt's slot and wakes the capped tasks it hands on to. A failure only logs: the lease frees the slot anyway. */
