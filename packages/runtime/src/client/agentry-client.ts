@@ -516,7 +516,6 @@ export class AgentryClient {
     taskId: string,
     options: { signal?: AbortSignal; timeoutMs?: number; caller?: Caller } = {},
   ): AsyncGenerator<TaskEvent> {
-    const events = await this.queueEvents(taskId);
     const buffer: TaskEvent[] = [];
     let wake: (() => void) | undefined;
     const push = (e: TaskEvent) => {
@@ -530,9 +529,22 @@ export class AgentryClient {
     const onEnd = ({ jobId }: { jobId: string }) => {
       if (jobId === taskId) wake?.();
     };
-    events.on("progress", onProgress);
-    events.on("completed", onEnd);
-    events.on("failed", onEnd);
+    // The queue's events make the stream prompt, the polls below make it right: they do not wait
+    // for the events' reader to open (it waits for Redis, however long it is away), and a reader
+    // that opens late or never only makes the stream slower.
+    let events: QueueEvents | undefined;
+    let finished = false;
+    void this.queueEvents(taskId).then(
+      (opened) => {
+        if (finished) return;
+        events = opened;
+        opened.on("progress", onProgress);
+        opened.on("completed", onEnd);
+        opened.on("failed", onEnd);
+        wake?.();
+      },
+      () => undefined,
+    );
     const deadline = this.clock.now() + (options.timeoutMs ?? Number.MAX_SAFE_INTEGER);
     try {
       let lastProgress = "";
@@ -575,9 +587,10 @@ export class AgentryClient {
         wake = undefined;
       }
     } finally {
-      events.off("progress", onProgress);
-      events.off("completed", onEnd);
-      events.off("failed", onEnd);
+      finished = true;
+      events?.off("progress", onProgress);
+      events?.off("completed", onEnd);
+      events?.off("failed", onEnd);
     }
   }
 

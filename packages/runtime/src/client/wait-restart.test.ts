@@ -59,4 +59,51 @@ describe("AgentryClient.wait while Redis restarts", () => {
     });
     expect(await outcome).toEqual({ result: { text: "done", steps: 1 } });
   }, 90_000);
+
+  it("a wait begun while Redis is away keeps its timeout, and one that outlasts the outage returns the result", async () => {
+    let server = await startRedisServer({ appendonly: true });
+    onTestFinished(() => server.stop());
+    const { port, dir } = server;
+    const prefix = "{wait-away}";
+    const client = new AgentryClient({ url: server.url, prefix });
+    onTestFinished(() => client.close());
+    const { taskId } = await client.submit({ prompt: "hello" }, { tenant: "acme" });
+    await server.kill();
+
+    // The wait ends at its deadline, saying why it could not tell: nothing of it waits for Redis
+    // to come back (its queue-events reader would).
+    await expect(client.wait(taskId, { timeoutMs: 1_500 })).rejects.toMatchObject({
+      code: "REDIS_UNAVAILABLE",
+    });
+
+    const status = client.status.bind(client);
+    const unanswered = vi.fn();
+    vi.spyOn(client, "status").mockImplementation(async (...args) => {
+      try {
+        return await status(...args);
+      } catch (err) {
+        unanswered(err);
+        throw err;
+      }
+    });
+    const outcome = client.wait(taskId, { timeoutMs: 60_000 }).then(
+      (result) => ({ result }),
+      (error: unknown) => ({ error }),
+    );
+    await vi.waitFor(
+      () => expect(unanswered).toHaveBeenCalledWith(expect.objectContaining({ code: "REDIS_UNAVAILABLE" })),
+      { timeout: 20_000, interval: 100 },
+    );
+    server = await startRedisServer({ appendonly: true, port, dir });
+    const connection = new Redis(server.port, "127.0.0.1", { maxRetriesPerRequest: null });
+    const worker = new Worker(DEFAULT_QUEUE_NAME, async () => ({ text: "done", steps: 1 }), {
+      connection,
+      prefix,
+    });
+    onTestFinished(async () => {
+      await worker.close();
+      connection.disconnect();
+    });
+    expect(await outcome).toEqual({ result: { text: "done", steps: 1 } });
+  }, 90_000);
 });
