@@ -41,6 +41,15 @@ describe("a worker with AGENTRY_REDIS_WAIT_REPLICAS", () => {
     const waits = () => w.output().split('"event":"task-waits-for-redis"').length - 1;
     await vi.waitFor(() => expect(waits()).toBeGreaterThanOrEqual(7), { timeout: 120_000, interval: 100 });
     expect(w.output()).toContain("is not replicated");
+    // Its status says why it waits.
+    await vi.waitFor(
+      async () =>
+        expect((await client.status(taskId)).progress).toMatchObject({
+          phase: "parked",
+          reason: "redis_unavailable",
+        }),
+      { timeout: 60_000, interval: 20 },
+    );
     expect(w.output()).not.toContain('"event":"task-retry"');
     const redis = createRedis({ url: master.url, role: "command" });
     onTestFinished(() => redis.disconnect());

@@ -119,6 +119,14 @@ export function errorText(error: Pick<AgentryErrorData, "code" | "message">): st
   return `[${error.code}] ${error.message}`;
 }
 
+/** What a parked task waits for, in words. */
+const PARKED_REASONS: Record<string, string> = {
+  session_busy: "another task of this session is running",
+  budget_contended: "other model calls hold the budget's remainder",
+  tenant_capped: "its tenant runs as many tasks as it may",
+  redis_unavailable: "Redis is unavailable; it tries again",
+};
+
 /** One progress line for humans, or undefined for phases not worth a line. */
 export function describeProgress(p: TaskProgress): string | undefined {
   switch (p.phase) {
@@ -137,7 +145,7 @@ export function describeProgress(p: TaskProgress): string | undefined {
         .join("\n");
     }
     case "parked":
-      return `step ${p.step}: waiting (${p.reason === "session_busy" ? "another task of this session is running" : (p.reason ?? "parked")})`;
+      return `step ${p.step}: waiting (${PARKED_REASONS[p.reason ?? ""] ?? p.reason ?? "parked"})`;
     case "done":
       return undefined;
   }

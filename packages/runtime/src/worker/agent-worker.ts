@@ -292,6 +292,16 @@ export interface WorkerHealth {
 const SHUTDOWN = Symbol("agentry.shutdown");
 
 /**
+ * A fenced write of an attempt's job data with `patch`: with `stepsUntil`, the step log is kept
+ * until then; with `progress`, it goes with the data.
+ */
+type UpdateJob = (
+  patch: Partial<AgentJobData>,
+  stepsUntil?: number,
+  progress?: TaskProgress,
+) => Promise<void>;
+
+/**
  * A BullMQ worker for Agentry tasks. It maps handler outcomes onto job states: parked → delayed
  * (slot freed at once), provider 429 → queue-wide rate limit + RateLimitError (no attempt used),
  * retryable error → backoff (honouring `retryAfterMs`), other errors → UnrecoverableError.
@@ -988,13 +998,17 @@ export class AgentWorker implements WorkerControl {
     const stepsTtlMs = this.options.stepLogTtlMs ?? DEFAULT_STEP_LOG_TTL_MS;
     /** The data as written: a change (e.g. the first trace) rides with the next step write. */
     let written = data;
-    const update = async (patch: Partial<AgentJobData>, stepsUntil?: number) => {
+    const update: UpdateJob = async (patch, stepsUntil, progress) => {
       data = { ...data, ...patch };
-      if (stepsUntil === undefined) await this.jobWriter.write(keys, taskId, token, "data", data);
+      if (stepsUntil === undefined && progress === undefined)
+        await this.jobWriter.write(keys, taskId, token, "data", data);
       else
         await this.jobWriter.commit(keys, taskId, token, {
           data,
-          stepsTtlMs: Math.max(stepsUntil - this.clock.now(), 0) + stepsTtlMs,
+          ...(stepsUntil === undefined
+            ? {}
+            : { stepsTtlMs: Math.max(stepsUntil - this.clock.now(), 0) + stepsTtlMs }),
+          ...(progress === undefined ? {} : { progress }),
         });
       written = data;
     };
@@ -1187,7 +1201,7 @@ export class AgentWorker implements WorkerControl {
     job: Job<AgentJobData, AgentTaskResult>,
     token: string,
     data: AgentJobData,
-    update: (patch: Partial<AgentJobData>, stepsUntil?: number) => Promise<void>,
+    update: UpdateJob,
     log: Logger,
     err: AgentryError,
   ): Promise<boolean> {
@@ -1199,8 +1213,13 @@ export class AgentWorker implements WorkerControl {
     );
     const until = this.clock.now() + waitMs;
     try {
-      // The step log must outlive the park.
-      await update({ parked: { reason: "redis_unavailable", until }, redisWaits }, until);
+      // The step log must outlive the park; the progress says why the task waits.
+      const step = (job.progress as Partial<TaskProgress> | undefined)?.step ?? 0;
+      await update({ parked: { reason: "redis_unavailable", until }, redisWaits }, until, {
+        step,
+        phase: "parked",
+        reason: "redis_unavailable",
+      });
       await job.moveToDelayed(this.hostTime(until), token);
     } catch {
       return false;
