@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, renameSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +19,11 @@ import { startWorkerProcess, waitStarted, type WorkerProcess } from "../worker-p
 // their Date.now() and `new Date()`.
 
 const SKEWED_CLOCK = fileURLToPath(new URL("./skewed-clock.mjs", import.meta.url));
+/** Steps a skewed worker's clock: a whole file at once (written aside, then renamed over). */
+function setSkew(file: string, ms: string): void {
+  writeFileSync(`${file}.next`, ms);
+  renameSync(`${file}.next`, file);
+}
 const TWO_HOURS = 2 * 3_600_000;
 
 const redis = useTestRedis("clock-skew");
@@ -173,7 +178,7 @@ describe("a worker whose host clock is hours off", () => {
     cluster = await startApprovalCluster(redis, { workers: 0, policy: writePolicyFile(POLICY) });
     const c = cluster;
     const skewFile = join(mkdtempSync(join(tmpdir(), "agentry-skew-")), "skew");
-    writeFileSync(skewFile, "0");
+    setSkew(skewFile, "0");
     const port = await freePort();
     const w = startWorkerProcess(
       "stepped",
@@ -190,7 +195,7 @@ describe("a worker whose host clock is hours off", () => {
     await waitStarted(w);
     const work = await pendingWork(c);
 
-    writeFileSync(skewFile, String(TWO_HOURS));
+    setSkew(skewFile, String(TWO_HOURS));
     await expect
       .poll(() => w.output().includes('"event":"clock-skew-paused"'), { timeout: 60_000 })
       .toBe(true);
@@ -215,7 +220,7 @@ describe("a worker whose host clock is hours off", () => {
     expect(Math.abs(offset + TWO_HOURS / 1000)).toBeLessThan(60);
 
     // Back under the limit but not within half of it: it stays paused (no flapping at the limit).
-    writeFileSync(skewFile, "700");
+    setSkew(skewFile, "700");
     const scrape = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     await expect
       .poll(async () => Number(/^agentry_clock_offset_seconds\S* (\S+)$/m.exec(await scrape())?.[1]), {
@@ -225,7 +230,7 @@ describe("a worker whose host clock is hours off", () => {
       .toBeCloseTo(-0.7, 0);
     expect(await scrape()).toMatch(/^agentry_clock_skew_paused\S* 1$/m);
 
-    writeFileSync(skewFile, "0");
+    setSkew(skewFile, "0");
     await expect
       .poll(() => w.output().includes('"event":"clock-skew-resumed"'), { timeout: 60_000 })
       .toBe(true);

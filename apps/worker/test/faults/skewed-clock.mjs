@@ -9,7 +9,10 @@ const file = process.env.AGENTRY_TEST_CLOCK_SKEW_FILE;
 let skewMs = Number(process.env.AGENTRY_TEST_CLOCK_SKEW_MS ?? 0);
 const readSkew = () => {
   try {
-    skewMs = Number(readFileSync(file, "utf8").trim()) || 0;
+    const text = readFileSync(file, "utf8").trim();
+    // Empty while a writer has truncated it and not yet written: keep the last value (reading
+    // it as 0 stepped the clock back for 50 ms, and a worker under test resumed).
+    if (text !== "" && Number.isFinite(Number(text))) skewMs = Number(text);
   } catch {
     // Not written yet: keep the last value.
   }
