@@ -1147,20 +1147,23 @@ export class AgentWorker implements WorkerControl {
         );
         throw new RateLimitError();
       }
+      // A task that waits for Redis keeps its error with the park, in one write.
+      if (
+        err.code === "REDIS_UNAVAILABLE" &&
+        (await this.waitForRedis(job, token, data.redisWaits, update, log, err))
+      )
+        throw new DelayedError();
       await update({ error: err.toData() }).catch(() => undefined);
       const attemptsLeft = (job.opts.attempts ?? 1) - job.attemptsMade - 1;
-      if (err.code === "REDIS_UNAVAILABLE") {
-        if (await this.waitForRedis(job, token, data, update, log, err)) throw new DelayedError();
-        if (attemptsLeft <= 0) {
-          // Redis took not even the park, and failing the task now would end it unaudited (its
-          // handler ended nothing: see waitForRedis). BullMQ is left to find its lock lapsed and
-          // start it again (its stalled check), as for any attempt Redis lost sight of.
-          log.warn(
-            { event: "task-attempt-stranded", err: err.message },
-            "Redis unavailable on the task's last attempt: left to BullMQ's stalled check",
-          );
-          throw new WaitingError();
-        }
+      if (err.code === "REDIS_UNAVAILABLE" && attemptsLeft <= 0) {
+        // Redis took not even the park, and failing the task now would end it unaudited (its
+        // handler ended nothing: see waitForRedis). BullMQ is left to find its lock lapsed and
+        // start it again (its stalled check), as for any attempt Redis lost sight of.
+        log.warn(
+          { event: "task-attempt-stranded", err: err.message },
+          "Redis unavailable on the task's last attempt: left to BullMQ's stalled check",
+        );
+        throw new WaitingError();
       }
       if (err.retryable && attemptsLeft > 0) {
         log.warn(
@@ -1200,13 +1203,13 @@ export class AgentWorker implements WorkerControl {
   private async waitForRedis(
     job: Job<AgentJobData, AgentTaskResult>,
     token: string,
-    data: AgentJobData,
+    waitedBefore: number | undefined,
     update: UpdateJob,
     log: Logger,
     err: AgentryError,
   ): Promise<boolean> {
     const entry = TASK_CATALOG["agent.run"];
-    const redisWaits = (data.redisWaits ?? 0) + 1;
+    const redisWaits = (waitedBefore ?? 0) + 1;
     const waitMs = Math.min(
       backoffDelayMs(redisWaits, entry.backoffMs),
       this.options.redisRetryMaxMs ?? entry.redisWaitMaxMs,
@@ -1215,11 +1218,15 @@ export class AgentWorker implements WorkerControl {
     try {
       // The step log must outlive the park; the progress says why the task waits.
       const step = (job.progress as Partial<TaskProgress> | undefined)?.step ?? 0;
-      await update({ parked: { reason: "redis_unavailable", until }, redisWaits }, until, {
-        step,
-        phase: "parked",
-        reason: "redis_unavailable",
-      });
+      await update(
+        { parked: { reason: "redis_unavailable", until }, redisWaits, error: err.toData() },
+        until,
+        {
+          step,
+          phase: "parked",
+          reason: "redis_unavailable",
+        },
+      );
       await job.moveToDelayed(this.hostTime(until), token);
     } catch {
       return false;
